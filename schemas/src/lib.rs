@@ -1,0 +1,36 @@
+//! The Karpoosheh wire contract.
+//!
+//! Everything agencies, the identity side and the inbox apps exchange with
+//! the engine: mailbox and agency IDs (with the national check-digit
+//! rules), tracking codes, the notice envelope and its validation, receipts,
+//! confirmations, mailbox profiles and dead-letter records; the JSON Schema
+//! files generated from these types (`schemas/json/`) and the ScyllaDB CQL
+//! schema (`schemas/cql/`).
+//!
+//! This crate does no I/O and has no async code, so anyone — the engine,
+//! the load generator, an agency's own Rust tooling — can depend on it.
+//! Validation reports every problem in a message at once, each as a stable
+//! snake_case [`Reason`] plus a human message.
+
+mod decode;
+mod ids;
+mod json_schema;
+mod limits;
+mod messages;
+mod notice;
+mod reason;
+mod tracking;
+
+pub use decode::{decode_notice, email_domain, is_iranian_mobile, validate_profile, Rejection};
+pub use ids::{
+    digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId, IdError, MailboxAddress,
+    MailboxId, MailboxKind,
+};
+pub use json_schema::{all_schemas, CQL_SCHEMA};
+pub use limits::{ByteSize, HumanDuration, Limits};
+pub use messages::{
+    Channel, Confirmation, DeadLetter, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
+};
+pub use notice::{AccessLevel, Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION};
+pub use reason::{Problem, Reason};
+pub use tracking::{TrackingCode, TrackingCodeError, MAX_NODE, TRACKING_EPOCH_MS};

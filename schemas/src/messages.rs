@@ -1,0 +1,159 @@
+//! The other messages of the contract: receipts back to agencies,
+//! recipients' confirmations, mailbox profiles, and dead-letter records.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgencyId, MailboxId};
+use crate::notice::{AccessLevel, SCHEMA_VERSION};
+use crate::reason::Problem;
+use crate::tracking::TrackingCode;
+
+/// A notification channel (art. 29; SMS from the 4040 short code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    Email,
+    Push,
+}
+
+/// The life-cycle state of a mailbox (DOMAIN.md, art. 31, 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxStatus {
+    /// Registered and reachable.
+    Active,
+    /// The person exists but never registered: notices are kept, nobody can
+    /// be notified.
+    #[default]
+    NotActivated,
+    /// Deceased: access follows inheritance law (art. 31).
+    Deceased,
+    /// Legally incapacitated: access through the guardian (art. 31).
+    Incapacitated,
+    /// A dissolved legal entity (art. 32).
+    Dissolved,
+}
+
+/// One event an agency is told about a notice, in
+/// `karpoosheh.receipts.<agency>`, keyed by the agency's reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ReceiptEvent {
+    /// Stored durably. `duplicate` is true when this was an exact re-send of
+    /// a notice stored before; the tracking code is the original one.
+    Accepted { tracking_code: TrackingCode, duplicate: bool },
+    /// Not stored; every problem is listed.
+    Rejected { problems: Vec<Problem> },
+    /// Notification round `round` (1-3) went out on `channel`.
+    NotificationSent { tracking_code: TrackingCode, round: u8, channel: Channel, to_representative: bool },
+    /// Notification round `round` failed on every channel.
+    NotificationFailed { tracking_code: TrackingCode, round: u8, reason: String },
+    /// The recipient confirmed (`count` is 1 or 2).
+    Confirmed { tracking_code: TrackingCode, count: u8 },
+    /// Actually served (art. 29): confirmed twice; `served_at` is the legal time.
+    Served { tracking_code: TrackingCode, served_at: DateTime<Utc> },
+    /// All rounds done with fewer than two confirmations: serve on paper.
+    NotServed { tracking_code: TrackingCode },
+    /// Retention expiry passed before the notice was served.
+    Expired { tracking_code: TrackingCode },
+    /// Stored, but the mailbox cannot be notified in its current state.
+    MailboxUnreachable { tracking_code: TrackingCode, status: MailboxStatus },
+    /// Stored, but the mailbox's access level is below the notice's minimum.
+    AccessLevelInsufficient { tracking_code: TrackingCode, required: AccessLevel, held: AccessLevel },
+}
+
+/// A receipt: one event about one notice, for the sending agency.
+/// Receipts are delivered at least once; deduplicate by `receipt_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Receipt")]
+pub struct Receipt {
+    pub schema_version: u32,
+    /// Unique per event; the same event re-delivered has the same ID.
+    pub receipt_id: String,
+    pub agency: AgencyId,
+    /// The agency's reference, when the envelope carried a readable one.
+    pub reference: Option<String>,
+    /// When the event happened.
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: ReceiptEvent,
+}
+
+impl Receipt {
+    pub fn new(receipt_id: String, agency: AgencyId, reference: Option<String>, at: DateTime<Utc>, event: ReceiptEvent) -> Self {
+        Receipt { schema_version: SCHEMA_VERSION, receipt_id, agency, reference, at, event }
+    }
+}
+
+/// A recipient's confirmation of a notice, from `karpoosheh.acks`, keyed by
+/// recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Confirmation")]
+pub struct Confirmation {
+    pub schema_version: u32,
+    /// Unique per confirmation; re-deliveries carry the same ID.
+    pub confirmation_id: String,
+    pub tracking_code: TrackingCode,
+    /// The mailbox confirming; must be the notice's recipient or one of
+    /// its representatives.
+    pub confirmed_by: MailboxId,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+/// A mailbox profile from the identity side, in the compacted
+/// `karpoosheh.registry` topic, keyed by mailbox ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Mailbox profile")]
+pub struct MailboxProfile {
+    pub schema_version: u32,
+    pub id: MailboxId,
+    pub status: MailboxStatus,
+    /// Verified access level, 0 (none) to 3 (art. 18).
+    pub access_level: AccessLevel,
+    /// Verified mobile, `09` and nine digits; SMS comes from 4040.
+    #[serde(default)]
+    pub mobile: Option<String>,
+    /// E-mail; on a `.ir` domain for natural persons (art. 20).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Whether the recipient has the app / messenger for push.
+    #[serde(default)]
+    pub push: bool,
+    /// Mailboxes this one has delegated to (art. 22); they are notified too.
+    #[serde(default)]
+    pub representatives: Vec<MailboxId>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where an undecodable record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// A line in an NDJSON file (1-based).
+    File { path: String, line: u64 },
+    /// A Kafka record.
+    Kafka { topic: String, partition: i32, offset: i64 },
+    /// The in-process source (demo and load tests).
+    InProcess { sequence: u64 },
+}
+
+/// A record that could not be decoded into an envelope at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Dead letter")]
+pub struct DeadLetter {
+    pub schema_version: u32,
+    pub source: SourcePosition,
+    /// The agency the source speaks for, when it speaks for one.
+    pub agency: Option<AgencyId>,
+    pub problems: Vec<Problem>,
+    /// The original bytes, base64 (standard alphabet), cut at the limit.
+    pub payload_base64: String,
+    /// The original size in bytes.
+    pub payload_size: u64,
+    pub at: DateTime<Utc>,
+}
