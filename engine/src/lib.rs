@@ -1,1 +1,37 @@
+//! The Karpoosheh delivery engine.
+//!
+//! Owns the path from agencies' input to durable mailboxes: sources
+//! ([`source`]), decoding and validation, sharded batching and group
+//! commit ([`pipeline`]), mailbox stores ([`store`]), receipts and other
+//! sinks ([`sink`]), metrics and health endpoints, configuration, and the
+//! traffic model shared by the demo and the load generator ([`traffic`]).
+//!
+//! It must not own the wire contract (that is `karpoosheh-schemas`) or
+//! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
+//! writes a national ID into a log line or a metric label.
 
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod internal_events;
+pub mod metric_names;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod store;
+#[path = "traffic_stub.rs"]
+pub mod traffic;
+
+pub use config::Config;
+pub use pipeline::{Pipeline, PipelineError, RunSummary, TrackingCodes};
+pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};
+
+/// Opens the store the configuration names.
+pub fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let mut s = FjallStoreConfig::new(&cfg.store.path);
+    s.durability = cfg.store.durability;
+    s.cache_bytes = cfg.store.cache_size.as_u64();
+    s.memtable_bytes = cfg.store.memtable_size.as_u64();
+    s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
+    Ok(std::sync::Arc::new(FjallStore::open(s)?))
+}

@@ -1,1 +1,471 @@
-fn main(){}
+//! `karpoosheh`: the engine and the operators' commands.
+
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use karpoosheh_engine::config::{Config, LogFormat};
+use karpoosheh_engine::demo::{self, DemoOptions};
+use karpoosheh_engine::sink::{NdjsonReceipts, Sink, Tally, TallySink};
+use karpoosheh_engine::source::FileSource;
+use karpoosheh_engine::{http::Health, open_store, Pipeline};
+use karpoosheh_schemas::{AgencyId, MailboxKind, TrackingCode};
+
+#[derive(Parser)]
+#[command(
+    name = "karpoosheh",
+    version,
+    about = "Karpoosheh: the delivery engine of the national e-inbox",
+    max_term_width = 100
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, defaults apply; see docs/configuration.md.
+    #[arg(long, global = true, env = "KARPOOSHEH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one option, e.g. --set pipeline.shards=8 (repeatable; beats file and environment).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Shortcut for --set store.path=DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the real engine on the embedded store, fed by the load generator, with live progress.
+    Demo {
+        /// Notices to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        notices: u64,
+        /// Share of deliberately bad input.
+        #[arg(long, default_value_t = 0.03)]
+        bad_ratio: f64,
+        /// Share of exact re-sends.
+        #[arg(long, default_value_t = 0.01)]
+        duplicate_ratio: f64,
+        /// Offer at most this many records per second (0: as fast as the engine takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Store directory (default ./karpoosheh-demo; a previous demo's is wiped).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Ingest an NDJSON batch file (one notice envelope per line) into the store.
+    Ingest {
+        /// The NDJSON file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The agency the file is sent for: every envelope must name it.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Write a receipt per record (NDJSON) to this file.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+    },
+    /// List a mailbox, newest first.
+    Mailbox {
+        /// National code (10 digits) or legal national ID (11 digits), or <id>@iran.
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Show notices older than this tracking code (the "next" of a previous page).
+        #[arg(long)]
+        before: Option<String>,
+        /// One JSON object per notice.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one notice by tracking code.
+    Notice {
+        tracking_code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the rejections kept for an agency (or unattributed ones).
+    Rejections {
+        /// Agency ID; omit for rejections that could not be attributed to one.
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Show rejections after this ID.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Show records that could not be decoded at all.
+    DeadLetters {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Check national codes / legal IDs: arguments, or one per line on stdin.
+    /// Prints `ID<TAB>valid<TAB>person|legal` or `ID<TAB>invalid<TAB>reason`.
+    CheckId {
+        ids: Vec<String>,
+        /// Add the human explanation as a fourth column.
+        #[arg(long)]
+        explain: bool,
+        /// Exit with status 1 if any ID is invalid.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the effective configuration (defaults, file, environment, flags) as TOML.
+    Config,
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+fn shutdown_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while draining exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("karpoosheh: error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut sets = cli.sets.clone();
+    if let Some(d) = &cli.data_dir {
+        sets.push(format!(
+            "store.path={}",
+            toml_string(&d.display().to_string())
+        ));
+    }
+    if let Command::Demo { dir, .. } = &cli.command {
+        let dir = dir
+            .clone()
+            .or(cli.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./karpoosheh-demo"));
+        sets.push(format!(
+            "store.path={}",
+            toml_string(&dir.display().to_string())
+        ));
+    }
+    let cfg = Config::load(cli.config.as_deref(), std::env::vars(), &sets)?;
+    init_logging(&cfg);
+
+    match cli.command {
+        Command::Demo {
+            notices,
+            bad_ratio,
+            duplicate_ratio,
+            rate,
+            seed,
+            quiet,
+            ..
+        } => {
+            if !(0.0..=0.5).contains(&bad_ratio) || !(0.0..=0.5).contains(&duplicate_ratio) {
+                bail!("--bad-ratio and --duplicate-ratio must be between 0 and 0.5");
+            }
+            demo::prepare_data_dir(&cfg.store.path)?;
+            let opts = DemoOptions {
+                notices,
+                bad_ratio,
+                duplicate_ratio,
+                seed,
+                rate,
+                progress: !quiet,
+                serve_metrics: true,
+            };
+            eprintln!(
+                "karpoosheh demo: {} notices into {} (durability {:?}); metrics on http://{}/metrics; Ctrl-C stops cleanly",
+                demo::group(notices),
+                cfg.store.path.display(),
+                cfg.store.durability,
+                cfg.metrics.listen
+            );
+            let report = demo::run(&cfg, &opts, shutdown_flag()?)?;
+            println!("{}", report.render());
+            if !report.accounted() && report.records == notices {
+                bail!("not every record was accounted for as generated (see the report)");
+            }
+            Ok(())
+        }
+        Command::Ingest {
+            file,
+            agency,
+            receipts,
+        } => {
+            let agency = agency
+                .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
+                .transpose()?;
+            let store = open_store(&cfg)?;
+            let source = FileSource::open(
+                &file,
+                agency,
+                cfg.limits.max_payload_bytes.as_u64() as usize,
+            )?;
+            let tally = Arc::new(Mutex::new(Tally::default()));
+            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TallySink(tally.clone()))];
+            if let Some(r) = &receipts {
+                sinks.push(Box::new(NdjsonReceipts::create(r)?));
+            }
+            let pipeline = Pipeline {
+                config: cfg.pipeline.clone(),
+                limits: cfg.limits.clone(),
+                node_id: cfg.node_id,
+                store,
+                sinks,
+                health: Health::default(),
+                shutdown: shutdown_flag()?,
+            };
+            let summary = pipeline.run(Box::new(source))?;
+            let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            println!(
+                "{}: {} records in {:.2}s — stored {}, duplicates {}, rejected {}, dead-lettered {}",
+                file.display(),
+                summary.records,
+                summary.elapsed.as_secs_f64(),
+                t.stored,
+                t.duplicates,
+                t.rejected_total(),
+                t.dead_letters_total()
+            );
+            for (r, n) in t.rejected.iter().chain(t.dead_letters.iter()) {
+                println!("  {:<30} {n}", r.code());
+            }
+            if let Some(r) = receipts {
+                println!("receipts: {}", r.display());
+            }
+            Ok(())
+        }
+        Command::Mailbox {
+            id,
+            limit,
+            before,
+            json,
+        } => {
+            let id = karpoosheh_schemas::parse_recipient(id.trim())
+                .map_err(|e| anyhow::anyhow!("{id:?}: {e}"))?;
+            let before = before
+                .map(|b| {
+                    TrackingCode::parse(&b).map_err(|e| anyhow::anyhow!("--before {b:?}: {e}"))
+                })
+                .transpose()?;
+            let store = open_store(&cfg)?;
+            let page = store.mailbox(id, before, limit)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            if json {
+                for n in &page.notices {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({
+                            "tracking_code": n.tracking_code, "accepted_at": n.accepted_at, "notice": n.notice
+                        }),
+                    )?;
+                    writeln!(out)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "mailbox {} ({}) — {} notice(s), newest first",
+                    id.address(),
+                    kind_name(id.kind()),
+                    page.notices.len()
+                )?;
+                for n in &page.notices {
+                    writeln!(
+                        out,
+                        "{}  {}  {:<16} {:<15} {}",
+                        n.tracking_code,
+                        n.accepted_at.format("%Y-%m-%d %H:%M:%S"),
+                        n.notice.agency,
+                        n.notice.kind,
+                        truncate(&n.notice.title, 60)
+                    )?;
+                }
+                if let Some(next) = page.next {
+                    writeln!(out, "more: karpoosheh mailbox {id} --before {next}")?;
+                }
+            }
+            Ok(())
+        }
+        Command::Notice {
+            tracking_code,
+            json,
+        } => {
+            let code = TrackingCode::parse(&tracking_code)
+                .map_err(|e| anyhow::anyhow!("{tracking_code:?}: {e}"))?;
+            let store = open_store(&cfg)?;
+            let Some(n) = store.notice(code)? else {
+                bail!("no notice with tracking code {code}")
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "tracking_code": n.tracking_code, "accepted_at": n.accepted_at,
+                        "content_sha256": hex(&n.content_hash), "notice": n.notice
+                    }))?
+                );
+            } else {
+                let v = &n.notice;
+                println!("tracking code   {}", n.tracking_code);
+                println!("accepted at     {}", n.accepted_at.to_rfc3339());
+                println!("agency          {} (reference {})", v.agency, v.reference);
+                println!("recipient       {}", v.recipient.address());
+                println!("kind            {} / life event {}", v.kind, v.life_event);
+                println!("access level    {} or higher to open", v.min_access_level);
+                println!("sent at         {}", v.sent_at.to_rfc3339());
+                println!("expires at      {}", v.expires_at.to_rfc3339());
+                if let Some(b) = &v.batch_id {
+                    println!("batch           {b}");
+                }
+                println!("content sha256  {}", hex(&n.content_hash));
+                println!("title           {}", v.title);
+                for a in &v.attachments {
+                    println!(
+                        "attachment      {} ({}, {} bytes, sha256 {})",
+                        a.name, a.media_type, a.size, a.sha256
+                    );
+                }
+                println!("\n{}", v.body);
+            }
+            Ok(())
+        }
+        Command::Rejections {
+            agency,
+            limit,
+            after,
+        } => {
+            let agency = agency
+                .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
+                .transpose()?;
+            let store = open_store(&cfg)?;
+            let list = store.rejections(agency.as_ref(), after, limit)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for r in &list {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "id": r.id, "rejection": r.rejection }),
+                )?;
+                writeln!(out)?;
+            }
+            if list.len() == limit {
+                if let Some(last) = list.last() {
+                    eprintln!("more: add --after {}", last.id);
+                }
+            }
+            Ok(())
+        }
+        Command::DeadLetters { limit, after } => {
+            let store = open_store(&cfg)?;
+            let list = store.dead_letters(after, limit)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for (id, d) in &list {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "id": id, "dead_letter": d }),
+                )?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        Command::CheckId {
+            ids,
+            explain,
+            strict,
+        } => {
+            let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let mut invalid = 0u64;
+            let mut check = |raw: &str, out: &mut BufWriter<_>| -> std::io::Result<()> {
+                let id = raw.trim();
+                match karpoosheh_schemas::parse_recipient(id) {
+                    Ok(m) => writeln!(out, "{id}\tvalid\t{}", kind_name(m.kind())),
+                    Err(e) => {
+                        invalid += 1;
+                        if explain {
+                            writeln!(out, "{id}\tinvalid\t{}\t{e}", e.reason().code())
+                        } else {
+                            writeln!(out, "{id}\tinvalid\t{}", e.reason().code())
+                        }
+                    }
+                }
+            };
+            if ids.is_empty() {
+                let stdin = std::io::stdin();
+                let mut line = Vec::new();
+                let mut reader = stdin.lock();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    check(text, &mut out)?;
+                }
+            } else {
+                for id in &ids {
+                    check(id, &mut out)?;
+                }
+            }
+            out.flush()?;
+            if strict && invalid > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&cfg)?);
+            Ok(())
+        }
+    }
+}
+
+fn kind_name(k: MailboxKind) -> &'static str {
+    k.as_str()
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let mut out: String = s.chars().take(n).collect();
+    if s.chars().count() > n {
+        out.push('…');
+    }
+    out
+}

@@ -13,12 +13,12 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::ids::MailboxKind;
 use crate::ids::{parse_recipient, truncate_for_message, AgencyId};
 use crate::limits::Limits;
 use crate::messages::MailboxProfile;
 use crate::notice::{Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION};
 use crate::reason::{Problem, Reason};
-use crate::ids::MailboxKind;
 
 /// Why a notice was not accepted, with what could be read of who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn single(reason: Reason, message: impl Into<String>) -> Self {
-        Rejection { agency: None, reference: None, problems: vec![Problem::new(reason, None, message)] }
+        Rejection {
+            agency: None,
+            reference: None,
+            problems: vec![Problem::new(reason, None, message)],
+        }
     }
 
     /// True when the payload could not be read as an envelope at all.
@@ -75,7 +79,7 @@ struct WireNotice<'a> {
     title: Option<Cow<'a, str>>,
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "attachment_objects")]
     attachments: Option<Vec<WireAttachment<'a>>>,
     min_access_level: Option<u64>,
     #[serde(borrow)]
@@ -88,20 +92,60 @@ struct WireNotice<'a> {
     batch_id: Option<Cow<'a, str>>,
 }
 
+/// Accepts only a JSON object. serde's derived struct impls also read a
+/// struct from an array of its fields in declaration order, which would let
+/// `[1, "tax", ...]` through as a notice; the contract says objects only.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
+}
+
+fn attachment_objects<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<WireAttachment<'a>>>, D::Error> {
+    let list = Option::<Vec<ObjectOnly<WireAttachment<'a>>>>::deserialize(d)?;
+    Ok(list.map(|l| l.into_iter().map(|a| a.0).collect()))
+}
+
 /// Decodes and validates one envelope. `now` decides whether the expiry is
 /// in the past; pass the engine's clock.
-pub fn decode_notice(bytes: &[u8], limits: &Limits, now: DateTime<Utc>) -> Result<Notice, Rejection> {
+pub fn decode_notice(
+    bytes: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Notice, Rejection> {
     if bytes.is_empty() || bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Rejection::single(Reason::EmptyPayload, "the message is empty"));
+        return Err(Rejection::single(
+            Reason::EmptyPayload,
+            "the message is empty",
+        ));
     }
     if bytes.len() as u64 > limits.max_payload_bytes.0 {
         return Err(Rejection::single(
             Reason::PayloadTooLarge,
-            format!("the message has {} bytes; the limit is {}", bytes.len(), limits.max_payload_bytes),
+            format!(
+                "the message has {} bytes; the limit is {}",
+                bytes.len(),
+                limits.max_payload_bytes
+            ),
         ));
     }
-    match serde_json::from_slice::<WireNotice<'_>>(bytes) {
-        Ok(wire) => validate(wire, Vec::new(), limits, now),
+    match serde_json::from_slice::<ObjectOnly<WireNotice<'_>>>(bytes) {
+        Ok(ObjectOnly(wire)) => validate(wire, Vec::new(), limits, now),
         Err(e) if e.is_data() => slow_path(bytes, &e, limits, now),
         Err(e) => Err(classify_syntax_error(bytes, &e)),
     }
@@ -111,7 +155,10 @@ fn classify_syntax_error(bytes: &[u8], e: &serde_json::Error) -> Rejection {
     if let Err(u) = std::str::from_utf8(bytes) {
         return Rejection::single(
             Reason::InvalidUtf8,
-            format!("the message is not UTF-8 (bad byte at offset {})", u.valid_up_to()),
+            format!(
+                "the message is not UTF-8 (bad byte at offset {})",
+                u.valid_up_to()
+            ),
         );
     }
     Rejection::single(Reason::MalformedJson, format!("not valid JSON: {e}"))
@@ -119,14 +166,22 @@ fn classify_syntax_error(bytes: &[u8], e: &serde_json::Error) -> Rejection {
 
 /// Re-reads a message whose fields did not all have the right types,
 /// reporting each field's problem separately.
-fn slow_path(bytes: &[u8], first_error: &serde_json::Error, limits: &Limits, now: DateTime<Utc>) -> Result<Notice, Rejection> {
+fn slow_path(
+    bytes: &[u8],
+    first_error: &serde_json::Error,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Notice, Rejection> {
     use serde_json::Value;
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return Err(classify_syntax_error(bytes, &e)),
     };
     let Value::Object(map) = value else {
-        return Err(Rejection::single(Reason::NotAnObject, "a notice must be a JSON object"));
+        return Err(Rejection::single(
+            Reason::NotAnObject,
+            "a notice must be a JSON object",
+        ));
     };
     let mut problems = Vec::new();
     let mut w = WireNotice::default();
@@ -153,7 +208,10 @@ fn slow_path(bytes: &[u8], first_error: &serde_json::Error, limits: &Limits, now
                 problems.push(Problem::new(
                     Reason::WrongType,
                     field.to_owned(),
-                    format!("{field} must be a non-negative integer, not {}", json_type(&other)),
+                    format!(
+                        "{field} must be a non-negative integer, not {}",
+                        json_type(&other)
+                    ),
                 ));
                 None
             }
@@ -169,7 +227,9 @@ fn slow_path(bytes: &[u8], first_error: &serde_json::Error, limits: &Limits, now
             "kind" => w.kind = string("kind", v, &mut problems),
             "title" => w.title = string("title", v, &mut problems),
             "body" => w.body = string("body", v, &mut problems),
-            "min_access_level" => w.min_access_level = integer("min_access_level", v, &mut problems),
+            "min_access_level" => {
+                w.min_access_level = integer("min_access_level", v, &mut problems)
+            }
             "life_event" => w.life_event = string("life_event", v, &mut problems),
             "expires_at" => w.expires_at = string("expires_at", v, &mut problems),
             "sent_at" => w.sent_at = string("sent_at", v, &mut problems),
@@ -196,7 +256,10 @@ fn slow_path(bytes: &[u8], first_error: &serde_json::Error, limits: &Limits, now
                             other => problems.push(Problem::new(
                                 Reason::WrongType,
                                 format!("attachments[{i}]"),
-                                format!("an attachment must be an object, not {}", json_type(&other)),
+                                format!(
+                                    "an attachment must be an object, not {}",
+                                    json_type(&other)
+                                ),
                             )),
                         }
                         out.push(a);
@@ -217,7 +280,11 @@ fn slow_path(bytes: &[u8], first_error: &serde_json::Error, limits: &Limits, now
         // a key given twice, which different JSON readers resolve
         // differently, so it is never accepted.
         let msg = first_error.to_string();
-        let reason = if msg.contains("duplicate field") { Reason::DuplicateField } else { Reason::WrongType };
+        let reason = if msg.contains("duplicate field") {
+            Reason::DuplicateField
+        } else {
+            Reason::WrongType
+        };
         problems.push(Problem::new(reason, None, msg));
     }
     validate(w, problems, limits, now)
@@ -244,15 +311,33 @@ fn json_type(v: &serde_json::Value) -> &'static str {
 }
 
 fn missing(field: &str) -> Problem {
-    Problem::new(Reason::MissingField, field.to_owned(), format!("{field} is required"))
+    Problem::new(
+        Reason::MissingField,
+        field.to_owned(),
+        format!("{field} is required"),
+    )
 }
 
 fn has_control_chars(s: &str, allow_newlines: bool) -> bool {
-    s.chars().any(|c| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t')))
+    s.chars()
+        .any(|c| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t')))
 }
 
 fn parse_time(field: &str, s: &str, problems: &mut Vec<Problem>) -> Option<DateTime<Utc>> {
     match DateTime::parse_from_rfc3339(s) {
+        // An offset can carry a valid local time out of RFC 3339's years
+        // 0000-9999 in UTC; such an instant could not be written back.
+        Ok(t) if !(0..=9999).contains(&chrono::Datelike::year(&t.with_timezone(&Utc))) => {
+            problems.push(Problem::new(
+                Reason::InvalidTimestamp,
+                field.to_owned(),
+                format!(
+                    "{field} {:?} is outside the years 0000-9999 in UTC",
+                    truncate_for_message(s, 40)
+                ),
+            ));
+            None
+        }
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(e) => {
             problems.push(Problem::new(
@@ -265,12 +350,25 @@ fn parse_time(field: &str, s: &str, problems: &mut Vec<Problem>) -> Option<DateT
     }
 }
 
-fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now: DateTime<Utc>) -> Result<Notice, Rejection> {
+fn validate(
+    w: WireNotice<'_>,
+    mut problems: Vec<Problem>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Notice, Rejection> {
     let raw_agency = w.agency.as_deref().map(|s| truncate_for_message(s, 64));
-    let raw_reference = w.reference.as_deref().map(|s| truncate_for_message(s, limits.max_reference_chars));
+    let raw_reference = w
+        .reference
+        .as_deref()
+        .map(|s| truncate_for_message(s, limits.max_reference_chars));
 
     match w.schema_version {
-        None if !problems.iter().any(|p| p.field.as_deref() == Some("schema_version")) => problems.push(missing("schema_version")),
+        None if !problems
+            .iter()
+            .any(|p| p.field.as_deref() == Some("schema_version")) =>
+        {
+            problems.push(missing("schema_version"))
+        }
         Some(v) if v != SCHEMA_VERSION as u64 => problems.push(Problem::new(
             Reason::UnsupportedSchemaVersion,
             "schema_version".to_owned(),
@@ -279,7 +377,8 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         _ => {}
     }
 
-    let already = |problems: &Vec<Problem>, f: &str| problems.iter().any(|p| p.field.as_deref() == Some(f));
+    let already =
+        |problems: &Vec<Problem>, f: &str| problems.iter().any(|p| p.field.as_deref() == Some(f));
 
     let agency = match w.agency.as_deref() {
         None => {
@@ -291,7 +390,11 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         Some(s) => match AgencyId::parse(s) {
             Ok(a) => Some(a),
             Err(msg) => {
-                problems.push(Problem::new(Reason::InvalidAgency, "agency".to_owned(), msg));
+                problems.push(Problem::new(
+                    Reason::InvalidAgency,
+                    "agency".to_owned(),
+                    msg,
+                ));
                 None
             }
         },
@@ -306,11 +409,15 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         }
         Some(s) => {
             let n = s.chars().count();
-            if s.trim().is_empty() || n > limits.max_reference_chars || has_control_chars(s, false) {
+            if s.trim().is_empty() || n > limits.max_reference_chars || has_control_chars(s, false)
+            {
                 problems.push(Problem::new(
                     Reason::InvalidReference,
                     "reference".to_owned(),
-                    format!("reference must be 1-{} characters without control characters (has {n})", limits.max_reference_chars),
+                    format!(
+                        "reference must be 1-{} characters without control characters (has {n})",
+                        limits.max_reference_chars
+                    ),
                 ));
                 None
             } else {
@@ -329,7 +436,11 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         Some(s) => match parse_recipient(s) {
             Ok(id) => Some(id),
             Err(e) => {
-                problems.push(Problem::new(e.reason(), "recipient".to_owned(), format!("recipient: {e}")));
+                problems.push(Problem::new(
+                    e.reason(),
+                    "recipient".to_owned(),
+                    format!("recipient: {e}"),
+                ));
                 None
             }
         },
@@ -347,7 +458,11 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
             problems.push(Problem::new(
                 Reason::UnknownKind,
                 "kind".to_owned(),
-                format!("kind {:?} is not one of {}", truncate_for_message(s, 40), known.join(", ")),
+                format!(
+                    "kind {:?} is not one of {}",
+                    truncate_for_message(s, 40),
+                    known.join(", ")
+                ),
             ));
             None
         }),
@@ -363,15 +478,26 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         Some(s) => {
             let n = s.chars().count();
             if s.trim().is_empty() {
-                problems.push(Problem::new(Reason::TitleEmpty, "title".to_owned(), "title must not be empty"));
+                problems.push(Problem::new(
+                    Reason::TitleEmpty,
+                    "title".to_owned(),
+                    "title must not be empty",
+                ));
             } else if n > limits.max_title_chars {
                 problems.push(Problem::new(
                     Reason::TitleTooLong,
                     "title".to_owned(),
-                    format!("title has {n} characters; the limit is {}", limits.max_title_chars),
+                    format!(
+                        "title has {n} characters; the limit is {}",
+                        limits.max_title_chars
+                    ),
                 ));
             } else if has_control_chars(s, false) {
-                problems.push(Problem::new(Reason::ControlCharacters, "title".to_owned(), "title must be one line without control characters"));
+                problems.push(Problem::new(
+                    Reason::ControlCharacters,
+                    "title".to_owned(),
+                    "title must be one line without control characters",
+                ));
             }
             Some(s)
         }
@@ -386,15 +512,27 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         }
         Some(s) => {
             if s.trim().is_empty() {
-                problems.push(Problem::new(Reason::BodyEmpty, "body".to_owned(), "body must not be empty"));
+                problems.push(Problem::new(
+                    Reason::BodyEmpty,
+                    "body".to_owned(),
+                    "body must not be empty",
+                ));
             } else if s.len() as u64 > limits.max_body_bytes.0 {
                 problems.push(Problem::new(
                     Reason::BodyTooLong,
                     "body".to_owned(),
-                    format!("body has {} bytes; the limit is {}", s.len(), limits.max_body_bytes),
+                    format!(
+                        "body has {} bytes; the limit is {}",
+                        s.len(),
+                        limits.max_body_bytes
+                    ),
                 ));
             } else if has_control_chars(s, true) {
-                problems.push(Problem::new(Reason::ControlCharacters, "body".to_owned(), "body has control characters other than newline and tab"));
+                problems.push(Problem::new(
+                    Reason::ControlCharacters,
+                    "body".to_owned(),
+                    "body has control characters other than newline and tab",
+                ));
             }
             Some(s)
         }
@@ -406,7 +544,11 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
             problems.push(Problem::new(
                 Reason::TooManyAttachments,
                 "attachments".to_owned(),
-                format!("{} attachments; the limit is {}", list.len(), limits.max_attachments),
+                format!(
+                    "{} attachments; the limit is {}",
+                    list.len(),
+                    limits.max_attachments
+                ),
             ));
         }
         let mut total: u64 = 0;
@@ -419,7 +561,12 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
                     }
                     None
                 }
-                Some(n) if n.trim().is_empty() || n.chars().count() > 255 || n.contains(['/', '\\']) || has_control_chars(n, false) => {
+                Some(n)
+                    if n.trim().is_empty()
+                        || n.chars().count() > 255
+                        || n.contains(['/', '\\'])
+                        || has_control_chars(n, false) =>
+                {
                     problems.push(Problem::new(
                         Reason::AttachmentInvalidName,
                         f("name"),
@@ -440,7 +587,11 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
                     problems.push(Problem::new(
                         Reason::AttachmentTypeNotAllowed,
                         f("media_type"),
-                        format!("media type {:?} is not allowed; allowed: {}", truncate_for_message(m, 80), limits.allowed_media_types.join(", ")),
+                        format!(
+                            "media type {:?} is not allowed; allowed: {}",
+                            truncate_for_message(m, 80),
+                            limits.allowed_media_types.join(", ")
+                        ),
                     ));
                     None
                 }
@@ -457,7 +608,10 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
                     problems.push(Problem::new(
                         Reason::AttachmentTooLarge,
                         f("size"),
-                        format!("attachment has {s} bytes; the limit is {}", limits.max_attachment_bytes),
+                        format!(
+                            "attachment has {s} bytes; the limit is {}",
+                            limits.max_attachment_bytes
+                        ),
                     ));
                     None
                 }
@@ -472,20 +626,34 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
                     None
                 }
                 Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    problems.push(Problem::new(Reason::AttachmentInvalidSha256, f("sha256"), "sha256 must be 64 hexadecimal characters"));
+                    problems.push(Problem::new(
+                        Reason::AttachmentInvalidSha256,
+                        f("sha256"),
+                        "sha256 must be 64 hexadecimal characters",
+                    ));
                     None
                 }
                 Some(h) => Some(h.to_ascii_lowercase()),
             };
-            if let (Some(name), Some(media_type), Some(size), Some(sha256)) = (name, media_type, size, sha) {
-                attachments.push(Attachment { name: name.to_owned(), media_type: media_type.to_owned(), size, sha256 });
+            if let (Some(name), Some(media_type), Some(size), Some(sha256)) =
+                (name, media_type, size, sha)
+            {
+                attachments.push(Attachment {
+                    name: name.to_owned(),
+                    media_type: media_type.to_owned(),
+                    size,
+                    sha256,
+                });
             }
         }
         if total > limits.max_total_attachment_bytes.0 {
             problems.push(Problem::new(
                 Reason::AttachmentsTotalTooLarge,
                 "attachments".to_owned(),
-                format!("attachments total {total} bytes; the limit is {}", limits.max_total_attachment_bytes),
+                format!(
+                    "attachments total {total} bytes; the limit is {}",
+                    limits.max_total_attachment_bytes
+                ),
             ));
         }
     }
@@ -509,7 +677,10 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
             problems.push(Problem::new(
                 Reason::UnknownLifeEvent,
                 "life_event".to_owned(),
-                format!("life_event {:?} is not one of the defined life events (see the schema)", truncate_for_message(s, 40)),
+                format!(
+                    "life_event {:?} is not one of the defined life events (see the schema)",
+                    truncate_for_message(s, 40)
+                ),
             ));
             None
         }),
@@ -524,9 +695,17 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
         }
         Some(s) => parse_time("expires_at", s, &mut problems).and_then(|t| {
             if t <= now {
-                problems.push(Problem::new(Reason::ExpiryInPast, "expires_at".to_owned(), format!("expires_at {} is already in the past", t.to_rfc3339())));
+                problems.push(Problem::new(
+                    Reason::ExpiryInPast,
+                    "expires_at".to_owned(),
+                    format!("expires_at {} is already in the past", t.to_rfc3339()),
+                ));
                 None
-            } else if (t - now).to_std().map(|d| d > limits.max_retention.0).unwrap_or(true) {
+            } else if (t - now)
+                .to_std()
+                .map(|d| d > limits.max_retention.0)
+                .unwrap_or(true)
+            {
                 problems.push(Problem::new(
                     Reason::ExpiryTooFar,
                     "expires_at".to_owned(),
@@ -551,36 +730,54 @@ fn validate(w: WireNotice<'_>, mut problems: Vec<Problem>, limits: &Limits, now:
 
     let batch_id = match w.batch_id.as_deref() {
         None => None,
-        Some(b) if b.trim().is_empty() || b.chars().count() > 128 || has_control_chars(b, false) => {
-            problems.push(Problem::new(Reason::InvalidBatchId, "batch_id".to_owned(), "batch_id must be 1-128 characters without control characters"));
+        Some(b)
+            if b.trim().is_empty() || b.chars().count() > 128 || has_control_chars(b, false) =>
+        {
+            problems.push(Problem::new(
+                Reason::InvalidBatchId,
+                "batch_id".to_owned(),
+                "batch_id must be 1-128 characters without control characters",
+            ));
             None
         }
         Some(b) => Some(b.to_owned()),
     };
 
-    match (agency, reference, recipient, kind, title, body, life_event, expires_at, sent_at) {
-        (Some(agency), Some(reference), Some(recipient), Some(kind), Some(title), Some(body), Some(life_event), Some(expires_at), Some(sent_at))
-            if problems.is_empty() =>
-        {
-            Ok(Notice {
-                schema_version: SCHEMA_VERSION,
-                agency,
-                reference,
-                recipient,
-                kind,
-                title: title.to_owned(),
-                body: body.to_owned(),
-                attachments,
-                min_access_level,
-                life_event,
-                expires_at,
-                sent_at,
-                batch_id,
-            })
-        }
+    match (
+        agency, reference, recipient, kind, title, body, life_event, expires_at, sent_at,
+    ) {
+        (
+            Some(agency),
+            Some(reference),
+            Some(recipient),
+            Some(kind),
+            Some(title),
+            Some(body),
+            Some(life_event),
+            Some(expires_at),
+            Some(sent_at),
+        ) if problems.is_empty() => Ok(Notice {
+            schema_version: SCHEMA_VERSION,
+            agency,
+            reference,
+            recipient,
+            kind,
+            title: title.to_owned(),
+            body: body.to_owned(),
+            attachments,
+            min_access_level,
+            life_event,
+            expires_at,
+            sent_at,
+            batch_id,
+        }),
         _ => {
             debug_assert!(!problems.is_empty());
-            Err(Rejection { agency: raw_agency, reference: raw_reference, problems })
+            Err(Rejection {
+                agency: raw_agency,
+                reference: raw_reference,
+                problems,
+            })
         }
     }
 }
@@ -593,22 +790,39 @@ pub fn validate_profile(p: &MailboxProfile) -> Vec<Problem> {
         problems.push(Problem::new(
             Reason::UnsupportedSchemaVersion,
             "schema_version".to_owned(),
-            format!("schema_version {} is not supported; this engine accepts {SCHEMA_VERSION}", p.schema_version),
+            format!(
+                "schema_version {} is not supported; this engine accepts {SCHEMA_VERSION}",
+                p.schema_version
+            ),
         ));
     }
     if p.access_level > MAX_ACCESS_LEVEL {
-        problems.push(Problem::new(Reason::InvalidAccessLevel, "access_level".to_owned(), "access_level must be 0-3"));
+        problems.push(Problem::new(
+            Reason::InvalidAccessLevel,
+            "access_level".to_owned(),
+            "access_level must be 0-3",
+        ));
     }
     if let Some(m) = &p.mobile {
         if !is_iranian_mobile(m) {
-            problems.push(Problem::new(Reason::InvalidMobile, "mobile".to_owned(), "mobile must be 09 followed by nine digits"));
+            problems.push(Problem::new(
+                Reason::InvalidMobile,
+                "mobile".to_owned(),
+                "mobile must be 09 followed by nine digits",
+            ));
         }
     }
     if let Some(e) = &p.email {
         match email_domain(e) {
-            None => problems.push(Problem::new(Reason::InvalidEmail, "email".to_owned(), "email must look like name@domain.tld")),
+            None => problems.push(Problem::new(
+                Reason::InvalidEmail,
+                "email".to_owned(),
+                "email must look like name@domain.tld",
+            )),
             Some(domain) => {
-                if p.id.kind() == MailboxKind::Person && !domain.to_ascii_lowercase().ends_with(".ir") {
+                if p.id.kind() == MailboxKind::Person
+                    && !domain.to_ascii_lowercase().ends_with(".ir")
+                {
                     problems.push(Problem::new(
                         Reason::EmailNotIr,
                         "email".to_owned(),
@@ -620,7 +834,11 @@ pub fn validate_profile(p: &MailboxProfile) -> Vec<Problem> {
     }
     for (i, r) in p.representatives.iter().enumerate() {
         if *r == p.id {
-            problems.push(Problem::new(Reason::SelfRepresentative, format!("representatives[{i}]"), "a mailbox cannot represent itself"));
+            problems.push(Problem::new(
+                Reason::SelfRepresentative,
+                format!("representatives[{i}]"),
+                "a mailbox cannot represent itself",
+            ));
         }
     }
     problems
@@ -639,6 +857,8 @@ pub fn email_domain(e: &str) -> Option<&str> {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && domain.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     (ok_local && ok_domain).then_some(domain)
 }

@@ -132,7 +132,9 @@ pub struct MailboxId {
 }
 
 /// Whether a mailbox belongs to a natural person or a legal entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MailboxKind {
     /// A natural person, by 10-digit national code.
@@ -189,7 +191,10 @@ impl MailboxId {
         all[9] = c;
         common_checks(&all).ok()?;
         let value = all.iter().fold(0u64, |acc, &x| acc * 10 + x as u64);
-        Some(MailboxId { kind: MailboxKind::Person, value })
+        Some(MailboxId {
+            kind: MailboxKind::Person,
+            value,
+        })
     }
 
     /// Builds a valid legal national ID from any ten-digit body.
@@ -206,7 +211,10 @@ impl MailboxId {
         all[10] = c;
         common_checks(&all).ok()?;
         let value = all.iter().fold(0u64, |acc, &x| acc * 10 + x as u64);
-        Some(MailboxId { kind: MailboxKind::Legal, value })
+        Some(MailboxId {
+            kind: MailboxKind::Legal,
+            value,
+        })
     }
 
     pub fn kind(&self) -> MailboxKind {
@@ -381,7 +389,11 @@ mod tests {
         // Independent transcription of the DOMAIN.md rule, for cross-checks.
         let d: Vec<u32> = s.bytes().map(|b| (b - b'0') as u32).collect();
         let sum: u32 = (0..9).map(|i| d[i] * (10 - i as u32)).sum::<u32>() % 11;
-        if sum < 2 { d[9] == sum } else { d[9] == 11 - sum }
+        if sum < 2 {
+            d[9] == sum
+        } else {
+            d[9] == 11 - sum
+        }
     }
 
     #[test]
@@ -413,7 +425,10 @@ mod tests {
     fn repeated_and_zero_serial() {
         assert_eq!(MailboxId::parse("0000000000"), Err(IdError::RepeatedDigits));
         assert_eq!(MailboxId::parse("1111111111"), Err(IdError::RepeatedDigits));
-        assert_eq!(MailboxId::parse("00000000000"), Err(IdError::RepeatedDigits));
+        assert_eq!(
+            MailboxId::parse("00000000000"),
+            Err(IdError::RepeatedDigits)
+        );
         // digits 3..8 zero
         assert_eq!(MailboxId::parse("1230000000"), Err(IdError::ZeroSerial));
     }
@@ -431,9 +446,15 @@ mod tests {
         assert_eq!(MailboxId::parse(""), Err(IdError::Empty));
         assert_eq!(
             MailboxId::parse("04993 0899"),
-            Err(IdError::InvalidCharacter { position: 5, ch: ' ' })
+            Err(IdError::InvalidCharacter {
+                position: 5,
+                ch: ' '
+            })
         );
-        assert_eq!(MailboxId::parse("123"), Err(IdError::WrongLength { len: 3 }));
+        assert_eq!(
+            MailboxId::parse("123"),
+            Err(IdError::WrongLength { len: 3 })
+        );
         assert_eq!(
             MailboxId::parse("1234567890123"),
             Err(IdError::WrongLength { len: 13 })
@@ -444,7 +465,10 @@ mod tests {
     fn address_round_trip() {
         let a = MailboxAddress::parse("0499370899@iran").unwrap();
         assert_eq!(a.to_string(), "0499370899@iran");
-        assert_eq!(MailboxAddress::parse("0499370899@irn"), Err(IdError::BadAddress));
+        assert_eq!(
+            MailboxAddress::parse("0499370899@irn"),
+            Err(IdError::BadAddress)
+        );
         assert_eq!(parse_recipient("0499370899@iran").unwrap(), a.0);
     }
 

@@ -53,10 +53,18 @@ mod tests {
     fn every_schema_requires_a_version() {
         for (name, schema) in all_schemas() {
             let v = schema.as_value();
-            let props = v.get("properties").unwrap_or_else(|| panic!("{name} has no properties"));
-            assert!(props.get("schema_version").is_some(), "{name} has no schema_version");
+            let props = v
+                .get("properties")
+                .unwrap_or_else(|| panic!("{name} has no properties"));
+            assert!(
+                props.get("schema_version").is_some(),
+                "{name} has no schema_version"
+            );
             let required = v.get("required").and_then(|r| r.as_array()).unwrap();
-            assert!(required.iter().any(|r| r == "schema_version"), "{name} does not require schema_version");
+            assert!(
+                required.iter().any(|r| r == "schema_version"),
+                "{name} does not require schema_version"
+            );
         }
     }
 }

@@ -23,14 +23,17 @@ mod tracking;
 
 pub use decode::{decode_notice, email_domain, is_iranian_mobile, validate_profile, Rejection};
 pub use ids::{
-    digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId, IdError, MailboxAddress,
-    MailboxId, MailboxKind,
+    digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId,
+    IdError, MailboxAddress, MailboxId, MailboxKind,
 };
 pub use json_schema::{all_schemas, CQL_SCHEMA};
 pub use limits::{ByteSize, HumanDuration, Limits};
 pub use messages::{
-    Channel, Confirmation, DeadLetter, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
+    Channel, Confirmation, DeadLetter, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent,
+    SourcePosition,
 };
-pub use notice::{AccessLevel, Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION};
+pub use notice::{
+    AccessLevel, Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION,
+};
 pub use reason::{Problem, Reason};
 pub use tracking::{TrackingCode, TrackingCodeError, MAX_NODE, TRACKING_EPOCH_MS};

@@ -30,7 +30,9 @@ impl FromStr for ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size: expected e.g. 1048576, \"512KiB\", \"64MiB\""))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("{s:?} is not a size: expected e.g. 1048576, \"512KiB\", \"64MiB\"")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" => 1_000,
@@ -39,9 +41,15 @@ impl FromStr for ByteSize {
             "mib" | "m" => 1 << 20,
             "gb" => 1_000_000_000,
             "gib" | "g" => 1 << 30,
-            other => return Err(format!("unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+                ))
+            }
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size {s:?} is too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
     }
 }
 
@@ -90,7 +98,9 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s)
             .map(HumanDuration)
-            .map_err(|e| format!("{s:?} is not a duration ({e}): expected e.g. \"250ms\", \"5s\", \"3days\""))
+            .map_err(|e| {
+                format!("{s:?} is not a duration ({e}): expected e.g. \"250ms\", \"5s\", \"3days\"")
+            })
     }
 }
 
@@ -177,11 +187,18 @@ impl Limits {
         if self.max_payload_bytes.0 < 1024 {
             return Err("limits.max_payload_bytes must be at least 1KiB".into());
         }
-        if self.max_title_chars == 0 || self.max_reference_chars == 0 || self.max_body_bytes.0 == 0 {
-            return Err("limits.max_title_chars, max_reference_chars and max_body_bytes must be above zero".into());
+        if self.max_title_chars == 0 || self.max_reference_chars == 0 || self.max_body_bytes.0 == 0
+        {
+            return Err(
+                "limits.max_title_chars, max_reference_chars and max_body_bytes must be above zero"
+                    .into(),
+            );
         }
         if self.max_attachment_bytes > self.max_total_attachment_bytes {
-            return Err("limits.max_attachment_bytes is larger than limits.max_total_attachment_bytes".into());
+            return Err(
+                "limits.max_attachment_bytes is larger than limits.max_total_attachment_bytes"
+                    .into(),
+            );
         }
         if self.allowed_media_types.iter().any(|m| !m.contains('/')) {
             return Err("limits.allowed_media_types entries must look like type/subtype".into());
@@ -191,7 +208,9 @@ impl Limits {
 
     pub(crate) fn media_type_allowed(&self, media_type: &str) -> bool {
         let base = media_type.split(';').next().unwrap_or("").trim();
-        self.allowed_media_types.iter().any(|m| m.eq_ignore_ascii_case(base))
+        self.allowed_media_types
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(base))
     }
 }
 

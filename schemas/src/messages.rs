@@ -11,7 +11,9 @@ use crate::reason::Problem;
 use crate::tracking::TrackingCode;
 
 /// A notification channel (art. 29; SMS from the 4040 short code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Sms,
@@ -44,25 +46,50 @@ pub enum MailboxStatus {
 pub enum ReceiptEvent {
     /// Stored durably. `duplicate` is true when this was an exact re-send of
     /// a notice stored before; the tracking code is the original one.
-    Accepted { tracking_code: TrackingCode, duplicate: bool },
+    Accepted {
+        tracking_code: TrackingCode,
+        duplicate: bool,
+    },
     /// Not stored; every problem is listed.
     Rejected { problems: Vec<Problem> },
     /// Notification round `round` (1-3) went out on `channel`.
-    NotificationSent { tracking_code: TrackingCode, round: u8, channel: Channel, to_representative: bool },
+    NotificationSent {
+        tracking_code: TrackingCode,
+        round: u8,
+        channel: Channel,
+        to_representative: bool,
+    },
     /// Notification round `round` failed on every channel.
-    NotificationFailed { tracking_code: TrackingCode, round: u8, reason: String },
+    NotificationFailed {
+        tracking_code: TrackingCode,
+        round: u8,
+        reason: String,
+    },
     /// The recipient confirmed (`count` is 1 or 2).
-    Confirmed { tracking_code: TrackingCode, count: u8 },
+    Confirmed {
+        tracking_code: TrackingCode,
+        count: u8,
+    },
     /// Actually served (art. 29): confirmed twice; `served_at` is the legal time.
-    Served { tracking_code: TrackingCode, served_at: DateTime<Utc> },
+    Served {
+        tracking_code: TrackingCode,
+        served_at: DateTime<Utc>,
+    },
     /// All rounds done with fewer than two confirmations: serve on paper.
     NotServed { tracking_code: TrackingCode },
     /// Retention expiry passed before the notice was served.
     Expired { tracking_code: TrackingCode },
     /// Stored, but the mailbox cannot be notified in its current state.
-    MailboxUnreachable { tracking_code: TrackingCode, status: MailboxStatus },
+    MailboxUnreachable {
+        tracking_code: TrackingCode,
+        status: MailboxStatus,
+    },
     /// Stored, but the mailbox's access level is below the notice's minimum.
-    AccessLevelInsufficient { tracking_code: TrackingCode, required: AccessLevel, held: AccessLevel },
+    AccessLevelInsufficient {
+        tracking_code: TrackingCode,
+        required: AccessLevel,
+        held: AccessLevel,
+    },
 }
 
 /// A receipt: one event about one notice, for the sending agency.
@@ -83,8 +110,21 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    pub fn new(receipt_id: String, agency: AgencyId, reference: Option<String>, at: DateTime<Utc>, event: ReceiptEvent) -> Self {
-        Receipt { schema_version: SCHEMA_VERSION, receipt_id, agency, reference, at, event }
+    pub fn new(
+        receipt_id: String,
+        agency: AgencyId,
+        reference: Option<String>,
+        at: DateTime<Utc>,
+        event: ReceiptEvent,
+    ) -> Self {
+        Receipt {
+            schema_version: SCHEMA_VERSION,
+            receipt_id,
+            agency,
+            reference,
+            at,
+            event,
+        }
     }
 }
 
@@ -137,7 +177,11 @@ pub enum SourcePosition {
     /// A line in an NDJSON file (1-based).
     File { path: String, line: u64 },
     /// A Kafka record.
-    Kafka { topic: String, partition: i32, offset: i64 },
+    Kafka {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// The in-process source (demo and load tests).
     InProcess { sequence: u64 },
 }

@@ -109,7 +109,10 @@ pub struct Attachment {
 /// A validated notice, as the engine stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Notice envelope", description = "One notice from one agency to one mailbox. Produced by agencies to karpoosheh.notices.<agency>, keyed by recipient.")]
+#[schemars(
+    title = "Notice envelope",
+    description = "One notice from one agency to one mailbox. Produced by agencies to karpoosheh.notices.<agency>, keyed by recipient."
+)]
 pub struct Notice {
     /// Always 1 for this version of the contract.
     pub schema_version: u32,

@@ -170,8 +170,16 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(reason: Reason, field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Problem { reason, field: field.into(), message: message.into() }
+    pub fn new(
+        reason: Reason,
+        field: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Problem {
+            reason,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -194,7 +202,11 @@ mod tests {
         for &r in Reason::ALL {
             let code = r.code();
             assert!(seen.insert(code), "duplicate code {code}");
-            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{code}");
+            assert!(
+                code.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{code}"
+            );
             assert_eq!(Reason::from_code(code), Some(r));
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{code}\""));
             assert!(!r.describe().is_empty());

@@ -50,7 +50,10 @@ fn decode_char(c: char) -> Option<u8> {
         'I' | 'L' => '1',
         c => c,
     };
-    ALPHABET.iter().position(|&a| a as char == c).map(|p| p as u8)
+    ALPHABET
+        .iter()
+        .position(|&a| a as char == c)
+        .map(|p| p as u8)
 }
 
 /// Luhn mod N over base-32 digit values: catches every single-character
@@ -197,7 +200,10 @@ mod tests {
         let s = t.to_string();
         assert_eq!(s.len(), 17);
         assert_eq!(TrackingCode::parse(&s), Ok(t));
-        assert_eq!(TrackingCode::parse(&s.to_lowercase().replace('-', "")), Ok(t));
+        assert_eq!(
+            TrackingCode::parse(&s.to_lowercase().replace('-', "")),
+            Ok(t)
+        );
     }
 
     #[test]

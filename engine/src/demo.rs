@@ -1,0 +1,409 @@
+//! `karpoosheh demo`: the real pipeline on the embedded store, fed by the
+//! load generator in the same process, with live progress and a final
+//! report. Also the core of the in-process load test.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use karpoosheh_schemas::{MailboxId, Reason, TrackingCode};
+
+use crate::config::Config;
+use crate::http::{install_recorder, Health, HttpServer};
+use crate::pipeline::Pipeline;
+use crate::sink::{Tally, TallySink};
+use crate::source::MemorySource;
+use crate::traffic::{Expect, Traffic, TrafficConfig};
+
+/// Marks a directory as the demo's own, so it may be wiped on the next run.
+pub const DEMO_MARKER: &str = ".karpoosheh-demo";
+
+/// Options of one in-process run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub notices: u64,
+    pub bad_ratio: f64,
+    pub duplicate_ratio: f64,
+    pub seed: u64,
+    /// Records per second to offer; 0 for as fast as the engine takes them.
+    pub rate: u64,
+    /// Progress lines on stderr.
+    pub progress: bool,
+    /// Serve /metrics and health while running.
+    pub serve_metrics: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            notices: 1_000_000,
+            bad_ratio: 0.03,
+            duplicate_ratio: 0.01,
+            seed: 42,
+            rate: 0,
+            progress: true,
+            serve_metrics: true,
+        }
+    }
+}
+
+/// Expected outcomes, counted by the generator as it generates.
+#[derive(Debug, Default, Clone)]
+pub struct Expected {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub dead_letters: u64,
+}
+
+/// What a run did.
+pub struct DemoReport {
+    pub records: u64,
+    pub elapsed: Duration,
+    pub tally: Tally,
+    pub expected: Expected,
+    pub store_disk_bytes: u64,
+    pub data_dir: PathBuf,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// A mailbox and one of its tracking codes, to try the inspection
+    /// commands on.
+    pub example: Option<(MailboxId, TrackingCode)>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Prepares the demo's data directory: wipes a previous demo's, refuses
+/// anything else that is not empty.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty {
+            if !dir.join(DEMO_MARKER).exists() {
+                anyhow::bail!(
+                    "{} exists and was not made by `karpoosheh demo`; refusing to delete it. Pass --data-dir with a new or demo directory.",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(dir)?;
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        "made by karpoosheh demo; deleted by the next demo run\n",
+    )?;
+    Ok(())
+}
+
+/// Peak resident set size of this process, from /proc (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Runs the engine on `cfg` (its store path must be prepared) fed by the
+/// generator. `shutdown` stops it early, cleanly.
+pub fn run(
+    cfg: &Config,
+    opts: &DemoOptions,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<DemoReport> {
+    let store = crate::open_store(cfg)?;
+    let health = Health::default();
+    let mut server = None;
+    if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
+        let handle = install_recorder();
+        match HttpServer::start(&cfg.metrics.listen, handle, health.clone()) {
+            Ok(s) => server = Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint not started; the demo runs without it")
+            }
+        }
+    }
+    let metrics_addr = server.as_ref().map(|s| s.addr);
+
+    let traffic = Arc::new(Traffic::new(TrafficConfig {
+        notices: opts.notices,
+        bad_ratio: opts.bad_ratio,
+        duplicate_ratio: opts.duplicate_ratio,
+        seed: opts.seed,
+        ..TrafficConfig::default()
+    }));
+    let (sender, source) = MemorySource::channel(cfg.pipeline.queue_depth * 2, None);
+    let acked = source.acked_counter();
+    let expected = Arc::new(Mutex::new(Expected::default()));
+    let generated = Arc::new(AtomicU64::new(0));
+
+    let generator = {
+        let traffic = traffic.clone();
+        let expected = expected.clone();
+        let generated = generated.clone();
+        let chunk = cfg.pipeline.decode_chunk as u64;
+        let rate = opts.rate;
+        let total = opts.notices;
+        std::thread::Builder::new()
+            .name("generator".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut i = 0;
+                while i < total {
+                    let end = (i + chunk).min(total);
+                    let records = traffic.chunk(i, end);
+                    {
+                        let mut e = expected.lock().unwrap_or_else(|p| p.into_inner());
+                        for r in &records {
+                            match r.expect {
+                                Expect::Stored => e.stored += 1,
+                                Expect::Duplicate => e.duplicates += 1,
+                                Expect::Rejected(_) => e.rejected += 1,
+                                Expect::DeadLetter(_) => e.dead_letters += 1,
+                            }
+                        }
+                    }
+                    if !sender.send(records.into_iter().map(|g| g.payload).collect()) {
+                        break; // the engine stopped
+                    }
+                    i = end;
+                    generated.store(i, Ordering::Relaxed);
+                    if rate > 0 {
+                        let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                        if let Some(wait) = due.checked_sub(start.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                }
+            })?
+    };
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = if opts.progress {
+        let tally = tally.clone();
+        let done = done.clone();
+        let acked = acked.clone();
+        let total = opts.notices;
+        Some(
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || progress_loop(total, &acked, &tally, &done))?,
+        )
+    } else {
+        None
+    };
+
+    let pipeline = Pipeline {
+        config: cfg.pipeline.clone(),
+        limits: cfg.limits.clone(),
+        node_id: cfg.node_id,
+        store: store.clone(),
+        sinks: vec![Box::new(TallySink(tally.clone()))],
+        health,
+        shutdown,
+    };
+    let summary = pipeline.run(Box::new(source))?;
+    done.store(true, Ordering::SeqCst);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    let _ = generator.join();
+
+    // An example to inspect: the first valid notice's mailbox.
+    let example = (0..opts.notices.min(1000))
+        .find_map(|i| traffic.recipient_of(i))
+        .and_then(|id| {
+            store
+                .mailbox(id, None, 1)
+                .ok()
+                .and_then(|p| p.notices.first().map(|n| (id, n.tracking_code)))
+        });
+
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    let expected = expected.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    drop(server);
+    Ok(DemoReport {
+        records: summary.records,
+        elapsed: summary.elapsed,
+        tally,
+        expected,
+        store_disk_bytes: store.stats().disk_bytes,
+        data_dir: cfg.store.path.clone(),
+        metrics_addr,
+        example,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+fn progress_loop(total: u64, acked: &AtomicU64, tally: &Mutex<Tally>, done: &AtomicBool) {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let start = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    let mut err = std::io::stderr();
+    while !done.load(Ordering::SeqCst) {
+        let tick = Instant::now();
+        while tick.elapsed() < every && !done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let n = acked.load(Ordering::Acquire);
+        let now = Instant::now();
+        let rate = (n - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-6);
+        last = (now, n);
+        let (rej, dead, p99) = {
+            let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                t.rejected_total(),
+                t.dead_letters_total(),
+                t.latency_us.value_at_quantile(0.99),
+            )
+        };
+        let line = format!(
+            "[{:>6.1}s] {:>10}/{} durable ({:>5.1}%)  {:>8.0}/s  rejected {}  dead-lettered {}  p99 {:.1} ms",
+            start.elapsed().as_secs_f64(),
+            group(n),
+            group(total),
+            100.0 * n as f64 / total.max(1) as f64,
+            rate,
+            group(rej),
+            group(dead),
+            p99 as f64 / 1000.0
+        );
+        let _ = if tty {
+            write!(err, "\r{line}\x1b[K")
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+    }
+    if tty {
+        let _ = writeln!(err);
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl DemoReport {
+    /// True when every record is accounted for exactly as generated.
+    pub fn accounted(&self) -> bool {
+        let t = &self.tally;
+        t.total() == self.records
+            && t.stored == self.expected.stored
+            && t.duplicates == self.expected.duplicates
+            && t.rejected_total() == self.expected.rejected
+            && t.dead_letters_total() == self.expected.dead_letters
+    }
+
+    /// The final report, for people.
+    pub fn render(&self) -> String {
+        let t = &self.tally;
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let q = |p: f64| t.latency_us.value_at_quantile(p) as f64 / 1000.0;
+        let mut s = String::new();
+        use std::fmt::Write as _;
+        let _ = writeln!(s, "\nKarpoosheh demo — final report");
+        let _ = writeln!(s, "  records offered       {:>12}", group(self.records));
+        let _ = writeln!(s, "  elapsed               {:>12.2} s", secs);
+        let _ = writeln!(
+            s,
+            "  throughput            {:>12} records/s   ({:.1} MB/s of notices stored)",
+            group((self.records as f64 / secs) as u64),
+            t.stored_payload_bytes as f64 / secs / 1e6
+        );
+        let _ = writeln!(s, "  latency (arrival → durable, fsync'd)");
+        let _ = writeln!(s, "      p50 {:>8.1} ms   p90 {:>8.1} ms   p99 {:>8.1} ms   p99.9 {:>8.1} ms   max {:>8.1} ms", q(0.5), q(0.9), q(0.99), q(0.999), t.latency_us.max() as f64 / 1000.0);
+        let _ = writeln!(s, "  outcomes");
+        let _ = writeln!(
+            s,
+            "      stored            {:>12}   (expected {})",
+            group(t.stored),
+            group(self.expected.stored)
+        );
+        let _ = writeln!(
+            s,
+            "      duplicates        {:>12}   (exact re-sends absorbed; expected {})",
+            group(t.duplicates),
+            group(self.expected.duplicates)
+        );
+        let _ = writeln!(
+            s,
+            "      rejected          {:>12}   (kept for the agency; expected {})",
+            group(t.rejected_total()),
+            group(self.expected.rejected)
+        );
+        let _ = writeln!(
+            s,
+            "      dead-lettered     {:>12}   (undecodable; expected {})",
+            group(t.dead_letters_total()),
+            group(self.expected.dead_letters)
+        );
+        let mut reasons: Vec<(Reason, u64, &str)> = t
+            .rejected
+            .iter()
+            .map(|(r, n)| (*r, *n, "rejected"))
+            .chain(t.dead_letters.iter().map(|(r, n)| (*r, *n, "dead letter")))
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        if !reasons.is_empty() {
+            let _ = writeln!(s, "  rejections by reason");
+            for (r, n, what) in reasons {
+                let _ = writeln!(
+                    s,
+                    "      {:<30} {:>10}   {what}: {}",
+                    r.code(),
+                    group(n),
+                    r.describe()
+                );
+            }
+        }
+        let verdict = if self.accounted() {
+            format!("all {} records accounted for: stored + duplicates + rejected + dead-lettered = offered", group(self.records))
+        } else {
+            format!(
+                "MISMATCH: {} handled of {} offered, or outcomes differ from what was generated",
+                group(t.total()),
+                group(self.records)
+            )
+        };
+        let _ = writeln!(s, "  check                 {verdict}");
+        let _ = writeln!(
+            s,
+            "  store on disk         {:>12.1} MB in {}",
+            self.store_disk_bytes as f64 / 1e6,
+            self.data_dir.display()
+        );
+        if let Some(rss) = self.peak_rss_bytes {
+            let _ = writeln!(s, "  peak memory (RSS)     {:>12.1} MB", rss as f64 / 1e6);
+        }
+        if let Some(addr) = self.metrics_addr {
+            let _ = writeln!(s, "  metrics were at       http://{addr}/metrics");
+        }
+        if let Some((id, code)) = &self.example {
+            let dir = self.data_dir.display();
+            let _ = writeln!(s, "\nLook inside:");
+            let _ = writeln!(s, "  karpoosheh --data-dir {dir} mailbox {id}");
+            let _ = writeln!(s, "  karpoosheh --data-dir {dir} notice {code}");
+            let _ = writeln!(
+                s,
+                "  karpoosheh --data-dir {dir} rejections --agency tax --limit 5"
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,218 @@
+//! The metrics and health endpoints: `/metrics` (Prometheus text format),
+//! `/health/live` (the process answers) and `/health/ready` (the store is
+//! open and the pipeline takes traffic; 503 with the reason otherwise).
+//!
+//! A small blocking server on its own threads: scrapes are rare and tiny,
+//! and it must keep answering while the pipeline is saturated.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::internal_events::Readiness;
+use crate::metric_names as m;
+
+/// Shared readiness flag with the reason shown when not ready.
+#[derive(Clone, Default)]
+pub struct Health {
+    inner: Arc<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    ready: AtomicBool,
+    why: Mutex<&'static str>,
+}
+
+impl Health {
+    pub fn set(&self, ready: bool, why: &'static str) {
+        let was = self.inner.ready.swap(ready, Ordering::SeqCst);
+        *self.inner.why.lock().unwrap_or_else(|p| p.into_inner()) = why;
+        if was != ready {
+            Readiness { ready, why }.emit();
+        }
+    }
+
+    pub fn ready(&self) -> (bool, &'static str) {
+        (
+            self.inner.ready.load(Ordering::SeqCst),
+            *self.inner.why.lock().unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install_recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency_buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            let size_buckets = [
+                1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &latency_buckets,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(m::STORE_WRITE_RECORDS.into()),
+                        &size_buckets,
+                    )
+                })
+                .expect("static bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by a test
+            // harness); the handle still renders what this one records.
+            let _ = metrics::set_global_recorder(recorder);
+            describe_all();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .expect("spawn metrics upkeep");
+            handle
+        })
+        .clone()
+}
+
+fn describe_all() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(m::RECORDS_RECEIVED, "Records read from sources.");
+    describe_counter!(m::NOTICES_STORED, "Notices stored for the first time.");
+    describe_counter!(
+        m::NOTICES_DUPLICATE,
+        "Exact re-sends absorbed (same agency, reference and content)."
+    );
+    describe_counter!(
+        m::NOTICES_REJECTED,
+        "Notices rejected and kept for the agency, by reason."
+    );
+    describe_counter!(
+        m::DEAD_LETTERS,
+        "Records that could not be decoded at all, by reason."
+    );
+    describe_counter!(
+        m::STORED_BYTES,
+        Unit::Bytes,
+        "Payload bytes of stored notices."
+    );
+    describe_counter!(m::STORE_WRITES, "Durable store writes (group commits).");
+    describe_counter!(
+        m::STORE_WRITE_ERRORS,
+        "Failed store writes; retried, never acknowledged."
+    );
+    describe_histogram!(
+        m::STORE_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time of one durable store write, fsync included."
+    );
+    describe_histogram!(
+        m::STORE_WRITE_RECORDS,
+        "Records in one durable store write."
+    );
+    describe_histogram!(
+        m::INGEST_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Arrival to durable write, per record."
+    );
+    describe_histogram!(
+        m::DECODE_SECONDS,
+        Unit::Seconds,
+        "Time to decode and validate one chunk."
+    );
+    describe_gauge!(m::QUEUE_DEPTH, "Items waiting between pipeline stages.");
+    describe_gauge!(m::SHARDS, "Shards of this node's pipeline.");
+    describe_gauge!(
+        m::STORE_DISK_BYTES,
+        Unit::Bytes,
+        "Approximate bytes of the store on disk."
+    );
+    describe_gauge!(m::READY, "1 while the engine is ready to take traffic.");
+    describe_gauge!(m::BUILD_INFO, "Build information.");
+}
+
+/// The running endpoint server.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+}
+
+impl HttpServer {
+    /// Binds `listen` and serves on two background threads.
+    pub fn start(
+        listen: &str,
+        handle: PrometheusHandle,
+        health: Health,
+    ) -> std::io::Result<HttpServer> {
+        let server = tiny_http::Server::http(listen)
+            .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("metrics listener is not an IP socket"))?;
+        let server = Arc::new(server);
+        for i in 0..2 {
+            let server = server.clone();
+            let handle = handle.clone();
+            let health = health.clone();
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || {
+                    for req in server.incoming_requests() {
+                        let (status, ctype, body) = route(req.url(), &handle, &health);
+                        let header = tiny_http::Header::from_bytes("Content-Type", ctype)
+                            .expect("static header");
+                        let _ = req.respond(
+                            tiny_http::Response::from_string(body)
+                                .with_status_code(status)
+                                .with_header(header),
+                        );
+                    }
+                })?;
+        }
+        tracing::info!(%addr, "metrics and health endpoints listening");
+        Ok(HttpServer { addr, server })
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn route(url: &str, handle: &PrometheusHandle, health: &Health) -> (u16, &'static str, String) {
+    match url.split('?').next().unwrap_or("") {
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            handle.render(),
+        ),
+        "/health/live" => (200, "text/plain; charset=utf-8", "live\n".into()),
+        "/health/ready" => match health.ready() {
+            (true, _) => (200, "text/plain; charset=utf-8", "ready\n".into()),
+            (false, why) => (
+                503,
+                "text/plain; charset=utf-8",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/" => (
+            200,
+            "text/plain; charset=utf-8",
+            "karpoosheh engine: /metrics /health/live /health/ready\n".into(),
+        ),
+        _ => (404, "text/plain; charset=utf-8", "not found\n".into()),
+    }
+}

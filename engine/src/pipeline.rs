@@ -1,0 +1,805 @@
+//! The ingest pipeline of one engine node:
+//!
+//! ```text
+//! source ─chunks─► decode + validate (rayon) ─► shard batcher ─batches─► committer ─► store (durable)
+//!   ▲                                                                        │
+//!   └──────────────────────────── acks ◄── sinks (receipts) ◄────────────────┘
+//! ```
+//!
+//! Three threads joined by bounded channels, so memory is bounded by
+//! `queue_depth × (decode_chunk + batch_max_notices)` records whatever the
+//! backlog. The order is fixed: a record is acknowledged to its source only
+//! after the store write holding it (or its rejection) returned durable and
+//! every sink has seen it. A crash at any point therefore re-delivers
+//! instead of losing, and re-deliveries are absorbed by the store's
+//! idempotency on (agency, reference).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use karpoosheh_schemas::{
+    decode_notice, AgencyId, DeadLetter, Limits, Notice, Problem, Reason, Receipt, ReceiptEvent,
+    Rejection, SourcePosition, TrackingCode, SCHEMA_VERSION,
+};
+use rayon::prelude::*;
+
+use crate::config::PipelineConfig;
+use crate::http::Health;
+use crate::internal_events::{
+    agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
+    RecordsReceived, StoreSize, StoreWriteFailed, StoreWritten,
+};
+use crate::sink::{Handled, HandledKind, Sink, SinkError};
+use crate::source::{AckToken, Poll, Record, Source, SourceError};
+use crate::store::{Entry, NewNotice, NewRejection, Outcome, Store};
+
+/// Most bytes of an undecodable payload kept in its dead letter.
+pub const DEAD_LETTER_MAX_BYTES: usize = 64 * 1024;
+
+/// Why a pipeline run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the store kept failing and the engine is shutting down: {0}")]
+    Store(String),
+    #[error("a pipeline thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub records: u64,
+    pub elapsed: Duration,
+}
+
+/// Everything a pipeline run needs.
+pub struct Pipeline {
+    pub config: PipelineConfig,
+    pub limits: Limits,
+    pub node_id: u16,
+    pub store: Arc<dyn Store>,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub health: Health,
+    /// Set to stop: the source stops reading, what was read is finished.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+enum ItemBody {
+    Notice { notice: Box<Notice>, hash: [u8; 32] },
+    Rejected(Rejection),
+    Dead(Rejection, Vec<u8>, u64),
+}
+
+struct Item {
+    token: AckToken,
+    received: Instant,
+    position: SourcePosition,
+    /// The source's agency, if it speaks for one.
+    source_agency: Option<AgencyId>,
+    payload_bytes: usize,
+    body: ItemBody,
+}
+
+enum ToDecode {
+    Chunk(Vec<Record>),
+    End,
+}
+
+enum ToCommit {
+    Batch(Vec<Item>),
+    End,
+}
+
+fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item {
+    let payload_bytes = r.oversize.map_or(r.payload.len(), |n| n as usize);
+    let body = if let Some(size) = r.oversize {
+        let rej = Rejection {
+            agency: None,
+            reference: None,
+            problems: vec![Problem::new(
+                Reason::PayloadTooLarge,
+                None,
+                format!(
+                    "the message has {size} bytes; the limit is {}",
+                    limits.max_payload_bytes
+                ),
+            )],
+        };
+        ItemBody::Dead(rej, r.payload, size)
+    } else {
+        match decode_notice(&r.payload, limits, now) {
+            Ok(notice) => match &r.agency {
+                Some(src) if *src != notice.agency => ItemBody::Rejected(Rejection {
+                    agency: Some(notice.agency.to_string()),
+                    reference: Some(notice.reference.clone()),
+                    problems: vec![Problem::new(
+                        Reason::AgencyMismatch,
+                        "agency".to_owned(),
+                        format!(
+                            "the envelope names agency {:?} but arrived on {src:?}'s channel",
+                            notice.agency.as_str()
+                        ),
+                    )],
+                }),
+                _ => {
+                    let hash = notice.content_hash();
+                    ItemBody::Notice {
+                        notice: Box::new(notice),
+                        hash,
+                    }
+                }
+            },
+            Err(rej) if rej.is_undecodable() => {
+                let size = r.payload.len() as u64;
+                ItemBody::Dead(rej, r.payload, size)
+            }
+            Err(rej) => ItemBody::Rejected(rej),
+        }
+    };
+    Item {
+        token: r.token,
+        received: r.received,
+        position: r.position,
+        source_agency: r.agency,
+        payload_bytes,
+        body,
+    }
+}
+
+/// Tracking codes for this node: time-ordered, never repeated, even when
+/// the clock steps back or more than 4096 codes are issued in a millisecond
+/// (the millisecond part then runs ahead of the clock for a moment).
+pub struct TrackingCodes {
+    node: u16,
+    last: u64,
+}
+
+impl TrackingCodes {
+    pub fn new(node: u16, last_issued: Option<TrackingCode>) -> Self {
+        TrackingCodes {
+            node,
+            last: last_issued.map_or(0, |c| c.as_u64()),
+        }
+    }
+
+    pub fn next(&mut self, now_ms: i64) -> TrackingCode {
+        let candidate = TrackingCode::from_parts(now_ms, self.node, 0).as_u64();
+        let next = if candidate > self.last {
+            candidate
+        } else {
+            // Same or earlier millisecond: bump the sequence; on overflow the
+            // carry moves into the node bits, so skip to the next ms instead.
+            let bumped = TrackingCode::from_u64(self.last + 1);
+            if bumped.node() == self.node {
+                bumped.as_u64()
+            } else {
+                TrackingCode::from_parts(
+                    TrackingCode::from_u64(self.last).unix_ms() + 1,
+                    self.node,
+                    0,
+                )
+                .as_u64()
+            }
+        };
+        self.last = next;
+        TrackingCode::from_u64(next)
+    }
+}
+
+impl Pipeline {
+    /// Runs until the source is finished or `shutdown` is set, then drains:
+    /// everything read is durably handled and acknowledged before it returns.
+    pub fn run(self, mut source: Box<dyn Source>) -> Result<RunSummary, PipelineError> {
+        let started = Instant::now();
+        let cfg = self.config.clone();
+        PipelineStarted {
+            node: self.node_id,
+            shards: cfg.shards,
+            source: source.describe(),
+        }
+        .emit();
+
+        let (decode_tx, decode_rx) = bounded::<ToDecode>(cfg.queue_depth);
+        let (commit_tx, commit_rx) = bounded::<ToCommit>(cfg.queue_depth * cfg.shards.max(1));
+        let (ack_tx, ack_rx) = unbounded::<Vec<AckToken>>();
+        let failed = Arc::new(AtomicBool::new(false));
+
+        let decoder = {
+            let limits = self.limits.clone();
+            let cfg = cfg.clone();
+            let failed = failed.clone();
+            std::thread::Builder::new()
+                .name("decode".into())
+                .spawn(move || {
+                    let r = decode_stage(cfg, limits, decode_rx, commit_tx);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+                .expect("spawn decode thread")
+        };
+        let committer = {
+            let cfg = cfg.clone();
+            let store = self.store.clone();
+            let sinks = self.sinks;
+            let health = self.health.clone();
+            let shutdown = self.shutdown.clone();
+            let failed = failed.clone();
+            let node = self.node_id;
+            std::thread::Builder::new()
+                .name("commit".into())
+                .spawn(move || {
+                    let r =
+                        commit_stage(cfg, node, store, sinks, health, shutdown, commit_rx, ack_tx);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+                .expect("spawn commit thread")
+        };
+
+        self.health.set(true, "running");
+        let source_result = source_stage(
+            &mut *source,
+            &cfg,
+            &self.shutdown,
+            &failed,
+            decode_tx,
+            ack_rx,
+        );
+        self.health.set(false, "stopped");
+
+        let join = |h: std::thread::JoinHandle<Result<(), PipelineError>>| {
+            h.join().map_err(|p| {
+                PipelineError::Panicked(
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default(),
+                )
+            })?
+        };
+        let decode_result = join(decoder);
+        let commit_result = join(committer);
+        commit_result?;
+        decode_result?;
+        let records = source_result?;
+        StoreSize {
+            disk_bytes: self.store.stats().disk_bytes,
+        }
+        .emit();
+        Ok(RunSummary {
+            records,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// Reads the source, forwards chunks, applies acks. Returns the number of
+/// records read once all of them are acknowledged.
+fn source_stage(
+    source: &mut dyn Source,
+    cfg: &PipelineConfig,
+    shutdown: &AtomicBool,
+    failed: &AtomicBool,
+    decode_tx: Sender<ToDecode>,
+    ack_rx: Receiver<Vec<AckToken>>,
+) -> Result<u64, PipelineError> {
+    let kind = source.kind();
+    let mut read: u64 = 0;
+    let mut acked: u64 = 0;
+    let apply_acks = |source: &mut dyn Source,
+                      tokens: Vec<AckToken>,
+                      acked: &mut u64|
+     -> Result<(), PipelineError> {
+        *acked += tokens.len() as u64;
+        source.ack(&tokens)?;
+        Ok(())
+    };
+    loop {
+        while let Ok(tokens) = ack_rx.try_recv() {
+            apply_acks(source, tokens, &mut acked)?;
+        }
+        if shutdown.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
+            break;
+        }
+        match source.poll(cfg.decode_chunk, Duration::from_millis(50))? {
+            Poll::Records(records) => {
+                read += records.len() as u64;
+                RecordsReceived {
+                    source: kind,
+                    count: records.len() as u64,
+                }
+                .emit();
+                QueueDepth {
+                    stage: "decode",
+                    depth: decode_tx.len(),
+                }
+                .emit();
+                if decode_tx.send(ToDecode::Chunk(records)).is_err() {
+                    break; // the decoder stopped: it failed, and says why
+                }
+            }
+            Poll::Idle => {}
+            Poll::Finished => break,
+        }
+    }
+    let _ = decode_tx.send(ToDecode::End);
+    drop(decode_tx);
+    // Drain: every record read gets its ack before the run ends.
+    while acked < read {
+        match ack_rx.recv() {
+            Ok(tokens) => apply_acks(source, tokens, &mut acked)?,
+            Err(_) => break, // the committer stopped; its error is reported
+        }
+    }
+    Ok(read)
+}
+
+struct ShardBuf {
+    items: Vec<Item>,
+    since: Option<Instant>,
+}
+
+fn decode_stage(
+    cfg: PipelineConfig,
+    limits: Limits,
+    rx: Receiver<ToDecode>,
+    tx: Sender<ToCommit>,
+) -> Result<(), PipelineError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.decode_threads)
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+        .map_err(|e| PipelineError::Panicked(format!("cannot start decode threads: {e}")))?;
+    let linger = cfg.batch_linger.0;
+    let mut shards: Vec<ShardBuf> = (0..cfg.shards)
+        .map(|_| ShardBuf {
+            items: Vec::new(),
+            since: None,
+        })
+        .collect();
+    let send = |items: Vec<Item>| -> bool {
+        QueueDepth {
+            stage: "commit",
+            depth: tx.len(),
+        }
+        .emit();
+        tx.send(ToCommit::Batch(items)).is_ok()
+    };
+    loop {
+        let now = Instant::now();
+        let wait = shards
+            .iter()
+            .filter_map(|s| s.since.map(|t| (t + linger).saturating_duration_since(now)))
+            .min()
+            .unwrap_or(Duration::from_millis(200));
+        match rx.recv_timeout(wait) {
+            Ok(ToDecode::Chunk(records)) => {
+                let t = Instant::now();
+                let now_utc = Utc::now();
+                let items: Vec<Item> = pool.install(|| {
+                    records
+                        .into_par_iter()
+                        .map(|r| decode_record(r, &limits, now_utc))
+                        .collect()
+                });
+                ChunkDecoded {
+                    elapsed: t.elapsed(),
+                }
+                .emit();
+                for item in items {
+                    let shard = match &item.body {
+                        ItemBody::Notice { notice, .. } => {
+                            (notice.recipient.shard_hash() % cfg.shards as u64) as usize
+                        }
+                        _ => (item.token.seq % cfg.shards as u64) as usize,
+                    };
+                    let s = &mut shards[shard];
+                    s.since.get_or_insert_with(Instant::now);
+                    s.items.push(item);
+                    if s.items.len() >= cfg.batch_max_notices {
+                        s.since = None;
+                        if !send(std::mem::take(&mut s.items)) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Ok(ToDecode::End) | Err(RecvTimeoutError::Disconnected) => {
+                for s in &mut shards {
+                    if !s.items.is_empty() && !send(std::mem::take(&mut s.items)) {
+                        return Ok(());
+                    }
+                }
+                let _ = tx.send(ToCommit::End);
+                return Ok(());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        for s in &mut shards {
+            if s.since.is_some_and(|t| now.duration_since(t) >= linger) {
+                s.since = None;
+                if !send(std::mem::take(&mut s.items)) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// The agency a rejection is filed under: the source's, else the
+/// envelope's when it is a valid ID.
+fn rejection_agency(source_agency: &Option<AgencyId>, rej: &Rejection) -> Option<AgencyId> {
+    source_agency
+        .clone()
+        .or_else(|| rej.agency.as_deref().and_then(|a| AgencyId::parse(a).ok()))
+}
+
+fn position_id(p: &SourcePosition) -> String {
+    match p {
+        SourcePosition::File { path, line } => format!("file:{path}:{line}"),
+        SourcePosition::Kafka {
+            topic,
+            partition,
+            offset,
+        } => format!("kafka:{topic}:{partition}:{offset}"),
+        SourcePosition::InProcess { sequence } => format!("memory:{sequence}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn commit_stage(
+    cfg: PipelineConfig,
+    node: u16,
+    store: Arc<dyn Store>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    health: Health,
+    shutdown: Arc<AtomicBool>,
+    rx: Receiver<ToCommit>,
+    ack_tx: Sender<Vec<AckToken>>,
+) -> Result<(), PipelineError> {
+    let last = store
+        .last_tracking_code()
+        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    let mut codes = TrackingCodes::new(node, last);
+    let mut ended = false;
+    let mut writes: u64 = 0;
+    while !ended {
+        let mut group: Vec<Item> = match rx.recv() {
+            Ok(ToCommit::Batch(b)) => b,
+            Ok(ToCommit::End) | Err(_) => break,
+        };
+        // Group commit: take every batch already waiting, up to the cap.
+        while group.len() < cfg.group_max_notices {
+            match rx.try_recv() {
+                Ok(ToCommit::Batch(b)) => group.extend(b),
+                Ok(ToCommit::End) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+
+        let now = Utc::now();
+        let now_ms = now.timestamp_millis();
+        let mut entries = Vec::with_capacity(group.len());
+        let mut meta = Vec::with_capacity(group.len());
+        for item in group {
+            let Item {
+                token,
+                received,
+                position,
+                source_agency,
+                payload_bytes,
+                body,
+            } = item;
+            let entry = match body {
+                ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
+                    tracking_code: codes.next(now_ms),
+                    accepted_at: now,
+                    content_hash: hash,
+                    notice: *notice,
+                    position: position.clone(),
+                }),
+                ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
+                    agency: rejection_agency(&source_agency, &rej),
+                    reference: rej.reference,
+                    problems: rej.problems,
+                    position: position.clone(),
+                    at: now,
+                }),
+                ItemBody::Dead(rej, payload, size) => Entry::DeadLetter(DeadLetter {
+                    schema_version: SCHEMA_VERSION,
+                    source: position.clone(),
+                    agency: source_agency.clone(),
+                    problems: rej.problems,
+                    payload_base64: base64(&payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)]),
+                    payload_size: size,
+                    at: now,
+                }),
+            };
+            entries.push(entry);
+            meta.push((token, received, position, payload_bytes));
+        }
+
+        // Durable write, retried until it succeeds: nothing is acknowledged
+        // before, so giving up would only mean re-delivery after a restart.
+        let mut attempt = 0u32;
+        let t = Instant::now();
+        let outcomes = loop {
+            match store.write(&entries) {
+                Ok(o) => break o,
+                Err(e) => {
+                    attempt += 1;
+                    StoreWriteFailed {
+                        error: &e,
+                        attempt,
+                        records: entries.len(),
+                    }
+                    .emit();
+                    health.set(false, "store writes failing");
+                    if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
+                        return Err(PipelineError::Store(e.to_string()));
+                    }
+                    std::thread::sleep(Duration::from_millis(
+                        (100u64 << attempt.min(6)).min(5_000),
+                    ));
+                }
+            }
+        };
+        if attempt > 0 {
+            health.set(true, "running");
+        }
+        StoreWritten {
+            records: entries.len(),
+            elapsed: t.elapsed(),
+        }
+        .emit();
+
+        let mut handled = Vec::with_capacity(entries.len());
+        let mut tokens = Vec::with_capacity(entries.len());
+        let mut latencies = Vec::with_capacity(entries.len());
+        let mut counts = Counts::default();
+        let done = Instant::now();
+        for ((entry, outcome), (token, received, position, payload_bytes)) in
+            entries.into_iter().zip(outcomes).zip(meta)
+        {
+            let latency = done.duration_since(received);
+            latencies.push(latency.as_secs_f64());
+            tokens.push(token);
+            let (kind, receipt) = match (entry, outcome) {
+                (Entry::Notice(n), Outcome::Stored) => {
+                    counts.stored(&n.notice.agency, payload_bytes);
+                    let receipt = Receipt::new(
+                        format!("accepted:{}", n.tracking_code),
+                        n.notice.agency,
+                        Some(n.notice.reference),
+                        now,
+                        ReceiptEvent::Accepted {
+                            tracking_code: n.tracking_code,
+                            duplicate: false,
+                        },
+                    );
+                    (HandledKind::Stored, Some(receipt))
+                }
+                (Entry::Notice(n), Outcome::Duplicate { original }) => {
+                    counts.duplicate(&n.notice.agency);
+                    let receipt = Receipt::new(
+                        format!("duplicate:{original}:{}", position_id(&position)),
+                        n.notice.agency,
+                        Some(n.notice.reference),
+                        now,
+                        ReceiptEvent::Accepted {
+                            tracking_code: original,
+                            duplicate: true,
+                        },
+                    );
+                    (HandledKind::Duplicate, Some(receipt))
+                }
+                (Entry::Notice(n), Outcome::Conflict { original }) => {
+                    counts.rejected(Some(&n.notice.agency), Reason::ReferenceConflict);
+                    let receipt = Receipt::new(
+                        format!("rejected:{}", position_id(&position)),
+                        n.notice.agency,
+                        Some(n.notice.reference),
+                        now,
+                        ReceiptEvent::Rejected {
+                            problems: vec![Problem::new(
+                                Reason::ReferenceConflict,
+                                "reference".to_owned(),
+                                format!("reference was already used for notice {original} with different content; the original is kept"),
+                            )],
+                        },
+                    );
+                    (
+                        HandledKind::Rejected(Reason::ReferenceConflict),
+                        Some(receipt),
+                    )
+                }
+                (Entry::Rejection(r), _) => {
+                    let reason = r.problems[0].reason;
+                    counts.rejected(r.agency.as_ref(), reason);
+                    let receipt = r.agency.map(|agency| {
+                        Receipt::new(
+                            format!("rejected:{}", position_id(&position)),
+                            agency,
+                            r.reference,
+                            now,
+                            ReceiptEvent::Rejected {
+                                problems: r.problems,
+                            },
+                        )
+                    });
+                    (HandledKind::Rejected(reason), receipt)
+                }
+                (Entry::DeadLetter(d), _) => {
+                    let reason = d.problems[0].reason;
+                    counts.dead(reason);
+                    (HandledKind::DeadLetter(reason), None)
+                }
+                (Entry::Notice(_), Outcome::Kept) => {
+                    unreachable!("a notice is stored, absorbed or in conflict")
+                }
+            };
+            handled.push(Handled {
+                kind,
+                receipt,
+                latency,
+                payload_bytes,
+            });
+        }
+        IngestLatencies(&latencies).emit();
+        counts.into_event().emit();
+        for sink in &mut sinks {
+            sink.handled(&handled)?;
+        }
+        if ack_tx.send(tokens).is_err() {
+            break;
+        }
+        writes += 1;
+        if writes % 64 == 0 {
+            StoreSize {
+                disk_bytes: store.stats().disk_bytes,
+            }
+            .emit();
+        }
+    }
+    for sink in &mut sinks {
+        sink.finish()?;
+    }
+    Ok(())
+}
+
+/// Per-write counters, aggregated before they touch the metrics registry.
+#[derive(Default)]
+struct Counts {
+    stored: std::collections::HashMap<String, u64>,
+    duplicates: std::collections::HashMap<String, u64>,
+    rejected: std::collections::HashMap<(String, Reason), u64>,
+    dead: std::collections::HashMap<Reason, u64>,
+    bytes: u64,
+}
+
+impl Counts {
+    fn stored(&mut self, agency: &AgencyId, bytes: usize) {
+        *self.stored.entry(agency.as_str().to_owned()).or_default() += 1;
+        self.bytes += bytes as u64;
+    }
+    fn duplicate(&mut self, agency: &AgencyId) {
+        *self
+            .duplicates
+            .entry(agency.as_str().to_owned())
+            .or_default() += 1;
+    }
+    fn rejected(&mut self, agency: Option<&AgencyId>, reason: Reason) {
+        *self
+            .rejected
+            .entry((
+                agency.map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                reason,
+            ))
+            .or_default() += 1;
+    }
+    fn dead(&mut self, reason: Reason) {
+        *self.dead.entry(reason).or_default() += 1;
+    }
+    fn into_event(self) -> BatchOutcomes {
+        let label = |a: String| {
+            if a.is_empty() {
+                agency_label(None)
+            } else {
+                agency_label(AgencyId::parse(&a).ok().as_ref())
+            }
+        };
+        BatchOutcomes {
+            stored: self
+                .stored
+                .into_iter()
+                .map(|(a, n)| (label(a), n))
+                .collect(),
+            duplicates: self
+                .duplicates
+                .into_iter()
+                .map(|(a, n)| (label(a), n))
+                .collect(),
+            rejected: self
+                .rejected
+                .into_iter()
+                .map(|((a, r), n)| ((label(a), r), n))
+                .collect(),
+            dead_letters: self.dead.into_iter().collect(),
+            stored_bytes: self.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use karpoosheh_schemas::TRACKING_EPOCH_MS;
+
+    #[test]
+    fn tracking_codes_never_repeat_even_when_the_clock_steps_back() {
+        let mut g = TrackingCodes::new(3, None);
+        let t = TRACKING_EPOCH_MS + 1_000_000;
+        let mut seen = std::collections::HashSet::new();
+        let mut last = 0;
+        for i in 0..10_000 {
+            // 10k codes in "one millisecond", then the clock goes back.
+            let now = if i < 9_000 { t } else { t - 5_000 };
+            let c = g.next(now);
+            assert!(c.as_u64() > last, "codes increase");
+            assert_eq!(c.node(), 3, "node bits intact");
+            last = c.as_u64();
+            assert!(seen.insert(c));
+        }
+        // After a restart, the high-water mark from the store continues.
+        let mut g2 = TrackingCodes::new(3, Some(TrackingCode::from_u64(last)));
+        assert!(g2.next(t - 60_000).as_u64() > last);
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,168 @@
+//! Sinks for what happened to each record once it is durable: receipts
+//! for agencies (an NDJSON file now; the Kafka receipts topic next) and
+//! observers such as the demo's latency report. The pipeline calls every
+//! sink before it acknowledges the source, so a receipt is never lost to
+//! a crash — it may be sent twice (at least once), which is why receipts
+//! carry a stable `receipt_id`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use karpoosheh_schemas::{Reason, Receipt};
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandledKind {
+    Stored,
+    Duplicate,
+    Rejected(Reason),
+    DeadLetter(Reason),
+}
+
+/// One durably handled record.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub kind: HandledKind,
+    /// The agency's receipt; `None` for dead letters, which no agency can
+    /// be told about reliably.
+    pub receipt: Option<Receipt>,
+    /// Arrival to durable write.
+    pub latency: Duration,
+    /// Payload bytes of the record.
+    pub payload_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("cannot write receipts to {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Receives every durably handled record, in batches.
+pub trait Sink: Send {
+    fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError>;
+    /// Called once at the end of a run.
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Writes receipts as NDJSON, one per line, flushed per batch — the
+/// agency's answer file for `karpoosheh ingest`.
+pub struct NdjsonReceipts {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl NdjsonReceipts {
+    pub fn create(path: &Path) -> Result<Self, SinkError> {
+        let file = File::create(path).map_err(|source| SinkError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(NdjsonReceipts {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+}
+
+impl Sink for NdjsonReceipts {
+    fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
+        let err = |source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        for r in batch.iter().filter_map(|h| h.receipt.as_ref()) {
+            serde_json::to_writer(&mut self.out, r).map_err(|e| err(e.into()))?;
+            self.out.write_all(b"\n").map_err(err)?;
+        }
+        self.out.flush().map_err(err)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|source| SinkError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Counts outcomes and keeps a latency histogram (microseconds), for run
+/// reports.
+pub struct Tally {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: std::collections::BTreeMap<Reason, u64>,
+    pub dead_letters: std::collections::BTreeMap<Reason, u64>,
+    pub stored_payload_bytes: u64,
+    pub latency_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            stored: 0,
+            duplicates: 0,
+            rejected: Default::default(),
+            dead_letters: Default::default(),
+            stored_payload_bytes: 0,
+            latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid bounds"),
+        }
+    }
+}
+
+impl Tally {
+    pub fn add(&mut self, batch: &[Handled]) {
+        for h in batch {
+            match h.kind {
+                HandledKind::Stored => {
+                    self.stored += 1;
+                    self.stored_payload_bytes += h.payload_bytes as u64;
+                }
+                HandledKind::Duplicate => self.duplicates += 1,
+                HandledKind::Rejected(r) => *self.rejected.entry(r).or_default() += 1,
+                HandledKind::DeadLetter(r) => *self.dead_letters.entry(r).or_default() += 1,
+            }
+            let _ = self
+                .latency_us
+                .record((h.latency.as_micros() as u64).max(1));
+        }
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.values().sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.stored + self.duplicates + self.rejected_total() + self.dead_letters_total()
+    }
+}
+
+/// A sink that tallies into a shared [`Tally`].
+pub struct TallySink(pub std::sync::Arc<std::sync::Mutex<Tally>>);
+
+impl Sink for TallySink {
+    fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).add(batch);
+        Ok(())
+    }
+}

@@ -1,0 +1,530 @@
+//! The embedded store on `fjall`, an LSM tree like ScyllaDB's own storage.
+//!
+//! Layout (one keyspace each; see docs/storage.md for the reasoning):
+//! - `notices`: tracking code (u64, big-endian) → the full record. Tracking
+//!   codes are time-ordered, so the biggest values arrive in key order and
+//!   the LSM tree appends instead of rewriting: write amplification stays
+//!   near 1 for the bulk of the bytes.
+//! - `mailbox`: mailbox key (9 bytes) ‖ !tracking code → empty. The only
+//!   randomly-ordered index, and it holds 17-byte keys and no values, so
+//!   compaction rewrites little. Inverting the code lists newest first.
+//! - `refs`: agency ‖ 0 ‖ reference → tracking code ‖ content hash, for
+//!   idempotency.
+//! - `rejections`: agency ‖ 0 ‖ id → rejection; `dead_letters`: id → record.
+//! - `meta`: high-water marks (last tracking code, last IDs).
+//!
+//! One write = one fjall batch across keyspaces = one journal append and,
+//! with `durability = "sync_data"`, one `fdatasync`: group commit.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, Problem, Reason, TrackingCode};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Entry, MailboxPage, NewRejection, Outcome, Store, StoreError, StoreStats, StoredNotice,
+    StoredRejection,
+};
+
+/// Value formats, the first byte of every stored value: postcard for the
+/// hot, fixed-shape notice records; JSON for the rarer rejection and
+/// dead-letter records, whose tagged enums need a self-describing format.
+const FORMAT: u8 = 1;
+const FORMAT_JSON: u8 = 2;
+const UNATTRIBUTED: &[u8] = b"_unattributed";
+const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
+const META_LAST_REJECTION: &[u8] = b"last_rejection_id";
+
+/// When a write counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `fdatasync` the journal before acknowledging: survives power loss.
+    #[default]
+    SyncData,
+    /// `fsync` (data and metadata) before acknowledging.
+    SyncAll,
+    /// Only hand the journal to the OS: survives a process crash, not a
+    /// power loss or kernel panic. For tests and benchmarks.
+    Buffered,
+}
+
+impl Durability {
+    fn persist_mode(self) -> PersistMode {
+        match self {
+            Durability::SyncData => PersistMode::SyncData,
+            Durability::SyncAll => PersistMode::SyncAll,
+            Durability::Buffered => PersistMode::Buffer,
+        }
+    }
+}
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone)]
+pub struct FjallStoreConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub cache_bytes: u64,
+    pub memtable_bytes: u64,
+    pub max_journal_bytes: u64,
+}
+
+impl FjallStoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FjallStoreConfig {
+            path: path.into(),
+            durability: Durability::SyncData,
+            cache_bytes: 256 << 20,
+            memtable_bytes: 64 << 20,
+            max_journal_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Serialises exactly like [`StoredNotice`] without copying the notice.
+#[derive(Serialize)]
+struct StoredNoticeRef<'a> {
+    tracking_code: TrackingCode,
+    accepted_at: &'a chrono::DateTime<chrono::Utc>,
+    content_hash: &'a [u8; 32],
+    notice: &'a karpoosheh_schemas::Notice,
+}
+
+struct WriterState {
+    last_tracking: Option<u64>,
+    last_rejection_id: u64,
+    last_dead_letter_id: u64,
+}
+
+/// The embedded mailbox store.
+pub struct FjallStore {
+    db: Database,
+    notices: Keyspace,
+    mailbox: Keyspace,
+    refs: Keyspace,
+    rejections: Keyspace,
+    dead_letters: Keyspace,
+    meta: Keyspace,
+    durability: Durability,
+    writer: Mutex<WriterState>,
+    path: PathBuf,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // postcard only fails on writer errors, which a Vec never has.
+    out.extend(postcard::to_stdvec(v).expect("postcard into a Vec cannot fail"));
+    out
+}
+
+fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_JSON];
+    serde_json::to_writer(&mut out, v).expect("serialising stored records into a Vec cannot fail");
+    out
+}
+
+fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((&FORMAT_JSON, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((v, _)) => Err(StoreError::Corrupt(format!(
+            "{what}: unknown format version {v}"
+        ))),
+        None => Err(StoreError::Corrupt(format!("{what}: empty value"))),
+    }
+}
+
+fn agency_bucket(agency: Option<&AgencyId>) -> &[u8] {
+    agency
+        .map(|a| a.as_str().as_bytes())
+        .unwrap_or(UNATTRIBUTED)
+}
+
+fn ref_key(agency: &AgencyId, reference: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agency.as_str().len() + 1 + reference.len());
+    k.extend_from_slice(agency.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(reference.as_bytes());
+    k
+}
+
+fn mailbox_key(id: MailboxId, code: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&id.to_key());
+    k[9..].copy_from_slice(&(!code).to_be_bytes());
+    k
+}
+
+fn rejection_key(agency: Option<&AgencyId>, id: u64) -> Vec<u8> {
+    let bucket = agency_bucket(agency);
+    let mut k = Vec::with_capacity(bucket.len() + 9);
+    k.extend_from_slice(bucket);
+    k.push(0);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("short u64".into()))
+}
+
+/// Time-ordered IDs for rejections and dead letters: milliseconds << 16,
+/// bumped past the last one so they are unique and increasing.
+fn next_id(last: &mut u64) -> u64 {
+    let now = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 16;
+    *last = now.max(*last + 1);
+    *last
+}
+
+impl FjallStore {
+    pub fn open(cfg: FjallStoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&cfg.path)?;
+        let db = Database::builder(&cfg.path)
+            .cache_size(cfg.cache_bytes)
+            .max_journaling_size(cfg.max_journal_bytes)
+            .open()
+            .map_err(|e| match e {
+                ::fjall::Error::Locked => StoreError::Locked(cfg.path.display().to_string()),
+                other => StoreError::Fjall(other),
+            })?;
+        let memtable = cfg.memtable_bytes;
+        let opts = move || KeyspaceCreateOptions::default().max_memtable_size(memtable);
+        let notices = db.keyspace("notices", opts)?;
+        let mailbox = db.keyspace("mailbox", opts)?;
+        let refs = db.keyspace("refs", opts)?;
+        let rejections = db.keyspace("rejections", opts)?;
+        let dead_letters = db.keyspace("dead_letters", opts)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+
+        let last_tracking = meta
+            .get(META_LAST_TRACKING)?
+            .map(|v| u64_of(&v))
+            .transpose()?;
+        let last_rejection_id = meta
+            .get(META_LAST_REJECTION)?
+            .map(|v| u64_of(&v))
+            .transpose()?
+            .unwrap_or(0);
+        let last_dead_letter_id = match dead_letters.last_key_value() {
+            Some(g) => u64_of(&g.key()?)?,
+            None => 0,
+        };
+        Ok(FjallStore {
+            db,
+            notices,
+            mailbox,
+            refs,
+            rejections,
+            dead_letters,
+            meta,
+            durability: cfg.durability,
+            writer: Mutex::new(WriterState {
+                last_tracking,
+                last_rejection_id,
+                last_dead_letter_id,
+            }),
+            path: cfg.path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lookup_ref(&self, key: &[u8]) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        match self.refs.get(key)? {
+            None => Ok(None),
+            Some(v) if v.len() == 40 => {
+                let code = u64_of(&v[..8])?;
+                let hash: [u8; 32] = v[8..40].try_into().expect("32 bytes");
+                Ok(Some((code, hash)))
+            }
+            Some(_) => Err(StoreError::Corrupt(
+                "refs value has the wrong length".into(),
+            )),
+        }
+    }
+}
+
+impl Store for FjallStore {
+    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        // One writer at a time: the reference check and the insert must not
+        // interleave with another batch's.
+        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        // References first seen in this batch; the store has not got them yet.
+        let mut fresh: std::collections::HashMap<Vec<u8>, (u64, [u8; 32])> =
+            std::collections::HashMap::new();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut max_tracking = st.last_tracking;
+        let mut rejection_written = false;
+
+        for entry in entries {
+            match entry {
+                Entry::Notice(n) => {
+                    let key = ref_key(&n.notice.agency, &n.notice.reference);
+                    let existing = match fresh.get(&key) {
+                        Some(&v) => Some(v),
+                        None => self.lookup_ref(&key)?,
+                    };
+                    match existing {
+                        Some((code, hash)) if hash == n.content_hash => {
+                            outcomes.push(Outcome::Duplicate {
+                                original: TrackingCode::from_u64(code),
+                            });
+                        }
+                        Some((code, _)) => {
+                            let original = TrackingCode::from_u64(code);
+                            let rejection = NewRejection {
+                                agency: Some(n.notice.agency.clone()),
+                                reference: Some(n.notice.reference.clone()),
+                                problems: vec![Problem::new(
+                                    Reason::ReferenceConflict,
+                                    "reference".to_owned(),
+                                    format!("reference was already used for notice {original} with different content; the original is kept"),
+                                )],
+                                position: n.position.clone(),
+                                at: n.accepted_at,
+                            };
+                            let id = next_id(&mut st.last_rejection_id);
+                            batch.insert(
+                                &self.rejections,
+                                rejection_key(Some(&n.notice.agency), id),
+                                encode_json(&rejection),
+                            );
+                            rejection_written = true;
+                            outcomes.push(Outcome::Conflict { original });
+                        }
+                        None => {
+                            let code = n.tracking_code.as_u64();
+                            let record = StoredNoticeRef {
+                                tracking_code: n.tracking_code,
+                                accepted_at: &n.accepted_at,
+                                content_hash: &n.content_hash,
+                                notice: &n.notice,
+                            };
+                            batch.insert(&self.notices, code.to_be_bytes(), encode(&record));
+                            batch.insert(&self.mailbox, mailbox_key(n.notice.recipient, code), []);
+                            let mut v = [0u8; 40];
+                            v[..8].copy_from_slice(&code.to_be_bytes());
+                            v[8..].copy_from_slice(&n.content_hash);
+                            batch.insert(&self.refs, key.clone(), v);
+                            fresh.insert(key, (code, n.content_hash));
+                            max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
+                            outcomes.push(Outcome::Stored);
+                        }
+                    }
+                }
+                Entry::Rejection(r) => {
+                    let id = next_id(&mut st.last_rejection_id);
+                    batch.insert(
+                        &self.rejections,
+                        rejection_key(r.agency.as_ref(), id),
+                        encode_json(r),
+                    );
+                    rejection_written = true;
+                    outcomes.push(Outcome::Kept);
+                }
+                Entry::DeadLetter(d) => {
+                    let id = next_id(&mut st.last_dead_letter_id);
+                    batch.insert(&self.dead_letters, id.to_be_bytes(), encode_json(d));
+                    outcomes.push(Outcome::Kept);
+                }
+            }
+        }
+        if max_tracking != st.last_tracking {
+            if let Some(m) = max_tracking {
+                batch.insert(&self.meta, META_LAST_TRACKING, m.to_be_bytes());
+            }
+        }
+        if rejection_written {
+            batch.insert(
+                &self.meta,
+                META_LAST_REJECTION,
+                st.last_rejection_id.to_be_bytes(),
+            );
+        }
+        batch.commit()?;
+        st.last_tracking = max_tracking;
+        Ok(outcomes)
+    }
+
+    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
+        match self.notices.get(code.as_u64().to_be_bytes())? {
+            Some(v) => Ok(Some(decode("notice", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, StoreError> {
+        let start = match before {
+            Some(b) => Bound::Excluded(mailbox_key(id, b.as_u64()).to_vec()),
+            None => Bound::Included(mailbox_key(id, u64::MAX).to_vec()),
+        };
+        let end = Bound::Included(mailbox_key(id, 0).to_vec());
+        let mut notices = Vec::with_capacity(limit.min(1000));
+        let mut next = None;
+        for guard in self.mailbox.range::<Vec<u8>, _>((start, end)) {
+            let key = guard.key()?;
+            let code = TrackingCode::from_u64(!u64_of(&key[9..])?);
+            if notices.len() == limit {
+                next = notices.last().map(|n: &StoredNotice| n.tracking_code);
+                break;
+            }
+            match self.notice(code)? {
+                Some(n) => notices.push(n),
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "mailbox index points at missing notice {code}"
+                    )))
+                }
+            }
+        }
+        Ok(MailboxPage { notices, next })
+    }
+
+    fn reference(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .lookup_ref(&ref_key(agency, reference))?
+            .map(|(c, _)| TrackingCode::from_u64(c)))
+    }
+
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let bucket = agency_bucket(agency);
+        let start = match after {
+            Some(a) => Bound::Excluded(rejection_key(agency, a)),
+            None => Bound::Included(rejection_key(agency, 0)),
+        };
+        let mut end = bucket.to_vec();
+        end.push(1);
+        let mut out = Vec::new();
+        for guard in self
+            .rejections
+            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            let id = u64_of(&k[bucket.len() + 1..])?;
+            out.push(StoredRejection {
+                id,
+                rejection: decode("rejection", &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_be_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .dead_letters
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            out.push((u64_of(&k)?, decode("dead letter", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
+        let st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(st.last_tracking.map(TrackingCode::from_u64))
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            disk_bytes: self.db.disk_space().unwrap_or(0),
+            notices_approx: self.notices.approximate_len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance_on_fjall() {
+        crate::store::conformance::run_all(&mut |_name| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = FjallStoreConfig::new(dir.path());
+            cfg.durability = Durability::Buffered;
+            let store = FjallStore::open(cfg).unwrap();
+            (
+                Box::new(store) as Box<dyn Store>,
+                Box::new(dir) as Box<dyn std::any::Any>,
+            )
+        });
+    }
+
+    #[test]
+    fn reopen_keeps_everything_and_high_water_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || FjallStore::open(FjallStoreConfig::new(dir.path())).unwrap();
+        let entries = crate::store::conformance::sample_entries(3);
+        {
+            let s = open();
+            let out = s.write(&entries).unwrap();
+            assert!(out.iter().all(|o| *o == Outcome::Stored));
+        }
+        let s = open();
+        let Entry::Notice(last) = &entries[2] else {
+            unreachable!()
+        };
+        assert_eq!(s.last_tracking_code().unwrap(), Some(last.tracking_code));
+        assert_eq!(
+            s.notice(last.tracking_code).unwrap().unwrap().notice,
+            last.notice
+        );
+        // A re-send after restart is still recognised.
+        let again = s.write(&entries[..1]).unwrap();
+        assert!(matches!(again[0], Outcome::Duplicate { .. }));
+    }
+
+    #[test]
+    fn second_open_of_same_path_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = FjallStore::open(FjallStoreConfig::new(dir.path())).unwrap();
+        match FjallStore::open(FjallStoreConfig::new(dir.path())) {
+            Err(StoreError::Locked(p)) => assert!(p.contains(dir.path().to_str().unwrap())),
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("a second open of a locked store succeeded"),
+        }
+    }
+}

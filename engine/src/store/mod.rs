@@ -1,0 +1,176 @@
+//! Mailbox stores: where notices, rejections and dead letters are kept.
+//!
+//! One trait, [`Store`], with one file per backend (`fjall.rs` now,
+//! ScyllaDB next). Every backend must pass [`conformance`], which pins the
+//! semantics the pipeline relies on:
+//! - [`Store::write`] is atomic and, when it returns `Ok`, durable to the
+//!   configured level: the pipeline acknowledges its source only after it.
+//! - Writes are idempotent on (agency, reference): an exact re-send
+//!   (same content hash) is absorbed and answered with the original
+//!   tracking code; a different content is a conflict, the original is
+//!   kept and the conflict is recorded as a rejection for the agency.
+//! - Mailbox listings are newest first, paged by tracking code.
+
+pub mod conformance;
+mod fjall;
+
+use chrono::{DateTime, Utc};
+use karpoosheh_schemas::{
+    AgencyId, DeadLetter, MailboxId, Notice, Problem, SourcePosition, TrackingCode,
+};
+use serde::{Deserialize, Serialize};
+
+pub use self::fjall::{Durability, FjallStore, FjallStoreConfig};
+
+/// Errors of a store backend. Input problems are never errors: they are
+/// rejections, kept as data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("embedded store I/O failed: {0} (check disk space and permissions of store.path)")]
+    Fjall(#[from] ::fjall::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a stored record is corrupt or from an unknown format version ({0}); restore from backup or report a bug")]
+    Corrupt(String),
+    #[error("the store at {0} is locked by another karpoosheh process; stop it first or use another store.path")]
+    Locked(String),
+}
+
+/// A notice accepted by the pipeline, with its tracking code assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewNotice {
+    pub tracking_code: TrackingCode,
+    pub accepted_at: DateTime<Utc>,
+    pub content_hash: [u8; 32],
+    pub notice: Notice,
+    /// Where it came from; recorded if it turns out to be a conflict.
+    pub position: SourcePosition,
+}
+
+/// A rejection, kept for the agency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRejection {
+    /// The agency it is kept for: the source's agency, or the envelope's
+    /// when that was a valid ID; `None` files it as unattributed.
+    pub agency: Option<AgencyId>,
+    pub reference: Option<String>,
+    pub problems: Vec<Problem>,
+    pub position: SourcePosition,
+    pub at: DateTime<Utc>,
+}
+
+/// One thing to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Notice(NewNotice),
+    Rejection(NewRejection),
+    DeadLetter(DeadLetter),
+}
+
+/// What became of one [`Entry`], in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new notice, stored under the tracking code it came with.
+    Stored,
+    /// An exact re-send: nothing written; the original's tracking code.
+    Duplicate { original: TrackingCode },
+    /// Same reference, different content: the original kept, a
+    /// `reference_conflict` rejection recorded.
+    Conflict { original: TrackingCode },
+    /// A rejection or dead letter recorded.
+    Kept,
+}
+
+/// A stored notice, as the read path returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredNotice {
+    pub tracking_code: TrackingCode,
+    pub accepted_at: DateTime<Utc>,
+    pub content_hash: [u8; 32],
+    pub notice: Notice,
+}
+
+impl From<NewNotice> for StoredNotice {
+    fn from(n: NewNotice) -> Self {
+        StoredNotice {
+            tracking_code: n.tracking_code,
+            accepted_at: n.accepted_at,
+            content_hash: n.content_hash,
+            notice: n.notice,
+        }
+    }
+}
+
+/// A kept rejection, with its store-assigned ID (time-ordered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRejection {
+    pub id: u64,
+    pub rejection: NewRejection,
+}
+
+/// One page of a mailbox, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailboxPage {
+    pub notices: Vec<StoredNotice>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<TrackingCode>,
+}
+
+/// Approximate sizes, for reports and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub disk_bytes: u64,
+    pub notices_approx: u64,
+}
+
+/// A mailbox store backend. Implementations are shared between threads;
+/// `write` calls are serialised by the pipeline's single committer, but a
+/// backend must stay correct if they are not.
+pub trait Store: Send + Sync {
+    /// Writes entries atomically and durably; see the module docs for the
+    /// idempotency rules. Returns one outcome per entry, in order.
+    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError>;
+
+    /// A notice by tracking code.
+    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError>;
+
+    /// A mailbox's notices, newest first: up to `limit` notices older than
+    /// `before` (or the newest when `None`).
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, StoreError>;
+
+    /// The tracking code stored for an agency's reference.
+    fn reference(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<Option<TrackingCode>, StoreError>;
+
+    /// Kept rejections for an agency (`None`: unattributed), oldest first,
+    /// after the rejection ID `after`.
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError>;
+
+    /// Kept dead letters, oldest first, after the ID `after`.
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError>;
+
+    /// The highest tracking code ever stored, so a restarted node never
+    /// issues a code twice even if its clock went back.
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError>;
+
+    /// Approximate sizes.
+    fn stats(&self) -> StoreStats;
+}
