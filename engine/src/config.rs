@@ -80,7 +80,8 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Shards that records are batched into, by recipient.
+    /// Batch buffers. Each source lane (Kafka partition, file) maps to one
+    /// shard, whose order is kept to the store.
     pub shards: usize,
     /// A shard's batch is written when it holds this many records...
     pub batch_max_notices: usize,

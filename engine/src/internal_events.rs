@@ -157,6 +157,11 @@ pub struct PipelineStarted {
 impl PipelineStarted {
     pub fn emit(self) {
         gauge!(m::SHARDS).set(self.shards as f64);
+        // Counters exist from the start, so rate() and alerts see a zero
+        // rather than a missing series.
+        counter!(m::STORE_WRITE_ERRORS).increment(0);
+        counter!(m::STORE_WRITES).increment(0);
+        counter!(m::STORED_BYTES).increment(0);
         gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "node" => self.node.to_string()).set(1.0);
         tracing::info!(node = self.node, shards = self.shards, source = %self.source, "pipeline started");
     }

@@ -6,6 +6,11 @@
 //!   └──────────────────────────── acks ◄── sinks (receipts) ◄────────────────┘
 //! ```
 //!
+//! Records are sharded by source lane (a Kafka partition — agencies key
+//! by recipient, so a partition is a set of mailboxes — or a file) and
+//! batched per shard by size and by time. Order within a lane is kept all
+//! the way to the store, so idempotency decisions follow the source's order.
+//!
 //! Three threads joined by bounded channels, so memory is bounded by
 //! `queue_depth × (decode_chunk + batch_max_notices)` records whatever the
 //! backlog. The order is fixed: a record is acknowledged to its source only
@@ -399,12 +404,11 @@ fn decode_stage(
                 }
                 .emit();
                 for item in items {
-                    let shard = match &item.body {
-                        ItemBody::Notice { notice, .. } => {
-                            (notice.recipient.shard_hash() % cfg.shards as u64) as usize
-                        }
-                        _ => (item.token.seq % cfg.shards as u64) as usize,
-                    };
+                    // A source lane (a Kafka partition, which agencies key by
+                    // recipient; a file) always maps to the same shard, and
+                    // shards are FIFO: each lane's order is kept to the store,
+                    // so the earlier of two envelopes with one reference wins.
+                    let shard = item.token.lane as usize % cfg.shards;
                     let s = &mut shards[shard];
                     s.since.get_or_insert_with(Instant::now);
                     s.items.push(item);

@@ -176,7 +176,7 @@ impl Default for Limits {
             .map(String::from)
             .collect(),
             // Legal documents may need to outlive decades of appeals.
-            max_retention: HumanDuration(Duration::from_secs(50 * 365 * 86_400)),
+            max_retention: HumanDuration(Duration::from_secs(1_577_880_000)), // "50years"
         }
     }
 }

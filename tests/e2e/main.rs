@@ -1,1 +1,5 @@
+//! End-to-end tests: one binary, one module per area.
 
+mod cli;
+mod ingest;
+mod metrics;

@@ -1,0 +1,70 @@
+//! The metrics endpoint, in process: after real traffic, every metric the
+//! monitor may read is emitted, with no national ID anywhere in the text,
+//! and health answers.
+
+use std::io::{Read, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use karpoosheh_engine::http::{install_recorder, Health, HttpServer};
+use karpoosheh_engine::metric_names;
+use karpoosheh_engine::sink::{Tally, TallySink};
+use karpoosheh_engine::source::MemorySource;
+use karpoosheh_engine::{open_store, Config, Pipeline};
+use karpoosheh_tests::{envelope, person};
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.store.path = dir.path().to_owned();
+    let store = open_store(&cfg).unwrap();
+    let health = Health::default();
+    let server = HttpServer::start("127.0.0.1:0", install_recorder(), health.clone()).unwrap();
+    let (status, body) = get(server.addr, "/health/ready");
+    assert_eq!(status, 503, "not ready before the pipeline runs: {body}");
+    assert_eq!(get(server.addr, "/health/live").0, 200);
+
+    let ids: Vec<String> = (0..20).map(|i| person(611_000_000 + i * 7919)).collect();
+    let mut payloads: Vec<Vec<u8>> = ids.iter().enumerate().map(|(i, id)| envelope("tax", &format!("m-{i}"), id, "t").into_bytes()).collect();
+    payloads.push(envelope("tax", "m-0", &ids[0], "t").into_bytes()); // duplicate
+    payloads.push(envelope("tax", "bad", "1234567890", "t").into_bytes()); // rejected
+    payloads.push(b"][".to_vec()); // dead letter
+    let (tx, source) = MemorySource::channel(4, None);
+    assert!(tx.send(payloads));
+    drop(tx);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let pipeline = Pipeline {
+        config: cfg.pipeline.clone(),
+        limits: cfg.limits.clone(),
+        node_id: 0,
+        store,
+        sinks: vec![Box::new(TallySink(tally.clone()))],
+        health: health.clone(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    pipeline.run(Box::new(source)).unwrap();
+    let t = tally.lock().unwrap();
+    assert_eq!((t.stored, t.duplicates, t.rejected_total(), t.dead_letters_total()), (20, 1, 1, 1));
+
+    let (status, text) = get(server.addr, "/metrics");
+    assert_eq!(status, 200);
+    let missing: Vec<_> = metric_names::ALL.iter().filter(|m| !text.contains(*m)).collect();
+    assert!(missing.is_empty(), "metrics never emitted: {missing:?}\n{text}");
+    for id in &ids {
+        assert!(!text.contains(id.as_str()), "a national ID leaked into /metrics");
+    }
+    assert!(text.contains("reason=\"bad_check_digit\""));
+    assert!(text.contains("karpoosheh_ingest_latency_seconds_bucket"), "latency is a real histogram");
+    assert_eq!(get(server.addr, "/nope").0, 404);
+}
