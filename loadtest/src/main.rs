@@ -1,1 +1,175 @@
-fn main() {}
+//! `karpoosheh-loadtest`: realistic traffic as NDJSON files or into the
+//! engine in process, and the whole-pipeline benchmark.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use karpoosheh_engine::config::Config;
+use karpoosheh_engine::demo::{self, DemoOptions};
+use karpoosheh_engine::traffic::TrafficConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "karpoosheh-loadtest",
+    version,
+    about = "Realistic Karpoosheh traffic: files, in-process runs, benchmarks"
+)]
+struct Cli {
+    /// Engine configuration file, as for `karpoosheh`.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override one engine option (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write NDJSON batch files, as agencies would send them.
+    File {
+        #[arg(long, default_value_t = 100_000)]
+        notices: u64,
+        #[arg(long, default_value_t = 0.03)]
+        bad_ratio: f64,
+        #[arg(long, default_value_t = 0.01)]
+        duplicate_ratio: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file, or directory with --per-agency.
+        #[arg(long)]
+        out: PathBuf,
+        /// One file per agency (for `karpoosheh ingest --agency`).
+        #[arg(long)]
+        per_agency: bool,
+    },
+    /// Feed the engine in process and report throughput and latency (JSON with --json).
+    Inprocess {
+        #[arg(long, default_value_t = 1_000_000)]
+        notices: u64,
+        #[arg(long, default_value_t = 0.03)]
+        bad_ratio: f64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Store directory (wiped first if it is a previous run's).
+        #[arg(long, default_value = "./karpoosheh-loadtest")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whole-pipeline benchmark: pipeline vs raw store vs raw disk, one run.
+    BenchPipeline {
+        #[arg(long, default_value_t = 300_000)]
+        notices: u64,
+        /// Scratch directory on the disk to measure.
+        #[arg(long, default_value = "./karpoosheh-bench")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("karpoosheh-loadtest: error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let load = |extra: Vec<String>| -> Result<Config> {
+        let mut sets = cli.sets.clone();
+        sets.extend(extra);
+        Ok(Config::load(
+            cli.config.as_deref(),
+            std::env::vars(),
+            &sets,
+        )?)
+    };
+    match &cli.command {
+        Command::File {
+            notices,
+            bad_ratio,
+            duplicate_ratio,
+            seed,
+            out,
+            per_agency,
+        } => {
+            let cfg = TrafficConfig {
+                notices: *notices,
+                bad_ratio: *bad_ratio,
+                duplicate_ratio: *duplicate_ratio,
+                seed: *seed,
+                ..Default::default()
+            };
+            let t = std::time::Instant::now();
+            let n = karpoosheh_loadtest::write_files(cfg, out, *per_agency)?;
+            eprintln!(
+                "wrote {n} records to {} in {:.1}s",
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        Command::Inprocess {
+            notices,
+            bad_ratio,
+            rate,
+            dir,
+            json,
+        } => {
+            let cfg = load(vec![format!("store.path={:?}", dir.display().to_string())])?;
+            demo::prepare_data_dir(&cfg.store.path)?;
+            let opts = DemoOptions {
+                notices: *notices,
+                bad_ratio: *bad_ratio,
+                rate: *rate,
+                progress: !json,
+                serve_metrics: false,
+                ..Default::default()
+            };
+            let report = demo::run(&cfg, &opts, Arc::new(AtomicBool::new(false)))?;
+            if *json {
+                let t = &report.tally;
+                let q = |p: f64| t.latency_us.value_at_quantile(p) as f64 / 1000.0;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "records": report.records,
+                        "elapsed_s": report.elapsed.as_secs_f64(),
+                        "records_per_s": report.records as f64 / report.elapsed.as_secs_f64(),
+                        "stored": t.stored, "duplicates": t.duplicates,
+                        "rejected": t.rejected_total(), "dead_letters": t.dead_letters_total(),
+                        "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": t.latency_us.max() as f64 / 1000.0},
+                        "peak_rss_bytes": report.peak_rss_bytes,
+                        "accounted": report.accounted(),
+                    })
+                );
+            } else {
+                println!("{}", report.render());
+            }
+        }
+        Command::BenchPipeline { notices, dir } => {
+            std::fs::create_dir_all(dir)?;
+            let cfg = load(vec![])?;
+            let r = karpoosheh_loadtest::pipeline_benchmark(karpoosheh_loadtest::BenchOptions {
+                notices: *notices,
+                dir: dir.clone(),
+                config: cfg,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!(
+                "pipeline {:.0} notices/s = {:.0}% of raw store {:.0}/s; payload {:.1} MB/s = {} of raw disk {}",
+                r.pipeline_per_sec,
+                100.0 * r.pipeline_vs_store,
+                r.raw_store_per_sec,
+                r.payload_bytes as f64 / (r.notices as f64 / r.pipeline_per_sec) / 1e6,
+                r.pipeline_payload_vs_disk.map_or("n/a".into(), |x| format!("{:.0}%", 100.0 * x)),
+                r.disk_bytes_per_sec.map_or("n/a".into(), |d| format!("{:.0} MB/s", d / 1e6)),
+            );
+        }
+    }
+    Ok(())
+}

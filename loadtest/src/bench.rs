@@ -1,0 +1,169 @@
+//! The whole-pipeline benchmark: the same notices through (1) the whole
+//! pipeline from the in-process source, batches durable before
+//! acknowledgement, and (2) the raw store, already decoded, in batches of
+//! the same size and durability; plus (3) the disk's raw sequential write
+//! rate with `dd oflag=direct`. All in one run, so ratios are fair on a
+//! noisy shared machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::Utc;
+use karpoosheh_engine::sink::{Tally, TallySink};
+use karpoosheh_engine::source::MemorySource;
+use karpoosheh_engine::store::{Entry, NewNotice};
+use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
+use karpoosheh_engine::{open_store, Config, Pipeline, TrackingCodes};
+use karpoosheh_schemas::{decode_notice, SourcePosition};
+
+pub struct BenchOptions {
+    pub notices: u64,
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub notices: u64,
+    pub payload_bytes: u64,
+    pub pipeline_per_sec: f64,
+    pub raw_store_per_sec: f64,
+    pub pipeline_vs_store: f64,
+    pub disk_bytes_per_sec: Option<f64>,
+    pub pipeline_payload_vs_disk: Option<f64>,
+    pub pipeline_p99_ms: f64,
+}
+
+fn dd_write_rate(dir: &Path) -> Option<f64> {
+    let file = dir.join("dd-probe");
+    let out = std::process::Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", file.display()),
+            "bs=1M",
+            "count=512",
+            "oflag=direct",
+            "conv=fdatasync",
+        ])
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    // dd prints "... copied, 1.23 s, 436 MB/s" on stderr.
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().last()?;
+    let secs: f64 = line
+        .split(", ")
+        .nth(1)?
+        .trim_end_matches(" s")
+        .parse()
+        .ok()?;
+    Some(512.0 * 1024.0 * 1024.0 / secs)
+}
+
+pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
+    let traffic = Traffic::new(TrafficConfig {
+        notices: opts.notices,
+        bad_ratio: 0.0,
+        duplicate_ratio: 0.0,
+        ..Default::default()
+    });
+    let payloads: Vec<Vec<u8>> = traffic
+        .chunk(0, opts.notices)
+        .into_iter()
+        .map(|g| g.payload)
+        .collect();
+    let payload_bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+
+    // (1) The whole pipeline.
+    let pipe_dir = opts.dir.join("pipeline");
+    let _ = std::fs::remove_dir_all(&pipe_dir);
+    let mut cfg = opts.config.clone();
+    cfg.store.path = pipe_dir.clone();
+    let store = open_store(&cfg)?;
+    let (tx, source) = MemorySource::channel(cfg.pipeline.queue_depth * 2, None);
+    let chunk = cfg.pipeline.decode_chunk;
+    let feeder = {
+        let payloads = payloads.clone();
+        std::thread::spawn(move || {
+            let mut it = payloads.into_iter().peekable();
+            while it.peek().is_some() {
+                if !tx.send(it.by_ref().take(chunk).collect()) {
+                    break;
+                }
+            }
+        })
+    };
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let pipeline = Pipeline {
+        config: cfg.pipeline.clone(),
+        limits: cfg.limits.clone(),
+        node_id: 0,
+        store,
+        sinks: vec![Box::new(TallySink(tally.clone()))],
+        health: Default::default(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    let t = Instant::now();
+    pipeline.run(Box::new(source))?;
+    let pipeline_secs = t.elapsed().as_secs_f64();
+    feeder.join().ok();
+    let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+    anyhow::ensure!(
+        tally.stored == opts.notices,
+        "pipeline stored {} of {}",
+        tally.stored,
+        opts.notices
+    );
+    let p99 = tally.latency_us.value_at_quantile(0.99) as f64 / 1000.0;
+    let _ = std::fs::remove_dir_all(&pipe_dir);
+
+    // (2) The raw store: the same notices, decoded beforehand (not timed),
+    // written in batches of the pipeline's size with the same durability.
+    let raw_dir = opts.dir.join("raw");
+    let _ = std::fs::remove_dir_all(&raw_dir);
+    cfg.store.path = raw_dir.clone();
+    let store = open_store(&cfg)?;
+    let now = Utc::now();
+    let mut codes = TrackingCodes::new(0, None);
+    let entries: Vec<Entry> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let notice = decode_notice(p, &cfg.limits, now).expect("benchmark notices are valid");
+            Entry::Notice(NewNotice {
+                tracking_code: codes.next(now.timestamp_millis()),
+                accepted_at: now,
+                content_hash: notice.content_hash(),
+                notice,
+                position: SourcePosition::InProcess { sequence: i as u64 },
+            })
+        })
+        .collect();
+    drop(payloads);
+    let batch = cfg.pipeline.batch_max_notices;
+    let t = Instant::now();
+    for b in entries.chunks(batch) {
+        store.write(b)?;
+    }
+    let raw_secs = t.elapsed().as_secs_f64();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&raw_dir);
+
+    // (3) The disk.
+    let disk = dd_write_rate(&opts.dir);
+    let pipeline_per_sec = opts.notices as f64 / pipeline_secs;
+    let raw_store_per_sec = opts.notices as f64 / raw_secs;
+    let payload_rate = payload_bytes as f64 / pipeline_secs;
+    Ok(BenchResult {
+        notices: opts.notices,
+        payload_bytes,
+        pipeline_per_sec,
+        raw_store_per_sec,
+        pipeline_vs_store: pipeline_per_sec / raw_store_per_sec,
+        disk_bytes_per_sec: disk,
+        pipeline_payload_vs_disk: disk.map(|d| payload_rate / d),
+        pipeline_p99_ms: p99,
+    })
+}
