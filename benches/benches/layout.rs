@@ -17,7 +17,8 @@ use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 
 const NOTICES: u64 = 1_000_000;
 const BATCH: u64 = 1000;
-const WORDS: &str = "بدینوسیله به اطلاع می‌رساند پرونده مالیاتی شما در اداره کل امور مالیاتی استان تهران \
+const WORDS: &str =
+    "بدینوسیله به اطلاع می‌رساند پرونده مالیاتی شما در اداره کل امور مالیاتی استان تهران \
     بررسی و برگ تشخیص به مبلغ ۱۲٬۴۵۰٬۰۰۰ ریال صادر شد مهلت اعتراض سی روز از تاریخ ابلاغ است \
     شعبه ۱۲ دادگاه عمومی حقوقی جلسه رسیدگی ساعت ۹ صبح مورخ ۱۴۰۵/۰۹/۱۵ حضور شما الزامی است \
     قبض آب مصرفی دوره آبان شماره اشتراک ۴۵۸۷۲۱ مبلغ قابل پرداخت شناسه پرداخت بیمه تامین اجتماعی \
@@ -26,7 +27,10 @@ const WORDS: &str = "بدینوسیله به اطلاع می‌رساند پرو
 
 fn run(time_ordered: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::builder(dir.path()).cache_size(256 << 20).open().unwrap();
+    let db = Database::builder(dir.path())
+        .cache_size(256 << 20)
+        .open()
+        .unwrap();
     let opts = || KeyspaceCreateOptions::default().max_memtable_size(64 << 20);
     let records = db.keyspace("records", opts).unwrap();
     let index = db.keyspace("index", opts).unwrap();

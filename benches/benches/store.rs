@@ -42,7 +42,10 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.measurement_time(Duration::from_secs(8));
     g.sample_size(20);
-    for (name, durability) in [("buffered", Durability::Buffered), ("sync_data", Durability::SyncData)] {
+    for (name, durability) in [
+        ("buffered", Durability::Buffered),
+        ("sync_data", Durability::SyncData),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = FjallStoreConfig::new(dir.path());
         cfg.durability = durability;
@@ -50,7 +53,11 @@ fn bench(c: &mut Criterion) {
         let mut codes = TrackingCodes::new(0, None);
         let mut seq = 0u64;
         g.bench_function(format!("batch_1000/{name}"), |b| {
-            b.iter_batched(|| batch(&mut codes, &mut seq, &body), |entries| store.write(&entries).unwrap(), BatchSize::LargeInput)
+            b.iter_batched(
+                || batch(&mut codes, &mut seq, &body),
+                |entries| store.write(&entries).unwrap(),
+                BatchSize::LargeInput,
+            )
         });
     }
     g.finish();

@@ -19,7 +19,6 @@ pub mod pipeline;
 pub mod sink;
 pub mod source;
 pub mod store;
-#[path = "traffic_stub.rs"]
 pub mod traffic;
 
 pub use config::Config;

@@ -98,8 +98,42 @@ enum ToDecode {
     End,
 }
 
+/// What the ack stage needs of a record once it is durable.
+struct Meta {
+    token: AckToken,
+    received: Instant,
+    position: SourcePosition,
+    payload_bytes: usize,
+}
+
+/// Entries ready to write, with their records' metadata, in source order.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    meta: Vec<Meta>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn append(&mut self, mut other: Batch) {
+        self.entries.append(&mut other.entries);
+        self.meta.append(&mut other.meta);
+    }
+}
+
 enum ToCommit {
-    Batch(Vec<Item>),
+    Batch(Batch),
+    End,
+}
+
+enum ToAck {
+    Written {
+        batch: Batch,
+        outcomes: Vec<Outcome>,
+        at: Instant,
+    },
     End,
 }
 
@@ -211,46 +245,58 @@ impl Pipeline {
             source: source.describe(),
         }
         .emit();
+        let last = self
+            .store
+            .last_tracking_code()
+            .map_err(|e| PipelineError::Store(e.to_string()))?;
+        let codes = TrackingCodes::new(self.node_id, last);
 
         let (decode_tx, decode_rx) = bounded::<ToDecode>(cfg.queue_depth);
-        let (commit_tx, commit_rx) = bounded::<ToCommit>(cfg.queue_depth * cfg.shards.max(1));
+        let (commit_tx, commit_rx) = bounded::<ToCommit>(cfg.queue_depth);
+        let (ack_stage_tx, ack_stage_rx) = bounded::<ToAck>(cfg.queue_depth);
         let (ack_tx, ack_rx) = unbounded::<Vec<AckToken>>();
         let failed = Arc::new(AtomicBool::new(false));
 
-        let decoder = {
-            let limits = self.limits.clone();
-            let cfg = cfg.clone();
+        let spawn = |name: &str, f: Box<dyn FnOnce() -> Result<(), PipelineError> + Send>| {
             let failed = failed.clone();
             std::thread::Builder::new()
-                .name("decode".into())
+                .name(name.into())
                 .spawn(move || {
-                    let r = decode_stage(cfg, limits, decode_rx, commit_tx);
+                    let r = f();
                     if r.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
                     r
                 })
-                .expect("spawn decode thread")
+                .expect("spawn pipeline thread")
+        };
+        let decoder = {
+            let (cfg, limits) = (cfg.clone(), self.limits.clone());
+            spawn(
+                "decode",
+                Box::new(move || decode_stage(cfg, limits, codes, decode_rx, commit_tx)),
+            )
         };
         let committer = {
-            let cfg = cfg.clone();
-            let store = self.store.clone();
-            let sinks = self.sinks;
-            let health = self.health.clone();
-            let shutdown = self.shutdown.clone();
-            let failed = failed.clone();
-            let node = self.node_id;
-            std::thread::Builder::new()
-                .name("commit".into())
-                .spawn(move || {
-                    let r =
-                        commit_stage(cfg, node, store, sinks, health, shutdown, commit_rx, ack_tx);
-                    if r.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                    r
-                })
-                .expect("spawn commit thread")
+            let (cfg, store, health, shutdown) = (
+                cfg.clone(),
+                self.store.clone(),
+                self.health.clone(),
+                self.shutdown.clone(),
+            );
+            spawn(
+                "commit",
+                Box::new(move || {
+                    commit_stage(cfg, store, health, shutdown, commit_rx, ack_stage_tx)
+                }),
+            )
+        };
+        let acker = {
+            let (store, sinks) = (self.store.clone(), self.sinks);
+            spawn(
+                "ack",
+                Box::new(move || ack_stage(store, sinks, ack_stage_rx, ack_tx)),
+            )
         };
 
         self.health.set(true, "running");
@@ -274,10 +320,10 @@ impl Pipeline {
                 )
             })?
         };
-        let decode_result = join(decoder);
-        let commit_result = join(committer);
-        commit_result?;
-        decode_result?;
+        let results = [join(decoder), join(committer), join(acker)];
+        for r in results {
+            r?;
+        }
         let records = source_result?;
         StoreSize {
             disk_bytes: self.store.stats().disk_bytes,
@@ -345,20 +391,63 @@ fn source_stage(
     while acked < read {
         match ack_rx.recv() {
             Ok(tokens) => apply_acks(source, tokens, &mut acked)?,
-            Err(_) => break, // the committer stopped; its error is reported
+            Err(_) => break, // a later stage stopped; its error is reported
         }
     }
     Ok(read)
 }
 
-struct ShardBuf {
-    items: Vec<Item>,
-    since: Option<Instant>,
+/// Turns a decoded record into what the store writes. Tracking codes are
+/// issued here, in source order, on this one thread.
+fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
+    let Item {
+        token,
+        received,
+        position,
+        source_agency,
+        payload_bytes,
+        body,
+    } = item;
+    let entry = match body {
+        ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
+            tracking_code: codes.next(now.timestamp_millis()),
+            accepted_at: now,
+            content_hash: hash,
+            notice: *notice,
+            position: position.clone(),
+        }),
+        ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
+            agency: rejection_agency(&source_agency, &rej),
+            reference: rej.reference,
+            problems: rej.problems,
+            position: position.clone(),
+            at: now,
+        }),
+        ItemBody::Dead(rej, payload, size) => Entry::DeadLetter(DeadLetter {
+            schema_version: SCHEMA_VERSION,
+            source: position.clone(),
+            agency: source_agency,
+            problems: rej.problems,
+            payload_base64: base64(&payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)]),
+            payload_size: size,
+            at: now,
+        }),
+    };
+    (
+        entry,
+        Meta {
+            token,
+            received,
+            position,
+            payload_bytes,
+        },
+    )
 }
 
 fn decode_stage(
     cfg: PipelineConfig,
     limits: Limits,
+    mut codes: TrackingCodes,
     rx: Receiver<ToDecode>,
     tx: Sender<ToCommit>,
 ) -> Result<(), PipelineError> {
@@ -368,25 +457,21 @@ fn decode_stage(
         .build()
         .map_err(|e| PipelineError::Panicked(format!("cannot start decode threads: {e}")))?;
     let linger = cfg.batch_linger.0;
-    let mut shards: Vec<ShardBuf> = (0..cfg.shards)
-        .map(|_| ShardBuf {
-            items: Vec::new(),
-            since: None,
-        })
-        .collect();
-    let send = |items: Vec<Item>| -> bool {
+    let mut shards: Vec<(Batch, Option<Instant>)> =
+        (0..cfg.shards).map(|_| (Batch::default(), None)).collect();
+    let send = |batch: Batch| -> bool {
         QueueDepth {
             stage: "commit",
             depth: tx.len(),
         }
         .emit();
-        tx.send(ToCommit::Batch(items)).is_ok()
+        tx.send(ToCommit::Batch(batch)).is_ok()
     };
     loop {
         let now = Instant::now();
         let wait = shards
             .iter()
-            .filter_map(|s| s.since.map(|t| (t + linger).saturating_duration_since(now)))
+            .filter_map(|s| s.1.map(|t| (t + linger).saturating_duration_since(now)))
             .min()
             .unwrap_or(Duration::from_millis(200));
         match rx.recv_timeout(wait) {
@@ -408,13 +493,14 @@ fn decode_stage(
                     // recipient; a file) always maps to the same shard, and
                     // shards are FIFO: each lane's order is kept to the store,
                     // so the earlier of two envelopes with one reference wins.
-                    let shard = item.token.lane as usize % cfg.shards;
-                    let s = &mut shards[shard];
-                    s.since.get_or_insert_with(Instant::now);
-                    s.items.push(item);
-                    if s.items.len() >= cfg.batch_max_notices {
-                        s.since = None;
-                        if !send(std::mem::take(&mut s.items)) {
+                    let shard = &mut shards[item.token.lane as usize % cfg.shards];
+                    let (entry, meta) = prepare(item, &mut codes, now_utc);
+                    shard.1.get_or_insert_with(Instant::now);
+                    shard.0.entries.push(entry);
+                    shard.0.meta.push(meta);
+                    if shard.0.len() >= cfg.batch_max_notices {
+                        shard.1 = None;
+                        if !send(std::mem::take(&mut shard.0)) {
                             return Ok(());
                         }
                     }
@@ -422,7 +508,7 @@ fn decode_stage(
             }
             Ok(ToDecode::End) | Err(RecvTimeoutError::Disconnected) => {
                 for s in &mut shards {
-                    if !s.items.is_empty() && !send(std::mem::take(&mut s.items)) {
+                    if s.0.len() > 0 && !send(std::mem::take(&mut s.0)) {
                         return Ok(());
                     }
                 }
@@ -433,9 +519,9 @@ fn decode_stage(
         }
         let now = Instant::now();
         for s in &mut shards {
-            if s.since.is_some_and(|t| now.duration_since(t) >= linger) {
-                s.since = None;
-                if !send(std::mem::take(&mut s.items)) {
+            if s.1.is_some_and(|t| now.duration_since(t) >= linger) {
+                s.1 = None;
+                if !send(std::mem::take(&mut s.0)) {
                     return Ok(());
                 }
             }
@@ -486,32 +572,27 @@ fn position_id(p: &SourcePosition) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Writes groups of batches durably, one write (one fsync) per group, and
+/// hands them to the ack stage — which builds receipts while the next
+/// write is under way.
 fn commit_stage(
     cfg: PipelineConfig,
-    node: u16,
     store: Arc<dyn Store>,
-    mut sinks: Vec<Box<dyn Sink>>,
     health: Health,
     shutdown: Arc<AtomicBool>,
     rx: Receiver<ToCommit>,
-    ack_tx: Sender<Vec<AckToken>>,
+    tx: Sender<ToAck>,
 ) -> Result<(), PipelineError> {
-    let last = store
-        .last_tracking_code()
-        .map_err(|e| PipelineError::Store(e.to_string()))?;
-    let mut codes = TrackingCodes::new(node, last);
     let mut ended = false;
-    let mut writes: u64 = 0;
     while !ended {
-        let mut group: Vec<Item> = match rx.recv() {
+        let mut group = match rx.recv() {
             Ok(ToCommit::Batch(b)) => b,
             Ok(ToCommit::End) | Err(_) => break,
         };
         // Group commit: take every batch already waiting, up to the cap.
         while group.len() < cfg.group_max_notices {
             match rx.try_recv() {
-                Ok(ToCommit::Batch(b)) => group.extend(b),
+                Ok(ToCommit::Batch(b)) => group.append(b),
                 Ok(ToCommit::End) => {
                     ended = true;
                     break;
@@ -519,62 +600,19 @@ fn commit_stage(
                 Err(_) => break,
             }
         }
-
-        let now = Utc::now();
-        let now_ms = now.timestamp_millis();
-        let mut entries = Vec::with_capacity(group.len());
-        let mut meta = Vec::with_capacity(group.len());
-        for item in group {
-            let Item {
-                token,
-                received,
-                position,
-                source_agency,
-                payload_bytes,
-                body,
-            } = item;
-            let entry = match body {
-                ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
-                    tracking_code: codes.next(now_ms),
-                    accepted_at: now,
-                    content_hash: hash,
-                    notice: *notice,
-                    position: position.clone(),
-                }),
-                ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
-                    agency: rejection_agency(&source_agency, &rej),
-                    reference: rej.reference,
-                    problems: rej.problems,
-                    position: position.clone(),
-                    at: now,
-                }),
-                ItemBody::Dead(rej, payload, size) => Entry::DeadLetter(DeadLetter {
-                    schema_version: SCHEMA_VERSION,
-                    source: position.clone(),
-                    agency: source_agency.clone(),
-                    problems: rej.problems,
-                    payload_base64: base64(&payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)]),
-                    payload_size: size,
-                    at: now,
-                }),
-            };
-            entries.push(entry);
-            meta.push((token, received, position, payload_bytes));
-        }
-
         // Durable write, retried until it succeeds: nothing is acknowledged
         // before, so giving up would only mean re-delivery after a restart.
         let mut attempt = 0u32;
         let t = Instant::now();
         let outcomes = loop {
-            match store.write(&entries) {
+            match store.write(&group.entries) {
                 Ok(o) => break o,
                 Err(e) => {
                     attempt += 1;
                     StoreWriteFailed {
                         error: &e,
                         attempt,
-                        records: entries.len(),
+                        records: group.len(),
                     }
                     .emit();
                     health.set(false, "store writes failing");
@@ -591,19 +629,53 @@ fn commit_stage(
             health.set(true, "running");
         }
         StoreWritten {
-            records: entries.len(),
+            records: group.len(),
             elapsed: t.elapsed(),
         }
         .emit();
-
-        let mut handled = Vec::with_capacity(entries.len());
-        let mut tokens = Vec::with_capacity(entries.len());
-        let mut latencies = Vec::with_capacity(entries.len());
-        let mut counts = Counts::default();
-        let done = Instant::now();
-        for ((entry, outcome), (token, received, position, payload_bytes)) in
-            entries.into_iter().zip(outcomes).zip(meta)
+        if tx
+            .send(ToAck::Written {
+                batch: group,
+                outcomes,
+                at: Instant::now(),
+            })
+            .is_err()
         {
+            break;
+        }
+    }
+    let _ = tx.send(ToAck::End);
+    Ok(())
+}
+
+/// Turns durable writes into receipts, metrics and sink calls, then
+/// acknowledges the records to the source — in that order.
+fn ack_stage(
+    store: Arc<dyn Store>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    rx: Receiver<ToAck>,
+    ack_tx: Sender<Vec<AckToken>>,
+) -> Result<(), PipelineError> {
+    let mut writes: u64 = 0;
+    while let Ok(ToAck::Written {
+        batch,
+        outcomes,
+        at: done,
+    }) = rx.recv()
+    {
+        let now = Utc::now();
+        let n = batch.len();
+        let mut handled = Vec::with_capacity(n);
+        let mut tokens = Vec::with_capacity(n);
+        let mut latencies = Vec::with_capacity(n);
+        let mut counts = Counts::default();
+        for ((entry, outcome), meta) in batch.entries.into_iter().zip(outcomes).zip(batch.meta) {
+            let Meta {
+                token,
+                received,
+                position,
+                payload_bytes,
+            } = meta;
             let latency = done.duration_since(received);
             latencies.push(latency.as_secs_f64());
             tokens.push(token);

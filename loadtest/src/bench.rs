@@ -50,16 +50,16 @@ fn dd_write_rate(dir: &Path) -> Option<f64> {
         .output()
         .ok()?;
     let _ = std::fs::remove_file(&file);
-    // dd prints "... copied, 1.23 s, 436 MB/s" on stderr.
+    // dd prints "536870912 bytes (537 MB, 512 MiB) copied, 0.25 s, 2.1 GB/s" on stderr.
     let text = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().last()?;
+    let line = text.lines().find(|l| l.contains(" copied, "))?;
     let secs: f64 = line
         .split(", ")
-        .nth(1)?
-        .trim_end_matches(" s")
+        .find_map(|p| p.strip_suffix(" s"))?
+        .trim()
         .parse()
         .ok()?;
-    Some(512.0 * 1024.0 * 1024.0 / secs)
+    Some(1024.0 * 1024.0 * 1024.0 / secs)
 }
 
 pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {

@@ -2,6 +2,10 @@
 //! engine in process, and the whole-pipeline benchmark.
 
 use std::path::PathBuf;
+
+// Same allocator as the engine binary, so in-process numbers match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

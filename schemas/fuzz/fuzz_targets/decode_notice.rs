@@ -18,12 +18,22 @@ fuzz_target!(|data: &[u8]| {
             let json = serde_json::to_vec(&notice).expect("a notice always serializes");
             match decode_notice(&json, &limits, now) {
                 Ok(again) => assert_eq!(again, notice, "re-decoded notice differs"),
-                Err(r) => panic!("an accepted notice does not re-decode: {:?}\n{}", r.problems, String::from_utf8_lossy(&json)),
+                Err(r) => panic!(
+                    "an accepted notice does not re-decode: {:?}\n{}",
+                    r.problems,
+                    String::from_utf8_lossy(&json)
+                ),
             }
-            assert_eq!(notice.content_hash(), decode_notice(&json, &limits, now).unwrap().content_hash());
+            assert_eq!(
+                notice.content_hash(),
+                decode_notice(&json, &limits, now).unwrap().content_hash()
+            );
         }
         Err(rejection) => {
-            assert!(!rejection.problems.is_empty(), "a rejection without problems");
+            assert!(
+                !rejection.problems.is_empty(),
+                "a rejection without problems"
+            );
             let _ = rejection.primary_reason();
         }
     }
