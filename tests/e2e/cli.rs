@@ -5,7 +5,17 @@ use karpoosheh_tests::{person, run};
 #[test]
 fn check_id_reads_arguments_and_stdin() {
     let good = person(499_370_000);
-    let out = run(&["check-id", &good, "10380284790", "1234567890", "۰۴۹۹۳۷۰۸۹۹", "12a"], None);
+    let out = run(
+        &[
+            "check-id",
+            &good,
+            "10380284790",
+            "1234567890",
+            "۰۴۹۹۳۷۰۸۹۹",
+            "12a",
+        ],
+        None,
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
@@ -22,10 +32,21 @@ fn check_id_reads_arguments_and_stdin() {
     }
     input.push_str("0000000000\r\n\n  \n123\n");
     let out = run(&["check-id", "--strict"], Some(input.as_bytes()));
-    assert_eq!(out.status.code(), Some(1), "--strict fails when any ID is invalid");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--strict fails when any ID is invalid"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().count(), 2002, "one line per ID, blank lines skipped");
-    assert_eq!(text.lines().filter(|l| l.contains("\tvalid\t")).count(), 2000);
+    assert_eq!(
+        text.lines().count(),
+        2002,
+        "one line per ID, blank lines skipped"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\tvalid\t")).count(),
+        2000
+    );
     assert!(text.contains("0000000000\tinvalid\trepeated_digits"));
     assert!(text.contains("123\tinvalid\twrong_length"));
 }

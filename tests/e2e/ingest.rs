@@ -4,7 +4,11 @@
 use karpoosheh_tests::{envelope, person, run};
 
 fn lines(v: &serde_json::Value, event: &str) -> usize {
-    v.as_array().unwrap().iter().filter(|r| r["event"] == event).count()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == event)
+        .count()
 }
 
 #[test]
@@ -17,11 +21,21 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
     let b = person(223_456_000);
     let mut content = Vec::new();
     for i in 0..50 {
-        content.push(envelope("tax", &format!("t-{i}"), if i % 2 == 0 { &a } else { &b }, &format!("اخطاریه شماره {i}")));
+        content.push(envelope(
+            "tax",
+            &format!("t-{i}"),
+            if i % 2 == 0 { &a } else { &b },
+            &format!("اخطاریه شماره {i}"),
+        ));
     }
     let mut bad_digit = a.clone().into_bytes();
     bad_digit[9] = b'0' + (bad_digit[9] - b'0' + 1) % 10;
-    content.push(envelope("tax", "bad-1", std::str::from_utf8(&bad_digit).unwrap(), "x")); // bad check digit
+    content.push(envelope(
+        "tax",
+        "bad-1",
+        std::str::from_utf8(&bad_digit).unwrap(),
+        "x",
+    )); // bad check digit
     content.push(envelope("tax", "t-3", &a, "changed title")); // reference conflict
     content.push(envelope("tax", "t-4", &a, "اخطاریه شماره 4")); // exact re-send
     content.push(envelope("judiciary", "j-1", &a, "x")); // agency mismatch
@@ -33,13 +47,30 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
 
     let d = data.to_str().unwrap();
     let out = run(
-        &["--data-dir", d, "ingest", "--file", file.to_str().unwrap(), "--agency", "tax", "--receipts", receipts.to_str().unwrap()],
+        &[
+            "--data-dir",
+            d,
+            "ingest",
+            "--file",
+            file.to_str().unwrap(),
+            "--agency",
+            "tax",
+            "--receipts",
+            receipts.to_str().unwrap(),
+        ],
         None,
     );
-    assert!(out.status.success(), "ingest failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ingest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("56 records"), "{stdout}");
-    assert!(stdout.contains("stored 50, duplicates 1, rejected 3, dead-lettered 2"), "{stdout}");
+    assert!(
+        stdout.contains("stored 50, duplicates 1, rejected 3, dead-lettered 2"),
+        "{stdout}"
+    );
 
     let rs: Vec<serde_json::Value> = std::fs::read_to_string(&receipts)
         .unwrap()
@@ -47,8 +78,16 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let rs = serde_json::Value::Array(rs);
-    assert_eq!(lines(&rs, "accepted"), 51, "50 new + 1 duplicate are accepted");
-    assert_eq!(lines(&rs, "rejected"), 3, "dead letters get no agency receipt; 3 rejections do");
+    assert_eq!(
+        lines(&rs, "accepted"),
+        51,
+        "50 new + 1 duplicate are accepted"
+    );
+    assert_eq!(
+        lines(&rs, "rejected"),
+        3,
+        "dead letters get no agency receipt; 3 rejections do"
+    );
     let reasons: Vec<String> = rs
         .as_array()
         .unwrap()
@@ -57,10 +96,18 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
         .map(|r| r["problems"][0]["reason"].as_str().unwrap().to_owned())
         .collect();
     for want in ["bad_check_digit", "reference_conflict", "agency_mismatch"] {
-        assert!(reasons.iter().any(|r| r == want), "missing {want} in {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "missing {want} in {reasons:?}"
+        );
     }
     // Every receipt ID is unique.
-    let ids: std::collections::HashSet<_> = rs.as_array().unwrap().iter().map(|r| r["receipt_id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<_> = rs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["receipt_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 54);
 
     // Rejections are kept for the agency; dead letters with their bytes.
@@ -70,27 +117,54 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
     let out = run(&["--data-dir", d, "dead-letters"], None);
     let dl = String::from_utf8_lossy(&out.stdout);
     assert_eq!(dl.lines().count(), 2, "{dl}");
-    assert!(dl.contains("malformed_json") && dl.contains("invalid_utf8"), "{dl}");
+    assert!(
+        dl.contains("malformed_json") && dl.contains("invalid_utf8"),
+        "{dl}"
+    );
 
     // Mailbox a holds the 25 even-numbered notices, newest first, once each.
-    let out = run(&["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"], None);
-    let listed: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = run(
+        &["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"],
+        None,
+    );
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(listed.len(), 25);
     assert!(
-        listed.iter().all(|n| n["notice"]["title"] != "changed title"),
+        listed
+            .iter()
+            .all(|n| n["notice"]["title"] != "changed title"),
         "the later envelope re-using t-3 did not win over the original"
     );
-    let codes: Vec<&str> = listed.iter().map(|n| n["tracking_code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = listed
+        .iter()
+        .map(|n| n["tracking_code"].as_str().unwrap())
+        .collect();
     let mut sorted = codes.clone();
     sorted.sort_by(|x, y| y.cmp(x));
     assert_eq!(codes, sorted, "newest first");
 
     // Re-running the whole file stores nothing twice.
-    let out = run(&["--data-dir", d, "ingest", "--file", file.to_str().unwrap(), "--agency", "tax"], None);
+    let out = run(
+        &[
+            "--data-dir",
+            d,
+            "ingest",
+            "--file",
+            file.to_str().unwrap(),
+            "--agency",
+            "tax",
+        ],
+        None,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stored 0, duplicates 51"), "{stdout}");
-    let out = run(&["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"], None);
+    let out = run(
+        &["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"],
+        None,
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 25);
 }
 
@@ -100,15 +174,44 @@ fn a_notice_reads_back_by_tracking_code() {
     let file = dir.path().join("one.ndjson");
     let receipts = dir.path().join("r.ndjson");
     let id = person(345_678_000);
-    std::fs::write(&file, envelope("tax", "only-1", &format!("{id}@iran"), "مالیات بر ارزش افزوده")).unwrap();
+    std::fs::write(
+        &file,
+        envelope(
+            "tax",
+            "only-1",
+            &format!("{id}@iran"),
+            "مالیات بر ارزش افزوده",
+        ),
+    )
+    .unwrap();
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
-    let out = run(&["--data-dir", d, "ingest", "--file", file.to_str().unwrap(), "--receipts", receipts.to_str().unwrap()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let receipt: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&receipts).unwrap().trim()).unwrap();
+    let out = run(
+        &[
+            "--data-dir",
+            d,
+            "ingest",
+            "--file",
+            file.to_str().unwrap(),
+            "--receipts",
+            receipts.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&receipts).unwrap().trim()).unwrap();
     let code = receipt["tracking_code"].as_str().unwrap();
     let out = run(&["--data-dir", d, "notice", code, "--json"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(n["notice"]["recipient"], id.as_str());
     assert_eq!(n["notice"]["title"], "مالیات بر ارزش افزوده");

@@ -19,7 +19,10 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -36,7 +39,11 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     assert_eq!(get(server.addr, "/health/live").0, 200);
 
     let ids: Vec<String> = (0..20).map(|i| person(611_000_000 + i * 7919)).collect();
-    let mut payloads: Vec<Vec<u8>> = ids.iter().enumerate().map(|(i, id)| envelope("tax", &format!("m-{i}"), id, "t").into_bytes()).collect();
+    let mut payloads: Vec<Vec<u8>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| envelope("tax", &format!("m-{i}"), id, "t").into_bytes())
+        .collect();
     payloads.push(envelope("tax", "m-0", &ids[0], "t").into_bytes()); // duplicate
     payloads.push(envelope("tax", "bad", "1234567890", "t").into_bytes()); // rejected
     payloads.push(b"][".to_vec()); // dead letter
@@ -55,16 +62,36 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     };
     pipeline.run(Box::new(source)).unwrap();
     let t = tally.lock().unwrap();
-    assert_eq!((t.stored, t.duplicates, t.rejected_total(), t.dead_letters_total()), (20, 1, 1, 1));
+    assert_eq!(
+        (
+            t.stored,
+            t.duplicates,
+            t.rejected_total(),
+            t.dead_letters_total()
+        ),
+        (20, 1, 1, 1)
+    );
 
     let (status, text) = get(server.addr, "/metrics");
     assert_eq!(status, 200);
-    let missing: Vec<_> = metric_names::ALL.iter().filter(|m| !text.contains(*m)).collect();
-    assert!(missing.is_empty(), "metrics never emitted: {missing:?}\n{text}");
+    let missing: Vec<_> = metric_names::ALL
+        .iter()
+        .filter(|m| !text.contains(*m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics never emitted: {missing:?}\n{text}"
+    );
     for id in &ids {
-        assert!(!text.contains(id.as_str()), "a national ID leaked into /metrics");
+        assert!(
+            !text.contains(id.as_str()),
+            "a national ID leaked into /metrics"
+        );
     }
     assert!(text.contains("reason=\"bad_check_digit\""));
-    assert!(text.contains("karpoosheh_ingest_latency_seconds_bucket"), "latency is a real histogram");
+    assert!(
+        text.contains("karpoosheh_ingest_latency_seconds_bucket"),
+        "latency is a real histogram"
+    );
     assert_eq!(get(server.addr, "/nope").0, 404);
 }

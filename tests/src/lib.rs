@@ -11,7 +11,14 @@ pub fn karpoosheh_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "karpoosheh-engine", "--bin", "karpoosheh"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "karpoosheh-engine",
+                "--bin",
+                "karpoosheh",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building karpoosheh failed");
@@ -31,7 +38,11 @@ pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(karpoosheh_bin())
         .args(args)
         .env_remove("KARPOOSHEH_CONFIG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -48,13 +59,18 @@ pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 /// A valid national code made from `body` (the next valid one at or after it).
 pub fn person(body: u32) -> String {
-    (body..).find_map(karpoosheh_schemas_person).expect("valid code")
+    (body..)
+        .find_map(karpoosheh_schemas_person)
+        .expect("valid code")
 }
 
 fn karpoosheh_schemas_person(body: u32) -> Option<String> {
     // The same rule as schemas::national_code_check_digit, restated here so
     // a bug there cannot hide itself in these tests.
-    let d: Vec<u32> = format!("{body:09}").bytes().map(|b| (b - b'0') as u32).collect();
+    let d: Vec<u32> = format!("{body:09}")
+        .bytes()
+        .map(|b| (b - b'0') as u32)
+        .collect();
     if d.len() != 9 {
         return None;
     }
