@@ -108,7 +108,7 @@ impl Default for PipelineConfig {
             batch_max_notices: 2000,
             // Low traffic still sees its receipt within tens of milliseconds.
             batch_linger: HumanDuration(std::time::Duration::from_millis(20)),
-            group_max_notices: 8000,
+            group_max_notices: 4000,
             decode_chunk: 2048,
             queue_depth: 4,
             decode_threads: 0,

@@ -60,6 +60,9 @@ pub struct Expected {
 
 /// What a run did.
 pub struct DemoReport {
+    /// Records the run was asked for.
+    pub offered: u64,
+    /// Records actually read (fewer when stopped early).
     pub records: u64,
     pub elapsed: Duration,
     pub tally: Tally,
@@ -132,7 +135,7 @@ pub fn run(
         seed: opts.seed,
         ..TrafficConfig::default()
     }));
-    let (sender, source) = MemorySource::channel(cfg.pipeline.queue_depth * 2, None);
+    let (sender, source) = MemorySource::channel(cfg.pipeline.queue_depth, None);
     let acked = source.acked_counter();
     let expected = Arc::new(Mutex::new(Expected::default()));
     let generated = Arc::new(AtomicU64::new(0));
@@ -224,6 +227,7 @@ pub fn run(
     let expected = expected.lock().unwrap_or_else(|p| p.into_inner()).clone();
     drop(server);
     Ok(DemoReport {
+        offered: opts.notices,
         records: summary.records,
         elapsed: summary.elapsed,
         tally,
@@ -318,7 +322,12 @@ impl DemoReport {
         let mut s = String::new();
         use std::fmt::Write as _;
         let _ = writeln!(s, "\nKarpoosheh demo — final report");
-        let _ = writeln!(s, "  records offered       {:>12}", group(self.records));
+        let _ = writeln!(
+            s,
+            "  records read          {:>12}   (of {} offered)",
+            group(self.records),
+            group(self.offered)
+        );
         let _ = writeln!(s, "  elapsed               {:>12.2} s", secs);
         let _ = writeln!(
             s,
@@ -372,7 +381,21 @@ impl DemoReport {
                 );
             }
         }
-        let verdict = if self.accounted() {
+        let verdict = if self.records < self.offered {
+            if t.total() == self.records {
+                format!(
+                    "stopped early: all {} records read were handled durably and acknowledged ({} generated were never read)",
+                    group(self.records),
+                    group(self.offered - self.records)
+                )
+            } else {
+                format!(
+                    "MISMATCH: {} handled of {} read",
+                    group(t.total()),
+                    group(self.records)
+                )
+            }
+        } else if self.accounted() {
             format!("all {} records accounted for: stored + duplicates + rejected + dead-lettered = offered", group(self.records))
         } else {
             format!(

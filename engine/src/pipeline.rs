@@ -253,7 +253,9 @@ impl Pipeline {
 
         let (decode_tx, decode_rx) = bounded::<ToDecode>(cfg.queue_depth);
         let (commit_tx, commit_rx) = bounded::<ToCommit>(cfg.queue_depth);
-        let (ack_stage_tx, ack_stage_rx) = bounded::<ToAck>(cfg.queue_depth);
+        // One written group may wait for the ack stage while the next is written:
+        // enough to overlap the two, and it keeps decoded notices in flight low.
+        let (ack_stage_tx, ack_stage_rx) = bounded::<ToAck>(1);
         let (ack_tx, ack_rx) = unbounded::<Vec<AckToken>>();
         let failed = Arc::new(AtomicBool::new(false));
 
