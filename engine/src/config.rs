@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// The article-29 follow-up: rounds, verdicts, retention.
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             limits: Limits::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 }
@@ -290,6 +293,7 @@ impl Config {
                 self.node_id
             ));
         }
+        self.delivery.validate()?;
         let p = &self.pipeline;
         if p.shards == 0 || p.shards > 1024 {
             return Err("pipeline.shards must be 1-1024".into());

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use karpoosheh_schemas::{AgencyId, Reason};
+use karpoosheh_schemas::{AgencyId, MailboxStatus, Reason};
 use metrics::{counter, gauge, histogram};
 
 use crate::metric_names as m;
@@ -186,5 +186,163 @@ pub struct StoreSize {
 impl StoreSize {
     pub fn emit(self) {
         gauge!(m::STORE_DISK_BYTES).set(self.disk_bytes as f64);
+    }
+}
+
+/// One attempt of one round, as recorded.
+pub struct RoundFinished {
+    pub round: u8,
+    pub retry: u8,
+    /// (channel or `none`, sent?, to a representative?) per delivery.
+    pub deliveries: Vec<(&'static str, bool, bool)>,
+}
+
+impl RoundFinished {
+    pub fn of(r: &crate::delivery::RoundRecord, retry: u8) -> Self {
+        RoundFinished {
+            round: r.round,
+            retry,
+            deliveries: r
+                .deliveries
+                .iter()
+                .map(|d| {
+                    (
+                        d.channel.map(channel_label).unwrap_or("none"),
+                        d.channel.is_some(),
+                        d.to_representative,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn channel_label(c: karpoosheh_schemas::Channel) -> &'static str {
+    match c {
+        karpoosheh_schemas::Channel::Sms => "sms",
+        karpoosheh_schemas::Channel::Email => "email",
+        karpoosheh_schemas::Channel::Push => "push",
+    }
+}
+
+fn round_label(r: u8) -> &'static str {
+    match r {
+        1 => "1",
+        2 => "2",
+        3 => "3",
+        _ => "other",
+    }
+}
+
+/// What the scheduler decided for one notice, counted after the write.
+pub enum DeliveryOutcome {
+    Round(RoundFinished),
+    NotServed { agency: AgencyId },
+    Expired { agency: AgencyId },
+    Unreachable { status: MailboxStatus },
+}
+
+impl DeliveryOutcome {
+    pub fn emit(self) {
+        match self {
+            DeliveryOutcome::Round(r) => {
+                if r.retry > 0 {
+                    counter!(m::ROUND_RETRIES, "round" => round_label(r.round)).increment(1);
+                }
+                for (channel, sent, rep) in r.deliveries {
+                    counter!(m::NOTIFICATIONS,
+                        "channel" => channel,
+                        "round" => round_label(r.round),
+                        "outcome" => if sent { "sent" } else { "failed" },
+                        "to" => if rep { "representative" } else { "recipient" })
+                    .increment(1);
+                }
+            }
+            DeliveryOutcome::NotServed { agency } => {
+                counter!(m::NOTICES_NOT_SERVED, "agency" => agency_label(Some(&agency)))
+                    .increment(1)
+            }
+            DeliveryOutcome::Expired { agency } => {
+                counter!(m::NOTICES_EXPIRED, "agency" => agency_label(Some(&agency))).increment(1)
+            }
+            DeliveryOutcome::Unreachable { status } => {
+                let s = match status {
+                    MailboxStatus::Active => "active",
+                    MailboxStatus::NotActivated => "not_activated",
+                    MailboxStatus::Deceased => "deceased",
+                    MailboxStatus::Incapacitated => "incapacitated",
+                    MailboxStatus::Dissolved => "dissolved",
+                };
+                counter!(m::MAILBOX_UNREACHABLE, "status" => s).increment(1)
+            }
+        }
+    }
+}
+
+/// A notice became served.
+pub struct NoticeServed<'a> {
+    pub agency: &'a AgencyId,
+    pub after: Duration,
+}
+
+impl NoticeServed<'_> {
+    pub fn emit(self) {
+        counter!(m::NOTICES_SERVED, "agency" => agency_label(Some(self.agency))).increment(1);
+        histogram!(m::TIME_TO_SERVED_SECONDS).record(self.after.as_secs_f64());
+    }
+}
+
+/// One confirmation handled.
+pub struct ConfirmationHandled(pub crate::delivery::ConfirmOutcome);
+
+impl ConfirmationHandled {
+    pub fn emit(self) {
+        use crate::delivery::ConfirmOutcome as O;
+        let (outcome, reason) = match self.0 {
+            O::Applied { .. } => ("applied", "none"),
+            O::Duplicate => ("duplicate", "none"),
+            O::Rejected(r) => ("rejected", r.code()),
+        };
+        counter!(m::CONFIRMATIONS, "outcome" => outcome, "reason" => reason).increment(1);
+    }
+}
+
+/// One scheduler scan.
+pub struct SchedulerScanned {
+    pub timers: usize,
+    pub lag: Duration,
+    pub elapsed: Duration,
+}
+
+impl SchedulerScanned {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_TIMERS).increment(self.timers as u64);
+        gauge!(m::SCHEDULER_LAG_SECONDS).set(self.lag.as_secs_f64());
+        histogram!(m::SCHEDULER_SCAN_SECONDS).record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// Receipts published from the outbox.
+pub struct ReceiptsPublished {
+    pub count: usize,
+}
+
+impl ReceiptsPublished {
+    pub fn emit(self) {
+        counter!(m::RECEIPTS_PUBLISHED).increment(self.count as u64);
+    }
+}
+
+/// Zero-initialises the follow-up's counters so rate() sees zeros.
+pub struct SchedulerStarted {
+    pub workers: usize,
+}
+
+impl SchedulerStarted {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_TIMERS).increment(0);
+        counter!(m::RECEIPTS_PUBLISHED).increment(0);
+        gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);
+        tracing::info!(workers = self.workers, "delivery scheduler started");
     }
 }

@@ -10,7 +10,9 @@
 //! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
 //! writes a national ID into a log line or a metric label.
 
+pub mod channel;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod http;
 pub mod internal_events;

@@ -42,6 +42,52 @@ pub const READY: &str = "karpoosheh_ready";
 /// Build information. Labels: `version`, `node`.
 pub const BUILD_INFO: &str = "karpoosheh_build_info";
 
+/// Notifications by channel (`sms`, `email`, `push`, `none` when every
+/// channel failed), `round` (1-3), `outcome` (`sent`, `failed`) and `to`
+/// (`recipient`, `representative`).
+pub const NOTIFICATIONS: &str = "karpoosheh_notifications_total";
+/// Rounds put off for a later retry because every channel failed
+/// transiently. Labels: `round`.
+pub const ROUND_RETRIES: &str = "karpoosheh_round_retries_total";
+/// Confirmations by `outcome` (`applied`, `duplicate`, `rejected`) and
+/// `reason` (for rejections; `none` otherwise).
+pub const CONFIRMATIONS: &str = "karpoosheh_confirmations_total";
+/// Notices actually served (two confirmations). Labels: `agency`.
+pub const NOTICES_SERVED: &str = "karpoosheh_notices_served_total";
+/// Notices not served after every round. Labels: `agency`.
+pub const NOTICES_NOT_SERVED: &str = "karpoosheh_notices_not_served_total";
+/// Notices whose retention expiry passed before they were served. Labels: `agency`.
+pub const NOTICES_EXPIRED: &str = "karpoosheh_notices_expired_total";
+/// Notices that found their mailbox unreachable. Labels: `status`.
+pub const MAILBOX_UNREACHABLE: &str = "karpoosheh_mailbox_unreachable_total";
+/// Time from storing a notice to its legal service (second confirmation).
+pub const TIME_TO_SERVED_SECONDS: &str = "karpoosheh_time_to_served_seconds";
+/// Due timers handled by the scheduler.
+pub const SCHEDULER_TIMERS: &str = "karpoosheh_scheduler_timers_total";
+/// How late the oldest timer of the last scan was: above a few seconds
+/// the scheduler is falling behind.
+pub const SCHEDULER_LAG_SECONDS: &str = "karpoosheh_scheduler_lag_seconds";
+/// Time of one scheduler scan (sends and the durable write).
+pub const SCHEDULER_SCAN_SECONDS: &str = "karpoosheh_scheduler_scan_seconds";
+/// Receipts of delivery events published from the outbox.
+pub const RECEIPTS_PUBLISHED: &str = "karpoosheh_receipts_published_total";
+
+/// The article-29 follow-up's metrics, emitted once the scheduler runs.
+pub const DELIVERY: &[&str] = &[
+    NOTIFICATIONS,
+    ROUND_RETRIES,
+    CONFIRMATIONS,
+    NOTICES_SERVED,
+    NOTICES_NOT_SERVED,
+    NOTICES_EXPIRED,
+    MAILBOX_UNREACHABLE,
+    TIME_TO_SERVED_SECONDS,
+    SCHEDULER_TIMERS,
+    SCHEDULER_LAG_SECONDS,
+    SCHEDULER_SCAN_SECONDS,
+    RECEIPTS_PUBLISHED,
+];
+
 /// Every name above, for the emitted-metrics test and the monitor.
 pub const ALL: &[&str] = &[
     RECORDS_RECEIVED,

@@ -47,6 +47,12 @@ pub enum SinkError {
 /// Receives every durably handled record, in batches.
 pub trait Sink: Send {
     fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError>;
+    /// Receipts of later delivery events (rounds, confirmations, served,
+    /// not served, expired), from the outbox, in order.
+    fn events(&mut self, receipts: &[Receipt]) -> Result<(), SinkError> {
+        let _ = receipts;
+        Ok(())
+    }
     /// Called once at the end of a run.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -86,6 +92,18 @@ impl Sink for NdjsonReceipts {
         self.out.flush().map_err(err)
     }
 
+    fn events(&mut self, receipts: &[Receipt]) -> Result<(), SinkError> {
+        let err = |source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        for r in receipts {
+            serde_json::to_writer(&mut self.out, r).map_err(|e| err(e.into()))?;
+            self.out.write_all(b"\n").map_err(err)?;
+        }
+        self.out.flush().map_err(err)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|source| SinkError::Io {
             path: self.path.clone(),
@@ -110,6 +128,8 @@ pub struct Tally {
     pub dead_letters: std::collections::BTreeMap<Reason, u64>,
     pub stored_payload_bytes: u64,
     pub latency_us: hdrhistogram::Histogram<u64>,
+    /// Later delivery events, from the outbox.
+    pub delivery: DeliveryTally,
 }
 
 impl Default for Tally {
@@ -122,6 +142,7 @@ impl Default for Tally {
             stored_payload_bytes: 0,
             latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid bounds"),
+            delivery: DeliveryTally::default(),
         }
     }
 }
@@ -164,5 +185,95 @@ impl Sink for TallySink {
     fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).add(batch);
         Ok(())
+    }
+
+    fn events(&mut self, receipts: &[Receipt]) -> Result<(), SinkError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .delivery
+            .add(receipts);
+        Ok(())
+    }
+}
+
+/// Delivery events counted from receipts, for the demo's report.
+#[derive(Debug, Clone)]
+pub struct DeliveryTally {
+    /// Notifications sent, by channel, to recipients / representatives.
+    pub sent: std::collections::BTreeMap<(karpoosheh_schemas::Channel, bool), u64>,
+    pub rounds_failed: u64,
+    pub confirmations: u64,
+    pub served: u64,
+    pub not_served: u64,
+    pub expired: u64,
+    pub unreachable: std::collections::BTreeMap<&'static str, u64>,
+    pub access_insufficient: u64,
+    /// Storing to legal service, milliseconds.
+    pub time_to_served_ms: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for DeliveryTally {
+    fn default() -> Self {
+        DeliveryTally {
+            sent: Default::default(),
+            rounds_failed: 0,
+            confirmations: 0,
+            served: 0,
+            not_served: 0,
+            expired: 0,
+            unreachable: Default::default(),
+            access_insufficient: 0,
+            time_to_served_ms: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+        }
+    }
+}
+
+impl DeliveryTally {
+    pub fn add(&mut self, receipts: &[Receipt]) {
+        use karpoosheh_schemas::{MailboxStatus as S, ReceiptEvent as E};
+        for r in receipts {
+            match &r.event {
+                E::NotificationSent {
+                    channel,
+                    to_representative,
+                    ..
+                } => *self.sent.entry((*channel, *to_representative)).or_default() += 1,
+                E::NotificationFailed { .. } => self.rounds_failed += 1,
+                E::Confirmed { .. } => self.confirmations += 1,
+                E::Served {
+                    tracking_code,
+                    served_at,
+                } => {
+                    self.served += 1;
+                    let ms = (served_at.timestamp_millis() - tracking_code.unix_ms()).max(1) as u64;
+                    let _ = self.time_to_served_ms.record(ms.min(3_600_000_000));
+                }
+                E::NotServed { .. } => self.not_served += 1,
+                E::Expired { .. } => self.expired += 1,
+                E::MailboxUnreachable { status, .. } => {
+                    let s = match status {
+                        S::Active => "active",
+                        S::NotActivated => "not_activated",
+                        S::Deceased => "deceased",
+                        S::Incapacitated => "incapacitated",
+                        S::Dissolved => "dissolved",
+                    };
+                    *self.unreachable.entry(s).or_default() += 1
+                }
+                E::AccessLevelInsufficient { .. } => self.access_insufficient += 1,
+                E::Accepted { .. } | E::Rejected { .. } => {}
+            }
+        }
+    }
+
+    /// Rounds sent to recipients (not representatives).
+    pub fn sent_to_recipients(&self) -> u64 {
+        self.sent
+            .iter()
+            .filter(|((_, rep), _)| !rep)
+            .map(|(_, n)| n)
+            .sum()
     }
 }

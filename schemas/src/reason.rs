@@ -132,6 +132,12 @@ reasons! {
     AgencyUnknown = "agency_unknown",
     /// The agency is suspended or dissolved and may not send (art. 8, 26).
     AgencyNotAllowed = "agency_not_allowed",
+    /// A confirmation names a tracking code the system does not know.
+    UnknownNotice = "unknown_notice",
+    /// A confirmation arrived after the notice's retention expiry.
+    NoticeExpired = "notice_expired",
+    /// A confirmation comes from a mailbox that is neither the notice's recipient nor one of its representatives.
+    NotRecipient = "not_recipient",
 }
 
 impl fmt::Display for Reason {

@@ -56,11 +56,13 @@ pub fn run_all(factory: &mut Factory<'_>) {
     }
 }
 
-fn t0() -> chrono::DateTime<Utc> {
+/// The conformance cases' "now": 2026-11-01 08:00 UTC (11:30 in Tehran).
+pub fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()
 }
 
-fn person(n: u32) -> MailboxId {
+/// The first valid national code at or after body `n`.
+pub fn person(n: u32) -> MailboxId {
     (n..)
         .find_map(MailboxId::person_from_body)
         .expect("a valid code")

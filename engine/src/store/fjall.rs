@@ -12,6 +12,15 @@
 //!   idempotency.
 //! - `rejections`: agency ‖ 0 ‖ id → rejection; `dead_letters`: id → record.
 //! - `meta`: high-water marks (last tracking code, last IDs).
+//! - `delivery`: tracking code → the article-29 delivery record (small,
+//!   time-ordered like `notices`).
+//! - `timers`: shard ‖ due ms ‖ tracking code ‖ kind → empty. Ordered by
+//!   due time within a shard, so "what is due" is one short range scan and
+//!   ten million pending timers cost 18-byte keys on disk, nothing in RAM.
+//! - `outbox`: id → receipt, published in order then removed.
+//! - `confirmations`: confirmation ID → tracking code (deduplication).
+//! - `profiles`: mailbox key → profile; `awaiting`: mailbox key ‖ code →
+//!   empty, the notices waiting for a mailbox to be activated.
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
@@ -21,7 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, Problem, Reason, TrackingCode};
+use karpoosheh_schemas::{
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
+};
+
+use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer, TimerKind};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -97,6 +110,7 @@ struct WriterState {
     last_tracking: Option<u64>,
     last_rejection_id: u64,
     last_dead_letter_id: u64,
+    last_outbox_id: u64,
 }
 
 /// The embedded mailbox store.
@@ -108,6 +122,12 @@ pub struct FjallStore {
     rejections: Keyspace,
     dead_letters: Keyspace,
     meta: Keyspace,
+    delivery: Keyspace,
+    timers: Keyspace,
+    outbox: Keyspace,
+    confirmations: Keyspace,
+    profiles: Keyspace,
+    awaiting: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
     path: PathBuf,
@@ -171,6 +191,48 @@ fn rejection_key(agency: Option<&AgencyId>, id: u64) -> Vec<u8> {
     k
 }
 
+fn timer_key(t: &Timer) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[0] = t.shard;
+    // Flip the sign bit so negative times (never expected) still sort.
+    k[1..9].copy_from_slice(&((t.due_ms as u64) ^ (1 << 63)).to_be_bytes());
+    k[9..17].copy_from_slice(&t.code.as_u64().to_be_bytes());
+    k[17] = t.kind as u8;
+    k
+}
+
+fn timer_of(k: &[u8]) -> Result<Timer, StoreError> {
+    if k.len() != 18 {
+        return Err(StoreError::Corrupt("timer key has the wrong length".into()));
+    }
+    Ok(Timer {
+        shard: k[0],
+        due_ms: (u64_of(&k[1..9])? ^ (1 << 63)) as i64,
+        code: TrackingCode::from_u64(u64_of(&k[9..17])?),
+        kind: TimerKind::from_u8(k[17])
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown timer kind {}", k[17])))?,
+    })
+}
+
+fn awaiting_key(id: MailboxId, code: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&id.to_key());
+    k[9..].copy_from_slice(&code.to_be_bytes());
+    k
+}
+
+/// The smallest key after every key starting with `prefix`.
+fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < 0xff {
+            k.push(last + 1);
+            return k;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
 fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
     bytes
         .get(..8)
@@ -206,6 +268,16 @@ impl FjallStore {
         let rejections = db.keyspace("rejections", opts)?;
         let dead_letters = db.keyspace("dead_letters", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let delivery = db.keyspace("delivery", opts)?;
+        let timers = db.keyspace("timers", opts)?;
+        let outbox = db.keyspace("outbox", opts)?;
+        let confirmations = db.keyspace("confirmations", opts)?;
+        let profiles = db.keyspace("profiles", opts)?;
+        let awaiting = db.keyspace("awaiting", opts)?;
+        let last_outbox_id = match outbox.last_key_value() {
+            Some(g) => u64_of(&g.key()?)?,
+            None => 0,
+        };
 
         let last_tracking = meta
             .get(META_LAST_TRACKING)?
@@ -228,11 +300,18 @@ impl FjallStore {
             rejections,
             dead_letters,
             meta,
+            delivery,
+            timers,
+            outbox,
+            confirmations,
+            profiles,
+            awaiting,
             durability: cfg.durability,
             writer: Mutex::new(WriterState {
                 last_tracking,
                 last_rejection_id,
                 last_dead_letter_id,
+                last_outbox_id,
             }),
             path: cfg.path,
         })
@@ -323,6 +402,13 @@ impl Store for FjallStore {
                             v[..8].copy_from_slice(&code.to_be_bytes());
                             v[8..].copy_from_slice(&n.content_hash);
                             batch.insert(&self.refs, key.clone(), v);
+                            // The follow-up starts with the notice, atomically.
+                            let rec =
+                                DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
+                            for t in rec.initial_timers() {
+                                batch.insert(&self.timers, timer_key(&t), []);
+                            }
+                            batch.insert(&self.delivery, code.to_be_bytes(), encode(&rec));
                             fresh.insert(key, (code, n.content_hash));
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
                             outcomes.push(Outcome::Stored);
@@ -472,6 +558,179 @@ impl Store for FjallStore {
             disk_bytes: self.db.disk_space().unwrap_or(0),
             notices_approx: self.notices.approximate_len() as u64,
         }
+    }
+
+    fn due_timers(&self, shard: u8, now_ms: i64, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let start = [shard];
+        let mut end = [0u8; 9];
+        end[0] = shard;
+        end[1..9].copy_from_slice(&((now_ms as u64) ^ (1 << 63)).to_be_bytes());
+        let mut out = Vec::new();
+        for guard in self
+            .timers
+            .range::<&[u8], _>((
+                Bound::Included(&start[..]),
+                Bound::Excluded(&after_prefix(&end)[..]),
+            ))
+            .take(limit)
+        {
+            out.push(timer_of(&guard.key()?)?);
+        }
+        Ok(out)
+    }
+
+    fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
+        match self.delivery.get(code.as_u64().to_be_bytes())? {
+            Some(v) => Ok(Some(decode("delivery record", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        let mut last_outbox = st.last_outbox_id;
+        for w in writes {
+            for t in &w.remove_timers {
+                batch.remove(&self.timers, timer_key(t));
+            }
+            for t in &w.add_timers {
+                batch.insert(&self.timers, timer_key(t), []);
+            }
+            if let Some(rec) = &w.record {
+                let code = rec.tracking_code.as_u64();
+                batch.insert(&self.delivery, code.to_be_bytes(), encode(rec));
+                match w.awaiting {
+                    Some(true) => {
+                        batch.insert(&self.awaiting, awaiting_key(rec.recipient, code), [])
+                    }
+                    Some(false) => batch.remove(&self.awaiting, awaiting_key(rec.recipient, code)),
+                    None => {}
+                }
+                if w.purge_notice {
+                    batch.remove(&self.notices, code.to_be_bytes());
+                    batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
+                    batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
+                }
+            }
+            for (id, code) in &w.confirmation_ids {
+                batch.insert(
+                    &self.confirmations,
+                    id.as_bytes(),
+                    code.as_u64().to_be_bytes(),
+                );
+            }
+            if let Some(rec) = &w.delete_record {
+                let code = rec.tracking_code.as_u64();
+                batch.remove(&self.delivery, code.to_be_bytes());
+                batch.remove(&self.notices, code.to_be_bytes());
+                batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
+                batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
+                batch.remove(&self.refs, ref_key(&rec.agency, &rec.reference));
+                for c in &rec.confirmations {
+                    batch.remove(&self.confirmations, c.confirmation_id.as_bytes());
+                }
+            }
+            for r in &w.receipts {
+                let id = next_id(&mut last_outbox);
+                batch.insert(&self.outbox, id.to_be_bytes(), encode_json(r));
+            }
+        }
+        batch.commit()?;
+        st.last_outbox_id = last_outbox;
+        Ok(())
+    }
+
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_be_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .outbox
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            out.push((u64_of(&k)?, decode("outbox receipt", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Losing a removal only re-publishes (receipts are at least once):
+        // no fsync needed.
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        for id in ids {
+            batch.remove(&self.outbox, id.to_be_bytes());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .confirmations
+            .get(id.as_bytes())?
+            .map(|v| u64_of(&v))
+            .transpose()?
+            .map(TrackingCode::from_u64))
+    }
+
+    fn write_profiles(&self, profiles: &[MailboxProfile]) -> Result<(), StoreError> {
+        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        let mut latest: std::collections::HashMap<MailboxId, &MailboxProfile> = Default::default();
+        for p in profiles {
+            let keep = match latest.get(&p.id) {
+                Some(q) => p.updated_at >= q.updated_at,
+                None => match self.profile(p.id)? {
+                    Some(stored) => p.updated_at >= stored.updated_at,
+                    None => true,
+                },
+            };
+            if keep {
+                latest.insert(p.id, p);
+            }
+        }
+        for (id, p) in latest {
+            batch.insert(&self.profiles, id.to_key(), encode_json(p));
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        match self.profiles.get(id.to_key())? {
+            Some(v) => Ok(Some(decode("profile", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.awaiting.prefix(id.to_key()).take(limit) {
+            let k = guard.key()?;
+            out.push(TrackingCode::from_u64(u64_of(&k[9..])?));
+        }
+        Ok(out)
     }
 }
 

@@ -10,14 +10,22 @@
 //!   tracking code; a different content is a conflict, the original is
 //!   kept and the conflict is recorded as a rejection for the agency.
 //! - Mailbox listings are newest first, paged by tracking code.
+//! - A newly stored notice is written together with its delivery record
+//!   and its timers (round 1 due at once, and its expiry), so the
+//!   article-29 follow-up can never miss a stored notice.
+//! - [`Store::write_delivery`] is atomic and durable like `write`; the
+//!   receipts it carries land in an outbox read back in order.
 
 pub mod conformance;
 mod fjall;
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
-    AgencyId, DeadLetter, MailboxId, Notice, Problem, SourcePosition, TrackingCode,
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Notice, Problem, Receipt, SourcePosition,
+    TrackingCode,
 };
+
+use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer};
 use serde::{Deserialize, Serialize};
 
 pub use self::fjall::{Durability, FjallStore, FjallStoreConfig};
@@ -173,4 +181,39 @@ pub trait Store: Send + Sync {
 
     /// Approximate sizes.
     fn stats(&self) -> StoreStats;
+
+    // ---- The article-29 follow-up (see `crate::delivery`) ----
+
+    /// Timers of timer shard `shard` due at or before `now_ms`, earliest
+    /// first, at most `limit`.
+    fn due_timers(&self, shard: u8, now_ms: i64, limit: usize) -> Result<Vec<Timer>, StoreError>;
+
+    /// A notice's delivery record.
+    fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// Applies follow-up changes atomically and durably.
+    fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError>;
+
+    /// Receipts waiting to be published, oldest first, after outbox ID `after`.
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError>;
+
+    /// Forgets published receipts.
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError>;
+
+    /// The notice a confirmation ID was applied to, if it was.
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError>;
+
+    /// Stores mailbox profiles (the registry), replacing earlier versions
+    /// unless the stored one is newer (`updated_at`).
+    fn write_profiles(&self, profiles: &[MailboxProfile]) -> Result<(), StoreError>;
+
+    /// A mailbox's profile.
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
+
+    /// Notices of a mailbox waiting for it to be activated, oldest first.
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError>;
 }

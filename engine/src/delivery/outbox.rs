@@ -1,0 +1,93 @@
+//! The receipts outbox: delivery events are written to the store together
+//! with the state change that caused them, then published to the sinks in
+//! order and only then removed. A crash re-publishes what was not yet
+//! removed: receipts are at least once, with stable `receipt_id`s.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::internal_events::ReceiptsPublished;
+use crate::sink::{Sink, SinkError};
+use crate::store::{Store, StoreError};
+
+/// Why publishing stopped for now.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// Publishes the store's outbox to sinks.
+pub struct Outbox {
+    pub store: Arc<dyn Store>,
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Receipts per publish.
+    pub batch: usize,
+}
+
+impl Outbox {
+    /// Publishes up to one batch; returns how many receipts went out.
+    pub fn publish_once(&mut self) -> Result<usize, OutboxError> {
+        let items = self.store.outbox(None, self.batch)?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
+        for s in &mut self.sinks {
+            s.events(&receipts)?;
+        }
+        let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+        self.store.outbox_remove(&ids)?;
+        ReceiptsPublished { count: ids.len() }.emit();
+        Ok(ids.len())
+    }
+
+    /// Publishes until the outbox is empty.
+    pub fn drain(&mut self) -> Result<usize, OutboxError> {
+        let mut n = 0;
+        loop {
+            let k = self.publish_once()?;
+            if k == 0 {
+                return Ok(n);
+            }
+            n += k;
+        }
+    }
+
+    /// Publishes on a thread until `shutdown`, then drains once more.
+    pub fn spawn(
+        mut self,
+        shutdown: Arc<AtomicBool>,
+        idle: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || {
+                let mut backoff = idle;
+                loop {
+                    let stopping = shutdown.load(Ordering::SeqCst);
+                    match self.publish_once() {
+                        Ok(0) if stopping => break,
+                        Ok(0) => std::thread::sleep(idle),
+                        Ok(_) => backoff = idle,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "publishing receipts failed; they stay in the outbox and are retried");
+                            if stopping {
+                                break;
+                            }
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+                for s in &mut self.sinks {
+                    let _ = s.finish();
+                }
+            })
+            .expect("spawning the outbox thread")
+    }
+}

@@ -1,0 +1,849 @@
+//! The durable scheduler: scans the store's timers for due work, sends the
+//! rounds through the channels, records what happened, and applies
+//! confirmations and activations.
+//!
+//! Every change to one notice's follow-up is made by the worker that owns
+//! the notice's timer shard, so a round, a confirmation and an expiry of
+//! the same notice never race: confirmations and activations are handed to
+//! that worker as commands. A worker's scan of due timers and the commands
+//! it took are recorded in one durable store write.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use karpoosheh_schemas::{
+    Channel, Confirmation, MailboxId, MailboxProfile, MailboxStatus, Reason, ReceiptEvent,
+    TrackingCode,
+};
+use rayon::prelude::*;
+
+use super::confirm::{apply_confirmation, ConfirmOutcome};
+use super::{
+    add, reschedule, Action, Clock, DeliveryConfig, DeliveryRecord, DeliveryState, DeliveryWrite,
+    Pending, QuietHours, RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
+};
+use crate::channel::{Address, Delivery, Notification, Target};
+use crate::internal_events::{DeliveryOutcome, RoundFinished, SchedulerScanned};
+use crate::store::{Store, StoreError};
+
+/// Sends one notification to one person over their channels (the
+/// channels' `Dispatcher`, or a test double).
+pub trait Notify: Send + Sync {
+    fn deliver(&self, n: &Notification, targets: &[Target]) -> Delivery;
+}
+
+/// Where the scheduler reads mailbox profiles.
+pub trait Registry: Send + Sync {
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
+}
+
+/// The store's own registry: profiles consumed from `karpoosheh.registry`.
+pub struct StoreRegistry(pub Arc<dyn Store>);
+
+impl Registry for StoreRegistry {
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        self.0.profile(id)
+    }
+}
+
+/// A notification a channel accepted, after it was recorded durably (the
+/// demo's simulated recipients listen to these).
+#[derive(Debug, Clone)]
+pub struct SentNotification {
+    pub code: TrackingCode,
+    pub recipient: MailboxId,
+    pub round: u8,
+    pub to_representative: bool,
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
+}
+
+/// Work handed to the worker owning a notice.
+enum Command {
+    Confirm(
+        Vec<Confirmation>,
+        Sender<Vec<(usize, ConfirmOutcome)>>,
+        Vec<usize>,
+    ),
+    Activate(Vec<TrackingCode>, Sender<()>),
+}
+
+/// The scheduler's parts.
+pub struct Scheduler {
+    pub config: DeliveryConfig,
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notify>,
+    pub registry: Arc<dyn Registry>,
+    pub clock: Arc<dyn Clock>,
+    /// Told about accepted notifications after they are recorded.
+    pub observer: Option<Sender<Vec<SentNotification>>>,
+}
+
+/// A running scheduler: send it confirmations and activations; stop it.
+pub struct SchedulerHandle {
+    commands: Vec<Sender<Command>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    shutdown: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+    workers: usize,
+}
+
+/// Why the scheduler could not take work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    #[error("the scheduler has stopped (shutdown, or its store failed; see the log)")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SchedulerHandle {
+    fn worker_of(&self, code: TrackingCode) -> usize {
+        Timer::shard_of(code) as usize % self.workers
+    }
+
+    /// Applies confirmations; returns one outcome per confirmation, in
+    /// order, once they are durable.
+    pub fn confirm(&self, batch: Vec<Confirmation>) -> Result<Vec<ConfirmOutcome>, SchedulerError> {
+        let n = batch.len();
+        let mut per: Vec<(Vec<Confirmation>, Vec<usize>)> = vec![Default::default(); self.workers];
+        for (i, c) in batch.into_iter().enumerate() {
+            let w = self.worker_of(c.tracking_code);
+            per[w].0.push(c);
+            per[w].1.push(i);
+        }
+        let (tx, rx) = bounded(self.workers);
+        let mut asked = 0;
+        for (w, (cs, idx)) in per.into_iter().enumerate() {
+            if cs.is_empty() {
+                continue;
+            }
+            self.commands[w]
+                .send(Command::Confirm(cs, tx.clone(), idx))
+                .map_err(|_| SchedulerError::Stopped)?;
+            asked += 1;
+        }
+        let mut out = vec![ConfirmOutcome::Duplicate; n];
+        for _ in 0..asked {
+            for (i, o) in rx.recv().map_err(|_| SchedulerError::Stopped)? {
+                out[i] = o;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts the rounds of notices waiting for these mailboxes, if their
+    /// profiles (already stored) now make them reachable. Returns once done.
+    pub fn profiles_updated(
+        &self,
+        store: &dyn Store,
+        ids: &[MailboxId],
+    ) -> Result<(), SchedulerError> {
+        let mut per: Vec<Vec<TrackingCode>> = vec![Vec::new(); self.workers];
+        for &id in ids {
+            loop {
+                let codes = store.awaiting_activation(id, 10_000)?;
+                let full = codes.len() == 10_000;
+                for c in codes {
+                    per[self.worker_of(c)].push(c);
+                }
+                if !full {
+                    break;
+                }
+                // Very rare: flush this much before reading on.
+                self.activate(std::mem::replace(&mut per, vec![Vec::new(); self.workers]))?;
+            }
+        }
+        self.activate(per)
+    }
+
+    fn activate(&self, per: Vec<Vec<TrackingCode>>) -> Result<(), SchedulerError> {
+        let (tx, rx) = bounded(self.workers);
+        let mut asked = 0;
+        for (w, codes) in per.into_iter().enumerate() {
+            if codes.is_empty() {
+                continue;
+            }
+            self.commands[w]
+                .send(Command::Activate(codes, tx.clone()))
+                .map_err(|_| SchedulerError::Stopped)?;
+            asked += 1;
+        }
+        for _ in 0..asked {
+            rx.recv().map_err(|_| SchedulerError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a worker stopped on a store failure.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Stops the workers after their current batch.
+    pub fn stop(mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.commands.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Scheduler {
+    /// Starts `config.workers` worker threads.
+    pub fn start(self) -> std::io::Result<SchedulerHandle> {
+        let workers = self.config.workers;
+        let shared = Arc::new(self);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut commands = Vec::new();
+        let mut threads = Vec::new();
+        for w in 0..workers {
+            let (tx, rx) = bounded::<Command>(64);
+            commands.push(tx);
+            let shards: Vec<u8> = (0..TIMER_SHARDS)
+                .filter(|s| *s as usize % workers == w)
+                .collect();
+            let me = shared.clone();
+            let shutdown = shutdown.clone();
+            let failed = failed.clone();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(shared.config.concurrency)
+                .thread_name(move |i| format!("notify-{w}-{i}"))
+                .build()
+                .map_err(std::io::Error::other)?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("scheduler-{w}"))
+                    .spawn(move || {
+                        if let Err(e) = me.worker(&shards, &rx, &pool, &shutdown) {
+                            tracing::error!(worker = w, error = %e, "scheduler worker stopped on a store error; its notices wait for a restart");
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                    })?,
+            );
+        }
+        Ok(SchedulerHandle {
+            commands,
+            threads,
+            shutdown,
+            failed,
+            workers,
+        })
+    }
+
+    fn worker(
+        &self,
+        shards: &[u8],
+        commands: &Receiver<Command>,
+        pool: &rayon::ThreadPool,
+        shutdown: &AtomicBool,
+    ) -> Result<(), StoreError> {
+        let poll = self.config.poll_interval.0;
+        while !shutdown.load(Ordering::SeqCst) {
+            let mut did = 0;
+            // Commands first: a confirmation should not wait behind a
+            // backlog of rounds.
+            let mut cmds = Vec::new();
+            while let Ok(c) = commands.try_recv() {
+                cmds.push(c);
+                if cmds.len() >= 64 {
+                    break;
+                }
+            }
+            if !cmds.is_empty() {
+                did += self.run_commands(cmds)?;
+            }
+            for &shard in shards {
+                did += self.scan(shard, pool)?;
+            }
+            if did == 0 {
+                match commands.recv_timeout(poll) {
+                    Ok(c) => {
+                        self.run_commands(vec![c])?;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(poll);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes every due timer now, on the calling thread, until none is
+    /// left; for tests and benchmarks driven by a manual clock. Returns the
+    /// number of timers handled.
+    pub fn run_due(&self) -> Result<usize, StoreError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.config.concurrency.min(8))
+            .build()
+            .expect("thread pool");
+        let mut total = 0;
+        loop {
+            let mut n = 0;
+            for shard in 0..TIMER_SHARDS {
+                n += self.scan(shard, &pool)?;
+            }
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Applies confirmations directly (no running workers); for tests.
+    pub fn confirm_now(&self, batch: Vec<Confirmation>) -> Result<Vec<ConfirmOutcome>, StoreError> {
+        let (tx, rx) = bounded(1);
+        let idx = (0..batch.len()).collect();
+        self.run_commands(vec![Command::Confirm(batch, tx, idx)])?;
+        let mut out: Vec<(usize, ConfirmOutcome)> = rx.recv().unwrap_or_default();
+        out.sort_by_key(|x| x.0);
+        Ok(out.into_iter().map(|x| x.1).collect())
+    }
+
+    /// Activates waiting notices directly (no running workers); for tests.
+    pub fn activate_now(&self, ids: &[MailboxId]) -> Result<(), StoreError> {
+        let mut codes = Vec::new();
+        for &id in ids {
+            codes.extend(self.store.awaiting_activation(id, usize::MAX)?);
+        }
+        let (tx, _rx) = bounded(1);
+        self.run_commands(vec![Command::Activate(codes, tx)])?;
+        Ok(())
+    }
+
+    fn run_commands(&self, cmds: Vec<Command>) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
+        let mut replies_c = Vec::new();
+        let mut replies_a = Vec::new();
+        let mut n = 0;
+        for cmd in cmds {
+            match cmd {
+                Command::Confirm(cs, reply, idx) => {
+                    let mut outs = Vec::with_capacity(cs.len());
+                    let mut seen_ids = std::collections::HashSet::new();
+                    for (c, i) in cs.into_iter().zip(idx) {
+                        n += 1;
+                        let dup = !seen_ids.insert(c.confirmation_id.clone())
+                            || self.store.confirmation(&c.confirmation_id)?.is_some();
+                        let o = if dup {
+                            ConfirmOutcome::Duplicate
+                        } else {
+                            let entry = match work.get_mut(&c.tracking_code) {
+                                Some(e) => Some(e),
+                                None => match self.store.delivery(c.tracking_code)? {
+                                    Some(r) => Some(
+                                        work.entry(c.tracking_code)
+                                            .or_insert((r, DeliveryWrite::default())),
+                                    ),
+                                    None => None,
+                                },
+                            };
+                            match entry {
+                                None => ConfirmOutcome::Rejected(Reason::UnknownNotice),
+                                Some((rec, w)) => {
+                                    let reps = self
+                                        .registry
+                                        .profile(rec.recipient)?
+                                        .map(|p| p.representatives)
+                                        .unwrap_or_default();
+                                    apply_confirmation(rec, w, &c, &reps, now)
+                                }
+                            }
+                        };
+                        o.emit();
+                        outs.push((i, o));
+                    }
+                    replies_c.push((reply, outs));
+                }
+                Command::Activate(codes, reply) => {
+                    for code in codes {
+                        n += 1;
+                        let entry = match work.get_mut(&code) {
+                            Some(e) => Some(e),
+                            None => match self.store.delivery(code)? {
+                                Some(r) => {
+                                    Some(work.entry(code).or_insert((r, DeliveryWrite::default())))
+                                }
+                                None => None,
+                            },
+                        };
+                        if let Some((rec, w)) = entry {
+                            if rec.state == DeliveryState::AwaitingActivation {
+                                rec.state = DeliveryState::Scheduled;
+                                w.awaiting = Some(false);
+                                let due = now.timestamp_millis();
+                                reschedule(
+                                    rec,
+                                    w,
+                                    Some(Pending {
+                                        due_ms: due,
+                                        action: Action::Round { round: 1, retry: 0 },
+                                    }),
+                                );
+                            }
+                        }
+                    }
+                    replies_a.push(reply);
+                }
+            }
+        }
+        let writes: Vec<DeliveryWrite> = work
+            .into_values()
+            .map(|(rec, mut w)| {
+                w.record = Some(rec);
+                w
+            })
+            .collect();
+        self.store.write_delivery(&writes)?;
+        for (reply, outs) in replies_c {
+            let _ = reply.send(outs);
+        }
+        for reply in replies_a {
+            let _ = reply.send(());
+        }
+        Ok(n)
+    }
+
+    /// One batch of due timers of one shard; returns how many were handled.
+    fn scan(&self, shard: u8, pool: &rayon::ThreadPool) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let timers = self
+            .store
+            .due_timers(shard, now.timestamp_millis(), self.config.batch)?;
+        if timers.is_empty() {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let oldest_due = timers.iter().map(|t| t.due_ms).min().unwrap_or(0);
+        let mut by_code: BTreeMap<TrackingCode, Vec<Timer>> = BTreeMap::new();
+        for t in &timers {
+            by_code.entry(t.code).or_default().push(*t);
+        }
+        let groups: Vec<(TrackingCode, Vec<Timer>)> = by_code.into_iter().collect();
+        let results: Vec<Result<Step, StoreError>> = pool.install(|| {
+            groups
+                .par_iter()
+                .with_max_len(1)
+                .map(|(code, ts)| self.step(*code, ts, now))
+                .collect()
+        });
+        let mut writes = Vec::with_capacity(results.len());
+        let mut sent = Vec::new();
+        let mut outcomes = Vec::new();
+        for r in results {
+            let s = r?;
+            writes.push(s.write);
+            sent.extend(s.sent);
+            outcomes.extend(s.outcomes);
+        }
+        self.store.write_delivery(&writes)?;
+        for o in outcomes {
+            o.emit();
+        }
+        SchedulerScanned {
+            timers: timers.len(),
+            lag: Duration::from_millis((now.timestamp_millis() - oldest_due).max(0) as u64),
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        if let Some(obs) = &self.observer {
+            if !sent.is_empty() {
+                let _ = obs.try_send(sent);
+            }
+        }
+        Ok(timers.len())
+    }
+
+    /// What is due for one notice: its timers, in kind order.
+    fn step(
+        &self,
+        code: TrackingCode,
+        timers: &[Timer],
+        now: DateTime<Utc>,
+    ) -> Result<Step, StoreError> {
+        let mut w = DeliveryWrite::default();
+        let mut step = Step::default();
+        let Some(mut rec) = self.store.delivery(code)? else {
+            // A timer whose record is gone (purged): drop it.
+            w.remove_timers.extend_from_slice(timers);
+            step.write = w;
+            return Ok(step);
+        };
+        let mut ts = timers.to_vec();
+        // The end of retention and expiry first: after a long outage a
+        // round may be due together with the expiry, and must not go out.
+        ts.sort_by_key(|t| {
+            let rank = match t.kind {
+                TimerKind::Purge => 0,
+                TimerKind::Expire => 1,
+                TimerKind::Next => 2,
+            };
+            (rank, t.due_ms)
+        });
+        for t in ts {
+            match t.kind {
+                TimerKind::Purge => {
+                    w.remove_timers.push(t);
+                    if let Some(p) = rec.next.take() {
+                        w.remove_timers.push(Timer::next(code, p.due_ms));
+                    }
+                    w.delete_record = Some(rec);
+                    w.record = None;
+                    step.write = w;
+                    return Ok(step);
+                }
+                TimerKind::Expire => {
+                    w.remove_timers.push(t);
+                    self.expire(&mut rec, &mut w, &mut step, now);
+                }
+                TimerKind::Next => {
+                    if rec.next.map(|p| p.due_ms) != Some(t.due_ms) {
+                        w.remove_timers.push(t); // stale: superseded
+                        continue;
+                    }
+                    match rec.next.map(|p| p.action) {
+                        Some(Action::Round { round, retry }) => {
+                            self.round(&mut rec, &mut w, &mut step, round, retry, now)?
+                        }
+                        Some(Action::Verdict) => {
+                            reschedule(&mut rec, &mut w, None);
+                            if rec.state == DeliveryState::Scheduled {
+                                rec.state = DeliveryState::NotServed { at: now };
+                                w.receipts.push(rec.receipt(
+                                    "not-served",
+                                    now,
+                                    ReceiptEvent::NotServed {
+                                        tracking_code: code,
+                                    },
+                                ));
+                                step.outcomes.push(DeliveryOutcome::NotServed {
+                                    agency: rec.agency.clone(),
+                                });
+                            }
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        w.record = Some(rec);
+        step.write = w;
+        Ok(step)
+    }
+
+    fn expire(
+        &self,
+        rec: &mut DeliveryRecord,
+        w: &mut DeliveryWrite,
+        step: &mut Step,
+        now: DateTime<Utc>,
+    ) {
+        if rec.purged {
+            return;
+        }
+        rec.purged = true;
+        w.purge_notice = true;
+        reschedule(rec, w, None);
+        if !matches!(
+            rec.state,
+            DeliveryState::Served { .. } | DeliveryState::NotServed { .. }
+        ) {
+            rec.state = DeliveryState::Expired { at: now };
+            w.receipts.push(rec.receipt(
+                "expired",
+                now,
+                ReceiptEvent::Expired {
+                    tracking_code: rec.tracking_code,
+                },
+            ));
+            step.outcomes.push(DeliveryOutcome::Expired {
+                agency: rec.agency.clone(),
+            });
+        }
+        // The legal history outlives the notice by the retention period.
+        let purge_at = add(now, self.config.record_retention.0);
+        w.add_timers
+            .push(Timer::purge(rec.tracking_code, purge_at.timestamp_millis()));
+    }
+
+    fn round(
+        &self,
+        rec: &mut DeliveryRecord,
+        w: &mut DeliveryWrite,
+        step: &mut Step,
+        round: u8,
+        retry: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if rec.state != DeliveryState::Scheduled {
+            reschedule(rec, w, None);
+            return Ok(());
+        }
+        let code = rec.tracking_code;
+        if let Ok(Some(q)) = QuietHours::parse(&self.config.quiet_hours) {
+            let allowed = q.next_allowed(now);
+            if allowed > now {
+                reschedule(
+                    rec,
+                    w,
+                    Some(Pending {
+                        due_ms: allowed.timestamp_millis(),
+                        action: Action::Round { round, retry },
+                    }),
+                );
+                return Ok(());
+            }
+        }
+        let profile = self.registry.profile(rec.recipient)?;
+        let status = profile
+            .as_ref()
+            .map(|p| p.status)
+            .unwrap_or(MailboxStatus::NotActivated);
+        let reps: Vec<MailboxId> = profile
+            .as_ref()
+            .map(|p| p.representatives.clone())
+            .unwrap_or_default();
+        let unreachable =
+            |rec: &mut DeliveryRecord, w: &mut DeliveryWrite, step: &mut Step, status| {
+                reschedule(rec, w, None);
+                rec.state = if status == MailboxStatus::NotActivated {
+                    w.awaiting = Some(true);
+                    DeliveryState::AwaitingActivation
+                } else {
+                    DeliveryState::Unreachable { status }
+                };
+                w.receipts.push(rec.receipt(
+                    &format!("unreachable-{}", rec.rounds.len()),
+                    now,
+                    ReceiptEvent::MailboxUnreachable {
+                        tracking_code: code,
+                        status,
+                    },
+                ));
+                step.outcomes.push(DeliveryOutcome::Unreachable { status });
+            };
+        let to_recipient = match status {
+            MailboxStatus::Active => true,
+            MailboxStatus::Incapacitated if !reps.is_empty() => {
+                // The guardian acts for them (art. 31): representatives only.
+                if round == 1 && retry == 0 {
+                    w.receipts.push(rec.receipt(
+                        "incapacitated",
+                        now,
+                        ReceiptEvent::MailboxUnreachable {
+                            tracking_code: code,
+                            status,
+                        },
+                    ));
+                    step.outcomes.push(DeliveryOutcome::Unreachable { status });
+                }
+                false
+            }
+            other => {
+                unreachable(rec, w, step, other);
+                return Ok(());
+            }
+        };
+        let profile = profile.expect("an active or incapacitated mailbox has a profile");
+        if !rec.access_reported && profile.access_level < rec.min_access_level {
+            rec.access_reported = true;
+            w.receipts.push(rec.receipt(
+                "access",
+                now,
+                ReceiptEvent::AccessLevelInsufficient {
+                    tracking_code: code,
+                    required: rec.min_access_level,
+                    held: profile.access_level,
+                },
+            ));
+        }
+        let title = self
+            .store
+            .notice(code)?
+            .map(|n| n.notice.title)
+            .unwrap_or_default();
+        let notification = |to_representative: bool, who: usize| Notification {
+            tracking_code: code,
+            round,
+            agency: rec.agency.clone(),
+            title: title.clone(),
+            to_representative,
+            idempotency_key: format!("{code}-r{round}-{who}"),
+        };
+
+        let mut record = RoundRecord {
+            round,
+            retry,
+            at: now,
+            deliveries: Vec::new(),
+        };
+        let mut primary: Option<Delivery> = None;
+        if to_recipient {
+            let d = self
+                .notifier
+                .deliver(&notification(false, 0), &targets_of(&profile));
+            record.deliveries.push(round_delivery(false, &d));
+            primary = Some(d);
+        }
+        // Representatives get each round once, on its first attempt.
+        if retry == 0 {
+            for (i, rep) in reps.iter().enumerate() {
+                let d = match self.registry.profile(*rep)? {
+                    Some(p) if p.status == MailboxStatus::Active => self
+                        .notifier
+                        .deliver(&notification(true, i + 1), &targets_of(&p)),
+                    _ => Delivery::Failed {
+                        reason: "representative_unreachable",
+                        transient: false,
+                        attempts: 0,
+                    },
+                };
+                record.deliveries.push(round_delivery(true, &d));
+                if !to_recipient
+                    && primary
+                        .as_ref()
+                        .is_none_or(|p| !matches!(p, Delivery::Accepted { .. }))
+                {
+                    primary = Some(d);
+                }
+            }
+        }
+        for (i, d) in record.deliveries.iter().enumerate() {
+            if let Some(channel) = d.channel {
+                w.receipts.push(rec.receipt(
+                    &format!("r{round}-{retry}-{i}"),
+                    now,
+                    ReceiptEvent::NotificationSent {
+                        tracking_code: code,
+                        round,
+                        channel,
+                        to_representative: d.to_representative,
+                    },
+                ));
+                step.sent.push(SentNotification {
+                    code,
+                    recipient: rec.recipient,
+                    round,
+                    to_representative: d.to_representative,
+                    channel,
+                    at: now,
+                });
+            }
+        }
+        step.outcomes
+            .push(DeliveryOutcome::Round(RoundFinished::of(&record, retry)));
+        rec.rounds.push(record);
+
+        let next_round = |rec: &mut DeliveryRecord, w: &mut DeliveryWrite| {
+            let next = if (round as usize) < self.config.round_intervals.len() {
+                Pending {
+                    due_ms: add(now, self.config.round_intervals[round as usize].0)
+                        .timestamp_millis(),
+                    action: Action::Round {
+                        round: round + 1,
+                        retry: 0,
+                    },
+                }
+            } else {
+                Pending {
+                    due_ms: add(now, self.config.not_served_after.0).timestamp_millis(),
+                    action: Action::Verdict,
+                }
+            };
+            reschedule(rec, w, Some(next));
+        };
+        match primary {
+            Some(Delivery::Accepted { .. }) | None => next_round(rec, w),
+            Some(Delivery::Failed {
+                reason, transient, ..
+            }) => {
+                if transient && retry < self.config.round_max_retries {
+                    let due = add(now, self.config.round_retry_after.0).timestamp_millis();
+                    reschedule(
+                        rec,
+                        w,
+                        Some(Pending {
+                            due_ms: due,
+                            action: Action::Round {
+                                round,
+                                retry: retry + 1,
+                            },
+                        }),
+                    );
+                } else {
+                    w.receipts.push(rec.receipt(
+                        &format!("r{round}-failed"),
+                        now,
+                        ReceiptEvent::NotificationFailed {
+                            tracking_code: code,
+                            round,
+                            reason: reason.to_owned(),
+                        },
+                    ));
+                    next_round(rec, w);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Step {
+    write: DeliveryWrite,
+    sent: Vec<SentNotification>,
+    outcomes: Vec<DeliveryOutcome>,
+}
+
+fn round_delivery(to_representative: bool, d: &Delivery) -> RoundDelivery {
+    match d {
+        Delivery::Accepted { channel, attempts } => RoundDelivery {
+            to_representative,
+            channel: Some(*channel),
+            failure: None,
+            attempts: *attempts,
+        },
+        Delivery::Failed {
+            reason, attempts, ..
+        } => RoundDelivery {
+            to_representative,
+            channel: None,
+            failure: Some((*reason).to_owned()),
+            attempts: *attempts,
+        },
+    }
+}
+
+/// A person's channels, from their profile.
+pub fn targets_of(p: &MailboxProfile) -> Vec<Target> {
+    let mut t = Vec::with_capacity(3);
+    if let Some(m) = &p.mobile {
+        t.push(Target {
+            kind: Channel::Sms,
+            address: Address::Mobile(m.clone()),
+        });
+    }
+    if p.push {
+        t.push(Target {
+            kind: Channel::Push,
+            address: Address::Push(p.id),
+        });
+    }
+    if let Some(e) = &p.email {
+        t.push(Target {
+            kind: Channel::Email,
+            address: Address::Email(e.clone()),
+        });
+    }
+    t
+}

@@ -1,0 +1,764 @@
+//! The whole article-29 life cycle on the embedded store, with a manual
+//! clock: three rounds over days in milliseconds.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use karpoosheh_schemas::{
+    Channel, Confirmation, MailboxId, MailboxProfile, MailboxStatus, Reason, Receipt, ReceiptEvent,
+    TrackingCode, SCHEMA_VERSION,
+};
+
+use super::*;
+use crate::channel::{Delivery, Notification, Target};
+use crate::store::conformance::{new_notice, notice, person, t0};
+use crate::store::{Durability, Entry, FjallStore, FjallStoreConfig, Store};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A gateway double: accepts, or fails transiently while `down` > 0
+/// (counting down one per attempt), and records what it sent.
+#[derive(Default)]
+struct Gateway {
+    down: AtomicU32,
+    permanent: std::sync::atomic::AtomicBool,
+    sent: Mutex<Vec<(TrackingCode, u8, bool, String)>>,
+}
+
+impl Notify for Gateway {
+    fn deliver(&self, n: &Notification, targets: &[Target]) -> Delivery {
+        if targets.is_empty() {
+            return Delivery::Failed {
+                reason: "no_channel",
+                transient: false,
+                attempts: 0,
+            };
+        }
+        if self.permanent.load(Ordering::SeqCst) {
+            return Delivery::Failed {
+                reason: "permanent_failure",
+                transient: false,
+                attempts: 1,
+            };
+        }
+        if self
+            .down
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+            .is_ok()
+        {
+            return Delivery::Failed {
+                reason: "all_channels_failed",
+                transient: true,
+                attempts: 3,
+            };
+        }
+        self.sent.lock().unwrap().push((
+            n.tracking_code,
+            n.round,
+            n.to_representative,
+            n.idempotency_key.clone(),
+        ));
+        Delivery::Accepted {
+            channel: targets[0].kind,
+            attempts: 1,
+        }
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    gateway: Arc<Gateway>,
+    scheduler: Scheduler,
+}
+
+fn config() -> DeliveryConfig {
+    DeliveryConfig {
+        quiet_hours: String::new(),
+        ..DeliveryConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+    let mut c = FjallStoreConfig::new(dir);
+    c.durability = Durability::Buffered;
+    Arc::new(FjallStore::open(c).unwrap())
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        World::with(dir, store, Arc::new(Gateway::default()), config())
+    }
+
+    fn with(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        gateway: Arc<Gateway>,
+        config: DeliveryConfig,
+    ) -> World {
+        // A minute after the notices of `notice()` were accepted.
+        let clock = ManualClock::new(t0() + chrono::Duration::seconds(60));
+        let scheduler = Scheduler {
+            config,
+            store: store.clone(),
+            notifier: gateway.clone(),
+            registry: Arc::new(StoreRegistry(store.clone())),
+            clock: Arc::new(clock.clone()),
+            observer: None,
+        };
+        World {
+            dir,
+            store,
+            clock,
+            gateway,
+            scheduler,
+        }
+    }
+
+    /// Closes the store and opens it again, as a restarted node would.
+    fn restart(self) -> World {
+        let World {
+            dir,
+            store,
+            clock,
+            gateway,
+            scheduler,
+        } = self;
+        let config = scheduler.config.clone();
+        drop(scheduler);
+        drop(store);
+        let store = open(dir.path());
+        let mut w = World::with(dir, store, gateway, config);
+        w.clock = clock.clone();
+        w.scheduler.clock = Arc::new(clock);
+        w
+    }
+
+    fn profile(&self, id: MailboxId, status: MailboxStatus, reps: Vec<MailboxId>) {
+        self.store
+            .write_profiles(&[MailboxProfile {
+                schema_version: SCHEMA_VERSION,
+                id,
+                status,
+                access_level: 2,
+                mobile: Some("09121234567".into()),
+                email: None,
+                push: true,
+                representatives: reps,
+                updated_at: self.clock.now(),
+            }])
+            .unwrap();
+    }
+
+    /// Stores one notice to `to`, accepted at t0.
+    fn notice(&self, to: MailboxId, seq: u16) -> TrackingCode {
+        let e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
+        let Entry::Notice(n) = &e else { unreachable!() };
+        let code = n.tracking_code;
+        self.store.write(&[e]).unwrap();
+        code
+    }
+
+    fn run(&self) -> usize {
+        self.scheduler.run_due().unwrap()
+    }
+
+    fn advance(&self, d: Duration) -> usize {
+        self.clock.advance(d);
+        self.run()
+    }
+
+    /// Receipts published so far (drains the outbox).
+    fn receipts(&self) -> Vec<Receipt> {
+        let out = self.store.outbox(None, 100_000).unwrap();
+        self.store
+            .outbox_remove(&out.iter().map(|x| x.0).collect::<Vec<_>>())
+            .unwrap();
+        out.into_iter().map(|x| x.1).collect()
+    }
+
+    fn confirm(&self, code: TrackingCode, id: &str, by: MailboxId) -> ConfirmOutcome {
+        self.scheduler
+            .confirm_now(vec![Confirmation {
+                schema_version: SCHEMA_VERSION,
+                confirmation_id: id.into(),
+                tracking_code: code,
+                confirmed_by: by,
+                confirmed_at: self.clock.now(),
+            }])
+            .unwrap()[0]
+    }
+
+    fn state(&self, code: TrackingCode) -> DeliveryState {
+        self.store.delivery(code).unwrap().unwrap().state
+    }
+
+    fn rounds_sent(&self, code: TrackingCode) -> Vec<u8> {
+        self.gateway
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.0 == code && !s.2)
+            .map(|s| s.1)
+            .collect()
+    }
+}
+
+fn events(rs: &[Receipt]) -> Vec<&'static str> {
+    rs.iter()
+        .map(|r| match r.event {
+            ReceiptEvent::Accepted { .. } => "accepted",
+            ReceiptEvent::Rejected { .. } => "rejected",
+            ReceiptEvent::NotificationSent { .. } => "sent",
+            ReceiptEvent::NotificationFailed { .. } => "failed",
+            ReceiptEvent::Confirmed { .. } => "confirmed",
+            ReceiptEvent::Served { .. } => "served",
+            ReceiptEvent::NotServed { .. } => "not_served",
+            ReceiptEvent::Expired { .. } => "expired",
+            ReceiptEvent::MailboxUnreachable { .. } => "unreachable",
+            ReceiptEvent::AccessLevelInsufficient { .. } => "access_level_insufficient",
+        })
+        .collect()
+}
+
+#[test]
+fn served_after_two_confirmations_cancels_remaining_rounds() {
+    let w = World::new();
+    let to = person(300_000_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    assert_eq!(
+        w.confirm(code, "c-1", to),
+        ConfirmOutcome::Applied {
+            count: 1,
+            served: false
+        }
+    );
+    w.clock.advance(Duration::from_secs(3600));
+    let second_at = w.clock.now();
+    assert_eq!(
+        w.confirm(code, "c-2", to),
+        ConfirmOutcome::Applied {
+            count: 2,
+            served: true
+        }
+    );
+    assert_eq!(w.state(code), DeliveryState::Served { at: second_at });
+    let rs = w.receipts();
+    assert_eq!(events(&rs), ["sent", "confirmed", "confirmed", "served"]);
+    match rs[3].event {
+        ReceiptEvent::Served { served_at, .. } => assert_eq!(
+            served_at, second_at,
+            "the legal time is the second confirmation's"
+        ),
+        _ => unreachable!(),
+    }
+    // Ten days on: no round 2 or 3, no verdict.
+    w.advance(10 * DAY);
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1],
+        "remaining rounds were cancelled"
+    );
+    assert!(w.receipts().is_empty());
+}
+
+#[test]
+fn not_served_after_three_rounds_at_the_configured_intervals() {
+    let w = World::new();
+    let to = person(300_000_101);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    w.advance(DAY - Duration::from_secs(1));
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1],
+        "round 2 not before its interval"
+    );
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.rounds_sent(code), vec![1, 2]);
+    w.advance(3 * DAY);
+    assert_eq!(w.rounds_sent(code), vec![1, 2, 3]);
+    assert_eq!(
+        w.confirm(code, "only-one", to),
+        ConfirmOutcome::Applied {
+            count: 1,
+            served: false
+        }
+    );
+    w.advance(4 * DAY);
+    assert!(matches!(w.state(code), DeliveryState::NotServed { .. }));
+    assert_eq!(
+        events(&w.receipts()),
+        ["sent", "sent", "sent", "confirmed", "not_served"]
+    );
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.rounds.len(), 3);
+    assert!(rec.rounds.iter().all(|r| r.delivered()));
+    assert_eq!(rec.next, None);
+}
+
+#[test]
+fn expiry_removes_the_notice_keeps_the_history_then_purges_it() {
+    let w = World::new();
+    let to = person(300_000_201);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1); // expires t0 + 365 days
+    w.run();
+    w.advance(DAY);
+    w.advance(3 * DAY);
+    w.advance(4 * DAY);
+    assert!(
+        matches!(w.state(code), DeliveryState::NotServed { .. }),
+        "verdict came first"
+    );
+    w.advance(400 * DAY);
+    assert!(
+        w.store.notice(code).unwrap().is_none(),
+        "the notice left the store at expiry"
+    );
+    assert!(w.store.mailbox(to, None, 10).unwrap().notices.is_empty());
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert!(
+        rec.purged && rec.rounds.len() == 3,
+        "the legal history is kept"
+    );
+    assert_eq!(
+        w.confirm(code, "late", to),
+        ConfirmOutcome::Rejected(Reason::NoticeExpired),
+        "a confirmation after expiry is refused"
+    );
+    w.advance(185 * DAY);
+    assert!(
+        w.store.delivery(code).unwrap().is_some(),
+        "kept six months after expiry"
+    );
+    w.advance(2 * DAY);
+    assert!(
+        w.store.delivery(code).unwrap().is_none(),
+        "purged after the retention"
+    );
+    assert_eq!(
+        w.confirm(code, "later", to),
+        ConfirmOutcome::Rejected(Reason::UnknownNotice)
+    );
+}
+
+#[test]
+fn a_notice_never_served_before_expiry_gets_an_expired_receipt() {
+    let w = World::new();
+    let to = person(300_000_301);
+    // Not activated: the rounds never start, so expiry comes first.
+    let code = w.notice(to, 1);
+    w.run();
+    assert_eq!(w.state(code), DeliveryState::AwaitingActivation);
+    w.advance(366 * DAY);
+    assert!(matches!(w.state(code), DeliveryState::Expired { .. }));
+    assert_eq!(events(&w.receipts()), ["unreachable", "expired"]);
+    assert!(
+        w.store.awaiting_activation(to, 10).unwrap().is_empty(),
+        "no longer awaiting"
+    );
+}
+
+#[test]
+fn duplicate_unknown_and_foreign_confirmations_are_never_applied() {
+    let w = World::new();
+    let to = person(300_000_401);
+    let rep = person(300_000_501);
+    let stranger = person(300_000_601);
+    w.profile(to, MailboxStatus::Active, vec![rep]);
+    w.profile(rep, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    assert_eq!(
+        w.confirm(code, "a", to),
+        ConfirmOutcome::Applied {
+            count: 1,
+            served: false
+        }
+    );
+    assert_eq!(
+        w.confirm(code, "a", to),
+        ConfirmOutcome::Duplicate,
+        "same ID twice counts once"
+    );
+    assert_eq!(
+        w.confirm(code, "s", stranger),
+        ConfirmOutcome::Rejected(Reason::NotRecipient)
+    );
+    assert_eq!(
+        w.confirm(TrackingCode::from_u64(code.as_u64() + 999), "u", to),
+        ConfirmOutcome::Rejected(Reason::UnknownNotice)
+    );
+    assert_eq!(w.state(code), DeliveryState::Scheduled);
+    // Duplicates within one batch too.
+    let c = |id: &str| Confirmation {
+        schema_version: SCHEMA_VERSION,
+        confirmation_id: id.into(),
+        tracking_code: code,
+        confirmed_by: rep,
+        confirmed_at: w.clock.now(),
+    };
+    let out = w.scheduler.confirm_now(vec![c("b"), c("b")]).unwrap();
+    assert_eq!(
+        out,
+        [
+            ConfirmOutcome::Applied {
+                count: 2,
+                served: true
+            },
+            ConfirmOutcome::Duplicate
+        ]
+    );
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.confirmations.len(), 2);
+    assert!(
+        rec.confirmations[1].by_representative,
+        "a representative may confirm (art. 22)"
+    );
+}
+
+#[test]
+fn restart_between_rounds_resumes_exactly_once() {
+    let w = World::new();
+    let to = person(300_000_701);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    w.clock.advance(DAY);
+    let w = w.restart();
+    assert_eq!(w.run(), 1, "round 2's timer survived the restart");
+    assert_eq!(w.rounds_sent(code), vec![1, 2]);
+    let w = w.restart();
+    assert_eq!(w.run(), 0, "nothing is due twice");
+    w.advance(3 * DAY);
+    assert_eq!(w.rounds_sent(code), vec![1, 2, 3]);
+}
+
+#[test]
+fn gateway_down_then_recovered_retries_the_round() {
+    let w = World::new();
+    let to = person(300_000_801);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.gateway.down.store(2, Ordering::SeqCst);
+    w.run();
+    assert!(w.rounds_sent(code).is_empty());
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(
+        rec.next.unwrap().action,
+        Action::Round { round: 1, retry: 1 }
+    );
+    w.advance(Duration::from_secs(15 * 60));
+    assert!(w.rounds_sent(code).is_empty(), "still down");
+    w.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1],
+        "recovered: sent on the third attempt"
+    );
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(
+        rec.rounds
+            .iter()
+            .map(|r| (r.round, r.retry, r.delivered()))
+            .collect::<Vec<_>>(),
+        [(1, 0, false), (1, 1, false), (1, 2, true)]
+    );
+    // Round 2 counts from the successful attempt.
+    assert_eq!(
+        rec.next.unwrap().due_ms,
+        (w.clock.now() + chrono::Duration::days(1)).timestamp_millis()
+    );
+}
+
+#[test]
+fn a_round_that_keeps_failing_is_reported_and_the_next_one_still_comes() {
+    let mut cfg = config();
+    cfg.round_max_retries = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let to = person(300_000_901);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.gateway.down.store(3, Ordering::SeqCst);
+    w.run();
+    w.advance(Duration::from_secs(15 * 60));
+    w.advance(Duration::from_secs(15 * 60));
+    let rs = w.receipts();
+    assert_eq!(events(&rs), ["failed"]);
+    match &rs[0].event {
+        ReceiptEvent::NotificationFailed { round, reason, .. } => {
+            assert_eq!((*round, reason.as_str()), (1, "all_channels_failed"))
+        }
+        _ => unreachable!(),
+    }
+    w.advance(DAY);
+    assert_eq!(w.rounds_sent(code), vec![2]);
+}
+
+#[test]
+fn representatives_receive_every_round() {
+    let w = World::new();
+    let to = person(300_001_001);
+    let rep = person(300_001_101);
+    w.profile(to, MailboxStatus::Active, vec![rep]);
+    w.profile(rep, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    w.advance(DAY);
+    w.advance(3 * DAY);
+    let sent = w.gateway.sent.lock().unwrap().clone();
+    let to_rep: Vec<u8> = sent
+        .iter()
+        .filter(|s| s.0 == code && s.2)
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(to_rep, [1, 2, 3]);
+    let keys: std::collections::HashSet<_> = sent.iter().map(|s| s.3.clone()).collect();
+    assert_eq!(
+        keys.len(),
+        6,
+        "each notification has its own idempotency key"
+    );
+    let rs = w.receipts();
+    let reps = rs
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event,
+                ReceiptEvent::NotificationSent {
+                    to_representative: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(reps, 3);
+}
+
+#[test]
+fn not_activated_mailbox_waits_then_rounds_start_on_activation() {
+    let w = World::new();
+    let to = person(300_001_201);
+    let code = w.notice(to, 1);
+    w.run();
+    assert_eq!(w.state(code), DeliveryState::AwaitingActivation);
+    assert_eq!(w.store.awaiting_activation(to, 10).unwrap(), vec![code]);
+    match &w.receipts()[0].event {
+        ReceiptEvent::MailboxUnreachable { status, .. } => {
+            assert_eq!(*status, MailboxStatus::NotActivated)
+        }
+        e => panic!("{e:?}"),
+    }
+    w.advance(10 * DAY);
+    assert!(w.rounds_sent(code).is_empty());
+    // The person registers.
+    w.profile(to, MailboxStatus::Active, vec![]);
+    w.scheduler.activate_now(&[to]).unwrap();
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    assert!(w.store.awaiting_activation(to, 10).unwrap().is_empty());
+    assert_eq!(w.state(code), DeliveryState::Scheduled);
+}
+
+#[test]
+fn deceased_and_dissolved_mailboxes_are_unreachable_and_reported() {
+    let w = World::new();
+    let dead = person(300_001_301);
+    w.profile(dead, MailboxStatus::Deceased, vec![]);
+    let code = w.notice(dead, 1);
+    w.run();
+    assert_eq!(
+        w.state(code),
+        DeliveryState::Unreachable {
+            status: MailboxStatus::Deceased
+        }
+    );
+    assert!(
+        w.store.notice(code).unwrap().is_some(),
+        "kept: heirs may need it (art. 31)"
+    );
+    let company = (1_000_000_000u64..)
+        .find_map(MailboxId::legal_from_body)
+        .unwrap();
+    w.profile(company, MailboxStatus::Dissolved, vec![]);
+    let code2 = w.notice(company, 2);
+    w.run();
+    assert_eq!(
+        w.state(code2),
+        DeliveryState::Unreachable {
+            status: MailboxStatus::Dissolved
+        }
+    );
+    assert!(w.gateway.sent.lock().unwrap().is_empty());
+    let statuses: Vec<_> = w
+        .receipts()
+        .iter()
+        .map(|r| match r.event {
+            ReceiptEvent::MailboxUnreachable { status, .. } => status,
+            _ => panic!("unexpected {r:?}"),
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [MailboxStatus::Deceased, MailboxStatus::Dissolved]
+    );
+}
+
+#[test]
+fn incapacitated_mailbox_is_served_through_the_guardian() {
+    let w = World::new();
+    let to = person(300_001_401);
+    let guardian = person(300_001_501);
+    w.profile(to, MailboxStatus::Incapacitated, vec![guardian]);
+    w.profile(guardian, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    let sent = w.gateway.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].2, "only the guardian is notified");
+    assert_eq!(events(&w.receipts()), ["unreachable", "sent"]);
+    assert_eq!(
+        w.confirm(code, "g1", guardian),
+        ConfirmOutcome::Applied {
+            count: 1,
+            served: false
+        }
+    );
+    assert_eq!(
+        w.confirm(code, "g2", guardian),
+        ConfirmOutcome::Applied {
+            count: 2,
+            served: true
+        }
+    );
+}
+
+#[test]
+fn insufficient_access_level_is_reported_once_and_rounds_still_go() {
+    let w = World::new();
+    let to = person(300_001_601);
+    w.profile(to, MailboxStatus::Active, vec![]); // level 2
+    let mut n = notice("tax", "secret", to, "متن");
+    n.min_access_level = 3;
+    let e = new_notice(n, 1);
+    let Entry::Notice(nn) = &e else {
+        unreachable!()
+    };
+    let code = nn.tracking_code;
+    w.store.write(&[e]).unwrap();
+    w.run();
+    w.advance(DAY);
+    let rs = w.receipts();
+    assert_eq!(events(&rs), ["access_level_insufficient", "sent", "sent"]);
+    match rs[0].event {
+        ReceiptEvent::AccessLevelInsufficient { required, held, .. } => {
+            assert_eq!((required, held), (3, 2))
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(w.rounds_sent(code), vec![1, 2]);
+}
+
+#[test]
+fn quiet_hours_hold_rounds_until_morning() {
+    let mut cfg = config();
+    cfg.quiet_hours = "22:00-07:00".into();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let to = person(300_001_701);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    // 20:00 UTC = 23:30 in Tehran.
+    w.clock.set(
+        DateTime::parse_from_rfc3339("2026-11-01T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    w.run();
+    assert!(w.rounds_sent(code).is_empty());
+    w.clock.set(
+        DateTime::parse_from_rfc3339("2026-11-02T03:29:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    w.run();
+    assert!(w.rounds_sent(code).is_empty(), "06:59 in Tehran");
+    w.clock.set(
+        DateTime::parse_from_rfc3339("2026-11-02T03:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+}
+
+#[test]
+fn receipts_carry_stable_ids_and_the_agency_reference() {
+    let w = World::new();
+    let to = person(300_001_801);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 7);
+    w.run();
+    let rs = w.receipts();
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].reference.as_deref(), Some("ref-7"));
+    assert_eq!(rs[0].agency.as_str(), "tax");
+    assert!(rs[0].receipt_id.starts_with(&code.to_string()));
+    match rs[0].event {
+        ReceiptEvent::NotificationSent { channel, round, .. } => {
+            assert_eq!((channel, round), (Channel::Sms, 1))
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn many_pending_rounds_are_processed_in_batches() {
+    let mut cfg = config();
+    cfg.batch = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let to = person(300_001_901);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let entries: Vec<_> = (1..=1000u16)
+        .map(|i| new_notice(notice("tax", &format!("r{i}"), to, "x"), i))
+        .collect();
+    w.store.write(&entries).unwrap();
+    w.clock.advance(Duration::from_secs(1));
+    assert_eq!(w.run(), 1000);
+    assert_eq!(w.gateway.sent.lock().unwrap().len(), 1000);
+    assert_eq!(w.run(), 0);
+}
+
+#[test]
+fn a_long_outage_expires_the_notice_instead_of_sending_a_stale_round() {
+    let w = World::new();
+    let to = person(300_002_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    // The node is down for over a year: round 2 and the expiry are both due.
+    w.advance(400 * DAY);
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1],
+        "no round for an expired notice"
+    );
+    assert!(matches!(w.state(code), DeliveryState::Expired { .. }));
+}
