@@ -141,7 +141,7 @@ impl World {
 
     fn profile(&self, id: MailboxId, status: MailboxStatus, reps: Vec<MailboxId>) {
         self.store
-            .write_profiles(&[MailboxProfile {
+            .put_profiles(&[MailboxProfile {
                 schema_version: SCHEMA_VERSION,
                 id,
                 status,

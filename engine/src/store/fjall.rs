@@ -11,6 +11,8 @@
 //! - `refs`: agency ‖ 0 ‖ reference → tracking code ‖ content hash, for
 //!   idempotency.
 //! - `rejections`: agency ‖ 0 ‖ id → rejection; `dead_letters`: id → record.
+//! - `profiles`: mailbox key (9 bytes) → mailbox profile (JSON), from the
+//!   registry topic.
 //! - `meta`: high-water marks (last tracking code, last IDs).
 //! - `delivery`: tracking code → the article-29 delivery record (small,
 //!   time-ordered like `notices`).
@@ -19,7 +21,7 @@
 //!   ten million pending timers cost 18-byte keys on disk, nothing in RAM.
 //! - `outbox`: id → receipt, published in order then removed.
 //! - `confirmations`: confirmation ID → tracking code (deduplication).
-//! - `profiles`: mailbox key → profile; `awaiting`: mailbox key ‖ code →
+//! - `awaiting`: mailbox key ‖ code →
 //!   empty, the notices waiting for a mailbox to be activated.
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
@@ -121,12 +123,12 @@ pub struct FjallStore {
     refs: Keyspace,
     rejections: Keyspace,
     dead_letters: Keyspace,
+    profiles: Keyspace,
     meta: Keyspace,
     delivery: Keyspace,
     timers: Keyspace,
     outbox: Keyspace,
     confirmations: Keyspace,
-    profiles: Keyspace,
     awaiting: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
@@ -267,12 +269,12 @@ impl FjallStore {
         let refs = db.keyspace("refs", opts)?;
         let rejections = db.keyspace("rejections", opts)?;
         let dead_letters = db.keyspace("dead_letters", opts)?;
+        let profiles = db.keyspace("profiles", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let delivery = db.keyspace("delivery", opts)?;
         let timers = db.keyspace("timers", opts)?;
         let outbox = db.keyspace("outbox", opts)?;
         let confirmations = db.keyspace("confirmations", opts)?;
-        let profiles = db.keyspace("profiles", opts)?;
         let awaiting = db.keyspace("awaiting", opts)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
@@ -299,12 +301,12 @@ impl FjallStore {
             refs,
             rejections,
             dead_letters,
+            profiles,
             meta,
             delivery,
             timers,
             outbox,
             confirmations,
-            profiles,
             awaiting,
             durability: cfg.durability,
             writer: Mutex::new(WriterState {
@@ -687,27 +689,46 @@ impl Store for FjallStore {
             .map(TrackingCode::from_u64))
     }
 
-    fn write_profiles(&self, profiles: &[MailboxProfile]) -> Result<(), StoreError> {
+    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        // Serialised with notice writes: the read-compare-write must not
+        // interleave with another profile write.
         let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = self
             .db
             .batch()
             .durability(Some(self.durability.persist_mode()));
-        let mut latest: std::collections::HashMap<MailboxId, &MailboxProfile> = Default::default();
+        let mut fresh: std::collections::HashMap<[u8; 9], chrono::DateTime<chrono::Utc>> =
+            std::collections::HashMap::new();
+        let mut applied = Vec::with_capacity(profiles.len());
         for p in profiles {
-            let keep = match latest.get(&p.id) {
-                Some(q) => p.updated_at >= q.updated_at,
-                None => match self.profile(p.id)? {
-                    Some(stored) => p.updated_at >= stored.updated_at,
-                    None => true,
+            let key = p.id.to_key();
+            let current = match fresh.get(&key) {
+                Some(&t) => Some(t),
+                None => match self.profiles.get(key)? {
+                    Some(v) => Some(decode::<MailboxProfile>("profile", &v)?.updated_at),
+                    None => None,
                 },
             };
-            if keep {
-                latest.insert(p.id, p);
+            if current.is_some_and(|t| t > p.updated_at) {
+                applied.push(false);
+                continue;
             }
+            fresh.insert(key, p.updated_at);
+            batch.insert(&self.profiles, key, encode_json(p));
+            applied.push(true);
         }
-        for (id, p) in latest {
-            batch.insert(&self.profiles, id.to_key(), encode_json(p));
+        batch.commit()?;
+        Ok(applied)
+    }
+
+    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError> {
+        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        for id in ids {
+            batch.remove(&self.profiles, id.to_key());
         }
         batch.commit()?;
         Ok(())

@@ -15,6 +15,9 @@
 //!   article-29 follow-up can never miss a stored notice.
 //! - [`Store::write_delivery`] is atomic and durable like `write`; the
 //!   receipts it carries land in an outbox read back in order.
+//! - Mailbox profiles (from the compacted registry topic) are kept one per
+//!   mailbox; a profile never replaces a stored one with a newer
+//!   `updated_at`, so a re-delivered old version cannot undo a new one.
 
 pub mod conformance;
 mod fjall;
@@ -203,11 +206,18 @@ pub trait Store: Send + Sync {
     /// The notice a confirmation ID was applied to, if it was.
     fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError>;
 
-    /// Stores mailbox profiles (the registry), replacing earlier versions
-    /// unless the stored one is newer (`updated_at`).
-    fn write_profiles(&self, profiles: &[MailboxProfile]) -> Result<(), StoreError>;
+    /// Writes mailbox profiles atomically and durably (like [`Store::write`]).
+    /// A profile replaces the stored one for its mailbox unless the stored
+    /// one has a newer `updated_at` (equal times: the later write wins).
+    /// Of several profiles for one mailbox in one call, the same rule
+    /// applies in order. Returns, per profile, whether it was applied.
+    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError>;
 
-    /// A mailbox's profile.
+    /// Removes mailboxes' profiles (a tombstone on the registry topic),
+    /// durably. Removing an absent profile is not an error.
+    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError>;
+
+    /// A mailbox's profile, if the registry has sent one.
     fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
 
     /// Notices of a mailbox waiting for it to be activated, oldest first.
