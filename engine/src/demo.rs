@@ -33,6 +33,11 @@ pub struct DemoOptions {
     pub progress: bool,
     /// Serve /metrics and health while running.
     pub serve_metrics: bool,
+    /// Follow the stored notices through article 29 (rounds, simulated
+    /// recipients' confirmations, served / not served) after ingest.
+    pub follow_up: bool,
+    /// Give up waiting for the follow-up to settle after this long.
+    pub follow_up_timeout: Duration,
 }
 
 impl Default for DemoOptions {
@@ -45,6 +50,8 @@ impl Default for DemoOptions {
             rate: 0,
             progress: true,
             serve_metrics: true,
+            follow_up: true,
+            follow_up_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -74,6 +81,9 @@ pub struct DemoReport {
     /// commands on.
     pub example: Option<(MailboxId, TrackingCode)>,
     pub peak_rss_bytes: Option<u64>,
+    /// The follow-up phase, when it ran: its length and whether every
+    /// stored notice reached an outcome before the timeout.
+    pub follow_up: Option<(Duration, bool)>,
 }
 
 /// Prepares the demo's data directory: wipes a previous demo's, refuses
@@ -197,6 +207,13 @@ pub fn run(
         None
     };
 
+    // The article-29 follow-up runs beside ingest, as on a real node.
+    let follow = if opts.follow_up && cfg.delivery.enabled {
+        Some(FollowUp::start(cfg, store.clone(), tally.clone())?)
+    } else {
+        None
+    };
+
     let pipeline = Pipeline {
         config: cfg.pipeline.clone(),
         limits: cfg.limits.clone(),
@@ -204,7 +221,7 @@ pub fn run(
         store: store.clone(),
         sinks: vec![Box::new(TallySink(tally.clone()))],
         health,
-        shutdown,
+        shutdown: shutdown.clone(),
     };
     let summary = pipeline.run(Box::new(source))?;
     done.store(true, Ordering::SeqCst);
@@ -212,6 +229,11 @@ pub fn run(
         let _ = p.join();
     }
     let _ = generator.join();
+
+    let follow_up = match follow {
+        Some(f) => Some(f.finish(&tally, opts, &shutdown)),
+        None => None,
+    };
 
     // An example to inspect: the first valid notice's mailbox.
     let example = (0..opts.notices.min(1000))
@@ -237,7 +259,99 @@ pub fn run(
         metrics_addr,
         example,
         peak_rss_bytes: peak_rss_bytes(),
+        follow_up,
     })
+}
+
+/// The demo's follow-up: the real scheduler with the configured channels
+/// (the simulated gateway unless configured otherwise), the simulated
+/// registry and recipients, and the outbox publishing to the tally.
+struct FollowUp {
+    scheduler: Arc<crate::delivery::SchedulerHandle>,
+    recipients: std::thread::JoinHandle<()>,
+    outbox: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl FollowUp {
+    fn start(cfg: &Config, store: Arc<dyn crate::store::Store>, tally: Arc<Mutex<Tally>>) -> anyhow::Result<FollowUp> {
+        use crate::delivery::{self, simulate, Outbox, Scheduler};
+        let (sent_tx, sent_rx) = crossbeam_channel::bounded(1024);
+        let scheduler = Scheduler {
+            config: cfg.delivery.clone(),
+            store: store.clone(),
+            notifier: delivery::notifier_for(cfg)?,
+            registry: Arc::new(simulate::SimulatedRegistry { store: store.clone(), seed: 11 }),
+            clock: Arc::new(delivery::SystemClock),
+            observer: Some(sent_tx),
+        }
+        .start()?;
+        let scheduler = Arc::new(scheduler);
+        let stop = Arc::new(AtomicBool::new(false));
+        let recipients = simulate::spawn_recipients(
+            simulate::RecipientModel::default(),
+            sent_rx,
+            scheduler.clone(),
+            stop.clone(),
+        );
+        let outbox = Outbox { store, sinks: vec![Box::new(TallySink(tally))], batch: 4096 }
+            .spawn(stop.clone(), Duration::from_millis(50));
+        Ok(FollowUp { scheduler, recipients, outbox, stop, started: Instant::now() })
+    }
+
+    /// Waits until every stored notice has an outcome (or the timeout, or
+    /// Ctrl-C), then stops everything cleanly.
+    fn finish(self, tally: &Mutex<Tally>, opts: &DemoOptions, shutdown: &AtomicBool) -> (Duration, bool) {
+        let wait_start = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        let mut last_print = Instant::now();
+        let settled = loop {
+            let (stored, d) = {
+                let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                (t.stored, t.delivery.clone())
+            };
+            let done = d.settled();
+            if done >= stored {
+                break true;
+            }
+            if shutdown.load(Ordering::SeqCst)
+                || wait_start.elapsed() > opts.follow_up_timeout
+                || self.scheduler.failed()
+            {
+                break false;
+            }
+            if opts.progress && last_print.elapsed() >= every {
+                last_print = Instant::now();
+                let line = format!(
+                    "[follow-up {:>5.1}s] notified {}  confirmations {}  served {}  not served {}  unreachable {}  settled {}/{}",
+                    self.started.elapsed().as_secs_f64(),
+                    group(d.sent_to_recipients()),
+                    group(d.confirmations),
+                    group(d.served),
+                    group(d.not_served),
+                    group(d.unreachable.values().sum()),
+                    group(done),
+                    group(stored)
+                );
+                let mut err = std::io::stderr();
+                let _ = if tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+                let _ = err.flush();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if opts.progress && tty {
+            eprintln!();
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.recipients.join();
+        if let Ok(s) = Arc::try_unwrap(self.scheduler) {
+            s.stop();
+        }
+        let _ = self.outbox.join();
+        (self.started.elapsed(), settled)
+    }
 }
 
 fn progress_loop(total: u64, acked: &AtomicU64, tally: &Mutex<Tally>, done: &AtomicBool) {
@@ -405,6 +519,39 @@ impl DemoReport {
             )
         };
         let _ = writeln!(s, "  check                 {verdict}");
+        if let Some((took, settled)) = self.follow_up {
+            let d = &t.delivery;
+            let _ = writeln!(s, "  legal service (art. 29; SIMULATED gateways and recipients, rounds seconds apart)");
+            let sent: Vec<String> = d
+                .sent
+                .iter()
+                .map(|((c, rep), n)| {
+                    format!("{} {}{}", group(*n), crate::internal_events::channel_label(*c), if *rep { " to representatives" } else { "" })
+                })
+                .collect();
+            let _ = writeln!(s, "      notifications     {:>12}   ({})", group(d.sent.values().sum()), sent.join(", "));
+            let _ = writeln!(s, "      rounds failed     {:>12}   (every channel failed after retries)", group(d.rounds_failed));
+            let _ = writeln!(s, "      confirmations     {:>12}", group(d.confirmations));
+            let pct = |n: u64| 100.0 * n as f64 / t.stored.max(1) as f64;
+            let _ = writeln!(s, "      served            {:>12}   ({:.1}% of stored; two confirmations)", group(d.served), pct(d.served));
+            let _ = writeln!(s, "      not served        {:>12}   ({:.1}%; the agency falls back to paper)", group(d.not_served), pct(d.not_served));
+            for (status, n) in &d.unreachable {
+                let _ = writeln!(s, "      unreachable       {:>12}   (mailbox {status})", group(*n));
+            }
+            if d.access_insufficient > 0 {
+                let _ = writeln!(s, "      access too low    {:>12}   (reported; rounds still sent)", group(d.access_insufficient));
+            }
+            let q = |p: f64| d.time_to_served_ms.value_at_quantile(p) as f64 / 1000.0;
+            if d.served > 0 {
+                let _ = writeln!(s, "      stored → served   p50 {:.1} s   p90 {:.1} s   p99 {:.1} s", q(0.5), q(0.9), q(0.99));
+            }
+            let _ = writeln!(
+                s,
+                "      follow-up         {:>12.1} s   ({})",
+                took.as_secs_f64(),
+                if settled { "every stored notice reached an outcome" } else { "stopped before every notice reached an outcome" }
+            );
+        }
         let _ = writeln!(
             s,
             "  store on disk         {:>12.1} MB in {}",

@@ -66,6 +66,9 @@ enum Command {
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Only ingest: skip the article-29 follow-up (rounds, confirmations, served).
+        #[arg(long)]
+        no_follow_up: bool,
     },
     /// Ingest an NDJSON batch file (one notice envelope per line) into the store.
     Ingest {
@@ -172,6 +175,18 @@ fn run(cli: Cli) -> Result<()> {
         ));
     }
     if let Command::Demo { dir, .. } = &cli.command {
+        // The demo compresses article 29's days into seconds (rounds 5 s
+        // apart, verdict 5 s after the last, no quiet hours); the user's own
+        // --set flags, applied after these, still win.
+        let demo_time = [
+            "delivery.round_intervals=[\"0s\", \"5s\", \"5s\"]",
+            "delivery.not_served_after=\"5s\"",
+            "delivery.round_retry_after=\"2s\"",
+            "delivery.quiet_hours=\"\"",
+        ];
+        for (i, s) in demo_time.iter().enumerate() {
+            sets.insert(i, (*s).to_owned());
+        }
         let dir = dir
             .clone()
             .or(cli.data_dir.clone())
@@ -192,6 +207,7 @@ fn run(cli: Cli) -> Result<()> {
             rate,
             seed,
             quiet,
+            no_follow_up,
             ..
         } => {
             if !(0.0..=0.5).contains(&bad_ratio) || !(0.0..=0.5).contains(&duplicate_ratio) {
@@ -206,6 +222,8 @@ fn run(cli: Cli) -> Result<()> {
                 rate,
                 progress: !quiet,
                 serve_metrics: true,
+                follow_up: !no_follow_up,
+                ..DemoOptions::default()
             };
             eprintln!(
                 "karpoosheh demo: {} notices into {} (durability {:?}); metrics on http://{}/metrics; Ctrl-C stops cleanly",
@@ -327,18 +345,25 @@ fn run(cli: Cli) -> Result<()> {
             let code = TrackingCode::parse(&tracking_code)
                 .map_err(|e| anyhow::anyhow!("{tracking_code:?}: {e}"))?;
             let store = open_store(&cfg)?;
-            let Some(n) = store.notice(code)? else {
+            let n = store.notice(code)?;
+            let delivery = store.delivery(code)?;
+            if n.is_none() && delivery.is_none() {
                 bail!("no notice with tracking code {code}")
-            };
+            }
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
-                        "tracking_code": n.tracking_code, "accepted_at": n.accepted_at,
-                        "content_sha256": hex(&n.content_hash), "notice": n.notice
+                        "tracking_code": code,
+                        "accepted_at": n.as_ref().map(|n| n.accepted_at),
+                        "content_sha256": n.as_ref().map(|n| hex(&n.content_hash)),
+                        "notice": n.as_ref().map(|n| &n.notice),
+                        "delivery": delivery,
                     }))?
                 );
-            } else {
+                return Ok(());
+            }
+            if let Some(n) = &n {
                 let v = &n.notice;
                 println!("tracking code   {}", n.tracking_code);
                 println!("accepted at     {}", n.accepted_at.to_rfc3339());
@@ -359,7 +384,17 @@ fn run(cli: Cli) -> Result<()> {
                         a.name, a.media_type, a.size, a.sha256
                     );
                 }
-                println!("\n{}", v.body);
+            } else if let Some(d) = &delivery {
+                println!("tracking code   {code}");
+                println!("accepted at     {}", d.accepted_at.to_rfc3339());
+                println!("agency          {} (reference {})", d.agency, d.reference);
+                println!("recipient       {}", d.recipient.address());
+            }
+            if let Some(d) = &delivery {
+                println!("\n{}", karpoosheh_engine::delivery::render_history(d).trim_end());
+            }
+            if let Some(n) = &n {
+                println!("\n{}", n.notice.body);
             }
             Ok(())
         }

@@ -209,6 +209,8 @@ pub struct DeliveryTally {
     pub expired: u64,
     pub unreachable: std::collections::BTreeMap<&'static str, u64>,
     pub access_insufficient: u64,
+    /// Unreachable receipts that end the follow-up.
+    pub unreachable_final: u64,
     /// Storing to legal service, milliseconds.
     pub time_to_served_ms: hdrhistogram::Histogram<u64>,
 }
@@ -224,6 +226,7 @@ impl Default for DeliveryTally {
             expired: 0,
             unreachable: Default::default(),
             access_insufficient: 0,
+            unreachable_final: 0,
             time_to_served_ms: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
         }
@@ -260,12 +263,25 @@ impl DeliveryTally {
                         S::Incapacitated => "incapacitated",
                         S::Dissolved => "dissolved",
                     };
-                    *self.unreachable.entry(s).or_default() += 1
+                    *self.unreachable.entry(s).or_default() += 1;
+                    if !r.receipt_id.ends_with("-incapacitated") {
+                        self.unreachable_final += 1;
+                    }
                 }
                 E::AccessLevelInsufficient { .. } => self.access_insufficient += 1,
                 E::Accepted { .. } | E::Rejected { .. } => {}
             }
         }
+    }
+
+    /// Notices whose follow-up has an outcome: served, not served, or a
+    /// final unreachable state. (An incapacitated person with a guardian
+    /// is reported but goes on through the guardian: receipt IDs ending in
+    /// `-incapacitated` are not final.) A late confirmation can serve a
+    /// notice already reported not served, so this may exceed the stored
+    /// count slightly.
+    pub fn settled(&self) -> u64 {
+        self.served + self.not_served + self.unreachable_final
     }
 
     /// Rounds sent to recipients (not representatives).

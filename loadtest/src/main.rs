@@ -65,6 +65,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Scheduler benchmark: due rounds/s with zero-latency simulated
+    /// gateways, disk per pending round, peak memory (run at 1M and 10M pending).
+    BenchScheduler {
+        /// Notices waiting for a round.
+        #[arg(long, default_value_t = 1_000_000)]
+        pending: u64,
+        /// Of those, how many are due now.
+        #[arg(long, default_value_t = 200_000)]
+        due: u64,
+        /// Scratch directory.
+        #[arg(long, default_value = "./karpoosheh-bench")]
+        dir: PathBuf,
+    },
     /// Whole-pipeline benchmark: pipeline vs raw store vs raw disk, one run.
     BenchPipeline {
         #[arg(long, default_value_t = 300_000)]
@@ -132,6 +145,7 @@ fn run() -> Result<()> {
                 rate: *rate,
                 progress: !json,
                 serve_metrics: false,
+                follow_up: false,
                 ..Default::default()
             };
             let report = demo::run(&cfg, &opts, Arc::new(AtomicBool::new(false)))?;
@@ -154,6 +168,26 @@ fn run() -> Result<()> {
             } else {
                 println!("{}", report.render());
             }
+        }
+        Command::BenchScheduler { pending, due, dir } => {
+            std::fs::create_dir_all(dir)?;
+            let cfg = load(vec![])?;
+            let r = karpoosheh_loadtest::sched_bench::scheduler_benchmark(
+                karpoosheh_loadtest::sched_bench::SchedOptions {
+                    pending: *pending,
+                    due: (*due).min(*pending),
+                    dir: dir.clone(),
+                    config: cfg,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!(
+                "scheduler: {:.0} due rounds/s; {:.0} bytes on disk per pending round; peak RSS {:.0} MB with {} pending",
+                r.due_rounds_per_sec,
+                r.disk_bytes_per_pending,
+                r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6,
+                r.pending
+            );
         }
         Command::BenchPipeline { notices, dir } => {
             std::fs::create_dir_all(dir)?;

@@ -2,5 +2,6 @@
 
 mod cli;
 mod crash;
+mod demo;
 mod ingest;
 mod metrics;

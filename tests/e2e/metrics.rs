@@ -11,6 +11,12 @@ use karpoosheh_engine::metric_names;
 use karpoosheh_engine::sink::{Tally, TallySink};
 use karpoosheh_engine::source::MemorySource;
 use karpoosheh_engine::{open_store, Config, Pipeline};
+use karpoosheh_engine::delivery::{
+    self, ConfirmOutcome, Outbox, Scheduler, StoreRegistry, SystemClock,
+};
+use karpoosheh_schemas::{
+    AgencyId, Confirmation, MailboxId, MailboxProfile, MailboxStatus, SCHEMA_VERSION,
+};
 use karpoosheh_tests::{envelope, person};
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -32,6 +38,7 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     let mut cfg = Config::default();
     cfg.store.path = dir.path().to_owned();
     let store = open_store(&cfg).unwrap();
+    let store_handle = store.clone();
     let health = Health::default();
     let server = HttpServer::start("127.0.0.1:0", install_recorder(), health.clone()).unwrap();
     let (status, body) = get(server.addr, "/health/ready");
@@ -71,6 +78,53 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         ),
         (20, 1, 1, 1)
     );
+
+    drop(t);
+
+    // The article-29 follow-up on the same store: rounds through the
+    // configured (simulated) channels, two confirmations, receipts out.
+    let mut cfg = cfg;
+    cfg.delivery.quiet_hours = String::new();
+    let registry_store = store_handle.clone();
+    let profiles: Vec<MailboxProfile> = ids
+        .iter()
+        .map(|id| MailboxProfile {
+            schema_version: SCHEMA_VERSION,
+            id: MailboxId::parse(id).unwrap(),
+            status: MailboxStatus::Active,
+            access_level: 1,
+            mobile: Some("09121234567".into()),
+            email: None,
+            push: true,
+            representatives: vec![],
+            updated_at: chrono::Utc::now(),
+        })
+        .collect();
+    registry_store.put_profiles(&profiles).unwrap();
+    let scheduler = Scheduler {
+        config: cfg.delivery.clone(),
+        store: registry_store.clone(),
+        notifier: delivery::notifier_for(&cfg).unwrap(),
+        registry: Arc::new(StoreRegistry(registry_store.clone())),
+        clock: Arc::new(SystemClock),
+        observer: None,
+    };
+    assert!(scheduler.run_due().unwrap() >= 20, "round 1 of every stored notice");
+    let code = registry_store
+        .reference(&AgencyId::parse("tax").unwrap(), "m-1")
+        .unwrap()
+        .unwrap();
+    let confirm = |cid: &str| Confirmation {
+        schema_version: SCHEMA_VERSION,
+        confirmation_id: cid.into(),
+        tracking_code: code,
+        confirmed_by: MailboxId::parse(&ids[1]).unwrap(),
+        confirmed_at: chrono::Utc::now(),
+    };
+    let out = scheduler.confirm_now(vec![confirm("a"), confirm("b"), confirm("a")]).unwrap();
+    assert_eq!(out[1], ConfirmOutcome::Applied { count: 2, served: true });
+    let published = Outbox { store: registry_store.clone(), sinks: vec![], batch: 100 }.drain().unwrap();
+    assert!(published >= 23, "sent, confirmed x2, served receipts: {published}");
 
     let (status, text) = get(server.addr, "/metrics");
     assert_eq!(status, 200);
