@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use karpoosheh_schemas::{ByteSize, HumanDuration, Limits, MAX_NODE};
 use serde::{Deserialize, Serialize};
 
+use crate::channel::ChannelsConfig;
 use crate::store::Durability;
 
 /// Prefix of environment overrides.
@@ -30,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// Notification channels (art. 29): gateways, rate limits, retries.
+    pub channels: ChannelsConfig,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             limits: Limits::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            channels: ChannelsConfig::default(),
         }
     }
 }
@@ -318,6 +322,7 @@ impl Config {
                 self.metrics.listen
             ));
         }
+        self.channels.validate()?;
         self.limits.validate()
     }
 

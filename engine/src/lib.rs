@@ -10,6 +10,7 @@
 //! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
 //! writes a national ID into a log line or a metric label.
 
+pub mod channel;
 pub mod config;
 pub mod demo;
 pub mod http;
