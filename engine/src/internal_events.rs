@@ -208,7 +208,8 @@ impl ChannelsStarted {
         for (kind, gateway) in &self.gateways {
             let channel = channel_label(*kind);
             gauge!(m::CHANNEL_GATEWAY_INFO, "channel" => channel, "gateway" => *gateway).set(1.0);
-            gauge!(m::CHANNEL_CIRCUIT_STATE, "channel" => channel).set(CircuitState::Closed.gauge_value());
+            gauge!(m::CHANNEL_CIRCUIT_STATE, "channel" => channel)
+                .set(CircuitState::Closed.gauge_value());
             counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RETRIES, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel).increment(0);
@@ -260,10 +261,17 @@ impl ChannelAttempted<'_> {
         };
         counter!(m::CHANNEL_ATTEMPTS, "channel" => channel, "gateway" => self.gateway, "outcome" => outcome)
             .increment(1);
-        histogram!(m::CHANNEL_SEND_SECONDS, "channel" => channel).record(self.elapsed.as_secs_f64());
+        histogram!(m::CHANNEL_SEND_SECONDS, "channel" => channel)
+            .record(self.elapsed.as_secs_f64());
         if let Err(e) = self.result {
             // Debug only: at volume, failures are read from the metric.
-            tracing::debug!(channel, gateway = self.gateway, outcome, reason = e.reason(), "notification attempt failed");
+            tracing::debug!(
+                channel,
+                gateway = self.gateway,
+                outcome,
+                reason = e.reason(),
+                "notification attempt failed"
+            );
         }
     }
 }
@@ -307,13 +315,26 @@ impl CircuitStateChanged {
         match self.to {
             CircuitState::Open => {
                 counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(1);
-                tracing::warn!(channel, gateway = self.gateway, from = self.from.as_str(), "circuit breaker opened: channel skipped until a probe succeeds");
+                tracing::warn!(
+                    channel,
+                    gateway = self.gateway,
+                    from = self.from.as_str(),
+                    "circuit breaker opened: channel skipped until a probe succeeds"
+                );
             }
             CircuitState::HalfOpen => {
-                tracing::info!(channel, gateway = self.gateway, "circuit breaker half-open: probing the gateway");
+                tracing::info!(
+                    channel,
+                    gateway = self.gateway,
+                    "circuit breaker half-open: probing the gateway"
+                );
             }
             CircuitState::Closed => {
-                tracing::info!(channel, gateway = self.gateway, "circuit breaker closed: gateway healthy again");
+                tracing::info!(
+                    channel,
+                    gateway = self.gateway,
+                    "circuit breaker closed: gateway healthy again"
+                );
             }
         }
     }
@@ -340,6 +361,7 @@ pub struct ChannelRateLimitSaturated {
 
 impl ChannelRateLimitSaturated {
     pub fn emit(self) {
-        counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel_label(self.channel)).increment(1);
+        counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel_label(self.channel))
+            .increment(1);
     }
 }

@@ -69,7 +69,8 @@ pub const DEFAULT_TEXT: &str = "کارپوشه ملی: ابلاغیه جدید �
 pub const DEFAULT_SUBJECT: &str = "ابلاغیه جدید در کارپوشه ملی — کد رهگیری {tracking_code}";
 
 /// The SMS gateway's request body when `body_template` is empty.
-pub const DEFAULT_SMS_BODY: &str = r#"{"from":"{from}","to":"{to}","text":"{text}","idempotency_key":"{idempotency_key}"}"#;
+pub const DEFAULT_SMS_BODY: &str =
+    r#"{"from":"{from}","to":"{to}","text":"{text}","idempotency_key":"{idempotency_key}"}"#;
 
 /// The push webhook's request body when `body_template` is empty.
 pub const DEFAULT_PUSH_BODY: &str = r#"{"mailbox_id":"{to}","tracking_code":"{tracking_code}","round":{round},"agency":"{agency}","title":"{title}","representative":{representative},"text":"{text}","idempotency_key":"{idempotency_key}"}"#;
@@ -281,7 +282,10 @@ impl HttpGatewayConfig {
             ));
         }
         for name in self.headers.keys().chain(Some(&self.idempotency_header)) {
-            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 return Err(format!("{at}: {name:?} is not a valid header name"));
             }
         }
@@ -434,10 +438,7 @@ impl ChannelsConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (i, k) in self.order.iter().enumerate() {
             if self.order[..i].contains(k) {
-                return Err(format!(
-                    "channels.order lists {} twice",
-                    channel_label(*k)
-                ));
+                return Err(format!("channels.order lists {} twice", channel_label(*k)));
             }
         }
         for k in [ChannelKind::Sms, ChannelKind::Email, ChannelKind::Push] {
@@ -494,9 +495,9 @@ impl ChannelsConfig {
             Template::parse(&p.text_template, TEXT_FIELDS)
                 .map_err(|e| format!("channels.push.text_template: {e}"))?;
             match p.gateway {
-                PushGateway::Webhook => {
-                    p.webhook.validate("channels.push.webhook", DEFAULT_PUSH_BODY)?
-                }
+                PushGateway::Webhook => p
+                    .webhook
+                    .validate("channels.push.webhook", DEFAULT_PUSH_BODY)?,
                 PushGateway::Simulated => p.simulated.validate("channels.push.simulated")?,
             }
         }

@@ -18,7 +18,9 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::config::{ChannelsConfig, EmailGateway, PushGateway, SmsGateway};
-use super::policy::{backoff_delay, ChannelPolicy, CircuitBreaker, CircuitState, TokenBucket, Transition};
+use super::policy::{
+    backoff_delay, ChannelPolicy, CircuitBreaker, CircuitState, TokenBucket, Transition,
+};
 use super::{
     email_allowed, Address, ChannelError, ChannelKind, Delivery, HttpTransport, Notification,
     SendError, SimulatedTransport, SmtpTransport, Target, Transport,
@@ -232,7 +234,11 @@ impl Dispatcher {
             _ => Err(SendError::Permanent("address_kind_mismatch".into())),
         };
         if let Err(e) = pre {
-            tracing::debug!(channel = super::channel_label(kind), reason = e.reason(), "notification refused before sending");
+            tracing::debug!(
+                channel = super::channel_label(kind),
+                reason = e.reason(),
+                "notification refused before sending"
+            );
             return Outcome::Permanent;
         }
         let mut retry = 0u32;

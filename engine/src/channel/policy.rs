@@ -70,7 +70,9 @@ impl ChannelPolicy {
             ));
         }
         if self.rate_per_sec > 0.0 && self.burst == 0 {
-            return Err(format!("{at}.burst must be at least 1 when rate_per_sec is set"));
+            return Err(format!(
+                "{at}.burst must be at least 1 when rate_per_sec is set"
+            ));
         }
         if self.max_attempts == 0 {
             return Err(format!("{at}.max_attempts must be at least 1"));
@@ -97,10 +99,7 @@ impl ChannelPolicy {
 /// random number in `[0, 1)`.
 pub fn backoff_delay(retry: u32, initial: Duration, max: Duration, unit: f64) -> Duration {
     let exp = retry.saturating_sub(1).min(30);
-    let ceiling = initial
-        .checked_mul(1u32 << exp)
-        .unwrap_or(max)
-        .min(max);
+    let ceiling = initial.checked_mul(1u32 << exp).unwrap_or(max).min(max);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
@@ -189,10 +188,16 @@ impl CircuitState {
 
 #[derive(Debug)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { since: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        since: Instant,
+    },
     /// One probe is out since `since`; everyone else is rejected.
-    HalfOpen { since: Instant },
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 /// Closed → open after `threshold` consecutive transient failures → after
@@ -348,8 +353,14 @@ mod tests {
             .map(|_| backoff_delay(3, i, m, rng.random::<f64>()))
             .collect();
         assert!(draws.iter().all(|d| *d <= Duration::from_millis(400)));
-        let lo = draws.iter().filter(|d| **d < Duration::from_millis(200)).count();
-        assert!((40..160).contains(&lo), "jitter is roughly uniform: {lo}/200 in the lower half");
+        let lo = draws
+            .iter()
+            .filter(|d| **d < Duration::from_millis(200))
+            .count();
+        assert!(
+            (40..160).contains(&lo),
+            "jitter is roughly uniform: {lo}/200 in the lower half"
+        );
     }
 
     #[test]
@@ -382,7 +393,7 @@ mod tests {
             b.on_failure_at(t1),
             Some((CircuitState::HalfOpen, CircuitState::Open))
         );
-        assert_eq!(b.allow_at(t1 + Duration::from_secs(29)).0, false);
+        assert!(!b.allow_at(t1 + Duration::from_secs(29)).0);
         let t2 = t1 + cd;
         assert!(b.allow_at(t2).0);
         // The probe succeeds: closed, and everyone goes through.

@@ -75,11 +75,16 @@ impl SimulatedTransport {
         let (transient, permanent) = if degraded {
             latency *= self.cfg.slowdown_factor;
             (
-                self.cfg.slowdown_failure_rate.max(self.cfg.transient_failure_rate),
+                self.cfg
+                    .slowdown_failure_rate
+                    .max(self.cfg.transient_failure_rate),
                 self.cfg.permanent_failure_rate,
             )
         } else {
-            (self.cfg.transient_failure_rate, self.cfg.permanent_failure_rate)
+            (
+                self.cfg.transient_failure_rate,
+                self.cfg.permanent_failure_rate,
+            )
         };
         let draw: f64 = rng.random();
         drop(rng);
@@ -158,7 +163,9 @@ mod tests {
         let (mut tr, mut pe) = (0, 0);
         for _ in 0..n {
             let o = t.decide(Duration::from_secs(1)); // healthy window
-            assert!(o.latency >= Duration::from_millis(10) && o.latency <= Duration::from_millis(30));
+            assert!(
+                o.latency >= Duration::from_millis(10) && o.latency <= Duration::from_millis(30)
+            );
             match o.result {
                 Err(SendError::Transient(_)) => tr += 1,
                 Err(SendError::Permanent(_)) => pe += 1,
@@ -215,7 +222,10 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(
                 t.decide(Duration::from_secs(3600)),
-                SimOutcome { latency: Duration::ZERO, result: Ok(()) }
+                SimOutcome {
+                    latency: Duration::ZERO,
+                    result: Ok(())
+                }
             );
         }
     }

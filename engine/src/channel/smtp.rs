@@ -14,7 +14,9 @@ use lettre::{Message, Transport as _};
 
 use super::config::{EmailConfig, SmtpTls};
 use super::template::{text_value, Escape, Template, TEXT_FIELDS};
-use super::{email_allowed, Address, ChannelError, ChannelKind, Notification, SendError, Transport};
+use super::{
+    email_allowed, Address, ChannelError, ChannelKind, Notification, SendError, Transport,
+};
 
 /// Header carrying the idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "X-Karpoosheh-Idempotency-Key";

@@ -2,6 +2,8 @@
 //! servers on 127.0.0.1 (port 0): an HTTP gateway (tiny_http) and a small
 //! fake SMTP server written here. Back-offs and timeouts are short.
 
+#![allow(clippy::field_reassign_with_default)] // tests tweak one field of a default config
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -389,7 +391,9 @@ fn concurrent_deliveries_respect_the_rate_limit() {
             let d = d.clone();
             thread::spawn(move || {
                 for _ in 0..10 {
-                    assert!(d.deliver(&note(MailboxKind::Person), &[sms()]).is_accepted());
+                    assert!(d
+                        .deliver(&note(MailboxKind::Person), &[sms()])
+                        .is_accepted());
                 }
             })
         })
@@ -455,9 +459,15 @@ fn defaults_are_valid_and_bad_combinations_are_refused() {
         assert!(e.contains(needle), "{e} should mention {needle}");
         assert!(Dispatcher::from_config(&c).is_err());
     };
-    bad(&|c| c.order = vec![ChannelKind::Sms, ChannelKind::Push], "channels.email");
+    bad(
+        &|c| c.order = vec![ChannelKind::Sms, ChannelKind::Push],
+        "channels.email",
+    );
     bad(&|c| c.order.push(ChannelKind::Sms), "twice");
-    bad(&|c| c.sms.gateway = SmsGateway::Http, "channels.sms.http.url");
+    bad(
+        &|c| c.sms.gateway = SmsGateway::Http,
+        "channels.sms.http.url",
+    );
     bad(
         &|c| {
             c.sms.gateway = SmsGateway::Http;
@@ -466,10 +476,19 @@ fn defaults_are_valid_and_bad_combinations_are_refused() {
         },
         "mobile",
     );
-    bad(&|c| c.email.text_template = "{national_id}".into(), "national_id");
-    bad(&|c| c.push.policy.max_attempts = 0, "channels.push.policy.max_attempts");
+    bad(
+        &|c| c.email.text_template = "{national_id}".into(),
+        "national_id",
+    );
+    bad(
+        &|c| c.push.policy.max_attempts = 0,
+        "channels.push.policy.max_attempts",
+    );
     bad(&|c| c.sms.policy.backoff_max = ms(1), "backoff_max");
-    bad(&|c| c.sms.simulated.transient_failure_rate = 1.5, "transient_failure_rate");
+    bad(
+        &|c| c.sms.simulated.transient_failure_rate = 1.5,
+        "transient_failure_rate",
+    );
     bad(
         &|c| {
             c.email.gateway = EmailGateway::Smtp;
@@ -576,7 +595,8 @@ impl FakeGateway {
                             200
                         }
                     };
-                    let _ = req.respond(tiny_http::Response::from_string("{}").with_status_code(code));
+                    let _ =
+                        req.respond(tiny_http::Response::from_string("{}").with_status_code(code));
                 });
                 drop(s);
             }
@@ -616,8 +636,14 @@ fn http_sms_renders_the_template_sends_auth_and_idempotency_key() {
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.url, "/v1/sms/send");
     assert_eq!(seen.header("Authorization"), Some("Bearer t0ken"));
-    assert_eq!(seen.header("Idempotency-Key"), Some(n.idempotency_key.as_str()));
-    assert!(seen.header("Content-Type").unwrap().starts_with("application/json"));
+    assert_eq!(
+        seen.header("Idempotency-Key"),
+        Some(n.idempotency_key.as_str())
+    );
+    assert!(seen
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
     let v: serde_json::Value = serde_json::from_str(&seen.body).expect("valid JSON body");
     assert_eq!(v["from"], "4040");
     assert_eq!(v["to"], "09121234567");
@@ -626,8 +652,15 @@ fn http_sms_renders_the_template_sends_auth_and_idempotency_key() {
     assert!(text.contains("tax-org"), "{text}");
     assert!(text.contains(&n.tracking_code.to_string()), "{text}");
     assert!(text.contains("اطلاع‌رسانی 2 از 3"), "{text}");
-    assert!(text.contains("نماینده"), "representative is told so: {text}");
-    assert!(text.chars().count() <= 201, "about three SMS segments at most: {}", text.chars().count());
+    assert!(
+        text.contains("نماینده"),
+        "representative is told so: {text}"
+    );
+    assert!(
+        text.chars().count() <= 201,
+        "about three SMS segments at most: {}",
+        text.chars().count()
+    );
 }
 
 #[test]
@@ -646,7 +679,10 @@ fn http_sms_form_body_basic_auth_and_url_placeholders() {
     t.send(&n, &Address::Mobile("09121234567".into())).unwrap();
     let seen = gw.last();
     // base64("karpoosheh:p@ss")
-    assert_eq!(seen.header("Authorization"), Some("Basic a2FycG9vc2hlaDpwQHNz"));
+    assert_eq!(
+        seen.header("Authorization"),
+        Some("Basic a2FycG9vc2hlaDpwQHNz")
+    );
     assert_eq!(seen.header("X-Api-Key"), Some("k1"));
     assert_eq!(
         seen.url,
@@ -659,7 +695,10 @@ fn http_sms_form_body_basic_auth_and_url_placeholders() {
     let mut parts = seen.body.split('&');
     assert_eq!(parts.next(), Some("sender=4040"));
     let msg = parts.next().unwrap().strip_prefix("message=").unwrap();
-    assert!(!msg.contains(' ') && !msg.contains('&') && !msg.contains('"'), "{msg}");
+    assert!(
+        !msg.contains(' ') && !msg.contains('&') && !msg.contains('"'),
+        "{msg}"
+    );
     // Percent-decoding gives the Persian title back exactly.
     let bytes: Vec<u8> = {
         let b = msg.as_bytes();
@@ -667,7 +706,9 @@ fn http_sms_form_body_basic_auth_and_url_placeholders() {
         let mut i = 0;
         while i < b.len() {
             if b[i] == b'%' {
-                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
+                );
                 i += 3;
             } else {
                 out.push(b[i]);
@@ -688,18 +729,34 @@ fn http_status_classification_against_a_real_server() {
     gw.reply(Reply::Status(200));
     assert_eq!(t.send(&n, &to), Ok(()));
     gw.reply(Reply::Status(429));
-    assert_eq!(t.send(&n, &to), Err(SendError::Transient("http_status_429".into())));
+    assert_eq!(
+        t.send(&n, &to),
+        Err(SendError::Transient("http_status_429".into()))
+    );
     gw.reply(Reply::Status(500));
-    assert_eq!(t.send(&n, &to), Err(SendError::Transient("http_status_500".into())));
+    assert_eq!(
+        t.send(&n, &to),
+        Err(SendError::Transient("http_status_500".into()))
+    );
     gw.reply(Reply::Status(400));
-    assert_eq!(t.send(&n, &to), Err(SendError::Permanent("http_status_400".into())));
+    assert_eq!(
+        t.send(&n, &to),
+        Err(SendError::Permanent("http_status_400".into()))
+    );
     gw.reply(Reply::Status(302));
-    assert!(!t.send(&n, &to).unwrap_err().is_transient(), "redirects are not followed");
+    assert!(
+        !t.send(&n, &to).unwrap_err().is_transient(),
+        "redirects are not followed"
+    );
     // A server that answers after the timeout (300 ms).
     gw.reply(Reply::Sleep(Duration::from_millis(1500)));
     let started = Instant::now();
     assert_eq!(t.send(&n, &to), Err(SendError::Transient("timeout".into())));
-    assert!(started.elapsed() < Duration::from_millis(1200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
     // Nobody listening: transient; no address in the reason.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -760,7 +817,10 @@ fn push_webhook_posts_json_with_auth_header() {
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.url, "/hooks/notify");
     assert_eq!(seen.header("X-Webhook-Secret"), Some("s3cret"));
-    assert_eq!(seen.header("Idempotency-Key"), Some(n.idempotency_key.as_str()));
+    assert_eq!(
+        seen.header("Idempotency-Key"),
+        Some(n.idempotency_key.as_str())
+    );
     let v: serde_json::Value = serde_json::from_str(&seen.body).expect("valid JSON");
     assert_eq!(v["mailbox_id"], person().to_string());
     assert_eq!(v["tracking_code"], n.tracking_code.to_string());
@@ -770,9 +830,15 @@ fn push_webhook_posts_json_with_auth_header() {
     assert_eq!(v["representative"], false);
     assert_eq!(v["idempotency_key"], n.idempotency_key);
     gw.reply(Reply::Status(503));
-    assert!(t.send(&n, &Address::Push(person())).unwrap_err().is_transient());
+    assert!(t
+        .send(&n, &Address::Push(person()))
+        .unwrap_err()
+        .is_transient());
     gw.reply(Reply::Status(404));
-    assert!(!t.send(&n, &Address::Push(person())).unwrap_err().is_transient());
+    assert!(!t
+        .send(&n, &Address::Push(person()))
+        .unwrap_err()
+        .is_transient());
     assert_eq!(
         t.send(&n, &Address::Mobile("0912".into())),
         Err(SendError::Permanent("address_kind_mismatch".into()))
@@ -802,7 +868,11 @@ fn fake_smtp(rcpt_reply: &'static str) -> (u16, thread::JoinHandle<(Vec<String>,
                 break;
             }
             let cmd = line.trim_end().to_string();
-            let verb = cmd.split([' ', ':']).next().unwrap_or("").to_ascii_uppercase();
+            let verb = cmd
+                .split([' ', ':'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             commands.push(cmd.clone());
             let reply: &str = match verb.as_str() {
                 "EHLO" | "HELO" => "250-fake.smtp.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
@@ -850,14 +920,26 @@ fn smtp_delivers_with_message_id_and_idempotency_header() {
     let t = SmtpTransport::new(&smtp_config(port)).unwrap();
     assert_eq!((t.kind(), t.name()), (ChannelKind::Email, "smtp"));
     let n = note(MailboxKind::Person);
-    t.send(&n, &Address::Email("ali@example.ir".into())).unwrap();
+    t.send(&n, &Address::Email("ali@example.ir".into()))
+        .unwrap();
     let (commands, data) = server.join().unwrap();
     assert_eq!(commands[0], "EHLO karpoosheh.test");
-    assert!(commands.iter().any(|c| c == "MAIL FROM:<no-reply@karpoosheh.ir>"), "{commands:?}");
-    assert!(commands.iter().any(|c| c == "RCPT TO:<ali@example.ir>"), "{commands:?}");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c == "MAIL FROM:<no-reply@karpoosheh.ir>"),
+        "{commands:?}"
+    );
+    assert!(
+        commands.iter().any(|c| c == "RCPT TO:<ali@example.ir>"),
+        "{commands:?}"
+    );
     let header = |name: &str| {
         data.lines()
-            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
             .map(|l| l[name.len() + 1..].trim().to_string())
     };
     assert_eq!(
@@ -871,7 +953,10 @@ fn smtp_delivers_with_message_id_and_idempotency_header() {
     assert_eq!(header("To"), Some("ali@example.ir".into()));
     assert!(header("From").unwrap().contains("no-reply@karpoosheh.ir"));
     assert!(
-        header("Subject").unwrap().to_ascii_lowercase().starts_with("=?utf-8?"),
+        header("Subject")
+            .unwrap()
+            .to_ascii_lowercase()
+            .starts_with("=?utf-8?"),
         "Persian subject is RFC 2047 encoded: {data}"
     );
     assert!(header("Content-Type").unwrap().starts_with("text/plain"));
@@ -908,4 +993,98 @@ fn smtp_rejections_are_classified() {
         t.send(&n, &Address::Email("ali@gmail.com".into())),
         Err(SendError::Permanent("email_not_ir".into()))
     );
+}
+
+// ---------------------------------------------------------------- metrics
+
+#[test]
+fn channel_metrics_are_emitted_with_bounded_labels_and_no_personal_data() {
+    // A recorder local to this thread: other tests running in parallel
+    // cannot disturb the values.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.01, 0.1, 1.0])
+        .unwrap()
+        .build_recorder();
+    let handle = recorder.handle();
+    let n = note(MailboxKind::Person);
+    metrics::with_local_recorder(&recorder, || {
+        let s = Scripted::new(ChannelKind::Sms, transient()).then(Ok(()));
+        let s_pol = ChannelPolicy {
+            max_attempts: 2,
+            breaker_failures: 2,
+            breaker_cooldown: HumanDuration(Duration::from_secs(60)),
+            ..policy()
+        };
+        let p = Scripted::new(ChannelKind::Push, permanent());
+        let p_pol = ChannelPolicy {
+            rate_per_sec: 5.0,
+            burst: 1,
+            rate_limit_wait: ms(300),
+            ..policy()
+        };
+        let e = Scripted::new(ChannelKind::Email, Ok(()));
+        let e_pol = ChannelPolicy {
+            rate_per_sec: 1.0,
+            burst: 1,
+            rate_limit_wait: ms(10),
+            ..policy()
+        };
+        let d = dispatcher(&[(s, s_pol), (p, p_pol), (e, e_pol)]);
+        let all = [sms(), push(), email("ali@example.ir")];
+        // SMS accepts.
+        assert!(d.deliver(&n, &[sms()]).is_accepted());
+        // SMS fails twice (one retry) and its breaker opens; push refuses
+        // for good (burst token); e-mail accepts (burst token).
+        assert_eq!(
+            d.deliver(&n, &all),
+            Delivery::Accepted {
+                channel: ChannelKind::Email,
+                attempts: 4
+            }
+        );
+        // SMS skipped (open); push waits ~200 ms for a token, refused;
+        // e-mail would wait ~1 s > 10 ms: saturated.
+        assert_eq!(
+            d.deliver(&n, &all),
+            Delivery::Failed {
+                reason: "all_channels_failed",
+                transient: true,
+                attempts: 1
+            }
+        );
+    });
+    let text = handle.render();
+    let missing: Vec<_> = crate::metric_names::CHANNEL
+        .iter()
+        .filter(|m| !text.contains(*m))
+        .collect();
+    assert!(missing.is_empty(), "never emitted: {missing:?}\n{text}");
+    for line in [
+        r#"karpoosheh_channel_attempts_total{channel="sms",gateway="scripted",outcome="accepted"} 1"#,
+        r#"karpoosheh_channel_attempts_total{channel="sms",gateway="scripted",outcome="transient"} 2"#,
+        r#"karpoosheh_channel_attempts_total{channel="push",gateway="scripted",outcome="permanent"} 2"#,
+        r#"karpoosheh_channel_retries_total{channel="sms"} 1"#,
+        r#"karpoosheh_channel_circuit_state{channel="sms"} 2"#,
+        r#"karpoosheh_channel_circuit_opened_total{channel="sms"} 1"#,
+        r#"karpoosheh_channel_rate_limit_rejected_total{channel="email"} 1"#,
+        r#"karpoosheh_channel_gateway_info{channel="push",gateway="scripted"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+    let waited: f64 = text
+        .lines()
+        .find(|l| l.starts_with(r#"karpoosheh_channel_rate_limited_seconds_total{channel="push"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("push waited for a token");
+    assert!((0.1..0.35).contains(&waited), "push waited {waited} s");
+    assert!(text.contains("karpoosheh_channel_send_seconds_bucket"));
+    for pd in [
+        "0912",
+        "ali@",
+        &person().to_string(),
+        &n.tracking_code.to_string(),
+    ] {
+        assert!(!text.contains(pd), "{pd} leaked into metrics");
+    }
 }
