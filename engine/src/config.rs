@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use karpoosheh_schemas::{ByteSize, HumanDuration, Limits, MAX_NODE};
 use serde::{Deserialize, Serialize};
 
+use crate::channel::ChannelsConfig;
 use crate::store::Durability;
 
 /// Prefix of environment overrides.
@@ -32,6 +33,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The article-29 follow-up: rounds, verdicts, retention.
     pub delivery: crate::delivery::DeliveryConfig,
+    /// Notification channels (art. 29): gateways, rate limits, retries.
+    pub channels: ChannelsConfig,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             delivery: crate::delivery::DeliveryConfig::default(),
+            channels: ChannelsConfig::default(),
         }
     }
 }
@@ -322,6 +326,7 @@ impl Config {
                 self.metrics.listen
             ));
         }
+        self.channels.validate()?;
         self.limits.validate()
     }
 

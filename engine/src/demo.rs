@@ -275,37 +275,71 @@ struct FollowUp {
 }
 
 impl FollowUp {
-    fn start(cfg: &Config, store: Arc<dyn crate::store::Store>, tally: Arc<Mutex<Tally>>) -> anyhow::Result<FollowUp> {
+    fn start(
+        cfg: &Config,
+        store: Arc<dyn crate::store::Store>,
+        tally: Arc<Mutex<Tally>>,
+    ) -> anyhow::Result<FollowUp> {
         use crate::delivery::{self, simulate, Outbox, Scheduler};
         let (sent_tx, sent_rx) = crossbeam_channel::bounded(1024);
         let scheduler = Scheduler {
             config: cfg.delivery.clone(),
             store: store.clone(),
             notifier: delivery::notifier_for(cfg)?,
-            registry: Arc::new(simulate::SimulatedRegistry { store: store.clone(), seed: 11 }),
+            registry: Arc::new(simulate::SimulatedRegistry {
+                store: store.clone(),
+                seed: 11,
+            }),
             clock: Arc::new(delivery::SystemClock),
             observer: Some(sent_tx),
         }
         .start()?;
         let scheduler = Arc::new(scheduler);
         let stop = Arc::new(AtomicBool::new(false));
-        let recipients = simulate::spawn_recipients(
-            simulate::RecipientModel::default(),
-            sent_rx,
-            scheduler.clone(),
-            stop.clone(),
-        );
-        let outbox = Outbox { store, sinks: vec![Box::new(TallySink(tally))], batch: 4096 }
-            .spawn(stop.clone(), Duration::from_millis(50));
-        Ok(FollowUp { scheduler, recipients, outbox, stop, started: Instant::now() })
+        // Recipients react on the scale of the (compressed) round interval.
+        let gap = cfg
+            .delivery
+            .round_intervals
+            .get(1)
+            .map(|d| d.0)
+            .unwrap_or_default();
+        let model = simulate::RecipientModel {
+            first_delay: gap.mul_f64(0.4).max(Duration::from_millis(50)),
+            second_delay: gap.mul_f64(0.3).max(Duration::from_millis(50)),
+            ..Default::default()
+        };
+        let recipients =
+            simulate::spawn_recipients(model, sent_rx, scheduler.clone(), stop.clone());
+        let outbox = Outbox {
+            store,
+            sinks: vec![Box::new(TallySink(tally))],
+            batch: 4096,
+        }
+        .spawn(stop.clone(), Duration::from_millis(50));
+        Ok(FollowUp {
+            scheduler,
+            recipients,
+            outbox,
+            stop,
+            started: Instant::now(),
+        })
     }
 
     /// Waits until every stored notice has an outcome (or the timeout, or
     /// Ctrl-C), then stops everything cleanly.
-    fn finish(self, tally: &Mutex<Tally>, opts: &DemoOptions, shutdown: &AtomicBool) -> (Duration, bool) {
+    fn finish(
+        self,
+        tally: &Mutex<Tally>,
+        opts: &DemoOptions,
+        shutdown: &AtomicBool,
+    ) -> (Duration, bool) {
         let wait_start = Instant::now();
         let tty = std::io::stderr().is_terminal();
-        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        let every = if tty {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
         let mut last_print = Instant::now();
         let settled = loop {
             let (stored, d) = {
@@ -336,7 +370,11 @@ impl FollowUp {
                     group(stored)
                 );
                 let mut err = std::io::stderr();
-                let _ = if tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+                let _ = if tty {
+                    write!(err, "\r{line}\x1b[K")
+                } else {
+                    writeln!(err, "{line}")
+                };
                 let _ = err.flush();
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -526,30 +564,72 @@ impl DemoReport {
                 .sent
                 .iter()
                 .map(|((c, rep), n)| {
-                    format!("{} {}{}", group(*n), crate::internal_events::channel_label(*c), if *rep { " to representatives" } else { "" })
+                    format!(
+                        "{} {}{}",
+                        group(*n),
+                        crate::channel::channel_label(*c),
+                        if *rep { " to representatives" } else { "" }
+                    )
                 })
                 .collect();
-            let _ = writeln!(s, "      notifications     {:>12}   ({})", group(d.sent.values().sum()), sent.join(", "));
-            let _ = writeln!(s, "      rounds failed     {:>12}   (every channel failed after retries)", group(d.rounds_failed));
+            let _ = writeln!(
+                s,
+                "      notifications     {:>12}   ({})",
+                group(d.sent.values().sum()),
+                sent.join(", ")
+            );
+            let _ = writeln!(
+                s,
+                "      rounds failed     {:>12}   (every channel failed after retries)",
+                group(d.rounds_failed)
+            );
             let _ = writeln!(s, "      confirmations     {:>12}", group(d.confirmations));
             let pct = |n: u64| 100.0 * n as f64 / t.stored.max(1) as f64;
-            let _ = writeln!(s, "      served            {:>12}   ({:.1}% of stored; two confirmations)", group(d.served), pct(d.served));
-            let _ = writeln!(s, "      not served        {:>12}   ({:.1}%; the agency falls back to paper)", group(d.not_served), pct(d.not_served));
+            let _ = writeln!(
+                s,
+                "      served            {:>12}   ({:.1}% of stored; two confirmations)",
+                group(d.served),
+                pct(d.served)
+            );
+            let _ = writeln!(
+                s,
+                "      not served        {:>12}   ({:.1}%; the agency falls back to paper)",
+                group(d.not_served),
+                pct(d.not_served)
+            );
             for (status, n) in &d.unreachable {
-                let _ = writeln!(s, "      unreachable       {:>12}   (mailbox {status})", group(*n));
+                let _ = writeln!(
+                    s,
+                    "      unreachable       {:>12}   (mailbox {status})",
+                    group(*n)
+                );
             }
             if d.access_insufficient > 0 {
-                let _ = writeln!(s, "      access too low    {:>12}   (reported; rounds still sent)", group(d.access_insufficient));
+                let _ = writeln!(
+                    s,
+                    "      access too low    {:>12}   (reported; rounds still sent)",
+                    group(d.access_insufficient)
+                );
             }
             let q = |p: f64| d.time_to_served_ms.value_at_quantile(p) as f64 / 1000.0;
             if d.served > 0 {
-                let _ = writeln!(s, "      stored → served   p50 {:.1} s   p90 {:.1} s   p99 {:.1} s", q(0.5), q(0.9), q(0.99));
+                let _ = writeln!(
+                    s,
+                    "      stored → served   p50 {:.1} s   p90 {:.1} s   p99 {:.1} s",
+                    q(0.5),
+                    q(0.9),
+                    q(0.99)
+                );
             }
             let _ = writeln!(
                 s,
                 "      follow-up         {:>12.1} s   ({})",
                 took.as_secs_f64(),
-                if settled { "every stored notice reached an outcome" } else { "stopped before every notice reached an outcome" }
+                if settled {
+                    "every stored notice reached an outcome"
+                } else {
+                    "stopped before every notice reached an outcome"
+                }
             );
         }
         let _ = writeln!(

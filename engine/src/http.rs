@@ -140,6 +140,37 @@ fn describe_all() {
     );
     describe_gauge!(m::READY, "1 while the engine is ready to take traffic.");
     describe_gauge!(m::BUILD_INFO, "Build information.");
+    describe_counter!(
+        m::CHANNEL_ATTEMPTS,
+        "Notification attempts at a gateway, by channel, gateway and outcome."
+    );
+    describe_counter!(
+        m::CHANNEL_RETRIES,
+        "Notification retries after transient failures."
+    );
+    describe_gauge!(
+        m::CHANNEL_CIRCUIT_STATE,
+        "Channel circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(m::CHANNEL_CIRCUIT_OPENED, "Times a channel breaker opened.");
+    describe_gauge!(
+        m::CHANNEL_RATE_LIMITED_SECONDS,
+        Unit::Seconds,
+        "Seconds spent waiting for channel rate-limit tokens (only grows)."
+    );
+    describe_counter!(
+        m::CHANNEL_RATE_LIMIT_REJECTED,
+        "Sends that gave up waiting for a rate-limit token."
+    );
+    describe_histogram!(
+        m::CHANNEL_SEND_SECONDS,
+        Unit::Seconds,
+        "Time of one notification attempt."
+    );
+    describe_gauge!(
+        m::CHANNEL_GATEWAY_INFO,
+        "1 per channel in use, with its gateway (simulated = nobody is notified)."
+    );
 }
 
 /// The running endpoint server.

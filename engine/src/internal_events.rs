@@ -217,14 +217,6 @@ impl RoundFinished {
     }
 }
 
-pub fn channel_label(c: karpoosheh_schemas::Channel) -> &'static str {
-    match c {
-        karpoosheh_schemas::Channel::Sms => "sms",
-        karpoosheh_schemas::Channel::Email => "email",
-        karpoosheh_schemas::Channel::Push => "push",
-    }
-}
-
 fn round_label(r: u8) -> &'static str {
     match r {
         1 => "1",
@@ -342,7 +334,189 @@ impl SchedulerStarted {
     pub fn emit(self) {
         counter!(m::SCHEDULER_TIMERS).increment(0);
         counter!(m::RECEIPTS_PUBLISHED).increment(0);
+        counter!(m::ROUND_RETRIES).increment(0);
+        counter!(m::NOTICES_SERVED).increment(0);
+        counter!(m::NOTICES_NOT_SERVED).increment(0);
+        counter!(m::NOTICES_EXPIRED).increment(0);
+        counter!(m::MAILBOX_UNREACHABLE).increment(0);
         gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);
         tracing::info!(workers = self.workers, "delivery scheduler started");
+    }
+}
+
+// ---- Notification channels (engine/src/channel) ----
+//
+// Labels: channel (sms, email, push), gateway (http-sms, smtp,
+// push-webhook, simulated), outcome (accepted, transient, permanent).
+// Never an address, a national ID or a tracking code.
+
+use crate::channel::{channel_label, ChannelKind, CircuitState, SendError};
+
+/// The channels in use, at start-up: series exist from the start (zeros),
+/// so alerts see a value rather than a missing series.
+pub struct ChannelsStarted {
+    pub gateways: Vec<(ChannelKind, &'static str)>,
+}
+
+impl ChannelsStarted {
+    pub fn emit(self) {
+        for (kind, gateway) in &self.gateways {
+            let channel = channel_label(*kind);
+            gauge!(m::CHANNEL_GATEWAY_INFO, "channel" => channel, "gateway" => *gateway).set(1.0);
+            gauge!(m::CHANNEL_CIRCUIT_STATE, "channel" => channel)
+                .set(CircuitState::Closed.gauge_value());
+            counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(0);
+            counter!(m::CHANNEL_RETRIES, "channel" => channel).increment(0);
+            counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel).increment(0);
+            gauge!(m::CHANNEL_RATE_LIMITED_SECONDS, "channel" => channel).increment(0.0);
+            for outcome in ["accepted", "transient", "permanent"] {
+                counter!(m::CHANNEL_ATTEMPTS, "channel" => channel, "gateway" => *gateway, "outcome" => outcome)
+                    .increment(0);
+            }
+        }
+        let list: Vec<String> = self
+            .gateways
+            .iter()
+            .map(|(k, g)| format!("{}={g}", channel_label(*k)))
+            .collect();
+        tracing::info!(channels = %list.join(","), "notification channels ready");
+    }
+}
+
+/// A simulated gateway was set up: nobody will actually be notified.
+pub struct SimulatedGatewayInUse {
+    pub channel: ChannelKind,
+}
+
+impl SimulatedGatewayInUse {
+    pub fn emit(self) {
+        tracing::warn!(
+            channel = channel_label(self.channel),
+            gateway = "simulated",
+            "SIMULATED gateway in use: no real notifications are sent on this channel (demo and load tests only)"
+        );
+    }
+}
+
+/// One attempt at one gateway.
+pub struct ChannelAttempted<'a> {
+    pub channel: ChannelKind,
+    pub gateway: &'static str,
+    pub result: &'a Result<(), SendError>,
+    pub elapsed: Duration,
+}
+
+impl ChannelAttempted<'_> {
+    pub fn emit(self) {
+        let channel = channel_label(self.channel);
+        let outcome = match self.result {
+            Ok(()) => "accepted",
+            Err(SendError::Transient(_)) => "transient",
+            Err(_) => "permanent",
+        };
+        counter!(m::CHANNEL_ATTEMPTS, "channel" => channel, "gateway" => self.gateway, "outcome" => outcome)
+            .increment(1);
+        histogram!(m::CHANNEL_SEND_SECONDS, "channel" => channel)
+            .record(self.elapsed.as_secs_f64());
+        if let Err(e) = self.result {
+            // Debug only: at volume, failures are read from the metric.
+            tracing::debug!(
+                channel,
+                gateway = self.gateway,
+                outcome,
+                reason = e.reason(),
+                "notification attempt failed"
+            );
+        }
+    }
+}
+
+/// A transient failure is retried after `delay`.
+pub struct ChannelRetrying<'a> {
+    pub channel: ChannelKind,
+    pub gateway: &'static str,
+    pub retry: u32,
+    pub delay: Duration,
+    pub reason: &'a str,
+}
+
+impl ChannelRetrying<'_> {
+    pub fn emit(self) {
+        let channel = channel_label(self.channel);
+        counter!(m::CHANNEL_RETRIES, "channel" => channel).increment(1);
+        tracing::debug!(
+            channel,
+            gateway = self.gateway,
+            retry = self.retry,
+            delay_ms = self.delay.as_millis() as u64,
+            reason = self.reason,
+            "retrying notification"
+        );
+    }
+}
+
+/// A circuit breaker changed state.
+pub struct CircuitStateChanged {
+    pub channel: ChannelKind,
+    pub gateway: &'static str,
+    pub from: CircuitState,
+    pub to: CircuitState,
+}
+
+impl CircuitStateChanged {
+    pub fn emit(self) {
+        let channel = channel_label(self.channel);
+        gauge!(m::CHANNEL_CIRCUIT_STATE, "channel" => channel).set(self.to.gauge_value());
+        match self.to {
+            CircuitState::Open => {
+                counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(1);
+                tracing::warn!(
+                    channel,
+                    gateway = self.gateway,
+                    from = self.from.as_str(),
+                    "circuit breaker opened: channel skipped until a probe succeeds"
+                );
+            }
+            CircuitState::HalfOpen => {
+                tracing::info!(
+                    channel,
+                    gateway = self.gateway,
+                    "circuit breaker half-open: probing the gateway"
+                );
+            }
+            CircuitState::Closed => {
+                tracing::info!(
+                    channel,
+                    gateway = self.gateway,
+                    "circuit breaker closed: gateway healthy again"
+                );
+            }
+        }
+    }
+}
+
+/// Time a send waited for a rate-limit token (saturation).
+pub struct ChannelRateLimitWaited {
+    pub channel: ChannelKind,
+    pub waited: Duration,
+}
+
+impl ChannelRateLimitWaited {
+    pub fn emit(self) {
+        // A float sum: a gauge only ever incremented (counters are integers).
+        gauge!(m::CHANNEL_RATE_LIMITED_SECONDS, "channel" => channel_label(self.channel))
+            .increment(self.waited.as_secs_f64());
+    }
+}
+
+/// A send gave up waiting for a token: the channel was skipped.
+pub struct ChannelRateLimitSaturated {
+    pub channel: ChannelKind,
+}
+
+impl ChannelRateLimitSaturated {
+    pub fn emit(self) {
+        counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel_label(self.channel))
+            .increment(1);
     }
 }

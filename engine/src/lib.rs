@@ -3,7 +3,8 @@
 //! Owns the path from agencies' input to durable mailboxes: sources
 //! ([`source`]), decoding and validation, sharded batching and group
 //! commit ([`pipeline`]), mailbox stores ([`store`]), receipts and other
-//! sinks ([`sink`]), metrics and health endpoints, configuration, and the
+//! sinks ([`sink`]), notification channels and their dispatcher
+//! ([`channel`]), metrics and health endpoints, configuration, and the
 //! traffic model shared by the demo and the load generator ([`traffic`]).
 //!
 //! It must not own the wire contract (that is `karpoosheh-schemas`) or

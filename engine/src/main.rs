@@ -181,8 +181,24 @@ fn run(cli: Cli) -> Result<()> {
         let demo_time = [
             "delivery.round_intervals=[\"0s\", \"5s\", \"5s\"]",
             "delivery.not_served_after=\"5s\"",
-            "delivery.round_retry_after=\"2s\"",
             "delivery.quiet_hours=\"\"",
+            // Simulated gateways answer in ~2 ms with the demo's contracted
+            // throughput, so a million notices' rounds take minutes, not days.
+            "channels.sms.simulated.latency=\"2ms\"",
+            "channels.sms.simulated.latency_jitter=\"1ms\"",
+            "channels.push.simulated.latency=\"2ms\"",
+            "channels.push.simulated.latency_jitter=\"1ms\"",
+            "channels.email.simulated.latency=\"5ms\"",
+            "channels.email.simulated.latency_jitter=\"2ms\"",
+            "channels.sms.policy.rate_per_sec=20000",
+            "channels.sms.policy.burst=2000",
+            "channels.push.policy.rate_per_sec=20000",
+            "channels.push.policy.burst=2000",
+            "channels.email.policy.rate_per_sec=5000",
+            "channels.email.policy.burst=500",
+            "channels.sms.simulated.slowdown_every=\"40s\"",
+            "channels.sms.simulated.slowdown_for=\"4s\"",
+            "delivery.round_retry_after=\"2s\"",
         ];
         for (i, s) in demo_time.iter().enumerate() {
             sets.insert(i, (*s).to_owned());
@@ -391,7 +407,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("recipient       {}", d.recipient.address());
             }
             if let Some(d) = &delivery {
-                println!("\n{}", karpoosheh_engine::delivery::render_history(d).trim_end());
+                println!(
+                    "\n{}",
+                    karpoosheh_engine::delivery::render_history(d).trim_end()
+                );
             }
             if let Some(n) = &n {
                 println!("\n{}", n.notice.body);

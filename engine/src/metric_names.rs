@@ -108,3 +108,45 @@ pub const ALL: &[&str] = &[
     READY,
     BUILD_INFO,
 ];
+
+// ---- Notification channels (engine/src/channel) ----
+// Labels: `channel` (sms, email, push), `gateway` (http-sms, smtp,
+// push-webhook, simulated), `outcome` (accepted, transient, permanent).
+
+/// Attempts at a gateway. Labels: `channel`, `gateway`, `outcome`.
+pub const CHANNEL_ATTEMPTS: &str = "karpoosheh_channel_attempts_total";
+/// Retries after transient failures. Labels: `channel`.
+pub const CHANNEL_RETRIES: &str = "karpoosheh_channel_retries_total";
+/// Circuit breaker state: 0 closed, 1 half-open, 2 open. Labels: `channel`.
+pub const CHANNEL_CIRCUIT_STATE: &str = "karpoosheh_channel_circuit_state";
+/// Times a breaker opened. Labels: `channel`.
+pub const CHANNEL_CIRCUIT_OPENED: &str = "karpoosheh_channel_circuit_opened_total";
+/// Seconds spent waiting for rate-limit tokens (saturation). A gauge
+/// that only grows (float sum): use `rate()`. Labels: `channel`.
+pub const CHANNEL_RATE_LIMITED_SECONDS: &str = "karpoosheh_channel_rate_limited_seconds_total";
+/// Sends that gave up waiting for a token (channel skipped). Labels: `channel`.
+pub const CHANNEL_RATE_LIMIT_REJECTED: &str = "karpoosheh_channel_rate_limit_rejected_total";
+/// Time of one attempt. Labels: `channel`.
+pub const CHANNEL_SEND_SECONDS: &str = "karpoosheh_channel_send_seconds";
+/// 1 per channel in use. Labels: `channel`, `gateway` (`simulated` means
+/// nobody is really notified).
+pub const CHANNEL_GATEWAY_INFO: &str = "karpoosheh_channel_gateway_info";
+
+/// The channel metrics. Not yet in [`ALL`]: they are emitted once the
+/// scheduler calls the dispatcher in the engine's run path; then they join.
+pub const CHANNEL: &[&str] = &[
+    CHANNEL_ATTEMPTS,
+    CHANNEL_RETRIES,
+    CHANNEL_CIRCUIT_STATE,
+    CHANNEL_CIRCUIT_OPENED,
+    CHANNEL_RATE_LIMITED_SECONDS,
+    CHANNEL_RATE_LIMIT_REJECTED,
+    CHANNEL_SEND_SECONDS,
+    CHANNEL_GATEWAY_INFO,
+];
+
+/// Every metric the engine emits: the pipeline's ([`ALL`]), the
+/// article-29 follow-up's ([`DELIVERY`]) and the channels' ([`CHANNEL`]).
+pub fn every() -> Vec<&'static str> {
+    ALL.iter().chain(DELIVERY).chain(CHANNEL).copied().collect()
+}

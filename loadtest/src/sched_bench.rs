@@ -66,7 +66,11 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
                 break id;
             }
         };
-        let code = TrackingCode::from_parts(now.timestamp_millis() - 1000 + (i / 65_536) as i64, 1, (i % 65_536) as u16);
+        let code = TrackingCode::from_parts(
+            now.timestamp_millis() - 1000 + (i / 65_536) as i64,
+            1,
+            (i % 65_536) as u16,
+        );
         let due = if i < opts.due { now } else { later };
         let rec = DeliveryRecord {
             tracking_code: code,
@@ -78,7 +82,10 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
             accepted_at: now,
             expires_at: now + ChronoDuration::days(365),
             state: DeliveryState::Scheduled,
-            next: Some(Pending { due_ms: due.timestamp_millis(), action: Action::Round { round: 1, retry: 0 } }),
+            next: Some(Pending {
+                due_ms: due.timestamp_millis(),
+                action: Action::Round { round: 1, retry: 0 },
+            }),
             rounds: Vec::new(),
             confirmations: Vec::new(),
             access_reported: false,
@@ -104,14 +111,21 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         config: cfg.delivery.clone(),
         store: store.clone(),
         notifier: delivery::notifier_for(&cfg)?,
-        registry: Arc::new(SimulatedRegistry { store: store.clone(), seed: 1 }),
+        registry: Arc::new(SimulatedRegistry {
+            store: store.clone(),
+            seed: 1,
+        }),
         clock: Arc::new(SystemClock),
         observer: None,
     };
     let t = Instant::now();
     let handled = scheduler.run_due()?;
     let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(handled as u64 >= opts.due, "handled {handled} of {} due", opts.due);
+    anyhow::ensure!(
+        handled as u64 >= opts.due,
+        "handled {handled} of {} due",
+        opts.due
+    );
     let _ = Timer::shard_of; // (the layout the disk cost is measured on)
     drop(scheduler);
     drop(store);

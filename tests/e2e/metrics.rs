@@ -6,14 +6,14 @@ use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use karpoosheh_engine::delivery::{
+    self, ConfirmOutcome, Outbox, Scheduler, StoreRegistry, SystemClock,
+};
 use karpoosheh_engine::http::{install_recorder, Health, HttpServer};
 use karpoosheh_engine::metric_names;
 use karpoosheh_engine::sink::{Tally, TallySink};
 use karpoosheh_engine::source::MemorySource;
 use karpoosheh_engine::{open_store, Config, Pipeline};
-use karpoosheh_engine::delivery::{
-    self, ConfirmOutcome, Outbox, Scheduler, StoreRegistry, SystemClock,
-};
 use karpoosheh_schemas::{
     AgencyId, Confirmation, MailboxId, MailboxProfile, MailboxStatus, SCHEMA_VERSION,
 };
@@ -109,7 +109,10 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         clock: Arc::new(SystemClock),
         observer: None,
     };
-    assert!(scheduler.run_due().unwrap() >= 20, "round 1 of every stored notice");
+    assert!(
+        scheduler.run_due().unwrap() >= 20,
+        "round 1 of every stored notice"
+    );
     let code = registry_store
         .reference(&AgencyId::parse("tax").unwrap(), "m-1")
         .unwrap()
@@ -121,16 +124,33 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         confirmed_by: MailboxId::parse(&ids[1]).unwrap(),
         confirmed_at: chrono::Utc::now(),
     };
-    let out = scheduler.confirm_now(vec![confirm("a"), confirm("b"), confirm("a")]).unwrap();
-    assert_eq!(out[1], ConfirmOutcome::Applied { count: 2, served: true });
-    let published = Outbox { store: registry_store.clone(), sinks: vec![], batch: 100 }.drain().unwrap();
-    assert!(published >= 23, "sent, confirmed x2, served receipts: {published}");
+    let out = scheduler
+        .confirm_now(vec![confirm("a"), confirm("b"), confirm("a")])
+        .unwrap();
+    assert_eq!(
+        out[1],
+        ConfirmOutcome::Applied {
+            count: 2,
+            served: true
+        }
+    );
+    let published = Outbox {
+        store: registry_store.clone(),
+        sinks: vec![],
+        batch: 100,
+    }
+    .drain()
+    .unwrap();
+    assert!(
+        published >= 23,
+        "sent, confirmed x2, served receipts: {published}"
+    );
 
     let (status, text) = get(server.addr, "/metrics");
     assert_eq!(status, 200);
-    let missing: Vec<_> = metric_names::ALL
-        .iter()
-        .filter(|m| !text.contains(*m))
+    let missing: Vec<_> = metric_names::every()
+        .into_iter()
+        .filter(|m| !text.contains(m))
         .collect();
     assert!(
         missing.is_empty(),

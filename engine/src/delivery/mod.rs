@@ -471,8 +471,12 @@ pub(crate) fn reschedule(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, next: 
 }
 
 /// The notifier the configuration asks for.
-pub fn notifier_for(cfg: &crate::Config) -> Result<std::sync::Arc<dyn Notify>, crate::channel::ChannelError> {
-    Ok(std::sync::Arc::new(crate::channel::Dispatcher::from_config(&cfg.channels)?))
+pub fn notifier_for(
+    cfg: &crate::Config,
+) -> Result<std::sync::Arc<dyn Notify>, crate::channel::ChannelError> {
+    Ok(std::sync::Arc::new(
+        crate::channel::Dispatcher::from_config(&cfg.channels)?,
+    ))
 }
 
 /// The legal history of a notice, for `karpoosheh notice`: outcome,
@@ -484,34 +488,74 @@ pub fn render_history(rec: &DeliveryRecord) -> String {
     let outcome = match &rec.state {
         DeliveryState::Scheduled => "in progress: rounds running".to_owned(),
         DeliveryState::AwaitingActivation => {
-            "waiting: the mailbox is not activated; rounds start when the person registers".to_owned()
+            "waiting: the mailbox is not activated; rounds start when the person registers"
+                .to_owned()
         }
         DeliveryState::Unreachable { status } => {
-            format!("unreachable: mailbox {}", serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+            format!(
+                "unreachable: mailbox {}",
+                serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
         }
         DeliveryState::Served { at } => format!("SERVED (art. 29) at {}", t(at)),
-        DeliveryState::NotServed { at } => format!("NOT SERVED: fewer than two confirmations after every round (decided {})", t(at)),
+        DeliveryState::NotServed { at } => format!(
+            "NOT SERVED: fewer than two confirmations after every round (decided {})",
+            t(at)
+        ),
         DeliveryState::Expired { at } => format!("EXPIRED before service, at {}", t(at)),
     };
     let _ = writeln!(s, "legal outcome   {outcome}");
     for r in &rec.rounds {
-        let attempt = if r.retry > 0 { format!(" (retry {})", r.retry) } else { String::new() };
+        let attempt = if r.retry > 0 {
+            format!(" (retry {})", r.retry)
+        } else {
+            String::new()
+        };
         for d in &r.deliveries {
-            let who = if d.to_representative { "representative" } else { "recipient" };
+            let who = if d.to_representative {
+                "representative"
+            } else {
+                "recipient"
+            };
             let what = match (&d.channel, &d.failure) {
-                (Some(c), _) => format!("sent by {}", crate::internal_events::channel_label(*c)),
+                (Some(c), _) => format!("sent by {}", crate::channel::channel_label(*c)),
                 (None, Some(f)) => format!("failed: {f}"),
                 (None, None) => "failed".to_owned(),
             };
-            let _ = writeln!(s, "round {}{attempt:<10} {}  to {who:<15} {what} ({} attempt(s))", r.round, t(&r.at), d.attempts);
+            let _ = writeln!(
+                s,
+                "round {}{attempt:<10} {}  to {who:<15} {what} ({} attempt(s))",
+                r.round,
+                t(&r.at),
+                d.attempts
+            );
         }
         if r.deliveries.is_empty() {
-            let _ = writeln!(s, "round {}{attempt:<10} {}  nobody to notify", r.round, t(&r.at));
+            let _ = writeln!(
+                s,
+                "round {}{attempt:<10} {}  nobody to notify",
+                r.round,
+                t(&r.at)
+            );
         }
     }
     for (i, c) in rec.confirmations.iter().enumerate() {
-        let by = if c.by_representative { "a representative" } else { "the recipient" };
-        let _ = writeln!(s, "confirmation {}  {}  by {by} (received {}; id {})", i + 1, t(&c.confirmed_at), t(&c.received_at), c.confirmation_id);
+        let by = if c.by_representative {
+            "a representative"
+        } else {
+            "the recipient"
+        };
+        let _ = writeln!(
+            s,
+            "confirmation {}  {}  by {by} (received {}; id {})",
+            i + 1,
+            t(&c.confirmed_at),
+            t(&c.received_at),
+            c.confirmation_id
+        );
     }
     if let Some(p) = &rec.next {
         let what = match p.action {

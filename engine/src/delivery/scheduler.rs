@@ -27,13 +27,19 @@ use super::{
     Pending, QuietHours, RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 use crate::channel::{Address, Delivery, Notification, Target};
-use crate::internal_events::{DeliveryOutcome, RoundFinished, SchedulerScanned};
+use crate::internal_events::{DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted};
 use crate::store::{Store, StoreError};
 
 /// Sends one notification to one person over their channels (the
 /// channels' `Dispatcher`, or a test double).
 pub trait Notify: Send + Sync {
     fn deliver(&self, n: &Notification, targets: &[Target]) -> Delivery;
+}
+
+impl Notify for crate::channel::Dispatcher {
+    fn deliver(&self, n: &Notification, targets: &[Target]) -> Delivery {
+        crate::channel::Dispatcher::deliver(self, n, targets)
+    }
 }
 
 /// Where the scheduler reads mailbox profiles.
@@ -199,6 +205,7 @@ impl Scheduler {
     /// Starts `config.workers` worker threads.
     pub fn start(self) -> std::io::Result<SchedulerHandle> {
         let workers = self.config.workers;
+        SchedulerStarted { workers }.emit();
         let shared = Arc::new(self);
         let shutdown = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
@@ -282,6 +289,7 @@ impl Scheduler {
     /// left; for tests and benchmarks driven by a manual clock. Returns the
     /// number of timers handled.
     pub fn run_due(&self) -> Result<usize, StoreError> {
+        SchedulerStarted { workers: 1 }.emit();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.config.concurrency.min(8))
             .build()
@@ -458,7 +466,9 @@ impl Scheduler {
         .emit();
         if let Some(obs) = &self.observer {
             if !sent.is_empty() {
-                let _ = obs.try_send(sent);
+                // Observers (the demo's simulated recipients) may lag; wait a
+                // little rather than drop what they should hear about.
+                let _ = obs.send_timeout(sent, Duration::from_secs(1));
             }
         }
         Ok(timers.len())
@@ -672,13 +682,14 @@ impl Scheduler {
             .notice(code)?
             .map(|n| n.notice.title)
             .unwrap_or_default();
-        let notification = |to_representative: bool, who: usize| Notification {
+        let notification = |to_representative: bool, who: usize, kind| Notification {
+            recipient_kind: kind,
             tracking_code: code,
             round,
             agency: rec.agency.clone(),
             title: title.clone(),
             to_representative,
-            idempotency_key: format!("{code}-r{round}-{who}"),
+            idempotency_key: Notification::idempotency_key_for(code, round, who),
         };
 
         let mut record = RoundRecord {
@@ -689,9 +700,10 @@ impl Scheduler {
         };
         let mut primary: Option<Delivery> = None;
         if to_recipient {
-            let d = self
-                .notifier
-                .deliver(&notification(false, 0), &targets_of(&profile));
+            let d = self.notifier.deliver(
+                &notification(false, 0, rec.recipient.kind()),
+                &targets_of(&profile),
+            );
             record.deliveries.push(round_delivery(false, &d));
             primary = Some(d);
         }
@@ -701,7 +713,7 @@ impl Scheduler {
                 let d = match self.registry.profile(*rep)? {
                     Some(p) if p.status == MailboxStatus::Active => self
                         .notifier
-                        .deliver(&notification(true, i + 1), &targets_of(&p)),
+                        .deliver(&notification(true, i + 1, rep.kind()), &targets_of(&p)),
                     _ => Delivery::Failed {
                         reason: "representative_unreachable",
                         transient: false,
