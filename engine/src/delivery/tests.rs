@@ -762,3 +762,139 @@ fn a_long_outage_expires_the_notice_instead_of_sending_a_stale_round() {
     );
     assert!(matches!(w.state(code), DeliveryState::Expired { .. }));
 }
+
+/// An SMS gateway that is down while `down` is set.
+#[derive(Default)]
+struct FlakySms {
+    down: std::sync::atomic::AtomicBool,
+    calls: AtomicU32,
+}
+
+impl crate::channel::Transport for FlakySms {
+    fn kind(&self) -> Channel {
+        Channel::Sms
+    }
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+    fn send(
+        &self,
+        _: &Notification,
+        _: &crate::channel::Address,
+    ) -> Result<(), crate::channel::SendError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(crate::channel::SendError::Transient(
+                "http_status_503".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn gateway_down_opens_the_breaker_and_rounds_resume_when_it_recovers() {
+    use crate::channel::{ChannelPolicy, CircuitState, Dispatcher};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let sms = Arc::new(FlakySms::default());
+    let ms = |m| karpoosheh_schemas::HumanDuration(Duration::from_millis(m));
+    let policy = ChannelPolicy {
+        rate_per_sec: 0.0,
+        max_attempts: 2,
+        backoff_initial: ms(1),
+        backoff_max: ms(2),
+        breaker_failures: 3,
+        breaker_cooldown: ms(100),
+        ..ChannelPolicy::default()
+    };
+    let dispatcher = Arc::new(Dispatcher::new(
+        vec![(sms.clone(), policy)],
+        vec![Channel::Sms],
+    ));
+    let mut cfg = config();
+    cfg.concurrency = 1; // one send at a time: the breaker's count is exact
+    let clock = ManualClock::new(t0() + chrono::Duration::seconds(60));
+    let scheduler = Scheduler {
+        config: cfg,
+        store: store.clone(),
+        notifier: dispatcher.clone(),
+        registry: Arc::new(StoreRegistry(store.clone())),
+        clock: Arc::new(clock.clone()),
+        observer: None,
+    };
+    let mut codes = Vec::new();
+    for i in 0..6u16 {
+        let to = person(310_000_001 + i as u32 * 1000);
+        store
+            .put_profiles(&[MailboxProfile {
+                schema_version: SCHEMA_VERSION,
+                id: to,
+                status: MailboxStatus::Active,
+                access_level: 1,
+                mobile: Some("09121234567".into()),
+                email: None,
+                push: false,
+                representatives: vec![],
+                updated_at: t0(),
+            }])
+            .unwrap();
+        let e = new_notice(notice("tax", &format!("g{i}"), to, "x"), i + 1);
+        let Entry::Notice(n) = &e else { unreachable!() };
+        codes.push(n.tracking_code);
+        store.write(&[e]).unwrap();
+    }
+    sms.down.store(true, Ordering::SeqCst);
+    scheduler.run_due().unwrap();
+    // Two notices' attempts (2 + 1) open the breaker; the rest fail fast
+    // without touching the gateway.
+    assert_eq!(
+        sms.calls.load(Ordering::SeqCst),
+        3,
+        "the breaker stopped the storm"
+    );
+    assert_eq!(
+        dispatcher.circuit_states(),
+        vec![(Channel::Sms, CircuitState::Open)]
+    );
+    for c in &codes {
+        let rec = store.delivery(*c).unwrap().unwrap();
+        assert_eq!(
+            rec.next.unwrap().action,
+            Action::Round { round: 1, retry: 1 },
+            "retried later, durably"
+        );
+        assert!(!rec.rounds[0].delivered());
+    }
+    let failures: Vec<_> = codes
+        .iter()
+        .map(|c| {
+            store.delivery(*c).unwrap().unwrap().rounds[0].deliveries[0]
+                .failure
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert!(failures.iter().any(|f| f == "circuit_open"), "{failures:?}");
+    // The gateway recovers; after the cooldown one probe closes the breaker.
+    sms.down.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(150));
+    clock.advance(Duration::from_secs(15 * 60));
+    scheduler.run_due().unwrap();
+    assert_eq!(
+        dispatcher.circuit_states(),
+        vec![(Channel::Sms, CircuitState::Closed)]
+    );
+    for c in &codes {
+        let rec = store.delivery(*c).unwrap().unwrap();
+        assert!(
+            rec.rounds.last().unwrap().delivered(),
+            "round 1 went out after recovery"
+        );
+        assert_eq!(
+            rec.next.unwrap().action,
+            Action::Round { round: 2, retry: 0 }
+        );
+    }
+}
