@@ -9,8 +9,8 @@ use std::any::Any;
 
 use chrono::{Duration, TimeZone, Utc};
 use karpoosheh_schemas::{
-    AgencyId, DeadLetter, LifeEvent, MailboxId, Notice, NoticeKind, Problem, Reason,
-    SourcePosition, TrackingCode, SCHEMA_VERSION,
+    AgencyId, DeadLetter, LifeEvent, MailboxId, MailboxProfile, MailboxStatus, Notice,
+    NoticeKind, Problem, Reason, SourcePosition, TrackingCode, SCHEMA_VERSION,
 };
 
 use super::{Entry, NewNotice, NewRejection, Outcome, Store};
@@ -47,6 +47,11 @@ pub fn run_all(factory: &mut Factory<'_>) {
             last_tracking_code_is_the_highest,
         ),
         ("empty_store_answers_empty", empty_store_answers_empty),
+        (
+            "profiles_are_kept_newest_wins",
+            profiles_are_kept_newest_wins,
+        ),
+        ("profiles_are_deleted", profiles_are_deleted),
     ];
     for (name, case) in cases {
         let (store, guard) = factory(name);
@@ -382,4 +387,60 @@ fn empty_store_answers_empty(s: &dyn Store) {
             .unwrap(),
         None
     );
+}
+
+/// A profile for `id`, updated `minutes` after the test epoch.
+pub fn profile(id: MailboxId, status: MailboxStatus, minutes: i64) -> MailboxProfile {
+    MailboxProfile {
+        schema_version: SCHEMA_VERSION,
+        id,
+        status,
+        access_level: 2,
+        mobile: Some("09121234567".to_owned()),
+        email: None,
+        push: true,
+        representatives: vec![],
+        updated_at: t0() + Duration::minutes(minutes),
+    }
+}
+
+fn profiles_are_kept_newest_wins(s: &dyn Store) {
+    let (a, b) = (person(300_000_001), person(300_000_101));
+    assert_eq!(s.profile(a).unwrap(), None, "no profile before the registry sends one");
+    let v1 = profile(a, MailboxStatus::NotActivated, 0);
+    let v2 = profile(a, MailboxStatus::Active, 10);
+    let other = profile(b, MailboxStatus::Deceased, 5);
+    assert_eq!(s.put_profiles(&[v1.clone(), other.clone()]).unwrap(), [true, true]);
+    assert_eq!(s.profile(a).unwrap(), Some(v1.clone()));
+    assert_eq!(s.put_profiles(&[v2.clone()]).unwrap(), [true], "a newer version replaces");
+    assert_eq!(
+        s.put_profiles(&[v1.clone()]).unwrap(),
+        [false],
+        "a re-delivered older version is ignored"
+    );
+    assert_eq!(s.profile(a).unwrap(), Some(v2.clone()), "the newer version is kept");
+    // Within one call: the older one after the newer is ignored too.
+    let v3 = profile(a, MailboxStatus::Deceased, 20);
+    assert_eq!(s.put_profiles(&[v3.clone(), v2]).unwrap(), [true, false]);
+    assert_eq!(s.profile(a).unwrap(), Some(v3));
+    assert_eq!(s.profile(b).unwrap(), Some(other), "mailboxes are isolated");
+    // Same time: the later write wins (a correction with the same stamp).
+    let mut fix = profile(b, MailboxStatus::Active, 5);
+    fix.push = false;
+    assert_eq!(s.put_profiles(&[fix.clone()]).unwrap(), [true]);
+    assert_eq!(s.profile(b).unwrap(), Some(fix));
+}
+
+fn profiles_are_deleted(s: &dyn Store) {
+    let (a, b) = (person(400_000_001), person(400_000_101));
+    s.put_profiles(&[
+        profile(a, MailboxStatus::Active, 0),
+        profile(b, MailboxStatus::Active, 0),
+    ])
+    .unwrap();
+    s.delete_profiles(&[a, person(400_000_201)]).unwrap();
+    assert_eq!(s.profile(a).unwrap(), None, "deleted");
+    assert!(s.profile(b).unwrap().is_some(), "others kept");
+    // A tombstone does not block a later registration.
+    assert_eq!(s.put_profiles(&[profile(a, MailboxStatus::Active, 1)]).unwrap(), [true]);
 }

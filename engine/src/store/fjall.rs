@@ -11,6 +11,8 @@
 //! - `refs`: agency ‖ 0 ‖ reference → tracking code ‖ content hash, for
 //!   idempotency.
 //! - `rejections`: agency ‖ 0 ‖ id → rejection; `dead_letters`: id → record.
+//! - `profiles`: mailbox key (9 bytes) → mailbox profile (JSON), from the
+//!   registry topic.
 //! - `meta`: high-water marks (last tracking code, last IDs).
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
@@ -21,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, Problem, Reason, TrackingCode};
+use karpoosheh_schemas::{
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, TrackingCode,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -107,6 +111,7 @@ pub struct FjallStore {
     refs: Keyspace,
     rejections: Keyspace,
     dead_letters: Keyspace,
+    profiles: Keyspace,
     meta: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
@@ -205,6 +210,7 @@ impl FjallStore {
         let refs = db.keyspace("refs", opts)?;
         let rejections = db.keyspace("rejections", opts)?;
         let dead_letters = db.keyspace("dead_letters", opts)?;
+        let profiles = db.keyspace("profiles", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
 
         let last_tracking = meta
@@ -227,6 +233,7 @@ impl FjallStore {
             refs,
             rejections,
             dead_letters,
+            profiles,
             meta,
             durability: cfg.durability,
             writer: Mutex::new(WriterState {
@@ -471,6 +478,58 @@ impl Store for FjallStore {
         StoreStats {
             disk_bytes: self.db.disk_space().unwrap_or(0),
             notices_approx: self.notices.approximate_len() as u64,
+        }
+    }
+
+    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        // Serialised with notice writes: the read-compare-write must not
+        // interleave with another profile write.
+        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        let mut fresh: std::collections::HashMap<[u8; 9], chrono::DateTime<chrono::Utc>> =
+            std::collections::HashMap::new();
+        let mut applied = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            let key = p.id.to_key();
+            let current = match fresh.get(&key) {
+                Some(&t) => Some(t),
+                None => match self.profiles.get(key)? {
+                    Some(v) => Some(decode::<MailboxProfile>("profile", &v)?.updated_at),
+                    None => None,
+                },
+            };
+            if current.is_some_and(|t| t > p.updated_at) {
+                applied.push(false);
+                continue;
+            }
+            fresh.insert(key, p.updated_at);
+            batch.insert(&self.profiles, key, encode_json(p));
+            applied.push(true);
+        }
+        batch.commit()?;
+        Ok(applied)
+    }
+
+    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError> {
+        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        for id in ids {
+            batch.remove(&self.profiles, id.to_key());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        match self.profiles.get(id.to_key())? {
+            Some(v) => Ok(Some(decode("profile", &v)?)),
+            None => Ok(None),
         }
     }
 }

@@ -10,13 +10,17 @@
 //!   tracking code; a different content is a conflict, the original is
 //!   kept and the conflict is recorded as a rejection for the agency.
 //! - Mailbox listings are newest first, paged by tracking code.
+//! - Mailbox profiles (from the compacted registry topic) are kept one per
+//!   mailbox; a profile never replaces a stored one with a newer
+//!   `updated_at`, so a re-delivered old version cannot undo a new one.
 
 pub mod conformance;
 mod fjall;
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
-    AgencyId, DeadLetter, MailboxId, Notice, Problem, SourcePosition, TrackingCode,
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Notice, Problem, SourcePosition,
+    TrackingCode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -173,4 +177,18 @@ pub trait Store: Send + Sync {
 
     /// Approximate sizes.
     fn stats(&self) -> StoreStats;
+
+    /// Writes mailbox profiles atomically and durably (like [`Store::write`]).
+    /// A profile replaces the stored one for its mailbox unless the stored
+    /// one has a newer `updated_at` (equal times: the later write wins).
+    /// Of several profiles for one mailbox in one call, the same rule
+    /// applies in order. Returns, per profile, whether it was applied.
+    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError>;
+
+    /// Removes mailboxes' profiles (a tombstone on the registry topic),
+    /// durably. Removing an absent profile is not an error.
+    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError>;
+
+    /// A mailbox's profile, if the registry has sent one.
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
 }
