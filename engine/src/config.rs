@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use karpoosheh_schemas::{ByteSize, HumanDuration, Limits, MAX_NODE};
 use serde::{Deserialize, Serialize};
 
+pub use crate::agencies::AgenciesConfig;
+pub use crate::kafka::KafkaConfig;
 use crate::store::Durability;
 
 /// Prefix of environment overrides.
@@ -30,6 +32,10 @@ pub struct Config {
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// The Kafka front door (`karpoosheh run`).
+    pub kafka: KafkaConfig,
+    /// The registry of agencies allowed to send.
+    pub agencies: AgenciesConfig,
 }
 
 impl Default for Config {
@@ -41,6 +47,8 @@ impl Default for Config {
             limits: Limits::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+            agencies: AgenciesConfig::default(),
         }
     }
 }
@@ -318,6 +326,7 @@ impl Config {
                 self.metrics.listen
             ));
         }
+        self.kafka.validate()?;
         self.limits.validate()
     }
 

@@ -188,3 +188,6 @@ impl StoreSize {
         gauge!(m::STORE_DISK_BYTES).set(self.disk_bytes as f64);
     }
 }
+
+mod kafka;
+pub use kafka::*;

@@ -5,6 +5,7 @@
 //! disk in one run.
 
 mod bench;
+pub mod kafka;
 
 pub use bench::{pipeline_benchmark, BenchOptions, BenchResult};
 

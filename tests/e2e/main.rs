@@ -2,4 +2,5 @@
 
 mod cli;
 mod ingest;
+mod kafka;
 mod metrics;

@@ -9,8 +9,8 @@ use std::any::Any;
 
 use chrono::{Duration, TimeZone, Utc};
 use karpoosheh_schemas::{
-    AgencyId, DeadLetter, LifeEvent, MailboxId, MailboxProfile, MailboxStatus, Notice,
-    NoticeKind, Problem, Reason, SourcePosition, TrackingCode, SCHEMA_VERSION,
+    AgencyId, DeadLetter, LifeEvent, MailboxId, MailboxProfile, MailboxStatus, Notice, NoticeKind,
+    Problem, Reason, SourcePosition, TrackingCode, SCHEMA_VERSION,
 };
 
 use super::{Entry, NewNotice, NewRejection, Outcome, Store};
@@ -406,19 +406,34 @@ pub fn profile(id: MailboxId, status: MailboxStatus, minutes: i64) -> MailboxPro
 
 fn profiles_are_kept_newest_wins(s: &dyn Store) {
     let (a, b) = (person(300_000_001), person(300_000_101));
-    assert_eq!(s.profile(a).unwrap(), None, "no profile before the registry sends one");
+    assert_eq!(
+        s.profile(a).unwrap(),
+        None,
+        "no profile before the registry sends one"
+    );
     let v1 = profile(a, MailboxStatus::NotActivated, 0);
     let v2 = profile(a, MailboxStatus::Active, 10);
     let other = profile(b, MailboxStatus::Deceased, 5);
-    assert_eq!(s.put_profiles(&[v1.clone(), other.clone()]).unwrap(), [true, true]);
+    assert_eq!(
+        s.put_profiles(&[v1.clone(), other.clone()]).unwrap(),
+        [true, true]
+    );
     assert_eq!(s.profile(a).unwrap(), Some(v1.clone()));
-    assert_eq!(s.put_profiles(&[v2.clone()]).unwrap(), [true], "a newer version replaces");
+    assert_eq!(
+        s.put_profiles(&[v2.clone()]).unwrap(),
+        [true],
+        "a newer version replaces"
+    );
     assert_eq!(
         s.put_profiles(&[v1.clone()]).unwrap(),
         [false],
         "a re-delivered older version is ignored"
     );
-    assert_eq!(s.profile(a).unwrap(), Some(v2.clone()), "the newer version is kept");
+    assert_eq!(
+        s.profile(a).unwrap(),
+        Some(v2.clone()),
+        "the newer version is kept"
+    );
     // Within one call: the older one after the newer is ignored too.
     let v3 = profile(a, MailboxStatus::Deceased, 20);
     assert_eq!(s.put_profiles(&[v3.clone(), v2]).unwrap(), [true, false]);
@@ -442,5 +457,9 @@ fn profiles_are_deleted(s: &dyn Store) {
     assert_eq!(s.profile(a).unwrap(), None, "deleted");
     assert!(s.profile(b).unwrap().is_some(), "others kept");
     // A tombstone does not block a later registration.
-    assert_eq!(s.put_profiles(&[profile(a, MailboxStatus::Active, 1)]).unwrap(), [true]);
+    assert_eq!(
+        s.put_profiles(&[profile(a, MailboxStatus::Active, 1)])
+            .unwrap(),
+        [true]
+    );
 }

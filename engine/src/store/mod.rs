@@ -19,8 +19,7 @@ mod fjall;
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
-    AgencyId, DeadLetter, MailboxId, MailboxProfile, Notice, Problem, SourcePosition,
-    TrackingCode,
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Notice, Problem, SourcePosition, TrackingCode,
 };
 use serde::{Deserialize, Serialize};
 
