@@ -55,22 +55,30 @@ pub fn client_config(cfg: &KafkaConfig, role: &BTreeMap<String, String>) -> Clie
 /// Runs the engine on Kafka until `shutdown` is set, then finishes what
 /// was read, commits and returns.
 pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
-    let agencies = AgencyRegistry::open(&cfg.agencies)?;
-    let store = crate::open_store(cfg)?;
     let health = Health::default();
     health.set(false, "starting");
-    let _server = if cfg.metrics.listen.is_empty() {
-        None
-    } else {
-        let s = HttpServer::start(&cfg.metrics.listen, install_recorder(), health.clone())
-            .context("starting the metrics endpoint (metrics.listen)")?;
-        // Tests and supervisors read the bound address (port 0 picks one).
-        eprintln!("karpoosheh: metrics on http://{}/metrics", s.addr);
-        Some(s)
+    // The recorder first, so start-up events are counted too.
+    let recorder = (!cfg.metrics.listen.is_empty()).then(install_recorder);
+    let agencies = AgencyRegistry::open(&cfg.agencies)?;
+    let store = crate::open_store(cfg)?;
+    let _server = match recorder {
+        None => None,
+        Some(recorder) => {
+            let s = HttpServer::start(&cfg.metrics.listen, recorder, health.clone())
+                .context("starting the metrics endpoint (metrics.listen)")?;
+            // Tests and supervisors read the bound address (port 0 picks one).
+            eprintln!("karpoosheh: metrics on http://{}/metrics", s.addr);
+            Some(s)
+        }
     };
     let k = &cfg.kafka;
-    let sink = KafkaSink::new(k, client_config(k, &k.producer_options), shutdown.clone())
-        .context("creating the receipts producer")?;
+    let sink = KafkaSink::new(
+        k,
+        client_config(k, &k.producer_options),
+        shutdown.clone(),
+        agencies.clone(),
+    )
+    .context("creating the receipts producer")?;
     let registry = if k.registry_topic.is_empty() {
         None
     } else {

@@ -1,7 +1,8 @@
 //! Receipts and dead letters out to Kafka: a [`Sink`] with one idempotent
 //! producer.
 //!
-//! - Every receipt goes to `<receipt_prefix><agency>`, keyed by the
+//! - Every receipt of a registered agency (approved, suspended or
+//!   dissolved) goes to `<receipt_prefix><agency>`, keyed by the
 //!   agency's reference (or the receipt ID when the envelope had none),
 //!   so one notice's receipts land in one partition, in order.
 //! - Every dead letter goes to the dead-letter topic as the JSON
@@ -26,6 +27,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use crate::agencies::AgencyRegistry;
 use crate::internal_events::{agency_label, KafkaProduceFailed, KafkaProduced};
 use crate::sink::{Handled, Sink, SinkError};
 
@@ -66,6 +68,7 @@ pub struct KafkaSink {
     receipt_prefix: String,
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
+    agencies: AgencyRegistry,
 }
 
 impl KafkaSink {
@@ -73,6 +76,7 @@ impl KafkaSink {
         cfg: &KafkaConfig,
         mut client: ClientConfig,
         shutdown: Arc<std::sync::atomic::AtomicBool>,
+        agencies: AgencyRegistry,
     ) -> Result<Self, KafkaError> {
         client.set("enable.idempotence", "true");
         super::set_default(&mut client, "linger.ms", "5");
@@ -88,6 +92,7 @@ impl KafkaSink {
             receipt_prefix: cfg.receipt_topic_prefix.clone(),
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             shutdown,
+            agencies,
         })
     }
 
@@ -194,7 +199,14 @@ impl Sink for KafkaSink {
         let mut per_agency: HashMap<String, u64> = HashMap::new();
         let mut dead = 0u64;
         for h in batch {
-            if let Some(r) = &h.receipt {
+            // An agency the operator never registered has no receipt topic
+            // to read (and writing one would let anyone create topics by
+            // naming them): its rejections are kept in the store only.
+            if let Some(r) = h
+                .receipt
+                .as_ref()
+                .filter(|r| self.agencies.status(&r.agency).is_some())
+            {
                 let value = serde_json::to_vec(r).expect("receipts serialise");
                 *per_agency.entry(agency_label(Some(&r.agency))).or_default() += 1;
                 self.send(Outgoing {

@@ -211,10 +211,11 @@ impl ConsumerContext for SourceContext {
                 lanes.lanes.remove(&id);
             }
         }
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         KafkaRebalance {
             kind: if lost { "lost" } else { "revoke" },
             partitions: revoked.count(),
-            owned: lanes.lanes.len(),
+            owned: assigned.saturating_sub(revoked.count()),
             committed: Some(&committed),
         }
         .emit();
@@ -259,6 +260,9 @@ pub struct KafkaSource {
     last_commit: Instant,
     describe: String,
     last_error_log: Option<Instant>,
+    /// The lane of the last record: records come in runs per partition,
+    /// so this spares a map lookup (and a key allocation) per record.
+    last_lane: Option<(String, i32, u32)>,
 }
 
 /// The subscription regex for notice topics: the prefix and a valid
@@ -328,6 +332,7 @@ impl KafkaSource {
                 cfg.group_id, pattern, cfg.brokers
             ),
             last_error_log: None,
+            last_lane: None,
         })
     }
 
@@ -404,16 +409,25 @@ impl Source for KafkaSource {
             }
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
             let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (topic.to_owned(), partition);
-            let id = match lanes.by_partition.get(&key) {
-                Some(&id) => id,
+            let cached = self
+                .last_lane
+                .as_ref()
+                .filter(|(t, p, id)| *p == partition && t == topic && lanes.lanes.contains_key(id))
+                .map(|c| c.2);
+            let id = match cached.or_else(|| {
+                lanes
+                    .by_partition
+                    .get(&(topic.to_owned(), partition))
+                    .copied()
+            }) {
+                Some(id) => id,
                 None => {
                     let id = lanes.next_lane;
                     lanes.next_lane = lanes.next_lane.wrapping_add(1);
                     let agency = topic
                         .strip_prefix(&ctx.prefix)
                         .and_then(|a| AgencyId::parse(a).ok());
-                    lanes.by_partition.insert(key, id);
+                    lanes.by_partition.insert((topic.to_owned(), partition), id);
                     lanes.lanes.insert(
                         id,
                         Lane {
@@ -429,6 +443,9 @@ impl Source for KafkaSource {
                     id
                 }
             };
+            if cached.is_none() {
+                self.last_lane = Some((topic.to_owned(), partition, id));
+            }
             let lane = lanes.lanes.get_mut(&id).expect("lane just found");
             if offset < lane.next {
                 continue; // fetched again after a pause: already handed out
