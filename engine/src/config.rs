@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use karpoosheh_schemas::{ByteSize, HumanDuration, Limits, MAX_NODE};
 use serde::{Deserialize, Serialize};
 
+pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
+pub use crate::kafka::KafkaConfig;
 use crate::store::Durability;
 
 /// Prefix of environment overrides.
@@ -35,6 +37,10 @@ pub struct Config {
     pub delivery: crate::delivery::DeliveryConfig,
     /// Notification channels (art. 29): gateways, rate limits, retries.
     pub channels: ChannelsConfig,
+    /// The Kafka front door (`karpoosheh run`).
+    pub kafka: KafkaConfig,
+    /// The registry of agencies allowed to send.
+    pub agencies: AgenciesConfig,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             log: LogConfig::default(),
             delivery: crate::delivery::DeliveryConfig::default(),
             channels: ChannelsConfig::default(),
+            kafka: KafkaConfig::default(),
+            agencies: AgenciesConfig::default(),
         }
     }
 }
@@ -327,6 +335,7 @@ impl Config {
             ));
         }
         self.channels.validate()?;
+        self.kafka.validate()?;
         self.limits.validate()
     }
 

@@ -520,3 +520,5 @@ impl ChannelRateLimitSaturated {
             .increment(1);
     }
 }
+mod kafka;
+pub use kafka::*;

@@ -11,12 +11,14 @@
 //! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
 //! writes a national ID into a log line or a metric label.
 
+pub mod agencies;
 pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod http;
 pub mod internal_events;
+pub mod kafka;
 pub mod metric_names;
 pub mod pipeline;
 pub mod sink;

@@ -70,6 +70,9 @@ enum Command {
         #[arg(long)]
         no_follow_up: bool,
     },
+    /// Run the engine: consume the agencies' Kafka topics until SIGTERM/SIGINT
+    /// (see docs/operations.md and the [kafka] and [agencies] options).
+    Run,
     /// Ingest an NDJSON batch file (one notice envelope per line) into the store.
     Ingest {
         /// The NDJSON file.
@@ -253,6 +256,30 @@ fn run(cli: Cli) -> Result<()> {
             if !report.accounted() && report.records == notices {
                 bail!("not every record was accounted for as generated (see the report)");
             }
+            Ok(())
+        }
+        Command::Run => {
+            let shutdown = shutdown_flag()?;
+            let timeout = cfg.kafka.shutdown_timeout.0;
+            {
+                // Bounded shutdown: past the timeout, exit anyway (what was
+                // not committed is re-delivered, so nothing is lost).
+                let shutdown = shutdown.clone();
+                std::thread::spawn(move || {
+                    while !shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    std::thread::sleep(timeout);
+                    eprintln!("karpoosheh: shutdown took longer than kafka.shutdown_timeout; exiting (uncommitted records will be re-delivered)");
+                    std::process::exit(3);
+                });
+            }
+            let summary = karpoosheh_engine::kafka::run(&cfg, shutdown)?;
+            eprintln!(
+                "karpoosheh: stopped after {} records in {:.1}s; everything read was stored and committed",
+                summary.records,
+                summary.elapsed.as_secs_f64()
+            );
             Ok(())
         }
         Command::Ingest {

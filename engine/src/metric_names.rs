@@ -150,3 +150,45 @@ pub const CHANNEL: &[&str] = &[
 pub fn every() -> Vec<&'static str> {
     ALL.iter().chain(DELIVERY).chain(CHANNEL).copied().collect()
 }
+// The Kafka front door (`karpoosheh run`). Emitted only by nodes that
+// consume Kafka, so they are listed apart from `ALL`; the Kafka
+// end-to-end test proves each is emitted.
+
+/// 1 while the consumer reaches at least one broker.
+pub const KAFKA_BROKERS_UP: &str = "karpoosheh_kafka_brokers_up";
+/// Records in the notice topics not yet read by this node. Labels: `agency`.
+pub const KAFKA_CONSUMER_LAG: &str = "karpoosheh_kafka_consumer_lag_records";
+/// Notice partitions this node owns.
+pub const KAFKA_ASSIGNED_PARTITIONS: &str = "karpoosheh_kafka_assigned_partitions";
+/// Owned partitions paused by back-pressure.
+pub const KAFKA_PAUSED_PARTITIONS: &str = "karpoosheh_kafka_paused_partitions";
+/// Group rebalances seen. Labels: `kind` (assign, revoke, lost).
+pub const KAFKA_REBALANCES: &str = "karpoosheh_kafka_rebalances_total";
+/// Offset commits of durable progress. Labels: `result` (ok, error).
+pub const KAFKA_COMMITS: &str = "karpoosheh_kafka_commits_total";
+/// Receipts delivered to the agencies' receipt topics. Labels: `agency`.
+pub const RECEIPTS_PRODUCED: &str = "karpoosheh_receipts_produced_total";
+/// Dead letters delivered to the dead-letter topic.
+pub const DEAD_LETTERS_PRODUCED: &str = "karpoosheh_dead_letters_produced_total";
+/// Receipt or dead-letter deliveries that failed (retried).
+pub const KAFKA_PRODUCE_ERRORS: &str = "karpoosheh_kafka_produce_errors_total";
+/// Mailbox profiles read from the registry topic. Labels: `outcome`
+/// (applied, stale, deleted, invalid).
+pub const PROFILES: &str = "karpoosheh_profiles_total";
+/// Loads of the agency registry file. Labels: `result` (ok, error).
+pub const AGENCY_REGISTRY_LOADS: &str = "karpoosheh_agency_registry_loads_total";
+
+/// Every Kafka metric, for the Kafka end-to-end test and the monitor.
+pub const KAFKA: &[&str] = &[
+    KAFKA_BROKERS_UP,
+    KAFKA_CONSUMER_LAG,
+    KAFKA_ASSIGNED_PARTITIONS,
+    KAFKA_PAUSED_PARTITIONS,
+    KAFKA_REBALANCES,
+    KAFKA_COMMITS,
+    RECEIPTS_PRODUCED,
+    DEAD_LETTERS_PRODUCED,
+    KAFKA_PRODUCE_ERRORS,
+    PROFILES,
+    AGENCY_REGISTRY_LOADS,
+];

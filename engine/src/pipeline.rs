@@ -155,18 +155,28 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
         ItemBody::Dead(rej, r.payload, size)
     } else {
         match decode_notice(&r.payload, limits, now) {
+            // The source refuses the sender (art. 26): rejected whatever the
+            // envelope says, with the sender's problem first.
+            Ok(notice) if r.refused.is_some() => {
+                let mut problems: Vec<Problem> = r.refused.clone().into_iter().collect();
+                if let Some(src) = r.agency.as_ref().filter(|a| **a != notice.agency) {
+                    problems.push(mismatch(src, &notice.agency));
+                }
+                ItemBody::Rejected(Rejection {
+                    agency: Some(notice.agency.to_string()),
+                    reference: Some(notice.reference.clone()),
+                    problems,
+                })
+            }
+            Err(mut rej) if r.refused.is_some() && !rej.is_undecodable() => {
+                rej.problems.insert(0, r.refused.clone().expect("checked"));
+                ItemBody::Rejected(rej)
+            }
             Ok(notice) => match &r.agency {
                 Some(src) if *src != notice.agency => ItemBody::Rejected(Rejection {
                     agency: Some(notice.agency.to_string()),
                     reference: Some(notice.reference.clone()),
-                    problems: vec![Problem::new(
-                        Reason::AgencyMismatch,
-                        "agency".to_owned(),
-                        format!(
-                            "the envelope names agency {:?} but arrived on {src:?}'s channel",
-                            notice.agency.as_str()
-                        ),
-                    )],
+                    problems: vec![mismatch(src, &notice.agency)],
                 }),
                 _ => {
                     let hash = notice.content_hash();
@@ -191,6 +201,18 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
         payload_bytes,
         body,
     }
+}
+
+fn mismatch(source: &AgencyId, named: &AgencyId) -> Problem {
+    Problem::new(
+        Reason::AgencyMismatch,
+        "agency".to_owned(),
+        format!(
+            "the envelope names agency {:?} but arrived on {:?}'s channel",
+            named.as_str(),
+            source.as_str()
+        ),
+    )
 }
 
 /// Tracking codes for this node: time-ordered, never repeated, even when
@@ -531,7 +553,7 @@ fn decode_stage(
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
@@ -681,6 +703,7 @@ fn ack_stage(
             let latency = done.duration_since(received);
             latencies.push(latency.as_secs_f64());
             tokens.push(token);
+            let mut dead_letter = None;
             let (kind, receipt) = match (entry, outcome) {
                 (Entry::Notice(n), Outcome::Stored) => {
                     counts.stored(&n.notice.agency, payload_bytes);
@@ -749,6 +772,7 @@ fn ack_stage(
                 (Entry::DeadLetter(d), _) => {
                     let reason = d.problems[0].reason;
                     counts.dead(reason);
+                    dead_letter = Some(Box::new(d));
                     (HandledKind::DeadLetter(reason), None)
                 }
                 (Entry::Notice(_), Outcome::Kept) => {
@@ -760,6 +784,7 @@ fn ack_stage(
                 receipt,
                 latency,
                 payload_bytes,
+                dead_letter,
             });
         }
         IngestLatencies(&latencies).emit();

@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use karpoosheh_schemas::{Reason, Receipt};
+use karpoosheh_schemas::{DeadLetter, Reason, Receipt};
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub struct Handled {
     pub latency: Duration,
     /// Payload bytes of the record.
     pub payload_bytes: usize,
+    /// The dead letter as stored (bytes, source position, reasons), for
+    /// sinks that forward it, such as the Kafka dead-letter topic.
+    pub dead_letter: Option<Box<DeadLetter>>,
 }
 
 #[derive(Debug, thiserror::Error)]

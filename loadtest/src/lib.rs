@@ -5,6 +5,7 @@
 //! disk in one run.
 
 mod bench;
+pub mod kafka;
 pub mod sched_bench;
 
 pub use bench::{pipeline_benchmark, BenchOptions, BenchResult};

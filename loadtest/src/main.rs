@@ -78,6 +78,47 @@ enum Command {
         #[arg(long, default_value = "./karpoosheh-bench")]
         dir: PathBuf,
     },
+    /// Act as the agencies on a real broker: produce notices (and registrations),
+    /// read the receipt and dead-letter topics back, report latency and throughput.
+    Kafka {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 100_000)]
+        notices: u64,
+        /// Records per second (0: flat out).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 0.03)]
+        bad_ratio: f64,
+        #[arg(long, default_value_t = 0.01)]
+        duplicate_ratio: f64,
+        /// Mailbox profiles to send to the registry topic first.
+        #[arg(long, default_value_t = 0)]
+        registrations: u64,
+        /// Generator seed (also tags the references); default: the clock.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Partitions of topics created on the way.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Only produce; do not wait for receipts.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting for receipts after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Bare consumer of the notice topics (no processing): the raw consume rate.
+    Drain {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Stop after this many records…
+        #[arg(long, default_value_t = u64::MAX)]
+        records: u64,
+        /// …or when nothing arrived for this many seconds.
+        #[arg(long, default_value_t = 3)]
+        idle: u64,
+    },
     /// Whole-pipeline benchmark: pipeline vs raw store vs raw disk, one run.
     BenchPipeline {
         #[arg(long, default_value_t = 300_000)]
@@ -86,6 +127,46 @@ enum Command {
         #[arg(long, default_value = "./karpoosheh-bench")]
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "karpoosheh.notices.")]
+    notice_prefix: String,
+    #[arg(long, default_value = "karpoosheh.receipts.")]
+    receipt_prefix: String,
+    #[arg(long, default_value = "karpoosheh.registry")]
+    registry_topic: String,
+    #[arg(long, default_value = "karpoosheh.dlq")]
+    dead_letter_topic: String,
+    /// librdkafka option KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Result<karpoosheh_loadtest::kafka::KafkaTarget> {
+        let options = self
+            .options
+            .iter()
+            .map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| anyhow::anyhow!("--option {o:?}: expected KEY=VALUE"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(karpoosheh_loadtest::kafka::KafkaTarget {
+            brokers: self.brokers.clone(),
+            notice_prefix: self.notice_prefix.clone(),
+            receipt_prefix: self.receipt_prefix.clone(),
+            registry_topic: self.registry_topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            options,
+        })
+    }
 }
 
 fn main() {
@@ -188,6 +269,50 @@ fn run() -> Result<()> {
                 r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6,
                 r.pending
             );
+        }
+        Command::Kafka {
+            target,
+            notices,
+            rate,
+            bad_ratio,
+            duplicate_ratio,
+            registrations,
+            seed,
+            partitions,
+            no_wait,
+            timeout,
+        } => {
+            let seed = seed.unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
+            let opts = karpoosheh_loadtest::kafka::ProduceOptions {
+                traffic: TrafficConfig {
+                    notices: *notices,
+                    bad_ratio: *bad_ratio,
+                    duplicate_ratio: *duplicate_ratio,
+                    seed,
+                    ..Default::default()
+                },
+                rate: *rate,
+                registrations: *registrations,
+                wait_receipts: (!no_wait).then(|| std::time::Duration::from_secs(*timeout)),
+                partitions: *partitions,
+            };
+            let r = karpoosheh_loadtest::kafka::run(&target.target()?, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if !no_wait && !r.complete {
+                anyhow::bail!("not every record was answered within {timeout} s");
+            }
+        }
+        Command::Drain {
+            target,
+            records,
+            idle,
+        } => {
+            let r = karpoosheh_loadtest::kafka::drain(
+                &target.target()?,
+                *records,
+                std::time::Duration::from_secs(*idle),
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
         }
         Command::BenchPipeline { notices, dir } => {
             std::fs::create_dir_all(dir)?;

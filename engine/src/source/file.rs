@@ -142,6 +142,7 @@ impl Source for FileSource {
                     line: self.line_no,
                 },
                 agency: self.agency.clone(),
+                refused: None,
                 token: AckToken { lane: 0, seq },
                 received: Instant::now(),
             });

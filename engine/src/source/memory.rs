@@ -93,6 +93,7 @@ impl Source for MemorySource {
                     oversize: None,
                     position: SourcePosition::InProcess { sequence: seq },
                     agency: self.agency.clone(),
+                    refused: None,
                     token: AckToken { lane: 0, seq },
                     received,
                 }

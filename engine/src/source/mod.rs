@@ -1,5 +1,5 @@
-//! Sources of raw records: one trait, one file per kind (in-process and
-//! NDJSON files now; Kafka behind the same trait).
+//! Sources of raw records: one trait, one file per kind (in-process,
+//! NDJSON files, and Kafka in `crate::kafka`).
 //!
 //! A source hands out records with an [`AckToken`] and is told, through
 //! [`Source::ack`], which records are durably handled (stored, or rejected
@@ -12,7 +12,7 @@ mod memory;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{AgencyId, SourcePosition};
+use karpoosheh_schemas::{AgencyId, Problem, SourcePosition};
 
 pub use file::FileSource;
 pub use memory::{MemorySender, MemorySource};
@@ -37,6 +37,10 @@ pub struct Record {
     /// The agency this source speaks for (a topic's or a batch file's), if
     /// any: an envelope naming another agency is rejected.
     pub agency: Option<AgencyId>,
+    /// Set when the source refuses the sender itself (an agency that is
+    /// not approved, or suspended): a decodable envelope is then rejected
+    /// with this problem first, an undecodable one is still dead-lettered.
+    pub refused: Option<Problem>,
     pub token: AckToken,
     /// When the record entered the engine, for latency.
     pub received: Instant,

@@ -1,0 +1,184 @@
+//! Events of the Kafka front door: consumer, rebalances, commits, the
+//! receipts and dead-letter producer, the registry reader, the agency
+//! registry file. Labels name agencies and outcomes only.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+
+use crate::metric_names as m;
+
+pub struct KafkaBrokers {
+    pub up: bool,
+}
+
+impl KafkaBrokers {
+    pub fn emit(self) {
+        gauge!(m::KAFKA_BROKERS_UP).set(if self.up { 1.0 } else { 0.0 });
+        if self.up {
+            tracing::info!("kafka brokers reachable");
+        } else {
+            tracing::warn!("kafka brokers unreachable; waiting (nothing is lost, consumption resumes when they are back)");
+        }
+    }
+}
+
+/// Consumer lag per agency, from librdkafka's statistics.
+pub struct KafkaLag(pub Vec<(String, i64)>);
+
+impl KafkaLag {
+    pub fn emit(self) {
+        for (agency, lag) in self.0 {
+            gauge!(m::KAFKA_CONSUMER_LAG, "agency" => agency).set(lag.max(0) as f64);
+        }
+    }
+}
+
+pub struct KafkaRebalance<'a> {
+    pub kind: &'static str,
+    pub partitions: usize,
+    pub owned: usize,
+    pub committed: Option<&'a str>,
+}
+
+impl KafkaRebalance<'_> {
+    pub fn emit(self) {
+        counter!(m::KAFKA_REBALANCES, "kind" => self.kind).increment(1);
+        gauge!(m::KAFKA_ASSIGNED_PARTITIONS).set(self.owned as f64);
+        tracing::info!(
+            kind = self.kind,
+            partitions = self.partitions,
+            owned = self.owned,
+            commit = self.committed.unwrap_or("-"),
+            "kafka rebalance"
+        );
+    }
+}
+
+pub struct KafkaPaused {
+    pub paused: usize,
+}
+
+impl KafkaPaused {
+    pub fn emit(self) {
+        gauge!(m::KAFKA_PAUSED_PARTITIONS).set(self.paused as f64);
+    }
+}
+
+pub struct KafkaCommitted<'a> {
+    pub partitions: usize,
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl KafkaCommitted<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => counter!(m::KAFKA_COMMITS, "result" => "ok").increment(1),
+            Some(e) => {
+                counter!(m::KAFKA_COMMITS, "result" => "error").increment(1);
+                tracing::warn!(partitions = self.partitions, error = %e, "kafka offset commit failed; the next commit covers it");
+            }
+        }
+    }
+}
+
+pub struct KafkaStarted<'a> {
+    pub brokers: &'a str,
+    pub group: &'a str,
+    pub pattern: &'a str,
+}
+
+impl KafkaStarted<'_> {
+    pub fn emit(self) {
+        // Series exist from the start, so alerts see zeros, not gaps.
+        counter!(m::KAFKA_COMMITS, "result" => "ok").increment(0);
+        counter!(m::KAFKA_COMMITS, "result" => "error").increment(0);
+        counter!(m::KAFKA_PRODUCE_ERRORS).increment(0);
+        counter!(m::DEAD_LETTERS_PRODUCED).increment(0);
+        counter!(m::KAFKA_REBALANCES, "kind" => "assign").increment(0);
+        gauge!(m::KAFKA_PAUSED_PARTITIONS).set(0.0);
+        gauge!(m::KAFKA_ASSIGNED_PARTITIONS).set(0.0);
+        gauge!(m::KAFKA_BROKERS_UP).set(0.0);
+        tracing::info!(
+            brokers = self.brokers,
+            group = self.group,
+            topics = self.pattern,
+            "kafka consumer started"
+        );
+    }
+}
+
+/// One batch of receipts and dead letters delivered.
+pub struct KafkaProduced {
+    pub receipts: Vec<(String, u64)>,
+    pub dead_letters: u64,
+    pub elapsed: Duration,
+}
+
+impl KafkaProduced {
+    pub fn emit(self) {
+        for (agency, n) in self.receipts {
+            counter!(m::RECEIPTS_PRODUCED, "agency" => agency).increment(n);
+        }
+        counter!(m::DEAD_LETTERS_PRODUCED).increment(self.dead_letters);
+        if self.elapsed > Duration::from_secs(5) {
+            tracing::warn!(
+                elapsed_ms = self.elapsed.as_millis() as u64,
+                "slow receipt delivery; the brokers may be overloaded or unreachable"
+            );
+        }
+    }
+}
+
+pub struct KafkaProduceFailed<'a> {
+    pub topic: &'a str,
+    pub error: &'a dyn std::error::Error,
+    pub retrying: bool,
+}
+
+impl KafkaProduceFailed<'_> {
+    pub fn emit(self) {
+        counter!(m::KAFKA_PRODUCE_ERRORS).increment(1);
+        tracing::warn!(topic = self.topic, error = %self.error, retrying = self.retrying, "receipt or dead-letter delivery failed");
+    }
+}
+
+pub struct ProfilesRead {
+    pub applied: u64,
+    pub stale: u64,
+    pub deleted: u64,
+    pub invalid: u64,
+}
+
+impl ProfilesRead {
+    pub fn emit(self) {
+        for (outcome, n) in [
+            ("applied", self.applied),
+            ("stale", self.stale),
+            ("deleted", self.deleted),
+            ("invalid", self.invalid),
+        ] {
+            counter!(m::PROFILES, "outcome" => outcome).increment(n);
+        }
+    }
+}
+
+pub struct AgencyRegistryLoaded<'a> {
+    pub agencies: usize,
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl AgencyRegistryLoaded<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => {
+                counter!(m::AGENCY_REGISTRY_LOADS, "result" => "ok").increment(1);
+                tracing::info!(agencies = self.agencies, "agency registry loaded");
+            }
+            Some(e) => {
+                counter!(m::AGENCY_REGISTRY_LOADS, "result" => "error").increment(1);
+                tracing::error!(error = %e, agencies = self.agencies, "agency registry not reloaded; the previous one stays in force");
+            }
+        }
+    }
+}

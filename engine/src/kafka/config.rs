@@ -1,0 +1,131 @@
+//! `[kafka]`: brokers, topics, the consumer group, back-pressure, and any
+//! librdkafka option passed through (SASL, TLS, tuning).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use karpoosheh_schemas::HumanDuration;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated host:port list.
+    pub brokers: String,
+    /// The consumer group every engine node of the fleet shares.
+    pub group_id: String,
+    /// Notice topics are `<prefix><agency>`; the engine subscribes to all
+    /// of them by pattern, so a new agency's topic is picked up without a
+    /// restart.
+    pub notice_topic_prefix: String,
+    /// Receipts go to `<prefix><agency>`.
+    pub receipt_topic_prefix: String,
+    /// Undecodable records go here, with their bytes and source position.
+    pub dead_letter_topic: String,
+    /// The compacted topic of mailbox profiles; empty to not consume it.
+    pub registry_topic: String,
+    /// Consumer group of the registry reader. Empty means
+    /// `<group_id>.registry.<node_id>`: every node reads the whole
+    /// registry into its own store (right for the embedded store); with a
+    /// store shared by the fleet, set one group for all nodes.
+    pub registry_group_id: String,
+    /// Records of one partition read but not yet durable before the
+    /// partition is paused; it is resumed below half of this.
+    pub max_in_flight_per_partition: usize,
+    /// How often durable progress is committed to the group (and always
+    /// on rebalance and shutdown).
+    pub commit_interval: HumanDuration,
+    /// After SIGTERM/SIGINT, how long the node may take to finish and
+    /// commit what it read before it exits anyway (nothing is lost then:
+    /// what was not committed is re-delivered).
+    pub shutdown_timeout: HumanDuration,
+    /// librdkafka options for every client (consumers and producer), e.g.
+    /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism" = "SCRAM-SHA-512"`.
+    pub options: BTreeMap<String, String>,
+    /// librdkafka options for the consumers only.
+    pub consumer_options: BTreeMap<String, String>,
+    /// librdkafka options for the receipts and dead-letter producer only.
+    pub producer_options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "karpoosheh".into(),
+            notice_topic_prefix: "karpoosheh.notices.".into(),
+            receipt_topic_prefix: "karpoosheh.receipts.".into(),
+            dead_letter_topic: "karpoosheh.dlq".into(),
+            registry_topic: "karpoosheh.registry".into(),
+            registry_group_id: String::new(),
+            // Two of the pipeline's default batches: enough to keep every
+            // shard busy, small enough that a paused partition costs little.
+            max_in_flight_per_partition: 8000,
+            // A crash re-delivers at most about this much traffic.
+            commit_interval: HumanDuration(Duration::from_secs(1)),
+            shutdown_timeout: HumanDuration(Duration::from_secs(30)),
+            options: BTreeMap::new(),
+            consumer_options: BTreeMap::new(),
+            producer_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka options the engine sets itself: its guarantees depend on them.
+const RESERVED: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "group.id",
+];
+
+impl KafkaConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers must name at least one broker (host:port)".into());
+        }
+        if self.group_id.is_empty() {
+            return Err("kafka.group_id must not be empty".into());
+        }
+        for (name, prefix) in [
+            ("kafka.notice_topic_prefix", &self.notice_topic_prefix),
+            ("kafka.receipt_topic_prefix", &self.receipt_topic_prefix),
+        ] {
+            if prefix.is_empty()
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(format!(
+                    "{name} {prefix:?} must be a non-empty topic-name prefix (a-z, 0-9, '.', '_', '-')"
+                ));
+            }
+        }
+        if self.notice_topic_prefix == self.receipt_topic_prefix {
+            return Err(
+                "kafka.notice_topic_prefix and kafka.receipt_topic_prefix must differ".into(),
+            );
+        }
+        if self.dead_letter_topic.is_empty() {
+            return Err("kafka.dead_letter_topic must not be empty".into());
+        }
+        if self.max_in_flight_per_partition < 2 {
+            return Err("kafka.max_in_flight_per_partition must be at least 2".into());
+        }
+        if self.commit_interval.0.is_zero() {
+            return Err("kafka.commit_interval must be above zero".into());
+        }
+        for (section, map) in [
+            ("kafka.options", &self.options),
+            ("kafka.consumer_options", &self.consumer_options),
+            ("kafka.producer_options", &self.producer_options),
+        ] {
+            if let Some(k) = map.keys().find(|k| RESERVED.contains(&k.as_str())) {
+                return Err(format!(
+                    "{section}: {k:?} is set by the engine (its delivery guarantees depend on it); remove it"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

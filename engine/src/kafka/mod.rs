@@ -1,0 +1,125 @@
+//! The Kafka front door (`karpoosheh run`): agencies' notice topics in,
+//! receipts and dead letters out, mailbox profiles from the registry
+//! topic into the store.
+//!
+//! - [`KafkaSource`] (`source.rs`): the consumer behind the [`Source`]
+//!   trait — group, pattern subscription, per-partition lanes, offsets
+//!   committed only over durable records, back-pressure, rebalances.
+//! - [`KafkaSink`] (`producer.rs`): receipts and dead letters, delivered
+//!   before the source is acknowledged.
+//! - `registry.rs`: mailbox profiles into the store.
+//!
+//! Nothing here depends on which broker it talks to: any Kafka-protocol
+//! broker, with any librdkafka option passed through configuration.
+//!
+//! [`Source`]: crate::source::Source
+
+mod config;
+mod producer;
+mod registry;
+mod source;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+
+pub use self::config::KafkaConfig;
+pub use self::producer::KafkaSink;
+pub use self::source::{notice_pattern, KafkaSource, NOT_READY_BROKERS};
+
+use crate::agencies::AgencyRegistry;
+use crate::http::{install_recorder, Health, HttpServer};
+use crate::{Config, Pipeline, RunSummary};
+
+/// Sets a librdkafka option unless configuration already set it.
+pub(crate) fn set_default(client: &mut ClientConfig, key: &str, value: &str) {
+    if client.get(key).is_none() {
+        client.set(key, value);
+    }
+}
+
+/// A client configuration: the brokers, then `kafka.options`, then the
+/// role's own options (later wins).
+pub fn client_config(cfg: &KafkaConfig, role: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in cfg.options.iter().chain(role) {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Runs the engine on Kafka until `shutdown` is set, then finishes what
+/// was read, commits and returns.
+pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
+    let health = Health::default();
+    health.set(false, "starting");
+    // The recorder first, so start-up events are counted too.
+    let recorder = (!cfg.metrics.listen.is_empty()).then(install_recorder);
+    let agencies = AgencyRegistry::open(&cfg.agencies)?;
+    let store = crate::open_store(cfg)?;
+    let _server = match recorder {
+        None => None,
+        Some(recorder) => {
+            let s = HttpServer::start(&cfg.metrics.listen, recorder, health.clone())
+                .context("starting the metrics endpoint (metrics.listen)")?;
+            // Tests and supervisors read the bound address (port 0 picks one).
+            eprintln!("karpoosheh: metrics on http://{}/metrics", s.addr);
+            Some(s)
+        }
+    };
+    let k = &cfg.kafka;
+    let sink = KafkaSink::new(
+        k,
+        client_config(k, &k.producer_options),
+        shutdown.clone(),
+        agencies.clone(),
+    )
+    .context("creating the receipts producer")?;
+    let registry = if k.registry_topic.is_empty() {
+        None
+    } else {
+        let group = if k.registry_group_id.is_empty() {
+            format!("{}.registry.{}", k.group_id, cfg.node_id)
+        } else {
+            k.registry_group_id.clone()
+        };
+        Some(
+            registry::spawn(
+                &k.registry_topic,
+                &group,
+                client_config(k, &k.consumer_options),
+                store.clone(),
+                shutdown.clone(),
+            )
+            .context("starting the registry reader")?,
+        )
+    };
+    let source = KafkaSource::new(
+        k,
+        client_config(k, &k.consumer_options),
+        agencies,
+        health.clone(),
+        cfg.limits.max_payload_bytes.as_u64() as usize,
+    )
+    .context("creating the Kafka consumer")?;
+    let pipeline = Pipeline {
+        config: cfg.pipeline.clone(),
+        limits: cfg.limits.clone(),
+        node_id: cfg.node_id,
+        store,
+        sinks: vec![Box::new(sink)],
+        health,
+        shutdown: shutdown.clone(),
+    };
+    let result = pipeline.run(Box::new(source));
+    // The pipeline stops on its own only when it failed: stop the rest too.
+    shutdown.store(true, Ordering::SeqCst);
+    if let Some(r) = registry {
+        let _ = r.join();
+    }
+    Ok(result?)
+}

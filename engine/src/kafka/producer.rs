@@ -1,0 +1,256 @@
+//! Receipts and dead letters out to Kafka: a [`Sink`] with one idempotent
+//! producer.
+//!
+//! - Every receipt of a registered agency (approved, suspended or
+//!   dissolved) goes to `<receipt_prefix><agency>`, keyed by the
+//!   agency's reference (or the receipt ID when the envelope had none),
+//!   so one notice's receipts land in one partition, in order.
+//! - Every dead letter goes to the dead-letter topic as the JSON
+//!   [`DeadLetter`] record (bytes in base64, topic/partition/offset,
+//!   reasons), keyed by its source position, with the same facts in
+//!   headers for tools that read headers only.
+//! - `handled` returns only when the broker has acknowledged every
+//!   message of the batch, so the pipeline commits the source's offsets
+//!   only after the receipts are out: a crash re-sends receipts (at least
+//!   once; agencies deduplicate by `receipt_id`) and never loses one.
+//!   Failed deliveries are produced again until they succeed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use karpoosheh_schemas::SourcePosition;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+
+use crate::agencies::AgencyRegistry;
+use crate::internal_events::{agency_label, KafkaProduceFailed, KafkaProduced};
+use crate::sink::{Handled, Sink, SinkError};
+
+use super::KafkaConfig;
+
+/// One message to deliver; kept until the broker acknowledges it.
+#[derive(Clone)]
+pub struct Outgoing {
+    topic: String,
+    key: String,
+    value: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Collects delivery failures of the batch in flight.
+pub struct DeliveryContext {
+    failed: Mutex<Vec<(Box<Outgoing>, KafkaError)>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Outgoing>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, msg: Box<Outgoing>) {
+        if let Err((e, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((msg, e.clone()));
+        }
+    }
+}
+
+/// The receipts and dead-letter sink.
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryContext>,
+    receipt_prefix: String,
+    dead_letter_topic: String,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+    agencies: AgencyRegistry,
+}
+
+impl KafkaSink {
+    pub fn new(
+        cfg: &KafkaConfig,
+        mut client: ClientConfig,
+        shutdown: Arc<std::sync::atomic::AtomicBool>,
+        agencies: AgencyRegistry,
+    ) -> Result<Self, KafkaError> {
+        client.set("enable.idempotence", "true");
+        super::set_default(&mut client, "linger.ms", "5");
+        super::set_default(&mut client, "compression.type", "lz4");
+        // Retry for as long as it takes: a receipt must never be dropped.
+        // The sink re-produces whatever still fails, too.
+        super::set_default(&mut client, "message.timeout.ms", "0");
+        let producer = client.create_with_context(DeliveryContext {
+            failed: Mutex::new(Vec::new()),
+        })?;
+        Ok(KafkaSink {
+            producer,
+            receipt_prefix: cfg.receipt_topic_prefix.clone(),
+            dead_letter_topic: cfg.dead_letter_topic.clone(),
+            shutdown,
+            agencies,
+        })
+    }
+
+    fn send(&self, msg: Outgoing) {
+        let mut msg = Box::new(msg);
+        loop {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &msg.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let topic = msg.topic.clone();
+            let key = msg.key.clone();
+            // A copy goes out; the original stays with the delivery report
+            // so a failure can be produced again.
+            let value = msg.value.clone();
+            let record = BaseRecord::with_opaque_to(&topic, msg)
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((e, record)) => {
+                    msg = record.delivery_opaque;
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                        // The producer's own queue is the bound; wait for
+                        // deliveries to make room.
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    KafkaProduceFailed {
+                        topic: &topic,
+                        error: &e,
+                        retrying: true,
+                    }
+                    .emit();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Waits until every message is acknowledged, re-producing failures.
+    fn settle(&self) -> Result<(), SinkError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            // Flush returns early only on timeout; loop until it is empty.
+            while self.producer.in_flight_count() > 0 {
+                let _ = self.producer.flush(Duration::from_secs(1));
+            }
+            let failed: Vec<_> = std::mem::take(
+                &mut *self
+                    .producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            if failed.is_empty() {
+                return Ok(());
+            }
+            for (msg, e) in failed {
+                KafkaProduceFailed {
+                    topic: &msg.topic,
+                    error: &e,
+                    retrying: true,
+                }
+                .emit();
+                if self.shutdown.load(std::sync::atomic::Ordering::SeqCst)
+                    && delay >= Duration::from_secs(5)
+                {
+                    // Stopping: nothing of this batch is acknowledged to
+                    // the source, so it is all re-delivered after restart.
+                    return Err(SinkError::Io {
+                        path: msg.topic.clone().into(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+                self.send(*msg);
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn position_key(p: &SourcePosition) -> String {
+    match p {
+        SourcePosition::Kafka {
+            topic,
+            partition,
+            offset,
+        } => format!("{topic}:{partition}:{offset}"),
+        SourcePosition::File { path, line } => format!("file:{path}:{line}"),
+        SourcePosition::InProcess { sequence } => format!("memory:{sequence}"),
+    }
+}
+
+impl Sink for KafkaSink {
+    fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
+        let t = Instant::now();
+        let mut per_agency: HashMap<String, u64> = HashMap::new();
+        let mut dead = 0u64;
+        for h in batch {
+            // An agency the operator never registered has no receipt topic
+            // to read (and writing one would let anyone create topics by
+            // naming them): its rejections are kept in the store only.
+            if let Some(r) = h
+                .receipt
+                .as_ref()
+                .filter(|r| self.agencies.status(&r.agency).is_some())
+            {
+                let value = serde_json::to_vec(r).expect("receipts serialise");
+                *per_agency.entry(agency_label(Some(&r.agency))).or_default() += 1;
+                self.send(Outgoing {
+                    topic: format!("{}{}", self.receipt_prefix, r.agency),
+                    key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
+                    value,
+                    headers: vec![],
+                });
+            }
+            if let Some(d) = &h.dead_letter {
+                dead += 1;
+                let mut headers = vec![
+                    ("karpoosheh.reason", d.problems[0].reason.code().to_owned()),
+                    ("karpoosheh.payload_size", d.payload_size.to_string()),
+                ];
+                if let SourcePosition::Kafka {
+                    topic,
+                    partition,
+                    offset,
+                } = &d.source
+                {
+                    headers.push(("karpoosheh.source.topic", topic.clone()));
+                    headers.push(("karpoosheh.source.partition", partition.to_string()));
+                    headers.push(("karpoosheh.source.offset", offset.to_string()));
+                }
+                self.send(Outgoing {
+                    topic: self.dead_letter_topic.clone(),
+                    key: position_key(&d.source),
+                    value: serde_json::to_vec(d).expect("dead letters serialise"),
+                    headers,
+                });
+            }
+        }
+        self.settle()?;
+        KafkaProduced {
+            receipts: per_agency.into_iter().collect(),
+            dead_letters: dead,
+            elapsed: t.elapsed(),
+        }
+        .emit();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.settle()
+    }
+}

@@ -1,0 +1,284 @@
+//! The registry reader: mailbox profiles from the compacted
+//! `karpoosheh.registry` topic (key: mailbox ID; value: a
+//! [`MailboxProfile`]; no value: the profile is removed) into the store.
+//!
+//! Its own consumer on its own thread, so a burst of registrations never
+//! holds up notices. Each polled batch is written durably before its
+//! offsets are committed; a re-delivered profile is harmless, since the
+//! store never lets an older `updated_at` replace a newer one. A profile
+//! that cannot be read or fails validation is kept as a dead letter in the
+//! store (`karpoosheh dead-letters`), with its reasons and position.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use karpoosheh_schemas::{
+    parse_recipient, validate_profile, DeadLetter, MailboxId, MailboxProfile, Problem, Reason,
+    SourcePosition, SCHEMA_VERSION,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+
+use crate::internal_events::ProfilesRead;
+use crate::pipeline::DEAD_LETTER_MAX_BYTES;
+use crate::store::{Entry, Store};
+
+/// Profiles read per durable write.
+const BATCH: usize = 2000;
+
+enum Op {
+    Put(MailboxProfile),
+    Delete(MailboxId),
+    Dead(DeadLetter),
+}
+
+fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> DeadLetter {
+    DeadLetter {
+        schema_version: SCHEMA_VERSION,
+        source: position,
+        agency: None,
+        problems,
+        payload_base64: crate::pipeline::base64(
+            &payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)],
+        ),
+        payload_size: payload.len() as u64,
+        at: Utc::now(),
+    }
+}
+
+/// Reads one registry record into an operation.
+fn read(key: Option<&[u8]>, payload: Option<&[u8]>, position: SourcePosition) -> Op {
+    let key_id = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| parse_recipient(k.trim()).ok());
+    let Some(payload) = payload else {
+        return match key_id {
+            Some(id) => Op::Delete(id),
+            None => Op::Dead(dead(
+                b"",
+                position,
+                vec![Problem::new(
+                    Reason::EmptyPayload,
+                    None,
+                    "a tombstone whose key is not a mailbox ID".to_owned(),
+                )],
+            )),
+        };
+    };
+    let profile: MailboxProfile = match std::str::from_utf8(payload) {
+        Err(_) => {
+            return Op::Dead(dead(
+                payload,
+                position,
+                vec![Problem::new(
+                    Reason::InvalidUtf8,
+                    None,
+                    "the profile is not valid UTF-8".to_owned(),
+                )],
+            ))
+        }
+        Ok(text) => match serde_json::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = if e.is_data() {
+                    Reason::WrongType
+                } else {
+                    Reason::MalformedJson
+                };
+                return Op::Dead(dead(
+                    payload,
+                    position,
+                    vec![Problem::new(
+                        reason,
+                        None,
+                        format!("not a mailbox profile: {e}"),
+                    )],
+                ));
+            }
+        },
+    };
+    let mut problems = validate_profile(&profile);
+    if key_id != Some(profile.id) {
+        problems.push(Problem::new(
+            Reason::InvalidAddress,
+            "id".to_owned(),
+            "the record's key is not the profile's mailbox ID".to_owned(),
+        ));
+    }
+    if problems.is_empty() {
+        Op::Put(profile)
+    } else {
+        Op::Dead(dead(payload, position, problems))
+    }
+}
+
+/// Applies a batch in order, each run of one kind in one durable write.
+fn apply(store: &dyn Store, ops: &[Op]) -> Result<ProfilesRead, crate::StoreError> {
+    let mut stats = ProfilesRead {
+        applied: 0,
+        stale: 0,
+        deleted: 0,
+        invalid: 0,
+    };
+    let mut puts = Vec::new();
+    let mut deletes = Vec::new();
+    let mut deads = Vec::new();
+    let flush = |puts: &mut Vec<MailboxProfile>,
+                 deletes: &mut Vec<MailboxId>,
+                 stats: &mut ProfilesRead|
+     -> Result<(), crate::StoreError> {
+        if !puts.is_empty() {
+            for applied in store.put_profiles(puts)? {
+                if applied {
+                    stats.applied += 1;
+                } else {
+                    stats.stale += 1;
+                }
+            }
+            puts.clear();
+        }
+        if !deletes.is_empty() {
+            store.delete_profiles(deletes)?;
+            stats.deleted += deletes.len() as u64;
+            deletes.clear();
+        }
+        Ok(())
+    };
+    for op in ops {
+        match op {
+            Op::Put(p) => {
+                if !deletes.is_empty() {
+                    flush(&mut puts, &mut deletes, &mut stats)?;
+                }
+                puts.push(p.clone());
+            }
+            Op::Delete(id) => {
+                if !puts.is_empty() {
+                    flush(&mut puts, &mut deletes, &mut stats)?;
+                }
+                deletes.push(*id);
+            }
+            Op::Dead(d) => deads.push(Entry::DeadLetter(d.clone())),
+        }
+    }
+    flush(&mut puts, &mut deletes, &mut stats)?;
+    if !deads.is_empty() {
+        stats.invalid = deads.len() as u64;
+        store.write(&deads)?;
+    }
+    Ok(stats)
+}
+
+/// Starts the reader thread; it stops when `shutdown` is set.
+pub fn spawn(
+    topic: &str,
+    group_id: &str,
+    mut client: ClientConfig,
+    store: Arc<dyn Store>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, KafkaError> {
+    client
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "true");
+    super::set_default(&mut client, "auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = client.create()?;
+    consumer.subscribe(&[topic])?;
+    tracing::info!(topic, group = group_id, "registry reader started");
+    let handle = std::thread::Builder::new()
+        .name("registry".into())
+        .spawn(move || {
+            while !shutdown.load(Ordering::SeqCst) {
+                let mut ops = Vec::new();
+                let deadline = Instant::now() + Duration::from_millis(100);
+                while ops.len() < BATCH {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match consumer.poll(wait) {
+                        Some(Ok(m)) => ops.push(read(
+                            m.key(),
+                            m.payload(),
+                            SourcePosition::Kafka {
+                                topic: m.topic().to_owned(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                            },
+                        )),
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "registry consume error");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if ops.is_empty() {
+                    continue;
+                }
+                // Durable first, then commit; retried until it succeeds.
+                let mut delay = Duration::from_millis(100);
+                let result = loop {
+                    match apply(store.as_ref(), &ops) {
+                        Ok(s) => break Some(s),
+                        Err(e) => {
+                            tracing::error!(error = %e, "registry write failed; retrying");
+                            if shutdown.load(Ordering::SeqCst) {
+                                break None;
+                            }
+                            std::thread::sleep(delay);
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                let Some(stats) = result else { break };
+                stats.emit();
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::warn!(error = %e, "registry offset commit failed; the next one covers it");
+                }
+            }
+            tracing::info!("registry reader stopped");
+        })
+        .expect("spawn registry reader");
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::profile;
+    use karpoosheh_schemas::MailboxStatus;
+
+    fn pos() -> SourcePosition {
+        SourcePosition::Kafka {
+            topic: "karpoosheh.registry".into(),
+            partition: 0,
+            offset: 7,
+        }
+    }
+
+    #[test]
+    fn records_become_puts_deletes_or_dead_letters() {
+        let id = parse_recipient("0499370899").unwrap();
+        let p = profile(id, MailboxStatus::Active, 0);
+        let json = serde_json::to_vec(&p).unwrap();
+        assert!(matches!(
+            read(Some(b"0499370899"), Some(&json), pos()),
+            Op::Put(_)
+        ));
+        assert!(matches!(
+            read(Some(b"0499370899"), None, pos()),
+            Op::Delete(_)
+        ));
+        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), pos()) else {
+            panic!("a key naming another mailbox is refused")
+        };
+        assert_eq!(d.problems[0].reason, Reason::InvalidAddress);
+        let Op::Dead(d) = read(Some(b"0499370899"), Some(b"{oops"), pos()) else {
+            panic!("malformed JSON is a dead letter")
+        };
+        assert_eq!(d.problems[0].reason, Reason::MalformedJson);
+        assert_eq!(d.source, pos());
+    }
+}

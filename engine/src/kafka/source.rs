@@ -1,0 +1,607 @@
+//! The Kafka source: one consumer in the fleet's group, subscribed by
+//! pattern to every agency's notice topic.
+//!
+//! Guarantees:
+//! - **Offsets follow durability.** Each partition is a lane; a record's
+//!   sequence is its offset. The offset committed for a partition is the
+//!   lowest offset read but not yet durably handled (or the next offset
+//!   when all are): never past a record the store has not made durable.
+//!   Offsets may have gaps (compaction, transaction markers), so progress is
+//!   tracked over the offsets actually delivered, not assumed contiguous.
+//! - **Back-pressure per partition.** A partition with
+//!   `max_in_flight_per_partition` records read but not yet durable is
+//!   paused; it resumes below half of that. The consumer keeps polling, so
+//!   the group never takes the node for dead while the store catches up.
+//! - **Rebalances.** Before partitions are revoked, what is durable is
+//!   committed synchronously; their in-flight records are dropped from
+//!   tracking (the pipeline still stores them; the new owner re-delivers
+//!   them, and the store's idempotency on (agency, reference) absorbs the
+//!   copy). A re-assigned partition gets a fresh lane, so late acks of the
+//!   old assignment can never move the new one's offsets.
+//! - **Sender identity from the topic.** A record on
+//!   `<prefix><agency>` speaks for that agency; an envelope naming another
+//!   is rejected (`agency_mismatch`), and an agency that is not approved
+//!   in the operator's registry is refused (`agency_unknown`,
+//!   `agency_not_allowed`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use karpoosheh_schemas::{AgencyId, Problem, Reason, SourcePosition};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::agencies::AgencyRegistry;
+use crate::http::Health;
+use crate::internal_events::{
+    agency_label, KafkaBrokers, KafkaCommitted, KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
+};
+use crate::source::{AckToken, Poll, Record, Source, SourceError};
+
+use super::KafkaConfig;
+
+/// The reason `/health/ready` gives while no broker answers.
+pub const NOT_READY_BROKERS: &str = "kafka brokers unreachable";
+
+/// One assigned partition's progress.
+struct Lane {
+    topic: String,
+    partition: i32,
+    agency: Option<AgencyId>,
+    /// Offsets handed out and not yet durable, in order, with a done flag;
+    /// the front is always not done.
+    inflight: VecDeque<(i64, bool)>,
+    /// The offset after the last one handed out; -1 before the first.
+    next: i64,
+    /// The last offset committed (next to read); -1 if none.
+    committed: i64,
+    paused: bool,
+}
+
+impl Lane {
+    /// Where the group may resume this partition: nothing before it is
+    /// pending.
+    fn durable_position(&self) -> Option<i64> {
+        match self.inflight.front() {
+            Some(&(offset, _)) => Some(offset),
+            None if self.next >= 0 => Some(self.next),
+            None => None,
+        }
+    }
+
+    fn ack(&mut self, offset: i64) -> bool {
+        let Ok(i) = self.inflight.binary_search_by_key(&offset, |e| e.0) else {
+            return false;
+        };
+        if self.inflight[i].1 {
+            return false;
+        }
+        self.inflight[i].1 = true;
+        while self.inflight.front().is_some_and(|e| e.1) {
+            self.inflight.pop_front();
+        }
+        true
+    }
+}
+
+#[derive(Default)]
+struct Lanes {
+    next_lane: u32,
+    by_partition: HashMap<(String, i32), u32>,
+    lanes: HashMap<u32, Lane>,
+}
+
+impl Lanes {
+    /// The commits due: (topic, partition, offset) past what was committed.
+    fn due(&self, only: Option<&TopicPartitionList>) -> Vec<(u32, String, i32, i64)> {
+        let wanted = |t: &str, p: i32| only.is_none_or(|l| l.find_partition(t, p).is_some());
+        self.lanes
+            .iter()
+            .filter(|(_, l)| wanted(&l.topic, l.partition))
+            .filter_map(|(&id, l)| {
+                let pos = l.durable_position()?;
+                (pos > l.committed).then(|| (id, l.topic.clone(), l.partition, pos))
+            })
+            .collect()
+    }
+}
+
+/// The consumer's context: rebalance callbacks, statistics, errors. Runs
+/// on the thread that polls the consumer.
+pub struct SourceContext {
+    lanes: Mutex<Lanes>,
+    brokers_up: AtomicBool,
+    prefix: String,
+}
+
+fn commit(
+    consumer: &BaseConsumer<SourceContext>,
+    lanes: &mut Lanes,
+    due: Vec<(u32, String, i32, i64)>,
+    mode: CommitMode,
+) -> KafkaResult<usize> {
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (_, topic, partition, offset) in &due {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    let result = consumer.commit(&tpl, mode);
+    KafkaCommitted {
+        partitions: due.len(),
+        error: result.as_ref().err().map(|e| e as &dyn std::error::Error),
+    }
+    .emit();
+    result?;
+    for (id, _, _, offset) in &due {
+        if let Some(l) = lanes.lanes.get_mut(id) {
+            l.committed = l.committed.max(*offset);
+        }
+    }
+    Ok(due.len())
+}
+
+/// librdkafka's own log lines, into the engine's log.
+pub(crate) fn rdkafka_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    use RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", fac, "{message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        rdkafka_log(level, fac, message);
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        if self.brokers_up.swap(up, Ordering::SeqCst) != up {
+            KafkaBrokers { up }.emit();
+        }
+        let mut lag: HashMap<String, i64> = HashMap::new();
+        for (topic, t) in &stats.topics {
+            let Some(agency) = topic.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            let label = agency_label(AgencyId::parse(agency).ok().as_ref());
+            let sum = lag.entry(label).or_default();
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                *sum += p.consumer_lag.max(0);
+            }
+        }
+        KafkaLag(lag.into_iter().collect()).emit();
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
+            && self.brokers_up.swap(false, Ordering::SeqCst)
+        {
+            KafkaBrokers { up: false }.emit();
+        }
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            if let Rebalance::Error(e) = rebalance {
+                tracing::warn!(error = %e, "kafka rebalance error");
+            }
+            return;
+        };
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        // A lost assignment (session timed out) may already belong to
+        // someone else: committing would overwrite their progress.
+        let lost = consumer.assignment_lost();
+        let committed = if lost {
+            "skipped: assignment lost".to_owned()
+        } else {
+            let due = lanes.due(Some(revoked));
+            match commit(consumer, &mut lanes, due, CommitMode::Sync) {
+                Ok(n) => format!("{n} partition(s)"),
+                Err(e) => format!("failed: {e}"),
+            }
+        };
+        for e in revoked.elements() {
+            if let Some(id) = lanes
+                .by_partition
+                .remove(&(e.topic().to_owned(), e.partition()))
+            {
+                lanes.lanes.remove(&id);
+            }
+        }
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        KafkaRebalance {
+            kind: if lost { "lost" } else { "revoke" },
+            partitions: revoked.count(),
+            owned: assigned.saturating_sub(revoked.count()),
+            committed: Some(&committed),
+        }
+        .emit();
+        KafkaPaused {
+            paused: lanes.lanes.values().filter(|l| l.paused).count(),
+        }
+        .emit();
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let owned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            KafkaRebalance {
+                kind: "assign",
+                partitions: assigned.count(),
+                owned,
+                committed: None,
+            }
+            .emit();
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            KafkaCommitted {
+                partitions: offsets.count(),
+                error: Some(&e),
+            }
+            .emit();
+        }
+    }
+}
+
+/// The Kafka source.
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    agencies: AgencyRegistry,
+    health: Health,
+    max_in_flight: usize,
+    payload_limit: usize,
+    commit_interval: Duration,
+    last_commit: Instant,
+    describe: String,
+    last_error_log: Option<Instant>,
+    /// The lane of the last record: records come in runs per partition,
+    /// so this spares a map lookup (and a key allocation) per record.
+    last_lane: Option<(String, i32, u32)>,
+}
+
+/// The subscription regex for notice topics: the prefix and a valid
+/// agency ID, so a topic that does not name an agency is never read.
+pub fn notice_pattern(prefix: &str) -> String {
+    let mut escaped = String::new();
+    for c in prefix.chars() {
+        if !c.is_ascii_alphanumeric() {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("^{escaped}[a-z][a-z0-9-]{{1,31}}$")
+}
+
+impl KafkaSource {
+    /// Connects and subscribes; it does not wait for the brokers (while
+    /// none answers, `/health/ready` says so and the source stays idle).
+    pub fn new(
+        cfg: &KafkaConfig,
+        client: ClientConfig,
+        agencies: AgencyRegistry,
+        health: Health,
+        payload_limit: usize,
+    ) -> Result<Self, KafkaError> {
+        let mut client = client;
+        client
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        for (k, v) in [
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("statistics.interval.ms", "1000"),
+            // Bounded prefetch: the memory a backlog of millions may take
+            // on this side of the pipeline.
+            ("queued.max.messages.kbytes", "65536"),
+            // New agencies' topics are picked up within seconds.
+            ("topic.metadata.refresh.interval.ms", "10000"),
+        ] {
+            super::set_default(&mut client, k, v);
+        }
+        let ctx = SourceContext {
+            lanes: Mutex::new(Lanes::default()),
+            brokers_up: AtomicBool::new(false),
+            prefix: cfg.notice_topic_prefix.clone(),
+        };
+        let consumer: BaseConsumer<SourceContext> = client.create_with_context(ctx)?;
+        let pattern = notice_pattern(&cfg.notice_topic_prefix);
+        consumer.subscribe(&[&pattern])?;
+        KafkaStarted {
+            brokers: &cfg.brokers,
+            group: &cfg.group_id,
+            pattern: &pattern,
+        }
+        .emit();
+        Ok(KafkaSource {
+            consumer,
+            agencies,
+            health,
+            max_in_flight: cfg.max_in_flight_per_partition,
+            payload_limit,
+            commit_interval: cfg.commit_interval.0,
+            last_commit: Instant::now(),
+            describe: format!(
+                "kafka group {} topics {} on {}",
+                cfg.group_id, pattern, cfg.brokers
+            ),
+            last_error_log: None,
+            last_lane: None,
+        })
+    }
+
+    fn update_health(&self) {
+        let up = self.consumer.context().brokers_up.load(Ordering::SeqCst);
+        let (ready, why) = self.health.ready();
+        if !up && ready {
+            self.health.set(false, NOT_READY_BROKERS);
+        } else if up && !ready && why == NOT_READY_BROKERS {
+            self.health.set(true, "running");
+        }
+    }
+
+    fn commit_due(&mut self, mode: CommitMode) {
+        let ctx = self.consumer.context();
+        let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let due = lanes.due(None);
+        // Errors are reported by the event; the next commit covers them.
+        let _ = commit(&self.consumer, &mut lanes, due, mode);
+        self.last_commit = Instant::now();
+    }
+
+    fn set_paused(&self, topic: &str, partition: i32, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = r {
+            tracing::warn!(topic, partition, pause, error = %e, "kafka pause/resume failed");
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<Poll, SourceError> {
+        self.agencies.maybe_reload();
+        self.update_health();
+        if self.last_commit.elapsed() >= self.commit_interval {
+            self.commit_due(CommitMode::Async);
+        }
+        let mut out = Vec::with_capacity(max.min(4096));
+        let mut to_pause = Vec::new();
+        let mut timeout = wait;
+        while out.len() < max {
+            let msg = match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    if self
+                        .last_error_log
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+                    {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        self.last_error_log = Some(Instant::now());
+                    }
+                    break;
+                }
+            };
+            timeout = Duration::ZERO;
+            let ctx = self.consumer.context();
+            if !ctx.brokers_up.swap(true, Ordering::SeqCst) {
+                KafkaBrokers { up: true }.emit();
+            }
+            let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+            let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let cached = self
+                .last_lane
+                .as_ref()
+                .filter(|(t, p, id)| *p == partition && t == topic && lanes.lanes.contains_key(id))
+                .map(|c| c.2);
+            let id = match cached.or_else(|| {
+                lanes
+                    .by_partition
+                    .get(&(topic.to_owned(), partition))
+                    .copied()
+            }) {
+                Some(id) => id,
+                None => {
+                    let id = lanes.next_lane;
+                    lanes.next_lane = lanes.next_lane.wrapping_add(1);
+                    let agency = topic
+                        .strip_prefix(&ctx.prefix)
+                        .and_then(|a| AgencyId::parse(a).ok());
+                    lanes.by_partition.insert((topic.to_owned(), partition), id);
+                    lanes.lanes.insert(
+                        id,
+                        Lane {
+                            topic: topic.to_owned(),
+                            partition,
+                            agency,
+                            inflight: VecDeque::new(),
+                            next: -1,
+                            committed: -1,
+                            paused: false,
+                        },
+                    );
+                    id
+                }
+            };
+            if cached.is_none() {
+                self.last_lane = Some((topic.to_owned(), partition, id));
+            }
+            let lane = lanes.lanes.get_mut(&id).expect("lane just found");
+            if offset < lane.next {
+                continue; // fetched again after a pause: already handed out
+            }
+            lane.next = offset + 1;
+            lane.inflight.push_back((offset, false));
+            if !lane.paused && lane.inflight.len() >= self.max_in_flight {
+                lane.paused = true;
+                to_pause.push((lane.topic.clone(), partition));
+            }
+            let agency = lane.agency.clone();
+            drop(lanes);
+            let refused = match &agency {
+                Some(a) => self.agencies.refusal(a),
+                None => Some(Problem::new(
+                    Reason::AgencyUnknown,
+                    "agency".to_owned(),
+                    "the topic does not name an agency".to_owned(),
+                )),
+            };
+            let payload = msg.payload().unwrap_or_default();
+            let oversize = (payload.len() > self.payload_limit).then_some(payload.len() as u64);
+            out.push(Record {
+                payload: payload[..payload.len().min(self.payload_limit)].to_vec(),
+                oversize,
+                position: SourcePosition::Kafka {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                },
+                agency,
+                refused,
+                token: AckToken {
+                    lane: id,
+                    seq: offset as u64,
+                },
+                received: Instant::now(),
+            });
+        }
+        if !to_pause.is_empty() {
+            for (topic, partition) in &to_pause {
+                self.set_paused(topic, *partition, true);
+            }
+            let lanes = self
+                .consumer
+                .context()
+                .lanes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            KafkaPaused {
+                paused: lanes.lanes.values().filter(|l| l.paused).count(),
+            }
+            .emit();
+        }
+        if out.is_empty() {
+            return Ok(Poll::Idle);
+        }
+        Ok(Poll::Records(out))
+    }
+
+    fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError> {
+        let mut to_resume = Vec::new();
+        {
+            let ctx = self.consumer.context();
+            let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            for t in tokens {
+                // Acks of a revoked assignment find no lane: ignored.
+                if let Some(lane) = lanes.lanes.get_mut(&t.lane) {
+                    lane.ack(t.seq as i64);
+                }
+            }
+            for lane in lanes.lanes.values_mut() {
+                if lane.paused && lane.inflight.len() <= self.max_in_flight / 2 {
+                    lane.paused = false;
+                    to_resume.push((lane.topic.clone(), lane.partition));
+                }
+            }
+            if !to_resume.is_empty() {
+                KafkaPaused {
+                    paused: lanes.lanes.values().filter(|l| l.paused).count(),
+                }
+                .emit();
+            }
+        }
+        for (topic, partition) in &to_resume {
+            self.set_paused(topic, *partition, false);
+        }
+        if self.last_commit.elapsed() >= self.commit_interval {
+            self.commit_due(CommitMode::Async);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Everything the pipeline handed back is durable: commit it before
+        // leaving the group (closing the consumer then revokes, and the
+        // revoke commits anything left).
+        self.commit_due(CommitMode::Sync);
+        tracing::info!("kafka consumer committed and closing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_position_never_passes_a_pending_offset_and_skips_gaps() {
+        let mut l = Lane {
+            topic: "t".into(),
+            partition: 0,
+            agency: None,
+            inflight: VecDeque::new(),
+            next: -1,
+            committed: -1,
+            paused: false,
+        };
+        assert_eq!(l.durable_position(), None, "nothing read yet");
+        for o in [5, 6, 9, 10] {
+            // 7 and 8 are a gap (e.g. transaction markers)
+            l.inflight.push_back((o, false));
+            l.next = o + 1;
+        }
+        assert!(l.ack(6));
+        assert_eq!(l.durable_position(), Some(5), "5 still pending");
+        assert!(l.ack(5));
+        assert_eq!(l.durable_position(), Some(9), "over the gap");
+        assert!(!l.ack(7), "never handed out");
+        assert!(l.ack(10));
+        assert!(!l.ack(10), "repeat");
+        assert!(l.ack(9));
+        assert_eq!(l.durable_position(), Some(11), "all done: next offset");
+    }
+
+    #[test]
+    fn pattern_matches_agency_topics_only() {
+        let p = notice_pattern("karpoosheh.notices.");
+        assert_eq!(p, "^karpoosheh\\.notices\\.[a-z][a-z0-9-]{1,31}$");
+    }
+}

@@ -1,0 +1,396 @@
+//! Kafka drivers: act as the agencies (produce realistic notices and
+//! registrations to a real broker, read the receipt topics back, report
+//! end-to-end latency and throughput), and a bare consumer (`drain`) that
+//! measures the raw consume rate of the same topics for the benchmark.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use karpoosheh_engine::traffic::{Expect, Traffic, TrafficConfig};
+use karpoosheh_schemas::{MailboxProfile, MailboxStatus, SCHEMA_VERSION};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+
+/// Where and how to talk to the broker.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    pub brokers: String,
+    pub notice_prefix: String,
+    pub receipt_prefix: String,
+    pub registry_topic: String,
+    pub dead_letter_topic: String,
+    /// Extra librdkafka options (`key=value`).
+    pub options: Vec<(String, String)>,
+}
+
+impl KafkaTarget {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Creates topics that do not exist yet (existing ones are left alone).
+pub fn create_topics(target: &KafkaTarget, topics: &[String], partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = target.client().create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        futures_executor::block_on(admin.create_topics(&new, &opts)).context("creating topics")?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                bail!("cannot create topic {topic}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to produce.
+#[derive(Debug, Clone)]
+pub struct ProduceOptions {
+    pub traffic: TrafficConfig,
+    /// Records per second; 0 for flat out.
+    pub rate: u64,
+    /// Mailbox profiles to send to the registry topic first.
+    pub registrations: u64,
+    /// Wait for receipts (and dead letters) of everything produced.
+    pub wait_receipts: Option<Duration>,
+    /// Partitions for topics created on the way.
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct KafkaReport {
+    pub produced: u64,
+    pub registrations: u64,
+    pub produce_seconds: f64,
+    pub produce_per_sec: f64,
+    pub expected: HashMap<String, u64>,
+    pub receipts: HashMap<String, u64>,
+    pub duplicate_receipts_seen: u64,
+    pub dead_letters_seen: u64,
+    /// Produced → `accepted` receipt read back, milliseconds.
+    pub latency_ms: HashMap<String, f64>,
+    /// Records fully answered (receipt or dead letter) per second, from
+    /// the first produce to the last answer.
+    pub end_to_end_per_sec: f64,
+    pub complete: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ReceiptView {
+    receipt_id: String,
+    agency: String,
+    reference: Option<String>,
+    event: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RefView {
+    reference: Option<serde_json::Value>,
+}
+
+fn bare_consumer(target: &KafkaTarget, group: &str) -> Result<BaseConsumer> {
+    let mut c = target.client();
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    Ok(c.create()?)
+}
+
+fn escape(prefix: &str) -> String {
+    prefix
+        .chars()
+        .flat_map(|c| {
+            let esc = (!c.is_ascii_alphanumeric()).then_some('\\');
+            esc.into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// Produces the traffic, then (optionally) reads every answer back.
+pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
+    let traffic = Arc::new(Traffic::new(opts.traffic.clone()));
+    let total = opts.traffic.notices;
+    let agencies: Vec<&str> = Traffic::agencies().iter().map(|a| a.0).collect();
+    let mut topics: Vec<String> = agencies
+        .iter()
+        .flat_map(|a| {
+            [
+                format!("{}{a}", target.notice_prefix),
+                format!("{}{a}", target.receipt_prefix),
+            ]
+        })
+        .collect();
+    topics.push(target.dead_letter_topic.clone());
+    if opts.registrations > 0 {
+        topics.push(target.registry_topic.clone());
+    }
+    create_topics(target, &topics, opts.partitions)?;
+
+    // Answers are read from before the first record is produced.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut report = KafkaReport::default();
+    let mut expected_answers = 0u64;
+    for i in 0..total {
+        let e = traffic.expect_of(i);
+        let k = match e {
+            Expect::Stored | Expect::Duplicate => "accepted",
+            Expect::Rejected(_) => "rejected",
+            Expect::DeadLetter(_) => "dead_letter",
+        };
+        *report.expected.entry(k.to_owned()).or_default() += 1;
+        expected_answers += 1;
+    }
+    let reader = opts.wait_receipts.map(|_| {
+        let target = target.clone();
+        let (sent, stop, answered) = (sent.clone(), stop.clone(), answered.clone());
+        std::thread::spawn(move || read_answers(&target, sent, stop, answered))
+    });
+    if reader.is_some() {
+        std::thread::sleep(Duration::from_secs(2)); // let the reader join its group
+    }
+
+    let mut pc = target.client();
+    pc.set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .set("compression.type", "lz4");
+    let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
+    let send = |topic: &str, key: &[u8], payload: &[u8]| loop {
+        match producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
+            Ok(()) => return,
+            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => panic!("produce failed: {e}"),
+        }
+    };
+    let started = Instant::now();
+    for i in 0..opts.registrations {
+        let Some(id) = traffic.recipient_of(i) else {
+            continue;
+        };
+        let p = MailboxProfile {
+            schema_version: SCHEMA_VERSION,
+            id,
+            status: MailboxStatus::Active,
+            access_level: 2,
+            mobile: Some(format!("0912{:07}", i % 10_000_000)),
+            email: None,
+            push: i % 2 == 0,
+            representatives: vec![],
+            updated_at: chrono::Utc::now(),
+        };
+        send(
+            &target.registry_topic,
+            id.to_string().as_bytes(),
+            &serde_json::to_vec(&p)?,
+        );
+        report.registrations += 1;
+    }
+    let mut i = 0;
+    while i < total {
+        let end = (i + 4096).min(total);
+        for (n, g) in (i..end).zip(traffic.chunk(i, end)) {
+            if opts.rate > 0 {
+                let due = started + Duration::from_secs_f64(n as f64 / opts.rate as f64);
+                if let Some(w) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(w);
+                }
+            }
+            let topic = format!("{}{}", target.notice_prefix, g.agency);
+            let key = traffic
+                .recipient_of(n)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| format!("r{n}"));
+            if reader.is_some() && g.expect != Expect::Duplicate {
+                if let Ok(RefView {
+                    reference: Some(serde_json::Value::String(r)),
+                }) = serde_json::from_slice::<RefView>(&g.payload)
+                {
+                    sent.lock()
+                        .unwrap()
+                        .entry(format!("{}\0{r}", g.agency))
+                        .or_insert_with(Instant::now);
+                }
+            }
+            send(&topic, key.as_bytes(), &g.payload);
+        }
+        i = end;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    report.produced = total;
+    report.produce_seconds = started.elapsed().as_secs_f64();
+    report.produce_per_sec = total as f64 / report.produce_seconds;
+    eprintln!(
+        "produced {total} notices ({} registrations) in {:.1}s: {:.0}/s",
+        report.registrations, report.produce_seconds, report.produce_per_sec
+    );
+
+    if let (Some(reader), Some(wait)) = (reader, opts.wait_receipts) {
+        let deadline = Instant::now() + wait;
+        let mut last = Instant::now();
+        while answered.load(Ordering::SeqCst) < expected_answers && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "answers: {} of {expected_answers}",
+                    answered.load(Ordering::SeqCst)
+                );
+                last = Instant::now();
+            }
+        }
+        let done_at = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let answers = reader.join().expect("reader thread")?;
+        report.receipts = answers.events;
+        report.duplicate_receipts_seen = answers.repeated;
+        report.dead_letters_seen = answers.dead_letters;
+        let mut lat = answers.latency_us;
+        lat.sort_unstable();
+        let q = |p: f64| {
+            if lat.is_empty() {
+                0.0
+            } else {
+                lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+            }
+        };
+        for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+            report.latency_ms.insert(name.to_owned(), q(p));
+        }
+        report.complete = answered.load(Ordering::SeqCst) >= expected_answers;
+        report.end_to_end_per_sec = total as f64 / done_at.as_secs_f64();
+    }
+    Ok(report)
+}
+
+struct Answers {
+    events: HashMap<String, u64>,
+    repeated: u64,
+    dead_letters: u64,
+    latency_us: Vec<u64>,
+}
+
+fn read_answers(
+    target: &KafkaTarget,
+    sent: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+) -> Result<Answers> {
+    let group = format!("karpoosheh-loadtest-{}", std::process::id());
+    let consumer = bare_consumer(target, &group)?;
+    let pattern = format!("^{}.*", escape(&target.receipt_prefix));
+    consumer.subscribe(&[&pattern, &target.dead_letter_topic])?;
+    let mut seen = HashSet::new();
+    let mut out = Answers {
+        events: HashMap::new(),
+        repeated: 0,
+        dead_letters: 0,
+        latency_us: Vec::new(),
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let now = Instant::now();
+        let payload = m.payload().unwrap_or_default();
+        if m.topic() == target.dead_letter_topic {
+            out.dead_letters += 1;
+            answered.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        let Ok(r) = serde_json::from_slice::<ReceiptView>(payload) else {
+            continue;
+        };
+        if !seen.insert(r.receipt_id.clone()) {
+            out.repeated += 1; // at-least-once: deduplicated by receipt_id
+            continue;
+        }
+        *out.events.entry(r.event.clone()).or_default() += 1;
+        answered.fetch_add(1, Ordering::SeqCst);
+        if r.event == "accepted" {
+            if let Some(reference) = &r.reference {
+                let key = format!("{}\0{reference}", r.agency);
+                if let Some(t) = sent.lock().unwrap().remove(&key) {
+                    out.latency_us
+                        .push(now.duration_since(t).as_micros() as u64);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainReport {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub records_per_sec: f64,
+    pub mb_per_sec: f64,
+}
+
+/// Reads `records` records from the notice topics with a bare consumer
+/// that does nothing with them, timed from the first record to the last.
+pub fn drain(target: &KafkaTarget, records: u64, idle: Duration) -> Result<DrainReport> {
+    let group = format!(
+        "karpoosheh-drain-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let consumer = bare_consumer(target, &group)?;
+    let pattern = format!("^{}[a-z][a-z0-9-]{{1,31}}$", escape(&target.notice_prefix));
+    consumer.subscribe(&[&pattern])?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut first = None;
+    let mut last = Instant::now();
+    while n < records {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                last = Instant::now();
+                n += 1;
+                bytes += m.payload_len() as u64;
+            }
+            _ => {
+                if first.is_some() && last.elapsed() > idle {
+                    break;
+                }
+                if first.is_none() && last.elapsed() > Duration::from_secs(60) {
+                    bail!("no record within 60 s");
+                }
+            }
+        }
+    }
+    let seconds = first
+        .map_or(0.0, |f| last.duration_since(f).as_secs_f64())
+        .max(1e-9);
+    Ok(DrainReport {
+        records: n,
+        bytes,
+        seconds,
+        records_per_sec: n as f64 / seconds,
+        mb_per_sec: bytes as f64 / seconds / 1e6,
+    })
+}
