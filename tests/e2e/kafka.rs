@@ -210,6 +210,9 @@ impl Names {
     fn registry(&self) -> String {
         format!("{}.registry", self.prefix)
     }
+    fn acks(&self) -> String {
+        format!("{}.acks", self.prefix)
+    }
     /// Creates notice and receipt topics for `agencies`, the DLQ and the
     /// registry.
     fn create(&self, broker: &Broker, agencies: &[&str], partitions: i32) {
@@ -219,6 +222,7 @@ impl Names {
             .collect();
         topics.push(self.dlq());
         topics.push(self.registry());
+        topics.push(self.acks());
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         broker.create_topics(&refs, partitions);
     }
@@ -255,6 +259,10 @@ impl Engine {
             format!("kafka.receipt_topic_prefix={:?}", format!("{}.receipts.", names.prefix)),
             format!("kafka.dead_letter_topic={:?}", names.dlq()),
             format!("kafka.registry_topic={:?}", names.registry()),
+            format!("kafka.acks_topic={:?}", names.acks()),
+            // The ingest tests count `accepted` receipts only; the
+            // article-29 test turns the follow-up on.
+            "delivery.enabled=false".into(),
             "kafka.commit_interval=\"200ms\"".into(),
             "kafka.shutdown_timeout=\"20s\"".into(),
             // Faster group and metadata reactions than production defaults.
@@ -951,4 +959,137 @@ fn kafka_broker_unreachable_engine_waits_not_ready_then_resumes() {
     assert_all_accepted_once(&answers, &all);
     let (code, _, log) = engine.terminate();
     assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn kafka_article_29_rounds_confirmations_served_and_activation() {
+    let Some(broker) = broker_or_skip("kafka_article_29", Storage::Memory) else {
+        return;
+    };
+    let names = Names::new("art29");
+    names.create(&broker, &["tax"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        &broker,
+        &names,
+        dir.path(),
+        4,
+        &[
+            "delivery.enabled=true",
+            "delivery.quiet_hours=\"\"",
+            "delivery.round_intervals=[\"0s\", \"30s\", \"30s\"]",
+            "channels.sms.simulated.transient_failure_rate=0.0",
+            "channels.sms.simulated.permanent_failure_rate=0.0",
+            "channels.sms.simulated.slowdown_every=\"0s\"",
+        ],
+    );
+    let p = broker.producer();
+    let profile = |id: &str, status: &str, at: &str| {
+        serde_json::json!({"schema_version": 1, "id": id, "status": status, "access_level": 2,
+            "mobile": "09121234567", "push": false, "updated_at": at})
+        .to_string()
+    };
+    let active = person(620_000_000);
+    let later = person(621_000_000);
+    produce(
+        &p,
+        &names.registry(),
+        &active,
+        profile(&active, "active", "2026-01-01T00:00:00Z").as_bytes(),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    engine.wait_for("the profile", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_profiles_total", "applied") >= 1.0
+    });
+    produce(
+        &p,
+        &names.notices("tax"),
+        &active,
+        envelope("tax", "a29-active", &active, "ابلاغیه").as_bytes(),
+    );
+    produce(
+        &p,
+        &names.notices("tax"),
+        &later,
+        envelope("tax", "a29-later", &later, "ابلاغیه").as_bytes(),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let events = |a: &Answers, r: &str| -> Vec<String> {
+        a.receipts
+            .get(&("tax".to_owned(), r.to_owned()))
+            .map(|v| v.iter().map(|x| x.0.clone()).collect())
+            .unwrap_or_default()
+    };
+    let a = read_answers(
+        &broker,
+        &names,
+        |a| {
+            events(a, "a29-active").contains(&"notification_sent".to_owned())
+                && events(a, "a29-later").contains(&"mailbox_unreachable".to_owned())
+        },
+        Duration::from_secs(90),
+    );
+    let active_events = events(&a, "a29-active");
+    assert_eq!(
+        active_events[..2],
+        ["accepted", "notification_sent"],
+        "{active_events:?}"
+    );
+    assert_eq!(
+        events(&a, "a29-later")[..2],
+        ["accepted", "mailbox_unreachable"]
+    );
+    let code = a.receipts[&("tax".to_owned(), "a29-active".to_owned())][0]
+        .1
+        .clone()
+        .unwrap();
+
+    // Two confirmations (and a re-delivered one) from the inbox app.
+    let ack = |cid: &str| {
+        serde_json::json!({"schema_version": 1, "confirmation_id": cid, "tracking_code": code,
+            "confirmed_by": active, "confirmed_at": chrono::Utc::now()})
+        .to_string()
+    };
+    for cid in ["k1", "k1", "k2"] {
+        produce(&p, &names.acks(), &active, ack(cid).as_bytes());
+    }
+    // The second person registers.
+    produce(
+        &p,
+        &names.registry(),
+        &later,
+        profile(&later, "active", "2026-02-01T00:00:00Z").as_bytes(),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    let a = read_answers(
+        &broker,
+        &names,
+        |a| {
+            events(a, "a29-active").contains(&"served".to_owned())
+                && events(a, "a29-later").contains(&"notification_sent".to_owned())
+        },
+        Duration::from_secs(90),
+    );
+    let active_events = events(&a, "a29-active");
+    assert_eq!(
+        active_events,
+        [
+            "accepted",
+            "notification_sent",
+            "confirmed",
+            "confirmed",
+            "served"
+        ],
+        "the duplicate confirmation counted once"
+    );
+    assert_eq!(
+        events(&a, "a29-later"),
+        ["accepted", "mailbox_unreachable", "notification_sent"]
+    );
+    assert_eq!(
+        engine.metric("karpoosheh_confirmations_total", "duplicate"),
+        1.0
+    );
+    assert_eq!(engine.metric("karpoosheh_notices_served_total", "tax"), 1.0);
 }

@@ -29,6 +29,13 @@ pub struct KafkaConfig {
     /// registry into its own store (right for the embedded store); with a
     /// store shared by the fleet, set one group for all nodes.
     pub registry_group_id: String,
+    /// Recipients' confirmations (art. 29); empty to not consume them.
+    pub acks_topic: String,
+    /// Consumer group of the confirmations reader. Empty means
+    /// `<group_id>.acks.<node_id>`: every node reads every confirmation and
+    /// applies those for the notices it stored (the tracking code names
+    /// the node), right for the embedded store.
+    pub acks_group_id: String,
     /// Records of one partition read but not yet durable before the
     /// partition is paused; it is resumed below half of this.
     pub max_in_flight_per_partition: usize,
@@ -58,6 +65,8 @@ impl Default for KafkaConfig {
             dead_letter_topic: "karpoosheh.dlq".into(),
             registry_topic: "karpoosheh.registry".into(),
             registry_group_id: String::new(),
+            acks_topic: "karpoosheh.acks".into(),
+            acks_group_id: String::new(),
             // Two of the pipeline's default batches: enough to keep every
             // shard busy, small enough that a paused partition costs little.
             max_in_flight_per_partition: 8000,

@@ -7,13 +7,18 @@
 //!   committed only over durable records, back-pressure, rebalances.
 //! - [`KafkaSink`] (`producer.rs`): receipts and dead letters, delivered
 //!   before the source is acknowledged.
-//! - `registry.rs`: mailbox profiles into the store.
+//! - `registry.rs`: mailbox profiles into the store (and activations
+//!   into the scheduler).
+//! - `acks.rs`: recipients' confirmations into the scheduler.
+//! - The article-29 scheduler runs beside them; its receipts leave the
+//!   store's outbox through a second [`KafkaSink`].
 //!
 //! Nothing here depends on which broker it talks to: any Kafka-protocol
 //! broker, with any librdkafka option passed through configuration.
 //!
 //! [`Source`]: crate::source::Source
 
+mod acks;
 mod config;
 mod producer;
 mod registry;
@@ -79,6 +84,59 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         agencies.clone(),
     )
     .context("creating the receipts producer")?;
+    // The article-29 follow-up: rounds through the channels, receipts from
+    // the outbox to the agencies' receipt topics, confirmations from the
+    // acks topic, activations from the registry.
+    let follow = if cfg.delivery.enabled {
+        let scheduler = crate::delivery::Scheduler {
+            config: cfg.delivery.clone(),
+            store: store.clone(),
+            notifier: crate::delivery::notifier_for(cfg)
+                .context("setting up the notification channels")?,
+            registry: Arc::new(crate::delivery::StoreRegistry(store.clone())),
+            clock: Arc::new(crate::delivery::SystemClock),
+            observer: None,
+        }
+        .start()
+        .context("starting the scheduler")?;
+        let scheduler = Arc::new(scheduler);
+        let events = KafkaSink::new(
+            k,
+            client_config(k, &k.producer_options),
+            shutdown.clone(),
+            agencies.clone(),
+        )
+        .context("creating the delivery-events producer")?;
+        let outbox = crate::delivery::Outbox {
+            store: store.clone(),
+            sinks: vec![Box::new(events)],
+            batch: 2000,
+        }
+        .spawn(shutdown.clone(), std::time::Duration::from_millis(50));
+        let acks = if k.acks_topic.is_empty() {
+            None
+        } else {
+            let group = if k.acks_group_id.is_empty() {
+                format!("{}.acks.{}", k.group_id, cfg.node_id)
+            } else {
+                k.acks_group_id.clone()
+            };
+            Some(
+                acks::spawn(
+                    &k.acks_topic,
+                    &group,
+                    cfg.node_id,
+                    client_config(k, &k.consumer_options),
+                    scheduler.clone(),
+                    shutdown.clone(),
+                )
+                .context("starting the confirmations reader")?,
+            )
+        };
+        Some((scheduler, outbox, acks))
+    } else {
+        None
+    };
     let registry = if k.registry_topic.is_empty() {
         None
     } else {
@@ -93,6 +151,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
                 &group,
                 client_config(k, &k.consumer_options),
                 store.clone(),
+                follow.as_ref().map(|f| f.0.clone()),
                 shutdown.clone(),
             )
             .context("starting the registry reader")?,
@@ -120,6 +179,15 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     shutdown.store(true, Ordering::SeqCst);
     if let Some(r) = registry {
         let _ = r.join();
+    }
+    if let Some((scheduler, outbox, acks)) = follow {
+        if let Some(a) = acks {
+            let _ = a.join();
+        }
+        if let Ok(s) = Arc::try_unwrap(scheduler) {
+            s.stop();
+        }
+        let _ = outbox.join();
     }
     Ok(result?)
 }

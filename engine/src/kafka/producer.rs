@@ -250,6 +250,30 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    fn events(&mut self, receipts: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
+        let t = Instant::now();
+        let mut per_agency: HashMap<String, u64> = HashMap::new();
+        for r in receipts {
+            // Same topic and key as the notice's `accepted`: an agency reads
+            // one notice's events in order.
+            *per_agency.entry(agency_label(Some(&r.agency))).or_default() += 1;
+            self.send(Outgoing {
+                topic: format!("{}{}", self.receipt_prefix, r.agency),
+                key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
+                value: serde_json::to_vec(r).expect("receipts serialise"),
+                headers: vec![],
+            });
+        }
+        self.settle()?;
+        KafkaProduced {
+            receipts: per_agency.into_iter().collect(),
+            dead_letters: 0,
+            elapsed: t.elapsed(),
+        }
+        .emit();
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.settle()
     }

@@ -117,7 +117,13 @@ fn read(key: Option<&[u8]>, payload: Option<&[u8]>, position: SourcePosition) ->
 }
 
 /// Applies a batch in order, each run of one kind in one durable write.
-fn apply(store: &dyn Store, ops: &[Op]) -> Result<ProfilesRead, crate::StoreError> {
+/// Also returns the mailboxes that became reachable (active or
+/// incapacitated), whose waiting notices may now start their rounds.
+fn apply(
+    store: &dyn Store,
+    ops: &[Op],
+) -> Result<(ProfilesRead, Vec<MailboxId>), crate::StoreError> {
+    let mut reachable = Vec::new();
     let mut stats = ProfilesRead {
         applied: 0,
         stale: 0,
@@ -127,13 +133,20 @@ fn apply(store: &dyn Store, ops: &[Op]) -> Result<ProfilesRead, crate::StoreErro
     let mut puts = Vec::new();
     let mut deletes = Vec::new();
     let mut deads = Vec::new();
-    let flush = |puts: &mut Vec<MailboxProfile>,
-                 deletes: &mut Vec<MailboxId>,
-                 stats: &mut ProfilesRead|
+    let mut flush = |puts: &mut Vec<MailboxProfile>,
+                     deletes: &mut Vec<MailboxId>,
+                     stats: &mut ProfilesRead|
      -> Result<(), crate::StoreError> {
         if !puts.is_empty() {
-            for applied in store.put_profiles(puts)? {
+            for (applied, p) in store.put_profiles(puts)?.into_iter().zip(puts.iter()) {
                 if applied {
+                    if matches!(
+                        p.status,
+                        karpoosheh_schemas::MailboxStatus::Active
+                            | karpoosheh_schemas::MailboxStatus::Incapacitated
+                    ) {
+                        reachable.push(p.id);
+                    }
                     stats.applied += 1;
                 } else {
                     stats.stale += 1;
@@ -170,7 +183,7 @@ fn apply(store: &dyn Store, ops: &[Op]) -> Result<ProfilesRead, crate::StoreErro
         stats.invalid = deads.len() as u64;
         store.write(&deads)?;
     }
-    Ok(stats)
+    Ok((stats, reachable))
 }
 
 /// Starts the reader thread; it stops when `shutdown` is set.
@@ -179,6 +192,7 @@ pub fn spawn(
     group_id: &str,
     mut client: ClientConfig,
     store: Arc<dyn Store>,
+    scheduler: Option<Arc<crate::delivery::SchedulerHandle>>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     client
@@ -232,8 +246,16 @@ pub fn spawn(
                         }
                     }
                 };
-                let Some(stats) = result else { break };
+                let Some((stats, reachable)) = result else { break };
                 stats.emit();
+                // Notices waiting for these mailboxes start their rounds,
+                // durably, before the offsets are committed.
+                if let (Some(s), false) = (&scheduler, reachable.is_empty()) {
+                    if let Err(e) = s.profiles_updated(store.as_ref(), &reachable) {
+                        tracing::error!(error = %e, "starting rounds for activated mailboxes failed; the registry is re-read after a restart");
+                        break;
+                    }
+                }
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                     tracing::warn!(error = %e, "registry offset commit failed; the next one covers it");
                 }
