@@ -44,7 +44,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use confirm::ConfirmOutcome;
 pub use outbox::{Outbox, OutboxError};
 pub use scheduler::{
-    targets_of, Notify, Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification,
+    Notify, Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification,
     StoreRegistry,
 };
 

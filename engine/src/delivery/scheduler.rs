@@ -26,7 +26,7 @@ use super::{
     add, reschedule, Action, Clock, DeliveryConfig, DeliveryRecord, DeliveryState, DeliveryWrite,
     Pending, QuietHours, RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
-use crate::channel::{Address, Delivery, Notification, Target};
+use crate::channel::{Delivery, Notification, Target};
 use crate::internal_events::{DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted};
 use crate::store::{Store, StoreError};
 
@@ -702,7 +702,7 @@ impl Scheduler {
         if to_recipient {
             let d = self.notifier.deliver(
                 &notification(false, 0, rec.recipient.kind()),
-                &targets_of(&profile),
+                &Target::from_profile(&profile),
             );
             record.deliveries.push(round_delivery(false, &d));
             primary = Some(d);
@@ -713,7 +713,7 @@ impl Scheduler {
                 let d = match self.registry.profile(*rep)? {
                     Some(p) if p.status == MailboxStatus::Active => self
                         .notifier
-                        .deliver(&notification(true, i + 1, rep.kind()), &targets_of(&p)),
+                        .deliver(&notification(true, i + 1, rep.kind()), &Target::from_profile(&p)),
                     _ => Delivery::Failed {
                         reason: "representative_unreachable",
                         transient: false,
@@ -834,28 +834,4 @@ fn round_delivery(to_representative: bool, d: &Delivery) -> RoundDelivery {
             attempts: *attempts,
         },
     }
-}
-
-/// A person's channels, from their profile.
-pub fn targets_of(p: &MailboxProfile) -> Vec<Target> {
-    let mut t = Vec::with_capacity(3);
-    if let Some(m) = &p.mobile {
-        t.push(Target {
-            kind: Channel::Sms,
-            address: Address::Mobile(m.clone()),
-        });
-    }
-    if p.push {
-        t.push(Target {
-            kind: Channel::Push,
-            address: Address::Push(p.id),
-        });
-    }
-    if let Some(e) = &p.email {
-        t.push(Target {
-            kind: Channel::Email,
-            address: Address::Email(e.clone()),
-        });
-    }
-    t
 }

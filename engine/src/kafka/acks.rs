@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use karpoosheh_schemas::{Confirmation, Reason, SCHEMA_VERSION};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
@@ -51,17 +51,11 @@ pub fn spawn(
     topic: &str,
     group_id: &str,
     node_id: u16,
-    mut client: ClientConfig,
+    client: ClientConfig,
     scheduler: Arc<SchedulerHandle>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    client
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "true");
-    super::set_default(&mut client, "auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = client.create()?;
-    consumer.subscribe(&[topic])?;
+    let consumer = super::side_consumer(client, topic, group_id)?;
     tracing::info!(topic, group = group_id, "confirmations reader started");
     let handle = std::thread::Builder::new()
         .name("acks".into())

@@ -46,6 +46,24 @@ pub(crate) fn set_default(client: &mut ClientConfig, key: &str, value: &str) {
     }
 }
 
+/// A consumer of one topic in its own group, committing by hand only
+/// after what it read is durable, from the earliest offset on first start.
+pub(crate) fn side_consumer(
+    mut client: ClientConfig,
+    topic: &str,
+    group_id: &str,
+) -> Result<rdkafka::consumer::BaseConsumer, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    client
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "true");
+    set_default(&mut client, "auto.offset.reset", "earliest");
+    let consumer: rdkafka::consumer::BaseConsumer = client.create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
 /// A client configuration: the brokers, then `kafka.options`, then the
 /// role's own options (later wins).
 pub fn client_config(cfg: &KafkaConfig, role: &BTreeMap<String, String>) -> ClientConfig {

@@ -19,7 +19,7 @@ use karpoosheh_schemas::{
     SourcePosition, SCHEMA_VERSION,
 };
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
@@ -190,18 +190,12 @@ fn apply(
 pub fn spawn(
     topic: &str,
     group_id: &str,
-    mut client: ClientConfig,
+    client: ClientConfig,
     store: Arc<dyn Store>,
     scheduler: Option<Arc<crate::delivery::SchedulerHandle>>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    client
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "true");
-    super::set_default(&mut client, "auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = client.create()?;
-    consumer.subscribe(&[topic])?;
+    let consumer = super::side_consumer(client, topic, group_id)?;
     tracing::info!(topic, group = group_id, "registry reader started");
     let handle = std::thread::Builder::new()
         .name("registry".into())
