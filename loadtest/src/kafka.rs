@@ -313,7 +313,8 @@ fn read_answers(
     // Only this run's answers: from the end of the topics as they are now.
     c.set("group.id", &group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "latest");
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "50");
     let consumer: BaseConsumer = c.create()?;
     let pattern = format!("^{}.*", escape(&target.receipt_prefix));
     consumer.subscribe(&[&pattern, &target.dead_letter_topic])?;

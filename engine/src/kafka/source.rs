@@ -321,6 +321,9 @@ impl KafkaSource {
             // Bounded prefetch: the memory a backlog of millions may take
             // on this side of the pipeline.
             ("queued.max.messages.kbytes", "65536"),
+            // A trickle of notices gets its receipts in tens of milliseconds,
+            // not after a broker's full fetch wait (500 ms by default).
+            ("fetch.wait.max.ms", "100"),
             // New agencies' topics are picked up within seconds.
             ("topic.metadata.refresh.interval.ms", "10000"),
         ] {
