@@ -150,6 +150,7 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
     // Answers are read from before the first record is produced.
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let mut report = KafkaReport::default();
     let mut expected_answers = 0u64;
@@ -166,10 +167,18 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
     let reader = opts.wait_receipts.map(|_| {
         let target = target.clone();
         let (sent, stop, answered) = (sent.clone(), stop.clone(), answered.clone());
-        std::thread::spawn(move || read_answers(&target, sent, stop, answered))
+        let ready = ready.clone();
+        std::thread::spawn(move || read_answers(&target, ready, sent, stop, answered))
     });
     if reader.is_some() {
-        std::thread::sleep(Duration::from_secs(2)); // let the reader join its group
+        // Let the reader join its group and take its positions first.
+        while !ready.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            if reader.as_ref().is_some_and(|r| r.is_finished()) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
 
     let mut pc = target.client();
@@ -294,14 +303,29 @@ struct Answers {
 
 fn read_answers(
     target: &KafkaTarget,
+    ready: Arc<AtomicBool>,
     sent: Arc<Mutex<HashMap<String, Instant>>>,
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
 ) -> Result<Answers> {
     let group = format!("karpoosheh-loadtest-{}", std::process::id());
-    let consumer = bare_consumer(target, &group)?;
+    let mut c = target.client();
+    // Only this run's answers: from the end of the topics as they are now.
+    c.set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "50");
+    let consumer: BaseConsumer = c.create()?;
     let pattern = format!("^{}.*", escape(&target.receipt_prefix));
     consumer.subscribe(&[&pattern, &target.dead_letter_topic])?;
+    let joined = Instant::now();
+    while consumer.assignment().map_or(0, |a| a.count()) == 0 {
+        consumer.poll(Duration::from_millis(100));
+        if joined.elapsed() > Duration::from_secs(30) {
+            bail!("the receipt reader got no partitions within 30 s");
+        }
+    }
+    ready.store(true, Ordering::SeqCst);
     let mut seen = HashSet::new();
     let mut out = Answers {
         events: HashMap::new(),

@@ -37,7 +37,8 @@ pub struct KafkaConfig {
     /// the node), right for the embedded store.
     pub acks_group_id: String,
     /// Records of one partition read but not yet durable before the
-    /// partition is paused; it is resumed below half of this.
+    /// partition is paused; it is resumed below half of this. 0: never
+    /// pause (back-pressure through the pipeline's bounded queues).
     pub max_in_flight_per_partition: usize,
     /// How often durable progress is committed to the group (and always
     /// on rebalance and shutdown).
@@ -67,9 +68,10 @@ impl Default for KafkaConfig {
             registry_group_id: String::new(),
             acks_topic: "karpoosheh.acks".into(),
             acks_group_id: String::new(),
-            // Two of the pipeline's default batches: enough to keep every
-            // shard busy, small enough that a paused partition costs little.
-            max_in_flight_per_partition: 8000,
+            // Off: librdkafka pause/resume lost records against tansu 0.6
+            // (BENCHMARKS.md); the pipeline's bounded queues already hold the
+            // source back.
+            max_in_flight_per_partition: 0,
             // A crash re-delivers at most about this much traffic.
             commit_interval: HumanDuration(Duration::from_secs(1)),
             shutdown_timeout: HumanDuration(Duration::from_secs(30)),
@@ -118,8 +120,8 @@ impl KafkaConfig {
         if self.dead_letter_topic.is_empty() {
             return Err("kafka.dead_letter_topic must not be empty".into());
         }
-        if self.max_in_flight_per_partition < 2 {
-            return Err("kafka.max_in_flight_per_partition must be at least 2".into());
+        if self.max_in_flight_per_partition == 1 {
+            return Err("kafka.max_in_flight_per_partition must be 0 (off) or at least 2".into());
         }
         if self.commit_interval.0.is_zero() {
             return Err("kafka.commit_interval must be above zero".into());
@@ -136,5 +138,30 @@ impl KafkaConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_the_guarantees_depend_on_cannot_be_overridden() {
+        assert!(KafkaConfig::default().validate().is_ok());
+        let mut c = KafkaConfig::default();
+        c.consumer_options
+            .insert("enable.auto.commit".into(), "true".into());
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("enable.auto.commit"), "{err}");
+        let mut c = KafkaConfig::default();
+        c.receipt_topic_prefix = c.notice_topic_prefix.clone();
+        assert!(
+            c.validate().is_err(),
+            "receipts must not land on notice topics"
+        );
+        let mut c = KafkaConfig::default();
+        c.options
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        assert!(c.validate().is_ok(), "security options pass through");
     }
 }
