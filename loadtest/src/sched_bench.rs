@@ -13,10 +13,10 @@ use chrono::{Duration as ChronoDuration, Utc};
 use karpoosheh_engine::channel::SimulatedConfig;
 use karpoosheh_engine::delivery::{
     self, simulate::SimulatedRegistry, Action, DeliveryRecord, DeliveryState, DeliveryWrite,
-    Pending, Scheduler, SystemClock, Timer,
+    Pending, Scheduler, SystemClock,
 };
 use karpoosheh_engine::{open_store, Config};
-use karpoosheh_schemas::{AgencyId, MailboxId, NoticeKind, TrackingCode};
+use karpoosheh_schemas::{AgencyId, MailboxId, NoticeKind};
 
 pub struct SchedOptions {
     pub pending: u64,
@@ -59,6 +59,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
     let t = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
     let mut body = 100_000_000u32;
+    let mut codes = karpoosheh_engine::TrackingCodes::new(1, None);
     for i in 0..opts.pending {
         let recipient = loop {
             body += 1;
@@ -66,11 +67,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
                 break id;
             }
         };
-        let code = TrackingCode::from_parts(
-            now.timestamp_millis() - 1000 + (i / 65_536) as i64,
-            1,
-            (i % 65_536) as u16,
-        );
+        let code = codes.next(now.timestamp_millis() - 60_000);
         let due = if i < opts.due { now } else { later };
         let rec = DeliveryRecord {
             tracking_code: code,
@@ -126,7 +123,6 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         "handled {handled} of {} due",
         opts.due
     );
-    let _ = Timer::shard_of; // (the layout the disk cost is measured on)
     drop(scheduler);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

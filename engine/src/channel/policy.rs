@@ -260,7 +260,10 @@ impl CircuitBreaker {
         let mut s = self.lock();
         let from = match *s {
             Inner::Closed { .. } => None,
-            Inner::Open { .. } => Some(CircuitState::Open),
+            // A request let through before the breaker opened: one late
+            // success is no proof of health (it made the breaker flap
+            // under a half-failing gateway); only the probe may close it.
+            Inner::Open { .. } => return None,
             Inner::HalfOpen { .. } => Some(CircuitState::HalfOpen),
         };
         *s = Inner::Closed { failures: 0 };
@@ -297,6 +300,23 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_success_does_not_close_an_open_breaker() {
+        let b = CircuitBreaker::new(2, Duration::from_secs(30));
+        let t = Instant::now();
+        b.on_failure_at(t);
+        b.on_failure_at(t);
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(b.on_success(), None, "a request admitted before opening");
+        assert_eq!(b.state(), CircuitState::Open);
+        let (allowed, _) = b.allow_at(t + Duration::from_secs(31));
+        assert!(allowed, "the probe");
+        assert_eq!(
+            b.on_success(),
+            Some((CircuitState::HalfOpen, CircuitState::Closed))
+        );
+    }
 
     #[test]
     fn token_bucket_allows_burst_then_paces_at_rate() {

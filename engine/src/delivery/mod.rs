@@ -44,8 +44,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use confirm::ConfirmOutcome;
 pub use outbox::{Outbox, OutboxError};
 pub use scheduler::{
-    Notify, Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification,
-    StoreRegistry,
+    Notify, Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification, StoreRegistry,
 };
 
 /// Timers are spread over this many shards, fixed in the key layout so a

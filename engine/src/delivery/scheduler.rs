@@ -711,9 +711,10 @@ impl Scheduler {
         if retry == 0 {
             for (i, rep) in reps.iter().enumerate() {
                 let d = match self.registry.profile(*rep)? {
-                    Some(p) if p.status == MailboxStatus::Active => self
-                        .notifier
-                        .deliver(&notification(true, i + 1, rep.kind()), &Target::from_profile(&p)),
+                    Some(p) if p.status == MailboxStatus::Active => self.notifier.deliver(
+                        &notification(true, i + 1, rep.kind()),
+                        &Target::from_profile(&p),
+                    ),
                     _ => Delivery::Failed {
                         reason: "representative_unreachable",
                         transient: false,
