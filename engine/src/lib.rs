@@ -19,13 +19,14 @@ pub mod demo;
 pub mod http;
 pub mod internal_events;
 pub mod kafka;
-pub mod metric_names;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
 pub mod store;
 pub mod traffic;
 
+/// The metric names live in the wire contract, shared with the monitor.
+pub use karpoosheh_schemas::metric_names;
 pub use config::Config;
 pub use pipeline::{Pipeline, PipelineError, RunSummary, TrackingCodes};
 pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use karpoosheh_engine::metric_names as m;
+use karpoosheh_schemas::metric_names as m;
 
 fn scrape(addr: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;

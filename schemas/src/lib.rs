@@ -5,7 +5,9 @@
 //! rules), tracking codes, the notice envelope and its validation, receipts,
 //! confirmations, mailbox profiles and dead-letter records; the JSON Schema
 //! files generated from these types (`schemas/json/`) and the ScyllaDB CQL
-//! schema (`schemas/cql/`).
+//! schema (`schemas/cql/`); and the names of the metrics every engine node
+//! exports ([`metric_names`]), the contract with SRE's alerts and the
+//! operators' dashboard, which reads them without linking the engine.
 //!
 //! This crate does no I/O and has no async code, so anyone — the engine,
 //! the load generator, an agency's own Rust tooling — can depend on it.
@@ -17,6 +19,7 @@ mod ids;
 mod json_schema;
 mod limits;
 mod messages;
+pub mod metric_names;
 mod notice;
 mod reason;
 mod tracking;

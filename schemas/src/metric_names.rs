@@ -1,6 +1,7 @@
 //! Every metric the engine emits, in one place shared by the engine and
 //! the monitor (`karpoosheh-monitor` reads these constants, and a test
-//! proves that each one is actually emitted).
+//! proves that each one is actually emitted). Kept in this I/O-free crate
+//! so the dashboard need not link the engine.
 //!
 //! Names follow `karpoosheh_<what>_<unit>`: `_total` for counters,
 //! `_seconds` for histograms. Labels are bounded: agency (capped, see
