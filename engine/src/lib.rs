@@ -25,9 +25,9 @@ pub mod source;
 pub mod store;
 pub mod traffic;
 
+pub use config::Config;
 /// The metric names live in the wire contract, shared with the monitor.
 pub use karpoosheh_schemas::metric_names;
-pub use config::Config;
 pub use pipeline::{Pipeline, PipelineError, RunSummary, TrackingCodes};
 pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};
 

@@ -75,6 +75,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
             reference: format!("bench-{i}"),
             recipient,
             kind: NoticeKind::ServiceNotice,
+            title: "برگ تشخیص مالیات عملکرد ۱۴۰۳".to_owned(),
             min_access_level: 1,
             accepted_at: now,
             expires_at: now + ChronoDuration::days(365),

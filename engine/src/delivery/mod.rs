@@ -299,6 +299,9 @@ pub struct DeliveryRecord {
     pub reference: String,
     pub recipient: MailboxId,
     pub kind: NoticeKind,
+    /// The notice's title, for the notifications (kept here so a round
+    /// never reads the notice's body).
+    pub title: String,
     pub min_access_level: AccessLevel,
     pub accepted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -325,6 +328,7 @@ impl DeliveryRecord {
             reference: notice.reference.clone(),
             recipient: notice.recipient,
             kind: notice.kind,
+            title: notice.title.clone(),
             min_access_level: notice.min_access_level,
             accepted_at,
             expires_at: notice.expires_at.with_timezone(&Utc),

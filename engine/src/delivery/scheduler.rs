@@ -78,6 +78,18 @@ enum Command {
     Activate(Vec<TrackingCode>, Sender<()>),
 }
 
+/// Every so often a worker scans a shard from its start, to pick up a
+/// timer that was written behind its cursor (a notice accepted a moment
+/// before the scan that moved the cursor past it).
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+
+/// Where each shard's next scan starts: just after what was last handled,
+/// so a scan does not walk the deleted timers at the head of the shard.
+struct Cursor {
+    from_ms: i64,
+    last_full: Option<Instant>,
+}
+
 /// The scheduler's parts.
 pub struct Scheduler {
     pub config: DeliveryConfig,
@@ -87,6 +99,15 @@ pub struct Scheduler {
     pub clock: Arc<dyn Clock>,
     /// Told about accepted notifications after they are recorded.
     pub observer: Option<Sender<Vec<SentNotification>>>,
+}
+
+fn cursors() -> Vec<Cursor> {
+    (0..TIMER_SHARDS)
+        .map(|_| Cursor {
+            from_ms: i64::MIN,
+            last_full: None,
+        })
+        .collect()
 }
 
 /// A running scheduler: send it confirmations and activations; stop it.
@@ -253,6 +274,7 @@ impl Scheduler {
         shutdown: &AtomicBool,
     ) -> Result<(), StoreError> {
         let poll = self.config.poll_interval.0;
+        let mut cursors: Vec<Cursor> = cursors();
         while !shutdown.load(Ordering::SeqCst) {
             let mut did = 0;
             // Commands first: a confirmation should not wait behind a
@@ -268,7 +290,7 @@ impl Scheduler {
                 did += self.run_commands(cmds)?;
             }
             for &shard in shards {
-                did += self.scan(shard, pool)?;
+                did += self.scan(shard, pool, &mut cursors[shard as usize], false)?;
             }
             if did == 0 {
                 match commands.recv_timeout(poll) {
@@ -294,16 +316,22 @@ impl Scheduler {
             .num_threads(self.config.concurrency.min(8))
             .build()
             .expect("thread pool");
+        let mut cursors: Vec<Cursor> = cursors();
         let mut total = 0;
+        let mut full = false;
         loop {
             let mut n = 0;
             for shard in 0..TIMER_SHARDS {
-                n += self.scan(shard, &pool)?;
-            }
-            if n == 0 {
-                return Ok(total);
+                n += self.scan(shard, &pool, &mut cursors[shard as usize], full)?;
             }
             total += n;
+            match (n, full) {
+                (0, true) => return Ok(total),
+                // Nothing after the cursors: one pass from the start of
+                // every shard before saying nothing is due.
+                (0, false) => full = true,
+                _ => full = false,
+            }
         }
     }
 
@@ -423,14 +451,31 @@ impl Scheduler {
     }
 
     /// One batch of due timers of one shard; returns how many were handled.
-    fn scan(&self, shard: u8, pool: &rayon::ThreadPool) -> Result<usize, StoreError> {
+    fn scan(
+        &self,
+        shard: u8,
+        pool: &rayon::ThreadPool,
+        cursor: &mut Cursor,
+        force_full: bool,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let timers = self
-            .store
-            .due_timers(shard, now.timestamp_millis(), self.config.batch)?;
-        if timers.is_empty() {
-            return Ok(0);
+        let full = force_full
+            || cursor
+                .last_full
+                .is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
+        let from = if full { i64::MIN } else { cursor.from_ms };
+        if full {
+            cursor.last_full = Some(Instant::now());
         }
+        let timers =
+            self.store
+                .due_timers(shard, from, now.timestamp_millis(), self.config.batch)?;
+        let Some(last) = timers.last() else {
+            return Ok(0);
+        };
+        // Earliest first: everything before `last` is handled (deleted or
+        // moved) by this scan.
+        cursor.from_ms = last.due_ms;
         let started = Instant::now();
         let oldest_due = timers.iter().map(|t| t.due_ms).min().unwrap_or(0);
         let mut by_code: BTreeMap<TrackingCode, Vec<Timer>> = BTreeMap::new();
@@ -677,11 +722,15 @@ impl Scheduler {
                 },
             ));
         }
-        let title = self
-            .store
-            .notice(code)?
-            .map(|n| n.notice.title)
-            .unwrap_or_default();
+        let title = if rec.title.is_empty() {
+            // A record from before titles were kept with it.
+            self.store
+                .notice(code)?
+                .map(|n| n.notice.title)
+                .unwrap_or_default()
+        } else {
+            rec.title.clone()
+        };
         let notification = |to_representative: bool, who: usize, kind| Notification {
             recipient_kind: kind,
             tracking_code: code,

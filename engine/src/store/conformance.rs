@@ -481,7 +481,7 @@ fn profiles_are_deleted(s: &dyn Store) {
 fn all_due(s: &dyn Store, now_ms: i64) -> Vec<crate::delivery::Timer> {
     let mut out = Vec::new();
     for shard in 0..crate::delivery::TIMER_SHARDS {
-        out.extend(s.due_timers(shard, now_ms, 10_000).unwrap());
+        out.extend(s.due_timers(shard, i64::MIN, now_ms, 10_000).unwrap());
     }
     out
 }
@@ -520,7 +520,14 @@ fn a_stored_notice_starts_its_follow_up(s: &dyn Store) {
         .count();
     assert_eq!(expiries, 3, "each notice's expiry is a timer");
     for shard in 0..crate::delivery::TIMER_SHARDS {
-        let ts = s.due_timers(shard, later, 10_000).unwrap();
+        let ts = s.due_timers(shard, i64::MIN, later, 10_000).unwrap();
+        let from = (t0() + Duration::days(300)).timestamp_millis();
+        let tail = s.due_timers(shard, from, later, 10_000).unwrap();
+        assert!(
+            tail.iter().all(|t| t.due_ms >= from),
+            "from_ms is a lower bound"
+        );
+        assert_eq!(tail.len(), ts.iter().filter(|t| t.due_ms >= from).count());
         assert!(
             ts.windows(2).all(|w| w[0].due_ms <= w[1].due_ms),
             "earliest first"

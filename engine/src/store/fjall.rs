@@ -49,6 +49,9 @@ use super::{
 /// dead-letter records, whose tagged enums need a self-describing format.
 const FORMAT: u8 = 1;
 const FORMAT_JSON: u8 = 2;
+/// Delivery records since they carry the notice's title; format 1
+/// records (without it) are still read.
+const FORMAT_DELIVERY_V2: u8 = 3;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 const META_LAST_REJECTION: &[u8] = b"last_rejection_id";
@@ -160,6 +163,61 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Stor
             "{what}: unknown format version {v}"
         ))),
         None => Err(StoreError::Corrupt(format!("{what}: empty value"))),
+    }
+}
+
+fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
+    let mut out = vec![FORMAT_DELIVERY_V2];
+    out.extend(postcard::to_stdvec(rec).expect("postcard into a Vec cannot fail"));
+    out
+}
+
+/// A delivery record as format 1 wrote it: [`DeliveryRecord`] without the
+/// title. Field order is the format; never change it.
+#[derive(Deserialize)]
+struct DeliveryRecordV1 {
+    tracking_code: TrackingCode,
+    agency: AgencyId,
+    reference: String,
+    recipient: MailboxId,
+    kind: karpoosheh_schemas::NoticeKind,
+    min_access_level: karpoosheh_schemas::AccessLevel,
+    accepted_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    state: crate::delivery::DeliveryState,
+    next: Option<crate::delivery::Pending>,
+    rounds: Vec<crate::delivery::RoundRecord>,
+    confirmations: Vec<crate::delivery::ConfirmationRecord>,
+    access_reported: bool,
+    purged: bool,
+}
+
+fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
+    match bytes.split_first() {
+        Some((&FORMAT_DELIVERY_V2, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT, rest)) => {
+            let v1: DeliveryRecordV1 = postcard::from_bytes(rest).map_err(corrupt)?;
+            Ok(DeliveryRecord {
+                tracking_code: v1.tracking_code,
+                agency: v1.agency,
+                reference: v1.reference,
+                recipient: v1.recipient,
+                kind: v1.kind,
+                // The scheduler reads it from the notice when empty.
+                title: String::new(),
+                min_access_level: v1.min_access_level,
+                accepted_at: v1.accepted_at,
+                expires_at: v1.expires_at,
+                state: v1.state,
+                next: v1.next,
+                rounds: v1.rounds,
+                confirmations: v1.confirmations,
+                access_reported: v1.access_reported,
+                purged: v1.purged,
+            })
+        }
+        _ => decode("delivery record", bytes),
     }
 }
 
@@ -410,7 +468,7 @@ impl Store for FjallStore {
                             for t in rec.initial_timers() {
                                 batch.insert(&self.timers, timer_key(&t), []);
                             }
-                            batch.insert(&self.delivery, code.to_be_bytes(), encode(&rec));
+                            batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(&rec));
                             fresh.insert(key, (code, n.content_hash));
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
                             outcomes.push(Outcome::Stored);
@@ -562,11 +620,22 @@ impl Store for FjallStore {
         }
     }
 
-    fn due_timers(&self, shard: u8, now_ms: i64, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let start = [shard];
+    fn due_timers(
+        &self,
+        shard: u8,
+        from_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        let mut start = [0u8; 9];
+        start[0] = shard;
+        start[1..9].copy_from_slice(&((from_ms as u64) ^ (1 << 63)).to_be_bytes());
         let mut end = [0u8; 9];
         end[0] = shard;
         end[1..9].copy_from_slice(&((now_ms as u64) ^ (1 << 63)).to_be_bytes());
+        if from_ms > now_ms {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for guard in self
             .timers
@@ -583,7 +652,7 @@ impl Store for FjallStore {
 
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
         match self.delivery.get(code.as_u64().to_be_bytes())? {
-            Some(v) => Ok(Some(decode("delivery record", &v)?)),
+            Some(v) => Ok(Some(decode_delivery(&v)?)),
             None => Ok(None),
         }
     }
@@ -607,7 +676,7 @@ impl Store for FjallStore {
             }
             if let Some(rec) = &w.record {
                 let code = rec.tracking_code.as_u64();
-                batch.insert(&self.delivery, code.to_be_bytes(), encode(rec));
+                batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(rec));
                 match w.awaiting {
                     Some(true) => {
                         batch.insert(&self.awaiting, awaiting_key(rec.recipient, code), [])
@@ -795,6 +864,33 @@ mod tests {
         // A re-send after restart is still recognised.
         let again = s.write(&entries[..1]).unwrap();
         assert!(matches!(again[0], Outcome::Duplicate { .. }));
+    }
+
+    #[test]
+    fn format_1_delivery_records_are_still_read() {
+        let Entry::Notice(n) = &crate::store::conformance::sample_entries(1)[0] else {
+            unreachable!()
+        };
+        let mut rec = DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
+        let mut v1 = vec![FORMAT];
+        // Format 1 is today's record without the title: serialise a copy
+        // with the title field cut out of the postcard bytes.
+        let with_title = postcard::to_stdvec(&rec).unwrap();
+        let prefix = postcard::to_stdvec(&(
+            rec.tracking_code,
+            &rec.agency,
+            &rec.reference,
+            rec.recipient,
+            rec.kind,
+        ))
+        .unwrap();
+        let title = postcard::to_stdvec(&rec.title).unwrap();
+        v1.extend_from_slice(&with_title[..prefix.len()]);
+        v1.extend_from_slice(&with_title[prefix.len() + title.len()..]);
+        let old = decode_delivery(&v1).unwrap();
+        rec.title.clear();
+        assert_eq!(old, rec);
+        assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
     }
 
     #[test]

@@ -187,9 +187,17 @@ pub trait Store: Send + Sync {
 
     // ---- The article-29 follow-up (see `crate::delivery`) ----
 
-    /// Timers of timer shard `shard` due at or before `now_ms`, earliest
-    /// first, at most `limit`.
-    fn due_timers(&self, shard: u8, now_ms: i64, limit: usize) -> Result<Vec<Timer>, StoreError>;
+    /// Timers of timer shard `shard` due from `from_ms` up to and
+    /// including `now_ms`, earliest first, at most `limit`. (`from_ms`
+    /// lets the scheduler skip the head of a shard it has just emptied:
+    /// an LSM range scan otherwise walks every deleted timer there.)
+    fn due_timers(
+        &self,
+        shard: u8,
+        from_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError>;
 
     /// A notice's delivery record.
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError>;
