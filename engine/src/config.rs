@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
 pub use crate::kafka::KafkaConfig;
+use crate::store::scylla::ScyllaConfig;
 use crate::store::Durability;
 
 /// Prefix of environment overrides.
@@ -41,6 +42,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The registry of agencies allowed to send.
     pub agencies: AgenciesConfig,
+    /// The ScyllaDB cluster, when `store.backend = "scylla"`.
+    pub scylla: ScyllaConfig,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             kafka: KafkaConfig::default(),
             agencies: AgenciesConfig::default(),
+            scylla: ScyllaConfig::default(),
         }
     }
 }
@@ -63,6 +67,10 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where mailboxes live: `embedded` (fjall, on this machine; the
+    /// default) or `scylla` (a ScyllaDB cluster shared by the fleet,
+    /// configured in `[scylla]`).
+    pub backend: StoreBackend,
     /// Directory of the embedded store; created if missing.
     pub path: PathBuf,
     /// When a write counts as durable: `sync_data` (fdatasync, default),
@@ -77,9 +85,19 @@ pub struct StoreConfig {
     pub max_journal_size: ByteSize,
 }
 
+/// The store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    #[default]
+    Embedded,
+    Scylla,
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Embedded,
             path: PathBuf::from("./karpoosheh-data"),
             durability: Durability::SyncData,
             // Reads are point lookups of recent notices; 256 MiB keeps the
@@ -336,14 +354,19 @@ impl Config {
         }
         self.channels.validate()?;
         self.kafka.validate()?;
+        if self.store.backend == StoreBackend::Scylla {
+            self.scylla.validate()?;
+        }
         self.limits.validate()
     }
 
     /// Every leaf option as `section.key`, for the documentation check.
     pub fn option_paths() -> Vec<String> {
+        // Options whose value is a map with keys of the user's choosing.
+        const MAPS: &[&str] = &["scylla.replication"];
         fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
             match v {
-                toml::Value::Table(t) => {
+                toml::Value::Table(t) if !MAPS.contains(&prefix) => {
                     for (k, v) in t {
                         let p = if prefix.is_empty() {
                             k.clone()

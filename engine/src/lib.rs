@@ -33,10 +33,21 @@ pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};
 
 /// Opens the store the configuration names.
 pub fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    let mut s = FjallStoreConfig::new(&cfg.store.path);
-    s.durability = cfg.store.durability;
-    s.cache_bytes = cfg.store.cache_size.as_u64();
-    s.memtable_bytes = cfg.store.memtable_size.as_u64();
-    s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
-    Ok(std::sync::Arc::new(FjallStore::open(s)?))
+    match cfg.store.backend {
+        config::StoreBackend::Embedded => {
+            let mut s = FjallStoreConfig::new(&cfg.store.path);
+            s.durability = cfg.store.durability;
+            s.cache_bytes = cfg.store.cache_size.as_u64();
+            s.memtable_bytes = cfg.store.memtable_size.as_u64();
+            s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
+            Ok(std::sync::Arc::new(FjallStore::open(s)?))
+        }
+        config::StoreBackend::Scylla => Ok(std::sync::Arc::new(store::scylla::ScyllaStore::open(
+            store::scylla::ScyllaStoreConfig {
+                scylla: cfg.scylla.clone(),
+                node_id: cfg.node_id,
+                record_retention: cfg.delivery.record_retention.0,
+            },
+        )?)),
+    }
 }

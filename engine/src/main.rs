@@ -135,6 +135,15 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Create the ScyllaDB keyspace (NetworkTopologyStrategy with
+    /// scylla.replication) and apply the schema migrations it lacks, in order.
+    /// Engines never do this themselves unless scylla.migrate_on_start is set.
+    Migrate {
+        /// Print the CQL instead (keyspace and every migration), for a DBA to
+        /// review or apply; connects to nothing.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 fn init_logging(cfg: &Config) {
@@ -214,6 +223,8 @@ fn run(cli: Cli) -> Result<()> {
             "store.path={}",
             toml_string(&dir.display().to_string())
         ));
+        // The demo wipes its store: it runs on the embedded one only.
+        sets.push("store.backend=\"embedded\"".to_owned());
     }
     let cfg = Config::load(cli.config.as_deref(), std::env::vars(), &sets)?;
     init_logging(&cfg);
@@ -532,6 +543,27 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&cfg)?);
+            Ok(())
+        }
+        Command::Migrate { print } => {
+            use karpoosheh_engine::store::scylla;
+            if print {
+                print!("{}", scylla::schema_cql(&cfg.scylla));
+                return Ok(());
+            }
+            cfg.scylla.validate().map_err(anyhow::Error::msg)?;
+            let r = scylla::migrate(&cfg.scylla)?;
+            if r.applied.is_empty() {
+                println!(
+                    "keyspace {}: schema version {}, nothing to apply",
+                    r.keyspace, r.version
+                );
+            } else {
+                println!(
+                    "keyspace {}: applied migration(s) {:?}; schema version {}",
+                    r.keyspace, r.applied, r.version
+                );
+            }
             Ok(())
         }
     }

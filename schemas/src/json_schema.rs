@@ -9,9 +9,6 @@ use schemars::{schema_for, Schema};
 use crate::messages::{Confirmation, DeadLetter, MailboxProfile, Receipt};
 use crate::notice::Notice;
 
-/// The ScyllaDB CQL schema (used by the ScyllaDB store backend).
-pub const CQL_SCHEMA: &str = include_str!("../cql/001_init.cql");
-
 /// Every message schema, with the file name it is published under.
 pub fn all_schemas() -> Vec<(&'static str, Schema)> {
     vec![

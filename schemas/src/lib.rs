@@ -14,6 +14,7 @@
 //! Validation reports every problem in a message at once, each as a stable
 //! snake_case [`Reason`] plus a human message.
 
+mod cql;
 mod decode;
 mod ids;
 mod json_schema;
@@ -24,12 +25,13 @@ mod notice;
 mod reason;
 mod tracking;
 
+pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};
 pub use decode::{decode_notice, email_domain, is_iranian_mobile, validate_profile, Rejection};
 pub use ids::{
     digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId,
     IdError, MailboxAddress, MailboxId, MailboxKind,
 };
-pub use json_schema::{all_schemas, CQL_SCHEMA};
+pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
 pub use messages::{
     Channel, Confirmation, DeadLetter, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent,

@@ -1,64 +1,55 @@
-//! Checks of the ScyllaDB schema text shipped in the crate.
+//! Checks of the ScyllaDB schema migrations shipped in the crate.
 
-use karpoosheh_schemas::CQL_SCHEMA;
+use karpoosheh_schemas::{cql_checksum, cql_schema_version, cql_statements, CQL_MIGRATIONS};
 
-/// Splits CQL into statements (each without its `;`) and whatever follows
-/// the last `;`. `--` comments are dropped; `;` and `--` inside
-/// single-quoted strings are text.
-fn statements(cql: &str) -> (Vec<String>, String) {
-    let mut stmts = Vec::new();
-    let mut cur = String::new();
-    let mut chars = cql.chars().peekable();
-    let mut in_string = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_string = !in_string; // '' inside a string toggles twice
-                cur.push(c);
-            }
-            '-' if !in_string && chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        cur.push('\n');
-                        break;
-                    }
-                }
-            }
-            ';' if !in_string => stmts.push(std::mem::take(&mut cur).trim().to_owned()),
-            _ => cur.push(c),
-        }
-    }
-    assert!(!in_string, "an unterminated string literal");
-    (stmts, cur.trim().to_owned())
+fn all_statements() -> Vec<String> {
+    CQL_MIGRATIONS
+        .iter()
+        .flat_map(|m| cql_statements(m.cql).unwrap_or_else(|e| panic!("{}: {e}", m.name)))
+        .collect()
+}
+
+/// A table's CREATE statement with whitespace collapsed.
+fn table(name: &str) -> String {
+    all_statements()
+        .into_iter()
+        .find(|s| s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {name} (")))
+        .unwrap_or_else(|| panic!("no table {name}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
 fn the_splitter_respects_strings_and_comments() {
-    let (stmts, rest) =
-        statements("CREATE A (x) WITH comment = 'a; b -- c'; -- d; e\nCREATE B;\nCREATE C");
     assert_eq!(
-        stmts,
-        vec!["CREATE A (x) WITH comment = 'a; b -- c'", "CREATE B"]
+        cql_statements("CREATE A (x) WITH comment = 'a; b -- c''s'; -- d; e\nCREATE B;\n-- end")
+            .unwrap(),
+        vec!["CREATE A (x) WITH comment = 'a; b -- c''s'", "CREATE B"]
     );
-    assert_eq!(rest, "CREATE C");
+    assert!(cql_statements("CREATE A; CREATE C")
+        .unwrap_err()
+        .contains("after the last"));
+    assert!(cql_statements("CREATE A;;").unwrap_err().contains("empty"));
+    assert!(cql_statements("CREATE A 'open;")
+        .unwrap_err()
+        .contains("unterminated"));
 }
 
 #[test]
-fn every_statement_ends_with_a_semicolon() {
-    let (stmts, rest) = statements(CQL_SCHEMA);
-    assert!(
-        rest.is_empty(),
-        "text after the last ';' (a statement without one?): {rest:?}"
-    );
-    assert!(
-        stmts.len() >= 9,
-        "expected the type and eight tables, found {} statements",
-        stmts.len()
-    );
-    for s in &stmts {
-        assert!(!s.is_empty(), "an empty statement (';;')");
+fn migrations_are_numbered_in_order_and_idempotent() {
+    for (i, m) in CQL_MIGRATIONS.iter().enumerate() {
+        assert_eq!(m.version as usize, i + 1, "{} is out of order", m.name);
+        assert!(
+            m.name.starts_with(&format!("{:03}_", m.version)),
+            "{}",
+            m.name
+        );
+    }
+    assert_eq!(cql_schema_version(), CQL_MIGRATIONS.len() as u32);
+    for s in all_statements() {
         assert!(s.starts_with("CREATE "), "not a CREATE statement: {s:.60}");
-        // `karpoosheh migrate` applies the file on every start.
+        // A migration interrupted half-way is applied again from the start.
         assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s:.60}");
         // The keyspace is the session's, chosen by configuration.
         assert!(
@@ -69,47 +60,60 @@ fn every_statement_ends_with_a_semicolon() {
 }
 
 #[test]
-fn every_table_is_created() {
-    let (stmts, _) = statements(CQL_SCHEMA);
-    for table in [
+fn the_checksum_ignores_comments_and_layout_but_not_statements() {
+    let a = "-- one\nCREATE TABLE IF NOT EXISTS t (a int PRIMARY KEY);";
+    let b = "CREATE TABLE IF NOT EXISTS t (a  int\n    PRIMARY KEY); -- two";
+    let c = "CREATE TABLE IF NOT EXISTS t (a bigint PRIMARY KEY);";
+    assert_eq!(cql_checksum(a), cql_checksum(b));
+    assert_ne!(cql_checksum(a), cql_checksum(c));
+}
+
+#[test]
+fn every_table_the_store_uses_is_created() {
+    let stmts = all_statements();
+    for t in [
+        "notices",
         "mailbox_notices",
-        "notices_by_tracking",
+        "mailbox_months",
         "agency_refs",
+        "deliveries",
+        "timers",
+        "outbox",
+        "confirmations",
+        "awaiting",
+        "profiles",
         "rejections",
         "dead_letters",
-        "timers",
-        "deliveries",
-        "confirmations",
+        "traffic_days",
+        "node_state",
+        "node_leases",
     ] {
-        let create = format!("CREATE TABLE IF NOT EXISTS {table} (");
+        let create = format!("CREATE TABLE IF NOT EXISTS {t} (");
         assert!(
             stmts.iter().any(|s| s.starts_with(&create)),
             "no `{create}` statement"
         );
     }
+    assert!(stmts
+        .iter()
+        .any(|s| s.starts_with("CREATE TYPE IF NOT EXISTS attachment (")));
 }
 
 #[test]
 fn partition_keys_are_bounded() {
-    let (stmts, _) = statements(CQL_SCHEMA);
-    let table = |name: &str| {
-        stmts
-            .iter()
-            .find(|s| s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {name} (")))
-            .unwrap_or_else(|| panic!("no table {name}"))
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    assert!(table("notices").contains("tracking_code bigint PRIMARY KEY"));
+    // A mailbox is bucketed by month, newest first.
     assert!(table("mailbox_notices").contains("PRIMARY KEY ((mailbox_id, month), tracking_code)"));
     assert!(table("mailbox_notices").contains("CLUSTERING ORDER BY (tracking_code DESC)"));
-    assert!(table("notices_by_tracking").contains("tracking_code bigint PRIMARY KEY"));
     assert!(table("agency_refs").contains("PRIMARY KEY ((agency, reference))"));
-    assert!(table("timers").contains("PRIMARY KEY ((shard, due_bucket), due_at, tracking_code"));
-    for traffic in ["rejections", "dead_letters"] {
-        assert!(
-            table(traffic).contains("default_time_to_live = 31536000"),
-            "{traffic} has no retention TTL"
-        );
+    // Queues are bucketed by node, shard and hour, read in due order.
+    assert!(table("timers")
+        .contains("PRIMARY KEY ((node_id, shard, hour), due_ms, tracking_code, kind)"));
+    assert!(table("outbox").contains("PRIMARY KEY ((node_id, hour), id)"));
+    // Traffic data by day and a hash bucket, under time-window compaction.
+    assert!(table("rejections").contains("PRIMARY KEY ((agency, day, bucket), id)"));
+    assert!(table("dead_letters").contains("PRIMARY KEY ((day, bucket), id)"));
+    for t in ["rejections", "dead_letters"] {
+        assert!(table(t).contains("TimeWindowCompactionStrategy"), "{t}");
     }
 }

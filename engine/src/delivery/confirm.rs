@@ -36,6 +36,16 @@ pub(crate) fn apply_confirmation(
     representatives: &[MailboxId],
     now: DateTime<Utc>,
 ) -> ConfirmOutcome {
+    // Already in the record: a re-delivery after a write that recorded the
+    // confirmation but not yet its ID (a store without atomic multi-row
+    // writes can stop between the two).
+    if rec
+        .confirmations
+        .iter()
+        .any(|x| x.confirmation_id == c.confirmation_id)
+    {
+        return ConfirmOutcome::Duplicate;
+    }
     let by_representative = c.confirmed_by != rec.recipient;
     if by_representative && !representatives.contains(&c.confirmed_by) {
         return ConfirmOutcome::Rejected(Reason::NotRecipient);

@@ -26,15 +26,17 @@ pub struct KafkaConfig {
     pub registry_topic: String,
     /// Consumer group of the registry reader. Empty means
     /// `<group_id>.registry.<node_id>`: every node reads the whole
-    /// registry into its own store (right for the embedded store); with a
-    /// store shared by the fleet, set one group for all nodes.
+    /// registry (into its own store, or into the shared ScyllaDB store,
+    /// where the newest profile wins whatever the order) and starts the
+    /// rounds of its own notices waiting for an activation. Keep it so.
     pub registry_group_id: String,
     /// Recipients' confirmations (art. 29); empty to not consume them.
     pub acks_topic: String,
     /// Consumer group of the confirmations reader. Empty means
     /// `<group_id>.acks.<node_id>`: every node reads every confirmation and
-    /// applies those for the notices it stored (the tracking code names
-    /// the node), right for the embedded store.
+    /// applies those for the notices it issued (the tracking code names
+    /// the node), with either store. A group shared by nodes would skip
+    /// the others' confirmations: keep it per node.
     pub acks_group_id: String,
     /// Records of one partition read but not yet durable before the
     /// partition is paused; it is resumed below half of this. 0: never

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
     parse_recipient, validate_profile, DeadLetter, MailboxId, MailboxProfile, Problem, Reason,
     SourcePosition, SCHEMA_VERSION,
@@ -32,7 +32,8 @@ const BATCH: usize = 2000;
 
 enum Op {
     Put(MailboxProfile),
-    Delete(MailboxId),
+    /// A tombstone, with its record's time.
+    Delete(MailboxId, DateTime<Utc>),
     Dead(DeadLetter),
 }
 
@@ -50,14 +51,19 @@ fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> Dea
     }
 }
 
-/// Reads one registry record into an operation.
-fn read(key: Option<&[u8]>, payload: Option<&[u8]>, position: SourcePosition) -> Op {
+/// Reads one registry record (written at `at`) into an operation.
+fn read(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    at: DateTime<Utc>,
+    position: SourcePosition,
+) -> Op {
     let key_id = key
         .and_then(|k| std::str::from_utf8(k).ok())
         .and_then(|k| parse_recipient(k.trim()).ok());
     let Some(payload) = payload else {
         return match key_id {
-            Some(id) => Op::Delete(id),
+            Some(id) => Op::Delete(id, at),
             None => Op::Dead(dead(
                 b"",
                 position,
@@ -134,7 +140,7 @@ fn apply(
     let mut deletes = Vec::new();
     let mut deads = Vec::new();
     let mut flush = |puts: &mut Vec<MailboxProfile>,
-                     deletes: &mut Vec<MailboxId>,
+                     deletes: &mut Vec<(MailboxId, DateTime<Utc>)>,
                      stats: &mut ProfilesRead|
      -> Result<(), crate::StoreError> {
         if !puts.is_empty() {
@@ -169,11 +175,11 @@ fn apply(
                 }
                 puts.push(p.clone());
             }
-            Op::Delete(id) => {
+            Op::Delete(id, at) => {
                 if !puts.is_empty() {
                     flush(&mut puts, &mut deletes, &mut stats)?;
                 }
-                deletes.push(*id);
+                deletes.push((*id, *at));
             }
             Op::Dead(d) => deads.push(Entry::DeadLetter(d.clone())),
         }
@@ -209,6 +215,12 @@ pub fn spawn(
                         Some(Ok(m)) => ops.push(read(
                             m.key(),
                             m.payload(),
+                            // The tombstone's time orders it against
+                            // profiles' updated_at (see Store::delete_profiles).
+                            m.timestamp()
+                                .to_millis()
+                                .and_then(DateTime::from_timestamp_millis)
+                                .unwrap_or_else(Utc::now),
                             SourcePosition::Kafka {
                                 topic: m.topic().to_owned(),
                                 partition: m.partition(),
@@ -280,18 +292,18 @@ mod tests {
         let p = profile(id, MailboxStatus::Active, 0);
         let json = serde_json::to_vec(&p).unwrap();
         assert!(matches!(
-            read(Some(b"0499370899"), Some(&json), pos()),
+            read(Some(b"0499370899"), Some(&json), Utc::now(), pos()),
             Op::Put(_)
         ));
         assert!(matches!(
-            read(Some(b"0499370899"), None, pos()),
-            Op::Delete(_)
+            read(Some(b"0499370899"), None, Utc::now(), pos()),
+            Op::Delete(..)
         ));
-        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), pos()) else {
+        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), Utc::now(), pos()) else {
             panic!("a key naming another mailbox is refused")
         };
         assert_eq!(d.problems[0].reason, Reason::InvalidAddress);
-        let Op::Dead(d) = read(Some(b"0499370899"), Some(b"{oops"), pos()) else {
+        let Op::Dead(d) = read(Some(b"0499370899"), Some(b"{oops"), Utc::now(), pos()) else {
             panic!("malformed JSON is a dead letter")
         };
         assert_eq!(d.problems[0].reason, Reason::MalformedJson);

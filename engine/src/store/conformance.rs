@@ -467,9 +467,18 @@ fn profiles_are_deleted(s: &dyn Store) {
         profile(b, MailboxStatus::Active, 0),
     ])
     .unwrap();
-    s.delete_profiles(&[a, person(400_000_201)]).unwrap();
+    let at = t0() + Duration::seconds(30);
+    s.delete_profiles(&[(a, at), (person(400_000_201), at)])
+        .unwrap();
     assert_eq!(s.profile(a).unwrap(), None, "deleted");
     assert!(s.profile(b).unwrap().is_some(), "others kept");
+    // A tombstone older than the stored profile leaves it alone.
+    s.delete_profiles(&[(b, t0() - Duration::minutes(1))])
+        .unwrap();
+    assert!(
+        s.profile(b).unwrap().is_some(),
+        "a stale tombstone removed a newer profile"
+    );
     // A tombstone does not block a later registration.
     assert_eq!(
         s.put_profiles(&[profile(a, MailboxStatus::Active, 1)])

@@ -790,14 +790,23 @@ impl Store for FjallStore {
         Ok(applied)
     }
 
-    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError> {
+    fn delete_profiles(
+        &self,
+        ids: &[(MailboxId, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), StoreError> {
         let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = self
             .db
             .batch()
             .durability(Some(self.durability.persist_mode()));
-        for id in ids {
-            batch.remove(&self.profiles, id.to_key());
+        for (id, at) in ids {
+            let newer = match self.profiles.get(id.to_key())? {
+                Some(v) => decode::<MailboxProfile>("profile", &v)?.updated_at > *at,
+                None => false,
+            };
+            if !newer {
+                batch.remove(&self.profiles, id.to_key());
+            }
         }
         batch.commit()?;
         Ok(())

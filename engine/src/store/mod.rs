@@ -1,10 +1,14 @@
 //! Mailbox stores: where notices, rejections and dead letters are kept.
 //!
-//! One trait, [`Store`], with one file per backend (`fjall.rs` now,
-//! ScyllaDB next). Every backend must pass [`conformance`], which pins the
+//! One trait, [`Store`], with one module per backend: [`FjallStore`]
+//! (embedded, one machine) and [`scylla::ScyllaStore`] (a cluster shared
+//! by the fleet). Every backend must pass [`conformance`], which pins the
 //! semantics the pipeline relies on:
-//! - [`Store::write`] is atomic and, when it returns `Ok`, durable to the
-//!   configured level: the pipeline acknowledges its source only after it.
+//! - [`Store::write`], when it returns `Ok`, is durable to the configured
+//!   level: the pipeline acknowledges its source only after it. A write
+//!   that fails is retried with the same entries; the embedded store's
+//!   writes are atomic, a cluster's may be partly applied and then must be
+//!   completed by the retry (or, after a crash, by the re-delivery).
 //! - Writes are idempotent on (agency, reference): an exact re-send
 //!   (same content hash) is absorbed and answered with the original
 //!   tracking code; a different content is a conflict, the original is
@@ -13,14 +17,16 @@
 //! - A newly stored notice is written together with its delivery record
 //!   and its timers (round 1 due at once, and its expiry), so the
 //!   article-29 follow-up can never miss a stored notice.
-//! - [`Store::write_delivery`] is atomic and durable like `write`; the
-//!   receipts it carries land in an outbox read back in order.
+//! - [`Store::write_delivery`] is durable like `write`; the receipts it
+//!   carries land in an outbox read back in order. A partly applied one
+//!   may repeat a round or a receipt when redone, never lose one.
 //! - Mailbox profiles (from the compacted registry topic) are kept one per
 //!   mailbox; a profile never replaces a stored one with a newer
 //!   `updated_at`, so a re-delivered old version cannot undo a new one.
 
 pub mod conformance;
 mod fjall;
+pub mod scylla;
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
@@ -46,6 +52,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store at {0} is locked by another karpoosheh process; stop it first or use another store.path")]
     Locked(String),
+    #[error(transparent)]
+    Scylla(#[from] self::scylla::ScyllaError),
 }
 
 /// A notice accepted by the pipeline, with its tracking code assigned.
@@ -221,14 +229,19 @@ pub trait Store: Send + Sync {
     /// applies in order. Returns, per profile, whether it was applied.
     fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError>;
 
-    /// Removes mailboxes' profiles (a tombstone on the registry topic),
-    /// durably. Removing an absent profile is not an error.
-    fn delete_profiles(&self, ids: &[MailboxId]) -> Result<(), StoreError>;
+    /// Removes mailboxes' profiles (a tombstone on the registry topic,
+    /// with the tombstone's time), durably: a profile is removed unless its
+    /// `updated_at` is newer than the removal, so a late tombstone cannot
+    /// erase a later registration, whatever order the nodes of a fleet
+    /// apply them in. Removing an absent profile is not an error.
+    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError>;
 
     /// A mailbox's profile, if the registry has sent one.
     fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
 
-    /// Notices of a mailbox waiting for it to be activated, oldest first.
+    /// Notices of a mailbox waiting for it to be activated, oldest first:
+    /// those this node follows up (on a store shared by a fleet, the ones
+    /// whose tracking code it issued; each node activates its own).
     fn awaiting_activation(
         &self,
         id: MailboxId,

@@ -1,0 +1,1798 @@
+//! The ScyllaDB store: the same [`Store`] contract as the embedded store,
+//! on a cluster shared by every engine node, replicated across the main,
+//! mirror and disaster data centres.
+//!
+//! The data model (one table per query, bounded partitions, TTLs, where
+//! lightweight transactions are used and why) is in
+//! `schemas/cql/001_init.cql` and docs/storage.md. The driver is async;
+//! this backend owns a small tokio runtime and every [`Store`] call blocks
+//! on it, so the engine's threads stay as they are.
+//!
+//! How it keeps the contract without multi-partition atomicity:
+//! - **Idempotency first.** A notice's reference is claimed with
+//!   `IF NOT EXISTS` before anything else is written. A claim already held
+//!   with the same tracking code is this very entry being retried after a
+//!   failed write: everything is written again (all writes are upserts of
+//!   the same values). A claim held by another code with the same content
+//!   is a re-send; if the original's writes never finished (a crash
+//!   between the claim and the rows), they are completed from the re-send.
+//! - **Ordered follow-up writes.** A [`DeliveryWrite`] is applied in
+//!   phases so that a write that stops half-way is redone, never lost:
+//!   receipts and new timers first, then the record, then confirmation
+//!   IDs, removals last. A retry repeats at most a round (same idempotency
+//!   key) or a receipt (same receipt ID).
+//! - **One owner per notice.** The node that issued a tracking code (it
+//!   is in the code) runs its timers, applies its confirmations and
+//!   publishes its receipts: timers and the outbox are partitioned by node.
+//!   The node lease ([`lease`]) keeps two engines off one node ID.
+//! - **Queues read from cursors.** Timers and the outbox are read forward
+//!   from where the last read stopped, by hour partition, so the
+//!   tombstones of handled entries are not read again.
+
+mod config;
+mod lease;
+mod rows;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use karpoosheh_schemas::{
+    AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
+};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
+use scylla::response::query_result::QueryResult;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlValue, Row};
+
+use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer, TimerKind, TIMER_SHARDS};
+
+use self::lease::{Lease, LeaseStatements};
+use self::rows::{
+    bucket_of, code_col, code_of, day_of, hour_of, hour_start_ms, id_ms, month_of, next_id,
+    ttl_until, MailboxRow, NoticeRow, NoticeValues, DEAD_LETTER_DAYS, TRAFFIC_BUCKETS,
+    UNATTRIBUTED,
+};
+use super::{
+    Entry, MailboxPage, NewRejection, Outcome, Store, StoreError, StoreStats, StoredNotice,
+    StoredRejection,
+};
+
+pub use self::config::{ConsistencyName, ScyllaConfig, ScyllaTls, SerialName};
+pub use self::schema::MigrationReport;
+
+/// Errors of the ScyllaDB backend, with what to do about them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScyllaError {
+    #[error("cannot connect to ScyllaDB at {nodes}: {message} (check scylla.nodes, the network, and scylla.tls / credentials)")]
+    Connect { nodes: String, message: String },
+    #[error("ScyllaDB request failed while {what}: {message} (retried; check the cluster's health and scylla.request_timeout)")]
+    Request { what: String, message: String },
+    #[error("unexpected result while reading {what}: {message}")]
+    Rows { what: String, message: String },
+    #[error("ScyllaDB schema: {0}")]
+    Schema(String),
+    #[error("ScyllaDB TLS setup failed: {0} (check scylla.tls.ca_file, cert_file and key_file)")]
+    Tls(String),
+    #[error("node_id {node} is in use by another running engine on {host}: give every engine node its own node_id")]
+    LeaseHeld { node: i16, host: String },
+    #[error("this engine lost its lease on node_id {node} (another engine took it, or the cluster was unreachable for too long): it stops writing; restart it once the node_id is its own")]
+    LeaseLost { node: i16 },
+}
+
+impl ScyllaError {
+    pub(crate) fn request<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> ScyllaError + '_ {
+        move |e| ScyllaError::Request {
+            what: what.to_owned(),
+            message: e.to_string(),
+        }
+    }
+    pub(crate) fn rows<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> ScyllaError + '_ {
+        move |e| ScyllaError::Rows {
+            what: what.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Slack added to notice TTLs, so the engine's own expiry timer normally
+/// removes a notice (and tells the agency) before the TTL does.
+const NOTICE_TTL_SLACK_SECS: i64 = 7 * 24 * 3600;
+/// Statements of one unlogged (single-partition) batch.
+const BATCH_MAX: usize = 100;
+/// Rows of `node_state`.
+const LAST_TRACKING: &str = "last_tracking_code";
+const LAST_TRAFFIC_ID: &str = "last_traffic_id";
+const OUTBOX_LOW_WATER: &str = "outbox_low_water";
+fn timers_low_water(shard: u8) -> String {
+    format!("timers_low_water_{shard}")
+}
+
+/// Prepared statements, one per query; the CQL is also what the unit
+/// tests check.
+struct Statements {
+    claim: PreparedStatement,
+    ref_get: PreparedStatement,
+    ref_delete: PreparedStatement,
+    notice_put: PreparedStatement,
+    notice_get: PreparedStatement,
+    notice_delete: PreparedStatement,
+    mailbox_put: PreparedStatement,
+    mailbox_delete: PreparedStatement,
+    mailbox_page: PreparedStatement,
+    mailbox_page_before: PreparedStatement,
+    month_put: PreparedStatement,
+    months: PreparedStatement,
+    months_before: PreparedStatement,
+    delivery_put: PreparedStatement,
+    delivery_get: PreparedStatement,
+    delivery_delete: PreparedStatement,
+    timer_put: PreparedStatement,
+    timer_delete: PreparedStatement,
+    timers_due: PreparedStatement,
+    outbox_put: PreparedStatement,
+    outbox_read: PreparedStatement,
+    outbox_delete: PreparedStatement,
+    confirmation_put: PreparedStatement,
+    confirmation_get: PreparedStatement,
+    confirmation_delete: PreparedStatement,
+    awaiting_put: PreparedStatement,
+    awaiting_delete: PreparedStatement,
+    awaiting_list: PreparedStatement,
+    profile_put: PreparedStatement,
+    profile_delete: PreparedStatement,
+    profile_get: PreparedStatement,
+    rejection_put: PreparedStatement,
+    rejection_read: PreparedStatement,
+    dead_letter_put: PreparedStatement,
+    dead_letter_read: PreparedStatement,
+    day_put: PreparedStatement,
+    days: PreparedStatement,
+    state_put: PreparedStatement,
+    state_get: PreparedStatement,
+    lease: LeaseStatements,
+}
+
+/// Every statement's CQL with whether a retry may repeat it: plain
+/// upserts and deletes of fixed values are idempotent; lightweight
+/// transactions are not (a retried claim could find its own row).
+const CQL: &[(&str, &str, bool)] = &[
+    ("claim", "INSERT INTO agency_refs (agency, reference, tracking_code, content_hash, accepted_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?", false),
+    ("ref_get", "SELECT tracking_code, content_hash, accepted_at FROM agency_refs WHERE agency = ? AND reference = ?", true),
+    ("ref_delete", "DELETE FROM agency_refs WHERE agency = ? AND reference = ? IF tracking_code = ?", false),
+    ("notice_put", "INSERT INTO notices (tracking_code, schema_version, agency, reference, mailbox_id, kind, title, body, attachments, min_access_level, life_event, expires_at, sent_at, batch_id, accepted_at, content_hash) VALUES (:tracking_code, :schema_version, :agency, :reference, :mailbox_id, :kind, :title, :body, :attachments, :min_access_level, :life_event, :expires_at, :sent_at, :batch_id, :accepted_at, :content_hash) USING TTL :ttl", true),
+    ("notice_get", "SELECT tracking_code, schema_version, agency, reference, mailbox_id, kind, title, body, attachments, min_access_level, life_event, expires_at, sent_at, batch_id, accepted_at, content_hash FROM notices WHERE tracking_code = ?", true),
+    ("notice_delete", "DELETE FROM notices WHERE tracking_code = ?", true),
+    ("mailbox_put", "INSERT INTO mailbox_notices (mailbox_id, month, tracking_code, agency, kind, title, life_event, min_access_level, accepted_at, expires_at) VALUES (:mailbox_id, :month, :tracking_code, :agency, :kind, :title, :life_event, :min_access_level, :accepted_at, :expires_at) USING TTL :ttl", true),
+    ("mailbox_delete", "DELETE FROM mailbox_notices WHERE mailbox_id = ? AND month = ? AND tracking_code = ?", true),
+    ("mailbox_page", "SELECT tracking_code FROM mailbox_notices WHERE mailbox_id = ? AND month = ? LIMIT ?", true),
+    ("mailbox_page_before", "SELECT tracking_code FROM mailbox_notices WHERE mailbox_id = ? AND month = ? AND tracking_code < ? LIMIT ?", true),
+    ("month_put", "INSERT INTO mailbox_months (mailbox_id, month) VALUES (?, ?)", true),
+    ("months", "SELECT month FROM mailbox_months WHERE mailbox_id = ?", true),
+    ("months_before", "SELECT month FROM mailbox_months WHERE mailbox_id = ? AND month <= ?", true),
+    ("delivery_put", "INSERT INTO deliveries (tracking_code, state, record) VALUES (?, ?, ?) USING TTL ?", true),
+    ("delivery_get", "SELECT record FROM deliveries WHERE tracking_code = ?", true),
+    ("delivery_delete", "DELETE FROM deliveries WHERE tracking_code = ?", true),
+    ("timer_put", "INSERT INTO timers (node_id, shard, hour, due_ms, tracking_code, kind) VALUES (?, ?, ?, ?, ?, ?)", true),
+    ("timer_delete", "DELETE FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms = ? AND tracking_code = ? AND kind = ?", true),
+    ("timers_due", "SELECT due_ms, tracking_code, kind FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms >= ? AND due_ms <= ? LIMIT ?", true),
+    ("outbox_put", "INSERT INTO outbox (node_id, hour, id, receipt) VALUES (?, ?, ?, ?)", true),
+    ("outbox_read", "SELECT id, receipt FROM outbox WHERE node_id = ? AND hour = ? AND id > ? AND id < ? LIMIT ?", true),
+    ("outbox_delete", "DELETE FROM outbox WHERE node_id = ? AND hour = ? AND id = ?", true),
+    ("confirmation_put", "INSERT INTO confirmations (confirmation_id, tracking_code) VALUES (?, ?) USING TTL ?", true),
+    ("confirmation_get", "SELECT tracking_code FROM confirmations WHERE confirmation_id = ?", true),
+    ("confirmation_delete", "DELETE FROM confirmations WHERE confirmation_id = ?", true),
+    ("awaiting_put", "INSERT INTO awaiting (mailbox_id, node_id, tracking_code) VALUES (?, ?, ?) USING TTL ?", true),
+    ("awaiting_delete", "DELETE FROM awaiting WHERE mailbox_id = ? AND node_id = ? AND tracking_code = ?", true),
+    ("awaiting_list", "SELECT tracking_code FROM awaiting WHERE mailbox_id = ? AND node_id = ? LIMIT ?", true),
+    ("profile_put", "INSERT INTO profiles (mailbox_id, updated_at, profile) VALUES (?, ?, ?) USING TIMESTAMP ?", true),
+    ("profile_delete", "DELETE FROM profiles USING TIMESTAMP ? WHERE mailbox_id = ?", true),
+    ("profile_get", "SELECT profile, updated_at, WRITETIME(profile) FROM profiles WHERE mailbox_id = ?", true),
+    ("rejection_put", "INSERT INTO rejections (agency, day, bucket, id, at, reference, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
+    ("rejection_read", "SELECT id, record FROM rejections WHERE agency = ? AND day = ? AND bucket = ? AND id > ? LIMIT ?", true),
+    ("dead_letter_put", "INSERT INTO dead_letters (day, bucket, id, at, agency, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
+    ("dead_letter_read", "SELECT id, record FROM dead_letters WHERE day = ? AND bucket = ? AND id > ? LIMIT ?", true),
+    ("day_put", "INSERT INTO traffic_days (kind, agency, day) VALUES (?, ?, ?) USING TTL ?", true),
+    ("days", "SELECT day FROM traffic_days WHERE kind = ? AND agency = ? AND day >= ?", true),
+    ("state_put", "INSERT INTO node_state (node_id, name, value) VALUES (?, ?, ?)", true),
+    ("state_get", "SELECT name, value FROM node_state WHERE node_id = ?", true),
+    ("lease_take", LeaseStatements::TAKE, false),
+    ("lease_renew", LeaseStatements::RENEW, false),
+    ("lease_release", LeaseStatements::RELEASE, false),
+];
+
+async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
+    let mut m: HashMap<&str, PreparedStatement> = HashMap::new();
+    for (name, cql, idempotent) in CQL {
+        let mut p = session.prepare(*cql).await.map_err(|e| {
+            ScyllaError::Schema(format!("preparing {name}: {e} (is the schema migrated?)"))
+        })?;
+        p.set_is_idempotent(*idempotent);
+        m.insert(name, p);
+    }
+    let mut take = |n: &str| m.remove(n).expect("every statement is in CQL");
+    Ok(Statements {
+        claim: take("claim"),
+        ref_get: take("ref_get"),
+        ref_delete: take("ref_delete"),
+        notice_put: take("notice_put"),
+        notice_get: take("notice_get"),
+        notice_delete: take("notice_delete"),
+        mailbox_put: take("mailbox_put"),
+        mailbox_delete: take("mailbox_delete"),
+        mailbox_page: take("mailbox_page"),
+        mailbox_page_before: take("mailbox_page_before"),
+        month_put: take("month_put"),
+        months: take("months"),
+        months_before: take("months_before"),
+        delivery_put: take("delivery_put"),
+        delivery_get: take("delivery_get"),
+        delivery_delete: take("delivery_delete"),
+        timer_put: take("timer_put"),
+        timer_delete: take("timer_delete"),
+        timers_due: take("timers_due"),
+        outbox_put: take("outbox_put"),
+        outbox_read: take("outbox_read"),
+        outbox_delete: take("outbox_delete"),
+        confirmation_put: take("confirmation_put"),
+        confirmation_get: take("confirmation_get"),
+        confirmation_delete: take("confirmation_delete"),
+        awaiting_put: take("awaiting_put"),
+        awaiting_delete: take("awaiting_delete"),
+        awaiting_list: take("awaiting_list"),
+        profile_put: take("profile_put"),
+        profile_delete: take("profile_delete"),
+        profile_get: take("profile_get"),
+        rejection_put: take("rejection_put"),
+        rejection_read: take("rejection_read"),
+        dead_letter_put: take("dead_letter_put"),
+        dead_letter_read: take("dead_letter_read"),
+        day_put: take("day_put"),
+        days: take("days"),
+        state_put: take("state_put"),
+        state_get: take("state_get"),
+        lease: LeaseStatements {
+            take: take("lease_take"),
+            renew: take("lease_renew"),
+            release: take("lease_release"),
+        },
+    })
+}
+
+/// Rows of a result, typed.
+fn collect<R>(res: QueryResult, what: &str) -> Result<Vec<R>, ScyllaError>
+where
+    R: for<'f> DeserializeRow<'f, 'f>,
+{
+    let rows = res.into_rows_result().map_err(ScyllaError::rows(what))?;
+    rows.rows::<R>()
+        .map_err(ScyllaError::rows(what))?
+        .collect::<Result<Vec<R>, _>>()
+        .map_err(ScyllaError::rows(what))
+}
+
+/// A lightweight transaction's `[applied]` and the current row's columns
+/// by name (ScyllaDB returns them whether or not it applied).
+pub(crate) fn lwt_outcome(
+    res: QueryResult,
+    what: &str,
+) -> Result<(bool, HashMap<String, CqlValue>), ScyllaError> {
+    let rows = res.into_rows_result().map_err(ScyllaError::rows(what))?;
+    let names: Vec<String> = rows
+        .column_specs()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let row = rows
+        .maybe_first_row::<Row>()
+        .map_err(ScyllaError::rows(what))?
+        .ok_or_else(|| ScyllaError::Rows {
+            what: what.to_owned(),
+            message: "a lightweight transaction returned no row".into(),
+        })?;
+    let mut cols = HashMap::new();
+    for (name, v) in names.into_iter().zip(row.columns) {
+        if let Some(v) = v {
+            cols.insert(name, v);
+        }
+    }
+    let applied = cols
+        .get("[applied]")
+        .and_then(CqlValue::as_boolean)
+        .ok_or_else(|| ScyllaError::Rows {
+            what: what.to_owned(),
+            message: "no [applied] column".into(),
+        })?;
+    Ok((applied, cols))
+}
+
+/// The outbox's read state: IDs below `horizon()` are durable, everything
+/// up to `removed_upto` has been published and removed.
+struct OutboxState {
+    last_id: u64,
+    in_flight: BTreeSet<u64>,
+    removed_upto: u64,
+    low_water_hour: i32,
+}
+
+impl OutboxState {
+    fn horizon(&self) -> u64 {
+        // Nothing in flight: everything written is durable.
+        self.in_flight.first().copied().unwrap_or(i64::MAX as u64)
+    }
+}
+
+struct WriterState {
+    last_tracking: Option<u64>,
+    last_traffic_id: u64,
+    /// (kind, agency, day) already in `traffic_days` by this process.
+    days: HashSet<(&'static str, String, NaiveDate)>,
+}
+
+/// Tuning the backend takes from the engine's configuration.
+#[derive(Debug, Clone)]
+pub struct ScyllaStoreConfig {
+    pub scylla: ScyllaConfig,
+    /// This engine's node ID (`node_id`): owner of its timers and outbox.
+    pub node_id: u16,
+    /// How long delivery records outlive their notice
+    /// (`delivery.record_retention`).
+    pub record_retention: Duration,
+}
+
+/// The ScyllaDB mailbox store.
+pub struct ScyllaStore {
+    rt: tokio::runtime::Runtime,
+    session: Arc<Session>,
+    st: Statements,
+    node: i16,
+    concurrency: usize,
+    record_retention_secs: i64,
+    traffic_ttl: i32,
+    keyspace: String,
+    writer: tokio::sync::Mutex<WriterState>,
+    outbox: Mutex<OutboxState>,
+    /// Per timer shard, the earliest hour that may hold a timer. Writes of
+    /// timers hold it shared; moving it forward holds it exclusively, so a
+    /// timer is never written behind a scan that declared its hour empty.
+    timers_low_water: RwLock<[i32; TIMER_SHARDS as usize]>,
+    lease: Lease,
+    stop: Arc<AtomicBool>,
+}
+
+/// Builds a session from the configuration (TLS, credentials, routing,
+/// consistency), without a keyspace.
+async fn connect(cfg: &ScyllaConfig) -> Result<Session, ScyllaError> {
+    let mut lb = DefaultPolicy::builder()
+        .token_aware(true)
+        .permit_dc_failover(false);
+    if !cfg.local_datacenter.is_empty() {
+        lb = lb.prefer_datacenter(cfg.local_datacenter.clone());
+    }
+    let mut profile = ExecutionProfile::builder()
+        .consistency(cfg.consistency.to_driver())
+        .serial_consistency(Some(cfg.serial_consistency.to_driver()))
+        .request_timeout(Some(cfg.request_timeout.0))
+        .load_balancing_policy(lb.build())
+        // Retries only what is marked idempotent (see CQL).
+        .retry_policy(Arc::new(DefaultRetryPolicy::new()));
+    if !cfg.speculative_delay.0.is_zero() {
+        // The driver speculates only on idempotent statements.
+        profile = profile.speculative_execution_policy(Some(Arc::new(
+            SimpleSpeculativeExecutionPolicy {
+                max_retry_count: cfg.speculative_max as usize,
+                retry_interval: cfg.speculative_delay.0,
+            },
+        )));
+    }
+    let mut b = SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .connection_timeout(cfg.connect_timeout.0)
+        .default_execution_profile_handle(profile.build().into_handle());
+    if !cfg.username.is_empty() {
+        b = b.user(cfg.username.clone(), cfg.password.expose().to_owned());
+    }
+    if cfg.tls.enabled {
+        b = b.tls_context(Some(tls_context(&cfg.tls)?));
+    }
+    b.build().await.map_err(|e| ScyllaError::Connect {
+        nodes: cfg.nodes.join(","),
+        message: e.to_string(),
+    })
+}
+
+/// OpenSSL context for the cluster: the configured CA (or the system's),
+/// an optional client certificate, and name checking as configured.
+fn tls_context(t: &ScyllaTls) -> Result<scylla::client::session::OpenSsl010Config, ScyllaError> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    let err = |e: openssl::error::ErrorStack| ScyllaError::Tls(e.to_string());
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(err)?;
+    if t.ca_file.as_os_str().is_empty() {
+        b.set_default_verify_paths().map_err(err)?;
+    } else {
+        b.set_ca_file(&t.ca_file)
+            .map_err(|e| ScyllaError::Tls(format!("{}: {e}", t.ca_file.display())))?;
+    }
+    if !t.cert_file.as_os_str().is_empty() {
+        b.set_certificate_chain_file(&t.cert_file)
+            .map_err(|e| ScyllaError::Tls(format!("{}: {e}", t.cert_file.display())))?;
+        b.set_private_key_file(&t.key_file, SslFiletype::PEM)
+            .map_err(|e| ScyllaError::Tls(format!("{}: {e}", t.key_file.display())))?;
+        b.check_private_key().map_err(|e| {
+            ScyllaError::Tls(format!("the key does not match the certificate: {e}"))
+        })?;
+    }
+    if t.verify_hostname {
+        b.set_verify(SslVerifyMode::PEER);
+    } else {
+        // The driver asks OpenSSL to check the node's IP address; here only
+        // that one check is waived, the chain to the CA is still verified.
+        const IP_ADDRESS_MISMATCH: i32 = 64; // X509_V_ERR_IP_ADDRESS_MISMATCH
+        b.set_verify_callback(SslVerifyMode::PEER, |ok, ctx| {
+            ok || ctx.error().as_raw() == IP_ADDRESS_MISMATCH
+        });
+    }
+    Ok(scylla::client::session::OpenSsl010Config::new(b))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("scylla")
+        .enable_all()
+        .build()
+        .map_err(StoreError::Io)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// The keyspace and every migration as one CQL script:
+/// `karpoosheh migrate --print`.
+pub fn schema_cql(cfg: &ScyllaConfig) -> String {
+    let mut out = format!(
+        "-- Karpoosheh schema version {} for keyspace {}\n{};\nUSE {};\n{};\n",
+        karpoosheh_schemas::cql_schema_version(),
+        cfg.keyspace,
+        schema::create_keyspace_cql(&cfg.keyspace, &cfg.replication),
+        cfg.keyspace,
+        schema::MIGRATIONS_TABLE
+    );
+    for m in karpoosheh_schemas::CQL_MIGRATIONS {
+        out.push_str(&format!("\n-- migration {}\n", m.name));
+        for st in karpoosheh_schemas::cql_statements(m.cql).unwrap_or_default() {
+            out.push_str(&st);
+            out.push_str(";\n");
+        }
+        out.push_str(&format!(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ({}, '{}', '{}', toTimestamp(now()));\n",
+            m.version,
+            m.name,
+            karpoosheh_schemas::cql_checksum(m.cql)
+        ));
+    }
+    out
+}
+
+/// Applies the schema migrations: `karpoosheh migrate`.
+pub fn migrate(cfg: &ScyllaConfig) -> Result<MigrationReport, StoreError> {
+    let rt = runtime()?;
+    Ok(rt.block_on(async {
+        let session = connect(cfg).await?;
+        schema::migrate(&session, cfg).await
+    })?)
+}
+
+impl ScyllaStore {
+    /// Connects, checks (or, with `migrate_on_start`, applies) the schema,
+    /// prepares every statement, takes the node lease and reads this
+    /// node's high-water marks.
+    pub fn open(cfg: ScyllaStoreConfig) -> Result<ScyllaStore, StoreError> {
+        let rt = runtime()?;
+        let node = cfg.node_id as i16;
+        let sc = cfg.scylla.clone();
+        let (session, st, lease) = rt.block_on(async {
+            let session = connect(&sc).await?;
+            if sc.migrate_on_start {
+                let r = schema::migrate(&session, &sc).await?;
+                if !r.applied.is_empty() {
+                    tracing::info!(keyspace = %sc.keyspace, applied = ?r.applied, "schema migrated at start-up (scylla.migrate_on_start)");
+                }
+            } else {
+                session
+                    .use_keyspace(&sc.keyspace, false)
+                    .await
+                    .map_err(|e| ScyllaError::Schema(format!("keyspace {} is not usable ({e}): run `karpoosheh migrate` first", sc.keyspace)))?;
+                schema::check(&session, &sc.keyspace).await?;
+            }
+            let st = prepare_all(&session).await?;
+            let lease = Lease::take(&session, &st.lease, node, host_name()).await?;
+            Ok::<_, ScyllaError>((Arc::new(session), st, lease))
+        })?;
+        let store_state = rt.block_on(async {
+            let res = session
+                .execute_unpaged(&st.state_get, (node,))
+                .await
+                .map_err(ScyllaError::request("reading node state"))?;
+            collect::<(String, i64)>(res, "node_state")
+        })?;
+        let state: HashMap<String, i64> = store_state.into_iter().collect();
+        let mut lw = [i32::MAX; TIMER_SHARDS as usize];
+        for (shard, slot) in lw.iter_mut().enumerate() {
+            // No mark yet: nothing was ever written behind "now".
+            *slot = state
+                .get(&timers_low_water(shard as u8))
+                .map(|&h| h as i32)
+                .unwrap_or_else(|| hour_of(Utc::now().timestamp_millis()));
+        }
+        let outbox_lw = state
+            .get(OUTBOX_LOW_WATER)
+            .map(|&h| h as i32)
+            .unwrap_or_else(|| hour_of(Utc::now().timestamp_millis()));
+        // Marks are written the first time, so a restart never starts
+        // after timers or receipts this run writes before moving them.
+        let mut first_marks: Vec<(String, i64)> = (0..TIMER_SHARDS)
+            .filter(|sh| !state.contains_key(&timers_low_water(*sh)))
+            .map(|sh| (timers_low_water(sh), lw[sh as usize] as i64))
+            .collect();
+        if !state.contains_key(OUTBOX_LOW_WATER) {
+            first_marks.push((OUTBOX_LOW_WATER.to_owned(), outbox_lw as i64));
+        }
+        rt.block_on(async {
+            for (name, v) in &first_marks {
+                session
+                    .execute_unpaged(&st.state_put, (node, name, *v))
+                    .await
+                    .map_err(ScyllaError::request("writing node state"))?;
+            }
+            Ok::<_, ScyllaError>(())
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        lease.spawn_renewal(&rt, session.clone(), st.lease.renew.clone(), stop.clone());
+        let traffic_ttl = cfg
+            .scylla
+            .traffic_retention
+            .0
+            .as_secs()
+            .min(rows::MAX_TTL_SECS as u64) as i32;
+        Ok(ScyllaStore {
+            node,
+            concurrency: cfg.scylla.max_concurrency,
+            record_retention_secs: cfg.record_retention.as_secs().min(i64::MAX as u64) as i64,
+            traffic_ttl,
+            keyspace: cfg.scylla.keyspace.clone(),
+            writer: tokio::sync::Mutex::new(WriterState {
+                last_tracking: state.get(LAST_TRACKING).map(|&v| v as u64),
+                last_traffic_id: state.get(LAST_TRAFFIC_ID).map_or(0, |&v| v as u64),
+                days: HashSet::new(),
+            }),
+            outbox: Mutex::new(OutboxState {
+                last_id: 0,
+                in_flight: BTreeSet::new(),
+                removed_upto: TrackingCode::from_parts(hour_start_ms(outbox_lw), 0, 0)
+                    .as_u64()
+                    .saturating_sub(1),
+                low_water_hour: outbox_lw,
+            }),
+            timers_low_water: RwLock::new(lw),
+            lease,
+            stop,
+            rt,
+            session,
+            st,
+        })
+    }
+
+    /// The keyspace this store works in.
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+
+    /// Runs futures with at most `max_concurrency` in flight, in order.
+    async fn all<T, F>(&self, futs: impl IntoIterator<Item = F>) -> Result<Vec<T>, ScyllaError>
+    where
+        F: std::future::Future<Output = Result<T, ScyllaError>>,
+    {
+        stream::iter(futs)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn exec(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+        what: &'static str,
+    ) -> Result<QueryResult, ScyllaError> {
+        self.session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(ScyllaError::request(what))
+    }
+
+    fn record_ttl(&self, rec: &DeliveryRecord, now: DateTime<Utc>) -> i32 {
+        ttl_until(
+            rec.expires_at,
+            now,
+            self.record_retention_secs
+                .saturating_add(NOTICE_TTL_SLACK_SECS),
+        )
+    }
+
+    /// Writes timers, grouped into one unlogged batch per partition.
+    /// Holds the low-water marks while it writes, so a full scan cannot
+    /// declare an hour empty under it; a timer due before its shard's mark
+    /// lowers the mark first. Called once per store call (never two at a
+    /// time from one call: the marks' lock is not reentrant).
+    // The lock is held across the writes on purpose (see above); the
+    // future runs under `block_on` on the calling thread, never on a
+    // worker that another holder could need.
+    #[allow(clippy::await_holding_lock)]
+    async fn put_timers(&self, timers: &[Timer]) -> Result<(), ScyllaError> {
+        if timers.is_empty() {
+            return Ok(());
+        }
+        let below = |lw: &[i32; TIMER_SHARDS as usize]| {
+            timers
+                .iter()
+                .any(|t| hour_of(t.due_ms) < lw[t.shard as usize])
+        };
+        let read = self
+            .timers_low_water
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let _held = if below(&read) {
+            drop(read);
+            let mut lw = self
+                .timers_low_water
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut lowered = BTreeMap::new();
+            for t in timers {
+                let h = hour_of(t.due_ms);
+                if h < lw[t.shard as usize] {
+                    lw[t.shard as usize] = h;
+                    lowered.insert(t.shard, h);
+                }
+            }
+            // Durable before the timers, so a restart scans from there too.
+            self.all(lowered.into_iter().map(|(shard, h)| {
+                self.exec(
+                    &self.st.state_put,
+                    (self.node, timers_low_water(shard), h as i64),
+                    "lowering a timer low-water mark",
+                )
+            }))
+            .await?;
+            Held::Exclusive(lw)
+        } else {
+            Held::Shared(read)
+        };
+        let mut by_partition: BTreeMap<(i16, i8, i32), Vec<&Timer>> = BTreeMap::new();
+        for t in timers {
+            by_partition
+                .entry((self.node_of(t.code), t.shard as i8, hour_of(t.due_ms)))
+                .or_default()
+                .push(t);
+        }
+        let mut batches = Vec::new();
+        for ((node, shard, hour), ts) in by_partition {
+            for chunk in ts.chunks(BATCH_MAX) {
+                let mut b = Batch::new(BatchType::Unlogged);
+                b.set_is_idempotent(true);
+                let values: Vec<(i16, i8, i32, i64, i64, i8)> = chunk
+                    .iter()
+                    .map(|t| {
+                        b.append_statement(self.st.timer_put.clone());
+                        (node, shard, hour, t.due_ms, code_col(t.code), t.kind as i8)
+                    })
+                    .collect();
+                batches.push((b, values));
+            }
+        }
+        self.all(batches.iter().map(|(b, v)| async move {
+            self.session
+                .batch(b, v)
+                .await
+                .map_err(ScyllaError::request("writing timers"))
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Whose timers and outbox a notice belongs to: the issuing node's.
+    fn node_of(&self, code: TrackingCode) -> i16 {
+        code.node() as i16
+    }
+
+    async fn delete_timer(&self, t: &Timer) -> Result<QueryResult, ScyllaError> {
+        self.exec(
+            &self.st.timer_delete,
+            (
+                self.node_of(t.code),
+                t.shard as i8,
+                hour_of(t.due_ms),
+                t.due_ms,
+                code_col(t.code),
+                t.kind as i8,
+            ),
+            "removing a timer",
+        )
+        .await
+    }
+
+    /// Writes the rows of a newly accepted notice (all upserts) except
+    /// its timers, which it returns: the caller writes every timer of a
+    /// call at once.
+    async fn put_notice_rows(
+        &self,
+        n: &super::NewNotice,
+        code: TrackingCode,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<Vec<Timer>, ScyllaError> {
+        let now = Utc::now();
+        let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
+        let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
+        let rec = DeliveryRecord::new(code, &n.notice, accepted_at);
+        let record = serde_json::to_string(&rec).expect("delivery records serialise");
+        let mb = MailboxRow::new(&row, ttl);
+        let (a, b, c, d) = tokio::join!(
+            self.exec(
+                &self.st.notice_put,
+                NoticeValues::new(&row, ttl),
+                "writing a notice"
+            ),
+            self.exec(&self.st.mailbox_put, &mb, "writing a mailbox entry"),
+            self.exec(
+                &self.st.month_put,
+                (&row.mailbox_id, mb.month),
+                "writing a mailbox month"
+            ),
+            self.exec(
+                &self.st.delivery_put,
+                (
+                    row.tracking_code,
+                    rec.state.name(),
+                    record,
+                    self.record_ttl(&rec, now)
+                ),
+                "writing a delivery record"
+            ),
+        );
+        a?;
+        b?;
+        c?;
+        d?;
+        Ok(rec.initial_timers())
+    }
+
+    async fn put_rejection(&self, r: &NewRejection, id: u64) -> Result<(), ScyllaError> {
+        let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str());
+        let reasons: Vec<&str> = r.problems.iter().map(|p| p.reason.code()).collect();
+        self.exec(
+            &self.st.rejection_put,
+            (
+                agency,
+                day_of(id_ms(id)),
+                bucket_of(id),
+                id as i64,
+                r.at,
+                r.reference.as_deref(),
+                reasons,
+                serde_json::to_string(r).expect("rejections serialise"),
+                self.traffic_ttl,
+            ),
+            "writing a rejection",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_dead_letter(&self, d: &DeadLetter, id: u64) -> Result<(), ScyllaError> {
+        let reasons: Vec<&str> = d.problems.iter().map(|p| p.reason.code()).collect();
+        self.exec(
+            &self.st.dead_letter_put,
+            (
+                day_of(id_ms(id)),
+                bucket_of(id),
+                id as i64,
+                d.at,
+                d.agency.as_ref().map(|a| a.as_str()),
+                reasons,
+                serde_json::to_string(d).expect("dead letters serialise"),
+                self.traffic_ttl,
+            ),
+            "writing a dead letter",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records of one traffic kind after `after`, oldest first: walks the
+    /// days that hold any, reading a day's buckets in parallel and merging
+    /// them by ID.
+    async fn traffic(
+        &self,
+        kind: &'static str,
+        agency: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ScyllaError> {
+        let after = after.unwrap_or(0);
+        let from_day = day_of(if after == 0 { 0 } else { id_ms(after) });
+        let res = self
+            .exec(
+                &self.st.days,
+                (kind, agency, from_day),
+                "listing traffic days",
+            )
+            .await?;
+        let days = collect::<(NaiveDate,)>(res, "traffic_days")?;
+        let mut out: Vec<(u64, String)> = Vec::new();
+        let lim = limit.min(i32::MAX as usize) as i32;
+        for (day,) in days {
+            if out.len() >= limit {
+                break;
+            }
+            let reads = (0..TRAFFIC_BUCKETS as i8).map(|bucket| async move {
+                let res = if kind == "r" {
+                    self.exec(
+                        &self.st.rejection_read,
+                        (agency, day, bucket, after as i64, lim),
+                        "reading rejections",
+                    )
+                    .await?
+                } else {
+                    self.exec(
+                        &self.st.dead_letter_read,
+                        (day, bucket, after as i64, lim),
+                        "reading dead letters",
+                    )
+                    .await?
+                };
+                collect::<(i64, String)>(res, "traffic")
+            });
+            let mut merged: Vec<(u64, String)> = self
+                .all(reads)
+                .await?
+                .into_iter()
+                .flatten()
+                .map(|(id, rec)| (id as u64, rec))
+                .collect();
+            merged.sort_by_key(|(id, _)| *id);
+            out.extend(merged.into_iter().take(limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    async fn note_day(
+        &self,
+        w: &mut WriterState,
+        kind: &'static str,
+        agency: &str,
+        day: NaiveDate,
+    ) -> Result<(), ScyllaError> {
+        if w.days.insert((kind, agency.to_owned(), day)) {
+            if let Err(e) = self
+                .exec(
+                    &self.st.day_put,
+                    (kind, agency, day, self.traffic_ttl),
+                    "indexing a traffic day",
+                )
+                .await
+            {
+                w.days.remove(&(kind, agency.to_owned(), day));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every outbox ID up to `id` is published and removed, or was never
+    /// issued: reads start after it, and a new hour becomes the low-water
+    /// mark (losing that write only re-reads an hour after a restart).
+    fn outbox_read_to(&self, id: u64) {
+        let moved = {
+            let mut o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            o.removed_upto = o.removed_upto.max(id);
+            let h = hour_of(id_ms(o.removed_upto));
+            (h > o.low_water_hour).then(|| {
+                o.low_water_hour = h;
+                h
+            })
+        };
+        if let Some(h) = moved {
+            let _ = self.rt.block_on(self.exec(
+                &self.st.state_put,
+                (self.node, OUTBOX_LOW_WATER, h as i64),
+                "moving the outbox low-water mark",
+            ));
+        }
+    }
+
+    fn guard(&self) -> Result<(), StoreError> {
+        Ok(self.lease.check()?)
+    }
+}
+
+impl Drop for ScyllaStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // A clean stop frees the node ID at once for the next start.
+        let (session, st, node, holder) = (&self.session, &self.st, self.node, &self.lease.holder);
+        let released = self.rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                session.execute_unpaged(&st.lease.release, (node, holder)),
+            )
+            .await
+        });
+        if !matches!(released, Ok(Ok(_))) {
+            tracing::warn!(
+                node_id = node,
+                "could not release the node lease; it lapses by itself within 30 s"
+            );
+        }
+    }
+}
+
+/// A low-water lock held across writes, shared or exclusive.
+#[allow(dead_code)] // held for its drop
+enum Held<'a> {
+    Shared(std::sync::RwLockReadGuard<'a, [i32; TIMER_SHARDS as usize]>),
+    Exclusive(std::sync::RwLockWriteGuard<'a, [i32; TIMER_SHARDS as usize]>),
+}
+
+/// How a claim came out.
+enum Claim {
+    /// New, or held by this very entry (a retried write).
+    Ours,
+    /// Held by another notice: its code, content hash and time.
+    Taken {
+        code: TrackingCode,
+        hash: Vec<u8>,
+        accepted_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl Store for ScyllaStore {
+    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        self.guard()?;
+        Ok(self.rt.block_on(async {
+            // One writer at a time: IDs and high-water marks.
+            let mut w = self.writer.lock().await;
+            let now = Utc::now();
+            // The first entry for each reference claims it; later ones in
+            // the same call are judged against it, in order.
+            let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+            let mut claims = Vec::new();
+            for (i, e) in entries.iter().enumerate() {
+                if let Entry::Notice(n) = e {
+                    let k = (n.notice.agency.as_str(), n.notice.reference.as_str());
+                    if let std::collections::hash_map::Entry::Vacant(v) = first.entry(k) {
+                        v.insert(i);
+                        claims.push(i);
+                    }
+                }
+            }
+            let results = self
+                .all(claims.iter().map(|&i| async move {
+                    let Entry::Notice(n) = &entries[i] else { unreachable!() };
+                    let rec_ttl = ttl_until(n.notice.expires_at, now, self.record_retention_secs.saturating_add(NOTICE_TTL_SLACK_SECS));
+                    let res = self
+                        .exec(
+                            &self.st.claim,
+                            (n.notice.agency.as_str(), &n.notice.reference, code_col(n.tracking_code), n.content_hash.as_slice(), n.accepted_at, rec_ttl),
+                            "claiming a reference",
+                        )
+                        .await?;
+                    let (applied, cols) = lwt_outcome(res, "agency_refs")?;
+                    let held = cols.get("tracking_code").and_then(CqlValue::as_bigint).map(code_of);
+                    Ok::<_, ScyllaError>(match (applied, held) {
+                        (true, _) => Claim::Ours,
+                        (false, Some(c)) if c == n.tracking_code => Claim::Ours,
+                        (false, Some(code)) => Claim::Taken {
+                            code,
+                            hash: cols.get("content_hash").and_then(CqlValue::as_blob).cloned().unwrap_or_default(),
+                            accepted_at: cols
+                                .get("accepted_at")
+                                .and_then(CqlValue::as_cql_timestamp)
+                                .and_then(|t| DateTime::from_timestamp_millis(t.0)),
+                        },
+                        (false, None) => {
+                            return Err(ScyllaError::Rows {
+                                what: "agency_refs".into(),
+                                message: "a claim was refused without naming its holder".into(),
+                            })
+                        }
+                    })
+                }))
+                .await?;
+            let claim_of: HashMap<usize, Claim> = claims.into_iter().zip(results).collect();
+
+            let mut outcomes = Vec::with_capacity(entries.len());
+            let mut to_store: Vec<usize> = Vec::new();
+            // Originals whose rows may never have been written (a crash
+            // between claim and rows): checked and completed below.
+            let mut repair: Vec<(usize, TrackingCode, DateTime<Utc>)> = Vec::new();
+            let mut rejections: Vec<(NewRejection, u64)> = Vec::new();
+            let mut dead: Vec<(&DeadLetter, u64)> = Vec::new();
+            let mut max_tracking = w.last_tracking;
+            for (i, e) in entries.iter().enumerate() {
+                match e {
+                    Entry::Notice(n) => {
+                        let k = (n.notice.agency.as_str(), n.notice.reference.as_str());
+                        let fi = first[&k];
+                        let (orig_code, orig_hash): (TrackingCode, Vec<u8>) = match &claim_of[&fi] {
+                            Claim::Ours => {
+                                let Entry::Notice(f) = &entries[fi] else { unreachable!() };
+                                (f.tracking_code, f.content_hash.to_vec())
+                            }
+                            Claim::Taken { code, hash, .. } => (*code, hash.clone()),
+                        };
+                        if fi == i && matches!(claim_of[&fi], Claim::Ours) {
+                            to_store.push(i);
+                            let c = n.tracking_code.as_u64();
+                            max_tracking = Some(max_tracking.map_or(c, |m| m.max(c)));
+                            outcomes.push(Outcome::Stored);
+                        } else if orig_hash == n.content_hash {
+                            if fi == i {
+                                if let Claim::Taken { accepted_at, .. } = &claim_of[&fi] {
+                                    repair.push((i, orig_code, accepted_at.unwrap_or_else(|| {
+                                        DateTime::from_timestamp_millis(orig_code.unix_ms()).unwrap_or(now)
+                                    })));
+                                }
+                            }
+                            outcomes.push(Outcome::Duplicate { original: orig_code });
+                        } else {
+                            let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
+                            rejections.push((
+                                NewRejection {
+                                    agency: Some(n.notice.agency.clone()),
+                                    reference: Some(n.notice.reference.clone()),
+                                    problems: vec![Problem::new(
+                                        Reason::ReferenceConflict,
+                                        "reference".to_owned(),
+                                        format!("reference was already used for notice {orig_code} with different content; the original is kept"),
+                                    )],
+                                    position: n.position.clone(),
+                                    at: n.accepted_at,
+                                },
+                                id,
+                            ));
+                            outcomes.push(Outcome::Conflict { original: orig_code });
+                        }
+                    }
+                    Entry::Rejection(r) => {
+                        let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
+                        rejections.push((r.clone(), id));
+                        outcomes.push(Outcome::Kept);
+                    }
+                    Entry::DeadLetter(d) => {
+                        let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
+                        dead.push((d, id));
+                        outcomes.push(Outcome::Kept);
+                    }
+                }
+            }
+
+            // Repairs: an original without a delivery record was never
+            // finished; its re-send has the same content, so finish it.
+            let missing = self
+                .all(repair.iter().map(|&(i, code, at)| async move {
+                    let res = self.exec(&self.st.delivery_get, (code_col(code),), "checking an original").await?;
+                    let found = collect::<(Option<String>,)>(res, "deliveries")?;
+                    Ok::<_, ScyllaError>(found.is_empty().then_some((i, code, at)))
+                }))
+                .await?;
+            let mut timers = Vec::new();
+            for (i, code, at) in missing.into_iter().flatten() {
+                tracing::warn!(tracking_code = %code, "completing a notice whose first write was interrupted");
+                let Entry::Notice(n) = &entries[i] else { unreachable!() };
+                timers.extend(self.put_notice_rows(n, code, at).await?);
+            }
+            let stored = self
+                .all(to_store.iter().map(|&i| async move {
+                    let Entry::Notice(n) = &entries[i] else { unreachable!() };
+                    self.put_notice_rows(n, n.tracking_code, n.accepted_at).await
+                }))
+                .await?;
+            timers.extend(stored.into_iter().flatten());
+            self.put_timers(&timers).await?;
+
+            // Traffic: the days first (so a listing finds them), then rows.
+            for (r, id) in &rejections {
+                let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str()).to_owned();
+                self.note_day(&mut w, "r", &agency, day_of(id_ms(*id))).await?;
+            }
+            for (_, id) in &dead {
+                self.note_day(&mut w, "d", DEAD_LETTER_DAYS, day_of(id_ms(*id)))
+                    .await?;
+            }
+            self.all(rejections.iter().map(|(r, id)| self.put_rejection(r, *id))).await?;
+            self.all(dead.iter().map(|(d, id)| self.put_dead_letter(d, *id))).await?;
+
+            let mut marks = Vec::new();
+            if max_tracking != w.last_tracking {
+                if let Some(m) = max_tracking {
+                    marks.push((LAST_TRACKING, m as i64));
+                }
+            }
+            if !rejections.is_empty() || !dead.is_empty() {
+                marks.push((LAST_TRAFFIC_ID, w.last_traffic_id as i64));
+            }
+            self.all(marks.iter().map(|(name, v)| self.exec(&self.st.state_put, (self.node, *name, *v), "writing high-water marks")))
+                .await?;
+            w.last_tracking = max_tracking;
+            Ok::<_, ScyllaError>(outcomes)
+        })?)
+    }
+
+    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
+        self.rt.block_on(async {
+            let res = self
+                .exec(&self.st.notice_get, (code_col(code),), "reading a notice")
+                .await?;
+            match collect::<NoticeRow>(res, "notices")?.into_iter().next() {
+                Some(row) => Ok(Some(row.into_stored()?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, StoreError> {
+        let mid = id.to_string();
+        let codes: Vec<TrackingCode> = self.rt.block_on(async {
+            let res = match before {
+                Some(b) => {
+                    self.exec(
+                        &self.st.months_before,
+                        (&mid, month_of(b)),
+                        "listing mailbox months",
+                    )
+                    .await?
+                }
+                None => {
+                    self.exec(&self.st.months, (&mid,), "listing mailbox months")
+                        .await?
+                }
+            };
+            let months = collect::<(i32,)>(res, "mailbox_months")?;
+            let mut codes = Vec::new();
+            // One more than asked, to know whether there is a next page.
+            for (month,) in months {
+                let want = (limit + 1 - codes.len()).min(i32::MAX as usize) as i32;
+                let res = match before {
+                    Some(b) if month == month_of(b) => {
+                        self.exec(
+                            &self.st.mailbox_page_before,
+                            (&mid, month, code_col(b), want),
+                            "reading a mailbox",
+                        )
+                        .await?
+                    }
+                    _ => {
+                        self.exec(
+                            &self.st.mailbox_page,
+                            (&mid, month, want),
+                            "reading a mailbox",
+                        )
+                        .await?
+                    }
+                };
+                codes.extend(
+                    collect::<(i64,)>(res, "mailbox_notices")?
+                        .into_iter()
+                        .map(|(c,)| code_of(c)),
+                );
+                if codes.len() > limit {
+                    break;
+                }
+            }
+            Ok::<_, ScyllaError>(codes)
+        })?;
+        let more = codes.len() > limit;
+        let page: Vec<TrackingCode> = codes.into_iter().take(limit).collect();
+        let notices = self.rt.block_on(async {
+            self.all(page.iter().map(|&c| async move {
+                let res = self
+                    .exec(&self.st.notice_get, (code_col(c),), "reading a notice")
+                    .await?;
+                Ok::<_, ScyllaError>(collect::<NoticeRow>(res, "notices")?.into_iter().next())
+            }))
+            .await
+        })?;
+        let mut out = Vec::with_capacity(notices.len());
+        for row in notices {
+            match row {
+                Some(r) => out.push(r.into_stored()?),
+                // Expired between the listing and the read, or a write
+                // still being completed: not shown.
+                None => tracing::debug!("a mailbox entry without its notice was skipped"),
+            }
+        }
+        let next = if more { page.last().copied() } else { None };
+        Ok(MailboxPage { notices: out, next })
+    }
+
+    fn reference(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.ref_get,
+                    (agency.as_str(), reference),
+                    "reading a reference",
+                )
+                .await?;
+            Ok::<_, ScyllaError>(
+                collect::<(Option<i64>, Option<Vec<u8>>, Option<DateTime<Utc>>)>(
+                    res,
+                    "agency_refs",
+                )?
+                .into_iter()
+                .next()
+                .and_then(|(c, _, _)| c.map(code_of)),
+            )
+        })?)
+    }
+
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
+        let rows = self.rt.block_on(self.traffic("r", agency, after, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok(StoredRejection {
+                    id,
+                    rejection: serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let rows = self
+            .rt
+            .block_on(self.traffic("d", DEAD_LETTER_DAYS, after, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok((
+                    id,
+                    serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("dead letter {id}: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .rt
+            .block_on(self.writer.lock())
+            .last_tracking
+            .map(TrackingCode::from_u64))
+    }
+
+    fn stats(&self) -> StoreStats {
+        // A cluster's size is per node and per table; ScyllaDB's own
+        // monitoring reports it. Nothing cheap and true to say here.
+        StoreStats::default()
+    }
+
+    fn due_timers(
+        &self,
+        shard: u8,
+        from_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        if from_ms > now_ms || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let s = shard as usize;
+        let full = from_ms == i64::MIN;
+        // Held across the reads on purpose, as in put_timers.
+        #[allow(clippy::await_holding_lock)]
+        Ok(self.rt.block_on(async {
+            // A full scan may move the low-water mark: no timer may be
+            // written meanwhile (see put_timers), so hold it exclusively.
+            let mut exclusive = full.then(|| {
+                self.timers_low_water
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
+            let shared = (!full).then(|| {
+                self.timers_low_water
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
+            let lw = match (&exclusive, &shared) {
+                (Some(g), _) => g[s],
+                (_, Some(g)) => g[s],
+                _ => unreachable!("one of the two is held"),
+            };
+            let first = hour_of(from_ms).max(lw);
+            let last = hour_of(now_ms);
+            let mut out = Vec::new();
+            let mut first_nonempty = None;
+            let mut h = first;
+            while h <= last && out.len() < limit {
+                let want = (limit - out.len()).min(i32::MAX as usize) as i32;
+                let res = self
+                    .exec(
+                        &self.st.timers_due,
+                        (self.node, shard as i8, h, from_ms, now_ms, want),
+                        "reading due timers",
+                    )
+                    .await?;
+                let rows = collect::<(i64, i64, i8)>(res, "timers")?;
+                if !rows.is_empty() && first_nonempty.is_none() {
+                    first_nonempty = Some(h);
+                }
+                for (due_ms, code, kind) in rows {
+                    let kind = TimerKind::from_u8(kind as u8).ok_or_else(|| ScyllaError::Rows {
+                        what: "timers".into(),
+                        message: format!("unknown timer kind {kind}"),
+                    })?;
+                    out.push(Timer {
+                        shard,
+                        due_ms,
+                        code: code_of(code),
+                        kind,
+                    });
+                }
+                h += 1;
+            }
+            if full {
+                // Every hour before the first that held a due timer is
+                // empty of due timers, and hours before now's are wholly in
+                // the past: nothing will be due there again.
+                let new_lw = first_nonempty.unwrap_or(h.min(last)).min(last);
+                if new_lw > lw {
+                    self.exec(
+                        &self.st.state_put,
+                        (self.node, timers_low_water(shard), new_lw as i64),
+                        "moving a timer low-water mark",
+                    )
+                    .await?;
+                    if let Some(g) = exclusive.as_mut() {
+                        g[s] = new_lw;
+                    }
+                }
+            }
+            Ok::<_, ScyllaError>(out)
+        })?)
+    }
+
+    fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.delivery_get,
+                    (code_col(code),),
+                    "reading a delivery record",
+                )
+                .await?;
+            match collect::<(Option<String>,)>(res, "deliveries")?
+                .into_iter()
+                .next()
+            {
+                Some((Some(json),)) => {
+                    Ok(Some(serde_json::from_str(&json).map_err(|e| {
+                        StoreError::Corrupt(format!("delivery record {code}: {e}"))
+                    })?))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.guard()?;
+        let now = Utc::now();
+        // Outbox IDs, held in flight until written so a reader never
+        // passes one that is not durable yet.
+        let ids: Vec<Vec<u64>> = {
+            let mut o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            writes
+                .iter()
+                .map(|w| {
+                    w.receipts
+                        .iter()
+                        .map(|_| {
+                            let id =
+                                next_id(&mut o.last_id, self.node as u16, now.timestamp_millis());
+                            o.in_flight.insert(id);
+                            id
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let result = self.rt.block_on(async {
+            // 1. Receipts, new timers and awaiting entries: additive.
+            let receipts = writes
+                .iter()
+                .zip(&ids)
+                .flat_map(|(w, ids)| w.receipts.iter().zip(ids));
+            self.all(receipts.map(|(r, &id)| {
+                self.exec(
+                    &self.st.outbox_put,
+                    (
+                        self.node,
+                        hour_of(id_ms(id)),
+                        id as i64,
+                        serde_json::to_string(r).expect("receipts serialise"),
+                    ),
+                    "writing the outbox",
+                )
+            }))
+            .await?;
+            let adds: Vec<Timer> = writes
+                .iter()
+                .flat_map(|w| w.add_timers.iter().copied())
+                .collect();
+            self.put_timers(&adds).await?;
+            let awaiting = writes.iter().filter_map(|w| match (&w.record, w.awaiting) {
+                (Some(rec), Some(true)) if !w.purge_notice => Some(rec),
+                _ => None,
+            });
+            self.all(awaiting.map(|rec| {
+                self.exec(
+                    &self.st.awaiting_put,
+                    (
+                        rec.recipient.to_string(),
+                        self.node_of(rec.tracking_code),
+                        code_col(rec.tracking_code),
+                        ttl_until(rec.expires_at, now, NOTICE_TTL_SLACK_SECS),
+                    ),
+                    "writing an awaiting entry",
+                )
+            }))
+            .await?;
+            // 2. The records.
+            self.all(writes.iter().filter_map(|w| w.record.as_ref()).map(|rec| {
+                self.exec(
+                    &self.st.delivery_put,
+                    (
+                        code_col(rec.tracking_code),
+                        rec.state.name(),
+                        serde_json::to_string(rec).expect("delivery records serialise"),
+                        self.record_ttl(rec, now),
+                    ),
+                    "writing a delivery record",
+                )
+            }))
+            .await?;
+            // 3. Confirmation IDs (the record already holds them).
+            self.all(
+                writes
+                    .iter()
+                    .flat_map(|w| {
+                        let ttl = w.record.as_ref().map_or(1, |r| self.record_ttl(r, now));
+                        w.confirmation_ids
+                            .iter()
+                            .map(move |(id, code)| (id, *code, ttl))
+                    })
+                    .map(|(id, code, ttl)| {
+                        self.exec(
+                            &self.st.confirmation_put,
+                            (id, code_col(code), ttl),
+                            "recording a confirmation",
+                        )
+                    }),
+            )
+            .await?;
+            // 4. Removals, last: a write that stops before them leaves only
+            //    stale timers and entries, which are dropped when met.
+            self.all(
+                writes
+                    .iter()
+                    .flat_map(|w| w.remove_timers.iter())
+                    .map(|t| self.delete_timer(t)),
+            )
+            .await?;
+            for w in writes {
+                if let (Some(rec), Some(false)) = (&w.record, w.awaiting) {
+                    self.exec(
+                        &self.st.awaiting_delete,
+                        (
+                            rec.recipient.to_string(),
+                            self.node_of(rec.tracking_code),
+                            code_col(rec.tracking_code),
+                        ),
+                        "removing an awaiting entry",
+                    )
+                    .await?;
+                }
+                let gone = w.delete_record.as_ref().or(if w.purge_notice {
+                    w.record.as_ref()
+                } else {
+                    None
+                });
+                if let Some(rec) = gone {
+                    let (c, mid) = (code_col(rec.tracking_code), rec.recipient.to_string());
+                    let (a, b, d) = tokio::join!(
+                        self.exec(&self.st.notice_delete, (c,), "removing a notice"),
+                        self.exec(
+                            &self.st.mailbox_delete,
+                            (&mid, month_of(rec.tracking_code), c),
+                            "removing a mailbox entry"
+                        ),
+                        self.exec(
+                            &self.st.awaiting_delete,
+                            (&mid, self.node_of(rec.tracking_code), c),
+                            "removing an awaiting entry"
+                        ),
+                    );
+                    a?;
+                    b?;
+                    d?;
+                }
+                if let Some(rec) = &w.delete_record {
+                    let c = code_col(rec.tracking_code);
+                    self.exec(&self.st.delivery_delete, (c,), "removing a delivery record")
+                        .await?;
+                    self.exec(
+                        &self.st.ref_delete,
+                        (rec.agency.as_str(), &rec.reference, c),
+                        "releasing a reference",
+                    )
+                    .await?;
+                    self.all(rec.confirmations.iter().map(|x| {
+                        self.exec(
+                            &self.st.confirmation_delete,
+                            (&x.confirmation_id,),
+                            "removing a confirmation",
+                        )
+                    }))
+                    .await?;
+                }
+            }
+            Ok::<_, ScyllaError>(())
+        });
+        let mut o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids.iter().flatten() {
+            o.in_flight.remove(id);
+        }
+        Ok(result?)
+    }
+
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        let (from, horizon, lw) = {
+            let o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                after.unwrap_or(0).max(o.removed_upto),
+                o.horizon(),
+                o.low_water_hour,
+            )
+        };
+        if horizon <= from.saturating_add(1) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        let rows = self.rt.block_on(async {
+            let mut out = Vec::new();
+            // IDs are issued from the clock: none lies past the current
+            // hour (an hour of slack for a clock that jumped).
+            let last = hour_of(id_ms(horizon.saturating_sub(1)).min(now_ms + 3_600_000));
+            let mut h = hour_of(id_ms(from)).max(lw);
+            while h <= last && out.len() < limit {
+                let want = (limit - out.len()).min(i32::MAX as usize) as i32;
+                let res = self
+                    .exec(
+                        &self.st.outbox_read,
+                        (self.node, h, from as i64, horizon as i64, want),
+                        "reading the outbox",
+                    )
+                    .await?;
+                out.extend(collect::<(i64, String)>(res, "outbox")?);
+                h += 1;
+            }
+            Ok::<_, ScyllaError>(out)
+        })?;
+        if rows.is_empty() && horizon == i64::MAX as u64 {
+            // Empty up to now with nothing in flight: past hours stay empty
+            // (new IDs come from the clock), so later reads start at this
+            // hour instead of walking back over idle ones.
+            let start = TrackingCode::from_parts(hour_start_ms(hour_of(now_ms)), 0, 0).as_u64();
+            self.outbox_read_to(start.saturating_sub(1));
+        }
+        rows.into_iter()
+            .map(|(id, json)| {
+                Ok((
+                    id as u64,
+                    serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox receipt {id}: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.rt.block_on(self.all(ids.iter().map(|&id| {
+            self.exec(
+                &self.st.outbox_delete,
+                (self.node, hour_of(id_ms(id)), id as i64),
+                "removing published receipts",
+            )
+        })))?;
+        // Everything read up to here is gone: later reads start after it.
+        self.outbox_read_to(ids.iter().copied().max().unwrap_or(0));
+        Ok(())
+    }
+
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let res = self
+                .exec(&self.st.confirmation_get, (id,), "reading a confirmation")
+                .await?;
+            Ok::<_, ScyllaError>(
+                collect::<(Option<i64>,)>(res, "confirmations")?
+                    .into_iter()
+                    .next()
+                    .and_then(|(c,)| c.map(code_of)),
+            )
+        })?)
+    }
+
+    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        Ok(self.rt.block_on(async {
+            // What is stored now, per mailbox: updated_at and write time.
+            let ids: Vec<MailboxId> = profiles
+                .iter()
+                .map(|p| p.id)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let current = self
+                .all(ids.iter().map(|id| async move {
+                    let res = self
+                        .exec(&self.st.profile_get, (id.to_string(),), "reading a profile")
+                        .await?;
+                    let row = collect::<(Option<String>, Option<DateTime<Utc>>, Option<i64>)>(
+                        res, "profiles",
+                    )?
+                    .into_iter()
+                    .next();
+                    Ok::<_, ScyllaError>((*id, row.and_then(|(_, at, ts)| Some((at?, ts?)))))
+                }))
+                .await?;
+            let mut state: HashMap<MailboxId, (DateTime<Utc>, i64)> = current
+                .into_iter()
+                .filter_map(|(id, c)| Some((id, c?)))
+                .collect();
+            let mut applied = Vec::with_capacity(profiles.len());
+            let mut winners: HashMap<MailboxId, (&MailboxProfile, i64)> = HashMap::new();
+            for p in profiles {
+                let ts = match state.get(&p.id) {
+                    Some((at, _)) if *at > p.updated_at => {
+                        applied.push(false);
+                        continue;
+                    }
+                    // Same time: a correction. It must win the write-time
+                    // comparison too, so it goes one microsecond later.
+                    Some((at, ts)) if *at == p.updated_at => ts + 1,
+                    _ => p.updated_at.timestamp_micros(),
+                };
+                state.insert(p.id, (p.updated_at, ts));
+                winners.insert(p.id, (p, ts));
+                applied.push(true);
+            }
+            self.all(winners.values().map(|(p, ts)| {
+                self.exec(
+                    &self.st.profile_put,
+                    (
+                        p.id.to_string(),
+                        p.updated_at,
+                        serde_json::to_string(p).expect("profiles serialise"),
+                        *ts,
+                    ),
+                    "writing a profile",
+                )
+            }))
+            .await?;
+            Ok::<_, ScyllaError>(applied)
+        })?)
+    }
+
+    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.rt.block_on(self.all(ids.iter().map(|(id, at)| {
+            // The tombstone's time decides against profiles' updated_at.
+            self.exec(
+                &self.st.profile_delete,
+                (at.timestamp_micros(), id.to_string()),
+                "removing a profile",
+            )
+        })))?;
+        Ok(())
+    }
+
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        self.rt.block_on(async {
+            let res = self
+                .exec(&self.st.profile_get, (id.to_string(),), "reading a profile")
+                .await?;
+            match collect::<(Option<String>, Option<DateTime<Utc>>, Option<i64>)>(res, "profiles")?
+                .into_iter()
+                .next()
+            {
+                Some((Some(json), _, _)) => {
+                    Ok(Some(serde_json::from_str(&json).map_err(|e| {
+                        StoreError::Corrupt(format!("profile: {e}"))
+                    })?))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let lim = limit.min(i32::MAX as usize) as i32;
+            let res = self
+                .exec(
+                    &self.st.awaiting_list,
+                    (id.to_string(), self.node, lim),
+                    "reading awaiting notices",
+                )
+                .await?;
+            Ok::<_, ScyllaError>(
+                collect::<(i64,)>(res, "awaiting")?
+                    .into_iter()
+                    .map(|(c,)| code_of(c))
+                    .collect(),
+            )
+        })?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

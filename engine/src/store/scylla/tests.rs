@@ -1,0 +1,187 @@
+//! The conformance suite on a real ScyllaDB cluster, when
+//! `KARPOOSHEH_SCYLLA_NODES` names one (comma-separated `host:port`);
+//! each case gets its own keyspace, dropped afterwards. Without it the
+//! test says plainly that it was skipped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::store::conformance;
+
+/// The cluster to test against, or `None` (and a note) when none is set.
+pub(crate) fn test_cluster(test: &str) -> Option<ScyllaConfig> {
+    let Ok(nodes) = std::env::var("KARPOOSHEH_SCYLLA_NODES") else {
+        eprintln!("SKIPPED {test}: set KARPOOSHEH_SCYLLA_NODES=host:port[,host:port] to run it against a ScyllaDB cluster");
+        return None;
+    };
+    let mut c = ScyllaConfig {
+        nodes: nodes
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        migrate_on_start: true,
+        ..ScyllaConfig::default()
+    };
+    // A test cluster is one data centre; KARPOOSHEH_SCYLLA_DC names it.
+    let dc = std::env::var("KARPOOSHEH_SCYLLA_DC").unwrap_or_else(|_| "datacenter1".into());
+    let rf = std::env::var("KARPOOSHEH_SCYLLA_RF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    c.replication = BTreeMap::from([(dc.clone(), rf)]);
+    c.local_datacenter = dc;
+    c.consistency = if rf >= 3 {
+        ConsistencyName::LocalQuorum
+    } else {
+        ConsistencyName::LocalOne
+    };
+    if let Ok(u) = std::env::var("KARPOOSHEH_SCYLLA_USERNAME") {
+        c.username = u;
+        c.password = crate::channel::Secret::new(
+            std::env::var("KARPOOSHEH_SCYLLA_PASSWORD").unwrap_or_default(),
+        );
+    }
+    Some(c)
+}
+
+/// A keyspace name no other test run uses.
+pub(crate) fn unique_keyspace(case: &str) -> String {
+    let tag: String = case
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(20)
+        .collect();
+    format!(
+        "kt_{}_{:08x}",
+        tag.to_ascii_lowercase(),
+        rand::random::<u32>()
+    )
+}
+
+/// Drops its keyspace when the case is over.
+struct KeyspaceGuard(ScyllaConfig);
+
+impl Drop for KeyspaceGuard {
+    fn drop(&mut self) {
+        let cfg = self.0.clone();
+        let rt = runtime().expect("a runtime");
+        let dropped = rt.block_on(async {
+            let s = connect(&cfg).await?;
+            s.query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", cfg.keyspace), ())
+                .await
+                .map_err(ScyllaError::request("dropping a test keyspace"))
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop test keyspace {}: {e}", cfg.keyspace);
+        }
+    }
+}
+
+pub(crate) fn open_test_store(
+    cfg: &ScyllaConfig,
+    case: &str,
+) -> (Box<dyn Store>, Box<dyn std::any::Any>) {
+    let mut cfg = cfg.clone();
+    cfg.keyspace = unique_keyspace(case);
+    let store = ScyllaStore::open(ScyllaStoreConfig {
+        scylla: cfg.clone(),
+        node_id: 1,
+        record_retention: Duration::from_secs(186 * 24 * 3600),
+    })
+    .unwrap_or_else(|e| panic!("opening a store in {}: {e}", cfg.keyspace));
+    (Box::new(store), Box::new(KeyspaceGuard(cfg)))
+}
+
+#[test]
+fn conformance_on_scylla() {
+    let Some(cfg) = test_cluster("conformance_on_scylla") else {
+        return;
+    };
+    conformance::run_all(&mut |case| open_test_store(&cfg, case));
+}
+
+#[test]
+fn the_statements_name_only_tables_the_schema_creates() {
+    let schema: Vec<String> = karpoosheh_schemas::CQL_MIGRATIONS
+        .iter()
+        .flat_map(|m| karpoosheh_schemas::cql_statements(m.cql).unwrap())
+        .collect();
+    let tables: Vec<&str> = schema
+        .iter()
+        .filter_map(|s| s.strip_prefix("CREATE TABLE IF NOT EXISTS "))
+        .filter_map(|s| s.split_whitespace().next())
+        .collect();
+    for (name, cql, _) in CQL {
+        let table = cql
+            .split_whitespace()
+            .skip_while(|w| !matches!(*w, "INTO" | "FROM" | "UPDATE"))
+            .nth(1)
+            .or_else(|| {
+                cql.strip_prefix("UPDATE ")
+                    .and_then(|s| s.split_whitespace().next())
+            })
+            .unwrap_or_else(|| panic!("{name}: no table in {cql}"));
+        assert!(
+            tables.contains(&table),
+            "{name} uses {table}, which no migration creates"
+        );
+        assert!(!cql.contains(';'), "{name}: one statement each");
+    }
+}
+
+#[test]
+fn only_lightweight_transactions_are_not_idempotent() {
+    for (name, cql, idempotent) in CQL {
+        let lwt = cql.contains(" IF ");
+        assert_eq!(
+            !lwt, *idempotent,
+            "{name}: a retry may repeat it only if it is not a LWT"
+        );
+        // No statement reads a whole table or filters server-side.
+        assert!(!cql.contains("ALLOW FILTERING"), "{name}");
+        if cql.starts_with("SELECT") {
+            assert!(
+                cql.contains(" WHERE "),
+                "{name} reads without a partition key"
+            );
+        }
+    }
+}
+
+#[test]
+fn lwt_tables_take_no_plain_writes() {
+    // ScyllaDB's guidance: a table written by LWT is written only by LWT.
+    for table in ["agency_refs", "node_leases"] {
+        for (name, cql, idempotent) in CQL {
+            let writes = cql.starts_with(&format!("INSERT INTO {table} "))
+                || cql.starts_with(&format!("UPDATE {table} "))
+                || cql.starts_with(&format!("DELETE FROM {table} "));
+            if writes {
+                assert!(
+                    !idempotent && cql.contains(" IF "),
+                    "{name} writes {table} without a condition"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_printed_schema_is_a_script_a_dba_can_apply() {
+    let script = schema_cql(&ScyllaConfig::default());
+    let stmts = karpoosheh_schemas::cql_statements(&script).expect("it splits into statements");
+    assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS karpoosheh WITH replication = {'class': 'NetworkTopologyStrategy'"));
+    assert_eq!(stmts[1], "USE karpoosheh");
+    for m in karpoosheh_schemas::CQL_MIGRATIONS {
+        let n = karpoosheh_schemas::cql_statements(m.cql).unwrap().len();
+        assert!(n > 0);
+        assert!(script.contains(&format!(
+            "VALUES ({}, '{}', '{}'",
+            m.version,
+            m.name,
+            karpoosheh_schemas::cql_checksum(m.cql)
+        )));
+    }
+}
