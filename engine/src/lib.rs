@@ -31,8 +31,20 @@ pub use karpoosheh_schemas::metric_names;
 pub use pipeline::{Pipeline, PipelineError, RunSummary, TrackingCodes};
 pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};
 
-/// Opens the store the configuration names.
+/// Opens the store the configuration names, to write.
 pub fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open(cfg, false)
+}
+
+/// Opens the store to read only (the inspection commands): on a cluster
+/// this takes no node lease, so it runs beside the live engine of the same
+/// `node_id`; any write is refused. The embedded store allows one process
+/// either way.
+pub fn open_store_read_only(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open(cfg, true)
+}
+
+fn open(cfg: &Config, read_only: bool) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match cfg.store.backend {
         config::StoreBackend::Embedded => {
             let mut s = FjallStoreConfig::new(&cfg.store.path);
@@ -47,6 +59,7 @@ pub fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError>
                 scylla: cfg.scylla.clone(),
                 node_id: cfg.node_id,
                 record_retention: cfg.delivery.record_retention.0,
+                read_only,
             },
         )?)),
     }

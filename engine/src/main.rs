@@ -17,7 +17,7 @@ use karpoosheh_engine::config::{Config, LogFormat};
 use karpoosheh_engine::demo::{self, DemoOptions};
 use karpoosheh_engine::sink::{NdjsonReceipts, Sink, Tally, TallySink};
 use karpoosheh_engine::source::FileSource;
-use karpoosheh_engine::{http::Health, open_store, Pipeline};
+use karpoosheh_engine::{http::Health, open_store, open_store_read_only, Pipeline};
 use karpoosheh_schemas::{AgencyId, MailboxKind, TrackingCode};
 
 #[derive(Parser)]
@@ -354,7 +354,7 @@ fn run(cli: Cli) -> Result<()> {
                     TrackingCode::parse(&b).map_err(|e| anyhow::anyhow!("--before {b:?}: {e}"))
                 })
                 .transpose()?;
-            let store = open_store(&cfg)?;
+            let store = open_store_read_only(&cfg)?;
             let page = store.mailbox(id, before, limit)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             if json {
@@ -398,7 +398,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let code = TrackingCode::parse(&tracking_code)
                 .map_err(|e| anyhow::anyhow!("{tracking_code:?}: {e}"))?;
-            let store = open_store(&cfg)?;
+            let store = open_store_read_only(&cfg)?;
             let n = store.notice(code)?;
             let delivery = store.delivery(code)?;
             if n.is_none() && delivery.is_none() {
@@ -463,7 +463,7 @@ fn run(cli: Cli) -> Result<()> {
             let agency = agency
                 .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
                 .transpose()?;
-            let store = open_store(&cfg)?;
+            let store = open_store_read_only(&cfg)?;
             let list = store.rejections(agency.as_ref(), after, limit)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for r in &list {
@@ -481,7 +481,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::DeadLetters { limit, after } => {
-            let store = open_store(&cfg)?;
+            let store = open_store_read_only(&cfg)?;
             let list = store.dead_letters(after, limit)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for (id, d) in &list {

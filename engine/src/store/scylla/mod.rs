@@ -88,6 +88,8 @@ pub enum ScyllaError {
     Tls(String),
     #[error("node_id {node} is in use by another running engine on {host}: give every engine node its own node_id")]
     LeaseHeld { node: i16, host: String },
+    #[error("this store was opened read-only (an inspection command): writes are refused")]
+    ReadOnly,
     #[error("this engine lost its lease on node_id {node} (another engine took it, or the cluster was unreachable for too long): it stops writing; restart it once the node_id is its own")]
     LeaseLost { node: i16 },
 }
@@ -350,6 +352,9 @@ pub struct ScyllaStoreConfig {
     /// How long delivery records outlive their notice
     /// (`delivery.record_retention`).
     pub record_retention: Duration,
+    /// Read only: no node lease is taken and every write is refused (the
+    /// inspection commands, beside a live engine of the same node ID).
+    pub read_only: bool,
 }
 
 /// The ScyllaDB mailbox store.
@@ -368,7 +373,8 @@ pub struct ScyllaStore {
     /// timers hold it shared; moving it forward holds it exclusively, so a
     /// timer is never written behind a scan that declared its hour empty.
     timers_low_water: RwLock<[i32; TIMER_SHARDS as usize]>,
-    lease: Lease,
+    /// `None` when opened read-only.
+    lease: Option<Lease>,
     stop: Arc<AtomicBool>,
 }
 
@@ -508,6 +514,7 @@ impl ScyllaStore {
     pub fn open(cfg: ScyllaStoreConfig) -> Result<ScyllaStore, StoreError> {
         let rt = runtime()?;
         let node = cfg.node_id as i16;
+        let read_only = cfg.read_only;
         let sc = cfg.scylla.clone();
         let (session, st, lease) = rt.block_on(async {
             let session = connect(&sc).await?;
@@ -524,7 +531,11 @@ impl ScyllaStore {
                 schema::check(&session, &sc.keyspace).await?;
             }
             let st = prepare_all(&session).await?;
-            let lease = Lease::take(&session, &st.lease, node, host_name()).await?;
+            let lease = if read_only {
+                None
+            } else {
+                Some(Lease::take(&session, &st.lease, node, host_name()).await?)
+            };
             Ok::<_, ScyllaError>((Arc::new(session), st, lease))
         })?;
         let store_state = rt.block_on(async {
@@ -556,6 +567,9 @@ impl ScyllaStore {
         if !state.contains_key(OUTBOX_LOW_WATER) {
             first_marks.push((OUTBOX_LOW_WATER.to_owned(), outbox_lw as i64));
         }
+        if read_only {
+            first_marks.clear();
+        }
         rt.block_on(async {
             for (name, v) in &first_marks {
                 session
@@ -566,7 +580,9 @@ impl ScyllaStore {
             Ok::<_, ScyllaError>(())
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        lease.spawn_renewal(&rt, session.clone(), st.lease.renew.clone(), stop.clone());
+        if let Some(l) = &lease {
+            l.spawn_renewal(&rt, session.clone(), st.lease.renew.clone(), stop.clone());
+        }
         let traffic_ttl = cfg
             .scylla
             .traffic_retention
@@ -930,19 +946,23 @@ impl ScyllaStore {
     }
 
     fn guard(&self) -> Result<(), StoreError> {
-        Ok(self.lease.check()?)
+        match &self.lease {
+            Some(l) => Ok(l.check()?),
+            None => Err(ScyllaError::ReadOnly.into()),
+        }
     }
 }
 
 impl Drop for ScyllaStore {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let Some(lease) = &self.lease else { return };
         // A clean stop frees the node ID at once for the next start.
-        let (session, st, node, holder) = (&self.session, &self.st, self.node, &self.lease.holder);
+        let (session, st, node) = (&self.session, &self.st, self.node);
         let released = self.rt.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(5),
-                session.execute_unpaged(&st.lease.release, (node, holder)),
+                session.execute_unpaged(&st.lease.release, (node, &lease.holder)),
             )
             .await
         });
@@ -1653,6 +1673,7 @@ impl Store for ScyllaStore {
         if ids.is_empty() {
             return Ok(());
         }
+        self.guard()?;
         self.rt.block_on(self.all(ids.iter().map(|&id| {
             self.exec(
                 &self.st.outbox_delete,
@@ -1680,6 +1701,7 @@ impl Store for ScyllaStore {
     }
 
     fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        self.guard()?;
         Ok(self.rt.block_on(async {
             // What is stored now, per mailbox: updated_at and write time.
             let ids: Vec<MailboxId> = profiles
@@ -1740,6 +1762,7 @@ impl Store for ScyllaStore {
     }
 
     fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.guard()?;
         self.rt.block_on(self.all(ids.iter().map(|(id, at)| {
             // The tombstone's time decides against profiles' updated_at.
             self.exec(

@@ -89,6 +89,7 @@ pub(crate) fn open_test_store(
         scylla: cfg.clone(),
         node_id: 1,
         record_retention: Duration::from_secs(186 * 24 * 3600),
+        read_only: false,
     })
     .unwrap_or_else(|e| panic!("opening a store in {}: {e}", cfg.keyspace));
     (Box::new(store), Box::new(KeyspaceGuard(cfg)))
@@ -184,4 +185,43 @@ fn the_printed_schema_is_a_script_a_dba_can_apply() {
             karpoosheh_schemas::cql_checksum(m.cql)
         )));
     }
+}
+
+#[test]
+fn a_node_id_is_held_by_one_engine_and_readers_need_no_lease() {
+    let Some(mut cfg) = test_cluster("a_node_id_is_held_by_one_engine_and_readers_need_no_lease")
+    else {
+        return;
+    };
+    cfg.keyspace = unique_keyspace("lease");
+    let _guard = KeyspaceGuard(cfg.clone());
+    let open = |read_only| {
+        ScyllaStore::open(ScyllaStoreConfig {
+            scylla: cfg.clone(),
+            node_id: 7,
+            record_retention: Duration::from_secs(186 * 24 * 3600),
+            read_only,
+        })
+    };
+    let writer = open(false).expect("the first engine takes node_id 7");
+    let reader = open(true).expect("an inspection command needs no lease");
+    assert!(matches!(
+        reader.write(&conformance::sample_entries(1)),
+        Err(StoreError::Scylla(ScyllaError::ReadOnly))
+    ));
+    // A second engine with the same node_id waits for the lease to lapse,
+    // and the live one keeps renewing it.
+    match open(false) {
+        Err(StoreError::Scylla(ScyllaError::LeaseHeld { node: 7, .. })) => {}
+        Err(e) => panic!("expected LeaseHeld, got {e}"),
+        Ok(_) => panic!("two engines held node_id 7"),
+    }
+    assert!(
+        writer.write(&conformance::sample_entries(1)).is_ok(),
+        "the holder still writes"
+    );
+    // A clean stop frees the node ID at once.
+    drop(writer);
+    let again = open(false).expect("a released node_id is free");
+    drop(again);
 }
