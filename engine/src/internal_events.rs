@@ -325,6 +325,20 @@ impl ReceiptsPublished {
     }
 }
 
+/// A scheduler pass interrupted by a store error; retried after `after`.
+pub struct StoreRetry<'a> {
+    pub worker: usize,
+    pub error: &'a crate::store::StoreError,
+    pub after: Duration,
+}
+
+impl StoreRetry<'_> {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
+        tracing::warn!(worker = self.worker, error = %self.error, retry_in = ?self.after, "a scheduler pass failed on a store error; retrying from the start of its shards");
+    }
+}
+
 /// Zero-initialises the follow-up's counters so rate() sees zeros.
 pub struct SchedulerStarted {
     pub workers: usize,
@@ -339,6 +353,7 @@ impl SchedulerStarted {
         counter!(m::NOTICES_NOT_SERVED).increment(0);
         counter!(m::NOTICES_EXPIRED).increment(0);
         counter!(m::MAILBOX_UNREACHABLE).increment(0);
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(0);
         gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);
         tracing::info!(workers = self.workers, "delivery scheduler started");
     }

@@ -553,6 +553,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             cfg.scylla.validate().map_err(anyhow::Error::msg)?;
             let r = scylla::migrate(&cfg.scylla)?;
+            if let Some(note) = &r.replication_note {
+                eprintln!("karpoosheh: warning: {note}");
+            }
             if r.applied.is_empty() {
                 println!(
                     "keyspace {}: schema version {}, nothing to apply",

@@ -50,16 +50,21 @@ fn dd_write_rate(dir: &Path) -> Option<f64> {
         .output()
         .ok()?;
     let _ = std::fs::remove_file(&file);
-    // dd prints "536870912 bytes (537 MB, 512 MiB) copied, 0.25 s, 2.1 GB/s" on stderr.
-    let text = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().find(|l| l.contains(" copied, "))?;
+    dd_rate(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// Bytes per second from dd's summary line on stderr, e.g.
+/// "536870912 bytes (537 MB, 512 MiB) copied, 0.25 s, 2.1 GB/s".
+fn dd_rate(stderr: &str) -> Option<f64> {
+    let line = stderr.lines().find(|l| l.contains(" copied, "))?;
+    let bytes: f64 = line.split_whitespace().next()?.parse().ok()?;
     let secs: f64 = line
         .split(", ")
         .find_map(|p| p.strip_suffix(" s"))?
         .trim()
         .parse()
         .ok()?;
-    Some(1024.0 * 1024.0 * 1024.0 / secs)
+    (secs > 0.0).then_some(bytes / secs)
 }
 
 pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
@@ -166,4 +171,16 @@ pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
         pipeline_payload_vs_disk: disk.map(|d| payload_rate / d),
         pipeline_p99_ms: p99,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dd_rate_counts_the_bytes_dd_wrote() {
+        // Regression: the rate once assumed 1 GiB written while dd wrote
+        // 512 MiB, doubling the disk rate and halving the payload ratio.
+        let out = "512+0 records in\n512+0 records out\n536870912 bytes (537 MB, 512 MiB) copied, 0.5 s, 1.1 GB/s\n";
+        assert_eq!(super::dd_rate(out), Some(536_870_912.0 / 0.5));
+        assert_eq!(super::dd_rate("dd: failed to open"), None);
+    }
 }

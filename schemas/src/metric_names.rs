@@ -70,6 +70,9 @@ pub const SCHEDULER_TIMERS: &str = "karpoosheh_scheduler_timers_total";
 pub const SCHEDULER_LAG_SECONDS: &str = "karpoosheh_scheduler_lag_seconds";
 /// Time of one scheduler scan (sends and the durable write).
 pub const SCHEDULER_SCAN_SECONDS: &str = "karpoosheh_scheduler_scan_seconds";
+/// Scheduler passes interrupted by a store error (each retried, the next
+/// pass from the start of its shards).
+pub const SCHEDULER_STORE_ERRORS: &str = "karpoosheh_scheduler_store_errors_total";
 /// Receipts of delivery events published from the outbox.
 pub const RECEIPTS_PUBLISHED: &str = "karpoosheh_receipts_published_total";
 
@@ -86,6 +89,7 @@ pub const DELIVERY: &[&str] = &[
     SCHEDULER_TIMERS,
     SCHEDULER_LAG_SECONDS,
     SCHEDULER_SCAN_SECONDS,
+    SCHEDULER_STORE_ERRORS,
     RECEIPTS_PUBLISHED,
 ];
 

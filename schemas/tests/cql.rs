@@ -78,6 +78,7 @@ fn every_table_the_store_uses_is_created() {
         "agency_refs",
         "deliveries",
         "timers",
+        "timer_hours",
         "outbox",
         "confirmations",
         "awaiting",
@@ -110,6 +111,7 @@ fn partition_keys_are_bounded() {
     assert!(table("timers")
         .contains("PRIMARY KEY ((node_id, shard, hour), due_ms, tracking_code, kind)"));
     assert!(table("outbox").contains("PRIMARY KEY ((node_id, hour), id)"));
+    assert!(table("timer_hours").contains("PRIMARY KEY ((node_id, shard), hour)"));
     // Traffic data by day and a hash bucket, under time-window compaction.
     assert!(table("rejections").contains("PRIMARY KEY ((agency, day, bucket), id)"));
     assert!(table("dead_letters").contains("PRIMARY KEY ((day, bucket), id)"));

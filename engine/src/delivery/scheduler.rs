@@ -27,7 +27,9 @@ use super::{
     Pending, QuietHours, RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 use crate::channel::{Delivery, Notification, Target};
-use crate::internal_events::{DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted};
+use crate::internal_events::{
+    DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted, StoreRetry,
+};
 use crate::store::{Store, StoreError};
 
 /// Sends one notification to one person over their channels (the
@@ -78,10 +80,13 @@ enum Command {
     Activate(Vec<TrackingCode>, Sender<()>),
 }
 
-/// Every so often a worker scans a shard from its start, to pick up a
-/// timer that was written behind its cursor (a notice accepted a moment
-/// before the scan that moved the cursor past it).
-const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// Every so often a worker scans a shard from its start. Timers this
+/// process writes behind a cursor (a notice accepted a moment before the
+/// scan that moved the cursor past it) come back with the next scan anyway
+/// (see `Store::due_timers`); this is the net for what another process
+/// wrote (a node completing another's interrupted notice on a shared
+/// store).
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 
 /// Where each shard's next scan starts: just after what was last handled,
 /// so a scan does not walk the deleted timers at the head of the shard.
@@ -115,7 +120,6 @@ pub struct SchedulerHandle {
     commands: Vec<Sender<Command>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
-    failed: Arc<AtomicBool>,
     workers: usize,
 }
 
@@ -123,8 +127,13 @@ pub struct SchedulerHandle {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchedulerError {
-    #[error("the scheduler has stopped (shutdown, or its store failed; see the log)")]
+    #[error("the scheduler has stopped (shutdown)")]
     Stopped,
+    /// A store error interrupted this work; it was not (wholly) applied
+    /// and may be handed in again (confirmations and activations are
+    /// idempotent).
+    #[error("a store error interrupted the scheduler's work; retry it")]
+    Interrupted,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -157,11 +166,29 @@ impl SchedulerHandle {
         }
         let mut out = vec![ConfirmOutcome::Duplicate; n];
         for _ in 0..asked {
-            for (i, o) in rx.recv().map_err(|_| SchedulerError::Stopped)? {
+            for (i, o) in rx.recv().map_err(|_| self.dropped())? {
                 out[i] = o;
             }
         }
         Ok(out)
+    }
+
+    /// [`SchedulerHandle::confirm`], retried while a store error interrupts
+    /// it (confirmations are idempotent by ID) until `stop` is set. False
+    /// when the scheduler stopped or `stop` was set first.
+    pub fn confirm_until_done(&self, batch: Vec<Confirmation>, stop: &AtomicBool) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.confirm(batch.clone()) {
+                Ok(_) => return true,
+                Err(SchedulerError::Interrupted) if !stop.load(Ordering::SeqCst) => {
+                    tracing::warn!(retry_in = ?backoff, "applying confirmations was interrupted by a store error; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Starts the rounds of notices waiting for these mailboxes, if their
@@ -202,14 +229,25 @@ impl SchedulerHandle {
             asked += 1;
         }
         for _ in 0..asked {
-            rx.recv().map_err(|_| SchedulerError::Stopped)?;
+            rx.recv().map_err(|_| self.dropped())?;
         }
         Ok(())
     }
 
-    /// Whether a worker stopped on a store failure.
+    /// A worker dropped a command without answering: it is stopping, or a
+    /// store error interrupted the command (the worker retries on its own).
+    fn dropped(&self) -> SchedulerError {
+        if self.shutdown.load(Ordering::SeqCst) {
+            SchedulerError::Stopped
+        } else {
+            SchedulerError::Interrupted
+        }
+    }
+
+    /// Whether a worker has ended before it was stopped (it panicked:
+    /// store errors are retried, never fatal).
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        !self.shutdown.load(Ordering::SeqCst) && self.threads.iter().any(|t| t.is_finished())
     }
 
     /// Stops the workers after their current batch.
@@ -229,7 +267,6 @@ impl Scheduler {
         SchedulerStarted { workers }.emit();
         let shared = Arc::new(self);
         let shutdown = Arc::new(AtomicBool::new(false));
-        let failed = Arc::new(AtomicBool::new(false));
         let mut commands = Vec::new();
         let mut threads = Vec::new();
         for w in 0..workers {
@@ -240,7 +277,6 @@ impl Scheduler {
                 .collect();
             let me = shared.clone();
             let shutdown = shutdown.clone();
-            let failed = failed.clone();
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(shared.config.concurrency)
                 .thread_name(move |i| format!("notify-{w}-{i}"))
@@ -250,9 +286,26 @@ impl Scheduler {
                 std::thread::Builder::new()
                     .name(format!("scheduler-{w}"))
                     .spawn(move || {
-                        if let Err(e) = me.worker(&shards, &rx, &pool, &shutdown) {
-                            tracing::error!(worker = w, error = %e, "scheduler worker stopped on a store error; its notices wait for a restart");
-                            failed.store(true, Ordering::SeqCst);
+                        // A store error (a cluster node restarting, a
+                        // timeout) interrupts one pass, never the worker:
+                        // back off, then scan from the start of every shard,
+                        // since a failed pass may have left timers behind
+                        // its cursors.
+                        let mut backoff = Duration::from_millis(100);
+                        while !shutdown.load(Ordering::SeqCst) {
+                            match me.worker(&shards, &rx, &pool, &shutdown) {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    StoreRetry {
+                                        worker: w,
+                                        error: &e,
+                                        after: backoff,
+                                    }
+                                    .emit();
+                                    std::thread::sleep(backoff);
+                                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                                }
+                            }
                         }
                     })?,
             );
@@ -261,7 +314,6 @@ impl Scheduler {
             commands,
             threads,
             shutdown,
-            failed,
             workers,
         })
     }
@@ -562,9 +614,19 @@ impl Scheduler {
                     self.expire(&mut rec, &mut w, &mut step, now);
                 }
                 TimerKind::Next => {
-                    if rec.next.map(|p| p.due_ms) != Some(t.due_ms) {
-                        w.remove_timers.push(t); // stale: superseded
-                        continue;
+                    match rec.next.map(|p| p.due_ms) {
+                        Some(due) if due == t.due_ms => {}
+                        // Another timer, while the record's own action is
+                        // due: a nudge (a store completing an interrupted
+                        // write puts one), so do that action now; its own
+                        // timer goes with the reschedule.
+                        Some(due) if due <= now.timestamp_millis() => {
+                            w.remove_timers.push(t);
+                        }
+                        _ => {
+                            w.remove_timers.push(t); // stale: superseded
+                            continue;
+                        }
                     }
                     match rec.next.map(|p| p.action) {
                         Some(Action::Round { round, retry }) => {

@@ -224,7 +224,7 @@ pub fn spawn_recipients(
                     let Reverse(Due(_, _, c)) = heap.pop().expect("peeked");
                     due.push(c);
                 }
-                if !due.is_empty() && scheduler.confirm(due).is_err() {
+                if !due.is_empty() && !scheduler.confirm_until_done(due, &shutdown) {
                     return; // the scheduler stopped
                 }
             }

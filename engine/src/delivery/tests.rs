@@ -898,3 +898,224 @@ fn gateway_down_opens_the_breaker_and_rounds_resume_when_it_recovers() {
         );
     }
 }
+
+#[test]
+fn a_nudge_timer_makes_the_owner_act_on_a_due_record() {
+    // A store completing an interrupted write (another node's notice, on a
+    // shared cluster) cannot trust the first timers to exist: it adds one
+    // due now, and the owner acts on what the record says is due.
+    let w = World::new();
+    let to = person(300_001_101);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    let first = Timer::next(code, rec.next.unwrap().due_ms);
+    // The first timer lost, as by an interrupted write.
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            remove_timers: vec![first],
+            ..Default::default()
+        }])
+        .unwrap();
+    assert_eq!(w.run(), 0, "nothing would ever send round 1");
+    let nudge = Timer::next(code, w.clock.now().timestamp_millis());
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            add_timers: vec![nudge],
+            ..Default::default()
+        }])
+        .unwrap();
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1], "the nudge sent the due round");
+    w.advance(DAY);
+    assert_eq!(w.rounds_sent(code), vec![1, 2], "and the rounds go on");
+    // A nudge for a record whose action is not due yet is only stale.
+    let early = Timer::next(code, w.clock.now().timestamp_millis());
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            add_timers: vec![early],
+            ..Default::default()
+        }])
+        .unwrap();
+    w.run();
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1, 2],
+        "round 3 waits for its time"
+    );
+}
+
+#[test]
+fn a_confirmation_already_in_the_record_is_a_duplicate() {
+    // A store without multi-row atomicity can keep the record but lose the
+    // confirmation's ID row; the confirmation is still counted once.
+    let w = World::new();
+    let to = person(300_001_201);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    let mut rec = w.store.delivery(code).unwrap().unwrap();
+    let c = Confirmation {
+        schema_version: SCHEMA_VERSION,
+        confirmation_id: "c-1".into(),
+        tracking_code: code,
+        confirmed_by: to,
+        confirmed_at: w.clock.now(),
+    };
+    let mut dw = DeliveryWrite::default();
+    let first = confirm::apply_confirmation(&mut rec, &mut dw, &c, &[], w.clock.now());
+    assert!(matches!(first, ConfirmOutcome::Applied { count: 1, .. }));
+    let again = confirm::apply_confirmation(&mut rec, &mut dw, &c, &[], w.clock.now());
+    assert_eq!(again, ConfirmOutcome::Duplicate);
+    assert_eq!(rec.confirmations.len(), 1);
+}
+
+/// A store whose follow-up writes fail while `fail` > 0 (one per call), as
+/// a cluster does while a node restarts.
+struct Flaky {
+    inner: Arc<dyn Store>,
+    fail: AtomicU32,
+}
+
+impl Store for Flaky {
+    fn write(&self, e: &[Entry]) -> Result<Vec<crate::store::Outcome>, crate::StoreError> {
+        self.inner.write(e)
+    }
+    fn notice(
+        &self,
+        c: TrackingCode,
+    ) -> Result<Option<crate::store::StoredNotice>, crate::StoreError> {
+        self.inner.notice(c)
+    }
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        b: Option<TrackingCode>,
+        l: usize,
+    ) -> Result<crate::store::MailboxPage, crate::StoreError> {
+        self.inner.mailbox(id, b, l)
+    }
+    fn reference(
+        &self,
+        a: &karpoosheh_schemas::AgencyId,
+        r: &str,
+    ) -> Result<Option<TrackingCode>, crate::StoreError> {
+        self.inner.reference(a, r)
+    }
+    fn rejections(
+        &self,
+        a: Option<&karpoosheh_schemas::AgencyId>,
+        after: Option<u64>,
+        l: usize,
+    ) -> Result<Vec<crate::store::StoredRejection>, crate::StoreError> {
+        self.inner.rejections(a, after, l)
+    }
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        l: usize,
+    ) -> Result<Vec<(u64, karpoosheh_schemas::DeadLetter)>, crate::StoreError> {
+        self.inner.dead_letters(after, l)
+    }
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, crate::StoreError> {
+        self.inner.last_tracking_code()
+    }
+    fn stats(&self) -> crate::store::StoreStats {
+        self.inner.stats()
+    }
+    fn due_timers(&self, s: u8, f: i64, n: i64, l: usize) -> Result<Vec<Timer>, crate::StoreError> {
+        self.inner.due_timers(s, f, n, l)
+    }
+    fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, crate::StoreError> {
+        self.inner.delivery(c)
+    }
+    fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), crate::StoreError> {
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
+            .is_ok()
+        {
+            return Err(crate::StoreError::Io(std::io::Error::other(
+                "the cluster is restarting",
+            )));
+        }
+        self.inner.write_delivery(w)
+    }
+    fn outbox(
+        &self,
+        after: Option<u64>,
+        l: usize,
+    ) -> Result<Vec<(u64, Receipt)>, crate::StoreError> {
+        self.inner.outbox(after, l)
+    }
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), crate::StoreError> {
+        self.inner.outbox_remove(ids)
+    }
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, crate::StoreError> {
+        self.inner.confirmation(id)
+    }
+    fn put_profiles(&self, p: &[MailboxProfile]) -> Result<Vec<bool>, crate::StoreError> {
+        self.inner.put_profiles(p)
+    }
+    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), crate::StoreError> {
+        self.inner.delete_profiles(ids)
+    }
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, crate::StoreError> {
+        self.inner.profile(id)
+    }
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        l: usize,
+    ) -> Result<Vec<TrackingCode>, crate::StoreError> {
+        self.inner.awaiting_activation(id, l)
+    }
+}
+
+#[test]
+fn a_store_error_interrupts_a_pass_not_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = open(dir.path());
+    let store: Arc<dyn Store> = Arc::new(Flaky {
+        inner,
+        fail: AtomicU32::new(3),
+    });
+    let mut cfg = config();
+    cfg.workers = 1;
+    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let to = person(300_001_301);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    let World {
+        store,
+        scheduler,
+        gateway,
+        ..
+    } = w;
+    let handle = scheduler.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = store
+            .delivery(code)
+            .unwrap()
+            .is_some_and(|r| r.rounds.len() == 1);
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round 1 was never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!handle.failed(), "the worker is still running");
+    // Every failed pass sent the round again, with the same key.
+    let sent = gateway.sent.lock().unwrap().clone();
+    assert!(sent.len() >= 2, "the failed passes were redone: {sent:?}");
+    assert!(
+        sent.windows(2).all(|p| p[0].3 == p[1].3),
+        "one idempotency key for the repeats"
+    );
+    handle.stop();
+}

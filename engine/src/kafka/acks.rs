@@ -85,7 +85,7 @@ pub fn spawn(
                 if polled == 0 {
                     continue;
                 }
-                if !batch.is_empty() && scheduler.confirm(batch).is_err() {
+                if !batch.is_empty() && !scheduler.confirm_until_done(batch, &shutdown) {
                     // The scheduler stopped: commit nothing, re-read later.
                     break;
                 }

@@ -257,8 +257,22 @@ pub fn spawn(
                 // Notices waiting for these mailboxes start their rounds,
                 // durably, before the offsets are committed.
                 if let (Some(s), false) = (&scheduler, reachable.is_empty()) {
-                    if let Err(e) = s.profiles_updated(store.as_ref(), &reachable) {
-                        tracing::error!(error = %e, "starting rounds for activated mailboxes failed; the registry is re-read after a restart");
+                    let mut delay = Duration::from_millis(100);
+                    let started = loop {
+                        match s.profiles_updated(store.as_ref(), &reachable) {
+                            Ok(()) => break true,
+                            // Activations are idempotent: try again.
+                            Err(crate::delivery::SchedulerError::Stopped) => break false,
+                            Err(e) if !shutdown.load(Ordering::SeqCst) => {
+                                tracing::warn!(error = %e, retry_in = ?delay, "starting rounds for activated mailboxes failed; retrying");
+                                std::thread::sleep(delay);
+                                delay = (delay * 2).min(Duration::from_secs(5));
+                            }
+                            Err(_) => break false,
+                        }
+                    };
+                    if !started {
+                        // Stopping: commit nothing, re-read after a restart.
                         break;
                     }
                 }

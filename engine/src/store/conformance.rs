@@ -64,6 +64,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             profiles_are_kept_newest_wins,
         ),
         ("profiles_are_deleted", profiles_are_deleted),
+        (
+            "a_timer_written_behind_a_cursor_comes_back",
+            a_timer_written_behind_a_cursor_comes_back,
+        ),
     ];
     for (name, case) in cases {
         let (store, guard) = factory(name);
@@ -674,5 +678,38 @@ fn expiry_purge_and_record_deletion(s: &dyn Store) {
     assert_eq!(
         s.reference(&n.notice.agency, &n.notice.reference).unwrap(),
         None
+    );
+}
+
+fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
+    // A scheduler scans from a cursor; a notice accepted a moment before a
+    // scan moved the cursor past its round-1 time must still be found.
+    let later = (t0() + Duration::days(1)).timestamp_millis();
+    for shard in 0..crate::delivery::TIMER_SHARDS {
+        assert!(s
+            .due_timers(shard, i64::MIN, later, 10_000)
+            .unwrap()
+            .is_empty());
+    }
+    s.write(&[new_notice(
+        notice("tax", "behind-1", person(500_000_001), "x"),
+        1,
+    )])
+    .unwrap();
+    let Entry::Notice(n) = &new_notice(notice("tax", "behind-1", person(500_000_001), "x"), 1)
+    else {
+        unreachable!()
+    };
+    let shard = crate::delivery::Timer::shard_of(n.tracking_code);
+    let cursor = (t0() + Duration::hours(1)).timestamp_millis();
+    let seen = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    assert!(
+        seen.iter().any(|t| t.code == n.tracking_code),
+        "a timer written behind the cursor is returned by the next scan: {seen:?}"
+    );
+    let again = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    assert!(
+        again.iter().all(|t| t.due_ms >= cursor),
+        "only once: after that the cursor is a lower bound again"
     );
 }

@@ -135,6 +135,10 @@ pub struct FjallStore {
     awaiting: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
+    /// Per timer shard, the earliest due time written since the last
+    /// `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at open,
+    /// so the first scan reads the whole shard).
+    behind: Mutex<[i64; crate::delivery::TIMER_SHARDS as usize]>,
     path: PathBuf,
 }
 
@@ -367,6 +371,7 @@ impl FjallStore {
             confirmations,
             awaiting,
             durability: cfg.durability,
+            behind: Mutex::new([i64::MIN; crate::delivery::TIMER_SHARDS as usize]),
             writer: Mutex::new(WriterState {
                 last_tracking,
                 last_rejection_id,
@@ -396,6 +401,17 @@ impl FjallStore {
     }
 }
 
+impl FjallStore {
+    /// Notes timers just made durable, for the next `due_timers`.
+    fn wrote_timers<'a>(&self, timers: impl IntoIterator<Item = &'a Timer>) {
+        let mut b = self.behind.lock().unwrap_or_else(|p| p.into_inner());
+        for t in timers {
+            let slot = &mut b[t.shard as usize];
+            *slot = (*slot).min(t.due_ms);
+        }
+    }
+}
+
 impl Store for FjallStore {
     fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
         // One writer at a time: the reference check and the insert must not
@@ -411,6 +427,7 @@ impl Store for FjallStore {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut max_tracking = st.last_tracking;
         let mut rejection_written = false;
+        let mut new_timers = Vec::new();
 
         for entry in entries {
             match entry {
@@ -467,6 +484,7 @@ impl Store for FjallStore {
                                 DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
                             for t in rec.initial_timers() {
                                 batch.insert(&self.timers, timer_key(&t), []);
+                                new_timers.push(t);
                             }
                             batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(&rec));
                             fresh.insert(key, (code, n.content_hash));
@@ -506,6 +524,7 @@ impl Store for FjallStore {
         }
         batch.commit()?;
         st.last_tracking = max_tracking;
+        self.wrote_timers(&new_timers);
         Ok(outcomes)
     }
 
@@ -627,6 +646,13 @@ impl Store for FjallStore {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError> {
+        // Taken before the read: a timer written meanwhile is either seen
+        // by this read or noted for the next one.
+        let behind = std::mem::replace(
+            &mut self.behind.lock().unwrap_or_else(|p| p.into_inner())[shard as usize],
+            i64::MAX,
+        );
+        let from_ms = from_ms.min(behind);
         let mut start = [0u8; 9];
         start[0] = shard;
         start[1..9].copy_from_slice(&((from_ms as u64) ^ (1 << 63)).to_be_bytes());
@@ -715,6 +741,7 @@ impl Store for FjallStore {
         }
         batch.commit()?;
         st.last_outbox_id = last_outbox;
+        self.wrote_timers(writes.iter().flat_map(|w| &w.add_timers));
         Ok(())
     }
 

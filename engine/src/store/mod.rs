@@ -199,6 +199,10 @@ pub trait Store: Send + Sync {
     /// including `now_ms`, earliest first, at most `limit`. (`from_ms`
     /// lets the scheduler skip the head of a shard it has just emptied:
     /// an LSM range scan otherwise walks every deleted timer there.)
+    /// `from_ms = i64::MIN` reads the whole shard. The answer also holds
+    /// the timers due before `from_ms` that this store wrote since its
+    /// previous call for the shard (the first call after opening reads the
+    /// whole shard), so a scan from a cursor sees a timer written behind it.
     fn due_timers(
         &self,
         shard: u8,

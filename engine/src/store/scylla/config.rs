@@ -22,8 +22,9 @@ pub struct ScyllaConfig {
     /// The keyspace holding every table.
     pub keyspace: String,
     /// This engine's data centre: requests go to its replicas first and
-    /// `LOCAL_*` consistency counts only them. Empty: no preference (only
-    /// for a single-data-centre test cluster).
+    /// `LOCAL_*` consistency counts only them. Required when
+    /// `replication` names several; empty only for a one-data-centre
+    /// cluster.
     pub local_datacenter: String,
     /// Replication factor per data centre, for `karpoosheh migrate` to
     /// create the keyspace with NetworkTopologyStrategy: the main, mirror
@@ -133,7 +134,7 @@ impl Default for ScyllaConfig {
         ScyllaConfig {
             nodes: vec!["127.0.0.1:9042".into()],
             keyspace: "karpoosheh".into(),
-            local_datacenter: String::new(),
+            local_datacenter: "dc_main".into(),
             // Three copies in each of the three data centres: a quorum
             // survives one node down in every one of them.
             replication: BTreeMap::from([
@@ -204,6 +205,9 @@ impl ScyllaConfig {
                     "scylla.replication: {dc:?} = {rf} is not a data centre name with a factor of 1 or more"
                 ));
             }
+        }
+        if self.local_datacenter.is_empty() && self.replication.len() > 1 {
+            return Err("scylla.local_datacenter must name the data centre this engine runs in (one of scylla.replication's): with several, LOCAL_QUORUM means nothing without it".into());
         }
         if !self.local_datacenter.is_empty()
             && !self.replication.contains_key(&self.local_datacenter)
@@ -287,6 +291,7 @@ mod tests {
         })
         .contains("dc_x"));
         assert!(refused(&|c| c.local_datacenter = "elsewhere".into()).contains("local_datacenter"));
+        assert!(refused(&|c| c.local_datacenter.clear()).contains("LOCAL_QUORUM"));
         assert!(refused(&|c| c.username = "karpoosheh".into()).contains("password"));
         assert!(refused(&|c| c.tls.ca_file = "/ca.pem".into()).contains("tls.enabled"));
         assert!(refused(&|c| {

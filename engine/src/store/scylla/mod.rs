@@ -118,9 +118,6 @@ const BATCH_MAX: usize = 100;
 const LAST_TRACKING: &str = "last_tracking_code";
 const LAST_TRAFFIC_ID: &str = "last_traffic_id";
 const OUTBOX_LOW_WATER: &str = "outbox_low_water";
-fn timers_low_water(shard: u8) -> String {
-    format!("timers_low_water_{shard}")
-}
 
 /// Prepared statements, one per query; the CQL is also what the unit
 /// tests check.
@@ -144,6 +141,11 @@ struct Statements {
     timer_put: PreparedStatement,
     timer_delete: PreparedStatement,
     timers_due: PreparedStatement,
+    timers_any: PreparedStatement,
+    timer_hour_put: PreparedStatement,
+    timer_hours: PreparedStatement,
+    timer_hour_delete: PreparedStatement,
+    outbox_last: PreparedStatement,
     outbox_put: PreparedStatement,
     outbox_read: PreparedStatement,
     outbox_delete: PreparedStatement,
@@ -190,6 +192,11 @@ const CQL: &[(&str, &str, bool)] = &[
     ("timer_put", "INSERT INTO timers (node_id, shard, hour, due_ms, tracking_code, kind) VALUES (?, ?, ?, ?, ?, ?)", true),
     ("timer_delete", "DELETE FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms = ? AND tracking_code = ? AND kind = ?", true),
     ("timers_due", "SELECT due_ms, tracking_code, kind FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms >= ? AND due_ms <= ? LIMIT ?", true),
+    ("timers_any", "SELECT due_ms FROM timers WHERE node_id = ? AND shard = ? AND hour = ? LIMIT 1", true),
+    ("timer_hour_put", "INSERT INTO timer_hours (node_id, shard, hour) VALUES (?, ?, ?)", true),
+    ("timer_hours", "SELECT hour FROM timer_hours WHERE node_id = ? AND shard = ? AND hour >= ? AND hour <= ? LIMIT ?", true),
+    ("timer_hour_delete", "DELETE FROM timer_hours WHERE node_id = ? AND shard = ? AND hour = ?", true),
+    ("outbox_last", "SELECT id FROM outbox WHERE node_id = ? AND hour = ? ORDER BY id DESC LIMIT 1", true),
     ("outbox_put", "INSERT INTO outbox (node_id, hour, id, receipt) VALUES (?, ?, ?, ?)", true),
     ("outbox_read", "SELECT id, receipt FROM outbox WHERE node_id = ? AND hour = ? AND id > ? AND id < ? LIMIT ?", true),
     ("outbox_delete", "DELETE FROM outbox WHERE node_id = ? AND hour = ? AND id = ?", true),
@@ -199,9 +206,9 @@ const CQL: &[(&str, &str, bool)] = &[
     ("awaiting_put", "INSERT INTO awaiting (mailbox_id, node_id, tracking_code) VALUES (?, ?, ?) USING TTL ?", true),
     ("awaiting_delete", "DELETE FROM awaiting WHERE mailbox_id = ? AND node_id = ? AND tracking_code = ?", true),
     ("awaiting_list", "SELECT tracking_code FROM awaiting WHERE mailbox_id = ? AND node_id = ? LIMIT ?", true),
-    ("profile_put", "INSERT INTO profiles (mailbox_id, updated_at, profile) VALUES (?, ?, ?) USING TIMESTAMP ?", true),
+    ("profile_put", "INSERT INTO profiles (mailbox_id, updated_us, profile) VALUES (?, ?, ?) USING TIMESTAMP ?", true),
     ("profile_delete", "DELETE FROM profiles USING TIMESTAMP ? WHERE mailbox_id = ?", true),
-    ("profile_get", "SELECT profile, updated_at, WRITETIME(profile) FROM profiles WHERE mailbox_id = ?", true),
+    ("profile_get", "SELECT profile, updated_us, WRITETIME(profile) FROM profiles WHERE mailbox_id = ?", true),
     ("rejection_put", "INSERT INTO rejections (agency, day, bucket, id, at, reference, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
     ("rejection_read", "SELECT id, record FROM rejections WHERE agency = ? AND day = ? AND bucket = ? AND id > ? LIMIT ?", true),
     ("dead_letter_put", "INSERT INTO dead_letters (day, bucket, id, at, agency, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
@@ -222,6 +229,11 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
             ScyllaError::Schema(format!("preparing {name}: {e} (is the schema migrated?)"))
         })?;
         p.set_is_idempotent(*idempotent);
+        if name.starts_with("lease_") {
+            // A node ID is one engine's across every data centre, whatever
+            // scylla.serial_consistency says for the reference claims.
+            p.set_serial_consistency(Some(scylla::statement::SerialConsistency::Serial));
+        }
         m.insert(name, p);
     }
     let mut take = |n: &str| m.remove(n).expect("every statement is in CQL");
@@ -245,6 +257,11 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         timer_put: take("timer_put"),
         timer_delete: take("timer_delete"),
         timers_due: take("timers_due"),
+        timers_any: take("timers_any"),
+        timer_hour_put: take("timer_hour_put"),
+        timer_hours: take("timer_hours"),
+        timer_hour_delete: take("timer_hour_delete"),
+        outbox_last: take("outbox_last"),
         outbox_put: take("outbox_put"),
         outbox_read: take("outbox_read"),
         outbox_delete: take("outbox_delete"),
@@ -330,9 +347,13 @@ struct OutboxState {
 }
 
 impl OutboxState {
+    /// IDs below it are durable or never issued: an ID in flight, or the
+    /// next one to issue (every later ID is higher).
     fn horizon(&self) -> u64 {
-        // Nothing in flight: everything written is durable.
-        self.in_flight.first().copied().unwrap_or(i64::MAX as u64)
+        self.in_flight
+            .first()
+            .copied()
+            .unwrap_or(self.last_id.saturating_add(1))
     }
 }
 
@@ -341,6 +362,39 @@ struct WriterState {
     last_traffic_id: u64,
     /// (kind, agency, day) already in `traffic_days` by this process.
     days: HashSet<(&'static str, String, NaiveDate)>,
+    /// The traffic IDs of a failed write, by a fingerprint of its
+    /// entries: the pipeline retries the same entries, which then keep
+    /// their IDs instead of leaving copies of their rejections.
+    failed: Option<(u64, Vec<u64>)>,
+}
+
+/// A fingerprint of a write's entries (their source positions and
+/// tracking codes), to recognise its retry.
+fn fingerprint(entries: &[Entry]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    entries.len().hash(&mut h);
+    for e in entries {
+        match e {
+            Entry::Notice(n) => {
+                n.tracking_code.as_u64().hash(&mut h);
+                format!("{:?}", n.position).hash(&mut h);
+            }
+            Entry::Rejection(r) => format!("{:?}{:?}", r.position, r.reference).hash(&mut h),
+            Entry::DeadLetter(d) => format!("{:?}{}", d.source, d.payload_size).hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// What a timer write needs to know about hours and scans, per process.
+struct TimerState {
+    /// (node, shard, hour) already in `timer_hours`.
+    hours: HashSet<(i16, i8, i32)>,
+    /// Per shard of this node, the earliest due time written since the
+    /// last `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at
+    /// open, so the first scan reads the whole shard).
+    behind: [i64; TIMER_SHARDS as usize],
 }
 
 /// Tuning the backend takes from the engine's configuration.
@@ -369,10 +423,12 @@ pub struct ScyllaStore {
     keyspace: String,
     writer: tokio::sync::Mutex<WriterState>,
     outbox: Mutex<OutboxState>,
-    /// Per timer shard, the earliest hour that may hold a timer. Writes of
-    /// timers hold it shared; moving it forward holds it exclusively, so a
-    /// timer is never written behind a scan that declared its hour empty.
-    timers_low_water: RwLock<[i32; TIMER_SHARDS as usize]>,
+    timer_state: Mutex<TimerState>,
+    /// Timer writes hold it shared while they add hours to `timer_hours`
+    /// and write into them; removing an empty hour from the index holds it
+    /// exclusively, so an hour is never dropped under a timer being written.
+    hours_lock: RwLock<()>,
+    read_only: bool,
     /// `None` when opened read-only.
     lease: Option<Lease>,
     stop: Arc<AtomicBool>,
@@ -406,6 +462,12 @@ async fn connect(cfg: &ScyllaConfig) -> Result<Session, ScyllaError> {
     let mut b = SessionBuilder::new()
         .known_nodes(&cfg.nodes)
         .connection_timeout(cfg.connect_timeout.0)
+        // Client-side, increasing write timestamps: this process's
+        // successive overwrites of one row (a delivery record, a mark) keep
+        // their order whatever the coordinators' clocks say.
+        .timestamp_generator(Arc::new(
+            scylla::policies::timestamp_generator::MonotonicTimestampGenerator::new(),
+        ))
         .default_execution_profile_handle(profile.build().into_handle());
     if !cfg.username.is_empty() {
         b = b.user(cfg.username.clone(), cfg.password.expose().to_owned());
@@ -546,38 +608,34 @@ impl ScyllaStore {
             collect::<(String, i64)>(res, "node_state")
         })?;
         let state: HashMap<String, i64> = store_state.into_iter().collect();
-        let mut lw = [i32::MAX; TIMER_SHARDS as usize];
-        for (shard, slot) in lw.iter_mut().enumerate() {
-            // No mark yet: nothing was ever written behind "now".
-            *slot = state
-                .get(&timers_low_water(shard as u8))
-                .map(|&h| h as i32)
-                .unwrap_or_else(|| hour_of(Utc::now().timestamp_millis()));
-        }
+        let now_ms = Utc::now().timestamp_millis();
         let outbox_lw = state
             .get(OUTBOX_LOW_WATER)
             .map(|&h| h as i32)
-            .unwrap_or_else(|| hour_of(Utc::now().timestamp_millis()));
-        // Marks are written the first time, so a restart never starts
-        // after timers or receipts this run writes before moving them.
-        let mut first_marks: Vec<(String, i64)> = (0..TIMER_SHARDS)
-            .filter(|sh| !state.contains_key(&timers_low_water(*sh)))
-            .map(|sh| (timers_low_water(sh), lw[sh as usize] as i64))
-            .collect();
-        if !state.contains_key(OUTBOX_LOW_WATER) {
-            first_marks.push((OUTBOX_LOW_WATER.to_owned(), outbox_lw as i64));
+            .unwrap_or_else(|| hour_of(now_ms));
+        // The first mark is written at once, so a restart never starts
+        // after receipts this run writes before moving it.
+        if !state.contains_key(OUTBOX_LOW_WATER) && !read_only {
+            rt.block_on(
+                session.execute_unpaged(&st.state_put, (node, OUTBOX_LOW_WATER, outbox_lw as i64)),
+            )
+            .map_err(ScyllaError::request("writing node state"))?;
         }
-        if read_only {
-            first_marks.clear();
-        }
-        rt.block_on(async {
-            for (name, v) in &first_marks {
-                session
-                    .execute_unpaged(&st.state_put, (node, name, *v))
+        // Outbox IDs continue above the highest one still waiting, even if
+        // the clock went back since the last run.
+        let last_outbox_id = rt.block_on(async {
+            let mut h = hour_of(now_ms) + 1;
+            while h >= outbox_lw {
+                let res = session
+                    .execute_unpaged(&st.outbox_last, (node, h))
                     .await
-                    .map_err(ScyllaError::request("writing node state"))?;
+                    .map_err(ScyllaError::request("reading the outbox"))?;
+                if let Some((id,)) = collect::<(i64,)>(res, "outbox")?.into_iter().next() {
+                    return Ok::<_, ScyllaError>(id as u64);
+                }
+                h -= 1;
             }
-            Ok::<_, ScyllaError>(())
+            Ok(0)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(l) = &lease {
@@ -599,16 +657,23 @@ impl ScyllaStore {
                 last_tracking: state.get(LAST_TRACKING).map(|&v| v as u64),
                 last_traffic_id: state.get(LAST_TRAFFIC_ID).map_or(0, |&v| v as u64),
                 days: HashSet::new(),
+                failed: None,
             }),
             outbox: Mutex::new(OutboxState {
-                last_id: 0,
+                last_id: last_outbox_id
+                    .max(TrackingCode::from_parts(now_ms, node as u16, 0).as_u64()),
                 in_flight: BTreeSet::new(),
                 removed_upto: TrackingCode::from_parts(hour_start_ms(outbox_lw), 0, 0)
                     .as_u64()
                     .saturating_sub(1),
                 low_water_hour: outbox_lw,
             }),
-            timers_low_water: RwLock::new(lw),
+            timer_state: Mutex::new(TimerState {
+                hours: HashSet::new(),
+                behind: [i64::MIN; TIMER_SHARDS as usize],
+            }),
+            hours_lock: RwLock::new(()),
+            read_only,
             lease,
             stop,
             rt,
@@ -654,61 +719,43 @@ impl ScyllaStore {
         )
     }
 
-    /// Writes timers, grouped into one unlogged batch per partition.
-    /// Holds the low-water marks while it writes, so a full scan cannot
-    /// declare an hour empty under it; a timer due before its shard's mark
-    /// lowers the mark first. Called once per store call (never two at a
-    /// time from one call: the marks' lock is not reentrant).
-    // The lock is held across the writes on purpose (see above); the
-    // future runs under `block_on` on the calling thread, never on a
-    // worker that another holder could need.
+    /// Writes timers, grouped into one unlogged batch per partition,
+    /// after making sure `timer_hours` lists every hour they go into. Holds
+    /// the hours lock shared meanwhile (see `hours_lock`), then notes this
+    /// node's timers for the next scan of their shard. Called once per
+    /// store call: the lock is not reentrant.
+    // The lock is held across the writes on purpose; the future runs
+    // under `block_on` on the calling thread, and the I/O on the runtime's
+    // workers, which never take it.
     #[allow(clippy::await_holding_lock)]
     async fn put_timers(&self, timers: &[Timer]) -> Result<(), ScyllaError> {
         if timers.is_empty() {
             return Ok(());
         }
-        let below = |lw: &[i32; TIMER_SHARDS as usize]| {
+        let _shared = self.hours_lock.read().unwrap_or_else(|p| p.into_inner());
+        let key = |t: &Timer| (self.node_of(t.code), t.shard as i8, hour_of(t.due_ms));
+        let missing: BTreeSet<(i16, i8, i32)> = {
+            let ts = self.timer_state.lock().unwrap_or_else(|p| p.into_inner());
             timers
                 .iter()
-                .any(|t| hour_of(t.due_ms) < lw[t.shard as usize])
+                .map(key)
+                .filter(|k| !ts.hours.contains(k))
+                .collect()
         };
-        let read = self
-            .timers_low_water
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let _held = if below(&read) {
-            drop(read);
-            let mut lw = self
-                .timers_low_water
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            let mut lowered = BTreeMap::new();
-            for t in timers {
-                let h = hour_of(t.due_ms);
-                if h < lw[t.shard as usize] {
-                    lw[t.shard as usize] = h;
-                    lowered.insert(t.shard, h);
-                }
-            }
-            // Durable before the timers, so a restart scans from there too.
-            self.all(lowered.into_iter().map(|(shard, h)| {
-                self.exec(
-                    &self.st.state_put,
-                    (self.node, timers_low_water(shard), h as i64),
-                    "lowering a timer low-water mark",
-                )
-            }))
-            .await?;
-            Held::Exclusive(lw)
-        } else {
-            Held::Shared(read)
-        };
+        self.all(
+            missing
+                .iter()
+                .map(|k| self.exec(&self.st.timer_hour_put, *k, "indexing a timer hour")),
+        )
+        .await?;
+        self.timer_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hours
+            .extend(missing);
         let mut by_partition: BTreeMap<(i16, i8, i32), Vec<&Timer>> = BTreeMap::new();
         for t in timers {
-            by_partition
-                .entry((self.node_of(t.code), t.shard as i8, hour_of(t.due_ms)))
-                .or_default()
-                .push(t);
+            by_partition.entry(key(t)).or_default().push(t);
         }
         let mut batches = Vec::new();
         for ((node, shard, hour), ts) in by_partition {
@@ -732,6 +779,42 @@ impl ScyllaStore {
                 .map_err(ScyllaError::request("writing timers"))
         }))
         .await?;
+        // Durable now: the next scan of the shard looks back this far.
+        let mut ts = self.timer_state.lock().unwrap_or_else(|p| p.into_inner());
+        for t in timers.iter().filter(|t| self.node_of(t.code) == self.node) {
+            let slot = &mut ts.behind[t.shard as usize];
+            *slot = (*slot).min(t.due_ms);
+        }
+        Ok(())
+    }
+
+    /// Drops an hour from `timer_hours` if it is still empty, with no
+    /// timer write in progress (only for hours wholly in the past, which
+    /// nothing is written into but a delayed write, which would wait).
+    #[allow(clippy::await_holding_lock)]
+    async fn forget_hour(&self, shard: i8, hour: i32) -> Result<(), ScyllaError> {
+        let _exclusive = self.hours_lock.write().unwrap_or_else(|p| p.into_inner());
+        let res = self
+            .exec(
+                &self.st.timers_any,
+                (self.node, shard, hour),
+                "checking a timer hour",
+            )
+            .await?;
+        if !collect::<(i64,)>(res, "timers")?.is_empty() {
+            return Ok(());
+        }
+        self.exec(
+            &self.st.timer_hour_delete,
+            (self.node, shard, hour),
+            "dropping an empty timer hour",
+        )
+        .await?;
+        self.timer_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hours
+            .remove(&(self.node, shard, hour));
         Ok(())
     }
 
@@ -756,21 +839,42 @@ impl ScyllaStore {
         .await
     }
 
-    /// Writes the rows of a newly accepted notice (all upserts) except
-    /// its timers, which it returns: the caller writes every timer of a
-    /// call at once.
+    /// Writes the rows of an accepted notice (all upserts): the notice,
+    /// its mailbox entry and month, and — with `record` — its first
+    /// delivery record. Returns the initial timers for the caller to write
+    /// with every other timer of the call (after the record: a timer
+    /// without its record is dropped by the scheduler, a record without
+    /// its timers would wait forever).
     async fn put_notice_rows(
         &self,
         n: &super::NewNotice,
         code: TrackingCode,
         accepted_at: DateTime<Utc>,
+        record: bool,
     ) -> Result<Vec<Timer>, ScyllaError> {
         let now = Utc::now();
         let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
         let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
         let rec = DeliveryRecord::new(code, &n.notice, accepted_at);
-        let record = serde_json::to_string(&rec).expect("delivery records serialise");
         let mb = MailboxRow::new(&row, ttl);
+        let put_record = async {
+            if !record {
+                return Ok(());
+            }
+            let json = serde_json::to_string(&rec).expect("delivery records serialise");
+            self.exec(
+                &self.st.delivery_put,
+                (
+                    row.tracking_code,
+                    rec.state.name(),
+                    json,
+                    self.record_ttl(&rec, now),
+                ),
+                "writing a delivery record",
+            )
+            .await
+            .map(drop)
+        };
         let (a, b, c, d) = tokio::join!(
             self.exec(
                 &self.st.notice_put,
@@ -783,22 +887,74 @@ impl ScyllaStore {
                 (&row.mailbox_id, mb.month),
                 "writing a mailbox month"
             ),
-            self.exec(
-                &self.st.delivery_put,
-                (
-                    row.tracking_code,
-                    rec.state.name(),
-                    record,
-                    self.record_ttl(&rec, now)
-                ),
-                "writing a delivery record"
-            ),
+            put_record,
         );
         a?;
         b?;
         c?;
         d?;
         Ok(rec.initial_timers())
+    }
+
+    /// Completes a notice whose claim already stood — a retry of this very
+    /// entry, or a re-send of an original whose first write may have been
+    /// interrupted — without undoing a follow-up already under way: the
+    /// rows are written again (same values); the record and its first
+    /// timers only while the record is missing or untouched. Another
+    /// node's notice also gets a timer due now, which makes its owner act
+    /// on the record whatever happened to the first timers.
+    async fn complete_notice(
+        &self,
+        n: &super::NewNotice,
+        code: TrackingCode,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<Vec<Timer>, ScyllaError> {
+        let res = self
+            .exec(
+                &self.st.delivery_get,
+                (code_col(code),),
+                "checking a notice's record",
+            )
+            .await?;
+        let stored: Option<DeliveryRecord> = match collect::<(Option<String>,)>(res, "deliveries")?
+            .into_iter()
+            .next()
+        {
+            Some((Some(json),)) => {
+                Some(serde_json::from_str(&json).map_err(|e| ScyllaError::Rows {
+                    what: "deliveries".into(),
+                    message: format!("delivery record {code}: {e}"),
+                })?)
+            }
+            _ => None,
+        };
+        let untouched = |r: &DeliveryRecord| {
+            r.rounds.is_empty()
+                && r.confirmations.is_empty()
+                && r.state == crate::delivery::DeliveryState::Scheduled
+                && matches!(
+                    r.next.map(|p| p.action),
+                    Some(crate::delivery::Action::Round { round: 1, retry: 0 })
+                )
+        };
+        let mut timers = match &stored {
+            None => {
+                tracing::warn!(tracking_code = %code, "completing a notice whose first write was interrupted");
+                self.put_notice_rows(n, code, accepted_at, true).await?
+            }
+            Some(r) => {
+                self.put_notice_rows(n, code, accepted_at, false).await?;
+                if untouched(r) {
+                    r.initial_timers()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        if self.node_of(code) != self.node && !timers.is_empty() {
+            timers.push(Timer::next(code, Utc::now().timestamp_millis()));
+        }
+        Ok(timers)
     }
 
     async fn put_rejection(&self, r: &NewRejection, id: u64) -> Result<(), ScyllaError> {
@@ -853,6 +1009,9 @@ impl ScyllaStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, String)>, ScyllaError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let after = after.unwrap_or(0);
         let from_day = day_of(if after == 0 { 0 } else { id_ms(after) });
         let res = self
@@ -911,7 +1070,8 @@ impl ScyllaStore {
             if let Err(e) = self
                 .exec(
                     &self.st.day_put,
-                    (kind, agency, day, self.traffic_ttl),
+                    // A day past the last row it may index.
+                    (kind, agency, day, self.traffic_ttl.saturating_add(86_400)),
                     "indexing a traffic day",
                 )
                 .await
@@ -975,22 +1135,247 @@ impl Drop for ScyllaStore {
     }
 }
 
-/// A low-water lock held across writes, shared or exclusive.
-#[allow(dead_code)] // held for its drop
-enum Held<'a> {
-    Shared(std::sync::RwLockReadGuard<'a, [i32; TIMER_SHARDS as usize]>),
-    Exclusive(std::sync::RwLockWriteGuard<'a, [i32; TIMER_SHARDS as usize]>),
+/// Traffic IDs for one write: a retry's own IDs first, then new ones.
+struct Ids {
+    reuse: std::collections::VecDeque<u64>,
+    used: Vec<u64>,
+    node: u16,
+    now_ms: i64,
+}
+
+impl Ids {
+    fn next(&mut self, last: &mut u64) -> u64 {
+        let id = match self.reuse.pop_front() {
+            Some(id) => id,
+            None => next_id(last, self.node, self.now_ms),
+        };
+        self.used.push(id);
+        id
+    }
+}
+
+impl ScyllaStore {
+    async fn write_entries(
+        &self,
+        w: &mut WriterState,
+        entries: &[Entry],
+        ids: &mut Ids,
+    ) -> Result<Vec<Outcome>, ScyllaError> {
+        let now = Utc::now();
+        // The high-water mark first: a write that stops after it leaves the
+        // mark above what was stored, never below it.
+        let max_new = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Notice(n) => Some(n.tracking_code.as_u64()),
+                _ => None,
+            })
+            .max();
+        let max_tracking = match (w.last_tracking, max_new) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if max_tracking != w.last_tracking {
+            if let Some(m) = max_tracking {
+                self.exec(
+                    &self.st.state_put,
+                    (self.node, LAST_TRACKING, m as i64),
+                    "writing the tracking high-water mark",
+                )
+                .await?;
+            }
+            w.last_tracking = max_tracking;
+        }
+        // The first entry for each reference claims it; later ones in the
+        // same call are judged against it, in order.
+        let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut claims = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let Entry::Notice(n) = e {
+                let k = (n.notice.agency.as_str(), n.notice.reference.as_str());
+                if let std::collections::hash_map::Entry::Vacant(v) = first.entry(k) {
+                    v.insert(i);
+                    claims.push(i);
+                }
+            }
+        }
+        let results = self
+            .all(claims.iter().map(|&i| async move {
+                let Entry::Notice(n) = &entries[i] else {
+                    unreachable!()
+                };
+                let ttl = ttl_until(
+                    n.notice.expires_at,
+                    now,
+                    self.record_retention_secs
+                        .saturating_add(NOTICE_TTL_SLACK_SECS),
+                );
+                let res = self
+                    .exec(
+                        &self.st.claim,
+                        (
+                            n.notice.agency.as_str(),
+                            &n.notice.reference,
+                            code_col(n.tracking_code),
+                            n.content_hash.as_slice(),
+                            n.accepted_at,
+                            ttl,
+                        ),
+                        "claiming a reference",
+                    )
+                    .await?;
+                let (applied, cols) = lwt_outcome(res, "agency_refs")?;
+                if applied {
+                    return Ok(Claim::New);
+                }
+                let code = cols
+                    .get("tracking_code")
+                    .and_then(CqlValue::as_bigint)
+                    .map(code_of)
+                    .ok_or_else(|| ScyllaError::Rows {
+                        what: "agency_refs".into(),
+                        message: "a claim was refused without naming its holder".into(),
+                    })?;
+                Ok::<_, ScyllaError>(Claim::Held {
+                    code,
+                    hash: cols
+                        .get("content_hash")
+                        .and_then(CqlValue::as_blob)
+                        .cloned()
+                        .unwrap_or_default(),
+                    accepted_at: cols
+                        .get("accepted_at")
+                        .and_then(CqlValue::as_cql_timestamp)
+                        .and_then(|t| DateTime::from_timestamp_millis(t.0))
+                        .unwrap_or_else(|| {
+                            DateTime::from_timestamp_millis(code.unix_ms()).unwrap_or(now)
+                        }),
+                })
+            }))
+            .await?;
+        let claim_of: HashMap<usize, Claim> = claims.into_iter().zip(results).collect();
+
+        let mut outcomes = Vec::with_capacity(entries.len());
+        // (entry, code, accepted at, whether the claim is new)
+        let mut to_write: Vec<(usize, TrackingCode, DateTime<Utc>, bool)> = Vec::new();
+        let mut rejections: Vec<(NewRejection, u64)> = Vec::new();
+        let mut dead: Vec<(&DeadLetter, u64)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e {
+                Entry::Notice(n) => {
+                    let fi = first[&(n.notice.agency.as_str(), n.notice.reference.as_str())];
+                    let Entry::Notice(f) = &entries[fi] else {
+                        unreachable!()
+                    };
+                    // The notice that holds the reference, and its content.
+                    let (orig, orig_hash, orig_at, new) = match &claim_of[&fi] {
+                        Claim::New => (
+                            f.tracking_code,
+                            f.content_hash.to_vec(),
+                            f.accepted_at,
+                            true,
+                        ),
+                        Claim::Held {
+                            code,
+                            hash,
+                            accepted_at,
+                        } => (*code, hash.clone(), *accepted_at, false),
+                    };
+                    if fi == i && (new || orig == n.tracking_code) {
+                        // Ours: new, or this entry's own claim from an
+                        // attempt that failed after it.
+                        to_write.push((i, n.tracking_code, n.accepted_at, new));
+                        outcomes.push(Outcome::Stored);
+                    } else if orig_hash == n.content_hash {
+                        if fi == i {
+                            to_write.push((i, orig, orig_at, false));
+                        }
+                        outcomes.push(Outcome::Duplicate { original: orig });
+                    } else {
+                        let id = ids.next(&mut w.last_traffic_id);
+                        rejections.push((
+                            NewRejection {
+                                agency: Some(n.notice.agency.clone()),
+                                reference: Some(n.notice.reference.clone()),
+                                problems: vec![Problem::new(
+                                    Reason::ReferenceConflict,
+                                    "reference".to_owned(),
+                                    format!("reference was already used for notice {orig} with different content; the original is kept"),
+                                )],
+                                position: n.position.clone(),
+                                at: n.accepted_at,
+                            },
+                            id,
+                        ));
+                        outcomes.push(Outcome::Conflict { original: orig });
+                    }
+                }
+                Entry::Rejection(r) => {
+                    let id = ids.next(&mut w.last_traffic_id);
+                    rejections.push((r.clone(), id));
+                    outcomes.push(Outcome::Kept);
+                }
+                Entry::DeadLetter(d) => {
+                    let id = ids.next(&mut w.last_traffic_id);
+                    dead.push((d, id));
+                    outcomes.push(Outcome::Kept);
+                }
+            }
+        }
+
+        let timers = self
+            .all(to_write.iter().map(|&(i, code, at, new)| async move {
+                let Entry::Notice(n) = &entries[i] else {
+                    unreachable!()
+                };
+                if new {
+                    self.put_notice_rows(n, code, at, true).await
+                } else {
+                    self.complete_notice(n, code, at).await
+                }
+            }))
+            .await?;
+        let timers: Vec<Timer> = timers.into_iter().flatten().collect();
+        self.put_timers(&timers).await?;
+
+        // Traffic: the days first (so a listing finds them), then rows.
+        for (r, id) in &rejections {
+            let agency = r
+                .agency
+                .as_ref()
+                .map_or(UNATTRIBUTED, |a| a.as_str())
+                .to_owned();
+            self.note_day(w, "r", &agency, day_of(id_ms(*id))).await?;
+        }
+        for (_, id) in &dead {
+            self.note_day(w, "d", DEAD_LETTER_DAYS, day_of(id_ms(*id)))
+                .await?;
+        }
+        self.all(rejections.iter().map(|(r, id)| self.put_rejection(r, *id)))
+            .await?;
+        self.all(dead.iter().map(|(d, id)| self.put_dead_letter(d, *id)))
+            .await?;
+        if !rejections.is_empty() || !dead.is_empty() {
+            self.exec(
+                &self.st.state_put,
+                (self.node, LAST_TRAFFIC_ID, w.last_traffic_id as i64),
+                "writing high-water marks",
+            )
+            .await?;
+        }
+        Ok(outcomes)
+    }
 }
 
 /// How a claim came out.
 enum Claim {
-    /// New, or held by this very entry (a retried write).
-    Ours,
-    /// Held by another notice: its code, content hash and time.
-    Taken {
+    /// Applied: the reference is this entry's.
+    New,
+    /// Already held: by this very entry (a retry) or another notice.
+    Held {
         code: TrackingCode,
         hash: Vec<u8>,
-        accepted_at: Option<DateTime<Utc>>,
+        accepted_at: DateTime<Utc>,
     },
 }
 
@@ -1000,170 +1385,22 @@ impl Store for ScyllaStore {
         Ok(self.rt.block_on(async {
             // One writer at a time: IDs and high-water marks.
             let mut w = self.writer.lock().await;
-            let now = Utc::now();
-            // The first entry for each reference claims it; later ones in
-            // the same call are judged against it, in order.
-            let mut first: HashMap<(&str, &str), usize> = HashMap::new();
-            let mut claims = Vec::new();
-            for (i, e) in entries.iter().enumerate() {
-                if let Entry::Notice(n) = e {
-                    let k = (n.notice.agency.as_str(), n.notice.reference.as_str());
-                    if let std::collections::hash_map::Entry::Vacant(v) = first.entry(k) {
-                        v.insert(i);
-                        claims.push(i);
-                    }
-                }
+            let print = fingerprint(entries);
+            let mut ids = Ids {
+                reuse: match w.failed.take() {
+                    Some((f, ids)) if f == print => ids.into(),
+                    _ => Default::default(),
+                },
+                used: Vec::new(),
+                node: self.node as u16,
+                now_ms: Utc::now().timestamp_millis(),
+            };
+            let result = self.write_entries(&mut w, entries, &mut ids).await;
+            if result.is_err() {
+                // The pipeline retries these entries: they keep their IDs.
+                w.failed = Some((print, ids.used));
             }
-            let results = self
-                .all(claims.iter().map(|&i| async move {
-                    let Entry::Notice(n) = &entries[i] else { unreachable!() };
-                    let rec_ttl = ttl_until(n.notice.expires_at, now, self.record_retention_secs.saturating_add(NOTICE_TTL_SLACK_SECS));
-                    let res = self
-                        .exec(
-                            &self.st.claim,
-                            (n.notice.agency.as_str(), &n.notice.reference, code_col(n.tracking_code), n.content_hash.as_slice(), n.accepted_at, rec_ttl),
-                            "claiming a reference",
-                        )
-                        .await?;
-                    let (applied, cols) = lwt_outcome(res, "agency_refs")?;
-                    let held = cols.get("tracking_code").and_then(CqlValue::as_bigint).map(code_of);
-                    Ok::<_, ScyllaError>(match (applied, held) {
-                        (true, _) => Claim::Ours,
-                        (false, Some(c)) if c == n.tracking_code => Claim::Ours,
-                        (false, Some(code)) => Claim::Taken {
-                            code,
-                            hash: cols.get("content_hash").and_then(CqlValue::as_blob).cloned().unwrap_or_default(),
-                            accepted_at: cols
-                                .get("accepted_at")
-                                .and_then(CqlValue::as_cql_timestamp)
-                                .and_then(|t| DateTime::from_timestamp_millis(t.0)),
-                        },
-                        (false, None) => {
-                            return Err(ScyllaError::Rows {
-                                what: "agency_refs".into(),
-                                message: "a claim was refused without naming its holder".into(),
-                            })
-                        }
-                    })
-                }))
-                .await?;
-            let claim_of: HashMap<usize, Claim> = claims.into_iter().zip(results).collect();
-
-            let mut outcomes = Vec::with_capacity(entries.len());
-            let mut to_store: Vec<usize> = Vec::new();
-            // Originals whose rows may never have been written (a crash
-            // between claim and rows): checked and completed below.
-            let mut repair: Vec<(usize, TrackingCode, DateTime<Utc>)> = Vec::new();
-            let mut rejections: Vec<(NewRejection, u64)> = Vec::new();
-            let mut dead: Vec<(&DeadLetter, u64)> = Vec::new();
-            let mut max_tracking = w.last_tracking;
-            for (i, e) in entries.iter().enumerate() {
-                match e {
-                    Entry::Notice(n) => {
-                        let k = (n.notice.agency.as_str(), n.notice.reference.as_str());
-                        let fi = first[&k];
-                        let (orig_code, orig_hash): (TrackingCode, Vec<u8>) = match &claim_of[&fi] {
-                            Claim::Ours => {
-                                let Entry::Notice(f) = &entries[fi] else { unreachable!() };
-                                (f.tracking_code, f.content_hash.to_vec())
-                            }
-                            Claim::Taken { code, hash, .. } => (*code, hash.clone()),
-                        };
-                        if fi == i && matches!(claim_of[&fi], Claim::Ours) {
-                            to_store.push(i);
-                            let c = n.tracking_code.as_u64();
-                            max_tracking = Some(max_tracking.map_or(c, |m| m.max(c)));
-                            outcomes.push(Outcome::Stored);
-                        } else if orig_hash == n.content_hash {
-                            if fi == i {
-                                if let Claim::Taken { accepted_at, .. } = &claim_of[&fi] {
-                                    repair.push((i, orig_code, accepted_at.unwrap_or_else(|| {
-                                        DateTime::from_timestamp_millis(orig_code.unix_ms()).unwrap_or(now)
-                                    })));
-                                }
-                            }
-                            outcomes.push(Outcome::Duplicate { original: orig_code });
-                        } else {
-                            let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
-                            rejections.push((
-                                NewRejection {
-                                    agency: Some(n.notice.agency.clone()),
-                                    reference: Some(n.notice.reference.clone()),
-                                    problems: vec![Problem::new(
-                                        Reason::ReferenceConflict,
-                                        "reference".to_owned(),
-                                        format!("reference was already used for notice {orig_code} with different content; the original is kept"),
-                                    )],
-                                    position: n.position.clone(),
-                                    at: n.accepted_at,
-                                },
-                                id,
-                            ));
-                            outcomes.push(Outcome::Conflict { original: orig_code });
-                        }
-                    }
-                    Entry::Rejection(r) => {
-                        let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
-                        rejections.push((r.clone(), id));
-                        outcomes.push(Outcome::Kept);
-                    }
-                    Entry::DeadLetter(d) => {
-                        let id = next_id(&mut w.last_traffic_id, self.node as u16, now.timestamp_millis());
-                        dead.push((d, id));
-                        outcomes.push(Outcome::Kept);
-                    }
-                }
-            }
-
-            // Repairs: an original without a delivery record was never
-            // finished; its re-send has the same content, so finish it.
-            let missing = self
-                .all(repair.iter().map(|&(i, code, at)| async move {
-                    let res = self.exec(&self.st.delivery_get, (code_col(code),), "checking an original").await?;
-                    let found = collect::<(Option<String>,)>(res, "deliveries")?;
-                    Ok::<_, ScyllaError>(found.is_empty().then_some((i, code, at)))
-                }))
-                .await?;
-            let mut timers = Vec::new();
-            for (i, code, at) in missing.into_iter().flatten() {
-                tracing::warn!(tracking_code = %code, "completing a notice whose first write was interrupted");
-                let Entry::Notice(n) = &entries[i] else { unreachable!() };
-                timers.extend(self.put_notice_rows(n, code, at).await?);
-            }
-            let stored = self
-                .all(to_store.iter().map(|&i| async move {
-                    let Entry::Notice(n) = &entries[i] else { unreachable!() };
-                    self.put_notice_rows(n, n.tracking_code, n.accepted_at).await
-                }))
-                .await?;
-            timers.extend(stored.into_iter().flatten());
-            self.put_timers(&timers).await?;
-
-            // Traffic: the days first (so a listing finds them), then rows.
-            for (r, id) in &rejections {
-                let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str()).to_owned();
-                self.note_day(&mut w, "r", &agency, day_of(id_ms(*id))).await?;
-            }
-            for (_, id) in &dead {
-                self.note_day(&mut w, "d", DEAD_LETTER_DAYS, day_of(id_ms(*id)))
-                    .await?;
-            }
-            self.all(rejections.iter().map(|(r, id)| self.put_rejection(r, *id))).await?;
-            self.all(dead.iter().map(|(d, id)| self.put_dead_letter(d, *id))).await?;
-
-            let mut marks = Vec::new();
-            if max_tracking != w.last_tracking {
-                if let Some(m) = max_tracking {
-                    marks.push((LAST_TRACKING, m as i64));
-                }
-            }
-            if !rejections.is_empty() || !dead.is_empty() {
-                marks.push((LAST_TRAFFIC_ID, w.last_traffic_id as i64));
-            }
-            self.all(marks.iter().map(|(name, v)| self.exec(&self.st.state_put, (self.node, *name, *v), "writing high-water marks")))
-                .await?;
-            w.last_tracking = max_tracking;
-            Ok::<_, ScyllaError>(outcomes)
+            result
         })?)
     }
 
@@ -1185,6 +1422,13 @@ impl Store for ScyllaStore {
         before: Option<TrackingCode>,
         limit: usize,
     ) -> Result<MailboxPage, StoreError> {
+        if limit == 0 {
+            return Ok(MailboxPage {
+                notices: Vec::new(),
+                next: None,
+            });
+        }
+        let limit = limit.min(i32::MAX as usize - 1);
         let mid = id.to_string();
         let codes: Vec<TrackingCode> = self.rt.block_on(async {
             let res = match before {
@@ -1205,7 +1449,7 @@ impl Store for ScyllaStore {
             let mut codes = Vec::new();
             // One more than asked, to know whether there is a next page.
             for (month,) in months {
-                let want = (limit + 1 - codes.len()).min(i32::MAX as usize) as i32;
+                let want = (limit + 1 - codes.len()) as i32;
                 let res = match before {
                     Some(b) if month == month_of(b) => {
                         self.exec(
@@ -1343,48 +1587,50 @@ impl Store for ScyllaStore {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError> {
+        // Taken before the read: a timer written meanwhile is either seen
+        // by this read or noted for the next one.
+        let behind = std::mem::replace(
+            &mut self
+                .timer_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .behind[shard as usize],
+            i64::MAX,
+        );
+        let from_ms = from_ms.min(behind);
         if from_ms > now_ms || limit == 0 {
             return Ok(Vec::new());
         }
-        let s = shard as usize;
-        let full = from_ms == i64::MIN;
-        // Held across the reads on purpose, as in put_timers.
-        #[allow(clippy::await_holding_lock)]
+        let sh = shard as i8;
+        let (first, last) = (hour_of(from_ms), hour_of(now_ms));
         Ok(self.rt.block_on(async {
-            // A full scan may move the low-water mark: no timer may be
-            // written meanwhile (see put_timers), so hold it exclusively.
-            let mut exclusive = full.then(|| {
-                self.timers_low_water
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-            });
-            let shared = (!full).then(|| {
-                self.timers_low_water
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-            });
-            let lw = match (&exclusive, &shared) {
-                (Some(g), _) => g[s],
-                (_, Some(g)) => g[s],
-                _ => unreachable!("one of the two is held"),
-            };
-            let first = hour_of(from_ms).max(lw);
-            let last = hour_of(now_ms);
+            // Only the hours that hold timers (an idle stretch costs nothing).
+            let res = self
+                .exec(
+                    &self.st.timer_hours,
+                    (self.node, sh, first, last, 10_000i32),
+                    "listing timer hours",
+                )
+                .await?;
+            let hours = collect::<(i32,)>(res, "timer_hours")?;
             let mut out = Vec::new();
-            let mut first_nonempty = None;
-            let mut h = first;
-            while h <= last && out.len() < limit {
+            for (h,) in hours {
+                if out.len() >= limit {
+                    break;
+                }
                 let want = (limit - out.len()).min(i32::MAX as usize) as i32;
                 let res = self
                     .exec(
                         &self.st.timers_due,
-                        (self.node, shard as i8, h, from_ms, now_ms, want),
+                        (self.node, sh, h, from_ms, now_ms, want),
                         "reading due timers",
                     )
                     .await?;
                 let rows = collect::<(i64, i64, i8)>(res, "timers")?;
-                if !rows.is_empty() && first_nonempty.is_none() {
-                    first_nonempty = Some(h);
+                if rows.is_empty() && h < last && from_ms <= hour_start_ms(h) && !self.read_only {
+                    // A past hour read whole and found empty: handled, and
+                    // never read again.
+                    self.forget_hour(sh, h).await?;
                 }
                 for (due_ms, code, kind) in rows {
                     let kind = TimerKind::from_u8(kind as u8).ok_or_else(|| ScyllaError::Rows {
@@ -1397,24 +1643,6 @@ impl Store for ScyllaStore {
                         code: code_of(code),
                         kind,
                     });
-                }
-                h += 1;
-            }
-            if full {
-                // Every hour before the first that held a due timer is
-                // empty of due timers, and hours before now's are wholly in
-                // the past: nothing will be due there again.
-                let new_lw = first_nonempty.unwrap_or(h.min(last)).min(last);
-                if new_lw > lw {
-                    self.exec(
-                        &self.st.state_put,
-                        (self.node, timers_low_water(shard), new_lw as i64),
-                        "moving a timer low-water mark",
-                    )
-                    .await?;
-                    if let Some(g) = exclusive.as_mut() {
-                        g[s] = new_lw;
-                    }
                 }
             }
             Ok::<_, ScyllaError>(out)
@@ -1529,7 +1757,8 @@ impl Store for ScyllaStore {
                 writes
                     .iter()
                     .flat_map(|w| {
-                        let ttl = w.record.as_ref().map_or(1, |r| self.record_ttl(r, now));
+                        // As long as the record (without one: no TTL).
+                        let ttl = w.record.as_ref().map_or(0, |r| self.record_ttl(r, now));
                         w.confirmation_ids
                             .iter()
                             .map(move |(id, code)| (id, *code, ttl))
@@ -1543,15 +1772,10 @@ impl Store for ScyllaStore {
                     }),
             )
             .await?;
-            // 4. Removals, last: a write that stops before them leaves only
-            //    stale timers and entries, which are dropped when met.
-            self.all(
-                writes
-                    .iter()
-                    .flat_map(|w| w.remove_timers.iter())
-                    .map(|t| self.delete_timer(t)),
-            )
-            .await?;
+            // 4. Removals: what expired or ended, then (5) the timers that
+            //    led here, last of all, so a write that stops part-way
+            //    leaves a timer to redo it. A timer removed and added again
+            //    in one write (the same due time) stays.
             for w in writes {
                 if let (Some(rec), Some(false)) = (&w.record, w.awaiting) {
                     self.exec(
@@ -1609,6 +1833,15 @@ impl Store for ScyllaStore {
                     .await?;
                 }
             }
+            let added: HashSet<Timer> = adds.iter().copied().collect();
+            self.all(
+                writes
+                    .iter()
+                    .flat_map(|w| w.remove_timers.iter())
+                    .filter(|t| !added.contains(t))
+                    .map(|t| self.delete_timer(t)),
+            )
+            .await?;
             Ok::<_, ScyllaError>(())
         });
         let mut o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -1651,12 +1884,12 @@ impl Store for ScyllaStore {
             }
             Ok::<_, ScyllaError>(out)
         })?;
-        if rows.is_empty() && horizon == i64::MAX as u64 {
-            // Empty up to now with nothing in flight: past hours stay empty
-            // (new IDs come from the clock), so later reads start at this
-            // hour instead of walking back over idle ones.
+        if rows.is_empty() && !self.read_only {
+            // Nothing below the horizon: later IDs are above it, so later
+            // reads can start at this hour (or the horizon) instead of
+            // walking back over idle hours.
             let start = TrackingCode::from_parts(hour_start_ms(hour_of(now_ms)), 0, 0).as_u64();
-            self.outbox_read_to(start.saturating_sub(1));
+            self.outbox_read_to(start.min(horizon).saturating_sub(1));
         }
         rows.into_iter()
             .map(|(id, json)| {
@@ -1681,7 +1914,8 @@ impl Store for ScyllaStore {
                 "removing published receipts",
             )
         })))?;
-        // Everything read up to here is gone: later reads start after it.
+        // Everything read up to here is gone: later reads start after it
+        // (the reader returned every durable ID below the largest, in order).
         self.outbox_read_to(ids.iter().copied().max().unwrap_or(0));
         Ok(())
     }
@@ -1703,7 +1937,8 @@ impl Store for ScyllaStore {
     fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
         self.guard()?;
         Ok(self.rt.block_on(async {
-            // What is stored now, per mailbox: updated_at and write time.
+            // What is stored now, per mailbox: updated_at (microseconds,
+            // the unit of write timestamps) and the write time.
             let ids: Vec<MailboxId> = profiles
                 .iter()
                 .map(|p| p.id)
@@ -1715,32 +1950,33 @@ impl Store for ScyllaStore {
                     let res = self
                         .exec(&self.st.profile_get, (id.to_string(),), "reading a profile")
                         .await?;
-                    let row = collect::<(Option<String>, Option<DateTime<Utc>>, Option<i64>)>(
-                        res, "profiles",
-                    )?
-                    .into_iter()
-                    .next();
+                    let row =
+                        collect::<(Option<String>, Option<i64>, Option<i64>)>(res, "profiles")?
+                            .into_iter()
+                            .next();
                     Ok::<_, ScyllaError>((*id, row.and_then(|(_, at, ts)| Some((at?, ts?)))))
                 }))
                 .await?;
-            let mut state: HashMap<MailboxId, (DateTime<Utc>, i64)> = current
+            let mut state: HashMap<MailboxId, (i64, i64)> = current
                 .into_iter()
                 .filter_map(|(id, c)| Some((id, c?)))
                 .collect();
             let mut applied = Vec::with_capacity(profiles.len());
             let mut winners: HashMap<MailboxId, (&MailboxProfile, i64)> = HashMap::new();
             for p in profiles {
+                let us = p.updated_at.timestamp_micros();
                 let ts = match state.get(&p.id) {
-                    Some((at, _)) if *at > p.updated_at => {
+                    Some((at, _)) if *at > us => {
                         applied.push(false);
                         continue;
                     }
-                    // Same time: a correction. It must win the write-time
-                    // comparison too, so it goes one microsecond later.
-                    Some((at, ts)) if *at == p.updated_at => ts + 1,
-                    _ => p.updated_at.timestamp_micros(),
+                    // Same time: a correction, which must also win the
+                    // write-time comparison: one microsecond later. (So
+                    // must anything after such a correction.)
+                    Some((_, written)) => us.max(written + 1),
+                    None => us,
                 };
-                state.insert(p.id, (p.updated_at, ts));
+                state.insert(p.id, (us, ts));
                 winners.insert(p.id, (p, ts));
                 applied.push(true);
             }
@@ -1749,7 +1985,7 @@ impl Store for ScyllaStore {
                     &self.st.profile_put,
                     (
                         p.id.to_string(),
-                        p.updated_at,
+                        p.updated_at.timestamp_micros(),
                         serde_json::to_string(p).expect("profiles serialise"),
                         *ts,
                     ),
@@ -1779,7 +2015,7 @@ impl Store for ScyllaStore {
             let res = self
                 .exec(&self.st.profile_get, (id.to_string(),), "reading a profile")
                 .await?;
-            match collect::<(Option<String>, Option<DateTime<Utc>>, Option<i64>)>(res, "profiles")?
+            match collect::<(Option<String>, Option<i64>, Option<i64>)>(res, "profiles")?
                 .into_iter()
                 .next()
             {
@@ -1798,6 +2034,9 @@ impl Store for ScyllaStore {
         id: MailboxId,
         limit: usize,
     ) -> Result<Vec<TrackingCode>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         Ok(self.rt.block_on(async {
             let lim = limit.min(i32::MAX as usize) as i32;
             let res = self

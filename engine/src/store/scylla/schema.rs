@@ -19,6 +19,11 @@ pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_mig
     applied_at  timestamp
 ) WITH comment = 'Schema migrations applied by karpoosheh migrate.'";
 
+/// Tablets are turned off for the keyspace: ScyllaDB versions that create
+/// keyspaces with tablets by default do not support lightweight
+/// transactions on them, and the reference claims need those.
+const NO_TABLETS: &str = " AND tablets = {'enabled': false}";
+
 /// `CREATE KEYSPACE` with NetworkTopologyStrategy and one replication
 /// factor per data centre. Names were validated with the configuration.
 pub(crate) fn create_keyspace_cql(keyspace: &str, replication: &BTreeMap<String, u8>) -> String {
@@ -40,6 +45,48 @@ pub struct MigrationReport {
     pub applied: Vec<u32>,
     /// The schema version after the run.
     pub version: u32,
+    /// Set when the keyspace already existed with another replication than
+    /// `scylla.replication` (migrate never changes it: that is an
+    /// `ALTER KEYSPACE` and a repair, by the DBA).
+    pub replication_note: Option<String>,
+}
+
+/// How the keyspace's replication differs from the configured one, if it
+/// does.
+async fn replication_differs(
+    session: &Session,
+    keyspace: &str,
+    want: &BTreeMap<String, u8>,
+) -> Result<Option<String>, ScyllaError> {
+    let res = session
+        .query_unpaged(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .map_err(ScyllaError::request("reading the keyspace's replication"))?;
+    let rows = super::collect::<(BTreeMap<String, String>,)>(res, "system_schema.keyspaces")?;
+    let Some((have,)) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(replication_mismatch(&have, want))
+}
+
+fn replication_mismatch(
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, u8>,
+) -> Option<String> {
+    let factors: BTreeMap<String, u8> = have
+        .iter()
+        .filter(|(k, _)| k.as_str() != "class")
+        .filter_map(|(k, v)| Some((k.clone(), v.parse().ok()?)))
+        .collect();
+    let class_ok = have
+        .get("class")
+        .is_some_and(|c| c.ends_with("NetworkTopologyStrategy"));
+    (!class_ok || factors != *want).then(|| {
+        format!("the keyspace is replicated as {have:?}, not as scylla.replication says ({want:?}); change it with ALTER KEYSPACE and a repair")
+    })
 }
 
 /// The applied versions and their checksums.
@@ -70,10 +117,21 @@ pub(crate) async fn migrate(
     cfg: &ScyllaConfig,
 ) -> Result<MigrationReport, ScyllaError> {
     let ks = &cfg.keyspace;
-    session
-        .query_unpaged(create_keyspace_cql(ks, &cfg.replication), ())
+    let create = create_keyspace_cql(ks, &cfg.replication);
+    if let Err(e) = session
+        .query_unpaged(format!("{create}{NO_TABLETS}"), ())
         .await
-        .map_err(ScyllaError::request("creating the keyspace"))?;
+    {
+        // A ScyllaDB older than tablets does not know the option.
+        if !e.to_string().to_ascii_lowercase().contains("tablets") {
+            return Err(ScyllaError::request("creating the keyspace")(e));
+        }
+        session
+            .query_unpaged(create, ())
+            .await
+            .map_err(ScyllaError::request("creating the keyspace"))?;
+    }
+    let replication_note = replication_differs(session, ks, &cfg.replication).await?;
     session
         .use_keyspace(ks, false)
         .await
@@ -88,6 +146,7 @@ pub(crate) async fn migrate(
         keyspace: ks.clone(),
         applied: Vec::new(),
         version: 0,
+        replication_note,
     };
     for m in CQL_MIGRATIONS {
         if done.contains_key(&m.version) {
@@ -143,7 +202,11 @@ pub(crate) async fn check(session: &Session, keyspace: &str) -> Result<(), Scyll
             done.keys().copied().max().unwrap_or(0)
         }
         // No schema_migrations table: nothing was ever applied.
-        Err(ScyllaError::Request { .. }) => 0,
+        Err(ScyllaError::Request { message, .. })
+            if message.contains("schema_migrations") || message.contains("unconfigured table") =>
+        {
+            0
+        }
         Err(e) => return Err(e),
     };
     verdict(keyspace, have, need)
@@ -184,6 +247,32 @@ mod tests {
         assert!(old.contains("karpoosheh migrate"), "{old}");
         let new = verdict("ks", 2, 1).unwrap_err().to_string();
         assert!(new.contains("upgrade the engine"), "{new}");
+    }
+
+    #[test]
+    fn a_keyspace_replicated_otherwise_is_reported() {
+        let want = ScyllaConfig::default().replication;
+        let mut have: BTreeMap<String, String> = want
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        have.insert(
+            "class".into(),
+            "org.apache.cassandra.locator.NetworkTopologyStrategy".into(),
+        );
+        assert_eq!(replication_mismatch(&have, &want), None);
+        have.insert("dc_dr".into(), "1".into());
+        assert!(replication_mismatch(&have, &want)
+            .unwrap()
+            .contains("ALTER KEYSPACE"));
+        let simple = BTreeMap::from([
+            (
+                "class".to_owned(),
+                "org.apache.cassandra.locator.SimpleStrategy".to_owned(),
+            ),
+            ("replication_factor".to_owned(), "3".to_owned()),
+        ]);
+        assert!(replication_mismatch(&simple, &want).is_some());
     }
 
     #[test]
