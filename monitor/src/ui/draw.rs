@@ -315,13 +315,23 @@ fn flow_block(f: &mut Frame, app: &App, s: &State, area: Rect) {
 }
 
 /// Stretches or squeezes a series onto `width` cells, covering the whole
-/// window either way.
+/// window either way. Squeezed, a cell shows the highest of its slices, so
+/// a short burst (a batch, an outage) is never dropped between cells.
 fn resample(series: &[Option<f64>], width: usize) -> Vec<Option<f64>> {
-    if series.is_empty() || width == 0 {
+    let n = series.len();
+    if n == 0 || width == 0 {
         return vec![None; width];
     }
     (0..width)
-        .map(|j| series[(j * series.len() / width).min(series.len() - 1)])
+        .map(|j| {
+            let from = j * n / width;
+            let to = ((j + 1) * n / width).max(from + 1).min(n);
+            series[from..to]
+                .iter()
+                .flatten()
+                .copied()
+                .reduce(f64::max)
+        })
         .collect()
 }
 
@@ -381,6 +391,8 @@ fn chart(f: &mut Frame, app: &App, s: &State, area: Rect, title: &str, flows: &[
     let w = s.params.window;
     let chart = Chart::new(datasets)
         .legend_position(Some(LegendPosition::TopLeft))
+        // The legend names the lines; keep it unless it would cover half.
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
         .block(Block::bordered().title(Span::styled(format!(" {title} "), t.title)))
         .x_axis(
             Axis::default()
@@ -460,6 +472,32 @@ fn info_lines(f: &mut Frame, app: &App, s: &State, area: Rect) {
         Paragraph::new(vec![shares, Line::from(lat), Line::from(lag)]),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeezing_keeps_a_burst() {
+        let mut s = vec![Some(1.0); 120];
+        s[61] = Some(50.0);
+        let r = resample(&s, 40);
+        assert_eq!(r.len(), 40);
+        assert!(r.contains(&Some(50.0)), "{r:?}");
+    }
+
+    #[test]
+    fn stretching_covers_every_cell() {
+        let s = vec![Some(1.0), None, Some(3.0)];
+        assert_eq!(resample(&s, 6), [Some(1.0), Some(1.0), None, None, Some(3.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn wrapping_keeps_words_and_marks_a_cut() {
+        assert_eq!(wrap("a bb ccc dddd", 6, 2), ["a bb", "ccc d…"]);
+        assert_eq!(wrap("short", 10, 2), ["short"]);
+    }
 }
 
 fn matches_filter(filter: &str, text: &str) -> bool {
