@@ -297,7 +297,8 @@ impl<'a> Ctx<'a> {
         let down_after = self.fleet.alerts.node_down_after.0.as_secs_f64();
         let error = n.last_failed.clone().unwrap_or_default();
         match n.last_ok {
-            None if self.end < down_after => Health::Waiting,
+            None if self.end < down_after && n.last_failed.is_none() => Health::Waiting,
+            None if self.end < down_after => Health::Unreached { error },
             None => Health::Down {
                 last_ok: None,
                 silent_for: self.end,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::collect::Collector;
 use crate::config::{window_name, Config};
 use crate::fmt;
-use crate::state::{Severity, State, F};
+use crate::state::{Health, Severity, State, F};
 use crate::ui::Signals;
 use crate::Error;
 
@@ -40,6 +40,19 @@ pub(crate) fn line(s: &State) -> String {
     );
     if let Some(l) = o.lag {
         out.push_str(&format!(" | lag {}", fmt::count(l)));
+    }
+    let silent: Vec<String> = s
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.health {
+            Health::Late { error } | Health::Unreached { error } | Health::Down { error, .. } => {
+                Some(format!("{} ({error})", n.name))
+            }
+            Health::Up | Health::Waiting => None,
+        })
+        .collect();
+    if !silent.is_empty() {
+        out.push_str(&format!(" | not answering: {}", silent.join(", ")));
     }
     if s.alerts.is_empty() {
         out.push_str(" | alerts 0");
@@ -94,11 +107,10 @@ pub(crate) fn run(
             continue;
         };
         seen = g;
+        // Nothing to say until every node has been tried once.
+        let tried = s.nodes.iter().all(|n| n.health != Health::Waiting);
         if once {
-            let settled = !s.warming_up
-                && s.nodes
-                    .iter()
-                    .all(|n| !matches!(n.health, crate::state::Health::Waiting));
+            let settled = !s.warming_up && tried;
             if settled || started.elapsed() > deadline {
                 let _ = writeln!(out, "{}", line(&s));
                 return Ok(if s.up() > 0 { 0 } else { 1 });
@@ -107,7 +119,7 @@ pub(crate) fn run(
         }
         // One line per interval: the first state at least an interval
         // (less a little jitter) after the last line.
-        if last_print.is_none_or(|t| s.at - t >= interval.as_secs_f64() * 0.9) {
+        if tried && last_print.is_none_or(|t| s.at - t >= interval.as_secs_f64() * 0.9) {
             last_print = Some(s.at);
             if writeln!(out, "{}", line(&s))
                 .and_then(|_| out.flush())
@@ -116,5 +128,32 @@ pub(crate) fn run(
                 return Ok(0); // the reader went away (a closed pipe)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn one_line_with_totals_shares_silent_nodes_and_alerts() {
+        let s = fixtures::state();
+        let l = line(&s);
+        assert!(!l.contains('\n'));
+        assert!(
+            l.starts_with("2027-01-15T08:00:10Z fleet 2/3 up | received 21,194/s"),
+            "{l}"
+        );
+        assert!(l.contains("acknowledged 94.6%"), "{l}");
+        assert!(
+            l.contains("not answering: 10.0.0.3:9464 (connection refused)"),
+            "{l}"
+        );
+        assert!(
+            l.contains("alerts 4: CRIT circuit open: sms on 10.0.0.2:9464"),
+            "{l}"
+        );
+        assert!(l.contains("; WARN agency municipality"), "{l}");
     }
 }

@@ -57,8 +57,12 @@ pub(crate) type Flow = [Option<f64>; F::ALL.len()];
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Health {
-    /// Not answered yet, still within `node_down_after` of start.
+    /// No scrape finished yet.
     Waiting,
+    /// Never answered, still within `node_down_after` of start.
+    Unreached {
+        error: String,
+    },
     Up,
     /// The last scrape failed, but the node answered within `node_down_after`.
     Late {

@@ -326,11 +326,7 @@ fn resample(series: &[Option<f64>], width: usize) -> Vec<Option<f64>> {
         .map(|j| {
             let from = j * n / width;
             let to = ((j + 1) * n / width).max(from + 1).min(n);
-            series[from..to]
-                .iter()
-                .flatten()
-                .copied()
-                .reduce(f64::max)
+            series[from..to].iter().flatten().copied().reduce(f64::max)
         })
         .collect()
 }
@@ -474,32 +470,6 @@ fn info_lines(f: &mut Frame, app: &App, s: &State, area: Rect) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn squeezing_keeps_a_burst() {
-        let mut s = vec![Some(1.0); 120];
-        s[61] = Some(50.0);
-        let r = resample(&s, 40);
-        assert_eq!(r.len(), 40);
-        assert!(r.contains(&Some(50.0)), "{r:?}");
-    }
-
-    #[test]
-    fn stretching_covers_every_cell() {
-        let s = vec![Some(1.0), None, Some(3.0)];
-        assert_eq!(resample(&s, 6), [Some(1.0), Some(1.0), None, None, Some(3.0), Some(3.0)]);
-    }
-
-    #[test]
-    fn wrapping_keeps_words_and_marks_a_cut() {
-        assert_eq!(wrap("a bb ccc dddd", 6, 2), ["a bb", "ccc d…"]);
-        assert_eq!(wrap("short", 10, 2), ["short"]);
-    }
-}
-
 fn matches_filter(filter: &str, text: &str) -> bool {
     filter.is_empty() || text.to_lowercase().contains(&filter.to_lowercase())
 }
@@ -636,7 +606,7 @@ pub(crate) fn node_order(app: &App, s: &State) -> Vec<usize> {
         .collect();
     let rank = |n: &NodeRow| match n.health {
         Health::Down { .. } => 0,
-        Health::Late { .. } => 1,
+        Health::Late { .. } | Health::Unreached { .. } => 1,
         Health::Waiting => 2,
         Health::Up => 3,
     };
@@ -662,6 +632,7 @@ fn health_cell(app: &App, n: &NodeRow) -> Span<'static> {
     match (&n.health, n.ready) {
         (Health::Down { .. }, _) => Span::styled("DOWN", t.crit),
         (Health::Waiting, _) => Span::styled("…", t.dim),
+        (Health::Unreached { .. }, _) => Span::styled("no ans", t.warn),
         (Health::Late { .. }, _) => Span::styled("late", t.warn),
         (Health::Up, Some(false)) => Span::styled("unready", t.crit),
         (Health::Up, _) => Span::styled("up", t.ok),
@@ -820,6 +791,10 @@ fn node_detail(app: &App, n: &NodeRow) -> Vec<Line<'static>> {
             Span::raw(format!(": {error}")),
         ]),
         Health::Waiting => Line::styled(" waiting for the first answer", t.dim),
+        Health::Unreached { error } => Line::from(vec![
+            Span::styled(" no answer yet", t.warn),
+            Span::raw(format!(": {error}")),
+        ]),
         Health::Up => Line::from(vec![
             d(" scheduler lag "),
             Span::raw(opt(n.scheduler_lag, fmt::duration)),
@@ -1405,4 +1380,33 @@ fn help(f: &mut Frame, app: &App, area: Rect) {
             ),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeezing_keeps_a_burst() {
+        let mut s = vec![Some(1.0); 120];
+        s[61] = Some(50.0);
+        let r = resample(&s, 40);
+        assert_eq!(r.len(), 40);
+        assert!(r.contains(&Some(50.0)), "{r:?}");
+    }
+
+    #[test]
+    fn stretching_covers_every_cell() {
+        let s = vec![Some(1.0), None, Some(3.0)];
+        assert_eq!(
+            resample(&s, 6),
+            [Some(1.0), Some(1.0), None, None, Some(3.0), Some(3.0)]
+        );
+    }
+
+    #[test]
+    fn wrapping_keeps_words_and_marks_a_cut() {
+        assert_eq!(wrap("a bb ccc dddd", 6, 2), ["a bb", "ccc d…"]);
+        assert_eq!(wrap("short", 10, 2), ["short"]);
+    }
 }

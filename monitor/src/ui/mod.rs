@@ -15,7 +15,6 @@ mod theme;
 use std::io::{Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
-use std::time::Duration;
 
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind};
@@ -348,6 +347,31 @@ impl Signals {
     }
 }
 
+/// True when the terminal we draw on (stdout), or read keys from (stdin,
+/// when a terminal), has hung up.
+fn terminal_hung_up() -> bool {
+    use std::io::IsTerminal;
+    let keys = if std::io::stdin().is_terminal() { 0 } else { 1 };
+    let mut fds = [
+        libc::pollfd {
+            fd: 1,
+            events: 0,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: keys,
+            events: 0,
+            revents: 0,
+        },
+    ];
+    // SAFETY: polls our own standard descriptors without waiting.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    n > 0
+        && fds
+            .iter()
+            .any(|f| f.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+}
+
 /// Runs the dashboard until the operator quits or a signal arrives.
 pub(crate) fn run(
     collector: &Collector,
@@ -356,16 +380,35 @@ pub(crate) fn run(
 ) -> Result<Exit, crate::Error> {
     let refresh = app.config.refresh.0;
     let mut guard = TerminalGuard::enter().map_err(crate::Error::Terminal)?;
+    // Keys are read on their own thread: on a terminal that has gone away
+    // (tmux killed, ssh dropped) crossterm's read spins on end-of-file and
+    // never returns, and this loop must still notice and leave. The
+    // process exit ends that thread.
+    let (keys_tx, keys) = crossbeam_channel::bounded::<Event>(256);
+    std::thread::Builder::new()
+        .name("keys".into())
+        .spawn(move || {
+            while let Ok(ev) = event::read() {
+                if keys_tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(crate::Error::Terminal)?;
     let mut seen = 0;
     let mut state: Option<Arc<State>> = None;
     let mut dirty = true;
+    let mut next: Option<Event> = None;
     loop {
         if let Some(exit) = signals.exit() {
             return Ok(exit);
         }
+        if terminal_hung_up() {
+            return Ok(Exit::Terminated);
+        }
         // Keys first: everything already typed is handled before drawing.
-        while event::poll(Duration::ZERO).map_err(crate::Error::Terminal)? {
-            match event::read().map_err(crate::Error::Terminal)? {
+        while let Some(ev) = next.take().or_else(|| keys.try_recv().ok()) {
+            match ev {
                 Event::Key(k) if k.kind != KeyEventKind::Release => {
                     if app.key(k, state.as_deref()) {
                         collector.request(app.params());
@@ -396,6 +439,11 @@ pub(crate) fn run(
             dirty = false;
         }
         // Sleep until a key, or until the next state may have arrived.
-        event::poll(refresh).map_err(crate::Error::Terminal)?;
+        match keys.recv_timeout(refresh) {
+            Ok(ev) => next = Some(ev),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            // The reader failed: the terminal is unusable.
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(Exit::Terminated),
+        }
     }
 }
