@@ -1,8 +1,15 @@
 //! `karpoosheh demo`: the real pipeline on the embedded store, fed by the
 //! load generator in the same process, with live progress and a final
 //! report. Also the core of the in-process load test.
+//!
+//! On a terminal the progress is the operators' dashboard itself:
+//! `karpoosheh-monitor`, found next to this binary, runs as a child
+//! pointed at the demo's metrics until the demo's work is done (see
+//! [`Dashboard`]); without one (or without a terminal) the plain
+//! progress lines are printed as before.
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +45,10 @@ pub struct DemoOptions {
     pub follow_up: bool,
     /// Give up waiting for the follow-up to settle after this long.
     pub follow_up_timeout: Duration,
+    /// Show the dashboard (`karpoosheh-monitor`) instead of the progress
+    /// lines when stdout and stderr are a terminal, the metrics are served
+    /// and `KARPOOSHEH_DEMO_DASHBOARD` is not `0`.
+    pub dashboard: bool,
 }
 
 impl Default for DemoOptions {
@@ -52,6 +63,7 @@ impl Default for DemoOptions {
             serve_metrics: true,
             follow_up: true,
             follow_up_timeout: Duration::from_secs(600),
+            dashboard: true,
         }
     }
 }
@@ -84,6 +96,9 @@ pub struct DemoReport {
     /// The follow-up phase, when it ran: its length and whether every
     /// stored notice reached an outcome before the timeout.
     pub follow_up: Option<(Duration, bool)>,
+    /// Where the demo's own log lines went while the dashboard had the
+    /// screen.
+    pub dashboard_log: Option<PathBuf>,
 }
 
 /// Prepares the demo's data directory: wipes a previous demo's, refuses
@@ -137,6 +152,16 @@ pub fn run(
         }
     }
     let metrics_addr = server.as_ref().map(|s| s.addr);
+    // Set while the dashboard owns the screen: progress lines stay quiet.
+    let screen_taken = Arc::new(AtomicBool::new(false));
+    let dashboard_log = cfg.store.path.join("demo.log");
+    let dashboard = match metrics_addr {
+        Some(addr) if opts.progress && opts.dashboard => {
+            Dashboard::start(addr, &dashboard_log, screen_taken.clone(), shutdown.clone())
+        }
+        _ => None,
+    };
+    let dashboard_log = dashboard.as_ref().map(|_| dashboard_log);
 
     let traffic = Arc::new(Traffic::new(TrafficConfig {
         notices: opts.notices,
@@ -198,10 +223,11 @@ pub fn run(
         let done = done.clone();
         let acked = acked.clone();
         let total = opts.notices;
+        let screen_taken = screen_taken.clone();
         Some(
             std::thread::Builder::new()
                 .name("progress".into())
-                .spawn(move || progress_loop(total, &acked, &tally, &done))?,
+                .spawn(move || progress_loop(total, &acked, &tally, &done, &screen_taken))?,
         )
     } else {
         None
@@ -231,9 +257,11 @@ pub fn run(
     let _ = generator.join();
 
     let follow_up = match follow {
-        Some(f) => Some(f.finish(&tally, opts, &shutdown)),
+        Some(f) => Some(f.finish(&tally, opts, &shutdown, &screen_taken)),
         None => None,
     };
+    // The work is done: give the screen back before the report.
+    drop(dashboard);
 
     // An example to inspect: the first valid notice's mailbox.
     let example = (0..opts.notices.min(1000))
@@ -260,6 +288,7 @@ pub fn run(
         example,
         peak_rss_bytes: peak_rss_bytes(),
         follow_up,
+        dashboard_log,
     })
 }
 
@@ -332,14 +361,10 @@ impl FollowUp {
         tally: &Mutex<Tally>,
         opts: &DemoOptions,
         shutdown: &AtomicBool,
+        screen_taken: &AtomicBool,
     ) -> (Duration, bool) {
         let wait_start = Instant::now();
-        let tty = std::io::stderr().is_terminal();
-        let every = if tty {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(5)
-        };
+        let mut tty = std::io::stderr().is_terminal();
         let mut last_print = Instant::now();
         let settled = loop {
             let (stored, d) = {
@@ -356,7 +381,17 @@ impl FollowUp {
             {
                 break false;
             }
-            if opts.progress && last_print.elapsed() >= every {
+            // Asked each time: stderr is a file while the dashboard has the screen.
+            tty = tty || std::io::stderr().is_terminal();
+            let every = if tty {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(5)
+            };
+            if opts.progress
+                && !screen_taken.load(Ordering::SeqCst)
+                && last_print.elapsed() >= every
+            {
                 last_print = Instant::now();
                 let line = format!(
                     "[follow-up {:>5.1}s] notified {}  confirmations {}  served {}  not served {}  unreachable {}  settled {}/{}",
@@ -379,7 +414,7 @@ impl FollowUp {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        if opts.progress && tty {
+        if opts.progress && tty && !screen_taken.load(Ordering::SeqCst) {
             eprintln!();
         }
         self.stop.store(true, Ordering::SeqCst);
@@ -392,23 +427,36 @@ impl FollowUp {
     }
 }
 
-fn progress_loop(total: u64, acked: &AtomicU64, tally: &Mutex<Tally>, done: &AtomicBool) {
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
+fn progress_loop(
+    total: u64,
+    acked: &AtomicU64,
+    tally: &Mutex<Tally>,
+    done: &AtomicBool,
+    screen_taken: &AtomicBool,
+) {
     let start = Instant::now();
     let mut last = (Instant::now(), 0u64);
     let mut err = std::io::stderr();
+    let mut tty = std::io::stderr().is_terminal();
     while !done.load(Ordering::SeqCst) {
+        // Asked each time: stderr is a file while the dashboard has the
+        // screen, and the terminal again after it closes.
+        tty = tty || std::io::stderr().is_terminal();
+        let every = if tty {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
         let tick = Instant::now();
         while tick.elapsed() < every && !done.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
         let n = acked.load(Ordering::Acquire);
         let now = Instant::now();
+        if screen_taken.load(Ordering::SeqCst) {
+            last = (now, n);
+            continue;
+        }
         let rate = (n - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-6);
         last = (now, n);
         let (rej, dead, p99) = {
@@ -437,8 +485,169 @@ fn progress_loop(total: u64, acked: &AtomicU64, tally: &Mutex<Tally>, done: &Ato
         };
         let _ = err.flush();
     }
-    if tty {
+    if tty && !screen_taken.load(Ordering::SeqCst) {
         let _ = writeln!(err);
+    }
+}
+
+/// The dashboard as the demo's progress: `karpoosheh-monitor` in a child
+/// process on the same terminal, pointed at the demo's metrics.
+///
+/// While it has the screen the demo's own stderr (log lines) goes to a
+/// file, so nothing scribbles over it. When the demo's work ends it is
+/// asked to stop (SIGTERM: it restores the terminal itself); whatever
+/// happens to it, the terminal modes saved before it started are put back.
+/// If the operator quits it early, plain progress resumes; Ctrl-c in it
+/// (raw mode turns Ctrl-c into a key, exit status 130) stops the demo as
+/// Ctrl-c would have.
+struct Dashboard {
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dashboard {
+    fn start(
+        addr: std::net::SocketAddr,
+        log: &Path,
+        screen_taken: Arc<AtomicBool>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Option<Dashboard> {
+        if std::env::var("KARPOOSHEH_DEMO_DASHBOARD").is_ok_and(|v| v == "0")
+            || !std::io::stdout().is_terminal()
+            || !std::io::stderr().is_terminal()
+        {
+            return None;
+        }
+        let exe = std::env::current_exe()
+            .ok()?
+            .with_file_name("karpoosheh-monitor");
+        if !exe.is_file() {
+            eprintln!(
+                "karpoosheh demo: no dashboard ({} not found; `cargo build -p karpoosheh-monitor` builds it): plain progress instead",
+                exe.display()
+            );
+            return None;
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .ok()?;
+        let terminal = SavedTerminal::save();
+        let child = std::process::Command::new(&exe)
+            .arg(format!("http://{addr}/metrics"))
+            // The demo is short: scrape often, rates over a few seconds.
+            .args(["--interval", "1s", "--rate-window", "5s", "--window", "5m"])
+            .args(["--title", "karpoosheh demo"])
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "karpoosheh demo: cannot start the dashboard ({e}): plain progress instead"
+                );
+                return None;
+            }
+        };
+        // SAFETY: dup/dup2 on the process's own stderr; `saved` is closed
+        // exactly once, by the watcher after restoring.
+        let saved = unsafe { libc::dup(2) };
+        if saved >= 0 {
+            unsafe { libc::dup2(log_file.as_raw_fd(), 2) };
+        }
+        screen_taken.store(true, Ordering::SeqCst);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let log = log.to_owned();
+        let watcher = std::thread::Builder::new()
+            .name("dashboard".into())
+            .spawn(move || {
+                let pid = child.id() as libc::pid_t;
+                let mut asked: Option<Instant> = None;
+                let status = loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => break Some(status),
+                        Ok(None) => {}
+                        Err(_) => break None,
+                    }
+                    if stopping.load(Ordering::SeqCst) {
+                        match asked {
+                            // SAFETY: signals our own child, still unreaped.
+                            None => {
+                                unsafe { libc::kill(pid, libc::SIGTERM) };
+                                asked = Some(Instant::now());
+                            }
+                            Some(t) if t.elapsed() > Duration::from_secs(3) => {
+                                let _ = child.kill();
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                };
+                if saved >= 0 {
+                    unsafe {
+                        libc::dup2(saved, 2);
+                        libc::close(saved);
+                    }
+                }
+                let clean = status.is_some_and(|s| s.code().is_some());
+                terminal.restore(!clean);
+                screen_taken.store(false, Ordering::SeqCst);
+                drop(log_file);
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if status.and_then(|s| s.code()) == Some(130) {
+                    eprintln!("karpoosheh demo: Ctrl-c in the dashboard: stopping cleanly");
+                    shutdown.store(true, Ordering::SeqCst);
+                } else {
+                    eprintln!(
+                        "karpoosheh demo: dashboard closed; plain progress follows (log lines meanwhile: {})",
+                        log.display()
+                    );
+                }
+            })
+            .ok()?;
+        Some(Dashboard {
+            stop,
+            watcher: Some(watcher),
+        })
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The terminal's modes before the dashboard changed them.
+struct SavedTerminal(Option<libc::termios>);
+
+impl SavedTerminal {
+    fn save() -> SavedTerminal {
+        // SAFETY: tcgetattr fills the struct it is given or fails.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::tcgetattr(1, &mut t) } == 0;
+        SavedTerminal(ok.then_some(t))
+    }
+
+    /// Puts the modes back; after a child that did not exit by itself,
+    /// also leaves the alternate screen and shows the cursor.
+    fn restore(&self, reset_screen: bool) {
+        if let Some(t) = &self.0 {
+            // SAFETY: restores modes read from the same descriptor.
+            unsafe { libc::tcsetattr(1, libc::TCSANOW, t) };
+        }
+        if reset_screen {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"\x1b[?1049l\x1b[?25h");
+            let _ = out.flush();
+        }
     }
 }
 
@@ -643,6 +852,9 @@ impl DemoReport {
         }
         if let Some(addr) = self.metrics_addr {
             let _ = writeln!(s, "  metrics were at       http://{addr}/metrics");
+        }
+        if let Some(log) = &self.dashboard_log {
+            let _ = writeln!(s, "  log during dashboard  {}", log.display());
         }
         if let Some((id, code)) = &self.example {
             let dir = self.data_dir.display();

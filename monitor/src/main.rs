@@ -1,54 +1,121 @@
-//! `karpoosheh-monitor` — the operators' dashboard. Until its own issue
-//! lands this is a plain-text stand-in: it scrapes each engine's
-//! `/metrics` once per interval and prints one summary line per node,
-//! reading the metric names the engine itself defines.
+//! `karpoosheh-monitor`: see the crate documentation and
+//! docs/operations.md ("The dashboard").
 
-use std::io::{Read, Write};
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
-use karpoosheh_schemas::metric_names as m;
+use anyhow::Result;
+use clap::Parser;
+use karpoosheh_monitor::{ColorMode, Config, Mode, Options, Signals};
+use karpoosheh_schemas::HumanDuration;
 
-fn scrape(addr: &str) -> std::io::Result<String> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    Ok(buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default())
+#[derive(Parser)]
+#[command(
+    name = "karpoosheh-monitor",
+    version,
+    about = "The operators' dashboard: a live view of Karpoosheh engine nodes from their /metrics",
+    after_help = "Keys: ? in the dashboard. Without a terminal on stdout (or with --plain) it prints one summary line per interval.",
+    max_term_width = 100
+)]
+struct Cli {
+    /// Engine nodes: HOST:PORT or http(s):// URLs of /metrics (default 127.0.0.1:9464, or the config file's).
+    targets: Vec<String>,
+    /// Configuration file (TOML): targets, intervals, windows, alert thresholds.
+    #[arg(long, env = "KARPOOSHEH_MONITOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// How often each node is scraped, e.g. 2s.
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<HumanDuration>,
+    /// Give up on a node's scrape after this (at most the interval).
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<HumanDuration>,
+    /// Redraw at most this often, e.g. 250ms.
+    #[arg(long, value_name = "DURATION")]
+    refresh: Option<HumanDuration>,
+    /// Window of the per-second rates, e.g. 10s.
+    #[arg(long, value_name = "DURATION")]
+    rate_window: Option<HumanDuration>,
+    /// Initial chart window: 1m, 5m, 15m, 1h or 6h.
+    #[arg(long, value_name = "DURATION")]
+    window: Option<HumanDuration>,
+    /// One summary line per interval instead of the dashboard.
+    #[arg(long)]
+    plain: bool,
+    /// Print one summary line once rates are known, then exit (1 if no node answered).
+    #[arg(long)]
+    once: bool,
+    /// Colour: auto (honours NO_COLOR), always, never.
+    #[arg(long, value_enum)]
+    color: Option<Color>,
+    /// Shown in the dashboard's header.
+    #[arg(long, default_value = "karpoosheh")]
+    title: String,
 }
 
-/// Sum of every sample of a metric (all label sets).
-fn sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn config(cli: &Cli) -> Result<Config> {
+    let mut c = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !cli.targets.is_empty() {
+        c.targets = cli.targets.clone();
+    }
+    let set = |slot: &mut HumanDuration, v: &Option<HumanDuration>| {
+        if let Some(v) = v {
+            *slot = *v;
+        }
+    };
+    set(&mut c.scrape_interval, &cli.interval);
+    if cli.timeout.is_some() {
+        c.scrape_timeout = cli.timeout;
+    }
+    set(&mut c.refresh, &cli.refresh);
+    set(&mut c.rate_window, &cli.rate_window);
+    set(&mut c.window, &cli.window);
+    if let Some(color) = cli.color {
+        c.color = match color {
+            Color::Auto => ColorMode::Auto,
+            Color::Always => ColorMode::Always,
+            Color::Never => ColorMode::Never,
+        };
+    }
+    c.validate()?;
+    Ok(c)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        eprintln!("usage: karpoosheh-monitor HOST:PORT [HOST:PORT ...]\n(plain-text stand-in for the dashboard; Ctrl-C to stop)");
-        std::process::exit(if args.is_empty() { 2 } else { 0 });
-    }
-    loop {
-        for node in &args {
-            match scrape(node) {
-                Ok(t) => println!(
-                    "{node}: received {:.0} stored {:.0} duplicates {:.0} rejected {:.0} dead-lettered {:.0} ready {:.0}",
-                    sum(&t, m::RECORDS_RECEIVED),
-                    sum(&t, m::NOTICES_STORED),
-                    sum(&t, m::NOTICES_DUPLICATE),
-                    sum(&t, m::NOTICES_REJECTED),
-                    sum(&t, m::DEAD_LETTERS),
-                    sum(&t, m::READY)
-                ),
-                Err(e) => println!("{node}: down ({e})"),
-            }
+    let cli = Cli::parse();
+    let result = (|| -> Result<i32> {
+        let config = config(&cli)?;
+        let mode = if cli.once {
+            Mode::Once
+        } else if cli.plain || !std::io::stdout().is_terminal() {
+            Mode::Plain
+        } else {
+            Mode::Tui
+        };
+        let signals = Signals::install()?;
+        Ok(karpoosheh_monitor::run(
+            Options {
+                config,
+                mode,
+                title: cli.title.clone(),
+            },
+            &signals,
+        )?)
+    })();
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("karpoosheh-monitor: error: {e:#}");
+            std::process::exit(2);
         }
-        std::thread::sleep(Duration::from_secs(2));
     }
 }

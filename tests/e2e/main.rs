@@ -6,3 +6,4 @@ mod demo;
 mod ingest;
 mod kafka;
 mod metrics;
+mod monitor;

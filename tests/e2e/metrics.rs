@@ -1,6 +1,6 @@
 //! The metrics endpoint, in process: after real traffic, every metric the
-//! monitor may read is emitted, with no national ID anywhere in the text,
-//! and health answers.
+//! monitor may read is emitted (with the labels and type the monitor
+//! expects), with no national ID anywhere in the text, and health answers.
 
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicBool;
@@ -167,5 +167,6 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         text.contains("karpoosheh_ingest_latency_seconds_bucket"),
         "latency is a real histogram"
     );
+    crate::monitor::assert_emits_what_the_monitor_reads(&text);
     assert_eq!(get(server.addr, "/nope").0, 404);
 }

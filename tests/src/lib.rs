@@ -98,3 +98,37 @@ pub fn envelope(agency: &str, reference: &str, recipient: &str, title: &str) -> 
     })
     .to_string()
 }
+
+/// The `karpoosheh-monitor` binary of this workspace, built (debug) on first use.
+pub fn monitor_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "karpoosheh-monitor",
+                "--bin",
+                "karpoosheh-monitor",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building karpoosheh-monitor failed");
+        let exe = std::env::current_exe().expect("test exe path");
+        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+        let bin = dir.join("karpoosheh-monitor");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

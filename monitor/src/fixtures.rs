@@ -1,0 +1,123 @@
+//! A fixed fleet for tests: three nodes built from real scrapes of
+//! `karpoosheh demo` (monitor/fixtures/, taken 5 s apart), on a made-up
+//! clock, so every view renders the same way on every machine.
+//!
+//! - `10.0.0.1:9464` — the demo node as captured, 04 s → 14 s into its run.
+//! - `10.0.0.2:9464` — the same capture 14 s → 24 s, as a Kafka node
+//!   (node 1) whose consumer lag grows, whose SMS breaker is open at the
+//!   end, and where `municipality` just sent a batch of bad notices.
+//! - `10.0.0.3:9464` — answered once at 0 s, then connection refused.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::state::{Params, State};
+
+pub(crate) const T0: &str = include_str!("../fixtures/demo-04s.prom");
+pub(crate) const T1: &str = include_str!("../fixtures/demo-09s.prom");
+pub(crate) const T2: &str = include_str!("../fixtures/demo-14s.prom");
+pub(crate) const T3: &str = include_str!("../fixtures/demo-19s.prom");
+pub(crate) const T4: &str = include_str!("../fixtures/demo-24s.prom");
+
+/// Wall time of monitor time zero: 2027-01-15 08:00:00 UTC.
+pub(crate) fn wall(t: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        + Duration::from_secs(1_800_000_000 - 1_800_000_000 % 86400 + 8 * 3600)
+        + Duration::from_secs_f64(t)
+}
+
+fn kafka_node(text: &str, lag: [u64; 3], open_sms: bool, bad_batch: u64) -> String {
+    let mut s = text.replace(
+        "karpoosheh_build_info{version=\"0.1.0\",node=\"0\"}",
+        "karpoosheh_build_info{version=\"0.1.0\",node=\"1\"}",
+    );
+    // The capture's pipeline had finished ingest; a Kafka node keeps taking traffic.
+    s = s.replace("karpoosheh_ready 0", "karpoosheh_ready 1");
+    if open_sms {
+        s = s
+            .replace(
+                "karpoosheh_channel_circuit_state{channel=\"sms\"} 0",
+                "karpoosheh_channel_circuit_state{channel=\"sms\"} 2",
+            )
+            .replace(
+                "karpoosheh_channel_circuit_opened_total{channel=\"sms\"} 0",
+                "karpoosheh_channel_circuit_opened_total{channel=\"sms\"} 1",
+            );
+    }
+    s.push_str("# TYPE karpoosheh_kafka_brokers_up gauge\nkarpoosheh_kafka_brokers_up 1\n\n");
+    s.push_str("# TYPE karpoosheh_kafka_assigned_partitions gauge\nkarpoosheh_kafka_assigned_partitions 24\n\n");
+    s.push_str(
+        "# TYPE karpoosheh_kafka_paused_partitions gauge\nkarpoosheh_kafka_paused_partitions 0\n\n",
+    );
+    s.push_str("# TYPE karpoosheh_kafka_produce_errors_total counter\nkarpoosheh_kafka_produce_errors_total 0\n\n");
+    s.push_str("# TYPE karpoosheh_kafka_consumer_lag_records gauge\n");
+    for (agency, l) in [
+        ("tax", lag[0]),
+        ("judiciary", lag[1]),
+        ("utilities", lag[2]),
+    ] {
+        s.push_str(&format!(
+            "karpoosheh_kafka_consumer_lag_records{{agency=\"{agency}\"}} {l}\n"
+        ));
+    }
+    s.push('\n');
+    if bad_batch > 0 {
+        s.push_str(&format!(
+            "# TYPE karpoosheh_notices_rejected_total counter\nkarpoosheh_notices_rejected_total{{agency=\"municipality\",reason=\"agency_not_allowed\"}} {bad_batch}\n"
+        ));
+    }
+    s
+}
+
+/// Node 2's scrape of round 0, 1 or 2.
+pub(crate) fn node_b(round: usize) -> String {
+    match round {
+        0 => kafka_node(T2, [12_000, 3_000, 900], false, 0),
+        1 => kafka_node(T3, [15_500, 3_400, 950], false, 0),
+        _ => kafka_node(T4, [19_800, 3_900, 1_000], true, 6_000),
+    }
+}
+
+pub(crate) fn config() -> Config {
+    Config {
+        targets: vec![
+            "10.0.0.1:9464".into(),
+            "10.0.0.2:9464".into(),
+            "10.0.0.3:9464".into(),
+        ],
+        ..Config::default()
+    }
+}
+
+/// The fleet after three scrape rounds (t = 0, 5, 10).
+pub(crate) fn fleet() -> Fleet {
+    let cfg = config();
+    let mut fleet = Fleet::new(&cfg, cfg.targets().unwrap());
+    let b = [node_b(0), node_b(1), node_b(2)];
+    let a = [T0, T1, T2];
+    for (round, t) in [0.0, 5.0, 10.0].into_iter().enumerate() {
+        fleet.record(0, t, wall(t), Ok(a[round].to_owned()));
+        fleet.record(1, t + 0.1, wall(t + 0.1), Ok(b[round].clone()));
+        let c = if round == 0 {
+            Ok(T0.to_owned())
+        } else {
+            Err("connection refused".to_owned())
+        };
+        fleet.record(2, t + 0.2, wall(t + 0.2), c);
+    }
+    fleet
+}
+
+pub(crate) fn params() -> Params {
+    Params {
+        window: Duration::from_secs(60),
+        scope: None,
+        as_of: None,
+    }
+}
+
+/// The fixed state every snapshot test draws.
+pub(crate) fn state() -> State {
+    fleet().snapshot(params(), 10.5, wall(10.5))
+}

@@ -1,0 +1,354 @@
+//! Every view rendered from the fixed fleet (src/fixtures.rs: real demo
+//! scrapes, one Kafka node with an open breaker, one node down) on
+//! ratatui's `TestBackend`, at 80x24 and 160x48, checked with insta
+//! snapshots (src/ui/snapshots/). A changed screen fails the test; to
+//! accept a deliberate change run with `INSTA_UPDATE=always` and review
+//! the diff. CI (`CI` set) never writes snapshots.
+
+use insta::assert_snapshot;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use super::keymap::{footer, KEYMAP};
+use super::*;
+use crate::fixtures;
+
+fn app() -> App {
+    let mut a = App::new(fixtures::config(), 3, Theme::color(), "karpoosheh".into());
+    a.local_time = false; // fixed snapshots on any machine's time zone
+    a.window = 0; // 1m: the fixtures span 10 s
+    a
+}
+
+fn state_for(app: &App) -> State {
+    fixtures::fleet().snapshot(app.params(), 10.5, fixtures::wall(10.5))
+}
+
+fn render(app: &App, state: Option<&State>, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, app, state)).unwrap();
+    t
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let s = state_for(app);
+    render(app, Some(&s), w, h).backend().to_string()
+}
+
+fn press(app: &mut App, code: KeyCode) -> bool {
+    let s = state_for(app);
+    app.key(KeyEvent::new(code, KeyModifiers::NONE), Some(&s))
+}
+
+fn view(v: View) -> App {
+    let mut a = app();
+    a.view = v;
+    a
+}
+
+#[test]
+fn overview_80x24() {
+    assert_snapshot!(screen(&app(), 80, 24));
+}
+
+#[test]
+fn overview_160x48() {
+    assert_snapshot!(screen(&app(), 160, 48));
+}
+
+#[test]
+fn nodes_80x24() {
+    assert_snapshot!(screen(&view(View::Nodes), 80, 24));
+}
+
+#[test]
+fn nodes_160x48() {
+    assert_snapshot!(screen(&view(View::Nodes), 160, 48));
+}
+
+#[test]
+fn nodes_down_node_selected_80x24() {
+    let mut a = view(View::Nodes);
+    press(&mut a, KeyCode::Char('j'));
+    press(&mut a, KeyCode::Char('j'));
+    let text = screen(&a, 80, 24);
+    assert!(
+        text.contains("no answer for 10s (last 08:00:00): connection refused"),
+        "{text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn agencies_80x24() {
+    assert_snapshot!(screen(&view(View::Agencies), 80, 24));
+}
+
+#[test]
+fn agencies_160x48() {
+    assert_snapshot!(screen(&view(View::Agencies), 160, 48));
+}
+
+#[test]
+fn agencies_sorted_by_rejection_and_filtered_80x24() {
+    let mut a = view(View::Agencies);
+    for _ in 0..3 {
+        press(&mut a, KeyCode::Char('s')); // stored/s → agency → rejected/s → rejected %
+    }
+    let s = state_for(&a);
+    let order: Vec<&str> = draw::agency_order(&a, &s)
+        .iter()
+        .map(|&i| s.agencies[i].name.as_str())
+        .collect();
+    assert_eq!(
+        order[0], "municipality",
+        "worst rejection share first: {order:?}"
+    );
+    press(&mut a, KeyCode::Char('/'));
+    for c in "ci".chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    press(&mut a, KeyCode::Enter);
+    let text = screen(&a, 80, 24);
+    assert!(
+        text.contains("municipality") && text.contains("judiciary") && !text.contains(" tax "),
+        "{text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn agency_detail_80x24() {
+    let mut a = view(View::Agencies);
+    press(&mut a, KeyCode::Enter);
+    assert!(a.detail);
+    assert_snapshot!(screen(&a, 80, 24));
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.detail && a.exit.is_none(), "Esc closes the detail first");
+}
+
+#[test]
+fn channels_80x24() {
+    assert_snapshot!(screen(&view(View::Channels), 80, 24));
+}
+
+#[test]
+fn channels_160x48() {
+    assert_snapshot!(screen(&view(View::Channels), 160, 48));
+}
+
+#[test]
+fn help_80x24() {
+    let mut a = app();
+    press(&mut a, KeyCode::Char('?'));
+    assert_snapshot!(screen(&a, 80, 24));
+}
+
+#[test]
+fn help_160x48() {
+    let mut a = app();
+    press(&mut a, KeyCode::Char('?'));
+    assert_snapshot!(screen(&a, 160, 48));
+}
+
+#[test]
+fn one_node_scope_80x24() {
+    let mut a = app();
+    assert!(
+        press(&mut a, KeyCode::Right),
+        "a new scope asks the collector"
+    );
+    assert!(press(&mut a, KeyCode::Right));
+    assert_eq!(a.scope, Some(1));
+    let text = screen(&a, 80, 24);
+    assert!(text.contains("scope 10.0.0.2:9464"), "{text}");
+    assert_snapshot!(text);
+}
+
+#[test]
+fn too_small_says_so() {
+    let text = screen(&app(), 60, 15);
+    assert!(
+        text.contains("needs at least 70x20; this terminal is 60x15."),
+        "{text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn before_the_first_scrape_80x24() {
+    let text = render(&app(), None, 80, 24).backend().to_string();
+    assert!(
+        text.contains("Waiting for the first answers from 3 node(s)"),
+        "{text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn paused_80x24() {
+    let mut a = app();
+    assert!(press(&mut a, KeyCode::Char('p')));
+    assert_eq!(a.paused, Some(10.5));
+    let text = screen(&a, 80, 24);
+    assert!(text.contains("PAUSED"), "{text}");
+    assert!(press(&mut a, KeyCode::Char('p')));
+    assert_eq!(a.paused, None);
+}
+
+fn all_cells(buf: &Buffer) -> impl Iterator<Item = &ratatui::buffer::Cell> {
+    buf.content.iter()
+}
+
+#[test]
+fn no_color_renders_without_a_single_colour() {
+    for v in View::ALL {
+        let mut a = view(v);
+        a.theme = Theme::plain();
+        let s = state_for(&a);
+        let t = render(&a, Some(&s), 160, 48);
+        for c in all_cells(t.backend().buffer()) {
+            assert_eq!((c.fg, c.bg), (Color::Reset, Color::Reset), "{v:?}: {c:?}");
+        }
+    }
+}
+
+#[test]
+fn states_are_coloured_and_bold_without_colour() {
+    let find = |a: &App, needle: &str| {
+        let s = state_for(a);
+        let t = render(a, Some(&s), 80, 24);
+        let buf = t.backend().buffer().clone();
+        let w = buf.area.width as usize;
+        let text: Vec<String> = buf.content.iter().map(|c| c.symbol().to_owned()).collect();
+        let flat = text.concat();
+        let pos = flat
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not on screen"));
+        // Count cells up to the byte offset (symbols here are one char each).
+        let idx = flat[..pos].chars().count();
+        let _ = w;
+        buf.content[idx].clone()
+    };
+    let a = view(View::Nodes);
+    assert_eq!(find(&a, "DOWN").fg, Color::Red);
+    let mut p = view(View::Nodes);
+    p.theme = Theme::plain();
+    let cell = find(&p, "DOWN");
+    assert_eq!(cell.fg, Color::Reset);
+    assert!(cell.modifier.contains(ratatui::style::Modifier::BOLD));
+}
+
+#[test]
+fn help_lists_every_key_and_every_threshold() {
+    let a = app();
+    let text: String = draw::help_lines(&a)
+        .iter()
+        .map(|l| {
+            l.spans
+                .iter()
+                .map(|s| s.content.as_ref())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    for b in KEYMAP {
+        assert!(text.contains(b.help), "help lacks {:?}", b.help);
+        assert!(text.contains(b.label), "help lacks {:?}", b.label);
+    }
+    assert!(text.contains("20.0%"), "the rejection threshold in force");
+    assert!(text.contains("no answer for 10s"));
+}
+
+#[test]
+fn the_footer_fits_80_columns() {
+    let text = render(&app(), None, 80, 24).backend().to_string();
+    let last = text.lines().last().unwrap();
+    for (keys, word) in footer() {
+        assert!(
+            last.contains(&format!("{keys} {word}")),
+            "{keys} {word} missing from {last}"
+        );
+    }
+}
+
+#[test]
+fn keys_move_between_views_and_windows() {
+    let mut a = app();
+    press(&mut a, KeyCode::Tab);
+    assert_eq!(a.view, View::Nodes);
+    a.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT), None);
+    assert_eq!(a.view, View::Overview);
+    press(&mut a, KeyCode::Char('4'));
+    assert_eq!(a.view, View::Channels);
+    assert!(press(&mut a, KeyCode::Char('+')));
+    assert_eq!(a.params().window, crate::config::WINDOWS[1]);
+    for _ in 0..10 {
+        press(&mut a, KeyCode::Char('+'));
+    }
+    assert_eq!(
+        a.params().window,
+        *crate::config::WINDOWS.last().unwrap(),
+        "stops at 6h"
+    );
+    for _ in 0..10 {
+        press(&mut a, KeyCode::Char('-'));
+    }
+    assert_eq!(a.params().window, crate::config::WINDOWS[0], "stops at 1m");
+}
+
+#[test]
+fn selection_stays_inside_the_table() {
+    let mut a = view(View::Nodes);
+    for _ in 0..10 {
+        press(&mut a, KeyCode::Down);
+    }
+    assert_eq!(a.selected[1], 2, "three nodes");
+    press(&mut a, KeyCode::Char('g'));
+    assert_eq!(a.selected[1], 0);
+    press(&mut a, KeyCode::Char('G'));
+    assert_eq!(a.selected[1], 2);
+}
+
+#[test]
+fn enter_on_a_node_opens_its_overview() {
+    let mut a = view(View::Nodes);
+    press(&mut a, KeyCode::Down);
+    assert!(press(&mut a, KeyCode::Enter));
+    assert_eq!((a.view, a.scope), (View::Overview, Some(1)));
+}
+
+#[test]
+fn esc_closes_what_is_open_then_quits() {
+    let mut a = app();
+    press(&mut a, KeyCode::Char('?'));
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.help && a.exit.is_none());
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(a.exit, Some(Exit::Quit));
+    let mut a = app();
+    press(&mut a, KeyCode::Char('q'));
+    assert_eq!(a.exit, Some(Exit::Quit));
+    let mut a = app();
+    a.key(
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+        None,
+    );
+    assert_eq!(a.exit, Some(Exit::Interrupt));
+}
+
+#[test]
+fn typing_a_filter_does_not_trigger_keys() {
+    let mut a = view(View::Agencies);
+    press(&mut a, KeyCode::Char('/'));
+    for c in "qs?p".chars() {
+        press(&mut a, KeyCode::Char(c));
+    }
+    assert_eq!((a.exit, a.help, a.paused), (None, false, None));
+    assert_eq!(a.filter[2], "qs?p");
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.editing && a.filter[2].is_empty());
+}
