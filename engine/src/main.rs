@@ -69,6 +69,9 @@ enum Command {
         /// Only ingest: skip the article-29 follow-up (rounds, confirmations, served).
         #[arg(long)]
         no_follow_up: bool,
+        /// Plain progress lines even on a terminal, instead of the dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
     },
     /// Run the engine: consume the agencies' Kafka topics until SIGTERM/SIGINT
     /// (see docs/operations.md and the [kafka] and [agencies] options).
@@ -238,6 +241,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             quiet,
             no_follow_up,
+            no_dashboard,
             ..
         } => {
             if !(0.0..=0.5).contains(&bad_ratio) || !(0.0..=0.5).contains(&duplicate_ratio) {
@@ -253,6 +257,7 @@ fn run(cli: Cli) -> Result<()> {
                 progress: !quiet,
                 serve_metrics: true,
                 follow_up: !no_follow_up,
+                dashboard: !no_dashboard,
                 ..DemoOptions::default()
             };
             eprintln!(
