@@ -146,7 +146,9 @@ fn once_summarises_a_live_demo_and_a_node_that_does_not_answer() {
     let demo = Demo::start();
     let dead = free_port();
     let out = Command::new(monitor_bin())
-        .args(["--once", "--interval", "500ms", "--rate-window", "1s"])
+        // Records arrive in chunks of 2,048 (every half second at
+        // 4,000/s): a window of two seconds always holds some.
+        .args(["--once", "--interval", "1s", "--rate-window", "2s"])
         .arg(format!("http://127.0.0.1:{}/metrics", demo.port))
         .arg(format!("127.0.0.1:{dead}"))
         .output()
