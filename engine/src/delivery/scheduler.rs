@@ -19,7 +19,6 @@ use karpoosheh_schemas::{
     Channel, Confirmation, MailboxId, MailboxProfile, MailboxStatus, Reason, ReceiptEvent,
     TrackingCode,
 };
-use rayon::prelude::*;
 
 use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{
@@ -93,6 +92,39 @@ const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 struct Cursor {
     from_ms: i64,
     last_full: Option<Instant>,
+}
+
+/// Runs `f` on every item on up to `threads` threads (a notice's step
+/// mostly waits on a gateway), results in the items' order. Plain threads
+/// that block while they wait: a work-stealing pool's idle threads spin,
+/// and dozens of them spinning starve two cores.
+fn fan_out<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = threads.min(items.len());
+    if n <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The scheduler's parts.
@@ -277,11 +309,7 @@ impl Scheduler {
                 .collect();
             let me = shared.clone();
             let shutdown = shutdown.clone();
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(shared.config.concurrency)
-                .thread_name(move |i| format!("notify-{w}-{i}"))
-                .build()
-                .map_err(std::io::Error::other)?;
+            let fan = shared.config.concurrency;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("scheduler-{w}"))
@@ -293,7 +321,7 @@ impl Scheduler {
                         // its cursors.
                         let mut backoff = Duration::from_millis(100);
                         while !shutdown.load(Ordering::SeqCst) {
-                            match me.worker(&shards, &rx, &pool, &shutdown) {
+                            match me.worker(&shards, &rx, fan, &shutdown) {
                                 Ok(()) => return,
                                 Err(e) => {
                                     StoreRetry {
@@ -322,7 +350,7 @@ impl Scheduler {
         &self,
         shards: &[u8],
         commands: &Receiver<Command>,
-        pool: &rayon::ThreadPool,
+        threads: usize,
         shutdown: &AtomicBool,
     ) -> Result<(), StoreError> {
         let poll = self.config.poll_interval.0;
@@ -342,7 +370,7 @@ impl Scheduler {
                 did += self.run_commands(cmds)?;
             }
             for &shard in shards {
-                did += self.scan(shard, pool, &mut cursors[shard as usize], false)?;
+                did += self.scan(shard, threads, &mut cursors[shard as usize], false)?;
             }
             if did == 0 {
                 match commands.recv_timeout(poll) {
@@ -364,17 +392,14 @@ impl Scheduler {
     /// number of timers handled.
     pub fn run_due(&self) -> Result<usize, StoreError> {
         SchedulerStarted { workers: 1 }.emit();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.config.concurrency.min(8))
-            .build()
-            .expect("thread pool");
+        let threads = self.config.concurrency.min(8);
         let mut cursors: Vec<Cursor> = cursors();
         let mut total = 0;
         let mut full = false;
         loop {
             let mut n = 0;
             for shard in 0..TIMER_SHARDS {
-                n += self.scan(shard, &pool, &mut cursors[shard as usize], full)?;
+                n += self.scan(shard, threads, &mut cursors[shard as usize], full)?;
             }
             total += n;
             match (n, full) {
@@ -506,7 +531,7 @@ impl Scheduler {
     fn scan(
         &self,
         shard: u8,
-        pool: &rayon::ThreadPool,
+        threads: usize,
         cursor: &mut Cursor,
         force_full: bool,
     ) -> Result<usize, StoreError> {
@@ -535,13 +560,8 @@ impl Scheduler {
             by_code.entry(t.code).or_default().push(*t);
         }
         let groups: Vec<(TrackingCode, Vec<Timer>)> = by_code.into_iter().collect();
-        let results: Vec<Result<Step, StoreError>> = pool.install(|| {
-            groups
-                .par_iter()
-                .with_max_len(1)
-                .map(|(code, ts)| self.step(*code, ts, now))
-                .collect()
-        });
+        let results: Vec<Result<Step, StoreError>> =
+            fan_out(threads, &groups, |(code, ts)| self.step(*code, ts, now));
         let mut writes = Vec::with_capacity(results.len());
         let mut sent = Vec::new();
         let mut outcomes = Vec::new();
