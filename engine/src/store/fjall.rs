@@ -139,6 +139,10 @@ pub struct FjallStore {
     /// `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at open,
     /// so the first scan reads the whole shard).
     behind: Mutex<[i64; crate::delivery::TIMER_SHARDS as usize]>,
+    /// The highest outbox ID published and removed: reads start after it,
+    /// not at the head of a keyspace full of the removed receipts'
+    /// tombstones (IDs are issued and committed in order, under `writer`).
+    outbox_removed: Mutex<u64>,
     path: PathBuf,
 }
 
@@ -372,6 +376,7 @@ impl FjallStore {
             awaiting,
             durability: cfg.durability,
             behind: Mutex::new([i64::MIN; crate::delivery::TIMER_SHARDS as usize]),
+            outbox_removed: Mutex::new(0),
             writer: Mutex::new(WriterState {
                 last_tracking,
                 last_rejection_id,
@@ -746,9 +751,13 @@ impl Store for FjallStore {
     }
 
     fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
-        let start = match after {
-            Some(a) => Bound::Excluded(a.to_be_bytes().to_vec()),
-            None => Bound::Unbounded,
+        let removed = *self
+            .outbox_removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let start = match after.unwrap_or(0).max(removed) {
+            0 => Bound::Unbounded,
+            a => Bound::Excluded(a.to_be_bytes().to_vec()),
         };
         let mut out = Vec::new();
         for guard in self
@@ -773,6 +782,14 @@ impl Store for FjallStore {
             batch.remove(&self.outbox, id.to_be_bytes());
         }
         batch.commit()?;
+        // What was read is gone up to here (the reader returns the oldest
+        // first, and its caller removes all it published).
+        let max = ids.iter().copied().max().unwrap_or(0);
+        let mut removed = self
+            .outbox_removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *removed = (*removed).max(max);
         Ok(())
     }
 
