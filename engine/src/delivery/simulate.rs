@@ -176,8 +176,27 @@ pub fn spawn_recipients(
     std::thread::Builder::new()
         .name("recipients".into())
         .spawn(move || {
+            // Confirmations go to the scheduler from a thread of their own:
+            // the scheduler waits on this thread to take what it sent, so
+            // this one must never wait on the scheduler (a cycle that only
+            // the send timeouts would break, a second at a time).
+            let (confirm_tx, confirm_rx) = crossbeam_channel::bounded::<Vec<Confirmation>>(8);
+            let confirmer = {
+                let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
+                std::thread::Builder::new()
+                    .name("confirmer".into())
+                    .spawn(move || {
+                        for batch in confirm_rx {
+                            if !scheduler.confirm_until_done(batch, &shutdown) {
+                                return; // the scheduler stopped
+                            }
+                        }
+                    })
+                    .expect("spawning the simulated recipients' confirmer")
+            };
             let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
             let mut n = 0u64;
+            let mut confirmer_busy = false;
             let exp =
                 |mean: Duration, x: u64| mean.mul_f64(-(1.0 - unit(x)).max(1e-9).ln().min(8.0));
             while !shutdown.load(Ordering::SeqCst) {
@@ -185,7 +204,13 @@ pub fn spawn_recipients(
                     .peek()
                     .map(|Reverse(Due(t, _, _))| t.saturating_duration_since(Instant::now()))
                     .unwrap_or(Duration::from_millis(100))
-                    .min(Duration::from_millis(100));
+                    .min(Duration::from_millis(100))
+                    // Due ones the confirmer had no room for: not in a spin.
+                    .max(if confirmer_busy {
+                        Duration::from_millis(20)
+                    } else {
+                        Duration::ZERO
+                    });
                 if let Ok(batch) = sent.recv_timeout(wait) {
                     let now = Instant::now();
                     for s in batch {
@@ -224,10 +249,25 @@ pub fn spawn_recipients(
                     let Reverse(Due(_, _, c)) = heap.pop().expect("peeked");
                     due.push(c);
                 }
-                if !due.is_empty() && !scheduler.confirm_until_done(due, &shutdown) {
-                    return; // the scheduler stopped
+                if due.is_empty() {
+                    continue;
+                }
+                confirmer_busy = false;
+                match confirm_tx.try_send(due) {
+                    Ok(()) => {}
+                    // The confirmer is behind: keep them due for later.
+                    Err(crossbeam_channel::TrySendError::Full(back)) => {
+                        confirmer_busy = true;
+                        for c in back {
+                            n += 1;
+                            heap.push(Reverse(Due(now, n, c)));
+                        }
+                    }
+                    Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
                 }
             }
+            drop(confirm_tx);
+            let _ = confirmer.join();
         })
         .expect("spawning the simulated recipients")
 }
