@@ -263,11 +263,12 @@ fn run() -> Result<()> {
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             eprintln!(
-                "scheduler: {:.0} due rounds/s; {:.0} bytes on disk per pending round; peak RSS {:.0} MB with {} pending",
+                "scheduler: {:.0} due rounds/s; {:.0} bytes on disk per pending round; peak RSS {:.0} MB scanning with {} pending ({:.0} MB writing them)",
                 r.due_rounds_per_sec,
                 r.disk_bytes_per_pending,
-                r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6,
-                r.pending
+                r.scan_peak_rss_bytes.unwrap_or(0) as f64 / 1e6,
+                r.pending,
+                r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
             );
         }
         Command::Kafka {
