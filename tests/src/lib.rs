@@ -7,29 +7,50 @@ use std::sync::OnceLock;
 
 /// The `karpoosheh` binary of this workspace, built (debug) on first use.
 pub fn karpoosheh_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+    workspace_bin("karpoosheh")
+}
+
+/// Builds the workspace's binaries once per test process, exactly as
+/// `scripts/test` does first (so, there, a no-op): building one package
+/// alone would resolve its dependencies' features differently and compile
+/// them again, over a minute on two cores.
+fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "karpoosheh-engine",
-                "--bin",
-                "karpoosheh",
-            ])
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--workspace", "--bins"]);
+        // What cargo set for this test (its package, its crate): a build
+        // script that watches one (ring: CARGO_MANIFEST_DIR) would see a
+        // change and rebuild half the tree. Cargo's own settings stay.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    &*k,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(&*k);
+            }
+        }
+        let status = build
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building karpoosheh failed");
-        // target/debug/deps/e2e-… → target/debug/karpoosheh
-        let exe = std::env::current_exe().expect("test exe path");
-        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-        let bin = dir.join("karpoosheh");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+        assert!(status.success(), "building the workspace's binaries failed");
+    });
+    // target/debug/deps/e2e-… → target/debug/<name>
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} missing after build", bin.display());
+    bin
 }
 
 /// Runs `karpoosheh` with `args` and optional stdin.
@@ -101,28 +122,7 @@ pub fn envelope(agency: &str, reference: &str, recipient: &str, title: &str) -> 
 
 /// The `karpoosheh-monitor` binary of this workspace, built (debug) on first use.
 pub fn monitor_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "karpoosheh-monitor",
-                "--bin",
-                "karpoosheh-monitor",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building karpoosheh-monitor failed");
-        let exe = std::env::current_exe().expect("test exe path");
-        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-        let bin = dir.join("karpoosheh-monitor");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    workspace_bin("karpoosheh-monitor")
 }
 
 /// A loopback port free at the time of asking.
