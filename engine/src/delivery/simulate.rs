@@ -240,6 +240,13 @@ pub fn spawn_recipients(
                         }
                     }
                 }
+                // The confirmer is behind: leave the due ones in the heap
+                // (taking them out and putting them back, at every batch the
+                // scheduler sends, cost a third of a core).
+                confirmer_busy = confirm_tx.is_full();
+                if confirmer_busy {
+                    continue;
+                }
                 let now = Instant::now();
                 let mut due = Vec::new();
                 while let Some(Reverse(Due(t, _, _))) = heap.peek() {
@@ -252,10 +259,10 @@ pub fn spawn_recipients(
                 if due.is_empty() {
                     continue;
                 }
-                confirmer_busy = false;
                 match confirm_tx.try_send(due) {
                     Ok(()) => {}
-                    // The confirmer is behind: keep them due for later.
+                    // Full after all (this thread is its only sender, so
+                    // not in practice): keep them due for later.
                     Err(crossbeam_channel::TrySendError::Full(back)) => {
                         confirmer_busy = true;
                         for c in back {
