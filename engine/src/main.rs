@@ -72,6 +72,9 @@ enum Command {
         /// Plain progress lines even on a terminal, instead of the dashboard.
         #[arg(long)]
         no_dashboard: bool,
+        /// After ingest, wait at most this long for every notice's legal outcome.
+        #[arg(long, value_name = "DURATION", default_value = "10m")]
+        follow_up_timeout: karpoosheh_schemas::HumanDuration,
     },
     /// Run the engine: consume the agencies' Kafka topics until SIGTERM/SIGINT
     /// (see docs/operations.md and the [kafka] and [agencies] options).
@@ -242,6 +245,7 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
             no_follow_up,
             no_dashboard,
+            follow_up_timeout,
             ..
         } => {
             if !(0.0..=0.5).contains(&bad_ratio) || !(0.0..=0.5).contains(&duplicate_ratio) {
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
                 serve_metrics: true,
                 follow_up: !no_follow_up,
                 dashboard: !no_dashboard,
+                follow_up_timeout: follow_up_timeout.0,
                 ..DemoOptions::default()
             };
             eprintln!(

@@ -40,9 +40,7 @@ fn workspace_bin(name: &str) -> PathBuf {
                 build.env_remove(&*k);
             }
         }
-        let status = build
-            .status()
-            .expect("run cargo build");
+        let status = build.status().expect("run cargo build");
         assert!(status.success(), "building the workspace's binaries failed");
     });
     // target/debug/deps/e2e-… → target/debug/<name>
