@@ -73,7 +73,8 @@ enum Command {
         #[arg(long)]
         no_dashboard: bool,
         /// After ingest, wait at most this long for every notice's legal outcome.
-        #[arg(long, value_name = "DURATION", default_value = "10m")]
+        #[arg(long, value_name = "DURATION",
+              default_value_t = karpoosheh_schemas::HumanDuration(DemoOptions::default().follow_up_timeout))]
         follow_up_timeout: karpoosheh_schemas::HumanDuration,
     },
     /// Run the engine: consume the agencies' Kafka topics until SIGTERM/SIGINT

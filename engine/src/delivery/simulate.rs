@@ -196,7 +196,6 @@ pub fn spawn_recipients(
             };
             let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
             let mut n = 0u64;
-            let mut confirmer_busy = false;
             let exp =
                 |mean: Duration, x: u64| mean.mul_f64(-(1.0 - unit(x)).max(1e-9).ln().min(8.0));
             while !shutdown.load(Ordering::SeqCst) {
@@ -205,8 +204,8 @@ pub fn spawn_recipients(
                     .map(|Reverse(Due(t, _, _))| t.saturating_duration_since(Instant::now()))
                     .unwrap_or(Duration::from_millis(100))
                     .min(Duration::from_millis(100))
-                    // Due ones the confirmer had no room for: not in a spin.
-                    .max(if confirmer_busy {
+                    // Due ones the confirmer has no room for: not in a spin.
+                    .max(if confirm_tx.is_full() {
                         Duration::from_millis(20)
                     } else {
                         Duration::ZERO
@@ -243,8 +242,7 @@ pub fn spawn_recipients(
                 // The confirmer is behind: leave the due ones in the heap
                 // (taking them out and putting them back, at every batch the
                 // scheduler sends, cost a third of a core).
-                confirmer_busy = confirm_tx.is_full();
-                if confirmer_busy {
+                if confirm_tx.is_full() {
                     continue;
                 }
                 let now = Instant::now();
@@ -259,18 +257,9 @@ pub fn spawn_recipients(
                 if due.is_empty() {
                     continue;
                 }
-                match confirm_tx.try_send(due) {
-                    Ok(()) => {}
-                    // Full after all (this thread is its only sender, so
-                    // not in practice): keep them due for later.
-                    Err(crossbeam_channel::TrySendError::Full(back)) => {
-                        confirmer_busy = true;
-                        for c in back {
-                            n += 1;
-                            heap.push(Reverse(Due(now, n, c)));
-                        }
-                    }
-                    Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
+                // Never waits: there was room, and this thread is the only sender.
+                if confirm_tx.send(due).is_err() {
+                    break; // the confirmer stopped with the scheduler
                 }
             }
             drop(confirm_tx);
