@@ -100,12 +100,15 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             path: PathBuf::from("./karpoosheh-data"),
             durability: Durability::SyncData,
-            // Reads are point lookups of recent notices; 256 MiB keeps the
-            // reference index hot during bulk ingest.
-            cache_size: ByteSize::mib(256),
-            // 64 MiB holds ~50k notices: a few seconds of peak ingest.
-            memtable_size: ByteSize::mib(64),
-            max_journal_size: ByteSize::mib(512),
+            // Holds the index and filter blocks that bulk ingest reads
+            // (reference checks); data blocks are cached by the OS page
+            // cache as well. Measured against 256 MiB: same ingest rate,
+            // less memory (BENCHMARKS.md, "Memory").
+            cache_size: ByteSize::mib(64),
+            // 16 MiB holds ~10k notices. Against 64 MiB: the same or a
+            // higher ingest rate at about half the peak RSS (BENCHMARKS.md).
+            memtable_size: ByteSize::mib(16),
+            max_journal_size: ByteSize::mib(128),
         }
     }
 }
@@ -346,6 +349,9 @@ impl Config {
         if self.store.memtable_size.0 < 1 << 20 {
             return Err("store.memtable_size must be at least 1MiB".into());
         }
+        if self.store.max_journal_size.0 < 64 << 20 {
+            return Err("store.max_journal_size must be at least 64MiB".into());
+        }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(format!(
                 "metrics.listen {:?} is not host:port (e.g. 127.0.0.1:9464), nor empty",
@@ -466,6 +472,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("node_id"), "{err}");
+        // fjall panics below 64 MiB; the engine refuses it instead.
+        let err = Config::load(None, no_env(), &["store.max_journal_size=\"32MiB\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.max_journal_size"), "{err}");
     }
 
     #[test]

@@ -138,6 +138,26 @@ fn describe_all() {
         Unit::Bytes,
         "Approximate bytes of the store on disk."
     );
+    describe_gauge!(
+        m::STORE_WRITE_BUFFER_BYTES,
+        Unit::Bytes,
+        "Bytes in the embedded store's memtables, not yet flushed."
+    );
+    describe_gauge!(
+        m::STORE_CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes in the embedded store's block cache."
+    );
+    describe_gauge!(
+        m::STORE_JOURNAL_FILES,
+        "Journal files of the embedded store not yet truncated."
+    );
+    describe_gauge!(
+        m::STORE_PINNED_BYTES,
+        Unit::Bytes,
+        "Index and filter blocks the embedded store keeps in memory outside its cache."
+    );
+    describe_gauge!(m::STORE_TABLES, "Table files of the embedded store.");
     describe_gauge!(m::READY, "1 while the engine is ready to take traffic.");
     describe_gauge!(m::BUILD_INFO, "Build information.");
     describe_counter!(

@@ -179,13 +179,17 @@ impl Readiness {
     }
 }
 
-pub struct StoreSize {
-    pub disk_bytes: u64,
-}
+pub struct StoreSize(pub crate::store::StoreStats);
 
 impl StoreSize {
     pub fn emit(self) {
-        gauge!(m::STORE_DISK_BYTES).set(self.disk_bytes as f64);
+        let s = self.0;
+        gauge!(m::STORE_DISK_BYTES).set(s.disk_bytes as f64);
+        gauge!(m::STORE_WRITE_BUFFER_BYTES).set(s.write_buffer_bytes as f64);
+        gauge!(m::STORE_CACHE_BYTES).set(s.cache_bytes as f64);
+        gauge!(m::STORE_JOURNAL_FILES).set(s.journal_files as f64);
+        gauge!(m::STORE_PINNED_BYTES).set(s.pinned_bytes as f64);
+        gauge!(m::STORE_TABLES).set(s.tables as f64);
     }
 }
 

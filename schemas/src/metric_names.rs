@@ -38,6 +38,11 @@ pub const QUEUE_DEPTH: &str = "karpoosheh_pipeline_queue_depth";
 pub const SHARDS: &str = "karpoosheh_pipeline_shards";
 /// Approximate bytes of the store on disk.
 pub const STORE_DISK_BYTES: &str = "karpoosheh_store_disk_bytes";
+pub const STORE_WRITE_BUFFER_BYTES: &str = "karpoosheh_store_write_buffer_bytes";
+pub const STORE_CACHE_BYTES: &str = "karpoosheh_store_cache_bytes";
+pub const STORE_JOURNAL_FILES: &str = "karpoosheh_store_journal_files";
+pub const STORE_PINNED_BYTES: &str = "karpoosheh_store_pinned_bytes";
+pub const STORE_TABLES: &str = "karpoosheh_store_tables";
 /// 1 while the engine is ready to take traffic.
 pub const READY: &str = "karpoosheh_ready";
 /// Build information. Labels: `version`, `node`.

@@ -31,7 +31,8 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use ::fjall::config::PinningPolicy;
+use ::fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use karpoosheh_schemas::{
     AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
 };
@@ -95,9 +96,9 @@ impl FjallStoreConfig {
         FjallStoreConfig {
             path: path.into(),
             durability: Durability::SyncData,
-            cache_bytes: 256 << 20,
-            memtable_bytes: 64 << 20,
-            max_journal_bytes: 512 << 20,
+            cache_bytes: 64 << 20,
+            memtable_bytes: 16 << 20,
+            max_journal_bytes: 128 << 20,
         }
     }
 }
@@ -318,6 +319,24 @@ fn next_id(last: &mut u64) -> u64 {
 }
 
 impl FjallStore {
+    fn keyspaces(&self) -> impl Iterator<Item = &Keyspace> {
+        [
+            &self.notices,
+            &self.mailbox,
+            &self.refs,
+            &self.rejections,
+            &self.dead_letters,
+            &self.profiles,
+            &self.meta,
+            &self.delivery,
+            &self.timers,
+            &self.outbox,
+            &self.confirmations,
+            &self.awaiting,
+        ]
+        .into_iter()
+    }
+
     pub fn open(cfg: FjallStoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&cfg.path)?;
         let db = Database::builder(&cfg.path)
@@ -329,17 +348,29 @@ impl FjallStore {
                 other => StoreError::Fjall(other),
             })?;
         let memtable = cfg.memtable_bytes;
+        // fjall pins the index and filter blocks of new tables in the first
+        // levels (outside the block cache), and a table keeps them when
+        // compaction moves it down unchanged. The time-ordered keyspaces'
+        // tables are only ever moved, so pinning there grows with the data
+        // (about 12 bytes per stored notice): their blocks go through the
+        // cache, which is bounded. Randomly keyed keyspaces are rewritten
+        // by compaction and keep fjall's pinning.
         let opts = move || KeyspaceCreateOptions::default().max_memtable_size(memtable);
-        let notices = db.keyspace("notices", opts)?;
+        let ordered = move || {
+            opts()
+                .index_block_pinning_policy(PinningPolicy::all(false))
+                .filter_block_pinning_policy(PinningPolicy::all(false))
+        };
+        let notices = db.keyspace("notices", ordered)?;
         let mailbox = db.keyspace("mailbox", opts)?;
         let refs = db.keyspace("refs", opts)?;
-        let rejections = db.keyspace("rejections", opts)?;
-        let dead_letters = db.keyspace("dead_letters", opts)?;
+        let rejections = db.keyspace("rejections", ordered)?;
+        let dead_letters = db.keyspace("dead_letters", ordered)?;
         let profiles = db.keyspace("profiles", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-        let delivery = db.keyspace("delivery", opts)?;
-        let timers = db.keyspace("timers", opts)?;
-        let outbox = db.keyspace("outbox", opts)?;
+        let delivery = db.keyspace("delivery", ordered)?;
+        let timers = db.keyspace("timers", ordered)?;
+        let outbox = db.keyspace("outbox", ordered)?;
         let confirmations = db.keyspace("confirmations", opts)?;
         let awaiting = db.keyspace("awaiting", opts)?;
         let last_outbox_id = match outbox.last_key_value() {
@@ -641,6 +672,14 @@ impl Store for FjallStore {
         StoreStats {
             disk_bytes: self.db.disk_space().unwrap_or(0),
             notices_approx: self.notices.approximate_len() as u64,
+            write_buffer_bytes: self.db.write_buffer_size(),
+            cache_bytes: self.db.cache_size(),
+            journal_files: self.db.journal_count() as u64,
+            pinned_bytes: self
+                .keyspaces()
+                .map(|k| (k.tree.pinned_filter_size() + k.tree.pinned_block_index_size()) as u64)
+                .sum(),
+            tables: self.keyspaces().map(|k| k.table_count() as u64).sum(),
         }
     }
 

@@ -141,6 +141,17 @@ pub struct MailboxPage {
 pub struct StoreStats {
     pub disk_bytes: u64,
     pub notices_approx: u64,
+    /// Bytes in memtables (active and sealed, not yet flushed), over all
+    /// keyspaces; 0 where the backend keeps no write buffer of its own.
+    pub write_buffer_bytes: u64,
+    /// Bytes held by the block cache (at most `store.cache_size`).
+    pub cache_bytes: u64,
+    /// Journal files not yet truncated (their memtables wait to be flushed).
+    pub journal_files: u64,
+    /// Index and filter blocks kept in memory outside the block cache.
+    pub pinned_bytes: u64,
+    /// Table files over all keyspaces.
+    pub tables: u64,
 }
 
 /// A mailbox store backend. Implementations are shared between threads;
