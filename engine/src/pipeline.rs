@@ -349,10 +349,7 @@ impl Pipeline {
             r?;
         }
         let records = source_result?;
-        StoreSize {
-            disk_bytes: self.store.stats().disk_bytes,
-        }
-        .emit();
+        StoreSize(self.store.stats()).emit();
         Ok(RunSummary {
             records,
             elapsed: started.elapsed(),
@@ -681,6 +678,17 @@ fn ack_stage(
     ack_tx: Sender<Vec<AckToken>>,
 ) -> Result<(), PipelineError> {
     let mut writes: u64 = 0;
+    // Handed to the sinks, not yet settled: acknowledged to the source
+    // only after every sink has settled them.
+    let mut unsettled: Vec<AckToken> = Vec::new();
+    let settle = |sinks: &mut Vec<Box<dyn Sink>>,
+                  unsettled: &mut Vec<AckToken>|
+     -> Result<bool, PipelineError> {
+        for sink in sinks.iter_mut() {
+            sink.settle()?;
+        }
+        Ok(ack_tx.send(std::mem::take(unsettled)).is_ok())
+    };
     while let Ok(ToAck::Written {
         batch,
         outcomes,
@@ -792,22 +800,32 @@ fn ack_stage(
         for sink in &mut sinks {
             sink.handled(&handled)?;
         }
-        if ack_tx.send(tokens).is_err() {
+        unsettled.extend(tokens);
+        // Settle when no write waits (an idle trickle is answered at
+        // once) or when enough has piled up; meanwhile the next writes'
+        // receipts are produced while the earlier ones are in flight.
+        if (rx.is_empty() || unsettled.len() >= SETTLE_MAX_RECORDS)
+            && !settle(&mut sinks, &mut unsettled)?
+        {
             break;
         }
         writes += 1;
         if writes % 64 == 0 {
-            StoreSize {
-                disk_bytes: store.stats().disk_bytes,
-            }
-            .emit();
+            StoreSize(store.stats()).emit();
         }
+    }
+    if !unsettled.is_empty() {
+        settle(&mut sinks, &mut unsettled)?;
     }
     for sink in &mut sinks {
         sink.finish()?;
     }
     Ok(())
 }
+
+/// Records handed to the sinks before the ack stage waits for them to
+/// settle, while writes keep coming.
+const SETTLE_MAX_RECORDS: usize = 16_384;
 
 /// Per-write counters, aggregated before they touch the metrics registry.
 #[derive(Default)]

@@ -49,7 +49,17 @@ pub enum SinkError {
 
 /// Receives every durably handled record, in batches.
 pub trait Sink: Send {
+    /// Hands a batch over. A sink may return before the batch has
+    /// reached its destination; the pipeline calls [`Sink::settle`]
+    /// before it acknowledges these records to the source.
     fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError>;
+    /// Blocks until everything handed over so far has reached its
+    /// destination (for Kafka: every receipt acknowledged by the broker).
+    /// The pipeline calls it once for several batches while writes keep
+    /// coming, so waiting on the destination overlaps the next writes.
+    fn settle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Receipts of later delivery events (rounds, confirmations, served,
     /// not served, expired), from the outbox, in order.
     fn events(&mut self, receipts: &[Receipt]) -> Result<(), SinkError> {

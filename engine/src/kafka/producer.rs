@@ -138,7 +138,7 @@ impl KafkaSink {
     }
 
     /// Waits until every message is acknowledged, re-producing failures.
-    fn settle(&self) -> Result<(), SinkError> {
+    fn settle_all(&self) -> Result<(), SinkError> {
         let mut delay = Duration::from_millis(100);
         loop {
             // Flush returns early only on timeout; loop until it is empty.
@@ -240,7 +240,8 @@ impl Sink for KafkaSink {
                 });
             }
         }
-        self.settle()?;
+        // Settled by the pipeline (`Sink::settle`) before the source is
+        // acknowledged, once for several batches.
         KafkaProduced {
             receipts: per_agency.into_iter().collect(),
             dead_letters: dead,
@@ -264,7 +265,7 @@ impl Sink for KafkaSink {
                 headers: vec![],
             });
         }
-        self.settle()?;
+        self.settle_all()?;
         KafkaProduced {
             receipts: per_agency.into_iter().collect(),
             dead_letters: 0,
@@ -274,7 +275,11 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    fn settle(&mut self) -> Result<(), SinkError> {
+        self.settle_all()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
-        self.settle()
+        self.settle_all()
     }
 }
