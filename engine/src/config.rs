@@ -18,7 +18,9 @@ pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
 pub use crate::kafka::KafkaConfig;
 use crate::store::scylla::ScyllaConfig;
-use crate::store::Durability;
+use crate::store::{
+    Durability, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MEMTABLE_BYTES,
+};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "KARPOOSHEH__";
@@ -104,11 +106,11 @@ impl Default for StoreConfig {
             // (reference checks); data blocks are cached by the OS page
             // cache as well. Measured against 256 MiB: same ingest rate,
             // less memory (BENCHMARKS.md, "Memory").
-            cache_size: ByteSize::mib(64),
+            cache_size: ByteSize(DEFAULT_CACHE_BYTES),
             // 16 MiB holds ~10k notices. Against 64 MiB: the same or a
             // higher ingest rate at about half the peak RSS (BENCHMARKS.md).
-            memtable_size: ByteSize::mib(16),
-            max_journal_size: ByteSize::mib(128),
+            memtable_size: ByteSize(DEFAULT_MEMTABLE_BYTES),
+            max_journal_size: ByteSize(DEFAULT_MAX_JOURNAL_BYTES),
         }
     }
 }

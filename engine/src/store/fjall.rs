@@ -91,14 +91,21 @@ pub struct FjallStoreConfig {
     pub max_journal_bytes: u64,
 }
 
+/// Defaults of `store.cache_size`, `store.memtable_size` and
+/// `store.max_journal_size` (the configuration's defaults come from here;
+/// the reasons are beside `StoreConfig::default`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
+pub const DEFAULT_MAX_JOURNAL_BYTES: u64 = 128 << 20;
+
 impl FjallStoreConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FjallStoreConfig {
             path: path.into(),
             durability: Durability::SyncData,
-            cache_bytes: 64 << 20,
-            memtable_bytes: 16 << 20,
-            max_journal_bytes: 128 << 20,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            memtable_bytes: DEFAULT_MEMTABLE_BYTES,
+            max_journal_bytes: DEFAULT_MAX_JOURNAL_BYTES,
         }
     }
 }

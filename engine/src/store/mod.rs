@@ -37,7 +37,10 @@ use karpoosheh_schemas::{
 use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer};
 use serde::{Deserialize, Serialize};
 
-pub use self::fjall::{Durability, FjallStore, FjallStoreConfig};
+pub use self::fjall::{
+    Durability, FjallStore, FjallStoreConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES,
+    DEFAULT_MEMTABLE_BYTES,
+};
 
 /// Errors of a store backend. Input problems are never errors: they are
 /// rejections, kept as data.
