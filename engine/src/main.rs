@@ -2,9 +2,14 @@
 
 // The pipeline allocates and frees millions of small buffers across
 // threads; mimalloc measured 1.14x the demo ingest rate of glibc malloc
-// (BENCHMARKS.md).
+// (BENCHMARKS.md). `--features dhat-heap` swaps it for dhat's profiling
+// allocator (BENCHMARKS.md, "Memory": where the heap is at its peak).
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -179,7 +184,12 @@ fn shutdown_flag() -> Result<Arc<AtomicBool>> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    #[cfg(feature = "dhat-heap")]
+    let profiler = dhat::Profiler::new_heap();
+    let result = run(cli);
+    #[cfg(feature = "dhat-heap")]
+    drop(profiler); // writes dhat-heap.json
+    if let Err(e) = result {
         eprintln!("karpoosheh: error: {e:#}");
         std::process::exit(2);
     }
