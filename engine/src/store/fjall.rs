@@ -31,7 +31,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ::fjall::config::PinningPolicy;
+use ::fjall::config::{PartitioningPolicy, PinningPolicy};
 use ::fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use karpoosheh_schemas::{
     AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
@@ -362,7 +362,20 @@ impl FjallStore {
         // (about 12 bytes per stored notice): their blocks go through the
         // cache, which is bounded. Randomly keyed keyspaces are rewritten
         // by compaction and keep fjall's pinning.
-        let opts = move || KeyspaceCreateOptions::default().max_memtable_size(memtable);
+        //
+        // Filters are written in partitions at every level (fjall: from L3
+        // on). A table writer otherwise holds an 8-byte hash of every key
+        // until the table is finished, in a doubling Vec: the deeper
+        // levels' 64 MiB tables of small index entries hold millions of
+        // keys, and one compaction held 34 MB of hashes (dhat, 1.5M
+        // notices) -- memory that grows as the tree deepens. Partitioned,
+        // the writer holds the finished filter bits (~1.25 bytes per key)
+        // and a 4 KiB partition's hashes.
+        let opts = move || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(memtable)
+                .filter_block_partitioning_policy(PartitioningPolicy::all(true))
+        };
         let ordered = move || {
             opts()
                 .index_block_pinning_policy(PinningPolicy::all(false))
