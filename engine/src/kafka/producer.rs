@@ -69,6 +69,18 @@ pub struct KafkaSink {
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
     agencies: AgencyRegistry,
+    /// Sent by `handled` and not yet acknowledged: counted in
+    /// `karpoosheh_receipts_produced_total` only once `settle` has seen
+    /// the broker acknowledge them.
+    unsettled: Unsettled,
+}
+
+/// Receipts and dead letters handed to the producer since the last settle.
+#[derive(Default)]
+struct Unsettled {
+    receipts: HashMap<String, u64>,
+    dead_letters: u64,
+    since: Option<Instant>,
 }
 
 impl KafkaSink {
@@ -93,6 +105,7 @@ impl KafkaSink {
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             shutdown,
             agencies,
+            unsettled: Unsettled::default(),
         })
     }
 
@@ -181,6 +194,21 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Counts what `handled` sent, now that the broker has acknowledged it.
+    fn count_settled(&mut self) {
+        let u = std::mem::take(&mut self.unsettled);
+        if let Some(since) = u.since {
+            KafkaProduced {
+                receipts: u.receipts.into_iter().collect(),
+                dead_letters: u.dead_letters,
+                elapsed: since.elapsed(),
+            }
+            .emit();
+        }
+    }
+}
+
 fn position_key(p: &SourcePosition) -> String {
     match p {
         SourcePosition::Kafka {
@@ -195,8 +223,7 @@ fn position_key(p: &SourcePosition) -> String {
 
 impl Sink for KafkaSink {
     fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
-        let t = Instant::now();
-        let mut per_agency: HashMap<String, u64> = HashMap::new();
+        let mut per_agency = std::mem::take(&mut self.unsettled.receipts);
         let mut dead = 0u64;
         for h in batch {
             // An agency the operator never registered has no receipt topic
@@ -241,13 +268,10 @@ impl Sink for KafkaSink {
             }
         }
         // Settled by the pipeline (`Sink::settle`) before the source is
-        // acknowledged, once for several batches.
-        KafkaProduced {
-            receipts: per_agency.into_iter().collect(),
-            dead_letters: dead,
-            elapsed: t.elapsed(),
-        }
-        .emit();
+        // acknowledged, once for several batches: counted then.
+        self.unsettled.receipts = per_agency;
+        self.unsettled.dead_letters += dead;
+        self.unsettled.since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -266,6 +290,7 @@ impl Sink for KafkaSink {
             });
         }
         self.settle_all()?;
+        self.count_settled();
         KafkaProduced {
             receipts: per_agency.into_iter().collect(),
             dead_letters: 0,
@@ -276,10 +301,12 @@ impl Sink for KafkaSink {
     }
 
     fn settle(&mut self) -> Result<(), SinkError> {
-        self.settle_all()
+        self.settle_all()?;
+        self.count_settled();
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        self.settle_all()
+        self.settle()
     }
 }
