@@ -914,6 +914,18 @@ fn kafka_sigkill_mid_batch_then_restart_stores_everything_exactly_once() {
             .all(|(r, _)| a.receipts.contains_key(&("tax".to_owned(), r.clone())))
     };
     let answers = read_answers(&broker, &names, all_answered, Duration::from_secs(120));
+    if !all_answered(&answers) {
+        // Which side lost them: the node (never handled, or receipts never
+        // acknowledged) or the broker (acknowledged, never read back)?
+        let m = |n: &str| engine.metric(n, "");
+        eprintln!(
+            "kafka_sigkill: receipts missing; restarted node: stored {} duplicates {} receipts acknowledged {} lag {} (first node stored >= {stored_before})",
+            m("karpoosheh_notices_stored_total"),
+            m("karpoosheh_notices_duplicate_total"),
+            m("karpoosheh_receipts_produced_total"),
+            m("karpoosheh_kafka_consumer_lag_records"),
+        );
+    }
     assert_all_accepted_once(&answers, &refs);
     let (code, _, log) = engine.terminate();
     assert_eq!(code, Some(0), "{log}");
