@@ -69,7 +69,7 @@ pub struct KafkaSink {
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
     agencies: AgencyRegistry,
-    /// Sent by `handled` and not yet acknowledged: counted in
+    /// Sent since the last settle: counted in
     /// `karpoosheh_receipts_produced_total` only once `settle` has seen
     /// the broker acknowledge them.
     unsettled: Unsettled,
@@ -192,10 +192,9 @@ impl KafkaSink {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
-}
 
-impl KafkaSink {
-    /// Counts what `handled` sent, now that the broker has acknowledged it.
+    /// Counts what was sent since the last settle, now that the broker has
+    /// acknowledged it.
     fn count_settled(&mut self) {
         let u = std::mem::take(&mut self.unsettled);
         if let Some(since) = u.since {
@@ -223,8 +222,9 @@ fn position_key(p: &SourcePosition) -> String {
 
 impl Sink for KafkaSink {
     fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError> {
-        let mut per_agency = std::mem::take(&mut self.unsettled.receipts);
-        let mut dead = 0u64;
+        // Settled by the pipeline (`Sink::settle`) before the source is
+        // acknowledged, once for several batches: counted then.
+        self.unsettled.since.get_or_insert_with(Instant::now);
         for h in batch {
             // An agency the operator never registered has no receipt topic
             // to read (and writing one would let anyone create topics by
@@ -235,7 +235,11 @@ impl Sink for KafkaSink {
                 .filter(|r| self.agencies.status(&r.agency).is_some())
             {
                 let value = serde_json::to_vec(r).expect("receipts serialise");
-                *per_agency.entry(agency_label(Some(&r.agency))).or_default() += 1;
+                *self
+                    .unsettled
+                    .receipts
+                    .entry(agency_label(Some(&r.agency)))
+                    .or_default() += 1;
                 self.send(Outgoing {
                     topic: format!("{}{}", self.receipt_prefix, r.agency),
                     key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
@@ -244,7 +248,7 @@ impl Sink for KafkaSink {
                 });
             }
             if let Some(d) = &h.dead_letter {
-                dead += 1;
+                self.unsettled.dead_letters += 1;
                 let mut headers = vec![
                     ("karpoosheh.reason", d.problems[0].reason.code().to_owned()),
                     ("karpoosheh.payload_size", d.payload_size.to_string()),
@@ -267,21 +271,19 @@ impl Sink for KafkaSink {
                 });
             }
         }
-        // Settled by the pipeline (`Sink::settle`) before the source is
-        // acknowledged, once for several batches: counted then.
-        self.unsettled.receipts = per_agency;
-        self.unsettled.dead_letters += dead;
-        self.unsettled.since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
     fn events(&mut self, receipts: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
-        let t = Instant::now();
-        let mut per_agency: HashMap<String, u64> = HashMap::new();
+        self.unsettled.since.get_or_insert_with(Instant::now);
         for r in receipts {
             // Same topic and key as the notice's `accepted`: an agency reads
             // one notice's events in order.
-            *per_agency.entry(agency_label(Some(&r.agency))).or_default() += 1;
+            *self
+                .unsettled
+                .receipts
+                .entry(agency_label(Some(&r.agency)))
+                .or_default() += 1;
             self.send(Outgoing {
                 topic: format!("{}{}", self.receipt_prefix, r.agency),
                 key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
@@ -289,21 +291,22 @@ impl Sink for KafkaSink {
                 headers: vec![],
             });
         }
-        self.settle_all()?;
-        self.count_settled();
-        KafkaProduced {
-            receipts: per_agency.into_iter().collect(),
-            dead_letters: 0,
-            elapsed: t.elapsed(),
-        }
-        .emit();
-        Ok(())
+        self.settle()
     }
 
     fn settle(&mut self) -> Result<(), SinkError> {
-        self.settle_all()?;
-        self.count_settled();
-        Ok(())
+        match self.settle_all() {
+            Ok(()) => {
+                self.count_settled();
+                Ok(())
+            }
+            Err(e) => {
+                // Not known to be delivered: whatever is sent again is
+                // counted when it is acknowledged.
+                self.unsettled = Unsettled::default();
+                Err(e)
+            }
+        }
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
