@@ -101,17 +101,29 @@ pub struct StoreWriteFailed<'a> {
     pub error: &'a dyn std::error::Error,
     pub attempt: u32,
     pub records: usize,
+    /// The store refuses every later write too ([`crate::StoreError::is_fatal`]):
+    /// the pipeline stops instead of retrying.
+    pub fatal: bool,
 }
 
 impl StoreWriteFailed<'_> {
     pub fn emit(self) {
         counter!(m::STORE_WRITE_ERRORS).increment(1);
-        tracing::error!(
-            attempt = self.attempt,
-            records = self.records,
-            error = %self.error,
-            "durable store write failed; nothing acknowledged, retrying"
-        );
+        if self.fatal {
+            tracing::error!(
+                records = self.records,
+                error = %self.error,
+                "durable store write failed and the store refuses further writes; \
+                 nothing acknowledged, stopping: restart the engine once the disk is fixed"
+            );
+        } else {
+            tracing::error!(
+                attempt = self.attempt,
+                records = self.records,
+                error = %self.error,
+                "durable store write failed; nothing acknowledged, retrying"
+            );
+        }
     }
 }
 

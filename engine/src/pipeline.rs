@@ -54,6 +54,15 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("the store kept failing and the engine is shutting down: {0}")]
     Store(String),
+    /// A write failed and the store refuses every later one (fjall poisons
+    /// itself after a failed journal write or flush).
+    #[error(
+        "the store refuses all further writes after a failed write ({0}); nothing in flight \
+         was acknowledged: fix the cause (disk space, disk errors) and start the engine \
+         again -- it recovers from its journal, and the sources re-deliver what was not \
+         acknowledged"
+    )]
+    StoreFailed(String),
     #[error("a pipeline thread panicked: {0}")]
     Panicked(String),
 }
@@ -623,6 +632,8 @@ fn commit_stage(
         }
         // Durable write, retried until it succeeds: nothing is acknowledged
         // before, so giving up would only mean re-delivery after a restart.
+        // A store that refuses all further writes stops the pipeline at
+        // once: retrying could never succeed.
         let mut attempt = 0u32;
         let t = Instant::now();
         let outcomes = loop {
@@ -630,12 +641,18 @@ fn commit_stage(
                 Ok(o) => break o,
                 Err(e) => {
                     attempt += 1;
+                    let fatal = e.is_fatal();
                     StoreWriteFailed {
                         error: &e,
                         attempt,
                         records: group.len(),
+                        fatal,
                     }
                     .emit();
+                    if fatal {
+                        health.set(false, "store failed; restart needed");
+                        return Err(PipelineError::StoreFailed(e.to_string()));
+                    }
                     health.set(false, "store writes failing");
                     if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
                         return Err(PipelineError::Store(e.to_string()));
@@ -893,6 +910,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
     use karpoosheh_schemas::TRACKING_EPOCH_MS;
 
     #[test]
@@ -913,6 +931,99 @@ mod tests {
         // After a restart, the high-water mark from the store continues.
         let mut g2 = TrackingCodes::new(3, Some(TrackingCode::from_u64(last)));
         assert!(g2.next(t - 60_000).as_u64() > last);
+    }
+
+    /// Runs `n` valid notices through a pipeline on `store`, on another
+    /// thread so that a pipeline that never stops fails the test instead
+    /// of hanging it. Returns the run's result and how many records the
+    /// source saw acknowledged.
+    fn run_on(store: Arc<dyn Store>, n: usize) -> (Result<RunSummary, PipelineError>, u64) {
+        use crate::source::MemorySource;
+        use crate::store::conformance::{notice, person};
+        let payloads: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let mut nt = notice(
+                    "tax",
+                    &format!("r-{i}"),
+                    person(300_100_000 + i as u32 * 7),
+                    "b",
+                );
+                nt.sent_at = Utc::now();
+                nt.expires_at = Utc::now() + chrono::Duration::days(365);
+                serde_json::to_vec(&nt).unwrap()
+            })
+            .collect();
+        let (tx, source) = MemorySource::channel(4, None);
+        let acked = source.acked_counter();
+        assert!(tx.send(payloads));
+        drop(tx);
+        let pipeline = Pipeline {
+            config: PipelineConfig::default(),
+            limits: Limits::default(),
+            node_id: 0,
+            store,
+            sinks: vec![],
+            health: Health::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = done_tx.send(pipeline.run(Box::new(source)));
+        });
+        let result = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the pipeline stopped within a minute");
+        (result, acked.load(Ordering::SeqCst))
+    }
+
+    fn fjall_store(dir: &std::path::Path) -> Arc<dyn Store> {
+        let mut cfg = crate::store::FjallStoreConfig::new(dir);
+        cfg.durability = crate::store::Durability::Buffered;
+        Arc::new(crate::store::FjallStore::open(cfg).unwrap())
+    }
+
+    #[test]
+    fn a_poisoned_store_stops_the_pipeline_and_nothing_is_acknowledged() {
+        use crate::store::faulty::Faulty;
+        let dir = tempfile::tempdir().unwrap();
+        let poisoned = || StoreError::Fjall(::fjall::Error::Poisoned);
+        let store = Arc::new(
+            Faulty::new(fjall_store(dir.path()))
+                .failing_writes([poisoned as fn() -> StoreError; 100]),
+        );
+        let (result, acked) = run_on(store.clone(), 50);
+        match result {
+            Err(PipelineError::StoreFailed(why)) => assert!(why.contains("Poisoned"), "{why}"),
+            other => panic!("expected StoreFailed, got {other:?}"),
+        }
+        assert_eq!(acked, 0, "nothing acknowledged to the source");
+        assert_eq!(store.writes.load(Ordering::SeqCst), 0);
+        // Stopped at the first failure, not after retries.
+        assert_eq!(store.pending_write_errors(), 99);
+    }
+
+    #[test]
+    fn a_failing_store_write_is_retried_until_it_succeeds() {
+        use crate::store::faulty::Faulty;
+        let dir = tempfile::tempdir().unwrap();
+        let full = || StoreError::Io(std::io::Error::other("no space left on device"));
+        let store = Arc::new(
+            Faulty::new(fjall_store(dir.path())).failing_writes([full as fn() -> StoreError; 2]),
+        );
+        let (result, acked) = run_on(store.clone(), 50);
+        assert_eq!(result.expect("the run succeeds").records, 50);
+        assert_eq!(acked, 50, "everything acknowledged once written");
+        assert_eq!(store.pending_write_errors(), 0, "both failures were met");
+        let agency = AgencyId::parse("tax").unwrap();
+        for i in 0..50 {
+            assert!(
+                store
+                    .reference(&agency, &format!("r-{i}"))
+                    .unwrap()
+                    .is_some(),
+                "r-{i} stored"
+            );
+        }
     }
 
     #[test]

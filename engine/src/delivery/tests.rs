@@ -14,6 +14,7 @@ use karpoosheh_schemas::{
 use super::*;
 use crate::channel::{Delivery, Notification, Target};
 use crate::store::conformance::{new_notice, notice, person, t0};
+use crate::store::faulty::Faulty;
 use crate::store::{Durability, Entry, FjallStore, FjallStoreConfig, Store};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -970,116 +971,13 @@ fn a_confirmation_already_in_the_record_is_a_duplicate() {
     assert_eq!(rec.confirmations.len(), 1);
 }
 
-/// A store whose follow-up writes fail while `fail` > 0 (one per call), as
-/// a cluster does while a node restarts.
-struct Flaky {
-    inner: Arc<dyn Store>,
-    fail: AtomicU32,
-}
-
-impl Store for Flaky {
-    fn write(&self, e: &[Entry]) -> Result<Vec<crate::store::Outcome>, crate::StoreError> {
-        self.inner.write(e)
-    }
-    fn notice(
-        &self,
-        c: TrackingCode,
-    ) -> Result<Option<crate::store::StoredNotice>, crate::StoreError> {
-        self.inner.notice(c)
-    }
-    fn mailbox(
-        &self,
-        id: MailboxId,
-        b: Option<TrackingCode>,
-        l: usize,
-    ) -> Result<crate::store::MailboxPage, crate::StoreError> {
-        self.inner.mailbox(id, b, l)
-    }
-    fn reference(
-        &self,
-        a: &karpoosheh_schemas::AgencyId,
-        r: &str,
-    ) -> Result<Option<TrackingCode>, crate::StoreError> {
-        self.inner.reference(a, r)
-    }
-    fn rejections(
-        &self,
-        a: Option<&karpoosheh_schemas::AgencyId>,
-        after: Option<u64>,
-        l: usize,
-    ) -> Result<Vec<crate::store::StoredRejection>, crate::StoreError> {
-        self.inner.rejections(a, after, l)
-    }
-    fn dead_letters(
-        &self,
-        after: Option<u64>,
-        l: usize,
-    ) -> Result<Vec<(u64, karpoosheh_schemas::DeadLetter)>, crate::StoreError> {
-        self.inner.dead_letters(after, l)
-    }
-    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, crate::StoreError> {
-        self.inner.last_tracking_code()
-    }
-    fn stats(&self) -> crate::store::StoreStats {
-        self.inner.stats()
-    }
-    fn due_timers(&self, s: u8, f: i64, n: i64, l: usize) -> Result<Vec<Timer>, crate::StoreError> {
-        self.inner.due_timers(s, f, n, l)
-    }
-    fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, crate::StoreError> {
-        self.inner.delivery(c)
-    }
-    fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), crate::StoreError> {
-        if self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
-            .is_ok()
-        {
-            return Err(crate::StoreError::Io(std::io::Error::other(
-                "the cluster is restarting",
-            )));
-        }
-        self.inner.write_delivery(w)
-    }
-    fn outbox(
-        &self,
-        after: Option<u64>,
-        l: usize,
-    ) -> Result<Vec<(u64, Receipt)>, crate::StoreError> {
-        self.inner.outbox(after, l)
-    }
-    fn outbox_remove(&self, ids: &[u64]) -> Result<(), crate::StoreError> {
-        self.inner.outbox_remove(ids)
-    }
-    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, crate::StoreError> {
-        self.inner.confirmation(id)
-    }
-    fn put_profiles(&self, p: &[MailboxProfile]) -> Result<Vec<bool>, crate::StoreError> {
-        self.inner.put_profiles(p)
-    }
-    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), crate::StoreError> {
-        self.inner.delete_profiles(ids)
-    }
-    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, crate::StoreError> {
-        self.inner.profile(id)
-    }
-    fn awaiting_activation(
-        &self,
-        id: MailboxId,
-        l: usize,
-    ) -> Result<Vec<TrackingCode>, crate::StoreError> {
-        self.inner.awaiting_activation(id, l)
-    }
-}
-
 #[test]
 fn a_store_error_interrupts_a_pass_not_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let inner = open(dir.path());
-    let store: Arc<dyn Store> = Arc::new(Flaky {
-        inner,
-        fail: AtomicU32::new(3),
-    });
+    // Follow-up writes fail three times, as a cluster's do while a node
+    // restarts.
+    let store: Arc<dyn Store> = Arc::new(Faulty::new(inner).failing_delivery_writes(3));
     let mut cfg = config();
     cfg.workers = 1;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));

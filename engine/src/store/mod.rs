@@ -25,6 +25,8 @@
 //!   `updated_at`, so a re-delivered old version cannot undo a new one.
 
 pub mod conformance;
+#[cfg(test)]
+pub(crate) mod faulty;
 mod fjall;
 pub mod scylla;
 
@@ -57,6 +59,20 @@ pub enum StoreError {
     Locked(String),
     #[error(transparent)]
     Scylla(#[from] self::scylla::ScyllaError),
+}
+
+impl StoreError {
+    /// Whether the store will refuse every later write as well, so that
+    /// retrying is pointless and only a restart (which recovers from the
+    /// journal) helps. fjall poisons the database when a journal write or
+    /// a flush fails -- a full disk, an I/O error -- because after a failed
+    /// fsync it can no longer tell what reached the disk.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Fjall(::fjall::Error::Poisoned | ::fjall::Error::Unrecoverable)
+        )
+    }
 }
 
 /// A notice accepted by the pipeline, with its tracking code assigned.

@@ -1,0 +1,143 @@
+//! A store that fails on purpose, for tests of what the engine does when
+//! its store fails: it forwards everything to a real store, except the
+//! failures it was told to return first.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use karpoosheh_schemas::{MailboxId, MailboxProfile, Receipt, TrackingCode};
+
+use super::*;
+
+pub struct Faulty {
+    inner: Arc<dyn Store>,
+    /// Returned by the next `write` calls, one per call, in order.
+    write_errors: Mutex<VecDeque<fn() -> StoreError>>,
+    /// `write` calls that reached the real store.
+    pub writes: AtomicU64,
+    /// How many `write_delivery` calls still fail (one per call), as a
+    /// cluster's writes do while a node restarts.
+    delivery_failures: AtomicU32,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Faulty {
+            inner,
+            write_errors: Mutex::new(VecDeque::new()),
+            writes: AtomicU64::new(0),
+            delivery_failures: AtomicU32::new(0),
+        }
+    }
+
+    /// The next `write` calls fail with these errors, one per call.
+    pub fn failing_writes(self, errors: impl IntoIterator<Item = fn() -> StoreError>) -> Self {
+        self.write_errors.lock().unwrap().extend(errors);
+        self
+    }
+
+    /// Failures still to be returned by `write`.
+    pub fn pending_write_errors(&self) -> usize {
+        self.write_errors.lock().unwrap().len()
+    }
+
+    /// The next `n` `write_delivery` calls fail with an I/O error.
+    pub fn failing_delivery_writes(self, n: u32) -> Self {
+        self.delivery_failures.store(n, Ordering::SeqCst);
+        self
+    }
+}
+
+impl Store for Faulty {
+    fn write(&self, e: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        if let Some(err) = self.write_errors.lock().unwrap().pop_front() {
+            return Err(err());
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write(e)
+    }
+    fn notice(&self, c: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
+        self.inner.notice(c)
+    }
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        b: Option<TrackingCode>,
+        l: usize,
+    ) -> Result<MailboxPage, StoreError> {
+        self.inner.mailbox(id, b, l)
+    }
+    fn reference(
+        &self,
+        a: &karpoosheh_schemas::AgencyId,
+        r: &str,
+    ) -> Result<Option<TrackingCode>, StoreError> {
+        self.inner.reference(a, r)
+    }
+    fn rejections(
+        &self,
+        a: Option<&karpoosheh_schemas::AgencyId>,
+        after: Option<u64>,
+        l: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        self.inner.rejections(a, after, l)
+    }
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        l: usize,
+    ) -> Result<Vec<(u64, karpoosheh_schemas::DeadLetter)>, StoreError> {
+        self.inner.dead_letters(after, l)
+    }
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
+        self.inner.last_tracking_code()
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+    fn due_timers(&self, s: u8, f: i64, n: i64, l: usize) -> Result<Vec<Timer>, StoreError> {
+        self.inner.due_timers(s, f, n, l)
+    }
+    fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.inner.delivery(c)
+    }
+    fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), StoreError> {
+        if self
+            .delivery_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Io(std::io::Error::other(
+                "the cluster is restarting",
+            )));
+        }
+        self.inner.write_delivery(w)
+    }
+    fn outbox(&self, after: Option<u64>, l: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        self.inner.outbox(after, l)
+    }
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
+        self.inner.outbox_remove(ids)
+    }
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
+        self.inner.confirmation(id)
+    }
+    fn put_profiles(&self, p: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        self.inner.put_profiles(p)
+    }
+    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.inner.delete_profiles(ids)
+    }
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        self.inner.profile(id)
+    }
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        l: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError> {
+        self.inner.awaiting_activation(id, l)
+    }
+}
