@@ -161,9 +161,14 @@ enum Command {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    // A log line that cannot be written (a full disk under a redirected
+    // stderr) is dropped: tracing-subscriber's default is to report it with
+    // eprintln!, which panics when stderr cannot be written either -- it
+    // took a pipeline thread down once the demo's disk filled.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder

@@ -1,7 +1,7 @@
 //! `karpoosheh ingest`: an agency's NDJSON batch with good and bad lines,
 //! every line accounted for, receipts written, a re-run absorbed.
 
-use karpoosheh_tests::{envelope, person, run};
+use karpoosheh_tests::{envelope, karpoosheh_bin, person, run};
 
 fn lines(v: &serde_json::Value, event: &str) -> usize {
     v.as_array()
@@ -222,4 +222,52 @@ fn a_notice_reads_back_by_tracking_code() {
     let out = run(&["--data-dir", d, "notice", &bad], None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("check character"));
+}
+
+/// Logs that cannot be written (stderr on a full disk: `/dev/full`) are
+/// dropped; the batch is still stored and answered.
+#[test]
+fn an_unwritable_log_does_not_stop_an_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.ndjson");
+    let receipts = dir.path().join("r.ndjson");
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            envelope(
+                "tax",
+                &format!("full-{i}"),
+                &person(345_700_000 + i * 13),
+                "t",
+            )
+        })
+        .chain(["][".to_owned()]) // a dead letter, which logs a warning
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let d = dir.path().join("data");
+    let out = std::process::Command::new(karpoosheh_bin())
+        .args(["--data-dir", d.to_str().unwrap(), "ingest", "--file"])
+        .arg(&file)
+        .arg("--receipts")
+        .arg(&receipts)
+        .env_remove("KARPOOSHEH_CONFIG")
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ingest with stderr on a full device: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answered = std::fs::read_to_string(&receipts).unwrap().lines().count();
+    // 20 receipts; the unparseable line is kept as a dead letter.
+    assert_eq!(answered, 20, "every notice answered");
 }
