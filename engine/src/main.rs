@@ -3,13 +3,18 @@
 // The pipeline allocates and frees millions of small buffers across
 // threads; mimalloc measured 1.14x the demo ingest rate of glibc malloc
 // (BENCHMARKS.md). `--features dhat-heap` swaps it for dhat's profiling
-// allocator (BENCHMARKS.md, "Memory": where the heap is at its peak).
-#[cfg(not(feature = "dhat-heap"))]
+// allocator (BENCHMARKS.md, "Memory": where the heap is at its peak), and
+// `--features jemalloc-prof` for jemalloc's sampling heap profiler, which
+// runs at nearly full speed (what is live at 5M notices and not at 1M).
+#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc-prof")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;
+#[cfg(all(feature = "jemalloc-prof", not(feature = "dhat-heap")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
