@@ -355,6 +355,20 @@ impl StoreRetry<'_> {
     }
 }
 
+/// A scheduler worker ended because the store refuses every write
+/// ([`crate::StoreError::is_fatal`]).
+pub struct SchedulerStoreFailed<'a> {
+    pub worker: usize,
+    pub error: &'a crate::store::StoreError,
+}
+
+impl SchedulerStoreFailed<'_> {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
+        tracing::error!(worker = self.worker, error = %self.error, "a scheduler pass failed and the store refuses further writes; the scheduler stops and the node with it: restart the engine once the disk is fixed");
+    }
+}
+
 /// Zero-initialises the follow-up's counters so rate() sees zeros.
 pub struct SchedulerStarted {
     pub workers: usize,

@@ -27,7 +27,8 @@ use super::{
 };
 use crate::channel::{Delivery, Notification, Target};
 use crate::internal_events::{
-    DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted, StoreRetry,
+    DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted, SchedulerStoreFailed,
+    StoreRetry,
 };
 use crate::store::{Store, StoreError};
 
@@ -276,8 +277,10 @@ impl SchedulerHandle {
         }
     }
 
-    /// Whether a worker has ended before it was stopped (it panicked:
-    /// store errors are retried, never fatal).
+    /// Whether a worker has ended before it was stopped: it panicked, or
+    /// the store refuses every write ([`StoreError::is_fatal`]; other store
+    /// errors are retried). The node should stop: `karpoosheh run` and the
+    /// demo watch this.
     pub fn failed(&self) -> bool {
         !self.shutdown.load(Ordering::SeqCst) && self.threads.iter().any(|t| t.is_finished())
     }
@@ -318,11 +321,22 @@ impl Scheduler {
                         // timeout) interrupts one pass, never the worker:
                         // back off, then scan from the start of every shard,
                         // since a failed pass may have left timers behind
-                        // its cursors.
+                        // its cursors. A store that refuses every write
+                        // (fjall after a failed journal write) ends the
+                        // worker: no retry gets past it, and the node
+                        // watching `failed()` stops for a restart.
                         let mut backoff = Duration::from_millis(100);
                         while !shutdown.load(Ordering::SeqCst) {
                             match me.worker(&shards, &rx, fan, &shutdown) {
                                 Ok(()) => return,
+                                Err(e) if e.is_fatal() => {
+                                    SchedulerStoreFailed {
+                                        worker: w,
+                                        error: &e,
+                                    }
+                                    .emit();
+                                    return;
+                                }
                                 Err(e) => {
                                     StoreRetry {
                                         worker: w,

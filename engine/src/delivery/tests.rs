@@ -972,6 +972,42 @@ fn a_confirmation_already_in_the_record_is_a_duplicate() {
 }
 
 #[test]
+fn a_store_that_refuses_writes_ends_the_worker_and_failed_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = open(dir.path());
+    // Every follow-up write fails as on a poisoned fjall store (its journal
+    // write failed: a full disk); retrying never gets past it.
+    let store: Arc<dyn Store> = Arc::new(Faulty::new(inner).poisoned_delivery_writes());
+    let mut cfg = config();
+    cfg.workers = 1;
+    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let to = person(300_001_302);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    let World {
+        store, scheduler, ..
+    } = w;
+    let handle = scheduler.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !handle.failed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker kept retrying a store that refuses every write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        store
+            .delivery(code)
+            .unwrap()
+            .is_none_or(|r| r.rounds.is_empty()),
+        "nothing was recorded"
+    );
+    handle.stop();
+}
+
+#[test]
 fn a_store_error_interrupts_a_pass_not_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let inner = open(dir.path());

@@ -192,9 +192,35 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         health,
         shutdown: shutdown.clone(),
     };
+    // A scheduler that ended on its own (a store that refuses writes, a
+    // panic) stops the node, as a failed pipeline does: a node that only
+    // ingests while nobody is notified would look healthy and serve no one.
+    let scheduler_failed = Arc::new(AtomicBool::new(false));
+    let watcher = follow.as_ref().map(|(scheduler, _, _)| {
+        let (scheduler, shutdown, failed) = (
+            scheduler.clone(),
+            shutdown.clone(),
+            scheduler_failed.clone(),
+        );
+        std::thread::Builder::new()
+            .name("scheduler-watch".into())
+            .spawn(move || {
+                while !shutdown.load(Ordering::SeqCst) {
+                    if scheduler.failed() {
+                        failed.store(true, Ordering::SeqCst);
+                        shutdown.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            })
+    });
     let result = pipeline.run(Box::new(source));
     // The pipeline stops on its own only when it failed: stop the rest too.
     shutdown.store(true, Ordering::SeqCst);
+    if let Some(Ok(w)) = watcher {
+        let _ = w.join();
+    }
     if let Some(r) = registry {
         let _ = r.join();
     }
@@ -207,5 +233,11 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         }
         let _ = outbox.join();
     }
-    Ok(result?)
+    let summary = result?;
+    if scheduler_failed.load(Ordering::SeqCst) {
+        anyhow::bail!(
+            "the article-29 scheduler stopped (the store refuses writes, or a worker panicked; the log says which): restart the engine once the cause is fixed"
+        );
+    }
+    Ok(summary)
 }

@@ -20,6 +20,8 @@ pub struct Faulty {
     /// How many `write_delivery` calls still fail (one per call), as a
     /// cluster's writes do while a node restarts.
     delivery_failures: AtomicU32,
+    /// Every `write_delivery` fails as a poisoned fjall store's do.
+    delivery_poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl Faulty {
@@ -29,6 +31,7 @@ impl Faulty {
             write_errors: Mutex::new(VecDeque::new()),
             writes: AtomicU64::new(0),
             delivery_failures: AtomicU32::new(0),
+            delivery_poisoned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -46,6 +49,13 @@ impl Faulty {
     /// The next `n` `write_delivery` calls fail with an I/O error.
     pub fn failing_delivery_writes(self, n: u32) -> Self {
         self.delivery_failures.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Every `write_delivery` call fails, as on a fjall store poisoned by a
+    /// failed journal write (a full disk): the error no retry gets past.
+    pub fn poisoned_delivery_writes(self) -> Self {
+        self.delivery_poisoned.store(true, Ordering::SeqCst);
         self
     }
 }
@@ -104,6 +114,9 @@ impl Store for Faulty {
         self.inner.delivery(c)
     }
     fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), StoreError> {
+        if self.delivery_poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Fjall(::fjall::Error::Poisoned));
+        }
         if self
             .delivery_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
