@@ -88,7 +88,8 @@ enum Storage {
 struct Broker {
     bin: PathBuf,
     port: u16,
-    storage: Storage,
+    /// The SQLite database the broker keeps its records in.
+    db: PathBuf,
     child: Option<Child>,
     /// The `Fresh` database's directory, removed with the broker.
     _dir: Option<tempfile::TempDir>,
@@ -96,17 +97,17 @@ struct Broker {
 
 impl Broker {
     fn start(bin: PathBuf, storage: Storage) -> Broker {
-        let (storage, dir) = match storage {
+        let (db, dir) = match storage {
             Storage::Fresh => {
                 let dir = tempfile::tempdir().expect("broker directory");
-                (Storage::Sqlite(dir.path().join("tansu.db")), Some(dir))
+                (dir.path().join("tansu.db"), Some(dir))
             }
-            s => (s, None),
+            Storage::Sqlite(p) => (p, None),
         };
         let mut b = Broker {
             bin,
             port: free_port(),
-            storage,
+            db,
             child: None,
             _dir: dir,
         };
@@ -121,13 +122,11 @@ impl Broker {
     fn restart(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         // tansu reads a sqlite URL's path relative to its working directory.
-        let (engine, cwd) = match &self.storage {
-            Storage::Fresh => unreachable!("start makes a Fresh broker's database"),
-            Storage::Sqlite(p) => (
-                format!("sqlite://{}", p.file_name().unwrap().to_str().unwrap()),
-                p.parent().unwrap().to_owned(),
-            ),
-        };
+        let engine = format!(
+            "sqlite://{}",
+            self.db.file_name().unwrap().to_str().unwrap()
+        );
+        let cwd = self.db.parent().unwrap();
         let child = Command::new(&self.bin)
             .current_dir(cwd)
             .args([
@@ -438,8 +437,8 @@ struct Answers {
 /// A pass that reaches the end without it starts again from the beginning
 /// with a new consumer: tansu's memory engine (no longer used here, see
 /// `Storage`) could make a reader pass over a batch for good, and the
-/// passes cost nothing when nothing is missing. A produce there takes its offsets (the partition's
-/// high watermark) before it writes the batch, and a fetch lists the
+/// passes cost nothing when nothing is missing. A produce there takes its
+/// offsets (the partition's high watermark) before it writes the batch, and a fetch lists the
 /// batches present below the watermark and returns those at or after the
 /// asked offset (tansu-storage 0.6, `dynostore.rs` `produce`/`fetch`), so a
 /// fetch between another batch's write and this one's skips it. A Kafka

@@ -971,17 +971,22 @@ fn a_confirmation_already_in_the_record_is_a_duplicate() {
     assert_eq!(rec.confirmations.len(), 1);
 }
 
-#[test]
-fn a_store_that_refuses_writes_ends_the_worker_and_failed_says_so() {
+/// One fast-polling worker on a store that fails as `faulty` says.
+fn world_on_faulty_store(faulty: impl FnOnce(Faulty) -> Faulty) -> World {
     let dir = tempfile::tempdir().unwrap();
     let inner = open(dir.path());
-    // Every follow-up write fails as on a poisoned fjall store (its journal
-    // write failed: a full disk); retrying never gets past it.
-    let store: Arc<dyn Store> = Arc::new(Faulty::new(inner).poisoned_delivery_writes());
+    let store: Arc<dyn Store> = Arc::new(faulty(Faulty::new(inner)));
     let mut cfg = config();
     cfg.workers = 1;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    World::with(dir, store, Arc::new(Gateway::default()), cfg)
+}
+
+#[test]
+fn a_store_that_refuses_writes_ends_the_worker_and_failed_says_so() {
+    // Every follow-up write fails as on a poisoned fjall store (its journal
+    // write failed: a full disk); retrying never gets past it.
+    let w = world_on_faulty_store(Faulty::poisoned_delivery_writes);
     let to = person(300_001_302);
     w.profile(to, MailboxStatus::Active, vec![]);
     let code = w.notice(to, 1);
@@ -1009,15 +1014,9 @@ fn a_store_that_refuses_writes_ends_the_worker_and_failed_says_so() {
 
 #[test]
 fn a_store_error_interrupts_a_pass_not_the_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = open(dir.path());
     // Follow-up writes fail three times, as a cluster's do while a node
     // restarts.
-    let store: Arc<dyn Store> = Arc::new(Faulty::new(inner).failing_delivery_writes(3));
-    let mut cfg = config();
-    cfg.workers = 1;
-    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let w = world_on_faulty_store(|f| f.failing_delivery_writes(3));
     let to = person(300_001_301);
     w.profile(to, MailboxStatus::Active, vec![]);
     let code = w.notice(to, 1);

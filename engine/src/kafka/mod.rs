@@ -195,19 +195,13 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     // A scheduler that ended on its own (a store that refuses writes, a
     // panic) stops the node, as a failed pipeline does: a node that only
     // ingests while nobody is notified would look healthy and serve no one.
-    let scheduler_failed = Arc::new(AtomicBool::new(false));
     let watcher = follow.as_ref().map(|(scheduler, _, _)| {
-        let (scheduler, shutdown, failed) = (
-            scheduler.clone(),
-            shutdown.clone(),
-            scheduler_failed.clone(),
-        );
+        let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
         std::thread::Builder::new()
             .name("scheduler-watch".into())
             .spawn(move || {
                 while !shutdown.load(Ordering::SeqCst) {
                     if scheduler.failed() {
-                        failed.store(true, Ordering::SeqCst);
                         shutdown.store(true, Ordering::SeqCst);
                         return;
                     }
@@ -221,6 +215,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     if let Some(Ok(w)) = watcher {
         let _ = w.join();
     }
+    // Asked before the scheduler is stopped, which ends its workers too.
+    let scheduler_failed = follow.as_ref().is_some_and(|(s, _, _)| s.failed());
     if let Some(r) = registry {
         let _ = r.join();
     }
@@ -234,7 +230,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         let _ = outbox.join();
     }
     let summary = result?;
-    if scheduler_failed.load(Ordering::SeqCst) {
+    if scheduler_failed {
         anyhow::bail!(
             "the article-29 scheduler stopped (the store refuses writes, or a worker panicked; the log says which): restart the engine once the cause is fixed"
         );

@@ -3,7 +3,7 @@
 //! failures it was told to return first.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ pub struct Faulty {
     /// cluster's writes do while a node restarts.
     delivery_failures: AtomicU32,
     /// Every `write_delivery` fails as a poisoned fjall store's do.
-    delivery_poisoned: std::sync::atomic::AtomicBool,
+    delivery_poisoned: AtomicBool,
 }
 
 impl Faulty {
@@ -31,7 +31,7 @@ impl Faulty {
             write_errors: Mutex::new(VecDeque::new()),
             writes: AtomicU64::new(0),
             delivery_failures: AtomicU32::new(0),
-            delivery_poisoned: std::sync::atomic::AtomicBool::new(false),
+            delivery_poisoned: AtomicBool::new(false),
         }
     }
 
