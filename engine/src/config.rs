@@ -20,6 +20,7 @@ pub use crate::kafka::KafkaConfig;
 use crate::store::scylla::ScyllaConfig;
 use crate::store::{
     Durability, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MEMTABLE_BYTES,
+    DEFAULT_WRITE_BUFFER_BYTES,
 };
 
 /// Prefix of environment overrides.
@@ -85,6 +86,9 @@ pub struct StoreConfig {
     pub memtable_size: ByteSize,
     /// Journal size after which memtables are flushed to free it.
     pub max_journal_size: ByteSize,
+    /// All memtables together, every keyspace: above it, writes wait for
+    /// flushes. 0 turns the bound off (fjall's per-keyspace limits only).
+    pub write_buffer_size: ByteSize,
 }
 
 /// The store backend.
@@ -111,6 +115,10 @@ impl Default for StoreConfig {
             // higher ingest rate at about half the peak RSS (BENCHMARKS.md).
             memtable_size: ByteSize(DEFAULT_MEMTABLE_BYTES),
             max_journal_size: ByteSize(DEFAULT_MAX_JOURNAL_BYTES),
+            // The memtables are the store's largest buffer and, without a
+            // bound on their sum, grew with the tree's depth: flushes queue
+            // behind longer compactions (BENCHMARKS.md, "Memory").
+            write_buffer_size: ByteSize(DEFAULT_WRITE_BUFFER_BYTES),
         }
     }
 }
@@ -351,6 +359,14 @@ impl Config {
         if self.store.memtable_size.0 < 1 << 20 {
             return Err("store.memtable_size must be at least 1MiB".into());
         }
+        let wb = self.store.write_buffer_size.0;
+        if wb != 0 && wb < 2 * self.store.memtable_size.0 {
+            return Err(format!(
+                "store.write_buffer_size ({}) must be 0 (no bound) or at least twice \
+                 store.memtable_size ({}): one memtable filling while another is flushed",
+                self.store.write_buffer_size, self.store.memtable_size
+            ));
+        }
         if self.store.max_journal_size.0 < 64 << 20 {
             return Err("store.max_journal_size must be at least 64MiB".into());
         }
@@ -479,6 +495,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("store.max_journal_size"), "{err}");
+        // A budget that cannot hold a memtable filling beside one flushing.
+        let err = Config::load(None, no_env(), &["store.write_buffer_size=\"24MiB\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.write_buffer_size"), "{err}");
+        let cfg = Config::load(None, no_env(), &["store.write_buffer_size=0".into()]).unwrap();
+        assert_eq!(cfg.store.write_buffer_size.0, 0);
     }
 
     #[test]

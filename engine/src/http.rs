@@ -158,6 +158,15 @@ fn describe_all() {
         "Index and filter blocks the embedded store keeps in memory outside its cache."
     );
     describe_gauge!(m::STORE_TABLES, "Table files of the embedded store.");
+    describe_histogram!(
+        m::STORE_WRITE_BUFFER_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long store writes waited for memtables to drain under store.write_buffer_size."
+    );
+    describe_counter!(
+        m::STORE_WRITE_BUFFER_OVERRUNS,
+        "Store writes that waited the longest allowed and went ahead over store.write_buffer_size."
+    );
     describe_gauge!(m::READY, "1 while the engine is ready to take traffic.");
     describe_gauge!(m::BUILD_INFO, "Build information.");
     describe_counter!(

@@ -205,6 +205,27 @@ impl StoreSize {
     }
 }
 
+/// A store write waited for the memtables to drain under
+/// `store.write_buffer_size`.
+pub struct WriteBufferWaited {
+    pub waited: Duration,
+    /// It waited the longest allowed and went ahead over the budget.
+    pub overran: bool,
+}
+
+impl WriteBufferWaited {
+    pub fn emit(self) {
+        histogram!(m::STORE_WRITE_BUFFER_WAIT_SECONDS).record(self.waited.as_secs_f64());
+        if self.overran {
+            counter!(m::STORE_WRITE_BUFFER_OVERRUNS).increment(1);
+            tracing::warn!(
+                waited_ms = self.waited.as_millis() as u64,
+                "store write went ahead over store.write_buffer_size: flushes are not keeping up"
+            );
+        }
+    }
+}
+
 /// One attempt of one round, as recorded.
 pub struct RoundFinished {
     pub round: u8,

@@ -52,6 +52,7 @@ fn open(cfg: &Config, read_only: bool) -> Result<std::sync::Arc<dyn Store>, Stor
             s.cache_bytes = cfg.store.cache_size.as_u64();
             s.memtable_bytes = cfg.store.memtable_size.as_u64();
             s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
+            s.write_buffer_bytes = cfg.store.write_buffer_size.as_u64();
             Ok(std::sync::Arc::new(FjallStore::open(s)?))
         }
         config::StoreBackend::Scylla => Ok(std::sync::Arc::new(store::scylla::ScyllaStore::open(

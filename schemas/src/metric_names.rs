@@ -43,6 +43,11 @@ pub const STORE_CACHE_BYTES: &str = "karpoosheh_store_cache_bytes";
 pub const STORE_JOURNAL_FILES: &str = "karpoosheh_store_journal_files";
 pub const STORE_PINNED_BYTES: &str = "karpoosheh_store_pinned_bytes";
 pub const STORE_TABLES: &str = "karpoosheh_store_tables";
+/// How long store writes waited for the memtables to drain under
+/// `store.write_buffer_size` (only writes that waited).
+pub const STORE_WRITE_BUFFER_WAIT_SECONDS: &str = "karpoosheh_store_write_buffer_wait_seconds";
+/// Writes that waited the longest allowed and went ahead over the budget.
+pub const STORE_WRITE_BUFFER_OVERRUNS: &str = "karpoosheh_store_write_buffer_overruns_total";
 /// 1 while the engine is ready to take traffic.
 pub const READY: &str = "karpoosheh_ready";
 /// Build information. Labels: `version`, `node`.

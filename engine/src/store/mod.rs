@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::fjall::{
     Durability, FjallStore, FjallStoreConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES,
-    DEFAULT_MEMTABLE_BYTES,
+    DEFAULT_MEMTABLE_BYTES, DEFAULT_WRITE_BUFFER_BYTES,
 };
 
 /// Errors of a store backend. Input problems are never errors: they are
