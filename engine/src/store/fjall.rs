@@ -383,10 +383,20 @@ impl FjallStore {
         // notices) -- memory that grows as the tree deepens. Partitioned,
         // the writer holds the finished filter bits (~1.25 bytes per key)
         // and a 4 KiB partition's hashes.
+        //
+        // Indexes are partitioned at every level too (fjall: from L3 on).
+        // A full index keeps every data block's end key until the table
+        // is finished, and a key read by compaction can be a view into
+        // the whole block it came from: one large compaction of a 5M
+        // store had 45 MB of read blocks live at the run's peak RSS
+        // (jemalloc profile), none with partitioned indexes, which write
+        // out each 4 KiB of block handles as they go (BENCHMARKS.md,
+        // "Memory").
         let opts = move || {
             KeyspaceCreateOptions::default()
                 .max_memtable_size(memtable)
                 .filter_block_partitioning_policy(PartitioningPolicy::all(true))
+                .index_block_partitioning_policy(PartitioningPolicy::all(true))
         };
         let ordered = move || {
             opts()
