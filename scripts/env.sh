@@ -3,8 +3,15 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# Builds live outside the clone so a fresh clone reuses the previous build.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/karpoosheh/target}"
+# Builds live outside the clone so a fresh clone reuses the previous build,
+# one build directory per clone path: artifacts carry their clone's path
+# (env!("CARGO_MANIFEST_DIR") in tests), and cargo does not rebuild when only
+# the path changed, so two clones sharing one directory would read each
+# other's files.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/karpoosheh/targets/$(basename "$ROOT")-$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+fi
+export CARGO_TARGET_DIR
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_cargo() {
