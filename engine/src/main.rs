@@ -1,20 +1,19 @@
 //! `karpoosheh`: the engine and the operators' commands.
 
 // The pipeline allocates and frees millions of small buffers across
-// threads; mimalloc measured 1.14x the demo ingest rate of glibc malloc
-// (BENCHMARKS.md). `--features dhat-heap` swaps it for dhat's profiling
-// allocator (BENCHMARKS.md, "Memory": where the heap is at its peak), and
-// `--features jemalloc-prof` for jemalloc's sampling heap profiler, which
-// runs at nearly full speed (what is live at 5M notices and not at 1M).
-#[cfg(not(any(feature = "dhat-heap", feature = "jemalloc-prof")))]
+// threads. jemalloc, side by side with mimalloc (which measured 1.14x the
+// ingest rate of glibc malloc), held the demo's peak RSS 15-40 MB lower at
+// 1M and 5M notices and ingested 5-8% faster (BENCHMARKS.md, "Memory").
+// `--features dhat-heap` swaps it for dhat's profiling allocator (where
+// the heap is at its peak), and `--features jemalloc-prof` builds
+// jemalloc's sampling heap profiler in, which runs at nearly full speed.
+// jemalloc's own settings come from `_RJEM_MALLOC_CONF` (operations.md).
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;
-#[cfg(all(feature = "jemalloc-prof", not(feature = "dhat-heap")))]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -206,13 +205,13 @@ fn main() {
     }
 }
 
-/// Transparent huge pages off for this process. mimalloc asks for them on
-/// its arenas, and a 2 MiB page that holds one live block counts whole in
-/// RSS: with them, the demo's peak RSS was 305 MB at 1M notices and 383 MB
-/// at 5M (114-133 MB of it huge pages); without, 273 and 320 MB, at the
-/// same ingest rate (BENCHMARKS.md, "Memory"). `PR_SET_THP_DISABLE` also
-/// covers hosts whose THP setting is `always` (the `no_thp` build of
-/// mimalloc only stops it asking). Inherited by child processes.
+/// Transparent huge pages off for this process: a 2 MiB page that holds one
+/// live block counts whole in RSS. With them (under mimalloc, which asked
+/// for them), the demo's peak RSS was 305 MB at 1M notices and 383 MB at
+/// 5M (114-133 MB of it huge pages); without, 273 and 320 MB, at the same
+/// ingest rate (BENCHMARKS.md, "Memory"). jemalloc does not ask for them,
+/// but a host whose THP setting is `always` gives them anyway;
+/// `PR_SET_THP_DISABLE` covers that. Inherited by child processes.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 // Same allocator as the engine binary, so in-process numbers match it.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
