@@ -496,9 +496,13 @@ mod tests {
             .to_string();
         assert!(err.contains("store.max_journal_size"), "{err}");
         // A budget that cannot hold a memtable filling beside one flushing.
-        let err = Config::load(None, no_env(), &["store.write_buffer_size=\"24MiB\"".into()])
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(
+            None,
+            no_env(),
+            &["store.write_buffer_size=\"24MiB\"".into()],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("store.write_buffer_size"), "{err}");
         let cfg = Config::load(None, no_env(), &["store.write_buffer_size=0".into()]).unwrap();
         assert_eq!(cfg.store.write_buffer_size.0, 0);

@@ -200,6 +200,98 @@ fn describe_all() {
         m::CHANNEL_GATEWAY_INFO,
         "1 per channel in use, with its gateway (simulated = nobody is notified)."
     );
+    // The article-29 follow-up.
+    describe_counter!(
+        m::NOTIFICATIONS,
+        "Notifications by channel, round, outcome and addressee."
+    );
+    describe_counter!(
+        m::ROUND_RETRIES,
+        "Rounds put off because every channel failed transiently."
+    );
+    describe_counter!(m::CONFIRMATIONS, "Confirmations by outcome and reason.");
+    describe_counter!(
+        m::NOTICES_SERVED,
+        "Notices legally served (two confirmations)."
+    );
+    describe_counter!(
+        m::NOTICES_NOT_SERVED,
+        "Notices not served after every round."
+    );
+    describe_counter!(
+        m::NOTICES_EXPIRED,
+        "Notices whose retention expiry passed before they were served."
+    );
+    describe_counter!(
+        m::MAILBOX_UNREACHABLE,
+        "Notices that found their mailbox unreachable, by mailbox status."
+    );
+    describe_histogram!(
+        m::TIME_TO_SERVED_SECONDS,
+        Unit::Seconds,
+        "Time from storing a notice to its legal service."
+    );
+    describe_counter!(m::SCHEDULER_TIMERS, "Due timers handled by the scheduler.");
+    describe_gauge!(
+        m::SCHEDULER_LAG_SECONDS,
+        Unit::Seconds,
+        "How late the oldest timer of the last scheduler scan was."
+    );
+    describe_histogram!(
+        m::SCHEDULER_SCAN_SECONDS,
+        Unit::Seconds,
+        "Time of one scheduler scan, sends and durable write included."
+    );
+    describe_counter!(
+        m::SCHEDULER_STORE_ERRORS,
+        "Scheduler passes interrupted by a store error (retried)."
+    );
+    describe_counter!(
+        m::RECEIPTS_PUBLISHED,
+        "Receipts of delivery events published from the outbox."
+    );
+    // The Kafka front door (`karpoosheh run`).
+    describe_gauge!(
+        m::KAFKA_BROKERS_UP,
+        "1 while the consumer reaches at least one broker."
+    );
+    describe_gauge!(
+        m::KAFKA_CONSUMER_LAG,
+        "Records in this node's notice partitions not yet read."
+    );
+    describe_gauge!(
+        m::KAFKA_ASSIGNED_PARTITIONS,
+        "Notice partitions this node owns."
+    );
+    describe_gauge!(
+        m::KAFKA_PAUSED_PARTITIONS,
+        "Owned notice partitions paused by back-pressure."
+    );
+    describe_counter!(m::KAFKA_REBALANCES, "Consumer group rebalances, by kind.");
+    describe_counter!(
+        m::KAFKA_COMMITS,
+        "Offset commits of durable progress, by result."
+    );
+    describe_counter!(
+        m::RECEIPTS_PRODUCED,
+        "Receipts delivered to the agencies' receipt topics."
+    );
+    describe_counter!(
+        m::DEAD_LETTERS_PRODUCED,
+        "Dead letters delivered to the dead-letter topic."
+    );
+    describe_counter!(
+        m::KAFKA_PRODUCE_ERRORS,
+        "Receipt or dead-letter deliveries that failed (retried)."
+    );
+    describe_counter!(
+        m::PROFILES,
+        "Mailbox profiles read from the registry topic, by outcome."
+    );
+    describe_counter!(
+        m::AGENCY_REGISTRY_LOADS,
+        "Loads of the agency registry file, by result."
+    );
 }
 
 /// The running endpoint server.
@@ -254,11 +346,11 @@ impl Drop for HttpServer {
 
 fn route(url: &str, handle: &PrometheusHandle, health: &Health) -> (u16, &'static str, String) {
     match url.split('?').next().unwrap_or("") {
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            handle.render(),
-        ),
+        "/metrics" => {
+            let mut text = handle.render();
+            crate::process_metrics::render(&mut text);
+            (200, "text/plain; version=0.0.4; charset=utf-8", text)
+        }
         "/health/live" => (200, "text/plain; charset=utf-8", "live\n".into()),
         "/health/ready" => match health.ready() {
             (true, _) => (200, "text/plain; charset=utf-8", "ready\n".into()),

@@ -20,6 +20,7 @@ pub mod http;
 pub mod internal_events;
 pub mod kafka;
 pub mod pipeline;
+pub mod process_metrics;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -192,6 +192,8 @@ fn shutdown_flag() -> Result<Arc<AtomicBool>> {
 }
 
 fn main() {
+    #[cfg(not(feature = "dhat-heap"))]
+    karpoosheh_engine::process_metrics::jemalloc_is_the_allocator();
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     #[cfg(feature = "dhat-heap")]

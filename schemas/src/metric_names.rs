@@ -4,7 +4,8 @@
 //! so the dashboard need not link the engine.
 //!
 //! Names follow `karpoosheh_<what>_<unit>`: `_total` for counters,
-//! `_seconds` for histograms. Labels are bounded: agency (capped, see
+//! `_seconds` for histograms; the exception is the standard `process_*`
+//! family, named as every Prometheus client library names it. Labels are bounded: agency (capped, see
 //! `internal_events::AgencyLabel`), reason, stage, source kind — never a
 //! national ID.
 
@@ -52,6 +53,63 @@ pub const STORE_WRITE_BUFFER_OVERRUNS: &str = "karpoosheh_store_write_buffer_ove
 pub const READY: &str = "karpoosheh_ready";
 /// Build information. Labels: `version`, `node`.
 pub const BUILD_INFO: &str = "karpoosheh_build_info";
+
+// ---- The process (engine/src/process_metrics.rs) ----
+// Read from /proc when /metrics is scraped (Linux). The `process_*` names
+// are the standard ones every Prometheus client library exports, so
+// existing dashboards and alerts apply as they are.
+
+/// User and system CPU time, seconds.
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+/// Resident memory (RSS), bytes.
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// Highest resident memory since the start (VmHWM), bytes: the figure the
+/// memory benchmarks quote, and what a memory limit must allow.
+pub const PROCESS_PEAK_RESIDENT_MEMORY: &str = "karpoosheh_process_peak_resident_memory_bytes";
+/// Virtual memory size, bytes.
+pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
+/// Start time, seconds since the Unix epoch.
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+/// Open file descriptors (the embedded store keeps its tables open).
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// The soft limit on open file descriptors (absent when unlimited).
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+
+/// The process metrics, emitted wherever the engine serves `/metrics`.
+pub const PROCESS: &[&str] = &[
+    PROCESS_CPU_SECONDS,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_PEAK_RESIDENT_MEMORY,
+    PROCESS_VIRTUAL_MEMORY,
+    PROCESS_START_TIME,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+];
+
+/// Bytes in live heap objects (jemalloc `stats.allocated`).
+pub const ALLOCATOR_ALLOCATED: &str = "karpoosheh_allocator_allocated_bytes";
+/// Bytes of the allocator's pages holding live objects (`stats.active`).
+pub const ALLOCATOR_ACTIVE: &str = "karpoosheh_allocator_active_bytes";
+/// Bytes the allocator has in RAM: live, freed but not yet returned, and
+/// metadata (`stats.resident`). Resident minus allocated is memory the
+/// engine no longer uses but the process still holds.
+pub const ALLOCATOR_RESIDENT: &str = "karpoosheh_allocator_resident_bytes";
+/// Virtual memory kept mapped after its pages went back to the OS
+/// (`stats.retained`; costs no RAM).
+pub const ALLOCATOR_RETAINED: &str = "karpoosheh_allocator_retained_bytes";
+/// The allocator's own metadata (`stats.metadata`).
+pub const ALLOCATOR_METADATA: &str = "karpoosheh_allocator_metadata_bytes";
+
+/// The allocator's metrics: emitted by the `karpoosheh` binary, whose
+/// allocator is jemalloc (not by a test harness that links the engine as
+/// a library); the Kafka end-to-end test proves them emitted.
+pub const ALLOCATOR: &[&str] = &[
+    ALLOCATOR_ALLOCATED,
+    ALLOCATOR_ACTIVE,
+    ALLOCATOR_RESIDENT,
+    ALLOCATOR_RETAINED,
+    ALLOCATOR_METADATA,
+];
 
 /// Notifications by channel (`sms`, `email`, `push`, `none` when every
 /// channel failed), `round` (1-3), `outcome` (`sent`, `failed`) and `to`
@@ -163,7 +221,12 @@ pub const CHANNEL: &[&str] = &[
 /// Every metric the engine emits: the pipeline's ([`ALL`]), the
 /// article-29 follow-up's ([`DELIVERY`]) and the channels' ([`CHANNEL`]).
 pub fn every() -> Vec<&'static str> {
-    ALL.iter().chain(DELIVERY).chain(CHANNEL).copied().collect()
+    ALL.iter()
+        .chain(DELIVERY)
+        .chain(CHANNEL)
+        .chain(PROCESS)
+        .copied()
+        .collect()
 }
 // The Kafka front door (`karpoosheh run`). Emitted only by nodes that
 // consume Kafka, so they are listed apart from `ALL`; the Kafka

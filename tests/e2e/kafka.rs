@@ -772,6 +772,22 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
     let (status, text) = engine.get("/metrics");
     assert_eq!(status, 200);
     assert!(!text.contains(&reg_a), "no national ID in metrics");
+    // The binary allocates with jemalloc, and says how much it holds.
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    let allocated = value(karpoosheh_engine::metric_names::ALLOCATOR_ALLOCATED);
+    let resident = value(karpoosheh_engine::metric_names::ALLOCATOR_RESIDENT);
+    let rss = value(karpoosheh_engine::metric_names::PROCESS_RESIDENT_MEMORY);
+    assert!(
+        allocated > 1e6 && resident >= allocated && rss > allocated,
+        "allocated {allocated}, allocator resident {resident}, process RSS {rss}"
+    );
+    for m in karpoosheh_engine::metric_names::ALLOCATOR {
+        assert!(text.contains(m), "{m} not emitted");
+    }
     assert_eq!(engine.get("/health/ready").0, 200, "ready while consuming");
 
     // Every notice answered on its agency's receipt topic; dead letters

@@ -167,6 +167,14 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         text.contains("karpoosheh_ingest_latency_seconds_bucket"),
         "latency is a real histogram"
     );
+    // Every family is described (as `promtool check metrics` asks).
+    let undescribed: Vec<_> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !text.contains(&format!("# HELP {name} ")))
+        .collect();
+    assert!(undescribed.is_empty(), "no help text: {undescribed:?}");
     crate::monitor::assert_emits_what_the_monitor_reads(&text);
     assert_eq!(get(server.addr, "/nope").0, 404);
 }

@@ -1040,7 +1040,12 @@ mod tests {
             let batch: Vec<Entry> = (0..100u16)
                 .map(|i| {
                     let seq = b * 100 + i + 1;
-                    let n = notice("tax", &format!("r{seq}"), person(100_000_001 + seq as u32), &body);
+                    let n = notice(
+                        "tax",
+                        &format!("r{seq}"),
+                        person(100_000_001 + seq as u32),
+                        &body,
+                    );
                     new_notice(n, seq)
                 })
                 .collect();
@@ -1054,10 +1059,14 @@ mod tests {
             highest <= (2 << 20) + (1 << 20),
             "write buffer reached {highest} bytes against a 2 MiB budget"
         );
-        let Entry::Notice(first) = new_notice(notice("tax", "r1", person(100_000_002), &body), 1) else {
+        let Entry::Notice(first) = new_notice(notice("tax", "r1", person(100_000_002), &body), 1)
+        else {
             unreachable!()
         };
-        assert_eq!(s.notice(first.tracking_code).unwrap().unwrap().notice.body, body);
+        assert_eq!(
+            s.notice(first.tracking_code).unwrap().unwrap().notice.body,
+            body
+        );
     }
 
     #[test]
