@@ -367,6 +367,7 @@ impl<'a> Ctx<'a> {
                 .as_ref()
                 .and_then(|s| self.p99(s, &self.all(r::STORE_WRITE_SECONDS))),
             disk_bytes: g(r::DISK_BYTES),
+            rss_bytes: g(r::RESIDENT_MEMORY),
             kafka_up: g(r::KAFKA_UP).map(|v| v >= 1.0),
             partitions: g(r::KAFKA_ASSIGNED).map(|a| (a, g(r::KAFKA_PAUSED).unwrap_or(0.0))),
             parse_errors: n.parse_errors,

@@ -117,6 +117,7 @@ pub(crate) const KAFKA_LAG: usize = 31;
 pub(crate) const KAFKA_ASSIGNED: usize = 32;
 pub(crate) const KAFKA_PAUSED: usize = 33;
 pub(crate) const KAFKA_PRODUCE_ERRORS: usize = 34;
+pub(crate) const RESIDENT_MEMORY: usize = 35;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -155,6 +156,7 @@ pub const READS: &[Read] = &[
     kafka(m::KAFKA_ASSIGNED_PARTITIONS, Gauge, &[]),
     kafka(m::KAFKA_PAUSED_PARTITIONS, Gauge, &[]),
     kafka(m::KAFKA_PRODUCE_ERRORS, Counter, &[]),
+    read(m::PROCESS_RESIDENT_MEMORY, Gauge, &[]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -204,6 +206,7 @@ mod tests {
             (KAFKA_ASSIGNED, m::KAFKA_ASSIGNED_PARTITIONS),
             (KAFKA_PAUSED, m::KAFKA_PAUSED_PARTITIONS),
             (KAFKA_PRODUCE_ERRORS, m::KAFKA_PRODUCE_ERRORS),
+            (RESIDENT_MEMORY, m::PROCESS_RESIDENT_MEMORY),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {

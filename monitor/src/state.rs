@@ -105,6 +105,8 @@ pub(crate) struct NodeRow {
     /// p99 of one durable store write (a batch), over the rate window.
     pub write_p99: Option<f64>,
     pub disk_bytes: Option<f64>,
+    /// The engine process's resident memory (RSS).
+    pub rss_bytes: Option<f64>,
     pub kafka_up: Option<bool>,
     pub partitions: Option<(f64, f64)>,
     /// Families the last scrape could not read.

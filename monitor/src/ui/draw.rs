@@ -687,11 +687,13 @@ fn nodes(f: &mut Frame, app: &App, s: &State, area: Rect) {
             Cell::from("version"),
             right("sched lag".into()),
             right("disk".into()),
+            right("memory".into()),
             right("partitions".into()),
         ]);
         widths.extend([
             Constraint::Length(4),
             Constraint::Length(9),
+            Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Length(11),
@@ -725,6 +727,7 @@ fn nodes(f: &mut Frame, app: &App, s: &State, area: Rect) {
                     Cell::from(n.version.clone().unwrap_or("–".into())),
                     right(opt(n.scheduler_lag, fmt::duration)),
                     right(opt(n.disk_bytes, fmt::bytes)),
+                    right(opt(n.rss_bytes, fmt::bytes)),
                     right(
                         n.partitions
                             .map_or("–".into(), |(a, p)| format!("{a:.0} ({p:.0} p)")),
@@ -800,10 +803,14 @@ fn node_detail(app: &App, n: &NodeRow) -> Vec<Line<'static>> {
             Span::raw(opt(n.scheduler_lag, fmt::duration)),
             d("  disk "),
             Span::raw(opt(n.disk_bytes, fmt::bytes)),
-            d("  queues decode "),
-            Span::raw(opt(n.queue_decode, fmt::count)),
-            d(" commit "),
-            Span::raw(opt(n.queue_commit, fmt::count)),
+            d("  memory "),
+            Span::raw(opt(n.rss_bytes, fmt::bytes)),
+            d("  queue d/c "),
+            Span::raw(format!(
+                "{}/{}",
+                opt(n.queue_decode, fmt::count),
+                opt(n.queue_commit, fmt::count)
+            )),
             d("  shards "),
             Span::raw(opt(n.shards, fmt::count)),
         ]),
