@@ -19,6 +19,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::metric_names as m;
 
@@ -220,6 +221,10 @@ pub fn read_allocator() -> Option<AllocatorStats> {
     if !JEMALLOC.load(Ordering::Relaxed) {
         return None;
     }
+    // One refresh and its reads at a time: two scrapes at once (the
+    // server answers on two threads) must not mix two snapshots.
+    static READING: Mutex<()> = Mutex::new(());
+    let _one = READING.lock().unwrap_or_else(|p| p.into_inner());
     epoch::advance().ok()?;
     Some(AllocatorStats {
         allocated: stats::allocated::read().ok()? as f64,

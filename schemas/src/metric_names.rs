@@ -218,8 +218,10 @@ pub const CHANNEL: &[&str] = &[
     CHANNEL_GATEWAY_INFO,
 ];
 
-/// Every metric the engine emits: the pipeline's ([`ALL`]), the
-/// article-29 follow-up's ([`DELIVERY`]) and the channels' ([`CHANNEL`]).
+/// Every metric the engine emits wherever it serves `/metrics`: the
+/// pipeline's ([`ALL`]), the article-29 follow-up's ([`DELIVERY`]), the
+/// channels' ([`CHANNEL`]) and the process's ([`PROCESS`]). Not the
+/// allocator's ([`ALLOCATOR`], the binary only) nor Kafka's ([`KAFKA`]).
 pub fn every() -> Vec<&'static str> {
     ALL.iter()
         .chain(DELIVERY)
