@@ -124,14 +124,6 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Peak resident set size of this process, from /proc (Linux).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Runs the engine on `cfg` (its store path must be prepared) fed by the
 /// generator. `shutdown` stops it early, cleanly.
 pub fn run(
@@ -286,7 +278,7 @@ pub fn run(
         data_dir: cfg.store.path.clone(),
         metrics_addr,
         example,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: crate::process_metrics::peak_rss_bytes(),
         follow_up,
         dashboard_log,
     })

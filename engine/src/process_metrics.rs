@@ -166,24 +166,31 @@ fn parse_proc(stat: &str, status: &str, boot: &str, ticks: f64) -> Option<ProcSt
     let stime = field(15)?;
     let start_ticks = field(22)?;
     let vsize = field(23)?;
-    let kib = |key: &str| {
-        status.lines().find_map(|l| {
-            let v = l.strip_prefix(key)?.strip_prefix(':')?;
-            let n: f64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(n * 1024.0)
-        })
-    };
     let btime: f64 = boot
         .lines()
         .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
     Some(ProcStats {
         cpu_seconds: (utime + stime) / ticks,
-        resident_bytes: kib("VmRSS")?,
-        peak_resident_bytes: kib("VmHWM")?,
+        resident_bytes: status_bytes(status, "VmRSS")? as f64,
+        peak_resident_bytes: status_bytes(status, "VmHWM")? as f64,
         virtual_bytes: vsize,
         start_time_seconds: btime + start_ticks / ticks,
         open_fds: None,
         max_fds: None,
+    })
+}
+
+/// Peak resident set size of this process (VmHWM), from /proc (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
+}
+
+/// A `KEY:   N kB` line of `/proc/self/status`, in bytes.
+fn status_bytes(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix(':')?;
+        let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
     })
 }
 

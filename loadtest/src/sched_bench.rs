@@ -120,7 +120,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
     store.write_delivery(&batch)?;
     drop(batch);
     let setup_secs = t.elapsed().as_secs_f64();
-    let peak_rss_bytes = karpoosheh_engine::demo::peak_rss_bytes();
+    let peak_rss_bytes = karpoosheh_engine::process_metrics::peak_rss_bytes();
     // Closed and opened again: the scan phase starts as a restarted node
     // with `pending` rounds waiting, its write buffers empty.
     drop(store);
@@ -159,8 +159,8 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         disk_bytes,
         disk_bytes_per_pending: disk_bytes as f64 / opts.pending.max(1) as f64,
         scan_peak_rss_bytes: measured_scan
-            .then(karpoosheh_engine::demo::peak_rss_bytes)
+            .then(karpoosheh_engine::process_metrics::peak_rss_bytes)
             .flatten(),
-        peak_rss_bytes: peak_rss_bytes.max(karpoosheh_engine::demo::peak_rss_bytes()),
+        peak_rss_bytes: peak_rss_bytes.max(karpoosheh_engine::process_metrics::peak_rss_bytes()),
     })
 }

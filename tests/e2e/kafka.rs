@@ -246,6 +246,17 @@ impl Names {
     }
 }
 
+/// Sum of a metric's samples in a `/metrics` text whose label text
+/// contains `filter`.
+fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 struct Engine {
     child: Child,
     metrics: SocketAddr,
@@ -350,13 +361,7 @@ impl Engine {
 
     /// Sum of a metric's samples whose label text contains `filter`.
     fn metric(&self, name: &str, filter: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-            .filter(|l| l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_in(&self.get("/metrics").1, name, filter)
     }
 
     /// Records durably handled: stored + duplicates + rejected + dead.
@@ -772,12 +777,9 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
     let (status, text) = engine.get("/metrics");
     assert_eq!(status, 200);
     assert!(!text.contains(&reg_a), "no national ID in metrics");
-    // The binary allocates with jemalloc, and says how much it holds.
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} not in /metrics"))
-    };
+    // The binary allocates with jemalloc, and says how much it holds
+    // (read from one scrape; a missing metric reads 0 and fails below).
+    let value = |name: &str| metric_in(&text, name, "");
     let allocated = value(karpoosheh_engine::metric_names::ALLOCATOR_ALLOCATED);
     let resident = value(karpoosheh_engine::metric_names::ALLOCATOR_RESIDENT);
     let rss = value(karpoosheh_engine::metric_names::PROCESS_RESIDENT_MEMORY);
