@@ -182,10 +182,10 @@ fn describe_all() {
         "Channel circuit breaker: 0 closed, 1 half-open, 2 open."
     );
     describe_counter!(m::CHANNEL_CIRCUIT_OPENED, "Times a channel breaker opened.");
-    describe_gauge!(
-        m::CHANNEL_RATE_LIMITED_SECONDS,
+    describe_histogram!(
+        m::CHANNEL_RATE_LIMIT_WAIT_SECONDS,
         Unit::Seconds,
-        "Seconds spent waiting for channel rate-limit tokens (only grows)."
+        "How long sends waited for a channel rate-limit token (sends that waited); rate of _sum is saturation."
     );
     describe_counter!(
         m::CHANNEL_RATE_LIMIT_REJECTED,

@@ -434,7 +434,8 @@ impl ChannelsStarted {
             counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RETRIES, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel).increment(0);
-            gauge!(m::CHANNEL_RATE_LIMITED_SECONDS, "channel" => channel).increment(0.0);
+            // Registered, so the histogram shows (empty) before the first wait.
+            let _ = histogram!(m::CHANNEL_RATE_LIMIT_WAIT_SECONDS, "channel" => channel);
             for outcome in ["accepted", "transient", "permanent"] {
                 counter!(m::CHANNEL_ATTEMPTS, "channel" => channel, "gateway" => *gateway, "outcome" => outcome)
                     .increment(0);
@@ -569,9 +570,8 @@ pub struct ChannelRateLimitWaited {
 
 impl ChannelRateLimitWaited {
     pub fn emit(self) {
-        // A float sum: a gauge only ever incremented (counters are integers).
-        gauge!(m::CHANNEL_RATE_LIMITED_SECONDS, "channel" => channel_label(self.channel))
-            .increment(self.waited.as_secs_f64());
+        histogram!(m::CHANNEL_RATE_LIMIT_WAIT_SECONDS, "channel" => channel_label(self.channel))
+            .record(self.waited.as_secs_f64());
     }
 }
 

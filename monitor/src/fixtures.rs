@@ -2,7 +2,10 @@
 //! `karpoosheh demo` (monitor/fixtures/, taken 5 s apart), on a made-up
 //! clock, so every view renders the same way on every machine. (Their
 //! `process_resident_memory_bytes` lines were added after the capture, at
-//! the demo's usual level, when the engine began to export them.)
+//! the demo's usual level, when the engine began to export them; their
+//! all-zero `karpoosheh_channel_rate_limited_seconds_total` gauge was
+//! rewritten as the empty `karpoosheh_channel_rate_limit_wait_seconds`
+//! histogram that replaced it.)
 //!
 //! - `10.0.0.1:9464` — the demo node as captured, 04 s → 14 s into its run.
 //! - `10.0.0.2:9464` — the same capture 14 s → 24 s, as a Kafka node

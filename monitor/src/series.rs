@@ -96,7 +96,9 @@ impl Registry {
                         Some(le) => Some(le),
                         None => continue,
                     },
-                    (Kind::Histogram, _) | (_, "_sum" | "_count" | "_bucket") => continue,
+                    (Kind::HistogramSum, "_sum") => None,
+                    (Kind::Histogram | Kind::HistogramSum, _)
+                    | (_, "_sum" | "_count" | "_bucket") => continue,
                     _ => None,
                 };
                 let labels: Box<[Box<str>]> = r
@@ -403,6 +405,29 @@ mod tests {
 
     fn counter(p: &Point) -> f64 {
         p.get(0, true).unwrap()
+    }
+
+    #[test]
+    fn a_histogram_sum_is_read_as_one_series_per_label_set() {
+        // The rate-limit wait: only `_sum` is kept, per channel; the
+        // buckets and the count are not mistaken for it.
+        let mut r = Registry::new();
+        let text = "# TYPE karpoosheh_channel_rate_limit_wait_seconds histogram\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_bucket{channel=\"push\",le=\"0.5\"} 3\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_bucket{channel=\"push\",le=\"+Inf\"} 4\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_sum{channel=\"push\"} 1.25\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_count{channel=\"push\"} 4\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_sum{channel=\"sms\"} 0\n\
+                    karpoosheh_channel_rate_limit_wait_seconds_count{channel=\"sms\"} 0\n";
+        let values = r.extract(&crate::prom::parse(text).unwrap());
+        let ids = r.of(reads::CH_RATE_LIMITED).to_vec();
+        assert_eq!(ids.len(), 2, "one series per channel");
+        let by_channel: Vec<(String, f64)> = ids
+            .iter()
+            .map(|&id| (r.info(id).labels[0].to_string(), values[id]))
+            .collect();
+        assert!(by_channel.contains(&("push".into(), 1.25)), "{by_channel:?}");
+        assert!(by_channel.contains(&("sms".into(), 0.0)), "{by_channel:?}");
     }
 
     #[test]

@@ -194,9 +194,10 @@ pub const CHANNEL_RETRIES: &str = "karpoosheh_channel_retries_total";
 pub const CHANNEL_CIRCUIT_STATE: &str = "karpoosheh_channel_circuit_state";
 /// Times a breaker opened. Labels: `channel`.
 pub const CHANNEL_CIRCUIT_OPENED: &str = "karpoosheh_channel_circuit_opened_total";
-/// Seconds spent waiting for rate-limit tokens (saturation). A gauge
-/// that only grows (float sum): use `rate()`. Labels: `channel`.
-pub const CHANNEL_RATE_LIMITED_SECONDS: &str = "karpoosheh_channel_rate_limited_seconds_total";
+/// How long a send waited for a rate-limit token, for sends that waited.
+/// Its `_sum` is the channel's saturation (seconds waited per second,
+/// with `rate()`). Labels: `channel`.
+pub const CHANNEL_RATE_LIMIT_WAIT_SECONDS: &str = "karpoosheh_channel_rate_limit_wait_seconds";
 /// Sends that gave up waiting for a token (channel skipped). Labels: `channel`.
 pub const CHANNEL_RATE_LIMIT_REJECTED: &str = "karpoosheh_channel_rate_limit_rejected_total";
 /// Time of one attempt. Labels: `channel`.
@@ -212,7 +213,7 @@ pub const CHANNEL: &[&str] = &[
     CHANNEL_RETRIES,
     CHANNEL_CIRCUIT_STATE,
     CHANNEL_CIRCUIT_OPENED,
-    CHANNEL_RATE_LIMITED_SECONDS,
+    CHANNEL_RATE_LIMIT_WAIT_SECONDS,
     CHANNEL_RATE_LIMIT_REJECTED,
     CHANNEL_SEND_SECONDS,
     CHANNEL_GATEWAY_INFO,

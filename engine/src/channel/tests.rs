@@ -1073,11 +1073,23 @@ fn channel_metrics_are_emitted_with_bounded_labels_and_no_personal_data() {
     }
     let waited: f64 = text
         .lines()
-        .find(|l| l.starts_with(r#"karpoosheh_channel_rate_limited_seconds_total{channel="push"}"#))
+        .find(|l| {
+            l.starts_with(r#"karpoosheh_channel_rate_limit_wait_seconds_sum{channel="push"}"#)
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("push waited for a token");
     assert!((0.1..0.35).contains(&waited), "push waited {waited} s");
+    // One wait, as a histogram (a typed counterpart Prometheus accepts);
+    // SMS never waited, yet its series is there from the start.
+    assert!(
+        text.contains(r#"karpoosheh_channel_rate_limit_wait_seconds_count{channel="push"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"karpoosheh_channel_rate_limit_wait_seconds_count{channel="sms"} 0"#),
+        "{text}"
+    );
     assert!(text.contains("karpoosheh_channel_send_seconds_bucket"));
     for pd in [
         "0912",
