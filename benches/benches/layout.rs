@@ -8,6 +8,7 @@
 //!   (arrives in key order), plus a 17-byte mailbox index key, no value.
 //! - `mailbox_ordered` (the obvious layout): record under mailbox ‖ code,
 //!   so the big values arrive in random key order.
+//!
 //! Runs each three times, alternating, and prints medians and the ratio.
 //! `cargo bench --bench layout` (about a minute).
 

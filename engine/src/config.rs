@@ -26,7 +26,7 @@ use crate::store::{
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "KARPOOSHEH__";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This engine node's number, 0-1023, unique in the fleet: it is part
@@ -47,24 +47,6 @@ pub struct Config {
     pub agencies: AgenciesConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node_id: 0,
-            store: StoreConfig::default(),
-            pipeline: PipelineConfig::default(),
-            limits: Limits::default(),
-            metrics: MetricsConfig::default(),
-            log: LogConfig::default(),
-            delivery: crate::delivery::DeliveryConfig::default(),
-            channels: ChannelsConfig::default(),
-            kafka: KafkaConfig::default(),
-            agencies: AgenciesConfig::default(),
-            scylla: ScyllaConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -248,10 +248,7 @@ pub fn run(
     }
     let _ = generator.join();
 
-    let follow_up = match follow {
-        Some(f) => Some(f.finish(&tally, opts, &shutdown, &screen_taken)),
-        None => None,
-    };
+    let follow_up = follow.map(|f| f.finish(&tally, opts, &shutdown, &screen_taken));
     // The work is done: give the screen back before the report.
     drop(dashboard);
 
@@ -721,7 +718,7 @@ impl DemoReport {
             .map(|(r, n)| (*r, *n, "rejected"))
             .chain(t.dead_letters.iter().map(|(r, n)| (*r, *n, "dead letter")))
             .collect();
-        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
         if !reasons.is_empty() {
             let _ = writeln!(s, "  rejections by reason");
             for (r, n, what) in reasons {

@@ -302,7 +302,6 @@ fn run(cli: Cli) -> Result<()> {
                 follow_up: !no_follow_up,
                 dashboard: !no_dashboard,
                 follow_up_timeout: follow_up_timeout.0,
-                ..DemoOptions::default()
             };
             eprintln!(
                 "karpoosheh demo: {} notices into {} (durability {:?}); metrics on http://{}/metrics; Ctrl-C stops cleanly",

@@ -426,7 +426,10 @@ mod tests {
             .iter()
             .map(|&id| (r.info(id).labels[0].to_string(), values[id]))
             .collect();
-        assert!(by_channel.contains(&("push".into(), 1.25)), "{by_channel:?}");
+        assert!(
+            by_channel.contains(&("push".into(), 1.25)),
+            "{by_channel:?}"
+        );
         assert!(by_channel.contains(&("sms".into(), 0.0)), "{by_channel:?}");
     }
 

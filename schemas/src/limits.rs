@@ -232,8 +232,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Limits::default().validate().unwrap();
-        let mut l = Limits::default();
-        l.max_attachment_bytes = ByteSize::mib(100);
+        let l = Limits {
+            max_attachment_bytes: ByteSize::mib(100),
+            ..Limits::default()
+        };
         assert!(l.validate().is_err());
     }
 

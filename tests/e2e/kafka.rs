@@ -424,10 +424,13 @@ fn open_store(data: &Path) -> FjallStore {
 
 // ---------------------------------------------------------------- receipts
 
+/// One receipt read back: (event, tracking code if any, duplicate?).
+type Receipt = (String, Option<String>, bool);
+
 #[derive(Default, Debug)]
 struct Answers {
     /// (agency, reference) → (event, tracking code if any, duplicate?)
-    receipts: HashMap<(String, String), Vec<(String, Option<String>, bool)>>,
+    receipts: HashMap<(String, String), Vec<Receipt>>,
     receipt_ids: HashSet<String>,
     repeats: usize,
     /// Dead letters: (reason, source topic, source offset).

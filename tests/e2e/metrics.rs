@@ -83,7 +83,6 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
 
     // The article-29 follow-up on the same store: rounds through the
     // configured (simulated) channels, two confirmations, receipts out.
-    let mut cfg = cfg;
     cfg.delivery.quiet_hours = String::new();
     let registry_store = store_handle.clone();
     let profiles: Vec<MailboxProfile> = ids

@@ -621,8 +621,10 @@ mod unit {
         let mut c = DeliveryConfig::default();
         c.round_intervals.pop();
         assert!(c.validate().unwrap_err().contains("three"));
-        let mut c = DeliveryConfig::default();
-        c.record_retention = HumanDuration(std::time::Duration::from_secs(30 * DAY));
+        let c = DeliveryConfig {
+            record_retention: HumanDuration(std::time::Duration::from_secs(30 * DAY)),
+            ..DeliveryConfig::default()
+        };
         assert!(c.validate().unwrap_err().contains("six months"));
     }
 

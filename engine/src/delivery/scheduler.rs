@@ -497,12 +497,10 @@ impl Scheduler {
                         n += 1;
                         let entry = match work.get_mut(&code) {
                             Some(e) => Some(e),
-                            None => match self.store.delivery(code)? {
-                                Some(r) => {
-                                    Some(work.entry(code).or_insert((r, DeliveryWrite::default())))
-                                }
-                                None => None,
-                            },
+                            None => self
+                                .store
+                                .delivery(code)?
+                                .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
                         };
                         if let Some((rec, w)) = entry {
                             if rec.state == DeliveryState::AwaitingActivation {

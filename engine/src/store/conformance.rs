@@ -20,7 +20,8 @@ pub type Factory<'a> = dyn FnMut(&str) -> (Box<dyn Store>, Box<dyn Any>) + 'a;
 
 /// Runs every case.
 pub fn run_all(factory: &mut Factory<'_>) {
-    let cases: &[(&str, fn(&dyn Store))] = &[
+    type Case = (&'static str, fn(&dyn Store));
+    let cases: &[Case] = &[
         ("stores_and_reads_back", stores_and_reads_back),
         (
             "mailbox_is_newest_first_and_pages",
@@ -438,12 +439,12 @@ fn profiles_are_kept_newest_wins(s: &dyn Store) {
     );
     assert_eq!(s.profile(a).unwrap(), Some(v1.clone()));
     assert_eq!(
-        s.put_profiles(&[v2.clone()]).unwrap(),
+        s.put_profiles(std::slice::from_ref(&v2)).unwrap(),
         [true],
         "a newer version replaces"
     );
     assert_eq!(
-        s.put_profiles(&[v1.clone()]).unwrap(),
+        s.put_profiles(std::slice::from_ref(&v1)).unwrap(),
         [false],
         "a re-delivered older version is ignored"
     );
