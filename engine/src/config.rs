@@ -89,9 +89,12 @@ impl Default for StoreConfig {
             path: PathBuf::from("./karpoosheh-data"),
             durability: Durability::SyncData,
             // Holds the index and filter blocks that bulk ingest reads
-            // (reference checks); data blocks are cached by the OS page
-            // cache as well. Measured against 256 MiB: same ingest rate,
-            // less memory (BENCHMARKS.md, "Memory").
+            // (reference checks); the OS page cache holds every block as
+            // well, outside the engine's RSS. Against 64 MiB: the same
+            // ingest and scheduler rates, and full within the first
+            // million or two notices instead of slowly filling for twenty
+            // million, the largest term of the 5M demo's growth
+            // (BENCHMARKS.md, "Memory").
             cache_size: ByteSize(DEFAULT_CACHE_BYTES),
             // 16 MiB holds ~10k notices. Against 64 MiB: the same or a
             // higher ingest rate at about half the peak RSS (BENCHMARKS.md).

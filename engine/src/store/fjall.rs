@@ -98,7 +98,7 @@ pub struct FjallStoreConfig {
 /// Defaults of `store.cache_size`, `store.memtable_size` and
 /// `store.max_journal_size` (the configuration's defaults come from here;
 /// the reasons are beside `StoreConfig::default`).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_CACHE_BYTES: u64 = 4 << 20;
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
 pub const DEFAULT_MAX_JOURNAL_BYTES: u64 = 128 << 20;
 pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 48 << 20;
