@@ -31,7 +31,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ::fjall::config::{PartitioningPolicy, PinningPolicy};
+use ::fjall::config::{FilterPolicy, PartitioningPolicy, PinningPolicy};
 use ::fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use karpoosheh_schemas::{
     AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
@@ -403,18 +403,28 @@ impl FjallStore {
                 .index_block_pinning_policy(PinningPolicy::all(false))
                 .filter_block_pinning_policy(PinningPolicy::all(false))
         };
+        // Bloom filters only serve point reads. The keyspaces read only by
+        // range or prefix (mailbox listings, the timer wheel, the outbox,
+        // rejections, dead letters, accounts awaiting activation) build
+        // none: a filter there costs a hash of every key at every flush
+        // and compaction, and the writer holds a table's whole filter until
+        // the table is finished -- up to 10 MB for a 64 MiB table of
+        // 17-byte mailbox keys, live at a 5M run's peak (BENCHMARKS.md,
+        // "Memory").
+        let ranged = move || opts().filter_policy(FilterPolicy::disabled());
+        let ordered_ranged = move || ordered().filter_policy(FilterPolicy::disabled());
         let notices = db.keyspace("notices", ordered)?;
-        let mailbox = db.keyspace("mailbox", opts)?;
+        let mailbox = db.keyspace("mailbox", ranged)?;
         let refs = db.keyspace("refs", opts)?;
-        let rejections = db.keyspace("rejections", ordered)?;
-        let dead_letters = db.keyspace("dead_letters", ordered)?;
+        let rejections = db.keyspace("rejections", ordered_ranged)?;
+        let dead_letters = db.keyspace("dead_letters", ordered_ranged)?;
         let profiles = db.keyspace("profiles", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let delivery = db.keyspace("delivery", ordered)?;
-        let timers = db.keyspace("timers", ordered)?;
-        let outbox = db.keyspace("outbox", ordered)?;
+        let timers = db.keyspace("timers", ordered_ranged)?;
+        let outbox = db.keyspace("outbox", ordered_ranged)?;
         let confirmations = db.keyspace("confirmations", opts)?;
-        let awaiting = db.keyspace("awaiting", opts)?;
+        let awaiting = db.keyspace("awaiting", ranged)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
@@ -1067,6 +1077,41 @@ mod tests {
             s.notice(first.tracking_code).unwrap().unwrap().notice.body,
             body
         );
+    }
+
+    #[test]
+    fn filters_only_where_point_reads_are() {
+        use crate::store::conformance::{new_notice, notice, person};
+        use ::fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let s = FjallStore::open(cfg).unwrap();
+        let batch: Vec<Entry> = (1..=200u32)
+            .map(|i| {
+                new_notice(
+                    notice("tax", &format!("r{i}"), person(100_000_001 + i), "body"),
+                    i as u16,
+                )
+            })
+            .collect();
+        assert!(s
+            .write(&batch)
+            .unwrap()
+            .iter()
+            .all(|o| *o == Outcome::Stored));
+        for k in [&s.mailbox, &s.refs, &s.notices] {
+            k.rotate_memtable_and_wait().unwrap();
+            assert_eq!(k.table_count(), 1);
+        }
+        // Mailbox listings are range reads: no filter to build or hold.
+        assert_eq!(s.mailbox.tree.filter_size(), 0);
+        // Reference checks and notice lookups are point reads: filtered.
+        assert!(s.refs.tree.filter_size() > 0);
+        assert!(s.notices.tree.filter_size() > 0);
+        // And the listing still works.
+        let page = s.mailbox(person(100_000_002), None, 10).unwrap();
+        assert_eq!(page.notices.len(), 1);
     }
 
     #[test]
