@@ -6,6 +6,7 @@
 
 mod bench;
 pub mod kafka;
+pub mod read_bench;
 pub mod sched_bench;
 
 pub use bench::{pipeline_benchmark, BenchOptions, BenchResult};

@@ -119,6 +119,32 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         idle: u64,
     },
+    /// Read benchmark: mailbox first pages and tracking-code lookups per
+    /// second, with their latency, from a filled store reopened with each
+    /// block-cache size (sizes alternate round by round).
+    BenchReads {
+        /// Notices stored before reading (the fill is not timed).
+        #[arg(long, default_value_t = 1_000_000)]
+        notices: u64,
+        /// Reads of each kind per round and cache size.
+        #[arg(long, default_value_t = 200_000)]
+        reads: u64,
+        /// Reader threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Block-cache sizes to compare, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "4MiB,64MiB")]
+        cache_sizes: Vec<karpoosheh_schemas::ByteSize>,
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+        /// Empty the kernel's page cache before each round (root only), so
+        /// the first reads come from the disk.
+        #[arg(long)]
+        drop_caches: bool,
+        /// Scratch directory.
+        #[arg(long, default_value = "./karpoosheh-bench")]
+        dir: PathBuf,
+    },
     /// Whole-pipeline benchmark: pipeline vs raw store vs raw disk, one run.
     BenchPipeline {
         #[arg(long, default_value_t = 300_000)]
@@ -314,6 +340,49 @@ fn run() -> Result<()> {
                 std::time::Duration::from_secs(*idle),
             )?;
             println!("{}", serde_json::to_string(&r)?);
+        }
+        Command::BenchReads {
+            notices,
+            reads,
+            threads,
+            cache_sizes,
+            rounds,
+            drop_caches,
+            dir,
+        } => {
+            std::fs::create_dir_all(dir)?;
+            let cfg = load(vec![])?;
+            let r = karpoosheh_loadtest::read_bench::read_benchmark(
+                karpoosheh_loadtest::read_bench::ReadOptions {
+                    notices: *notices,
+                    reads: *reads,
+                    threads: *threads,
+                    cache_sizes: cache_sizes.clone(),
+                    rounds: *rounds,
+                    drop_caches: *drop_caches,
+                    dir: dir.clone(),
+                    config: cfg,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if *drop_caches && r.rounds.iter().any(|x| !x.page_cache_dropped) {
+                eprintln!("note: the page cache could not be emptied (needs root); reads were warm");
+            }
+            for x in &r.rounds {
+                eprintln!(
+                    "cache {:>6.1} MiB, round {}: pages {:.0}/s (p50 {} us, p99 {} us), lookups {:.0}/s (p50 {} us, p99 {} us), cache used {:.1} MiB, peak RSS {}",
+                    x.cache_bytes as f64 / 1048576.0,
+                    x.round,
+                    x.mailbox_pages.per_sec,
+                    x.mailbox_pages.p50_us,
+                    x.mailbox_pages.p99_us,
+                    x.tracking_lookups.per_sec,
+                    x.tracking_lookups.p50_us,
+                    x.tracking_lookups.p99_us,
+                    x.cache_used_bytes as f64 / 1048576.0,
+                    x.peak_rss_bytes.map_or("n/a".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+                );
+            }
         }
         Command::BenchPipeline { notices, dir } => {
             std::fs::create_dir_all(dir)?;
