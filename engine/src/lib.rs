@@ -45,16 +45,21 @@ pub fn open_store_read_only(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, S
     open(cfg, true)
 }
 
+/// The embedded store's settings from the configuration's `[store]`.
+pub fn fjall_config(cfg: &Config) -> FjallStoreConfig {
+    let mut s = FjallStoreConfig::new(&cfg.store.path);
+    s.durability = cfg.store.durability;
+    s.cache_bytes = cfg.store.cache_size.as_u64();
+    s.memtable_bytes = cfg.store.memtable_size.as_u64();
+    s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
+    s.write_buffer_bytes = cfg.store.write_buffer_size.as_u64();
+    s
+}
+
 fn open(cfg: &Config, read_only: bool) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match cfg.store.backend {
         config::StoreBackend::Embedded => {
-            let mut s = FjallStoreConfig::new(&cfg.store.path);
-            s.durability = cfg.store.durability;
-            s.cache_bytes = cfg.store.cache_size.as_u64();
-            s.memtable_bytes = cfg.store.memtable_size.as_u64();
-            s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
-            s.write_buffer_bytes = cfg.store.write_buffer_size.as_u64();
-            Ok(std::sync::Arc::new(FjallStore::open(s)?))
+            Ok(std::sync::Arc::new(FjallStore::open(fjall_config(cfg))?))
         }
         config::StoreBackend::Scylla => Ok(std::sync::Arc::new(store::scylla::ScyllaStore::open(
             store::scylla::ScyllaStoreConfig {

@@ -365,12 +365,18 @@ fn run() -> Result<()> {
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
-            if *drop_caches && r.rounds.iter().any(|x| !x.page_cache_dropped) {
-                eprintln!("note: the page cache could not be emptied (needs root); reads were warm");
+            if *drop_caches
+                && r.rounds.iter().any(|x| {
+                    !x.mailbox_pages.page_cache_dropped || !x.tracking_lookups.page_cache_dropped
+                })
+            {
+                eprintln!(
+                    "note: the page cache could not be emptied (needs root); reads were warm"
+                );
             }
             for x in &r.rounds {
                 eprintln!(
-                    "cache {:>6.1} MiB, round {}: pages {:.0}/s (p50 {} us, p99 {} us), lookups {:.0}/s (p50 {} us, p99 {} us), cache used {:.1} MiB, peak RSS {}",
+                    "cache {:>6.1} MiB, round {}: pages {:.0}/s (p50 {} us, p99 {} us), lookups {:.0}/s (p50 {} us, p99 {} us), cache used {:.1} / {:.1} MiB",
                     x.cache_bytes as f64 / 1048576.0,
                     x.round,
                     x.mailbox_pages.per_sec,
@@ -379,8 +385,8 @@ fn run() -> Result<()> {
                     x.tracking_lookups.per_sec,
                     x.tracking_lookups.p50_us,
                     x.tracking_lookups.p99_us,
-                    x.cache_used_bytes as f64 / 1048576.0,
-                    x.peak_rss_bytes.map_or("n/a".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+                    x.mailbox_pages.cache_used_bytes as f64 / 1048576.0,
+                    x.tracking_lookups.cache_used_bytes as f64 / 1048576.0,
                 );
             }
         }

@@ -1,25 +1,28 @@
 //! The read benchmark: what a node serving mailboxes does after ingest.
-//! A store is filled once with `notices` realistic notices (not timed),
-//! then, for each block-cache size asked for, reopened as a restarted node
-//! would be and read from `threads` threads: first pages of mailboxes
-//! (newest first, 20 notices: one range read in the mailbox index and a
-//! point read per listed notice), then lookups by tracking code. Recipients
-//! and codes are drawn at random from the notices stored, so busy mailboxes
-//! (the large companies) are read as often as they receive. Cache sizes
-//! alternate round by round, so a machine that gets busier mid-way
-//! affects each alike. With `drop_caches` (root only) the kernel's page
-//! cache is emptied before each read phase: the first reads then come from
-//! the disk, as on a node whose store is larger than its memory.
+//! A store is filled once with `notices` realistic notices, flushed and
+//! fully compacted (not timed), then, for each block-cache size asked for,
+//! reopened as a restarted node would be and read from `threads` threads:
+//! first pages of mailboxes (newest first, 20 notices: one range read in
+//! the mailbox index and a point read per listed notice), and lookups by
+//! tracking code, each kind from a freshly opened store. Recipients and
+//! codes are drawn at random from the notices stored, so busy mailboxes
+//! (the large companies) are read as often as they receive; both cache
+//! sizes of a round read the same draws. Cache sizes alternate in ABBA
+//! order, so a machine that gets busier mid-way affects each alike. With
+//! `drop_caches` (root only) the kernel's page cache is emptied before
+//! each phase: the first reads then come from the disk, as on a node whose
+//! store is larger than its memory.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use hdrhistogram::Histogram;
-use karpoosheh_engine::store::{Entry, NewNotice, Store};
+use karpoosheh_engine::store::{Entry, NewNotice, Outcome, Store};
 use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
-use karpoosheh_engine::{open_store, Config, TrackingCodes};
+use karpoosheh_engine::{fjall_config, open_store, Config, FjallStore, TrackingCodes};
 use karpoosheh_schemas::{decode_notice, ByteSize, MailboxId, SourcePosition, TrackingCode};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -48,20 +51,21 @@ pub struct ReadPhase {
     pub max_us: u64,
     /// Notices returned (mailbox pages only).
     pub notices_read: u64,
+    /// Whether the page cache was emptied before this phase.
+    pub page_cache_dropped: bool,
+    /// Block cache in use at the end of the phase.
+    pub cache_used_bytes: u64,
+    /// Peak RSS from opening the store to the end of the phase (it starts
+    /// from what the process held before: the allocator keeps freed pages).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct ReadRound {
     pub cache_bytes: u64,
     pub round: u32,
-    /// Whether the page cache was emptied before this round.
-    pub page_cache_dropped: bool,
     pub mailbox_pages: ReadPhase,
     pub tracking_lookups: ReadPhase,
-    /// Block cache in use at the end of the round.
-    pub cache_used_bytes: u64,
-    /// Peak RSS from reopening the store to the end of the round.
-    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -102,7 +106,11 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
         duplicate_ratio: 0.0,
         ..Default::default()
     });
-    let store = open_store(&cfg)?;
+    anyhow::ensure!(
+        cfg.store.backend == karpoosheh_engine::config::StoreBackend::Embedded,
+        "bench-reads measures the embedded store (store.backend = \"embedded\")"
+    );
+    let store = FjallStore::open(fjall_config(&cfg))?;
     let now = Utc::now();
     let mut codes = TrackingCodes::new(0, None);
     let mut stored: Vec<(MailboxId, TrackingCode)> = Vec::with_capacity(opts.notices as usize);
@@ -131,40 +139,70 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
                 })
             })
             .collect();
-        store.write(&entries)?;
+        let outcomes = store.write(&entries)?;
+        anyhow::ensure!(
+            outcomes.iter().all(|o| *o == Outcome::Stored),
+            "the fill stored fewer notices than it wrote"
+        );
         i = end;
     }
     let fill_secs = t.elapsed().as_secs_f64();
+    // Every memtable flushed and every keyspace compacted: the reads see
+    // the same tables in every round, with no flush or compaction beside.
+    store.settle()?;
     drop(store);
 
+    let mut per_mailbox: HashMap<MailboxId, usize> = HashMap::new();
+    for (m, _) in &stored {
+        *per_mailbox.entry(*m).or_default() += 1;
+    }
+    let stored = Arc::new(Stored {
+        notices: stored,
+        per_mailbox,
+    });
     let mut rounds = Vec::new();
     let mut disk_bytes = 0;
-    let stored = Arc::new(stored);
     for round in 1..=opts.rounds {
-        for &cache in &opts.cache_sizes {
+        // ABBA: every other round runs the sizes in reverse.
+        let mut sizes = opts.cache_sizes.clone();
+        if round % 2 == 0 {
+            sizes.reverse();
+        }
+        for cache in sizes {
             let mut cfg = cfg.clone();
             cfg.store.cache_size = cache;
-            let dropped = opts.drop_caches && drop_page_cache();
-            let store = open_store(&cfg)?;
-            disk_bytes = store.stats().disk_bytes;
-            let measured = reset_peak_rss();
             let seed = u64::from(round) << 32;
-            let mailbox_pages = phase(&store, &stored, opts.reads, opts.threads, seed, true)?;
-            let tracking_lookups =
-                phase(&store, &stored, opts.reads, opts.threads, seed + 1, false)?;
+            let mut run = |pages: bool, seed: u64| -> anyhow::Result<ReadPhase> {
+                let dropped = opts.drop_caches && drop_page_cache();
+                let measured = reset_peak_rss();
+                let store = open_store(&cfg)?;
+                disk_bytes = store.stats().disk_bytes;
+                let mut p = phase(&store, &stored, opts.reads, opts.threads, seed, pages)?;
+                p.page_cache_dropped = dropped;
+                p.cache_used_bytes = store.stats().cache_bytes;
+                p.peak_rss_bytes = measured
+                    .then(karpoosheh_engine::process_metrics::peak_rss_bytes)
+                    .flatten();
+                Ok(p)
+            };
+            let mailbox_pages = run(true, seed)?;
+            let tracking_lookups = run(false, seed + 1)?;
             rounds.push(ReadRound {
                 cache_bytes: cache.as_u64(),
                 round,
-                page_cache_dropped: dropped,
                 mailbox_pages,
                 tracking_lookups,
-                cache_used_bytes: store.stats().cache_bytes,
-                peak_rss_bytes: measured
-                    .then(karpoosheh_engine::process_metrics::peak_rss_bytes)
-                    .flatten(),
             });
         }
     }
+    rounds.sort_by_key(|r| {
+        (
+            r.round,
+            opts.cache_sizes
+                .iter()
+                .position(|c| c.as_u64() == r.cache_bytes),
+        )
+    });
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ReadResult {
         notices: opts.notices,
@@ -175,11 +213,18 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
     })
 }
 
+/// What the fill stored: each notice's recipient and code, and how many
+/// notices each mailbox holds.
+struct Stored {
+    notices: Vec<(MailboxId, TrackingCode)>,
+    per_mailbox: HashMap<MailboxId, usize>,
+}
+
 /// `reads` reads over `threads` threads: mailbox first pages, or lookups
 /// by tracking code. Every read must find what was stored.
 fn phase(
     store: &Arc<dyn Store>,
-    stored: &Arc<Vec<(MailboxId, TrackingCode)>>,
+    stored: &Arc<Stored>,
     reads: u64,
     threads: usize,
     seed: u64,
@@ -196,23 +241,29 @@ fn phase(
                 let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
                 let mut listed = 0;
                 for _ in 0..n {
-                    let (recipient, code) = stored[rng.random_range(0..stored.len())];
+                    let (recipient, code) =
+                        stored.notices[rng.random_range(0..stored.notices.len())];
                     let t = Instant::now();
                     if pages {
                         let page = store.mailbox(recipient, None, PAGE)?;
+                        h.saturating_record(t.elapsed().as_micros() as u64);
+                        let holds = stored.per_mailbox[&recipient];
                         anyhow::ensure!(
-                            !page.notices.is_empty(),
-                            "a mailbox that received notices listed none"
+                            page.notices.len() == holds.min(PAGE)
+                                && page.notices.iter().all(|n| n.notice.recipient == recipient),
+                            "a mailbox page listed {} notices (some perhaps of another mailbox) where {} were stored",
+                            page.notices.len(),
+                            holds
                         );
                         listed += page.notices.len() as u64;
                     } else {
                         let found = store.notice(code)?;
+                        h.saturating_record(t.elapsed().as_micros() as u64);
                         anyhow::ensure!(
                             found.is_some_and(|n| n.notice.recipient == recipient),
                             "tracking code {code} not found or for another mailbox"
                         );
                     }
-                    h.saturating_record(t.elapsed().as_micros() as u64);
                 }
                 Ok((h, listed))
             })
@@ -235,6 +286,9 @@ fn phase(
         p99_us: all.value_at_quantile(0.99),
         max_us: all.max(),
         notices_read: listed,
+        page_cache_dropped: false,
+        cache_used_bytes: 0,
+        peak_rss_bytes: None,
     })
 }
 
@@ -252,22 +306,29 @@ mod tests {
             reads: 400,
             threads: 2,
             cache_sizes: vec![ByteSize::kib(256), ByteSize::kib(4096)],
-            rounds: 1,
+            rounds: 2,
             drop_caches: false,
             dir: dir.path().to_path_buf(),
             config,
         })
         .unwrap();
-        assert_eq!(r.rounds.len(), 2);
-        assert_eq!(r.rounds[0].cache_bytes, 256 * 1024);
+        // Rounds in order, sizes as listed within each (run ABBA).
+        let order: Vec<_> = r.rounds.iter().map(|x| (x.round, x.cache_bytes)).collect();
+        assert_eq!(
+            order,
+            [(1, 256 << 10), (1, 4 << 20), (2, 256 << 10), (2, 4 << 20)]
+        );
         assert!(r.store_disk_bytes > 0);
         for round in &r.rounds {
-            assert_eq!(round.mailbox_pages.reads, 400);
-            assert_eq!(round.tracking_lookups.reads, 400);
+            for p in [&round.mailbox_pages, &round.tracking_lookups] {
+                assert_eq!(p.reads, 400);
+                assert!(p.p50_us <= p.p99_us && p.p99_us <= p.max_us);
+                // Settled into tables: reads go through the block cache.
+                assert!(p.cache_used_bytes > 0, "nothing was read from a table");
+                assert!(p.cache_used_bytes <= round.cache_bytes);
+            }
             // Every page listed at least the notice it was drawn for.
             assert!(round.mailbox_pages.notices_read >= 400);
-            assert!(round.mailbox_pages.p50_us <= round.mailbox_pages.p99_us);
-            assert!(round.cache_used_bytes <= round.cache_bytes);
         }
         // The scratch store is removed afterwards.
         assert!(!dir.path().join("reads").exists());

@@ -308,7 +308,7 @@ fn same_reference_different_agencies(s: &dyn Store) {
     assert_eq!(s.mailbox(id, None, 10).unwrap().notices.len(), 2);
 }
 
-fn rejection(agency: Option<&str>, reference: &str, reason: Reason) -> Entry {
+pub fn rejection(agency: Option<&str>, reference: &str, reason: Reason) -> Entry {
     Entry::Rejection(NewRejection {
         agency: agency.map(|a| AgencyId::parse(a).unwrap()),
         reference: Some(reference.to_owned()),
