@@ -180,6 +180,13 @@ fn parse_proc(stat: &str, status: &str, boot: &str, ticks: f64) -> Option<ProcSt
     })
 }
 
+/// Resets the process's peak RSS (VmHWM) to its current RSS, so a later
+/// [`peak_rss_bytes`] covers only what follows (Linux 4.0+: `5` in
+/// /proc/self/clear_refs). False where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Peak resident set size of this process (VmHWM), from /proc (Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
     status_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")

@@ -10,13 +10,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use karpoosheh_engine::sink::{Tally, TallySink};
 use karpoosheh_engine::source::MemorySource;
 use karpoosheh_engine::store::{Entry, NewNotice};
 use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{open_store, Config, Pipeline, TrackingCodes};
-use karpoosheh_schemas::{decode_notice, SourcePosition};
+use karpoosheh_schemas::{decode_notice, Limits, SourcePosition, TrackingCode};
 
 pub struct BenchOptions {
     pub notices: u64,
@@ -65,6 +65,26 @@ fn dd_rate(stderr: &str) -> Option<f64> {
         .parse()
         .ok()?;
     (secs > 0.0).then_some(bytes / secs)
+}
+
+/// A generated notice known to be valid, decoded and ready for the store
+/// as the pipeline would hand it over: `code`, accepted `now`, from an
+/// in-process source at `sequence`.
+pub(crate) fn valid_notice(
+    payload: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+    code: TrackingCode,
+    sequence: u64,
+) -> NewNotice {
+    let notice = decode_notice(payload, limits, now).expect("benchmark notices are valid");
+    NewNotice {
+        tracking_code: code,
+        accepted_at: now,
+        content_hash: notice.content_hash(),
+        notice,
+        position: SourcePosition::InProcess { sequence },
+    }
 }
 
 pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
@@ -136,14 +156,8 @@ pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let notice = decode_notice(p, &cfg.limits, now).expect("benchmark notices are valid");
-            Entry::Notice(NewNotice {
-                tracking_code: codes.next(now.timestamp_millis()),
-                accepted_at: now,
-                content_hash: notice.content_hash(),
-                notice,
-                position: SourcePosition::InProcess { sequence: i as u64 },
-            })
+            let code = codes.next(now.timestamp_millis());
+            Entry::Notice(valid_notice(p, &cfg.limits, now, code, i as u64))
         })
         .collect();
     drop(payloads);

@@ -120,8 +120,8 @@ enum Command {
         idle: u64,
     },
     /// Read benchmark: mailbox first pages and tracking-code lookups per
-    /// second, with their latency, from a filled store reopened with each
-    /// block-cache size (sizes alternate round by round).
+    /// second, with their latency, from a filled and compacted store
+    /// reopened with each block-cache size (sizes in ABBA order).
     BenchReads {
         /// Notices stored before reading (the fill is not timed).
         #[arg(long, default_value_t = 1_000_000)]
@@ -137,8 +137,8 @@ enum Command {
         cache_sizes: Vec<karpoosheh_schemas::ByteSize>,
         #[arg(long, default_value_t = 2)]
         rounds: u32,
-        /// Empty the kernel's page cache before each round (root only), so
-        /// the first reads come from the disk.
+        /// Empty the kernel's page cache before each phase (root only), so
+        /// its first reads come from the disk.
         #[arg(long)]
         drop_caches: bool,
         /// Scratch directory.

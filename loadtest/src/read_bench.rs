@@ -18,12 +18,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::bench::valid_notice;
 use chrono::Utc;
 use hdrhistogram::Histogram;
-use karpoosheh_engine::store::{Entry, NewNotice, Outcome, Store};
+use karpoosheh_engine::store::{Entry, Outcome, Store};
 use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{fjall_config, open_store, Config, FjallStore, TrackingCodes};
-use karpoosheh_schemas::{decode_notice, ByteSize, MailboxId, SourcePosition, TrackingCode};
+use karpoosheh_schemas::{ByteSize, MailboxId, TrackingCode};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -77,10 +78,6 @@ pub struct ReadResult {
     pub rounds: Vec<ReadRound>,
 }
 
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 fn drop_page_cache() -> bool {
     // sync(1) first, so that dirty pages can be dropped too.
     let synced = std::process::Command::new("sync")
@@ -97,6 +94,10 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = opts.config.clone();
     cfg.store.path = dir.clone();
+    anyhow::ensure!(
+        cfg.store.backend == karpoosheh_engine::config::StoreBackend::Embedded,
+        "bench-reads measures the embedded store (store.backend = \"embedded\")"
+    );
 
     // Fill (not what is measured): valid notices only, in the pipeline's
     // batch size. The recipients and codes are kept to draw reads from.
@@ -106,10 +107,6 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
         duplicate_ratio: 0.0,
         ..Default::default()
     });
-    anyhow::ensure!(
-        cfg.store.backend == karpoosheh_engine::config::StoreBackend::Embedded,
-        "bench-reads measures the embedded store (store.backend = \"embedded\")"
-    );
     let store = FjallStore::open(fjall_config(&cfg))?;
     let now = Utc::now();
     let mut codes = TrackingCodes::new(0, None);
@@ -124,19 +121,10 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
             .into_iter()
             .enumerate()
             .map(|(k, g)| {
-                let notice = decode_notice(&g.payload, &cfg.limits, now)
-                    .expect("benchmark notices are valid");
                 let code = codes.next(now.timestamp_millis());
-                stored.push((notice.recipient, code));
-                Entry::Notice(NewNotice {
-                    tracking_code: code,
-                    accepted_at: now,
-                    content_hash: notice.content_hash(),
-                    notice,
-                    position: SourcePosition::InProcess {
-                        sequence: i + k as u64,
-                    },
-                })
+                let n = valid_notice(&g.payload, &cfg.limits, now, code, i + k as u64);
+                stored.push((n.notice.recipient, code));
+                Entry::Notice(n)
             })
             .collect();
         let outcomes = store.write(&entries)?;
@@ -174,7 +162,7 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
             let seed = u64::from(round) << 32;
             let mut run = |pages: bool, seed: u64| -> anyhow::Result<ReadPhase> {
                 let dropped = opts.drop_caches && drop_page_cache();
-                let measured = reset_peak_rss();
+                let measured = karpoosheh_engine::process_metrics::reset_peak_rss();
                 let store = open_store(&cfg)?;
                 disk_bytes = store.stats().disk_bytes;
                 let mut p = phase(&store, &stored, opts.reads, opts.threads, seed, pages)?;

@@ -40,12 +40,6 @@ pub struct SchedResult {
     pub scan_peak_rss_bytes: Option<u64>,
 }
 
-/// Resets the process's peak RSS (VmHWM), so a later peak covers only
-/// what follows (Linux 4.0+: `5` in /proc/self/clear_refs).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
     let dir = opts.dir.join("scheduler");
     let _ = std::fs::remove_dir_all(&dir);
@@ -126,7 +120,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
     drop(store);
     let store = open_store(&cfg)?;
     let disk_bytes = store.stats().disk_bytes;
-    let measured_scan = reset_peak_rss();
+    let measured_scan = karpoosheh_engine::process_metrics::reset_peak_rss();
 
     // The due rounds, through the real scheduler and dispatcher.
     let scheduler = Scheduler {

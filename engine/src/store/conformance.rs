@@ -361,20 +361,22 @@ fn rejections_are_kept_per_agency(s: &dyn Store) {
     assert_eq!(un.len(), 1, "unattributed rejections are kept apart");
 }
 
+/// A dead letter of an in-process source at `sequence`: "{}", not JSON.
+pub fn dead_letter(sequence: u64) -> Entry {
+    Entry::DeadLetter(DeadLetter {
+        schema_version: SCHEMA_VERSION,
+        source: SourcePosition::InProcess { sequence },
+        agency: None,
+        problems: vec![Problem::new(Reason::MalformedJson, None, "not JSON")],
+        payload_base64: "e30=".into(),
+        payload_size: 2,
+        at: t0(),
+    })
+}
+
 fn dead_letters_are_kept(s: &dyn Store) {
-    let dl = |i: u64| {
-        Entry::DeadLetter(DeadLetter {
-            schema_version: SCHEMA_VERSION,
-            source: SourcePosition::InProcess { sequence: i },
-            agency: None,
-            problems: vec![Problem::new(Reason::MalformedJson, None, "not JSON")],
-            payload_base64: "e30=".into(),
-            payload_size: 2,
-            at: t0(),
-        })
-    };
-    s.write(&[dl(1), dl(2)]).unwrap();
-    s.write(&[dl(3)]).unwrap();
+    s.write(&[dead_letter(1), dead_letter(2)]).unwrap();
+    s.write(&[dead_letter(3)]).unwrap();
     let all = s.dead_letters(None, 10).unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(

@@ -1092,8 +1092,7 @@ mod tests {
 
     #[test]
     fn filters_only_where_point_reads_are() {
-        use crate::store::conformance::{new_notice, notice, person};
-        use ::fjall::AbstractTree;
+        use crate::store::conformance::{dead_letter, new_notice, notice, person, rejection};
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = FjallStoreConfig::new(dir.path());
         cfg.durability = Durability::Buffered;
@@ -1106,20 +1105,8 @@ mod tests {
                 )
             })
             .collect();
-        batch.push(crate::store::conformance::rejection(
-            Some("tax"),
-            "bad-1",
-            karpoosheh_schemas::Reason::MalformedJson,
-        ));
-        batch.push(Entry::DeadLetter(karpoosheh_schemas::DeadLetter {
-            schema_version: karpoosheh_schemas::SCHEMA_VERSION,
-            source: karpoosheh_schemas::SourcePosition::InProcess { sequence: 1 },
-            agency: None,
-            problems: vec![],
-            payload_base64: "e30=".into(),
-            payload_size: 2,
-            at: chrono::Utc::now(),
-        }));
+        batch.push(rejection(Some("tax"), "bad-1", Reason::MalformedJson));
+        batch.push(dead_letter(1));
         let outcomes = s.write(&batch).unwrap();
         assert!(outcomes[..200].iter().all(|o| *o == Outcome::Stored));
         // Mailbox listings, the timer wheel, rejections and dead letters
