@@ -174,6 +174,7 @@ impl PipelineStarted {
         counter!(m::STORE_WRITE_ERRORS).increment(0);
         counter!(m::STORE_WRITES).increment(0);
         counter!(m::STORED_BYTES).increment(0);
+        gauge!(m::SOURCE_FINISHED).set(0.0);
         gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "node" => self.node.to_string()).set(1.0);
         tracing::info!(node = self.node, shards = self.shards, source = %self.source, "pipeline started");
     }
@@ -188,6 +189,19 @@ impl Readiness {
     pub fn emit(self) {
         gauge!(m::READY).set(if self.ready { 1.0 } else { 0.0 });
         tracing::info!(ready = self.ready, why = self.why, "readiness changed");
+    }
+}
+
+/// The source ended by itself (a file or the demo's generator at its end)
+/// and everything read from it is acknowledged.
+pub struct SourceFinished {
+    pub records: u64,
+}
+
+impl SourceFinished {
+    pub fn emit(self) {
+        gauge!(m::SOURCE_FINISHED).set(1.0);
+        tracing::info!(records = self.records, "source finished");
     }
 }
 

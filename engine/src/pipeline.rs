@@ -35,7 +35,7 @@ use crate::config::PipelineConfig;
 use crate::http::Health;
 use crate::internal_events::{
     agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
-    RecordsReceived, StoreSize, StoreWriteFailed, StoreWritten,
+    RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
 };
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
@@ -43,6 +43,9 @@ use crate::store::{Entry, NewNotice, NewRejection, Outcome, Store};
 
 /// Most bytes of an undecodable payload kept in its dead letter.
 pub const DEAD_LETTER_MAX_BYTES: usize = 64 * 1024;
+
+/// The readiness reason once the source has ended by itself.
+pub const SOURCE_FINISHED: &str = "source finished";
 
 /// Why a pipeline run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -341,7 +344,22 @@ impl Pipeline {
             decode_tx,
             ack_rx,
         );
-        self.health.set(false, "stopped");
+        // A source that ended by itself (a file, the demo's generator) has
+        // nothing more to give: not ready, but not a fault either, and the
+        // gauge tells the monitor so. Set before readiness drops, so no
+        // scrape sees the one without the other.
+        match &source_result {
+            Ok(records)
+                if !self.shutdown.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst) =>
+            {
+                SourceFinished { records: *records }.emit();
+                self.health.set(false, SOURCE_FINISHED);
+            }
+            // A failed stage has said why already ("store failed; restart
+            // needed"); keep that.
+            _ if failed.load(Ordering::SeqCst) && !self.health.ready().0 => {}
+            _ => self.health.set(false, "stopped"),
+        }
 
         let join = |h: std::thread::JoinHandle<Result<(), PipelineError>>| {
             h.join().map_err(|p| {
@@ -354,6 +372,11 @@ impl Pipeline {
             })?
         };
         let results = [join(decoder), join(committer), join(acker)];
+        // The depths are sampled as chunks go in; with every stage ended
+        // the queues are empty, whatever the last sample said.
+        for stage in ["decode", "commit"] {
+            QueueDepth { stage, depth: 0 }.emit();
+        }
         for r in results {
             r?;
         }
@@ -938,6 +961,17 @@ mod tests {
     /// of hanging it. Returns the run's result and how many records the
     /// source saw acknowledged.
     fn run_on(store: Arc<dyn Store>, n: usize) -> (Result<RunSummary, PipelineError>, u64) {
+        let (result, acked, _) = run_with(store, n, false);
+        (result, acked)
+    }
+
+    /// [`run_on`], with `shutdown` set before the run if asked, and the
+    /// node's readiness (flag, reason) once the run returned.
+    fn run_with(
+        store: Arc<dyn Store>,
+        n: usize,
+        shutdown: bool,
+    ) -> (Result<RunSummary, PipelineError>, u64, (bool, &'static str)) {
         use crate::source::MemorySource;
         use crate::store::conformance::{notice, person};
         let payloads: Vec<Vec<u8>> = (0..n)
@@ -957,14 +991,15 @@ mod tests {
         let acked = source.acked_counter();
         assert!(tx.send(payloads));
         drop(tx);
+        let health = Health::default();
         let pipeline = Pipeline {
             config: PipelineConfig::default(),
             limits: Limits::default(),
             node_id: 0,
             store,
             sinks: vec![],
-            health: Health::default(),
-            shutdown: Arc::new(AtomicBool::new(false)),
+            health: health.clone(),
+            shutdown: Arc::new(AtomicBool::new(shutdown)),
         };
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
@@ -973,7 +1008,34 @@ mod tests {
         let result = done_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the pipeline stopped within a minute");
-        (result, acked.load(Ordering::SeqCst))
+        (result, acked.load(Ordering::SeqCst), health.ready())
+    }
+
+    #[test]
+    fn readiness_tells_a_finished_source_from_a_stop_and_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (result, acked, health) = run_with(fjall_store(&dir.path().join("a")), 20, false);
+        assert_eq!(result.unwrap().records, 20);
+        assert_eq!(acked, 20);
+        assert_eq!(health, (false, SOURCE_FINISHED), "read to its end");
+
+        let (result, _, health) = run_with(fjall_store(&dir.path().join("b")), 20, true);
+        assert!(result.is_ok());
+        assert_eq!(health, (false, "stopped"), "asked to stop");
+
+        use crate::store::faulty::Faulty;
+        let poisoned = || StoreError::Fjall(::fjall::Error::Poisoned);
+        let store = Arc::new(
+            Faulty::new(fjall_store(&dir.path().join("c")))
+                .failing_writes([poisoned as fn() -> StoreError; 1]),
+        );
+        let (result, _, health) = run_with(store, 20, false);
+        assert!(result.is_err());
+        assert_eq!(
+            health,
+            (false, "store failed; restart needed"),
+            "the failure's own reason stays"
+        );
     }
 
     fn fjall_store(dir: &std::path::Path) -> Arc<dyn Store> {

@@ -355,6 +355,7 @@ impl<'a> Ctx<'a> {
             node_id: n.node_id.clone(),
             version: n.version.clone(),
             ready: g(r::READY).map(|v| v >= 1.0),
+            source_finished: g(r::SOURCE_FINISHED).map(|v| v >= 1.0),
             received: now.as_ref().map(|s| s.rate(&self.all(r::RECEIVED))),
             stored: now.as_ref().map(|s| s.rate(&self.all(r::STORED))),
             lag,
@@ -673,7 +674,9 @@ impl<'a> Ctx<'a> {
                 );
                 continue;
             }
-            if row.ready == Some(false) {
+            // A node whose file or demo input has ended takes no traffic
+            // because there is none left: done, not failing.
+            if row.ready == Some(false) && row.source_finished != Some(true) {
                 push(
                     Severity::Critical,
                     format!("ready {name}"),
@@ -914,6 +917,33 @@ mod tests {
         );
         assert!(s.nodes[0].received.is_some(), "its last rates still count");
         assert!(!s.alerts.iter().any(|a| a.key == "down 10.0.0.1:9464"));
+    }
+
+    #[test]
+    fn a_node_whose_source_finished_is_done_not_alerting() {
+        let ready_alert = |s: &State| s.alerts.iter().any(|a| a.key == "ready 10.0.0.1:9464");
+        let mut f = fixtures::fleet();
+        // The capture 24 s in: ingest had ended, on an engine from before
+        // the gauge, so not ready and nothing says why.
+        f.record(0, 11.0, wall(11.0), Ok(T4.to_owned()));
+        let s = f.snapshot(fixtures::params(), 11.1, wall(11.1));
+        assert_eq!(s.nodes[0].ready, Some(false));
+        assert_eq!(s.nodes[0].source_finished, None);
+        assert!(ready_alert(&s));
+
+        let with_gauge = |v: u8| {
+            format!(
+                "{T4}\n# TYPE karpoosheh_source_finished gauge\nkarpoosheh_source_finished {v}\n"
+            )
+        };
+        f.record(0, 12.0, wall(12.0), Ok(with_gauge(1)));
+        let s = f.snapshot(fixtures::params(), 12.1, wall(12.1));
+        assert_eq!(s.nodes[0].source_finished, Some(true));
+        assert!(!ready_alert(&s), "{:?}", s.alerts);
+
+        f.record(0, 13.0, wall(13.0), Ok(with_gauge(0)));
+        let s = f.snapshot(fixtures::params(), 13.1, wall(13.1));
+        assert!(ready_alert(&s), "not ready with its source still open");
     }
 
     #[test]

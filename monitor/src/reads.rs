@@ -118,6 +118,7 @@ pub(crate) const KAFKA_ASSIGNED: usize = 32;
 pub(crate) const KAFKA_PAUSED: usize = 33;
 pub(crate) const KAFKA_PRODUCE_ERRORS: usize = 34;
 pub(crate) const RESIDENT_MEMORY: usize = 35;
+pub(crate) const SOURCE_FINISHED: usize = 36;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -161,6 +162,7 @@ pub const READS: &[Read] = &[
     kafka(m::KAFKA_PAUSED_PARTITIONS, Gauge, &[]),
     kafka(m::KAFKA_PRODUCE_ERRORS, Counter, &[]),
     read(m::PROCESS_RESIDENT_MEMORY, Gauge, &[]),
+    read(m::SOURCE_FINISHED, Gauge, &[]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -211,6 +213,7 @@ mod tests {
             (KAFKA_PAUSED, m::KAFKA_PAUSED_PARTITIONS),
             (KAFKA_PRODUCE_ERRORS, m::KAFKA_PRODUCE_ERRORS),
             (RESIDENT_MEMORY, m::PROCESS_RESIDENT_MEMORY),
+            (SOURCE_FINISHED, m::SOURCE_FINISHED),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {

@@ -68,6 +68,13 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         shutdown: Arc::new(AtomicBool::new(false)),
     };
     pipeline.run(Box::new(source)).unwrap();
+    // Read to its end: not ready, and saying why (not a fault).
+    let (status, body) = get(server.addr, "/health/ready");
+    assert_eq!(
+        (status, body.trim()),
+        (503, "not ready: source finished"),
+        "after a finite source"
+    );
     let t = tally.lock().unwrap();
     assert_eq!(
         (

@@ -634,6 +634,7 @@ fn health_cell(app: &App, n: &NodeRow) -> Span<'static> {
         (Health::Waiting, _) => Span::styled("…", t.dim),
         (Health::Unreached { .. }, _) => Span::styled("no ans", t.warn),
         (Health::Late { .. }, _) => Span::styled("late", t.warn),
+        (Health::Up, Some(false)) if n.source_finished == Some(true) => Span::styled("done", t.dim),
         (Health::Up, Some(false)) => Span::styled("unready", t.crit),
         (Health::Up, _) => Span::styled("up", t.ok),
     }
@@ -770,6 +771,9 @@ fn node_detail(app: &App, n: &NodeRow) -> Vec<Line<'static>> {
     }
     match n.ready {
         Some(true) => first.push(Span::styled("  ready", t.ok)),
+        Some(false) if n.source_finished == Some(true) => {
+            first.push(Span::styled("  source finished (no traffic left)", t.dim))
+        }
         Some(false) => first.push(Span::styled("  NOT READY", t.crit)),
         None => {}
     }
@@ -1331,6 +1335,7 @@ pub(crate) fn help_lines(app: &App) -> Vec<Line<'static>> {
         format!("   node down          no answer for {}", a.node_down_after),
         "   node not ready     karpoosheh_ready is 0 (store failing, starting or stopping)"
             .to_owned(),
+        "                      not once its file or demo input has ended: shown done".to_owned(),
         format!("   store errors       any failed store write in {aw}"),
         format!(
             "   lag growing        consumer lag rising over {aw} and above {} records",

@@ -70,6 +70,29 @@ fn nodes_160x48() {
 }
 
 #[test]
+fn a_node_whose_source_finished_shows_done() {
+    let a = view(View::Nodes);
+    let mut f = fixtures::fleet();
+    let text = format!(
+        "{}\n# TYPE karpoosheh_source_finished gauge\nkarpoosheh_source_finished 1\n",
+        fixtures::T4
+    );
+    f.record(0, 11.0, fixtures::wall(11.0), Ok(text));
+    let s = f.snapshot(a.params(), 11.1, fixtures::wall(11.1));
+    let screen = render(&a, Some(&s), 160, 48).backend().to_string();
+    let row = screen
+        .lines()
+        .find(|l| l.contains("10.0.0.1:9464") && !l.contains("CRIT"))
+        .expect("node 1's row");
+    assert!(row.contains(" done "), "{row}");
+    assert!(!row.contains("unready"), "{row}");
+    assert!(
+        screen.contains("source finished (no traffic left)"),
+        "the selected node's details say why: {screen}"
+    );
+}
+
+#[test]
 fn nodes_down_node_selected_80x24() {
     let mut a = view(View::Nodes);
     press(&mut a, KeyCode::Char('j'));
