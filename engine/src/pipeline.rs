@@ -636,126 +636,31 @@ fn commit_stage(
     rx: Receiver<ToCommit>,
     tx: Sender<ToAck>,
 ) -> Result<(), PipelineError> {
-    // As many committers as the store can overlap (the embedded store:
-    // two, one preparing while the other waits for its fsync). Each takes
-    // whatever groups are waiting; the ack stage takes them in any order.
-    let committers = store.concurrent_writes().max(1);
-    let (ended, failed) = (AtomicBool::new(false), AtomicBool::new(false));
-    let c = Committer {
-        cfg: &cfg,
-        store: &*store,
-        health: &health,
-        shutdown: &shutdown,
-        ended: &ended,
-        failed: &failed,
-    };
-    let result = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..committers)
-            .map(|i| {
-                let (rx, tx) = (rx.clone(), tx.clone());
-                std::thread::Builder::new()
-                    .name(format!("commit-{i}"))
-                    .spawn_scoped(scope, move || c.run(&rx, &tx))
-                    .expect("spawning a committer thread")
-            })
-            .collect();
-        let mut first = c.run(&rx, &tx);
-        for h in others {
-            let r = h.join().unwrap_or_else(|p| {
-                Err(PipelineError::Panicked(
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default(),
-                ))
-            });
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
-    });
-    let _ = tx.send(ToAck::End);
-    result
-}
-
-/// One committer of the commit stage.
-#[derive(Clone, Copy)]
-struct Committer<'a> {
-    cfg: &'a PipelineConfig,
-    store: &'a dyn Store,
-    health: &'a Health,
-    shutdown: &'a AtomicBool,
-    /// Set when a committer has met the end of the input: the others
-    /// take what is left and stop.
-    ended: &'a AtomicBool,
-    /// Set when a committer has failed: the others stop at once.
-    failed: &'a AtomicBool,
-}
-
-impl Committer<'_> {
-    fn run(self, rx: &Receiver<ToCommit>, tx: &Sender<ToAck>) -> Result<(), PipelineError> {
-        let r = self.commit_all(rx, tx);
-        match r {
-            Ok(()) => self.ended.store(true, Ordering::SeqCst),
-            Err(_) => self.failed.store(true, Ordering::SeqCst),
-        }
-        r
-    }
-
-    fn commit_all(self, rx: &Receiver<ToCommit>, tx: &Sender<ToAck>) -> Result<(), PipelineError> {
-        let mut ended = false;
-        while !ended && !self.failed.load(Ordering::SeqCst) {
-            // Polled, so that a committer waiting here learns that another
-            // one met the end or failed.
-            let mut group = match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(ToCommit::Batch(b)) => b,
-                Ok(ToCommit::End) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) if self.ended.load(Ordering::SeqCst) => {
-                    // Another committer met the end: every batch was sent
-                    // before it, so whatever is left is here now.
-                    match rx.try_recv() {
-                        Ok(ToCommit::Batch(b)) => b,
-                        _ => break,
-                    }
+    let mut ended = false;
+    while !ended {
+        let mut group = match rx.recv() {
+            Ok(ToCommit::Batch(b)) => b,
+            Ok(ToCommit::End) | Err(_) => break,
+        };
+        // Group commit: take every batch already waiting, up to the cap.
+        while group.len() < cfg.group_max_notices {
+            match rx.try_recv() {
+                Ok(ToCommit::Batch(b)) => group.append(b),
+                Ok(ToCommit::End) => {
+                    ended = true;
+                    break;
                 }
-                Err(RecvTimeoutError::Timeout) => continue,
-            };
-            // Group commit: take every batch already waiting, up to the cap.
-            while group.len() < self.cfg.group_max_notices {
-                match rx.try_recv() {
-                    Ok(ToCommit::Batch(b)) => group.append(b),
-                    Ok(ToCommit::End) => {
-                        ended = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let outcomes = self.write(&group)?;
-            if tx
-                .send(ToAck::Written {
-                    batch: group,
-                    outcomes,
-                    at: Instant::now(),
-                })
-                .is_err()
-            {
-                break;
+                Err(_) => break,
             }
         }
-        Ok(())
-    }
-
-    /// Durable write, retried until it succeeds: nothing is acknowledged
-    /// before, so giving up would only mean re-delivery after a restart.
-    /// A store that refuses all further writes stops the pipeline at
-    /// once: retrying could never succeed.
-    fn write(self, group: &Batch) -> Result<Vec<Outcome>, PipelineError> {
+        // Durable write, retried until it succeeds: nothing is acknowledged
+        // before, so giving up would only mean re-delivery after a restart.
+        // A store that refuses all further writes stops the pipeline at
+        // once: retrying could never succeed.
         let mut attempt = 0u32;
         let t = Instant::now();
         let outcomes = loop {
-            match self.store.write(&group.entries) {
+            match store.write(&group.entries) {
                 Ok(o) => break o,
                 Err(e) => {
                     attempt += 1;
@@ -768,11 +673,11 @@ impl Committer<'_> {
                     }
                     .emit();
                     if fatal {
-                        self.health.set(false, "store failed; restart needed");
+                        health.set(false, "store failed; restart needed");
                         return Err(PipelineError::StoreFailed(e.to_string()));
                     }
-                    self.health.set(false, "store writes failing");
-                    if self.shutdown.load(Ordering::SeqCst) && attempt >= 3 {
+                    health.set(false, "store writes failing");
+                    if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
                         return Err(PipelineError::Store(e.to_string()));
                     }
                     std::thread::sleep(Duration::from_millis(
@@ -782,15 +687,26 @@ impl Committer<'_> {
             }
         };
         if attempt > 0 {
-            self.health.set(true, "running");
+            health.set(true, "running");
         }
         StoreWritten {
             records: group.len(),
             elapsed: t.elapsed(),
         }
         .emit();
-        Ok(outcomes)
+        if tx
+            .send(ToAck::Written {
+                batch: group,
+                outcomes,
+                at: Instant::now(),
+            })
+            .is_err()
+        {
+            break;
+        }
     }
+    let _ = tx.send(ToAck::End);
+    Ok(())
 }
 
 /// Turns durable writes into receipts, metrics and sink calls, then

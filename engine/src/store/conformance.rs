@@ -69,10 +69,6 @@ pub fn run_all(factory: &mut Factory<'_>) {
             "a_timer_written_behind_a_cursor_comes_back",
             a_timer_written_behind_a_cursor_comes_back,
         ),
-        (
-            "overlapping_writes_keep_references_exact",
-            overlapping_writes_keep_references_exact,
-        ),
     ];
     for (name, case) in cases {
         let (store, guard) = factory(name);
@@ -294,101 +290,6 @@ fn duplicates_within_one_batch(s: &dyn Store) {
         ]
     );
     assert_eq!(s.mailbox(id, None, 10).unwrap().notices.len(), 1);
-}
-
-/// Where the store lets writes overlap (`concurrent_writes` > 1), as
-/// many writers as it allows send the same references at the same moment,
-/// each under its own tracking codes, as re-sends reaching two committers
-/// would: every reference is stored exactly once, every other copy is a
-/// duplicate of that one, and a copy with other content a conflict with it.
-fn overlapping_writes_keep_references_exact(s: &dyn Store) {
-    let writers = s.concurrent_writes();
-    if writers < 2 {
-        return; // written one at a time; the other cases cover that
-    }
-    const ROUNDS: u16 = 40;
-    const PER: u16 = 150;
-    let id = person(810_000_001);
-    let barrier = std::sync::Barrier::new(writers);
-    let outcomes: Vec<Vec<(Entry, Outcome)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..writers as u16)
-            .map(|w| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    let mut seen = Vec::new();
-                    for round in 0..ROUNDS {
-                        let batch: Vec<Entry> = (0..PER)
-                            .map(|i| {
-                                // Every tenth reference: other content from
-                                // every writer but the first.
-                                let body = if i % 10 == 0 && w > 0 {
-                                    "other"
-                                } else {
-                                    "same"
-                                };
-                                let r = format!("ov-{round}-{i}");
-                                new_notice(
-                                    notice("tax", &r, id, body),
-                                    1 + w * (ROUNDS * PER) + round * PER + i,
-                                )
-                            })
-                            .collect();
-                        barrier.wait();
-                        let out = s.write(&batch).unwrap();
-                        seen.extend(batch.into_iter().zip(out));
-                    }
-                    seen
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut by_ref: std::collections::BTreeMap<String, Vec<(Entry, Outcome)>> = Default::default();
-    for (e, o) in outcomes.into_iter().flatten() {
-        let Entry::Notice(n) = &e else { unreachable!() };
-        by_ref
-            .entry(n.notice.reference.clone())
-            .or_default()
-            .push((e, o));
-    }
-    assert_eq!(by_ref.len(), (ROUNDS * PER) as usize);
-    let agency = AgencyId::parse("tax").unwrap();
-    for (r, copies) in &by_ref {
-        assert_eq!(copies.len(), writers, "{r}");
-        let stored: Vec<&Entry> = copies
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Stored)
-            .map(|(e, _)| e)
-            .collect();
-        assert_eq!(stored.len(), 1, "{r} stored exactly once: {copies:?}");
-        let original = code_of(stored[0]);
-        let Entry::Notice(first) = stored[0] else {
-            unreachable!()
-        };
-        for (e, o) in copies {
-            let Entry::Notice(n) = e else { unreachable!() };
-            let want = if code_of(e) == original {
-                Outcome::Stored
-            } else if n.content_hash == first.content_hash {
-                Outcome::Duplicate { original }
-            } else {
-                Outcome::Conflict { original }
-            };
-            assert_eq!(*o, want, "{r}");
-        }
-        assert_eq!(s.reference(&agency, r).unwrap(), Some(original), "{r}");
-    }
-    let mut listed = 0;
-    let mut before = None;
-    loop {
-        let page = s.mailbox(id, before, 1000).unwrap();
-        listed += page.notices.len();
-        match page.next {
-            Some(n) => before = Some(n),
-            None => break,
-        }
-    }
-    assert_eq!(listed, (ROUNDS * PER) as usize, "one listing per reference");
 }
 
 fn same_reference_different_agencies(s: &dyn Store) {

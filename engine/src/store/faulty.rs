@@ -68,9 +68,6 @@ impl Store for Faulty {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(e)
     }
-    fn concurrent_writes(&self) -> usize {
-        self.inner.concurrent_writes()
-    }
     fn notice(&self, c: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
         self.inner.notice(c)
     }

@@ -25,14 +25,10 @@
 //!   empty, the notices waiting for a mailbox to be activated.
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
-//! with `durability = "sync_data"`, one `fdatasync`: group commit. Two
-//! writes overlap: one is prepared while the one before it commits (see
-//! [`FjallStore::write`]).
+//! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ::fjall::config::{FilterPolicy, PartitioningPolicy, PinningPolicy};
@@ -134,9 +130,6 @@ struct StoredNoticeRef<'a> {
     notice: &'a karpoosheh_schemas::Notice,
 }
 
-/// What a reference points at: tracking code and content hash.
-type RefValue = (u64, [u8; 32]);
-
 struct WriterState {
     last_tracking: Option<u64>,
     last_rejection_id: u64,
@@ -170,26 +163,6 @@ pub struct FjallStore {
     /// tombstones (IDs are issued and committed in order, under `writer`).
     outbox_removed: Mutex<u64>,
     write_buffer_bytes: u64,
-    /// The references of notice writes prepared and not yet committed, so
-    /// that a write prepared meanwhile (writes overlap: one prepares while
-    /// the one before it commits) finds them. Removed once committed --
-    /// or abandoned.
-    in_flight: Mutex<HashMap<Vec<u8>, RefValue>>,
-    /// Held from the end of a write's preparation through its commit, taken
-    /// before the writer lock is let go: writes commit in the order they
-    /// were prepared.
-    commit_order: Mutex<()>,
-    /// Notice writes prepared and then not committed (their commit failed,
-    /// or they were abandoned). A write that sees this change between its
-    /// start and its commit may rest on a reference that never landed: it
-    /// is abandoned too, for the caller to retry.
-    abandoned: AtomicU64,
-    /// Tests: the next commit of a notice write fails as if the disk had.
-    #[cfg(test)]
-    fail_next_commit: std::sync::atomic::AtomicBool,
-    /// Tests: runs at the start of the next commit of a notice write.
-    #[cfg(test)]
-    before_commit: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     path: PathBuf,
 }
 
@@ -488,13 +461,6 @@ impl FjallStore {
             behind: Mutex::new([i64::MIN; crate::delivery::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),
             write_buffer_bytes: cfg.write_buffer_bytes,
-            in_flight: Mutex::new(HashMap::new()),
-            commit_order: Mutex::new(()),
-            abandoned: AtomicU64::new(0),
-            #[cfg(test)]
-            fail_next_commit: Default::default(),
-            #[cfg(test)]
-            before_commit: Mutex::new(None),
             writer: Mutex::new(WriterState {
                 last_tracking,
                 last_rejection_id,
@@ -579,23 +545,6 @@ impl FjallStore {
 }
 
 impl FjallStore {
-    fn commit(&self, batch: ::fjall::OwnedWriteBatch) -> Result<(), StoreError> {
-        #[cfg(test)]
-        {
-            let hook = self.before_commit.lock().unwrap().take();
-            if let Some(hook) = hook {
-                hook();
-            }
-        }
-        #[cfg(test)]
-        if self.fail_next_commit.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Io(std::io::Error::other(
-                "injected commit failure",
-            )));
-        }
-        Ok(batch.commit()?)
-    }
-
     /// Notes timers just made durable, for the next `due_timers`.
     fn wrote_timers<'a>(&self, timers: impl IntoIterator<Item = &'a Timer>) {
         let mut b = self.behind.lock().unwrap_or_else(|p| p.into_inner());
@@ -607,30 +556,20 @@ impl FjallStore {
 }
 
 impl Store for FjallStore {
-    fn concurrent_writes(&self) -> usize {
-        2
-    }
-
-    /// A write is prepared (references checked, IDs issued, records
-    /// encoded) under the writer lock, then committed -- journal, fsync,
-    /// memtables -- under the commit-order lock, taken before the writer
-    /// lock is let go. So a second write prepares while the first waits
-    /// for its fsync, and commits right after it, never before.
     fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
         self.hold_write_buffer();
-        let abandoned_before = self.abandoned.load(Ordering::SeqCst);
-        // One preparer at a time: the reference check and the IDs issued
-        // must not interleave with another batch's.
+        // One writer at a time: the reference check and the insert must not
+        // interleave with another batch's.
         let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = self
             .db
             .batch()
             .durability(Some(self.durability.persist_mode()));
         // References first seen in this batch; the store has not got them yet.
-        let mut fresh: HashMap<Vec<u8>, RefValue> = HashMap::new();
+        let mut fresh: std::collections::HashMap<Vec<u8>, (u64, [u8; 32])> =
+            std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut max_tracking = st.last_tracking;
-        let mut stored_any = false;
         let mut rejection_written = false;
         let mut new_timers = Vec::new();
 
@@ -638,19 +577,8 @@ impl Store for FjallStore {
             match entry {
                 Entry::Notice(n) => {
                     let key = ref_key(&n.notice.agency, &n.notice.reference);
-                    // Here, then in a write still committing (it leaves
-                    // the in-flight set only once its commit is done, so a
-                    // reference missing from both is in the store if
-                    // anywhere), then the store.
-                    let in_flight = || {
-                        self.in_flight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&key)
-                            .copied()
-                    };
-                    let existing = match fresh.get(&key).copied().or_else(in_flight) {
-                        Some(v) => Some(v),
+                    let existing = match fresh.get(&key) {
+                        Some(&v) => Some(v),
                         None => self.lookup_ref(&key)?,
                     };
                     match existing {
@@ -705,7 +633,6 @@ impl Store for FjallStore {
                             batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(&rec));
                             fresh.insert(key, (code, n.content_hash));
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
-                            stored_any = true;
                             outcomes.push(Outcome::Stored);
                         }
                     }
@@ -727,10 +654,7 @@ impl Store for FjallStore {
                 }
             }
         }
-        // Written with every batch that stores a notice, not only when the
-        // mark moves: a batch retried after an abandoned one carries codes
-        // the mark in memory already covers.
-        if stored_any {
+        if max_tracking != st.last_tracking {
             if let Some(m) = max_tracking {
                 batch.insert(&self.meta, META_LAST_TRACKING, m.to_be_bytes());
             }
@@ -742,39 +666,8 @@ impl Store for FjallStore {
                 st.last_rejection_id.to_be_bytes(),
             );
         }
-        // Codes are issued upstream; the mark only has to stay above every
-        // code written, so it may move before the commit.
+        batch.commit()?;
         st.last_tracking = max_tracking;
-        let fresh: Vec<Vec<u8>> = {
-            let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            fresh
-                .into_iter()
-                .map(|(k, v)| {
-                    f.insert(k.clone(), v);
-                    k
-                })
-                .collect()
-        };
-        let order = self.commit_order.lock().unwrap_or_else(|p| p.into_inner());
-        drop(st);
-        let committed = if self.abandoned.load(Ordering::SeqCst) != abandoned_before {
-            Err(StoreError::Abandoned)
-        } else {
-            self.commit(batch)
-        };
-        {
-            let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            for k in &fresh {
-                f.remove(k);
-            }
-        }
-        // Only after its references left the in-flight set: a write that
-        // starts after this count moved cannot have found them there.
-        if committed.is_err() {
-            self.abandoned.fetch_add(1, Ordering::SeqCst);
-        }
-        drop(order);
-        committed?;
         self.wrote_timers(&new_timers);
         Ok(outcomes)
     }
@@ -1149,75 +1042,6 @@ mod tests {
                 Box::new(dir) as Box<dyn std::any::Any>,
             )
         });
-    }
-
-    /// A write prepares on the references of the write committing before
-    /// it; when that commit fails, the second write is abandoned, not
-    /// committed on a reference that never landed -- and its retry then
-    /// stores the notice itself.
-    #[test]
-    fn a_failed_commit_abandons_the_write_prepared_behind_it() {
-        use crate::store::conformance::{new_notice, notice, person};
-        use std::sync::Arc;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
-        cfg.durability = Durability::Buffered;
-        let store = Arc::new(FjallStore::open(cfg).unwrap());
-        let id = person(820_000_001);
-        let a = vec![new_notice(notice("tax", "shared", id, "x"), 1)];
-        // The same notice again (a re-send), and one of its own.
-        let b = vec![
-            new_notice(notice("tax", "shared", id, "x"), 2),
-            new_notice(notice("tax", "own", id, "y"), 3),
-        ];
-        let own_key = ref_key(&AgencyId::parse("tax").unwrap(), "own");
-
-        // While `a` commits, `b` prepares -- up to the point where it waits
-        // to commit after `a`, its references in flight -- then `a` fails.
-        let (b_done_tx, b_done) = std::sync::mpsc::channel();
-        {
-            let (store2, b) = (store.clone(), b.clone());
-            let own_key = own_key.clone();
-            *store.before_commit.lock().unwrap() = Some(Box::new(move || {
-                let s = store2.clone();
-                std::thread::spawn(move || b_done_tx.send(s.write(&b)).unwrap());
-                let t = std::time::Instant::now();
-                while !store2.in_flight.lock().unwrap().contains_key(&own_key) {
-                    assert!(t.elapsed() < std::time::Duration::from_secs(10));
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }));
-        }
-        store.fail_next_commit.store(true, Ordering::SeqCst);
-        let err = store.write(&a).unwrap_err();
-        assert!(err.to_string().contains("injected"), "{err}");
-        let b_result = b_done
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(
-            matches!(b_result, Err(StoreError::Abandoned)),
-            "{b_result:?}"
-        );
-        assert!(!b_result.unwrap_err().is_fatal(), "to be retried");
-        assert!(store.in_flight.lock().unwrap().is_empty());
-        let tax = AgencyId::parse("tax").unwrap();
-        assert_eq!(store.reference(&tax, "shared").unwrap(), None);
-        assert_eq!(store.reference(&tax, "own").unwrap(), None);
-
-        // Retried, `b` stands on its own: its first notice is no longer a
-        // duplicate of one that never landed.
-        assert_eq!(
-            store.write(&b).unwrap(),
-            vec![Outcome::Stored, Outcome::Stored]
-        );
-        assert_eq!(
-            store.reference(&tax, "shared").unwrap(),
-            Some(match &b[0] {
-                Entry::Notice(n) => n.tracking_code,
-                _ => unreachable!(),
-            })
-        );
-        assert_eq!(store.mailbox(id, None, 10).unwrap().notices.len(), 2);
     }
 
     #[test]

@@ -59,8 +59,6 @@ pub enum StoreError {
     Locked(String),
     #[error(transparent)]
     Scylla(#[from] self::scylla::ScyllaError),
-    #[error("an overlapping write prepared before this one failed, and this one may rest on it; nothing written, retry")]
-    Abandoned,
 }
 
 impl StoreError {
@@ -182,13 +180,6 @@ pub trait Store: Send + Sync {
     /// Writes entries atomically and durably; see the module docs for the
     /// idempotency rules. Returns one outcome per entry, in order.
     fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError>;
-
-    /// How many `write`s may usefully run at once. More than one only
-    /// where the backend keeps overlapping writes in order and their
-    /// idempotency checks exact; the pipeline runs that many committers.
-    fn concurrent_writes(&self) -> usize {
-        1
-    }
 
     /// A notice by tracking code.
     fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError>;
