@@ -23,6 +23,7 @@ mod messages;
 pub mod metric_names;
 mod notice;
 mod reason;
+pub mod rfc3339;
 mod tracking;
 
 pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};

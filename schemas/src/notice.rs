@@ -141,8 +141,10 @@ pub struct Notice {
     pub life_event: LifeEvent,
     /// Retention expiry: the notice and its traffic data are kept until
     /// then (art. 33). RFC 3339 with a time zone.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub expires_at: DateTime<Utc>,
     /// When the agency issued the notice. RFC 3339 with a time zone.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub sent_at: DateTime<Utc>,
     /// Optional batch or campaign ID, for the agency's own grouping.
     #[serde(default)]

@@ -303,7 +303,9 @@ pub struct DeliveryRecord {
     /// never reads the notice's body).
     pub title: String,
     pub min_access_level: AccessLevel,
+    #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize")]
     pub accepted_at: DateTime<Utc>,
+    #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize")]
     pub expires_at: DateTime<Utc>,
     pub state: DeliveryState,
     pub next: Option<Pending>,

@@ -125,6 +125,7 @@ impl FjallStoreConfig {
 #[derive(Serialize)]
 struct StoredNoticeRef<'a> {
     tracking_code: TrackingCode,
+    #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize_ref")]
     accepted_at: &'a chrono::DateTime<chrono::Utc>,
     content_hash: &'a [u8; 32],
     notice: &'a karpoosheh_schemas::Notice,
@@ -1042,6 +1043,33 @@ mod tests {
                 Box::new(dir) as Box<dyn std::any::Any>,
             )
         });
+    }
+
+    /// Records encode their timestamps by hand (karpoosheh_schemas::rfc3339);
+    /// the stored bytes are the ones chrono's own `Serialize` gave, so
+    /// stores written before read the same.
+    #[test]
+    fn stored_timestamps_are_the_bytes_chrono_wrote() {
+        use chrono::{Duration, Utc};
+        #[derive(Serialize)]
+        struct Fast(
+            #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize")]
+            chrono::DateTime<Utc>,
+        );
+        let t0 = crate::store::conformance::t0();
+        for t in [
+            t0,
+            t0 + Duration::milliseconds(7),
+            t0 + Duration::microseconds(7),
+            t0 + Duration::nanoseconds(7),
+            Utc::now(),
+        ] {
+            assert_eq!(
+                postcard::to_stdvec(&Fast(t)).unwrap(),
+                postcard::to_stdvec(&t).unwrap(),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]
