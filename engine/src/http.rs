@@ -170,7 +170,7 @@ fn describe_all() {
     describe_gauge!(m::READY, "1 while the engine is ready to take traffic.");
     describe_gauge!(
         m::SOURCE_FINISHED,
-        "1 once the source ended by itself (a file or the demo's generator read to its end): not ready for want of traffic, not for a fault."
+        "1 once the source ended by itself (the demo's generator, a finite source, read to its end): not ready for want of traffic, not for a fault."
     );
     describe_gauge!(m::BUILD_INFO, "Build information.");
     describe_counter!(

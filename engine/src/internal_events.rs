@@ -192,7 +192,7 @@ impl Readiness {
     }
 }
 
-/// The source ended by itself (a file or the demo's generator at its end)
+/// The source ended by itself (a finite source, as the demo's generator, at its end)
 /// and everything read from it is acknowledged.
 pub struct SourceFinished {
     pub records: u64,

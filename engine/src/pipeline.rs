@@ -298,10 +298,18 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || {
-                    let r = f();
-                    if r.is_err() {
-                        failed.store(true, Ordering::SeqCst);
+                    // Set unless the stage returns Ok: an error or a panic.
+                    struct Failed(Arc<AtomicBool>, bool);
+                    impl Drop for Failed {
+                        fn drop(&mut self) {
+                            if !self.1 {
+                                self.0.store(true, Ordering::SeqCst);
+                            }
+                        }
                     }
+                    let mut guard = Failed(failed, false);
+                    let r = f();
+                    guard.1 = r.is_ok();
                     r
                 })
                 .expect("spawn pipeline thread")
@@ -344,22 +352,6 @@ impl Pipeline {
             decode_tx,
             ack_rx,
         );
-        // A source that ended by itself (a file, the demo's generator) has
-        // nothing more to give: not ready, but not a fault either, and the
-        // gauge tells the monitor so. Set before readiness drops, so no
-        // scrape sees the one without the other.
-        match &source_result {
-            Ok(records)
-                if !self.shutdown.load(Ordering::SeqCst) && !failed.load(Ordering::SeqCst) =>
-            {
-                SourceFinished { records: *records }.emit();
-                self.health.set(false, SOURCE_FINISHED);
-            }
-            // A failed stage has said why already ("store failed; restart
-            // needed"); keep that.
-            _ if failed.load(Ordering::SeqCst) && !self.health.ready().0 => {}
-            _ => self.health.set(false, "stopped"),
-        }
 
         let join = |h: std::thread::JoinHandle<Result<(), PipelineError>>| {
             h.join().map_err(|p| {
@@ -377,10 +369,27 @@ impl Pipeline {
         for stage in ["decode", "commit"] {
             QueueDepth { stage, depth: 0 }.emit();
         }
+        // Decided once every stage has ended, so that a stage's failure
+        // (an error or a panic) is known. A source that ended by itself (a
+        // finite one: the demo's generator) with everything read acknowledged
+        // has nothing more to give: not ready, but not a fault either, and
+        // the gauge says so. It is set before readiness drops, so no
+        // scrape sees the one without the other.
+        let all_ok = results.iter().all(Result::is_ok);
+        match &source_result {
+            Ok(end) if end.finished && all_ok => {
+                SourceFinished { records: end.read }.emit();
+                self.health.set(false, SOURCE_FINISHED);
+            }
+            // Not ready already, for a reason of its own (a failed stage's,
+            // "store failed; restart needed"): keep it.
+            _ if failed.load(Ordering::SeqCst) && !self.health.ready().0 => {}
+            _ => self.health.set(false, "stopped"),
+        }
         for r in results {
             r?;
         }
-        let records = source_result?;
+        let records = source_result?.read;
         StoreSize(self.store.stats()).emit();
         Ok(RunSummary {
             records,
@@ -389,8 +398,17 @@ impl Pipeline {
     }
 }
 
-/// Reads the source, forwards chunks, applies acks. Returns the number of
-/// records read once all of them are acknowledged.
+/// How the source stage ended.
+struct SourceEnd {
+    /// Records read.
+    read: u64,
+    /// The source said it had no more, and every record read was
+    /// acknowledged (not: stopped, a stage gone, or records left over).
+    finished: bool,
+}
+
+/// Reads the source, forwards chunks, applies acks. Returns once every
+/// record read is acknowledged, or a later stage has stopped.
 fn source_stage(
     source: &mut dyn Source,
     cfg: &PipelineConfig,
@@ -398,9 +416,10 @@ fn source_stage(
     failed: &AtomicBool,
     decode_tx: Sender<ToDecode>,
     ack_rx: Receiver<Vec<AckToken>>,
-) -> Result<u64, PipelineError> {
+) -> Result<SourceEnd, PipelineError> {
     let kind = source.kind();
     let mut read: u64 = 0;
+    let mut ended = false;
     let mut acked: u64 = 0;
     let apply_acks = |source: &mut dyn Source,
                       tokens: Vec<AckToken>,
@@ -435,7 +454,10 @@ fn source_stage(
                 }
             }
             Poll::Idle => {}
-            Poll::Finished => break,
+            Poll::Finished => {
+                ended = true;
+                break;
+            }
         }
     }
     let _ = decode_tx.send(ToDecode::End);
@@ -447,7 +469,10 @@ fn source_stage(
             Err(_) => break, // a later stage stopped; its error is reported
         }
     }
-    Ok(read)
+    Ok(SourceEnd {
+        read,
+        finished: ended && acked == read,
+    })
 }
 
 /// Turns a decoded record into what the store writes. Tracking codes are
@@ -1036,6 +1061,17 @@ mod tests {
             (false, "store failed; restart needed"),
             "the failure's own reason stays"
         );
+
+        // A stage that panics has not finished the source, though the
+        // source stage itself ended without an error.
+        let store = Arc::new(Faulty::new(fjall_store(&dir.path().join("d"))).panicking_writes());
+        let (result, acked, health) = run_with(store, 20, false);
+        assert!(
+            matches!(result, Err(PipelineError::Panicked(_))),
+            "{result:?}"
+        );
+        assert_eq!(acked, 0);
+        assert_eq!(health, (false, "stopped"), "not finished: a stage died");
     }
 
     fn fjall_store(dir: &std::path::Path) -> Arc<dyn Store> {

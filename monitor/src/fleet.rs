@@ -674,7 +674,7 @@ impl<'a> Ctx<'a> {
                 );
                 continue;
             }
-            // A node whose file or demo input has ended takes no traffic
+            // A node whose demo input (a finite source) has ended takes no traffic
             // because there is none left: done, not failing.
             if row.ready == Some(false) && row.source_finished != Some(true) {
                 push(

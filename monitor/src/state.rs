@@ -92,7 +92,7 @@ pub(crate) struct NodeRow {
     pub node_id: Option<String>,
     pub version: Option<String>,
     pub ready: Option<bool>,
-    /// Its source ended by itself (a file or the demo's generator read to
+    /// Its source ended by itself (the demo's generator, a finite source, read to
     /// the end): not ready for that reason, not for a fault.
     pub source_finished: Option<bool>,
     pub received: Option<f64>,

@@ -51,10 +51,11 @@ pub const STORE_WRITE_BUFFER_WAIT_SECONDS: &str = "karpoosheh_store_write_buffer
 pub const STORE_WRITE_BUFFER_OVERRUNS: &str = "karpoosheh_store_write_buffer_overruns_total";
 /// 1 while the engine is ready to take traffic.
 pub const READY: &str = "karpoosheh_ready";
-/// 1 once the node's source has ended by itself: an NDJSON file or the
-/// demo's generator read to its end and everything in it acknowledged.
-/// `karpoosheh_ready` is then 0 because there is no more traffic to take,
-/// not because of a fault. A Kafka source never ends.
+/// 1 once the node's source has ended by itself (the demo's generator, a
+/// finite source, read to its end), every stage ending cleanly and
+/// everything read acknowledged. `karpoosheh_ready` is then 0 because
+/// there is no more traffic to take, not because of a fault. A Kafka
+/// source never ends.
 pub const SOURCE_FINISHED: &str = "karpoosheh_source_finished";
 /// Build information. Labels: `version`, `node`.
 pub const BUILD_INFO: &str = "karpoosheh_build_info";

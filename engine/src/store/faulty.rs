@@ -22,6 +22,8 @@ pub struct Faulty {
     delivery_failures: AtomicU32,
     /// Every `write_delivery` fails as a poisoned fjall store's do.
     delivery_poisoned: AtomicBool,
+    /// `write` panics (a bug in a store), instead of returning.
+    write_panics: AtomicBool,
 }
 
 impl Faulty {
@@ -32,7 +34,14 @@ impl Faulty {
             writes: AtomicU64::new(0),
             delivery_failures: AtomicU32::new(0),
             delivery_poisoned: AtomicBool::new(false),
+            write_panics: AtomicBool::new(false),
         }
+    }
+
+    /// Every `write` panics.
+    pub fn panicking_writes(self) -> Self {
+        self.write_panics.store(true, Ordering::SeqCst);
+        self
     }
 
     /// The next `write` calls fail with these errors, one per call.
@@ -62,6 +71,10 @@ impl Faulty {
 
 impl Store for Faulty {
     fn write(&self, e: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        assert!(
+            !self.write_panics.load(Ordering::SeqCst),
+            "store write panicked, as asked"
+        );
         if let Some(err) = self.write_errors.lock().unwrap().pop_front() {
             return Err(err());
         }

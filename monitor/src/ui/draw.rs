@@ -1335,7 +1335,7 @@ pub(crate) fn help_lines(app: &App) -> Vec<Line<'static>> {
         format!("   node down          no answer for {}", a.node_down_after),
         "   node not ready     karpoosheh_ready is 0 (store failing, starting or stopping)"
             .to_owned(),
-        "                      not once its file or demo input has ended: shown done".to_owned(),
+        "                      not once its demo input has ended: shown done".to_owned(),
         format!("   store errors       any failed store write in {aw}"),
         format!(
             "   lag growing        consumer lag rising over {aw} and above {} records",
