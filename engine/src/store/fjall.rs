@@ -167,11 +167,18 @@ pub struct FjallStore {
     path: PathBuf,
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+/// `format` then `v` in postcard, as [`encode_delivery`] writes them,
+/// into `buf` (cleared first, its capacity kept): the writer
+/// encodes thousands of records per batch, and growing a fresh Vec for
+/// each was a tenth of the committer's time (the bytes are copied into
+/// the batch anyway).
+fn encode_in<'b, T: Serialize>(buf: &'b mut Vec<u8>, format: u8, v: &T) -> &'b [u8] {
+    let mut out = std::mem::take(buf);
+    out.clear();
+    out.push(format);
     // postcard only fails on writer errors, which a Vec never has.
-    out.extend(postcard::to_stdvec(v).expect("postcard into a Vec cannot fail"));
-    out
+    *buf = postcard::to_extend(v, out).expect("postcard into a Vec cannot fail");
+    buf
 }
 
 fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -573,6 +580,7 @@ impl Store for FjallStore {
         let mut max_tracking = st.last_tracking;
         let mut rejection_written = false;
         let mut new_timers = Vec::new();
+        let mut scratch = Vec::new();
 
         for entry in entries {
             match entry {
@@ -618,7 +626,11 @@ impl Store for FjallStore {
                                 content_hash: &n.content_hash,
                                 notice: &n.notice,
                             };
-                            batch.insert(&self.notices, code.to_be_bytes(), encode(&record));
+                            batch.insert(
+                                &self.notices,
+                                code.to_be_bytes(),
+                                encode_in(&mut scratch, FORMAT, &record),
+                            );
                             batch.insert(&self.mailbox, mailbox_key(n.notice.recipient, code), []);
                             let mut v = [0u8; 40];
                             v[..8].copy_from_slice(&code.to_be_bytes());
@@ -631,7 +643,11 @@ impl Store for FjallStore {
                                 batch.insert(&self.timers, timer_key(&t), []);
                                 new_timers.push(t);
                             }
-                            batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(&rec));
+                            batch.insert(
+                                &self.delivery,
+                                code.to_be_bytes(),
+                                encode_in(&mut scratch, FORMAT_DELIVERY_V2, &rec),
+                            );
                             fresh.insert(key, (code, n.content_hash));
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
                             outcomes.push(Outcome::Stored);
@@ -1070,6 +1086,30 @@ mod tests {
                 "{t:?}"
             );
         }
+    }
+
+    #[test]
+    fn records_encoded_in_a_reused_buffer_are_the_same_bytes() {
+        use crate::store::conformance::{notice, person, t0};
+        let n = notice("tax", "r", person(830_000_001), "متن بلندتر از بافر");
+        let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
+        let hash = n.content_hash();
+        let record = StoredNoticeRef {
+            tracking_code: code,
+            accepted_at: &t0(),
+            content_hash: &hash,
+            notice: &n,
+        };
+        let rec = DeliveryRecord::new(code, &n, t0());
+        let mut buf = vec![0xAA; 3]; // cleared, not appended to
+        let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
+        assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
+        assert_eq!(
+            encode_in(&mut buf, FORMAT_DELIVERY_V2, &rec),
+            &encode_delivery(&rec)[..]
+        );
+        // Shorter after longer: the tail of the longer one is gone.
+        assert_eq!(encode_in(&mut buf, FORMAT, &1u8), &[FORMAT, 1][..]);
     }
 
     #[test]
