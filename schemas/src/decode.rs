@@ -146,46 +146,40 @@ pub fn decode_notice(
     }
     // UTF-8 checked once for the whole message (SIMD), so that the parser
     // reads a &str and does not check each string again, char by char.
+    // Every later error is therefore a JSON one.
     let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
-        return Err(utf8_rejection(bytes));
+        // std's check, for where the UTF-8 stops.
+        let at = std::str::from_utf8(bytes)
+            .err()
+            .map_or(0, |u| u.valid_up_to());
+        return Err(Rejection::single(
+            Reason::InvalidUtf8,
+            format!("the message is not UTF-8 (bad byte at offset {at})"),
+        ));
     };
     match serde_json::from_str::<ObjectOnly<WireNotice<'_>>>(text) {
         Ok(ObjectOnly(wire)) => validate(wire, Vec::new(), limits, now),
-        Err(e) if e.is_data() => slow_path(bytes, &e, limits, now),
-        Err(e) => Err(classify_syntax_error(bytes, &e)),
+        Err(e) if e.is_data() => slow_path(text, &e, limits, now),
+        Err(e) => Err(malformed(&e)),
     }
 }
 
-fn classify_syntax_error(bytes: &[u8], e: &serde_json::Error) -> Rejection {
-    if std::str::from_utf8(bytes).is_err() {
-        return utf8_rejection(bytes);
-    }
+fn malformed(e: &serde_json::Error) -> Rejection {
     Rejection::single(Reason::MalformedJson, format!("not valid JSON: {e}"))
-}
-
-/// The rejection of a message that is not UTF-8, with where it stops being.
-fn utf8_rejection(bytes: &[u8]) -> Rejection {
-    let at = std::str::from_utf8(bytes)
-        .err()
-        .map_or(0, |u| u.valid_up_to());
-    Rejection::single(
-        Reason::InvalidUtf8,
-        format!("the message is not UTF-8 (bad byte at offset {at})"),
-    )
 }
 
 /// Re-reads a message whose fields did not all have the right types,
 /// reporting each field's problem separately.
 fn slow_path(
-    bytes: &[u8],
+    text: &str,
     first_error: &serde_json::Error,
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<Notice, Rejection> {
     use serde_json::Value;
-    let value: Value = match serde_json::from_slice(bytes) {
+    let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return Err(classify_syntax_error(bytes, &e)),
+        Err(e) => return Err(malformed(&e)),
     };
     let Value::Object(map) = value else {
         return Err(Rejection::single(
