@@ -97,8 +97,13 @@ pub(crate) fn config() -> Config {
 
 /// The fleet after three scrape rounds (t = 0, 5, 10).
 pub(crate) fn fleet() -> Fleet {
-    let cfg = config();
-    let mut fleet = Fleet::new(&cfg, cfg.targets().unwrap());
+    fleet_with(&config())
+}
+
+/// The same scrapes under another configuration (its targets must be
+/// [`config`]'s).
+pub(crate) fn fleet_with(cfg: &Config) -> Fleet {
+    let mut fleet = Fleet::new(cfg, cfg.targets().unwrap());
     let b = [node_b(0), node_b(1), node_b(2)];
     let a = [T0, T1, T2];
     for (round, t) in [0.0, 5.0, 10.0].into_iter().enumerate() {

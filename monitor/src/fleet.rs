@@ -6,14 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{window_name, AlertConfig, Config, Target, FINE_HORIZON};
-use crate::fmt;
+use crate::alerts::{self, Ages};
+use crate::config::{AlertConfig, Config, Target, FINE_HORIZON};
 use crate::prom;
 use crate::reads::{self as r, READS};
 use crate::series::{quantile, History, Point, Registry, Retention, SeriesId, SeriesInfo};
 use crate::state::{
-    AgencyRow, Alert, ChannelRow, Circuit, Flow, Health, NodeRow, Overview, Params, Severity,
-    State, F,
+    AgencyRow, ChannelRow, Circuit, Flow, Health, NodeRow, Overview, Params, State, F,
 };
 
 /// Chart slices per window, at most (fewer when the window holds fewer
@@ -36,8 +35,8 @@ pub(crate) struct Fleet {
     interval: f64,
     rate_window: f64,
     alerts: AlertConfig,
-    /// When each alert condition was first seen: (monitor time, wall time).
-    seen: HashMap<String, (f64, SystemTime)>,
+    /// When each alert condition was first seen.
+    ages: Ages,
 }
 
 impl Fleet {
@@ -69,7 +68,7 @@ impl Fleet {
             interval: cfg.scrape_interval.0.as_secs_f64(),
             rate_window: cfg.rate_window.0.as_secs_f64(),
             alerts: cfg.alerts.clone(),
-            seen: HashMap::new(),
+            ages: Ages::default(),
         }
     }
 
@@ -116,34 +115,20 @@ impl Fleet {
         let overview = ctx.overview(&scope, &nodes);
         let agencies = ctx.agencies(&scope);
         let channels = ctx.channels(&scope);
-        let raw_alerts = ctx.alerts(&nodes);
+        // The rules measure over the alert window, whatever the chart's.
+        let alert_ctx = Ctx {
+            window: self.alerts.window.0.as_secs_f64(),
+            ..ctx
+        };
+        let raw_alerts = alerts::conditions(&self.alerts, &nodes, &alert_ctx);
         let warming_up = self
             .nodes
             .iter()
             .any(|n| n.last_failed.is_none() && n.history.len() < 2);
 
-        // Alert ages: first seen while live; a paused view does not move them.
-        let mut alerts = Vec::new();
-        if params.as_of.is_none() {
-            self.seen
-                .retain(|k, _| raw_alerts.iter().any(|a| &a.0.key == k));
-        }
-        for (mut alert, hold) in raw_alerts {
-            let first = match self.seen.get(&alert.key) {
-                Some(f) => *f,
-                None if params.as_of.is_none() => {
-                    self.seen.insert(alert.key.clone(), (end, wall));
-                    (end, wall)
-                }
-                None => (end, wall),
-            };
-            if end - first.0 + 1e-9 < hold {
-                continue;
-            }
-            alert.since = Some(first.1);
-            alerts.push(alert);
-        }
-        alerts.sort_by(|a, b| (a.severity, &a.key).cmp(&(b.severity, &b.key)));
+        let alerts = self
+            .ages
+            .shown(raw_alerts, params.as_of.is_none(), end, wall);
 
         State {
             at: end,
@@ -636,180 +621,6 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
-    /// Every alert condition true at the end of the snapshot, with how long
-    /// it must hold before it shows.
-    fn alerts(&self, rows: &[NodeRow]) -> Vec<(Alert, f64)> {
-        let cfg = &self.fleet.alerts;
-        let aw = cfg.window.0.as_secs_f64();
-        let wname = window_name(cfg.window.0);
-        let mut out = Vec::new();
-        let mut push = |severity, key: String, message: String, hold: f64| {
-            out.push((
-                Alert {
-                    severity,
-                    key,
-                    message,
-                    since: None,
-                },
-                hold,
-            ))
-        };
-        for (i, row) in rows.iter().enumerate() {
-            let name = &row.name;
-            if let Health::Down {
-                last_ok,
-                silent_for,
-                error,
-            } = &row.health
-            {
-                let last = match last_ok {
-                    Some(_) => format!("last answer {} ago", fmt::duration(*silent_for)),
-                    None => "never answered".to_owned(),
-                };
-                push(
-                    Severity::Critical,
-                    format!("down {name}"),
-                    format!("node {name} down: {error}; {last}"),
-                    0.0,
-                );
-                continue;
-            }
-            // A node whose demo input (a finite source) has ended takes no traffic
-            // because there is none left: done, not failing.
-            if row.ready == Some(false) && row.source_finished != Some(true) {
-                push(
-                    Severity::Critical,
-                    format!("ready {name}"),
-                    format!("node {name} not ready: not taking traffic (starting, stopping or store failing; see /health/ready)"),
-                    0.0,
-                );
-            }
-            if row.kafka_up == Some(false) {
-                push(
-                    Severity::Critical,
-                    format!("kafka {name}"),
-                    format!("node {name} reaches no Kafka broker"),
-                    0.0,
-                );
-            }
-            if let Some(s) = self.span(i, aw).filter(|_| self.fresh(i)) {
-                let errors = s.inc(&self.all(r::STORE_WRITE_ERRORS));
-                if errors > 0.0 {
-                    push(
-                        Severity::Critical,
-                        format!("store {name}"),
-                        format!("node {name}: {} failed store writes in {wname} (retrying; nothing acknowledged)", fmt::count(errors)),
-                        0.0,
-                    );
-                }
-            }
-            if let Some(s) = self.span(i, aw).filter(|_| self.fresh(i)) {
-                let errors = s.inc(&self.all(r::KAFKA_PRODUCE_ERRORS));
-                if errors > 0.0 {
-                    push(
-                        Severity::Warning,
-                        format!("receipts {name}"),
-                        format!("node {name}: {} receipt or dead-letter deliveries failed in {wname} (retried; offsets wait)", fmt::count(errors)),
-                        0.0,
-                    );
-                }
-            }
-            if let (Some(lag), Some(slope)) = (row.lag, row.lag_slope) {
-                if slope > 0.0 && lag >= cfg.lag_min_records as f64 {
-                    push(
-                        Severity::Warning,
-                        format!("lag {name}"),
-                        format!(
-                            "node {name}: consumer lag growing +{}/s over {wname}, now {} records",
-                            fmt::rate(slope),
-                            fmt::count(lag)
-                        ),
-                        0.0,
-                    );
-                }
-            }
-            if let Some(lag) = row
-                .scheduler_lag
-                .filter(|l| *l >= cfg.scheduler_lag.0.as_secs_f64())
-            {
-                let ids = self.all(r::SCHEDULER_LAG);
-                let slope = self
-                    .node(i)
-                    .history
-                    .slope(self.end, aw, &|p| gauge(p, &ids));
-                if slope.is_some_and(|s| s > 0.0) {
-                    push(
-                        Severity::Warning,
-                        format!("scheduler {name}"),
-                        format!(
-                            "node {name}: scheduler {} behind and falling further (rounds are late)",
-                            fmt::duration(lag)
-                        ),
-                        0.0,
-                    );
-                }
-            }
-        }
-        // Channels and agencies over the whole fleet: a gateway or an
-        // agency is one thing however many nodes see it.
-        let all: Vec<usize> = (0..rows.len()).collect();
-        let alert_ctx = Ctx {
-            fleet: self.fleet,
-            end: self.end,
-            window: aw,
-        };
-        for c in alert_ctx.channels(&all) {
-            for node in &c.open_on {
-                push(
-                    Severity::Critical,
-                    format!("circuit {} {node}", c.name),
-                    format!("circuit open: {} on {node}: gateway failing, rounds go to the next channel", c.name),
-                    cfg.circuit_open_for.0.as_secs_f64(),
-                );
-            }
-            let attempts = alert_ctx.window_attempts(&all, &c.name);
-            if let Some(f) = c.failure.filter(|f| *f > cfg.notification_failure_rate) {
-                if attempts >= cfg.min_events as f64 {
-                    push(
-                        Severity::Warning,
-                        format!("failures {}", c.name),
-                        format!(
-                            "channel {}: {} of gateway attempts failed over {wname} (limit {})",
-                            c.name,
-                            fmt::pct(f),
-                            fmt::pct(cfg.notification_failure_rate)
-                        ),
-                        0.0,
-                    );
-                }
-            }
-        }
-        for a in alert_ctx.agencies(&all) {
-            let events = alert_ctx.window_notices(&all, &a.name);
-            if let Some(rej) = a.rejection.filter(|x| *x > cfg.rejection_rate) {
-                if events >= cfg.min_events as f64 {
-                    let top = a
-                        .reasons
-                        .first()
-                        .map(|(r, _)| format!(", mostly {r}"))
-                        .unwrap_or_default();
-                    push(
-                        Severity::Warning,
-                        format!("rejections {}", a.name),
-                        format!(
-                            "agency {}: {} rejected over {wname} (limit {}){top}",
-                            a.name,
-                            fmt::pct(rej),
-                            fmt::pct(cfg.rejection_rate)
-                        ),
-                        0.0,
-                    );
-                }
-            }
-        }
-        out
-    }
-
     /// Gateway attempts of a channel over this context's window.
     fn window_attempts(&self, scope: &[usize], channel: &str) -> f64 {
         let ids = self.ids(r::CH_ATTEMPTS, |s| s.label(0) == channel);
@@ -834,9 +645,53 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The alert rules' measurements, over this context's window (the alert
+/// window, when the snapshot asks the rules).
+impl alerts::Measures for Ctx<'_> {
+    fn store_write_errors(&self, i: usize) -> Option<f64> {
+        let s = self.span(i, self.window).filter(|_| self.fresh(i))?;
+        Some(s.inc(&self.all(r::STORE_WRITE_ERRORS)))
+    }
+
+    fn produce_errors(&self, i: usize) -> Option<f64> {
+        let s = self.span(i, self.window).filter(|_| self.fresh(i))?;
+        Some(s.inc(&self.all(r::KAFKA_PRODUCE_ERRORS)))
+    }
+
+    fn scheduler_lag_slope(&self, i: usize) -> Option<f64> {
+        let ids = self.all(r::SCHEDULER_LAG);
+        self.node(i)
+            .history
+            .slope(self.end, self.window, &|p| gauge(p, &ids))
+    }
+
+    fn fleet_channels(&self) -> Vec<(ChannelRow, f64)> {
+        let all: Vec<usize> = (0..self.fleet.nodes.len()).collect();
+        self.channels(&all)
+            .into_iter()
+            .map(|c| {
+                let attempts = self.window_attempts(&all, &c.name);
+                (c, attempts)
+            })
+            .collect()
+    }
+
+    fn fleet_agencies(&self) -> Vec<(AgencyRow, f64)> {
+        let all: Vec<usize> = (0..self.fleet.nodes.len()).collect();
+        self.agencies(&all)
+            .into_iter()
+            .map(|a| {
+                let notices = self.window_notices(&all, &a.name);
+                (a, notices)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::Severity;
     use crate::fixtures::{self, wall, T0, T2, T4};
 
     /// Sum of every sample of `name` in exposition text, by plain line
@@ -917,100 +772,6 @@ mod tests {
         );
         assert!(s.nodes[0].received.is_some(), "its last rates still count");
         assert!(!s.alerts.iter().any(|a| a.key == "down 10.0.0.1:9464"));
-    }
-
-    #[test]
-    fn a_node_whose_source_finished_is_done_not_alerting() {
-        let ready_alert = |s: &State| s.alerts.iter().any(|a| a.key == "ready 10.0.0.1:9464");
-        let mut f = fixtures::fleet();
-        // The capture 24 s in: ingest had ended, on an engine from before
-        // the gauge, so not ready and nothing says why.
-        f.record(0, 11.0, wall(11.0), Ok(T4.to_owned()));
-        let s = f.snapshot(fixtures::params(), 11.1, wall(11.1));
-        assert_eq!(s.nodes[0].ready, Some(false));
-        assert_eq!(s.nodes[0].source_finished, None);
-        assert!(ready_alert(&s));
-
-        let with_gauge = |v: u8| {
-            format!(
-                "{T4}\n# TYPE karpoosheh_source_finished gauge\nkarpoosheh_source_finished {v}\n"
-            )
-        };
-        f.record(0, 12.0, wall(12.0), Ok(with_gauge(1)));
-        let s = f.snapshot(fixtures::params(), 12.1, wall(12.1));
-        assert_eq!(s.nodes[0].source_finished, Some(true));
-        assert!(!ready_alert(&s), "{:?}", s.alerts);
-
-        f.record(0, 13.0, wall(13.0), Ok(with_gauge(0)));
-        let s = f.snapshot(fixtures::params(), 13.1, wall(13.1));
-        assert!(ready_alert(&s), "not ready with its source still open");
-    }
-
-    #[test]
-    fn alerts_for_an_open_breaker_growing_lag_and_a_bad_batch() {
-        let s = fixtures::state();
-        let keys: Vec<&str> = s.alerts.iter().map(|a| a.key.as_str()).collect();
-        for want in [
-            "circuit sms 10.0.0.2:9464",
-            "lag 10.0.0.2:9464",
-            "rejections municipality",
-        ] {
-            assert!(keys.contains(&want), "{want} missing from {keys:?}");
-        }
-        assert!(
-            !keys.iter().any(|k| k.starts_with("lag 10.0.0.1")),
-            "node 1 is not on Kafka"
-        );
-        assert_eq!(s.alerts[0].severity, Severity::Critical, "critical first");
-        let rej = s
-            .alerts
-            .iter()
-            .find(|a| a.key == "rejections municipality")
-            .unwrap();
-        assert!(
-            rej.message.contains("mostly agency_not_allowed"),
-            "{}",
-            rej.message
-        );
-    }
-
-    #[test]
-    fn thresholds_come_from_the_configuration() {
-        let mut cfg = fixtures::config();
-        cfg.alerts.rejection_rate = 0.99;
-        cfg.alerts.lag_min_records = 1_000_000;
-        let mut f = Fleet::new(&cfg, cfg.targets().unwrap());
-        let mut base = fixtures::fleet();
-        std::mem::swap(&mut f.nodes, &mut base.nodes);
-        std::mem::swap(&mut f.registry, &mut base.registry);
-        let s = f.snapshot(fixtures::params(), 10.5, wall(10.5));
-        assert!(
-            !s.alerts.iter().any(|a| a.key.starts_with("rejections")),
-            "{:?}",
-            s.alerts
-        );
-        assert!(!s.alerts.iter().any(|a| a.key.starts_with("lag")));
-        assert!(s.alerts.iter().any(|a| a.key.starts_with("circuit")));
-    }
-
-    #[test]
-    fn an_alert_that_must_hold_waits_its_time() {
-        let mut cfg = fixtures::config();
-        cfg.alerts.circuit_open_for = karpoosheh_schemas::HumanDuration(Duration::from_secs(3));
-        let mut f = Fleet::new(&cfg, cfg.targets().unwrap());
-        let mut base = fixtures::fleet();
-        std::mem::swap(&mut f.nodes, &mut base.nodes);
-        std::mem::swap(&mut f.registry, &mut base.registry);
-        let circuit = |s: &State| {
-            s.alerts
-                .iter()
-                .find(|a| a.key.starts_with("circuit"))
-                .cloned()
-        };
-        assert!(circuit(&f.snapshot(fixtures::params(), 10.5, wall(10.5))).is_none());
-        assert!(circuit(&f.snapshot(fixtures::params(), 13.0, wall(13.0))).is_none());
-        let a = circuit(&f.snapshot(fixtures::params(), 14.0, wall(14.0))).expect("held 3.5 s");
-        assert_eq!(a.since, Some(wall(10.5)), "since when it was first seen");
     }
 
     #[test]

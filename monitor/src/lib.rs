@@ -10,6 +10,7 @@
 //! engine, write to a node, or show or log anything personal (the metrics
 //! carry no national ID, and nothing here would add one).
 
+mod alerts;
 mod collect;
 mod config;
 mod error;

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
+pub(crate) use crate::alerts::{Alert, Severity};
+
 /// What the UI asks the collector to compute.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Params {
@@ -216,22 +218,6 @@ pub(crate) struct ChannelRow {
     /// Sends that gave up on a token (channel skipped), per second.
     pub rate_limit_skips: f64,
     pub send_p99: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Severity {
-    Critical,
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Alert {
-    pub severity: Severity,
-    /// Stable across snapshots: what and where.
-    pub key: String,
-    pub message: String,
-    /// When the condition was first seen (by this monitor).
-    pub since: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
