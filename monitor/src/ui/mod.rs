@@ -6,11 +6,12 @@
 //! panic (a hook restores before the message prints) and SIGTERM/SIGHUP
 //! (a flag the loop checks between waits).
 
-mod draw;
 mod keymap;
 #[cfg(test)]
 mod tests;
 mod theme;
+mod views;
+mod widgets;
 
 use std::io::{Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +25,9 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 
-pub(crate) use draw::draw;
 pub(crate) use keymap::Action;
 pub(crate) use theme::Theme;
+pub(crate) use views::draw;
 
 use crate::collect::Collector;
 use crate::config::{Config, WINDOWS};
@@ -148,9 +149,9 @@ impl App {
         let Some(s) = state else { return 0 };
         match self.view {
             View::Overview => 0,
-            View::Nodes => draw::node_order(self, s).len(),
-            View::Agencies => draw::agency_order(self, s).len(),
-            View::Channels => draw::channel_order(self, s).len(),
+            View::Nodes => views::node_order(self, s).len(),
+            View::Agencies => views::agency_order(self, s).len(),
+            View::Channels => views::channel_order(self, s).len(),
         }
     }
 
@@ -234,7 +235,9 @@ impl App {
             }
             Action::Enter => match self.view {
                 View::Nodes => {
-                    let order = state.map(|s| draw::node_order(self, s)).unwrap_or_default();
+                    let order = state
+                        .map(|s| views::node_order(self, s))
+                        .unwrap_or_default();
                     if let Some(&i) = order.get(cur) {
                         self.scope = Some(i);
                         self.show(View::Overview);

@@ -122,7 +122,7 @@ fn agencies_sorted_by_rejection_and_filtered_80x24() {
         press(&mut a, KeyCode::Char('s')); // stored/s → agency → rejected/s → rejected %
     }
     let s = state_for(&a);
-    let order: Vec<&str> = draw::agency_order(&a, &s)
+    let order: Vec<&str> = views::agency_order(&a, &s)
         .iter()
         .map(|&i| s.agencies[i].name.as_str())
         .collect();
@@ -268,7 +268,7 @@ fn states_are_coloured_and_bold_without_colour() {
 #[test]
 fn help_lists_every_key_and_every_threshold() {
     let a = app();
-    let text: String = draw::help_lines(&a)
+    let text: String = views::help_lines(&a)
         .iter()
         .map(|l| {
             l.spans

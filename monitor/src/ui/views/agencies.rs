@@ -1,0 +1,186 @@
+//! The Agencies view: notices stored, duplicated and rejected per agency,
+//! rejection shares and reasons, served shares, and the selected agency's
+//! detail (under the table, or as a popup).
+
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use crate::config::window_name;
+use crate::fmt;
+use crate::state::{AgencyRow, State};
+use crate::ui::widgets::{
+    by_num, detail_height, finish, matches_filter, opt, render_table, right, sort_header,
+    table_block, BIG_WIDTH,
+};
+use crate::ui::{App, View};
+
+pub(crate) fn agency_order(app: &App, s: &State) -> Vec<usize> {
+    let v = View::Agencies.index();
+    let (key, rev) = app.sort[v];
+    let mut order: Vec<usize> = (0..s.agencies.len())
+        .filter(|&i| matches_filter(&app.filter[v], &s.agencies[i].name))
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&s.agencies[a], &s.agencies[b]);
+        match View::Agencies.sort_keys().get(key).copied().unwrap_or("") {
+            "agency" => x.name.cmp(&y.name),
+            "rej/s" => by_num(Some(x.rejected), Some(y.rejected)),
+            "rej %" => by_num(x.rejection, y.rejection),
+            "served %" => by_num(x.served_window, y.served_window),
+            "lag" => by_num(x.lag, y.lag),
+            _ => by_num(Some(x.stored), Some(y.stored)),
+        }
+        .then_with(|| x.name.cmp(&y.name))
+    });
+    finish(&mut order, rev);
+    order
+}
+
+pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
+    let t = &app.theme;
+    let order = agency_order(app, s);
+    let wide = area.width >= BIG_WIDTH;
+    let detail_h = detail_height(area, order.len(), 13);
+    let show_detail = detail_h > 0;
+    let [top, bottom] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail_h)]).areas(area);
+    let h = |n| sort_header(app, View::Agencies, n);
+    let mut head = vec![
+        Cell::from(h("agency")),
+        right(h("stored/s")),
+        right(h("rej/s")),
+        right(h("rej %")),
+        right(h("served %")),
+        right(h("lag")),
+        Cell::from(if wide { "top reasons" } else { "top reason" }),
+    ];
+    let mut widths = vec![
+        Constraint::Length(15),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Fill(1),
+    ];
+    if wide {
+        head.insert(2, right("dup/s".into()));
+        widths.insert(2, Constraint::Length(7));
+        head.insert(6, right("since start".into()));
+        widths.insert(6, Constraint::Length(11));
+    }
+    let thresh = app.config.alerts.rejection_rate;
+    let rows: Vec<Row> = order
+        .iter()
+        .map(|&i| {
+            let a = &s.agencies[i];
+            let rej_style = if a.rejection.is_some_and(|r| r > thresh) {
+                t.warn
+            } else {
+                t.text
+            };
+            let total: f64 = a.reasons.iter().map(|r| r.1).sum();
+            let reasons = a
+                .reasons
+                .iter()
+                .take(if wide { 3 } else { 1 })
+                .map(|(r, n)| format!("{:.0}% {r}", 100.0 * n / total.max(1.0)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut cells = vec![
+                Cell::from(a.name.clone()),
+                right(fmt::rate(a.stored)),
+                right(fmt::rate(a.rejected)),
+                Cell::from(
+                    Line::styled(fmt::opt_pct(a.rejection), rej_style).alignment(Alignment::Right),
+                ),
+                right(fmt::opt_pct(a.served_window)),
+                right(opt(a.lag, fmt::compact)),
+                Cell::from(Span::styled(reasons, t.dim)),
+            ];
+            if wide {
+                cells.insert(2, right(fmt::rate(a.duplicates)));
+                cells.insert(6, right(fmt::opt_pct(a.served_total)));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let title = format!(
+        " Agencies ({}) · %, reasons over {} · Enter: detail ",
+        order.len(),
+        window_name(s.params.window)
+    );
+    let table = Table::new(rows, widths)
+        .header(Row::new(head).style(t.header))
+        .row_highlight_style(t.selected)
+        .block(table_block(app, title));
+    let sel = app.selected[View::Agencies.index()];
+    render_table(f, table, top, sel, order.len());
+    if show_detail {
+        if let Some(&i) = order.get(sel.min(order.len().saturating_sub(1))) {
+            f.render_widget(
+                Paragraph::new(agency_detail(app, s, &s.agencies[i]))
+                    .block(table_block(app, format!(" {} ", s.agencies[i].name))),
+                bottom,
+            );
+        }
+    }
+}
+
+pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let d = |x: &str| Span::styled(x.to_owned(), t.dim);
+    let w = window_name(s.params.window);
+    let mut lines = vec![
+        Line::from(vec![
+            d(&format!(" over {w}: stored ")),
+            Span::raw(fmt::count(a.stored_window)),
+            d("  duplicates "),
+            Span::raw(fmt::count(a.duplicates_window)),
+            d("  rejected "),
+            Span::raw(fmt::count(a.rejected_window)),
+            Span::raw(format!(" ({})", fmt::opt_pct(a.rejection))),
+        ]),
+        Line::from(vec![
+            d(" served "),
+            Span::raw(fmt::count(a.served)),
+            d("  not served "),
+            Span::raw(fmt::count(a.not_served)),
+            d("  expired "),
+            Span::raw(fmt::count(a.expired)),
+            d("  → served "),
+            Span::raw(fmt::opt_pct(a.served_window)),
+            d(" (since start "),
+            Span::raw(fmt::opt_pct(a.served_total)),
+            d(")"),
+        ]),
+    ];
+    if let Some(l) = a.lag {
+        lines.push(Line::from(vec![
+            d(" consumer lag "),
+            Span::raw(fmt::count(l)),
+        ]));
+    }
+    let total: f64 = a.reasons.iter().map(|r| r.1).sum();
+    if a.reasons.is_empty() {
+        lines.push(Line::styled(format!(" no rejections in {w}"), t.dim));
+    } else {
+        lines.push(Line::styled(format!(" rejections by reason ({w})"), t.dim));
+        for (r, n) in a.reasons.iter().take(6) {
+            lines.push(Line::raw(format!(
+                "   {r:<28} {:>9}  {:>6}",
+                fmt::count(*n),
+                fmt::pct(n / total.max(1.0))
+            )));
+        }
+        if a.reasons.len() > 6 {
+            lines.push(Line::styled(
+                format!("   … {} more reasons", a.reasons.len() - 6),
+                t.dim,
+            ));
+        }
+    }
+    lines
+}
