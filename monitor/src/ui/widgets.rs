@@ -325,10 +325,29 @@ pub(crate) fn by_num(a: Option<f64>, b: Option<f64>) -> Ordering {
         .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
 }
 
-pub(crate) fn finish(order: &mut [usize], rev: bool) {
+/// The rows of `view`'s table, as indexes into `rows`: those whose `name`
+/// the view's filter matches, ordered by its sort column. `cmp` compares
+/// two rows by the column's name ("" when there is none); the sort is
+/// stable, so rows it finds equal keep their order in `rows`. Reversed,
+/// the whole order is (ties too).
+pub(crate) fn table_order<R>(
+    app: &App,
+    view: View,
+    rows: &[R],
+    name: impl Fn(&R) -> &str,
+    cmp: impl Fn(&str, &R, &R) -> Ordering,
+) -> Vec<usize> {
+    let v = view.index();
+    let (key, rev) = app.sort[v];
+    let column = view.sort_keys().get(key).copied().unwrap_or("");
+    let mut order: Vec<usize> = (0..rows.len())
+        .filter(|&i| matches_filter(&app.filter[v], name(&rows[i])))
+        .collect();
+    order.sort_by(|&a, &b| cmp(column, &rows[a], &rows[b]));
     if rev {
         order.reverse();
     }
+    order
 }
 
 pub(crate) fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
@@ -394,5 +413,42 @@ mod tests {
     fn wrapping_keeps_words_and_marks_a_cut() {
         assert_eq!(wrap("a bb ccc dddd", 6, 2), ["a bb", "ccc d…"]);
         assert_eq!(wrap("short", 10, 2), ["short"]);
+    }
+
+    #[test]
+    fn table_order_filters_keeps_ties_and_reverses_the_whole() {
+        use crate::ui::Theme;
+        let rows = [("sms", 2.0), ("email", 1.0), ("push", 2.0), ("SMS-2", 3.0)];
+        let mut app = App::new(
+            crate::fixtures::config(),
+            3,
+            Theme::plain(),
+            "karpoosheh".into(),
+        );
+        let view = View::Channels;
+        let v = view.index();
+        let order = |app: &App| {
+            table_order(
+                app,
+                view,
+                &rows,
+                |r| r.0,
+                |column, x, y| match column {
+                    "sent/s" => by_num(Some(x.1), Some(y.1)),
+                    _ => Ordering::Equal,
+                },
+            )
+        };
+        assert_eq!(
+            order(&app),
+            [0, 1, 2, 3],
+            "a column it does not sort by: as given"
+        );
+        app.sort[v] = (1, false);
+        assert_eq!(order(&app), [3, 0, 2, 1], "largest first, ties as given");
+        app.sort[v] = (1, true);
+        assert_eq!(order(&app), [1, 2, 0, 3], "reversed, ties too");
+        app.filter[v] = "sMs".into();
+        assert_eq!(order(&app), [0, 3], "filter ignores case");
     }
 }

@@ -11,31 +11,29 @@ use crate::config::window_name;
 use crate::fmt;
 use crate::state::{AgencyRow, State};
 use crate::ui::widgets::{
-    by_num, detail_height, finish, matches_filter, opt, render_table, right, sort_header,
-    table_block, BIG_WIDTH,
+    by_num, detail_height, opt, render_table, right, sort_header, table_block, table_order,
+    BIG_WIDTH,
 };
 use crate::ui::{App, View};
 
 pub(crate) fn agency_order(app: &App, s: &State) -> Vec<usize> {
-    let v = View::Agencies.index();
-    let (key, rev) = app.sort[v];
-    let mut order: Vec<usize> = (0..s.agencies.len())
-        .filter(|&i| matches_filter(&app.filter[v], &s.agencies[i].name))
-        .collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&s.agencies[a], &s.agencies[b]);
-        match View::Agencies.sort_keys().get(key).copied().unwrap_or("") {
-            "agency" => x.name.cmp(&y.name),
-            "rej/s" => by_num(Some(x.rejected), Some(y.rejected)),
-            "rej %" => by_num(x.rejection, y.rejection),
-            "served %" => by_num(x.served_window, y.served_window),
-            "lag" => by_num(x.lag, y.lag),
-            _ => by_num(Some(x.stored), Some(y.stored)),
-        }
-        .then_with(|| x.name.cmp(&y.name))
-    });
-    finish(&mut order, rev);
-    order
+    table_order(
+        app,
+        View::Agencies,
+        &s.agencies,
+        |a| &a.name,
+        |column, x, y| {
+            match column {
+                "agency" => x.name.cmp(&y.name),
+                "rej/s" => by_num(Some(x.rejected), Some(y.rejected)),
+                "rej %" => by_num(x.rejection, y.rejection),
+                "served %" => by_num(x.served_window, y.served_window),
+                "lag" => by_num(x.lag, y.lag),
+                _ => by_num(Some(x.stored), Some(y.stored)),
+            }
+            .then_with(|| x.name.cmp(&y.name))
+        },
+    )
 }
 
 pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {

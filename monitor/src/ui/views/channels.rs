@@ -13,30 +13,28 @@ use crate::config::window_name;
 use crate::fmt;
 use crate::state::{ChannelRow, Circuit, State, F};
 use crate::ui::widgets::{
-    by_num, detail_height, finish, matches_filter, opt, render_table, right, sort_header,
-    table_block, BIG_WIDTH,
+    by_num, detail_height, opt, render_table, right, sort_header, table_block, table_order,
+    BIG_WIDTH,
 };
 use crate::ui::{App, View};
 
 pub(crate) fn channel_order(app: &App, s: &State) -> Vec<usize> {
-    let v = View::Channels.index();
-    let (key, rev) = app.sort[v];
-    let mut order: Vec<usize> = (0..s.channels.len())
-        .filter(|&i| matches_filter(&app.filter[v], &s.channels[i].name))
-        .collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&s.channels[a], &s.channels[b]);
-        match View::Channels.sort_keys().get(key).copied().unwrap_or("") {
-            "sent/s" => by_num(Some(x.sent), Some(y.sent)),
-            "fail %" => by_num(x.failure, y.failure),
-            "breaker" => y.circuit.cmp(&x.circuit),
-            "waiting" => by_num(Some(x.saturation), Some(y.saturation)),
-            _ => Ordering::Equal,
-        }
-        .then_with(|| x.name.cmp(&y.name))
-    });
-    finish(&mut order, rev);
-    order
+    table_order(
+        app,
+        View::Channels,
+        &s.channels,
+        |c| &c.name,
+        |column, x, y| {
+            match column {
+                "sent/s" => by_num(Some(x.sent), Some(y.sent)),
+                "fail %" => by_num(x.failure, y.failure),
+                "breaker" => y.circuit.cmp(&x.circuit),
+                "waiting" => by_num(Some(x.saturation), Some(y.saturation)),
+                _ => Ordering::Equal,
+            }
+            .then_with(|| x.name.cmp(&y.name))
+        },
+    )
 }
 
 fn circuit_span(app: &App, c: &ChannelRow) -> Span<'static> {

@@ -2,6 +2,8 @@
 //! latency; identity and resources when wide), and the selected node's
 //! detail under the table when there is room. Enter scopes to that node.
 
+use std::cmp::Ordering;
+
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
@@ -10,38 +12,34 @@ use ratatui::Frame;
 use crate::fmt;
 use crate::state::{Health, NodeRow, State};
 use crate::ui::widgets::{
-    by_num, detail_height, finish, matches_filter, opt, render_table, right, sort_header,
-    table_block, BIG_WIDTH,
+    by_num, detail_height, opt, render_table, right, sort_header, table_block, table_order,
+    BIG_WIDTH,
 };
 use crate::ui::{App, View};
 
 pub(crate) fn node_order(app: &App, s: &State) -> Vec<usize> {
-    let v = View::Nodes.index();
-    let (key, rev) = app.sort[v];
-    let mut order: Vec<usize> = (0..s.nodes.len())
-        .filter(|&i| matches_filter(&app.filter[v], &s.nodes[i].name))
-        .collect();
     let rank = |n: &NodeRow| match n.health {
         Health::Down { .. } => 0,
         Health::Late { .. } | Health::Unreached { .. } => 1,
         Health::Waiting => 2,
         Health::Up => 3,
     };
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&s.nodes[a], &s.nodes[b]);
-        match View::Nodes.sort_keys().get(key).copied().unwrap_or("order") {
+    table_order(
+        app,
+        View::Nodes,
+        &s.nodes,
+        |n| &n.name,
+        |column, x, y| match column {
             "node" => x.name.cmp(&y.name),
             "state" => rank(x).cmp(&rank(y)),
             "in/s" => by_num(x.received, y.received),
             "stored/s" => by_num(x.stored, y.stored),
             "lag" => by_num(x.lag, y.lag),
             "write p99" => by_num(x.write_p99, y.write_p99),
-            _ => a.cmp(&b),
-        }
-        .then(a.cmp(&b))
-    });
-    finish(&mut order, rev);
-    order
+            // "order": the configuration's, which the stable sort keeps.
+            _ => Ordering::Equal,
+        },
+    )
 }
 
 fn health_cell(app: &App, n: &NodeRow) -> Span<'static> {
