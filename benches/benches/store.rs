@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use karpoosheh_engine::store::conformance::notice;
-use karpoosheh_engine::store::{Durability, Entry, FjallStore, FjallStoreConfig, NewNotice, Store};
-use karpoosheh_engine::TrackingCodes;
+use karpoosheh_engine::conformance::notice;
+use karpoosheh_engine::{
+    Durability, Entry, FjallStore, FjallStoreConfig, NewNotice, NoticeStore, TrackingCodes,
+};
 use karpoosheh_schemas::{MailboxId, SourcePosition};
 
 const BATCH: usize = 1000;

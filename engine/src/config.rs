@@ -11,17 +11,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use karpoosheh_schemas::{ByteSize, HumanDuration, Limits, MAX_NODE};
+use karpoosheh_schemas::{Limits, MAX_NODE};
 use serde::{Deserialize, Serialize};
 
 pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
 pub use crate::kafka::KafkaConfig;
+pub use crate::pipeline::PipelineConfig;
 use crate::store::scylla::ScyllaConfig;
-use crate::store::{
-    Durability, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MEMTABLE_BYTES,
-    DEFAULT_WRITE_BUFFER_BYTES,
-};
+pub use crate::store::{StoreBackend, StoreConfig};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "KARPOOSHEH__";
@@ -47,104 +45,6 @@ pub struct Config {
     pub agencies: AgenciesConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// Where mailboxes live: `embedded` (fjall, on this machine; the
-    /// default) or `scylla` (a ScyllaDB cluster shared by the fleet,
-    /// configured in `[scylla]`).
-    pub backend: StoreBackend,
-    /// Directory of the embedded store; created if missing.
-    pub path: PathBuf,
-    /// When a write counts as durable: `sync_data` (fdatasync, default),
-    /// `sync_all` (fsync) or `buffered` (no sync: loses the last writes on
-    /// power loss; tests and benchmarks only).
-    pub durability: Durability,
-    /// Block cache for reads.
-    pub cache_size: ByteSize,
-    /// Memtable size per keyspace; larger means fewer, bigger flushes.
-    pub memtable_size: ByteSize,
-    /// Journal size after which memtables are flushed to free it.
-    pub max_journal_size: ByteSize,
-    /// All memtables together, every keyspace: above it, writes wait for
-    /// flushes. 0 turns the bound off (fjall's per-keyspace limits only).
-    pub write_buffer_size: ByteSize,
-}
-
-/// The store backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreBackend {
-    #[default]
-    Embedded,
-    Scylla,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            backend: StoreBackend::Embedded,
-            path: PathBuf::from("./karpoosheh-data"),
-            durability: Durability::SyncData,
-            // Holds the index and filter blocks that bulk ingest reads
-            // (reference checks); the OS page cache holds every block as
-            // well, outside the engine's RSS. Against 64 MiB: the same
-            // ingest and scheduler rates, and full within the first
-            // million or two notices instead of slowly filling for twenty
-            // million, the largest term of the 5M demo's growth
-            // (BENCHMARKS.md, "Memory").
-            cache_size: ByteSize(DEFAULT_CACHE_BYTES),
-            // 16 MiB holds ~10k notices. Against 64 MiB: the same or a
-            // higher ingest rate at about half the peak RSS (BENCHMARKS.md).
-            memtable_size: ByteSize(DEFAULT_MEMTABLE_BYTES),
-            max_journal_size: ByteSize(DEFAULT_MAX_JOURNAL_BYTES),
-            // The memtables are the store's largest buffer and, without a
-            // bound on their sum, grew with the tree's depth: flushes queue
-            // behind longer compactions (BENCHMARKS.md, "Memory").
-            write_buffer_size: ByteSize(DEFAULT_WRITE_BUFFER_BYTES),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineConfig {
-    /// Batch buffers. Each source lane (Kafka partition, file) maps to one
-    /// shard, whose order is kept to the store.
-    pub shards: usize,
-    /// A shard's batch is written when it holds this many records...
-    pub batch_max_notices: usize,
-    /// ...or when its oldest record has waited this long.
-    pub batch_linger: HumanDuration,
-    /// The committer merges ready batches into one durable write of at most
-    /// this many records (group commit: one fsync for all of them).
-    pub group_max_notices: usize,
-    /// Records read from the source and decoded in parallel at a time.
-    pub decode_chunk: usize,
-    /// Chunks and batches waiting between stages; with the sizes above
-    /// this bounds the pipeline's memory, whatever the source's backlog.
-    pub queue_depth: usize,
-    /// Threads decoding and validating; 0 means one per core.
-    pub decode_threads: usize,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            shards: 4,
-            // 1000-2000 records per fsync amortise its ~1-5 ms cost to a few
-            // microseconds per notice.
-            batch_max_notices: 2000,
-            // Low traffic still sees its receipt within tens of milliseconds.
-            batch_linger: HumanDuration(std::time::Duration::from_millis(20)),
-            group_max_notices: 4000,
-            decode_chunk: 2048,
-            queue_depth: 4,
-            decode_threads: 0,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,39 +222,8 @@ impl Config {
             ));
         }
         self.delivery.validate()?;
-        let p = &self.pipeline;
-        if p.shards == 0 || p.shards > 1024 {
-            return Err("pipeline.shards must be 1-1024".into());
-        }
-        if p.batch_max_notices == 0 || p.decode_chunk == 0 || p.queue_depth == 0 {
-            return Err(
-                "pipeline.batch_max_notices, decode_chunk and queue_depth must be above zero"
-                    .into(),
-            );
-        }
-        if p.group_max_notices < p.batch_max_notices {
-            return Err(format!(
-                "pipeline.group_max_notices ({}) must be at least pipeline.batch_max_notices ({})",
-                p.group_max_notices, p.batch_max_notices
-            ));
-        }
-        if p.batch_linger.0.is_zero() {
-            return Err("pipeline.batch_linger must be above zero (e.g. \"20ms\")".into());
-        }
-        if self.store.memtable_size.0 < 1 << 20 {
-            return Err("store.memtable_size must be at least 1MiB".into());
-        }
-        let wb = self.store.write_buffer_size.0;
-        if wb != 0 && wb < 2 * self.store.memtable_size.0 {
-            return Err(format!(
-                "store.write_buffer_size ({}) must be 0 (no bound) or at least twice \
-                 store.memtable_size ({}): one memtable filling while another is flushed",
-                self.store.write_buffer_size, self.store.memtable_size
-            ));
-        }
-        if self.store.max_journal_size.0 < 64 << 20 {
-            return Err("store.max_journal_size must be at least 64MiB".into());
-        }
+        self.pipeline.validate()?;
+        self.store.validate()?;
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(format!(
                 "metrics.listen {:?} is not host:port (e.g. 127.0.0.1:9464), nor empty",
@@ -398,6 +267,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use karpoosheh_schemas::ByteSize;
 
     fn no_env() -> Vec<(String, String)> {
         vec![]

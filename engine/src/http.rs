@@ -6,43 +6,13 @@
 //! and it must keep answering while the pipeline is saturated.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::internal_events::Readiness;
+use crate::health::Health;
 use crate::metric_names as m;
-
-/// Shared readiness flag with the reason shown when not ready.
-#[derive(Clone, Default)]
-pub struct Health {
-    inner: Arc<HealthInner>,
-}
-
-#[derive(Default)]
-struct HealthInner {
-    ready: AtomicBool,
-    why: Mutex<&'static str>,
-}
-
-impl Health {
-    pub fn set(&self, ready: bool, why: &'static str) {
-        let was = self.inner.ready.swap(ready, Ordering::SeqCst);
-        *self.inner.why.lock().unwrap_or_else(|p| p.into_inner()) = why;
-        if was != ready {
-            Readiness { ready, why }.emit();
-        }
-    }
-
-    pub fn ready(&self) -> (bool, &'static str) {
-        (
-            self.inner.ready.load(Ordering::SeqCst),
-            *self.inner.why.lock().unwrap_or_else(|p| p.into_inner()),
-        )
-    }
-}
 
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn install_recorder() -> PrometheusHandle {

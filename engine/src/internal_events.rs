@@ -248,26 +248,6 @@ pub struct RoundFinished {
     pub deliveries: Vec<(&'static str, bool, bool)>,
 }
 
-impl RoundFinished {
-    pub fn of(r: &crate::delivery::RoundRecord, retry: u8) -> Self {
-        RoundFinished {
-            round: r.round,
-            retry,
-            deliveries: r
-                .deliveries
-                .iter()
-                .map(|d| {
-                    (
-                        d.channel.map(channel_label).unwrap_or("none"),
-                        d.channel.is_some(),
-                        d.to_representative,
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
 fn round_label(r: u8) -> &'static str {
     match r {
         1 => "1",

@@ -1,73 +1,78 @@
 //! The Karpoosheh delivery engine.
 //!
-//! Owns the path from agencies' input to durable mailboxes: sources
-//! ([`source`]), decoding and validation, sharded batching and group
-//! commit ([`pipeline`]), mailbox stores ([`store`]), receipts and other
-//! sinks ([`sink`]), notification channels and their dispatcher
-//! ([`channel`]), metrics and health endpoints, configuration, and the
-//! traffic model shared by the demo and the load generator ([`traffic`]).
+//! Owns the path from agencies' input to durable mailboxes and on to a
+//! legal outcome. Its floors, in the order data flows (each imports only
+//! the floors below it; docs/architecture.md draws the tree):
 //!
-//! It must not own the wire contract (that is `karpoosheh-schemas`) or
-//! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
-//! writes a national ID into a log line or a metric label.
+//! - the records it keeps (`model`), secrets, readiness, internal events
+//!   (one log line and one metric each) and process metrics;
+//! - adapters by role: sources of notices (memory, file, Kafka), sinks of
+//!   receipts (file, Kafka, tallies), mailbox stores (embedded fjall,
+//!   ScyllaDB; one conformance suite), notification channels, Kafka client
+//!   configuration, the agency registry, the metrics and health server;
+//! - the ingest pipeline (decode, shard, group commit) and the article-29
+//!   follow-up (`delivery`: the durable scheduler, confirmations, outbox);
+//! - the side readers (confirmations, mailbox profiles);
+//! - the node (`node`): the only code that sees the whole [`Config`],
+//!   assembling [`run`], [`demo`] and [`ingest`].
+//!
+//! It must not own the wire contract (that is `karpoosheh-schemas`), the
+//! dashboard (`karpoosheh-monitor`, which only reads metrics) or the
+//! generated traffic (`karpoosheh-traffic`). It never writes a national ID
+//! into a log line or a metric label.
+//!
+//! The modules are private; this page's `pub use` block is the whole
+//! surface the binaries, the load generator, the benchmarks and the tests
+//! use.
 
-pub mod agencies;
-pub mod channel;
-pub mod config;
-pub mod delivery;
-pub mod demo;
-pub mod http;
-pub mod internal_events;
-pub mod kafka;
-pub mod pipeline;
-pub mod process_metrics;
-pub mod sink;
-pub mod source;
-pub mod store;
+mod agencies;
+mod channel;
+mod config;
+mod delivery;
+mod health;
+mod http;
+mod internal_events;
+mod kafka;
+mod model;
+mod node;
+mod pipeline;
+mod process_metrics;
+mod readers;
+mod secret;
+mod sink;
+mod source;
+mod store;
 pub mod traffic;
 
-pub use config::Config;
+pub use crate::agencies::{AgenciesConfig, AgencyRegistry, AgencyRegistryError, AgencyStatus};
+pub use crate::channel::{ChannelError, ChannelsConfig, SimulatedConfig};
+pub use crate::config::{Config, ConfigError, LogConfig, LogFormat, MetricsConfig};
+pub use crate::delivery::{
+    simulate, Clock, ConfirmOutcome, DeliveryConfig, ManualClock, Notify, Outbox, OutboxError,
+    Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification, StoreRegistry,
+    SystemClock,
+};
+pub use crate::health::Health;
+pub use crate::http::{install_recorder, HttpServer};
+pub use crate::kafka::KafkaConfig;
+pub use crate::model::{
+    dead_letter, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,
+    MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
+    StoredNotice, StoredRejection, Timer, TimerKind, DEAD_LETTER_MAX_BYTES, TIMER_SHARDS,
+};
+pub use crate::node::{
+    demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_history, run,
+    scheduler,
+};
+pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};
+pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};
+pub use crate::sink::{
+    DeliveryTally, Handled, HandledKind, NdjsonReceipts, Sink, SinkError, Tally, TallySink,
+};
+pub use crate::source::{AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source};
+pub use crate::store::{
+    conformance, scylla, DeliveryStore, Durability, FjallStore, FjallStoreConfig, NoticeStore,
+    ProfileStore, Store, StoreBackend, StoreConfig, StoreError, StoreStats,
+};
 /// The metric names live in the wire contract, shared with the monitor.
 pub use karpoosheh_schemas::metric_names;
-pub use pipeline::{Pipeline, PipelineError, RunSummary, TrackingCodes};
-pub use store::{FjallStore, FjallStoreConfig, Store, StoreError};
-
-/// Opens the store the configuration names, to write.
-pub fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    open(cfg, false)
-}
-
-/// Opens the store to read only (the inspection commands): on a cluster
-/// this takes no node lease, so it runs beside the live engine of the same
-/// `node_id`; any write is refused. The embedded store allows one process
-/// either way.
-pub fn open_store_read_only(cfg: &Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    open(cfg, true)
-}
-
-/// The embedded store's settings from the configuration's `[store]`.
-pub fn fjall_config(cfg: &Config) -> FjallStoreConfig {
-    let mut s = FjallStoreConfig::new(&cfg.store.path);
-    s.durability = cfg.store.durability;
-    s.cache_bytes = cfg.store.cache_size.as_u64();
-    s.memtable_bytes = cfg.store.memtable_size.as_u64();
-    s.max_journal_bytes = cfg.store.max_journal_size.as_u64();
-    s.write_buffer_bytes = cfg.store.write_buffer_size.as_u64();
-    s
-}
-
-fn open(cfg: &Config, read_only: bool) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    match cfg.store.backend {
-        config::StoreBackend::Embedded => {
-            Ok(std::sync::Arc::new(FjallStore::open(fjall_config(cfg))?))
-        }
-        config::StoreBackend::Scylla => Ok(std::sync::Arc::new(store::scylla::ScyllaStore::open(
-            store::scylla::ScyllaStoreConfig {
-                scylla: cfg.scylla.clone(),
-                node_id: cfg.node_id,
-                record_retention: cfg.delivery.record_retention.0,
-                read_only,
-            },
-        )?)),
-    }
-}

@@ -18,15 +18,12 @@ static GLOBAL: dhat::Alloc = dhat::Alloc;
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use karpoosheh_engine::config::{Config, LogFormat};
 use karpoosheh_engine::demo::{self, DemoOptions};
-use karpoosheh_engine::sink::{NdjsonReceipts, Sink, Tally, TallySink};
-use karpoosheh_engine::source::FileSource;
-use karpoosheh_engine::{http::Health, open_store, open_store_read_only, Pipeline};
+use karpoosheh_engine::{ingest, open_store_read_only, render_history, Config, LogFormat};
 use karpoosheh_schemas::{AgencyId, MailboxKind, TrackingCode};
 
 #[derive(Parser)]
@@ -193,7 +190,7 @@ fn shutdown_flag() -> Result<Arc<AtomicBool>> {
 
 fn main() {
     #[cfg(not(feature = "dhat-heap"))]
-    karpoosheh_engine::process_metrics::jemalloc_is_the_allocator();
+    karpoosheh_engine::jemalloc_is_the_allocator();
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     #[cfg(feature = "dhat-heap")]
@@ -333,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
                     std::process::exit(3);
                 });
             }
-            let summary = karpoosheh_engine::kafka::run(&cfg, shutdown)?;
+            let summary = karpoosheh_engine::run(&cfg, shutdown)?;
             eprintln!(
                 "karpoosheh: stopped after {} records in {:.1}s; everything read was stored and committed",
                 summary.records,
@@ -349,28 +346,7 @@ fn run(cli: Cli) -> Result<()> {
             let agency = agency
                 .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
                 .transpose()?;
-            let store = open_store(&cfg)?;
-            let source = FileSource::open(
-                &file,
-                agency,
-                cfg.limits.max_payload_bytes.as_u64() as usize,
-            )?;
-            let tally = Arc::new(Mutex::new(Tally::default()));
-            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TallySink(tally.clone()))];
-            if let Some(r) = &receipts {
-                sinks.push(Box::new(NdjsonReceipts::create(r)?));
-            }
-            let pipeline = Pipeline {
-                config: cfg.pipeline.clone(),
-                limits: cfg.limits.clone(),
-                node_id: cfg.node_id,
-                store,
-                sinks,
-                health: Health::default(),
-                shutdown: shutdown_flag()?,
-            };
-            let summary = pipeline.run(Box::new(source))?;
-            let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            let (summary, t) = ingest(&cfg, &file, agency, receipts.as_deref(), shutdown_flag()?)?;
             println!(
                 "{}: {} records in {:.2}s — stored {}, duplicates {}, rejected {}, dead-lettered {}",
                 file.display(),
@@ -493,10 +469,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("recipient       {}", d.recipient.address());
             }
             if let Some(d) = &delivery {
-                println!(
-                    "\n{}",
-                    karpoosheh_engine::delivery::render_history(d).trim_end()
-                );
+                println!("\n{}", render_history(d).trim_end());
             }
             if let Some(n) = &n {
                 println!("\n{}", n.notice.body);
@@ -594,7 +567,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Migrate { print } => {
-            use karpoosheh_engine::store::scylla;
+            use karpoosheh_engine::scylla;
             if print {
                 print!("{}", scylla::schema_cql(&cfg.scylla));
                 return Ok(());

@@ -6,16 +6,14 @@
 //! noisy shared machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use karpoosheh_engine::sink::{Tally, TallySink};
-use karpoosheh_engine::source::MemorySource;
-use karpoosheh_engine::store::{Entry, NewNotice};
 use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
-use karpoosheh_engine::{open_store, Config, Pipeline, TrackingCodes};
+use karpoosheh_engine::{
+    open_store, pipeline, Config, Entry, MemorySource, NewNotice, Tally, TallySink, TrackingCodes,
+};
 use karpoosheh_schemas::{decode_notice, Limits, SourcePosition, TrackingCode};
 
 pub struct BenchOptions {
@@ -121,15 +119,7 @@ pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
         })
     };
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let pipeline = Pipeline {
-        config: cfg.pipeline.clone(),
-        limits: cfg.limits.clone(),
-        node_id: 0,
-        store,
-        sinks: vec![Box::new(TallySink(tally.clone()))],
-        health: Default::default(),
-        shutdown: Arc::new(AtomicBool::new(false)),
-    };
+    let pipeline = pipeline(&cfg, store, vec![Box::new(TallySink(tally.clone()))]);
     let t = Instant::now();
     pipeline.run(Box::new(source))?;
     let pipeline_secs = t.elapsed().as_secs_f64();

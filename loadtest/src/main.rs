@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use karpoosheh_engine::config::Config;
 use karpoosheh_engine::demo::{self, DemoOptions};
 use karpoosheh_engine::traffic::TrafficConfig;
+use karpoosheh_engine::Config;
 
 #[derive(Parser)]
 #[command(

@@ -21,9 +21,10 @@ use std::time::Instant;
 use crate::bench::valid_notice;
 use chrono::Utc;
 use hdrhistogram::Histogram;
-use karpoosheh_engine::store::{Entry, Outcome, Store};
 use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
-use karpoosheh_engine::{fjall_config, open_store, Config, FjallStore, TrackingCodes};
+use karpoosheh_engine::{
+    open_store, Config, Entry, FjallStore, NoticeStore, Outcome, Store, StoreBackend, TrackingCodes,
+};
 use karpoosheh_schemas::{ByteSize, MailboxId, TrackingCode};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -95,7 +96,7 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
     let mut cfg = opts.config.clone();
     cfg.store.path = dir.clone();
     anyhow::ensure!(
-        cfg.store.backend == karpoosheh_engine::config::StoreBackend::Embedded,
+        cfg.store.backend == StoreBackend::Embedded,
         "bench-reads measures the embedded store (store.backend = \"embedded\")"
     );
 
@@ -107,7 +108,7 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
         duplicate_ratio: 0.0,
         ..Default::default()
     });
-    let store = FjallStore::open(fjall_config(&cfg))?;
+    let store = FjallStore::open(cfg.store.fjall())?;
     let now = Utc::now();
     let mut codes = TrackingCodes::new(0, None);
     let mut stored: Vec<(MailboxId, TrackingCode)> = Vec::with_capacity(opts.notices as usize);
@@ -162,15 +163,13 @@ pub fn read_benchmark(opts: ReadOptions) -> anyhow::Result<ReadResult> {
             let seed = u64::from(round) << 32;
             let mut run = |pages: bool, seed: u64| -> anyhow::Result<ReadPhase> {
                 let dropped = opts.drop_caches && drop_page_cache();
-                let measured = karpoosheh_engine::process_metrics::reset_peak_rss();
+                let measured = karpoosheh_engine::reset_peak_rss();
                 let store = open_store(&cfg)?;
                 disk_bytes = store.stats().disk_bytes;
                 let mut p = phase(&store, &stored, opts.reads, opts.threads, seed, pages)?;
                 p.page_cache_dropped = dropped;
                 p.cache_used_bytes = store.stats().cache_bytes;
-                p.peak_rss_bytes = measured
-                    .then(karpoosheh_engine::process_metrics::peak_rss_bytes)
-                    .flatten();
+                p.peak_rss_bytes = measured.then(karpoosheh_engine::peak_rss_bytes).flatten();
                 Ok(p)
             };
             let mailbox_pages = run(true, seed)?;
@@ -288,7 +287,7 @@ mod tests {
     fn reads_find_every_notice_at_each_cache_size() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
-        config.store.durability = karpoosheh_engine::store::Durability::Buffered;
+        config.store.durability = karpoosheh_engine::Durability::Buffered;
         let r = read_benchmark(ReadOptions {
             notices: 3_000,
             reads: 400,

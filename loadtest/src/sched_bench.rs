@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use karpoosheh_engine::channel::SimulatedConfig;
-use karpoosheh_engine::delivery::{
-    self, simulate::SimulatedRegistry, Action, DeliveryRecord, DeliveryState, DeliveryWrite,
-    Pending, Scheduler, SystemClock,
+use karpoosheh_engine::simulate::SimulatedRegistry;
+use karpoosheh_engine::SimulatedConfig;
+use karpoosheh_engine::{
+    notifier, open_store, Action, Config, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
+    Scheduler, SystemClock,
 };
-use karpoosheh_engine::{open_store, Config};
 use karpoosheh_schemas::{AgencyId, MailboxId, NoticeKind};
 
 pub struct SchedOptions {
@@ -114,19 +114,19 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
     store.write_delivery(&batch)?;
     drop(batch);
     let setup_secs = t.elapsed().as_secs_f64();
-    let peak_rss_bytes = karpoosheh_engine::process_metrics::peak_rss_bytes();
+    let peak_rss_bytes = karpoosheh_engine::peak_rss_bytes();
     // Closed and opened again: the scan phase starts as a restarted node
     // with `pending` rounds waiting, its write buffers empty.
     drop(store);
     let store = open_store(&cfg)?;
     let disk_bytes = store.stats().disk_bytes;
-    let measured_scan = karpoosheh_engine::process_metrics::reset_peak_rss();
+    let measured_scan = karpoosheh_engine::reset_peak_rss();
 
     // The due rounds, through the real scheduler and dispatcher.
     let scheduler = Scheduler {
         config: cfg.delivery.clone(),
         store: store.clone(),
-        notifier: delivery::notifier_for(&cfg)?,
+        notifier: notifier(&cfg)?,
         registry: Arc::new(SimulatedRegistry {
             store: store.clone(),
             seed: 1,
@@ -153,8 +153,8 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         disk_bytes,
         disk_bytes_per_pending: disk_bytes as f64 / opts.pending.max(1) as f64,
         scan_peak_rss_bytes: measured_scan
-            .then(karpoosheh_engine::process_metrics::peak_rss_bytes)
+            .then(karpoosheh_engine::peak_rss_bytes)
             .flatten(),
-        peak_rss_bytes: peak_rss_bytes.max(karpoosheh_engine::process_metrics::peak_rss_bytes()),
+        peak_rss_bytes: peak_rss_bytes.max(karpoosheh_engine::peak_rss_bytes()),
     })
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karpoosheh_engine::store::{FjallStore, FjallStoreConfig, Store};
 use karpoosheh_engine::traffic::{Expect, Traffic, TrafficConfig};
+use karpoosheh_engine::{FjallStore, FjallStoreConfig, NoticeStore};
 use karpoosheh_schemas::{AgencyId, MailboxId};
 use karpoosheh_tests::{karpoosheh_bin, run};
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use karpoosheh_engine::{FjallStore, FjallStoreConfig, Store};
+use karpoosheh_engine::{FjallStore, FjallStoreConfig, NoticeStore, ProfileStore};
 use karpoosheh_schemas::{AgencyId, MailboxId, Reason};
 use karpoosheh_tests::{envelope, karpoosheh_bin, person};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -3,17 +3,14 @@
 //! expects), with no national ID anywhere in the text, and health answers.
 
 use std::io::{Read, Write};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use karpoosheh_engine::delivery::{
-    self, ConfirmOutcome, Outbox, Scheduler, StoreRegistry, SystemClock,
-};
-use karpoosheh_engine::http::{install_recorder, Health, HttpServer};
 use karpoosheh_engine::metric_names;
-use karpoosheh_engine::sink::{Tally, TallySink};
-use karpoosheh_engine::source::MemorySource;
-use karpoosheh_engine::{open_store, Config, Pipeline};
+use karpoosheh_engine::{
+    install_recorder, notifier, ConfirmOutcome, Health, HttpServer, MemorySource, Outbox,
+    Scheduler, StoreRegistry, SystemClock, Tally, TallySink,
+};
+use karpoosheh_engine::{open_store, pipeline, Config};
 use karpoosheh_schemas::{
     AgencyId, Confirmation, MailboxId, MailboxProfile, MailboxStatus, SCHEMA_VERSION,
 };
@@ -58,15 +55,8 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     assert!(tx.send(payloads));
     drop(tx);
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let pipeline = Pipeline {
-        config: cfg.pipeline.clone(),
-        limits: cfg.limits.clone(),
-        node_id: 0,
-        store,
-        sinks: vec![Box::new(TallySink(tally.clone()))],
-        health: health.clone(),
-        shutdown: Arc::new(AtomicBool::new(false)),
-    };
+    let pipeline =
+        pipeline(&cfg, store, vec![Box::new(TallySink(tally.clone()))]).with_health(health.clone());
     pipeline.run(Box::new(source)).unwrap();
     // Read to its end: not ready, and saying why (not a fault).
     let (status, body) = get(server.addr, "/health/ready");
@@ -110,7 +100,7 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     let scheduler = Scheduler {
         config: cfg.delivery.clone(),
         store: registry_store.clone(),
-        notifier: delivery::notifier_for(&cfg).unwrap(),
+        notifier: notifier(&cfg).unwrap(),
         registry: Arc::new(StoreRegistry(registry_store.clone())),
         clock: Arc::new(SystemClock),
         observer: None,

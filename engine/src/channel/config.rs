@@ -4,58 +4,15 @@
 //! `http` (SMS), `smtp` (e-mail) and `webhook` (push).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use karpoosheh_schemas::HumanDuration;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::policy::ChannelPolicy;
 use super::template::{Template, BODY_FIELDS, TEXT_FIELDS};
 use super::{channel_label, ChannelKind};
-
-/// A password, token or header value: never printed. `Debug` and
-/// serialisation (`karpoosheh config`) show `***` when it is set.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-/// What a set secret looks like in `karpoosheh config` and debug output.
-pub const MASK: &str = "***";
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            write!(f, "\"{MASK}\"")
-        }
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if self.0.is_empty() { "" } else { MASK })
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
+use crate::secret::Secret;
 
 fn dur(ms: u64) -> HumanDuration {
     HumanDuration(Duration::from_millis(ms))

@@ -18,9 +18,7 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::config::{ChannelsConfig, EmailGateway, PushGateway, SmsGateway};
-use super::policy::{
-    backoff_delay, ChannelPolicy, CircuitBreaker, CircuitState, TokenBucket, Transition,
-};
+use super::policy::{backoff_delay, ChannelPolicy, CircuitBreaker, TokenBucket, Transition};
 use super::{
     email_allowed, Address, ChannelError, ChannelKind, Delivery, HttpTransport, Notification,
     SendError, SimulatedTransport, SmtpTransport, Target, Transport,
@@ -170,8 +168,9 @@ impl Dispatcher {
         self.channels.iter().find(|c| c.transport.kind() == kind)
     }
 
+    #[cfg(test)]
     /// Each channel's breaker state, in order.
-    pub fn circuit_states(&self) -> Vec<(ChannelKind, CircuitState)> {
+    pub fn circuit_states(&self) -> Vec<(ChannelKind, super::CircuitState)> {
         self.order
             .iter()
             .filter_map(|k| self.channel(*k).map(|c| (*k, c.breaker.state())))

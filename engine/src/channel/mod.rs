@@ -27,16 +27,14 @@ mod template;
 
 use karpoosheh_schemas::{AgencyId, MailboxId, MailboxKind, MailboxProfile, TrackingCode};
 
-pub use config::{
-    BodyFormat, ChannelsConfig, EmailConfig, EmailGateway, HttpGatewayConfig, PushConfig,
-    PushGateway, Secret, SimulatedConfig, SmsConfig, SmsGateway, SmtpConfig, SmtpTls,
-};
+pub use config::{ChannelsConfig, SimulatedConfig};
 pub use dispatcher::Dispatcher;
 pub use http::HttpTransport;
-pub use policy::{backoff_delay, ChannelPolicy, CircuitBreaker, CircuitState, TokenBucket};
+#[cfg(test)]
+pub use policy::ChannelPolicy;
+pub use policy::CircuitState;
 pub use simulated::SimulatedTransport;
 pub use smtp::SmtpTransport;
-pub use template::{Template, TemplateError};
 
 /// The three channels of art. 29.
 pub use karpoosheh_schemas::Channel as ChannelKind;
@@ -148,6 +146,7 @@ impl SendError {
         }
     }
 
+    #[cfg(test)]
     pub fn is_transient(&self) -> bool {
         matches!(self, SendError::Transient(_))
     }

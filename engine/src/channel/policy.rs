@@ -226,7 +226,7 @@ impl CircuitBreaker {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-
+    #[cfg(test)]
     pub fn state(&self) -> CircuitState {
         match *self.lock() {
             Inner::Closed { .. } => CircuitState::Closed,

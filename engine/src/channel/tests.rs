@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use karpoosheh_schemas::{AgencyId, HumanDuration, MailboxId, MailboxKind, TrackingCode};
 
+use super::config::*;
+use super::policy::*;
 use super::*;
+use crate::secret::Secret;
 
 fn ms(v: u64) -> HumanDuration {
     HumanDuration(Duration::from_millis(v))
@@ -519,7 +522,7 @@ fn secrets_are_masked_when_printed() {
     let debugged = format!("{c:?}");
     for out in [&printed, &debugged] {
         assert!(!out.contains("SECRET"), "a secret leaked:\n{out}");
-        assert!(out.contains(config::MASK));
+        assert!(out.contains(crate::secret::MASK));
     }
     // Loading still reads the real values.
     let c = crate::Config::load(

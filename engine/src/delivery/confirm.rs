@@ -8,8 +8,9 @@
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{Confirmation, MailboxId, Reason, ReceiptEvent};
 
-use super::{reschedule, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite};
+use super::reschedule;
 use crate::internal_events::ConfirmationHandled;
+use crate::model::{ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite};
 
 /// What became of one confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,14 +21,15 @@ use karpoosheh_schemas::{
 };
 
 use super::confirm::{apply_confirmation, ConfirmOutcome};
-use super::{
-    add, reschedule, Action, Clock, DeliveryConfig, DeliveryRecord, DeliveryState, DeliveryWrite,
-    Pending, QuietHours, RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
-};
-use crate::channel::{Delivery, Notification, Target};
+use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
+use crate::channel::{channel_label, Delivery, Notification, Target};
 use crate::internal_events::{
     DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted, SchedulerStoreFailed,
     StoreRetry,
+};
+use crate::model::{
+    Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery, RoundRecord,
+    Timer, TimerKind, TIMER_SHARDS,
 };
 use crate::store::{Store, StoreError};
 
@@ -897,7 +898,7 @@ impl Scheduler {
             }
         }
         step.outcomes
-            .push(DeliveryOutcome::Round(RoundFinished::of(&record, retry)));
+            .push(DeliveryOutcome::Round(round_finished(&record, retry)));
         rec.rounds.push(record);
 
         let next_round = |rec: &mut DeliveryRecord, w: &mut DeliveryWrite| {
@@ -977,5 +978,24 @@ fn round_delivery(to_representative: bool, d: &Delivery) -> RoundDelivery {
             failure: Some((*reason).to_owned()),
             attempts: *attempts,
         },
+    }
+}
+
+/// A recorded round as its event: labels and flags, no record.
+fn round_finished(r: &RoundRecord, retry: u8) -> RoundFinished {
+    RoundFinished {
+        round: r.round,
+        retry,
+        deliveries: r
+            .deliveries
+            .iter()
+            .map(|d| {
+                (
+                    d.channel.map(channel_label).unwrap_or("none"),
+                    d.channel.is_some(),
+                    d.to_representative,
+                )
+            })
+            .collect(),
     }
 }

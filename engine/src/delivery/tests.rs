@@ -13,9 +13,10 @@ use karpoosheh_schemas::{
 
 use super::*;
 use crate::channel::{Delivery, Notification, Target};
+use crate::model::*;
 use crate::store::conformance::{new_notice, notice, person, t0};
 use crate::store::faulty::Faulty;
-use crate::store::{Durability, Entry, FjallStore, FjallStoreConfig, Store};
+use crate::store::{Durability, FjallStore, FjallStoreConfig, Store};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 

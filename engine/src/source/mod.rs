@@ -1,5 +1,5 @@
 //! Sources of raw records: one trait, one file per kind (in-process,
-//! NDJSON files, and Kafka in `crate::kafka`).
+//! NDJSON files, and the agencies' Kafka topics).
 //!
 //! A source hands out records with an [`AckToken`] and is told, through
 //! [`Source::ack`], which records are durably handled (stored, or rejected
@@ -7,6 +7,7 @@
 //! before that: this is what makes a crash lose nothing.
 
 mod file;
+mod kafka;
 mod memory;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use karpoosheh_schemas::{AgencyId, Problem, SourcePosition};
 
 pub use file::FileSource;
+pub use kafka::KafkaSource;
 pub use memory::{MemorySender, MemorySource};
 
 /// Identifies one record for acknowledgement: a lane (a Kafka partition,

@@ -69,7 +69,7 @@ impl Faulty {
     }
 }
 
-impl Store for Faulty {
+impl NoticeStore for Faulty {
     fn write(&self, e: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
         assert!(
             !self.write_panics.load(Ordering::SeqCst),
@@ -81,9 +81,11 @@ impl Store for Faulty {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(e)
     }
+
     fn notice(&self, c: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
         self.inner.notice(c)
     }
+
     fn mailbox(
         &self,
         id: MailboxId,
@@ -92,6 +94,7 @@ impl Store for Faulty {
     ) -> Result<MailboxPage, StoreError> {
         self.inner.mailbox(id, b, l)
     }
+
     fn reference(
         &self,
         a: &karpoosheh_schemas::AgencyId,
@@ -99,6 +102,7 @@ impl Store for Faulty {
     ) -> Result<Option<TrackingCode>, StoreError> {
         self.inner.reference(a, r)
     }
+
     fn rejections(
         &self,
         a: Option<&karpoosheh_schemas::AgencyId>,
@@ -107,6 +111,7 @@ impl Store for Faulty {
     ) -> Result<Vec<StoredRejection>, StoreError> {
         self.inner.rejections(a, after, l)
     }
+
     fn dead_letters(
         &self,
         after: Option<u64>,
@@ -114,18 +119,25 @@ impl Store for Faulty {
     ) -> Result<Vec<(u64, karpoosheh_schemas::DeadLetter)>, StoreError> {
         self.inner.dead_letters(after, l)
     }
+
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
         self.inner.last_tracking_code()
     }
+
     fn stats(&self) -> StoreStats {
         self.inner.stats()
     }
+}
+
+impl DeliveryStore for Faulty {
     fn due_timers(&self, s: u8, f: i64, n: i64, l: usize) -> Result<Vec<Timer>, StoreError> {
         self.inner.due_timers(s, f, n, l)
     }
+
     fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
         self.inner.delivery(c)
     }
+
     fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), StoreError> {
         if self.delivery_poisoned.load(Ordering::SeqCst) {
             return Err(StoreError::Fjall(::fjall::Error::Poisoned));
@@ -141,29 +153,38 @@ impl Store for Faulty {
         }
         self.inner.write_delivery(w)
     }
+
     fn outbox(&self, after: Option<u64>, l: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
         self.inner.outbox(after, l)
     }
+
     fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.inner.outbox_remove(ids)
     }
+
     fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
         self.inner.confirmation(id)
     }
-    fn put_profiles(&self, p: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
-        self.inner.put_profiles(p)
-    }
-    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        self.inner.delete_profiles(ids)
-    }
-    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
-        self.inner.profile(id)
-    }
+
     fn awaiting_activation(
         &self,
         id: MailboxId,
         l: usize,
     ) -> Result<Vec<TrackingCode>, StoreError> {
         self.inner.awaiting_activation(id, l)
+    }
+}
+
+impl ProfileStore for Faulty {
+    fn put_profiles(&self, p: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
+        self.inner.put_profiles(p)
+    }
+
+    fn delete_profiles(&self, ids: &[(MailboxId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.inner.delete_profiles(ids)
+    }
+
+    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
+        self.inner.profile(id)
     }
 }

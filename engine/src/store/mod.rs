@@ -1,10 +1,14 @@
 //! Mailbox stores: where notices, rejections and dead letters are kept.
 //!
-//! One trait, [`Store`], with one module per backend: [`FjallStore`]
-//! (embedded, one machine) and [`scylla::ScyllaStore`] (a cluster shared
-//! by the fleet). Every backend must pass [`conformance`], which pins the
-//! semantics the pipeline relies on:
-//! - [`Store::write`], when it returns `Ok`, is durable to the configured
+//! One trait per aggregate -- [`NoticeStore`] (notices, rejections, dead
+//! letters), [`DeliveryStore`] (the article-29 follow-up) and
+//! [`ProfileStore`] (mailbox profiles) -- which every backend implements
+//! over one storage, so together they make a [`Store`]. One folder per
+//! backend, one file per aggregate in each: [`FjallStore`] (embedded, one
+//! machine) and [`scylla::ScyllaStore`] (a cluster shared by the fleet).
+//! Every backend must pass [`conformance`], which pins the semantics the
+//! pipeline and the scheduler rely on:
+//! - [`NoticeStore::write`], when it returns `Ok`, is durable to the configured
 //!   level: the pipeline acknowledges its source only after it. A write
 //!   that fails is retried with the same entries; the embedded store's
 //!   writes are atomic, a cluster's may be partly applied and then must be
@@ -17,13 +21,14 @@
 //! - A newly stored notice is written together with its delivery record
 //!   and its timers (round 1 due at once, and its expiry), so the
 //!   article-29 follow-up can never miss a stored notice.
-//! - [`Store::write_delivery`] is durable like `write`; the receipts it
+//! - [`DeliveryStore::write_delivery`] is durable like `write`; the receipts it
 //!   carries land in an outbox read back in order. A partly applied one
 //!   may repeat a round or a receipt when redone, never lose one.
 //! - Mailbox profiles (from the compacted registry topic) are kept one per
 //!   mailbox; a profile never replaces a stored one with a newer
 //!   `updated_at`, so a re-delivered old version cannot undo a new one.
 
+mod config;
 pub mod conformance;
 #[cfg(test)]
 pub(crate) mod faulty;
@@ -31,18 +36,15 @@ mod fjall;
 pub mod scylla;
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{
-    AgencyId, DeadLetter, MailboxId, MailboxProfile, Notice, Problem, Receipt, SourcePosition,
-    TrackingCode,
+use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, MailboxProfile, Receipt, TrackingCode};
+
+use crate::model::{
+    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, Outcome, StoredNotice, StoredRejection,
+    Timer,
 };
 
-use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer};
-use serde::{Deserialize, Serialize};
-
-pub use self::fjall::{
-    Durability, FjallStore, FjallStoreConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_JOURNAL_BYTES,
-    DEFAULT_MEMTABLE_BYTES, DEFAULT_WRITE_BUFFER_BYTES,
-};
+pub use self::config::{StoreBackend, StoreConfig};
+pub use self::fjall::{Durability, FjallStore, FjallStoreConfig};
 
 /// Errors of a store backend. Input problems are never errors: they are
 /// rejections, kept as data.
@@ -75,86 +77,6 @@ impl StoreError {
     }
 }
 
-/// A notice accepted by the pipeline, with its tracking code assigned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewNotice {
-    pub tracking_code: TrackingCode,
-    pub accepted_at: DateTime<Utc>,
-    pub content_hash: [u8; 32],
-    pub notice: Notice,
-    /// Where it came from; recorded if it turns out to be a conflict.
-    pub position: SourcePosition,
-}
-
-/// A rejection, kept for the agency.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewRejection {
-    /// The agency it is kept for: the source's agency, or the envelope's
-    /// when that was a valid ID; `None` files it as unattributed.
-    pub agency: Option<AgencyId>,
-    pub reference: Option<String>,
-    pub problems: Vec<Problem>,
-    pub position: SourcePosition,
-    pub at: DateTime<Utc>,
-}
-
-/// One thing to write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entry {
-    Notice(NewNotice),
-    Rejection(NewRejection),
-    DeadLetter(DeadLetter),
-}
-
-/// What became of one [`Entry`], in the same order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new notice, stored under the tracking code it came with.
-    Stored,
-    /// An exact re-send: nothing written; the original's tracking code.
-    Duplicate { original: TrackingCode },
-    /// Same reference, different content: the original kept, a
-    /// `reference_conflict` rejection recorded.
-    Conflict { original: TrackingCode },
-    /// A rejection or dead letter recorded.
-    Kept,
-}
-
-/// A stored notice, as the read path returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredNotice {
-    pub tracking_code: TrackingCode,
-    pub accepted_at: DateTime<Utc>,
-    pub content_hash: [u8; 32],
-    pub notice: Notice,
-}
-
-impl From<NewNotice> for StoredNotice {
-    fn from(n: NewNotice) -> Self {
-        StoredNotice {
-            tracking_code: n.tracking_code,
-            accepted_at: n.accepted_at,
-            content_hash: n.content_hash,
-            notice: n.notice,
-        }
-    }
-}
-
-/// A kept rejection, with its store-assigned ID (time-ordered).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredRejection {
-    pub id: u64,
-    pub rejection: NewRejection,
-}
-
-/// One page of a mailbox, newest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MailboxPage {
-    pub notices: Vec<StoredNotice>,
-    /// Pass as `before` to get the next page; `None` on the last page.
-    pub next: Option<TrackingCode>,
-}
-
 /// Approximate sizes, for reports and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -173,10 +95,11 @@ pub struct StoreStats {
     pub tables: u64,
 }
 
-/// A mailbox store backend. Implementations are shared between threads;
-/// `write` calls are serialised by the pipeline's single committer, but a
-/// backend must stay correct if they are not.
-pub trait Store: Send + Sync {
+/// Notices, rejections and dead letters: what ingest writes and the read
+/// path lists. Implementations are shared between threads; `write` calls
+/// are serialised by the pipeline's single committer, but a backend must
+/// stay correct if they are not.
+pub trait NoticeStore: Send + Sync {
     /// Writes entries atomically and durably; see the module docs for the
     /// idempotency rules. Returns one outcome per entry, in order.
     fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError>;
@@ -222,9 +145,11 @@ pub trait Store: Send + Sync {
 
     /// Approximate sizes.
     fn stats(&self) -> StoreStats;
+}
 
-    // ---- The article-29 follow-up (see `crate::delivery`) ----
-
+/// The article-29 follow-up (see `crate::delivery`): delivery records,
+/// durable timers, the receipts outbox and applied confirmations.
+pub trait DeliveryStore: Send + Sync {
     /// Timers of timer shard `shard` due from `from_ms` up to and
     /// including `now_ms`, earliest first, at most `limit`. (`from_ms`
     /// lets the scheduler skip the head of a shard it has just emptied:
@@ -256,7 +181,19 @@ pub trait Store: Send + Sync {
     /// The notice a confirmation ID was applied to, if it was.
     fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError>;
 
-    /// Writes mailbox profiles atomically and durably (like [`Store::write`]).
+    /// Notices of a mailbox waiting for it to be activated, oldest first:
+    /// those this node follows up (on a store shared by a fleet, the ones
+    /// whose tracking code it issued; each node activates its own).
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError>;
+}
+
+/// Mailbox profiles from the registry topic, one per mailbox.
+pub trait ProfileStore: Send + Sync {
+    /// Writes mailbox profiles atomically and durably (like [`NoticeStore::write`]).
     /// A profile replaces the stored one for its mailbox unless the stored
     /// one has a newer `updated_at` (equal times: the later write wins).
     /// Of several profiles for one mailbox in one call, the same rule
@@ -272,13 +209,11 @@ pub trait Store: Send + Sync {
 
     /// A mailbox's profile, if the registry has sent one.
     fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
-
-    /// Notices of a mailbox waiting for it to be activated, oldest first:
-    /// those this node follows up (on a store shared by a fleet, the ones
-    /// whose tracking code it issued; each node activates its own).
-    fn awaiting_activation(
-        &self,
-        id: MailboxId,
-        limit: usize,
-    ) -> Result<Vec<TrackingCode>, StoreError>;
 }
+
+/// A mailbox store backend: all three aggregates over one storage, so a
+/// notice, its delivery record and its first timers are written together.
+/// Every backend implements the three traits and gets this one.
+pub trait Store: NoticeStore + DeliveryStore + ProfileStore {}
+
+impl<T: NoticeStore + DeliveryStore + ProfileStore + ?Sized> Store for T {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use karpoosheh_schemas::HumanDuration;
 use serde::{Deserialize, Serialize};
 
-use crate::channel::Secret;
+use crate::secret::Secret;
 
 /// The ScyllaDB store backend's configuration (used when
 /// `store.backend = "scylla"`).

@@ -8,7 +8,8 @@ use karpoosheh_schemas::{
 };
 use scylla::{DeserializeRow, DeserializeValue, SerializeRow, SerializeValue};
 
-use crate::store::{StoreError, StoredNotice};
+use crate::model::StoredNotice;
+use crate::store::StoreError;
 
 const HOUR_MS: i64 = 3_600_000;
 

@@ -39,7 +39,7 @@ pub(crate) fn test_cluster(test: &str) -> Option<ScyllaConfig> {
     };
     if let Ok(u) = std::env::var("KARPOOSHEH_SCYLLA_USERNAME") {
         c.username = u;
-        c.password = crate::channel::Secret::new(
+        c.password = crate::secret::Secret::new(
             std::env::var("KARPOOSHEH_SCYLLA_PASSWORD").unwrap_or_default(),
         );
     }
@@ -82,7 +82,7 @@ impl Drop for KeyspaceGuard {
 pub(crate) fn open_test_store(
     cfg: &ScyllaConfig,
     case: &str,
-) -> (Box<dyn Store>, Box<dyn std::any::Any>) {
+) -> (Box<dyn crate::store::Store>, Box<dyn std::any::Any>) {
     let mut cfg = cfg.clone();
     cfg.keyspace = unique_keyspace(case);
     let store = ScyllaStore::open(ScyllaStoreConfig {

@@ -27,11 +27,11 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use super::{Handled, Sink, SinkError};
 use crate::agencies::AgencyRegistry;
 use crate::internal_events::{agency_label, KafkaProduceFailed, KafkaProduced};
-use crate::sink::{Handled, Sink, SinkError};
 
-use super::KafkaConfig;
+use crate::kafka::{set_default, KafkaConfig};
 
 /// One message to deliver; kept until the broker acknowledges it.
 #[derive(Clone)]
@@ -91,11 +91,11 @@ impl KafkaSink {
         agencies: AgencyRegistry,
     ) -> Result<Self, KafkaError> {
         client.set("enable.idempotence", "true");
-        super::set_default(&mut client, "linger.ms", "5");
-        super::set_default(&mut client, "compression.type", "lz4");
+        set_default(&mut client, "linger.ms", "5");
+        set_default(&mut client, "compression.type", "lz4");
         // Retry for as long as it takes: a receipt must never be dropped.
         // The sink re-produces whatever still fails, too.
-        super::set_default(&mut client, "message.timeout.ms", "0");
+        set_default(&mut client, "message.timeout.ms", "0");
         let producer = client.create_with_context(DeliveryContext {
             failed: Mutex::new(Vec::new()),
         })?;

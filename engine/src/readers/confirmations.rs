@@ -55,7 +55,7 @@ pub fn spawn(
     scheduler: Arc<SchedulerHandle>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let consumer = super::side_consumer(client, topic, group_id)?;
+    let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
     tracing::info!(topic, group = group_id, "confirmations reader started");
     let handle = std::thread::Builder::new()
         .name("acks".into())

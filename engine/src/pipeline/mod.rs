@@ -26,23 +26,24 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use karpoosheh_schemas::{
-    decode_notice, AgencyId, DeadLetter, Limits, Notice, Problem, Reason, Receipt, ReceiptEvent,
-    Rejection, SourcePosition, TrackingCode, SCHEMA_VERSION,
+    decode_notice, AgencyId, Limits, Notice, Problem, Reason, Receipt, ReceiptEvent, Rejection,
+    SourcePosition, TrackingCode,
 };
 use rayon::prelude::*;
 
-use crate::config::PipelineConfig;
-use crate::http::Health;
+mod config;
+
+pub use self::config::PipelineConfig;
+
+use crate::health::Health;
 use crate::internal_events::{
     agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
     RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
 };
+use crate::model::{dead_letter, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
-use crate::store::{Entry, NewNotice, NewRejection, Outcome, Store};
-
-/// Most bytes of an undecodable payload kept in its dead letter.
-pub const DEAD_LETTER_MAX_BYTES: usize = 64 * 1024;
+use crate::store::Store;
 
 /// The readiness reason once the source has ended by itself.
 pub const SOURCE_FINISHED: &str = "source finished";
@@ -77,16 +78,18 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Everything a pipeline run needs.
+/// Everything a pipeline run needs. Built by [`Pipeline::new`] (a node
+/// builds it from its whole configuration in `crate::node`); readiness and
+/// the stop flag default to fresh ones.
 pub struct Pipeline {
-    pub config: PipelineConfig,
-    pub limits: Limits,
-    pub node_id: u16,
-    pub store: Arc<dyn Store>,
-    pub sinks: Vec<Box<dyn Sink>>,
-    pub health: Health,
+    config: PipelineConfig,
+    limits: Limits,
+    node_id: u16,
+    store: Arc<dyn Store>,
+    sinks: Vec<Box<dyn Sink>>,
+    health: Health,
     /// Set to stop: the source stops reading, what was read is finished.
-    pub shutdown: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
 }
 
 enum ItemBody {
@@ -268,6 +271,38 @@ impl TrackingCodes {
 }
 
 impl Pipeline {
+    /// A pipeline of node `node_id` writing to `store` and handing every
+    /// durably handled record to `sinks`, in order.
+    pub fn new(
+        config: PipelineConfig,
+        limits: Limits,
+        node_id: u16,
+        store: Arc<dyn Store>,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> Pipeline {
+        Pipeline {
+            config,
+            limits,
+            node_id,
+            store,
+            sinks,
+            health: Health::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Reports readiness into `health` (shared with the HTTP endpoint).
+    pub fn with_health(mut self, health: Health) -> Pipeline {
+        self.health = health;
+        self
+    }
+
+    /// Stops reading once `shutdown` is set, and finishes what was read.
+    pub fn with_shutdown(mut self, shutdown: Arc<AtomicBool>) -> Pipeline {
+        self.shutdown = shutdown;
+        self
+    }
+
     /// Runs until the source is finished or `shutdown` is set, then drains:
     /// everything read is durably handled and acknowledged before it returns.
     pub fn run(self, mut source: Box<dyn Source>) -> Result<RunSummary, PipelineError> {
@@ -501,15 +536,14 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
             position: position.clone(),
             at: now,
         }),
-        ItemBody::Dead(rej, payload, size) => Entry::DeadLetter(DeadLetter {
-            schema_version: SCHEMA_VERSION,
-            source: position.clone(),
-            agency: source_agency,
-            problems: rej.problems,
-            payload_base64: base64(&payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)]),
-            payload_size: size,
-            at: now,
-        }),
+        ItemBody::Dead(rej, payload, size) => Entry::DeadLetter(dead_letter(
+            &payload,
+            size,
+            position.clone(),
+            source_agency,
+            rej.problems,
+            now,
+        )),
     };
     (
         entry,
@@ -605,29 +639,6 @@ fn decode_stage(
             }
         }
     }
-}
-
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
 
 /// The agency a rejection is filed under: the source's, else the
@@ -958,7 +969,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::store::{NoticeStore, StoreError};
     use karpoosheh_schemas::TRACKING_EPOCH_MS;
 
     #[test]
@@ -1017,15 +1028,15 @@ mod tests {
         assert!(tx.send(payloads));
         drop(tx);
         let health = Health::default();
-        let pipeline = Pipeline {
-            config: PipelineConfig::default(),
-            limits: Limits::default(),
-            node_id: 0,
+        let pipeline = Pipeline::new(
+            PipelineConfig::default(),
+            Limits::default(),
+            0,
             store,
-            sinks: vec![],
-            health: health.clone(),
-            shutdown: Arc::new(AtomicBool::new(shutdown)),
-        };
+            vec![],
+        )
+        .with_health(health.clone())
+        .with_shutdown(Arc::new(AtomicBool::new(shutdown)));
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
             let _ = done_tx.send(pipeline.run(Box::new(source)));
@@ -1122,14 +1133,5 @@ mod tests {
                 "r-{i} stored"
             );
         }
-    }
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
     parse_recipient, validate_profile, DeadLetter, MailboxId, MailboxProfile, Problem, Reason,
-    SourcePosition, SCHEMA_VERSION,
+    SourcePosition,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -24,8 +24,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::internal_events::ProfilesRead;
-use crate::pipeline::DEAD_LETTER_MAX_BYTES;
-use crate::store::{Entry, Store};
+use crate::model::dead_letter;
+use crate::model::Entry;
+use crate::store::Store;
 
 /// Profiles read per durable write.
 const BATCH: usize = 2000;
@@ -38,17 +39,14 @@ enum Op {
 }
 
 fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> DeadLetter {
-    DeadLetter {
-        schema_version: SCHEMA_VERSION,
-        source: position,
-        agency: None,
+    dead_letter(
+        payload,
+        payload.len() as u64,
+        position,
+        None,
         problems,
-        payload_base64: crate::pipeline::base64(
-            &payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)],
-        ),
-        payload_size: payload.len() as u64,
-        at: Utc::now(),
-    }
+        Utc::now(),
+    )
 }
 
 /// Reads one registry record (written at `at`) into an operation.
@@ -201,7 +199,7 @@ pub fn spawn(
     scheduler: Option<Arc<crate::delivery::SchedulerHandle>>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let consumer = super::side_consumer(client, topic, group_id)?;
+    let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
     tracing::info!(topic, group = group_id, "registry reader started");
     let handle = std::thread::Builder::new()
         .name("registry".into())

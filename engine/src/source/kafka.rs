@@ -43,13 +43,13 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::agencies::AgencyRegistry;
-use crate::http::Health;
+use crate::health::Health;
 use crate::internal_events::{
     agency_label, KafkaBrokers, KafkaCommitted, KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
-use super::KafkaConfig;
+use crate::kafka::{set_default, KafkaConfig};
 
 /// The reason `/health/ready` gives while no broker answers.
 pub const NOT_READY_BROKERS: &str = "kafka brokers unreachable";
@@ -327,7 +327,7 @@ impl KafkaSource {
             // New agencies' topics are picked up within seconds.
             ("topic.metadata.refresh.interval.ms", "10000"),
         ] {
-            super::set_default(&mut client, k, v);
+            set_default(&mut client, k, v);
         }
         let ctx = SourceContext {
             lanes: Mutex::new(Lanes::default()),

@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use karpoosheh_schemas::{MailboxId, Reason, TrackingCode};
 
 use crate::config::Config;
-use crate::http::{install_recorder, Health, HttpServer};
-use crate::pipeline::Pipeline;
+use crate::delivery::{simulate, Outbox, SchedulerHandle};
+use crate::health::Health;
+use crate::http::{install_recorder, HttpServer};
 use crate::sink::{Tally, TallySink};
 use crate::source::MemorySource;
+use crate::store::Store;
 use crate::traffic::{Expect, Traffic, TrafficConfig};
 
 /// Marks a directory as the demo's own, so it may be wiped on the next run.
@@ -131,7 +133,7 @@ pub fn run(
     opts: &DemoOptions,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<DemoReport> {
-    let store = crate::open_store(cfg)?;
+    let store = super::open_store(cfg)?;
     let health = Health::default();
     let mut server = None;
     if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
@@ -232,15 +234,9 @@ pub fn run(
         None
     };
 
-    let pipeline = Pipeline {
-        config: cfg.pipeline.clone(),
-        limits: cfg.limits.clone(),
-        node_id: cfg.node_id,
-        store: store.clone(),
-        sinks: vec![Box::new(TallySink(tally.clone()))],
-        health,
-        shutdown: shutdown.clone(),
-    };
+    let pipeline = super::pipeline(cfg, store.clone(), vec![Box::new(TallySink(tally.clone()))])
+        .with_health(health)
+        .with_shutdown(shutdown.clone());
     let summary = pipeline.run(Box::new(source))?;
     done.store(true, Ordering::SeqCst);
     if let Some(p) = progress {
@@ -285,7 +281,7 @@ pub fn run(
 /// (the simulated gateway unless configured otherwise), the simulated
 /// registry and recipients, and the outbox publishing to the tally.
 struct FollowUp {
-    scheduler: Arc<crate::delivery::SchedulerHandle>,
+    scheduler: Arc<SchedulerHandle>,
     recipients: std::thread::JoinHandle<()>,
     outbox: std::thread::JoinHandle<()>,
     stop: Arc<AtomicBool>,
@@ -295,23 +291,15 @@ struct FollowUp {
 impl FollowUp {
     fn start(
         cfg: &Config,
-        store: Arc<dyn crate::store::Store>,
+        store: Arc<dyn Store>,
         tally: Arc<Mutex<Tally>>,
     ) -> anyhow::Result<FollowUp> {
-        use crate::delivery::{self, simulate, Outbox, Scheduler};
         let (sent_tx, sent_rx) = crossbeam_channel::bounded(1024);
-        let scheduler = Scheduler {
-            config: cfg.delivery.clone(),
+        let registry = Arc::new(simulate::SimulatedRegistry {
             store: store.clone(),
-            notifier: delivery::notifier_for(cfg)?,
-            registry: Arc::new(simulate::SimulatedRegistry {
-                store: store.clone(),
-                seed: 11,
-            }),
-            clock: Arc::new(delivery::SystemClock),
-            observer: Some(sent_tx),
-        }
-        .start()?;
+            seed: 11,
+        });
+        let scheduler = super::scheduler(cfg, store.clone(), registry, Some(sent_tx))?;
         let scheduler = Arc::new(scheduler);
         let stop = Arc::new(AtomicBool::new(false));
         // Recipients react on the scale of the (compressed) round interval.

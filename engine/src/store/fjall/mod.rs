@@ -27,6 +27,10 @@
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
+mod delivery;
+mod notices;
+mod profiles;
+
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -37,13 +41,13 @@ use karpoosheh_schemas::{
     AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
 };
 
-use crate::delivery::{DeliveryRecord, DeliveryWrite, Timer, TimerKind};
+use crate::model::{
+    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredNotice,
+    StoredRejection, Timer, TimerKind,
+};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Entry, MailboxPage, NewRejection, Outcome, Store, StoreError, StoreStats, StoredNotice,
-    StoredRejection,
-};
+use super::{DeliveryStore, NoticeStore, ProfileStore, StoreError, StoreStats};
 
 /// Value formats, the first byte of every stored value: postcard for the
 /// hot, fixed-shape notice records; JSON for the rarer rejection and
@@ -158,7 +162,7 @@ pub struct FjallStore {
     /// Per timer shard, the earliest due time written since the last
     /// `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at open,
     /// so the first scan reads the whole shard).
-    behind: Mutex<[i64; crate::delivery::TIMER_SHARDS as usize]>,
+    behind: Mutex<[i64; crate::model::TIMER_SHARDS as usize]>,
     /// The highest outbox ID published and removed: reads start after it,
     /// not at the head of a keyspace full of the removed receipts'
     /// tombstones (IDs are issued and committed in order, under `writer`).
@@ -219,10 +223,10 @@ struct DeliveryRecordV1 {
     min_access_level: karpoosheh_schemas::AccessLevel,
     accepted_at: chrono::DateTime<chrono::Utc>,
     expires_at: chrono::DateTime<chrono::Utc>,
-    state: crate::delivery::DeliveryState,
-    next: Option<crate::delivery::Pending>,
-    rounds: Vec<crate::delivery::RoundRecord>,
-    confirmations: Vec<crate::delivery::ConfirmationRecord>,
+    state: crate::model::DeliveryState,
+    next: Option<crate::model::Pending>,
+    rounds: Vec<crate::model::RoundRecord>,
+    confirmations: Vec<crate::model::ConfirmationRecord>,
     access_reported: bool,
     purged: bool,
 }
@@ -465,7 +469,7 @@ impl FjallStore {
             confirmations,
             awaiting,
             durability: cfg.durability,
-            behind: Mutex::new([i64::MIN; crate::delivery::TIMER_SHARDS as usize]),
+            behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),
             write_buffer_bytes: cfg.write_buffer_bytes,
             writer: Mutex::new(WriterState {
@@ -562,486 +566,6 @@ impl FjallStore {
     }
 }
 
-impl Store for FjallStore {
-    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
-        self.hold_write_buffer();
-        // One writer at a time: the reference check and the insert must not
-        // interleave with another batch's.
-        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = self
-            .db
-            .batch()
-            .durability(Some(self.durability.persist_mode()));
-        // References first seen in this batch; the store has not got them yet.
-        let mut fresh: std::collections::HashMap<Vec<u8>, (u64, [u8; 32])> =
-            std::collections::HashMap::new();
-        let mut outcomes = Vec::with_capacity(entries.len());
-        let mut max_tracking = st.last_tracking;
-        let mut rejection_written = false;
-        let mut new_timers = Vec::new();
-        let mut scratch = Vec::new();
-
-        for entry in entries {
-            match entry {
-                Entry::Notice(n) => {
-                    let key = ref_key(&n.notice.agency, &n.notice.reference);
-                    let existing = match fresh.get(&key) {
-                        Some(&v) => Some(v),
-                        None => self.lookup_ref(&key)?,
-                    };
-                    match existing {
-                        Some((code, hash)) if hash == n.content_hash => {
-                            outcomes.push(Outcome::Duplicate {
-                                original: TrackingCode::from_u64(code),
-                            });
-                        }
-                        Some((code, _)) => {
-                            let original = TrackingCode::from_u64(code);
-                            let rejection = NewRejection {
-                                agency: Some(n.notice.agency.clone()),
-                                reference: Some(n.notice.reference.clone()),
-                                problems: vec![Problem::new(
-                                    Reason::ReferenceConflict,
-                                    "reference".to_owned(),
-                                    format!("reference was already used for notice {original} with different content; the original is kept"),
-                                )],
-                                position: n.position.clone(),
-                                at: n.accepted_at,
-                            };
-                            let id = next_id(&mut st.last_rejection_id);
-                            batch.insert(
-                                &self.rejections,
-                                rejection_key(Some(&n.notice.agency), id),
-                                encode_json(&rejection),
-                            );
-                            rejection_written = true;
-                            outcomes.push(Outcome::Conflict { original });
-                        }
-                        None => {
-                            let code = n.tracking_code.as_u64();
-                            let record = StoredNoticeRef {
-                                tracking_code: n.tracking_code,
-                                accepted_at: &n.accepted_at,
-                                content_hash: &n.content_hash,
-                                notice: &n.notice,
-                            };
-                            batch.insert(
-                                &self.notices,
-                                code.to_be_bytes(),
-                                encode_in(&mut scratch, FORMAT, &record),
-                            );
-                            batch.insert(&self.mailbox, mailbox_key(n.notice.recipient, code), []);
-                            let mut v = [0u8; 40];
-                            v[..8].copy_from_slice(&code.to_be_bytes());
-                            v[8..].copy_from_slice(&n.content_hash);
-                            batch.insert(&self.refs, key.clone(), v);
-                            // The follow-up starts with the notice, atomically.
-                            let rec =
-                                DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
-                            for t in rec.initial_timers() {
-                                batch.insert(&self.timers, timer_key(&t), []);
-                                new_timers.push(t);
-                            }
-                            batch.insert(
-                                &self.delivery,
-                                code.to_be_bytes(),
-                                encode_in(&mut scratch, FORMAT_DELIVERY_V2, &rec),
-                            );
-                            fresh.insert(key, (code, n.content_hash));
-                            max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
-                            outcomes.push(Outcome::Stored);
-                        }
-                    }
-                }
-                Entry::Rejection(r) => {
-                    let id = next_id(&mut st.last_rejection_id);
-                    batch.insert(
-                        &self.rejections,
-                        rejection_key(r.agency.as_ref(), id),
-                        encode_json(r),
-                    );
-                    rejection_written = true;
-                    outcomes.push(Outcome::Kept);
-                }
-                Entry::DeadLetter(d) => {
-                    let id = next_id(&mut st.last_dead_letter_id);
-                    batch.insert(&self.dead_letters, id.to_be_bytes(), encode_json(d));
-                    outcomes.push(Outcome::Kept);
-                }
-            }
-        }
-        if max_tracking != st.last_tracking {
-            if let Some(m) = max_tracking {
-                batch.insert(&self.meta, META_LAST_TRACKING, m.to_be_bytes());
-            }
-        }
-        if rejection_written {
-            batch.insert(
-                &self.meta,
-                META_LAST_REJECTION,
-                st.last_rejection_id.to_be_bytes(),
-            );
-        }
-        batch.commit()?;
-        st.last_tracking = max_tracking;
-        self.wrote_timers(&new_timers);
-        Ok(outcomes)
-    }
-
-    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
-        match self.notices.get(code.as_u64().to_be_bytes())? {
-            Some(v) => Ok(Some(decode("notice", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn mailbox(
-        &self,
-        id: MailboxId,
-        before: Option<TrackingCode>,
-        limit: usize,
-    ) -> Result<MailboxPage, StoreError> {
-        let start = match before {
-            Some(b) => Bound::Excluded(mailbox_key(id, b.as_u64()).to_vec()),
-            None => Bound::Included(mailbox_key(id, u64::MAX).to_vec()),
-        };
-        let end = Bound::Included(mailbox_key(id, 0).to_vec());
-        let mut notices = Vec::with_capacity(limit.min(1000));
-        let mut next = None;
-        for guard in self.mailbox.range::<Vec<u8>, _>((start, end)) {
-            let key = guard.key()?;
-            let code = TrackingCode::from_u64(!u64_of(&key[9..])?);
-            if notices.len() == limit {
-                next = notices.last().map(|n: &StoredNotice| n.tracking_code);
-                break;
-            }
-            match self.notice(code)? {
-                Some(n) => notices.push(n),
-                None => {
-                    return Err(StoreError::Corrupt(format!(
-                        "mailbox index points at missing notice {code}"
-                    )))
-                }
-            }
-        }
-        Ok(MailboxPage { notices, next })
-    }
-
-    fn reference(
-        &self,
-        agency: &AgencyId,
-        reference: &str,
-    ) -> Result<Option<TrackingCode>, StoreError> {
-        Ok(self
-            .lookup_ref(&ref_key(agency, reference))?
-            .map(|(c, _)| TrackingCode::from_u64(c)))
-    }
-
-    fn rejections(
-        &self,
-        agency: Option<&AgencyId>,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredRejection>, StoreError> {
-        let bucket = agency_bucket(agency);
-        let start = match after {
-            Some(a) => Bound::Excluded(rejection_key(agency, a)),
-            None => Bound::Included(rejection_key(agency, 0)),
-        };
-        let mut end = bucket.to_vec();
-        end.push(1);
-        let mut out = Vec::new();
-        for guard in self
-            .rejections
-            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner()?;
-            let id = u64_of(&k[bucket.len() + 1..])?;
-            out.push(StoredRejection {
-                id,
-                rejection: decode("rejection", &v)?,
-            });
-        }
-        Ok(out)
-    }
-
-    fn dead_letters(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
-        let start = match after {
-            Some(a) => Bound::Excluded(a.to_be_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for guard in self
-            .dead_letters
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner()?;
-            out.push((u64_of(&k)?, decode("dead letter", &v)?));
-        }
-        Ok(out)
-    }
-
-    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
-        let st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(st.last_tracking.map(TrackingCode::from_u64))
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            disk_bytes: self.db.disk_space().unwrap_or(0),
-            notices_approx: self.notices.approximate_len() as u64,
-            write_buffer_bytes: self.db.write_buffer_size(),
-            cache_bytes: self.db.cache_size(),
-            journal_files: self.db.journal_count() as u64,
-            pinned_bytes: self
-                .keyspaces()
-                .map(|k| (k.tree.pinned_filter_size() + k.tree.pinned_block_index_size()) as u64)
-                .sum(),
-            tables: self.keyspaces().map(|k| k.table_count() as u64).sum(),
-        }
-    }
-
-    fn due_timers(
-        &self,
-        shard: u8,
-        from_ms: i64,
-        now_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Timer>, StoreError> {
-        // Taken before the read: a timer written meanwhile is either seen
-        // by this read or noted for the next one.
-        let behind = std::mem::replace(
-            &mut self.behind.lock().unwrap_or_else(|p| p.into_inner())[shard as usize],
-            i64::MAX,
-        );
-        let from_ms = from_ms.min(behind);
-        let mut start = [0u8; 9];
-        start[0] = shard;
-        start[1..9].copy_from_slice(&((from_ms as u64) ^ (1 << 63)).to_be_bytes());
-        let mut end = [0u8; 9];
-        end[0] = shard;
-        end[1..9].copy_from_slice(&((now_ms as u64) ^ (1 << 63)).to_be_bytes());
-        if from_ms > now_ms {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for guard in self
-            .timers
-            .range::<&[u8], _>((
-                Bound::Included(&start[..]),
-                Bound::Excluded(&after_prefix(&end)[..]),
-            ))
-            .take(limit)
-        {
-            out.push(timer_of(&guard.key()?)?);
-        }
-        Ok(out)
-    }
-
-    fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
-        match self.delivery.get(code.as_u64().to_be_bytes())? {
-            Some(v) => Ok(Some(decode_delivery(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        self.hold_write_buffer();
-        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = self
-            .db
-            .batch()
-            .durability(Some(self.durability.persist_mode()));
-        let mut last_outbox = st.last_outbox_id;
-        for w in writes {
-            for t in &w.remove_timers {
-                batch.remove(&self.timers, timer_key(t));
-            }
-            for t in &w.add_timers {
-                batch.insert(&self.timers, timer_key(t), []);
-            }
-            if let Some(rec) = &w.record {
-                let code = rec.tracking_code.as_u64();
-                batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(rec));
-                match w.awaiting {
-                    Some(true) => {
-                        batch.insert(&self.awaiting, awaiting_key(rec.recipient, code), [])
-                    }
-                    Some(false) => batch.remove(&self.awaiting, awaiting_key(rec.recipient, code)),
-                    None => {}
-                }
-                if w.purge_notice {
-                    batch.remove(&self.notices, code.to_be_bytes());
-                    batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
-                    batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
-                }
-            }
-            for (id, code) in &w.confirmation_ids {
-                batch.insert(
-                    &self.confirmations,
-                    id.as_bytes(),
-                    code.as_u64().to_be_bytes(),
-                );
-            }
-            if let Some(rec) = &w.delete_record {
-                let code = rec.tracking_code.as_u64();
-                batch.remove(&self.delivery, code.to_be_bytes());
-                batch.remove(&self.notices, code.to_be_bytes());
-                batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
-                batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
-                batch.remove(&self.refs, ref_key(&rec.agency, &rec.reference));
-                for c in &rec.confirmations {
-                    batch.remove(&self.confirmations, c.confirmation_id.as_bytes());
-                }
-            }
-            for r in &w.receipts {
-                let id = next_id(&mut last_outbox);
-                batch.insert(&self.outbox, id.to_be_bytes(), encode_json(r));
-            }
-        }
-        batch.commit()?;
-        st.last_outbox_id = last_outbox;
-        self.wrote_timers(writes.iter().flat_map(|w| &w.add_timers));
-        Ok(())
-    }
-
-    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
-        let removed = *self
-            .outbox_removed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let start = match after.unwrap_or(0).max(removed) {
-            0 => Bound::Unbounded,
-            a => Bound::Excluded(a.to_be_bytes().to_vec()),
-        };
-        let mut out = Vec::new();
-        for guard in self
-            .outbox
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner()?;
-            out.push((u64_of(&k)?, decode("outbox receipt", &v)?));
-        }
-        Ok(out)
-    }
-
-    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Losing a removal only re-publishes (receipts are at least once):
-        // no fsync needed.
-        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
-        for id in ids {
-            batch.remove(&self.outbox, id.to_be_bytes());
-        }
-        batch.commit()?;
-        // What was read is gone up to here (the reader returns the oldest
-        // first, and its caller removes all it published).
-        let max = ids.iter().copied().max().unwrap_or(0);
-        let mut removed = self
-            .outbox_removed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *removed = (*removed).max(max);
-        Ok(())
-    }
-
-    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
-        Ok(self
-            .confirmations
-            .get(id.as_bytes())?
-            .map(|v| u64_of(&v))
-            .transpose()?
-            .map(TrackingCode::from_u64))
-    }
-
-    fn put_profiles(&self, profiles: &[MailboxProfile]) -> Result<Vec<bool>, StoreError> {
-        self.hold_write_buffer();
-        // Serialised with notice writes: the read-compare-write must not
-        // interleave with another profile write.
-        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = self
-            .db
-            .batch()
-            .durability(Some(self.durability.persist_mode()));
-        let mut fresh: std::collections::HashMap<[u8; 9], chrono::DateTime<chrono::Utc>> =
-            std::collections::HashMap::new();
-        let mut applied = Vec::with_capacity(profiles.len());
-        for p in profiles {
-            let key = p.id.to_key();
-            let current = match fresh.get(&key) {
-                Some(&t) => Some(t),
-                None => match self.profiles.get(key)? {
-                    Some(v) => Some(decode::<MailboxProfile>("profile", &v)?.updated_at),
-                    None => None,
-                },
-            };
-            if current.is_some_and(|t| t > p.updated_at) {
-                applied.push(false);
-                continue;
-            }
-            fresh.insert(key, p.updated_at);
-            batch.insert(&self.profiles, key, encode_json(p));
-            applied.push(true);
-        }
-        batch.commit()?;
-        Ok(applied)
-    }
-
-    fn delete_profiles(
-        &self,
-        ids: &[(MailboxId, chrono::DateTime<chrono::Utc>)],
-    ) -> Result<(), StoreError> {
-        let _st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut batch = self
-            .db
-            .batch()
-            .durability(Some(self.durability.persist_mode()));
-        for (id, at) in ids {
-            let newer = match self.profiles.get(id.to_key())? {
-                Some(v) => decode::<MailboxProfile>("profile", &v)?.updated_at > *at,
-                None => false,
-            };
-            if !newer {
-                batch.remove(&self.profiles, id.to_key());
-            }
-        }
-        batch.commit()?;
-        Ok(())
-    }
-
-    fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError> {
-        match self.profiles.get(id.to_key())? {
-            Some(v) => Ok(Some(decode("profile", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn awaiting_activation(
-        &self,
-        id: MailboxId,
-        limit: usize,
-    ) -> Result<Vec<TrackingCode>, StoreError> {
-        let mut out = Vec::new();
-        for guard in self.awaiting.prefix(id.to_key()).take(limit) {
-            let k = guard.key()?;
-            out.push(TrackingCode::from_u64(u64_of(&k[9..])?));
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,7 +578,7 @@ mod tests {
             cfg.durability = Durability::Buffered;
             let store = FjallStore::open(cfg).unwrap();
             (
-                Box::new(store) as Box<dyn Store>,
+                Box::new(store) as Box<dyn crate::store::Store>,
                 Box::new(dir) as Box<dyn std::any::Any>,
             )
         });

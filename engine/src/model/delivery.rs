@@ -1,0 +1,293 @@
+//! The article-29 follow-up as it is stored: a notice's delivery record,
+//! its durable timers and the atomic changes the scheduler writes. Plain
+//! data with the rules that belong to the data (a new record's first
+//! timers, which timer shard a notice belongs to); the scheduler that
+//! changes them is `crate::delivery`, the stores that keep them
+//! `crate::store`.
+
+use chrono::{DateTime, Utc};
+use karpoosheh_schemas::{
+    AccessLevel, AgencyId, Channel, MailboxId, MailboxStatus, NoticeKind, Receipt, TrackingCode,
+};
+use serde::{Deserialize, Serialize};
+
+/// Timers are spread over this many shards, fixed in the key layout so a
+/// change of `delivery.workers` never strands a timer.
+pub const TIMER_SHARDS: u8 = 16;
+
+/// Where a notice stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// Externally tagged: the store's compact format (postcard) cannot read
+// internally tagged enums.
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Rounds are running.
+    Scheduled,
+    /// The mailbox has never been activated: kept, nobody to notify; the
+    /// rounds start when the person registers.
+    AwaitingActivation,
+    /// The mailbox cannot be notified in its state (deceased, dissolved, or
+    /// incapacitated without a representative).
+    Unreachable { status: MailboxStatus },
+    /// Confirmed twice: actually served (art. 29) at `at`.
+    Served { at: DateTime<Utc> },
+    /// Every round done, fewer than two confirmations.
+    NotServed { at: DateTime<Utc> },
+    /// Retention expiry passed before it was served.
+    Expired { at: DateTime<Utc> },
+}
+
+impl DeliveryState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryState::Scheduled => "scheduled",
+            DeliveryState::AwaitingActivation => "awaiting_activation",
+            DeliveryState::Unreachable { .. } => "unreachable",
+            DeliveryState::Served { .. } => "served",
+            DeliveryState::NotServed { .. } => "not_served",
+            DeliveryState::Expired { .. } => "expired",
+        }
+    }
+}
+
+/// The next action the scheduler owes a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Send round `round` (1-3); `retry` counts transient-failure retries.
+    Round { round: u8, retry: u8 },
+    /// Decide served / not served after the last round's grace period.
+    Verdict,
+}
+
+/// The pending action and when it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub due_ms: i64,
+    pub action: Action,
+}
+
+/// One notification of one round to one person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundDelivery {
+    pub to_representative: bool,
+    /// The channel that accepted it, or `None` when none did.
+    pub channel: Option<Channel>,
+    /// Why it failed, when it did (a stable code).
+    pub failure: Option<String>,
+    pub attempts: u32,
+}
+
+/// One round as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    pub round: u8,
+    /// 0 for the first attempt; each transient-failure retry adds one.
+    pub retry: u8,
+    pub at: DateTime<Utc>,
+    pub deliveries: Vec<RoundDelivery>,
+}
+
+impl RoundRecord {
+    /// Whether the recipient (or, for an incapacitated one, a
+    /// representative) was reached: at least one channel accepted.
+    pub fn delivered(&self) -> bool {
+        self.deliveries.iter().any(|d| d.channel.is_some())
+    }
+}
+
+/// One confirmation applied to a notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationRecord {
+    pub confirmation_id: String,
+    pub by_representative: bool,
+    pub confirmed_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The legal history of one notice, kept with it and for
+/// `delivery.record_retention` after its expiry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub tracking_code: TrackingCode,
+    pub agency: AgencyId,
+    pub reference: String,
+    pub recipient: MailboxId,
+    pub kind: NoticeKind,
+    /// The notice's title, for the notifications (kept here so a round
+    /// never reads the notice's body).
+    pub title: String,
+    pub min_access_level: AccessLevel,
+    #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize")]
+    pub accepted_at: DateTime<Utc>,
+    #[serde(serialize_with = "karpoosheh_schemas::rfc3339::serialize")]
+    pub expires_at: DateTime<Utc>,
+    pub state: DeliveryState,
+    pub next: Option<Pending>,
+    pub rounds: Vec<RoundRecord>,
+    pub confirmations: Vec<ConfirmationRecord>,
+    /// Set once the agency was told the mailbox's access level is too low.
+    pub access_reported: bool,
+    /// Set once the notice's body left the store (expiry).
+    pub purged: bool,
+}
+
+impl DeliveryRecord {
+    /// The record a newly stored notice starts with: round 1 due at once.
+    pub fn new(
+        code: TrackingCode,
+        notice: &karpoosheh_schemas::Notice,
+        accepted_at: DateTime<Utc>,
+    ) -> Self {
+        DeliveryRecord {
+            tracking_code: code,
+            agency: notice.agency.clone(),
+            reference: notice.reference.clone(),
+            recipient: notice.recipient,
+            kind: notice.kind,
+            title: notice.title.clone(),
+            min_access_level: notice.min_access_level,
+            accepted_at,
+            expires_at: notice.expires_at.with_timezone(&Utc),
+            state: DeliveryState::Scheduled,
+            next: Some(Pending {
+                due_ms: accepted_at.timestamp_millis(),
+                action: Action::Round { round: 1, retry: 0 },
+            }),
+            rounds: Vec::new(),
+            confirmations: Vec::new(),
+            access_reported: false,
+            purged: false,
+        }
+    }
+
+    /// The timers a new record starts with.
+    pub fn initial_timers(&self) -> Vec<Timer> {
+        let mut t = vec![Timer::expire(
+            self.tracking_code,
+            self.expires_at.timestamp_millis(),
+        )];
+        if let Some(p) = self.next {
+            t.push(Timer::next(self.tracking_code, p.due_ms));
+        }
+        t
+    }
+
+    /// Whether the state is a final legal outcome.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.state,
+            DeliveryState::Served { .. }
+                | DeliveryState::NotServed { .. }
+                | DeliveryState::Expired { .. }
+        )
+    }
+
+    pub fn receipt(
+        &self,
+        seq: &str,
+        at: DateTime<Utc>,
+        event: karpoosheh_schemas::ReceiptEvent,
+    ) -> Receipt {
+        Receipt::new(
+            format!("{}-{seq}", self.tracking_code),
+            self.agency.clone(),
+            Some(self.reference.clone()),
+            at,
+            event,
+        )
+    }
+}
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TimerKind {
+    /// The record's `next` action (a round or the verdict).
+    Next = 1,
+    /// The notice's retention expiry.
+    Expire = 2,
+    /// The end of the delivery record's own retention.
+    Purge = 3,
+}
+
+impl TimerKind {
+    pub fn from_u8(v: u8) -> Option<TimerKind> {
+        match v {
+            1 => Some(TimerKind::Next),
+            2 => Some(TimerKind::Expire),
+            3 => Some(TimerKind::Purge),
+            _ => None,
+        }
+    }
+}
+
+/// A durable timer: `(shard, due, tracking code, kind)`, kept in the store
+/// ordered by due time within its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timer {
+    pub shard: u8,
+    pub due_ms: i64,
+    pub code: TrackingCode,
+    pub kind: TimerKind,
+}
+
+impl Timer {
+    pub fn shard_of(code: TrackingCode) -> u8 {
+        // The low bits of a tracking code are a sequence number: spread well.
+        let v = code.as_u64();
+        ((v ^ (v >> 16) ^ (v >> 32)) % TIMER_SHARDS as u64) as u8
+    }
+    fn new(code: TrackingCode, due_ms: i64, kind: TimerKind) -> Timer {
+        Timer {
+            shard: Timer::shard_of(code),
+            due_ms,
+            code,
+            kind,
+        }
+    }
+    pub fn next(code: TrackingCode, due_ms: i64) -> Timer {
+        Timer::new(code, due_ms, TimerKind::Next)
+    }
+    pub fn expire(code: TrackingCode, due_ms: i64) -> Timer {
+        Timer::new(code, due_ms, TimerKind::Expire)
+    }
+    pub fn purge(code: TrackingCode, due_ms: i64) -> Timer {
+        Timer::new(code, due_ms, TimerKind::Purge)
+    }
+}
+
+/// One atomic change to a notice's follow-up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeliveryWrite {
+    /// The record to put (`None` with `delete_record`: remove it).
+    pub record: Option<DeliveryRecord>,
+    pub remove_timers: Vec<Timer>,
+    pub add_timers: Vec<Timer>,
+    /// Receipts for the agency, through the outbox.
+    pub receipts: Vec<Receipt>,
+    /// Confirmation IDs to remember (deduplication).
+    pub confirmation_ids: Vec<(String, TrackingCode)>,
+    /// Add (`Some(true)`) or remove (`Some(false)`) the notice from its
+    /// mailbox's awaiting-activation index.
+    pub awaiting: Option<bool>,
+    /// Remove the notice's body and mailbox entry (retention expiry).
+    pub purge_notice: bool,
+    /// Remove the delivery record, its reference and confirmation IDs
+    /// (end of record retention).
+    pub delete_record: Option<DeliveryRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_shards_spread_sequential_codes() {
+        let mut counts = [0u32; TIMER_SHARDS as usize];
+        for seq in 0..1600u16 {
+            let code = TrackingCode::from_parts(1_760_000_000_000 + seq as i64 / 7, 3, seq);
+            counts[Timer::shard_of(code) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+    }
+}

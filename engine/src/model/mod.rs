@@ -1,0 +1,19 @@
+//! The records the engine keeps, in the lowest layer: the store's entries
+//! and answers ([`notice`]), the article-29 delivery records and timers
+//! ([`delivery`]), and how an undecodable record becomes a dead letter
+//! ([`dead_letter`]). Plain data and the rules that belong to it; no I/O,
+//! and nothing here imports another module of the engine, so the stores
+//! below the pipeline and the scheduler above them share one vocabulary.
+
+mod dead_letter;
+mod delivery;
+mod notice;
+
+pub use self::dead_letter::{dead_letter, DEAD_LETTER_MAX_BYTES};
+pub use self::delivery::{
+    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
+    RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
+};
+pub use self::notice::{
+    Entry, MailboxPage, NewNotice, NewRejection, Outcome, StoredNotice, StoredRejection,
+};

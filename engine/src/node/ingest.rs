@@ -1,0 +1,37 @@
+//! `karpoosheh ingest`: one NDJSON batch file through the pipeline into the
+//! store, with a receipt per record to an NDJSON file if asked.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use karpoosheh_schemas::AgencyId;
+
+use crate::config::Config;
+use crate::pipeline::RunSummary;
+use crate::sink::{NdjsonReceipts, Sink, Tally, TallySink};
+use crate::source::FileSource;
+
+/// Ingests `file`, sent for `agency` when given (every envelope must name
+/// it), until its end or until `shutdown` is set; receipts to `receipts`.
+/// Returns the run and what became of its records.
+pub fn ingest(
+    cfg: &Config,
+    file: &Path,
+    agency: Option<AgencyId>,
+    receipts: Option<&Path>,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<(RunSummary, Tally)> {
+    let store = super::open_store(cfg)?;
+    let source = FileSource::open(file, agency, cfg.limits.max_payload_bytes.as_u64() as usize)?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TallySink(tally.clone()))];
+    if let Some(r) = receipts {
+        sinks.push(Box::new(NdjsonReceipts::create(r)?));
+    }
+    let summary = super::pipeline(cfg, store, sinks)
+        .with_shutdown(shutdown)
+        .run(Box::new(source))?;
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((summary, tally))
+}

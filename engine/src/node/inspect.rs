@@ -1,0 +1,99 @@
+//! What the operators' inspection commands print of stored records.
+
+use chrono::{DateTime, Utc};
+
+use crate::channel::channel_label;
+use crate::model::{Action, DeliveryRecord, DeliveryState};
+
+/// The legal history of a notice, for `karpoosheh notice`: outcome,
+/// rounds with their channels, confirmations, what is pending.
+pub fn render_history(rec: &DeliveryRecord) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let t = |d: &DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let outcome = match &rec.state {
+        DeliveryState::Scheduled => "in progress: rounds running".to_owned(),
+        DeliveryState::AwaitingActivation => {
+            "waiting: the mailbox is not activated; rounds start when the person registers"
+                .to_owned()
+        }
+        DeliveryState::Unreachable { status } => {
+            format!(
+                "unreachable: mailbox {}",
+                serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }
+        DeliveryState::Served { at } => format!("SERVED (art. 29) at {}", t(at)),
+        DeliveryState::NotServed { at } => format!(
+            "NOT SERVED: fewer than two confirmations after every round (decided {})",
+            t(at)
+        ),
+        DeliveryState::Expired { at } => format!("EXPIRED before service, at {}", t(at)),
+    };
+    let _ = writeln!(s, "legal outcome   {outcome}");
+    for r in &rec.rounds {
+        let attempt = if r.retry > 0 {
+            format!(" (retry {})", r.retry)
+        } else {
+            String::new()
+        };
+        for d in &r.deliveries {
+            let who = if d.to_representative {
+                "representative"
+            } else {
+                "recipient"
+            };
+            let what = match (&d.channel, &d.failure) {
+                (Some(c), _) => format!("sent by {}", channel_label(*c)),
+                (None, Some(f)) => format!("failed: {f}"),
+                (None, None) => "failed".to_owned(),
+            };
+            let _ = writeln!(
+                s,
+                "round {}{attempt:<10} {}  to {who:<15} {what} ({} attempt(s))",
+                r.round,
+                t(&r.at),
+                d.attempts
+            );
+        }
+        if r.deliveries.is_empty() {
+            let _ = writeln!(
+                s,
+                "round {}{attempt:<10} {}  nobody to notify",
+                r.round,
+                t(&r.at)
+            );
+        }
+    }
+    for (i, c) in rec.confirmations.iter().enumerate() {
+        let by = if c.by_representative {
+            "a representative"
+        } else {
+            "the recipient"
+        };
+        let _ = writeln!(
+            s,
+            "confirmation {}  {}  by {by} (received {}; id {})",
+            i + 1,
+            t(&c.confirmed_at),
+            t(&c.received_at),
+            c.confirmation_id
+        );
+    }
+    if let Some(p) = &rec.next {
+        let what = match p.action {
+            Action::Round { round, retry: 0 } => format!("round {round}"),
+            Action::Round { round, retry } => format!("round {round}, retry {retry}"),
+            Action::Verdict => "verdict (served / not served)".to_owned(),
+        };
+        let due = DateTime::from_timestamp_millis(p.due_ms).unwrap_or_default();
+        let _ = writeln!(s, "next            {what} at {}", t(&due));
+    }
+    if rec.purged {
+        let _ = writeln!(s, "retention       the notice itself left the store at its expiry ({}); this history is kept", t(&rec.expires_at));
+    }
+    s
+}

@@ -1,0 +1,98 @@
+//! The node floor: the only code that sees the whole [`Config`]. It opens
+//! the store, builds the pipeline, the notifier and the scheduler from the
+//! configuration, and assembles them into the node's commands as siblings:
+//! [`run`] (agencies' Kafka topics, with the article-29 follow-up and the
+//! side readers), [`demo`] (the generated load in the same process) and
+//! [`ingest`] (one batch file). Everything below this floor takes the part
+//! of the configuration it needs and returns typed errors; `anyhow` is
+//! used here and in `main.rs` only.
+
+pub mod demo;
+mod ingest;
+mod inspect;
+mod run;
+
+use std::sync::Arc;
+
+use crate::channel::{ChannelError, Dispatcher};
+use crate::config::Config;
+use crate::delivery::{
+    Notify, Registry, Scheduler, SchedulerHandle, SentNotification, SystemClock,
+};
+use crate::pipeline::Pipeline;
+use crate::sink::Sink;
+use crate::store::scylla::{ScyllaStore, ScyllaStoreConfig};
+use crate::store::{FjallStore, Store, StoreBackend, StoreError};
+
+pub use self::ingest::ingest;
+pub use self::inspect::render_history;
+pub use self::run::run;
+
+/// Opens the store the configuration names, to write.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    open(cfg, false)
+}
+
+/// Opens the store to read only (the inspection commands): on a cluster
+/// this takes no node lease, so it runs beside the live engine of the same
+/// `node_id`; any write is refused. The embedded store allows one process
+/// either way.
+pub fn open_store_read_only(cfg: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    open(cfg, true)
+}
+
+fn open(cfg: &Config, read_only: bool) -> Result<Arc<dyn Store>, StoreError> {
+    match cfg.store.backend {
+        StoreBackend::Embedded => Ok(Arc::new(FjallStore::open(cfg.store.fjall())?)),
+        StoreBackend::Scylla => Ok(Arc::new(ScyllaStore::open(ScyllaStoreConfig {
+            scylla: cfg.scylla.clone(),
+            node_id: cfg.node_id,
+            record_retention: cfg.delivery.record_retention.0,
+            read_only,
+        })?)),
+    }
+}
+
+/// The ingest pipeline of this node: its `[pipeline]` sizes, `[limits]`
+/// and `node_id`, writing to `store` and handing every durably handled
+/// record to `sinks`. The one constructor `run`, `demo`, `ingest`, the
+/// benchmarks and the tests share; set readiness and the stop flag with
+/// [`Pipeline::with_health`] and [`Pipeline::with_shutdown`].
+pub fn pipeline(cfg: &Config, store: Arc<dyn Store>, sinks: Vec<Box<dyn Sink>>) -> Pipeline {
+    Pipeline::new(
+        cfg.pipeline.clone(),
+        cfg.limits.clone(),
+        cfg.node_id,
+        store,
+        sinks,
+    )
+}
+
+/// The notifier `[channels]` asks for: the channel dispatcher with its
+/// gateways, rate limits, retries and breakers.
+pub fn notifier(cfg: &Config) -> Result<Arc<dyn Notify>, ChannelError> {
+    Ok(Arc::new(Dispatcher::from_config(&cfg.channels)?))
+}
+
+/// Starts the article-29 scheduler of this node on the system clock, with
+/// the configured channels, mailbox profiles from `registry`, and accepted
+/// notifications told to `observer` (the demo's simulated recipients).
+pub fn scheduler(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    registry: Arc<dyn Registry>,
+    observer: Option<crossbeam_channel::Sender<Vec<SentNotification>>>,
+) -> anyhow::Result<SchedulerHandle> {
+    use anyhow::Context;
+    let notifier = notifier(cfg).context("setting up the notification channels")?;
+    Scheduler {
+        config: cfg.delivery.clone(),
+        store,
+        notifier,
+        registry,
+        clock: Arc::new(SystemClock),
+        observer,
+    }
+    .start()
+    .context("starting the scheduler")
+}

@@ -1,0 +1,173 @@
+//! `karpoosheh run`: a node on Kafka. The agencies' notice topics through
+//! the pipeline into the store, receipts and dead letters back out, and
+//! beside it the article-29 follow-up (scheduler, outbox to the receipt
+//! topics), the confirmations and registry readers, and the metrics and
+//! health endpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::agencies::AgencyRegistry;
+use crate::config::Config;
+use crate::delivery::{Outbox, StoreRegistry};
+use crate::health::Health;
+use crate::http::{install_recorder, HttpServer};
+use crate::kafka::client_config;
+use crate::pipeline::RunSummary;
+use crate::readers;
+use crate::sink::KafkaSink;
+use crate::source::KafkaSource;
+
+/// Runs the engine on Kafka until `shutdown` is set, then finishes what
+/// was read, commits and returns.
+pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
+    let health = Health::default();
+    health.set(false, "starting");
+    // The recorder first, so start-up events are counted too.
+    let recorder = (!cfg.metrics.listen.is_empty()).then(install_recorder);
+    let agencies = AgencyRegistry::open(&cfg.agencies)?;
+    let store = super::open_store(cfg)?;
+    let _server = match recorder {
+        None => None,
+        Some(recorder) => {
+            let s = HttpServer::start(&cfg.metrics.listen, recorder, health.clone())
+                .context("starting the metrics endpoint (metrics.listen)")?;
+            // Tests and supervisors read the bound address (port 0 picks one).
+            eprintln!("karpoosheh: metrics on http://{}/metrics", s.addr);
+            Some(s)
+        }
+    };
+    let k = &cfg.kafka;
+    let sink = KafkaSink::new(
+        k,
+        client_config(k, &k.producer_options),
+        shutdown.clone(),
+        agencies.clone(),
+    )
+    .context("creating the receipts producer")?;
+    // The article-29 follow-up: rounds through the channels, receipts from
+    // the outbox to the agencies' receipt topics, confirmations from the
+    // acks topic, activations from the registry.
+    let follow = if cfg.delivery.enabled {
+        let scheduler = super::scheduler(
+            cfg,
+            store.clone(),
+            Arc::new(StoreRegistry(store.clone())),
+            None,
+        )?;
+        let scheduler = Arc::new(scheduler);
+        let events = KafkaSink::new(
+            k,
+            client_config(k, &k.producer_options),
+            shutdown.clone(),
+            agencies.clone(),
+        )
+        .context("creating the delivery-events producer")?;
+        let outbox = Outbox {
+            store: store.clone(),
+            sinks: vec![Box::new(events)],
+            batch: 2000,
+        }
+        .spawn(shutdown.clone(), std::time::Duration::from_millis(50));
+        let acks = if k.acks_topic.is_empty() {
+            None
+        } else {
+            let group = if k.acks_group_id.is_empty() {
+                format!("{}.acks.{}", k.group_id, cfg.node_id)
+            } else {
+                k.acks_group_id.clone()
+            };
+            Some(
+                readers::confirmations::spawn(
+                    &k.acks_topic,
+                    &group,
+                    cfg.node_id,
+                    client_config(k, &k.consumer_options),
+                    scheduler.clone(),
+                    shutdown.clone(),
+                )
+                .context("starting the confirmations reader")?,
+            )
+        };
+        Some((scheduler, outbox, acks))
+    } else {
+        None
+    };
+    let registry = if k.registry_topic.is_empty() {
+        None
+    } else {
+        let group = if k.registry_group_id.is_empty() {
+            format!("{}.registry.{}", k.group_id, cfg.node_id)
+        } else {
+            k.registry_group_id.clone()
+        };
+        Some(
+            readers::registry::spawn(
+                &k.registry_topic,
+                &group,
+                client_config(k, &k.consumer_options),
+                store.clone(),
+                follow.as_ref().map(|f| f.0.clone()),
+                shutdown.clone(),
+            )
+            .context("starting the registry reader")?,
+        )
+    };
+    let source = KafkaSource::new(
+        k,
+        client_config(k, &k.consumer_options),
+        agencies,
+        health.clone(),
+        cfg.limits.max_payload_bytes.as_u64() as usize,
+    )
+    .context("creating the Kafka consumer")?;
+    let pipeline = super::pipeline(cfg, store, vec![Box::new(sink)])
+        .with_health(health)
+        .with_shutdown(shutdown.clone());
+    // A scheduler that ended on its own (a store that refuses writes, a
+    // panic) stops the node, as a failed pipeline does: a node that only
+    // ingests while nobody is notified would look healthy and serve no one.
+    let watcher = follow.as_ref().map(|(scheduler, _, _)| {
+        let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("scheduler-watch".into())
+            .spawn(move || {
+                while !shutdown.load(Ordering::SeqCst) {
+                    if scheduler.failed() {
+                        shutdown.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            })
+    });
+    let result = pipeline.run(Box::new(source));
+    // The pipeline stops on its own only when it failed: stop the rest too.
+    shutdown.store(true, Ordering::SeqCst);
+    if let Some(Ok(w)) = watcher {
+        let _ = w.join();
+    }
+    // Asked before the scheduler is stopped, which ends its workers too.
+    let scheduler_failed = follow.as_ref().is_some_and(|(s, _, _)| s.failed());
+    if let Some(r) = registry {
+        let _ = r.join();
+    }
+    if let Some((scheduler, outbox, acks)) = follow {
+        if let Some(a) = acks {
+            let _ = a.join();
+        }
+        if let Ok(s) = Arc::try_unwrap(scheduler) {
+            s.stop();
+        }
+        let _ = outbox.join();
+    }
+    let summary = result?;
+    if scheduler_failed {
+        anyhow::bail!(
+            "the article-29 scheduler stopped (the store refuses writes, or a worker panicked; the log says which): restart the engine once the cause is fixed"
+        );
+    }
+    Ok(summary)
+}

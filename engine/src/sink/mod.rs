@@ -1,0 +1,80 @@
+//! Sinks for what happened to each record once it is durable: receipts
+//! for agencies (the Kafka receipts topics, [`KafkaSink`]; an NDJSON file
+//! for `karpoosheh ingest`, [`NdjsonReceipts`]) and observers such as the
+//! run reports' [`TallySink`]. The pipeline calls every
+//! sink before it acknowledges the source, so a receipt is never lost to
+//! a crash — it may be sent twice (at least once), which is why receipts
+//! carry a stable `receipt_id`.
+
+mod file;
+mod kafka;
+mod tally;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use karpoosheh_schemas::{DeadLetter, Reason, Receipt};
+
+pub use self::file::NdjsonReceipts;
+pub use self::kafka::KafkaSink;
+pub use self::tally::{DeliveryTally, Tally, TallySink};
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandledKind {
+    Stored,
+    Duplicate,
+    Rejected(Reason),
+    DeadLetter(Reason),
+}
+
+/// One durably handled record.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub kind: HandledKind,
+    /// The agency's receipt; `None` for dead letters, which no agency can
+    /// be told about reliably.
+    pub receipt: Option<Receipt>,
+    /// Arrival to durable write.
+    pub latency: Duration,
+    /// Payload bytes of the record.
+    pub payload_bytes: usize,
+    /// The dead letter as stored (bytes, source position, reasons), for
+    /// sinks that forward it, such as the Kafka dead-letter topic.
+    pub dead_letter: Option<Box<DeadLetter>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("cannot write receipts to {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Receives every durably handled record, in batches.
+pub trait Sink: Send {
+    /// Hands a batch over. A sink may return before the batch has
+    /// reached its destination; the pipeline calls [`Sink::settle`]
+    /// before it acknowledges these records to the source.
+    fn handled(&mut self, batch: &[Handled]) -> Result<(), SinkError>;
+    /// Blocks until everything handed over so far has reached its
+    /// destination (for Kafka: every receipt acknowledged by the broker).
+    /// The pipeline calls it once for several batches while writes keep
+    /// coming, so waiting on the destination overlaps the next writes.
+    fn settle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Receipts of later delivery events (rounds, confirmations, served,
+    /// not served, expired), from the outbox, in order.
+    fn events(&mut self, receipts: &[Receipt]) -> Result<(), SinkError> {
+        let _ = receipts;
+        Ok(())
+    }
+    /// Called once at the end of a run.
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! Conformance cases of [`DeliveryStore`]: a stored notice's follow-up,
+//! timers, the outbox, expiry and purge.
+
+use super::*;
+
+fn all_due(s: &dyn Store, now_ms: i64) -> Vec<crate::model::Timer> {
+    let mut out = Vec::new();
+    for shard in 0..crate::model::TIMER_SHARDS {
+        out.extend(s.due_timers(shard, i64::MIN, now_ms, 10_000).unwrap());
+    }
+    out
+}
+
+pub(super) fn a_stored_notice_starts_its_follow_up(s: &dyn Store) {
+    use crate::model::{Action, DeliveryState, TimerKind};
+    let entries = sample_entries(3);
+    s.write(&entries).unwrap();
+    // A duplicate must not start a second follow-up.
+    s.write(&entries[..1]).unwrap();
+    let Entry::Notice(first) = &entries[0] else {
+        unreachable!()
+    };
+    let rec = s
+        .delivery(first.tracking_code)
+        .unwrap()
+        .expect("a delivery record with the notice");
+    assert_eq!(rec.state, DeliveryState::Scheduled);
+    assert_eq!(
+        rec.next.unwrap().action,
+        Action::Round { round: 1, retry: 0 }
+    );
+    assert_eq!(rec.recipient, first.notice.recipient);
+    let now = (t0() + Duration::seconds(1)).timestamp_millis();
+    let due = all_due(s, now);
+    assert_eq!(
+        due.len(),
+        3,
+        "round 1 of each notice is due at once, once: {due:?}"
+    );
+    assert!(due.iter().all(|t| t.kind == TimerKind::Next));
+    let later = (t0() + Duration::days(366)).timestamp_millis();
+    let expiries = all_due(s, later)
+        .into_iter()
+        .filter(|t| t.kind == TimerKind::Expire)
+        .count();
+    assert_eq!(expiries, 3, "each notice's expiry is a timer");
+    for shard in 0..crate::model::TIMER_SHARDS {
+        let ts = s.due_timers(shard, i64::MIN, later, 10_000).unwrap();
+        let from = (t0() + Duration::days(300)).timestamp_millis();
+        let tail = s.due_timers(shard, from, later, 10_000).unwrap();
+        assert!(
+            tail.iter().all(|t| t.due_ms >= from),
+            "from_ms is a lower bound"
+        );
+        assert_eq!(tail.len(), ts.iter().filter(|t| t.due_ms >= from).count());
+        assert!(
+            ts.windows(2).all(|w| w[0].due_ms <= w[1].due_ms),
+            "earliest first"
+        );
+        assert!(ts.iter().all(|t| t.shard == shard));
+    }
+    assert!(
+        all_due(s, first.accepted_at.timestamp_millis() - 1).is_empty(),
+        "nothing due before its time"
+    );
+}
+
+pub(super) fn delivery_writes_move_timers_and_fill_the_outbox(s: &dyn Store) {
+    use crate::model::{DeliveryWrite, Timer};
+    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    let entries = sample_entries(1);
+    s.write(&entries).unwrap();
+    let Entry::Notice(n) = &entries[0] else {
+        unreachable!()
+    };
+    let code = n.tracking_code;
+    let mut rec = s.delivery(code).unwrap().unwrap();
+    let old = Timer::next(code, rec.next.unwrap().due_ms);
+    let new_due = (t0() + Duration::days(1)).timestamp_millis();
+    rec.next.as_mut().unwrap().due_ms = new_due;
+    let receipt = |i: u8| {
+        Receipt::new(
+            format!("{code}-x{i}"),
+            n.notice.agency.clone(),
+            Some(n.notice.reference.clone()),
+            t0(),
+            ReceiptEvent::Confirmed {
+                tracking_code: code,
+                count: i,
+            },
+        )
+    };
+    s.write_delivery(&[DeliveryWrite {
+        record: Some(rec.clone()),
+        remove_timers: vec![old],
+        add_timers: vec![Timer::next(code, new_due)],
+        receipts: vec![receipt(1), receipt(2)],
+        confirmation_ids: vec![("conf-1".into(), code)],
+        awaiting: Some(true),
+        ..Default::default()
+    }])
+    .unwrap();
+    s.write_delivery(&[DeliveryWrite {
+        receipts: vec![receipt(3)],
+        ..Default::default()
+    }])
+    .unwrap();
+    assert_eq!(
+        s.delivery(code).unwrap().unwrap(),
+        rec,
+        "the record was replaced"
+    );
+    assert!(
+        all_due(s, (t0() + Duration::hours(1)).timestamp_millis()).is_empty(),
+        "the old timer is gone"
+    );
+    assert_eq!(all_due(s, new_due).len(), 1, "the new one is there");
+    assert_eq!(s.confirmation("conf-1").unwrap(), Some(code));
+    assert_eq!(s.confirmation("conf-2").unwrap(), None);
+    assert_eq!(
+        s.awaiting_activation(n.notice.recipient, 10).unwrap(),
+        vec![code]
+    );
+    let out = s.outbox(None, 10).unwrap();
+    let ids: Vec<_> = out.iter().map(|(_, r)| r.receipt_id.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{code}-x1"),
+            format!("{code}-x2"),
+            format!("{code}-x3")
+        ],
+        "in order"
+    );
+    assert_eq!(s.outbox(Some(out[0].0), 10).unwrap().len(), 2, "paged");
+    s.outbox_remove(&[out[0].0, out[1].0]).unwrap();
+    let left = s.outbox(None, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, out[2].1);
+    s.write_delivery(&[DeliveryWrite {
+        record: Some(rec),
+        awaiting: Some(false),
+        ..Default::default()
+    }])
+    .unwrap();
+    assert!(s
+        .awaiting_activation(n.notice.recipient, 10)
+        .unwrap()
+        .is_empty());
+}
+
+pub(super) fn expiry_purge_and_record_deletion(s: &dyn Store) {
+    use crate::model::DeliveryWrite;
+    let entries = sample_entries(2);
+    s.write(&entries).unwrap();
+    let Entry::Notice(n) = &entries[0] else {
+        unreachable!()
+    };
+    let code = n.tracking_code;
+    let mut rec = s.delivery(code).unwrap().unwrap();
+    rec.purged = true;
+    s.write_delivery(&[DeliveryWrite {
+        record: Some(rec.clone()),
+        purge_notice: true,
+        ..Default::default()
+    }])
+    .unwrap();
+    assert!(s.notice(code).unwrap().is_none(), "the body left");
+    let page = s.mailbox(n.notice.recipient, None, 10).unwrap();
+    assert_eq!(
+        page.notices.len(),
+        1,
+        "and its mailbox entry; the other notice stays"
+    );
+    assert!(
+        s.delivery(code).unwrap().unwrap().purged,
+        "the history stays"
+    );
+    assert_eq!(
+        s.reference(&n.notice.agency, &n.notice.reference).unwrap(),
+        Some(code),
+        "a re-send is still absorbed"
+    );
+    s.write_delivery(&[DeliveryWrite {
+        delete_record: Some(rec),
+        ..Default::default()
+    }])
+    .unwrap();
+    assert!(s.delivery(code).unwrap().is_none());
+    assert_eq!(
+        s.reference(&n.notice.agency, &n.notice.reference).unwrap(),
+        None
+    );
+}
+
+pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
+    // A scheduler scans from a cursor; a notice accepted a moment before a
+    // scan moved the cursor past its round-1 time must still be found.
+    let later = (t0() + Duration::days(1)).timestamp_millis();
+    for shard in 0..crate::model::TIMER_SHARDS {
+        assert!(s
+            .due_timers(shard, i64::MIN, later, 10_000)
+            .unwrap()
+            .is_empty());
+    }
+    s.write(&[new_notice(
+        notice("tax", "behind-1", person(500_000_001), "x"),
+        1,
+    )])
+    .unwrap();
+    let Entry::Notice(n) = &new_notice(notice("tax", "behind-1", person(500_000_001), "x"), 1)
+    else {
+        unreachable!()
+    };
+    let shard = crate::model::Timer::shard_of(n.tracking_code);
+    let cursor = (t0() + Duration::hours(1)).timestamp_millis();
+    let seen = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    assert!(
+        seen.iter().any(|t| t.code == n.tracking_code),
+        "a timer written behind the cursor is returned by the next scan: {seen:?}"
+    );
+    let again = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    assert!(
+        again.iter().all(|t| t.due_ms >= cursor),
+        "only once: after that the cursor is a lower bound again"
+    );
+}

@@ -1,0 +1,245 @@
+//! Conformance cases of [`NoticeStore`]: writes, idempotency on
+//! (agency, reference), mailbox pages, rejections and dead letters.
+
+use super::*;
+
+pub(super) fn stores_and_reads_back(s: &dyn Store) {
+    let entries = sample_entries(5);
+    let out = s.write(&entries).unwrap();
+    assert_eq!(out, vec![Outcome::Stored; 5], "five new notices are stored");
+    for e in &entries {
+        let Entry::Notice(n) = e else { unreachable!() };
+        let got = s
+            .notice(n.tracking_code)
+            .unwrap()
+            .expect("stored notice is found by tracking code");
+        assert_eq!(got.notice, n.notice, "notice reads back unchanged");
+        assert_eq!(got.content_hash, n.content_hash);
+        assert_eq!(got.accepted_at, n.accepted_at);
+        assert_eq!(
+            s.reference(&n.notice.agency, &n.notice.reference).unwrap(),
+            Some(n.tracking_code)
+        );
+    }
+    assert_eq!(
+        s.notice(TrackingCode::from_u64(12345)).unwrap(),
+        None,
+        "unknown code is None"
+    );
+}
+
+pub(super) fn mailbox_is_newest_first_and_pages(s: &dyn Store) {
+    let entries = sample_entries(25);
+    s.write(&entries[..10]).unwrap();
+    s.write(&entries[10..]).unwrap();
+    let id = person(100_000_001);
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.mailbox(id, before, 10).unwrap();
+        assert!(page.notices.len() <= 10);
+        seen.extend(page.notices.iter().map(|n| n.tracking_code));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = entries.iter().map(code_of).collect();
+    expected.reverse();
+    assert_eq!(
+        seen, expected,
+        "all 25 notices, newest first, no gaps or repeats across pages"
+    );
+}
+
+pub(super) fn mailboxes_are_isolated(s: &dyn Store) {
+    let a = person(200_000_001);
+    let b = person(300_000_001);
+    let legal = (1_000_000_000u64..)
+        .find_map(MailboxId::legal_from_body)
+        .unwrap();
+    s.write(&[
+        new_notice(notice("tax", "a1", a, "x"), 1),
+        new_notice(notice("tax", "b1", b, "x"), 2),
+        new_notice(notice("tax", "l1", legal, "x"), 3),
+    ])
+    .unwrap();
+    for (id, reference) in [(a, "a1"), (b, "b1"), (legal, "l1")] {
+        let page = s.mailbox(id, None, 10).unwrap();
+        assert_eq!(
+            page.notices.len(),
+            1,
+            "mailbox {reference} has exactly its own notice"
+        );
+        assert_eq!(page.notices[0].notice.reference, reference);
+    }
+}
+
+pub(super) fn exact_resend_is_absorbed(s: &dyn Store) {
+    let id = person(400_000_001);
+    let first = new_notice(notice("tax", "r1", id, "body"), 1);
+    s.write(std::slice::from_ref(&first)).unwrap();
+    // The re-send gets a new tracking code from the pipeline and a new
+    // sent_at; it is still the same notice.
+    let mut again = notice("tax", "r1", id, "body");
+    again.sent_at = t0() + Duration::hours(3);
+    let out = s.write(&[new_notice(again, 2)]).unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Duplicate {
+            original: code_of(&first)
+        }],
+        "re-send answers with the original code"
+    );
+    assert_eq!(
+        s.mailbox(id, None, 10).unwrap().notices.len(),
+        1,
+        "the re-send does not show twice"
+    );
+}
+
+pub(super) fn conflicting_resend_keeps_original(s: &dyn Store) {
+    let id = person(500_000_001);
+    let first = new_notice(notice("tax", "r1", id, "original"), 1);
+    s.write(std::slice::from_ref(&first)).unwrap();
+    let out = s
+        .write(&[new_notice(notice("tax", "r1", id, "changed"), 2)])
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Conflict {
+            original: code_of(&first)
+        }]
+    );
+    let page = s.mailbox(id, None, 10).unwrap();
+    assert_eq!(page.notices.len(), 1);
+    assert_eq!(
+        page.notices[0].notice.body, "original",
+        "the original is kept"
+    );
+    let agency = AgencyId::parse("tax").unwrap();
+    let rej = s.rejections(Some(&agency), None, 10).unwrap();
+    assert_eq!(
+        rej.len(),
+        1,
+        "the conflict is kept as a rejection for the agency"
+    );
+    assert_eq!(
+        rej[0].rejection.problems[0].reason,
+        Reason::ReferenceConflict
+    );
+    assert_eq!(rej[0].rejection.reference.as_deref(), Some("r1"));
+}
+
+pub(super) fn duplicates_within_one_batch(s: &dyn Store) {
+    let id = person(600_000_001);
+    let a = new_notice(notice("tax", "r1", id, "same"), 1);
+    let b = new_notice(notice("tax", "r1", id, "same"), 2);
+    let c = new_notice(notice("tax", "r1", id, "different"), 3);
+    let out = s.write(&[a.clone(), b, c]).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Outcome::Stored,
+            Outcome::Duplicate {
+                original: code_of(&a)
+            },
+            Outcome::Conflict {
+                original: code_of(&a)
+            }
+        ]
+    );
+    assert_eq!(s.mailbox(id, None, 10).unwrap().notices.len(), 1);
+}
+
+pub(super) fn same_reference_different_agencies(s: &dyn Store) {
+    let id = person(700_000_001);
+    let out = s
+        .write(&[
+            new_notice(notice("tax", "r1", id, "x"), 1),
+            new_notice(notice("judiciary", "r1", id, "y"), 2),
+        ])
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Stored, Outcome::Stored],
+        "references are unique per agency only"
+    );
+    assert_eq!(s.mailbox(id, None, 10).unwrap().notices.len(), 2);
+}
+
+pub(super) fn rejections_are_kept_per_agency(s: &dyn Store) {
+    let mut entries: Vec<Entry> = (0..5)
+        .map(|i| rejection(Some("tax"), &format!("t{i}"), Reason::BadCheckDigit))
+        .collect();
+    entries.push(rejection(Some("judiciary"), "j0", Reason::MissingField));
+    entries.push(rejection(None, "u0", Reason::InvalidAgency));
+    let out = s.write(&entries).unwrap();
+    assert!(out.iter().all(|o| *o == Outcome::Kept));
+    let tax = AgencyId::parse("tax").unwrap();
+    let first = s.rejections(Some(&tax), None, 3).unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|r| r.rejection.reference.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["t0", "t1", "t2"]
+    );
+    let rest = s.rejections(Some(&tax), Some(first[2].id), 10).unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|r| r.rejection.reference.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["t3", "t4"]
+    );
+    let jud = s
+        .rejections(Some(&AgencyId::parse("judiciary").unwrap()), None, 10)
+        .unwrap();
+    assert_eq!(jud.len(), 1);
+    assert_eq!(jud[0].rejection.problems[0].reason, Reason::MissingField);
+    assert_eq!(
+        jud[0].rejection.position,
+        SourcePosition::File {
+            path: "batch.ndjson".into(),
+            line: 7
+        }
+    );
+    let un = s.rejections(None, None, 10).unwrap();
+    assert_eq!(un.len(), 1, "unattributed rejections are kept apart");
+}
+
+pub(super) fn dead_letters_are_kept(s: &dyn Store) {
+    s.write(&[dead_letter(1), dead_letter(2)]).unwrap();
+    s.write(&[dead_letter(3)]).unwrap();
+    let all = s.dead_letters(None, 10).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all[2].1.source,
+        SourcePosition::InProcess { sequence: 3 },
+        "oldest first"
+    );
+    let after = s.dead_letters(Some(all[0].0), 10).unwrap();
+    assert_eq!(after.len(), 2);
+}
+
+pub(super) fn last_tracking_code_is_the_highest(s: &dyn Store) {
+    let entries = sample_entries(4);
+    s.write(&entries).unwrap();
+    assert_eq!(s.last_tracking_code().unwrap(), Some(code_of(&entries[3])));
+}
+
+pub(super) fn empty_store_answers_empty(s: &dyn Store) {
+    assert_eq!(s.last_tracking_code().unwrap(), None);
+    assert!(s
+        .mailbox(person(800_000_001), None, 10)
+        .unwrap()
+        .notices
+        .is_empty());
+    assert!(s.rejections(None, None, 10).unwrap().is_empty());
+    assert!(s.dead_letters(None, 10).unwrap().is_empty());
+    assert_eq!(
+        s.reference(&AgencyId::parse("tax").unwrap(), "nope")
+            .unwrap(),
+        None
+    );
+}

@@ -1,0 +1,177 @@
+//! The delivery aggregate of [`FjallStore`]: the article-29 follow-up: delivery records, timers, outbox, confirmations.
+
+use super::*;
+
+impl DeliveryStore for FjallStore {
+    fn due_timers(
+        &self,
+        shard: u8,
+        from_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StoreError> {
+        // Taken before the read: a timer written meanwhile is either seen
+        // by this read or noted for the next one.
+        let behind = std::mem::replace(
+            &mut self.behind.lock().unwrap_or_else(|p| p.into_inner())[shard as usize],
+            i64::MAX,
+        );
+        let from_ms = from_ms.min(behind);
+        let mut start = [0u8; 9];
+        start[0] = shard;
+        start[1..9].copy_from_slice(&((from_ms as u64) ^ (1 << 63)).to_be_bytes());
+        let mut end = [0u8; 9];
+        end[0] = shard;
+        end[1..9].copy_from_slice(&((now_ms as u64) ^ (1 << 63)).to_be_bytes());
+        if from_ms > now_ms {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for guard in self
+            .timers
+            .range::<&[u8], _>((
+                Bound::Included(&start[..]),
+                Bound::Excluded(&after_prefix(&end)[..]),
+            ))
+            .take(limit)
+        {
+            out.push(timer_of(&guard.key()?)?);
+        }
+        Ok(out)
+    }
+
+    fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
+        match self.delivery.get(code.as_u64().to_be_bytes())? {
+            Some(v) => Ok(Some(decode_delivery(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.hold_write_buffer();
+        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        let mut last_outbox = st.last_outbox_id;
+        for w in writes {
+            for t in &w.remove_timers {
+                batch.remove(&self.timers, timer_key(t));
+            }
+            for t in &w.add_timers {
+                batch.insert(&self.timers, timer_key(t), []);
+            }
+            if let Some(rec) = &w.record {
+                let code = rec.tracking_code.as_u64();
+                batch.insert(&self.delivery, code.to_be_bytes(), encode_delivery(rec));
+                match w.awaiting {
+                    Some(true) => {
+                        batch.insert(&self.awaiting, awaiting_key(rec.recipient, code), [])
+                    }
+                    Some(false) => batch.remove(&self.awaiting, awaiting_key(rec.recipient, code)),
+                    None => {}
+                }
+                if w.purge_notice {
+                    batch.remove(&self.notices, code.to_be_bytes());
+                    batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
+                    batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
+                }
+            }
+            for (id, code) in &w.confirmation_ids {
+                batch.insert(
+                    &self.confirmations,
+                    id.as_bytes(),
+                    code.as_u64().to_be_bytes(),
+                );
+            }
+            if let Some(rec) = &w.delete_record {
+                let code = rec.tracking_code.as_u64();
+                batch.remove(&self.delivery, code.to_be_bytes());
+                batch.remove(&self.notices, code.to_be_bytes());
+                batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
+                batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
+                batch.remove(&self.refs, ref_key(&rec.agency, &rec.reference));
+                for c in &rec.confirmations {
+                    batch.remove(&self.confirmations, c.confirmation_id.as_bytes());
+                }
+            }
+            for r in &w.receipts {
+                let id = next_id(&mut last_outbox);
+                batch.insert(&self.outbox, id.to_be_bytes(), encode_json(r));
+            }
+        }
+        batch.commit()?;
+        st.last_outbox_id = last_outbox;
+        self.wrote_timers(writes.iter().flat_map(|w| &w.add_timers));
+        Ok(())
+    }
+
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        let removed = *self
+            .outbox_removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let start = match after.unwrap_or(0).max(removed) {
+            0 => Bound::Unbounded,
+            a => Bound::Excluded(a.to_be_bytes().to_vec()),
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .outbox
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            out.push((u64_of(&k)?, decode("outbox receipt", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Losing a removal only re-publishes (receipts are at least once):
+        // no fsync needed.
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        for id in ids {
+            batch.remove(&self.outbox, id.to_be_bytes());
+        }
+        batch.commit()?;
+        // What was read is gone up to here (the reader returns the oldest
+        // first, and its caller removes all it published).
+        let max = ids.iter().copied().max().unwrap_or(0);
+        let mut removed = self
+            .outbox_removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *removed = (*removed).max(max);
+        Ok(())
+    }
+
+    fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .confirmations
+            .get(id.as_bytes())?
+            .map(|v| u64_of(&v))
+            .transpose()?
+            .map(TrackingCode::from_u64))
+    }
+
+    fn awaiting_activation(
+        &self,
+        id: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<TrackingCode>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.awaiting.prefix(id.to_key()).take(limit) {
+            let k = guard.key()?;
+            out.push(TrackingCode::from_u64(u64_of(&k[9..])?));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,249 @@
+//! The notices aggregate of [`FjallStore`]: notices, rejections and dead letters.
+
+use super::*;
+
+impl NoticeStore for FjallStore {
+    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        self.hold_write_buffer();
+        // One writer at a time: the reference check and the insert must not
+        // interleave with another batch's.
+        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        // References first seen in this batch; the store has not got them yet.
+        let mut fresh: std::collections::HashMap<Vec<u8>, (u64, [u8; 32])> =
+            std::collections::HashMap::new();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut max_tracking = st.last_tracking;
+        let mut rejection_written = false;
+        let mut new_timers = Vec::new();
+        let mut scratch = Vec::new();
+
+        for entry in entries {
+            match entry {
+                Entry::Notice(n) => {
+                    let key = ref_key(&n.notice.agency, &n.notice.reference);
+                    let existing = match fresh.get(&key) {
+                        Some(&v) => Some(v),
+                        None => self.lookup_ref(&key)?,
+                    };
+                    match existing {
+                        Some((code, hash)) if hash == n.content_hash => {
+                            outcomes.push(Outcome::Duplicate {
+                                original: TrackingCode::from_u64(code),
+                            });
+                        }
+                        Some((code, _)) => {
+                            let original = TrackingCode::from_u64(code);
+                            let rejection = NewRejection {
+                                agency: Some(n.notice.agency.clone()),
+                                reference: Some(n.notice.reference.clone()),
+                                problems: vec![Problem::new(
+                                    Reason::ReferenceConflict,
+                                    "reference".to_owned(),
+                                    format!("reference was already used for notice {original} with different content; the original is kept"),
+                                )],
+                                position: n.position.clone(),
+                                at: n.accepted_at,
+                            };
+                            let id = next_id(&mut st.last_rejection_id);
+                            batch.insert(
+                                &self.rejections,
+                                rejection_key(Some(&n.notice.agency), id),
+                                encode_json(&rejection),
+                            );
+                            rejection_written = true;
+                            outcomes.push(Outcome::Conflict { original });
+                        }
+                        None => {
+                            let code = n.tracking_code.as_u64();
+                            let record = StoredNoticeRef {
+                                tracking_code: n.tracking_code,
+                                accepted_at: &n.accepted_at,
+                                content_hash: &n.content_hash,
+                                notice: &n.notice,
+                            };
+                            batch.insert(
+                                &self.notices,
+                                code.to_be_bytes(),
+                                encode_in(&mut scratch, FORMAT, &record),
+                            );
+                            batch.insert(&self.mailbox, mailbox_key(n.notice.recipient, code), []);
+                            let mut v = [0u8; 40];
+                            v[..8].copy_from_slice(&code.to_be_bytes());
+                            v[8..].copy_from_slice(&n.content_hash);
+                            batch.insert(&self.refs, key.clone(), v);
+                            // The follow-up starts with the notice, atomically.
+                            let rec =
+                                DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
+                            for t in rec.initial_timers() {
+                                batch.insert(&self.timers, timer_key(&t), []);
+                                new_timers.push(t);
+                            }
+                            batch.insert(
+                                &self.delivery,
+                                code.to_be_bytes(),
+                                encode_in(&mut scratch, FORMAT_DELIVERY_V2, &rec),
+                            );
+                            fresh.insert(key, (code, n.content_hash));
+                            max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
+                            outcomes.push(Outcome::Stored);
+                        }
+                    }
+                }
+                Entry::Rejection(r) => {
+                    let id = next_id(&mut st.last_rejection_id);
+                    batch.insert(
+                        &self.rejections,
+                        rejection_key(r.agency.as_ref(), id),
+                        encode_json(r),
+                    );
+                    rejection_written = true;
+                    outcomes.push(Outcome::Kept);
+                }
+                Entry::DeadLetter(d) => {
+                    let id = next_id(&mut st.last_dead_letter_id);
+                    batch.insert(&self.dead_letters, id.to_be_bytes(), encode_json(d));
+                    outcomes.push(Outcome::Kept);
+                }
+            }
+        }
+        if max_tracking != st.last_tracking {
+            if let Some(m) = max_tracking {
+                batch.insert(&self.meta, META_LAST_TRACKING, m.to_be_bytes());
+            }
+        }
+        if rejection_written {
+            batch.insert(
+                &self.meta,
+                META_LAST_REJECTION,
+                st.last_rejection_id.to_be_bytes(),
+            );
+        }
+        batch.commit()?;
+        st.last_tracking = max_tracking;
+        self.wrote_timers(&new_timers);
+        Ok(outcomes)
+    }
+
+    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
+        match self.notices.get(code.as_u64().to_be_bytes())? {
+            Some(v) => Ok(Some(decode("notice", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, StoreError> {
+        let start = match before {
+            Some(b) => Bound::Excluded(mailbox_key(id, b.as_u64()).to_vec()),
+            None => Bound::Included(mailbox_key(id, u64::MAX).to_vec()),
+        };
+        let end = Bound::Included(mailbox_key(id, 0).to_vec());
+        let mut notices = Vec::with_capacity(limit.min(1000));
+        let mut next = None;
+        for guard in self.mailbox.range::<Vec<u8>, _>((start, end)) {
+            let key = guard.key()?;
+            let code = TrackingCode::from_u64(!u64_of(&key[9..])?);
+            if notices.len() == limit {
+                next = notices.last().map(|n: &StoredNotice| n.tracking_code);
+                break;
+            }
+            match self.notice(code)? {
+                Some(n) => notices.push(n),
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "mailbox index points at missing notice {code}"
+                    )))
+                }
+            }
+        }
+        Ok(MailboxPage { notices, next })
+    }
+
+    fn reference(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .lookup_ref(&ref_key(agency, reference))?
+            .map(|(c, _)| TrackingCode::from_u64(c)))
+    }
+
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let bucket = agency_bucket(agency);
+        let start = match after {
+            Some(a) => Bound::Excluded(rejection_key(agency, a)),
+            None => Bound::Included(rejection_key(agency, 0)),
+        };
+        let mut end = bucket.to_vec();
+        end.push(1);
+        let mut out = Vec::new();
+        for guard in self
+            .rejections
+            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            let id = u64_of(&k[bucket.len() + 1..])?;
+            out.push(StoredRejection {
+                id,
+                rejection: decode("rejection", &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_be_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .dead_letters
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            out.push((u64_of(&k)?, decode("dead letter", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
+        let st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(st.last_tracking.map(TrackingCode::from_u64))
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            disk_bytes: self.db.disk_space().unwrap_or(0),
+            notices_approx: self.notices.approximate_len() as u64,
+            write_buffer_bytes: self.db.write_buffer_size(),
+            cache_bytes: self.db.cache_size(),
+            journal_files: self.db.journal_count() as u64,
+            pinned_bytes: self
+                .keyspaces()
+                .map(|k| (k.tree.pinned_filter_size() + k.tree.pinned_block_index_size()) as u64)
+                .sum(),
+            tables: self.keyspaces().map(|k| k.table_count() as u64).sum(),
+        }
+    }
+}

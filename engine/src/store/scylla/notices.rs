@@ -1,0 +1,205 @@
+//! The notices aggregate of [`ScyllaStore`]: notices, rejections and dead letters.
+
+use super::*;
+
+impl NoticeStore for ScyllaStore {
+    fn write(&self, entries: &[Entry]) -> Result<Vec<Outcome>, StoreError> {
+        self.guard()?;
+        Ok(self.rt.block_on(async {
+            // One writer at a time: IDs and high-water marks.
+            let mut w = self.writer.lock().await;
+            let print = fingerprint(entries);
+            let mut ids = Ids {
+                reuse: match w.failed.take() {
+                    Some((f, ids)) if f == print => ids.into(),
+                    _ => Default::default(),
+                },
+                used: Vec::new(),
+                node: self.node as u16,
+                now_ms: Utc::now().timestamp_millis(),
+            };
+            let result = self.write_entries(&mut w, entries, &mut ids).await;
+            if result.is_err() {
+                // The pipeline retries these entries: they keep their IDs.
+                w.failed = Some((print, ids.used));
+            }
+            result
+        })?)
+    }
+
+    fn notice(&self, code: TrackingCode) -> Result<Option<StoredNotice>, StoreError> {
+        self.rt.block_on(async {
+            let res = self
+                .exec(&self.st.notice_get, (code_col(code),), "reading a notice")
+                .await?;
+            match collect::<NoticeRow>(res, "notices")?.into_iter().next() {
+                Some(row) => Ok(Some(row.into_stored()?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, StoreError> {
+        if limit == 0 {
+            return Ok(MailboxPage {
+                notices: Vec::new(),
+                next: None,
+            });
+        }
+        let limit = limit.min(i32::MAX as usize - 1);
+        let mid = id.to_string();
+        let codes: Vec<TrackingCode> = self.rt.block_on(async {
+            let res = match before {
+                Some(b) => {
+                    self.exec(
+                        &self.st.months_before,
+                        (&mid, month_of(b)),
+                        "listing mailbox months",
+                    )
+                    .await?
+                }
+                None => {
+                    self.exec(&self.st.months, (&mid,), "listing mailbox months")
+                        .await?
+                }
+            };
+            let months = collect::<(i32,)>(res, "mailbox_months")?;
+            let mut codes = Vec::new();
+            // One more than asked, to know whether there is a next page.
+            for (month,) in months {
+                let want = (limit + 1 - codes.len()) as i32;
+                let res = match before {
+                    Some(b) if month == month_of(b) => {
+                        self.exec(
+                            &self.st.mailbox_page_before,
+                            (&mid, month, code_col(b), want),
+                            "reading a mailbox",
+                        )
+                        .await?
+                    }
+                    _ => {
+                        self.exec(
+                            &self.st.mailbox_page,
+                            (&mid, month, want),
+                            "reading a mailbox",
+                        )
+                        .await?
+                    }
+                };
+                codes.extend(
+                    collect::<(i64,)>(res, "mailbox_notices")?
+                        .into_iter()
+                        .map(|(c,)| code_of(c)),
+                );
+                if codes.len() > limit {
+                    break;
+                }
+            }
+            Ok::<_, ScyllaError>(codes)
+        })?;
+        let more = codes.len() > limit;
+        let page: Vec<TrackingCode> = codes.into_iter().take(limit).collect();
+        let notices = self.rt.block_on(async {
+            self.all(page.iter().map(|&c| async move {
+                let res = self
+                    .exec(&self.st.notice_get, (code_col(c),), "reading a notice")
+                    .await?;
+                Ok::<_, ScyllaError>(collect::<NoticeRow>(res, "notices")?.into_iter().next())
+            }))
+            .await
+        })?;
+        let mut out = Vec::with_capacity(notices.len());
+        for row in notices {
+            match row {
+                Some(r) => out.push(r.into_stored()?),
+                // Expired between the listing and the read, or a write
+                // still being completed: not shown.
+                None => tracing::debug!("a mailbox entry without its notice was skipped"),
+            }
+        }
+        let next = if more { page.last().copied() } else { None };
+        Ok(MailboxPage { notices: out, next })
+    }
+
+    fn reference(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.ref_get,
+                    (agency.as_str(), reference),
+                    "reading a reference",
+                )
+                .await?;
+            Ok::<_, ScyllaError>(
+                collect::<(Option<i64>, Option<Vec<u8>>, Option<DateTime<Utc>>)>(
+                    res,
+                    "agency_refs",
+                )?
+                .into_iter()
+                .next()
+                .and_then(|(c, _, _)| c.map(code_of)),
+            )
+        })?)
+    }
+
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
+        let rows = self.rt.block_on(self.traffic("r", agency, after, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok(StoredRejection {
+                    id,
+                    rejection: serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let rows = self
+            .rt
+            .block_on(self.traffic("d", DEAD_LETTER_DAYS, after, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok((
+                    id,
+                    serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("dead letter {id}: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
+        Ok(self
+            .rt
+            .block_on(self.writer.lock())
+            .last_tracking
+            .map(TrackingCode::from_u64))
+    }
+
+    fn stats(&self) -> StoreStats {
+        // A cluster's size is per node and per table; ScyllaDB's own
+        // monitoring reports it. Nothing cheap and true to say here.
+        StoreStats::default()
+    }
+}
