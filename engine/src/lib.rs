@@ -4,12 +4,14 @@
 //! ([`source`]), decoding and validation, sharded batching and group
 //! commit ([`pipeline`]), mailbox stores ([`store`]), receipts and other
 //! sinks ([`sink`]), notification channels and their dispatcher
-//! ([`channel`]), metrics and health endpoints, configuration, and the
-//! traffic model shared by the demo and the load generator ([`traffic`]).
+//! ([`channel`]), metrics and health endpoints, configuration, and
+//! `karpoosheh demo` ([`demo`]).
 //!
-//! It must not own the wire contract (that is `karpoosheh-schemas`) or
-//! the dashboard (`karpoosheh-monitor`, which only reads metrics). It never
-//! writes a national ID into a log line or a metric label.
+//! It must not own the wire contract (that is `karpoosheh-schemas`), the
+//! traffic model the demo shares with the load generator
+//! (`karpoosheh-traffic`), or the dashboard (`karpoosheh-monitor`, which
+//! only reads metrics). It never writes a national ID into a log line or a
+//! metric label.
 
 pub mod agencies;
 pub mod channel;
@@ -24,7 +26,6 @@ pub mod process_metrics;
 pub mod sink;
 pub mod source;
 pub mod store;
-pub mod traffic;
 
 pub use config::Config;
 /// The metric names live in the wire contract, shared with the monitor.

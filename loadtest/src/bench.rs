@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use karpoosheh_engine::sink::{Tally, TallySink};
 use karpoosheh_engine::source::MemorySource;
 use karpoosheh_engine::store::{Entry, NewNotice};
-use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{open_store, Config, Pipeline, TrackingCodes};
 use karpoosheh_schemas::{decode_notice, Limits, SourcePosition, TrackingCode};
+use karpoosheh_traffic::{Traffic, TrafficConfig};
 
 pub struct BenchOptions {
     pub notices: u64,

@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use karpoosheh_engine::config::Config;
 use karpoosheh_engine::demo::{self, DemoOptions};
-use karpoosheh_engine::traffic::TrafficConfig;
+use karpoosheh_traffic::TrafficConfig;
 
 #[derive(Parser)]
 #[command(

@@ -22,9 +22,9 @@ use crate::bench::valid_notice;
 use chrono::Utc;
 use hdrhistogram::Histogram;
 use karpoosheh_engine::store::{Entry, Outcome, Store};
-use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{fjall_config, open_store, Config, FjallStore, TrackingCodes};
 use karpoosheh_schemas::{ByteSize, MailboxId, TrackingCode};
+use karpoosheh_traffic::{Traffic, TrafficConfig};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use karpoosheh_engine::store::{FjallStore, FjallStoreConfig, Store};
-use karpoosheh_engine::traffic::{Expect, Traffic, TrafficConfig};
 use karpoosheh_schemas::{AgencyId, MailboxId};
 use karpoosheh_tests::{karpoosheh_bin, run};
+use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
 #[test]
 fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
