@@ -42,7 +42,6 @@ mod secret;
 mod sink;
 mod source;
 mod store;
-pub mod traffic;
 
 pub use crate::agencies::{AgenciesConfig, AgencyRegistry, AgencyRegistryError, AgencyStatus};
 pub use crate::channel::{ChannelError, ChannelsConfig, SimulatedConfig};

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{
     open_store, pipeline, Config, Entry, MemorySource, NewNotice, Tally, TallySink, TrackingCodes,
 };
 use karpoosheh_schemas::{decode_notice, Limits, SourcePosition, TrackingCode};
+use karpoosheh_traffic::{Traffic, TrafficConfig};
 
 pub struct BenchOptions {
     pub notices: u64,

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use karpoosheh_engine::traffic::{Expect, Traffic, TrafficConfig};
 use karpoosheh_schemas::{MailboxProfile, MailboxStatus, SCHEMA_VERSION};
+use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

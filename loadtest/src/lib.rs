@@ -1,5 +1,5 @@
 //! The load generator's drivers: realistic traffic (the model lives in
-//! `karpoosheh_engine::traffic`, shared with `karpoosheh demo`) written to
+//! `karpoosheh-traffic`, shared with `karpoosheh demo`) written to
 //! NDJSON files or fed to the engine in process, and the whole-pipeline
 //! benchmark that compares the pipeline with the raw store and the raw
 //! disk in one run.
@@ -14,7 +14,7 @@ pub use bench::{pipeline_benchmark, BenchOptions, BenchResult};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
+use karpoosheh_traffic::{Traffic, TrafficConfig};
 
 /// Writes `cfg.notices` records as NDJSON, one file per agency when
 /// `per_agency`, else all into `out`. Returns records written.

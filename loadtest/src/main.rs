@@ -12,8 +12,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use karpoosheh_engine::demo::{self, DemoOptions};
-use karpoosheh_engine::traffic::TrafficConfig;
 use karpoosheh_engine::Config;
+use karpoosheh_traffic::TrafficConfig;
 
 #[derive(Parser)]
 #[command(

@@ -21,11 +21,11 @@ use std::time::Instant;
 use crate::bench::valid_notice;
 use chrono::Utc;
 use hdrhistogram::Histogram;
-use karpoosheh_engine::traffic::{Traffic, TrafficConfig};
 use karpoosheh_engine::{
     open_store, Config, Entry, FjallStore, NoticeStore, Outcome, Store, StoreBackend, TrackingCodes,
 };
 use karpoosheh_schemas::{ByteSize, MailboxId, TrackingCode};
+use karpoosheh_traffic::{Traffic, TrafficConfig};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karpoosheh_engine::traffic::{Expect, Traffic, TrafficConfig};
 use karpoosheh_engine::{FjallStore, FjallStoreConfig, NoticeStore};
 use karpoosheh_schemas::{AgencyId, MailboxId};
 use karpoosheh_tests::{karpoosheh_bin, run};
+use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
 #[test]
 fn ingest_killed_midway_then_rerun_stores_each_notice_once() {

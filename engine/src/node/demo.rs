@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use karpoosheh_schemas::{MailboxId, Reason, TrackingCode};
+use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
 use crate::config::Config;
 use crate::delivery::{simulate, Outbox, SchedulerHandle};
@@ -24,7 +25,6 @@ use crate::http::{install_recorder, HttpServer};
 use crate::sink::{Tally, TallySink};
 use crate::source::MemorySource;
 use crate::store::Store;
-use crate::traffic::{Expect, Traffic, TrafficConfig};
 
 /// Marks a directory as the demo's own, so it may be wiped on the next run.
 pub const DEMO_MARKER: &str = ".karpoosheh-demo";
