@@ -224,6 +224,19 @@ fn describe_all() {
         m::RECEIPTS_PUBLISHED,
         "Receipts of delivery events published from the outbox."
     );
+    describe_counter!(
+        m::OUTBOX_PUBLISH_ERRORS,
+        "Outbox publishing attempts that failed (the receipts stay and are retried)."
+    );
+    describe_counter!(
+        m::KAFKA_CLIENT_ERRORS,
+        "Errors of the notice consumer's client, retried by librdkafka, by kind."
+    );
+    describe_gauge!(m::READER_RUNNING, "1 while a side reader runs.");
+    describe_counter!(
+        m::READER_ERRORS,
+        "Failed steps of a side reader (confirmations, registry), by stage."
+    );
     // The Kafka front door (`karpoosheh run`).
     describe_gauge!(
         m::KAFKA_BROKERS_UP,

@@ -33,6 +33,8 @@ mod health;
 mod http;
 mod internal_events;
 mod kafka;
+#[cfg(test)]
+mod layers;
 mod model;
 mod node;
 mod pipeline;

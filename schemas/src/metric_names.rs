@@ -6,7 +6,7 @@
 //! Names follow `karpoosheh_<what>_<unit>`: `_total` for counters,
 //! `_seconds` for histograms; the exception is the standard `process_*`
 //! family, named as every Prometheus client library names it. Labels are bounded: agency (capped, see
-//! `internal_events::AgencyLabel`), reason, stage, source kind — never a
+//! `agency_label` in the engine's `internal_events`), reason, stage, source kind — never a
 //! national ID.
 
 /// Records read from sources. Labels: `source` (memory, file, kafka).
@@ -149,6 +149,9 @@ pub const SCHEDULER_SCAN_SECONDS: &str = "karpoosheh_scheduler_scan_seconds";
 pub const SCHEDULER_STORE_ERRORS: &str = "karpoosheh_scheduler_store_errors_total";
 /// Receipts of delivery events published from the outbox.
 pub const RECEIPTS_PUBLISHED: &str = "karpoosheh_receipts_published_total";
+/// Outbox publishing attempts that failed (the receipts stay and are
+/// retried).
+pub const OUTBOX_PUBLISH_ERRORS: &str = "karpoosheh_outbox_publish_errors_total";
 
 /// The article-29 follow-up's metrics, emitted once the scheduler runs.
 pub const DELIVERY: &[&str] = &[
@@ -165,6 +168,7 @@ pub const DELIVERY: &[&str] = &[
     SCHEDULER_SCAN_SECONDS,
     SCHEDULER_STORE_ERRORS,
     RECEIPTS_PUBLISHED,
+    OUTBOX_PUBLISH_ERRORS,
 ];
 
 /// Every name above, for the emitted-metrics test and the monitor.
@@ -265,6 +269,14 @@ pub const KAFKA_PRODUCE_ERRORS: &str = "karpoosheh_kafka_produce_errors_total";
 pub const PROFILES: &str = "karpoosheh_profiles_total";
 /// Loads of the agency registry file. Labels: `result` (ok, error).
 pub const AGENCY_REGISTRY_LOADS: &str = "karpoosheh_agency_registry_loads_total";
+/// Errors of the notice consumer's client, retried by librdkafka. Labels:
+/// `kind` (client, rebalance, consume, pause_resume, seek).
+pub const KAFKA_CLIENT_ERRORS: &str = "karpoosheh_kafka_client_errors_total";
+/// 1 while a side reader runs. Labels: `reader` (confirmations, registry).
+pub const READER_RUNNING: &str = "karpoosheh_reader_running";
+/// Failed steps of a side reader. Labels: `reader`, `stage` (consume,
+/// write, commit, activate).
+pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
 
 /// Every Kafka metric, for the Kafka end-to-end test and the monitor.
 pub const KAFKA: &[&str] = &[
@@ -279,4 +291,7 @@ pub const KAFKA: &[&str] = &[
     KAFKA_PRODUCE_ERRORS,
     PROFILES,
     AGENCY_REGISTRY_LOADS,
+    KAFKA_CLIENT_ERRORS,
+    READER_RUNNING,
+    READER_ERRORS,
 ];

@@ -41,8 +41,9 @@ impl Channel {
             CircuitStateChanged {
                 channel: self.transport.kind(),
                 gateway: self.transport.name(),
-                from,
-                to,
+                from: from.as_str(),
+                to: to.as_str(),
+                to_value: to.gauge_value(),
             }
             .emit();
         }
@@ -273,7 +274,12 @@ impl Dispatcher {
             ChannelAttempted {
                 channel: kind,
                 gateway,
-                result: &result,
+                outcome: match &result {
+                    Ok(()) => "accepted",
+                    Err(SendError::Transient(_)) => "transient",
+                    Err(_) => "permanent",
+                },
+                failure: result.as_ref().err().map(|e| e.reason()),
                 elapsed: started.elapsed(),
             }
             .emit();

@@ -32,6 +32,7 @@ pub use dispatcher::Dispatcher;
 pub use http::HttpTransport;
 #[cfg(test)]
 pub use policy::ChannelPolicy;
+#[cfg(test)]
 pub use policy::CircuitState;
 pub use simulated::SimulatedTransport;
 pub use smtp::SmtpTransport;
@@ -39,14 +40,7 @@ pub use smtp::SmtpTransport;
 /// The three channels of art. 29.
 pub use karpoosheh_schemas::Channel as ChannelKind;
 
-/// Stable label of a channel in metrics, logs and configuration.
-pub fn channel_label(kind: ChannelKind) -> &'static str {
-    match kind {
-        ChannelKind::Sms => "sms",
-        ChannelKind::Email => "email",
-        ChannelKind::Push => "push",
-    }
-}
+pub use crate::internal_events::channel_label;
 
 /// Where one notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,12 @@ pub enum ConfirmOutcome {
 
 impl ConfirmOutcome {
     pub fn emit(&self) {
-        ConfirmationHandled(*self).emit();
+        let (outcome, reason) = match self {
+            ConfirmOutcome::Applied { .. } => ("applied", "none"),
+            ConfirmOutcome::Duplicate => ("duplicate", "none"),
+            ConfirmOutcome::Rejected(r) => ("rejected", r.code()),
+        };
+        ConfirmationHandled { outcome, reason }.emit();
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::internal_events::ReceiptsPublished;
+use crate::internal_events::{OutboxPublishFailed, OutboxStarted, ReceiptsPublished};
 use crate::sink::{Sink, SinkError};
 use crate::store::{Store, StoreError};
 
@@ -32,6 +32,9 @@ pub struct Outbox {
 impl Outbox {
     /// Publishes up to one batch; returns how many receipts went out.
     pub fn publish_once(&mut self) -> Result<usize, OutboxError> {
+        // Its error counter shows 0 from the first pass (one handle lookup
+        // per pass, at most one pass per idle interval or batch).
+        OutboxStarted.emit();
         let items = self.store.outbox(None, self.batch)?;
         if items.is_empty() {
             return Ok(0);
@@ -75,7 +78,7 @@ impl Outbox {
                         Ok(0) => std::thread::sleep(idle),
                         Ok(_) => backoff = idle,
                         Err(e) => {
-                            tracing::warn!(error = %e, "publishing receipts failed; they stay in the outbox and are retried");
+                            OutboxPublishFailed { error: &e }.emit();
                             if stopping {
                                 break;
                             }

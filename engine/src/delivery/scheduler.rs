@@ -24,8 +24,8 @@ use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
 use crate::internal_events::{
-    DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted, SchedulerStoreFailed,
-    StoreRetry,
+    ConfirmationsInterrupted, DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted,
+    SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
     Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery, RoundRecord,
@@ -216,7 +216,7 @@ impl SchedulerHandle {
             match self.confirm(batch.clone()) {
                 Ok(_) => return true,
                 Err(SchedulerError::Interrupted) if !stop.load(Ordering::SeqCst) => {
-                    tracing::warn!(retry_in = ?backoff, "applying confirmations was interrupted by a store error; retrying");
+                    ConfirmationsInterrupted { retry_in: backoff }.emit();
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

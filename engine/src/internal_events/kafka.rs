@@ -182,3 +182,32 @@ impl AgencyRegistryLoaded<'_> {
         }
     }
 }
+
+/// The notice consumer's client met an error; `kind` is one of
+/// [`KafkaClientError::KINDS`]. librdkafka retries by itself.
+pub struct KafkaClientError<'a> {
+    pub kind: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+    /// Log it (the consume loop logs at most every ten seconds; the
+    /// counter counts every one).
+    pub log: bool,
+}
+
+impl KafkaClientError<'_> {
+    pub const KINDS: &'static [&'static str] =
+        &["client", "rebalance", "consume", "pause_resume", "seek"];
+
+    /// Every kind at zero, so alerts see a value from the start.
+    pub fn register() {
+        for kind in Self::KINDS {
+            counter!(m::KAFKA_CLIENT_ERRORS, "kind" => *kind).increment(0);
+        }
+    }
+
+    pub fn emit(self) {
+        counter!(m::KAFKA_CLIENT_ERRORS, "kind" => self.kind).increment(1);
+        if self.log {
+            tracing::warn!(kind = self.kind, error = %self.error, "kafka client error");
+        }
+    }
+}

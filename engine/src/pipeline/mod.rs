@@ -43,7 +43,7 @@ use crate::internal_events::{
 use crate::model::{dead_letter, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
-use crate::store::Store;
+use crate::store::{Store, StoreStats};
 
 /// The readiness reason once the source has ended by itself.
 pub const SOURCE_FINISHED: &str = "source finished";
@@ -425,7 +425,7 @@ impl Pipeline {
             r?;
         }
         let records = source_result?.read;
-        StoreSize(self.store.stats()).emit();
+        store_size(self.store.stats()).emit();
         Ok(RunSummary {
             records,
             elapsed: started.elapsed(),
@@ -887,7 +887,7 @@ fn ack_stage(
         }
         writes += 1;
         if writes % 64 == 0 {
-            StoreSize(store.stats()).emit();
+            store_size(store.stats()).emit();
         }
     }
     if !unsettled.is_empty() {
@@ -963,6 +963,18 @@ impl Counts {
             dead_letters: self.dead.into_iter().collect(),
             stored_bytes: self.bytes,
         }
+    }
+}
+
+/// The store's sizes as their event.
+fn store_size(s: StoreStats) -> StoreSize {
+    StoreSize {
+        disk_bytes: s.disk_bytes,
+        write_buffer_bytes: s.write_buffer_bytes,
+        cache_bytes: s.cache_bytes,
+        journal_files: s.journal_files,
+        pinned_bytes: s.pinned_bytes,
+        tables: s.tables,
     }
 }
 

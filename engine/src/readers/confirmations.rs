@@ -22,6 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::delivery::{ConfirmOutcome, SchedulerHandle};
+use crate::internal_events::{ReaderFailed, ReaderRunning};
 
 /// Confirmations read per durable write.
 const BATCH: usize = 2000;
@@ -56,7 +57,13 @@ pub fn spawn(
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    tracing::info!(topic, group = group_id, "confirmations reader started");
+    ReaderRunning {
+        reader: "confirmations",
+        running: true,
+        topic,
+        group: group_id,
+    }
+    .emit();
     let handle = std::thread::Builder::new()
         .name("acks".into())
         .spawn(move || {
@@ -76,7 +83,13 @@ pub fn spawn(
                             }
                         }
                         Some(Err(e)) => {
-                            tracing::debug!(error = %e, "confirmations consume error");
+                            ReaderFailed {
+                                reader: "confirmations",
+                                stage: "consume",
+                                error: &e,
+                                retry_in: None,
+                            }
+                            .emit();
                             break;
                         }
                         None => break,
@@ -90,10 +103,22 @@ pub fn spawn(
                     break;
                 }
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    tracing::warn!(error = %e, "confirmations offset commit failed; the next one covers it");
+                    ReaderFailed {
+                        reader: "confirmations",
+                        stage: "commit",
+                        error: &e,
+                        retry_in: None,
+                    }
+                    .emit();
                 }
             }
-            tracing::info!("confirmations reader stopped");
+            ReaderRunning {
+                reader: "confirmations",
+                running: false,
+                topic: "",
+                group: "",
+            }
+            .emit();
         })
         .expect("spawn confirmations reader");
     Ok(handle)

@@ -23,7 +23,8 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
-use crate::internal_events::ProfilesRead;
+use crate::delivery::{SchedulerError, SchedulerHandle};
+use crate::internal_events::{ProfilesRead, ReaderFailed, ReaderRunning};
 use crate::model::dead_letter;
 use crate::model::Entry;
 use crate::store::Store;
@@ -126,7 +127,7 @@ fn read(
 fn apply(
     store: &dyn Store,
     ops: &[Op],
-) -> Result<(ProfilesRead, Vec<MailboxId>), crate::StoreError> {
+) -> Result<(ProfilesRead, Vec<MailboxId>), crate::store::StoreError> {
     let mut reachable = Vec::new();
     let mut stats = ProfilesRead {
         applied: 0,
@@ -140,7 +141,7 @@ fn apply(
     let mut flush = |puts: &mut Vec<MailboxProfile>,
                      deletes: &mut Vec<(MailboxId, DateTime<Utc>)>,
                      stats: &mut ProfilesRead|
-     -> Result<(), crate::StoreError> {
+     -> Result<(), crate::store::StoreError> {
         if !puts.is_empty() {
             for (applied, p) in store.put_profiles(puts)?.into_iter().zip(puts.iter()) {
                 if applied {
@@ -196,11 +197,17 @@ pub fn spawn(
     group_id: &str,
     client: ClientConfig,
     store: Arc<dyn Store>,
-    scheduler: Option<Arc<crate::delivery::SchedulerHandle>>,
+    scheduler: Option<Arc<SchedulerHandle>>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    tracing::info!(topic, group = group_id, "registry reader started");
+    ReaderRunning {
+        reader: "registry",
+        running: true,
+        topic,
+        group: group_id,
+    }
+    .emit();
     let handle = std::thread::Builder::new()
         .name("registry".into())
         .spawn(move || {
@@ -226,7 +233,13 @@ pub fn spawn(
                             },
                         )),
                         Some(Err(e)) => {
-                            tracing::debug!(error = %e, "registry consume error");
+                            ReaderFailed {
+                                reader: "registry",
+                                stage: "consume",
+                                error: &e,
+                                retry_in: None,
+                            }
+                            .emit();
                             break;
                         }
                         None => break,
@@ -241,7 +254,13 @@ pub fn spawn(
                     match apply(store.as_ref(), &ops) {
                         Ok(s) => break Some(s),
                         Err(e) => {
-                            tracing::error!(error = %e, "registry write failed; retrying");
+                            ReaderFailed {
+                                reader: "registry",
+                                stage: "write",
+                                error: &e,
+                                retry_in: Some(delay),
+                            }
+                            .emit();
                             if shutdown.load(Ordering::SeqCst) {
                                 break None;
                             }
@@ -250,7 +269,9 @@ pub fn spawn(
                         }
                     }
                 };
-                let Some((stats, reachable)) = result else { break };
+                let Some((stats, reachable)) = result else {
+                    break;
+                };
                 stats.emit();
                 // Notices waiting for these mailboxes start their rounds,
                 // durably, before the offsets are committed.
@@ -260,9 +281,15 @@ pub fn spawn(
                         match s.profiles_updated(store.as_ref(), &reachable) {
                             Ok(()) => break true,
                             // Activations are idempotent: try again.
-                            Err(crate::delivery::SchedulerError::Stopped) => break false,
+                            Err(SchedulerError::Stopped) => break false,
                             Err(e) if !shutdown.load(Ordering::SeqCst) => {
-                                tracing::warn!(error = %e, retry_in = ?delay, "starting rounds for activated mailboxes failed; retrying");
+                                ReaderFailed {
+                                    reader: "registry",
+                                    stage: "activate",
+                                    error: &e,
+                                    retry_in: Some(delay),
+                                }
+                                .emit();
                                 std::thread::sleep(delay);
                                 delay = (delay * 2).min(Duration::from_secs(5));
                             }
@@ -275,10 +302,22 @@ pub fn spawn(
                     }
                 }
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    tracing::warn!(error = %e, "registry offset commit failed; the next one covers it");
+                    ReaderFailed {
+                        reader: "registry",
+                        stage: "commit",
+                        error: &e,
+                        retry_in: None,
+                    }
+                    .emit();
                 }
             }
-            tracing::info!("registry reader stopped");
+            ReaderRunning {
+                reader: "registry",
+                running: false,
+                topic: "",
+                group: "",
+            }
+            .emit();
         })
         .expect("spawn registry reader");
     Ok(handle)

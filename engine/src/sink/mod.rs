@@ -63,7 +63,7 @@ pub trait Sink: Send {
     /// Blocks until everything handed over so far has reached its
     /// destination (for Kafka: every receipt acknowledged by the broker).
     /// The pipeline calls it once for several batches while writes keep
-    /// coming, so waiting on the destination overlaps the next writes.
+    /// coming, so waiting on the destination overlaps the following writes.
     fn settle(&mut self) -> Result<(), SinkError> {
         Ok(())
     }

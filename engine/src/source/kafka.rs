@@ -45,7 +45,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::agencies::AgencyRegistry;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, KafkaBrokers, KafkaCommitted, KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
+    agency_label, KafkaBrokers, KafkaClientError, KafkaCommitted, KafkaLag, KafkaPaused,
+    KafkaRebalance, KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
@@ -199,7 +200,12 @@ impl ClientContext for SourceContext {
         {
             KafkaBrokers { up: false }.emit();
         }
-        tracing::warn!(error = %error, reason, "kafka client error");
+        KafkaClientError {
+            kind: "client",
+            error: &format_args!("{error} ({reason})"),
+            log: true,
+        }
+        .emit();
     }
 }
 
@@ -207,7 +213,12 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             if let Rebalance::Error(e) = rebalance {
-                tracing::warn!(error = %e, "kafka rebalance error");
+                KafkaClientError {
+                    kind: "rebalance",
+                    error: e,
+                    log: true,
+                }
+                .emit();
             }
             return;
         };
@@ -343,6 +354,7 @@ impl KafkaSource {
             pattern: &pattern,
         }
         .emit();
+        KafkaClientError::register();
         Ok(KafkaSource {
             consumer,
             agencies,
@@ -388,7 +400,12 @@ impl KafkaSource {
             self.consumer.resume(&tpl)
         };
         if let Err(e) = r {
-            tracing::warn!(topic, partition, pause, error = %e, "kafka pause/resume failed");
+            KafkaClientError {
+                kind: "pause_resume",
+                error: &e,
+                log: true,
+            }
+            .emit();
         }
     }
 }
@@ -416,11 +433,16 @@ impl Source for KafkaSource {
                 None => break,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
-                    if self
+                    let log = self
                         .last_error_log
-                        .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
-                    {
-                        tracing::warn!(error = %e, "kafka consume error");
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+                    KafkaClientError {
+                        kind: "consume",
+                        error: &e,
+                        log,
+                    }
+                    .emit();
+                    if log {
                         self.last_error_log = Some(Instant::now());
                     }
                     break;
@@ -564,7 +586,12 @@ impl Source for KafkaSource {
                 Offset::Offset(*next),
                 Duration::from_secs(5),
             ) {
-                tracing::warn!(topic, partition, error = %e, "kafka seek before resume failed");
+                KafkaClientError {
+                    kind: "seek",
+                    error: &e,
+                    log: true,
+                }
+                .emit();
             }
             self.set_paused(topic, *partition, false);
         }

@@ -1,0 +1,186 @@
+//! Events of the article-29 follow-up: rounds, outcomes, confirmations,
+//! scheduler scans and its store errors, receipts published.
+
+use std::time::Duration;
+
+use karpoosheh_schemas::{AgencyId, MailboxStatus};
+use metrics::{counter, gauge, histogram};
+
+use super::agency_label;
+use crate::metric_names as m;
+
+/// One attempt of one round, as recorded.
+pub struct RoundFinished {
+    pub round: u8,
+    pub retry: u8,
+    /// (channel or `none`, sent?, to a representative?) per delivery.
+    pub deliveries: Vec<(&'static str, bool, bool)>,
+}
+
+fn round_label(r: u8) -> &'static str {
+    match r {
+        1 => "1",
+        2 => "2",
+        3 => "3",
+        _ => "other",
+    }
+}
+
+/// What the scheduler decided for one notice, counted after the write.
+pub enum DeliveryOutcome {
+    Round(RoundFinished),
+    NotServed { agency: AgencyId },
+    Expired { agency: AgencyId },
+    Unreachable { status: MailboxStatus },
+}
+
+impl DeliveryOutcome {
+    pub fn emit(self) {
+        match self {
+            DeliveryOutcome::Round(r) => {
+                if r.retry > 0 {
+                    counter!(m::ROUND_RETRIES, "round" => round_label(r.round)).increment(1);
+                }
+                for (channel, sent, rep) in r.deliveries {
+                    counter!(m::NOTIFICATIONS,
+                        "channel" => channel,
+                        "round" => round_label(r.round),
+                        "outcome" => if sent { "sent" } else { "failed" },
+                        "to" => if rep { "representative" } else { "recipient" })
+                    .increment(1);
+                }
+            }
+            DeliveryOutcome::NotServed { agency } => {
+                counter!(m::NOTICES_NOT_SERVED, "agency" => agency_label(Some(&agency)))
+                    .increment(1)
+            }
+            DeliveryOutcome::Expired { agency } => {
+                counter!(m::NOTICES_EXPIRED, "agency" => agency_label(Some(&agency))).increment(1)
+            }
+            DeliveryOutcome::Unreachable { status } => {
+                let s = match status {
+                    MailboxStatus::Active => "active",
+                    MailboxStatus::NotActivated => "not_activated",
+                    MailboxStatus::Deceased => "deceased",
+                    MailboxStatus::Incapacitated => "incapacitated",
+                    MailboxStatus::Dissolved => "dissolved",
+                };
+                counter!(m::MAILBOX_UNREACHABLE, "status" => s).increment(1)
+            }
+        }
+    }
+}
+
+/// A notice became served.
+pub struct NoticeServed<'a> {
+    pub agency: &'a AgencyId,
+    pub after: Duration,
+}
+
+impl NoticeServed<'_> {
+    pub fn emit(self) {
+        counter!(m::NOTICES_SERVED, "agency" => agency_label(Some(self.agency))).increment(1);
+        histogram!(m::TIME_TO_SERVED_SECONDS).record(self.after.as_secs_f64());
+    }
+}
+
+/// One confirmation handled: `applied`, `duplicate` or `rejected`, with
+/// the rejection's reason code (`none` otherwise).
+pub struct ConfirmationHandled {
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+impl ConfirmationHandled {
+    pub fn emit(self) {
+        let (outcome, reason) = (self.outcome, self.reason);
+        counter!(m::CONFIRMATIONS, "outcome" => outcome, "reason" => reason).increment(1);
+    }
+}
+
+/// One scheduler scan.
+pub struct SchedulerScanned {
+    pub timers: usize,
+    pub lag: Duration,
+    pub elapsed: Duration,
+}
+
+impl SchedulerScanned {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_TIMERS).increment(self.timers as u64);
+        gauge!(m::SCHEDULER_LAG_SECONDS).set(self.lag.as_secs_f64());
+        histogram!(m::SCHEDULER_SCAN_SECONDS).record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// Receipts published from the outbox.
+pub struct ReceiptsPublished {
+    pub count: usize,
+}
+
+impl ReceiptsPublished {
+    pub fn emit(self) {
+        counter!(m::RECEIPTS_PUBLISHED).increment(self.count as u64);
+    }
+}
+
+/// A scheduler pass interrupted by a store error; retried after `after`.
+pub struct StoreRetry<'a> {
+    pub worker: usize,
+    pub error: &'a dyn std::error::Error,
+    pub after: Duration,
+}
+
+impl StoreRetry<'_> {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
+        tracing::warn!(worker = self.worker, error = %self.error, retry_in = ?self.after, "a scheduler pass failed on a store error; retrying from the start of its shards");
+    }
+}
+
+/// A scheduler worker ended because the store refuses every write
+/// (`StoreError::is_fatal`).
+pub struct SchedulerStoreFailed<'a> {
+    pub worker: usize,
+    pub error: &'a dyn std::error::Error,
+}
+
+impl SchedulerStoreFailed<'_> {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
+        tracing::error!(worker = self.worker, error = %self.error, "a scheduler pass failed and the store refuses further writes; the scheduler stops and the node with it: restart the engine once the disk is fixed");
+    }
+}
+
+/// Zero-initialises the follow-up's counters so rate() sees zeros.
+pub struct SchedulerStarted {
+    pub workers: usize,
+}
+
+impl SchedulerStarted {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_TIMERS).increment(0);
+        counter!(m::RECEIPTS_PUBLISHED).increment(0);
+        counter!(m::ROUND_RETRIES).increment(0);
+        counter!(m::NOTICES_SERVED).increment(0);
+        counter!(m::NOTICES_NOT_SERVED).increment(0);
+        counter!(m::NOTICES_EXPIRED).increment(0);
+        counter!(m::MAILBOX_UNREACHABLE).increment(0);
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(0);
+        gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);
+        tracing::info!(workers = self.workers, "delivery scheduler started");
+    }
+}
+
+/// Applying a batch of confirmations was interrupted by a store error; the
+/// batch is handed in again after `retry_in` (confirmations are idempotent).
+pub struct ConfirmationsInterrupted {
+    pub retry_in: Duration,
+}
+
+impl ConfirmationsInterrupted {
+    pub fn emit(self) {
+        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
+        tracing::warn!(retry_in = ?self.retry_in, "applying confirmations was interrupted by a store error; retrying");
+    }
+}
