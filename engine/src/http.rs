@@ -12,6 +12,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::health::Health;
+use crate::internal_events::HttpServing;
 use crate::metric_names as m;
 
 /// Installs the Prometheus recorder once per process and returns its handle.
@@ -237,6 +238,27 @@ fn describe_all() {
         m::READER_ERRORS,
         "Failed steps of a side reader (confirmations, registry), by stage."
     );
+    describe_counter!(
+        m::CHANNEL_REFUSED,
+        "Notifications refused before any gateway was asked (unusable address), by reason."
+    );
+    // The ScyllaDB backend.
+    describe_gauge!(
+        m::STORE_LEASE_HELD,
+        "1 while this node holds the lease on its node_id in the cluster."
+    );
+    describe_counter!(
+        m::STORE_LEASE_ERRORS,
+        "Failed renewals or releases of the node lease."
+    );
+    describe_counter!(
+        m::STORE_MIGRATIONS_APPLIED,
+        "Schema migrations applied by this process."
+    );
+    describe_counter!(
+        m::STORE_REPAIRS,
+        "Interrupted writes completed and orphan listing entries skipped."
+    );
     // The Kafka front door (`karpoosheh run`).
     describe_gauge!(
         m::KAFKA_BROKERS_UP,
@@ -320,7 +342,11 @@ impl HttpServer {
                     }
                 })?;
         }
-        tracing::info!(%addr, "metrics and health endpoints listening");
+        HttpServing {
+            addr: Some(addr),
+            error: None,
+        }
+        .emit();
         Ok(HttpServer { addr, server })
     }
 }

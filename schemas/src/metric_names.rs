@@ -217,8 +217,13 @@ pub const CHANNEL_SEND_SECONDS: &str = "karpoosheh_channel_send_seconds";
 /// nobody is really notified).
 pub const CHANNEL_GATEWAY_INFO: &str = "karpoosheh_channel_gateway_info";
 
-/// The channel metrics. Not yet in [`ALL`]: they are emitted once the
-/// scheduler calls the dispatcher in the engine's run path; then they join.
+/// Notifications refused before any gateway was asked: the address cannot
+/// be used on the channel. Labels: `channel`, `reason`
+/// (address_kind_mismatch, email_malformed, email_not_ir).
+pub const CHANNEL_REFUSED: &str = "karpoosheh_channel_refused_total";
+
+/// The channel metrics: emitted by every node whose dispatcher is set up
+/// (the scheduler's, with `delivery.enabled`), from start-up on.
 pub const CHANNEL: &[&str] = &[
     CHANNEL_ATTEMPTS,
     CHANNEL_RETRIES,
@@ -228,6 +233,7 @@ pub const CHANNEL: &[&str] = &[
     CHANNEL_RATE_LIMIT_REJECTED,
     CHANNEL_SEND_SECONDS,
     CHANNEL_GATEWAY_INFO,
+    CHANNEL_REFUSED,
 ];
 
 /// Every metric the engine emits wherever it serves `/metrics`: the
@@ -277,6 +283,28 @@ pub const READER_RUNNING: &str = "karpoosheh_reader_running";
 /// Failed steps of a side reader. Labels: `reader`, `stage` (consume,
 /// write, commit, activate).
 pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
+
+// The ScyllaDB backend's own. Emitted only by nodes on a cluster, so
+// listed apart; the ScyllaDB tests (KARPOOSHEH_SCYLLA_NODES) emit them.
+
+/// 1 while this node holds the lease on its `node_id` in the cluster.
+pub const STORE_LEASE_HELD: &str = "karpoosheh_store_lease_held";
+/// Failed renewals or releases of the node lease. Labels: `kind` (renew,
+/// release).
+pub const STORE_LEASE_ERRORS: &str = "karpoosheh_store_lease_errors_total";
+/// Schema migrations applied by this process (`migrate`, or
+/// `scylla.migrate_on_start`).
+pub const STORE_MIGRATIONS_APPLIED: &str = "karpoosheh_store_migrations_applied_total";
+/// Repairs on the way: `kind` (interrupted_write, orphan_mailbox_entry).
+pub const STORE_REPAIRS: &str = "karpoosheh_store_repairs_total";
+
+/// Every ScyllaDB-backend metric.
+pub const SCYLLA: &[&str] = &[
+    STORE_LEASE_HELD,
+    STORE_LEASE_ERRORS,
+    STORE_MIGRATIONS_APPLIED,
+    STORE_REPAIRS,
+];
 
 /// Every Kafka metric, for the Kafka end-to-end test and the monitor.
 pub const KAFKA: &[&str] = &[

@@ -24,8 +24,8 @@ use super::{
     SendError, SimulatedTransport, SmtpTransport, Target, Transport,
 };
 use crate::internal_events::{
-    ChannelAttempted, ChannelRateLimitSaturated, ChannelRateLimitWaited, ChannelRetrying,
-    ChannelsStarted, CircuitStateChanged,
+    ChannelAttempted, ChannelRateLimitSaturated, ChannelRateLimitWaited, ChannelRefused,
+    ChannelRetrying, ChannelsStarted, CircuitStateChanged,
 };
 
 struct Channel {
@@ -234,11 +234,11 @@ impl Dispatcher {
             _ => Err(SendError::Permanent("address_kind_mismatch".into())),
         };
         if let Err(e) = pre {
-            tracing::debug!(
-                channel = super::channel_label(kind),
-                reason = e.reason(),
-                "notification refused before sending"
-            );
+            ChannelRefused {
+                channel: kind,
+                reason: e.reason(),
+            }
+            .emit();
             return Outcome::Permanent;
         }
         let mut retry = 0u32;

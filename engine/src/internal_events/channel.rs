@@ -27,6 +27,10 @@ impl ChannelsStarted {
             counter!(m::CHANNEL_CIRCUIT_OPENED, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RETRIES, "channel" => channel).increment(0);
             counter!(m::CHANNEL_RATE_LIMIT_REJECTED, "channel" => channel).increment(0);
+            for reason in ChannelRefused::REASONS {
+                counter!(m::CHANNEL_REFUSED, "channel" => channel, "reason" => *reason)
+                    .increment(0);
+            }
             // Registered, so the histogram shows (empty) before the first wait.
             let _ = histogram!(m::CHANNEL_RATE_LIMIT_WAIT_SECONDS, "channel" => channel);
             for outcome in ["accepted", "transient", "permanent"] {
@@ -40,6 +44,31 @@ impl ChannelsStarted {
             .map(|(k, g)| format!("{}={g}", channel_label(*k)))
             .collect();
         tracing::info!(channels = %list.join(","), "notification channels ready");
+    }
+}
+
+/// A notification refused before any gateway was asked (no token, no
+/// attempt): the address cannot be used on this channel. `reason` is one
+/// of [`ChannelRefused::REASONS`].
+pub struct ChannelRefused<'a> {
+    pub channel: Channel,
+    pub reason: &'a str,
+}
+
+impl ChannelRefused<'_> {
+    pub const REASONS: &'static [&'static str] =
+        &["address_kind_mismatch", "email_malformed", "email_not_ir"];
+
+    pub fn emit(self) {
+        let channel = channel_label(self.channel);
+        // Bounded: the reasons above, anything else counted as `other`.
+        let reason = Self::REASONS
+            .iter()
+            .find(|r| **r == self.reason)
+            .copied()
+            .unwrap_or("other");
+        counter!(m::CHANNEL_REFUSED, "channel" => channel, "reason" => reason).increment(1);
+        tracing::debug!(channel, reason, "notification refused before sending");
     }
 }
 

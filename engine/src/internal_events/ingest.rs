@@ -151,6 +151,24 @@ impl PipelineStarted {
     }
 }
 
+/// The metrics and health endpoints are up (`listening`), or could not
+/// be started where a node goes on without them (the demo).
+pub struct HttpServing<'a> {
+    pub addr: Option<std::net::SocketAddr>,
+    pub error: Option<&'a dyn std::fmt::Display>,
+}
+
+impl HttpServing<'_> {
+    pub fn emit(self) {
+        match (self.addr, self.error) {
+            (Some(addr), _) => tracing::info!(%addr, "metrics and health endpoints listening"),
+            (None, e) => {
+                tracing::warn!(error = %e.map(|e| e.to_string()).unwrap_or_default(), "metrics endpoint not started; the demo runs without it")
+            }
+        }
+    }
+}
+
 pub struct Readiness {
     pub ready: bool,
     pub why: &'static str,

@@ -183,6 +183,16 @@ impl AgencyRegistryLoaded<'_> {
     }
 }
 
+/// The notice consumer committed what was durable and is leaving its group.
+pub struct KafkaClosing;
+
+impl KafkaClosing {
+    pub fn emit(self) {
+        gauge!(m::KAFKA_ASSIGNED_PARTITIONS).set(0.0);
+        tracing::info!("kafka consumer committed and closing");
+    }
+}
+
 /// The notice consumer's client met an error; `kind` is one of
 /// [`KafkaClientError::KINDS`]. librdkafka retries by itself.
 pub struct KafkaClientError<'a> {

@@ -16,6 +16,7 @@ mod delivery;
 mod ingest;
 mod kafka;
 mod readers;
+mod store;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -27,6 +28,7 @@ pub use self::delivery::*;
 pub use self::ingest::*;
 pub use self::kafka::*;
 pub use self::readers::*;
+pub use self::store::*;
 
 /// Agency label values are capped: a flood of made-up agency IDs must not
 /// explode the metrics' cardinality. Past the cap, new agencies are

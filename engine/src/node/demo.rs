@@ -141,7 +141,11 @@ pub fn run(
         match HttpServer::start(&cfg.metrics.listen, handle, health.clone()) {
             Ok(s) => server = Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint not started; the demo runs without it")
+                crate::internal_events::HttpServing {
+                    addr: None,
+                    error: Some(&e),
+                }
+                .emit();
             }
         }
     }

@@ -45,8 +45,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::agencies::AgencyRegistry;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, KafkaBrokers, KafkaClientError, KafkaCommitted, KafkaLag, KafkaPaused,
-    KafkaRebalance, KafkaStarted,
+    agency_label, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted, KafkaLag,
+    KafkaPaused, KafkaRebalance, KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
@@ -608,7 +608,7 @@ impl Drop for KafkaSource {
         // leaving the group (closing the consumer then revokes, and the
         // revoke commits anything left).
         self.commit_due(CommitMode::Sync);
-        tracing::info!("kafka consumer committed and closing");
+        KafkaClosing.emit();
     }
 }
 

@@ -17,6 +17,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{lwt_outcome, ScyllaError};
+use crate::internal_events::{LeaseFailed, LeaseState};
 
 /// How long a lease lives without renewal.
 pub(crate) const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -76,7 +77,12 @@ impl Lease {
                 .map_err(ScyllaError::request("taking the node lease"))?;
             let (applied, cols) = lwt_outcome(res, "node_leases")?;
             if applied {
-                tracing::info!(node_id = node, "node lease taken");
+                LeaseState {
+                    node,
+                    state: "held",
+                    holder_host: None,
+                }
+                .emit();
                 let epoch = Instant::now();
                 return Ok(Lease {
                     node,
@@ -94,7 +100,12 @@ impl Lease {
             if Instant::now() >= deadline {
                 return Err(ScyllaError::LeaseHeld { node, host: other });
             }
-            tracing::warn!(node_id = node, holder_host = %other, "node_id is held by another engine; waiting for its lease to expire (a crashed engine's lease lapses within 30 s)");
+            LeaseState {
+                node,
+                state: "waiting",
+                holder_host: Some(&other),
+            }
+            .emit();
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
@@ -130,17 +141,39 @@ impl Lease {
                 let res = session
                     .execute_unpaged(
                         &renew,
-                        (ttl_secs(), &holder, &host, chrono::Utc::now(), node, &holder),
+                        (
+                            ttl_secs(),
+                            &holder,
+                            &host,
+                            chrono::Utc::now(),
+                            node,
+                            &holder,
+                        ),
                     )
                     .await;
-                match res.map_err(ScyllaError::request("renewing the node lease")).and_then(|r| lwt_outcome(r, "node_leases")) {
-                    Ok((true, _)) => confirmed.store(epoch.elapsed().as_millis() as i64, Ordering::Release),
+                match res
+                    .map_err(ScyllaError::request("renewing the node lease"))
+                    .and_then(|r| lwt_outcome(r, "node_leases"))
+                {
+                    Ok((true, _)) => {
+                        confirmed.store(epoch.elapsed().as_millis() as i64, Ordering::Release)
+                    }
                     Ok((false, _)) => {
-                        tracing::error!(node_id = node, "the node lease was taken by another engine: this engine stops writing; check that every node has its own node_id");
+                        LeaseState {
+                            node,
+                            state: "lost",
+                            holder_host: None,
+                        }
+                        .emit();
                         lost.store(true, Ordering::Release);
                         break;
                     }
-                    Err(e) => tracing::warn!(node_id = node, error = %e, "renewing the node lease failed; retrying"),
+                    Err(e) => LeaseFailed {
+                        node,
+                        kind: "renew",
+                        error: Some(&e),
+                    }
+                    .emit(),
                 }
             }
         });

@@ -59,6 +59,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
+use crate::internal_events::{LeaseFailed, StoreRepaired};
 use crate::model::{
     DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredNotice,
     StoredRejection, Timer, TimerKind, TIMER_SHARDS,
@@ -584,15 +585,18 @@ impl ScyllaStore {
         let (session, st, lease) = rt.block_on(async {
             let session = connect(&sc).await?;
             if sc.migrate_on_start {
-                let r = schema::migrate(&session, &sc).await?;
-                if !r.applied.is_empty() {
-                    tracing::info!(keyspace = %sc.keyspace, applied = ?r.applied, "schema migrated at start-up (scylla.migrate_on_start)");
-                }
+                // Each migration applied is its own event (schema.rs).
+                schema::migrate(&session, &sc).await?;
             } else {
                 session
                     .use_keyspace(&sc.keyspace, false)
                     .await
-                    .map_err(|e| ScyllaError::Schema(format!("keyspace {} is not usable ({e}): run `karpoosheh migrate` first", sc.keyspace)))?;
+                    .map_err(|e| {
+                        ScyllaError::Schema(format!(
+                            "keyspace {} is not usable ({e}): run `karpoosheh migrate` first",
+                            sc.keyspace
+                        ))
+                    })?;
                 schema::check(&session, &sc.keyspace).await?;
             }
             let st = prepare_all(&session).await?;
@@ -942,7 +946,11 @@ impl ScyllaStore {
         };
         let mut timers = match &stored {
             None => {
-                tracing::warn!(tracking_code = %code, "completing a notice whose first write was interrupted");
+                StoreRepaired {
+                    kind: "interrupted_write",
+                    tracking_code: Some(&code),
+                }
+                .emit();
                 self.put_notice_rows(n, code, accepted_at, true).await?
             }
             Some(r) => {
@@ -1130,10 +1138,12 @@ impl Drop for ScyllaStore {
             .await
         });
         if !matches!(released, Ok(Ok(_))) {
-            tracing::warn!(
-                node_id = node,
-                "could not release the node lease; it lapses by itself within 30 s"
-            );
+            LeaseFailed {
+                node,
+                kind: "release",
+                error: None,
+            }
+            .emit();
         }
     }
 }

@@ -119,7 +119,11 @@ impl NoticeStore for ScyllaStore {
                 Some(r) => out.push(r.into_stored()?),
                 // Expired between the listing and the read, or a write
                 // still being completed: not shown.
-                None => tracing::debug!("a mailbox entry without its notice was skipped"),
+                None => StoreRepaired {
+                    kind: "orphan_mailbox_entry",
+                    tracking_code: None,
+                }
+                .emit(),
             }
         }
         let next = if more { page.last().copied() } else { None };

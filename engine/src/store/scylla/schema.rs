@@ -10,6 +10,7 @@ use scylla::client::session::Session;
 
 use super::config::ScyllaConfig;
 use super::ScyllaError;
+use crate::internal_events::MigrationApplying;
 
 /// Where the applied migrations are recorded (in the keyspace itself).
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -154,7 +155,12 @@ pub(crate) async fn migrate(
         }
         let stmts =
             cql_statements(m.cql).map_err(|e| ScyllaError::Schema(format!("{}: {e}", m.name)))?;
-        tracing::info!(keyspace = %ks, migration = m.name, statements = stmts.len(), "applying schema migration");
+        MigrationApplying {
+            keyspace: ks,
+            migration: m.name,
+            statements: stmts.len(),
+        }
+        .emit();
         for s in stmts {
             session
                 .query_unpaged(s, ())

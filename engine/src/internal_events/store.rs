@@ -1,0 +1,102 @@
+//! Events of the store backends beyond ingest's writes: the ScyllaDB
+//! node lease, schema migrations, and repairs made on the read or write
+//! path (a write completed after an interruption, a listing entry whose
+//! notice is gone).
+
+use metrics::{counter, gauge};
+
+use crate::metric_names as m;
+
+/// Where this node's lease on its `node_id` stands (ScyllaDB): `held`,
+/// `waiting` (another engine holds it), or `lost` (taken over: this engine
+/// stops writing).
+pub struct LeaseState<'a> {
+    pub node: i16,
+    pub state: &'static str,
+    /// The other holder's host, while waiting.
+    pub holder_host: Option<&'a str>,
+}
+
+impl LeaseState<'_> {
+    pub fn emit(self) {
+        gauge!(m::STORE_LEASE_HELD).set(if self.state == "held" { 1.0 } else { 0.0 });
+        match self.state {
+            "held" => tracing::info!(node_id = self.node, "node lease taken"),
+            "waiting" => tracing::warn!(
+                node_id = self.node,
+                holder_host = self.holder_host.unwrap_or("an unknown host"),
+                "node_id is held by another engine; waiting for its lease to expire (a crashed engine's lease lapses within 30 s)"
+            ),
+            _ => tracing::error!(
+                node_id = self.node,
+                "the node lease was taken by another engine: this engine stops writing; check that every node has its own node_id"
+            ),
+        }
+    }
+}
+
+/// Renewing (`renew`) or releasing (`release`) the node lease failed.
+pub struct LeaseFailed<'a> {
+    pub node: i16,
+    pub kind: &'static str,
+    pub error: Option<&'a dyn std::fmt::Display>,
+}
+
+impl LeaseFailed<'_> {
+    pub fn emit(self) {
+        counter!(m::STORE_LEASE_ERRORS, "kind" => self.kind).increment(1);
+        match self.kind {
+            "renew" => {
+                tracing::warn!(node_id = self.node, error = %self.error.map(|e| e.to_string()).unwrap_or_default(), "renewing the node lease failed; retrying")
+            }
+            _ => tracing::warn!(
+                node_id = self.node,
+                "could not release the node lease; it lapses by itself within 30 s"
+            ),
+        }
+    }
+}
+
+/// A schema migration is being applied to the keyspace.
+pub struct MigrationApplying<'a> {
+    pub keyspace: &'a str,
+    pub migration: &'a str,
+    pub statements: usize,
+}
+
+impl MigrationApplying<'_> {
+    pub fn emit(self) {
+        counter!(m::STORE_MIGRATIONS_APPLIED).increment(1);
+        tracing::info!(
+            keyspace = self.keyspace,
+            migration = self.migration,
+            statements = self.statements,
+            "applying schema migration"
+        );
+    }
+}
+
+/// The store repaired something on its way: `interrupted_write` (a notice
+/// whose first write was cut short, completed by its re-delivery) or
+/// `orphan_mailbox_entry` (a listing entry whose notice has expired or is
+/// still being written, not shown).
+pub struct StoreRepaired<'a> {
+    pub kind: &'static str,
+    /// The notice's tracking code, when known (never a national ID).
+    pub tracking_code: Option<&'a dyn std::fmt::Display>,
+}
+
+impl StoreRepaired<'_> {
+    pub fn emit(self) {
+        counter!(m::STORE_REPAIRS, "kind" => self.kind).increment(1);
+        match self.tracking_code {
+            Some(code) => {
+                tracing::warn!(kind = self.kind, tracking_code = %code, "completing a notice whose first write was interrupted")
+            }
+            None => tracing::debug!(
+                kind = self.kind,
+                "a mailbox entry without its notice was skipped"
+            ),
+        }
+    }
+}
