@@ -153,21 +153,6 @@ impl AgencyRegistry {
         })
     }
 
-    /// A registry from a fixed list, for tests and in-process runs.
-    pub fn fixed(agencies: &[(&str, AgencyStatus)]) -> Self {
-        AgencyRegistry {
-            inner: Arc::new(Inner {
-                path: PathBuf::new(),
-                interval: Duration::MAX,
-                state: RwLock::new(State {
-                    agencies: agencies.iter().map(|(a, s)| (a.to_string(), *s)).collect(),
-                    modified: None,
-                    checked: Instant::now(),
-                }),
-            }),
-        }
-    }
-
     /// Re-reads the file if the reload interval has passed and it changed.
     /// Cheap to call often.
     pub fn maybe_reload(&self) {

@@ -1,11 +1,14 @@
 //! The engine's floors, checked: every module imports only modules of a
-//! lower floor (docs/architecture.md draws them). A module that needs
-//! something from above owns a trait for it instead (the scheduler's
-//! `Notify`, the pipeline's `Source` and `Sink`), and the node wires the
-//! implementation in. `anyhow` is for the node and the binary only.
+//! lower floor (docs/architecture.md draws them). Where a floor works with
+//! something built higher up, it takes a trait object the node hands it:
+//! the pipeline a `Box<dyn Source>` and `Box<dyn Sink>`s, the scheduler an
+//! `Arc<dyn Notify>` and an `Arc<dyn Registry>`. `anyhow` is for the node
+//! and the binary only.
 //!
-//! The check reads the sources as text: every `crate::<module>` path
-//! outside comments and test code, in every file of a module's folder.
+//! The check reads the sources as text: every path to another top-level
+//! module (`crate::x`, a macro's `$crate::x`, or `super::x` from a file
+//! whose `super` is the crate root), outside comments, literals and test
+//! code, in every file of a module's folder.
 
 use std::path::{Path, PathBuf};
 
@@ -50,69 +53,223 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without its test modules and comments.
+/// The text with comments removed and string and character literals
+/// emptied (newlines kept), so that neither a brace in a literal nor a
+/// path in a comment is read as code.
+fn strip(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '/' if it.peek() == Some(&'/') => {
+                for c in it.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if it.peek() == Some(&'*') => {
+                it.next();
+                let mut prev = ' ';
+                for c in it.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+            }
+            // Raw strings: r"..." and r#"..."#.
+            'r' if matches!(it.peek(), Some('"') | Some('#'))
+                && !out.ends_with(|p: char| p.is_alphanumeric() || p == '_') =>
+            {
+                let mut hashes = 0;
+                while it.peek() == Some(&'#') {
+                    it.next();
+                    hashes += 1;
+                }
+                if it.next() != Some('"') {
+                    continue;
+                }
+                out.push_str("\"\"");
+                let mut closing = 0;
+                let mut in_quote = false;
+                for c in it.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if in_quote && c == '#' {
+                        closing += 1;
+                    } else {
+                        in_quote = c == '"';
+                        closing = 0;
+                    }
+                    if in_quote && hashes == 0 || closing == hashes && hashes > 0 {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                out.push_str("\"\"");
+                let mut escaped = false;
+                for c in it.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        break;
+                    }
+                }
+            }
+            // A character literal ('{', '"', '\''), not a lifetime ('a).
+            '\'' => {
+                let rest: String = it.clone().take(4).collect();
+                let len = if rest.starts_with('\\') {
+                    rest[1..].find('\'').map(|i| i + 2)
+                } else if rest.chars().nth(1) == Some('\'') {
+                    Some(rest.chars().next().map_or(1, char::len_utf8) + 1)
+                } else {
+                    None
+                };
+                match len {
+                    Some(n) => {
+                        out.push_str("' '");
+                        for _ in 0..rest[..n].chars().count() {
+                            it.next();
+                        }
+                    }
+                    None => out.push('\''),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The code of a file without comments, literals and test code: test
+/// files, and every `#[cfg(test)]` item (a test module, a test-only
+/// function or re-export) to the end of its braces or its `;`.
 fn production_code(path: &Path, text: &str) -> String {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    // Declared `#[cfg(test)] mod tests;` / `mod faulty;` where they are used.
     if name == "tests.rs" || name == "faulty.rs" || name == "layers.rs" {
         return String::new();
     }
-    let lines: Vec<&str> = text.lines().collect();
+    let stripped = strip(text);
+    let lines: Vec<&str> = stripped.lines().collect();
     let mut out = String::new();
     let mut i = 0;
     while i < lines.len() {
         let l = lines[i].trim_start();
-        // A `#[cfg(test)]` item (a test module, a test-only function or
-        // re-export) is skipped to its end: the braces it opens balanced.
-        if l.starts_with("#[cfg(test)]") {
-            i += 1;
+        if let Some(rest) = l.strip_prefix("#[cfg(test)]") {
+            // The item may start on the attribute's line or the next.
             let mut depth = 0i32;
-            while i < lines.len() {
-                let code = lines[i].split("//").next().unwrap_or("");
+            let mut first = Some(rest);
+            i += 1;
+            loop {
+                let code = match first.take() {
+                    Some(r) if !r.trim().is_empty() => r,
+                    Some(_) => continue,
+                    None if i < lines.len() => {
+                        i += 1;
+                        lines[i - 1]
+                    }
+                    None => break,
+                };
                 depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
-                i += 1;
                 if depth <= 0 && (code.contains('}') || code.trim_end().ends_with(';')) {
                     break;
                 }
             }
             continue;
         }
-        let code = l.split("//").next().unwrap_or("");
-        out.push_str(code);
+        out.push_str(l);
         out.push('\n');
         i += 1;
     }
     out
 }
 
-/// The modules a piece of code names through `crate::`.
-fn named_modules(code: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let before = rest[..at].chars().next_back();
-        rest = &rest[at + "crate::".len()..];
-        // `karpoosheh_engine::crate::` cannot occur; `$crate::` is a macro's.
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            continue;
+/// The first names in a `use` tree's braces (`{a::b, c, d::{e, f}}` gives
+/// a, c, d), reading from just after the `{`.
+fn braced_names(body: &str, found: &mut Vec<String>) {
+    let mut depth = 0;
+    let mut item = String::new();
+    for c in body.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                item.push(c);
+            }
+            '}' if depth == 0 => break,
+            '}' => {
+                depth -= 1;
+                item.push(c);
+            }
+            ',' if depth == 0 => {
+                push_first(&item, found);
+                item.clear();
+            }
+            c => item.push(c),
         }
-        let first = match rest.find(|c: char| !(c.is_alphanumeric() || c == '_')) {
-            Some(end) => &rest[..end],
-            None => rest,
+    }
+    push_first(&item, found);
+}
+
+fn push_first(item: &str, found: &mut Vec<String>) {
+    let name = item.trim().split("::").next().unwrap_or("").trim();
+    if !name.is_empty() && name != "self" {
+        found.push(name.to_owned());
+    }
+}
+
+/// The top-level modules a piece of code names: through `crate::` (and a
+/// macro's `$crate::`), and through as many `super::` as lead from the
+/// file's module (`depth` deep) up to the crate root.
+fn named_modules(code: &str, depth: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        let before = code[..i].chars().next_back();
+        let at_path_start = !before.is_some_and(|c| ident(c) || c == ':');
+        let after_root = if rest.starts_with("crate::") && at_path_start {
+            Some(&rest["crate::".len()..])
+        } else if rest.starts_with("super::") && at_path_start {
+            let mut k = 0;
+            let mut r = rest;
+            while let Some(next) = r.strip_prefix("super::") {
+                k += 1;
+                r = next;
+            }
+            i += rest.len() - r.len() - 1;
+            (k >= depth).then_some(r)
+        } else {
+            None
         };
-        if first.is_empty() {
-            // `use crate::{a, b}`: every name in the braces.
-            if let Some(body) = rest.strip_prefix('{') {
-                let end = body.find('}').unwrap_or(body.len());
-                for part in body[..end].split(',') {
-                    let name = part.trim().split("::").next().unwrap_or("").trim();
-                    if !name.is_empty() {
-                        found.push(name.to_owned());
-                    }
+        if let Some(r) = after_root {
+            if let Some(body) = r.strip_prefix('{') {
+                braced_names(body, &mut found);
+            } else {
+                let end = r.find(|c: char| !ident(c)).unwrap_or(r.len());
+                if end > 0 {
+                    found.push(r[..end].to_owned());
                 }
             }
-            continue;
         }
-        found.push(first.to_owned());
+        i += 1;
+        while i < code.len() && !code.is_char_boundary(i) {
+            i += 1;
+        }
     }
     found
 }
@@ -148,14 +305,21 @@ fn every_module_imports_only_lower_floors() {
         };
         let text = std::fs::read_to_string(path).expect("readable source");
         let code = production_code(path, &text);
-        for name in named_modules(&code) {
+        // How deep the file's module is: `x.rs` and `x/mod.rs` 1, `x/y.rs` 2.
+        let parts = rel.components().count();
+        let depth = if rel.ends_with("mod.rs") {
+            parts - 1
+        } else {
+            parts
+        };
+        for name in named_modules(&code, depth) {
             if name == top || EXTERNAL.contains(&name.as_str()) {
                 continue;
             }
             match FLOORS.iter().position(|f| *f == name) {
                 Some(f) if f < floor => {}
                 Some(_) => broken.push(format!(
-                    "{}: `{top}` imports `crate::{name}`, which is on its own floor or above",
+                    "{}: `{top}` imports `{name}`, which is on its own floor or above",
                     rel.display()
                 )),
                 None => broken.push(format!(
@@ -182,14 +346,28 @@ fn every_module_imports_only_lower_floors() {
 
 #[test]
 fn the_check_sees_what_it_checks() {
-    // Paths, braces, nested braces' first names; comments and tests not.
+    // Paths, nested braces, `super::` up to the root; comments, literals
+    // and test code not.
     let code = production_code(
         Path::new("x.rs"),
-        "use crate::store::Store;\nuse crate::{model::Entry, health};\nlet x = crate::node::run; // crate::config\n#[cfg(test)]\nmod tests {\n use crate::config;\n}\n",
+        "use crate::store::Store;\n\
+         use crate::{model::{Entry, Outcome}, health};\n\
+         let x = crate::node::run; // crate::config\n\
+         let s = \"crate::sink {\"; let c = '{';\n\
+         use super::readers::x;\n\
+         #[cfg(test)] fn only_in_tests() { crate::kafka::x(); }\n\
+         #[cfg(test)]\n\
+         mod tests {\n    use crate::config;\n    let t = \"}\";\n}\n\
+         use crate::delivery;\n",
     );
     assert_eq!(
-        named_modules(&code),
-        vec!["store", "model", "health", "node"],
+        named_modules(&code, 1),
+        vec!["store", "model", "health", "node", "readers", "delivery"],
         "{code}"
+    );
+    // Two levels down, `super::` is the parent module and `super::super::` the root.
+    assert_eq!(
+        named_modules("use super::fjall::X; use super::super::node::Y;", 2),
+        vec!["node"]
     );
 }

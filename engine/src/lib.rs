@@ -45,8 +45,10 @@ mod sink;
 mod source;
 mod store;
 
-pub use crate::agencies::{AgenciesConfig, AgencyRegistry, AgencyRegistryError, AgencyStatus};
-pub use crate::channel::{ChannelError, ChannelsConfig, SimulatedConfig};
+pub use crate::agencies::AgenciesConfig;
+pub use crate::channel::{
+    ChannelError, ChannelsConfig, Delivery, Notification, SendError, SimulatedConfig, Target,
+};
 pub use crate::config::{Config, ConfigError, LogConfig, LogFormat, MetricsConfig};
 pub use crate::delivery::{
     simulate, Clock, ConfirmOutcome, DeliveryConfig, ManualClock, Notify, Outbox, OutboxError,
@@ -57,9 +59,9 @@ pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
-    dead_letter, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,
-    MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
-    StoredNotice, StoredRejection, Timer, TimerKind, DEAD_LETTER_MAX_BYTES, TIMER_SHARDS,
+    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry, MailboxPage,
+    NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord, StoredNotice,
+    StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use crate::node::{
     demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_history, run,
@@ -67,10 +69,13 @@ pub use crate::node::{
 };
 pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};
 pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};
+pub use crate::secret::Secret;
 pub use crate::sink::{
     DeliveryTally, Handled, HandledKind, NdjsonReceipts, Sink, SinkError, Tally, TallySink,
 };
-pub use crate::source::{AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source};
+pub use crate::source::{
+    AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,
+};
 pub use crate::store::{
     conformance, scylla, DeliveryStore, Durability, FjallStore, FjallStoreConfig, NoticeStore,
     ProfileStore, Store, StoreBackend, StoreConfig, StoreError, StoreStats,

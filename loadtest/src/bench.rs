@@ -141,7 +141,7 @@ pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
     cfg.store.path = raw_dir.clone();
     let store = open_store(&cfg)?;
     let now = Utc::now();
-    let mut codes = TrackingCodes::new(0, None);
+    let mut codes = TrackingCodes::new(cfg.node_id, None);
     let entries: Vec<Entry> = payloads
         .iter()
         .enumerate()

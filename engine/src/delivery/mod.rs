@@ -22,8 +22,10 @@
 //!   round on a crash, and the law asks for three.
 //!
 //! Modules: [`scheduler`] (the durable timer scan and the rounds),
-//! [`confirm`] (confirmations), [`clock`] (real and test clocks),
-//! [`simulate`] (the demo's simulated recipients and registry).
+//! [`confirm`] (confirmations), [`outbox`] (receipts from the store to
+//! the sinks), [`clock`] (real and test clocks), [`simulate`] (the demo's
+//! simulated recipients and registry), `config` (`[delivery]`). The
+//! records it keeps are `crate::model`'s.
 
 pub mod clock;
 mod config;

@@ -174,13 +174,14 @@ impl SchedulerStarted {
 
 /// Applying a batch of confirmations was interrupted by a store error; the
 /// batch is handed in again after `retry_in` (confirmations are idempotent).
+/// The store error itself is counted once, by the worker that met it
+/// ([`StoreRetry`]), so this event only logs.
 pub struct ConfirmationsInterrupted {
     pub retry_in: Duration,
 }
 
 impl ConfirmationsInterrupted {
     pub fn emit(self) {
-        counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
         tracing::warn!(retry_in = ?self.retry_in, "applying confirmations was interrupted by a store error; retrying");
     }
 }

@@ -188,7 +188,6 @@ pub struct KafkaClosing;
 
 impl KafkaClosing {
     pub fn emit(self) {
-        gauge!(m::KAFKA_ASSIGNED_PARTITIONS).set(0.0);
         tracing::info!("kafka consumer committed and closing");
     }
 }
@@ -198,6 +197,8 @@ impl KafkaClosing {
 pub struct KafkaClientError<'a> {
     pub kind: &'static str,
     pub error: &'a dyn std::fmt::Display,
+    /// The partition concerned, for `pause_resume` and `seek`.
+    pub partition: Option<(&'a str, i32)>,
     /// Log it (the consume loop logs at most every ten seconds; the
     /// counter counts every one).
     pub log: bool,
@@ -217,7 +218,12 @@ impl KafkaClientError<'_> {
     pub fn emit(self) {
         counter!(m::KAFKA_CLIENT_ERRORS, "kind" => self.kind).increment(1);
         if self.log {
-            tracing::warn!(kind = self.kind, error = %self.error, "kafka client error");
+            match self.partition {
+                Some((topic, partition)) => {
+                    tracing::warn!(kind = self.kind, topic, partition, error = %self.error, "kafka client error")
+                }
+                None => tracing::warn!(kind = self.kind, error = %self.error, "kafka client error"),
+            }
         }
     }
 }

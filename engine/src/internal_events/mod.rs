@@ -1,8 +1,9 @@
 //! Internal events: each is a struct whose `emit()` writes its metric and,
 //! where one is due, its log line together, so they never drift apart.
 //! Hot-path events are emitted once per batch, not per record. One file
-//! per floor that emits them: ingest (pipeline and store), delivery
-//! (article 29), channels, Kafka, and the side readers and outbox.
+//! per floor that emits them: ingest (pipeline and store writes), the
+//! store backends' own (lease, migrations, repairs), delivery (article
+//! 29), channels, Kafka, and the side readers and outbox.
 //!
 //! The lowest floor of the engine: events take labels, counts and
 //! durations (and the wire contract's own types), never another module's

@@ -57,21 +57,21 @@ impl LeaseFailed<'_> {
     }
 }
 
-/// A schema migration is being applied to the keyspace.
-pub struct MigrationApplying<'a> {
+/// A schema migration was applied to the keyspace (all its statements).
+pub struct MigrationApplied<'a> {
     pub keyspace: &'a str,
     pub migration: &'a str,
     pub statements: usize,
 }
 
-impl MigrationApplying<'_> {
+impl MigrationApplied<'_> {
     pub fn emit(self) {
         counter!(m::STORE_MIGRATIONS_APPLIED).increment(1);
         tracing::info!(
             keyspace = self.keyspace,
             migration = self.migration,
             statements = self.statements,
-            "applying schema migration"
+            "schema migration applied"
         );
     }
 }

@@ -9,7 +9,7 @@ mod dead_letter;
 mod delivery;
 mod notice;
 
-pub use self::dead_letter::{dead_letter, DEAD_LETTER_MAX_BYTES};
+pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
     Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
     RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,

@@ -203,6 +203,7 @@ impl ClientContext for SourceContext {
         KafkaClientError {
             kind: "client",
             error: &format_args!("{error} ({reason})"),
+            partition: None,
             log: true,
         }
         .emit();
@@ -216,6 +217,7 @@ impl ConsumerContext for SourceContext {
                 KafkaClientError {
                     kind: "rebalance",
                     error: e,
+                    partition: None,
                     log: true,
                 }
                 .emit();
@@ -403,6 +405,7 @@ impl KafkaSource {
             KafkaClientError {
                 kind: "pause_resume",
                 error: &e,
+                partition: Some((topic, partition)),
                 log: true,
             }
             .emit();
@@ -439,6 +442,7 @@ impl Source for KafkaSource {
                     KafkaClientError {
                         kind: "consume",
                         error: &e,
+                        partition: None,
                         log,
                     }
                     .emit();
@@ -589,6 +593,7 @@ impl Source for KafkaSource {
                 KafkaClientError {
                     kind: "seek",
                     error: &e,
+                    partition: Some((topic, *partition)),
                     log: true,
                 }
                 .emit();

@@ -10,7 +10,7 @@ use scylla::client::session::Session;
 
 use super::config::ScyllaConfig;
 use super::ScyllaError;
-use crate::internal_events::MigrationApplying;
+use crate::internal_events::MigrationApplied;
 
 /// Where the applied migrations are recorded (in the keyspace itself).
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -155,12 +155,7 @@ pub(crate) async fn migrate(
         }
         let stmts =
             cql_statements(m.cql).map_err(|e| ScyllaError::Schema(format!("{}: {e}", m.name)))?;
-        MigrationApplying {
-            keyspace: ks,
-            migration: m.name,
-            statements: stmts.len(),
-        }
-        .emit();
+        let statements = stmts.len();
         for s in stmts {
             session
                 .query_unpaged(s, ())
@@ -174,6 +169,12 @@ pub(crate) async fn migrate(
             )
             .await
             .map_err(ScyllaError::request("recording a migration"))?;
+        MigrationApplied {
+            keyspace: ks,
+            migration: m.name,
+            statements,
+        }
+        .emit();
         report.applied.push(m.version);
     }
     session.await_schema_agreement().await.map_err(|e| {
