@@ -138,6 +138,14 @@ reasons! {
     NoticeExpired = "notice_expired",
     /// A confirmation comes from a mailbox that is neither the notice's recipient nor one of its representatives.
     NotRecipient = "not_recipient",
+    /// A confirmation comes from a mailbox that was never notified of the notice: no round reached it (art. 29 counts confirmations of a notification).
+    NotNotified = "not_notified",
+    /// A confirmation arrived after the notice was served; it does not count again.
+    AlreadyServed = "already_served",
+    /// A confirmation comes from a mailbox that cannot confirm in its state: deceased, dissolved, never activated, or an incapacitated person whose guardian acts for them.
+    MailboxNotReachable = "mailbox_not_reachable",
+    /// A mailbox profile is dated further in the future than the operator allows (kafka.registry_max_future_skew); it would pin the mailbox against later corrections.
+    ProfileFromFuture = "profile_from_future",
 }
 
 impl fmt::Display for Reason {

@@ -1,12 +1,30 @@
 //! Confirmations: the recipient (or a representative) says they have seen
 //! a notice. Deduplicated by confirmation ID; the second distinct one makes
-//! the notice actually served (art. 29) at its confirmation time, cancels
-//! the remaining rounds and tells the agency. Confirmations of unknown,
-//! expired or someone else's notices are refused with a reason and never
-//! applied.
+//! the notice actually served (art. 29), cancels the remaining rounds and
+//! tells the agency.
+//!
+//! The rules (art. 29: the user confirms *the notification*):
+//! - only the recipient or one of their representatives confirms
+//!   (`not_recipient`), and only after a round reached that person: the
+//!   recipient's own confirmation needs a round delivered to the
+//!   recipient, a representative's one delivered to a representative
+//!   (`not_notified`);
+//! - only while the notice is neither expired (`notice_expired`) nor
+//!   served (`already_served`); a late service after `not_served` stays
+//!   possible;
+//! - only from a mailbox that can act: the recipient's own confirmation is
+//!   refused while their mailbox is deceased, dissolved, not activated or
+//!   incapacitated (their guardian confirms), and any confirmation while
+//!   the notice waits for the mailbox to become reachable
+//!   (`mailbox_not_reachable`).
+//!
+//! The legal time of service is the engine's clock when it received the
+//! second valid confirmation; the app's claimed `confirmed_at` is kept in
+//! the record beside it, never used as the legal time. No arithmetic here
+//! assumes the clock only moves forward.
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{Confirmation, MailboxId, Reason, ReceiptEvent};
+use karpoosheh_schemas::{Confirmation, MailboxId, MailboxStatus, Reason, ReceiptEvent};
 
 use super::reschedule;
 use crate::internal_events::ConfirmationHandled;
@@ -40,6 +58,8 @@ pub(crate) fn apply_confirmation(
     w: &mut DeliveryWrite,
     c: &Confirmation,
     representatives: &[MailboxId],
+    // The recipient's mailbox status now (`None`: no profile).
+    status: Option<MailboxStatus>,
     now: DateTime<Utc>,
 ) -> ConfirmOutcome {
     // Already in the record: a re-delivery after a write that recorded the
@@ -59,23 +79,35 @@ pub(crate) fn apply_confirmation(
     if matches!(rec.state, DeliveryState::Expired { .. }) || rec.purged || now >= rec.expires_at {
         return ConfirmOutcome::Rejected(Reason::NoticeExpired);
     }
-    // A confirmation cannot predate the notice or lie in the future.
-    let confirmed_at = c.confirmed_at.clamp(rec.accepted_at, now);
+    if matches!(rec.state, DeliveryState::Served { .. }) {
+        return ConfirmOutcome::Rejected(Reason::AlreadyServed);
+    }
+    let recipient_can_act = matches!(status, Some(MailboxStatus::Active));
+    if matches!(
+        rec.state,
+        DeliveryState::AwaitingActivation | DeliveryState::Unreachable { .. }
+    ) || (!by_representative && !recipient_can_act)
+    {
+        return ConfirmOutcome::Rejected(Reason::MailboxNotReachable);
+    }
+    let notified = rec.rounds.iter().any(|r| {
+        r.deliveries
+            .iter()
+            .any(|d| d.channel.is_some() && d.to_representative == by_representative)
+    });
+    if !notified {
+        return ConfirmOutcome::Rejected(Reason::NotNotified);
+    }
     w.confirmation_ids
         .push((c.confirmation_id.clone(), rec.tracking_code));
     rec.confirmations.push(ConfirmationRecord {
         confirmation_id: c.confirmation_id.clone(),
         by_representative,
-        confirmed_at,
+        // What the app says; kept as evidence of its claim, not legal time.
+        confirmed_at: c.confirmed_at,
         received_at: now,
     });
     let count = rec.confirmations.len().min(u8::MAX as usize) as u8;
-    if let DeliveryState::Served { .. } = rec.state {
-        return ConfirmOutcome::Applied {
-            count,
-            served: false,
-        };
-    }
     w.receipts.push(rec.receipt(
         &format!("c{count}"),
         now,
@@ -90,8 +122,9 @@ pub(crate) fn apply_confirmation(
             served: false,
         };
     }
-    // Served at the second confirmation's time: the legal timestamp.
-    rec.state = DeliveryState::Served { at: confirmed_at };
+    // Served now, on the engine's clock: the legal timestamp.
+    let served_at = now;
+    rec.state = DeliveryState::Served { at: served_at };
     reschedule(rec, w, None);
     w.awaiting = Some(false);
     w.receipts.push(rec.receipt(
@@ -99,14 +132,13 @@ pub(crate) fn apply_confirmation(
         now,
         ReceiptEvent::Served {
             tracking_code: rec.tracking_code,
-            served_at: confirmed_at,
+            served_at,
         },
     ));
     crate::internal_events::NoticeServed {
         agency: &rec.agency,
-        after: (confirmed_at - rec.accepted_at)
-            .to_std()
-            .unwrap_or_default(),
+        // Zero when the clock stands behind the notice's acceptance.
+        after: (served_at - rec.accepted_at).to_std().unwrap_or_default(),
     }
     .emit();
     ConfirmOutcome::Applied {

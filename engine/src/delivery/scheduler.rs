@@ -479,12 +479,11 @@ impl Scheduler {
                             match entry {
                                 None => ConfirmOutcome::Rejected(Reason::UnknownNotice),
                                 Some((rec, w)) => {
-                                    let reps = self
-                                        .registry
-                                        .profile(rec.recipient)?
-                                        .map(|p| p.representatives)
-                                        .unwrap_or_default();
-                                    apply_confirmation(rec, w, &c, &reps, now)
+                                    let profile = self.registry.profile(rec.recipient)?;
+                                    let status = profile.as_ref().map(|p| p.status);
+                                    let reps =
+                                        profile.map(|p| p.representatives).unwrap_or_default();
+                                    apply_confirmation(rec, w, &c, &reps, status, now)
                                 }
                             }
                         };
@@ -504,19 +503,7 @@ impl Scheduler {
                                 .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
                         };
                         if let Some((rec, w)) = entry {
-                            if rec.state == DeliveryState::AwaitingActivation {
-                                rec.state = DeliveryState::Scheduled;
-                                w.awaiting = Some(false);
-                                let due = now.timestamp_millis();
-                                reschedule(
-                                    rec,
-                                    w,
-                                    Some(Pending {
-                                        due_ms: due,
-                                        action: Action::Round { round: 1, retry: 0 },
-                                    }),
-                                );
-                            }
+                            resume(rec, w, now);
                         }
                     }
                     replies_a.push(reply);
@@ -766,8 +753,11 @@ impl Scheduler {
         let unreachable =
             |rec: &mut DeliveryRecord, w: &mut DeliveryWrite, step: &mut Step, status| {
                 reschedule(rec, w, None);
+                // Indexed either way: a registration, or a corrected
+                // profile (a wrong death record, a guardian appointed),
+                // finds the notice and resumes its rounds.
+                w.awaiting = Some(true);
                 rec.state = if status == MailboxStatus::NotActivated {
-                    w.awaiting = Some(true);
                     DeliveryState::AwaitingActivation
                 } else {
                     DeliveryState::Unreachable { status }
@@ -998,4 +988,42 @@ fn round_finished(r: &RoundRecord, retry: u8) -> RoundFinished {
             })
             .collect(),
     }
+}
+
+/// Resumes a notice whose mailbox has become reachable: one waiting for
+/// its activation starts at round 1; one found unreachable (deceased,
+/// dissolved, incapacitated without a guardian) and since corrected goes
+/// on with the round after the last one it had, or its verdict after three.
+/// Anything else is left as it is (the profile update was not about it).
+fn resume(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, now: DateTime<Utc>) {
+    if !matches!(
+        rec.state,
+        DeliveryState::AwaitingActivation | DeliveryState::Unreachable { .. }
+    ) {
+        return;
+    }
+    let next_round = rec
+        .rounds
+        .iter()
+        .map(|r| r.round)
+        .max()
+        .map_or(1, |r| r + 1);
+    let action = if next_round > 3 {
+        Action::Verdict
+    } else {
+        Action::Round {
+            round: next_round,
+            retry: 0,
+        }
+    };
+    rec.state = DeliveryState::Scheduled;
+    w.awaiting = Some(false);
+    reschedule(
+        rec,
+        w,
+        Some(Pending {
+            due_ms: now.timestamp_millis(),
+            action,
+        }),
+    );
 }

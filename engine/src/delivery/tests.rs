@@ -965,9 +965,23 @@ fn a_confirmation_already_in_the_record_is_a_duplicate() {
         confirmed_at: w.clock.now(),
     };
     let mut dw = DeliveryWrite::default();
-    let first = confirm::apply_confirmation(&mut rec, &mut dw, &c, &[], w.clock.now());
+    let first = confirm::apply_confirmation(
+        &mut rec,
+        &mut dw,
+        &c,
+        &[],
+        Some(MailboxStatus::Active),
+        w.clock.now(),
+    );
     assert!(matches!(first, ConfirmOutcome::Applied { count: 1, .. }));
-    let again = confirm::apply_confirmation(&mut rec, &mut dw, &c, &[], w.clock.now());
+    let again = confirm::apply_confirmation(
+        &mut rec,
+        &mut dw,
+        &c,
+        &[],
+        Some(MailboxStatus::Active),
+        w.clock.now(),
+    );
     assert_eq!(again, ConfirmOutcome::Duplicate);
     assert_eq!(rec.confirmations.len(), 1);
 }
@@ -1052,4 +1066,234 @@ fn a_store_error_interrupts_a_pass_not_the_worker() {
         "one idempotency key for the repeats"
     );
     handle.stop();
+}
+
+/// A confirmation from `by` claiming `claimed` as its time.
+fn confirm_claiming(
+    w: &World,
+    code: TrackingCode,
+    id: &str,
+    by: MailboxId,
+    claimed: DateTime<Utc>,
+) -> ConfirmOutcome {
+    w.scheduler
+        .confirm_now(vec![Confirmation {
+            schema_version: SCHEMA_VERSION,
+            confirmation_id: id.into(),
+            tracking_code: code,
+            confirmed_by: by,
+            confirmed_at: claimed,
+        }])
+        .unwrap()[0]
+}
+
+#[test]
+fn a_confirmation_before_any_round_reached_the_person_is_refused() {
+    let w = World::new();
+    let to = person(300_002_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    // Stored, round 1 not yet sent: nothing to confirm.
+    assert_eq!(
+        w.confirm(code, "early", to),
+        ConfirmOutcome::Rejected(Reason::NotNotified)
+    );
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    assert!(matches!(
+        w.confirm(code, "after-round-1", to),
+        ConfirmOutcome::Applied { count: 1, .. }
+    ));
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.confirmations.len(), 1, "the refused one left no trace");
+}
+
+#[test]
+fn a_representatives_confirmation_needs_a_round_sent_to_a_representative() {
+    let w = World::new();
+    let (to, guardian) = (person(300_002_101), person(300_002_102));
+    w.profile(to, MailboxStatus::Incapacitated, vec![guardian]);
+    w.profile(guardian, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    assert_eq!(
+        w.confirm(code, "g-early", guardian),
+        ConfirmOutcome::Rejected(Reason::NotNotified),
+        "before the guardian was notified"
+    );
+    w.run();
+    // The guardian acts for an incapacitated person (art. 31); the person's
+    // own confirmation does not count.
+    assert_eq!(
+        w.confirm(code, "self", to),
+        ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
+    );
+    assert!(matches!(
+        w.confirm(code, "g-1", guardian),
+        ConfirmOutcome::Applied { count: 1, .. }
+    ));
+}
+
+#[test]
+fn confirmations_for_a_deceased_or_not_activated_mailbox_are_refused() {
+    let w = World::new();
+    let (dead, later) = (person(300_002_201), person(300_002_202));
+    w.profile(dead, MailboxStatus::Deceased, vec![]);
+    let a = w.notice(dead, 1);
+    let b = w.notice(later, 2); // no profile: not activated
+    w.run();
+    assert!(matches!(w.state(a), DeliveryState::Unreachable { .. }));
+    assert_eq!(w.state(b), DeliveryState::AwaitingActivation);
+    assert_eq!(
+        w.confirm(a, "x", dead),
+        ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
+    );
+    assert_eq!(
+        w.confirm(b, "y", later),
+        ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
+    );
+    // Notified while alive, then reported deceased: no longer confirms.
+    let gone = person(300_002_203);
+    w.profile(gone, MailboxStatus::Active, vec![]);
+    let c = w.notice(gone, 3);
+    w.run();
+    w.clock.advance(Duration::from_secs(1));
+    w.profile(gone, MailboxStatus::Deceased, vec![]);
+    assert_eq!(
+        w.confirm(c, "z", gone),
+        ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
+    );
+}
+
+#[test]
+fn after_service_a_confirmation_does_not_count_again() {
+    let w = World::new();
+    let to = person(300_002_301);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    w.confirm(code, "1", to);
+    assert!(matches!(
+        w.confirm(code, "2", to),
+        ConfirmOutcome::Applied { served: true, .. }
+    ));
+    assert_eq!(
+        w.confirm(code, "3", to),
+        ConfirmOutcome::Rejected(Reason::AlreadyServed)
+    );
+    assert_eq!(
+        w.store.delivery(code).unwrap().unwrap().confirmations.len(),
+        2
+    );
+}
+
+#[test]
+fn served_at_is_the_engines_clock_not_the_apps_claim() {
+    let w = World::new();
+    let to = person(300_002_401);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    let long_ago = w.clock.now() - chrono::Duration::days(400);
+    let far_ahead = w.clock.now() + chrono::Duration::days(400);
+    confirm_claiming(&w, code, "1", to, long_ago);
+    w.clock.advance(Duration::from_secs(90));
+    let received = w.clock.now();
+    confirm_claiming(&w, code, "2", to, far_ahead);
+    assert_eq!(w.state(code), DeliveryState::Served { at: received });
+    let served = w
+        .receipts()
+        .into_iter()
+        .find_map(|r| match r.event {
+            ReceiptEvent::Served { served_at, .. } => Some(served_at),
+            _ => None,
+        })
+        .expect("a served receipt");
+    assert_eq!(served, received, "the receipt carries the engine's time");
+    // The apps' claims are kept beside the engine's times, as evidence.
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.confirmations[0].confirmed_at, long_ago);
+    assert_eq!(rec.confirmations[1].confirmed_at, far_ahead);
+    assert_eq!(rec.confirmations[1].received_at, received);
+}
+
+#[test]
+fn a_clock_stepped_back_behind_the_notice_never_panics() {
+    // A node moved to a host whose clock is behind, or an NTP step back:
+    // the notice's acceptance lies in the engine's future.
+    let w = World::new();
+    let to = person(300_002_501);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    let accepted = w.store.delivery(code).unwrap().unwrap().accepted_at;
+    w.clock.set(accepted - chrono::Duration::hours(3));
+    w.run();
+    confirm_claiming(&w, code, "1", to, accepted + chrono::Duration::days(1));
+    let back = w.clock.now();
+    confirm_claiming(&w, code, "2", to, accepted - chrono::Duration::days(1));
+    assert_eq!(w.state(code), DeliveryState::Served { at: back });
+    // And forward again: nothing is pending, nothing breaks.
+    w.clock.set(accepted + chrono::Duration::days(30));
+    w.run();
+    assert_eq!(w.state(code), DeliveryState::Served { at: back });
+}
+
+#[test]
+fn a_mailbox_corrected_back_to_reachable_resumes_its_rounds() {
+    let w = World::new();
+    // Wrongly reported deceased before round 1.
+    let to = person(300_002_601);
+    w.profile(to, MailboxStatus::Deceased, vec![]);
+    let code = w.notice(to, 1);
+    w.run();
+    assert!(matches!(w.state(code), DeliveryState::Unreachable { .. }));
+    assert!(w.rounds_sent(code).is_empty());
+    w.clock.advance(Duration::from_secs(60));
+    w.profile(to, MailboxStatus::Active, vec![]);
+    w.scheduler.activate_now(&[to]).unwrap();
+    w.run();
+    assert_eq!(
+        w.rounds_sent(code),
+        vec![1],
+        "round 1 goes out after the correction"
+    );
+    assert_eq!(w.state(code), DeliveryState::Scheduled);
+
+    // Notified once, then found deceased at round 2, then corrected: the
+    // rounds go on with round 2, not from the start.
+    let other = person(300_002_602);
+    w.profile(other, MailboxStatus::Active, vec![]);
+    let c2 = w.notice(other, 2);
+    w.run();
+    assert_eq!(w.rounds_sent(c2), vec![1]);
+    w.profile(other, MailboxStatus::Deceased, vec![]);
+    w.advance(DAY);
+    assert!(matches!(w.state(c2), DeliveryState::Unreachable { .. }));
+    w.clock.advance(Duration::from_secs(60));
+    w.profile(other, MailboxStatus::Active, vec![]);
+    w.scheduler.activate_now(&[other]).unwrap();
+    w.run();
+    assert_eq!(w.rounds_sent(c2), vec![1, 2]);
+
+    // An incapacitated person without a guardian gets one appointed.
+    let ward = person(300_002_603);
+    let guardian = person(300_002_604);
+    w.profile(ward, MailboxStatus::Incapacitated, vec![]);
+    w.profile(guardian, MailboxStatus::Active, vec![]);
+    let c3 = w.notice(ward, 3);
+    w.run();
+    assert!(matches!(w.state(c3), DeliveryState::Unreachable { .. }));
+    w.clock.advance(Duration::from_secs(60));
+    w.profile(ward, MailboxStatus::Incapacitated, vec![guardian]);
+    w.scheduler.activate_now(&[ward]).unwrap();
+    w.run();
+    assert_eq!(w.state(c3), DeliveryState::Scheduled);
+    let to_guardian = w
+        .gateway
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.0 == c3 && s.2);
+    assert!(to_guardian, "the guardian is notified");
 }

@@ -30,6 +30,11 @@ pub struct KafkaConfig {
     /// where the newest profile wins whatever the order) and starts the
     /// rounds of its own notices waiting for an activation. Keep it so.
     pub registry_group_id: String,
+    /// A profile whose `updated_at` lies further than this ahead of the
+    /// engine's clock is refused (`profile_from_future`, kept as a dead
+    /// letter): the newest profile wins, so a future-dated one would pin
+    /// the mailbox against every later correction.
+    pub registry_max_future_skew: HumanDuration,
     /// Recipients' confirmations (art. 29); empty to not consume them.
     pub acks_topic: String,
     /// Consumer group of the confirmations reader. Empty means
@@ -68,6 +73,9 @@ impl Default for KafkaConfig {
             dead_letter_topic: "karpoosheh.dlq".into(),
             registry_topic: "karpoosheh.registry".into(),
             registry_group_id: String::new(),
+            // Clocks of the identity side and the engine agree within
+            // seconds (NTP); minutes leave room for a slow one.
+            registry_max_future_skew: HumanDuration(Duration::from_secs(5 * 60)),
             acks_topic: "karpoosheh.acks".into(),
             acks_group_id: String::new(),
             // Off: librdkafka pause/resume lost records against tansu 0.6

@@ -110,6 +110,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
                 client_config(k, &k.consumer_options),
                 store.clone(),
                 follow.as_ref().map(|f| f.0.clone()),
+                k.registry_max_future_skew.0,
                 shutdown.clone(),
             )
             .context("starting the registry reader")?,

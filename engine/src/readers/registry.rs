@@ -51,11 +51,14 @@ fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> Dea
 }
 
 /// Reads one registry record (written at `at`) into an operation.
+/// `latest` is the newest `updated_at` accepted: the engine's clock plus
+/// `kafka.registry_max_future_skew`.
 fn read(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     at: DateTime<Utc>,
     position: SourcePosition,
+    latest: DateTime<Utc>,
 ) -> Op {
     let key_id = key
         .and_then(|k| std::str::from_utf8(k).ok())
@@ -114,6 +117,16 @@ fn read(
             "the record's key is not the profile's mailbox ID".to_owned(),
         ));
     }
+    if profile.updated_at > latest {
+        problems.push(Problem::new(
+            Reason::ProfileFromFuture,
+            "updated_at".to_owned(),
+            format!(
+                "updated_at {} is ahead of the engine's clock by more than kafka.registry_max_future_skew",
+                profile.updated_at.to_rfc3339()
+            ),
+        ));
+    }
     if problems.is_empty() {
         Op::Put(profile)
     } else {
@@ -145,11 +158,12 @@ fn apply(
         if !puts.is_empty() {
             for (applied, p) in store.put_profiles(puts)?.into_iter().zip(puts.iter()) {
                 if applied {
-                    if matches!(
-                        p.status,
-                        karpoosheh_schemas::MailboxStatus::Active
-                            | karpoosheh_schemas::MailboxStatus::Incapacitated
-                    ) {
+                    // Reachable: active, or incapacitated with a guardian
+                    // (a representative) to notify instead.
+                    if p.status == karpoosheh_schemas::MailboxStatus::Active
+                        || (p.status == karpoosheh_schemas::MailboxStatus::Incapacitated
+                            && !p.representatives.is_empty())
+                    {
                         reachable.push(p.id);
                     }
                     stats.applied += 1;
@@ -198,8 +212,10 @@ pub fn spawn(
     client: ClientConfig,
     store: Arc<dyn Store>,
     scheduler: Option<Arc<SchedulerHandle>>,
+    max_future_skew: Duration,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
+    let skew = chrono::Duration::from_std(max_future_skew).unwrap_or(chrono::Duration::MAX);
     let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
     ReaderRunning {
         reader: "registry",
@@ -231,6 +247,9 @@ pub fn spawn(
                                 partition: m.partition(),
                                 offset: m.offset(),
                             },
+                            Utc::now()
+                                .checked_add_signed(skew)
+                                .unwrap_or(DateTime::<Utc>::MAX_UTC),
                         )),
                         Some(Err(e)) => {
                             ReaderFailed {
@@ -329,6 +348,10 @@ mod tests {
     use crate::store::conformance::profile;
     use karpoosheh_schemas::MailboxStatus;
 
+    fn far() -> DateTime<Utc> {
+        DateTime::<Utc>::MAX_UTC
+    }
+
     fn pos() -> SourcePosition {
         SourcePosition::Kafka {
             topic: "karpoosheh.registry".into(),
@@ -343,21 +366,47 @@ mod tests {
         let p = profile(id, MailboxStatus::Active, 0);
         let json = serde_json::to_vec(&p).unwrap();
         assert!(matches!(
-            read(Some(b"0499370899"), Some(&json), Utc::now(), pos()),
+            read(Some(b"0499370899"), Some(&json), Utc::now(), pos(), far()),
             Op::Put(_)
         ));
         assert!(matches!(
-            read(Some(b"0499370899"), None, Utc::now(), pos()),
+            read(Some(b"0499370899"), None, Utc::now(), pos(), far()),
             Op::Delete(..)
         ));
-        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), Utc::now(), pos()) else {
+        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), Utc::now(), pos(), far()) else {
             panic!("a key naming another mailbox is refused")
         };
         assert_eq!(d.problems[0].reason, Reason::InvalidAddress);
-        let Op::Dead(d) = read(Some(b"0499370899"), Some(b"{oops"), Utc::now(), pos()) else {
+        let Op::Dead(d) = read(
+            Some(b"0499370899"),
+            Some(b"{oops"),
+            Utc::now(),
+            pos(),
+            far(),
+        ) else {
             panic!("malformed JSON is a dead letter")
         };
         assert_eq!(d.problems[0].reason, Reason::MalformedJson);
         assert_eq!(d.source, pos());
+    }
+
+    #[test]
+    fn a_profile_dated_past_the_allowed_skew_is_refused() {
+        let id = parse_recipient("0499370899").unwrap();
+        // `profile` dates it `minutes` after the conformance epoch.
+        let p = profile(id, MailboxStatus::Deceased, 60);
+        let json = serde_json::to_vec(&p).unwrap();
+        let at = p.updated_at;
+        let latest = at - chrono::Duration::seconds(1);
+        let Op::Dead(d) = read(Some(b"0499370899"), Some(&json), at, pos(), latest) else {
+            panic!("a profile from the future would pin the mailbox")
+        };
+        assert_eq!(d.problems[0].reason, Reason::ProfileFromFuture);
+        assert_eq!(d.problems[0].field.as_deref(), Some("updated_at"));
+        // Within the skew: applied.
+        assert!(matches!(
+            read(Some(b"0499370899"), Some(&json), at, pos(), at),
+            Op::Put(_)
+        ));
     }
 }

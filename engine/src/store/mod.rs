@@ -181,8 +181,9 @@ pub trait DeliveryStore: Send + Sync {
     /// The notice a confirmation ID was applied to, if it was.
     fn confirmation(&self, id: &str) -> Result<Option<TrackingCode>, StoreError>;
 
-    /// Notices of a mailbox waiting for it to be activated, oldest first:
-    /// those this node follows up (on a store shared by a fleet, the ones
+    /// Notices of a mailbox waiting for it to become reachable (activated,
+    /// or its profile corrected after it was found unreachable), oldest
+    /// first: those this node follows up (on a store shared by a fleet, the ones
     /// whose tracking code it issued; each node activates its own).
     fn awaiting_activation(
         &self,
