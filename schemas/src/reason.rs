@@ -146,6 +146,8 @@ reasons! {
     MailboxNotReachable = "mailbox_not_reachable",
     /// A mailbox profile is dated further in the future than the operator allows (kafka.registry_max_future_skew); it would pin the mailbox against later corrections.
     ProfileFromFuture = "profile_from_future",
+    /// A confirmation's Kafka record key is not the mailbox that confirms (confirmed_by): the key is what broker ACLs and partitioning see, so the two must agree.
+    KeyMismatch = "key_mismatch",
 }
 
 impl fmt::Display for Reason {

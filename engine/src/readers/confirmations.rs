@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{Confirmation, Reason, SCHEMA_VERSION};
+use karpoosheh_schemas::{parse_recipient, Confirmation, Reason, SCHEMA_VERSION};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -27,8 +27,9 @@ use crate::internal_events::{ReaderFailed, ReaderRunning};
 /// Confirmations read per durable write.
 const BATCH: usize = 2000;
 
-/// Reads one record: a confirmation, or why it cannot be one.
-pub(crate) fn read(payload: Option<&[u8]>) -> Result<Confirmation, Reason> {
+/// Reads one record: a confirmation, or why it cannot be one. The record's
+/// key must name the confirming mailbox (`<id>` or `<id>@iran`).
+pub(crate) fn read(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Confirmation, Reason> {
     let payload = payload.ok_or(Reason::EmptyPayload)?;
     let text = std::str::from_utf8(payload).map_err(|_| Reason::InvalidUtf8)?;
     let c: Confirmation = serde_json::from_str(text).map_err(|e| {
@@ -43,6 +44,12 @@ pub(crate) fn read(payload: Option<&[u8]>) -> Result<Confirmation, Reason> {
     }
     if c.confirmation_id.is_empty() || c.confirmation_id.len() > 128 {
         return Err(Reason::MissingField);
+    }
+    let key_id = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| parse_recipient(k.trim()).ok());
+    if key_id != Some(c.confirmed_by) {
+        return Err(Reason::KeyMismatch);
     }
     Ok(c)
 }
@@ -76,7 +83,7 @@ pub fn spawn(
                     match consumer.poll(wait) {
                         Some(Ok(m)) => {
                             polled += 1;
-                            match read(m.payload()) {
+                            match read(m.key(), m.payload()) {
                                 Ok(c) if c.tracking_code.node() == node_id => batch.push(c),
                                 Ok(_) => {} // another node's notice
                                 Err(reason) => ConfirmOutcome::Rejected(reason).emit(),
@@ -131,21 +138,37 @@ mod tests {
     #[test]
     fn confirmations_are_read_or_refused_with_a_reason() {
         let ok = br#"{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"0499370899","confirmed_at":"2026-11-23T10:00:00Z"}"#;
-        let c = read(Some(ok)).unwrap();
+        let c = read(Some(b"0499370899"), Some(ok)).unwrap();
         assert_eq!(c.confirmation_id, "c-1");
-        assert_eq!(read(None), Err(Reason::EmptyPayload));
-        assert_eq!(read(Some(b"\xff")), Err(Reason::InvalidUtf8));
-        assert_eq!(read(Some(b"{nope")), Err(Reason::MalformedJson));
+        assert_eq!(read(Some(b"0499370899"), None), Err(Reason::EmptyPayload));
         assert_eq!(
-            read(Some(br#"{"schema_version":"x"}"#)),
+            read(Some(b"0499370899"), Some(b"\xff")),
+            Err(Reason::InvalidUtf8)
+        );
+        assert_eq!(
+            read(Some(b"0499370899"), Some(b"{nope")),
+            Err(Reason::MalformedJson)
+        );
+        assert_eq!(
+            read(Some(b"0499370899"), Some(br#"{"schema_version":"x"}"#)),
             Err(Reason::WrongType)
         );
         let v2 = String::from_utf8(ok.to_vec())
             .unwrap()
             .replace("\"schema_version\":1", "\"schema_version\":2");
         assert_eq!(
-            read(Some(v2.as_bytes())),
+            read(Some(b"0499370899"), Some(v2.as_bytes())),
             Err(Reason::UnsupportedSchemaVersion)
         );
+    }
+
+    #[test]
+    fn the_record_key_must_name_the_confirming_mailbox() {
+        let ok = br#"{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"0499370899","confirmed_at":"2026-11-23T10:00:00Z"}"#;
+        assert!(read(Some(b"0499370899@iran"), Some(ok)).is_ok());
+        // Someone else's key, no key, or a key that is no mailbox ID.
+        for key in [Some(&b"2250153620"[..]), None, Some(&b"tax"[..])] {
+            assert_eq!(read(key, Some(ok)), Err(Reason::KeyMismatch), "{key:?}");
+        }
     }
 }
