@@ -185,13 +185,24 @@ impl World {
     }
 
     fn confirm(&self, code: TrackingCode, id: &str, by: MailboxId) -> ConfirmOutcome {
+        self.confirm_claiming(code, id, by, self.clock.now())
+    }
+
+    /// A confirmation from `by` whose app claims `claimed` as its time.
+    fn confirm_claiming(
+        &self,
+        code: TrackingCode,
+        id: &str,
+        by: MailboxId,
+        claimed: DateTime<Utc>,
+    ) -> ConfirmOutcome {
         self.scheduler
             .confirm_now(vec![Confirmation {
                 schema_version: SCHEMA_VERSION,
                 confirmation_id: id.into(),
                 tracking_code: code,
                 confirmed_by: by,
-                confirmed_at: self.clock.now(),
+                confirmed_at: claimed,
             }])
             .unwrap()[0]
     }
@@ -1068,25 +1079,6 @@ fn a_store_error_interrupts_a_pass_not_the_worker() {
     handle.stop();
 }
 
-/// A confirmation from `by` claiming `claimed` as its time.
-fn confirm_claiming(
-    w: &World,
-    code: TrackingCode,
-    id: &str,
-    by: MailboxId,
-    claimed: DateTime<Utc>,
-) -> ConfirmOutcome {
-    w.scheduler
-        .confirm_now(vec![Confirmation {
-            schema_version: SCHEMA_VERSION,
-            confirmation_id: id.into(),
-            tracking_code: code,
-            confirmed_by: by,
-            confirmed_at: claimed,
-        }])
-        .unwrap()[0]
-}
-
 #[test]
 fn a_confirmation_before_any_round_reached_the_person_is_refused() {
     let w = World::new();
@@ -1195,10 +1187,10 @@ fn served_at_is_the_engines_clock_not_the_apps_claim() {
     w.run();
     let long_ago = w.clock.now() - chrono::Duration::days(400);
     let far_ahead = w.clock.now() + chrono::Duration::days(400);
-    confirm_claiming(&w, code, "1", to, long_ago);
+    w.confirm_claiming(code, "1", to, long_ago);
     w.clock.advance(Duration::from_secs(90));
     let received = w.clock.now();
-    confirm_claiming(&w, code, "2", to, far_ahead);
+    w.confirm_claiming(code, "2", to, far_ahead);
     assert_eq!(w.state(code), DeliveryState::Served { at: received });
     let served = w
         .receipts()
@@ -1228,9 +1220,9 @@ fn a_clock_stepped_back_behind_the_notice_never_panics() {
     let accepted = w.store.delivery(code).unwrap().unwrap().accepted_at;
     w.clock.set(accepted - chrono::Duration::hours(3));
     w.run();
-    confirm_claiming(&w, code, "1", to, accepted + chrono::Duration::days(1));
+    w.confirm_claiming(code, "1", to, accepted + chrono::Duration::days(1));
     let back = w.clock.now();
-    confirm_claiming(&w, code, "2", to, accepted - chrono::Duration::days(1));
+    w.confirm_claiming(code, "2", to, accepted - chrono::Duration::days(1));
     assert_eq!(w.state(code), DeliveryState::Served { at: back });
     // And forward again: nothing is pending, nothing breaks.
     w.clock.set(accepted + chrono::Duration::days(30));

@@ -18,7 +18,25 @@ pub struct ReaderRunning<'a> {
     pub group: &'a str,
 }
 
-impl ReaderRunning<'_> {
+impl<'a> ReaderRunning<'a> {
+    pub fn started(reader: &'static str, topic: &'a str, group: &'a str) -> Self {
+        ReaderRunning {
+            reader,
+            running: true,
+            topic,
+            group,
+        }
+    }
+
+    pub fn stopped(reader: &'static str) -> Self {
+        ReaderRunning {
+            reader,
+            running: false,
+            topic: "",
+            group: "",
+        }
+    }
+
     pub fn emit(self) {
         gauge!(m::READER_RUNNING, "reader" => self.reader).set(if self.running {
             1.0

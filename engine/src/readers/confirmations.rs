@@ -64,13 +64,7 @@ pub fn spawn(
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    ReaderRunning {
-        reader: "confirmations",
-        running: true,
-        topic,
-        group: group_id,
-    }
-    .emit();
+    ReaderRunning::started("confirmations", topic, group_id).emit();
     let handle = std::thread::Builder::new()
         .name("acks".into())
         .spawn(move || {
@@ -119,13 +113,7 @@ pub fn spawn(
                     .emit();
                 }
             }
-            ReaderRunning {
-                reader: "confirmations",
-                running: false,
-                topic: "",
-                group: "",
-            }
-            .emit();
+            ReaderRunning::stopped("confirmations").emit();
         })
         .expect("spawn confirmations reader");
     Ok(handle)

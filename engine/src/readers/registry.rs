@@ -217,13 +217,7 @@ pub fn spawn(
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let skew = chrono::Duration::from_std(max_future_skew).unwrap_or(chrono::Duration::MAX);
     let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    ReaderRunning {
-        reader: "registry",
-        running: true,
-        topic,
-        group: group_id,
-    }
-    .emit();
+    ReaderRunning::started("registry", topic, group_id).emit();
     let handle = std::thread::Builder::new()
         .name("registry".into())
         .spawn(move || {
@@ -330,13 +324,7 @@ pub fn spawn(
                     .emit();
                 }
             }
-            ReaderRunning {
-                reader: "registry",
-                running: false,
-                topic: "",
-                group: "",
-            }
-            .emit();
+            ReaderRunning::stopped("registry").emit();
         })
         .expect("spawn registry reader");
     Ok(handle)
