@@ -131,8 +131,8 @@ fn strip(text: &str) -> String {
             // A character literal ('{', '"', '\''), not a lifetime ('a).
             '\'' => {
                 let rest: String = it.clone().take(4).collect();
-                let len = if rest.starts_with('\\') {
-                    rest[1..].find('\'').map(|i| i + 2)
+                let len = if let Some(escaped) = rest.strip_prefix('\\') {
+                    escaped.find('\'').map(|i| i + 2)
                 } else if rest.chars().nth(1) == Some('\'') {
                     Some(rest.chars().next().map_or(1, char::len_utf8) + 1)
                 } else {
