@@ -12,10 +12,11 @@
 //! - only while the notice is neither expired (`notice_expired`) nor
 //!   served (`already_served`); a late service after `not_served` stays
 //!   possible;
-//! - only from a mailbox that can act: the recipient's own confirmation is
-//!   refused while their mailbox is deceased, dissolved, not activated or
-//!   incapacitated (their guardian confirms), and any confirmation while
-//!   the notice waits for the mailbox to become reachable
+//! - only while someone can act for the mailbox: its holder while it is
+//!   active, only the guardian (a representative) while the person is
+//!   incapacitated, nobody once the person is deceased or the entity
+//!   dissolved (a delegation ends with its principal), and nobody while the
+//!   notice waits for the mailbox to become reachable
 //!   (`mailbox_not_reachable`).
 //!
 //! The legal time of service is the engine's clock when it received the
@@ -82,11 +83,19 @@ pub(crate) fn apply_confirmation(
     if matches!(rec.state, DeliveryState::Served { .. }) {
         return ConfirmOutcome::Rejected(Reason::AlreadyServed);
     }
-    let recipient_can_act = matches!(status, Some(MailboxStatus::Active));
+    // Who may act for the mailbox now: its holder while active; for an
+    // incapacitated person only the guardian (a representative); nobody for
+    // a deceased person or a dissolved entity (a delegation ends with its
+    // principal), a mailbox never activated, or one without a profile.
+    let can_act = match status {
+        Some(MailboxStatus::Active) => true,
+        Some(MailboxStatus::Incapacitated) => by_representative,
+        _ => false,
+    };
     if matches!(
         rec.state,
         DeliveryState::AwaitingActivation | DeliveryState::Unreachable { .. }
-    ) || (!by_representative && !recipient_can_act)
+    ) || !can_act
     {
         return ConfirmOutcome::Rejected(Reason::MailboxNotReachable);
     }

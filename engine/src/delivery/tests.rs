@@ -1143,15 +1143,21 @@ fn confirmations_for_a_deceased_or_not_activated_mailbox_are_refused() {
         w.confirm(b, "y", later),
         ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
     );
-    // Notified while alive, then reported deceased: no longer confirms.
-    let gone = person(300_002_203);
-    w.profile(gone, MailboxStatus::Active, vec![]);
+    // Notified while alive, then reported deceased: neither the person nor
+    // their representative confirms any more (the delegation ended).
+    let (gone, rep) = (person(300_002_203), person(300_002_204));
+    w.profile(gone, MailboxStatus::Active, vec![rep]);
+    w.profile(rep, MailboxStatus::Active, vec![]);
     let c = w.notice(gone, 3);
     w.run();
     w.clock.advance(Duration::from_secs(1));
-    w.profile(gone, MailboxStatus::Deceased, vec![]);
+    w.profile(gone, MailboxStatus::Deceased, vec![rep]);
     assert_eq!(
         w.confirm(c, "z", gone),
+        ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
+    );
+    assert_eq!(
+        w.confirm(c, "z-rep", rep),
         ConfirmOutcome::Rejected(Reason::MailboxNotReachable)
     );
 }
