@@ -76,27 +76,28 @@ impl MigrationApplied<'_> {
     }
 }
 
-/// The store repaired something on its way: `interrupted_write` (a notice
-/// whose first write was cut short, completed by its re-delivery) or
-/// `orphan_mailbox_entry` (a listing entry whose notice has expired or is
-/// still being written, not shown).
-pub struct StoreRepaired<'a> {
-    pub kind: &'static str,
-    /// The notice's tracking code, when known (never a national ID).
-    pub tracking_code: Option<&'a dyn std::fmt::Display>,
+/// The store repaired something on its way.
+pub enum StoreRepaired<'a> {
+    /// A notice whose first write was cut short, completed by its re-send.
+    InterruptedWrite {
+        tracking_code: &'a dyn std::fmt::Display,
+    },
+    /// A listing entry whose notice has expired or is still being
+    /// written: not shown.
+    OrphanMailboxEntry,
 }
 
 impl StoreRepaired<'_> {
     pub fn emit(self) {
-        counter!(m::STORE_REPAIRS, "kind" => self.kind).increment(1);
-        match self.tracking_code {
-            Some(code) => {
-                tracing::warn!(kind = self.kind, tracking_code = %code, "completing a notice whose first write was interrupted")
+        match self {
+            StoreRepaired::InterruptedWrite { tracking_code } => {
+                counter!(m::STORE_REPAIRS, "kind" => "interrupted_write").increment(1);
+                tracing::warn!(tracking_code = %tracking_code, "completing a notice whose first write was interrupted");
             }
-            None => tracing::debug!(
-                kind = self.kind,
-                "a mailbox entry without its notice was skipped"
-            ),
+            StoreRepaired::OrphanMailboxEntry => {
+                counter!(m::STORE_REPAIRS, "kind" => "orphan_mailbox_entry").increment(1);
+                tracing::debug!("a mailbox entry without its notice was skipped");
+            }
         }
     }
 }

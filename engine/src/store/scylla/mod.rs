@@ -946,9 +946,8 @@ impl ScyllaStore {
         };
         let mut timers = match &stored {
             None => {
-                StoreRepaired {
-                    kind: "interrupted_write",
-                    tracking_code: Some(&code),
+                StoreRepaired::InterruptedWrite {
+                    tracking_code: &code,
                 }
                 .emit();
                 self.put_notice_rows(n, code, accepted_at, true).await?

@@ -119,11 +119,7 @@ impl NoticeStore for ScyllaStore {
                 Some(r) => out.push(r.into_stored()?),
                 // Expired between the listing and the read, or a write
                 // still being completed: not shown.
-                None => StoreRepaired {
-                    kind: "orphan_mailbox_entry",
-                    tracking_code: None,
-                }
-                .emit(),
+                None => StoreRepaired::OrphanMailboxEntry.emit(),
             }
         }
         let next = if more { page.last().copied() } else { None };
