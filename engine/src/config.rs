@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
+pub use crate::evidence::trust::TrustConfig;
 pub use crate::kafka::KafkaConfig;
 pub use crate::pipeline::PipelineConfig;
 use crate::store::scylla::ScyllaConfig;
@@ -43,6 +44,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The registry of agencies allowed to send.
     pub agencies: AgenciesConfig,
+    /// The trust file: who may sign confirmations and mailbox profiles.
+    pub trust: TrustConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
 }

@@ -301,6 +301,14 @@ fn describe_all() {
         m::AGENCY_REGISTRY_LOADS,
         "Loads of the agency registry file, by result."
     );
+    describe_counter!(
+        m::SIGNED_INPUTS_REFUSED,
+        "Signed inputs (confirmations, mailbox profiles) refused before anything in them was applied, by kind and reason."
+    );
+    describe_counter!(
+        m::TRUST_FILE_LOADS,
+        "Loads of the trust file of signers, by result."
+    );
 }
 
 /// The running endpoint server.

@@ -22,6 +22,7 @@ const FLOORS: &[&str] = &[
     "health",
     // Adapters and their configuration, by role.
     "agencies",
+    "evidence",
     "kafka",
     "store",
     "channel",

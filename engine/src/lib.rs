@@ -29,6 +29,7 @@ mod agencies;
 mod channel;
 mod config;
 mod delivery;
+mod evidence;
 mod health;
 mod http;
 mod internal_events;
@@ -55,6 +56,7 @@ pub use crate::delivery::{
     Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification, StoreRegistry,
     SystemClock,
 };
+pub use crate::evidence::{b64url, jws, keys, trust, SignedKind};
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
 pub use crate::kafka::KafkaConfig;

@@ -148,6 +148,12 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Ed25519 keys: make a key pair, list the trusted keys, sign a message
+    /// (docs/operations.md, "Trust file and keys").
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// Create the ScyllaDB keyspace (NetworkTopologyStrategy with
     /// scylla.replication) and apply the schema migrations it lacks, in order.
     /// Engines never do this themselves unless scylla.migrate_on_start is set.
@@ -157,6 +163,177 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new Ed25519 key pair: the private JWK goes to --out (mode 0600,
+    /// never overwritten); the public key is printed as a trust-file entry.
+    Generate {
+        /// The key ID (1-64 of A-Z a-z 0-9 . _ -), unique in the trust file;
+        /// a date in it makes rotation readable, e.g. inbox-web-2026-12.
+        #[arg(long)]
+        kid: String,
+        /// Where to write the private key (a JSON Web Key).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// List the trust file's signers and keys (trust.file, or --file).
+    List {
+        /// The trust file to read instead of trust.file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print the active keys as a JSON Web Key Set (RFC 7517, RFC 8037).
+        #[arg(long)]
+        jwks: bool,
+    },
+    /// Sign messages for a topic that takes signed input: one JSON message
+    /// per line in (FILE or stdin), one signed message (JWS) per line out.
+    Sign {
+        /// The private key file (from `keys generate`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// What the messages are: confirmation or profile.
+        #[arg(long)]
+        kind: String,
+        /// NDJSON input; stdin when absent.
+        input: Option<PathBuf>,
+    },
+    /// Check signed messages against the trust file (trust.file, or --file),
+    /// one per line (FILE or stdin): prints `ok<TAB>signer<TAB>kid<TAB>payload`
+    /// or `refused<TAB>reason<TAB>message` per line; exits 1 if any is refused.
+    Verify {
+        /// What the messages must be: confirmation or profile.
+        #[arg(long)]
+        kind: String,
+        /// The trust file to read instead of trust.file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// NDJSON input; stdin when absent.
+        input: Option<PathBuf>,
+    },
+}
+
+fn keys_command(cfg: &Config, action: KeysCommand) -> Result<()> {
+    use karpoosheh_engine::keys::SigningKey;
+    use karpoosheh_engine::{jws, trust, SignedKind};
+    match action {
+        KeysCommand::Generate { kid, out } => {
+            let key = SigningKey::generate(&kid)?;
+            key.save(&out)?;
+            let public = key.public_jwk();
+            eprintln!(
+                "karpoosheh: private key written to {} (keep it secret; only its owner signs with it)",
+                out.display()
+            );
+            println!("# Add under the signer's [signer.<id>] table in the trust file:");
+            println!("[[signer.<id>.keys]]");
+            println!("kid = {}", toml_string(&public.kid));
+            println!("public_key = {}", toml_string(&public.x));
+            println!("status = \"active\"");
+            Ok(())
+        }
+        KeysCommand::List { file, jwks } => {
+            let path = file.unwrap_or_else(|| cfg.trust.file.clone());
+            if path.as_os_str().is_empty() {
+                bail!("no trust file: pass --file or set trust.file");
+            }
+            let keys = trust::load_file(&path)?;
+            if jwks {
+                let set: Vec<_> = keys
+                    .iter()
+                    .filter(|k| {
+                        k.status == trust::KeyStatus::Active
+                            && k.signer_status == trust::SignerStatus::Active
+                    })
+                    .map(|k| {
+                        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": k.kid, "x": k.public_key, "use": "sig", "alg": "EdDSA"})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "keys": set }))?
+                );
+                return Ok(());
+            }
+            println!("SIGNER\tSIGNER_STATUS\tMAY_SIGN\tKID\tKEY_STATUS\tPUBLIC_KEY");
+            for k in keys {
+                let may: Vec<_> = k.may_sign.iter().map(|m| m.as_str()).collect();
+                println!(
+                    "{}\t{:?}\t{}\t{}\t{:?}\t{}",
+                    k.signer,
+                    k.signer_status,
+                    may.join(","),
+                    k.kid,
+                    k.status,
+                    k.public_key
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Sign { key, kind, input } => {
+            let kind = SignedKind::parse(&kind)
+                .ok_or_else(|| anyhow::anyhow!("--kind {kind:?}: confirmation or profile"))?;
+            let key = SigningKey::load(&key)?;
+            let reader: Box<dyn BufRead> = match input {
+                Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p)?)),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for (n, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if serde_json::from_str::<serde_json::Value>(&line).is_err() {
+                    bail!("line {}: not JSON; nothing after it was signed", n + 1);
+                }
+                out.write_all(&jws::sign(kind, line.trim().as_bytes(), &key))?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        KeysCommand::Verify { kind, file, input } => {
+            let kind = SignedKind::parse(&kind)
+                .ok_or_else(|| anyhow::anyhow!("--kind {kind:?}: confirmation or profile"))?;
+            let path = file.unwrap_or_else(|| cfg.trust.file.clone());
+            if path.as_os_str().is_empty() {
+                bail!("no trust file: pass --file or set trust.file");
+            }
+            let trust = trust::Trust::fixed(&trust::load_file(&path)?);
+            let reader: Box<dyn BufRead> = match input {
+                Some(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p)?)),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            let mut refused = 0u64;
+            for line in reader.lines() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match trust.verify(kind, line.trim().as_bytes()) {
+                    Ok(v) => writeln!(
+                        out,
+                        "ok\t{}\t{}\t{}",
+                        v.signer,
+                        v.kid,
+                        String::from_utf8_lossy(&v.payload)
+                    )?,
+                    Err(p) => {
+                        refused += 1;
+                        writeln!(out, "refused\t{}\t{}", p.reason, p.message)?;
+                    }
+                }
+            }
+            out.flush()?;
+            if refused > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(cfg: &Config) {
@@ -566,6 +743,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", toml::to_string_pretty(&cfg)?);
             Ok(())
         }
+        Command::Keys { action } => keys_command(&cfg, action),
         Command::Migrate { print } => {
             use karpoosheh_engine::scylla;
             if print {

@@ -71,6 +71,8 @@ pub struct ProduceOptions {
     pub rate: u64,
     /// Mailbox profiles to send to the registry topic first.
     pub registrations: u64,
+    /// Signs the profiles (the identity side's key).
+    pub signing_key: Option<std::sync::Arc<karpoosheh_engine::keys::SigningKey>>,
     /// Wait for receipts (and dead letters) of everything produced.
     pub wait_receipts: Option<Duration>,
     /// Partitions for topics created on the way.
@@ -211,11 +213,14 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
             representatives: vec![],
             updated_at: chrono::Utc::now(),
         };
-        send(
-            &target.registry_topic,
-            id.to_string().as_bytes(),
-            &serde_json::to_vec(&p)?,
-        );
+        let json = serde_json::to_vec(&p)?;
+        let signed = match &opts.signing_key {
+            Some(k) => {
+                karpoosheh_engine::jws::sign(karpoosheh_engine::SignedKind::Profile, &json, k)
+            }
+            None => anyhow::bail!("registrations need a signing key"),
+        };
+        send(&target.registry_topic, id.to_string().as_bytes(), &signed);
         report.registrations += 1;
     }
     let mut i = 0;

@@ -95,6 +95,11 @@ enum Command {
         /// Mailbox profiles to send to the registry topic first.
         #[arg(long, default_value_t = 0)]
         registrations: u64,
+        /// The identity side's private key (`karpoosheh keys generate`) that
+        /// signs the profiles; required with --registrations. The engine's
+        /// trust file must allow it to sign profiles.
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
         /// Generator seed (also tags the references); default: the clock.
         #[arg(long)]
         seed: Option<u64>,
@@ -304,11 +309,21 @@ fn run() -> Result<()> {
             bad_ratio,
             duplicate_ratio,
             registrations,
+            signing_key,
             seed,
             partitions,
             no_wait,
             timeout,
         } => {
+            let signing_key = match (signing_key, *registrations) {
+                (_, 0) => None,
+                (Some(path), _) => Some(std::sync::Arc::new(
+                    karpoosheh_engine::keys::SigningKey::load(path)?,
+                )),
+                (None, _) => anyhow::bail!(
+                    "--registrations needs --signing-key: the engine applies only signed profiles"
+                ),
+            };
             let seed = seed.unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as u64);
             let opts = karpoosheh_loadtest::kafka::ProduceOptions {
                 traffic: TrafficConfig {
@@ -320,6 +335,7 @@ fn run() -> Result<()> {
                 },
                 rate: *rate,
                 registrations: *registrations,
+                signing_key,
                 wait_receipts: (!no_wait).then(|| std::time::Duration::from_secs(*timeout)),
                 partitions: *partitions,
             };

@@ -275,6 +275,12 @@ pub const KAFKA_PRODUCE_ERRORS: &str = "karpoosheh_kafka_produce_errors_total";
 pub const PROFILES: &str = "karpoosheh_profiles_total";
 /// Loads of the agency registry file. Labels: `result` (ok, error).
 pub const AGENCY_REGISTRY_LOADS: &str = "karpoosheh_agency_registry_loads_total";
+/// Signed inputs refused before anything in them was applied. Labels:
+/// `kind` (confirmation, profile), `reason` (unsigned, bad_signature,
+/// unknown_key, key_revoked, signer_not_allowed, wrong_message_kind).
+pub const SIGNED_INPUTS_REFUSED: &str = "karpoosheh_signed_inputs_refused_total";
+/// Loads of the trust file. Labels: `result` (ok, error).
+pub const TRUST_FILE_LOADS: &str = "karpoosheh_trust_file_loads_total";
 /// Errors of the notice consumer's client, retried by librdkafka. Labels:
 /// `kind` (client, rebalance, consume, pause_resume, seek).
 pub const KAFKA_CLIENT_ERRORS: &str = "karpoosheh_kafka_client_errors_total";
@@ -320,6 +326,8 @@ pub const KAFKA: &[&str] = &[
     KAFKA_PRODUCE_ERRORS,
     PROFILES,
     AGENCY_REGISTRY_LOADS,
+    SIGNED_INPUTS_REFUSED,
+    TRUST_FILE_LOADS,
     KAFKA_CLIENT_ERRORS,
     READER_RUNNING,
     READER_ERRORS,

@@ -148,6 +148,18 @@ reasons! {
     ProfileFromFuture = "profile_from_future",
     /// A confirmation's Kafka record key is not the mailbox that confirms (confirmed_by): the key is what broker ACLs and partitioning see, so the two must agree.
     KeyMismatch = "key_mismatch",
+    /// A confirmation or mailbox profile that is not signed: it must be a JWS (flattened JSON serialization, EdDSA) by a key in the operator's trust file.
+    Unsigned = "unsigned",
+    /// The signature does not verify, or the signed envelope is malformed (its header, encoding or algorithm).
+    BadSignature = "bad_signature",
+    /// The signature names a key ID that is not in the operator's trust file.
+    UnknownKey = "unknown_key",
+    /// The signing key was revoked in the trust file (a leaked or retired key).
+    KeyRevoked = "key_revoked",
+    /// The signer is suspended or revoked in the trust file, or not allowed to sign this kind of message.
+    SignerNotAllowed = "signer_not_allowed",
+    /// The message was signed as another kind (the JWS typ header): a signed profile is no confirmation, and the reverse.
+    WrongMessageKind = "wrong_message_kind",
 }
 
 impl fmt::Display for Reason {

@@ -61,3 +61,181 @@ fn unknown_configuration_keys_are_refused() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("shards = 2"));
 }
+
+/// Python with the `cryptography` package, or None (the test says SKIPPED;
+/// scripts/test installs it and sets KARPOOSHEH_REQUIRE_PYTHON=1, which
+/// turns a missing one into a failure).
+fn python_with_cryptography(test: &str) -> Option<&'static str> {
+    let ok = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import cryptography.hazmat.primitives.asymmetric.ed25519",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("python3");
+    }
+    if std::env::var_os("KARPOOSHEH_REQUIRE_PYTHON").is_some() {
+        panic!("{test}: python3 with the cryptography package is required (Debian: python3-cryptography)");
+    }
+    eprintln!("SKIPPED {test}: python3 with the cryptography package is not installed");
+    None
+}
+
+fn python_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+fn pipe(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn signed_inputs_interoperate_with_an_independent_python_signer() {
+    let Some(python) = python_with_cryptography("signed_inputs_python") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("inbox.jwk");
+    let out = run(
+        &[
+            "keys",
+            "generate",
+            "--kid",
+            "inbox-2026-12",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let entry = String::from_utf8(out.stdout).unwrap();
+    assert!(entry.contains("kid = \"inbox-2026-12\""), "{entry}");
+    let again = run(
+        &[
+            "keys",
+            "generate",
+            "--kid",
+            "inbox-2026-12",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!again.status.success(), "a key file is never overwritten");
+    // The printed entry, under a signer, is a working trust file.
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(
+        &trust,
+        format!(
+            "[signer.inbox]\nstatus = \"active\"\nmay_sign = [\"confirmation\"]\n{}",
+            entry
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.replace("<id>", "inbox") + "\n")
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let message = format!(
+        r#"{{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"{}","confirmed_at":"2026-11-23T10:00:00Z"}}"#,
+        person(499_370_000)
+    );
+    // Python signs; the engine verifies.
+    let signed = pipe(
+        std::process::Command::new(python)
+            .arg(python_script("jws.py"))
+            .args(["sign", key.to_str().unwrap(), "confirmation"]),
+        message.as_bytes(),
+    );
+    assert!(signed.status.success(), "{signed:?}");
+    let verify = |input: &[u8], kind: &str| {
+        pipe(
+            std::process::Command::new(karpoosheh_tests::karpoosheh_bin()).args([
+                "keys",
+                "verify",
+                "--kind",
+                kind,
+                "--file",
+                trust.to_str().unwrap(),
+            ]),
+            input,
+        )
+    };
+    let ok = verify(&signed.stdout, "confirmation");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert_eq!(
+        text.trim_end(),
+        format!("ok\tinbox\tinbox-2026-12\t{message}")
+    );
+    // Not as a profile, and not once edited.
+    let as_profile = verify(&signed.stdout, "profile");
+    assert!(!as_profile.status.success());
+    assert!(String::from_utf8_lossy(&as_profile.stdout).starts_with("refused\twrong_message_kind"));
+    let mut sig_flipped: serde_json::Value = serde_json::from_slice(&signed.stdout).unwrap();
+    let s = sig_flipped["signature"].as_str().unwrap().to_owned();
+    let flipped = match s.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &s[1..]),
+    };
+    sig_flipped["signature"] = flipped.into();
+    let bad = verify(sig_flipped.to_string().as_bytes(), "confirmation");
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).starts_with("refused\tbad_signature"),
+        "{bad:?}"
+    );
+
+    // The engine signs; Python verifies, byte for byte the same message.
+    let ours = pipe(
+        std::process::Command::new(karpoosheh_tests::karpoosheh_bin()).args([
+            "keys",
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--kind",
+            "confirmation",
+        ]),
+        message.as_bytes(),
+    );
+    assert!(ours.status.success(), "{ours:?}");
+    assert_eq!(
+        ours.stdout, signed.stdout,
+        "Ed25519 is deterministic: the same bytes"
+    );
+    let x = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("public_key = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let back = pipe(
+        std::process::Command::new(python)
+            .arg(python_script("jws.py"))
+            .args(["verify", &x, "confirmation"]),
+        &ours.stdout,
+    );
+    assert!(back.status.success(), "{back:?}");
+    assert_eq!(String::from_utf8_lossy(&back.stdout).trim_end(), message);
+    let refused = pipe(
+        std::process::Command::new(python)
+            .arg(python_script("jws.py"))
+            .args(["verify", &x, "confirmation"]),
+        sig_flipped.to_string().as_bytes(),
+    );
+    assert!(
+        !refused.status.success(),
+        "Python refuses the flipped signature too"
+    );
+}

@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use karpoosheh_engine::{FjallStore, FjallStoreConfig, NoticeStore, ProfileStore};
+use karpoosheh_engine::keys::SigningKey;
+use karpoosheh_engine::{
+    b64url, jws, FjallStore, FjallStoreConfig, NoticeStore, ProfileStore, SignedKind,
+};
 use karpoosheh_schemas::{AgencyId, MailboxId, Reason};
 use karpoosheh_tests::{envelope, karpoosheh_bin, person};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -263,6 +266,40 @@ struct Engine {
     log: Arc<Mutex<String>>,
 }
 
+/// The test's signers: the inbox app (confirmations; a current and an
+/// older key, both active: a rotation in progress) and the identity side
+/// (profiles). Fixed seeds: every test's trust file is the same.
+fn inbox_key() -> SigningKey {
+    SigningKey::from_seed("inbox-2026-12", [11; 32]).unwrap()
+}
+fn inbox_old_key() -> SigningKey {
+    SigningKey::from_seed("inbox-2026-06", [12; 32]).unwrap()
+}
+fn identity_key() -> SigningKey {
+    SigningKey::from_seed("identity-1", [13; 32]).unwrap()
+}
+
+fn trust_file(old_inbox_key_status: &str) -> String {
+    format!(
+        "[signer.inbox]\nstatus = \"active\"\nmay_sign = [\"confirmation\"]\n\
+         [[signer.inbox.keys]]\nkid = \"{}\"\npublic_key = \"{}\"\nstatus = \"active\"\n\
+         [[signer.inbox.keys]]\nkid = \"{}\"\npublic_key = \"{}\"\nstatus = \"{old_inbox_key_status}\"\n\
+         [signer.identity]\nstatus = \"active\"\nmay_sign = [\"profile\"]\n\
+         [[signer.identity.keys]]\nkid = \"{}\"\npublic_key = \"{}\"\nstatus = \"active\"\n",
+        inbox_key().kid(),
+        b64url(inbox_key().public_key()),
+        inbox_old_key().kid(),
+        b64url(inbox_old_key().public_key()),
+        identity_key().kid(),
+        b64url(identity_key().public_key()),
+    )
+}
+
+/// A mailbox profile as the identity side sends it: signed.
+fn signed_profile(json: &str) -> Vec<u8> {
+    jws::sign(SignedKind::Profile, json.as_bytes(), &identity_key())
+}
+
 const AGENCIES_FILE: &str = "[agency.tax]\nstatus = \"approved\"\n[agency.judiciary]\nstatus = \"approved\"\n[agency.utilities]\nstatus = \"approved\"\n[agency.old-ministry]\nstatus = \"dissolved\"\n[agency.paused]\nstatus = \"suspended\"\n";
 
 impl Engine {
@@ -271,6 +308,10 @@ impl Engine {
         let agencies = dir.join("agencies.toml");
         if !agencies.exists() {
             std::fs::write(&agencies, AGENCIES_FILE).unwrap();
+        }
+        let trust = dir.join("trust.toml");
+        if !trust.exists() {
+            std::fs::write(&trust, trust_file("active")).unwrap();
         }
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -282,6 +323,8 @@ impl Engine {
             "metrics.listen=\"127.0.0.1:0\"".into(),
             "store.durability=buffered".into(),
             format!("agencies.file={:?}", agencies.display().to_string()),
+            format!("trust.file={:?}", trust.display().to_string()),
+            "trust.reload_interval=\"0s\"".into(),
             format!("kafka.brokers={:?}", broker.addr()),
             format!("kafka.group_id={:?}", format!("{}-group", names.prefix)),
             format!("kafka.notice_topic_prefix={:?}", format!("{}.notices.", names.prefix)),
@@ -721,7 +764,7 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
         expect.insert((agency.to_string(), r), "rejected:agency_not_allowed");
         produced += 1;
     }
-    // Registry: two profiles and one invalid one.
+    // Registry: two signed profiles, one broken and one unsigned.
     let reg_a = person(612_000_000);
     let profile = |id: &str, status: &str| {
         serde_json::json!({"schema_version": 1, "id": id, "status": status, "access_level": 2,
@@ -732,16 +775,23 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
         &p,
         &names.registry(),
         &reg_a,
-        profile(&reg_a, "active").as_bytes(),
+        &signed_profile(&profile(&reg_a, "active")),
     );
     let reg_b = person(613_000_000);
     produce(
         &p,
         &names.registry(),
         &reg_b,
-        profile(&reg_b, "deceased").as_bytes(),
+        &signed_profile(&profile(&reg_b, "deceased")),
     );
     produce(&p, &names.registry(), &reg_b, b"{broken");
+    let reg_c = person(614_000_000);
+    produce(
+        &p,
+        &names.registry(),
+        &reg_c,
+        profile(&reg_c, "active").as_bytes(),
+    );
     p.flush(Duration::from_secs(30)).unwrap();
 
     engine.wait_for("every record handled", Duration::from_secs(90), |e| {
@@ -749,8 +799,16 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
     });
     engine.wait_for("profiles", Duration::from_secs(30), |e| {
         e.metric("karpoosheh_profiles_total", "applied") >= 2.0
-            && e.metric("karpoosheh_profiles_total", "invalid") >= 1.0
+            && e.metric("karpoosheh_profiles_total", "invalid") >= 2.0
     });
+    assert_eq!(
+        engine.metric(
+            "karpoosheh_signed_inputs_refused_total",
+            "kind=\"profile\",reason=\"unsigned\""
+        ),
+        1.0,
+        "the unsigned profile refused (the broken one is malformed JSON)"
+    );
     let received = engine.metric("karpoosheh_records_received_total", "kafka");
     assert_eq!(received, produced as f64, "every record consumed once");
     assert_eq!(engine.metric("karpoosheh_notices_stored_total", ""), 300.0);
@@ -856,6 +914,10 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
         .expect("profile stored");
     assert_eq!(a.status, karpoosheh_schemas::MailboxStatus::Active);
     assert!(store.profile(mailbox(&reg_b)).unwrap().is_some());
+    assert!(
+        store.profile(mailbox(&reg_c)).unwrap().is_none(),
+        "the unsigned profile was never applied"
+    );
     let spoofed = store
         .rejections(Some(&AgencyId::parse("evil").unwrap()), None, 100)
         .unwrap();
@@ -1159,7 +1221,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         &p,
         &names.registry(),
         &active,
-        profile(&active, "active", "2026-01-01T00:00:00Z").as_bytes(),
+        &signed_profile(&profile(&active, "active", "2026-01-01T00:00:00Z")),
     );
     p.flush(Duration::from_secs(30)).unwrap();
     engine.wait_for("the profile", Duration::from_secs(60), |e| {
@@ -1209,21 +1271,84 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         .clone()
         .unwrap();
 
-    // Two confirmations (and a re-delivered one) from the inbox app.
     let ack = |cid: &str| {
         serde_json::json!({"schema_version": 1, "confirmation_id": cid, "tracking_code": code,
             "confirmed_by": active, "confirmed_at": chrono::Utc::now()})
         .to_string()
     };
-    for cid in ["k1", "k1", "k2"] {
-        produce(&p, &names.acks(), &active, ack(cid).as_bytes());
+    let sign =
+        |json: &str, key: &SigningKey| jws::sign(SignedKind::Confirmation, json.as_bytes(), key);
+    // First what must never count: unsigned, signed by a stranger, by a
+    // stranger under the inbox's key ID, by the identity side (not allowed
+    // to confirm), a profile signature, the right signature under someone
+    // else's record key, and a signed message edited after signing.
+    let stranger = SigningKey::from_seed("stranger", [99; 32]).unwrap();
+    let impostor = SigningKey::from_seed(inbox_key().kid(), [98; 32]).unwrap();
+    let (f7, f8) = (ack("f7"), ack("f8"));
+    let edited = String::from_utf8(sign(&f7, &inbox_key()))
+        .unwrap()
+        .replace(&b64url(f7.as_bytes()), &b64url(f8.as_bytes()));
+    assert_ne!(edited.as_bytes(), sign(&f7, &inbox_key()), "edited");
+    let forged: Vec<(&str, Vec<u8>)> = vec![
+        (&active, ack("f1").into_bytes()),
+        (&active, sign(&ack("f2"), &stranger)),
+        (&active, sign(&ack("f3"), &impostor)),
+        (&active, sign(&ack("f4"), &identity_key())),
+        (
+            &active,
+            jws::sign(SignedKind::Profile, ack("f5").as_bytes(), &identity_key()),
+        ),
+        (&later, sign(&ack("f6"), &inbox_key())),
+        (&active, edited.into_bytes()),
+    ];
+    for (key, value) in &forged {
+        produce(&p, &names.acks(), key, value);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    engine.wait_for(
+        "the forged confirmations refused",
+        Duration::from_secs(60),
+        |e| {
+            e.metric("karpoosheh_confirmations_total", "outcome=\"rejected\"")
+                >= forged.len() as f64
+        },
+    );
+    for (reason, n) in [
+        ("unsigned", 1.0),
+        ("unknown_key", 1.0),
+        ("bad_signature", 2.0),
+        ("signer_not_allowed", 1.0),
+        ("wrong_message_kind", 1.0),
+    ] {
+        assert_eq!(
+            engine.metric(
+                "karpoosheh_signed_inputs_refused_total",
+                &format!("kind=\"confirmation\",reason=\"{reason}\"")
+            ),
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        engine.metric("karpoosheh_confirmations_total", "reason=\"key_mismatch\""),
+        1.0
+    );
+
+    // Two confirmations from the inbox app, one with the key being rotated
+    // out (both active), and a re-delivered one (a replay).
+    for (cid, key) in [
+        ("k1", inbox_old_key()),
+        ("k1", inbox_old_key()),
+        ("k2", inbox_key()),
+    ] {
+        produce(&p, &names.acks(), &active, &sign(&ack(cid), &key));
     }
     // The second person registers.
     produce(
         &p,
         &names.registry(),
         &later,
-        profile(&later, "active", "2026-02-01T00:00:00Z").as_bytes(),
+        &signed_profile(&profile(&later, "active", "2026-02-01T00:00:00Z")),
     );
     p.flush(Duration::from_secs(30)).unwrap();
     let a = read_answers(
@@ -1256,4 +1381,51 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         1.0
     );
     assert_eq!(engine.metric("karpoosheh_notices_served_total", "tax"), 1.0);
+
+    // The rotation ends: the old key is revoked in the trust file (read
+    // again within the reload interval, 0 s here), and what it signs now
+    // is refused.
+    std::fs::write(dir.path().join("trust.toml"), trust_file("revoked")).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("trust.toml"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    produce(
+        &p,
+        &names.acks(),
+        &active,
+        &sign(&ack("k3"), &inbox_old_key()),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    // Counted once kept in the store.
+    engine.wait_for("the revoked key refused", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_confirmations_total", "reason=\"key_revoked\"") >= 1.0
+    });
+    // Every refused confirmation is kept for the operator.
+    drop(engine);
+    let out = Command::new(karpoosheh_bin())
+        .args(["dead-letters", "--limit", "100", "--data-dir"])
+        .arg(dir.path().join("node4"))
+        .env_remove("KARPOOSHEH_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for reason in [
+        "unsigned",
+        "unknown_key",
+        "bad_signature",
+        "signer_not_allowed",
+        "wrong_message_kind",
+        "key_mismatch",
+        "key_revoked",
+    ] {
+        assert!(text.contains(reason), "{reason} kept: {text}");
+    }
+    assert!(
+        !text.contains(&active),
+        "no national ID printed in clear: {text}"
+    );
 }

@@ -14,6 +14,7 @@
 
 mod channel;
 mod delivery;
+mod evidence;
 mod ingest;
 mod kafka;
 mod readers;
@@ -26,6 +27,7 @@ use karpoosheh_schemas::{AgencyId, Channel};
 
 pub use self::channel::*;
 pub use self::delivery::*;
+pub use self::evidence::*;
 pub use self::ingest::*;
 pub use self::kafka::*;
 pub use self::readers::*;

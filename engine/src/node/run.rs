@@ -12,8 +12,10 @@ use anyhow::Context;
 use crate::agencies::AgencyRegistry;
 use crate::config::Config;
 use crate::delivery::{Outbox, StoreRegistry};
+use crate::evidence::trust::Trust;
 use crate::health::Health;
 use crate::http::{install_recorder, HttpServer};
+use crate::internal_events::SignedInputRefused;
 use crate::kafka::client_config;
 use crate::pipeline::RunSummary;
 use crate::readers;
@@ -28,6 +30,19 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     // The recorder first, so start-up events are counted too.
     let recorder = (!cfg.metrics.listen.is_empty()).then(install_recorder);
     let agencies = AgencyRegistry::open(&cfg.agencies)?;
+    let k = &cfg.kafka;
+    // Confirmations and profiles are applied only when signed by a key
+    // the operator trusts: no trust file, no side readers.
+    let reads_signed =
+        (cfg.delivery.enabled && !k.acks_topic.is_empty()) || !k.registry_topic.is_empty();
+    let trust = if reads_signed {
+        SignedInputRefused::zero(&["confirmation", "profile"]);
+        Some(Trust::open(&cfg.trust).context(
+            "kafka.acks_topic or kafka.registry_topic is set, so trust.file must name the trust file of signers (or set both topics to \"\")",
+        )?)
+    } else {
+        None
+    };
     let store = super::open_store(cfg)?;
     let _server = match recorder {
         None => None,
@@ -39,7 +54,6 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             Some(s)
         }
     };
-    let k = &cfg.kafka;
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
@@ -81,11 +95,15 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             };
             Some(
                 readers::confirmations::spawn(
-                    &k.acks_topic,
-                    &group,
+                    readers::Subscription {
+                        topic: &k.acks_topic,
+                        group_id: &group,
+                        client: client_config(k, &k.consumer_options),
+                    },
                     cfg.node_id,
-                    client_config(k, &k.consumer_options),
                     scheduler.clone(),
+                    store.clone(),
+                    trust.clone().expect("opened when acks are read"),
                     shutdown.clone(),
                 )
                 .context("starting the confirmations reader")?,
@@ -105,12 +123,15 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         };
         Some(
             readers::registry::spawn(
-                &k.registry_topic,
-                &group,
-                client_config(k, &k.consumer_options),
+                readers::Subscription {
+                    topic: &k.registry_topic,
+                    group_id: &group,
+                    client: client_config(k, &k.consumer_options),
+                },
                 store.clone(),
                 follow.as_ref().map(|f| f.0.clone()),
                 k.registry_max_future_skew.0,
+                trust.clone().expect("opened when profiles are read"),
                 shutdown.clone(),
             )
             .context("starting the registry reader")?,

@@ -15,61 +15,99 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{parse_recipient, Confirmation, Reason, SCHEMA_VERSION};
-use rdkafka::config::ClientConfig;
+use chrono::Utc;
+use karpoosheh_schemas::{
+    parse_recipient, Confirmation, Problem, Reason, SourcePosition, SCHEMA_VERSION,
+};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::delivery::{ConfirmOutcome, SchedulerHandle};
+use crate::evidence::trust::Trust;
+use crate::evidence::SignedKind;
 use crate::internal_events::{ReaderFailed, ReaderRunning};
+use crate::model::{dead_letter, Entry};
+use crate::store::Store;
 
 /// Confirmations read per durable write.
 const BATCH: usize = 2000;
 
-/// Reads one record: a confirmation, or why it cannot be one. The record's
-/// key must name the confirming mailbox (`<id>` or `<id>@iran`).
-pub(crate) fn read(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Confirmation, Reason> {
-    let payload = payload.ok_or(Reason::EmptyPayload)?;
-    let text = std::str::from_utf8(payload).map_err(|_| Reason::InvalidUtf8)?;
+/// Reads one record: a confirmation, or why it cannot be one. The value
+/// must be signed (a JWS) by a key the trust file allows for
+/// confirmations, and the record's key must name the confirming mailbox
+/// (`<id>` or `<id>@iran`).
+pub(crate) fn read(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    trust: &Trust,
+) -> Result<Confirmation, Problem> {
+    let payload = payload
+        .ok_or_else(|| Problem::new(Reason::EmptyPayload, None, "a record without a value"))?;
+    let verified = trust.verify(SignedKind::Confirmation, payload)?;
+    let text = std::str::from_utf8(&verified.payload).map_err(|_| {
+        Problem::new(
+            Reason::InvalidUtf8,
+            None,
+            "the signed payload is not valid UTF-8",
+        )
+    })?;
     let c: Confirmation = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
+        let reason = if e.is_data() {
             Reason::WrongType
         } else {
             Reason::MalformedJson
-        }
+        };
+        Problem::new(reason, None, format!("not a confirmation: {e}"))
     })?;
     if c.schema_version != SCHEMA_VERSION {
-        return Err(Reason::UnsupportedSchemaVersion);
+        return Err(Problem::new(
+            Reason::UnsupportedSchemaVersion,
+            "schema_version".to_owned(),
+            format!(
+                "schema_version {} is not {SCHEMA_VERSION}",
+                c.schema_version
+            ),
+        ));
     }
     if c.confirmation_id.is_empty() || c.confirmation_id.len() > 128 {
-        return Err(Reason::MissingField);
+        return Err(Problem::new(
+            Reason::MissingField,
+            "confirmation_id".to_owned(),
+            "confirmation_id must be 1-128 bytes",
+        ));
     }
     let key_id = key
         .and_then(|k| std::str::from_utf8(k).ok())
         .and_then(|k| parse_recipient(k.trim()).ok());
     if key_id != Some(c.confirmed_by) {
-        return Err(Reason::KeyMismatch);
+        return Err(Problem::new(
+            Reason::KeyMismatch,
+            "confirmed_by".to_owned(),
+            "the record's key is not the confirming mailbox (confirmed_by)",
+        ));
     }
     Ok(c)
 }
 
 /// Starts the reader thread; it stops when `shutdown` is set.
 pub fn spawn(
-    topic: &str,
-    group_id: &str,
+    sub: super::Subscription<'_>,
     node_id: u16,
-    client: ClientConfig,
     scheduler: Arc<SchedulerHandle>,
+    store: Arc<dyn Store>,
+    trust: Trust,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    ReaderRunning::started("confirmations", topic, group_id).emit();
+    let consumer = crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id)?;
+    ReaderRunning::started("confirmations", sub.topic, sub.group_id).emit();
     let handle = std::thread::Builder::new()
         .name("acks".into())
         .spawn(move || {
             while !shutdown.load(Ordering::SeqCst) {
                 let mut batch = Vec::new();
+                let mut refused = Vec::new();
+                let mut reasons = Vec::new();
                 let mut polled = 0;
                 let deadline = Instant::now() + Duration::from_millis(100);
                 while polled < BATCH {
@@ -77,10 +115,27 @@ pub fn spawn(
                     match consumer.poll(wait) {
                         Some(Ok(m)) => {
                             polled += 1;
-                            match read(m.key(), m.payload()) {
+                            match read(m.key(), m.payload(), &trust) {
                                 Ok(c) if c.tracking_code.node() == node_id => batch.push(c),
                                 Ok(_) => {} // another node's notice
-                                Err(reason) => ConfirmOutcome::Rejected(reason).emit(),
+                                Err(problem) => {
+                                    reasons.push(problem.reason);
+                                    // Kept for the operator (`karpoosheh
+                                    // dead-letters`), with where it came from.
+                                    let payload = m.payload().unwrap_or_default();
+                                    refused.push(Entry::DeadLetter(dead_letter(
+                                        payload,
+                                        payload.len() as u64,
+                                        SourcePosition::Kafka {
+                                            topic: m.topic().to_owned(),
+                                            partition: m.partition(),
+                                            offset: m.offset(),
+                                        },
+                                        None,
+                                        vec![problem],
+                                        Utc::now(),
+                                    )));
+                                }
                             }
                         }
                         Some(Err(e)) => {
@@ -98,6 +153,14 @@ pub fn spawn(
                 }
                 if polled == 0 {
                     continue;
+                }
+                // Refused records are durable before their offsets commit.
+                if !refused.is_empty() && !write_until_done(store.as_ref(), &refused, &shutdown) {
+                    break;
+                }
+                // Counted once kept.
+                for reason in reasons {
+                    ConfirmOutcome::Rejected(reason).emit();
                 }
                 if !batch.is_empty() && !scheduler.confirm_until_done(batch, &shutdown) {
                     // The scheduler stopped: commit nothing, re-read later.
@@ -119,44 +182,104 @@ pub fn spawn(
     Ok(handle)
 }
 
+/// Writes the refused records, retrying until it succeeds; false when
+/// stopping first.
+fn write_until_done(store: &dyn Store, entries: &[Entry], shutdown: &AtomicBool) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match store.write(entries) {
+            Ok(_) => return true,
+            Err(e) => {
+                ReaderFailed {
+                    reader: "confirmations",
+                    stage: "write",
+                    error: &e,
+                    retry_in: Some(delay),
+                }
+                .emit();
+                if shutdown.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::keys::SigningKey;
+    use crate::evidence::{jws, trust};
+
+    const OK: &[u8] = br#"{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"0499370899","confirmed_at":"2026-11-23T10:00:00Z"}"#;
+
+    fn app() -> SigningKey {
+        SigningKey::from_seed("app-1", [3; 32]).unwrap()
+    }
+
+    fn trust() -> Trust {
+        let file = format!(
+            "[signer.app]\nstatus = \"active\"\nmay_sign = [\"confirmation\"]\n[[signer.app.keys]]\nkid = \"app-1\"\npublic_key = \"{}\"\nstatus = \"active\"\n",
+            crate::evidence::b64url(app().public_key())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, file).unwrap();
+        Trust::fixed(&trust::load_file(&path).unwrap())
+    }
+
+    fn signed(payload: &[u8]) -> Vec<u8> {
+        jws::sign(SignedKind::Confirmation, payload, &app())
+    }
 
     #[test]
     fn confirmations_are_read_or_refused_with_a_reason() {
-        let ok = br#"{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"0499370899","confirmed_at":"2026-11-23T10:00:00Z"}"#;
-        let c = read(Some(b"0499370899"), Some(ok)).unwrap();
+        let t = trust();
+        let c = read(Some(b"0499370899"), Some(&signed(OK)), &t).unwrap();
         assert_eq!(c.confirmation_id, "c-1");
-        assert_eq!(read(Some(b"0499370899"), None), Err(Reason::EmptyPayload));
+        let reason =
+            |payload: Option<&[u8]>| read(Some(b"0499370899"), payload, &t).unwrap_err().reason;
+        assert_eq!(reason(None), Reason::EmptyPayload);
         assert_eq!(
-            read(Some(b"0499370899"), Some(b"\xff")),
-            Err(Reason::InvalidUtf8)
+            reason(Some(OK)),
+            Reason::Unsigned,
+            "the plain JSON of before"
         );
+        assert_eq!(reason(Some(b"\xff")), Reason::InvalidUtf8);
+        assert_eq!(reason(Some(b"{nope")), Reason::MalformedJson);
+        assert_eq!(reason(Some(&signed(b"{nope"))), Reason::MalformedJson);
         assert_eq!(
-            read(Some(b"0499370899"), Some(b"{nope")),
-            Err(Reason::MalformedJson)
+            reason(Some(&signed(br#"{"schema_version":"x"}"#))),
+            Reason::WrongType
         );
-        assert_eq!(
-            read(Some(b"0499370899"), Some(br#"{"schema_version":"x"}"#)),
-            Err(Reason::WrongType)
-        );
-        let v2 = String::from_utf8(ok.to_vec())
+        let v2 = String::from_utf8(OK.to_vec())
             .unwrap()
             .replace("\"schema_version\":1", "\"schema_version\":2");
         assert_eq!(
-            read(Some(b"0499370899"), Some(v2.as_bytes())),
-            Err(Reason::UnsupportedSchemaVersion)
+            reason(Some(&signed(v2.as_bytes()))),
+            Reason::UnsupportedSchemaVersion
+        );
+        let stranger = SigningKey::from_seed("app-9", [4; 32]).unwrap();
+        assert_eq!(
+            reason(Some(&jws::sign(SignedKind::Confirmation, OK, &stranger))),
+            Reason::UnknownKey
         );
     }
 
     #[test]
     fn the_record_key_must_name_the_confirming_mailbox() {
-        let ok = br#"{"schema_version":1,"confirmation_id":"c-1","tracking_code":"06YN-3RZS-R000-01","confirmed_by":"0499370899","confirmed_at":"2026-11-23T10:00:00Z"}"#;
-        assert!(read(Some(b"0499370899@iran"), Some(ok)).is_ok());
+        let t = trust();
+        let ok = signed(OK);
+        assert!(read(Some(b"0499370899@iran"), Some(&ok), &t).is_ok());
         // Someone else's key, no key, or a key that is no mailbox ID.
         for key in [Some(&b"2250153620"[..]), None, Some(&b"tax"[..])] {
-            assert_eq!(read(key, Some(ok)), Err(Reason::KeyMismatch), "{key:?}");
+            assert_eq!(
+                read(key, Some(&ok), &t).unwrap_err().reason,
+                Reason::KeyMismatch,
+                "{key:?}"
+            );
         }
     }
 }

@@ -7,3 +7,11 @@
 
 pub(crate) mod confirmations;
 pub(crate) mod registry;
+
+/// Where a side reader reads: its topic, its consumer group, and the
+/// client configuration.
+pub(crate) struct Subscription<'a> {
+    pub topic: &'a str,
+    pub group_id: &'a str,
+    pub client: rdkafka::config::ClientConfig,
+}

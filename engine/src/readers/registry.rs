@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
-    parse_recipient, validate_profile, DeadLetter, MailboxId, MailboxProfile, Problem, Reason,
-    SourcePosition,
+    parse_recipient, validate_profile, DeadLetter, MailboxId, MailboxProfile, MailboxStatus,
+    Problem, Reason, SourcePosition,
 };
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::delivery::{SchedulerError, SchedulerHandle};
+use crate::evidence::trust::Trust;
+use crate::evidence::SignedKind;
 use crate::internal_events::{ProfilesRead, ReaderFailed, ReaderRunning};
 use crate::model::dead_letter;
 use crate::model::Entry;
@@ -34,8 +35,6 @@ const BATCH: usize = 2000;
 
 enum Op {
     Put(MailboxProfile),
-    /// A tombstone, with its record's time.
-    Delete(MailboxId, DateTime<Utc>),
     Dead(DeadLetter),
 }
 
@@ -50,34 +49,40 @@ fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> Dea
     )
 }
 
-/// Reads one registry record (written at `at`) into an operation.
-/// `latest` is the newest `updated_at` accepted: the engine's clock plus
+/// Reads one registry record into an operation. The value must be signed
+/// (a JWS) by a key the trust file allows for profiles. `latest` is the
+/// newest `updated_at` accepted: the engine's clock plus
 /// `kafka.registry_max_future_skew`.
 fn read(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
-    at: DateTime<Utc>,
     position: SourcePosition,
     latest: DateTime<Utc>,
+    trust: &Trust,
 ) -> Op {
     let key_id = key
         .and_then(|k| std::str::from_utf8(k).ok())
         .and_then(|k| parse_recipient(k.trim()).ok());
     let Some(payload) = payload else {
-        return match key_id {
-            Some(id) => Op::Delete(id, at),
-            None => Op::Dead(dead(
-                b"",
-                position,
-                vec![Problem::new(
-                    Reason::EmptyPayload,
-                    None,
-                    "a tombstone whose key is not a mailbox ID".to_owned(),
-                )],
-            )),
-        };
+        // A tombstone carries no signature, so anyone able to write the
+        // topic could remove anyone's mailbox with one: the identity side
+        // changes a mailbox with a signed profile (its status), never by
+        // deleting it.
+        return Op::Dead(dead(
+            b"",
+            position,
+            vec![Problem::new(
+                Reason::Unsigned,
+                None,
+                "a tombstone (a record without a value) cannot be signed and removes nothing: send a signed profile with the mailbox's new status instead".to_owned(),
+            )],
+        ));
     };
-    let profile: MailboxProfile = match std::str::from_utf8(payload) {
+    let verified = match trust.verify(SignedKind::Profile, payload) {
+        Ok(v) => v,
+        Err(problem) => return Op::Dead(dead(payload, position, vec![problem])),
+    };
+    let profile: MailboxProfile = match std::str::from_utf8(&verified.payload) {
         Err(_) => {
             return Op::Dead(dead(
                 payload,
@@ -85,7 +90,7 @@ fn read(
                 vec![Problem::new(
                     Reason::InvalidUtf8,
                     None,
-                    "the profile is not valid UTF-8".to_owned(),
+                    "the signed profile is not valid UTF-8".to_owned(),
                 )],
             ))
         }
@@ -134,9 +139,10 @@ fn read(
     }
 }
 
-/// Applies a batch in order, each run of one kind in one durable write.
-/// Also returns the mailboxes that became reachable (active or
-/// incapacitated), whose waiting notices may now start their rounds.
+/// Applies a batch: the profiles in one durable write, the dead letters
+/// in another. Also returns the mailboxes that became reachable (active
+/// or incapacitated with a representative), whose waiting notices may now
+/// start their rounds.
 fn apply(
     store: &dyn Store,
     ops: &[Op],
@@ -149,55 +155,27 @@ fn apply(
         invalid: 0,
     };
     let mut puts = Vec::new();
-    let mut deletes = Vec::new();
     let mut deads = Vec::new();
-    let mut flush = |puts: &mut Vec<MailboxProfile>,
-                     deletes: &mut Vec<(MailboxId, DateTime<Utc>)>,
-                     stats: &mut ProfilesRead|
-     -> Result<(), crate::store::StoreError> {
-        if !puts.is_empty() {
-            for (applied, p) in store.put_profiles(puts)?.into_iter().zip(puts.iter()) {
-                if applied {
-                    // Reachable: active, or incapacitated with a guardian
-                    // (a representative) to notify instead.
-                    if p.status == karpoosheh_schemas::MailboxStatus::Active
-                        || (p.status == karpoosheh_schemas::MailboxStatus::Incapacitated
-                            && !p.representatives.is_empty())
-                    {
-                        reachable.push(p.id);
-                    }
-                    stats.applied += 1;
-                } else {
-                    stats.stale += 1;
-                }
-            }
-            puts.clear();
-        }
-        if !deletes.is_empty() {
-            store.delete_profiles(deletes)?;
-            stats.deleted += deletes.len() as u64;
-            deletes.clear();
-        }
-        Ok(())
-    };
     for op in ops {
         match op {
-            Op::Put(p) => {
-                if !deletes.is_empty() {
-                    flush(&mut puts, &mut deletes, &mut stats)?;
-                }
-                puts.push(p.clone());
-            }
-            Op::Delete(id, at) => {
-                if !puts.is_empty() {
-                    flush(&mut puts, &mut deletes, &mut stats)?;
-                }
-                deletes.push((*id, *at));
-            }
+            Op::Put(p) => puts.push(p.clone()),
             Op::Dead(d) => deads.push(Entry::DeadLetter(d.clone())),
         }
     }
-    flush(&mut puts, &mut deletes, &mut stats)?;
+    if !puts.is_empty() {
+        for (applied, p) in store.put_profiles(&puts)?.into_iter().zip(puts.iter()) {
+            if applied {
+                if p.status == MailboxStatus::Active
+                    || (p.status == MailboxStatus::Incapacitated && !p.representatives.is_empty())
+                {
+                    reachable.push(p.id);
+                }
+                stats.applied += 1;
+            } else {
+                stats.stale += 1;
+            }
+        }
+    }
     if !deads.is_empty() {
         stats.invalid = deads.len() as u64;
         store.write(&deads)?;
@@ -207,17 +185,16 @@ fn apply(
 
 /// Starts the reader thread; it stops when `shutdown` is set.
 pub fn spawn(
-    topic: &str,
-    group_id: &str,
-    client: ClientConfig,
+    sub: super::Subscription<'_>,
     store: Arc<dyn Store>,
     scheduler: Option<Arc<SchedulerHandle>>,
     max_future_skew: Duration,
+    trust: Trust,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let skew = chrono::Duration::from_std(max_future_skew).unwrap_or(chrono::Duration::MAX);
-    let consumer = crate::kafka::side_consumer(client, topic, group_id)?;
-    ReaderRunning::started("registry", topic, group_id).emit();
+    let consumer = crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id)?;
+    ReaderRunning::started("registry", sub.topic, sub.group_id).emit();
     let handle = std::thread::Builder::new()
         .name("registry".into())
         .spawn(move || {
@@ -230,12 +207,6 @@ pub fn spawn(
                         Some(Ok(m)) => ops.push(read(
                             m.key(),
                             m.payload(),
-                            // The tombstone's time orders it against
-                            // profiles' updated_at (see Store::delete_profiles).
-                            m.timestamp()
-                                .to_millis()
-                                .and_then(DateTime::from_timestamp_millis)
-                                .unwrap_or_else(Utc::now),
                             SourcePosition::Kafka {
                                 topic: m.topic().to_owned(),
                                 partition: m.partition(),
@@ -244,6 +215,7 @@ pub fn spawn(
                             Utc::now()
                                 .checked_add_signed(skew)
                                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                            &trust,
                         )),
                         Some(Err(e)) => {
                             ReaderFailed {
@@ -333,8 +305,9 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::keys::SigningKey;
+    use crate::evidence::{b64url, jws, trust};
     use crate::store::conformance::profile;
-    use karpoosheh_schemas::MailboxStatus;
 
     fn far() -> DateTime<Utc> {
         DateTime::<Utc>::MAX_UTC
@@ -348,52 +321,83 @@ mod tests {
         }
     }
 
+    fn idp() -> SigningKey {
+        SigningKey::from_seed("idp-1", [5; 32]).unwrap()
+    }
+
+    fn trust() -> Trust {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[signer.idp]\nstatus = \"active\"\nmay_sign = [\"profile\"]\n[[signer.idp.keys]]\nkid = \"idp-1\"\npublic_key = \"{}\"\nstatus = \"active\"\n",
+                b64url(idp().public_key())
+            ),
+        )
+        .unwrap();
+        Trust::fixed(&trust::load_file(&path).unwrap())
+    }
+
+    fn signed(payload: &[u8]) -> Vec<u8> {
+        jws::sign(SignedKind::Profile, payload, &idp())
+    }
+
     #[test]
-    fn records_become_puts_deletes_or_dead_letters() {
+    fn records_become_puts_or_dead_letters() {
+        let t = trust();
         let id = parse_recipient("0499370899").unwrap();
         let p = profile(id, MailboxStatus::Active, 0);
         let json = serde_json::to_vec(&p).unwrap();
         assert!(matches!(
-            read(Some(b"0499370899"), Some(&json), Utc::now(), pos(), far()),
+            read(Some(b"0499370899"), Some(&signed(&json)), pos(), far(), &t),
             Op::Put(_)
         ));
-        assert!(matches!(
-            read(Some(b"0499370899"), None, Utc::now(), pos(), far()),
-            Op::Delete(..)
-        ));
-        let Op::Dead(d) = read(Some(b"1111111111"), Some(&json), Utc::now(), pos(), far()) else {
-            panic!("a key naming another mailbox is refused")
-        };
-        assert_eq!(d.problems[0].reason, Reason::InvalidAddress);
-        let Op::Dead(d) = read(
-            Some(b"0499370899"),
-            Some(b"{oops"),
-            Utc::now(),
-            pos(),
-            far(),
-        ) else {
-            panic!("malformed JSON is a dead letter")
-        };
-        assert_eq!(d.problems[0].reason, Reason::MalformedJson);
-        assert_eq!(d.source, pos());
+        let reason =
+            |key: &[u8], payload: Option<&[u8]>| match read(Some(key), payload, pos(), far(), &t) {
+                Op::Dead(d) => {
+                    assert_eq!(d.source, pos());
+                    d.problems[0].reason
+                }
+                Op::Put(_) => panic!("applied"),
+            };
+        // A tombstone removes nothing: it cannot be signed.
+        assert_eq!(reason(b"0499370899", None), Reason::Unsigned);
+        assert_eq!(reason(b"0499370899", Some(&json)), Reason::Unsigned);
+        // A key naming another mailbox.
+        assert_eq!(
+            reason(b"1111111111", Some(&signed(&json))),
+            Reason::InvalidAddress
+        );
+        assert_eq!(
+            reason(b"0499370899", Some(&signed(b"{oops"))),
+            Reason::MalformedJson
+        );
+        // Signed by a confirmation signer's kind of envelope.
+        let as_confirmation = jws::sign(SignedKind::Confirmation, &json, &idp());
+        assert_eq!(
+            reason(b"0499370899", Some(&as_confirmation)),
+            Reason::WrongMessageKind
+        );
     }
 
     #[test]
     fn a_profile_dated_past_the_allowed_skew_is_refused() {
+        let t = trust();
         let id = parse_recipient("0499370899").unwrap();
         // `profile` dates it `minutes` after the conformance epoch.
         let p = profile(id, MailboxStatus::Deceased, 60);
-        let json = serde_json::to_vec(&p).unwrap();
+        let json = signed(&serde_json::to_vec(&p).unwrap());
         let at = p.updated_at;
         let latest = at - chrono::Duration::seconds(1);
-        let Op::Dead(d) = read(Some(b"0499370899"), Some(&json), at, pos(), latest) else {
+        let Op::Dead(d) = read(Some(b"0499370899"), Some(&json), pos(), latest, &t) else {
             panic!("a profile from the future would pin the mailbox")
         };
         assert_eq!(d.problems[0].reason, Reason::ProfileFromFuture);
         assert_eq!(d.problems[0].field.as_deref(), Some("updated_at"));
         // Within the skew: applied.
         assert!(matches!(
-            read(Some(b"0499370899"), Some(&json), at, pos(), at),
+            read(Some(b"0499370899"), Some(&json), pos(), at, &t),
             Op::Put(_)
         ));
     }

@@ -1,0 +1,72 @@
+//! Events of evidence: the trust file and signed inputs.
+
+use karpoosheh_schemas::Reason;
+use metrics::counter;
+
+use crate::metric_names as m;
+
+/// A signed input (confirmation or mailbox profile) was refused before
+/// anything in it was applied. Its reader counts and keeps it as well;
+/// this counter says why the signature did not hold.
+pub struct SignedInputRefused {
+    /// `confirmation` or `profile`.
+    pub kind: &'static str,
+    pub reason: Reason,
+}
+
+impl SignedInputRefused {
+    pub fn emit(self) {
+        counter!(m::SIGNED_INPUTS_REFUSED, "kind" => self.kind, "reason" => self.reason.code())
+            .increment(1);
+        tracing::debug!(
+            kind = self.kind,
+            reason = self.reason.code(),
+            "signed input refused"
+        );
+    }
+
+    /// Every series at zero, so alerts and dashboards see them from the start.
+    pub fn zero(kinds: &[&'static str]) {
+        for kind in kinds {
+            for reason in Self::REASONS {
+                counter!(m::SIGNED_INPUTS_REFUSED, "kind" => *kind, "reason" => reason.code())
+                    .increment(0);
+            }
+        }
+        counter!(m::TRUST_FILE_LOADS, "result" => "ok").increment(0);
+        counter!(m::TRUST_FILE_LOADS, "result" => "error").increment(0);
+    }
+
+    /// The reasons a signature check gives (decoding failures of the
+    /// message itself are counted by its reader).
+    pub const REASONS: &'static [Reason] = &[
+        Reason::Unsigned,
+        Reason::BadSignature,
+        Reason::UnknownKey,
+        Reason::KeyRevoked,
+        Reason::SignerNotAllowed,
+        Reason::WrongMessageKind,
+    ];
+}
+
+/// The trust file was loaded (or a reload failed and the previous one
+/// stays in force).
+pub struct TrustFileLoaded<'a> {
+    pub keys: usize,
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl TrustFileLoaded<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => {
+                counter!(m::TRUST_FILE_LOADS, "result" => "ok").increment(1);
+                tracing::info!(keys = self.keys, "trust file loaded");
+            }
+            Some(e) => {
+                counter!(m::TRUST_FILE_LOADS, "result" => "error").increment(1);
+                tracing::error!(error = %e, keys = self.keys, "trust file not reloaded; the previous one stays in force");
+            }
+        }
+    }
+}
