@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agencies::AgenciesConfig;
 use crate::channel::ChannelsConfig;
 pub use crate::evidence::trust::TrustConfig;
+pub use crate::evidence::EvidenceConfig;
 pub use crate::kafka::KafkaConfig;
 pub use crate::pipeline::PipelineConfig;
 use crate::store::scylla::ScyllaConfig;
@@ -46,6 +47,8 @@ pub struct Config {
     pub agencies: AgenciesConfig,
     /// The trust file: who may sign confirmations and mailbox profiles.
     pub trust: TrustConfig,
+    /// The node's signing key: every receipt is signed with it.
+    pub evidence: EvidenceConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
 }

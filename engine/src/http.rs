@@ -318,11 +318,13 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` and serves on two background threads.
+    /// Binds `listen` and serves on two background threads; `jwks`, the
+    /// node's public keys (a JWK Set), at `/.well-known/jwks.json`.
     pub fn start(
         listen: &str,
         handle: PrometheusHandle,
         health: Health,
+        jwks: Option<Arc<str>>,
     ) -> std::io::Result<HttpServer> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
@@ -335,11 +337,13 @@ impl HttpServer {
             let server = server.clone();
             let handle = handle.clone();
             let health = health.clone();
+            let jwks = jwks.clone();
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
                     for req in server.incoming_requests() {
-                        let (status, ctype, body) = route(req.url(), &handle, &health);
+                        let (status, ctype, body) =
+                            route(req.url(), &handle, &health, jwks.as_deref());
                         let header = tiny_http::Header::from_bytes("Content-Type", ctype)
                             .expect("static header");
                         let _ = req.respond(
@@ -365,8 +369,17 @@ impl Drop for HttpServer {
     }
 }
 
-fn route(url: &str, handle: &PrometheusHandle, health: &Health) -> (u16, &'static str, String) {
+fn route(
+    url: &str,
+    handle: &PrometheusHandle,
+    health: &Health,
+    jwks: Option<&str>,
+) -> (u16, &'static str, String) {
     match url.split('?').next().unwrap_or("") {
+        "/.well-known/jwks.json" => match jwks {
+            Some(j) => (200, "application/jwk-set+json", j.to_owned()),
+            None => (404, "text/plain; charset=utf-8", "no signing key\n".into()),
+        },
         "/metrics" => {
             let mut text = handle.render();
             crate::process_metrics::render(&mut text);
@@ -384,7 +397,8 @@ fn route(url: &str, handle: &PrometheusHandle, health: &Health) -> (u16, &'stati
         "/" => (
             200,
             "text/plain; charset=utf-8",
-            "karpoosheh engine: /metrics /health/live /health/ready\n".into(),
+            "karpoosheh engine: /metrics /health/live /health/ready /.well-known/jwks.json\n"
+                .into(),
         ),
         _ => (404, "text/plain; charset=utf-8", "not found\n".into()),
     }

@@ -56,7 +56,9 @@ pub use crate::delivery::{
     Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification, StoreRegistry,
     SystemClock,
 };
-pub use crate::evidence::{b64url, jws, keys, trust, SignedKind};
+pub use crate::evidence::{
+    b64url, chain, jcs, jws, keys, merkle, seal, trust, EvidenceConfig, SignedKind,
+};
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
 pub use crate::kafka::KafkaConfig;
@@ -65,9 +67,10 @@ pub use crate::model::{
     NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord, StoredNotice,
     StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
+pub use crate::node::sealer as node_sealer;
 pub use crate::node::{
-    demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_history, run,
-    scheduler,
+    demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_chain,
+    render_history, run, scheduler,
 };
 pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};
 pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use karpoosheh_engine::demo::{self, DemoOptions};
-use karpoosheh_engine::{ingest, open_store_read_only, render_history, Config, LogFormat};
+use karpoosheh_engine::{
+    ingest, open_store_read_only, render_chain, render_history, Config, LogFormat,
+};
 use karpoosheh_schemas::{AgencyId, MailboxKind, TrackingCode};
 
 #[derive(Parser)]
@@ -186,6 +188,10 @@ enum KeysCommand {
         /// Print the active keys as a JSON Web Key Set (RFC 7517, RFC 8037).
         #[arg(long)]
         jwks: bool,
+        /// Print this node's receipt-signing public key (evidence.key_file)
+        /// as a JSON Web Key Set instead: what agencies verify receipts with.
+        #[arg(long, conflicts_with_all = ["file", "jwks"])]
+        node: bool,
     },
     /// Sign messages for a topic that takes signed input: one JSON message
     /// per line in (FILE or stdin), one signed message (JWS) per line out.
@@ -233,7 +239,16 @@ fn keys_command(cfg: &Config, action: KeysCommand) -> Result<()> {
             println!("status = \"active\"");
             Ok(())
         }
-        KeysCommand::List { file, jwks } => {
+        KeysCommand::List { node: true, .. } => {
+            if cfg.evidence.key_file.as_os_str().is_empty() {
+                bail!("no node key: set evidence.key_file");
+            }
+            let key = SigningKey::load(&cfg.evidence.key_file)?;
+            let set = serde_json::json!({ "keys": [key.public_jwk()] });
+            println!("{}", serde_json::to_string_pretty(&set)?);
+            Ok(())
+        }
+        KeysCommand::List { file, jwks, .. } => {
             let path = file.unwrap_or_else(|| cfg.trust.file.clone());
             if path.as_os_str().is_empty() {
                 bail!("no trust file: pass --file or set trust.file");
@@ -605,6 +620,8 @@ fn run(cli: Cli) -> Result<()> {
             if n.is_none() && delivery.is_none() {
                 bail!("no notice with tracking code {code}")
             }
+            let events = store.events(code)?;
+            let chain = karpoosheh_engine::chain::verify(&events);
             if json {
                 println!(
                     "{}",
@@ -614,6 +631,16 @@ fn run(cli: Cli) -> Result<()> {
                         "content_sha256": n.as_ref().map(|n| hex(&n.content_hash)),
                         "notice": n.as_ref().map(|n| &n.notice),
                         "delivery": delivery,
+                        "events": events.iter().map(|e| serde_json::json!({
+                            "seq": e.seq,
+                            "prev": karpoosheh_engine::b64url(&e.prev),
+                            "hash": karpoosheh_engine::b64url(&e.hash),
+                            "event": serde_json::from_slice::<serde_json::Value>(&e.bytes).ok(),
+                        })).collect::<Vec<_>>(),
+                        "chain": match &chain {
+                            Ok(head) => serde_json::json!({"intact": true, "head": karpoosheh_engine::b64url(head)}),
+                            Err(b) => serde_json::json!({"intact": false, "broken_at": b.seq, "problem": b.problem}),
+                        },
                     }))?
                 );
                 return Ok(());
@@ -648,6 +675,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(d) = &delivery {
                 println!("\n{}", render_history(d).trim_end());
             }
+            println!("\n{}", render_chain(&events).trim_end());
             if let Some(n) = &n {
                 println!("\n{}", n.notice.body);
             }

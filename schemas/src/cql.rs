@@ -12,11 +12,18 @@ pub struct Migration {
 
 /// Every migration, oldest first. Append only: a released migration is
 /// never edited (its checksum is recorded), a change is a new one.
-pub const CQL_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    cql: include_str!("../cql/001_init.cql"),
-}];
+pub const CQL_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        cql: include_str!("../cql/001_init.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_events",
+        cql: include_str!("../cql/002_events.cql"),
+    },
+];
 
 /// The schema version this build of the engine needs.
 pub fn cql_schema_version() -> u32 {

@@ -35,8 +35,8 @@ pub use ids::{
 pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
 pub use messages::{
-    Channel, Confirmation, DeadLetter, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent,
-    SourcePosition,
+    BatchProof, ChainLink, Channel, Confirmation, DeadLetter, Evidence, MailboxProfile,
+    MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
 };
 pub use notice::{
     AccessLevel, Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION,

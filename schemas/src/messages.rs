@@ -107,6 +107,56 @@ pub struct Receipt {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub event: ReceiptEvent,
+    /// What proves this receipt without trusting the engine's database:
+    /// its link in the notice's hash chain and the node's signature over
+    /// the batch it was published in (wire contract, "Receipt evidence").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// A receipt's evidence (wire contract, "Receipt evidence").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// The event's link in its notice's hash chain; absent on receipts
+    /// that are no event of a stored notice (rejected, duplicate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
+    /// The signed batch the receipt was published in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProof>,
+}
+
+/// One event's link in its notice's hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChainLink {
+    /// 1 for `accepted`, then one more per event of the notice.
+    pub seq: u32,
+    /// The previous event's hash (32 zero bytes before the first), base64url.
+    pub prev: String,
+    /// SHA-256(prev || canonical receipt without evidence), base64url.
+    pub hash: String,
+}
+
+/// An RFC 9162 inclusion proof of the receipt in a batch whose tree head
+/// the node signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchProof {
+    /// The node key that signed (its JWK kid).
+    pub kid: String,
+    pub signed_at: DateTime<Utc>,
+    /// Receipts in the batch.
+    pub size: u64,
+    /// This receipt's leaf index, from 0.
+    pub index: u64,
+    /// The Merkle tree hash of the batch, base64url.
+    pub root: String,
+    /// The audit path from the leaf to the root, base64url hashes.
+    pub path: Vec<String>,
+    /// Ed25519 over the canonical batch head, base64url.
+    pub signature: String,
 }
 
 impl Receipt {
@@ -124,6 +174,7 @@ impl Receipt {
             reference,
             at,
             event,
+            evidence: None,
         }
     }
 }

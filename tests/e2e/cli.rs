@@ -1,6 +1,6 @@
 //! Operator commands: check-id on arguments and stdin, config errors.
 
-use karpoosheh_tests::{person, run};
+use karpoosheh_tests::{person, python_script, python_with_cryptography, run};
 
 #[test]
 fn check_id_reads_arguments_and_stdin() {
@@ -60,33 +60,6 @@ fn unknown_configuration_keys_are_refused() {
     let out = run(&["--set", "pipeline.shards=2", "config"], None);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("shards = 2"));
-}
-
-/// Python with the `cryptography` package, or None (the test says SKIPPED;
-/// scripts/test installs it and sets KARPOOSHEH_REQUIRE_PYTHON=1, which
-/// turns a missing one into a failure).
-fn python_with_cryptography(test: &str) -> Option<&'static str> {
-    let ok = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import cryptography.hazmat.primitives.asymmetric.ed25519",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some("python3");
-    }
-    if std::env::var_os("KARPOOSHEH_REQUIRE_PYTHON").is_some() {
-        panic!("{test}: python3 with the cryptography package is required (Debian: python3-cryptography)");
-    }
-    eprintln!("SKIPPED {test}: python3 with the cryptography package is not installed");
-    None
-}
-
-fn python_script(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
 }
 
 fn pipe(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
@@ -162,7 +135,7 @@ fn signed_inputs_interoperate_with_an_independent_python_signer() {
     assert!(signed.status.success(), "{signed:?}");
     let verify = |input: &[u8], kind: &str| {
         pipe(
-            std::process::Command::new(karpoosheh_tests::karpoosheh_bin()).args([
+            karpoosheh_tests::karpoosheh_command().args([
                 "keys",
                 "verify",
                 "--kind",
@@ -199,7 +172,7 @@ fn signed_inputs_interoperate_with_an_independent_python_signer() {
 
     // The engine signs; Python verifies, byte for byte the same message.
     let ours = pipe(
-        std::process::Command::new(karpoosheh_tests::karpoosheh_bin()).args([
+        karpoosheh_tests::karpoosheh_command().args([
             "keys",
             "sign",
             "--key",

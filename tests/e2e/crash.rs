@@ -2,12 +2,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use karpoosheh_engine::{FjallStore, FjallStoreConfig, NoticeStore};
 use karpoosheh_schemas::{AgencyId, MailboxId};
-use karpoosheh_tests::{karpoosheh_bin, run};
+use karpoosheh_tests::run;
 use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
 #[test]
@@ -31,7 +31,7 @@ fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
     }
 
     // First run: SIGKILL once some receipts are out — mid-batch, no clean-up.
-    let mut child = Command::new(karpoosheh_bin())
+    let mut child = karpoosheh_tests::karpoosheh_command()
         .args([
             "--data-dir",
             data.to_str().unwrap(),

@@ -1,7 +1,7 @@
 //! `karpoosheh ingest`: an agency's NDJSON batch with good and bad lines,
 //! every line accounted for, receipts written, a re-run absorbed.
 
-use karpoosheh_tests::{envelope, karpoosheh_bin, person, run};
+use karpoosheh_tests::{envelope, person, run};
 
 fn lines(v: &serde_json::Value, event: &str) -> usize {
     v.as_array()
@@ -244,7 +244,7 @@ fn an_unwritable_log_does_not_stop_an_ingest() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     let d = dir.path().join("data");
-    let out = std::process::Command::new(karpoosheh_bin())
+    let out = karpoosheh_tests::karpoosheh_command()
         .args(["--data-dir", d.to_str().unwrap(), "ingest", "--file"])
         .arg(&file)
         .arg("--receipts")
@@ -270,4 +270,96 @@ fn an_unwritable_log_does_not_stop_an_ingest() {
     let answered = std::fs::read_to_string(&receipts).unwrap().lines().count();
     // 20 receipts; the unparseable line is kept as a dead letter.
     assert_eq!(answered, 20, "every notice answered");
+}
+
+/// Receipts as an agency gets them from `ingest --receipts`: every one
+/// verifies with an independent verifier (Python, `cryptography`) and the
+/// node's public key as `keys list --node` prints it; an edited one does
+/// not, and says why. The stored chain of a notice reads as intact.
+#[test]
+fn receipts_verify_independently_and_an_edited_one_does_not() {
+    let Some(python) = karpoosheh_tests::python_with_cryptography("receipts_python") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (file, receipts) = (dir.path().join("b.ndjson"), dir.path().join("r.ndjson"));
+    let a = person(499_370_000);
+    let mut lines: Vec<String> = (0..300)
+        .map(|i| envelope("tax", &format!("v-{i}"), &a, &format!("ابلاغیه {i}")))
+        .collect();
+    lines.push(envelope("tax", "v-0", &a, "ابلاغیه 0")); // a duplicate
+    lines.push(envelope("tax", "bad", "123", "x")); // a rejection
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let d = dir.path().join("data");
+    let out = run(
+        &[
+            "--data-dir",
+            d.to_str().unwrap(),
+            "ingest",
+            "--file",
+            file.to_str().unwrap(),
+            "--receipts",
+            receipts.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwks = run(&["keys", "list", "--node"], None);
+    assert!(jwks.status.success());
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, &jwks.stdout).unwrap();
+    let verify = |input: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(python)
+            .arg(karpoosheh_tests::python_script("receipts.py"))
+            .arg(&jwks_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        )
+    };
+    let text = std::fs::read_to_string(&receipts).unwrap();
+    let (ok, report) = verify(text.as_bytes());
+    assert!(ok, "{report}");
+    assert_eq!(report["receipts"], 302, "{report}");
+    assert_eq!(report["verified"], 302, "{report}");
+    assert_eq!(
+        report["chained"], 300,
+        "the duplicate and the rejection are no events"
+    );
+    // Edit one: the reference of the 8th receipt.
+    let mut edited: Vec<String> = text.lines().map(str::to_owned).collect();
+    edited[7] = edited[7].replacen("\"reference\":\"v-", "\"reference\":\"w-", 1);
+    let (ok, report) = verify((edited.join("\n") + "\n").as_bytes());
+    assert!(!ok);
+    assert_eq!(report["verified"], 301, "{report}");
+    assert_eq!(report["failures"][0]["line"], 8, "{report}");
+    assert!(
+        report["failures"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("chain hash"),
+        "{report}"
+    );
+    // The stored chain of that notice, as the operator sees it.
+    let code = serde_json::from_str::<serde_json::Value>(&edited[7]).unwrap()["tracking_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = run(&["--data-dir", d.to_str().unwrap(), "notice", &code], None);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("evidence chain  intact: 1 events"),
+        "{shown}"
+    );
 }

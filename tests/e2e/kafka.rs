@@ -19,7 +19,7 @@ use karpoosheh_engine::{
     b64url, jws, FjallStore, FjallStoreConfig, NoticeStore, ProfileStore, SignedKind,
 };
 use karpoosheh_schemas::{AgencyId, MailboxId, Reason};
-use karpoosheh_tests::{envelope, karpoosheh_bin, person};
+use karpoosheh_tests::{envelope, person};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -344,7 +344,7 @@ impl Engine {
             args.push("--set".into());
             args.push(s.to_owned());
         }
-        let mut child = Command::new(karpoosheh_bin())
+        let mut child = karpoosheh_tests::karpoosheh_command()
             .args(&args)
             .env_remove("KARPOOSHEH_CONFIG")
             .env("RUST_LOG", "info,lsm_tree=warn,fjall=warn")
@@ -475,6 +475,8 @@ struct Answers {
     /// (agency, reference) → (event, tracking code if any, duplicate?)
     receipts: HashMap<(String, String), Vec<Receipt>>,
     receipt_ids: HashSet<String>,
+    /// Every receipt as received (first delivery of each), for verifiers.
+    raw: Vec<String>,
     repeats: usize,
     /// Dead letters: (reason, source topic, source offset).
     dead: Vec<(String, String, i64)>,
@@ -641,6 +643,8 @@ fn record_answer(a: &mut Answers, m: &rdkafka::message::BorrowedMessage<'_>, dlq
         a.repeats += 1;
         return;
     }
+    a.raw
+        .push(String::from_utf8_lossy(m.payload().unwrap()).into_owned());
     assert_eq!(
         m.key().map(|k| String::from_utf8_lossy(k).to_string()),
         v["reference"].as_str().map(str::to_owned),
@@ -1382,6 +1386,45 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     );
     assert_eq!(engine.metric("karpoosheh_notices_served_total", "tax"), 1.0);
 
+    // Every receipt, as the agency got it, verifies with an independent
+    // verifier and the node's public key from its JWKS endpoint: chain,
+    // inclusion proof, signature; the active notice's five events link.
+    let (status, jwks) = engine.get("/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    assert!(jwks.contains(karpoosheh_tests::NODE_PUBLIC_KEY), "{jwks}");
+    if let Some(python) = karpoosheh_tests::python_with_cryptography("kafka_receipts_python") {
+        let jwks_file = dir.path().join("jwks.json");
+        std::fs::write(&jwks_file, &jwks).unwrap();
+        let mut child = Command::new(python)
+            .arg(karpoosheh_tests::python_script("receipts.py"))
+            .arg(&jwks_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all((a.raw.join("\n") + "\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(out.status.success(), "{report}");
+        assert_eq!(report["verified"], a.raw.len(), "{report}");
+        assert_eq!(
+            report["chained"],
+            a.raw.len(),
+            "every one an event: {report}"
+        );
+        assert!(
+            a.raw
+                .iter()
+                .any(|r| r.contains("\"event\":\"served\"") && r.contains("\"seq\":5")),
+            "served is the active notice's fifth event"
+        );
+    }
+
     // The rotation ends: the old key is revoked in the trust file (read
     // again within the reload interval, 0 s here), and what it signs now
     // is refused.
@@ -1405,7 +1448,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     });
     // Every refused confirmation is kept for the operator.
     drop(engine);
-    let out = Command::new(karpoosheh_bin())
+    let out = karpoosheh_tests::karpoosheh_command()
         .args(["dead-letters", "--limit", "100", "--data-dir"])
         .arg(dir.path().join("node4"))
         .env_remove("KARPOOSHEH_CONFIG")

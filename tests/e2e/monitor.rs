@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use karpoosheh_monitor::{parse_metrics, reads, Emitter, Kind};
 use karpoosheh_schemas::metric_names;
-use karpoosheh_tests::{free_port, karpoosheh_bin, monitor_bin};
+use karpoosheh_tests::{free_port, monitor_bin};
 
 /// Every metric the monitor reads from every node is in `text` (a real
 /// engine's /metrics after traffic and the article-29 follow-up), declared
@@ -88,7 +88,7 @@ impl Demo {
     fn start() -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(karpoosheh_bin())
+        let child = karpoosheh_tests::karpoosheh_command()
             // Far more than a test watches (it is killed when dropped): on a
             // busy machine the first scrape can come late, and an ingest
             // that had already ended would show no traffic. No follow-up:

@@ -54,9 +54,8 @@ fn workspace_bin(name: &str) -> PathBuf {
 /// Runs `karpoosheh` with `args` and optional stdin.
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(karpoosheh_bin())
+    let mut child = karpoosheh_command()
         .args(args)
-        .env_remove("KARPOOSHEH_CONFIG")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -129,4 +128,64 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// The test nodes' signing key (RFC 8032's first test key: public, so
+/// never for real use), as the JWK file `evidence.key_file` names. Every
+/// `karpoosheh` the tests start gets it through
+/// `KARPOOSHEH__EVIDENCE__KEY_FILE` ([`run`], [`karpoosheh_command`]).
+pub fn node_key_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("karpoosheh-test-node-{}.jwk", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"kty":"OKP","crv":"Ed25519","kid":"{NODE_KID}","x":"{NODE_PUBLIC_KEY}","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}"#
+            ),
+        )
+        .expect("writing the test node key");
+        path
+    })
+    .clone()
+}
+
+/// The test nodes' key ID and public key (base64url).
+pub const NODE_KID: &str = "test-node";
+pub const NODE_PUBLIC_KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+/// `karpoosheh` as the tests start it: no configuration file from the
+/// environment, the test node key.
+pub fn karpoosheh_command() -> Command {
+    let mut c = Command::new(karpoosheh_bin());
+    c.env_remove("KARPOOSHEH_CONFIG")
+        .env("KARPOOSHEH__EVIDENCE__KEY_FILE", node_key_file());
+    c
+}
+
+/// Python with the `cryptography` package, or None (the test says SKIPPED;
+/// scripts/test installs it and sets KARPOOSHEH_REQUIRE_PYTHON=1, which
+/// turns a missing one into a failure).
+pub fn python_with_cryptography(test: &str) -> Option<&'static str> {
+    let ok = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import cryptography.hazmat.primitives.asymmetric.ed25519",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("python3");
+    }
+    if std::env::var_os("KARPOOSHEH_REQUIRE_PYTHON").is_some() {
+        panic!("{test}: python3 with the cryptography package is required (Debian: python3-cryptography)");
+    }
+    eprintln!("SKIPPED {test}: python3 with the cryptography package is not installed");
+    None
+}
+
+pub fn python_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }

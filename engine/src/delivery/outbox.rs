@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::evidence::seal::Sealer;
 use crate::internal_events::{OutboxPublishFailed, OutboxStarted, ReceiptsPublished};
 use crate::sink::{Sink, SinkError};
 use crate::store::{Store, StoreError};
@@ -27,6 +28,8 @@ pub struct Outbox {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Receipts per publish.
     pub batch: usize,
+    /// Signs the receipts with the node's key, in batches (evidence::seal).
+    pub sealer: Option<Sealer>,
 }
 
 impl Outbox {
@@ -39,7 +42,10 @@ impl Outbox {
         if items.is_empty() {
             return Ok(0);
         }
-        let receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
+        let mut receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
+        if let Some(s) = &self.sealer {
+            s.seal(receipts.iter_mut());
+        }
         for s in &mut self.sinks {
             s.events(&receipts)?;
         }

@@ -6,17 +6,37 @@
 //! - [`jws`]: signed inputs, a JWS in the flattened JSON serialization
 //!   (RFC 7515, section 7.2.2) with `alg` `EdDSA`;
 //! - [`trust`]: the operator's trust file, naming who may sign which kind
-//!   of input, with which keys (hot-reloaded like the agency registry).
+//!   of input, with which keys (hot-reloaded like the agency registry);
+//! - [`chain`]: the hash chain of a notice's events (its receipts);
+//! - [`seal`]: receipts signed in batches, each with an RFC 9162 inclusion
+//!   proof ([`merkle`]) under the node's signature, in RFC 8785 canonical
+//!   JSON ([`jcs`]).
 //!
 //! docs/wire-contract.md ("Signed inputs") specifies the bytes exactly;
 //! tests/python/ checks them with an independent implementation.
 
+pub mod chain;
+pub mod jcs;
 pub mod jws;
 pub mod keys;
+pub mod merkle;
+pub mod seal;
 pub mod trust;
+
+use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+
+/// `[evidence]` in the engine configuration.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// The node's Ed25519 private key (a JWK from `karpoosheh keys
+    /// generate`), which signs every receipt. `karpoosheh run` and
+    /// `karpoosheh ingest --receipts` refuse to start without one.
+    pub key_file: PathBuf,
+}
 
 /// base64url without padding (RFC 7515, section 2), as JOSE writes it.
 pub fn b64url(bytes: &[u8]) -> String {

@@ -15,5 +15,6 @@ pub use self::delivery::{
     RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use self::notice::{
-    Entry, MailboxPage, NewNotice, NewRejection, Outcome, StoredNotice, StoredRejection,
+    accepted_receipt, Entry, MailboxPage, NewNotice, NewRejection, Outcome, StoredEvent,
+    StoredNotice, StoredRejection,
 };

@@ -17,6 +17,33 @@ pub struct NewNotice {
     pub position: SourcePosition,
 }
 
+impl NewNotice {
+    /// The notice's first event: the agency's `accepted` receipt, at the
+    /// time it was accepted. The store appends it to the notice's chain
+    /// and the pipeline sends it, so both build it here.
+    pub fn accepted_receipt(&self) -> karpoosheh_schemas::Receipt {
+        accepted_receipt(self.tracking_code, self.accepted_at, &self.notice)
+    }
+}
+
+/// The `accepted` receipt of `notice` stored as `code` at `accepted_at`.
+pub fn accepted_receipt(
+    code: TrackingCode,
+    accepted_at: DateTime<Utc>,
+    notice: &Notice,
+) -> karpoosheh_schemas::Receipt {
+    karpoosheh_schemas::Receipt::new(
+        format!("accepted:{code}"),
+        notice.agency.clone(),
+        Some(notice.reference.clone()),
+        accepted_at,
+        karpoosheh_schemas::ReceiptEvent::Accepted {
+            tracking_code: code,
+            duplicate: false,
+        },
+    )
+}
+
 /// A rejection, kept for the agency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewRejection {
@@ -84,4 +111,42 @@ pub struct MailboxPage {
     pub notices: Vec<StoredNotice>,
     /// Pass as `before` to get the next page; `None` on the last page.
     pub next: Option<TrackingCode>,
+}
+
+/// One event of a notice's hash chain, as stored: appended, never
+/// rewritten (evidence::chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// 1 for `accepted`, then one more per event.
+    pub seq: u32,
+    /// The previous event's hash (zeros before the first).
+    pub prev: [u8; 32],
+    /// SHA-256(prev || bytes).
+    pub hash: [u8; 32],
+    /// The event: the RFC 8785 JSON of its receipt without evidence.
+    pub bytes: Vec<u8>,
+}
+
+impl StoredEvent {
+    /// As stored by the embedded store: prev, hash, then the bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(64 + self.bytes.len());
+        v.extend_from_slice(&self.prev);
+        v.extend_from_slice(&self.hash);
+        v.extend_from_slice(&self.bytes);
+        v
+    }
+
+    /// Reads [`StoredEvent::encode`]'s bytes back; `None` when too short.
+    pub fn decode(seq: u32, v: &[u8]) -> Option<StoredEvent> {
+        if v.len() < 64 {
+            return None;
+        }
+        Some(StoredEvent {
+            seq,
+            prev: v[..32].try_into().ok()?,
+            hash: v[32..64].try_into().ok()?,
+            bytes: v[64..].to_vec(),
+        })
+    }
 }

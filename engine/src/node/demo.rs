@@ -20,6 +20,8 @@ use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
 use crate::config::Config;
 use crate::delivery::{simulate, Outbox, SchedulerHandle};
+use crate::evidence::keys::SigningKey;
+use crate::evidence::seal::Sealer;
 use crate::health::Health;
 use crate::http::{install_recorder, HttpServer};
 use crate::sink::{Tally, TallySink};
@@ -133,12 +135,26 @@ pub fn run(
     opts: &DemoOptions,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<DemoReport> {
+    // Every receipt is signed, as on a real node: with evidence.key_file,
+    // or a key made for this run.
+    let sealer = match super::sealer(cfg)? {
+        Some(s) => s,
+        None => Sealer::new(Arc::new(SigningKey::generate(&format!(
+            "demo-node-{}",
+            cfg.node_id
+        ))?)),
+    };
     let store = super::open_store(cfg)?;
     let health = Health::default();
     let mut server = None;
     if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
         let handle = install_recorder();
-        match HttpServer::start(&cfg.metrics.listen, handle, health.clone()) {
+        match HttpServer::start(
+            &cfg.metrics.listen,
+            handle,
+            health.clone(),
+            Some(sealer.jwks().into()),
+        ) {
             Ok(s) => server = Some(s),
             Err(e) => {
                 crate::internal_events::HttpServing {
@@ -233,12 +249,18 @@ pub fn run(
 
     // The article-29 follow-up runs beside ingest, as on a real node.
     let follow = if opts.follow_up && cfg.delivery.enabled {
-        Some(FollowUp::start(cfg, store.clone(), tally.clone())?)
+        Some(FollowUp::start(
+            cfg,
+            store.clone(),
+            tally.clone(),
+            sealer.clone(),
+        )?)
     } else {
         None
     };
 
     let pipeline = super::pipeline(cfg, store.clone(), vec![Box::new(TallySink(tally.clone()))])
+        .with_sealer(Some(sealer.clone()))
         .with_health(health)
         .with_shutdown(shutdown.clone());
     let summary = pipeline.run(Box::new(source))?;
@@ -297,6 +319,7 @@ impl FollowUp {
         cfg: &Config,
         store: Arc<dyn Store>,
         tally: Arc<Mutex<Tally>>,
+        sealer: Sealer,
     ) -> anyhow::Result<FollowUp> {
         let (sent_tx, sent_rx) = crossbeam_channel::bounded(1024);
         let registry = Arc::new(simulate::SimulatedRegistry {
@@ -324,6 +347,7 @@ impl FollowUp {
             store,
             sinks: vec![Box::new(TallySink(tally))],
             batch: 4096,
+            sealer: Some(sealer),
         }
         .spawn(stop.clone(), Duration::from_millis(50));
         Ok(FollowUp {

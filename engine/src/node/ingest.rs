@@ -22,6 +22,11 @@ pub fn ingest(
     receipts: Option<&Path>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<(RunSummary, Tally)> {
+    // Receipts go to the agency: signed, like a node's on Kafka.
+    let sealer = match receipts {
+        Some(_) => Some(super::required_sealer(cfg)?),
+        None => super::sealer(cfg)?,
+    };
     let store = super::open_store(cfg)?;
     let source = FileSource::open(file, agency, cfg.limits.max_payload_bytes.as_u64() as usize)?;
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -30,6 +35,7 @@ pub fn ingest(
         sinks.push(Box::new(NdjsonReceipts::create(r)?));
     }
     let summary = super::pipeline(cfg, store, sinks)
+        .with_sealer(sealer)
         .with_shutdown(shutdown)
         .run(Box::new(source))?;
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));

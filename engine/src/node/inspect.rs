@@ -3,7 +3,46 @@
 use chrono::{DateTime, Utc};
 
 use crate::channel::channel_label;
-use crate::model::{Action, DeliveryRecord, DeliveryState};
+use crate::evidence::{b64url, chain};
+use crate::model::{Action, DeliveryRecord, DeliveryState, StoredEvent};
+
+/// The evidence chain of a notice, checked: one line per event and a
+/// verdict, for `karpoosheh notice`.
+pub fn render_chain(events: &[StoredEvent]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for e in events {
+        #[derive(serde::Deserialize)]
+        struct View {
+            event: String,
+            at: String,
+        }
+        let view = serde_json::from_slice::<View>(&e.bytes)
+            .map(|v| format!("{:<26} {}", v.event, v.at))
+            .unwrap_or_else(|_| "(unreadable event)".into());
+        let _ = writeln!(s, "event {:>3}       {view}  {}", e.seq, b64url(&e.hash));
+    }
+    match chain::verify(events) {
+        Ok(head) if !events.is_empty() => {
+            let _ = writeln!(
+                s,
+                "evidence chain  intact: {} events, head {}",
+                events.len(),
+                b64url(&head)
+            );
+        }
+        Ok(_) => {
+            let _ = writeln!(
+                s,
+                "evidence chain  none stored (a notice from before evidence)"
+            );
+        }
+        Err(broken) => {
+            let _ = writeln!(s, "evidence chain  BROKEN at {broken}");
+        }
+    }
+    s
+}
 
 /// The legal history of a notice, for `karpoosheh notice`: outcome,
 /// rounds with their channels, confirmations, what is pending.

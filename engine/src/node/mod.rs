@@ -19,13 +19,15 @@ use crate::config::Config;
 use crate::delivery::{
     Notify, Registry, Scheduler, SchedulerHandle, SentNotification, SystemClock,
 };
+use crate::evidence::keys::SigningKey;
+use crate::evidence::seal::Sealer;
 use crate::pipeline::Pipeline;
 use crate::sink::Sink;
 use crate::store::scylla::{ScyllaStore, ScyllaStoreConfig};
 use crate::store::{FjallStore, Store, StoreBackend, StoreError};
 
 pub use self::ingest::ingest;
-pub use self::inspect::render_history;
+pub use self::inspect::{render_chain, render_history};
 pub use self::run::run;
 
 /// Opens the store the configuration names, to write.
@@ -66,6 +68,27 @@ pub fn pipeline(cfg: &Config, store: Arc<dyn Store>, sinks: Vec<Box<dyn Sink>>) 
         store,
         sinks,
     )
+}
+
+/// The receipt signer of this node, from `evidence.key_file`; `None`
+/// when none is configured (the callers that publish receipts refuse).
+pub fn sealer(cfg: &Config) -> anyhow::Result<Option<Sealer>> {
+    use anyhow::Context;
+    if cfg.evidence.key_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let key = SigningKey::load(&cfg.evidence.key_file).context("reading evidence.key_file")?;
+    Ok(Some(Sealer::new(Arc::new(key))))
+}
+
+/// Like [`sealer`], but a node that publishes receipts must sign them.
+pub fn required_sealer(cfg: &Config) -> anyhow::Result<Sealer> {
+    sealer(cfg)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "evidence.key_file is not set: every receipt is signed with the node's key; make one with `karpoosheh keys generate --kid node-{}-<yyyy-mm> --out FILE` and set evidence.key_file (docs/operations.md, \"Trust file and keys\")",
+            cfg.node_id
+        )
+    })
 }
 
 /// The notifier `[channels]` asks for: the channel dispatcher with its

@@ -43,12 +43,18 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     } else {
         None
     };
+    let sealer = super::required_sealer(cfg)?;
     let store = super::open_store(cfg)?;
     let _server = match recorder {
         None => None,
         Some(recorder) => {
-            let s = HttpServer::start(&cfg.metrics.listen, recorder, health.clone())
-                .context("starting the metrics endpoint (metrics.listen)")?;
+            let s = HttpServer::start(
+                &cfg.metrics.listen,
+                recorder,
+                health.clone(),
+                Some(sealer.jwks().into()),
+            )
+            .context("starting the metrics endpoint (metrics.listen)")?;
             // Tests and supervisors read the bound address (port 0 picks one).
             eprintln!("karpoosheh: metrics on http://{}/metrics", s.addr);
             Some(s)
@@ -83,6 +89,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             store: store.clone(),
             sinks: vec![Box::new(events)],
             batch: 2000,
+            sealer: Some(sealer.clone()),
         }
         .spawn(shutdown.clone(), std::time::Duration::from_millis(50));
         let acks = if k.acks_topic.is_empty() {
@@ -146,6 +153,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     )
     .context("creating the Kafka consumer")?;
     let pipeline = super::pipeline(cfg, store, vec![Box::new(sink)])
+        .with_sealer(Some(sealer))
         .with_health(health)
         .with_shutdown(shutdown.clone());
     // A scheduler that ended on its own (a store that refuses writes, a

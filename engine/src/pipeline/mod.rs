@@ -35,6 +35,8 @@ mod config;
 
 pub use self::config::PipelineConfig;
 
+use crate::evidence::chain;
+use crate::evidence::seal::Sealer;
 use crate::health::Health;
 use crate::internal_events::{
     agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
@@ -90,6 +92,9 @@ pub struct Pipeline {
     health: Health,
     /// Set to stop: the source stops reading, what was read is finished.
     shutdown: Arc<AtomicBool>,
+    /// Signs the receipts (evidence::seal); none: they carry their chain
+    /// links only.
+    sealer: Option<Sealer>,
 }
 
 enum ItemBody {
@@ -288,7 +293,14 @@ impl Pipeline {
             sinks,
             health: Health::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
+            sealer: None,
         }
+    }
+
+    /// Signs every receipt with the node's key, in batches.
+    pub fn with_sealer(mut self, sealer: Option<Sealer>) -> Pipeline {
+        self.sealer = sealer;
+        self
     }
 
     /// Reports readiness into `health` (shared with the HTTP endpoint).
@@ -371,10 +383,10 @@ impl Pipeline {
             )
         };
         let acker = {
-            let (store, sinks) = (self.store.clone(), self.sinks);
+            let (store, sinks, sealer) = (self.store.clone(), self.sinks, self.sealer);
             spawn(
                 "ack",
-                Box::new(move || ack_stage(store, sinks, ack_stage_rx, ack_tx)),
+                Box::new(move || ack_stage(store, sinks, sealer, ack_stage_rx, ack_tx)),
             )
         };
 
@@ -750,6 +762,7 @@ fn commit_stage(
 fn ack_stage(
     store: Arc<dyn Store>,
     mut sinks: Vec<Box<dyn Sink>>,
+    sealer: Option<Sealer>,
     rx: Receiver<ToAck>,
     ack_tx: Sender<Vec<AckToken>>,
 ) -> Result<(), PipelineError> {
@@ -791,16 +804,9 @@ fn ack_stage(
             let (kind, receipt) = match (entry, outcome) {
                 (Entry::Notice(n), Outcome::Stored) => {
                     counts.stored(&n.notice.agency, payload_bytes);
-                    let receipt = Receipt::new(
-                        format!("accepted:{}", n.tracking_code),
-                        n.notice.agency,
-                        Some(n.notice.reference),
-                        now,
-                        ReceiptEvent::Accepted {
-                            tracking_code: n.tracking_code,
-                            duplicate: false,
-                        },
-                    );
+                    // The notice's first event, as the store chained it.
+                    let mut receipt = n.accepted_receipt();
+                    chain::append(0, chain::GENESIS, &mut receipt);
                     (HandledKind::Stored, Some(receipt))
                 }
                 (Entry::Notice(n), Outcome::Duplicate { original }) => {
@@ -870,6 +876,9 @@ fn ack_stage(
                 payload_bytes,
                 dead_letter,
             });
+        }
+        if let Some(s) = &sealer {
+            s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut()));
         }
         IngestLatencies(&latencies).emit();
         counts.into_event().emit();

@@ -138,6 +138,10 @@ impl DeliveryStore for Faulty {
         self.inner.delivery(c)
     }
 
+    fn events(&self, c: TrackingCode) -> Result<Vec<crate::model::StoredEvent>, StoreError> {
+        self.inner.events(c)
+    }
+
     fn write_delivery(&self, w: &[DeliveryWrite]) -> Result<(), StoreError> {
         if self.delivery_poisoned.load(Ordering::SeqCst) {
             return Err(StoreError::Fjall(::fjall::Error::Poisoned));

@@ -39,8 +39,8 @@ use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, MailboxProfile, Receipt, TrackingCode};
 
 use crate::model::{
-    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, Outcome, StoredNotice, StoredRejection,
-    Timer,
+    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, Outcome, StoredEvent, StoredNotice,
+    StoredRejection, Timer,
 };
 
 pub use self::config::{StoreBackend, StoreConfig};
@@ -169,8 +169,16 @@ pub trait DeliveryStore: Send + Sync {
     /// A notice's delivery record.
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError>;
 
-    /// Applies follow-up changes atomically and durably.
+    /// Applies follow-up changes atomically and durably. Each write's
+    /// receipts are events of its notice: they are appended to the
+    /// notice's hash chain (evidence::chain) in the same write, and go to
+    /// the outbox with their chain link.
     fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError>;
+
+    /// A notice's events, in order: its hash chain (the first, `accepted`,
+    /// is appended with the notice; the others by [`Self::write_delivery`]).
+    /// Kept as long as the delivery record, then removed with it.
+    fn events(&self, code: TrackingCode) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Receipts waiting to be published, oldest first, after outbox ID `after`.
     fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError>;

@@ -225,3 +225,98 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
         "only once: after that the cursor is a lower bound again"
     );
 }
+
+pub(super) fn events_form_a_hash_chain_kept_with_the_record(s: &dyn Store) {
+    use crate::evidence::chain;
+    use crate::model::DeliveryWrite;
+    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    let entries = sample_entries(2);
+    s.write(&entries).unwrap();
+    // An exact re-send appends nothing.
+    s.write(&entries[..1]).unwrap();
+    let Entry::Notice(n) = &entries[0] else {
+        unreachable!()
+    };
+    let code = n.tracking_code;
+    let first = s.events(code).unwrap();
+    assert_eq!(first.len(), 1, "the notice's first event: accepted");
+    let mut accepted = n.accepted_receipt();
+    let expected = chain::append(0, chain::GENESIS, &mut accepted);
+    assert_eq!(
+        first[0], expected,
+        "event 1 is the accepted receipt, chained"
+    );
+    let receipt = |id: &str, count: u8| {
+        Receipt::new(
+            format!("{code}-{id}"),
+            n.notice.agency.clone(),
+            Some(n.notice.reference.clone()),
+            t0(),
+            ReceiptEvent::Confirmed {
+                tracking_code: code,
+                count,
+            },
+        )
+    };
+    let rec = s.delivery(code).unwrap().unwrap();
+    // Two writes for the notice in one call, then one more call, and the
+    // same receipt again (a retried write): it is not appended twice.
+    s.write_delivery(&[
+        DeliveryWrite {
+            record: Some(rec.clone()),
+            receipts: vec![receipt("c1", 1)],
+            ..Default::default()
+        },
+        DeliveryWrite {
+            receipts: vec![receipt("c2", 2)],
+            ..Default::default()
+        },
+    ])
+    .unwrap();
+    s.write_delivery(&[DeliveryWrite {
+        receipts: vec![receipt("c3", 3), receipt("c2", 2)],
+        ..Default::default()
+    }])
+    .unwrap();
+    let events = s.events(code).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    let head = chain::verify(&events).expect("an intact chain");
+    assert_eq!(head, events[3].hash);
+    // The outbox's receipts carry their links, as the events say.
+    let out = s.outbox(None, 10).unwrap();
+    assert_eq!(out.len(), 4);
+    for (i, (_, r)) in out.iter().enumerate() {
+        let link = r.evidence.as_ref().unwrap().chain.as_ref().unwrap();
+        let seq = [2, 3, 4, 3][i];
+        assert_eq!(link.seq, seq, "{}", r.receipt_id);
+        let e = &events[seq as usize - 1];
+        assert_eq!(link.hash, crate::evidence::b64url(&e.hash));
+        assert_eq!(chain::event_bytes(r), e.bytes, "the event is the receipt");
+    }
+    // Another notice's chain is its own.
+    let Entry::Notice(other) = &entries[1] else {
+        unreachable!()
+    };
+    assert_eq!(s.events(other.tracking_code).unwrap().len(), 1);
+    // Kept past the body's purge; removed with the record.
+    s.write_delivery(&[DeliveryWrite {
+        record: Some(rec.clone()),
+        purge_notice: true,
+        ..Default::default()
+    }])
+    .unwrap();
+    assert_eq!(s.events(code).unwrap().len(), 4, "kept after the purge");
+    s.write_delivery(&[DeliveryWrite {
+        delete_record: Some(rec),
+        ..Default::default()
+    }])
+    .unwrap();
+    assert!(
+        s.events(code).unwrap().is_empty(),
+        "removed with the record"
+    );
+    assert_eq!(s.events(other.tracking_code).unwrap().len(), 1);
+}

@@ -85,6 +85,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             "a_timer_written_behind_a_cursor_comes_back",
             delivery::a_timer_written_behind_a_cursor_comes_back,
         ),
+        (
+            "events_form_a_hash_chain_kept_with_the_record",
+            delivery::events_form_a_hash_chain_kept_with_the_record,
+        ),
     ];
     for (name, case) in cases {
         let (store, guard) = factory(name);

@@ -58,6 +58,8 @@ impl DeliveryStore for FjallStore {
             .batch()
             .durability(Some(self.durability.persist_mode()));
         let mut last_outbox = st.last_outbox_id;
+        // Chains met in this call: one notice may have several writes.
+        let mut chains: HashMap<u64, Vec<StoredEvent>> = HashMap::new();
         for w in writes {
             for t in &w.remove_timers {
                 batch.remove(&self.timers, timer_key(t));
@@ -98,16 +100,52 @@ impl DeliveryStore for FjallStore {
                 for c in &rec.confirmations {
                     batch.remove(&self.confirmations, c.confirmation_id.as_bytes());
                 }
+                for guard in self.events.prefix(code.to_be_bytes()) {
+                    batch.remove(&self.events, guard.key()?);
+                }
             }
             for r in &w.receipts {
+                let mut r = r.clone();
+                if let Some(code) = chain::code_of(&r) {
+                    let events = match chains.entry(code.as_u64()) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(self.events(code)?)
+                        }
+                    };
+                    if let Some(event) = chain::place(events, &mut r) {
+                        batch.insert(
+                            &self.events,
+                            event_key(code.as_u64(), event.seq),
+                            event.encode(),
+                        );
+                    }
+                }
                 let id = next_id(&mut last_outbox);
-                batch.insert(&self.outbox, id.to_be_bytes(), encode_json(r));
+                batch.insert(&self.outbox, id.to_be_bytes(), encode_json(&r));
             }
         }
         batch.commit()?;
         st.last_outbox_id = last_outbox;
         self.wrote_timers(writes.iter().flat_map(|w| &w.add_timers));
         Ok(())
+    }
+
+    fn events(&self, code: TrackingCode) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.events.prefix(code.as_u64().to_be_bytes()) {
+            let (k, v) = guard.into_inner()?;
+            let seq = k
+                .get(8..12)
+                .and_then(|s| s.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt("event key".into()))?;
+            out.push(
+                StoredEvent::decode(seq, &v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("event {seq} of {code}")))?,
+            );
+        }
+        Ok(out)
     }
 
     fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {

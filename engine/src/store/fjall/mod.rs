@@ -41,11 +41,13 @@ use karpoosheh_schemas::{
     AgencyId, DeadLetter, MailboxId, MailboxProfile, Problem, Reason, Receipt, TrackingCode,
 };
 
+use crate::evidence::chain;
 use crate::model::{
-    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredNotice,
-    StoredRejection, Timer, TimerKind,
+    DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredEvent,
+    StoredNotice, StoredRejection, Timer, TimerKind,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 use super::{DeliveryStore, NoticeStore, ProfileStore, StoreError, StoreStats};
 
@@ -157,6 +159,8 @@ pub struct FjallStore {
     outbox: Keyspace,
     confirmations: Keyspace,
     awaiting: Keyspace,
+    /// Each notice's hash chain: (tracking code, seq) → prev, hash, event.
+    events: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
     /// Per timer shard, the earliest due time written since the last
@@ -320,6 +324,15 @@ fn awaiting_key(id: MailboxId, code: u64) -> [u8; 17] {
     k
 }
 
+/// A notice's event `seq`: its tracking code, then the number, so a
+/// notice's chain is one ordered prefix.
+fn event_key(code: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&code.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// The smallest key after every key starting with `prefix`.
 fn after_prefix(prefix: &[u8]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -363,6 +376,7 @@ impl FjallStore {
             &self.outbox,
             &self.confirmations,
             &self.awaiting,
+            &self.events,
         ]
         .into_iter()
     }
@@ -436,6 +450,7 @@ impl FjallStore {
         let outbox = db.keyspace("outbox", ordered_ranged)?;
         let confirmations = db.keyspace("confirmations", opts)?;
         let awaiting = db.keyspace("awaiting", ranged)?;
+        let events = db.keyspace("events", ordered_ranged)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
@@ -468,6 +483,7 @@ impl FjallStore {
             outbox,
             confirmations,
             awaiting,
+            events,
             durability: cfg.durability,
             behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),
@@ -582,6 +598,77 @@ mod tests {
                 Box::new(dir) as Box<dyn std::any::Any>,
             )
         });
+    }
+
+    /// Whoever can write the store's files can rewrite an event; the chain
+    /// says which one. Here the events are rewritten under the engine's
+    /// API, straight into the keyspace, and the store reopened from disk.
+    #[test]
+    fn a_rewritten_or_removed_event_breaks_the_chain_where_it_was() {
+        use crate::model::DeliveryWrite;
+        use karpoosheh_schemas::{Receipt, ReceiptEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut cfg = FjallStoreConfig::new(dir.path());
+            cfg.durability = Durability::SyncAll;
+            FjallStore::open(cfg).unwrap()
+        };
+        let store = open();
+        let entries = crate::store::conformance::sample_entries(1);
+        store.write(&entries).unwrap();
+        let Entry::Notice(n) = &entries[0] else {
+            unreachable!()
+        };
+        let code = n.tracking_code;
+        let receipts = (1..=3)
+            .map(|i| {
+                Receipt::new(
+                    format!("{code}-{i}"),
+                    n.notice.agency.clone(),
+                    Some(n.notice.reference.clone()),
+                    crate::store::conformance::t0(),
+                    ReceiptEvent::Confirmed {
+                        tracking_code: code,
+                        count: i,
+                    },
+                )
+            })
+            .collect();
+        store
+            .write_delivery(&[DeliveryWrite {
+                receipts,
+                ..Default::default()
+            }])
+            .unwrap();
+        assert!(chain::verify(&store.events(code).unwrap()).is_ok());
+        // Event 3's `count` changed from 2 to 1, its bytes only.
+        let key = event_key(code.as_u64(), 3);
+        let mut v = store.events.get(key).unwrap().unwrap().to_vec();
+        let at = v.len() - v[64..].iter().rev().position(|&b| b == b'2').unwrap() - 1;
+        v[at] = b'1';
+        store.events.insert(key, v.clone()).unwrap();
+        store.db.persist(PersistMode::SyncAll).unwrap();
+        drop(store);
+        let store = open();
+        let broken = chain::verify(&store.events(code).unwrap()).unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken}");
+        assert!(broken.problem.contains("edited"), "{broken}");
+        // Its hash recomputed too: then event 4's link breaks.
+        let e = StoredEvent::decode(3, &v).unwrap();
+        let fixed = StoredEvent {
+            hash: chain::link(&e.prev, &e.bytes),
+            ..e
+        };
+        store.events.insert(key, fixed.encode()).unwrap();
+        assert_eq!(
+            chain::verify(&store.events(code).unwrap()).unwrap_err().seq,
+            4
+        );
+        // Removed: the chain says which number is missing.
+        store.events.remove(key).unwrap();
+        let broken = chain::verify(&store.events(code).unwrap()).unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken}");
+        assert!(broken.problem.contains("missing"), "{broken}");
     }
 
     /// Records encode their timestamps by hand (karpoosheh_schemas::rfc3339);

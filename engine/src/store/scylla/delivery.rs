@@ -95,6 +95,10 @@ impl DeliveryStore for ScyllaStore {
         })
     }
 
+    fn events(&self, code: TrackingCode) -> Result<Vec<crate::model::StoredEvent>, StoreError> {
+        Ok(self.rt.block_on(self.read_events(code))?)
+    }
+
     fn write_delivery(&self, writes: &[DeliveryWrite]) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
@@ -121,11 +125,45 @@ impl DeliveryStore for ScyllaStore {
                 .collect()
         };
         let result = self.rt.block_on(async {
+            // 0. Each receipt is its notice's next event: read the chains
+            //    (a retried write finds its events there and reuses them).
+            let mut chains: HashMap<TrackingCode, Vec<crate::model::StoredEvent>> = HashMap::new();
+            let codes: HashSet<TrackingCode> = writes
+                .iter()
+                .flat_map(|w| w.receipts.iter().filter_map(chain::code_of))
+                .collect();
+            for code in codes {
+                chains.insert(code, self.read_events(code).await?);
+            }
+            let mut events = Vec::new();
+            let mut sealed: Vec<Vec<Receipt>> = Vec::with_capacity(writes.len());
+            for w in writes {
+                let rec = w.record.as_ref().or(w.delete_record.as_ref());
+                let ttl = rec.map_or(0, |r| self.record_ttl(r, now));
+                let mut out = Vec::with_capacity(w.receipts.len());
+                for r in &w.receipts {
+                    let mut r = r.clone();
+                    if let Some(code) = chain::code_of(&r) {
+                        let chain = chains.entry(code).or_default();
+                        if let Some(e) = chain::place(chain, &mut r) {
+                            events.push((code, e, ttl));
+                        }
+                    }
+                    out.push(r);
+                }
+                sealed.push(out);
+            }
+            self.all(
+                events
+                    .iter()
+                    .map(|(code, e, ttl)| self.put_event(*code, e, *ttl)),
+            )
+            .await?;
             // 1. Receipts, new timers and awaiting entries: additive.
-            let receipts = writes
+            let receipts = sealed
                 .iter()
                 .zip(&ids)
-                .flat_map(|(w, ids)| w.receipts.iter().zip(ids));
+                .flat_map(|(rs, ids)| rs.iter().zip(ids));
             self.all(receipts.map(|(r, &id)| {
                 self.exec(
                     &self.st.outbox_put,
@@ -239,6 +277,8 @@ impl DeliveryStore for ScyllaStore {
                 if let Some(rec) = &w.delete_record {
                     let c = code_col(rec.tracking_code);
                     self.exec(&self.st.delivery_delete, (c,), "removing a delivery record")
+                        .await?;
+                    self.exec(&self.st.events_delete, (c,), "removing notice events")
                         .await?;
                     self.exec(
                         &self.st.ref_delete,

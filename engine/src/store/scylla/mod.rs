@@ -59,6 +59,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
+use crate::evidence::chain;
 use crate::internal_events::{LeaseFailed, StoreRepaired};
 use crate::model::{
     DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredNotice,
@@ -142,6 +143,9 @@ struct Statements {
     delivery_put: PreparedStatement,
     delivery_get: PreparedStatement,
     delivery_delete: PreparedStatement,
+    event_put: PreparedStatement,
+    events_get: PreparedStatement,
+    events_delete: PreparedStatement,
     timer_put: PreparedStatement,
     timer_delete: PreparedStatement,
     timers_due: PreparedStatement,
@@ -193,6 +197,9 @@ const CQL: &[(&str, &str, bool)] = &[
     ("delivery_put", "INSERT INTO deliveries (tracking_code, state, record) VALUES (?, ?, ?) USING TTL ?", true),
     ("delivery_get", "SELECT record FROM deliveries WHERE tracking_code = ?", true),
     ("delivery_delete", "DELETE FROM deliveries WHERE tracking_code = ?", true),
+    ("event_put", "INSERT INTO notice_events (tracking_code, seq, prev, hash, event) VALUES (?, ?, ?, ?, ?) USING TTL ?", true),
+    ("events_get", "SELECT seq, prev, hash, event FROM notice_events WHERE tracking_code = ?", true),
+    ("events_delete", "DELETE FROM notice_events WHERE tracking_code = ?", true),
     ("timer_put", "INSERT INTO timers (node_id, shard, hour, due_ms, tracking_code, kind) VALUES (?, ?, ?, ?, ?, ?)", true),
     ("timer_delete", "DELETE FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms = ? AND tracking_code = ? AND kind = ?", true),
     ("timers_due", "SELECT due_ms, tracking_code, kind FROM timers WHERE node_id = ? AND shard = ? AND hour = ? AND due_ms >= ? AND due_ms <= ? LIMIT ?", true),
@@ -258,6 +265,9 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         delivery_put: take("delivery_put"),
         delivery_get: take("delivery_get"),
         delivery_delete: take("delivery_delete"),
+        event_put: take("event_put"),
+        events_get: take("events_get"),
+        events_delete: take("events_delete"),
         timer_put: take("timer_put"),
         timer_delete: take("timer_delete"),
         timers_due: take("timers_due"),
@@ -717,6 +727,56 @@ impl ScyllaStore {
             .map_err(ScyllaError::request(what))
     }
 
+    async fn put_event(
+        &self,
+        code: TrackingCode,
+        e: &crate::model::StoredEvent,
+        ttl: i32,
+    ) -> Result<(), ScyllaError> {
+        self.exec(
+            &self.st.event_put,
+            (
+                code_col(code),
+                e.seq as i32,
+                e.prev.to_vec(),
+                e.hash.to_vec(),
+                String::from_utf8_lossy(&e.bytes).into_owned(),
+                ttl,
+            ),
+            "appending a notice event",
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn read_events(
+        &self,
+        code: TrackingCode,
+    ) -> Result<Vec<crate::model::StoredEvent>, ScyllaError> {
+        let res = self
+            .exec(
+                &self.st.events_get,
+                (code_col(code),),
+                "reading notice events",
+            )
+            .await?;
+        collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?
+            .into_iter()
+            .map(|(seq, prev, hash, event)| {
+                let bad = |what: &str| ScyllaError::Rows {
+                    what: "notice_events".into(),
+                    message: format!("event {seq} of {code}: {what} is not 32 bytes"),
+                };
+                Ok(crate::model::StoredEvent {
+                    seq: seq as u32,
+                    prev: prev.try_into().map_err(|_| bad("prev"))?,
+                    hash: hash.try_into().map_err(|_| bad("hash"))?,
+                    bytes: event.into_bytes(),
+                })
+            })
+            .collect()
+    }
+
     fn record_ttl(&self, rec: &DeliveryRecord, now: DateTime<Utc>) -> i32 {
         ttl_until(
             rec.expires_at,
@@ -882,7 +942,18 @@ impl ScyllaStore {
             .await
             .map(drop)
         };
-        let (a, b, c, d) = tokio::join!(
+        // The chain starts with the notice: event 1, `accepted`.
+        let put_event = async {
+            if !record {
+                return Ok(());
+            }
+            let mut receipt = crate::model::accepted_receipt(code, accepted_at, &n.notice);
+            let event =
+                crate::evidence::chain::append(0, crate::evidence::chain::GENESIS, &mut receipt);
+            self.put_event(code, &event, self.record_ttl(&rec, now))
+                .await
+        };
+        let (a, b, c, d, e) = tokio::join!(
             self.exec(
                 &self.st.notice_put,
                 NoticeValues::new(&row, ttl),
@@ -895,11 +966,13 @@ impl ScyllaStore {
                 "writing a mailbox month"
             ),
             put_record,
+            put_event,
         );
         a?;
         b?;
         c?;
         d?;
+        e?;
         Ok(rec.initial_timers())
     }
 
