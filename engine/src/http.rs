@@ -5,14 +5,15 @@
 //! A small blocking server on its own threads: scrapes are rare and tiny,
 //! and it must keep answering while the pipeline is saturated.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::health::Health;
-use crate::internal_events::HttpServing;
+use crate::internal_events::{DocumentInquired, HttpServing};
 use crate::metric_names as m;
 
 /// Installs the Prometheus recorder once per process and returns its handle.
@@ -306,6 +307,10 @@ fn describe_all() {
         "Signed inputs (confirmations, mailbox profiles) refused before anything in them was applied, by kind and reason."
     );
     describe_counter!(
+        m::DOCUMENT_INQUIRIES,
+        "Inquiries about printed notices (article 15), by result."
+    );
+    describe_counter!(
         m::TRUST_FILE_LOADS,
         "Loads of the trust file of signers, by result."
     );
@@ -319,12 +324,14 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `listen` and serves on two background threads; `jwks`, the
-    /// node's public keys (a JWK Set), at `/.well-known/jwks.json`.
+    /// node's public keys (a JWK Set), at `/.well-known/jwks.json`;
+    /// `documents`, inquiries about printed notices at `/v1/documents/`.
     pub fn start(
         listen: &str,
         handle: PrometheusHandle,
         health: Health,
         jwks: Option<Arc<str>>,
+        documents: Option<Documents>,
     ) -> std::io::Result<HttpServer> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
@@ -338,12 +345,17 @@ impl HttpServer {
             let handle = handle.clone();
             let health = health.clone();
             let jwks = jwks.clone();
+            let documents = documents.clone();
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
-                    for req in server.incoming_requests() {
-                        let (status, ctype, body) =
-                            route(req.url(), &handle, &health, jwks.as_deref());
+                    for mut req in server.incoming_requests() {
+                        let (status, ctype, body) = match (&documents, req.url()) {
+                            (Some(d), url) if url.starts_with("/v1/documents/") => {
+                                d.answer(&mut req)
+                            }
+                            _ => route(req.url(), &handle, &health, jwks.as_deref()),
+                        };
                         let header = tiny_http::Header::from_bytes("Content-Type", ctype)
                             .expect("static header");
                         let _ = req.respond(
@@ -360,6 +372,150 @@ impl HttpServer {
         }
         .emit();
         Ok(HttpServer { addr, server })
+    }
+}
+
+/// Inquiries about printed notices (article 15) on the node's HTTP
+/// server: `GET /v1/documents/<tracking-code>/<verification-code>`, or
+/// `POST` the same with the notice's JSON as the body to check it too.
+/// Rate-limited, in total and per client address; every answer counted
+/// in `karpoosheh_document_inquiries_total{result}`.
+#[derive(Clone)]
+pub struct Documents {
+    store: Arc<dyn crate::store::Store>,
+    limiter: Arc<Mutex<Limiter>>,
+}
+
+/// Token buckets: one for the node, one per client address.
+struct Limiter {
+    per_second: f64,
+    per_client_per_minute: f64,
+    total: (f64, Instant),
+    clients: HashMap<std::net::IpAddr, (f64, Instant)>,
+}
+
+impl Limiter {
+    fn allow(&mut self, client: Option<std::net::IpAddr>) -> bool {
+        let now = Instant::now();
+        let refill = |b: &mut (f64, Instant), rate_per_sec: f64, burst: f64| {
+            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate_per_sec).min(burst);
+            b.1 = now;
+        };
+        let (ps, pcm) = (self.per_second, self.per_client_per_minute);
+        refill(&mut self.total, ps, ps.max(1.0));
+        if self.total.0 < 1.0 {
+            return false;
+        }
+        if let Some(ip) = client {
+            if self.clients.len() > 100_000 {
+                // A flood of addresses: forget the full buckets.
+                self.clients
+                    .retain(|_, b| now.duration_since(b.1).as_secs_f64() * pcm / 60.0 + b.0 < pcm);
+            }
+            let b = self.clients.entry(ip).or_insert((pcm, now));
+            refill(b, pcm / 60.0, pcm.max(1.0));
+            if b.0 < 1.0 {
+                return false;
+            }
+            b.0 -= 1.0;
+        }
+        self.total.0 -= 1.0;
+        true
+    }
+}
+
+impl Documents {
+    pub fn new(
+        store: Arc<dyn crate::store::Store>,
+        per_second: f64,
+        per_client_per_minute: f64,
+    ) -> Documents {
+        DocumentInquired::zero();
+        Documents {
+            store,
+            limiter: Arc::new(Mutex::new(Limiter {
+                per_second,
+                per_client_per_minute,
+                total: (per_second.max(1.0), Instant::now()),
+                clients: HashMap::new(),
+            })),
+        }
+    }
+
+    fn answer(&self, req: &mut tiny_http::Request) -> (u16, &'static str, String) {
+        const JSON: &str = "application/json";
+        let client = req.remote_addr().map(|a| a.ip());
+        let allowed = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(client);
+        if !allowed {
+            DocumentInquired {
+                result: "rate_limited",
+            }
+            .emit();
+            return (
+                429,
+                JSON,
+                "{\"error\":\"too many inquiries; try again later\"}\n".into(),
+            );
+        }
+        let path = req.url().split('?').next().unwrap_or("").to_owned();
+        let parts: Vec<&str> = path["/v1/documents/".len()..].split('/').collect();
+        let [code, vcode] = parts[..] else {
+            DocumentInquired {
+                result: "bad_request",
+            }
+            .emit();
+            return (
+                400,
+                JSON,
+                "{\"error\":\"ask /v1/documents/<tracking-code>/<verification-code>\"}\n".into(),
+            );
+        };
+        let document = if *req.method() == tiny_http::Method::Post {
+            let mut body = Vec::new();
+            use std::io::Read;
+            if req
+                .as_reader()
+                .take(1 << 20)
+                .read_to_end(&mut body)
+                .is_err()
+            {
+                DocumentInquired {
+                    result: "bad_request",
+                }
+                .emit();
+                return (
+                    400,
+                    JSON,
+                    "{\"error\":\"the body could not be read\"}\n".into(),
+                );
+            }
+            Some(body)
+        } else {
+            None
+        };
+        match crate::documents::inquire(self.store.as_ref(), code, vcode, document.as_deref()) {
+            Ok(a) => {
+                DocumentInquired { result: a.result() }.emit();
+                let status = if a.genuine { 200 } else { 404 };
+                (
+                    status,
+                    JSON,
+                    serde_json::to_string(&a).unwrap_or_default() + "\n",
+                )
+            }
+            Err(_) => {
+                DocumentInquired { result: "error" }.emit();
+                (
+                    503,
+                    JSON,
+                    "{\"error\":\"the store did not answer; try again\"}\n".into(),
+                )
+            }
+        }
     }
 }
 
@@ -401,5 +557,27 @@ fn route(
                 .into(),
         ),
         _ => (404, "text/plain; charset=utf-8", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn inquiries_are_limited_per_client_and_in_total() {
+        let mut l = Limiter {
+            per_second: 5.0,
+            per_client_per_minute: 3.0,
+            total: (5.0, Instant::now()),
+            clients: HashMap::new(),
+        };
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        assert!((0..3).all(|_| l.allow(Some(a))), "a client's burst");
+        assert!(!l.allow(Some(a)), "then that client waits");
+        assert!(l.allow(Some(b)), "another client does not");
+        assert!(l.allow(None));
+        assert!(!l.allow(None), "the node's total is spent (5 per second)");
     }
 }

@@ -26,6 +26,7 @@ const FLOORS: &[&str] = &[
     "kafka",
     "store",
     "channel",
+    "documents",
     "http",
     "source",
     "sink",

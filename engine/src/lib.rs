@@ -29,6 +29,7 @@ mod agencies;
 mod channel;
 mod config;
 mod delivery;
+mod documents;
 mod evidence;
 mod health;
 mod http;
@@ -56,6 +57,7 @@ pub use crate::delivery::{
     Registry, Scheduler, SchedulerError, SchedulerHandle, SentNotification, StoreRegistry,
     SystemClock,
 };
+pub use crate::documents::{inquire, Inquiry};
 pub use crate::evidence::{
     b64url, chain, jcs, jws, keys, merkle, seal, trust, EvidenceConfig, SignedKind,
 };

@@ -150,6 +150,18 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Is a printed notice genuine (art. 15)? From the tracking code and the
+    /// verification code on the paper: prints the agency, kind and issue
+    /// date, or says it is not; exits 1 when it is not (or the document
+    /// does not match). A running node answers the same at
+    /// /v1/documents/<tracking-code>/<verification-code>.
+    VerifyDocument {
+        tracking_code: String,
+        verification_code: String,
+        /// The electronic document (the notice's JSON) to compare too.
+        #[arg(long, value_name = "FILE")]
+        document: Option<PathBuf>,
+    },
     /// Ed25519 keys: make a key pair, list the trusted keys, sign a message
     /// (docs/operations.md, "Trust file and keys").
     Keys {
@@ -772,6 +784,39 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { action } => keys_command(&cfg, action),
+        Command::VerifyDocument {
+            tracking_code,
+            verification_code,
+            document,
+        } => {
+            let store = open_store_read_only(&cfg)?;
+            let doc = document.map(std::fs::read).transpose()?;
+            let a = karpoosheh_engine::inquire(
+                store.as_ref(),
+                &tracking_code,
+                &verification_code,
+                doc.as_deref(),
+            )?;
+            if !a.genuine {
+                println!("NOT GENUINE: no notice in this system has that tracking code and verification code");
+                std::process::exit(1);
+            }
+            println!("genuine         a notice stored in this system");
+            println!("agency          {}", a.agency.as_deref().unwrap_or("?"));
+            println!("kind            {}", a.kind.as_deref().unwrap_or("?"));
+            if let Some(at) = a.issued_at {
+                println!("issued at       {}", at.to_rfc3339());
+            }
+            match a.document_matches {
+                Some(true) => println!("document        matches the stored notice's content hash"),
+                Some(false) => {
+                    println!("document        DOES NOT MATCH the stored notice (edited, or another notice)");
+                    std::process::exit(1);
+                }
+                None => {}
+            }
+            Ok(())
+        }
         Command::Migrate { print } => {
             use karpoosheh_engine::scylla;
             if print {

@@ -39,7 +39,8 @@ pub use messages::{
     MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
 };
 pub use notice::{
-    AccessLevel, Attachment, LifeEvent, Notice, NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION,
+    normalize_verification_code, verification_code, AccessLevel, Attachment, LifeEvent, Notice,
+    NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION,
 };
 pub use reason::{Problem, Reason};
 pub use tracking::{TrackingCode, TrackingCodeError, MAX_NODE, TRACKING_EPOCH_MS};

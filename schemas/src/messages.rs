@@ -49,6 +49,14 @@ pub enum ReceiptEvent {
     Accepted {
         tracking_code: TrackingCode,
         duplicate: bool,
+        /// The content hash of what was stored (content hash v1, lowercase
+        /// hex; wire contract, "Content hash").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_hash: Option<String>,
+        /// The code to print on a paper copy (article 15), with which
+        /// anyone holding the paper can check it is genuine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification_code: Option<String>,
     },
     /// Not stored; every problem is listed.
     Rejected { problems: Vec<Problem> },

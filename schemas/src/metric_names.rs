@@ -281,6 +281,10 @@ pub const AGENCY_REGISTRY_LOADS: &str = "karpoosheh_agency_registry_loads_total"
 pub const SIGNED_INPUTS_REFUSED: &str = "karpoosheh_signed_inputs_refused_total";
 /// Loads of the trust file. Labels: `result` (ok, error).
 pub const TRUST_FILE_LOADS: &str = "karpoosheh_trust_file_loads_total";
+/// Inquiries about printed notices (article 15). Labels: `result`
+/// (genuine, not_genuine, document_mismatch, rate_limited, bad_request,
+/// error).
+pub const DOCUMENT_INQUIRIES: &str = "karpoosheh_document_inquiries_total";
 /// Errors of the notice consumer's client, retried by librdkafka. Labels:
 /// `kind` (client, rebalance, consume, pause_resume, seek).
 pub const KAFKA_CLIENT_ERRORS: &str = "karpoosheh_kafka_client_errors_total";
@@ -328,6 +332,7 @@ pub const KAFKA: &[&str] = &[
     AGENCY_REGISTRY_LOADS,
     SIGNED_INPUTS_REFUSED,
     TRUST_FILE_LOADS,
+    DOCUMENT_INQUIRIES,
     KAFKA_CLIENT_ERRORS,
     READER_RUNNING,
     READER_ERRORS,

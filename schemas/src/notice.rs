@@ -182,3 +182,87 @@ impl Notice {
         h.finalize().into()
     }
 }
+
+/// The verification code printed on a paper copy of a notice (article
+/// 15): the first 40 bits of SHA-256("karpoosheh-document-v1" ||
+/// tracking code as text || content hash), in Crockford base32, as
+/// `XXXX-XXXX`. Only someone who holds the document (its content hash)
+/// can compute it; with the tracking code it lets anyone check a paper
+/// copy, and it cannot be guessed from a tracking code.
+pub fn verification_code(code: &crate::TrackingCode, content_hash: &[u8; 32]) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut h = Sha256::new();
+    h.update(b"karpoosheh-document-v1");
+    h.update(code.to_string().as_bytes());
+    h.update(content_hash);
+    let d: [u8; 32] = h.finalize().into();
+    let bits = u64::from_be_bytes([0, 0, 0, d[0], d[1], d[2], d[3], d[4]]);
+    let mut out = String::with_capacity(9);
+    for i in 0..8 {
+        if i == 4 {
+            out.push('-');
+        }
+        out.push(ALPHABET[((bits >> (35 - 5 * i)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Reads a verification code as someone may type it: case, spaces and
+/// dashes do not matter, and Crockford's look-alikes (O for 0, I and L
+/// for 1) are accepted. `None` when it cannot be one.
+pub fn normalize_verification_code(text: &str) -> Option<String> {
+    let mut chars = Vec::with_capacity(8);
+    for c in text.chars() {
+        let c = match c.to_ascii_uppercase() {
+            ' ' | '-' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c if c.is_ascii_digit() || ("ABCDEFGHJKMNPQRSTVWXYZ".contains(c)) => c,
+            _ => return None,
+        };
+        chars.push(c);
+    }
+    if chars.len() != 8 {
+        return None;
+    }
+    let mut out: String = chars[..4].iter().collect();
+    out.push('-');
+    out.extend(&chars[4..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod verification_tests {
+    use super::*;
+    use crate::TrackingCode;
+
+    #[test]
+    fn verification_codes_are_short_stable_and_typed_loosely() {
+        let code = TrackingCode::parse("06YN-3RZS-R000-01").unwrap();
+        let a = verification_code(&code, &[1; 32]);
+        assert_eq!(a.len(), 9);
+        assert_eq!(a, verification_code(&code, &[1; 32]), "deterministic");
+        assert_ne!(
+            a,
+            verification_code(&code, &[2; 32]),
+            "bound to the content"
+        );
+        let other = TrackingCode::from_u64(code.as_u64() + 1);
+        assert_ne!(a, verification_code(&other, &[1; 32]), "and to the notice");
+        assert_eq!(
+            normalize_verification_code(&a.to_lowercase()),
+            Some(a.clone())
+        );
+        assert_eq!(
+            normalize_verification_code(&a.replace('-', " ")),
+            Some(a.clone())
+        );
+        assert_eq!(
+            normalize_verification_code("o1il-ab2z"),
+            Some("0111-AB2Z".to_owned())
+        );
+        for bad in ["", "ABC", "ABCD-EFGH-J", "ABCD-EFGU", "ابلا-غیه۱"] {
+            assert_eq!(normalize_verification_code(bad), None, "{bad}");
+        }
+    }
+}

@@ -108,6 +108,7 @@ fn the_example_notice_is_valid_and_the_receipt_parses() {
         ReceiptEvent::Accepted {
             tracking_code,
             duplicate,
+            ..
         } => {
             assert!(!duplicate);
             assert!(

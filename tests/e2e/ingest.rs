@@ -362,4 +362,70 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
         shown.contains("evidence chain  intact: 1 events"),
         "{shown}"
     );
+
+    // Content hash v1, recomputed by Python from the notice's JSON, is the
+    // engine's and the receipt's; the paper's verification code checks.
+    for line in text.lines().take(5) {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let code = r["tracking_code"].as_str().unwrap();
+        let shown = run(
+            &["--data-dir", d.to_str().unwrap(), "notice", code, "--json"],
+            None,
+        );
+        assert!(shown.status.success());
+        let mut child = std::process::Command::new(python)
+            .arg(karpoosheh_tests::python_script("content_hash.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(&shown.stdout)
+                .unwrap();
+        }
+        let ours = child.wait_with_output().unwrap();
+        let py = String::from_utf8_lossy(&ours.stdout).trim().to_owned();
+        let engine: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        assert_eq!(py, engine["content_sha256"].as_str().unwrap());
+        assert_eq!(py, r["content_hash"].as_str().unwrap());
+        let vcode = r["verification_code"].as_str().unwrap();
+        let ok = run(
+            &[
+                "--data-dir",
+                d.to_str().unwrap(),
+                "verify-document",
+                code,
+                &vcode.to_lowercase(),
+            ],
+            None,
+        );
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("agency          tax"));
+        assert!(
+            !String::from_utf8_lossy(&ok.stdout).contains(&a),
+            "no recipient shown"
+        );
+    }
+    let r: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let forged = run(
+        &[
+            "--data-dir",
+            d.to_str().unwrap(),
+            "verify-document",
+            r["tracking_code"].as_str().unwrap(),
+            "ZZZZ-ZZZZ",
+        ],
+        None,
+    );
+    assert!(!forged.status.success());
+    assert!(String::from_utf8_lossy(&forged.stdout).contains("NOT GENUINE"));
 }

@@ -1425,6 +1425,32 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         );
     }
 
+    // A printed copy of the served notice checks out at the node's public
+    // endpoint; a wrong code does not; nothing about the recipient shows.
+    let accepted: serde_json::Value = serde_json::from_str(
+        a.raw
+            .iter()
+            .find(|r| r.contains("\"event\":\"accepted\"") && r.contains(&code))
+            .unwrap(),
+    )
+    .unwrap();
+    let vcode = accepted["verification_code"].as_str().unwrap();
+    let (status, body) = engine.get(&format!("/v1/documents/{code}/{vcode}"));
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["genuine"], true);
+    assert_eq!(answer["agency"], "tax");
+    assert!(!body.contains(&active), "{body}");
+    let (status, body) = engine.get(&format!("/v1/documents/{code}/AAAA-AAAA"));
+    assert_eq!((status, body.trim()), (404, "{\"genuine\":false}"));
+    assert_eq!(
+        engine.metric(
+            "karpoosheh_document_inquiries_total",
+            "result=\"not_genuine\""
+        ),
+        1.0
+    );
+
     // The rotation ends: the old key is revoked in the trust file (read
     // again within the reload interval, 0 s here), and what it signs now
     // is refused.

@@ -37,8 +37,14 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
     let store = open_store(&cfg).unwrap();
     let store_handle = store.clone();
     let health = Health::default();
-    let server =
-        HttpServer::start("127.0.0.1:0", install_recorder(), health.clone(), None).unwrap();
+    let server = HttpServer::start(
+        "127.0.0.1:0",
+        install_recorder(),
+        health.clone(),
+        None,
+        None,
+    )
+    .unwrap();
     let (status, body) = get(server.addr, "/health/ready");
     assert_eq!(status, 503, "not ready before the pipeline runs: {body}");
     assert_eq!(get(server.addr, "/health/live").0, 200);

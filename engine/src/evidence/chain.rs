@@ -28,11 +28,13 @@ pub fn event_bytes(r: &Receipt) -> Vec<u8> {
         ReceiptEvent::Accepted {
             tracking_code,
             duplicate,
+            content_hash: Some(hash),
+            verification_code: Some(vcode),
         },
         Some(reference),
     ) = (&r.event, &r.reference)
     {
-        return accepted_bytes(r, tracking_code, *duplicate, reference);
+        return accepted_bytes(r, tracking_code, *duplicate, hash, vcode, reference);
     }
     let mut v = serde_json::to_value(r).expect("a receipt serialises");
     if let Some(o) = v.as_object_mut() {
@@ -47,6 +49,8 @@ fn accepted_bytes(
     r: &Receipt,
     code: &karpoosheh_schemas::TrackingCode,
     duplicate: bool,
+    content_hash: &str,
+    verification_code: &str,
     reference: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(200 + reference.len());
@@ -64,7 +68,9 @@ fn accepted_bytes(
                 .as_bytes(),
         ),
     }
-    out.extend_from_slice(b"\",\"duplicate\":");
+    out.extend_from_slice(b"\",\"content_hash\":");
+    jcs::string(content_hash, &mut out);
+    out.extend_from_slice(b",\"duplicate\":");
     out.extend_from_slice(if duplicate { b"true" } else { b"false" });
     out.extend_from_slice(b",\"event\":\"accepted\",\"receipt_id\":");
     jcs::string(&r.receipt_id, &mut out);
@@ -74,8 +80,17 @@ fn accepted_bytes(
     out.extend_from_slice(r.schema_version.to_string().as_bytes());
     out.extend_from_slice(b",\"tracking_code\":\"");
     out.extend_from_slice(code.to_string().as_bytes());
-    out.extend_from_slice(b"\"}");
+    out.extend_from_slice(b"\",\"verification_code\":");
+    jcs::string(verification_code, &mut out);
+    out.push(b'}');
     out
+}
+
+/// A stored notice's first event: its `accepted` receipt, chained.
+pub fn first_event(n: &crate::model::StoredNotice) -> StoredEvent {
+    let mut r =
+        crate::model::accepted_receipt(n.tracking_code, n.accepted_at, &n.notice, &n.content_hash);
+    append(0, GENESIS, &mut r)
 }
 
 /// The notice a receipt is an event of (every receipt but a rejection).
@@ -219,6 +234,8 @@ mod tests {
             ReceiptEvent::Accepted {
                 tracking_code: code,
                 duplicate,
+                content_hash: Some("ab".repeat(32)),
+                verification_code: Some(karpoosheh_schemas::verification_code(&code, &[7; 32])),
             },
         )
     }

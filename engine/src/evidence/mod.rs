@@ -29,13 +29,30 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 /// `[evidence]` in the engine configuration.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceConfig {
     /// The node's Ed25519 private key (a JWK from `karpoosheh keys
     /// generate`), which signs every receipt. `karpoosheh run` and
     /// `karpoosheh ingest --receipts` refuse to start without one.
     pub key_file: PathBuf,
+    /// Inquiries about printed notices (`/v1/documents/…`) answered per
+    /// second by this node, in total.
+    pub inquiries_per_second: f64,
+    /// … and per client address, per minute.
+    pub inquiries_per_client_per_minute: f64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            key_file: PathBuf::new(),
+            // Enough for people checking papers by hand; far too few to
+            // try 2^40 verification codes.
+            inquiries_per_second: 50.0,
+            inquiries_per_client_per_minute: 30.0,
+        }
+    }
 }
 
 /// base64url without padding (RFC 7515, section 2), as JOSE writes it.

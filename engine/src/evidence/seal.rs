@@ -170,6 +170,8 @@ mod tests {
                     ReceiptEvent::Accepted {
                         tracking_code: code,
                         duplicate: false,
+                        content_hash: None,
+                        verification_code: None,
                     }
                 };
                 let mut r = Receipt::new(

@@ -70,3 +70,35 @@ impl TrustFileLoaded<'_> {
         }
     }
 }
+
+/// An inquiry about a printed notice was answered (article 15). Never
+/// logs the codes asked about.
+pub struct DocumentInquired {
+    /// One of [`DocumentInquired::RESULTS`].
+    pub result: &'static str,
+}
+
+impl DocumentInquired {
+    pub const RESULTS: &'static [&'static str] = &[
+        "genuine",
+        "not_genuine",
+        "document_mismatch",
+        "rate_limited",
+        "bad_request",
+        "error",
+    ];
+
+    pub fn emit(self) {
+        counter!(m::DOCUMENT_INQUIRIES, "result" => self.result).increment(1);
+        if self.result == "error" {
+            tracing::warn!("a document inquiry could not read the store");
+        }
+    }
+
+    /// Every series at zero, from the start.
+    pub fn zero() {
+        for r in Self::RESULTS {
+            counter!(m::DOCUMENT_INQUIRIES, "result" => *r).increment(0);
+        }
+    }
+}

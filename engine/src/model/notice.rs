@@ -22,15 +22,22 @@ impl NewNotice {
     /// time it was accepted. The store appends it to the notice's chain
     /// and the pipeline sends it, so both build it here.
     pub fn accepted_receipt(&self) -> karpoosheh_schemas::Receipt {
-        accepted_receipt(self.tracking_code, self.accepted_at, &self.notice)
+        accepted_receipt(
+            self.tracking_code,
+            self.accepted_at,
+            &self.notice,
+            &self.content_hash,
+        )
     }
 }
 
-/// The `accepted` receipt of `notice` stored as `code` at `accepted_at`.
+/// The `accepted` receipt of `notice` stored as `code` at `accepted_at`:
+/// with its content hash and the verification code for paper copies.
 pub fn accepted_receipt(
     code: TrackingCode,
     accepted_at: DateTime<Utc>,
     notice: &Notice,
+    content_hash: &[u8; 32],
 ) -> karpoosheh_schemas::Receipt {
     karpoosheh_schemas::Receipt::new(
         format!("accepted:{code}"),
@@ -40,8 +47,21 @@ pub fn accepted_receipt(
         karpoosheh_schemas::ReceiptEvent::Accepted {
             tracking_code: code,
             duplicate: false,
+            content_hash: Some(hex(content_hash)),
+            verification_code: Some(karpoosheh_schemas::verification_code(&code, content_hash)),
         },
     )
+}
+
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
 }
 
 /// A rejection, kept for the agency.

@@ -23,7 +23,7 @@ use crate::delivery::{simulate, Outbox, SchedulerHandle};
 use crate::evidence::keys::SigningKey;
 use crate::evidence::seal::Sealer;
 use crate::health::Health;
-use crate::http::{install_recorder, HttpServer};
+use crate::http::{install_recorder, Documents, HttpServer};
 use crate::sink::{Tally, TallySink};
 use crate::source::MemorySource;
 use crate::store::Store;
@@ -154,6 +154,11 @@ pub fn run(
             handle,
             health.clone(),
             Some(sealer.jwks().into()),
+            Some(Documents::new(
+                store.clone(),
+                cfg.evidence.inquiries_per_second,
+                cfg.evidence.inquiries_per_client_per_minute,
+            )),
         ) {
             Ok(s) => server = Some(s),
             Err(e) => {

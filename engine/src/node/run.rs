@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::delivery::{Outbox, StoreRegistry};
 use crate::evidence::trust::Trust;
 use crate::health::Health;
-use crate::http::{install_recorder, HttpServer};
+use crate::http::{install_recorder, Documents as HttpDocuments, HttpServer};
 use crate::internal_events::SignedInputRefused;
 use crate::kafka::client_config;
 use crate::pipeline::RunSummary;
@@ -53,6 +53,11 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
                 recorder,
                 health.clone(),
                 Some(sealer.jwks().into()),
+                Some(HttpDocuments::new(
+                    store.clone(),
+                    cfg.evidence.inquiries_per_second,
+                    cfg.evidence.inquiries_per_client_per_minute,
+                )),
             )
             .context("starting the metrics endpoint (metrics.listen)")?;
             // Tests and supervisors read the bound address (port 0 picks one).

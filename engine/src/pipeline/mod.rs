@@ -819,6 +819,12 @@ fn ack_stage(
                         ReceiptEvent::Accepted {
                             tracking_code: original,
                             duplicate: true,
+                            // An exact re-send: the original's content.
+                            content_hash: Some(crate::model::hex(&n.content_hash)),
+                            verification_code: Some(karpoosheh_schemas::verification_code(
+                                &original,
+                                &n.content_hash,
+                            )),
                         },
                     );
                     (HandledKind::Duplicate, Some(receipt))

@@ -78,6 +78,14 @@ impl DeliveryStore for FjallStore {
                     None => {}
                 }
                 if w.purge_notice {
+                    // The chain outlives the body: its first event, until
+                    // now derived from the notice, is written down.
+                    let key = event_key(code, 1);
+                    if self.events.get(key)?.is_none() {
+                        if let Some(n) = self.notice(rec.tracking_code)? {
+                            batch.insert(&self.events, key, chain::first_event(&n).encode());
+                        }
+                    }
                     batch.remove(&self.notices, code.to_be_bytes());
                     batch.remove(&self.mailbox, mailbox_key(rec.recipient, code));
                     batch.remove(&self.awaiting, awaiting_key(rec.recipient, code));
@@ -133,6 +141,13 @@ impl DeliveryStore for FjallStore {
 
     fn events(&self, code: TrackingCode) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::new();
+        // Event 1 is derived from the notice while its record exists, and
+        // written down when the body is purged.
+        if self.events.get(event_key(code.as_u64(), 1))?.is_none() {
+            if let Some(n) = self.notice(code)? {
+                out.push(chain::first_event(&n));
+            }
+        }
         for guard in self.events.prefix(code.as_u64().to_be_bytes()) {
             let (k, v) = guard.into_inner()?;
             let seq = k

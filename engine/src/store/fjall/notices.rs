@@ -87,10 +87,9 @@ impl NoticeStore for FjallStore {
                                 code.to_be_bytes(),
                                 encode_in(&mut scratch, FORMAT_DELIVERY_V2, &rec),
                             );
-                            // The chain starts with the notice: event 1,
-                            // `accepted`.
-                            let event = chain::append(0, chain::GENESIS, &mut n.accepted_receipt());
-                            batch.insert(&self.events, event_key(code, 1), event.encode());
+                            // The chain's first event, `accepted`, is the
+                            // notice record itself (`FjallStore::events`):
+                            // nothing more to write on the ingest path.
                             fresh.insert(key, (code, n.content_hash));
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
                             outcomes.push(Outcome::Stored);

@@ -760,7 +760,16 @@ impl ScyllaStore {
                 "reading notice events",
             )
             .await?;
-        collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?
+        let rows = collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?;
+        // Event 1 is derived from the notice while its row exists, and
+        // written down when the body is purged.
+        let mut out = Vec::new();
+        if rows.first().map(|r| r.0) != Some(1) {
+            if let Some(n) = self.read_notice(code).await? {
+                out.push(chain::first_event(&n));
+            }
+        }
+        let stored: Result<Vec<_>, ScyllaError> = rows
             .into_iter()
             .map(|(seq, prev, hash, event)| {
                 let bad = |what: &str| ScyllaError::Rows {
@@ -774,7 +783,25 @@ impl ScyllaStore {
                     bytes: event.into_bytes(),
                 })
             })
-            .collect()
+            .collect();
+        out.extend(stored?);
+        Ok(out)
+    }
+
+    async fn read_notice(
+        &self,
+        code: TrackingCode,
+    ) -> Result<Option<crate::model::StoredNotice>, ScyllaError> {
+        let res = self
+            .exec(&self.st.notice_get, (code_col(code),), "reading a notice")
+            .await?;
+        match collect::<NoticeRow>(res, "notices")?.into_iter().next() {
+            Some(row) => row.into_stored().map(Some).map_err(|e| ScyllaError::Rows {
+                what: "notices".into(),
+                message: e.to_string(),
+            }),
+            None => Ok(None),
+        }
     }
 
     fn record_ttl(&self, rec: &DeliveryRecord, now: DateTime<Utc>) -> i32 {
@@ -942,18 +969,9 @@ impl ScyllaStore {
             .await
             .map(drop)
         };
-        // The chain starts with the notice: event 1, `accepted`.
-        let put_event = async {
-            if !record {
-                return Ok(());
-            }
-            let mut receipt = crate::model::accepted_receipt(code, accepted_at, &n.notice);
-            let event =
-                crate::evidence::chain::append(0, crate::evidence::chain::GENESIS, &mut receipt);
-            self.put_event(code, &event, self.record_ttl(&rec, now))
-                .await
-        };
-        let (a, b, c, d, e) = tokio::join!(
+        // The chain's first event, `accepted`, is the notice row itself
+        // (see `read_events`): nothing more on the ingest path.
+        let (a, b, c, d) = tokio::join!(
             self.exec(
                 &self.st.notice_put,
                 NoticeValues::new(&row, ttl),
@@ -966,13 +984,11 @@ impl ScyllaStore {
                 "writing a mailbox month"
             ),
             put_record,
-            put_event,
         );
         a?;
         b?;
         c?;
         d?;
-        e?;
         Ok(rec.initial_timers())
     }
 
