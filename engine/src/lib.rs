@@ -59,7 +59,7 @@ pub use crate::delivery::{
 };
 pub use crate::documents::{inquire, Inquiry};
 pub use crate::evidence::{
-    b64url, chain, jcs, jws, keys, merkle, seal, trust, EvidenceConfig, SignedKind,
+    b64url, chain, jcs, jws, keys, merkle, proof, seal, trust, EvidenceConfig, SignedKind,
 };
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};

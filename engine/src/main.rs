@@ -150,6 +150,29 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Print a notice's proof bundle: its content hash, its events in order
+    /// with their chain, and the node's signature over the chain's last
+    /// event (evidence.key_file), with the public key. Check it with `verify`.
+    Proof {
+        tracking_code: String,
+        /// Write it to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof bundle offline, with public keys only, and say in plain
+    /// words what holds and what does not; exits 1 if anything does not.
+    Verify {
+        /// The bundle (from `karpoosheh proof`).
+        bundle: PathBuf,
+        /// The node keys you trust (a JWK Set, e.g. from the node's
+        /// /.well-known/jwks.json); without it the bundle's own key is used
+        /// and the report says so.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// The notice's JSON, to check it is the document accepted.
+        #[arg(long, value_name = "FILE")]
+        document: Option<PathBuf>,
+    },
     /// Is a printed notice genuine (art. 15)? From the tracking code and the
     /// verification code on the paper: prints the agency, kind and issue
     /// date, or says it is not; exits 1 when it is not (or the document
@@ -784,6 +807,52 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { action } => keys_command(&cfg, action),
+        Command::Proof { tracking_code, out } => {
+            use karpoosheh_engine::proof;
+            let code = TrackingCode::parse(&tracking_code)
+                .map_err(|e| anyhow::anyhow!("{tracking_code:?}: {e}"))?;
+            if cfg.evidence.key_file.as_os_str().is_empty() {
+                bail!("a proof is signed with the node's key: set evidence.key_file");
+            }
+            let key = karpoosheh_engine::keys::SigningKey::load(&cfg.evidence.key_file)?;
+            let store = open_store_read_only(&cfg)?;
+            let events = store.events(code)?;
+            if events.is_empty() {
+                bail!("no notice with tracking code {code} (or none kept any more)");
+            }
+            let bundle =
+                proof::make(&code.to_string(), &events, &key).map_err(anyhow::Error::msg)?;
+            let text = serde_json::to_string_pretty(&bundle)? + "\n";
+            match out {
+                Some(p) => std::fs::write(p, text)?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Verify {
+            bundle,
+            jwks,
+            document,
+        } => {
+            use karpoosheh_engine::proof;
+            let b: proof::Bundle = serde_json::from_slice(&std::fs::read(&bundle)?)
+                .map_err(|e| anyhow::anyhow!("{}: not a proof bundle: {e}", bundle.display()))?;
+            let trusted: Option<proof::Jwks> = jwks
+                .map(|p| -> Result<proof::Jwks> { Ok(serde_json::from_slice(&std::fs::read(p)?)?) })
+                .transpose()?;
+            let doc = document.map(std::fs::read).transpose()?;
+            let checks = proof::check(&b, trusted.as_ref(), doc.as_deref());
+            for c in &checks {
+                println!("{}  {}", if c.ok { "ok  " } else { "FAIL" }, c.what);
+            }
+            if checks.iter().all(|c| c.ok) {
+                println!("the proof of {} holds", b.tracking_code);
+                Ok(())
+            } else {
+                println!("the proof of {} does NOT hold", b.tracking_code);
+                std::process::exit(1);
+            }
+        }
         Command::VerifyDocument {
             tracking_code,
             verification_code,

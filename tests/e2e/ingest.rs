@@ -428,4 +428,61 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
     );
     assert!(!forged.status.success());
     assert!(String::from_utf8_lossy(&forged.stdout).contains("NOT GENUINE"));
+
+    // A proof bundle of that notice holds offline with the node's public
+    // keys and the notice's JSON; edited, it says what broke.
+    let code = r["tracking_code"].as_str().unwrap();
+    let bundle = dir.path().join("proof.json");
+    let made = run(
+        &[
+            "--data-dir",
+            d.to_str().unwrap(),
+            "proof",
+            code,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let shown = run(
+        &["--data-dir", d.to_str().unwrap(), "notice", code, "--json"],
+        None,
+    );
+    let doc = dir.path().join("doc.json");
+    let notice: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    std::fs::write(&doc, notice["notice"].to_string()).unwrap();
+    let verify = |bundle: &std::path::Path| {
+        run(
+            &[
+                "verify",
+                bundle.to_str().unwrap(),
+                "--jwks",
+                jwks_file.to_str().unwrap(),
+                "--document",
+                doc.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let ok = verify(&bundle);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(ok.status.success(), "{text}");
+    assert!(
+        text.contains("one of the keys you trust") && text.contains("content hash matches"),
+        "{text}"
+    );
+    let mut b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    b["events"][0]["event"]["reference"] = "forged".into();
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, b.to_string()).unwrap();
+    let bad = verify(&edited);
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert!(!bad.status.success());
+    assert!(text.contains("FAIL  event 1 was edited"), "{text}");
 }

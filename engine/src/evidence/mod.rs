@@ -20,6 +20,7 @@ pub mod jcs;
 pub mod jws;
 pub mod keys;
 pub mod merkle;
+pub mod proof;
 pub mod seal;
 pub mod trust;
 

@@ -1,0 +1,307 @@
+//! Proof bundles (`karpoosheh proof`, `karpoosheh verify`): a notice's
+//! evidence in one self-contained JSON file, checked offline with public
+//! keys only.
+//!
+//! ```json
+//! {"type": "karpoosheh-proof", "version": 1,
+//!  "tracking_code": "…", "content_hash": "<hex>",
+//!  "events": [{"seq": 1, "prev": "…", "hash": "…", "event": {…receipt…}}, …],
+//!  "head": {"typ": "karpoosheh-chain-head", "kid": "…", "tracking_code": "…",
+//!           "seq": n, "hash": "…", "signed_at": "…"},
+//!  "signature": "…", "keys": {"keys": [JWK, …]}}
+//! ```
+//!
+//! Each event is the notice's receipt for it, without evidence; its
+//! canonical bytes (RFC 8785) are what its chain hash covers. The head is
+//! the node's signature, when the bundle was made, over the chain's last
+//! event: what the node stands by. The receipts the agency kept carry the
+//! same hashes, signed when each event happened.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::chain::{self, GENESIS};
+use super::keys::{verify as verify_sig, PublicJwk, SigningKey};
+use super::merkle::Hash;
+use super::{b64url, from_b64url, jcs};
+use crate::model::StoredEvent;
+
+pub const BUNDLE_TYPE: &str = "karpoosheh-proof";
+pub const HEAD_TYP: &str = "karpoosheh-chain-head";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleEvent {
+    pub seq: u32,
+    pub prev: String,
+    pub hash: String,
+    pub event: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    pub typ: String,
+    pub kid: String,
+    pub tracking_code: String,
+    pub seq: u32,
+    pub hash: String,
+    pub signed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jwks {
+    pub keys: Vec<PublicJwk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub version: u32,
+    pub tracking_code: String,
+    pub content_hash: Option<String>,
+    pub events: Vec<BundleEvent>,
+    pub head: Head,
+    pub signature: String,
+    pub keys: Jwks,
+}
+
+/// Makes the bundle of a notice's stored events, signed with `key`.
+pub fn make(code: &str, events: &[StoredEvent], key: &SigningKey) -> Result<Bundle, String> {
+    let head_hash =
+        chain::verify(events).map_err(|b| format!("the stored chain is broken: {b}"))?;
+    let last = events.last().ok_or("the notice has no stored events")?;
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        out.push(BundleEvent {
+            seq: e.seq,
+            prev: b64url(&e.prev),
+            hash: b64url(&e.hash),
+            event: serde_json::from_slice(&e.bytes).map_err(|e| e.to_string())?,
+        });
+    }
+    let content_hash = out[0]
+        .event
+        .get("content_hash")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let head = Head {
+        typ: HEAD_TYP.into(),
+        kid: key.kid().into(),
+        tracking_code: code.into(),
+        seq: last.seq,
+        hash: b64url(&head_hash),
+        signed_at: Utc::now(),
+    };
+    let signature = b64url(&key.sign(&jcs::canonical_of(&head).map_err(|e| e.to_string())?));
+    Ok(Bundle {
+        type_: BUNDLE_TYPE.into(),
+        version: 1,
+        tracking_code: code.into(),
+        content_hash,
+        events: out,
+        head,
+        signature,
+        keys: Jwks {
+            keys: vec![key.public_jwk()],
+        },
+    })
+}
+
+/// One check and how it went, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    pub what: String,
+}
+
+/// Checks a bundle offline: every event's hash and link, the head against
+/// the last event, the signature with `trusted` keys (the bundle's own
+/// when none are given, which the report then says), and `document`'s
+/// content hash (a notice's JSON) against the first event.
+pub fn check(bundle: &Bundle, trusted: Option<&Jwks>, document: Option<&[u8]>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |ok: bool, what: String| out.push(Check { ok, what });
+    if bundle.type_ != BUNDLE_TYPE || bundle.version != 1 {
+        push(false, format!("not a version-1 {BUNDLE_TYPE} bundle"));
+        return out;
+    }
+    let mut prev: Hash = GENESIS;
+    let mut chain_ok = true;
+    for (i, e) in bundle.events.iter().enumerate() {
+        let want = i as u32 + 1;
+        let decoded = |s: &str| from_b64url(s).and_then(|b| Hash::try_from(b).ok());
+        let (Some(p), Some(h)) = (decoded(&e.prev), decoded(&e.hash)) else {
+            push(
+                false,
+                format!("event {want}: its hashes are not 32 bytes of base64url"),
+            );
+            chain_ok = false;
+            break;
+        };
+        let bytes = match jcs::canonical(&e.event) {
+            Ok(b) => b,
+            Err(err) => {
+                push(false, format!("event {want}: {err}"));
+                chain_ok = false;
+                break;
+            }
+        };
+        if e.seq != want {
+            push(
+                false,
+                format!("event {want} is missing (the next is numbered {})", e.seq),
+            );
+            chain_ok = false;
+            break;
+        }
+        if p != prev {
+            push(false, format!("event {want} does not link to event {}: an event before it was edited, removed or replaced", want - 1));
+            chain_ok = false;
+            break;
+        }
+        if chain::link(&p, &bytes) != h {
+            push(
+                false,
+                format!("event {want} was edited: its content does not match its hash"),
+            );
+            chain_ok = false;
+            break;
+        }
+        prev = h;
+    }
+    if chain_ok {
+        push(
+            !bundle.events.is_empty(),
+            format!(
+                "the chain of {} events is intact, from accepted on",
+                bundle.events.len()
+            ),
+        );
+    }
+    let head_ok = bundle.head.typ == HEAD_TYP
+        && bundle.head.tracking_code == bundle.tracking_code
+        && bundle.head.seq as usize == bundle.events.len()
+        && bundle.head.hash == b64url(&prev);
+    push(
+        head_ok && chain_ok,
+        if head_ok {
+            format!(
+                "the signed head names event {} of {}",
+                bundle.head.seq, bundle.tracking_code
+            )
+        } else {
+            "the signed head does not name this chain's last event".into()
+        },
+    );
+    let keys = trusted.unwrap_or(&bundle.keys);
+    let key = keys
+        .keys
+        .iter()
+        .find(|k| k.kid == bundle.head.kid && k.crv == "Ed25519");
+    let sig_ok = match (
+        key.and_then(|k| from_b64url(&k.x)),
+        from_b64url(&bundle.signature),
+    ) {
+        (Some(pk), Some(sig)) => jcs::canonical_of(&bundle.head)
+            .map(|h| verify_sig(&pk, &h, &sig))
+            .unwrap_or(false),
+        _ => false,
+    };
+    push(
+        sig_ok,
+        match (sig_ok, trusted.is_some()) {
+            (true, true) => format!("signed by node key {} (one of the keys you trust)", bundle.head.kid),
+            (true, false) => format!("signed by node key {} as included in the bundle: compare it with the operator's published keys (--jwks)", bundle.head.kid),
+            (false, _) => format!("the signature does not verify with key {}", bundle.head.kid),
+        },
+    );
+    if let Some(doc) = document {
+        let stored = bundle
+            .events
+            .first()
+            .and_then(|e| e.event.get("content_hash"))
+            .and_then(|v| v.as_str());
+        let given = serde_json::from_slice::<serde_json::Value>(doc)
+            .ok()
+            .map(|v| v.get("notice").cloned().unwrap_or(v))
+            .and_then(|v| serde_json::from_value::<karpoosheh_schemas::Notice>(v).ok())
+            .map(|n| crate::model::hex(&n.content_hash()));
+        push(
+            given.is_some() && given.as_deref() == stored,
+            match (&given, stored) {
+                (None, _) => "the document is not a notice's JSON".into(),
+                (Some(g), Some(s)) if g == s => {
+                    "the document is the notice accepted (its content hash matches)".into()
+                }
+                _ => "the document is NOT the notice accepted (its content hash differs)".into(),
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use karpoosheh_schemas::{AgencyId, Receipt, ReceiptEvent, TrackingCode};
+
+    fn events() -> Vec<StoredEvent> {
+        let code = TrackingCode::from_parts(1_760_000_000_000, 3, 1);
+        let mut out: Vec<StoredEvent> = Vec::new();
+        for i in 1..=3u8 {
+            let mut r = Receipt::new(
+                format!("{code}-{i}"),
+                AgencyId::parse("tax").unwrap(),
+                Some("r".into()),
+                Utc::now(),
+                ReceiptEvent::Confirmed {
+                    tracking_code: code,
+                    count: i,
+                },
+            );
+            chain::place(&mut out, &mut r);
+        }
+        out
+    }
+
+    #[test]
+    fn a_bundle_verifies_and_says_what_broke() {
+        let key = SigningKey::from_seed("node-3", [4; 32]).unwrap();
+        let b = make("X", &events(), &key).unwrap();
+        let json = serde_json::to_string(&b).unwrap();
+        let back: Bundle = serde_json::from_str(&json).unwrap();
+        let trusted = Jwks {
+            keys: vec![key.public_jwk()],
+        };
+        assert!(check(&back, Some(&trusted), None).iter().all(|c| c.ok));
+        let mut edited = back.clone();
+        edited.events[1].event["count"] = 9.into();
+        let c = check(&edited, Some(&trusted), None);
+        assert!(
+            c.iter()
+                .any(|c| !c.ok && c.what.contains("event 2 was edited")),
+            "{c:?}"
+        );
+        let mut removed = back.clone();
+        removed.events.remove(1);
+        let c = check(&removed, Some(&trusted), None);
+        assert!(
+            c.iter()
+                .any(|c| !c.ok && c.what.contains("event 2 is missing")),
+            "{c:?}"
+        );
+        let other = SigningKey::from_seed("node-3", [5; 32]).unwrap();
+        let c = check(
+            &back,
+            Some(&Jwks {
+                keys: vec![other.public_jwk()],
+            }),
+            None,
+        );
+        assert!(
+            c.iter()
+                .any(|c| !c.ok && c.what.contains("does not verify")),
+            "{c:?}"
+        );
+    }
+}
