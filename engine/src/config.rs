@@ -238,6 +238,7 @@ impl Config {
         }
         self.channels.validate()?;
         self.kafka.validate()?;
+        self.evidence.validate()?;
         if self.store.backend == StoreBackend::Scylla {
             self.scylla.validate()?;
         }

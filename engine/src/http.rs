@@ -444,7 +444,14 @@ impl Documents {
 
     fn answer(&self, req: &mut tiny_http::Request) -> (u16, &'static str, String) {
         const JSON: &str = "application/json";
-        let client = req.remote_addr().map(|a| a.ip());
+        // IPv6 clients by their /64: one host holds a whole /64.
+        let client = req.remote_addr().map(|a| match a.ip() {
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        });
         let allowed = self
             .limiter
             .lock()

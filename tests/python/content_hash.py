@@ -8,7 +8,7 @@ it under "notice", with Python's standard library only.
 import hashlib
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 
 def field(h, b):
@@ -22,11 +22,13 @@ def recipient_key(address):
     return kind + int(digits).to_bytes(8, "big")
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def millis(text):
+    """Whole milliseconds since the epoch, in integers (floats lose them)."""
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    # Whole milliseconds, as the engine takes them (floor).
-    return int(t.timestamp() * 1000) if t.microsecond % 1000 == 0 else (
-        int(t.timestamp()) * 1000 + t.microsecond // 1000)
+    return (t - EPOCH) // timedelta(milliseconds=1)
 
 
 def content_hash(n):

@@ -158,6 +158,11 @@ pub fn place(events: &mut Vec<StoredEvent>, receipt: &mut Receipt) -> Option<Sto
     if let Some(e) = events.iter().find(|e| {
         serde_json::from_slice::<Id>(&e.bytes).is_ok_and(|id| id.receipt_id == receipt.receipt_id)
     }) {
+        // The event as it was recorded (a retry may have rebuilt it with
+        // another time): its receipt is that one, so hash and content agree.
+        if let Ok(recorded) = serde_json::from_slice::<Receipt>(&e.bytes) {
+            *receipt = recorded;
+        }
         let chain = ChainLink {
             seq: e.seq,
             prev: b64url(&e.prev),
@@ -262,6 +267,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_retried_event_is_the_recorded_one() {
+        let mut events = Vec::new();
+        let mut first = accepted("r", 1, false);
+        assert!(place(&mut events, &mut first).is_some());
+        // The same event rebuilt by a retry, with another time.
+        let mut again = accepted("r", 2, false);
+        assert!(place(&mut events, &mut again).is_none(), "not appended twice");
+        assert_eq!(again.at, first.at, "the recorded content is sent");
+        assert_eq!(claimed_hash(&again), Some(events[0].hash));
+        assert_eq!(link(&GENESIS, &event_bytes(&again)), events[0].hash);
     }
 
     #[test]

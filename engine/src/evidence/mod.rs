@@ -56,6 +56,23 @@ impl Default for EvidenceConfig {
     }
 }
 
+impl EvidenceConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("evidence.inquiries_per_second", self.inquiries_per_second),
+            (
+                "evidence.inquiries_per_client_per_minute",
+                self.inquiries_per_client_per_minute,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return Err(format!("{name} is {v}; it must be a number of at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// base64url without padding (RFC 7515, section 2), as JOSE writes it.
 pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

@@ -169,6 +169,22 @@ pub fn check(bundle: &Bundle, trusted: Option<&Jwks>, document: Option<&[u8]>) -
         }
         prev = h;
     }
+    let code = bundle.tracking_code.as_str();
+    let names_it = bundle
+        .events
+        .iter()
+        .all(|e| e.event.get("tracking_code").and_then(|v| v.as_str()) == Some(code));
+    let first_is_accepted = bundle.events.first().is_some_and(|e| {
+        e.event.get("event").and_then(|v| v.as_str()) == Some("accepted")
+            && e.event.get("duplicate").and_then(|v| v.as_bool()) == Some(false)
+    });
+    if !names_it || !first_is_accepted {
+        push(
+            false,
+            format!("the events are not one notice's, starting with its acceptance ({code})"),
+        );
+        chain_ok = false;
+    }
     if chain_ok {
         push(
             !bundle.events.is_empty(),
@@ -208,10 +224,10 @@ pub fn check(bundle: &Bundle, trusted: Option<&Jwks>, document: Option<&[u8]>) -
         _ => false,
     };
     push(
-        sig_ok,
+        sig_ok && trusted.is_some(),
         match (sig_ok, trusted.is_some()) {
             (true, true) => format!("signed by node key {} (one of the keys you trust)", bundle.head.kid),
-            (true, false) => format!("signed by node key {} as included in the bundle: compare it with the operator's published keys (--jwks)", bundle.head.kid),
+            (true, false) => format!("signed by key {} as the bundle itself includes it, which proves nothing: give the operator's published keys with --jwks", bundle.head.kid),
             (false, _) => format!("the signature does not verify with key {}", bundle.head.kid),
         },
     );
@@ -248,16 +264,26 @@ mod tests {
     fn events() -> Vec<StoredEvent> {
         let code = TrackingCode::from_parts(1_760_000_000_000, 3, 1);
         let mut out: Vec<StoredEvent> = Vec::new();
-        for i in 1..=3u8 {
+        for i in 0..=2u8 {
+            let event = if i == 0 {
+                ReceiptEvent::Accepted {
+                    tracking_code: code,
+                    duplicate: false,
+                    content_hash: None,
+                    verification_code: None,
+                }
+            } else {
+                ReceiptEvent::Confirmed {
+                    tracking_code: code,
+                    count: i,
+                }
+            };
             let mut r = Receipt::new(
                 format!("{code}-{i}"),
                 AgencyId::parse("tax").unwrap(),
                 Some("r".into()),
                 Utc::now(),
-                ReceiptEvent::Confirmed {
-                    tracking_code: code,
-                    count: i,
-                },
+                event,
             );
             chain::place(&mut out, &mut r);
         }
@@ -267,13 +293,20 @@ mod tests {
     #[test]
     fn a_bundle_verifies_and_says_what_broke() {
         let key = SigningKey::from_seed("node-3", [4; 32]).unwrap();
-        let b = make("X", &events(), &key).unwrap();
+        let code = TrackingCode::from_parts(1_760_000_000_000, 3, 1).to_string();
+        let b = make(&code, &events(), &key).unwrap();
         let json = serde_json::to_string(&b).unwrap();
         let back: Bundle = serde_json::from_str(&json).unwrap();
         let trusted = Jwks {
             keys: vec![key.public_jwk()],
         };
         assert!(check(&back, Some(&trusted), None).iter().all(|c| c.ok));
+        // Without trusted keys, the bundle's own key proves nothing.
+        assert!(check(&back, None, None).iter().any(|c| !c.ok));
+        // Another notice's events under this tracking code.
+        let mut moved = back.clone();
+        moved.tracking_code = TrackingCode::from_parts(1_760_000_000_000, 3, 2).to_string();
+        assert!(check(&moved, Some(&trusted), None).iter().any(|c| !c.ok));
         let mut edited = back.clone();
         edited.events[1].event["count"] = 9.into();
         let c = check(&edited, Some(&trusted), None);

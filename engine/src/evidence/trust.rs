@@ -11,7 +11,7 @@
 //!
 //! [[signer.inbox-web.keys]]
 //! kid = "inbox-web-2026-12"        # unique in the whole file
-//! public_key = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"  # JWK x
+//! public_key = "<43 characters: the JWK x from keys generate>"
 //! status = "active"                # active | revoked
 //! ```
 //!
@@ -121,6 +121,14 @@ pub enum TrustError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// Public keys whose private halves are published (RFC 8032, section
+/// 7.1, tests 1-3): never trusted, whatever a file says.
+const PUBLISHED_TEST_KEYS: &[&str] = &[
+    "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    "PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw",
+    "_FHNjmIYoaONpH7QAjDwWAgW7RO6MwOsXeuRFUiQgCU",
+];
+
 struct Key {
     signer: String,
     signer_status: SignerStatus,
@@ -168,6 +176,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<TrustedKey>, TrustError> {
                     k.kid
                 )));
             }
+            if PUBLISHED_TEST_KEYS.contains(&k.public_key.as_str()) {
+                return Err(invalid(format!(
+                    "[signer.{id}] key {:?}: that is a published test key (RFC 8032), whose private half anyone has",
+                    k.kid
+                )));
+            }
             if from_b64url(&k.public_key).is_none_or(|b| b.len() != 32) {
                 return Err(invalid(format!(
                     "[signer.{id}] key {:?}: public_key is not 32 bytes of base64url (the JWK x of an Ed25519 key)",
@@ -207,6 +221,11 @@ fn index(keys: &[TrustedKey]) -> HashMap<String, Key> {
         .collect()
 }
 
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 /// Reads and checks a trust file.
 pub fn load_file(path: &Path) -> Result<Vec<TrustedKey>, TrustError> {
     let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
@@ -239,7 +258,10 @@ struct Inner {
 
 struct State {
     keys: HashMap<String, Key>,
-    modified: Option<SystemTime>,
+    /// The file's modification time and size when last read: either
+    /// changing makes it read again (a copy that keeps the old time, or a
+    /// filesystem with coarse times, still changes the size mostly).
+    modified: Option<(SystemTime, u64)>,
     checked: Instant,
 }
 
@@ -253,9 +275,7 @@ impl Trust {
                 message: "no trust file configured: set trust.file to the TOML file of trusted signers (docs/configuration.md, [trust]); confirmations and mailbox profiles are accepted only when signed".into(),
             });
         }
-        let modified = std::fs::metadata(&cfg.file)
-            .ok()
-            .and_then(|m| m.modified().ok());
+        let modified = stamp(&cfg.file);
         let keys = load_file(&cfg.file)?;
         TrustFileLoaded {
             keys: keys.len(),
@@ -301,9 +321,7 @@ impl Trust {
         }
         let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
         st.checked = Instant::now();
-        let modified = std::fs::metadata(&self.inner.path)
-            .ok()
-            .and_then(|m| m.modified().ok());
+        let modified = stamp(&self.inner.path);
         if modified.is_some() && modified == st.modified {
             return;
         }
@@ -489,6 +507,15 @@ status = "active"
         assert!(parse(p, &good.replace("[\"profile\"]", "[\"notice\"]")).is_err());
         assert!(parse(p, &good.replace(&b64url(idp.public_key()), "abc")).is_err());
         assert!(parse(p, &good.replace("status = \"revoked\"", "status = \"old\"")).is_err());
+        // RFC 8032's test key: its private half is published.
+        let published = good.replace(
+            &b64url(idp.public_key()),
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        );
+        assert!(parse(p, &published)
+            .unwrap_err()
+            .to_string()
+            .contains("published test key"));
         assert!(Trust::open(&TrustConfig::default())
             .err()
             .unwrap()

@@ -536,7 +536,11 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
     let entry = match body {
         ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
             tracking_code: codes.next(now.timestamp_millis()),
-            accepted_at: now,
+            // To the millisecond, as every store keeps it (a CQL timestamp
+            // has no finer unit): the `accepted` receipt, the notice's first
+            // event, is rebuilt from the stored time and must hash the same.
+            accepted_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
+                .unwrap_or(now),
             content_hash: hash,
             notice: *notice,
             position: position.clone(),

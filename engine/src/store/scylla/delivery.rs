@@ -153,6 +153,20 @@ impl DeliveryStore for ScyllaStore {
                 }
                 sealed.push(out);
             }
+            // The chain outlives the body: a notice purged now gets its
+            // first event, until now derived from its row, written down.
+            for w in writes.iter().filter(|w| w.purge_notice) {
+                let Some(rec) = &w.record else { continue };
+                let chain = chains.entry(rec.tracking_code).or_default();
+                if chain.is_empty() {
+                    *chain = self.read_events(rec.tracking_code).await?;
+                }
+                if let Some(first) = chain.first().filter(|e| e.seq == 1) {
+                    if !self.event_stored(rec.tracking_code, 1).await? {
+                        events.push((rec.tracking_code, first.clone(), self.record_ttl(rec, now)));
+                    }
+                }
+            }
             self.all(
                 events
                     .iter()

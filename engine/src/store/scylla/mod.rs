@@ -788,6 +788,22 @@ impl ScyllaStore {
         Ok(out)
     }
 
+    /// Whether event `seq` of a notice is a stored row (not derived).
+    async fn event_stored(&self, code: TrackingCode, seq: u32) -> Result<bool, ScyllaError> {
+        let res = self
+            .exec(
+                &self.st.events_get,
+                (code_col(code),),
+                "reading notice events",
+            )
+            .await?;
+        Ok(
+            collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?
+                .iter()
+                .any(|r| r.0 == seq as i32),
+        )
+    }
+
     async fn read_notice(
         &self,
         code: TrackingCode,
