@@ -666,6 +666,30 @@ fn record_answer(a: &mut Answers, m: &rdkafka::message::BorrowedMessage<'_>, dlq
     ));
 }
 
+/// Every receipt in `raw`, checked by the independent Python verifier
+/// with the node keys `jwks`: its report, once it says all hold; `None`
+/// (SKIPPED) without Python's `cryptography`.
+fn verify_receipts(dir: &Path, jwks: &str, raw: &[String]) -> Option<serde_json::Value> {
+    let python = karpoosheh_tests::python_with_cryptography("kafka_receipts_python")?;
+    let jwks_file = dir.join("jwks.json");
+    std::fs::write(&jwks_file, jwks).unwrap();
+    let mut child = Command::new(python)
+        .arg(karpoosheh_tests::python_script("receipts.py"))
+        .arg(&jwks_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = raw.join("\n") + "\n";
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    Some(report)
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1045,6 +1069,13 @@ fn kafka_sigkill_mid_batch_then_restart_stores_everything_exactly_once() {
         );
     }
     assert_all_accepted_once(&answers, &refs);
+    // Receipts from both lives of the node, re-sent ones included, carry
+    // evidence that holds.
+    let (status, jwks) = engine.get("/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    if let Some(report) = verify_receipts(dir.path(), &jwks, &answers.raw) {
+        assert_eq!(report["verified"], answers.raw.len(), "{report}");
+    }
     let (code, _, log) = engine.terminate();
     assert_eq!(code, Some(0), "{log}");
     let store = open_store(&dir.path().join("node1"));
@@ -1392,25 +1423,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     let (status, jwks) = engine.get("/.well-known/jwks.json");
     assert_eq!(status, 200);
     assert!(jwks.contains(karpoosheh_tests::NODE_PUBLIC_KEY), "{jwks}");
-    if let Some(python) = karpoosheh_tests::python_with_cryptography("kafka_receipts_python") {
-        let jwks_file = dir.path().join("jwks.json");
-        std::fs::write(&jwks_file, &jwks).unwrap();
-        let mut child = Command::new(python)
-            .arg(karpoosheh_tests::python_script("receipts.py"))
-            .arg(&jwks_file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all((a.raw.join("\n") + "\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(out.status.success(), "{report}");
+    if let Some(report) = verify_receipts(dir.path(), &jwks, &a.raw) {
         assert_eq!(report["verified"], a.raw.len(), "{report}");
         assert_eq!(
             report["chained"],

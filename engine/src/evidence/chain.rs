@@ -276,7 +276,10 @@ mod tests {
         assert!(place(&mut events, &mut first).is_some());
         // The same event rebuilt by a retry, with another time.
         let mut again = accepted("r", 2, false);
-        assert!(place(&mut events, &mut again).is_none(), "not appended twice");
+        assert!(
+            place(&mut events, &mut again).is_none(),
+            "not appended twice"
+        );
         assert_eq!(again.at, first.at, "the recorded content is sent");
         assert_eq!(claimed_hash(&again), Some(events[0].hash));
         assert_eq!(link(&GENESIS, &event_bytes(&again)), events[0].hash);
