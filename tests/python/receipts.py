@@ -7,7 +7,8 @@ and the `cryptography` package: no code shared with the engine.
 
 For every receipt: its chain hash against its content, its leaf's RFC 9162
 inclusion proof against the batch root, and the node's Ed25519 signature
-over the batch head. Then, per notice, that consecutive events link.
+over the batch head. Then, per notice, that consecutive events link and that no number holds
+two different events (a forked chain).
 Prints one JSON object: counts, and each failure with its line and why.
 Exits 1 if anything does not hold.
 """
@@ -128,7 +129,12 @@ def main():
         if chain is not None:
             report["chained"] += 1
             code = receipt["tracking_code"]
-            chains.setdefault(code, {})[chain["seq"]] = chain
+            links = chains.setdefault(code, {})
+            seen = links.get(chain["seq"])
+            if seen is not None and seen["hash"] != chain["hash"]:
+                # Two different events under one number: a forked chain.
+                report["failures"].append({"notice": code, "problem": f"two different events numbered {chain['seq']}"})
+            links[chain["seq"]] = chain
     for code, links in chains.items():
         for seq, link in links.items():
             before = links.get(seq - 1)
