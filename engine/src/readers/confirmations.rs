@@ -155,7 +155,10 @@ pub fn spawn(
                     continue;
                 }
                 // Refused records are durable before their offsets commit.
-                if !refused.is_empty() && !write_until_done(store.as_ref(), &refused, &shutdown) {
+                if !refused.is_empty()
+                    && super::write_until_done("confirmations", &shutdown, || store.write(&refused))
+                        .is_none()
+                {
                     break;
                 }
                 // Counted once kept.
@@ -180,31 +183,6 @@ pub fn spawn(
         })
         .expect("spawn confirmations reader");
     Ok(handle)
-}
-
-/// Writes the refused records, retrying until it succeeds; false when
-/// stopping first.
-fn write_until_done(store: &dyn Store, entries: &[Entry], shutdown: &AtomicBool) -> bool {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match store.write(entries) {
-            Ok(_) => return true,
-            Err(e) => {
-                ReaderFailed {
-                    reader: "confirmations",
-                    stage: "write",
-                    error: &e,
-                    retry_in: Some(delay),
-                }
-                .emit();
-                if shutdown.load(Ordering::SeqCst) {
-                    return false;
-                }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,3 +15,33 @@ pub(crate) struct Subscription<'a> {
     pub group_id: &'a str,
     pub client: rdkafka::config::ClientConfig,
 }
+
+/// Runs a side reader's durable write until it succeeds, backing off from
+/// 100 ms to 5 s and counting each failure (`stage` "write"); `None` when
+/// `shutdown` was set meanwhile: commit nothing, re-read after a restart.
+pub(crate) fn write_until_done<T, E: std::error::Error>(
+    reader: &'static str,
+    shutdown: &std::sync::atomic::AtomicBool,
+    mut write: impl FnMut() -> Result<T, E>,
+) -> Option<T> {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match write() {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                crate::internal_events::ReaderFailed {
+                    reader,
+                    stage: "write",
+                    error: &e,
+                    retry_in: Some(delay),
+                }
+                .emit();
+                if shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}

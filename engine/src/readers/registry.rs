@@ -234,26 +234,8 @@ pub fn spawn(
                     continue;
                 }
                 // Durable first, then commit; retried until it succeeds.
-                let mut delay = Duration::from_millis(100);
-                let result = loop {
-                    match apply(store.as_ref(), &ops) {
-                        Ok(s) => break Some(s),
-                        Err(e) => {
-                            ReaderFailed {
-                                reader: "registry",
-                                stage: "write",
-                                error: &e,
-                                retry_in: Some(delay),
-                            }
-                            .emit();
-                            if shutdown.load(Ordering::SeqCst) {
-                                break None;
-                            }
-                            std::thread::sleep(delay);
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                };
+                let result =
+                    super::write_until_done("registry", &shutdown, || apply(store.as_ref(), &ops));
                 let Some((stats, reachable)) = result else {
                     break;
                 };
