@@ -86,6 +86,13 @@ fn accepted_bytes(
     out
 }
 
+/// Whether a notice's stored events lack its first: while the notice's
+/// record exists, event 1 is derived from it ([`first_event`]) and written
+/// down only when the body is purged.
+pub fn lacks_first(stored: &[StoredEvent]) -> bool {
+    stored.first().map(|e| e.seq) != Some(1)
+}
+
 /// A stored notice's first event: its `accepted` receipt, chained.
 pub fn first_event(n: &crate::model::StoredNotice) -> StoredEvent {
     let mut r =

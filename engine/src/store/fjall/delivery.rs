@@ -141,13 +141,6 @@ impl DeliveryStore for FjallStore {
 
     fn events(&self, code: TrackingCode) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::new();
-        // Event 1 is derived from the notice while its record exists, and
-        // written down when the body is purged.
-        if self.events.get(event_key(code.as_u64(), 1))?.is_none() {
-            if let Some(n) = self.notice(code)? {
-                out.push(chain::first_event(&n));
-            }
-        }
         for guard in self.events.prefix(code.as_u64().to_be_bytes()) {
             let (k, v) = guard.into_inner()?;
             let seq = k
@@ -159,6 +152,11 @@ impl DeliveryStore for FjallStore {
                 StoredEvent::decode(seq, &v)
                     .ok_or_else(|| StoreError::Corrupt(format!("event {seq} of {code}")))?,
             );
+        }
+        if chain::lacks_first(&out) {
+            if let Some(n) = self.notice(code)? {
+                out.insert(0, chain::first_event(&n));
+            }
         }
         Ok(out)
     }

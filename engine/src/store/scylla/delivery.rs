@@ -157,13 +157,10 @@ impl DeliveryStore for ScyllaStore {
             // first event, until now derived from its row, written down.
             for w in writes.iter().filter(|w| w.purge_notice) {
                 let Some(rec) = &w.record else { continue };
-                let chain = chains.entry(rec.tracking_code).or_default();
-                if chain.is_empty() {
-                    *chain = self.read_events(rec.tracking_code).await?;
-                }
-                if let Some(first) = chain.first().filter(|e| e.seq == 1) {
-                    if !self.event_stored(rec.tracking_code, 1).await? {
-                        events.push((rec.tracking_code, first.clone(), self.record_ttl(rec, now)));
+                let code = rec.tracking_code;
+                if chain::lacks_first(&self.stored_events(code).await?) {
+                    if let Some(n) = self.read_notice(code).await? {
+                        events.push((code, chain::first_event(&n), self.record_ttl(rec, now)));
                     }
                 }
             }

@@ -749,7 +749,23 @@ impl ScyllaStore {
         .map(drop)
     }
 
+    /// A notice's events: the stored rows, led by event 1 derived from the
+    /// notice's row while that exists (see `chain::lacks_first`).
     async fn read_events(
+        &self,
+        code: TrackingCode,
+    ) -> Result<Vec<crate::model::StoredEvent>, ScyllaError> {
+        let mut out = self.stored_events(code).await?;
+        if chain::lacks_first(&out) {
+            if let Some(n) = self.read_notice(code).await? {
+                out.insert(0, chain::first_event(&n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A notice's event rows, as stored.
+    async fn stored_events(
         &self,
         code: TrackingCode,
     ) -> Result<Vec<crate::model::StoredEvent>, ScyllaError> {
@@ -760,16 +776,7 @@ impl ScyllaStore {
                 "reading notice events",
             )
             .await?;
-        let rows = collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?;
-        // Event 1 is derived from the notice while its row exists, and
-        // written down when the body is purged.
-        let mut out = Vec::new();
-        if rows.first().map(|r| r.0) != Some(1) {
-            if let Some(n) = self.read_notice(code).await? {
-                out.push(chain::first_event(&n));
-            }
-        }
-        let stored: Result<Vec<_>, ScyllaError> = rows
+        collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?
             .into_iter()
             .map(|(seq, prev, hash, event)| {
                 let bad = |what: &str| ScyllaError::Rows {
@@ -783,25 +790,7 @@ impl ScyllaStore {
                     bytes: event.into_bytes(),
                 })
             })
-            .collect();
-        out.extend(stored?);
-        Ok(out)
-    }
-
-    /// Whether event `seq` of a notice is a stored row (not derived).
-    async fn event_stored(&self, code: TrackingCode, seq: u32) -> Result<bool, ScyllaError> {
-        let res = self
-            .exec(
-                &self.st.events_get,
-                (code_col(code),),
-                "reading notice events",
-            )
-            .await?;
-        Ok(
-            collect::<(i32, Vec<u8>, Vec<u8>, String)>(res, "notice_events")?
-                .iter()
-                .any(|r| r.0 == seq as i32),
-        )
+            .collect()
     }
 
     async fn read_notice(
