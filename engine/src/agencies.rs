@@ -16,13 +16,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use karpoosheh_schemas::{AgencyId, HumanDuration, Problem, Reason};
 use serde::{Deserialize, Serialize};
 
 use crate::internal_events::AgencyRegistryLoaded;
+use crate::reload::Reloaded;
 
 /// `[agencies]` in the engine configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,29 +87,14 @@ pub enum AgencyRegistryError {
 /// The registry, shared and reloadable.
 #[derive(Clone)]
 pub struct AgencyRegistry {
-    inner: Arc<Inner>,
+    inner: Arc<Reloaded<HashMap<String, AgencyStatus>>>,
 }
 
-struct Inner {
-    path: PathBuf,
-    interval: Duration,
-    state: RwLock<State>,
-}
-
-struct State {
-    agencies: HashMap<String, AgencyStatus>,
-    modified: Option<SystemTime>,
-    checked: Instant,
-}
-
-fn load(
-    path: &Path,
-) -> Result<(HashMap<String, AgencyStatus>, Option<SystemTime>), AgencyRegistryError> {
+fn load(path: &Path) -> Result<HashMap<String, AgencyStatus>, AgencyRegistryError> {
     let read = |source| AgencyRegistryError::Read {
         path: path.to_owned(),
         source,
     };
-    let modified = std::fs::metadata(path).map_err(read)?.modified().ok();
     let text = std::fs::read_to_string(path).map_err(read)?;
     let file: RegistryFile = toml::from_str(&text).map_err(|e| AgencyRegistryError::Invalid {
         path: path.to_owned(),
@@ -122,7 +108,7 @@ fn load(
         })?;
         out.insert(id, entry.status);
     }
-    Ok((out, modified))
+    Ok(out)
 }
 
 impl AgencyRegistry {
@@ -134,69 +120,35 @@ impl AgencyRegistry {
                 message: "no agency registry configured: set agencies.file to the TOML file of approved agencies (docs/configuration.md)".into(),
             });
         }
-        let (agencies, modified) = load(&cfg.file)?;
-        AgencyRegistryLoaded {
-            agencies: agencies.len(),
-            error: None,
-        }
-        .emit();
+        let registry = Reloaded::open(&cfg.file, cfg.reload_interval.0, load)?;
+        registry.with(|agencies| {
+            AgencyRegistryLoaded {
+                agencies: agencies.len(),
+                error: None,
+            }
+            .emit()
+        });
         Ok(AgencyRegistry {
-            inner: Arc::new(Inner {
-                path: cfg.file.clone(),
-                interval: cfg.reload_interval.0,
-                state: RwLock::new(State {
-                    agencies,
-                    modified,
-                    checked: Instant::now(),
-                }),
-            }),
+            inner: Arc::new(registry),
         })
     }
 
-    /// Re-reads the file if the reload interval has passed and it changed.
-    /// Cheap to call often.
+    /// Re-reads the file if the reload interval has passed and it changed
+    /// (a broken file keeps the previous registry). Cheap to call often.
     pub fn maybe_reload(&self) {
-        {
-            let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-            if self.inner.path.as_os_str().is_empty() || st.checked.elapsed() < self.inner.interval
-            {
-                return;
-            }
-        }
-        let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
-        st.checked = Instant::now();
-        let modified = std::fs::metadata(&self.inner.path)
-            .ok()
-            .and_then(|m| m.modified().ok());
-        if modified.is_some() && modified == st.modified {
-            return;
-        }
-        match load(&self.inner.path) {
-            Ok((agencies, modified)) => {
-                AgencyRegistryLoaded {
-                    agencies: agencies.len(),
-                    error: None,
-                }
-                .emit();
-                st.agencies = agencies;
-                st.modified = modified;
-            }
-            Err(e) => {
-                // Keep the previous registry; do not retry until it changes.
-                st.modified = modified;
-                AgencyRegistryLoaded {
-                    agencies: st.agencies.len(),
-                    error: Some(&e),
-                }
-                .emit();
-            }
-        }
+        self.inner.maybe_reload(load, |outcome| {
+            let (agencies, error) = match outcome {
+                Ok(new) => (new.len(), None),
+                Err((e, kept)) => (kept.len(), Some(e as &dyn std::error::Error)),
+            };
+            AgencyRegistryLoaded { agencies, error }.emit();
+        });
     }
 
     /// The agency's standing, if it is in the registry.
     pub fn status(&self, agency: &AgencyId) -> Option<AgencyStatus> {
-        let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-        st.agencies.get(agency.as_str()).copied()
+        self.inner
+            .with(|agencies| agencies.get(agency.as_str()).copied())
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -233,6 +185,7 @@ impl AgencyRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn statuses_map_to_reasons_and_reload_follows_the_file() {

@@ -20,6 +20,7 @@ const FLOORS: &[&str] = &[
     "internal_events",
     "process_metrics",
     "health",
+    "reload",
     // Adapters and their configuration, by role.
     "agencies",
     "evidence",

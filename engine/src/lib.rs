@@ -42,6 +42,7 @@ mod node;
 mod pipeline;
 mod process_metrics;
 mod readers;
+mod reload;
 mod secret;
 mod sink;
 mod source;

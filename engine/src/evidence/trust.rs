@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use karpoosheh_schemas::{HumanDuration, Problem, Reason};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use super::jws;
 use super::keys::{valid_kid, verify};
 use super::{from_b64url, SignedKind};
 use crate::internal_events::{SignedInputRefused, TrustFileLoaded};
+use crate::reload::Reloaded;
 
 /// `[trust]` in the engine configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,7 @@ const PUBLISHED_TEST_KEYS: &[&str] = &[
     "_FHNjmIYoaONpH7QAjDwWAgW7RO6MwOsXeuRFUiQgCU",
 ];
 
+#[derive(Clone)]
 struct Key {
     signer: String,
     signer_status: SignerStatus,
@@ -221,11 +223,6 @@ fn index(keys: &[TrustedKey]) -> HashMap<String, Key> {
         .collect()
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
 /// Reads and checks a trust file.
 pub fn load_file(path: &Path) -> Result<Vec<TrustedKey>, TrustError> {
     let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
@@ -247,22 +244,11 @@ pub struct Verified {
 /// The trust file, shared and reloadable.
 #[derive(Clone)]
 pub struct Trust {
-    inner: Arc<Inner>,
+    inner: Arc<Reloaded<HashMap<String, Key>>>,
 }
 
-struct Inner {
-    path: PathBuf,
-    interval: Duration,
-    state: RwLock<State>,
-}
-
-struct State {
-    keys: HashMap<String, Key>,
-    /// The file's modification time and size when last read: either
-    /// changing makes it read again (a copy that keeps the old time, or a
-    /// filesystem with coarse times, still changes the size mostly).
-    modified: Option<(SystemTime, u64)>,
-    checked: Instant,
+fn load_index(path: &Path) -> Result<HashMap<String, Key>, TrustError> {
+    load_file(path).map(|keys| index(&keys))
 }
 
 impl Trust {
@@ -275,72 +261,36 @@ impl Trust {
                 message: "no trust file configured: set trust.file to the TOML file of trusted signers (docs/configuration.md, [trust]); confirmations and mailbox profiles are accepted only when signed".into(),
             });
         }
-        let modified = stamp(&cfg.file);
-        let keys = load_file(&cfg.file)?;
-        TrustFileLoaded {
-            keys: keys.len(),
-            error: None,
-        }
-        .emit();
+        let keys = Reloaded::open(&cfg.file, cfg.reload_interval.0, load_index)?;
+        keys.with(|k| {
+            TrustFileLoaded {
+                keys: k.len(),
+                error: None,
+            }
+            .emit()
+        });
         Ok(Trust {
-            inner: Arc::new(Inner {
-                path: cfg.file.clone(),
-                interval: cfg.reload_interval.0,
-                state: RwLock::new(State {
-                    keys: index(&keys),
-                    modified,
-                    checked: Instant::now(),
-                }),
-            }),
+            inner: Arc::new(keys),
         })
     }
 
     /// A trust store of exactly these keys, never reloaded (tests, tools).
     pub fn fixed(keys: &[TrustedKey]) -> Trust {
         Trust {
-            inner: Arc::new(Inner {
-                path: PathBuf::new(),
-                interval: Duration::MAX,
-                state: RwLock::new(State {
-                    keys: index(keys),
-                    modified: None,
-                    checked: Instant::now(),
-                }),
-            }),
+            inner: Arc::new(Reloaded::fixed(index(keys))),
         }
     }
 
-    /// Re-reads the file if the reload interval passed and it changed.
+    /// Re-reads the file if the reload interval passed and it changed (a
+    /// broken file keeps the previous one).
     pub fn maybe_reload(&self) {
-        {
-            let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-            if self.inner.path.as_os_str().is_empty() || st.checked.elapsed() < self.inner.interval
-            {
-                return;
-            }
-        }
-        let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
-        st.checked = Instant::now();
-        let modified = stamp(&self.inner.path);
-        if modified.is_some() && modified == st.modified {
-            return;
-        }
-        st.modified = modified;
-        match load_file(&self.inner.path) {
-            Ok(keys) => {
-                TrustFileLoaded {
-                    keys: keys.len(),
-                    error: None,
-                }
-                .emit();
-                st.keys = index(&keys);
-            }
-            Err(e) => TrustFileLoaded {
-                keys: st.keys.len(),
-                error: Some(&e),
-            }
-            .emit(),
-        }
+        self.inner.maybe_reload(load_index, |outcome| {
+            let (keys, error) = match outcome {
+                Ok(new) => (new.len(), None),
+                Err((e, kept)) => (kept.len(), Some(e as &dyn std::error::Error)),
+            };
+            TrustFileLoaded { keys, error }.emit();
+        });
     }
 
     /// Checks a record's value as a signed message of `kind`: the payload
@@ -376,8 +326,7 @@ impl Trust {
                 ),
             );
         }
-        let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-        let Some(key) = st.keys.get(&parsed.kid) else {
+        let Some(key) = self.inner.with(|keys| keys.get(&parsed.kid).cloned()) else {
             return refuse(
                 Reason::UnknownKey,
                 format!(
@@ -415,7 +364,7 @@ impl Trust {
         }
         Ok(Verified {
             payload: parsed.payload,
-            signer: key.signer.clone(),
+            signer: key.signer,
             kid: parsed.kid,
         })
     }
@@ -426,6 +375,7 @@ mod tests {
     use super::*;
     use crate::evidence::keys::SigningKey;
     use crate::evidence::{b64url, jws};
+    use std::time::SystemTime;
 
     fn file(app: &SigningKey, old: &SigningKey, idp: &SigningKey) -> String {
         format!(
