@@ -1,6 +1,6 @@
 //! Operator commands: check-id on arguments and stdin, config errors.
 
-use karpoosheh_tests::{person, python_script, python_with_cryptography, run};
+use karpoosheh_tests::{person, pipe, python_script, python_with_cryptography, run};
 
 #[test]
 fn check_id_reads_arguments_and_stdin() {
@@ -60,18 +60,6 @@ fn unknown_configuration_keys_are_refused() {
     let out = run(&["--set", "pipeline.shards=2", "config"], None);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("shards = 2"));
-}
-
-fn pipe(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]

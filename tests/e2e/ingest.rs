@@ -313,16 +313,12 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
     let jwks_file = dir.path().join("jwks.json");
     std::fs::write(&jwks_file, &jwks.stdout).unwrap();
     let verify = |input: &[u8]| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(python)
-            .arg(karpoosheh_tests::python_script("receipts.py"))
-            .arg(&jwks_file)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = karpoosheh_tests::pipe(
+            std::process::Command::new(python)
+                .arg(karpoosheh_tests::python_script("receipts.py"))
+                .arg(&jwks_file),
+            input,
+        );
         (
             out.status.success(),
             serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
@@ -373,22 +369,11 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
             None,
         );
         assert!(shown.status.success());
-        let mut child = std::process::Command::new(python)
-            .arg(karpoosheh_tests::python_script("content_hash.py"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(&shown.stdout)
-                .unwrap();
-        }
-        let ours = child.wait_with_output().unwrap();
+        let ours = karpoosheh_tests::pipe(
+            std::process::Command::new(python)
+                .arg(karpoosheh_tests::python_script("content_hash.py")),
+            &shown.stdout,
+        );
         let py = String::from_utf8_lossy(&ours.stdout).trim().to_owned();
         let engine: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
         assert_eq!(py, engine["content_sha256"].as_str().unwrap());

@@ -673,18 +673,12 @@ fn verify_receipts(dir: &Path, jwks: &str, raw: &[String]) -> Option<serde_json:
     let python = karpoosheh_tests::python_with_cryptography("kafka_receipts_python")?;
     let jwks_file = dir.join("jwks.json");
     std::fs::write(&jwks_file, jwks).unwrap();
-    let mut child = Command::new(python)
-        .arg(karpoosheh_tests::python_script("receipts.py"))
-        .arg(&jwks_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = raw.join("\n") + "\n";
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let out = karpoosheh_tests::pipe(
+        Command::new(python)
+            .arg(karpoosheh_tests::python_script("receipts.py"))
+            .arg(&jwks_file),
+        (raw.join("\n") + "\n").as_bytes(),
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
     Some(report)

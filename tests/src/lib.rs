@@ -189,3 +189,25 @@ pub fn python_script(name: &str) -> std::path::PathBuf {
         .join("python")
         .join(name)
 }
+
+/// Runs `cmd` with `input` on its stdin (written from a thread, so a
+/// child that answers before it has read everything cannot deadlock it)
+/// and returns what it printed.
+pub fn pipe(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a piped child");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("child output");
+    writer
+        .join()
+        .expect("stdin writer")
+        .expect("writing the child's stdin");
+    out
+}
