@@ -66,9 +66,9 @@ pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
-    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry, MailboxPage,
-    NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord, StoredNotice,
-    StoredRejection, Timer, TimerKind, TIMER_SHARDS,
+    hex, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,
+    MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
+    StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use crate::node::sealer as node_sealer;
 pub use crate::node::{

@@ -24,7 +24,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use karpoosheh_engine::demo::{self, DemoOptions};
 use karpoosheh_engine::{
-    ingest, open_store_read_only, render_chain, render_history, Config, LogFormat,
+    hex, ingest, open_store_read_only, render_chain, render_history, Config, LogFormat,
 };
 use karpoosheh_schemas::{AgencyId, MailboxKind, TrackingCode};
 
@@ -919,10 +919,6 @@ fn kind_name(k: MailboxKind) -> &'static str {
 
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {

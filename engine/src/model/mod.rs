@@ -15,6 +15,6 @@ pub use self::delivery::{
     RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use self::notice::{
-    accepted_receipt, hex, Entry, MailboxPage, NewNotice, NewRejection, Outcome, StoredEvent,
-    StoredNotice, StoredRejection,
+    accepted_event, accepted_receipt, hex, Entry, MailboxPage, NewNotice, NewRejection, Outcome,
+    StoredEvent, StoredNotice, StoredRejection,
 };

@@ -44,13 +44,23 @@ pub fn accepted_receipt(
         notice.agency.clone(),
         Some(notice.reference.clone()),
         accepted_at,
-        karpoosheh_schemas::ReceiptEvent::Accepted {
-            tracking_code: code,
-            duplicate: false,
-            content_hash: Some(hex(content_hash)),
-            verification_code: Some(karpoosheh_schemas::verification_code(&code, content_hash)),
-        },
+        accepted_event(code, content_hash, false),
     )
+}
+
+/// The `accepted` event of the notice stored as `code` with
+/// `content_hash`, for it or (`duplicate`) for an exact re-send of it.
+pub fn accepted_event(
+    code: TrackingCode,
+    content_hash: &[u8; 32],
+    duplicate: bool,
+) -> karpoosheh_schemas::ReceiptEvent {
+    karpoosheh_schemas::ReceiptEvent::Accepted {
+        tracking_code: code,
+        duplicate,
+        content_hash: Some(hex(content_hash)),
+        verification_code: Some(karpoosheh_schemas::verification_code(&code, content_hash)),
+    }
 }
 
 /// Lowercase hexadecimal.

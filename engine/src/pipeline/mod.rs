@@ -820,16 +820,8 @@ fn ack_stage(
                         n.notice.agency,
                         Some(n.notice.reference),
                         now,
-                        ReceiptEvent::Accepted {
-                            tracking_code: original,
-                            duplicate: true,
-                            // An exact re-send: the original's content.
-                            content_hash: Some(crate::model::hex(&n.content_hash)),
-                            verification_code: Some(karpoosheh_schemas::verification_code(
-                                &original,
-                                &n.content_hash,
-                            )),
-                        },
+                        // An exact re-send: the original's content.
+                        crate::model::accepted_event(original, &n.content_hash, true),
                     );
                     (HandledKind::Duplicate, Some(receipt))
                 }
