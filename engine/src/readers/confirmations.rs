@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use karpoosheh_schemas::{
     parse_recipient, Confirmation, Problem, Reason, SourcePosition, SCHEMA_VERSION,
 };
@@ -27,7 +26,7 @@ use crate::delivery::{ConfirmOutcome, SchedulerHandle};
 use crate::evidence::trust::Trust;
 use crate::evidence::SignedKind;
 use crate::internal_events::{ReaderFailed, ReaderRunning};
-use crate::model::{dead_letter, Entry};
+use crate::model::Entry;
 use crate::store::Store;
 
 /// Confirmations read per durable write.
@@ -122,18 +121,14 @@ pub fn spawn(
                                     reasons.push(problem.reason);
                                     // Kept for the operator (`karpoosheh
                                     // dead-letters`), with where it came from.
-                                    let payload = m.payload().unwrap_or_default();
-                                    refused.push(Entry::DeadLetter(dead_letter(
-                                        payload,
-                                        payload.len() as u64,
+                                    refused.push(Entry::DeadLetter(super::refused(
+                                        m.payload().unwrap_or_default(),
                                         SourcePosition::Kafka {
                                             topic: m.topic().to_owned(),
                                             partition: m.partition(),
                                             offset: m.offset(),
                                         },
-                                        None,
                                         vec![problem],
-                                        Utc::now(),
                                     )));
                                 }
                             }

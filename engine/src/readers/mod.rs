@@ -45,3 +45,20 @@ pub(crate) fn write_until_done<T, E: std::error::Error>(
         }
     }
 }
+
+/// A side reader's record refused with `problems`, kept for the operator
+/// as a dead letter with where it came from.
+pub(crate) fn refused(
+    payload: &[u8],
+    position: karpoosheh_schemas::SourcePosition,
+    problems: Vec<karpoosheh_schemas::Problem>,
+) -> karpoosheh_schemas::DeadLetter {
+    crate::model::dead_letter(
+        payload,
+        payload.len() as u64,
+        position,
+        None,
+        problems,
+        chrono::Utc::now(),
+    )
+}

@@ -26,7 +26,6 @@ use crate::delivery::{SchedulerError, SchedulerHandle};
 use crate::evidence::trust::Trust;
 use crate::evidence::SignedKind;
 use crate::internal_events::{ProfilesRead, ReaderFailed, ReaderRunning};
-use crate::model::dead_letter;
 use crate::model::Entry;
 use crate::store::Store;
 
@@ -36,17 +35,6 @@ const BATCH: usize = 2000;
 enum Op {
     Put(MailboxProfile),
     Dead(DeadLetter),
-}
-
-fn dead(payload: &[u8], position: SourcePosition, problems: Vec<Problem>) -> DeadLetter {
-    dead_letter(
-        payload,
-        payload.len() as u64,
-        position,
-        None,
-        problems,
-        Utc::now(),
-    )
 }
 
 /// Reads one registry record into an operation. The value must be signed
@@ -68,7 +56,7 @@ fn read(
         // topic could remove anyone's mailbox with one: the identity side
         // changes a mailbox with a signed profile (its status), never by
         // deleting it.
-        return Op::Dead(dead(
+        return Op::Dead(super::refused(
             b"",
             position,
             vec![Problem::new(
@@ -80,11 +68,11 @@ fn read(
     };
     let verified = match trust.verify(SignedKind::Profile, payload) {
         Ok(v) => v,
-        Err(problem) => return Op::Dead(dead(payload, position, vec![problem])),
+        Err(problem) => return Op::Dead(super::refused(payload, position, vec![problem])),
     };
     let profile: MailboxProfile = match std::str::from_utf8(&verified.payload) {
         Err(_) => {
-            return Op::Dead(dead(
+            return Op::Dead(super::refused(
                 payload,
                 position,
                 vec![Problem::new(
@@ -102,7 +90,7 @@ fn read(
                 } else {
                     Reason::MalformedJson
                 };
-                return Op::Dead(dead(
+                return Op::Dead(super::refused(
                     payload,
                     position,
                     vec![Problem::new(
@@ -135,7 +123,7 @@ fn read(
     if problems.is_empty() {
         Op::Put(profile)
     } else {
-        Op::Dead(dead(payload, position, problems))
+        Op::Dead(super::refused(payload, position, problems))
     }
 }
 
