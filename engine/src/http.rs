@@ -314,6 +314,18 @@ fn describe_all() {
         m::TRUST_FILE_LOADS,
         "Loads of the trust file of signers, by result."
     );
+    describe_gauge!(
+        m::AUDIT_LOG_ENTRIES,
+        "Signed receipt batches in this node's audit log (its tree size)."
+    );
+    describe_counter!(
+        m::AUDIT_TREE_HEADS,
+        "Signed tree heads of the audit log published, or failed and retried, by result."
+    );
+    describe_gauge!(
+        m::AUDIT_LAST_TREE_HEAD,
+        "When the last published tree head of the audit log was signed, Unix seconds."
+    );
 }
 
 /// The running endpoint server.

@@ -26,6 +26,7 @@ const FLOORS: &[&str] = &[
     "evidence",
     "kafka",
     "store",
+    "audit",
     "channel",
     "documents",
     "http",

@@ -26,6 +26,7 @@
 //! use.
 
 mod agencies;
+mod audit;
 mod channel;
 mod config;
 mod delivery;
@@ -49,6 +50,7 @@ mod source;
 mod store;
 
 pub use crate::agencies::AgenciesConfig;
+pub use crate::audit::{AuditError, AuditLog};
 pub use crate::channel::{
     ChannelError, ChannelsConfig, Delivery, Notification, SendError, SimulatedConfig, Target,
 };
@@ -60,7 +62,8 @@ pub use crate::delivery::{
 };
 pub use crate::documents::{inquire, Inquiry};
 pub use crate::evidence::{
-    b64url, chain, jcs, jws, keys, merkle, proof, seal, trust, EvidenceConfig, SignedKind,
+    b64url, chain, from_b64url, jcs, jws, keys, log, merkle, proof, seal, trust, EvidenceConfig,
+    SignedKind,
 };
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
@@ -68,7 +71,7 @@ pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
     hex, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,
     MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
-    StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
+    StoredEvent, StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use crate::node::sealer as node_sealer;
 pub use crate::node::{
@@ -85,8 +88,8 @@ pub use crate::source::{
     AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,
 };
 pub use crate::store::{
-    conformance, scylla, DeliveryStore, Durability, FjallStore, FjallStoreConfig, NoticeStore,
-    ProfileStore, Store, StoreBackend, StoreConfig, StoreError, StoreStats,
+    conformance, scylla, AuditStore, DeliveryStore, Durability, FjallStore, FjallStoreConfig,
+    NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig, StoreError, StoreStats,
 };
 /// The metric names live in the wire contract, shared with the monitor.
 pub use karpoosheh_schemas::metric_names;

@@ -255,6 +255,40 @@ enum KeysCommand {
     },
 }
 
+/// Where a notice's events are in the audit log that carried their
+/// receipts, under the log's last signed tree head; `None` when no head
+/// covers them yet.
+fn audit_proof(
+    store: &dyn karpoosheh_engine::Store,
+    code: TrackingCode,
+    events: &[karpoosheh_engine::StoredEvent],
+) -> Result<Option<karpoosheh_engine::proof::AuditProof>> {
+    use karpoosheh_engine::log::Tree;
+    let mut placed = Vec::new();
+    let mut log = None;
+    for e in events {
+        let Some((l, index)) = store.event_entry(code, e.seq)? else {
+            continue;
+        };
+        log.get_or_insert(l);
+        if let Some(entry) = store.log_entry(l, index)? {
+            placed.push((e.seq, e.hash, entry));
+        }
+    }
+    let Some(log) = log else { return Ok(None) };
+    let Some(head) = store.last_tree_head(log)? else {
+        return Ok(None);
+    };
+    let mut tree = Tree::default();
+    for e in store.log_entries(log, 0, usize::MAX)? {
+        tree.push(e.leaf_hash());
+    }
+    Ok(Some(
+        karpoosheh_engine::proof::audit_proof(&placed, &tree, &head.head)
+            .map_err(anyhow::Error::msg)?,
+    ))
+}
+
 fn keys_command(cfg: &Config, action: KeysCommand) -> Result<()> {
     use karpoosheh_engine::keys::SigningKey;
     use karpoosheh_engine::{jws, trust, SignedKind};
@@ -820,8 +854,9 @@ fn run(cli: Cli) -> Result<()> {
             if events.is_empty() {
                 bail!("no notice with tracking code {code} (or none kept any more)");
             }
-            let bundle =
+            let mut bundle =
                 proof::make(&code.to_string(), &events, &key).map_err(anyhow::Error::msg)?;
+            bundle.audit = audit_proof(store.as_ref(), code, &events)?;
             let text = serde_json::to_string_pretty(&bundle)? + "\n";
             match out {
                 Some(p) => std::fs::write(p, text)?,

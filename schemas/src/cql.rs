@@ -23,6 +23,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "002_events",
         cql: include_str!("../cql/002_events.cql"),
     },
+    Migration {
+        version: 3,
+        name: "003_audit",
+        cql: include_str!("../cql/003_audit.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

@@ -285,6 +285,13 @@ pub const TRUST_FILE_LOADS: &str = "karpoosheh_trust_file_loads_total";
 /// (genuine, not_genuine, document_mismatch, rate_limited, bad_request,
 /// error).
 pub const DOCUMENT_INQUIRIES: &str = "karpoosheh_document_inquiries_total";
+/// Signed receipt batches in the node's audit log (its tree size).
+pub const AUDIT_LOG_ENTRIES: &str = "karpoosheh_audit_log_entries";
+/// Signed tree heads of the audit log. Labels: `result` (published,
+/// error: signing, keeping or producing one failed and is retried).
+pub const AUDIT_TREE_HEADS: &str = "karpoosheh_audit_tree_heads_total";
+/// When the last published tree head was signed, Unix seconds.
+pub const AUDIT_LAST_TREE_HEAD: &str = "karpoosheh_audit_last_tree_head_timestamp_seconds";
 /// Errors of the notice consumer's client, retried by librdkafka. Labels:
 /// `kind` (client, rebalance, consume, pause_resume, seek).
 pub const KAFKA_CLIENT_ERRORS: &str = "karpoosheh_kafka_client_errors_total";
@@ -336,4 +343,7 @@ pub const KAFKA: &[&str] = &[
     KAFKA_CLIENT_ERRORS,
     READER_RUNNING,
     READER_ERRORS,
+    AUDIT_LOG_ENTRIES,
+    AUDIT_TREE_HEADS,
+    AUDIT_LAST_TREE_HEAD,
 ];

@@ -461,8 +461,26 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
         text.contains("one of the keys you trust") && text.contains("content hash matches"),
         "{text}"
     );
+    // The acceptance is in a signed batch of the node's audit log, under
+    // the tree head `ingest` signed at its end.
+    assert!(
+        text.contains("audit log (") && text.contains("events 1 are in signed batches"),
+        "{text}"
+    );
     let mut b: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    // A log path that leads elsewhere: the batch is not under that head.
+    let mut moved = b.clone();
+    moved["audit"]["events"][0]["entry"] = 1_000_000.into();
+    let moved_file = dir.path().join("moved.json");
+    std::fs::write(&moved_file, moved.to_string()).unwrap();
+    let bad = verify(&moved_file);
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert!(!bad.status.success());
+    assert!(
+        text.contains("FAIL  event 1: its batch (log entry 1000000) is not in the tree head's log"),
+        "{text}"
+    );
     b["events"][0]["event"]["reference"] = "forged".into();
     let edited = dir.path().join("edited.json");
     std::fs::write(&edited, b.to_string()).unwrap();

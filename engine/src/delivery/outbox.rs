@@ -20,6 +20,9 @@ pub enum OutboxError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The audit log refused the receipts' batch: they are not published.
+    #[error("{0}")]
+    Audit(String),
 }
 
 /// Publishes the store's outbox to sinks.
@@ -44,7 +47,7 @@ impl Outbox {
         }
         let mut receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
         if let Some(s) = &self.sealer {
-            s.seal(receipts.iter_mut());
+            s.seal(receipts.iter_mut()).map_err(OutboxError::Audit)?;
         }
         for s in &mut self.sinks {
             s.events(&receipts)?;

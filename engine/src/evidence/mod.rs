@@ -10,7 +10,9 @@
 //! - [`chain`]: the hash chain of a notice's events (its receipts);
 //! - [`seal`]: receipts signed in batches, each with an RFC 9162 inclusion
 //!   proof ([`merkle`]) under the node's signature, in RFC 8785 canonical
-//!   JSON ([`jcs`]).
+//!   JSON ([`jcs`]);
+//! - [`log`]: the node's audit log of those batches, an RFC 9162 tree
+//!   whose signed heads the node publishes.
 //!
 //! docs/wire-contract.md ("Signed inputs") specifies the bytes exactly;
 //! tests/python/ checks them with an independent implementation.
@@ -19,6 +21,7 @@ pub mod chain;
 pub mod jcs;
 pub mod jws;
 pub mod keys;
+pub mod log;
 pub mod merkle;
 pub mod proof;
 pub mod seal;
@@ -42,6 +45,10 @@ pub struct EvidenceConfig {
     pub inquiries_per_second: f64,
     /// … and per client address, per minute.
     pub inquiries_per_client_per_minute: f64,
+    /// How often the node signs and publishes a tree head of its audit
+    /// log (when it grew): the longest a signed batch waits to be under a
+    /// published head.
+    pub tree_head_interval: karpoosheh_schemas::HumanDuration,
 }
 
 impl Default for EvidenceConfig {
@@ -52,6 +59,9 @@ impl Default for EvidenceConfig {
             // try 2^40 verification codes.
             inquiries_per_second: 50.0,
             inquiries_per_client_per_minute: 30.0,
+            tree_head_interval: karpoosheh_schemas::HumanDuration(std::time::Duration::from_secs(
+                10,
+            )),
         }
     }
 }
@@ -68,6 +78,12 @@ impl EvidenceConfig {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(format!("{name} is {v}; it must be a number of at least 1"));
             }
+        }
+        let t = self.tree_head_interval.0;
+        if t < std::time::Duration::from_millis(100) || t > std::time::Duration::from_secs(86_400) {
+            return Err(format!(
+                "evidence.tree_head_interval is {t:?}; it must be between 100ms and 24h"
+            ));
         }
         Ok(())
     }

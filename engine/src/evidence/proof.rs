@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::{self, GENESIS};
 use super::keys::{verify as verify_sig, PublicJwk, SigningKey};
-use super::merkle::Hash;
+use super::log::{LogEntry, Tree, TreeHead};
+use super::merkle::{leaf_hash, root_from_path, Hash};
 use super::{b64url, from_b64url, jcs};
 use crate::model::StoredEvent;
 
@@ -63,6 +64,74 @@ pub struct Bundle {
     pub head: Head,
     pub signature: String,
     pub keys: Jwks,
+    /// Where the notice's events are in the node's audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditProof>,
+}
+
+/// The events' places in the node's audit log, under one signed tree head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditProof {
+    pub tree_head: TreeHead,
+    pub events: Vec<EventInLog>,
+}
+
+/// One event's receipt batch, and that batch's place in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInLog {
+    pub seq: u32,
+    /// The signed batch that carried the event's receipt, with the
+    /// event's path to its root, as a receipt carries it.
+    pub batch: karpoosheh_schemas::BatchProof,
+    /// The batch's index in the log.
+    pub entry: u64,
+    /// The batch leaf's audit path to the tree head's root (RFC 9162,
+    /// 2.1.3), base64url.
+    pub log_path: Vec<String>,
+}
+
+/// The audit proof of `events` (each with the log entry that carried it,
+/// its leaves included) under `head`, from the log's `tree`.
+pub fn audit_proof(
+    events: &[(u32, Hash, LogEntry)],
+    tree: &Tree,
+    head: &TreeHead,
+) -> Result<AuditProof, String> {
+    let mut out = Vec::new();
+    for (seq, hash, e) in events {
+        if e.index >= head.size {
+            continue;
+        }
+        let leaf = leaf_hash(hash);
+        let index = e.leaves.iter().position(|l| *l == leaf).ok_or_else(|| {
+            format!(
+                "event {seq} is not among the leaves of log entry {}",
+                e.index
+            )
+        })?;
+        let path = super::merkle::paths(&e.leaves).swap_remove(index);
+        let log_path = tree
+            .inclusion(e.index, head.size)
+            .ok_or_else(|| format!("log entry {} is not in the tree of {}", e.index, head.size))?;
+        out.push(EventInLog {
+            seq: *seq,
+            batch: karpoosheh_schemas::BatchProof {
+                kid: e.kid.clone(),
+                signed_at: e.signed_at,
+                size: e.size,
+                index: index as u64,
+                root: b64url(&e.root),
+                path: path.iter().map(|h| b64url(h)).collect(),
+                signature: b64url(&e.signature),
+            },
+            entry: e.index,
+            log_path: log_path.iter().map(|h| b64url(h)).collect(),
+        });
+    }
+    Ok(AuditProof {
+        tree_head: head.clone(),
+        events: out,
+    })
 }
 
 /// Makes the bundle of a notice's stored events, signed with `key`.
@@ -104,6 +173,7 @@ pub fn make(code: &str, events: &[StoredEvent], key: &SigningKey) -> Result<Bund
         keys: Jwks {
             keys: vec![key.public_jwk()],
         },
+        audit: None,
     })
 }
 
@@ -231,6 +301,111 @@ pub fn check(bundle: &Bundle, trusted: Option<&Jwks>, document: Option<&[u8]>) -
             (false, _) => format!("the signature does not verify with key {}", bundle.head.kid),
         },
     );
+    let key_of = |kid: &str| {
+        trusted
+            .and_then(|t| t.keys.iter().find(|k| k.kid == kid && k.crv == "Ed25519"))
+            .and_then(|k| from_b64url(&k.x))
+    };
+    match &bundle.audit {
+        None => push(
+            false,
+            "the bundle carries no audit-log proof (the node had published no tree head covering the notice)".into(),
+        ),
+        Some(a) => {
+            let th = &a.tree_head;
+            let th_ok = key_of(&th.kid).is_some_and(|pk| th.verify(&pk));
+            push(
+                th_ok,
+                if th_ok {
+                    format!(
+                        "the tree head of node {}'s audit log ({} batches, {}) is signed by node key {}",
+                        th.log, th.size, th.timestamp.to_rfc3339(), th.kid
+                    )
+                } else {
+                    format!(
+                        "the tree head's signature does not verify with a trusted key {}",
+                        th.kid
+                    )
+                },
+            );
+            let mut logged = std::collections::BTreeSet::new();
+            for e in &a.events {
+                let event = bundle.events.iter().find(|x| x.seq == e.seq);
+                let r = (|| -> Result<(), String> {
+                    let event = event.ok_or("no such event in the bundle")?;
+                    let hash: Hash = from_b64url(&event.hash)
+                        .and_then(|h| h.try_into().ok())
+                        .ok_or("its hash is not 32 bytes")?;
+                    let dec = |v: &[String]| -> Option<Vec<Hash>> {
+                        v.iter()
+                            .map(|p| from_b64url(p).and_then(|p| p.try_into().ok()))
+                            .collect()
+                    };
+                    let b = &e.batch;
+                    let root = root_from_path(
+                        b.index,
+                        b.size,
+                        &leaf_hash(&hash),
+                        &dec(&b.path).ok_or("a batch path hash is not 32 bytes")?,
+                    );
+                    if root.map(|r| b64url(&r)) != Some(b.root.clone()) {
+                        return Err("its path does not lead to its batch's root".into());
+                    }
+                    let head = super::seal::head_bytes(&b.kid, &b.root, &b.signed_at, b.size);
+                    let sig = from_b64url(&b.signature).ok_or("the batch signature is not base64url")?;
+                    if !key_of(&b.kid).is_some_and(|pk| verify_sig(&pk, &head, &sig)) {
+                        return Err(format!("its batch is not signed by a trusted key {}", b.kid));
+                    }
+                    let root = root_from_path(
+                        e.entry,
+                        th.size,
+                        &leaf_hash(&head),
+                        &dec(&e.log_path).ok_or("a log path hash is not 32 bytes")?,
+                    );
+                    if root.map(|r| b64url(&r)) != Some(th.root.clone()) {
+                        return Err(format!(
+                            "its batch (log entry {}) is not in the tree head's log",
+                            e.entry
+                        ));
+                    }
+                    Ok(())
+                })();
+                match r {
+                    Ok(()) => {
+                        logged.insert(e.seq);
+                    }
+                    Err(why) => push(false, format!("event {}: {why}", e.seq)),
+                }
+            }
+            if !logged.is_empty() {
+                push(
+                    true,
+                    format!(
+                        "events {} are in signed batches under that tree head",
+                        logged.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            if !logged.contains(&1) {
+                push(false, "the acceptance (event 1) is not proved in the audit log".into());
+            }
+            let later: Vec<String> = bundle
+                .events
+                .iter()
+                .filter(|e| !logged.contains(&e.seq))
+                .map(|e| e.seq.to_string())
+                .collect();
+            if !later.is_empty() && logged.contains(&1) {
+                push(
+                    true,
+                    format!(
+                        "events {} are not under that tree head yet (signed after it, or not logged)",
+                        later.join(", ")
+                    ),
+                );
+            }
+        }
+    }
     if let Some(doc) = document {
         let stored = bundle
             .events
@@ -290,16 +465,74 @@ mod tests {
         out
     }
 
+    /// Puts the events in one signed batch, the only entry of a log, and
+    /// the bundle's audit proof under that log's signed head.
+    fn with_audit(b: &mut Bundle, events: &[StoredEvent], key: &SigningKey) {
+        let leaves: Vec<Hash> = events.iter().map(|e| leaf_hash(&e.hash)).collect();
+        let root = super::super::merkle::root(&leaves);
+        let signed_at = super::super::log::to_millis(Utc::now());
+        let size = leaves.len() as u64;
+        let signature = key
+            .sign(&super::super::seal::head_bytes(
+                key.kid(),
+                &b64url(&root),
+                &signed_at,
+                size,
+            ))
+            .to_vec();
+        let entry = LogEntry {
+            index: 0,
+            kid: key.kid().into(),
+            signed_at,
+            root,
+            size,
+            signature,
+            leaves,
+            events: vec![],
+        };
+        let mut tree = Tree::default();
+        tree.push(entry.leaf_hash());
+        let head = TreeHead::sign(3, 1, &tree.root(1).unwrap(), key);
+        let placed: Vec<_> = events
+            .iter()
+            .map(|e| (e.seq, e.hash, entry.clone()))
+            .collect();
+        b.audit = Some(audit_proof(&placed, &tree, &head).unwrap());
+    }
+
     #[test]
     fn a_bundle_verifies_and_says_what_broke() {
         let key = SigningKey::from_seed("node-3", [4; 32]).unwrap();
         let code = TrackingCode::from_parts(1_760_000_000_000, 3, 1).to_string();
-        let b = make(&code, &events(), &key).unwrap();
-        let json = serde_json::to_string(&b).unwrap();
-        let back: Bundle = serde_json::from_str(&json).unwrap();
+        let evs = events();
+        let mut b = make(&code, &evs, &key).unwrap();
         let trusted = Jwks {
             keys: vec![key.public_jwk()],
         };
+        // Without the audit log's proof the bundle does not hold.
+        assert!(check(&b, Some(&trusted), None)
+            .iter()
+            .any(|c| !c.ok && c.what.contains("no audit-log proof")));
+        with_audit(&mut b, &evs, &key);
+        // A batch that is not the one the tree head covers.
+        let mut moved = b.clone();
+        moved.audit.as_mut().unwrap().events[0].batch.root = b64url(&[7; 32]);
+        let c = check(&moved, Some(&trusted), None);
+        assert!(
+            c.iter().any(|c| !c.ok && c.what.starts_with("event 1:")),
+            "{c:?}"
+        );
+        // A tree head signed by someone else.
+        let mut forged = b.clone();
+        forged.audit.as_mut().unwrap().tree_head.size = 2;
+        let c = check(&forged, Some(&trusted), None);
+        assert!(
+            c.iter()
+                .any(|c| !c.ok && c.what.contains("tree head's signature")),
+            "{c:?}"
+        );
+        let json = serde_json::to_string(&b).unwrap();
+        let back: Bundle = serde_json::from_str(&json).unwrap();
         assert!(check(&back, Some(&trusted), None).iter().all(|c| c.ok));
         // Without trusted keys, the bundle's own key proves nothing.
         assert!(check(&back, None, None).iter().any(|c| !c.ok));

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{BatchProof, Evidence, Receipt};
 
 use super::keys::SigningKey;
+use super::log::{BatchLog, SealedBatch};
 use super::merkle::{leaf_hash, paths, root, sha256, Hash};
 use super::{b64url, chain, jcs};
 
@@ -44,19 +45,31 @@ pub fn head_bytes(kid: &str, root: &str, signed_at: &DateTime<Utc>, size: u64) -
     .expect("a head is strings and an integer")
 }
 
-/// Signs receipts in batches with the node's key.
+/// Signs receipts in batches with the node's key, and appends each batch
+/// to the node's audit log (when it keeps one) before the receipts leave.
 #[derive(Clone)]
 pub struct Sealer {
     key: Arc<SigningKey>,
+    log: Option<Arc<dyn BatchLog>>,
 }
 
 impl Sealer {
     pub fn new(key: Arc<SigningKey>) -> Sealer {
-        Sealer { key }
+        Sealer { key, log: None }
+    }
+
+    /// Every batch is appended to `log` (durably) before `seal` returns.
+    pub fn with_log(mut self, log: Arc<dyn BatchLog>) -> Sealer {
+        self.log = Some(log);
+        self
     }
 
     pub fn key(&self) -> &SigningKey {
         &self.key
+    }
+
+    pub fn key_handle(&self) -> Arc<SigningKey> {
+        self.key.clone()
     }
 
     /// The node's public key as a JSON Web Key Set (RFC 7517, RFC 8037).
@@ -65,20 +78,43 @@ impl Sealer {
             .expect("a JWK set serialises")
     }
 
-    /// Adds each receipt's batch proof, signing once per [`BATCH`].
-    pub fn seal<'a>(&self, receipts: impl IntoIterator<Item = &'a mut Receipt>) {
+    /// Adds each receipt's batch proof, signing once per [`BATCH`], and
+    /// appends the batches to the audit log. When the log refuses them
+    /// (the store failed) the receipts must not be published: seal them
+    /// again later.
+    pub fn seal<'a>(
+        &self,
+        receipts: impl IntoIterator<Item = &'a mut Receipt>,
+    ) -> Result<(), String> {
         let mut all: Vec<&mut Receipt> = receipts.into_iter().collect();
-        let now = Utc::now();
+        // To the millisecond, as the stores keep it in the audit log.
+        let now = super::log::to_millis(Utc::now());
+        let mut sealed = Vec::new();
         for chunk in all.chunks_mut(BATCH) {
             let leaves: Vec<Hash> = chunk.iter().map(|r| leaf_hash(&leaf_of(r))).collect();
-            let root_b64 = b64url(&root(&leaves));
+            let root_hash = root(&leaves);
+            let root_b64 = b64url(&root_hash);
             let size = leaves.len() as u64;
-            let signature = b64url(&self.key.sign(&head_bytes(
-                self.key.kid(),
-                &root_b64,
-                &now,
-                size,
-            )));
+            let raw_signature = self
+                .key
+                .sign(&head_bytes(self.key.kid(), &root_b64, &now, size));
+            let signature = b64url(&raw_signature);
+            if self.log.is_some() {
+                sealed.push(SealedBatch {
+                    kid: self.key.kid().to_owned(),
+                    signed_at: now,
+                    root: root_hash,
+                    signature: raw_signature.to_vec(),
+                    events: chunk
+                        .iter()
+                        .filter_map(|r| {
+                            let seq = r.evidence.as_ref()?.chain.as_ref()?.seq;
+                            Some((chain::code_of(r)?, seq))
+                        })
+                        .collect(),
+                    leaves: leaves.clone(),
+                });
+            }
             for (i, (r, path)) in chunk.iter_mut().zip(paths(&leaves)).enumerate() {
                 let proof = BatchProof {
                     kid: self.key.kid().to_owned(),
@@ -99,6 +135,10 @@ impl Sealer {
                     }
                 }
             }
+        }
+        match &self.log {
+            Some(log) if !sealed.is_empty() => log.append(sealed),
+            _ => Ok(()),
         }
     }
 }
@@ -187,7 +227,7 @@ mod tests {
                 r
             })
             .collect();
-        sealer.seal(receipts.iter_mut());
+        sealer.seal(receipts.iter_mut()).unwrap();
         for r in &receipts {
             verify_receipt(r, key.public_key()).unwrap();
             // Through JSON, as an agency reads it.

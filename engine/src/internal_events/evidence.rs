@@ -1,7 +1,7 @@
 //! Events of evidence: the trust file and signed inputs.
 
 use karpoosheh_schemas::Reason;
-use metrics::counter;
+use metrics::{counter, gauge};
 
 use crate::metric_names as m;
 
@@ -100,5 +100,44 @@ impl DocumentInquired {
         for r in Self::RESULTS {
             counter!(m::DOCUMENT_INQUIRIES, "result" => *r).increment(0);
         }
+    }
+}
+
+/// Batches were appended to the node's audit log.
+pub struct AuditAppended {
+    /// Batches in the log now.
+    pub size: u64,
+}
+
+impl AuditAppended {
+    pub fn emit(self) {
+        gauge!(m::AUDIT_LOG_ENTRIES).set(self.size as f64);
+    }
+}
+
+/// A signed tree head of the audit log was published, or publishing (or
+/// signing and keeping) one failed and will be retried.
+pub struct TreeHeadPublished;
+
+impl TreeHeadPublished {
+    /// A head of `size` batches, signed at `signed_at`, went out.
+    pub fn published(size: u64, signed_at: chrono::DateTime<chrono::Utc>) {
+        counter!(m::AUDIT_TREE_HEADS, "result" => "published").increment(1);
+        gauge!(m::AUDIT_LAST_TREE_HEAD).set(signed_at.timestamp_millis() as f64 / 1000.0);
+        tracing::debug!(size, "tree head published");
+    }
+
+    pub fn failed(error: &str) {
+        counter!(m::AUDIT_TREE_HEADS, "result" => "error").increment(1);
+        tracing::warn!(
+            error,
+            "publishing the audit log's tree head failed; retrying"
+        );
+    }
+
+    /// Both results at zero from the start.
+    pub fn zero() {
+        counter!(m::AUDIT_TREE_HEADS, "result" => "published").increment(0);
+        counter!(m::AUDIT_TREE_HEADS, "result" => "error").increment(0);
     }
 }

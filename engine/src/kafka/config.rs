@@ -37,6 +37,10 @@ pub struct KafkaConfig {
     pub registry_max_future_skew: HumanDuration,
     /// Recipients' confirmations (art. 29); empty to not consume them.
     pub acks_topic: String,
+    /// Where the node publishes its audit log's signed tree heads (every
+    /// `evidence.tree_head_interval`), keyed by `node_id`; empty to only
+    /// keep them in the store.
+    pub audit_topic: String,
     /// Consumer group of the confirmations reader. Empty means
     /// `<group_id>.acks.<node_id>`: every node reads every confirmation and
     /// applies those for the notices it issued (the tracking code names
@@ -77,6 +81,7 @@ impl Default for KafkaConfig {
             // seconds (NTP); minutes leave room for a slow one.
             registry_max_future_skew: HumanDuration(Duration::from_secs(5 * 60)),
             acks_topic: "karpoosheh.acks".into(),
+            audit_topic: "karpoosheh.audit".into(),
             acks_group_id: String::new(),
             // Off: librdkafka pause/resume lost records against tansu 0.6
             // (BENCHMARKS.md); the pipeline's bounded queues already hold the

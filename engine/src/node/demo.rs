@@ -145,6 +145,15 @@ pub fn run(
         ))?)),
     };
     let store = super::open_store(cfg)?;
+    // The audit log as on a real node; its tree heads are kept in the
+    // store (no audit topic here).
+    let (sealer, audit) = super::audited(cfg, &store, sealer)?;
+    let audit_stop = Arc::new(AtomicBool::new(false));
+    let publisher = audit.spawn_publisher(
+        cfg.evidence.tree_head_interval.0,
+        audit_stop.clone(),
+        Box::new(|_| Ok(())),
+    )?;
     let health = Health::default();
     let mut server = None;
     if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
@@ -276,6 +285,8 @@ pub fn run(
     let _ = generator.join();
 
     let follow_up = follow.map(|f| f.finish(&tally, opts, &shutdown, &screen_taken));
+    audit_stop.store(true, Ordering::SeqCst);
+    let _ = publisher.join();
     // The work is done: give the screen back before the report.
     drop(dashboard);
 

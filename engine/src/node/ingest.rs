@@ -28,16 +28,29 @@ pub fn ingest(
         None => super::sealer(cfg)?,
     };
     let store = super::open_store(cfg)?;
+    // Every signed batch goes to the node's audit log; one tree head is
+    // signed at the end.
+    let (sealer, audit) = match sealer {
+        Some(s) => {
+            let (s, log) = super::audited(cfg, &store, s)?;
+            (Some(s), Some(log))
+        }
+        None => (None, None),
+    };
     let source = FileSource::open(file, agency, cfg.limits.max_payload_bytes.as_u64() as usize)?;
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TallySink(tally.clone()))];
     if let Some(r) = receipts {
         sinks.push(Box::new(NdjsonReceipts::create(r)?));
     }
-    let summary = super::pipeline(cfg, store, sinks)
+    let summary = super::pipeline(cfg, store.clone(), sinks)
         .with_sealer(sealer)
         .with_shutdown(shutdown)
         .run(Box::new(source))?;
+    if let Some(log) = audit {
+        let last = store.last_tree_head(cfg.node_id)?.map(|m| m.head);
+        log.next_head(last.as_ref())?;
+    }
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     Ok((summary, tally))
 }

@@ -14,6 +14,7 @@ mod run;
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::channel::{ChannelError, Dispatcher};
 use crate::config::Config;
 use crate::delivery::{
@@ -89,6 +90,21 @@ pub fn required_sealer(cfg: &Config) -> anyhow::Result<Sealer> {
             cfg.node_id
         )
     })
+}
+
+/// The node's audit log on `store`, checked against the last tree head
+/// it signed, and `sealer` appending every batch to it.
+pub fn audited(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    sealer: Sealer,
+) -> anyhow::Result<(Sealer, Arc<AuditLog>)> {
+    let log = Arc::new(AuditLog::open(
+        store.clone(),
+        cfg.node_id,
+        sealer.key_handle(),
+    )?);
+    Ok((sealer.with_log(log.clone()), log))
 }
 
 /// The notifier `[channels]` asks for: the channel dispatcher with its

@@ -19,7 +19,7 @@ use crate::internal_events::SignedInputRefused;
 use crate::kafka::client_config;
 use crate::pipeline::RunSummary;
 use crate::readers;
-use crate::sink::KafkaSink;
+use crate::sink::{KafkaSink, TreeHeadProducer};
 use crate::source::KafkaSource;
 
 /// Runs the engine on Kafka until `shutdown` is set, then finishes what
@@ -45,6 +45,26 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     };
     let sealer = super::required_sealer(cfg)?;
     let store = super::open_store(cfg)?;
+    // Every batch the node signs is in its audit log before its receipts
+    // leave; tree heads go to the audit topic.
+    let (sealer, audit) = super::audited(cfg, &store, sealer)?;
+    let publish: crate::audit::PublishHead = if k.audit_topic.is_empty() {
+        Box::new(|_| Ok(()))
+    } else {
+        let producer = TreeHeadProducer::new(&k.audit_topic, client_config(k, &k.producer_options))
+            .context("creating the tree-head producer")?;
+        Box::new(move |m| producer.publish(m))
+    };
+    // Stopped last, after the outbox: the last batches get under a head.
+    let audit_stop = Arc::new(AtomicBool::new(false));
+    let publisher = audit
+        .clone()
+        .spawn_publisher(
+            cfg.evidence.tree_head_interval.0,
+            audit_stop.clone(),
+            publish,
+        )
+        .context("starting the audit log's publisher")?;
     let _server = match recorder {
         None => None,
         Some(recorder) => {
@@ -198,6 +218,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         }
         let _ = outbox.join();
     }
+    audit_stop.store(true, Ordering::SeqCst);
+    let _ = publisher.join();
     let summary = result?;
     if scheduler_failed {
         anyhow::bail!(

@@ -880,7 +880,17 @@ fn ack_stage(
             });
         }
         if let Some(s) = &sealer {
-            s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut()));
+            // The batch must be in the audit log before its receipts
+            // leave; a store that keeps refusing stops the pipeline (the
+            // records are not acknowledged and come again).
+            let mut attempt = 0u32;
+            while let Err(e) = s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())) {
+                attempt += 1;
+                if attempt > 5 {
+                    return Err(PipelineError::Store(e));
+                }
+                std::thread::sleep(Duration::from_millis(100 << attempt));
+            }
         }
         IngestLatencies(&latencies).emit();
         counts.into_event().emit();

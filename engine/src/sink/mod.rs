@@ -9,6 +9,7 @@
 mod file;
 mod kafka;
 mod tally;
+mod tree_heads;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use karpoosheh_schemas::{DeadLetter, Reason, Receipt};
 pub use self::file::NdjsonReceipts;
 pub use self::kafka::KafkaSink;
 pub use self::tally::{DeliveryTally, Tally, TallySink};
+pub use self::tree_heads::TreeHeadProducer;
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

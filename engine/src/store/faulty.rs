@@ -192,3 +192,48 @@ impl ProfileStore for Faulty {
         self.inner.profile(id)
     }
 }
+
+impl AuditStore for Faulty {
+    fn append_log(
+        &self,
+        log: u16,
+        entries: &[crate::evidence::log::LogEntry],
+    ) -> Result<(), StoreError> {
+        self.inner.append_log(log, entries)
+    }
+
+    fn log_entries(
+        &self,
+        log: u16,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::evidence::log::LogEntry>, StoreError> {
+        self.inner.log_entries(log, from, limit)
+    }
+
+    fn log_entry(
+        &self,
+        log: u16,
+        index: u64,
+    ) -> Result<Option<crate::evidence::log::LogEntry>, StoreError> {
+        self.inner.log_entry(log, index)
+    }
+
+    fn event_entry(&self, code: TrackingCode, seq: u32) -> Result<Option<(u16, u64)>, StoreError> {
+        self.inner.event_entry(code, seq)
+    }
+
+    fn put_tree_head(
+        &self,
+        head: &crate::evidence::log::TreeHeadMessage,
+    ) -> Result<(), StoreError> {
+        self.inner.put_tree_head(head)
+    }
+
+    fn last_tree_head(
+        &self,
+        log: u16,
+    ) -> Result<Option<crate::evidence::log::TreeHeadMessage>, StoreError> {
+        self.inner.last_tree_head(log)
+    }
+}

@@ -220,9 +220,55 @@ pub trait ProfileStore: Send + Sync {
     fn profile(&self, id: MailboxId) -> Result<Option<MailboxProfile>, StoreError>;
 }
 
-/// A mailbox store backend: all three aggregates over one storage, so a
+/// The node's audit log (evidence::log): the signed receipt batches in
+/// the order the node signed them, an index from each notice event to
+/// the batch that carried it, and the signed tree heads. Append-only and
+/// kept for good: retention never removes it.
+pub trait AuditStore: Send + Sync {
+    /// Writes `entries` (numbered by the caller, consecutively) to log
+    /// `log`, with the index of their events. Durable like
+    /// [`NoticeStore::write`] when it returns `Ok`; a retry with the same
+    /// numbers overwrites what a failed call left.
+    fn append_log(
+        &self,
+        log: u16,
+        entries: &[crate::evidence::log::LogEntry],
+    ) -> Result<(), StoreError>;
+
+    /// Entries from index `from`, in order, at most `limit`, without their
+    /// leaves and events.
+    fn log_entries(
+        &self,
+        log: u16,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::evidence::log::LogEntry>, StoreError>;
+
+    /// One entry with its leaves.
+    fn log_entry(
+        &self,
+        log: u16,
+        index: u64,
+    ) -> Result<Option<crate::evidence::log::LogEntry>, StoreError>;
+
+    /// The entry (log, index) that carried event `seq` of a notice; the
+    /// latest when its receipt was sealed again (re-sent after a crash).
+    fn event_entry(&self, code: TrackingCode, seq: u32) -> Result<Option<(u16, u64)>, StoreError>;
+
+    /// Keeps a signed tree head, as published (with its consistency proof).
+    fn put_tree_head(&self, head: &crate::evidence::log::TreeHeadMessage)
+        -> Result<(), StoreError>;
+
+    /// The largest signed tree head of a log.
+    fn last_tree_head(
+        &self,
+        log: u16,
+    ) -> Result<Option<crate::evidence::log::TreeHeadMessage>, StoreError>;
+}
+
+/// A mailbox store backend: all four aggregates over one storage, so a
 /// notice, its delivery record and its first timers are written together.
 /// Every backend implements the three traits and gets this one.
-pub trait Store: NoticeStore + DeliveryStore + ProfileStore {}
+pub trait Store: NoticeStore + DeliveryStore + ProfileStore + AuditStore {}
 
-impl<T: NoticeStore + DeliveryStore + ProfileStore + ?Sized> Store for T {}
+impl<T: NoticeStore + DeliveryStore + ProfileStore + AuditStore + ?Sized> Store for T {}

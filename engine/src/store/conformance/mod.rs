@@ -1,12 +1,13 @@
 //! The conformance suite every [`Store`] backend must pass: one file of
 //! cases per aggregate ([`NoticeStore`], [`DeliveryStore`],
-//! [`ProfileStore`]), the shared fixtures here.
+//! [`ProfileStore`], [`AuditStore`]), the shared fixtures here.
 //!
 //! A backend's test calls [`run_all`] with a factory that opens a fresh,
 //! empty store for each case (the second value it returns is kept alive
 //! for the case and dropped after: a temporary directory, a keyspace
 //! guard). Each case panics with a message naming what broke.
 
+mod audit;
 mod delivery;
 mod notices;
 mod profiles;
@@ -88,6 +89,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
         (
             "events_form_a_hash_chain_kept_with_the_record",
             delivery::events_form_a_hash_chain_kept_with_the_record,
+        ),
+        (
+            "the_audit_log_is_appended_read_back_and_indexed",
+            audit::the_audit_log_is_appended_read_back_and_indexed,
         ),
     ];
     for (name, case) in cases {

@@ -23,10 +23,16 @@
 //! - `confirmations`: confirmation ID → tracking code (deduplication).
 //! - `awaiting`: mailbox key ‖ code →
 //!   empty, the notices waiting for a mailbox to be activated.
+//! - `events`: tracking code ‖ seq → a notice's hash-chained event.
+//! - `audit_log`, `audit_leaves`: log ‖ index → a signed receipt batch's
+//!   head, and its leaf hashes; `audit_events`: tracking code ‖ seq →
+//!   log ‖ index of the batch that carried the event; `audit_heads`:
+//!   log ‖ size → the signed tree heads. All appended, time-ordered.
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
+mod audit;
 mod delivery;
 mod notices;
 mod profiles;
@@ -49,7 +55,7 @@ use crate::model::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use super::{DeliveryStore, NoticeStore, ProfileStore, StoreError, StoreStats};
+use super::{AuditStore, DeliveryStore, NoticeStore, ProfileStore, StoreError, StoreStats};
 
 /// Value formats, the first byte of every stored value: postcard for the
 /// hot, fixed-shape notice records; JSON for the rarer rejection and
@@ -161,6 +167,12 @@ pub struct FjallStore {
     awaiting: Keyspace,
     /// Each notice's hash chain: (tracking code, seq) → prev, hash, event.
     events: Keyspace,
+    /// The audit log: log ‖ index → signed batch head; its leaves; event
+    /// (code ‖ seq) → log ‖ index; log ‖ size → signed tree head.
+    audit_log: Keyspace,
+    audit_leaves: Keyspace,
+    audit_events: Keyspace,
+    audit_heads: Keyspace,
     durability: Durability,
     writer: Mutex<WriterState>,
     /// Per timer shard, the earliest due time written since the last
@@ -377,6 +389,10 @@ impl FjallStore {
             &self.confirmations,
             &self.awaiting,
             &self.events,
+            &self.audit_log,
+            &self.audit_leaves,
+            &self.audit_events,
+            &self.audit_heads,
         ]
         .into_iter()
     }
@@ -451,6 +467,10 @@ impl FjallStore {
         let confirmations = db.keyspace("confirmations", opts)?;
         let awaiting = db.keyspace("awaiting", ranged)?;
         let events = db.keyspace("events", ordered_ranged)?;
+        let audit_log = db.keyspace("audit_log", ordered_ranged)?;
+        let audit_leaves = db.keyspace("audit_leaves", ordered)?;
+        let audit_events = db.keyspace("audit_events", ordered)?;
+        let audit_heads = db.keyspace("audit_heads", ordered_ranged)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
@@ -484,6 +504,10 @@ impl FjallStore {
             confirmations,
             awaiting,
             events,
+            audit_log,
+            audit_leaves,
+            audit_events,
+            audit_heads,
             durability: cfg.durability,
             behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),

@@ -29,6 +29,7 @@
 //!   from where the last read stopped, by hour partition, so the
 //!   tombstones of handled entries are not read again.
 
+mod audit;
 mod config;
 mod delivery;
 mod lease;
@@ -174,6 +175,16 @@ struct Statements {
     days: PreparedStatement,
     state_put: PreparedStatement,
     state_get: PreparedStatement,
+    audit_put: PreparedStatement,
+    audit_leaves_put: PreparedStatement,
+    audit_event_put: PreparedStatement,
+    audit_read: PreparedStatement,
+    audit_get: PreparedStatement,
+    audit_leaves_get: PreparedStatement,
+    audit_event_get: PreparedStatement,
+    audit_head_put: PreparedStatement,
+    audit_latest_put: PreparedStatement,
+    audit_latest_get: PreparedStatement,
     lease: LeaseStatements,
 }
 
@@ -197,6 +208,16 @@ const CQL: &[(&str, &str, bool)] = &[
     ("delivery_put", "INSERT INTO deliveries (tracking_code, state, record) VALUES (?, ?, ?) USING TTL ?", true),
     ("delivery_get", "SELECT record FROM deliveries WHERE tracking_code = ?", true),
     ("delivery_delete", "DELETE FROM deliveries WHERE tracking_code = ?", true),
+    ("audit_put", "INSERT INTO audit_log (log, bucket, idx, kid, signed_at, root, size, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", true),
+    ("audit_leaves_put", "INSERT INTO audit_leaves (log, idx, leaves) VALUES (?, ?, ?)", true),
+    ("audit_event_put", "INSERT INTO audit_events (tracking_code, seq, log, idx) VALUES (?, ?, ?, ?)", true),
+    ("audit_read", "SELECT idx, kid, signed_at, root, size, signature FROM audit_log WHERE log = ? AND bucket = ? AND idx >= ? LIMIT ?", true),
+    ("audit_get", "SELECT idx, kid, signed_at, root, size, signature FROM audit_log WHERE log = ? AND bucket = ? AND idx = ?", true),
+    ("audit_leaves_get", "SELECT leaves FROM audit_leaves WHERE log = ? AND idx = ?", true),
+    ("audit_event_get", "SELECT log, idx FROM audit_events WHERE tracking_code = ? AND seq = ?", true),
+    ("audit_head_put", "INSERT INTO audit_heads (log, bucket, size, head) VALUES (?, ?, ?, ?)", true),
+    ("audit_latest_put", "INSERT INTO audit_latest (log, head) VALUES (?, ?)", true),
+    ("audit_latest_get", "SELECT head FROM audit_latest WHERE log = ?", true),
     ("event_put", "INSERT INTO notice_events (tracking_code, seq, prev, hash, event) VALUES (?, ?, ?, ?, ?) USING TTL ?", true),
     ("events_get", "SELECT seq, prev, hash, event FROM notice_events WHERE tracking_code = ?", true),
     ("events_delete", "DELETE FROM notice_events WHERE tracking_code = ?", true),
@@ -296,6 +317,16 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         days: take("days"),
         state_put: take("state_put"),
         state_get: take("state_get"),
+        audit_put: take("audit_put"),
+        audit_leaves_put: take("audit_leaves_put"),
+        audit_event_put: take("audit_event_put"),
+        audit_read: take("audit_read"),
+        audit_get: take("audit_get"),
+        audit_leaves_get: take("audit_leaves_get"),
+        audit_event_get: take("audit_event_get"),
+        audit_head_put: take("audit_head_put"),
+        audit_latest_put: take("audit_latest_put"),
+        audit_latest_get: take("audit_latest_get"),
         lease: LeaseStatements {
             take: take("lease_take"),
             renew: take("lease_renew"),
