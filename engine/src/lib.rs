@@ -73,6 +73,7 @@ pub use crate::model::{
     MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
     StoredEvent, StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
+pub use crate::node::audited as node_audited;
 pub use crate::node::sealer as node_sealer;
 pub use crate::node::{
     demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_chain,

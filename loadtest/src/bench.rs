@@ -127,6 +127,8 @@ pub fn pipeline_benchmark(opts: BenchOptions) -> anyhow::Result<BenchResult> {
             karpoosheh_engine::keys::SigningKey::generate("bench-node")?,
         )),
     };
+    // ... and every batch appended to the node's audit log, as on a node.
+    let (sealer, _log) = karpoosheh_engine::node_audited(&cfg, &store, sealer)?;
     let pipeline =
         pipeline(&cfg, store, vec![Box::new(TallySink(tally.clone()))]).with_sealer(Some(sealer));
     let t = Instant::now();
