@@ -352,6 +352,10 @@ fn read_answers(
         let Ok(r) = serde_json::from_slice::<ReceiptView>(payload) else {
             continue;
         };
+        // A signed batch's head, not an answer to a record.
+        if r.event == "batch_signed" {
+            continue;
+        }
         if !seen.insert(r.receipt_id.clone()) {
             out.repeated += 1; // at-least-once: deduplicated by receipt_id
             continue;

@@ -35,7 +35,7 @@ pub use ids::{
 pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
 pub use messages::{
-    BatchProof, ChainLink, Channel, Confirmation, DeadLetter, Evidence, MailboxProfile,
+    BatchRef, ChainLink, Channel, Confirmation, DeadLetter, Evidence, MailboxProfile,
     MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
 };
 pub use notice::{

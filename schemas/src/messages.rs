@@ -98,6 +98,22 @@ pub enum ReceiptEvent {
         required: AccessLevel,
         held: AccessLevel,
     },
+    /// Not an event of a notice: the node signed a batch of this agency's
+    /// receipts. Each receipt of the batch names it (`evidence.batch.root`)
+    /// and its place in `leaves` (wire contract, "Receipt evidence").
+    BatchSigned {
+        /// The node key that signed (its JWK kid).
+        kid: String,
+        signed_at: DateTime<Utc>,
+        /// Receipts in the batch.
+        size: u64,
+        /// The batch's RFC 9162 Merkle tree hash, base64url.
+        root: String,
+        /// Ed25519 over the canonical batch head, base64url.
+        signature: String,
+        /// Each receipt's leaf, in order, base64url.
+        leaves: Vec<String>,
+    },
 }
 
 /// A receipt: one event about one notice, for the sending agency.
@@ -132,7 +148,7 @@ pub struct Evidence {
     pub chain: Option<ChainLink>,
     /// The signed batch the receipt was published in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<BatchProof>,
+    pub batch: Option<BatchRef>,
 }
 
 /// One event's link in its notice's hash chain.
@@ -147,24 +163,15 @@ pub struct ChainLink {
     pub hash: String,
 }
 
-/// An RFC 9162 inclusion proof of the receipt in a batch whose tree head
-/// the node signed.
+/// The signed batch a receipt was published in: its `batch_signed`
+/// receipt (same topic) has this root and lists the leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchProof {
-    /// The node key that signed (its JWK kid).
-    pub kid: String,
-    pub signed_at: DateTime<Utc>,
-    /// Receipts in the batch.
-    pub size: u64,
-    /// This receipt's leaf index, from 0.
-    pub index: u64,
-    /// The Merkle tree hash of the batch, base64url.
+pub struct BatchRef {
+    /// The batch's Merkle tree hash, base64url.
     pub root: String,
-    /// The audit path from the leaf to the root, base64url hashes.
-    pub path: Vec<String>,
-    /// Ed25519 over the canonical batch head, base64url.
-    pub signature: String,
+    /// This receipt's leaf index in the batch, from 0.
+    pub index: u64,
 }
 
 impl Receipt {

@@ -3,6 +3,11 @@
 
 use karpoosheh_tests::{envelope, person, run};
 
+/// A `batch_signed` receipt: the signed batch the receipts after it name.
+fn is_batch(line: &str) -> bool {
+    line.contains("\"event\":\"batch_signed\"")
+}
+
 fn lines(v: &serde_json::Value, event: &str) -> usize {
     v.as_array()
         .unwrap()
@@ -101,14 +106,18 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
             "missing {want} in {reasons:?}"
         );
     }
-    // Every receipt ID is unique.
+    // Every receipt ID is unique; the receipts (one agency's) came in one
+    // signed batch, whose receipt came first.
     let ids: std::collections::HashSet<_> = rs
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["receipt_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 54);
+    assert_eq!(ids.len(), 55);
+    assert_eq!(lines(&rs, "batch_signed"), 1);
+    assert_eq!(rs[0]["event"], "batch_signed");
+    assert_eq!(rs[0]["size"], 54);
 
     // Rejections are kept for the agency; dead letters with their bytes.
     let out = run(&["--data-dir", d, "rejections", "--agency", "tax"], None);
@@ -203,8 +212,9 @@ fn a_notice_reads_back_by_tracking_code() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let text = std::fs::read_to_string(&receipts).unwrap();
     let receipt: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&receipts).unwrap().trim()).unwrap();
+        serde_json::from_str(text.lines().find(|l| !is_batch(l)).unwrap()).unwrap();
     let code = receipt["tracking_code"].as_str().unwrap();
     let out = run(&["--data-dir", d, "notice", code, "--json"], None);
     assert!(
@@ -267,7 +277,11 @@ fn an_unwritable_log_does_not_stop_an_ingest() {
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
-    let answered = std::fs::read_to_string(&receipts).unwrap().lines().count();
+    let answered = std::fs::read_to_string(&receipts)
+        .unwrap()
+        .lines()
+        .filter(|l| !is_batch(l))
+        .count();
     // 20 receipts; the unparseable line is kept as a dead letter.
     assert_eq!(answered, 20, "every notice answered");
 }
@@ -333,13 +347,18 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
         report["chained"], 300,
         "the duplicate and the rejection are no events"
     );
+    assert!(report["batches"].as_u64().unwrap() >= 2, "{report}");
     // Edit one: the reference of the 8th receipt.
     let mut edited: Vec<String> = text.lines().map(str::to_owned).collect();
-    edited[7] = edited[7].replacen("\"reference\":\"v-", "\"reference\":\"w-", 1);
+    let eighth = (0..edited.len())
+        .filter(|i| !is_batch(&edited[*i]))
+        .nth(7)
+        .unwrap();
+    edited[eighth] = edited[eighth].replacen("\"reference\":\"v-", "\"reference\":\"w-", 1);
     let (ok, report) = verify((edited.join("\n") + "\n").as_bytes());
     assert!(!ok);
     assert_eq!(report["verified"], 301, "{report}");
-    assert_eq!(report["failures"][0]["line"], 8, "{report}");
+    assert_eq!(report["failures"][0]["line"], eighth + 1, "{report}");
     assert!(
         report["failures"][0]["problem"]
             .as_str()
@@ -348,7 +367,7 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
         "{report}"
     );
     // The stored chain of that notice, as the operator sees it.
-    let code = serde_json::from_str::<serde_json::Value>(&edited[7]).unwrap()["tracking_code"]
+    let code = serde_json::from_str::<serde_json::Value>(&edited[eighth]).unwrap()["tracking_code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -361,7 +380,7 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
 
     // Content hash v1, recomputed by Python from the notice's JSON, is the
     // engine's and the receipt's; the paper's verification code checks.
-    for line in text.lines().take(5) {
+    for line in text.lines().filter(|l| !is_batch(l)).take(5) {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let code = r["tracking_code"].as_str().unwrap();
         let shown = run(
@@ -400,7 +419,8 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
             "no recipient shown"
         );
     }
-    let r: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| !is_batch(l)).unwrap()).unwrap();
     let forged = run(
         &[
             "--data-dir",

@@ -5,10 +5,13 @@ and the `cryptography` package: no code shared with the engine.
 
   receipts.py JWKS_FILE < receipts.ndjson
 
-For every receipt: its chain hash against its content, its leaf's RFC 9162
-inclusion proof against the batch root, and the node's Ed25519 signature
-over the batch head. Then, per notice, that consecutive events link and that no number holds
-two different events (a forked chain).
+Reads every line first: the `batch_signed` receipts (a signed batch and
+its leaves) and the receipts that name them, in any order. For every
+batch: its leaves make its RFC 9162 root, and the node's Ed25519
+signature over its head holds. For every receipt: its chain hash against
+its content, and its leaf at its index in the batch it names (of its own
+agency). Then, per notice, that consecutive events link and that no
+number holds two different events (a forked chain).
 Prints one JSON object: counts, and each failure with its line and why.
 Exits 1 if anything does not hold.
 """
@@ -56,27 +59,40 @@ def sha256(*parts):
     return h.digest()
 
 
-def root_from_path(index, size, leaf, path):
-    """RFC 9162, section 2.1.3.2."""
-    if index >= size:
-        return None
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            r = sha256(b"\x01", p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = sha256(b"\x01", r, p)
-        fn >>= 1
-        sn >>= 1
-    return r if sn == 0 else None
+def mth(hashes):
+    """RFC 9162, section 2.1.1, over leaf hashes."""
+    n = len(hashes)
+    if n == 0:
+        return sha256()
+    if n == 1:
+        return hashes[0]
+    k = 1
+    while k << 1 < n:
+        k <<= 1
+    return sha256(b"\x01", mth(hashes[:k]), mth(hashes[k:]))
 
 
-def verify(receipt, keys):
+def verify_batch(batch, keys):
+    """A batch_signed receipt: returns its leaves once they make its root
+    and its signature holds."""
+    leaves = [b64d(x) for x in batch["leaves"]]
+    if len(leaves) != batch["size"] or any(len(x) != 32 for x in leaves):
+        raise ValueError("the leaves do not match the batch size")
+    if b64e(mth([sha256(b"\x00", x) for x in leaves])) != batch["root"]:
+        raise ValueError("the leaves do not make the batch's root")
+    head = jcs({"kid": batch["kid"], "root": batch["root"], "signed_at": batch["signed_at"],
+                "size": batch["size"], "typ": "karpoosheh-receipt-batch"})
+    key = keys.get(batch["kid"])
+    if key is None:
+        raise ValueError(f"unknown key {batch['kid']}")
+    try:
+        key.verify(b64d(batch["signature"]), head)
+    except InvalidSignature:
+        raise ValueError("the batch signature does not verify")
+    return leaves
+
+
+def verify(receipt, batches):
     ev = receipt.get("evidence")
     if ev is None:
         raise ValueError("no evidence")
@@ -88,23 +104,15 @@ def verify(receipt, keys):
         h = sha256(b64d(chain["prev"]), content)
         if b64e(h) != chain["hash"]:
             raise ValueError("the chain hash is not the hash of this receipt")
-        leaf_input = h
+        leaf = h
     else:
-        leaf_input = sha256(content)
+        leaf = sha256(content)
     b = ev["batch"]
-    path = [b64d(p) for p in b["path"]]
-    root = root_from_path(b["index"], b["size"], sha256(b"\x00", leaf_input), path)
-    if root is None or b64e(root) != b["root"]:
-        raise ValueError("the inclusion proof does not lead to the signed root")
-    head = jcs({"kid": b["kid"], "root": b["root"], "signed_at": b["signed_at"],
-                "size": b["size"], "typ": "karpoosheh-receipt-batch"})
-    key = keys.get(b["kid"])
-    if key is None:
-        raise ValueError(f"unknown key {b['kid']}")
-    try:
-        key.verify(b64d(b["signature"]), head)
-    except InvalidSignature:
-        raise ValueError("the batch signature does not verify")
+    batch = batches.get((receipt["agency"], b["root"]))
+    if batch is None:
+        raise ValueError("its batch (with a valid signature) is not among the lines")
+    if b["index"] >= len(batch) or batch[b["index"]] != leaf:
+        raise ValueError("the receipt is not the leaf it claims in its batch")
     return chain
 
 
@@ -113,15 +121,24 @@ def main():
         jwks = json.load(f)
     keys = {k["kid"]: Ed25519PublicKey.from_public_bytes(b64d(k["x"]))
             for k in jwks["keys"] if k.get("kty") == "OKP" and k.get("crv") == "Ed25519"}
-    report = {"receipts": 0, "verified": 0, "chained": 0, "failures": []}
+    report = {"receipts": 0, "verified": 0, "chained": 0, "batches": 0, "failures": []}
+    lines = [(n, json.loads(line)) for n, line in enumerate(sys.stdin, 1) if line.strip()]
+    batches = {}
+    for n, r in lines:
+        if r.get("event") != "batch_signed":
+            continue
+        report["batches"] += 1
+        try:
+            batches[(r["agency"], r["root"])] = verify_batch(r, keys)
+        except (ValueError, KeyError, TypeError) as e:
+            report["failures"].append({"line": n, "problem": str(e)})
     chains = {}
-    for n, line in enumerate(sys.stdin, 1):
-        if not line.strip():
+    for n, receipt in lines:
+        if receipt.get("event") == "batch_signed":
             continue
         report["receipts"] += 1
-        receipt = json.loads(line)
         try:
-            chain = verify(receipt, keys)
+            chain = verify(receipt, batches)
         except (ValueError, KeyError, TypeError) as e:
             report["failures"].append({"line": n, "problem": str(e)})
             continue

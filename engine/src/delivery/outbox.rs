@@ -46,10 +46,12 @@ impl Outbox {
             return Ok(0);
         }
         let mut receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
-        if let Some(s) = &self.sealer {
-            s.seal(receipts.iter_mut()).map_err(OutboxError::Audit)?;
-        }
+        let batches = match &self.sealer {
+            Some(s) => s.seal(receipts.iter_mut()).map_err(OutboxError::Audit)?,
+            None => Vec::new(),
+        };
         for s in &mut self.sinks {
+            s.batches(&batches)?;
             s.events(&receipts)?;
         }
         let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();

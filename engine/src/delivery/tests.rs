@@ -236,6 +236,7 @@ fn events(rs: &[Receipt]) -> Vec<&'static str> {
             ReceiptEvent::Expired { .. } => "expired",
             ReceiptEvent::MailboxUnreachable { .. } => "unreachable",
             ReceiptEvent::AccessLevelInsufficient { .. } => "access_level_insufficient",
+            ReceiptEvent::BatchSigned { .. } => "batch_signed",
         })
         .collect()
 }

@@ -100,10 +100,11 @@ pub fn first_event(n: &crate::model::StoredNotice) -> StoredEvent {
     append(0, GENESIS, &mut r)
 }
 
-/// The notice a receipt is an event of (every receipt but a rejection).
+/// The notice a receipt is an event of (every receipt but a rejection, a
+/// duplicate's and a signed batch's).
 pub fn code_of(r: &Receipt) -> Option<karpoosheh_schemas::TrackingCode> {
     match &r.event {
-        ReceiptEvent::Rejected { .. } => None,
+        ReceiptEvent::Rejected { .. } | ReceiptEvent::BatchSigned { .. } => None,
         ReceiptEvent::Accepted {
             duplicate: true, ..
         } => None,

@@ -76,13 +76,32 @@ pub struct AuditProof {
     pub events: Vec<EventInLog>,
 }
 
+/// A leaf's RFC 9162 inclusion proof in a signed receipt batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchPath {
+    /// The node key that signed (its JWK kid).
+    pub kid: String,
+    pub signed_at: DateTime<Utc>,
+    /// Receipts in the batch.
+    pub size: u64,
+    /// The leaf's index, from 0.
+    pub index: u64,
+    /// The batch's Merkle tree hash, base64url.
+    pub root: String,
+    /// The audit path from the leaf to the root, base64url hashes.
+    pub path: Vec<String>,
+    /// Ed25519 over the canonical batch head, base64url.
+    pub signature: String,
+}
+
 /// One event's receipt batch, and that batch's place in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventInLog {
     pub seq: u32,
     /// The signed batch that carried the event's receipt, with the
-    /// event's path to its root, as a receipt carries it.
-    pub batch: karpoosheh_schemas::BatchProof,
+    /// event's path to its root.
+    pub batch: BatchPath,
     /// The batch's index in the log.
     pub entry: u64,
     /// The batch leaf's audit path to the tree head's root (RFC 9162,
@@ -115,7 +134,7 @@ pub fn audit_proof(
             .ok_or_else(|| format!("log entry {} is not in the tree of {}", e.index, head.size))?;
         out.push(EventInLog {
             seq: *seq,
-            batch: karpoosheh_schemas::BatchProof {
+            batch: BatchPath {
                 kid: e.kid.clone(),
                 signed_at: e.signed_at,
                 size: e.size,

@@ -879,22 +879,33 @@ fn ack_stage(
                 dead_letter,
             });
         }
+        let mut batches = Vec::new();
         if let Some(s) = &sealer {
             // The batch must be in the audit log before its receipts
             // leave; a store that keeps refusing stops the pipeline (the
             // records are not acknowledged and come again).
             let mut attempt = 0u32;
-            while let Err(e) = s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())) {
-                attempt += 1;
-                if attempt > 5 {
-                    return Err(PipelineError::Store(e));
+            loop {
+                match s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())) {
+                    Ok(b) => {
+                        batches = b;
+                        break;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        if attempt > 5 {
+                            return Err(PipelineError::Store(e));
+                        }
+                        std::thread::sleep(Duration::from_millis(100 << attempt));
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(100 << attempt));
             }
         }
         IngestLatencies(&latencies).emit();
         counts.into_event().emit();
         for sink in &mut sinks {
+            // Each batch's signed head goes out with its receipts.
+            sink.batches(&batches)?;
             sink.handled(&handled)?;
         }
         unsettled.extend(tokens);

@@ -53,6 +53,10 @@ impl Sink for NdjsonReceipts {
         self.out.flush().map_err(err)
     }
 
+    fn batches(&mut self, batches: &[Receipt]) -> Result<(), SinkError> {
+        self.events(batches)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|source| SinkError::Io {
             path: self.path.clone(),

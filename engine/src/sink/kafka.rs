@@ -274,6 +274,24 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    fn batches(&mut self, batches: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
+        self.unsettled.since.get_or_insert_with(Instant::now);
+        // Not counted as receipts: `receipts_produced_total` counts the
+        // events of notices and rejections, one per handled record.
+        for b in batches
+            .iter()
+            .filter(|b| self.agencies.status(&b.agency).is_some())
+        {
+            self.send(Outgoing {
+                topic: format!("{}{}", self.receipt_prefix, b.agency),
+                key: b.receipt_id.clone(),
+                value: serde_json::to_vec(b).expect("receipts serialise"),
+                headers: vec![],
+            });
+        }
+        Ok(())
+    }
+
     fn events(&mut self, receipts: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
         self.unsettled.since.get_or_insert_with(Instant::now);
         for r in receipts {

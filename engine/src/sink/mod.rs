@@ -75,6 +75,13 @@ pub trait Sink: Send {
         let _ = receipts;
         Ok(())
     }
+    /// The `batch_signed` receipts of the batches the receipts handed
+    /// over next were sealed in (wire contract, "Receipt evidence"): for
+    /// the agencies, like receipts, and settled with them.
+    fn batches(&mut self, batches: &[Receipt]) -> Result<(), SinkError> {
+        let _ = batches;
+        Ok(())
+    }
     /// Called once at the end of a run.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())

@@ -155,7 +155,7 @@ impl DeliveryTally {
                     }
                 }
                 E::AccessLevelInsufficient { .. } => self.access_insufficient += 1,
-                E::Accepted { .. } | E::Rejected { .. } => {}
+                E::Accepted { .. } | E::Rejected { .. } | E::BatchSigned { .. } => {}
             }
         }
     }
