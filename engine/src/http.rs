@@ -323,6 +323,10 @@ fn describe_all() {
         "Signed tree heads of the audit log published, or failed and retried, by result."
     );
     describe_gauge!(
+        m::AUDIT_PUBLISHED_ENTRIES,
+        "Batches under the last published tree head of the audit log (its size)."
+    );
+    describe_gauge!(
         m::AUDIT_LAST_TREE_HEAD,
         "When the last published tree head of the audit log was signed, Unix seconds."
     );

@@ -151,13 +151,23 @@ enum Command {
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
     /// Print a notice's proof bundle: its content hash, its events in order
-    /// with their chain, and the node's signature over the chain's last
-    /// event (evidence.key_file), with the public key. Check it with `verify`.
+    /// with their chain, the node's signature over the chain's last event
+    /// (evidence.key_file) with the public key, and each event's signed
+    /// batch and place in the node's audit log under its last tree head.
+    /// Check it with `verify`.
     Proof {
         tracking_code: String,
         /// Write it to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Check this node's audit log in its store against the last tree head
+    /// it signed (what the node does at start) and print the log's size and
+    /// that head; `--json` prints the head as published, to publish it out
+    /// of band. Exits 1 when the log no longer matches the head.
+    AuditLog {
+        #[arg(long)]
+        json: bool,
     },
     /// Check a proof bundle offline, with public keys only, and say in plain
     /// words what holds and what does not; exits 1 if anything does not.
@@ -263,30 +273,29 @@ fn audit_proof(
     code: TrackingCode,
     events: &[karpoosheh_engine::StoredEvent],
 ) -> Result<Option<karpoosheh_engine::proof::AuditProof>> {
-    use karpoosheh_engine::log::Tree;
+    // Events whose batch cannot be found (an index entry left by a
+    // re-sent receipt, a store that lost one) are left out: `verify` then
+    // says they are not under the head, and the rest still count.
     let mut placed = Vec::new();
     let mut log = None;
     for e in events {
-        let Some((l, index)) = store.event_entry(code, e.seq)? else {
+        let Ok(Some((l, index))) = store.event_entry(code, e.seq) else {
             continue;
         };
-        log.get_or_insert(l);
-        if let Some(entry) = store.log_entry(l, index)? {
+        if *log.get_or_insert(l) != l {
+            continue;
+        }
+        if let Ok(Some(entry)) = store.log_entry(l, index) {
             placed.push((e.seq, e.hash, entry));
         }
     }
     let Some(log) = log else { return Ok(None) };
-    let Some(head) = store.last_tree_head(log)? else {
-        return Ok(None);
-    };
-    let mut tree = Tree::default();
-    for e in store.log_entries(log, 0, usize::MAX)? {
-        tree.push(e.leaf_hash());
-    }
-    Ok(Some(
-        karpoosheh_engine::proof::audit_proof(&placed, &tree, &head.head)
-            .map_err(anyhow::Error::msg)?,
-    ))
+    // The tree, checked against the last head as the node does at start.
+    let (tree, head) = karpoosheh_engine::AuditLog::check(store, log)?;
+    let Some(head) = head else { return Ok(None) };
+    Ok(Some(karpoosheh_engine::proof::audit_proof(
+        &placed, &tree, &head.head,
+    )))
 }
 
 fn keys_command(cfg: &Config, action: KeysCommand) -> Result<()> {
@@ -861,6 +870,43 @@ fn run(cli: Cli) -> Result<()> {
             match out {
                 Some(p) => std::fs::write(p, text)?,
                 None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::AuditLog { json } => {
+            let store = open_store_read_only(&cfg)?;
+            let (tree, head) = match karpoosheh_engine::AuditLog::check(store.as_ref(), cfg.node_id)
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    println!("audit log       NOT CONSISTENT: {e}");
+                    std::process::exit(1);
+                }
+            };
+            if json {
+                match &head {
+                    Some(h) => println!("{}", serde_json::to_string(h)?),
+                    None => bail!("node {} has signed no tree head yet", cfg.node_id),
+                }
+                return Ok(());
+            }
+            println!("audit log       node {}", cfg.node_id);
+            println!("entries         {} signed receipt batches", tree.size());
+            match &head {
+                Some(h) => {
+                    println!(
+                        "last tree head  size {}, signed {} by {}, root {}",
+                        h.head.size,
+                        h.head.timestamp.to_rfc3339(),
+                        h.head.kid,
+                        h.head.root
+                    );
+                    println!(
+                        "consistent      yes: the log's first {} entries make that head's root",
+                        h.head.size
+                    );
+                }
+                None => println!("last tree head  none signed yet"),
             }
             Ok(())
         }

@@ -292,6 +292,9 @@ pub const AUDIT_LOG_ENTRIES: &str = "karpoosheh_audit_log_entries";
 pub const AUDIT_TREE_HEADS: &str = "karpoosheh_audit_tree_heads_total";
 /// When the last published tree head was signed, Unix seconds.
 pub const AUDIT_LAST_TREE_HEAD: &str = "karpoosheh_audit_last_tree_head_timestamp_seconds";
+/// Batches under the last published tree head (its size): the log's
+/// entries above it wait for the next head.
+pub const AUDIT_PUBLISHED_ENTRIES: &str = "karpoosheh_audit_published_entries";
 /// Errors of the notice consumer's client, retried by librdkafka. Labels:
 /// `kind` (client, rebalance, consume, pause_resume, seek).
 pub const KAFKA_CLIENT_ERRORS: &str = "karpoosheh_kafka_client_errors_total";
@@ -346,4 +349,5 @@ pub const KAFKA: &[&str] = &[
     AUDIT_LOG_ENTRIES,
     AUDIT_TREE_HEADS,
     AUDIT_LAST_TREE_HEAD,
+    AUDIT_PUBLISHED_ENTRIES,
 ];

@@ -434,6 +434,31 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
     assert!(!forged.status.success());
     assert!(String::from_utf8_lossy(&forged.stdout).contains("NOT GENUINE"));
 
+    // The node's audit log in the store matches the tree head `ingest`
+    // signed at its end; the head as published is there to copy out.
+    let batches = std::fs::read_to_string(&receipts)
+        .unwrap()
+        .lines()
+        .filter(|l| is_batch(l))
+        .count();
+    let log = run(&["--data-dir", d.to_str().unwrap(), "audit-log"], None);
+    let text = String::from_utf8_lossy(&log.stdout).into_owned();
+    assert!(log.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("entries         {batches} signed receipt batches"))
+            && text.contains("consistent      yes"),
+        "{text}"
+    );
+    let head = run(
+        &["--data-dir", d.to_str().unwrap(), "audit-log", "--json"],
+        None,
+    );
+    let head: serde_json::Value = serde_json::from_slice(&head.stdout).unwrap();
+    assert_eq!(
+        (head["type"].as_str(), head["size"].as_u64()),
+        (Some("tree_head"), Some(batches as u64))
+    );
+
     // A proof bundle of that notice holds offline with the node's public
     // keys and the notice's JSON; edited, it says what broke.
     let code = r["tracking_code"].as_str().unwrap();

@@ -1157,8 +1157,23 @@ fn check_audit_log(
         Some(last.root.clone())
     );
     let mut batches = 0;
-    for r in receipts {
-        let r: karpoosheh_schemas::Receipt = serde_json::from_str(r).unwrap();
+    let parsed: Vec<karpoosheh_schemas::Receipt> = receipts
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    // Every receipt with its batch, by the engine's own verifier too.
+    let by_id: HashMap<&str, &karpoosheh_schemas::Receipt> =
+        parsed.iter().map(|r| (r.receipt_id.as_str(), r)).collect();
+    for r in parsed
+        .iter()
+        .filter(|r| !r.receipt_id.starts_with("batch:"))
+    {
+        let root = &r.evidence.as_ref().unwrap().batch.as_ref().unwrap().root;
+        let batch = by_id[format!("batch:{root}").as_str()];
+        karpoosheh_engine::seal::verify_receipt(r, batch, &public)
+            .unwrap_or_else(|e| panic!("receipt {}: {e}", r.receipt_id));
+    }
+    for r in parsed {
         if let karpoosheh_schemas::ReceiptEvent::BatchSigned {
             kid,
             signed_at,
@@ -1554,7 +1569,8 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
 
     // Every receipt, as the agency got it, verifies with an independent
     // verifier and the node's public key from its JWKS endpoint: chain,
-    // inclusion proof, signature; the active notice's five events link.
+    // its leaf in its signed batch, the batch signature; the active
+    // notice's five events link.
     let (status, jwks) = engine.get("/.well-known/jwks.json");
     assert_eq!(status, 200);
     assert!(jwks.contains(karpoosheh_tests::NODE_PUBLIC_KEY), "{jwks}");

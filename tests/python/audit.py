@@ -98,6 +98,8 @@ def main():
                 key.verify(b64d(m["signature"]), signed_bytes(m))
             except InvalidSignature:
                 raise ValueError("the tree head's signature does not verify")
+            if last is not None and m["log"] != last["log"]:
+                raise ValueError(f"a head of log {m['log']} among log {last['log']}'s")
             ident = (m["size"], m["root"], m["timestamp"])
             if ident in seen:
                 report["republished"] += 1

@@ -111,7 +111,8 @@ def verify(receipt, batches):
     batch = batches.get((receipt["agency"], b["root"]))
     if batch is None:
         raise ValueError("its batch (with a valid signature) is not among the lines")
-    if b["index"] >= len(batch) or batch[b["index"]] != leaf:
+    i = b["index"]
+    if not isinstance(i, int) or i < 0 or i >= len(batch) or batch[i] != leaf:
         raise ValueError("the receipt is not the leaf it claims in its batch")
     return chain
 

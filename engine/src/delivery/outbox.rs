@@ -47,11 +47,15 @@ impl Outbox {
         }
         let mut receipts: Vec<_> = items.iter().map(|(_, r)| r.clone()).collect();
         let batches = match &self.sealer {
-            Some(s) => s.seal(receipts.iter_mut()).map_err(OutboxError::Audit)?,
+            Some(s) => s
+                .seal(receipts.iter_mut())
+                .map_err(|e| OutboxError::Audit(e.to_string()))?,
             None => Vec::new(),
         };
+        // Each batch's signed head first, acknowledged (`events` settles),
+        // then its receipts: no receipt is out without its batch.
         for s in &mut self.sinks {
-            s.batches(&batches)?;
+            s.events(&batches)?;
             s.events(&receipts)?;
         }
         let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();

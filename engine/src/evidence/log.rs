@@ -78,7 +78,16 @@ pub struct SealedBatch {
 /// Where sealed batches go before their receipts leave the node: the
 /// node's audit log. An error keeps the receipts back.
 pub trait BatchLog: Send + Sync {
-    fn append(&self, batches: Vec<SealedBatch>) -> Result<(), String>;
+    fn append(&self, batches: Vec<SealedBatch>) -> Result<(), LogError>;
+}
+
+/// The audit log refused batches: their receipts must not leave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("appending to the audit log: {message}")]
+pub struct LogError {
+    pub message: String,
+    /// The store refuses every later write as well (a restart is needed).
+    pub fatal: bool,
 }
 
 /// A signed tree head (RFC 9162, 4.10, in this engine's JSON form).

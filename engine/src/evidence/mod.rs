@@ -8,9 +8,9 @@
 //! - [`trust`]: the operator's trust file, naming who may sign which kind
 //!   of input, with which keys (hot-reloaded like the agency registry);
 //! - [`chain`]: the hash chain of a notice's events (its receipts);
-//! - [`seal`]: receipts signed in batches, each with an RFC 9162 inclusion
-//!   proof ([`merkle`]) under the node's signature, in RFC 8785 canonical
-//!   JSON ([`jcs`]);
+//! - [`seal`]: receipts signed in batches of one agency's, an RFC 9162
+//!   tree ([`merkle`]) whose head the node signs in RFC 8785 canonical
+//!   JSON ([`jcs`]), published as a `batch_signed` receipt;
 //! - [`log`]: the node's audit log of those batches, an RFC 9162 tree
 //!   whose signed heads the node publishes.
 //!

@@ -110,28 +110,23 @@ pub struct EventInLog {
 }
 
 /// The audit proof of `events` (each with the log entry that carried it,
-/// its leaves included) under `head`, from the log's `tree`.
-pub fn audit_proof(
-    events: &[(u32, Hash, LogEntry)],
-    tree: &Tree,
-    head: &TreeHead,
-) -> Result<AuditProof, String> {
+/// its leaves included) under `head`, from the log's `tree`. An event
+/// whose batch is not under the head yet, or is not found among that
+/// entry's leaves, is left out (`check` says so).
+pub fn audit_proof(events: &[(u32, Hash, LogEntry)], tree: &Tree, head: &TreeHead) -> AuditProof {
     let mut out = Vec::new();
     for (seq, hash, e) in events {
         if e.index >= head.size {
             continue;
         }
         let leaf = leaf_hash(hash);
-        let index = e.leaves.iter().position(|l| *l == leaf).ok_or_else(|| {
-            format!(
-                "event {seq} is not among the leaves of log entry {}",
-                e.index
-            )
-        })?;
+        let Some(index) = e.leaves.iter().position(|l| *l == leaf) else {
+            continue;
+        };
         let path = super::merkle::paths(&e.leaves).swap_remove(index);
-        let log_path = tree
-            .inclusion(e.index, head.size)
-            .ok_or_else(|| format!("log entry {} is not in the tree of {}", e.index, head.size))?;
+        let Some(log_path) = tree.inclusion(e.index, head.size) else {
+            continue;
+        };
         out.push(EventInLog {
             seq: *seq,
             batch: BatchPath {
@@ -147,10 +142,10 @@ pub fn audit_proof(
             log_path: log_path.iter().map(|h| b64url(h)).collect(),
         });
     }
-    Ok(AuditProof {
+    AuditProof {
         tree_head: head.clone(),
         events: out,
-    })
+    }
 }
 
 /// Makes the bundle of a notice's stored events, signed with `key`.
@@ -516,7 +511,7 @@ mod tests {
             .iter()
             .map(|e| (e.seq, e.hash, entry.clone()))
             .collect();
-        b.audit = Some(audit_proof(&placed, &tree, &head).unwrap());
+        b.audit = Some(audit_proof(&placed, &tree, &head));
     }
 
     #[test]

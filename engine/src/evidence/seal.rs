@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use karpoosheh_schemas::{AgencyId, BatchRef, Evidence, Receipt, ReceiptEvent};
 
 use super::keys::SigningKey;
-use super::log::{BatchLog, SealedBatch};
+use super::log::{BatchLog, LogError, SealedBatch};
 use super::merkle::{leaf_hash, root, sha256, Hash};
 use super::{b64url, chain, jcs};
 
@@ -92,7 +92,7 @@ impl Sealer {
     pub fn seal<'a>(
         &self,
         receipts: impl IntoIterator<Item = &'a mut Receipt>,
-    ) -> Result<Vec<Receipt>, String> {
+    ) -> Result<Vec<Receipt>, LogError> {
         // Per agency, in the order they first appear.
         let mut groups: Vec<(AgencyId, Vec<&mut Receipt>)> = Vec::new();
         let mut slot: HashMap<AgencyId, usize> = HashMap::new();

@@ -135,6 +135,11 @@ impl TreeHeadPublished {
         );
     }
 
+    /// The size of the last head published (kept in the store).
+    pub fn marked(size: u64) {
+        gauge!(m::AUDIT_PUBLISHED_ENTRIES).set(size as f64);
+    }
+
     /// Both results at zero from the start.
     pub fn zero() {
         counter!(m::AUDIT_TREE_HEADS, "result" => "published").increment(0);

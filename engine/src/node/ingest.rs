@@ -48,8 +48,7 @@ pub fn ingest(
         .with_shutdown(shutdown)
         .run(Box::new(source))?;
     if let Some(log) = audit {
-        let last = store.last_tree_head(cfg.node_id)?.map(|m| m.head);
-        log.next_head(last.as_ref())?;
+        log.sign_head()?;
     }
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     Ok((summary, tally))

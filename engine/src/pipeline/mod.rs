@@ -384,9 +384,12 @@ impl Pipeline {
         };
         let acker = {
             let (store, sinks, sealer) = (self.store.clone(), self.sinks, self.sealer);
+            let (health, shutdown) = (self.health.clone(), self.shutdown.clone());
             spawn(
                 "ack",
-                Box::new(move || ack_stage(store, sinks, sealer, ack_stage_rx, ack_tx)),
+                Box::new(move || {
+                    ack_stage(store, sinks, sealer, health, shutdown, ack_stage_rx, ack_tx)
+                }),
             )
         };
 
@@ -763,10 +766,13 @@ fn commit_stage(
 
 /// Turns durable writes into receipts, metrics and sink calls, then
 /// acknowledges the records to the source — in that order.
+#[allow(clippy::too_many_arguments)]
 fn ack_stage(
     store: Arc<dyn Store>,
     mut sinks: Vec<Box<dyn Sink>>,
     sealer: Option<Sealer>,
+    health: Health,
+    shutdown: Arc<AtomicBool>,
     rx: Receiver<ToAck>,
     ack_tx: Sender<Vec<AckToken>>,
 ) -> Result<(), PipelineError> {
@@ -882,8 +888,9 @@ fn ack_stage(
         let mut batches = Vec::new();
         if let Some(s) = &sealer {
             // The batch must be in the audit log before its receipts
-            // leave; a store that keeps refusing stops the pipeline (the
-            // records are not acknowledged and come again).
+            // leave: retried like the store write (nothing is acknowledged
+            // meanwhile); a store that refuses all further writes stops
+            // the pipeline.
             let mut attempt = 0u32;
             loop {
                 match s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())) {
@@ -893,12 +900,29 @@ fn ack_stage(
                     }
                     Err(e) => {
                         attempt += 1;
-                        if attempt > 5 {
-                            return Err(PipelineError::Store(e));
+                        StoreWriteFailed {
+                            error: &e,
+                            attempt,
+                            records: handled.len(),
+                            fatal: e.fatal,
                         }
-                        std::thread::sleep(Duration::from_millis(100 << attempt));
+                        .emit();
+                        if e.fatal {
+                            health.set(false, "store failed; restart needed");
+                            return Err(PipelineError::StoreFailed(e.to_string()));
+                        }
+                        health.set(false, "store writes failing");
+                        if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
+                            return Err(PipelineError::Store(e.to_string()));
+                        }
+                        std::thread::sleep(Duration::from_millis(
+                            (100u64 << attempt.min(6)).min(5_000),
+                        ));
                     }
                 }
+            }
+            if attempt > 0 {
+                health.set(true, "running");
             }
         }
         IngestLatencies(&latencies).emit();

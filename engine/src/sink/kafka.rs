@@ -65,6 +65,10 @@ impl ProducerContext for DeliveryContext {
 /// The receipts and dead-letter sink.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
+    /// The `batch_signed` receipts of the ingest path, acknowledged before
+    /// the receipts that name them are sent (they go to other partitions,
+    /// so one producer's order would not hold across them).
+    batch_producer: ThreadedProducer<DeliveryContext>,
     receipt_prefix: String,
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
@@ -99,8 +103,12 @@ impl KafkaSink {
         let producer = client.create_with_context(DeliveryContext {
             failed: Mutex::new(Vec::new()),
         })?;
+        let batch_producer = client.create_with_context(DeliveryContext {
+            failed: Mutex::new(Vec::new()),
+        })?;
         Ok(KafkaSink {
             producer,
+            batch_producer,
             receipt_prefix: cfg.receipt_topic_prefix.clone(),
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             shutdown,
@@ -110,6 +118,10 @@ impl KafkaSink {
     }
 
     fn send(&self, msg: Outgoing) {
+        self.send_on(&self.producer, msg)
+    }
+
+    fn send_on(&self, producer: &ThreadedProducer<DeliveryContext>, msg: Outgoing) {
         let mut msg = Box::new(msg);
         loop {
             let mut headers = OwnedHeaders::new();
@@ -128,7 +140,7 @@ impl KafkaSink {
                 .key(&key)
                 .payload(&value)
                 .headers(headers);
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => return,
                 Err((e, record)) => {
                     msg = record.delivery_opaque;
@@ -152,15 +164,18 @@ impl KafkaSink {
 
     /// Waits until every message is acknowledged, re-producing failures.
     fn settle_all(&self) -> Result<(), SinkError> {
+        self.settle_on(&self.producer)
+    }
+
+    fn settle_on(&self, producer: &ThreadedProducer<DeliveryContext>) -> Result<(), SinkError> {
         let mut delay = Duration::from_millis(100);
         loop {
             // Flush returns early only on timeout; loop until it is empty.
-            while self.producer.in_flight_count() > 0 {
-                let _ = self.producer.flush(Duration::from_secs(1));
+            while producer.in_flight_count() > 0 {
+                let _ = producer.flush(Duration::from_secs(1));
             }
             let failed: Vec<_> = std::mem::take(
-                &mut *self
-                    .producer
+                &mut *producer
                     .context()
                     .failed
                     .lock()
@@ -186,7 +201,7 @@ impl KafkaSink {
                         source: std::io::Error::other(e.to_string()),
                     });
                 }
-                self.send(*msg);
+                self.send_on(producer, *msg);
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -275,19 +290,29 @@ impl Sink for KafkaSink {
     }
 
     fn batches(&mut self, batches: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
-        self.unsettled.since.get_or_insert_with(Instant::now);
         // Not counted as receipts: `receipts_produced_total` counts the
-        // events of notices and rejections, one per handled record.
+        // events of notices and rejections, one per handled record. Only
+        // for registered agencies, as `handled` sends their receipts; and
+        // acknowledged before `handled` sends the receipts, so that no
+        // receipt is out without its batch.
+        let mut sent = false;
         for b in batches
             .iter()
             .filter(|b| self.agencies.status(&b.agency).is_some())
         {
-            self.send(Outgoing {
-                topic: format!("{}{}", self.receipt_prefix, b.agency),
-                key: b.receipt_id.clone(),
-                value: serde_json::to_vec(b).expect("receipts serialise"),
-                headers: vec![],
-            });
+            self.send_on(
+                &self.batch_producer,
+                Outgoing {
+                    topic: format!("{}{}", self.receipt_prefix, b.agency),
+                    key: b.receipt_id.clone(),
+                    value: serde_json::to_vec(b).expect("receipts serialise"),
+                    headers: vec![],
+                },
+            );
+            sent = true;
+        }
+        if sent {
+            self.settle_on(&self.batch_producer)?;
         }
         Ok(())
     }
@@ -296,12 +321,18 @@ impl Sink for KafkaSink {
         self.unsettled.since.get_or_insert_with(Instant::now);
         for r in receipts {
             // Same topic and key as the notice's `accepted`: an agency reads
-            // one notice's events in order.
-            *self
-                .unsettled
-                .receipts
-                .entry(agency_label(Some(&r.agency)))
-                .or_default() += 1;
+            // one notice's events in order. A signed batch is keyed by its
+            // own ID and not counted as a receipt.
+            if !matches!(
+                r.event,
+                karpoosheh_schemas::ReceiptEvent::BatchSigned { .. }
+            ) {
+                *self
+                    .unsettled
+                    .receipts
+                    .entry(agency_label(Some(&r.agency)))
+                    .or_default() += 1;
+            }
             self.send(Outgoing {
                 topic: format!("{}{}", self.receipt_prefix, r.agency),
                 key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),

@@ -76,8 +76,11 @@ pub trait Sink: Send {
         Ok(())
     }
     /// The `batch_signed` receipts of the batches the receipts handed
-    /// over next were sealed in (wire contract, "Receipt evidence"): for
-    /// the agencies, like receipts, and settled with them.
+    /// over next by `handled` were sealed in (wire contract, "Receipt
+    /// evidence"): for the agencies, like receipts, and delivered before
+    /// it returns, so that no receipt arrives without its batch. (The
+    /// outbox hands its batches to `events`, which settles, ahead of its
+    /// receipts.)
     fn batches(&mut self, batches: &[Receipt]) -> Result<(), SinkError> {
         let _ = batches;
         Ok(())

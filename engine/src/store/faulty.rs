@@ -24,6 +24,8 @@ pub struct Faulty {
     delivery_poisoned: AtomicBool,
     /// `write` panics (a bug in a store), instead of returning.
     write_panics: AtomicBool,
+    /// How many `append_log` calls still fail (one per call).
+    audit_failures: AtomicU32,
 }
 
 impl Faulty {
@@ -35,7 +37,14 @@ impl Faulty {
             delivery_failures: AtomicU32::new(0),
             delivery_poisoned: AtomicBool::new(false),
             write_panics: AtomicBool::new(false),
+            audit_failures: AtomicU32::new(0),
         }
+    }
+
+    /// The next `n` `append_log` calls fail with an I/O error.
+    pub fn failing_audit_appends(self, n: u32) -> Self {
+        self.audit_failures.store(n, Ordering::SeqCst);
+        self
     }
 
     /// Every `write` panics.
@@ -199,6 +208,15 @@ impl AuditStore for Faulty {
         log: u16,
         entries: &[crate::evidence::log::LogEntry],
     ) -> Result<(), StoreError> {
+        if self
+            .audit_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Io(std::io::Error::other(
+                "injected audit log failure",
+            )));
+        }
         self.inner.append_log(log, entries)
     }
 
@@ -235,5 +253,13 @@ impl AuditStore for Faulty {
         log: u16,
     ) -> Result<Option<crate::evidence::log::TreeHeadMessage>, StoreError> {
         self.inner.last_tree_head(log)
+    }
+
+    fn mark_published(&self, log: u16, size: u64) -> Result<(), StoreError> {
+        self.inner.mark_published(log, size)
+    }
+
+    fn last_published(&self, log: u16) -> Result<Option<u64>, StoreError> {
+        self.inner.last_published(log)
     }
 }

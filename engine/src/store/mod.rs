@@ -259,6 +259,13 @@ pub trait AuditStore: Send + Sync {
     fn put_tree_head(&self, head: &crate::evidence::log::TreeHeadMessage)
         -> Result<(), StoreError>;
 
+    /// Notes that the head of `size` batches was published (acknowledged
+    /// on the audit topic): the next head proves consistency from it.
+    fn mark_published(&self, log: u16, size: u64) -> Result<(), StoreError>;
+
+    /// The size of the last head of a log that was published.
+    fn last_published(&self, log: u16) -> Result<Option<u64>, StoreError>;
+
     /// The largest signed tree head of a log.
     fn last_tree_head(
         &self,

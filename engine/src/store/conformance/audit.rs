@@ -98,4 +98,12 @@ pub fn the_audit_log_is_appended_read_back_and_indexed(store: &dyn Store) {
     store.put_tree_head(&head(8, 1)).unwrap();
     assert_eq!(store.last_tree_head(7).unwrap(), Some(head(7, 4)));
     assert_eq!(store.last_tree_head(8).unwrap(), Some(head(8, 1)));
+
+    assert_eq!(store.last_published(7).unwrap(), None);
+    store.mark_published(7, 2).unwrap();
+    store.mark_published(7, 4).unwrap();
+    assert_eq!(store.last_published(7).unwrap(), Some(4));
+    assert_eq!(store.last_published(8).unwrap(), None, "per log");
+    // Marking does not touch the heads.
+    assert_eq!(store.last_tree_head(7).unwrap(), Some(head(7, 4)));
 }

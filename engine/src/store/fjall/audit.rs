@@ -142,4 +142,28 @@ impl AuditStore for FjallStore {
             None => Ok(None),
         }
     }
+
+    fn mark_published(&self, log: u16, size: u64) -> Result<(), StoreError> {
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(self.durability.persist_mode()));
+        batch.insert(&self.meta, published_key(log), size.to_be_bytes());
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn last_published(&self, log: u16) -> Result<Option<u64>, StoreError> {
+        self.meta
+            .get(published_key(log))?
+            .map(|v| u64_of(&v))
+            .transpose()
+    }
+}
+
+/// In `meta`: the size of the last published tree head of a log.
+fn published_key(log: u16) -> Vec<u8> {
+    let mut k = b"audit_published:".to_vec();
+    k.extend_from_slice(&log.to_be_bytes());
+    k
 }

@@ -59,7 +59,10 @@ impl AuditStore for ScyllaStore {
                 })
             }))
             .await?;
-            self.all(entries.iter().map(|e| {
+            // The entries themselves one by one, in order: a failed call
+            // leaves a prefix, never a gap that a restart would take for a
+            // rewritten log.
+            for e in entries {
                 self.exec(
                     &self.st.audit_put,
                     (
@@ -74,8 +77,8 @@ impl AuditStore for ScyllaStore {
                     ),
                     "appending to the audit log",
                 )
-            }))
-            .await?;
+                .await?;
+            }
             Ok::<_, ScyllaError>(())
         })?;
         Ok(())
@@ -188,9 +191,11 @@ impl AuditStore for ScyllaStore {
                 "keeping a tree head",
             )
             .await?;
+            // The write time is the size: the largest head wins, whatever
+            // the clocks of the nodes that wrote it.
             self.exec(
                 &self.st.audit_latest_put,
-                (head.log as i32, json.as_str()),
+                (head.log as i32, json.as_str(), head.size as i64),
                 "keeping the latest tree head",
             )
             .await?;
@@ -209,12 +214,41 @@ impl AuditStore for ScyllaStore {
                 )
                 .await?;
             Ok::<_, ScyllaError>(
-                collect::<(String,)>(res, "audit_latest")?
+                collect::<(Option<String>,)>(res, "audit_latest")?
                     .into_iter()
                     .next()
-                    .map(|(h,)| h),
+                    .and_then(|(h,)| h),
             )
         })?;
         json.map(|j| head_of(&j)).transpose()
+    }
+
+    fn mark_published(&self, log: u16, size: u64) -> Result<(), StoreError> {
+        self.guard()?;
+        self.rt.block_on(self.exec(
+            &self.st.audit_published_put,
+            (size as i64, size as i64, log as i32),
+            "noting a published tree head",
+        ))?;
+        Ok(())
+    }
+
+    fn last_published(&self, log: u16) -> Result<Option<u64>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.audit_published_get,
+                    (log as i32,),
+                    "reading the last published tree head",
+                )
+                .await?;
+            Ok::<_, ScyllaError>(
+                collect::<(Option<i64>,)>(res, "audit_latest")?
+                    .into_iter()
+                    .next()
+                    .and_then(|(p,)| p)
+                    .map(|p| p as u64),
+            )
+        })?)
     }
 }

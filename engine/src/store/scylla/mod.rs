@@ -185,6 +185,8 @@ struct Statements {
     audit_head_put: PreparedStatement,
     audit_latest_put: PreparedStatement,
     audit_latest_get: PreparedStatement,
+    audit_published_put: PreparedStatement,
+    audit_published_get: PreparedStatement,
     lease: LeaseStatements,
 }
 
@@ -216,8 +218,10 @@ const CQL: &[(&str, &str, bool)] = &[
     ("audit_leaves_get", "SELECT leaves FROM audit_leaves WHERE log = ? AND idx = ?", true),
     ("audit_event_get", "SELECT log, idx FROM audit_events WHERE tracking_code = ? AND seq = ?", true),
     ("audit_head_put", "INSERT INTO audit_heads (log, bucket, size, head) VALUES (?, ?, ?, ?)", true),
-    ("audit_latest_put", "INSERT INTO audit_latest (log, head) VALUES (?, ?)", true),
+    ("audit_latest_put", "INSERT INTO audit_latest (log, head) VALUES (?, ?) USING TIMESTAMP ?", true),
     ("audit_latest_get", "SELECT head FROM audit_latest WHERE log = ?", true),
+    ("audit_published_put", "UPDATE audit_latest USING TIMESTAMP ? SET published = ? WHERE log = ?", true),
+    ("audit_published_get", "SELECT published FROM audit_latest WHERE log = ?", true),
     ("event_put", "INSERT INTO notice_events (tracking_code, seq, prev, hash, event) VALUES (?, ?, ?, ?, ?) USING TTL ?", true),
     ("events_get", "SELECT seq, prev, hash, event FROM notice_events WHERE tracking_code = ?", true),
     ("events_delete", "DELETE FROM notice_events WHERE tracking_code = ?", true),
@@ -327,6 +331,8 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         audit_head_put: take("audit_head_put"),
         audit_latest_put: take("audit_latest_put"),
         audit_latest_get: take("audit_latest_get"),
+        audit_published_put: take("audit_published_put"),
+        audit_published_get: take("audit_published_get"),
         lease: LeaseStatements {
             take: take("lease_take"),
             renew: take("lease_renew"),
