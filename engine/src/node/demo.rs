@@ -148,12 +148,6 @@ pub fn run(
     // The audit log as on a real node; its tree heads are kept in the
     // store (no audit topic here).
     let (sealer, audit) = super::audited(cfg, &store, sealer)?;
-    let audit_stop = Arc::new(AtomicBool::new(false));
-    let publisher = audit.spawn_publisher(
-        cfg.evidence.tree_head_interval.0,
-        audit_stop.clone(),
-        Box::new(|_| Ok(())),
-    )?;
     let health = Health::default();
     let mut server = None;
     if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
@@ -260,6 +254,14 @@ pub fn run(
     } else {
         None
     };
+
+    // After the metrics recorder, so its series are there from the start.
+    let audit_stop = Arc::new(AtomicBool::new(false));
+    let publisher = audit.spawn_publisher(
+        cfg.evidence.tree_head_interval.0,
+        audit_stop.clone(),
+        Box::new(|_| Ok(())),
+    )?;
 
     // The article-29 follow-up runs beside ingest, as on a real node.
     let follow = if opts.follow_up && cfg.delivery.enabled {
