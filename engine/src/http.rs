@@ -1,9 +1,15 @@
-//! The metrics and health endpoints: `/metrics` (Prometheus text format),
-//! `/health/live` (the process answers) and `/health/ready` (the store is
-//! open and the pipeline takes traffic; 503 with the reason otherwise).
+//! The node's HTTP server: `/metrics` (Prometheus text format),
+//! `/health/live` (the process answers), `/health/ready` (the store is
+//! open and the pipeline takes traffic; 503 with the reason otherwise),
+//! `/.well-known/jwks.json` (the node's public keys) and
+//! `/v1/documents/…` (article 15 inquiries, public).
 //!
-//! A small blocking server on its own threads: scrapes are rare and tiny,
-//! and it must keep answering while the pipeline is saturated.
+//! axum's router on hyper, on a small runtime of its own (two worker
+//! threads, so it keeps answering while the pipeline is saturated),
+//! behind our own accept loop: a client gets [`HEADER_TIMEOUT`] to send
+//! its request head, a connection lives at most [`CONNECTION_LIFETIME`],
+//! a request is answered within [`REQUEST_TIMEOUT`] (503 otherwise), and
+//! at most [`MAX_CONNECTIONS`] are open; more are closed at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -332,16 +338,63 @@ fn describe_all() {
     );
 }
 
-/// The running endpoint server.
+/// Time a client has to send a request's head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one connection stays open (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The longest a request may take, its body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections open at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// The server's bounds (the constants above, smaller in tests).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    header_timeout: Duration,
+    connection_lifetime: Duration,
+    max_connections: usize,
+}
+
+const BOUNDS: Bounds = Bounds {
+    header_timeout: HEADER_TIMEOUT,
+    connection_lifetime: CONNECTION_LIFETIME,
+    max_connections: MAX_CONNECTIONS,
+};
+/// The largest request body read (a notice's JSON for an inquiry).
+const MAX_BODY: usize = 1 << 20;
+
+/// The running endpoint server; stops when dropped.
 pub struct HttpServer {
     pub addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    handle: PrometheusHandle,
+    health: Health,
+    jwks: Option<Arc<str>>,
+    documents: Option<Documents>,
+}
+
+type Answer = (u16, &'static str, String);
+
+fn respond((status, ctype, body): Answer) -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::from(body));
+    *r.status_mut() =
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(ctype),
+    );
+    r
 }
 
 impl HttpServer {
-    /// Binds `listen` and serves on two background threads; `jwks`, the
-    /// node's public keys (a JWK Set), at `/.well-known/jwks.json`;
-    /// `documents`, inquiries about printed notices at `/v1/documents/`.
+    /// Binds `listen` and serves in the background; `jwks`, the node's
+    /// public keys (a JWK Set), at `/.well-known/jwks.json`; `documents`,
+    /// inquiries about printed notices at `/v1/documents/`.
     pub fn start(
         listen: &str,
         handle: PrometheusHandle,
@@ -349,46 +402,157 @@ impl HttpServer {
         jwks: Option<Arc<str>>,
         documents: Option<Documents>,
     ) -> std::io::Result<HttpServer> {
-        let server = tiny_http::Server::http(listen)
+        Self::start_bounded(listen, handle, health, jwks, documents, BOUNDS)
+    }
+
+    fn start_bounded(
+        listen: &str,
+        handle: PrometheusHandle,
+        health: Health,
+        jwks: Option<Arc<str>>,
+        documents: Option<Documents>,
+        bounds: Bounds,
+    ) -> std::io::Result<HttpServer> {
+        let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("metrics listener is not an IP socket"))?;
-        let server = Arc::new(server);
-        for i in 0..2 {
-            let server = server.clone();
-            let handle = handle.clone();
-            let health = health.clone();
-            let jwks = jwks.clone();
-            let documents = documents.clone();
-            std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    for mut req in server.incoming_requests() {
-                        let (status, ctype, body) = match (&documents, req.url()) {
-                            (Some(d), url) if url.starts_with("/v1/documents/") => {
-                                d.answer(&mut req)
-                            }
-                            _ => route(req.url(), &handle, &health, jwks.as_deref()),
-                        };
-                        let header = tiny_http::Header::from_bytes("Content-Type", ctype)
-                            .expect("static header");
-                        let _ = req.respond(
-                            tiny_http::Response::from_string(body)
-                                .with_status_code(status)
-                                .with_header(header),
-                        );
-                    }
-                })?;
-        }
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            handle,
+            health,
+            jwks,
+            documents,
+        };
+        let router = axum::Router::new()
+            .route(
+                "/v1/documents/{*rest}",
+                axum::routing::get(inquiry).post(inquiry),
+            )
+            .fallback(plain)
+            .with_state(state);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(8)
+            .thread_name("http")
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || runtime.block_on(serve(listener, router, stopped, bounds)))?;
         HttpServing {
             addr: Some(addr),
             error: None,
         }
         .emit();
-        Ok(HttpServer { addr, server })
+        Ok(HttpServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
+}
+
+/// Accepts connections until `stopped`, each served by hyper with the
+/// timeouts above, at most [`MAX_CONNECTIONS`] at once.
+async fn serve(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    bounds: Bounds,
+) {
+    use tower::ServiceExt as _;
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let open = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: back off a little.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                );
+            let _ = tokio::time::timeout(bounds.connection_lifetime, conn).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Every path but the inquiries.
+async fn plain(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    respond(route(uri.path(), &s.handle, &s.health, s.jwks.as_deref()))
+}
+
+/// `/v1/documents/…`: answered on the blocking pool (the store blocks),
+/// within [`REQUEST_TIMEOUT`].
+async fn inquiry(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let Some(documents) = s.documents.clone() else {
+        return respond((404, "text/plain; charset=utf-8", "not found\n".into()));
+    };
+    let path = req.uri().path().to_owned();
+    let post = req.method() == axum::http::Method::POST;
+    let answer = tokio::time::timeout(REQUEST_TIMEOUT, async move {
+        let body = if post {
+            match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+                Ok(b) => Some(b),
+                Err(_) => return documents.refuse("the body could not be read, or is over 1 MiB"),
+            }
+        } else {
+            None
+        };
+        tokio::task::spawn_blocking(move || {
+            documents.answer(Some(peer.ip()), &path, body.as_deref())
+        })
+        .await
+        .unwrap_or_else(|_| {
+            (
+                500,
+                "application/json",
+                "{\"error\":\"internal error\"}\n".into(),
+            )
+        })
+    })
+    .await;
+    respond(answer.unwrap_or_else(|_| {
+        DocumentInquired { result: "error" }.emit();
+        (
+            503,
+            "application/json",
+            "{\"error\":\"the store did not answer in time; try again\"}\n".into(),
+        )
+    }))
 }
 
 /// Inquiries about printed notices (article 15) on the node's HTTP
@@ -458,10 +622,30 @@ impl Documents {
         }
     }
 
-    fn answer(&self, req: &mut tiny_http::Request) -> (u16, &'static str, String) {
+    /// A request refused before it was asked (counted as `bad_request`).
+    fn refuse(&self, why: &str) -> Answer {
+        DocumentInquired {
+            result: "bad_request",
+        }
+        .emit();
+        (
+            400,
+            "application/json",
+            serde_json::json!({ "error": why }).to_string() + "\n",
+        )
+    }
+
+    /// Answers an inquiry at `path` from `client`, with the notice's JSON
+    /// when it was posted. Blocks on the store.
+    fn answer(
+        &self,
+        client: Option<std::net::IpAddr>,
+        path: &str,
+        document: Option<&[u8]>,
+    ) -> Answer {
         const JSON: &str = "application/json";
         // IPv6 clients by their /64: one host holds a whole /64.
-        let client = req.remote_addr().map(|a| match a.ip() {
+        let client = client.map(|ip| match ip {
             std::net::IpAddr::V6(v6) => {
                 let s = v6.segments();
                 std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
@@ -484,43 +668,15 @@ impl Documents {
                 "{\"error\":\"too many inquiries; try again later\"}\n".into(),
             );
         }
-        let path = req.url().split('?').next().unwrap_or("").to_owned();
-        let parts: Vec<&str> = path["/v1/documents/".len()..].split('/').collect();
+        let parts: Vec<&str> = path
+            .strip_prefix("/v1/documents/")
+            .unwrap_or("")
+            .split('/')
+            .collect();
         let [code, vcode] = parts[..] else {
-            DocumentInquired {
-                result: "bad_request",
-            }
-            .emit();
-            return (
-                400,
-                JSON,
-                "{\"error\":\"ask /v1/documents/<tracking-code>/<verification-code>\"}\n".into(),
-            );
+            return self.refuse("ask /v1/documents/<tracking-code>/<verification-code>");
         };
-        let document = if *req.method() == tiny_http::Method::Post {
-            let mut body = Vec::new();
-            use std::io::Read;
-            if req
-                .as_reader()
-                .take(1 << 20)
-                .read_to_end(&mut body)
-                .is_err()
-            {
-                DocumentInquired {
-                    result: "bad_request",
-                }
-                .emit();
-                return (
-                    400,
-                    JSON,
-                    "{\"error\":\"the body could not be read\"}\n".into(),
-                );
-            }
-            Some(body)
-        } else {
-            None
-        };
-        match crate::documents::inquire(self.store.as_ref(), code, vcode, document.as_deref()) {
+        match crate::documents::inquire(self.store.as_ref(), code, vcode, document) {
             Ok(a) => {
                 DocumentInquired { result: a.result() }.emit();
                 let status = if a.genuine { 200 } else { 404 };
@@ -544,17 +700,17 @@ impl Documents {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
-fn route(
-    url: &str,
-    handle: &PrometheusHandle,
-    health: &Health,
-    jwks: Option<&str>,
-) -> (u16, &'static str, String) {
-    match url.split('?').next().unwrap_or("") {
+fn route(path: &str, handle: &PrometheusHandle, health: &Health, jwks: Option<&str>) -> Answer {
+    match path {
         "/.well-known/jwks.json" => match jwks {
             Some(j) => (200, "application/jwk-set+json", j.to_owned()),
             None => (404, "text/plain; charset=utf-8", "no signing key\n".into()),
@@ -602,5 +758,80 @@ mod limiter_tests {
         assert!(l.allow(Some(b)), "another client does not");
         assert!(l.allow(None));
         assert!(!l.allow(None), "the node's total is spent (5 per second)");
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The routes answer; a client that never finishes its request head
+    /// is cut off; connections past the bound are closed at once.
+    #[test]
+    fn routes_answer_and_slow_or_surplus_clients_are_cut_off() {
+        let server = HttpServer::start_bounded(
+            "127.0.0.1:0",
+            install_recorder(),
+            Health::default(),
+            Some("{\"keys\":[]}".into()),
+            None,
+            Bounds {
+                header_timeout: Duration::from_millis(300),
+                connection_lifetime: Duration::from_secs(5),
+                max_connections: 2,
+            },
+        )
+        .unwrap();
+        let addr = server.addr;
+        assert!(get(addr, "/health/live").starts_with("HTTP/1.1 200"));
+        let jwks = get(addr, "/.well-known/jwks.json");
+        assert!(
+            jwks.contains("application/jwk-set+json") && jwks.ends_with("{\"keys\":[]}"),
+            "{jwks}"
+        );
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        assert!(get(addr, "/v1/documents/a/b").starts_with("HTTP/1.1 404"));
+
+        // Half a request head, then nothing: closed after the timeout.
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(slow, "GET /metrics HTTP/1.1\r\nHost:").unwrap();
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        let _ = slow.read_to_end(&mut buf);
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "a slow client holds its connection for {:?}",
+            t.elapsed()
+        );
+
+        // Two idle connections take the bound; a third is closed at once,
+        // and answers resume once they are gone.
+        let a = TcpStream::connect(addr).unwrap();
+        let b = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = write!(c, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        drop((a, b));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(get(addr, "/health/live").starts_with("HTTP/1.1 200"));
     }
 }
