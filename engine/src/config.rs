@@ -49,6 +49,8 @@ pub struct Config {
     pub trust: TrustConfig,
     /// The node's signing key: every receipt is signed with it.
     pub evidence: EvidenceConfig,
+    /// The national identity provider whose tokens name the caller.
+    pub identity: crate::identity::IdentityConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
 }
@@ -239,6 +241,7 @@ impl Config {
         self.channels.validate()?;
         self.kafka.validate()?;
         self.evidence.validate()?;
+        self.identity.validate()?;
         if self.store.backend == StoreBackend::Scylla {
             self.scylla.validate()?;
         }

@@ -328,6 +328,10 @@ fn describe_all() {
         m::AUDIT_TREE_HEADS,
         "Signed tree heads of the audit log published, or failed and retried, by result."
     );
+    describe_counter!(
+        m::IDENTITY_KEY_LOADS,
+        "Loads of the identity provider's key file, by result."
+    );
     describe_gauge!(
         m::AUDIT_PUBLISHED_ENTRIES,
         "Batches under the last published tree head of the audit log (its size)."

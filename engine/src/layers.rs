@@ -24,6 +24,7 @@ const FLOORS: &[&str] = &[
     // Adapters and their configuration, by role.
     "agencies",
     "evidence",
+    "identity",
     "kafka",
     "store",
     "audit",

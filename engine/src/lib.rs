@@ -34,6 +34,7 @@ mod documents;
 mod evidence;
 mod health;
 mod http;
+mod identity;
 mod internal_events;
 mod kafka;
 #[cfg(test)]
@@ -67,6 +68,7 @@ pub use crate::evidence::{
 };
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
+pub use crate::identity::{IdentityConfig, KeySet, Session, TokenError, Verifier};
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
     hex, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,

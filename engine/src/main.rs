@@ -150,6 +150,13 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Check a bearer token of the identity provider as the node would
+    /// (`[identity]`): prints the session it names (the subject masked),
+    /// or why it is refused, with the reason code; exits 1 when refused.
+    TokenCheck {
+        /// The token; `-` or nothing reads it from stdin.
+        token: Option<String>,
+    },
     /// Print a notice's proof bundle: its content hash, its events in order
     /// with their chain, the node's signature over the chain's last event
     /// (evidence.key_file) with the public key, and each event's signed
@@ -844,6 +851,46 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::TokenCheck { token } => {
+            let token = match token.as_deref() {
+                None | Some("-") => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                    t
+                }
+                Some(t) => t.to_owned(),
+            };
+            let token = token.trim();
+            let token = token.strip_prefix("Bearer ").unwrap_or(token);
+            if cfg.identity.jwks_file.as_os_str().is_empty() {
+                bail!(
+                    "identity.jwks_file is not set: it names the identity provider's public keys"
+                );
+            }
+            let verifier = karpoosheh_engine::Verifier::open(&cfg.identity)?;
+            match verifier.verify(token, chrono::Utc::now()) {
+                Ok(s) => {
+                    let id = s.subject.to_string();
+                    let masked = format!(
+                        "{}{}",
+                        "*".repeat(id.len().saturating_sub(4)),
+                        &id[id.len().saturating_sub(4)..]
+                    );
+                    println!("token           valid");
+                    println!("subject         {masked} ({})", s.subject.kind().as_str());
+                    println!("access level    {}", s.level);
+                    println!("expires         {}", s.expires_at.to_rfc3339());
+                    if let Some(c) = &s.client {
+                        println!("client          {c}");
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("token           REFUSED: {} ({e})", e.reason());
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&cfg)?);

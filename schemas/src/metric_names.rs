@@ -304,6 +304,14 @@ pub const READER_RUNNING: &str = "karpoosheh_reader_running";
 /// write, commit, activate).
 pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
 
+/// Loads of the identity provider's key file (`identity.jwks_file`).
+/// Labels: `result` (ok, error).
+pub const IDENTITY_KEY_LOADS: &str = "karpoosheh_identity_key_loads_total";
+
+/// The identity side's metrics: emitted once a node verifies tokens (the
+/// inbox API, issue 22; not yet served, so not yet checked by a test).
+pub const IDENTITY: &[&str] = &[IDENTITY_KEY_LOADS];
+
 // The ScyllaDB backend's own. Emitted only by nodes on a cluster, so
 // listed apart (and not yet checked by a test: the ScyllaDB tests install
 // no metrics recorder).

@@ -200,3 +200,77 @@ fn signed_inputs_interoperate_with_an_independent_python_signer() {
         "Python refuses the flipped signature too"
     );
 }
+
+/// Tokens of an identity provider, issued by an independent Python
+/// implementation (EdDSA, ES256 and RS256 over keys it made), hold with
+/// `karpoosheh token-check` and the provider's JWK Set; an expired one,
+/// one for another audience and one signed by a stranger under a trusted
+/// kid are refused with their reasons; the subject is never printed whole.
+#[test]
+fn identity_tokens_from_an_independent_python_issuer_verify() {
+    let Some(python) = python_with_cryptography("identity_tokens_python") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let subject = person(456_000_000);
+    let out = std::process::Command::new(python)
+        .arg(python_script("tokens.py"))
+        .args([
+            dir.path().to_str().unwrap(),
+            &subject,
+            "https://sso.example.ir",
+            "karpoosheh",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jwks = dir.path().join("idp.jwks");
+    let check = |name: &str| {
+        let t = tokens[name].as_str().unwrap();
+        let out = run(
+            &[
+                "--set",
+                &format!("identity.jwks_file={:?}", jwks.to_str().unwrap()),
+                "--set",
+                "identity.issuer=\"https://sso.example.ir\"",
+                "token-check",
+                "-",
+            ],
+            Some(format!("Bearer {t}\n").as_bytes()),
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for name in ["eddsa", "es256", "rs256"] {
+        let (ok, text) = check(name);
+        assert!(ok, "{name}: {text}");
+        assert!(
+            text.contains("access level    2") && text.contains("client          inbox-py"),
+            "{name}: {text}"
+        );
+        assert!(
+            !text.contains(&subject),
+            "{name}: the subject is masked: {text}"
+        );
+        assert!(text.contains(&subject[subject.len() - 4..]), "{text}");
+    }
+    for (name, reason) in [
+        ("expired", "token_expired"),
+        ("wrong_audience", "wrong_audience"),
+        ("stranger", "bad_signature"),
+    ] {
+        let (ok, text) = check(name);
+        assert!(!ok, "{name}: {text}");
+        assert!(
+            text.contains(&format!("REFUSED: {reason}")),
+            "{name}: {text}"
+        );
+    }
+}

@@ -146,3 +146,26 @@ impl TreeHeadPublished {
         counter!(m::AUDIT_TREE_HEADS, "result" => "error").increment(0);
     }
 }
+
+/// The identity provider's key file was loaded (or a reload failed and
+/// the keys in force stay).
+pub struct IdentityKeysLoaded<'a> {
+    pub keys: usize,
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl IdentityKeysLoaded<'_> {
+    pub fn emit(self) {
+        match self.error {
+            None => {
+                counter!(m::IDENTITY_KEY_LOADS, "result" => "ok").increment(1);
+                counter!(m::IDENTITY_KEY_LOADS, "result" => "error").increment(0);
+                tracing::info!(keys = self.keys, "identity provider keys loaded");
+            }
+            Some(e) => {
+                counter!(m::IDENTITY_KEY_LOADS, "result" => "error").increment(1);
+                tracing::error!(error = %e, keys = self.keys, "identity provider keys not reloaded; the keys in force stay");
+            }
+        }
+    }
+}
