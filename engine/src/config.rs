@@ -51,6 +51,8 @@ pub struct Config {
     pub evidence: EvidenceConfig,
     /// The national identity provider whose tokens name the caller.
     pub identity: crate::identity::IdentityConfig,
+    /// The inbox API for citizens' apps.
+    pub inbox: crate::inbox::InboxConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
 }
@@ -242,6 +244,12 @@ impl Config {
         self.kafka.validate()?;
         self.evidence.validate()?;
         self.identity.validate()?;
+        if !self.inbox.listen.is_empty() && self.identity.jwks_file.as_os_str().is_empty() {
+            return Err(
+                "inbox.listen is set: identity.jwks_file must name the identity provider's keys"
+                    .into(),
+            );
+        }
         if self.store.backend == StoreBackend::Scylla {
             self.scylla.validate()?;
         }

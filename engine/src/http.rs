@@ -420,7 +420,6 @@ impl HttpServer {
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
         listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let state = AppState {
             handle,
             health,
@@ -434,6 +433,30 @@ impl HttpServer {
             )
             .fallback(plain)
             .with_state(state);
+        let server = Self::serve_router(listener, router, bounds)?;
+        HttpServing {
+            addr: Some(server.addr),
+            error: None,
+        }
+        .emit();
+        Ok(server)
+    }
+
+    /// Serves `router` on `listen` (another API than the metrics one, on
+    /// its own address) with the same bounds.
+    pub fn start_router(listen: &str, router: axum::Router) -> std::io::Result<HttpServer> {
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
+        listener.set_nonblocking(true)?;
+        Self::serve_router(listener, router, BOUNDS)
+    }
+
+    fn serve_router(
+        listener: std::net::TcpListener,
+        router: axum::Router,
+        bounds: Bounds,
+    ) -> std::io::Result<HttpServer> {
+        let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(8)
@@ -444,11 +467,6 @@ impl HttpServer {
         let thread = std::thread::Builder::new()
             .name("http".into())
             .spawn(move || runtime.block_on(serve(listener, router, stopped, bounds)))?;
-        HttpServing {
-            addr: Some(addr),
-            error: None,
-        }
-        .emit();
         Ok(HttpServer {
             addr,
             stop: Some(stop),

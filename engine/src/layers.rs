@@ -31,6 +31,7 @@ const FLOORS: &[&str] = &[
     "channel",
     "documents",
     "http",
+    "inbox",
     "source",
     "sink",
     // The two engines of a node: ingest and the article-29 follow-up.

@@ -35,6 +35,7 @@ mod evidence;
 mod health;
 mod http;
 mod identity;
+mod inbox;
 mod internal_events;
 mod kafka;
 #[cfg(test)]
@@ -69,6 +70,7 @@ pub use crate::evidence::{
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
 pub use crate::identity::{IdentityConfig, KeySet, Session, TokenError, Verifier};
+pub use crate::inbox::InboxConfig;
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
     hex, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,

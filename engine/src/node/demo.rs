@@ -255,6 +255,7 @@ pub fn run(
         None
     };
 
+    let _inbox = super::inbox(cfg, &store)?;
     // After the metrics recorder, so its series are there from the start.
     let audit_stop = Arc::new(AtomicBool::new(false));
     let publisher = audit.spawn_publisher(

@@ -107,6 +107,29 @@ pub fn audited(
     Ok((sealer.with_log(log.clone()), log))
 }
 
+/// The inbox API on `inbox.listen`, when set (issue 22: being built).
+pub fn inbox(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<Option<crate::http::HttpServer>> {
+    use anyhow::Context;
+    if cfg.inbox.listen.is_empty() {
+        return Ok(None);
+    }
+    let verifier = Arc::new(
+        crate::identity::Verifier::open(&cfg.identity)
+            .context("reading identity.jwks_file (inbox.listen is set)")?,
+    );
+    let server = crate::http::HttpServer::start_router(
+        &cfg.inbox.listen,
+        crate::inbox::router(store.clone(), verifier),
+    )
+    .context("starting the inbox API (inbox.listen)")?;
+    // Tests and supervisors read the bound address (port 0 picks one).
+    eprintln!("karpoosheh: inbox API on http://{}/v1/", server.addr);
+    Ok(Some(server))
+}
+
 /// The notifier `[channels]` asks for: the channel dispatcher with its
 /// gateways, rate limits, retries and breakers.
 pub fn notifier(cfg: &Config) -> Result<Arc<dyn Notify>, ChannelError> {

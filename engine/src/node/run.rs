@@ -85,6 +85,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             Some(s)
         }
     };
+    let _inbox = super::inbox(cfg, &store)?;
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
