@@ -10,7 +10,9 @@
 //!   18), else 403 with the level required.
 //!
 //! Every call needs a bearer token of the identity provider (`identity`):
-//! 401 with the reason otherwise. A notice in another mailbox, or none, is
+//! 401 with the reason otherwise. Every answered call is recorded as
+//! traffic data (`AccessStore`) before it is answered; one that cannot be
+//! recorded is not answered (503). A notice in another mailbox, or none, is
 //! the same 404: nothing tells whether it exists. Store reads run on the
 //! server's blocking pool.
 
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::identity::{Session, TokenError, Verifier};
-use crate::model::StoredNotice;
+use crate::model::{AccessRecord, StoredNotice};
 use crate::store::Store;
 
 /// `[inbox]` in the engine configuration.
@@ -103,6 +105,28 @@ async fn read<T: Send + 'static>(
     }
 }
 
+/// Records the call in the traffic data before it is answered: a call
+/// that cannot be recorded is not answered (503).
+async fn record(
+    api: &Api,
+    s: &Session,
+    action: &str,
+    code: Option<TrackingCode>,
+    status: StatusCode,
+) -> Result<(), Response> {
+    let rec = AccessRecord {
+        at: crate::evidence::log::to_millis(chrono::Utc::now()),
+        mailbox: s.subject,
+        actor: s.subject,
+        action: action.to_owned(),
+        tracking_code: code,
+        client: s.client.clone(),
+        status: status.as_u16(),
+    };
+    let store = api.store.clone();
+    read(move || store.record_access(&[rec])).await
+}
+
 /// What a listing shows of a notice: never its body.
 fn summary(n: &StoredNotice, s: &Session) -> serde_json::Value {
     json!({
@@ -155,6 +179,9 @@ async fn mailbox(State(api): State<Api>, headers: HeaderMap, Query(page): Query<
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Err(r) = record(&api, &s, "list", None, StatusCode::OK).await {
+        return r;
+    }
     Json(json!({
         "notices": page.notices.iter().map(|n| summary(n, &s)).collect::<Vec<_>>(),
         "next": page.next.map(|c| c.to_string()),
@@ -168,15 +195,26 @@ async fn notice(State(api): State<Api>, headers: HeaderMap, Path(code): Path<Str
         Err(r) => return r,
     };
     let Ok(code) = TrackingCode::parse(&code) else {
-        return not_found();
+        return record(&api, &s, "open_missing", None, StatusCode::NOT_FOUND)
+            .await
+            .err()
+            .unwrap_or_else(not_found);
     };
     let store = api.store.clone();
     let n = match read(move || store.notice(code)).await {
         Ok(Some(n)) if n.notice.recipient == s.subject => n,
-        Ok(_) => return not_found(),
+        Ok(_) => {
+            return record(&api, &s, "open_missing", Some(code), StatusCode::NOT_FOUND)
+                .await
+                .err()
+                .unwrap_or_else(not_found)
+        }
         Err(r) => return r,
     };
     if s.level < n.notice.min_access_level {
+        if let Err(r) = record(&api, &s, "open_refused", Some(code), StatusCode::FORBIDDEN).await {
+            return r;
+        }
         return (
             StatusCode::FORBIDDEN,
             Json(json!({
@@ -187,6 +225,9 @@ async fn notice(State(api): State<Api>, headers: HeaderMap, Path(code): Path<Str
             })),
         )
             .into_response();
+    }
+    if let Err(r) = record(&api, &s, "open", Some(code), StatusCode::OK).await {
+        return r;
     }
     let mut v = summary(&n, &s);
     v["body"] = json!(n.notice.body);

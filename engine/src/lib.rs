@@ -73,8 +73,8 @@ pub use crate::identity::{IdentityConfig, KeySet, Session, TokenError, Verifier}
 pub use crate::inbox::InboxConfig;
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
-    hex, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Entry,
-    MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
+    hex, AccessRecord, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite,
+    Entry, MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
     StoredEvent, StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use crate::node::audited as node_audited;
@@ -93,8 +93,9 @@ pub use crate::source::{
     AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,
 };
 pub use crate::store::{
-    conformance, scylla, AuditStore, DeliveryStore, Durability, FjallStore, FjallStoreConfig,
-    NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig, StoreError, StoreStats,
+    conformance, scylla, AccessStore, AuditStore, DeliveryStore, Durability, FjallStore,
+    FjallStoreConfig, NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig, StoreError,
+    StoreStats,
 };
 /// The metric names live in the wire contract, shared with the monitor.
 pub use karpoosheh_schemas::metric_names;

@@ -150,6 +150,14 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// A mailbox's traffic data, newest first: every inbox API call that
+    /// touched it (who, when, what, which app), kept 186 days.
+    AccessLog {
+        /// The mailbox: a national code or legal national ID.
+        mailbox: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Check a bearer token of the identity provider as the node would
     /// (`[identity]`): prints the session it names (the subject masked),
     /// or why it is refused, with the reason code; exits 1 when refused.
@@ -849,6 +857,25 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
             if strict && invalid > 0 {
                 std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::AccessLog { mailbox, limit } => {
+            let id = karpoosheh_schemas::MailboxId::parse(&mailbox)
+                .map_err(|e| anyhow::anyhow!("{mailbox:?}: {e}"))?;
+            let store = open_store_read_only(&cfg)?;
+            for r in store.access_log(id, limit)? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    r.actor,
+                    r.action,
+                    r.tracking_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.client.as_deref().unwrap_or("-"),
+                    r.status
+                );
             }
             Ok(())
         }

@@ -28,6 +28,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "003_audit",
         cql: include_str!("../cql/003_audit.cql"),
     },
+    Migration {
+        version: 4,
+        name: "004_access",
+        cql: include_str!("../cql/004_access.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

@@ -13,6 +13,7 @@ use crate::store::{Durability, FjallStore, FjallStoreConfig};
 
 struct World {
     server: crate::http::HttpServer,
+    store: Arc<dyn Store>,
     key: SigningKey,
     _dir: tempfile::TempDir,
 }
@@ -46,9 +47,11 @@ impl World {
         };
         let verifier = Arc::new(Verifier::fixed(&icfg, keys));
         let server =
-            crate::http::HttpServer::start_router("127.0.0.1:0", router(store, verifier)).unwrap();
+            crate::http::HttpServer::start_router("127.0.0.1:0", router(store.clone(), verifier))
+                .unwrap();
         World {
             server,
+            store,
             key,
             _dir: dir,
         }
@@ -174,4 +177,32 @@ fn the_authorisation_matrix_holds() {
     );
     assert_eq!((status, status2), (404, 404));
     assert_eq!(other, missing, "someone else's notice looks like none");
+
+    // Every answered call is in the traffic data of the caller's mailbox
+    // (401s have no caller): what, which notice, the status.
+    let log = w.store.access_log(person(100), 100).unwrap();
+    let seen: Vec<(&str, u16)> = log.iter().map(|r| (r.action.as_str(), r.status)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("open_missing", 404),
+            ("open_missing", 404),
+            ("open", 200),
+            ("open_refused", 403),
+            ("open", 200),
+            ("list", 200),
+            ("list", 200),
+        ],
+        "newest first"
+    );
+    assert!(log.iter().all(|r| r.actor == person(100)));
+    assert_eq!(
+        log[3].tracking_code.map(|c| c.to_string()).as_deref(),
+        Some(high)
+    );
+    assert_eq!(
+        w.store.access_log(person(200), 10).unwrap().len(),
+        1,
+        "bob listed once"
+    );
 }

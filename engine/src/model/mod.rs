@@ -5,10 +5,12 @@
 //! and nothing here imports another module of the engine, so the stores
 //! below the pipeline and the scheduler above them share one vocabulary.
 
+mod access;
 mod dead_letter;
 mod delivery;
 mod notice;
 
+pub use self::access::AccessRecord;
 pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
     Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,

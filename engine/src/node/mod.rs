@@ -127,6 +127,18 @@ pub fn inbox(
     .context("starting the inbox API (inbox.listen)")?;
     // Tests and supervisors read the bound address (port 0 picks one).
     eprintln!("karpoosheh: inbox API on http://{}/v1/", server.addr);
+    // Traffic data older than its retention is purged, hourly. (ScyllaDB
+    // rows expire by themselves.)
+    let store = store.clone();
+    std::thread::Builder::new()
+        .name("traffic-purge".into())
+        .spawn(move || loop {
+            let before = chrono::Utc::now()
+                - chrono::Duration::from_std(crate::store::ACCESS_RETENTION).expect("186 days fit");
+            let _ = store.purge_access(before);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        })
+        .context("starting the traffic-data purge")?;
     Ok(Some(server))
 }
 

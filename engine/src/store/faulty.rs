@@ -263,3 +263,21 @@ impl AuditStore for Faulty {
         self.inner.last_published(log)
     }
 }
+
+impl AccessStore for Faulty {
+    fn record_access(&self, records: &[crate::model::AccessRecord]) -> Result<(), StoreError> {
+        self.inner.record_access(records)
+    }
+
+    fn access_log(
+        &self,
+        mailbox: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<crate::model::AccessRecord>, StoreError> {
+        self.inner.access_log(mailbox, limit)
+    }
+
+    fn purge_access(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.purge_access(before)
+    }
+}

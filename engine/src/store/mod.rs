@@ -273,9 +273,35 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Option<crate::evidence::log::TreeHeadMessage>, StoreError>;
 }
 
+/// How long traffic data is kept: the 1401 requirement's six months, as
+/// 186 days, and no longer (it is personal data).
+pub const ACCESS_RETENTION: std::time::Duration = std::time::Duration::from_secs(186 * 86_400);
+
+/// Traffic data: every inbox API call that touched a mailbox, kept for
+/// [`ACCESS_RETENTION`] and then purged.
+pub trait AccessStore: Send + Sync {
+    /// Keeps `records`. Written to the journal (not synced on its own:
+    /// the next durable write syncs it), so a call costs no fsync.
+    fn record_access(&self, records: &[crate::model::AccessRecord]) -> Result<(), StoreError>;
+
+    /// A mailbox's records, newest first, at most `limit`.
+    fn access_log(
+        &self,
+        mailbox: MailboxId,
+        limit: usize,
+    ) -> Result<Vec<crate::model::AccessRecord>, StoreError>;
+
+    /// Removes the records from before `before`; how many. (A backend
+    /// whose rows expire on their own removes none here.)
+    fn purge_access(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// A mailbox store backend: all four aggregates over one storage, so a
 /// notice, its delivery record and its first timers are written together.
 /// Every backend implements the three traits and gets this one.
-pub trait Store: NoticeStore + DeliveryStore + ProfileStore + AuditStore {}
+pub trait Store: NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore {}
 
-impl<T: NoticeStore + DeliveryStore + ProfileStore + AuditStore + ?Sized> Store for T {}
+impl<T: NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore + ?Sized> Store
+    for T
+{
+}

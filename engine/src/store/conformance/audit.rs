@@ -107,3 +107,32 @@ pub fn the_audit_log_is_appended_read_back_and_indexed(store: &dyn Store) {
     // Marking does not touch the heads.
     assert_eq!(store.last_tree_head(7).unwrap(), Some(head(7, 4)));
 }
+
+pub fn traffic_data_is_kept_per_mailbox_newest_first(store: &dyn Store) {
+    use crate::model::AccessRecord;
+    let rec = |who: MailboxId, ms: i64, action: &str| AccessRecord {
+        at: t0() + Duration::milliseconds(ms),
+        mailbox: who,
+        actor: who,
+        action: action.into(),
+        tracking_code: Some(TrackingCode::from_parts(t0().timestamp_millis(), 1, 1)),
+        client: Some("inbox-web".into()),
+        status: 200,
+    };
+    let (a, b) = (person(100), person(200));
+    assert!(store.access_log(a, 10).unwrap().is_empty());
+    store
+        .record_access(&[rec(a, 1, "list"), rec(b, 2, "list"), rec(a, 3, "open")])
+        .unwrap();
+    // Two calls in one millisecond are two records.
+    store.record_access(&[rec(a, 3, "open")]).unwrap();
+    let log = store.access_log(a, 10).unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        vec!["open", "open", "list"],
+        "newest first, every call"
+    );
+    assert_eq!(log[2], rec(a, 1, "list"), "read back as written");
+    assert_eq!(store.access_log(a, 1).unwrap().len(), 1);
+    assert_eq!(store.access_log(b, 10).unwrap(), vec![rec(b, 2, "list")]);
+}

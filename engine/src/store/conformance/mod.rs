@@ -94,6 +94,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             "the_audit_log_is_appended_read_back_and_indexed",
             audit::the_audit_log_is_appended_read_back_and_indexed,
         ),
+        (
+            "traffic_data_is_kept_per_mailbox_newest_first",
+            audit::traffic_data_is_kept_per_mailbox_newest_first,
+        ),
     ];
     for (name, case) in cases {
         let (store, guard) = factory(name);

@@ -28,10 +28,13 @@
 //!   head, and its leaf hashes; `audit_events`: tracking code ‖ seq →
 //!   log ‖ index of the batch that carried the event; `audit_heads`:
 //!   log ‖ size → the signed tree heads. All appended, time-ordered.
+//! - `access`, `access_by_mailbox`: traffic data, by time (for the purge)
+//!   and by mailbox, newest first (for `karpoosheh access-log`).
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
+mod access;
 mod audit;
 mod delivery;
 mod notices;
@@ -173,6 +176,10 @@ pub struct FjallStore {
     audit_leaves: Keyspace,
     audit_events: Keyspace,
     audit_heads: Keyspace,
+    /// Traffic data: by time, and by mailbox (newest first).
+    access: Keyspace,
+    access_by_mailbox: Keyspace,
+    access_seq: Mutex<u32>,
     durability: Durability,
     writer: Mutex<WriterState>,
     /// Per timer shard, the earliest due time written since the last
@@ -393,6 +400,8 @@ impl FjallStore {
             &self.audit_leaves,
             &self.audit_events,
             &self.audit_heads,
+            &self.access,
+            &self.access_by_mailbox,
         ]
         .into_iter()
     }
@@ -471,6 +480,8 @@ impl FjallStore {
         let audit_leaves = db.keyspace("audit_leaves", ordered)?;
         let audit_events = db.keyspace("audit_events", ordered)?;
         let audit_heads = db.keyspace("audit_heads", ordered_ranged)?;
+        let access = db.keyspace("access", ordered_ranged)?;
+        let access_by_mailbox = db.keyspace("access_by_mailbox", ranged)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
@@ -508,6 +519,9 @@ impl FjallStore {
             audit_leaves,
             audit_events,
             audit_heads,
+            access,
+            access_by_mailbox,
+            access_seq: Mutex::new(0),
             durability: cfg.durability,
             behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),

@@ -29,6 +29,7 @@
 //!   from where the last read stopped, by hour partition, so the
 //!   tombstones of handled entries are not read again.
 
+mod access;
 mod audit;
 mod config;
 mod delivery;
@@ -187,6 +188,8 @@ struct Statements {
     audit_latest_get: PreparedStatement,
     audit_published_put: PreparedStatement,
     audit_published_get: PreparedStatement,
+    access_put: PreparedStatement,
+    access_read: PreparedStatement,
     lease: LeaseStatements,
 }
 
@@ -222,6 +225,8 @@ const CQL: &[(&str, &str, bool)] = &[
     ("audit_latest_get", "SELECT head FROM audit_latest WHERE log = ?", true),
     ("audit_published_put", "UPDATE audit_latest USING TIMESTAMP ? SET published = ? WHERE log = ?", true),
     ("audit_published_get", "SELECT published FROM audit_latest WHERE log = ?", true),
+    ("access_put", "INSERT INTO access_log (mailbox_id, at, seq, record) VALUES (?, ?, ?, ?) USING TTL ?", true),
+    ("access_read", "SELECT record FROM access_log WHERE mailbox_id = ? LIMIT ?", true),
     ("event_put", "INSERT INTO notice_events (tracking_code, seq, prev, hash, event) VALUES (?, ?, ?, ?, ?) USING TTL ?", true),
     ("events_get", "SELECT seq, prev, hash, event FROM notice_events WHERE tracking_code = ?", true),
     ("events_delete", "DELETE FROM notice_events WHERE tracking_code = ?", true),
@@ -333,6 +338,8 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         audit_latest_get: take("audit_latest_get"),
         audit_published_put: take("audit_published_put"),
         audit_published_get: take("audit_published_get"),
+        access_put: take("access_put"),
+        access_read: take("access_read"),
         lease: LeaseStatements {
             take: take("lease_take"),
             renew: take("lease_renew"),
