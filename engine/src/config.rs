@@ -244,6 +244,7 @@ impl Config {
         self.kafka.validate()?;
         self.evidence.validate()?;
         self.identity.validate()?;
+        self.inbox.validate()?;
         if !self.inbox.listen.is_empty() && self.identity.jwks_file.as_os_str().is_empty() {
             return Err(
                 "inbox.listen is set: identity.jwks_file must name the identity provider's keys"

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -31,12 +31,84 @@ use crate::model::{AccessRecord, StoredNotice};
 use crate::store::Store;
 
 /// `[inbox]` in the engine configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InboxConfig {
     /// Address of the inbox API; empty to not serve it. Needs
     /// `identity.jwks_file`.
     pub listen: String,
+    /// Calls answered per client address per minute (before the token is
+    /// looked at: a flood of bad tokens is cut here); more get 429.
+    pub requests_per_client_per_minute: f64,
+    /// Calls answered per person (the token's subject) per minute, from
+    /// all their apps together; more get 429.
+    pub requests_per_subject_per_minute: f64,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            listen: String::new(),
+            // An app paging a mailbox and opening notices, with room to
+            // spare; a proxy in front puts many people behind one address.
+            requests_per_client_per_minute: 600.0,
+            requests_per_subject_per_minute: 120.0,
+        }
+    }
+}
+
+impl InboxConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            (
+                "inbox.requests_per_client_per_minute",
+                self.requests_per_client_per_minute,
+            ),
+            (
+                "inbox.requests_per_subject_per_minute",
+                self.requests_per_subject_per_minute,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                return Err(format!("{name} is {v}; it must be a number of at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Token buckets by key (a client address, a subject), each refilled at
+/// `per_minute` and holding at most that many.
+struct Buckets<K> {
+    per_minute: f64,
+    buckets: std::collections::HashMap<K, (f64, std::time::Instant)>,
+}
+
+impl<K: std::hash::Hash + Eq> Buckets<K> {
+    fn new(per_minute: f64) -> Self {
+        Buckets {
+            per_minute,
+            buckets: std::collections::HashMap::new(),
+        }
+    }
+
+    fn allow(&mut self, key: K) -> bool {
+        let now = std::time::Instant::now();
+        let pm = self.per_minute;
+        if self.buckets.len() > 200_000 {
+            // Forget the full buckets: they would allow anyway.
+            self.buckets
+                .retain(|_, b| now.duration_since(b.1).as_secs_f64() * pm / 60.0 + b.0 < pm);
+        }
+        let b = self.buckets.entry(key).or_insert((pm, now));
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * pm / 60.0).min(pm);
+        b.1 = now;
+        if b.0 < 1.0 {
+            return false;
+        }
+        b.0 -= 1.0;
+        true
+    }
 }
 
 /// Notices per page, at most.
@@ -47,15 +119,37 @@ const DEFAULT_PAGE: usize = 20;
 struct Api {
     store: Arc<dyn Store>,
     verifier: Arc<Verifier>,
+    clients: Arc<std::sync::Mutex<Buckets<std::net::IpAddr>>>,
+    subjects: Arc<std::sync::Mutex<Buckets<karpoosheh_schemas::MailboxId>>>,
 }
 
 /// The inbox API's routes over `store`, callers checked by `verifier`.
-pub fn router(store: Arc<dyn Store>, verifier: Arc<Verifier>) -> axum::Router {
+pub fn router(store: Arc<dyn Store>, verifier: Arc<Verifier>, cfg: &InboxConfig) -> axum::Router {
     axum::Router::new()
         .route("/v1/mailbox", axum::routing::get(mailbox))
         .route("/v1/notices/{code}", axum::routing::get(notice))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .with_state(Api { store, verifier })
+        .with_state(Api {
+            store,
+            verifier,
+            clients: Arc::new(std::sync::Mutex::new(Buckets::new(
+                cfg.requests_per_client_per_minute,
+            ))),
+            subjects: Arc::new(std::sync::Mutex::new(Buckets::new(
+                cfg.requests_per_subject_per_minute,
+            ))),
+        })
+}
+
+fn too_many() -> Response {
+    let mut r = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many calls; try again in a minute",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
 }
 
 fn problem(status: StatusCode, error: &str, message: &str) -> Response {
@@ -70,15 +164,37 @@ fn not_found() -> Response {
     )
 }
 
-/// The caller's session, or the 401 to answer.
+/// The caller's session, or the 401 (or 429) to answer. The client's
+/// address is limited before the token is looked at, the person after.
 #[allow(clippy::result_large_err)] // answered at once, never propagated far
-fn session(api: &Api, headers: &HeaderMap) -> Result<Session, Response> {
+fn session(
+    api: &Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Session, Response> {
+    // IPv6 clients by their /64: one host holds a whole /64.
+    let client = match peer.ip() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    };
+    if !api
+        .clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(client)
+    {
+        return Err(too_many());
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    api.verifier
+    let s = api
+        .verifier
         .verify(token.trim(), chrono::Utc::now())
         .map_err(|e: TokenError| {
             let mut r = problem(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
@@ -87,7 +203,16 @@ fn session(api: &Api, headers: &HeaderMap) -> Result<Session, Response> {
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
             r
-        })
+        })?;
+    if !api
+        .subjects
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(s.subject)
+    {
+        return Err(too_many());
+    }
+    Ok(s)
 }
 
 /// Runs a store read on the blocking pool.
@@ -149,8 +274,13 @@ struct Page {
     limit: Option<usize>,
 }
 
-async fn mailbox(State(api): State<Api>, headers: HeaderMap, Query(page): Query<Page>) -> Response {
-    let s = match session(&api, &headers) {
+async fn mailbox(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Response {
+    let s = match session(&api, peer, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -189,8 +319,13 @@ async fn mailbox(State(api): State<Api>, headers: HeaderMap, Query(page): Query<
     .into_response()
 }
 
-async fn notice(State(api): State<Api>, headers: HeaderMap, Path(code): Path<String>) -> Response {
-    let s = match session(&api, &headers) {
+async fn notice(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let s = match session(&api, peer, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -20,6 +20,10 @@ struct World {
 
 impl World {
     fn new() -> World {
+        Self::with(InboxConfig::default())
+    }
+
+    fn with(inbox: InboxConfig) -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = FjallStoreConfig::new(dir.path());
         cfg.durability = Durability::Buffered;
@@ -46,9 +50,11 @@ impl World {
             ..IdentityConfig::default()
         };
         let verifier = Arc::new(Verifier::fixed(&icfg, keys));
-        let server =
-            crate::http::HttpServer::start_router("127.0.0.1:0", router(store.clone(), verifier))
-                .unwrap();
+        let server = crate::http::HttpServer::start_router(
+            "127.0.0.1:0",
+            router(store.clone(), verifier, &inbox),
+        )
+        .unwrap();
         World {
             server,
             store,
@@ -205,4 +211,36 @@ fn the_authorisation_matrix_holds() {
         1,
         "bob listed once"
     );
+}
+
+/// A person gets so many calls a minute from all their apps, an address
+/// so many whatever the tokens (a flood of bad ones is cut before they
+/// are checked): 429 with Retry-After, nothing recorded.
+#[test]
+fn calls_are_limited_per_person_and_per_address() {
+    let w = World::with(InboxConfig {
+        requests_per_subject_per_minute: 3.0,
+        requests_per_client_per_minute: 6.0,
+        ..InboxConfig::default()
+    });
+    let ana = w.token(&person(100).to_string(), 2, 300);
+    let bob = w.token(&person(200).to_string(), 2, 300);
+    for _ in 0..3 {
+        assert_eq!(w.get("/v1/mailbox", Some(&ana)).0, 200);
+    }
+    let (status, body) = w.get("/v1/mailbox", Some(&ana));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(w.get("/v1/mailbox", Some(&bob)).0, 200, "another person");
+    // Five calls so far from this address: one more, then 429 before the
+    // token is even looked at.
+    assert_eq!(w.get("/v1/mailbox", None).0, 401);
+    let (status, body) = w.get("/v1/mailbox", None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(w.store.access_log(person(100), 10).unwrap().len(), 3);
 }

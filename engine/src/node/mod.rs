@@ -122,7 +122,7 @@ pub fn inbox(
     );
     let server = crate::http::HttpServer::start_router(
         &cfg.inbox.listen,
-        crate::inbox::router(store.clone(), verifier),
+        crate::inbox::router(store.clone(), verifier, &cfg.inbox),
     )
     .context("starting the inbox API (inbox.listen)")?;
     // Tests and supervisors read the bound address (port 0 picks one).
