@@ -115,11 +115,6 @@ impl AuditLog {
         self.tree.lock().unwrap_or_else(|p| p.into_inner()).size()
     }
 
-    /// The tree as it is now (for proofs).
-    pub fn tree(&self) -> Tree {
-        self.tree.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     /// Signs and keeps a new tree head when the tree grew past the last
     /// head signed (`signed`, its size), with the consistency proof from
     /// the last head published (`published`): the one readers have.

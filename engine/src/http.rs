@@ -588,38 +588,84 @@ pub struct Documents {
     limiter: Arc<Mutex<Limiter>>,
 }
 
+/// Token buckets by key (a client address, a person), each refilled at
+/// `per_minute` and holding at most that many; past `max_keys` the full
+/// ones are forgotten (they would allow anyway).
+pub(crate) struct Buckets<K> {
+    per_minute: f64,
+    max_keys: usize,
+    buckets: HashMap<K, (f64, Instant)>,
+}
+
+impl<K: std::hash::Hash + Eq> Buckets<K> {
+    pub(crate) fn new(per_minute: f64, max_keys: usize) -> Self {
+        Buckets {
+            per_minute,
+            max_keys,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token of `key`'s bucket, if it has one.
+    pub(crate) fn allow(&mut self, key: K) -> bool {
+        let now = Instant::now();
+        let pm = self.per_minute;
+        if self.buckets.len() > self.max_keys {
+            self.buckets
+                .retain(|_, b| now.duration_since(b.1).as_secs_f64() * pm / 60.0 + b.0 < pm);
+        }
+        let b = self.buckets.entry(key).or_insert((pm, now));
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * pm / 60.0).min(pm.max(1.0));
+        b.1 = now;
+        if b.0 < 1.0 {
+            return false;
+        }
+        b.0 -= 1.0;
+        true
+    }
+}
+
+/// The key a client is limited by: its address, an IPv6 one by its /64
+/// (one host holds a whole /64).
+pub(crate) fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// Token buckets: one for the node, one per client address.
 struct Limiter {
     per_second: f64,
-    per_client_per_minute: f64,
     total: (f64, Instant),
-    clients: HashMap<std::net::IpAddr, (f64, Instant)>,
+    clients: Buckets<std::net::IpAddr>,
 }
 
 impl Limiter {
+    fn new(per_second: f64, per_client_per_minute: f64) -> Limiter {
+        Limiter {
+            per_second,
+            total: (per_second.max(1.0), Instant::now()),
+            clients: Buckets::new(per_client_per_minute, 100_000),
+        }
+    }
+
     fn allow(&mut self, client: Option<std::net::IpAddr>) -> bool {
         let now = Instant::now();
-        let refill = |b: &mut (f64, Instant), rate_per_sec: f64, burst: f64| {
-            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate_per_sec).min(burst);
-            b.1 = now;
-        };
-        let (ps, pcm) = (self.per_second, self.per_client_per_minute);
-        refill(&mut self.total, ps, ps.max(1.0));
+        let ps = self.per_second;
+        let t = &mut self.total;
+        t.0 = (t.0 + now.duration_since(t.1).as_secs_f64() * ps).min(ps.max(1.0));
+        t.1 = now;
         if self.total.0 < 1.0 {
             return false;
         }
         if let Some(ip) = client {
-            if self.clients.len() > 100_000 {
-                // A flood of addresses: forget the full buckets.
-                self.clients
-                    .retain(|_, b| now.duration_since(b.1).as_secs_f64() * pcm / 60.0 + b.0 < pcm);
-            }
-            let b = self.clients.entry(ip).or_insert((pcm, now));
-            refill(b, pcm / 60.0, pcm.max(1.0));
-            if b.0 < 1.0 {
+            if !self.clients.allow(ip) {
                 return false;
             }
-            b.0 -= 1.0;
         }
         self.total.0 -= 1.0;
         true
@@ -635,12 +681,7 @@ impl Documents {
         DocumentInquired::zero();
         Documents {
             store,
-            limiter: Arc::new(Mutex::new(Limiter {
-                per_second,
-                per_client_per_minute,
-                total: (per_second.max(1.0), Instant::now()),
-                clients: HashMap::new(),
-            })),
+            limiter: Arc::new(Mutex::new(Limiter::new(per_second, per_client_per_minute))),
         }
     }
 
@@ -666,14 +707,7 @@ impl Documents {
         document: Option<&[u8]>,
     ) -> Answer {
         const JSON: &str = "application/json";
-        // IPv6 clients by their /64: one host holds a whole /64.
-        let client = client.map(|ip| match ip {
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-            v4 => v4,
-        });
+        let client = client.map(client_key);
         let allowed = self
             .limiter
             .lock()
@@ -767,12 +801,7 @@ mod limiter_tests {
 
     #[test]
     fn inquiries_are_limited_per_client_and_in_total() {
-        let mut l = Limiter {
-            per_second: 5.0,
-            per_client_per_minute: 3.0,
-            total: (5.0, Instant::now()),
-            clients: HashMap::new(),
-        };
+        let mut l = Limiter::new(5.0, 3.0);
         let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
         assert!((0..3).all(|_| l.allow(Some(a))), "a client's burst");

@@ -26,6 +26,7 @@ use karpoosheh_schemas::TrackingCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::http::{client_key, Buckets};
 use crate::identity::{Session, TokenError, Verifier};
 use crate::model::{AccessRecord, StoredNotice};
 use crate::store::Store;
@@ -77,40 +78,6 @@ impl InboxConfig {
     }
 }
 
-/// Token buckets by key (a client address, a subject), each refilled at
-/// `per_minute` and holding at most that many.
-struct Buckets<K> {
-    per_minute: f64,
-    buckets: std::collections::HashMap<K, (f64, std::time::Instant)>,
-}
-
-impl<K: std::hash::Hash + Eq> Buckets<K> {
-    fn new(per_minute: f64) -> Self {
-        Buckets {
-            per_minute,
-            buckets: std::collections::HashMap::new(),
-        }
-    }
-
-    fn allow(&mut self, key: K) -> bool {
-        let now = std::time::Instant::now();
-        let pm = self.per_minute;
-        if self.buckets.len() > 200_000 {
-            // Forget the full buckets: they would allow anyway.
-            self.buckets
-                .retain(|_, b| now.duration_since(b.1).as_secs_f64() * pm / 60.0 + b.0 < pm);
-        }
-        let b = self.buckets.entry(key).or_insert((pm, now));
-        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * pm / 60.0).min(pm);
-        b.1 = now;
-        if b.0 < 1.0 {
-            return false;
-        }
-        b.0 -= 1.0;
-        true
-    }
-}
-
 /// Notices per page, at most.
 pub const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 20;
@@ -134,9 +101,11 @@ pub fn router(store: Arc<dyn Store>, verifier: Arc<Verifier>, cfg: &InboxConfig)
             verifier,
             clients: Arc::new(std::sync::Mutex::new(Buckets::new(
                 cfg.requests_per_client_per_minute,
+                200_000,
             ))),
             subjects: Arc::new(std::sync::Mutex::new(Buckets::new(
                 cfg.requests_per_subject_per_minute,
+                200_000,
             ))),
         })
 }
@@ -172,14 +141,7 @@ fn session(
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
 ) -> Result<Session, Response> {
-    // IPv6 clients by their /64: one host holds a whole /64.
-    let client = match peer.ip() {
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    };
+    let client = client_key(peer.ip());
     if !api
         .clients
         .lock()
@@ -240,7 +202,7 @@ async fn record(
     status: StatusCode,
 ) -> Result<(), Response> {
     let rec = AccessRecord {
-        at: crate::evidence::log::to_millis(chrono::Utc::now()),
+        at: crate::model::to_millis(chrono::Utc::now()),
         mailbox: s.subject,
         actor: s.subject,
         action: action.to_owned(),

@@ -62,6 +62,24 @@ impl LogEntry {
     pub fn leaf_hash(&self) -> Hash {
         leaf_hash(&self.head_bytes())
     }
+
+    /// Sets the batch's leaves from their stored form (32-byte hashes,
+    /// concatenated), which must hold exactly `size` of them.
+    pub fn set_leaves(&mut self, stored: &[u8]) -> Result<(), String> {
+        if stored.len() as u64 != self.size * 32 {
+            return Err(format!(
+                "audit log entry {}: {} bytes of leaves for {} receipts",
+                self.index,
+                stored.len(),
+                self.size
+            ));
+        }
+        self.leaves = stored
+            .chunks_exact(32)
+            .map(|c| Hash::try_from(c).expect("32-byte chunks"))
+            .collect();
+        Ok(())
+    }
 }
 
 /// A batch as the sealer made it, before the log numbers it.
@@ -128,7 +146,7 @@ impl TreeHead {
             size,
             root: b64url(root),
             // Milliseconds, as a CQL timestamp keeps them.
-            timestamp: to_millis(Utc::now()),
+            timestamp: crate::model::to_millis(Utc::now()),
             kid: key.kid().to_owned(),
             signature: String::new(),
         };
@@ -170,11 +188,6 @@ pub struct Consistency {
     pub from_root: String,
     /// base64url hashes, in the order of RFC 9162, 2.1.4.1.
     pub path: Vec<String>,
-}
-
-/// `t` to the millisecond, as every store (a CQL timestamp) keeps times.
-pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 /// The largest power of two smaller than `n` (n > 1).

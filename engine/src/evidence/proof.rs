@@ -484,7 +484,7 @@ mod tests {
     fn with_audit(b: &mut Bundle, events: &[StoredEvent], key: &SigningKey) {
         let leaves: Vec<Hash> = events.iter().map(|e| leaf_hash(&e.hash)).collect();
         let root = super::super::merkle::root(&leaves);
-        let signed_at = super::super::log::to_millis(Utc::now());
+        let signed_at = crate::model::to_millis(Utc::now());
         let size = leaves.len() as u64;
         let signature = key
             .sign(&super::super::seal::head_bytes(

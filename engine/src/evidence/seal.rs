@@ -104,7 +104,7 @@ impl Sealer {
             groups[i].1.push(r);
         }
         // To the millisecond, as the stores keep it in the audit log.
-        let now = super::log::to_millis(Utc::now());
+        let now = crate::model::to_millis(Utc::now());
         let mut sealed = Vec::new();
         let mut batches = Vec::new();
         for (agency, mut rs) in groups {

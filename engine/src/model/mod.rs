@@ -11,6 +11,13 @@ mod delivery;
 mod notice;
 
 pub use self::access::AccessRecord;
+
+/// `t` to the millisecond, as every store keeps times (a CQL timestamp
+/// has no finer unit): what is hashed or signed from a time must be what
+/// the store gives back.
+pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
 pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
     Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,

@@ -36,6 +36,7 @@ mod config;
 pub use self::config::PipelineConfig;
 
 use crate::evidence::chain;
+use crate::evidence::log::LogError;
 use crate::evidence::seal::Sealer;
 use crate::health::Health;
 use crate::internal_events::{
@@ -45,7 +46,7 @@ use crate::internal_events::{
 use crate::model::{dead_letter, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
-use crate::store::{Store, StoreStats};
+use crate::store::{Store, StoreError, StoreStats};
 
 /// The readiness reason once the source has ended by itself.
 pub const SOURCE_FINISHED: &str = "source finished";
@@ -542,8 +543,7 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
             // To the millisecond, as every store keeps it (a CQL timestamp
             // has no finer unit): the `accepted` receipt, the notice's first
             // event, is rebuilt from the stored time and must hash the same.
-            accepted_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis())
-                .unwrap_or(now),
+            accepted_at: crate::model::to_millis(now),
             content_hash: hash,
             notice: *notice,
             position: position.clone(),
@@ -708,42 +708,15 @@ fn commit_stage(
                 Err(_) => break,
             }
         }
-        // Durable write, retried until it succeeds: nothing is acknowledged
-        // before, so giving up would only mean re-delivery after a restart.
-        // A store that refuses all further writes stops the pipeline at
-        // once: retrying could never succeed.
-        let mut attempt = 0u32;
+        // Durable write, retried until it succeeds (`until_durable`).
         let t = Instant::now();
-        let outcomes = loop {
-            match store.write(&group.entries) {
-                Ok(o) => break o,
-                Err(e) => {
-                    attempt += 1;
-                    let fatal = e.is_fatal();
-                    StoreWriteFailed {
-                        error: &e,
-                        attempt,
-                        records: group.len(),
-                        fatal,
-                    }
-                    .emit();
-                    if fatal {
-                        health.set(false, "store failed; restart needed");
-                        return Err(PipelineError::StoreFailed(e.to_string()));
-                    }
-                    health.set(false, "store writes failing");
-                    if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
-                        return Err(PipelineError::Store(e.to_string()));
-                    }
-                    std::thread::sleep(Duration::from_millis(
-                        (100u64 << attempt.min(6)).min(5_000),
-                    ));
-                }
-            }
-        };
-        if attempt > 0 {
-            health.set(true, "running");
-        }
+        let outcomes = until_durable(
+            &health,
+            &shutdown,
+            group.len(),
+            StoreError::is_fatal,
+            || store.write(&group.entries),
+        )?;
         StoreWritten {
             records: group.len(),
             elapsed: t.elapsed(),
@@ -762,6 +735,50 @@ fn commit_stage(
     }
     let _ = tx.send(ToAck::End);
     Ok(())
+}
+
+/// Runs a durable write until it succeeds: nothing is acknowledged
+/// before, so giving up would only mean re-delivery after a restart. A
+/// store that refuses all further writes (`fatal`) stops the pipeline at
+/// once: retrying could never succeed. Readiness says so meanwhile.
+fn until_durable<T, E: std::error::Error>(
+    health: &Health,
+    shutdown: &AtomicBool,
+    records: usize,
+    fatal: impl Fn(&E) -> bool,
+    mut write: impl FnMut() -> Result<T, E>,
+) -> Result<T, PipelineError> {
+    let mut attempt = 0u32;
+    loop {
+        match write() {
+            Ok(v) => {
+                if attempt > 0 {
+                    health.set(true, "running");
+                }
+                return Ok(v);
+            }
+            Err(e) => {
+                attempt += 1;
+                let fatal = fatal(&e);
+                StoreWriteFailed {
+                    error: &e,
+                    attempt,
+                    records,
+                    fatal,
+                }
+                .emit();
+                if fatal {
+                    health.set(false, "store failed; restart needed");
+                    return Err(PipelineError::StoreFailed(e.to_string()));
+                }
+                health.set(false, "store writes failing");
+                if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
+                    return Err(PipelineError::Store(e.to_string()));
+                }
+                std::thread::sleep(Duration::from_millis((100u64 << attempt.min(6)).min(5_000)));
+            }
+        }
+    }
 }
 
 /// Turns durable writes into receipts, metrics and sink calls, then
@@ -885,46 +902,18 @@ fn ack_stage(
                 dead_letter,
             });
         }
-        let mut batches = Vec::new();
-        if let Some(s) = &sealer {
-            // The batch must be in the audit log before its receipts
-            // leave: retried like the store write (nothing is acknowledged
-            // meanwhile); a store that refuses all further writes stops
-            // the pipeline.
-            let mut attempt = 0u32;
-            loop {
-                match s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())) {
-                    Ok(b) => {
-                        batches = b;
-                        break;
-                    }
-                    Err(e) => {
-                        attempt += 1;
-                        StoreWriteFailed {
-                            error: &e,
-                            attempt,
-                            records: handled.len(),
-                            fatal: e.fatal,
-                        }
-                        .emit();
-                        if e.fatal {
-                            health.set(false, "store failed; restart needed");
-                            return Err(PipelineError::StoreFailed(e.to_string()));
-                        }
-                        health.set(false, "store writes failing");
-                        if shutdown.load(Ordering::SeqCst) && attempt >= 3 {
-                            return Err(PipelineError::Store(e.to_string()));
-                        }
-                        std::thread::sleep(Duration::from_millis(
-                            (100u64 << attempt.min(6)).min(5_000),
-                        ));
-                    }
-                }
-            }
-            if attempt > 0 {
-                health.set(true, "running");
-            }
-        }
+        // The batch must be in the audit log before its receipts leave:
+        // retried like the store write (nothing is acknowledged meanwhile).
+        let batches = match &sealer {
+            Some(s) => until_durable(
+                &health,
+                &shutdown,
+                handled.len(),
+                |e: &LogError| e.fatal,
+                || s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())),
+            )?,
+            None => Vec::new(),
+        };
         IngestLatencies(&latencies).emit();
         counts.into_event().emit();
         for sink in &mut sinks {

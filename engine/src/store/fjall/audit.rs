@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::evidence::log::{LogEntry, TreeHeadMessage};
-use crate::evidence::merkle::Hash;
 
 /// A log entry's head as stored (its leaves are kept apart, read only for
 /// proofs). Field order is the format; never change it.
@@ -89,17 +88,7 @@ impl AuditStore for FjallStore {
         };
         let mut e = entry_of(&key, &v)?;
         let leaves = self.audit_leaves.get(key)?.unwrap_or_default();
-        if leaves.len() as u64 != e.size * 32 {
-            return Err(StoreError::Corrupt(format!(
-                "audit log entry {index}: {} bytes of leaves for {} receipts",
-                leaves.len(),
-                e.size
-            )));
-        }
-        e.leaves = leaves
-            .chunks_exact(32)
-            .map(|c| <Hash>::try_from(c).expect("32-byte chunks"))
-            .collect();
+        e.set_leaves(&leaves).map_err(StoreError::Corrupt)?;
         Ok(Some(e))
     }
 

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::evidence::log::{LogEntry, TreeHeadMessage};
-use crate::evidence::merkle::Hash;
 use crate::store::AuditStore;
 
 /// Log entries (and tree heads) per partition.
@@ -139,20 +138,10 @@ impl AuditStore for ScyllaStore {
                 .next()
                 .map(|(l,)| l)
                 .unwrap_or_default();
-            if leaves.len() as u64 != e.size * 32 {
-                return Err(ScyllaError::Rows {
-                    what: "audit_leaves".into(),
-                    message: format!(
-                        "entry {index}: {} bytes of leaves for {} receipts",
-                        leaves.len(),
-                        e.size
-                    ),
-                });
-            }
-            e.leaves = leaves
-                .chunks_exact(32)
-                .map(|c| <Hash>::try_from(c).expect("32-byte chunks"))
-                .collect();
+            e.set_leaves(&leaves).map_err(|message| ScyllaError::Rows {
+                what: "audit_leaves".into(),
+                message,
+            })?;
             Ok::<_, ScyllaError>(Some(e))
         })?)
     }
