@@ -332,6 +332,15 @@ fn describe_all() {
         m::IDENTITY_KEY_LOADS,
         "Loads of the identity provider's key file, by result."
     );
+    describe_counter!(
+        m::INBOX_REQUESTS,
+        "Inbox API calls answered, by route and HTTP status."
+    );
+    describe_histogram!(
+        m::INBOX_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Time to answer an inbox API call, by route."
+    );
     describe_gauge!(
         m::AUDIT_PUBLISHED_ENTRIES,
         "Batches under the last published tree head of the audit log (its size)."

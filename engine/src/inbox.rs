@@ -1,34 +1,53 @@
 //! The inbox API (issue 22), for citizens' inbox apps, on its own address
-//! (`inbox.listen`), apart from the metrics endpoint. Built so far:
+//! (`inbox.listen`), apart from the metrics endpoint (docs/inbox-api.md):
 //!
-//! - `GET /v1/mailbox?before=<tracking-code>&limit=<1-100>`: the caller's
-//!   own mailbox, newest first, paged by cursor: each notice's metadata
-//!   (never its body), and whether the session's level may open it;
-//! - `GET /v1/notices/<tracking-code>`: one notice of the caller's
-//!   mailbox, with its body and attachments' metadata when the session's
-//!   access level is at least the notice's `min_access_level` (article
-//!   18), else 403 with the level required.
+//! - `GET /v1/mailbox`: a mailbox (the caller's own, or with `for=` one
+//!   they represent), newest first, paged by cursor, filterable by agency,
+//!   kind, life event and unread; metadata only;
+//! - `GET /v1/notices/<code>`: open a notice: its body and attachments'
+//!   metadata when the session's level reaches the notice's
+//!   `min_access_level` (article 18), else 403 with the level required.
+//!   The first opening by each side is an `opened` event of the notice;
+//! - `POST /v1/notices/<code>/confirmations`: confirm (article 29), under
+//!   the same rules as a confirmation from `karpoosheh.acks`; the token
+//!   authenticates the person, so the node vouches for it;
+//! - `POST /v1/notices/<code>/shares`, `DELETE .../shares/<id>`: share the
+//!   notice with an approved agency or withdraw the share (article 27);
+//! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of all of this.
 //!
-//! Every call needs a bearer token of the identity provider (`identity`):
-//! 401 with the reason otherwise. Every answered call is recorded as
-//! traffic data (`AccessStore`) before it is answered; one that cannot be
-//! recorded is not answered (503). A notice in another mailbox, or none, is
-//! the same 404: nothing tells whether it exists. Store reads run on the
-//! server's blocking pool.
+//! Who may act for a mailbox is `crate::model::standing` (the holder; a
+//! representative within their delegation; a guardian). Every call needs a
+//! bearer token of the identity provider (`identity`): 401 with the reason
+//! otherwise. Every call that touches a mailbox is recorded as traffic
+//! data (`AccessStore`) before it is answered; one that cannot be recorded
+//! is not answered (503). A notice or mailbox the caller may not see is the
+//! same 404 as none: nothing tells whether it exists. Writes (opened,
+//! confirmations, shares) go through the article-29 scheduler's worker
+//! that owns the notice, so they never race a round. Store reads and the
+//! scheduler's answers are awaited on the server's blocking pool.
+
+mod openapi;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use karpoosheh_schemas::TrackingCode;
+use karpoosheh_schemas::{
+    AccessLevel, AgencyId, Confirmation, LifeEvent, MailboxId, NoticeKind, TrackingCode,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::agencies::{AgencyRegistry, AgencyStatus};
+use crate::delivery::{ActOutcome, ConfirmOutcome, InboxAct, Registry, SchedulerHandle};
 use crate::http::{client_key, Buckets};
 use crate::identity::{Session, TokenError, Verifier};
-use crate::model::{AccessRecord, StoredNotice};
+use crate::internal_events::InboxAnswered;
+use crate::model::{standing, AccessRecord, DeliveryRecord, Standing, StoredNotice};
 use crate::store::Store;
 
 /// `[inbox]` in the engine configuration.
@@ -36,7 +55,7 @@ use crate::store::Store;
 #[serde(default, deny_unknown_fields)]
 pub struct InboxConfig {
     /// Address of the inbox API; empty to not serve it. Needs
-    /// `identity.jwks_file`.
+    /// `identity.jwks_file` and `delivery.enabled`.
     pub listen: String,
     /// Calls answered per client address per minute (before the token is
     /// looked at: a flood of bad tokens is cut here); more get 429.
@@ -81,24 +100,53 @@ impl InboxConfig {
 /// Notices per page, at most.
 pub const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 20;
+/// Notices one listing call reads at most while filtering; a page that
+/// filled less says so by its `next` cursor.
+const MAX_SCANNED: usize = 1000;
+
+/// What the inbox API works with.
+#[derive(Clone)]
+pub struct InboxParts {
+    pub store: Arc<dyn Store>,
+    pub verifier: Arc<Verifier>,
+    /// Records openings, confirmations and shares.
+    pub scheduler: Arc<SchedulerHandle>,
+    /// Mailbox profiles: representatives, delegations, status.
+    pub registry: Arc<dyn Registry>,
+    /// Agencies a notice may be shared with; `None`: sharing is refused.
+    pub agencies: Option<AgencyRegistry>,
+}
 
 #[derive(Clone)]
 struct Api {
-    store: Arc<dyn Store>,
-    verifier: Arc<Verifier>,
+    parts: InboxParts,
     clients: Arc<std::sync::Mutex<Buckets<std::net::IpAddr>>>,
-    subjects: Arc<std::sync::Mutex<Buckets<karpoosheh_schemas::MailboxId>>>,
+    subjects: Arc<std::sync::Mutex<Buckets<MailboxId>>>,
 }
 
-/// The inbox API's routes over `store`, callers checked by `verifier`.
-pub fn router(store: Arc<dyn Store>, verifier: Arc<Verifier>, cfg: &InboxConfig) -> axum::Router {
+/// The inbox API's routes.
+pub fn router(parts: InboxParts, cfg: &InboxConfig) -> axum::Router {
+    InboxAnswered::zero();
     axum::Router::new()
         .route("/v1/mailbox", axum::routing::get(mailbox))
         .route("/v1/notices/{code}", axum::routing::get(notice))
+        .route(
+            "/v1/notices/{code}/confirmations",
+            axum::routing::post(confirm),
+        )
+        .route("/v1/notices/{code}/shares", axum::routing::post(share))
+        .route(
+            "/v1/notices/{code}/shares/{share_id}",
+            axum::routing::delete(unshare),
+        )
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(|| async { Json(openapi::document()) }),
+        )
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::from_fn(measured))
         .with_state(Api {
-            store,
-            verifier,
+            parts,
             clients: Arc::new(std::sync::Mutex::new(Buckets::new(
                 cfg.requests_per_client_per_minute,
                 200_000,
@@ -108,6 +156,28 @@ pub fn router(store: Arc<dyn Store>, verifier: Arc<Verifier>, cfg: &InboxConfig)
                 200_000,
             ))),
         })
+}
+
+/// Counts and times every answer by route (never by caller).
+async fn measured(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = match req.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
+        Some("/v1/mailbox") => "mailbox",
+        Some("/v1/notices/{code}") => "notice",
+        Some("/v1/notices/{code}/confirmations") => "confirm",
+        Some("/v1/notices/{code}/shares") => "share",
+        Some("/v1/notices/{code}/shares/{share_id}") => "unshare",
+        Some("/v1/openapi.json") => "openapi",
+        _ => "other",
+    };
+    let r = next.run(req).await;
+    InboxAnswered {
+        route,
+        status: r.status().as_u16(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    r
 }
 
 fn too_many() -> Response {
@@ -129,7 +199,15 @@ fn not_found() -> Response {
     problem(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such notice in this mailbox",
+        "no such notice in a mailbox you may see",
+    )
+}
+
+fn unavailable() -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the store did not answer; try again",
     )
 }
 
@@ -156,6 +234,7 @@ fn session(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let s = api
+        .parts
         .verifier
         .verify(token.trim(), chrono::Utc::now())
         .map_err(|e: TokenError| {
@@ -177,18 +256,15 @@ fn session(
     Ok(s)
 }
 
-/// Runs a store read on the blocking pool.
+/// Runs blocking work (a store read, a scheduler call) on the blocking
+/// pool; 503 when it fails.
 #[allow(clippy::result_large_err)]
-async fn read<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        _ => Err(problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the store did not answer; try again",
-        )),
+        _ => Err(unavailable()),
     }
 }
 
@@ -197,25 +273,62 @@ async fn read<T: Send + 'static>(
 async fn record(
     api: &Api,
     s: &Session,
+    mailbox: MailboxId,
     action: &str,
     code: Option<TrackingCode>,
     status: StatusCode,
 ) -> Result<(), Response> {
     let rec = AccessRecord {
         at: crate::model::to_millis(chrono::Utc::now()),
-        mailbox: s.subject,
+        mailbox,
         actor: s.subject,
         action: action.to_owned(),
         tracking_code: code,
         client: s.client.clone(),
         status: status.as_u16(),
     };
-    let store = api.store.clone();
-    read(move || store.record_access(&[rec])).await
+    let store = api.parts.store.clone();
+    blocking(move || store.record_access(&[rec])).await
+}
+
+/// Records the call, then answers `r` (or 503 if it cannot be recorded).
+async fn recorded(
+    api: &Api,
+    s: &Session,
+    mailbox: MailboxId,
+    action: &str,
+    code: Option<TrackingCode>,
+    r: Response,
+) -> Response {
+    match record(api, s, mailbox, action, code, r.status()).await {
+        Ok(()) => r,
+        Err(e) => e,
+    }
+}
+
+/// The caller's standing for `holder`'s mailbox now, from its profile.
+async fn standing_for(
+    api: &Api,
+    s: &Session,
+    holder: MailboxId,
+) -> Result<Option<Standing>, Response> {
+    let registry = api.parts.registry.clone();
+    let profile = blocking(move || registry.profile(holder)).await?;
+    Ok(standing(
+        profile.as_ref(),
+        holder,
+        s.subject,
+        chrono::Utc::now(),
+    ))
 }
 
 /// What a listing shows of a notice: never its body.
-fn summary(n: &StoredNotice, s: &Session) -> serde_json::Value {
+fn summary(
+    n: &StoredNotice,
+    rec: Option<&DeliveryRecord>,
+    st: &Standing,
+    level: AccessLevel,
+) -> serde_json::Value {
     json!({
         "tracking_code": n.tracking_code.to_string(),
         "agency": n.notice.agency,
@@ -226,27 +339,76 @@ fn summary(n: &StoredNotice, s: &Session) -> serde_json::Value {
         "accepted_at": n.accepted_at,
         "expires_at": n.notice.expires_at,
         "attachments": n.notice.attachments.len(),
-        "openable": s.level >= n.notice.min_access_level,
+        "openable": level >= n.notice.min_access_level,
+        "opened": rec.is_some_and(|r| r.opened.iter().any(|o| o.by_representative == st.by_representative)),
+        "confirmations": rec.map_or(0, |r| r.confirmations.len()),
+        "state": rec.map(|r| r.state.name()),
     })
 }
 
+/// The level that opens notices for this caller: their session's, within
+/// their delegation's.
+fn level_of(s: &Session, st: &Standing) -> AccessLevel {
+    s.level.min(st.max_access_level)
+}
+
 #[derive(Deserialize)]
-struct Page {
+struct ListQuery {
     before: Option<String>,
     limit: Option<usize>,
+    agency: Option<String>,
+    kind: Option<String>,
+    life_event: Option<String>,
+    unread: Option<bool>,
+    /// A mailbox the caller represents; default their own.
+    #[serde(rename = "for")]
+    for_mailbox: Option<String>,
+}
+
+struct Filters {
+    agency: Option<AgencyId>,
+    kind: Option<NoticeKind>,
+    life_event: Option<LifeEvent>,
+    unread: bool,
+}
+
+#[allow(clippy::result_large_err)]
+fn filters(q: &ListQuery) -> Result<Filters, Response> {
+    let bad = |what: &str| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            &format!("{what} is not a known value (docs/inbox-api.md)"),
+        )
+    };
+    Ok(Filters {
+        agency: match q.agency.as_deref() {
+            None => None,
+            Some(a) => Some(AgencyId::parse(a).map_err(|_| bad("agency"))?),
+        },
+        kind: match q.kind.as_deref() {
+            None => None,
+            Some(k) => Some(NoticeKind::parse(k).ok_or_else(|| bad("kind"))?),
+        },
+        life_event: match q.life_event.as_deref() {
+            None => None,
+            Some(l) => Some(LifeEvent::parse(l).ok_or_else(|| bad("life_event"))?),
+        },
+        unread: q.unread.unwrap_or(false),
+    })
 }
 
 async fn mailbox(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
     let s = match session(&api, peer, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let before = match page.before.as_deref().map(TrackingCode::parse) {
+    let before = match q.before.as_deref().map(TrackingCode::parse) {
         None => None,
         Some(Ok(c)) => Some(c),
         Some(Err(_)) => {
@@ -257,7 +419,7 @@ async fn mailbox(
             )
         }
     };
-    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -265,20 +427,164 @@ async fn mailbox(
             "limit must be between 1 and 100",
         );
     }
-    let store = api.store.clone();
-    let subject = s.subject;
-    let page = match read(move || store.mailbox(subject, before, limit)).await {
-        Ok(p) => p,
+    let f = match filters(&q) {
+        Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = record(&api, &s, "list", None, StatusCode::OK).await {
-        return r;
-    }
-    Json(json!({
-        "notices": page.notices.iter().map(|n| summary(n, &s)).collect::<Vec<_>>(),
-        "next": page.next.map(|c| c.to_string()),
+    let holder = match q.for_mailbox.as_deref().map(MailboxId::parse) {
+        None => s.subject,
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_mailbox",
+                "for must be a national code or national ID",
+            )
+        }
+    };
+    let st = match standing_for(&api, &s, holder).await {
+        Ok(Some(st)) => st,
+        Ok(None) if holder == s.subject => {
+            let r = problem(
+                StatusCode::FORBIDDEN,
+                "mailbox_not_accessible",
+                "in this mailbox's state only its guardian may act for it",
+            );
+            return recorded(&api, &s, holder, "list_refused", None, r).await;
+        }
+        // Not theirs to see: as if it did not exist.
+        Ok(None) => {
+            let r = problem(StatusCode::NOT_FOUND, "not_found", "no such mailbox");
+            return recorded(&api, &s, s.subject, "list_missing", None, r).await;
+        }
+        Err(r) => return r,
+    };
+    let level = level_of(&s, &st);
+    let store = api.parts.store.clone();
+    let st2 = st.clone();
+    let listed = blocking(move || {
+        let mut out = Vec::new();
+        let mut cursor = before;
+        let mut scanned = 0;
+        let mut next = None;
+        'pages: loop {
+            let page = store.mailbox(holder, cursor, MAX_PAGE.min(MAX_SCANNED - scanned))?;
+            for n in page.notices {
+                scanned += 1;
+                let keep = st2.covers(&n.notice.agency)
+                    && f.agency.as_ref().is_none_or(|a| &n.notice.agency == a)
+                    && f.kind.is_none_or(|k| n.notice.kind == k)
+                    && f.life_event.is_none_or(|l| n.notice.life_event == l);
+                let code = n.tracking_code;
+                if keep {
+                    let rec = store.delivery(code)?;
+                    let opened = rec.as_ref().is_some_and(|r| {
+                        r.opened
+                            .iter()
+                            .any(|o| o.by_representative == st2.by_representative)
+                    });
+                    if !(f.unread && opened) {
+                        out.push(summary(&n, rec.as_ref(), &st2, level));
+                    }
+                }
+                if out.len() == limit || scanned == MAX_SCANNED {
+                    next = Some(code);
+                    break 'pages;
+                }
+            }
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        // A cursor after the very last notice reads an empty page next:
+        // harmless, and cheaper than looking ahead.
+        Ok::<_, crate::store::StoreError>((out, next))
+    })
+    .await;
+    let (notices, next) = match listed {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = Json(json!({
+        "mailbox": holder.to_string(),
+        "notices": notices,
+        "next": next.map(|c| c.to_string()),
     }))
-    .into_response()
+    .into_response();
+    recorded(&api, &s, holder, "list", None, r).await
+}
+
+/// A notice the caller may reach: the notice, their standing for its
+/// mailbox and their level; or the answer already recorded (404 or 403).
+#[allow(clippy::large_enum_variant)]
+enum Reached {
+    Yes(StoredNotice, Standing, AccessLevel),
+    No(Response),
+}
+
+/// Finds notice `code` for the caller, recording a refusal as `action`
+/// + `_missing` / `_refused`.
+async fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
+    let missing = format!("{action}_missing");
+    let Ok(code) = TrackingCode::parse(code) else {
+        return Reached::No(recorded(api, s, s.subject, &missing, None, not_found()).await);
+    };
+    let store = api.parts.store.clone();
+    let n = match blocking(move || store.notice(code)).await {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return Reached::No(
+                recorded(api, s, s.subject, &missing, Some(code), not_found()).await,
+            )
+        }
+        Err(r) => return Reached::No(r),
+    };
+    let holder = n.notice.recipient;
+    match standing_for(api, s, holder).await {
+        Ok(Some(st)) if st.covers(&n.notice.agency) => {
+            let level = level_of(s, &st);
+            Reached::Yes(n, st, level)
+        }
+        Ok(None) if holder == s.subject => {
+            let r = problem(
+                StatusCode::FORBIDDEN,
+                "mailbox_not_accessible",
+                "in this mailbox's state only its guardian may act for it",
+            );
+            Reached::No(recorded(api, s, holder, &format!("{action}_refused"), Some(code), r).await)
+        }
+        Ok(_) => Reached::No(recorded(api, s, s.subject, &missing, Some(code), not_found()).await),
+        Err(r) => Reached::No(r),
+    }
+}
+
+fn level_refused(required: AccessLevel, held: AccessLevel) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({
+            "error": "access_level_insufficient",
+            "message": "this notice needs a session of a higher access level (article 18)",
+            "required": required,
+            "held": held,
+        })),
+    )
+        .into_response()
+}
+
+fn not_permitted(what: &str) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        "not_permitted",
+        &format!("your delegation for this mailbox does not let you {what}"),
+    )
+}
+
+/// Hands an act to the scheduler; 503 when it cannot take it now.
+#[allow(clippy::result_large_err)]
+async fn act(api: &Api, code: TrackingCode, a: InboxAct) -> Result<ActOutcome, Response> {
+    let scheduler = api.parts.scheduler.clone();
+    blocking(move || scheduler.act(code, a)).await
 }
 
 async fn notice(
@@ -291,42 +597,32 @@ async fn notice(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Ok(code) = TrackingCode::parse(&code) else {
-        return record(&api, &s, "open_missing", None, StatusCode::NOT_FOUND)
-            .await
-            .err()
-            .unwrap_or_else(not_found);
+    let (n, st, level) = match reach(&api, &s, &code, "open").await {
+        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::No(r) => return r,
     };
-    let store = api.store.clone();
-    let n = match read(move || store.notice(code)).await {
-        Ok(Some(n)) if n.notice.recipient == s.subject => n,
+    let (code, holder) = (n.tracking_code, n.notice.recipient);
+    if level < n.notice.min_access_level {
+        let r = level_refused(n.notice.min_access_level, level);
+        return recorded(&api, &s, holder, "open_refused", Some(code), r).await;
+    }
+    // Opening is an event of the notice: recorded before it is shown.
+    let opened = InboxAct::Open {
+        by_representative: st.by_representative,
+    };
+    match act(&api, code, opened).await {
+        Ok(ActOutcome::Done { .. }) => {}
         Ok(_) => {
-            return record(&api, &s, "open_missing", Some(code), StatusCode::NOT_FOUND)
-                .await
-                .err()
-                .unwrap_or_else(not_found)
+            return recorded(&api, &s, s.subject, "open_missing", Some(code), not_found()).await
         }
         Err(r) => return r,
+    }
+    let store = api.parts.store.clone();
+    let rec = match blocking(move || store.delivery(code)).await {
+        Ok(rec) => rec,
+        Err(r) => return r,
     };
-    if s.level < n.notice.min_access_level {
-        if let Err(r) = record(&api, &s, "open_refused", Some(code), StatusCode::FORBIDDEN).await {
-            return r;
-        }
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({
-                "error": "access_level_insufficient",
-                "message": "this notice needs a session of a higher access level (article 18)",
-                "required": n.notice.min_access_level,
-                "held": s.level,
-            })),
-        )
-            .into_response();
-    }
-    if let Err(r) = record(&api, &s, "open", Some(code), StatusCode::OK).await {
-        return r;
-    }
-    let mut v = summary(&n, &s);
+    let mut v = summary(&n, rec.as_ref(), &st, level);
     v["body"] = json!(n.notice.body);
     v["attachments"] = json!(n
         .notice
@@ -335,7 +631,216 @@ async fn notice(
         .map(|a| json!({"name": a.name, "media_type": a.media_type, "size": a.size, "sha256": a.sha256}))
         .collect::<Vec<_>>());
     v["content_hash"] = json!(crate::model::hex(&n.content_hash));
-    Json(v).into_response()
+    v["verification_code"] = json!(karpoosheh_schemas::verification_code(
+        &code,
+        &n.content_hash
+    ));
+    v["shares"] = json!(rec
+        .as_ref()
+        .map(|r| r
+            .shares
+            .iter()
+            .map(|sh| json!({"share_id": sh.share_id, "agency": sh.with, "at": sh.at, "revoked_at": sh.revoked_at}))
+            .collect::<Vec<_>>())
+        .unwrap_or_default());
+    recorded(
+        &api,
+        &s,
+        holder,
+        "open",
+        Some(code),
+        Json(v).into_response(),
+    )
+    .await
+}
+
+/// An app's idempotency key: 1-64 of `A-Z a-z 0-9 - _ .`.
+fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
+    let k = headers.get("idempotency-key")?.to_str().ok()?;
+    (!k.is_empty()
+        && k.len() <= 64
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+    .then_some(k)
+}
+
+async fn confirm(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let s = match session(&api, peer, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // A retried call must not count twice: two confirmations serve a
+    // notice (article 29).
+    let Some(key) = idempotency_key(&headers) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "send an Idempotency-Key header (1-64 of A-Z a-z 0-9 - _ .), the same on a retry",
+        );
+    };
+    let (n, st, level) = match reach(&api, &s, &code, "confirm").await {
+        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::No(r) => return r,
+    };
+    let (code, holder) = (n.tracking_code, n.notice.recipient);
+    let refused = if level < n.notice.min_access_level {
+        Some(level_refused(n.notice.min_access_level, level))
+    } else if !st.may_confirm {
+        Some(not_permitted("confirm"))
+    } else {
+        None
+    };
+    if let Some(r) = refused {
+        return recorded(&api, &s, holder, "confirm_refused", Some(code), r).await;
+    }
+    let now = chrono::Utc::now();
+    // The ID is the app's key, bound to the person and the notice, so no
+    // one else's key can collide with it.
+    let id = crate::evidence::b64url(&crate::evidence::merkle::sha256(&[
+        b"karpoosheh-inbox-confirmation-v1",
+        s.subject.to_string().as_bytes(),
+        code.to_string().as_bytes(),
+        key.as_bytes(),
+    ]));
+    let c = Confirmation {
+        schema_version: karpoosheh_schemas::SCHEMA_VERSION,
+        confirmation_id: format!("inbox:{id}"),
+        tracking_code: code,
+        confirmed_by: s.subject,
+        confirmed_at: now,
+    };
+    let scheduler = api.parts.scheduler.clone();
+    let outcome = match blocking(move || scheduler.confirm(vec![c])).await {
+        Ok(o) => o.into_iter().next().unwrap_or(ConfirmOutcome::Duplicate),
+        Err(r) => return r,
+    };
+    outcome.emit();
+    let r = match outcome {
+        ConfirmOutcome::Applied { count, served } => Json(json!({
+            "outcome": "applied", "confirmations": count, "served": served,
+        }))
+        .into_response(),
+        ConfirmOutcome::Duplicate => Json(json!({"outcome": "duplicate"})).into_response(),
+        ConfirmOutcome::Rejected(reason) => {
+            problem(StatusCode::CONFLICT, reason.code(), reason.describe())
+        }
+    };
+    recorded(&api, &s, holder, "confirm", Some(code), r).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    agency: String,
+}
+
+async fn share(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Result<Json<ShareBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let s = match session(&api, peer, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(Json(body)) = body else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "the body must be JSON: {\"agency\": \"<agency id>\"}",
+        );
+    };
+    let (n, st, level) = match reach(&api, &s, &code, "share").await {
+        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::No(r) => return r,
+    };
+    let (code, holder) = (n.tracking_code, n.notice.recipient);
+    let approved = AgencyId::parse(&body.agency).ok().filter(|a| {
+        api.parts.agencies.as_ref().is_some_and(|reg| {
+            reg.maybe_reload();
+            reg.status(a) == Some(AgencyStatus::Approved)
+        })
+    });
+    let refused = if level < n.notice.min_access_level {
+        Err(level_refused(n.notice.min_access_level, level))
+    } else if !st.may_share {
+        Err(not_permitted("share"))
+    } else {
+        approved.ok_or_else(|| {
+            problem(
+                StatusCode::CONFLICT,
+                "agency_not_approved",
+                "a notice can be shared only with an approved agency",
+            )
+        })
+    };
+    let with = match refused {
+        Ok(a) => a,
+        Err(r) => return recorded(&api, &s, holder, "share_refused", Some(code), r).await,
+    };
+    let a = InboxAct::Share {
+        with,
+        by_representative: st.by_representative,
+    };
+    let r = match act(&api, code, a).await {
+        Ok(ActOutcome::Done { share_id, new }) => (
+            if new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            Json(json!({"share_id": share_id, "new": new})),
+        )
+            .into_response(),
+        Ok(ActOutcome::Refused(why)) => problem(
+            StatusCode::CONFLICT,
+            why,
+            "the notice cannot be shared (docs/inbox-api.md)",
+        ),
+        Ok(ActOutcome::Missing) => not_found(),
+        Err(r) => return r,
+    };
+    recorded(&api, &s, holder, "share", Some(code), r).await
+}
+
+async fn unshare(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path((code, share_id)): Path<(String, String)>,
+) -> Response {
+    let s = match session(&api, peer, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (n, st, _) = match reach(&api, &s, &code, "unshare").await {
+        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::No(r) => return r,
+    };
+    let (code, holder) = (n.tracking_code, n.notice.recipient);
+    if !st.may_share {
+        let r = not_permitted("withdraw a share");
+        return recorded(&api, &s, holder, "unshare_refused", Some(code), r).await;
+    }
+    let r = match act(&api, code, InboxAct::Unshare { share_id }).await {
+        Ok(ActOutcome::Done { new, .. }) => {
+            Json(json!({"revoked": true, "new": new})).into_response()
+        }
+        Ok(ActOutcome::Refused(_)) | Ok(ActOutcome::Missing) => problem(
+            StatusCode::NOT_FOUND,
+            "no_such_share",
+            "this notice has no share with that ID",
+        ),
+        Err(r) => return r,
+    };
+    recorded(&api, &s, holder, "unshare", Some(code), r).await
 }
 
 #[cfg(test)]

@@ -31,12 +31,13 @@ const FLOORS: &[&str] = &[
     "channel",
     "documents",
     "http",
-    "inbox",
     "source",
     "sink",
     // The two engines of a node: ingest and the article-29 follow-up.
     "pipeline",
     "delivery",
+    // The inbox API: reads the store, writes through the scheduler.
+    "inbox",
     // Kafka consumers beside the notice source, feeding the follow-up.
     "readers",
     // The whole configuration, then the node that assembles everything.

@@ -211,6 +211,7 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
             email: None,
             push: i % 2 == 0,
             representatives: vec![],
+            delegations: vec![],
             updated_at: chrono::Utc::now(),
         };
         let json = serde_json::to_vec(&p)?;

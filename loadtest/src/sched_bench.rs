@@ -100,6 +100,8 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
             confirmations: Vec::new(),
             access_reported: false,
             purged: false,
+            opened: Vec::new(),
+            shares: Vec::new(),
         };
         batch.push(DeliveryWrite {
             add_timers: rec.initial_timers(),

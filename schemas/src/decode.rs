@@ -864,6 +864,24 @@ pub fn validate_profile(p: &MailboxProfile) -> Vec<Problem> {
             ));
         }
     }
+    for (i, d) in p.delegations.iter().enumerate() {
+        let why = if !p.representatives.contains(&d.to) {
+            Some("a delegation must name one of the profile's representatives")
+        } else if p.delegations[..i].iter().any(|e| e.to == d.to) {
+            Some("one delegation per representative")
+        } else if !(1..=MAX_ACCESS_LEVEL).contains(&d.max_access_level) {
+            Some("max_access_level must be 1-3")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            problems.push(Problem::new(
+                Reason::InvalidDelegation,
+                format!("delegations[{i}]"),
+                why,
+            ));
+        }
+    }
     problems
 }
 

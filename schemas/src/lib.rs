@@ -35,7 +35,7 @@ pub use ids::{
 pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
 pub use messages::{
-    BatchRef, ChainLink, Channel, Confirmation, DeadLetter, Evidence, MailboxProfile,
+    BatchRef, ChainLink, Channel, Confirmation, DeadLetter, Delegation, Evidence, MailboxProfile,
     MailboxStatus, Receipt, ReceiptEvent, SourcePosition,
 };
 pub use notice::{

@@ -98,6 +98,45 @@ pub enum ReceiptEvent {
         required: AccessLevel,
         held: AccessLevel,
     },
+    /// The recipient (or a representative) opened the notice in an inbox
+    /// app, for the first time; at most once each (inbox API).
+    Opened {
+        tracking_code: TrackingCode,
+        by_representative: bool,
+    },
+    /// The recipient consented to share the notice with agency `with`
+    /// (article 27); that agency gets the document as `document_shared`.
+    Shared {
+        tracking_code: TrackingCode,
+        share_id: String,
+        with: AgencyId,
+    },
+    /// The recipient withdrew share `share_id`; agency `with` was told.
+    ShareRevoked {
+        tracking_code: TrackingCode,
+        share_id: String,
+        with: AgencyId,
+    },
+    /// To the agency a notice was shared with (article 27), not to its
+    /// sender: the document, as stored, with what verifies it (its content
+    /// hash v1 and verification code; wire contract). Not an event of the
+    /// sender's chain.
+    DocumentShared {
+        tracking_code: TrackingCode,
+        share_id: String,
+        /// The agency that sent the notice.
+        from: AgencyId,
+        content_hash: String,
+        verification_code: String,
+        document: crate::notice::Notice,
+    },
+    /// To the agency a notice was shared with: the recipient withdrew the
+    /// share; the document must no longer be used on its strength.
+    ShareWithdrawn {
+        tracking_code: TrackingCode,
+        share_id: String,
+        from: AgencyId,
+    },
     /// Not an event of a notice: the node signed a batch of this agency's
     /// receipts. Each receipt of the batch names it (`evidence.batch.root`)
     /// and its place in `leaves` (wire contract, "Receipt evidence").
@@ -231,9 +270,50 @@ pub struct MailboxProfile {
     #[serde(default)]
     pub push: bool,
     /// Mailboxes this one has delegated to (art. 22); they are notified too.
+    /// While the person is incapacitated they are the guardians (art. 31).
     #[serde(default)]
     pub representatives: Vec<MailboxId>,
+    /// The scope of a representative's delegation, where it is narrower or
+    /// wider than the default (read and confirm everything; no sharing).
+    /// One entry per representative at most; an entry for a mailbox not in
+    /// `representatives` grants nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegations: Vec<Delegation>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What one representative may do for a mailbox (art. 22), through the
+/// inbox API and by confirmation. A guardian of an incapacitated person
+/// may also share unless an entry says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    /// The representative.
+    pub to: MailboxId,
+    /// Notices needing a higher access level than this stay closed to
+    /// the representative (their own session's level counts too).
+    #[serde(default = "max_level")]
+    pub max_access_level: AccessLevel,
+    /// Only notices of these agencies; empty: of every agency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agencies: Vec<AgencyId>,
+    /// May confirm notifications (art. 29) for the person.
+    #[serde(default = "yes")]
+    pub may_confirm: bool,
+    /// May share notices with other agencies (art. 27) for the person.
+    #[serde(default)]
+    pub may_share: bool,
+    /// The delegation ends then; none: until the profile changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+fn max_level() -> AccessLevel {
+    crate::notice::MAX_ACCESS_LEVEL
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where an undecodable record came from.

@@ -308,9 +308,16 @@ pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
 /// Labels: `result` (ok, error).
 pub const IDENTITY_KEY_LOADS: &str = "karpoosheh_identity_key_loads_total";
 
-/// The identity side's metrics: emitted once a node verifies tokens (the
-/// inbox API, issue 22; not yet served, so not yet checked by a test).
-pub const IDENTITY: &[&str] = &[IDENTITY_KEY_LOADS];
+/// Inbox API calls answered. Labels: `route` (mailbox, notice, confirm,
+/// share, unshare, openapi, other), `status` (the HTTP status class and
+/// code, e.g. `200`, `401`, `429`).
+pub const INBOX_REQUESTS: &str = "karpoosheh_inbox_requests_total";
+/// Time to answer an inbox API call, seconds. Labels: `route`.
+pub const INBOX_REQUEST_SECONDS: &str = "karpoosheh_inbox_request_seconds";
+
+/// The identity side's and the inbox API's metrics: emitted by a node that
+/// serves the inbox API (`inbox.listen`).
+pub const IDENTITY: &[&str] = &[IDENTITY_KEY_LOADS, INBOX_REQUESTS, INBOX_REQUEST_SECONDS];
 
 // The ScyllaDB backend's own. Emitted only by nodes on a cluster, so
 // listed apart (and not yet checked by a test: the ScyllaDB tests install

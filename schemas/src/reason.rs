@@ -123,6 +123,9 @@ reasons! {
     InvalidMobile = "invalid_mobile",
     /// A mailbox cannot be its own representative.
     SelfRepresentative = "self_representative",
+    /// A delegation names no representative of the profile, names one
+    /// twice, or has an access level outside 1-3.
+    InvalidDelegation = "invalid_delegation",
     /// The agency reference was used before for a notice with different
     /// content; the original is kept.
     ReferenceConflict = "reference_conflict",

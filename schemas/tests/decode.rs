@@ -923,6 +923,7 @@ fn profile(id: &str) -> MailboxProfile {
         email: Some("ali@example.ir".to_owned()),
         push: true,
         representatives: vec![],
+        delegations: vec![],
         updated_at: now(),
     }
 }
@@ -1000,6 +1001,31 @@ fn self_representative() {
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].reason, Reason::SelfRepresentative);
     assert_eq!(problems[0].field.as_deref(), Some("representatives[1]"));
+}
+
+#[test]
+fn delegations_name_a_representative_once_with_a_real_level() {
+    let rep = MailboxId::parse(LEGAL).unwrap();
+    let mut p = profile(PERSON);
+    p.representatives = vec![rep];
+    let d: karpoosheh_schemas::Delegation =
+        serde_json::from_value(json!({"to": rep.to_string()})).unwrap();
+    // Defaults: every level, every agency, may confirm, may not share.
+    assert_eq!(d.max_access_level, 3);
+    assert!(d.may_confirm && !d.may_share && d.agencies.is_empty() && d.until.is_none());
+    p.delegations = vec![d.clone()];
+    assert_eq!(profile_reasons(&p), vec![]);
+    p.delegations = vec![d.clone(), d.clone()];
+    assert_eq!(profile_reasons(&p), vec![Reason::InvalidDelegation]);
+    let mut zero = d.clone();
+    zero.max_access_level = 0;
+    p.delegations = vec![zero];
+    assert_eq!(profile_reasons(&p), vec![Reason::InvalidDelegation]);
+    p.representatives = vec![];
+    p.delegations = vec![d];
+    let problems = validate_profile(&p);
+    assert_eq!(problems[0].reason, Reason::InvalidDelegation);
+    assert_eq!(problems[0].field.as_deref(), Some("delegations[0]"));
 }
 
 #[test]

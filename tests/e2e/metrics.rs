@@ -100,6 +100,7 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
             email: None,
             push: true,
             representatives: vec![],
+            delegations: vec![],
             updated_at: chrono::Utc::now(),
         })
         .collect();

@@ -8,7 +8,8 @@
 //!   (`not_recipient`), and only after a round reached that person: the
 //!   recipient's own confirmation needs a round delivered to the
 //!   recipient, a representative's one delivered to a representative
-//!   (`not_notified`);
+//!   (`not_notified`) -- or the notice opened by that side in an inbox
+//!   app;
 //! - only while the notice is neither expired (`notice_expired`) nor
 //!   served (`already_served`); a late service after `not_served` stays
 //!   possible;
@@ -99,11 +100,15 @@ pub(crate) fn apply_confirmation(
     {
         return ConfirmOutcome::Rejected(Reason::MailboxNotReachable);
     }
+    // Told by a round, or seen in an inbox app: the notice reached them.
     let notified = rec.rounds.iter().any(|r| {
         r.deliveries
             .iter()
             .any(|d| d.channel.is_some() && d.to_representative == by_representative)
-    });
+    }) || rec
+        .opened
+        .iter()
+        .any(|o| o.by_representative == by_representative);
     if !notified {
         return ConfirmOutcome::Rejected(Reason::NotNotified);
     }

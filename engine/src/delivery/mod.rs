@@ -27,6 +27,7 @@
 //! simulated recipients and registry), `config` (`[delivery]`). The
 //! records it keeps are `crate::model`'s.
 
+pub mod acts;
 pub mod clock;
 mod config;
 pub mod confirm;
@@ -40,6 +41,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use crate::model::{DeliveryRecord, DeliveryWrite, Pending, Timer};
 
+pub use acts::{ActOutcome, InboxAct};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DeliveryConfig, QuietHours};
 pub use confirm::ConfirmOutcome;

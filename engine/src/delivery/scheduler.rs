@@ -20,6 +20,7 @@ use karpoosheh_schemas::{
     TrackingCode,
 };
 
+use super::acts::{apply_act, ActOutcome, InboxAct};
 use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
@@ -28,8 +29,8 @@ use crate::internal_events::{
     SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
-    Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery, RoundRecord,
-    Timer, TimerKind, TIMER_SHARDS,
+    may_confirm_for, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery,
+    RoundRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 use crate::store::{Store, StoreError};
 
@@ -79,6 +80,7 @@ enum Command {
         Vec<usize>,
     ),
     Activate(Vec<TrackingCode>, Sender<()>),
+    Act(TrackingCode, InboxAct, Sender<ActOutcome>),
 }
 
 /// Every so often a worker scans a shard from its start. Timers this
@@ -205,6 +207,16 @@ impl SchedulerHandle {
             }
         }
         Ok(out)
+    }
+
+    /// Records an inbox app's act on a notice ([`InboxAct`]); returns
+    /// once it is durable.
+    pub fn act(&self, code: TrackingCode, act: InboxAct) -> Result<ActOutcome, SchedulerError> {
+        let (tx, rx) = bounded(1);
+        self.commands[self.worker_of(code)]
+            .send(Command::Act(code, act, tx))
+            .map_err(|_| SchedulerError::Stopped)?;
+        rx.recv().map_err(|_| self.dropped())
     }
 
     /// [`SchedulerHandle::confirm`], retried while a store error interrupts
@@ -453,6 +465,7 @@ impl Scheduler {
         let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
         let mut replies_c = Vec::new();
         let mut replies_a = Vec::new();
+        let mut replies_x = Vec::new();
         let mut n = 0;
         for cmd in cmds {
             match cmd {
@@ -481,8 +494,20 @@ impl Scheduler {
                                 Some((rec, w)) => {
                                     let profile = self.registry.profile(rec.recipient)?;
                                     let status = profile.as_ref().map(|p| p.status);
-                                    let reps =
-                                        profile.map(|p| p.representatives).unwrap_or_default();
+                                    // Representatives whose delegation lets
+                                    // them confirm this agency's notices now.
+                                    let reps: Vec<MailboxId> = profile
+                                        .as_ref()
+                                        .map(|p| {
+                                            p.representatives
+                                                .iter()
+                                                .copied()
+                                                .filter(|&r| {
+                                                    may_confirm_for(p, r, &rec.agency, now)
+                                                })
+                                                .collect()
+                                        })
+                                        .unwrap_or_default();
                                     apply_confirmation(rec, w, &c, &reps, status, now)
                                 }
                             }
@@ -508,6 +533,27 @@ impl Scheduler {
                     }
                     replies_a.push(reply);
                 }
+                Command::Act(code, act, reply) => {
+                    n += 1;
+                    let entry = match work.get_mut(&code) {
+                        Some(e) => Some(e),
+                        None => self
+                            .store
+                            .delivery(code)?
+                            .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
+                    };
+                    let o = match entry {
+                        None => ActOutcome::Missing,
+                        Some((rec, w)) => {
+                            let notice = match act {
+                                InboxAct::Share { .. } => self.store.notice(code)?,
+                                _ => None,
+                            };
+                            apply_act(rec, w, &act, notice.as_ref(), now)
+                        }
+                    };
+                    replies_x.push((reply, o));
+                }
             }
         }
         let writes: Vec<DeliveryWrite> = work
@@ -523,6 +569,9 @@ impl Scheduler {
         }
         for reply in replies_a {
             let _ = reply.send(());
+        }
+        for (reply, o) in replies_x {
+            let _ = reply.send(o);
         }
         Ok(n)
     }

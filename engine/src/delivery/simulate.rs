@@ -101,6 +101,7 @@ impl SimulatedRegistry {
             }),
             push: unit(mix(h2 ^ 1)) < 0.55,
             representatives,
+            delegations: vec![],
             updated_at: chrono::DateTime::UNIX_EPOCH,
         }
     }

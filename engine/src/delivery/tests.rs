@@ -152,6 +152,7 @@ impl World {
                 email: None,
                 push: true,
                 representatives: reps,
+                delegations: vec![],
                 updated_at: self.clock.now(),
             }])
             .unwrap();
@@ -237,6 +238,11 @@ fn events(rs: &[Receipt]) -> Vec<&'static str> {
             ReceiptEvent::MailboxUnreachable { .. } => "unreachable",
             ReceiptEvent::AccessLevelInsufficient { .. } => "access_level_insufficient",
             ReceiptEvent::BatchSigned { .. } => "batch_signed",
+            ReceiptEvent::Opened { .. } => "opened",
+            ReceiptEvent::Shared { .. } => "shared",
+            ReceiptEvent::ShareRevoked { .. } => "share_revoked",
+            ReceiptEvent::DocumentShared { .. } => "document_shared",
+            ReceiptEvent::ShareWithdrawn { .. } => "share_withdrawn",
         })
         .collect()
 }
@@ -851,6 +857,7 @@ fn gateway_down_opens_the_breaker_and_rounds_resume_when_it_recovers() {
                 email: None,
                 push: false,
                 representatives: vec![],
+                delegations: vec![],
                 updated_at: t0(),
             }])
             .unwrap();

@@ -104,7 +104,11 @@ pub fn first_event(n: &crate::model::StoredNotice) -> StoredEvent {
 /// duplicate's and a signed batch's).
 pub fn code_of(r: &Receipt) -> Option<karpoosheh_schemas::TrackingCode> {
     match &r.event {
-        ReceiptEvent::Rejected { .. } | ReceiptEvent::BatchSigned { .. } => None,
+        // To the agency a notice was shared with: not in the sender's chain.
+        ReceiptEvent::Rejected { .. }
+        | ReceiptEvent::BatchSigned { .. }
+        | ReceiptEvent::DocumentShared { .. }
+        | ReceiptEvent::ShareWithdrawn { .. } => None,
         ReceiptEvent::Accepted {
             duplicate: true, ..
         } => None,
@@ -116,7 +120,10 @@ pub fn code_of(r: &Receipt) -> Option<karpoosheh_schemas::TrackingCode> {
         | ReceiptEvent::NotServed { tracking_code }
         | ReceiptEvent::Expired { tracking_code }
         | ReceiptEvent::MailboxUnreachable { tracking_code, .. }
-        | ReceiptEvent::AccessLevelInsufficient { tracking_code, .. } => Some(*tracking_code),
+        | ReceiptEvent::AccessLevelInsufficient { tracking_code, .. }
+        | ReceiptEvent::Opened { tracking_code, .. }
+        | ReceiptEvent::Shared { tracking_code, .. }
+        | ReceiptEvent::ShareRevoked { tracking_code, .. } => Some(*tracking_code),
     }
 }
 

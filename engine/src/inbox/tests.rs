@@ -1,23 +1,60 @@
-//! The inbox API over a real store and server: the authorisation matrix
-//! (no token, bad ones, own mailbox, someone else's, level too low).
+//! The inbox API over a real store, scheduler and server: the
+//! authorisation matrix (no token, bad ones, own mailbox, someone else's,
+//! representative, guardian, level too low), opening, confirming and
+//! sharing as events of the notice, the OpenAPI document.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use super::*;
+use crate::delivery::{Scheduler, StoreRegistry, SystemClock};
 use crate::evidence::b64url;
 use crate::evidence::keys::SigningKey;
 use crate::identity::{IdentityConfig, KeySet};
 use crate::store::conformance::{new_notice, notice, person};
 use crate::store::{Durability, FjallStore, FjallStoreConfig};
+use karpoosheh_schemas::{Delegation, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent};
 
 struct World {
-    server: crate::http::HttpServer,
+    server: Option<crate::http::HttpServer>,
+    scheduler: Option<Arc<SchedulerHandle>>,
     store: Arc<dyn Store>,
     key: SigningKey,
     _dir: tempfile::TempDir,
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        self.server.take();
+        if let Some(s) = self.scheduler.take().and_then(|s| Arc::try_unwrap(s).ok()) {
+            s.stop();
+        }
+    }
+}
+
+fn profile(
+    id: MailboxId,
+    status: MailboxStatus,
+    reps: Vec<MailboxId>,
+    del: Vec<Delegation>,
+) -> MailboxProfile {
+    MailboxProfile {
+        schema_version: karpoosheh_schemas::SCHEMA_VERSION,
+        id,
+        status,
+        access_level: 3,
+        mobile: None,
+        email: None,
+        push: false,
+        representatives: reps,
+        delegations: del,
+        updated_at: chrono::Utc::now(),
+    }
+}
+
+/// Ana (100): three notices, one needing level 3; represented by Rep
+/// (300) up to level 2, who may not share. Bob (200): one. Carol (400),
+/// incapacitated: one, her guardian is Gus (500).
 impl World {
     fn new() -> World {
         Self::with(InboxConfig::default())
@@ -25,10 +62,9 @@ impl World {
 
     fn with(inbox: InboxConfig) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
+        let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
         cfg.durability = Durability::Buffered;
         let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
-        // Ana has three notices (one needing level 3), Bob one.
         let mut high = notice("tax", "t-3", person(100), "secret body");
         high.min_access_level = 3;
         store
@@ -37,8 +73,45 @@ impl World {
                 new_notice(notice("judiciary", "j-1", person(100), "body two"), 2),
                 new_notice(high, 3),
                 new_notice(notice("tax", "t-2", person(200), "bob's"), 4),
+                new_notice(notice("tax", "t-4", person(400), "carol's"), 5),
             ])
             .unwrap();
+        store
+            .put_profiles(&[
+                profile(
+                    person(100),
+                    MailboxStatus::Active,
+                    vec![person(300)],
+                    vec![Delegation {
+                        to: person(300),
+                        max_access_level: 2,
+                        agencies: vec![],
+                        may_confirm: true,
+                        may_share: false,
+                        until: None,
+                    }],
+                ),
+                profile(person(200), MailboxStatus::Active, vec![], vec![]),
+                profile(
+                    person(400),
+                    MailboxStatus::Incapacitated,
+                    vec![person(500)],
+                    vec![],
+                ),
+            ])
+            .unwrap();
+        let agencies_file = dir.path().join("agencies.toml");
+        std::fs::write(
+            &agencies_file,
+            "[agency.tax]\nstatus = \"approved\"\n[agency.judiciary]\nstatus = \"approved\"\n\
+             [agency.insurance]\nstatus = \"approved\"\n[agency.old]\nstatus = \"suspended\"\n",
+        )
+        .unwrap();
+        let agencies = crate::agencies::AgencyRegistry::open(&crate::agencies::AgenciesConfig {
+            file: agencies_file,
+            ..Default::default()
+        })
+        .unwrap();
         let key = SigningKey::from_seed("idp", [5; 32]).unwrap();
         let keys = KeySet::parse(
             &json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "idp", "x": b64url(key.public_key())}]})
@@ -50,17 +123,61 @@ impl World {
             ..IdentityConfig::default()
         };
         let verifier = Arc::new(Verifier::fixed(&icfg, keys));
-        let server = crate::http::HttpServer::start_router(
-            "127.0.0.1:0",
-            router(store.clone(), verifier, &inbox),
-        )
-        .unwrap();
+        let registry: Arc<dyn crate::delivery::Registry> = Arc::new(StoreRegistry(store.clone()));
+        let scheduler = Arc::new(
+            Scheduler {
+                config: crate::delivery::DeliveryConfig::default(),
+                store: store.clone(),
+                notifier: Arc::new(
+                    crate::channel::Dispatcher::from_config(&Default::default()).unwrap(),
+                ),
+                registry: registry.clone(),
+                clock: Arc::new(SystemClock),
+                observer: None,
+            }
+            .start()
+            .unwrap(),
+        );
+        let parts = InboxParts {
+            store: store.clone(),
+            verifier,
+            scheduler: scheduler.clone(),
+            registry,
+            agencies: Some(agencies),
+        };
+        let server =
+            crate::http::HttpServer::start_router("127.0.0.1:0", router(parts, &inbox)).unwrap();
         World {
-            server,
+            server: Some(server),
+            scheduler: Some(scheduler),
             store,
             key,
             _dir: dir,
         }
+    }
+
+    /// The notices of `who`'s mailbox, newest first: their codes.
+    fn codes(&self, who: u32) -> Vec<String> {
+        let (_, page) = self.get(
+            "/v1/mailbox",
+            Some(&self.token(&person(who).to_string(), 3, 300)),
+        );
+        page["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["tracking_code"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The receipts waiting in the outbox, in order.
+    fn receipts(&self) -> Vec<Receipt> {
+        self.store
+            .outbox(None, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
     }
 
     fn token(&self, sub: &str, level: u8, exp_in: i64) -> String {
@@ -77,13 +194,34 @@ impl World {
 
     /// (status, JSON body) of a GET with `token`.
     fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        let mut s = TcpStream::connect(self.server.addr).unwrap();
-        let auth = token
+        self.call("GET", path, token, &[], "")
+    }
+
+    /// (status, JSON body) of any call.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(self.server.as_ref().unwrap().addr).unwrap();
+        let mut head = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        for (k, v) in headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        if !body.is_empty() {
+            head += &format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+        }
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{head}Connection: close\r\n\r\n{body}"
         )
         .unwrap();
         let mut out = String::new();
@@ -243,4 +381,324 @@ fn calls_are_limited_per_person_and_per_address() {
         (429, Some("rate_limited"))
     );
     assert_eq!(w.store.access_log(person(100), 10).unwrap().len(), 3);
+}
+
+/// Representatives see the mailboxes they were given, within their
+/// delegation's level; a guardian acts for an incapacitated person, who
+/// cannot; a stranger gets the 404 of a mailbox that does not exist.
+#[test]
+fn representatives_and_guardians_act_within_their_delegation() {
+    let w = World::new();
+    let ana = person(100).to_string();
+    let rep3 = w.token(&person(300).to_string(), 3, 300);
+    let (status, page) = w.get(&format!("/v1/mailbox?for={ana}"), Some(&rep3));
+    assert_eq!(status, 200, "{page}");
+    let notices = page["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 3);
+    // A level-3 session, a level-2 delegation: the level-3 notice stays shut.
+    assert_eq!(notices[0]["min_access_level"], 3);
+    assert_eq!(notices[0]["openable"], false);
+    let high = notices[0]["tracking_code"].as_str().unwrap();
+    let (status, body) = w.get(&format!("/v1/notices/{high}"), Some(&rep3));
+    assert_eq!((status, body["held"].as_u64()), (403, Some(2)), "{body}");
+    let low = notices[2]["tracking_code"].as_str().unwrap();
+    let (status, body) = w.get(&format!("/v1/notices/{low}"), Some(&rep3));
+    assert_eq!((status, body["body"].as_str()), (200, Some("body one")));
+    // Rep may not share for Ana.
+    let (status, body) = w.call(
+        "POST",
+        &format!("/v1/notices/{low}/shares"),
+        Some(&rep3),
+        &[],
+        r#"{"agency":"insurance"}"#,
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("not_permitted"))
+    );
+
+    // Bob is no one's representative here: Ana's mailbox and notice are
+    // as missing as a mailbox that does not exist.
+    let bob = w.token(&person(200).to_string(), 3, 300);
+    let (s1, b1) = w.get(&format!("/v1/mailbox?for={ana}"), Some(&bob));
+    let (s2, b2) = w.get(&format!("/v1/mailbox?for={}", person(999)), Some(&bob));
+    assert_eq!((s1, s2), (404, 404));
+    assert_eq!(b1, b2);
+    assert_eq!(w.get(&format!("/v1/notices/{low}"), Some(&bob)).0, 404);
+
+    // Carol is incapacitated: her guardian lists and opens, she cannot.
+    let carol = person(400).to_string();
+    let gus = w.token(&person(500).to_string(), 2, 300);
+    let (status, page) = w.get(&format!("/v1/mailbox?for={carol}"), Some(&gus));
+    assert_eq!(
+        (status, page["notices"].as_array().map(|n| n.len())),
+        (200, Some(1))
+    );
+    let (status, body) = w.get("/v1/mailbox", Some(&w.token(&carol, 3, 300)));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("mailbox_not_accessible"))
+    );
+
+    // Ana's traffic data shows who acted for her.
+    let log = w.store.access_log(person(100), 100).unwrap();
+    assert!(log
+        .iter()
+        .any(|r| r.actor == person(300) && r.action == "open" && r.status == 200));
+    assert!(log
+        .iter()
+        .any(|r| r.actor == person(300) && r.action == "open_refused"));
+    assert!(
+        log.iter().all(|r| r.actor != person(200)),
+        "Bob touched nothing of hers"
+    );
+}
+
+#[test]
+fn listings_filter_by_agency_kind_and_unread() {
+    let w = World::new();
+    let ana = w.token(&person(100).to_string(), 3, 300);
+    let (_, page) = w.get("/v1/mailbox?agency=judiciary", Some(&ana));
+    let n = page["notices"].as_array().unwrap();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0]["agency"], "judiciary");
+    let kind = n[0]["kind"].as_str().unwrap().to_owned();
+    let (_, page) = w.get(&format!("/v1/mailbox?kind={kind}"), Some(&ana));
+    assert_eq!(
+        page["notices"].as_array().unwrap().len(),
+        3,
+        "all of one kind"
+    );
+    assert_eq!(w.get("/v1/mailbox?kind=nonsense", Some(&ana)).0, 400);
+    assert_eq!(w.get("/v1/mailbox?agency=Not%20One", Some(&ana)).0, 400);
+    let code = n[0]["tracking_code"].as_str().unwrap().to_owned();
+    assert_eq!(w.get(&format!("/v1/notices/{code}"), Some(&ana)).0, 200);
+    let (_, page) = w.get("/v1/mailbox?unread=true", Some(&ana));
+    let unread: Vec<&str> = page["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["tracking_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(unread.len(), 2);
+    assert!(!unread.contains(&code.as_str()));
+    // Paging with a filter: one at a time, the cursor carries on.
+    let (_, first) = w.get("/v1/mailbox?agency=tax&limit=1", Some(&ana));
+    let next = first["next"].as_str().unwrap().to_owned();
+    let (_, second) = w.get(
+        &format!("/v1/mailbox?agency=tax&limit=1&before={next}"),
+        Some(&ana),
+    );
+    assert_eq!(second["notices"][0]["agency"], "tax");
+    assert_ne!(
+        second["notices"][0]["tracking_code"],
+        first["notices"][0]["tracking_code"]
+    );
+}
+
+/// Opening, confirming and sharing are events of the notice: receipts
+/// to the agency in the notice's chain, and the shared document to the
+/// other agency, verifiable by its content hash.
+#[test]
+fn open_confirm_and_share_are_events_of_the_notice() {
+    let w = World::new();
+    let ana = w.token(&person(100).to_string(), 3, 300);
+    let code = w.codes(100).pop().unwrap(); // tax, t-1
+    assert_eq!(w.get(&format!("/v1/notices/{code}"), Some(&ana)).0, 200);
+    assert_eq!(w.get(&format!("/v1/notices/{code}"), Some(&ana)).0, 200);
+    let confirm = |key: Option<&str>| {
+        let h: Vec<(&str, &str)> = key
+            .map(|k| vec![("Idempotency-Key", k)])
+            .unwrap_or_default();
+        w.call(
+            "POST",
+            &format!("/v1/notices/{code}/confirmations"),
+            Some(&ana),
+            &h,
+            "",
+        )
+    };
+    let (status, body) = confirm(None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("idempotency_key_required"))
+    );
+    let (status, body) = confirm(Some("k1"));
+    assert_eq!(
+        (status, body["confirmations"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let (_, body) = confirm(Some("k1"));
+    assert_eq!(body["outcome"], "duplicate", "a retry does not count twice");
+    let (_, body) = confirm(Some("k2"));
+    assert_eq!(
+        (body["confirmations"].as_u64(), body["served"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let (status, body) = confirm(Some("k3"));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("already_served"))
+    );
+
+    let share = |agency: &str| {
+        w.call(
+            "POST",
+            &format!("/v1/notices/{code}/shares"),
+            Some(&ana),
+            &[],
+            &json!({ "agency": agency }).to_string(),
+        )
+    };
+    let (status, body) = share("insurance");
+    assert_eq!(
+        (status, body["share_id"].as_str()),
+        (201, Some("s1")),
+        "{body}"
+    );
+    let (status, body) = share("insurance");
+    assert_eq!((status, body["share_id"].as_str()), (200, Some("s1")));
+    assert_eq!(share("tax").1["error"], "share_with_sender");
+    assert_eq!(share("old").1["error"], "agency_not_approved");
+    assert_eq!(share("nobody").1["error"], "agency_not_approved");
+    let (status, _) = w.call(
+        "POST",
+        &format!("/v1/notices/{code}/shares"),
+        Some(&ana),
+        &[],
+        "{}",
+    );
+    assert_eq!(status, 400);
+    let unshare = |id: &str| {
+        w.call(
+            "DELETE",
+            &format!("/v1/notices/{code}/shares/{id}"),
+            Some(&ana),
+            &[],
+            "",
+        )
+    };
+    assert_eq!(unshare("s1").0, 200);
+    assert_eq!(unshare("s1").1["new"], false);
+    assert_eq!(unshare("s9").0, 404);
+    let (_, opened) = w.get(&format!("/v1/notices/{code}"), Some(&ana));
+    assert_eq!(opened["shares"][0]["agency"], "insurance");
+    assert!(opened["shares"][0]["revoked_at"].is_string());
+
+    // The receipts: the notice's own events to tax, in its chain; the
+    // document and its withdrawal to insurance, outside it.
+    let all = w.receipts();
+    let mine: Vec<&Receipt> = all
+        .iter()
+        .filter(|r| r.receipt_id.starts_with(&code))
+        .collect();
+    let events: Vec<(&str, &str)> = mine
+        .iter()
+        .filter_map(|r| {
+            let name = match &r.event {
+                ReceiptEvent::Opened { .. } => "opened",
+                ReceiptEvent::Confirmed { .. } => "confirmed",
+                ReceiptEvent::Served { .. } => "served",
+                ReceiptEvent::Shared { .. } => "shared",
+                ReceiptEvent::ShareRevoked { .. } => "share_revoked",
+                ReceiptEvent::DocumentShared { .. } => "document_shared",
+                ReceiptEvent::ShareWithdrawn { .. } => "share_withdrawn",
+                _ => return None,
+            };
+            Some((name, r.agency.as_str()))
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("opened", "tax"),
+            ("confirmed", "tax"),
+            ("confirmed", "tax"),
+            ("served", "tax"),
+            ("shared", "tax"),
+            ("document_shared", "insurance"),
+            ("share_revoked", "tax"),
+            ("share_withdrawn", "insurance"),
+        ]
+    );
+    let doc = mine
+        .iter()
+        .find_map(|r| match &r.event {
+            ReceiptEvent::DocumentShared {
+                document,
+                content_hash,
+                ..
+            } => Some((document.clone(), content_hash.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(crate::model::hex(&doc.0.content_hash()), doc.1);
+    assert!(mine.iter().all(|r| {
+        let chained = r.evidence.as_ref().and_then(|e| e.chain.as_ref()).is_some();
+        chained == (r.agency.as_str() == "tax")
+    }));
+    let tc = TrackingCode::parse(&code).unwrap();
+    let stored = w.store.events(tc).unwrap();
+    crate::evidence::chain::verify(&stored).expect("the chain holds");
+    assert!(
+        stored.len() >= 7,
+        "accepted + 6 events at least: {}",
+        stored.len()
+    );
+    let log = w.store.access_log(person(100), 100).unwrap();
+    for action in ["confirm", "share", "share_refused", "unshare"] {
+        assert!(log.iter().any(|r| r.action == action), "{action} recorded");
+    }
+}
+
+/// The OpenAPI document names every route the router answers, and
+/// `docs/inbox-api.openapi.json` is this document (UPDATE_OPENAPI=1
+/// rewrites it).
+#[test]
+fn every_route_is_documented() {
+    let doc = openapi::document();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.clone(), p.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = openapi::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every route is answered by a handler (not the fallback's
+    // "no such route", not 405), with no token: 401 or the document.
+    let w = World::new();
+    for (m, p) in openapi::ROUTES {
+        let path = p.replace("{code}", "x").replace("{share_id}", "s1");
+        let (status, body) = w.call(&m.to_uppercase(), &path, None, &[], "");
+        assert!(
+            (status == 401 && body["error"] == "token_missing")
+                || (status == 200 && body["openapi"] == "3.1.0"),
+            "{m} {p}: {status} {body}"
+        );
+    }
+    let (status, _) = w.call("PUT", "/v1/mailbox", None, &[], "");
+    assert_eq!(status, 405);
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/inbox-api.openapi.json");
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        text,
+        "docs/inbox-api.openapi.json is stale: UPDATE_OPENAPI=1 cargo test -p karpoosheh-engine every_route_is_documented"
+    );
 }

@@ -1,7 +1,7 @@
 //! Events of evidence: the trust file and signed inputs.
 
 use karpoosheh_schemas::Reason;
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 
 use crate::metric_names as m;
 
@@ -166,6 +166,30 @@ impl IdentityKeysLoaded<'_> {
                 counter!(m::IDENTITY_KEY_LOADS, "result" => "error").increment(1);
                 tracing::error!(error = %e, keys = self.keys, "identity provider keys not reloaded; the keys in force stay");
             }
+        }
+    }
+}
+
+/// The inbox API answered a call. Never carries who called or which
+/// mailbox: those are personal data (the traffic record keeps them).
+pub struct InboxAnswered {
+    pub route: &'static str,
+    pub status: u16,
+    pub elapsed: std::time::Duration,
+}
+
+impl InboxAnswered {
+    pub fn emit(self) {
+        counter!(m::INBOX_REQUESTS, "route" => self.route, "status" => self.status.to_string())
+            .increment(1);
+        histogram!(m::INBOX_REQUEST_SECONDS, "route" => self.route)
+            .record(self.elapsed.as_secs_f64());
+    }
+
+    /// The series an idle API shows from the start.
+    pub fn zero() {
+        for route in ["mailbox", "notice"] {
+            counter!(m::INBOX_REQUESTS, "route" => route, "status" => "200").increment(0);
         }
     }
 }

@@ -129,6 +129,32 @@ pub struct DeliveryRecord {
     pub access_reported: bool,
     /// Set once the notice's body left the store (expiry).
     pub purged: bool,
+    /// First openings in an inbox app: the recipient's and a
+    /// representative's, at most one each (the engine's clock).
+    #[serde(default)]
+    pub opened: Vec<OpenRecord>,
+    /// Shares with other agencies the recipient consented to (article
+    /// 27), in order, revoked ones kept.
+    #[serde(default)]
+    pub shares: Vec<ShareRecord>,
+}
+
+/// A notice opened in an inbox app, the first time by this side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRecord {
+    pub by_representative: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// One share of a notice with another agency (article 27).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    /// `s1`, `s2`, ... in the order shared.
+    pub share_id: String,
+    pub with: AgencyId,
+    pub by_representative: bool,
+    pub at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl DeliveryRecord {
@@ -157,6 +183,8 @@ impl DeliveryRecord {
             confirmations: Vec::new(),
             access_reported: false,
             purged: false,
+            opened: Vec::new(),
+            shares: Vec::new(),
         }
     }
 

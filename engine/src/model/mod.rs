@@ -9,6 +9,7 @@ mod access;
 mod dead_letter;
 mod delivery;
 mod notice;
+mod standing;
 
 pub use self::access::AccessRecord;
 
@@ -20,10 +21,11 @@ pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::U
 }
 pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
-    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
-    RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS,
+    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, OpenRecord, Pending,
+    RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use self::notice::{
     accepted_event, accepted_receipt, hex, Entry, MailboxPage, NewNotice, NewRejection, Outcome,
     StoredEvent, StoredNotice, StoredRejection,
 };
+pub use self::standing::{may_confirm_for, standing, Standing};

@@ -255,7 +255,6 @@ pub fn run(
         None
     };
 
-    let _inbox = super::inbox(cfg, &store)?;
     // After the metrics recorder, so its series are there from the start.
     let audit_stop = Arc::new(AtomicBool::new(false));
     let publisher = audit.spawn_publisher(
@@ -275,6 +274,16 @@ pub fn run(
     } else {
         None
     };
+    let inbox = super::inbox(
+        cfg,
+        &store,
+        follow.as_ref().map(|f| &f.scheduler),
+        match &follow {
+            Some(f) => f.registry.clone(),
+            None => Arc::new(crate::delivery::StoreRegistry(store.clone())),
+        },
+        None,
+    )?;
 
     let pipeline = super::pipeline(cfg, store.clone(), vec![Box::new(TallySink(tally.clone()))])
         .with_sealer(Some(sealer.clone()))
@@ -287,7 +296,7 @@ pub fn run(
     }
     let _ = generator.join();
 
-    let follow_up = follow.map(|f| f.finish(&tally, opts, &shutdown, &screen_taken));
+    let follow_up = follow.map(|f| f.finish(&tally, opts, &shutdown, &screen_taken, inbox));
     audit_stop.store(true, Ordering::SeqCst);
     let _ = publisher.join();
     // The work is done: give the screen back before the report.
@@ -327,6 +336,7 @@ pub fn run(
 /// registry and recipients, and the outbox publishing to the tally.
 struct FollowUp {
     scheduler: Arc<SchedulerHandle>,
+    registry: Arc<dyn crate::delivery::Registry>,
     recipients: std::thread::JoinHandle<()>,
     outbox: std::thread::JoinHandle<()>,
     stop: Arc<AtomicBool>,
@@ -345,7 +355,7 @@ impl FollowUp {
             store: store.clone(),
             seed: 11,
         });
-        let scheduler = super::scheduler(cfg, store.clone(), registry, Some(sent_tx))?;
+        let scheduler = super::scheduler(cfg, store.clone(), registry.clone(), Some(sent_tx))?;
         let scheduler = Arc::new(scheduler);
         let stop = Arc::new(AtomicBool::new(false));
         // Recipients react on the scale of the (compressed) round interval.
@@ -371,6 +381,7 @@ impl FollowUp {
         .spawn(stop.clone(), Duration::from_millis(50));
         Ok(FollowUp {
             scheduler,
+            registry,
             recipients,
             outbox,
             stop,
@@ -386,6 +397,8 @@ impl FollowUp {
         opts: &DemoOptions,
         shutdown: &AtomicBool,
         screen_taken: &AtomicBool,
+        // Served until the follow-up is done; it holds the scheduler.
+        inbox: Option<crate::http::HttpServer>,
     ) -> (Duration, bool) {
         let wait_start = Instant::now();
         let mut tty = std::io::stderr().is_terminal();
@@ -443,6 +456,7 @@ impl FollowUp {
         }
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.recipients.join();
+        drop(inbox);
         if let Ok(s) = Arc::try_unwrap(self.scheduler) {
             s.stop();
         }

@@ -111,18 +111,31 @@ pub fn audited(
 pub fn inbox(
     cfg: &Config,
     store: &Arc<dyn Store>,
+    scheduler: Option<&Arc<SchedulerHandle>>,
+    registry: Arc<dyn Registry>,
+    agencies: Option<crate::agencies::AgencyRegistry>,
 ) -> anyhow::Result<Option<crate::http::HttpServer>> {
     use anyhow::Context;
     if cfg.inbox.listen.is_empty() {
         return Ok(None);
     }
+    let Some(scheduler) = scheduler else {
+        anyhow::bail!("inbox.listen is set but delivery.enabled is false: opening, confirming and sharing are events the article-29 scheduler records");
+    };
     let verifier = Arc::new(
         crate::identity::Verifier::open(&cfg.identity)
             .context("reading identity.jwks_file (inbox.listen is set)")?,
     );
+    let parts = crate::inbox::InboxParts {
+        store: store.clone(),
+        verifier,
+        scheduler: scheduler.clone(),
+        registry,
+        agencies,
+    };
     let server = crate::http::HttpServer::start_router(
         &cfg.inbox.listen,
-        crate::inbox::router(store.clone(), verifier, &cfg.inbox),
+        crate::inbox::router(parts, &cfg.inbox),
     )
     .context("starting the inbox API (inbox.listen)")?;
     // Tests and supervisors read the bound address (port 0 picks one).

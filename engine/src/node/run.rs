@@ -85,7 +85,6 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             Some(s)
         }
     };
-    let _inbox = super::inbox(cfg, &store)?;
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
@@ -146,6 +145,13 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     } else {
         None
     };
+    let inbox = super::inbox(
+        cfg,
+        &store,
+        follow.as_ref().map(|f| &f.0),
+        Arc::new(StoreRegistry(store.clone())),
+        Some(agencies.clone()),
+    )?;
     let registry = if k.registry_topic.is_empty() {
         None
     } else {
@@ -210,6 +216,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     if let Some(r) = registry {
         let _ = r.join();
     }
+    // It holds the scheduler: stopped first.
+    drop(inbox);
     if let Some((scheduler, outbox, acks)) = follow {
         if let Some(a) = acks {
             let _ = a.join();

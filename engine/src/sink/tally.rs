@@ -95,6 +95,11 @@ pub struct DeliveryTally {
     pub expired: u64,
     pub unreachable: std::collections::BTreeMap<&'static str, u64>,
     pub access_insufficient: u64,
+    /// Notices opened in an inbox app (first openings).
+    pub opened: u64,
+    /// Shares with other agencies (article 27), and their revocations.
+    pub shared: u64,
+    pub share_revoked: u64,
     /// Unreachable receipts that end the follow-up.
     pub unreachable_final: u64,
     /// Storing to legal service, milliseconds.
@@ -112,6 +117,9 @@ impl Default for DeliveryTally {
             expired: 0,
             unreachable: Default::default(),
             access_insufficient: 0,
+            opened: 0,
+            shared: 0,
+            share_revoked: 0,
             unreachable_final: 0,
             time_to_served_ms: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
@@ -155,6 +163,11 @@ impl DeliveryTally {
                     }
                 }
                 E::AccessLevelInsufficient { .. } => self.access_insufficient += 1,
+                E::Opened { .. } => self.opened += 1,
+                E::Shared { .. } => self.shared += 1,
+                E::ShareRevoked { .. } => self.share_revoked += 1,
+                // The other agency's side of a share; not the sender's.
+                E::DocumentShared { .. } | E::ShareWithdrawn { .. } => {}
                 E::Accepted { .. } | E::Rejected { .. } | E::BatchSigned { .. } => {}
             }
         }

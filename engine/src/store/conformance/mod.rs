@@ -209,6 +209,7 @@ pub fn profile(id: MailboxId, status: MailboxStatus, minutes: i64) -> MailboxPro
         email: None,
         push: true,
         representatives: vec![],
+        delegations: vec![],
         updated_at: t0() + Duration::minutes(minutes),
     }
 }

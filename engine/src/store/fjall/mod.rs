@@ -65,9 +65,11 @@ use super::{AuditStore, DeliveryStore, NoticeStore, ProfileStore, StoreError, St
 /// dead-letter records, whose tagged enums need a self-describing format.
 const FORMAT: u8 = 1;
 const FORMAT_JSON: u8 = 2;
-/// Delivery records since they carry the notice's title; format 1
-/// records (without it) are still read.
+/// Delivery records with the notice's title (format 3), and since the
+/// inbox API with openings and shares (format 4); the older formats are
+/// still read.
 const FORMAT_DELIVERY_V2: u8 = 3;
+const FORMAT_DELIVERY_V3: u8 = 4;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 const META_LAST_REJECTION: &[u8] = b"last_rejection_id";
@@ -230,8 +232,29 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Stor
 
 fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_in(&mut out, FORMAT_DELIVERY_V2, rec);
+    encode_in(&mut out, FORMAT_DELIVERY_V3, rec);
     out
+}
+
+/// A delivery record as format 3 wrote it: [`DeliveryRecord`] without
+/// openings and shares. Field order is the format; never change it.
+#[derive(Deserialize)]
+struct DeliveryRecordV2 {
+    tracking_code: TrackingCode,
+    agency: AgencyId,
+    reference: String,
+    recipient: MailboxId,
+    kind: karpoosheh_schemas::NoticeKind,
+    title: String,
+    min_access_level: karpoosheh_schemas::AccessLevel,
+    accepted_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    state: crate::model::DeliveryState,
+    next: Option<crate::model::Pending>,
+    rounds: Vec<crate::model::RoundRecord>,
+    confirmations: Vec<crate::model::ConfirmationRecord>,
+    access_reported: bool,
+    purged: bool,
 }
 
 /// A delivery record as format 1 wrote it: [`DeliveryRecord`] without the
@@ -257,7 +280,29 @@ struct DeliveryRecordV1 {
 fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
     match bytes.split_first() {
-        Some((&FORMAT_DELIVERY_V2, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V3, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V2, rest)) => {
+            let v2: DeliveryRecordV2 = postcard::from_bytes(rest).map_err(corrupt)?;
+            Ok(DeliveryRecord {
+                tracking_code: v2.tracking_code,
+                agency: v2.agency,
+                reference: v2.reference,
+                recipient: v2.recipient,
+                kind: v2.kind,
+                title: v2.title,
+                min_access_level: v2.min_access_level,
+                accepted_at: v2.accepted_at,
+                expires_at: v2.expires_at,
+                state: v2.state,
+                next: v2.next,
+                rounds: v2.rounds,
+                confirmations: v2.confirmations,
+                access_reported: v2.access_reported,
+                purged: v2.purged,
+                opened: Vec::new(),
+                shares: Vec::new(),
+            })
+        }
         Some((&FORMAT, rest)) => {
             let v1: DeliveryRecordV1 = postcard::from_bytes(rest).map_err(corrupt)?;
             Ok(DeliveryRecord {
@@ -277,6 +322,8 @@ fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
                 confirmations: v1.confirmations,
                 access_reported: v1.access_reported,
                 purged: v1.purged,
+                opened: Vec::new(),
+                shares: Vec::new(),
             })
         }
         _ => decode("delivery record", bytes),
@@ -752,10 +799,25 @@ mod tests {
         let mut buf = vec![0xAA; 3]; // cleared, not appended to
         let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
         assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
-        let whole = [vec![FORMAT_DELIVERY_V2], postcard::to_stdvec(&rec).unwrap()].concat();
-        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V2, &rec), &whole[..]);
+        let whole = [vec![FORMAT_DELIVERY_V3], postcard::to_stdvec(&rec).unwrap()].concat();
+        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V3, &rec), &whole[..]);
         // Shorter after longer: the tail of the longer one is gone.
         assert_eq!(encode_in(&mut buf, FORMAT, &1u8), &[FORMAT, 1][..]);
+    }
+
+    #[test]
+    fn delivery_records_of_format_3_are_still_read() {
+        use crate::store::conformance::{notice, person, t0};
+        let n = notice("tax", "r", person(830_000_001), "متن");
+        let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
+        let rec = DeliveryRecord::new(code, &n, t0());
+        // Format 3 is format 4 without the two trailing (empty) lists,
+        // each one length byte in postcard.
+        let v4 = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(&v4[v4.len() - 2..], &[0, 0]);
+        let v3 = [&[FORMAT_DELIVERY_V2][..], &v4[..v4.len() - 2]].concat();
+        assert_eq!(decode_delivery(&v3).unwrap(), rec);
+        assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
     }
 
     #[test]
