@@ -402,11 +402,18 @@ async fn mailbox(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let s = match session(&api, peer, &headers) {
         Ok(s) => s,
         Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "the query string does not parse (docs/inbox-api.md)",
+        );
     };
     let before = match q.before.as_deref().map(TrackingCode::parse) {
         None => None,

@@ -47,6 +47,14 @@ fn json_of(schema: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let kinds: Vec<&str> = karpoosheh_schemas::NoticeKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    let life_events: Vec<&str> = karpoosheh_schemas::LifeEvent::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
     let not_found = json!({"description": "No such notice in a mailbox the caller may see (the same whether it exists or not).", "content": problem_ref()});
     let level = json!({"description": "The session's access level (or the delegation's) is below the notice's (`access_level_insufficient`, with `required` and `held`), the caller's delegation does not allow this (`not_permitted`), or the mailbox's state lets only its guardian act (`mailbox_not_accessible`).", "content": problem_ref()});
     json!({
@@ -63,16 +71,20 @@ pub fn document() -> Value {
                 "operationId": "listMailbox",
                 "summary": "A mailbox, newest first, metadata only.",
                 "parameters": [
-                    {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "The `next` of the previous page."},
+                    {"name": "before", "in": "query", "schema": {"type": "string", "minLength": 1}, "description": "The `next` of the previous page."},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-                    {"name": "agency", "in": "query", "schema": {"type": "string"}},
-                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
-                    {"name": "life_event", "in": "query", "schema": {"type": "string"}},
+                    {"name": "agency", "in": "query", "schema": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,31}$"}},
+                    {"name": "kind", "in": "query", "schema": {"enum": kinds}},
+                    {"name": "life_event", "in": "query", "schema": {"enum": life_events}},
                     {"name": "unread", "in": "query", "schema": {"type": "boolean"}, "description": "Only notices not yet opened by the caller's side."},
-                    {"name": "for", "in": "query", "schema": {"type": "string"}, "description": "A mailbox the caller represents (or is guardian of); default their own."}
+                    {"name": "for", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{10,11}$"}, "description": "A mailbox the caller represents (or is guardian of); default their own."}
                 ],
                 "responses": common(json!({
-                    "200": {"description": "One page.", "content": json_of("Page")},
+                    "200": {"description": "One page.", "content": json_of("Page"), "links": {
+                        "OpenFirst": {"operationId": "openNotice", "parameters": {"code": "$response.body#/notices/0/tracking_code"}},
+                        "ConfirmFirst": {"operationId": "confirmNotice", "parameters": {"code": "$response.body#/notices/0/tracking_code"}},
+                        "ShareFirst": {"operationId": "shareNotice", "parameters": {"code": "$response.body#/notices/0/tracking_code"}},
+                        "NextPage": {"operationId": "listMailbox", "parameters": {"before": "$response.body#/next"}}}},
                     "400": {"description": "A bad cursor, limit, filter or mailbox ID.", "content": problem_ref()},
                     "403": level,
                     "404": {"description": "A mailbox the caller may not see (or none).", "content": problem_ref()}
@@ -112,7 +124,8 @@ pub fn document() -> Value {
                     "properties": {"agency": {"type": "string"}}}}}},
                 "responses": common(json!({
                     "200": {"description": "Shared before with that agency: the same share.", "content": json_of("Share")},
-                    "201": {"description": "Shared.", "content": json_of("Share")},
+                    "201": {"description": "Shared.", "content": json_of("Share"), "links": {
+                        "Withdraw": {"operationId": "unshareNotice", "parameters": {"code": "$request.path.code", "share_id": "$response.body#/share_id"}}}},
                     "400": {"description": "The body is not `{\"agency\": ...}`.", "content": problem_ref()},
                     "403": level,
                     "404": not_found,
