@@ -550,6 +550,20 @@ fn run(cli: Cli) -> Result<()> {
             "store.path={}",
             toml_string(&dir.display().to_string())
         ));
+        // The inbox API for citizens' apps, with the demo's own identity
+        // provider (its key made for the run, in the demo's directory);
+        // before the user's --set flags, which still win.
+        let idp = [
+            "inbox.listen=\"127.0.0.1:9465\"".to_owned(),
+            format!(
+                "identity.jwks_file={}",
+                toml_string(&dir.join("demo-identity.jwks.json").display().to_string())
+            ),
+            format!("identity.issuer={}", toml_string(demo::DEMO_ISSUER)),
+        ];
+        for (i, s) in idp.into_iter().enumerate() {
+            sets.insert(i, s);
+        }
         // The demo wipes its store: it runs on the embedded one only.
         sets.push("store.backend=\"embedded\"".to_owned());
     }

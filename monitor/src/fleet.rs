@@ -376,6 +376,7 @@ impl<'a> Ctx<'a> {
         let mut win = [0.0f64; F::ALL.len()];
         let mut tot = [0.0f64; F::ALL.len()];
         let (mut ingest, mut write, mut served_lat) = (Vec::new(), Vec::new(), Vec::new());
+        let mut api_lat = Vec::new();
         let lag_ids = self.all(r::KAFKA_LAG);
         for &i in scope {
             let h = &self.node(i).history;
@@ -392,6 +393,18 @@ impl<'a> Ctx<'a> {
                     s.buckets(self.reg(), &self.all(r::STORE_WRITE_SECONDS)),
                 );
                 add(&mut o.unreachable, Some(s.rate(&self.all(r::UNREACHABLE))));
+                let api = self.all(r::INBOX_REQUESTS);
+                if !api.is_empty() {
+                    let class =
+                        |c: char| self.ids(r::INBOX_REQUESTS, move |x| x.label(1).starts_with(c));
+                    add(&mut o.api_rate, Some(s.rate(&api)));
+                    add(&mut o.api_4xx, Some(s.rate(&class('4'))));
+                    add(&mut o.api_5xx, Some(s.rate(&class('5'))));
+                    merge_buckets(
+                        &mut api_lat,
+                        s.buckets(self.reg(), &self.all(r::INBOX_SECONDS)),
+                    );
+                }
                 add(
                     &mut o.store_write_errors,
                     Some(s.rate(&self.all(r::STORE_WRITE_ERRORS))),
@@ -440,6 +453,7 @@ impl<'a> Ctx<'a> {
         o.served_window = share(win[k(F::Served)], outcome(&win));
         o.served_total = share(tot[k(F::Served)], outcome(&tot));
         o.ingest_p99 = quantile(0.99, &mut ingest);
+        o.api_p99 = quantile(0.99, &mut api_lat);
         o.write_p99 = quantile(0.99, &mut write);
         o.served_p50 = quantile(0.5, &mut served_lat.clone());
         o.served_p99 = quantile(0.99, &mut served_lat);
@@ -922,5 +936,65 @@ mod tests {
         assert_eq!(sms.gateways, ["simulated"]);
         assert!(sms.sent > 0.0 && sms.attempts >= sms.sent * 0.9);
         assert!(sms.failure.is_some_and(|f| f > 0.0 && f < 0.5));
+    }
+}
+
+#[cfg(test)]
+mod inbox_tests {
+    use super::*;
+    use crate::fixtures::{wall, T0, T2};
+
+    /// A demo scrape with the inbox API's series: `n` calls answered 200,
+    /// `n / 10` answered 401 and `n / 100` answered 503, all within 5 ms
+    /// but the 5xx ones, which took a second.
+    fn with_api(text: &str, n: u64) -> String {
+        let mut s = text.to_owned();
+        s.push_str("# TYPE karpoosheh_inbox_requests_total counter\n");
+        for (status, c) in [("200", n), ("401", n / 10), ("503", n / 100)] {
+            s.push_str(&format!(
+                "karpoosheh_inbox_requests_total{{route=\"mailbox\",status=\"{status}\"}} {c}\n"
+            ));
+        }
+        s.push_str("# TYPE karpoosheh_inbox_request_seconds histogram\n");
+        let fast = n + n / 10;
+        for (le, c) in [
+            ("0.005", fast),
+            ("1", fast + n / 100),
+            ("+Inf", fast + n / 100),
+        ] {
+            s.push_str(&format!(
+                "karpoosheh_inbox_request_seconds_bucket{{route=\"mailbox\",le=\"{le}\"}} {c}\n"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn the_inbox_api_shows_its_rate_errors_and_p99_only_where_served() {
+        let cfg = crate::config::Config {
+            targets: vec!["10.0.0.1:9464".into()],
+            ..crate::config::Config::default()
+        };
+        let mut fleet = Fleet::new(&cfg, cfg.targets().unwrap());
+        fleet.record(0, 0.0, wall(0.0), Ok(with_api(T0, 1000)));
+        fleet.record(0, 10.0, wall(10.0), Ok(with_api(T2, 21_000)));
+        let s = fleet.snapshot(crate::fixtures::params(), 10.5, wall(10.5));
+        let o = &s.overview;
+        // 20,000 more 200s, 2,000 more 401s, 200 more 503s in 10 s.
+        assert!(
+            (o.api_rate.unwrap() - 2220.0).abs() < 1e-6,
+            "{:?}",
+            o.api_rate
+        );
+        assert!((o.api_4xx.unwrap() - 200.0).abs() < 1e-6);
+        assert!((o.api_5xx.unwrap() - 20.0).abs() < 1e-6);
+        // 200 of 22,200 calls (0.9%) took up to a second: p99 is fast.
+        assert!(o.api_p99.unwrap() <= 0.005, "{:?}", o.api_p99);
+
+        let mut plain = Fleet::new(&cfg, cfg.targets().unwrap());
+        plain.record(0, 0.0, wall(0.0), Ok(T0.to_owned()));
+        plain.record(0, 10.0, wall(10.0), Ok(T2.to_owned()));
+        let s = plain.snapshot(crate::fixtures::params(), 10.5, wall(10.5));
+        assert_eq!(s.overview.api_rate, None, "no node serves it: no line");
     }
 }

@@ -48,6 +48,9 @@ pub enum Emitter {
     /// Only nodes consuming Kafka (`karpoosheh run`); listed in
     /// `metric_names::KAFKA`.
     Kafka,
+    /// Only nodes serving the inbox API (`inbox.listen`); listed in
+    /// `metric_names::IDENTITY`.
+    Inbox,
 }
 
 /// One metric the monitor reads.
@@ -66,6 +69,15 @@ const fn read(name: &'static str, kind: Kind, labels: &'static [&'static str]) -
         kind,
         labels,
         emitter: Emitter::Every,
+    }
+}
+
+const fn inbox(name: &'static str, kind: Kind, labels: &'static [&'static str]) -> Read {
+    Read {
+        name,
+        kind,
+        labels,
+        emitter: Emitter::Inbox,
     }
 }
 
@@ -119,6 +131,8 @@ pub(crate) const KAFKA_PAUSED: usize = 33;
 pub(crate) const KAFKA_PRODUCE_ERRORS: usize = 34;
 pub(crate) const RESIDENT_MEMORY: usize = 35;
 pub(crate) const SOURCE_FINISHED: usize = 36;
+pub(crate) const INBOX_REQUESTS: usize = 37;
+pub(crate) const INBOX_SECONDS: usize = 38;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -163,6 +177,8 @@ pub const READS: &[Read] = &[
     kafka(m::KAFKA_PRODUCE_ERRORS, Counter, &[]),
     read(m::PROCESS_RESIDENT_MEMORY, Gauge, &[]),
     read(m::SOURCE_FINISHED, Gauge, &[]),
+    inbox(m::INBOX_REQUESTS, Counter, &["route", "status"]),
+    inbox(m::INBOX_REQUEST_SECONDS, Histogram, &["route"]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -214,6 +230,8 @@ mod tests {
             (KAFKA_PRODUCE_ERRORS, m::KAFKA_PRODUCE_ERRORS),
             (RESIDENT_MEMORY, m::PROCESS_RESIDENT_MEMORY),
             (SOURCE_FINISHED, m::SOURCE_FINISHED),
+            (INBOX_REQUESTS, m::INBOX_REQUESTS),
+            (INBOX_SECONDS, m::INBOX_REQUEST_SECONDS),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {
@@ -228,6 +246,9 @@ mod tests {
             match r.emitter {
                 Emitter::Every => assert!(every.contains(&r.name), "{} not in every()", r.name),
                 Emitter::Kafka => assert!(m::KAFKA.contains(&r.name), "{} not in KAFKA", r.name),
+                Emitter::Inbox => {
+                    assert!(m::IDENTITY.contains(&r.name), "{} not in IDENTITY", r.name)
+                }
             }
         }
     }

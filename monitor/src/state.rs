@@ -143,6 +143,12 @@ pub(crate) struct Overview {
     /// Mailboxes found unreachable per second.
     pub unreachable: Option<f64>,
     pub store_write_errors: Option<f64>,
+    /// Inbox API calls per second, those answered 4xx and 5xx, and the
+    /// p99 time to answer, over the scope; `None` when no node serves it.
+    pub api_rate: Option<f64>,
+    pub api_4xx: Option<f64>,
+    pub api_5xx: Option<f64>,
+    pub api_p99: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

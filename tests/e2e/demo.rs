@@ -4,12 +4,36 @@
 
 use karpoosheh_tests::run;
 
+/// `GET path` on `addr` with an optional bearer token: (status, body).
+fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
 #[test]
 fn demo_accounts_for_everything_and_serves_notices() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let out = run(
-        &[
+    let mut child = karpoosheh_tests::karpoosheh_command()
+        .args([
             "demo",
             "--notices",
             "4000",
@@ -19,14 +43,92 @@ fn demo_accounts_for_everything_and_serves_notices() {
             "--set",
             "metrics.listen=\"127.0.0.1:0\"",
             "--set",
+            "inbox.listen=\"127.0.0.1:0\"",
+            "--set",
             "delivery.round_intervals=[\"0s\", \"3s\", \"3s\"]",
             "--set",
             "delivery.not_served_after=\"3s\"",
-        ],
-        None,
-    );
+        ])
+        .env_remove("KARPOOSHEH_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    // The addresses it bound, from its first lines.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut metrics, mut inbox) = (None, None);
+    let mut seen = String::new();
+    while metrics.is_none() || inbox.is_none() {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen += &line;
+        let addr = |prefix: &str, suffix: &str| {
+            line.trim()
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .map(str::to_owned)
+        };
+        metrics = metrics.or(addr("karpoosheh: metrics on http://", "/metrics"));
+        inbox = inbox.or(addr("karpoosheh: inbox API on http://", "/v1/"));
+    }
+    let (Some(metrics), Some(inbox)) = (metrics, inbox) else {
+        let _ = child.kill();
+        panic!("the demo did not say where it serves:\n{seen}");
+    };
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        rest
+    });
+    // A citizen's app, with a token of the demo's identity provider from
+    // the file the demo writes for people to try it.
+    let try_file = data.join("inbox-try.txt");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !try_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&try_file).expect("inbox-try.txt");
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("export T1='")?.strip_suffix('\''))
+        .expect("a token in inbox-try.txt")
+        .to_owned();
+    // Their first notice may still be on its way into the store.
+    let page = loop {
+        let (status, body) = get(&inbox, "/v1/mailbox?limit=1", Some(&token));
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if page["notices"][0].is_object() || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let code = page["notices"][0]["tracking_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = get(&inbox, &format!("/v1/notices/{code}"), Some(&token));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(&inbox, "/v1/mailbox", None).0, 401);
+    // The API is measured, by route and status, never by who called.
+    let (_, m) = get(&metrics, "/metrics", None);
+    for want in [
+        "karpoosheh_inbox_requests_total{route=\"mailbox\",status=\"200\"} ",
+        "karpoosheh_inbox_requests_total{route=\"mailbox\",status=\"401\"} ",
+        "karpoosheh_inbox_requests_total{route=\"notice\",status=\"200\"} ",
+        "karpoosheh_inbox_request_seconds_bucket{route=\"notice\",le=",
+        "# TYPE karpoosheh_inbox_request_seconds histogram",
+    ] {
+        assert!(m.contains(want), "{want} not in /metrics");
+    }
+    let who = page["mailbox"].as_str().unwrap();
+    assert!(!m.contains(who), "a national ID in /metrics");
+    let out = child.wait_with_output().unwrap();
+    let stderr = drain.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("all 4,000 records accounted for"),

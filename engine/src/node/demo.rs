@@ -103,6 +103,70 @@ pub struct DemoReport {
     /// Where the demo's own log lines went while the dashboard had the
     /// screen.
     pub dashboard_log: Option<PathBuf>,
+    /// Tokens and curl lines for the demo's inbox API, when it served one.
+    pub inbox_try: Option<PathBuf>,
+}
+
+/// The issuer of the demo's own identity provider.
+pub const DEMO_ISSUER: &str = "https://idp.demo.karpoosheh.invalid";
+
+/// Makes the demo's identity provider: a key for this run, its public half
+/// written where `identity.jwks_file` says. `None` when that file exists
+/// already (an operator's own provider: the demo cannot sign for it).
+fn demo_identity(cfg: &Config) -> anyhow::Result<Option<SigningKey>> {
+    let path = &cfg.identity.jwks_file;
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(None);
+    }
+    let key = SigningKey::generate("demo-idp")?;
+    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig",
+        "kid": key.kid(), "x": crate::evidence::b64url(key.public_key())}]});
+    std::fs::write(path, serde_json::to_string_pretty(&jwks)? + "\n")?;
+    Ok(Some(key))
+}
+
+/// An identity-provider token for `who` (level 3, two hours), as the
+/// national provider would issue one.
+fn demo_token(cfg: &Config, key: &SigningKey, who: MailboxId) -> String {
+    use crate::evidence::b64url;
+    let now = chrono::Utc::now().timestamp();
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid()});
+    let claims = serde_json::json!({"iss": cfg.identity.issuer, "aud": cfg.identity.audience,
+        "sub": who.to_string(), cfg.identity.level_claim.clone(): 3, "azp": "karpoosheh-demo",
+        "iat": now, "exp": now + 7200});
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", b64url(&sig))
+}
+
+/// The text of `inbox-try.txt`: tokens and curl lines for a few people.
+fn try_lines(
+    cfg: &Config,
+    key: &SigningKey,
+    addr: std::net::SocketAddr,
+    people: &[MailboxId],
+) -> String {
+    let mut out = format!(
+        "# The demo's inbox API (docs/inbox-api.md), while the demo runs, with tokens of\n\
+         # the demo's own identity provider (valid two hours, access level 3). Paste into\n\
+         # another terminal. The OpenAPI document: curl -s http://{addr}/v1/openapi.json\n\n"
+    );
+    for (i, who) in people.iter().enumerate() {
+        let n = i + 1;
+        out += &format!(
+            "# person {n}\nexport T{n}='{}'\n\
+             curl -s -H \"Authorization: Bearer $T{n}\" 'http://{addr}/v1/mailbox?limit=5'\n\
+             C{n}=$(curl -s -H \"Authorization: Bearer $T{n}\" 'http://{addr}/v1/mailbox?limit=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"notices\"][0][\"tracking_code\"])')\n\
+             curl -s -H \"Authorization: Bearer $T{n}\" http://{addr}/v1/notices/$C{n}\n\
+             curl -s -X POST -H \"Authorization: Bearer $T{n}\" -H 'Idempotency-Key: demo-{n}-a' http://{addr}/v1/notices/$C{n}/confirmations\n\n",
+            demo_token(cfg, key, *who)
+        );
+    }
+    out
 }
 
 /// Prepares the demo's data directory: wipes a previous demo's, refuses
@@ -174,6 +238,10 @@ pub fn run(
         }
     }
     let metrics_addr = server.as_ref().map(|s| s.addr);
+    if let Some(addr) = metrics_addr {
+        // Tests and supervisors read the bound address (port 0 picks one).
+        eprintln!("karpoosheh: metrics on http://{addr}/metrics");
+    }
     // Set while the dashboard owns the screen: progress lines stay quiet.
     let screen_taken = Arc::new(AtomicBool::new(false));
     let dashboard_log = cfg.store.path.join("demo.log");
@@ -274,16 +342,61 @@ pub fn run(
     } else {
         None
     };
-    let inbox = super::inbox(
-        cfg,
-        &store,
-        follow.as_ref().map(|f| &f.scheduler),
-        match &follow {
-            Some(f) => f.registry.clone(),
-            None => Arc::new(crate::delivery::StoreRegistry(store.clone())),
-        },
-        None,
-    )?;
+    let registry: Arc<dyn crate::delivery::Registry> = match &follow {
+        Some(f) => f.registry.clone(),
+        None => Arc::new(crate::delivery::StoreRegistry(store.clone())),
+    };
+    // The demo's own identity provider, when its key file is not there
+    // yet: it signs tokens for a few of the generated people.
+    let idp = if cfg.inbox.listen.is_empty() || follow.is_none() {
+        None
+    } else {
+        demo_identity(cfg)?
+    };
+    // Served beside the follow-up (it records openings and confirmations);
+    // a demo that cannot bind its address goes on without it.
+    let inbox = match &follow {
+        Some(f) if !cfg.inbox.listen.is_empty() => {
+            match super::inbox(cfg, &store, Some(&f.scheduler), registry.clone(), None) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the demo goes on without its inbox API");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let inbox_try = match (&inbox, idp) {
+        (Some(server), Some(key)) => {
+            let file = cfg.store.path.join("inbox-try.txt");
+            let people = (0..opts.notices.min(5000))
+                .filter_map(|i| traffic.recipient_of(i))
+                .filter(|id| {
+                    registry
+                        .profile(*id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| p.status == karpoosheh_schemas::MailboxStatus::Active)
+                })
+                .fold(Vec::new(), |mut v, id| {
+                    if v.len() < 3 && !v.contains(&id) {
+                        v.push(id);
+                    }
+                    v
+                });
+            std::fs::write(&file, try_lines(cfg, &key, server.addr, &people))?;
+            // Before the dashboard has the screen, this reaches the
+            // terminal; otherwise the demo's log.
+            tracing::info!(
+                "inbox API on http://{}/v1/: tokens and curl lines to try it in {}",
+                server.addr,
+                file.display()
+            );
+            Some(file)
+        }
+        _ => None,
+    };
 
     let pipeline = super::pipeline(cfg, store.clone(), vec![Box::new(TallySink(tally.clone()))])
         .with_sealer(Some(sealer.clone()))
@@ -328,6 +441,7 @@ pub fn run(
         peak_rss_bytes: crate::process_metrics::peak_rss_bytes(),
         follow_up,
         dashboard_log,
+        inbox_try,
     })
 }
 
@@ -893,6 +1007,13 @@ impl DemoReport {
         }
         if let Some(log) = &self.dashboard_log {
             let _ = writeln!(s, "  log during dashboard  {}", log.display());
+        }
+        if let Some(f) = &self.inbox_try {
+            let _ = writeln!(
+                s,
+                "  inbox API was tried   with tokens and curl lines in {} (served while the demo ran)",
+                f.display()
+            );
         }
         if let Some((id, code)) = &self.example {
             let dir = self.data_dir.display();

@@ -39,6 +39,7 @@ pub(crate) fn help_lines(app: &App) -> Vec<Line<'static>> {
         "   consumer lag  Kafka records not yet read by the node (↑ = growing over the alert window)".to_owned(),
         "   waiting       rate-limit saturation: sends waiting for a token, on average".to_owned(),
         "   skip/s        sends that gave up waiting for a token (the next channel took them)".to_owned(),
+        "   inbox API     citizens' apps' calls /s, answered 4xx (refused) and 5xx, p99 time to answer".to_owned(),
     ] {
         lines.push(Line::raw(text));
     }

@@ -35,15 +35,17 @@ const FLOW_ROWS: [FlowRow; 8] = [
 pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
     let large = big(area);
     let alerts_h = (alerts_for(app, s).len() as u16 + 2).clamp(3, if large { 10 } else { 8 });
+    // A fourth line for the inbox API, when a node here serves it.
+    let info_h = 3 + s.overview.api_rate.is_some() as u16;
     let charts_h = if large {
-        area.height.saturating_sub(10 + 3 + alerts_h).max(6)
+        area.height.saturating_sub(10 + info_h + alerts_h).max(6)
     } else {
         0
     };
     let [flow, charts, info, alerts] = Layout::vertical([
         Constraint::Length(10),
         Constraint::Length(charts_h),
-        Constraint::Length(3),
+        Constraint::Length(info_h),
         Constraint::Fill(1),
     ])
     .areas(area);
@@ -243,8 +245,25 @@ fn info_lines(f: &mut Frame, app: &App, s: &State, area: Rect) {
             lag.push(Span::raw("  "));
         }
     }
-    f.render_widget(
-        Paragraph::new(vec![shares, Line::from(lat), Line::from(lag)]),
-        area,
-    );
+    let mut lines = vec![shares, Line::from(lat), Line::from(lag)];
+    if let Some(rate) = o.api_rate {
+        lines.push({
+            let errors = o.api_5xx.unwrap_or(0.0);
+            Line::from(vec![
+                Span::styled(" inbox API ", t.dim),
+                val(format!("{}/s", fmt::rate(rate))),
+                Span::styled("  4xx ", t.dim),
+                Span::raw(format!("{}/s", fmt::rate(o.api_4xx.unwrap_or(0.0)))),
+                Span::styled("  5xx ", t.dim),
+                if errors > 0.0 {
+                    Span::styled(format!("{}/s", fmt::rate(errors)), t.crit)
+                } else {
+                    Span::raw("0/s")
+                },
+                Span::styled("  p99 ", t.dim),
+                Span::raw(fmt::opt_latency(o.api_p99)),
+            ])
+        });
+    }
+    f.render_widget(Paragraph::new(lines), area);
 }
