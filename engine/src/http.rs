@@ -466,9 +466,13 @@ impl HttpServer {
         bounds: Bounds,
     ) -> std::io::Result<HttpServer> {
         let addr = listener.local_addr()?;
+        // Calls' blocking work (store reads, a durable act, the traffic
+        // record) runs on the blocking pool: 64 at once, so that calls
+        // waiting on a durable write (tens of milliseconds while ingest
+        // fsyncs) do not hold back the many that only read.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .max_blocking_threads(8)
+            .max_blocking_threads(64)
             .thread_name("http")
             .enable_all()
             .build()?;

@@ -23,8 +23,9 @@
 //! is not answered (503). A notice or mailbox the caller may not see is the
 //! same 404 as none: nothing tells whether it exists. Writes (opened,
 //! confirmations, shares) go through the article-29 scheduler's worker
-//! that owns the notice, so they never race a round. Store reads and the
-//! scheduler's answers are awaited on the server's blocking pool.
+//! that owns the notice, so they never race a round. Each call's work
+//! (token, store reads, the scheduler's answer, the traffic record) runs
+//! as plain blocking code in one hop to the server's blocking pool.
 
 mod openapi;
 
@@ -256,21 +257,25 @@ fn session(
     Ok(s)
 }
 
-/// Runs blocking work (a store read, a scheduler call) on the blocking
-/// pool; 503 when it fails.
+/// Runs a call's whole work on the server's blocking pool: store reads,
+/// the scheduler's answer and the traffic record are blocking calls, and
+/// one hop there and back per call costs less than one per step.
+async fn on_pool(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| unavailable())
+}
+
+/// A store or scheduler call's result, or the 503 to answer.
 #[allow(clippy::result_large_err)]
-async fn blocking<T: Send + 'static, E: Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        _ => Err(unavailable()),
-    }
+fn io<T, E>(r: Result<T, E>) -> Result<T, Response> {
+    r.map_err(|_| unavailable())
 }
 
 /// Records the call in the traffic data before it is answered: a call
 /// that cannot be recorded is not answered (503).
-async fn record(
+#[allow(clippy::result_large_err)]
+fn record(
     api: &Api,
     s: &Session,
     mailbox: MailboxId,
@@ -287,12 +292,11 @@ async fn record(
         client: s.client.clone(),
         status: status.as_u16(),
     };
-    let store = api.parts.store.clone();
-    blocking(move || store.record_access(&[rec])).await
+    io(api.parts.store.record_access(&[rec]))
 }
 
 /// Records the call, then answers `r` (or 503 if it cannot be recorded).
-async fn recorded(
+fn recorded(
     api: &Api,
     s: &Session,
     mailbox: MailboxId,
@@ -300,20 +304,16 @@ async fn recorded(
     code: Option<TrackingCode>,
     r: Response,
 ) -> Response {
-    match record(api, s, mailbox, action, code, r.status()).await {
+    match record(api, s, mailbox, action, code, r.status()) {
         Ok(()) => r,
         Err(e) => e,
     }
 }
 
 /// The caller's standing for `holder`'s mailbox now, from its profile.
-async fn standing_for(
-    api: &Api,
-    s: &Session,
-    holder: MailboxId,
-) -> Result<Option<Standing>, Response> {
-    let registry = api.parts.registry.clone();
-    let profile = blocking(move || registry.profile(holder)).await?;
+#[allow(clippy::result_large_err)]
+fn standing_for(api: &Api, s: &Session, holder: MailboxId) -> Result<Option<Standing>, Response> {
+    let profile = io(api.parts.registry.profile(holder))?;
     Ok(standing(
         profile.as_ref(),
         holder,
@@ -404,7 +404,16 @@ async fn mailbox(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let s = match session(&api, peer, &headers) {
+    on_pool(move || list(api, peer, &headers, q)).await
+}
+
+fn list(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let s = match session(&api, peer, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -449,7 +458,7 @@ async fn mailbox(
             )
         }
     };
-    let st = match standing_for(&api, &s, holder).await {
+    let st = match standing_for(&api, &s, holder) {
         Ok(Some(st)) => st,
         Ok(None) if holder == s.subject => {
             let r = problem(
@@ -457,25 +466,33 @@ async fn mailbox(
                 "mailbox_not_accessible",
                 "in this mailbox's state only its guardian may act for it",
             );
-            return recorded(&api, &s, holder, "list_refused", None, r).await;
+            return recorded(&api, &s, holder, "list_refused", None, r);
         }
         // Not theirs to see: as if it did not exist.
         Ok(None) => {
             let r = problem(StatusCode::NOT_FOUND, "not_found", "no such mailbox");
-            return recorded(&api, &s, s.subject, "list_missing", None, r).await;
+            return recorded(&api, &s, s.subject, "list_missing", None, r);
         }
         Err(r) => return r,
     };
     let level = level_of(&s, &st);
-    let store = api.parts.store.clone();
-    let st2 = st.clone();
-    let listed = blocking(move || {
+    // Unfiltered, a page of the store is the page asked for; filtered,
+    // larger pages are read and sifted.
+    let filtered = f.agency.is_some()
+        || f.kind.is_some()
+        || f.life_event.is_some()
+        || f.unread
+        || !st.agencies.is_empty();
+    let read_page = if filtered { MAX_PAGE } else { limit };
+    let store = &api.parts.store;
+    let st2 = &st;
+    let listed = io((|| {
         let mut out = Vec::new();
         let mut cursor = before;
         let mut scanned = 0;
         let mut next = None;
         'pages: loop {
-            let page = store.mailbox(holder, cursor, MAX_PAGE.min(MAX_SCANNED - scanned))?;
+            let page = store.mailbox(holder, cursor, read_page.min(MAX_SCANNED - scanned))?;
             for n in page.notices {
                 scanned += 1;
                 let keep = st2.covers(&n.notice.agency)
@@ -491,7 +508,7 @@ async fn mailbox(
                             .any(|o| o.by_representative == st2.by_representative)
                     });
                     if !(f.unread && opened) {
-                        out.push(summary(&n, rec.as_ref(), &st2, level));
+                        out.push(summary(&n, rec.as_ref(), st2, level));
                     }
                 }
                 if out.len() == limit || scanned == MAX_SCANNED {
@@ -507,8 +524,7 @@ async fn mailbox(
         // A cursor after the very last notice reads an empty page next:
         // harmless, and cheaper than looking ahead.
         Ok::<_, crate::store::StoreError>((out, next))
-    })
-    .await;
+    })());
     let (notices, next) = match listed {
         Ok(x) => x,
         Err(r) => return r,
@@ -519,7 +535,7 @@ async fn mailbox(
         "next": next.map(|c| c.to_string()),
     }))
     .into_response();
-    recorded(&api, &s, holder, "list", None, r).await
+    recorded(&api, &s, holder, "list", None, r)
 }
 
 /// A notice the caller may reach: the notice, their standing for its
@@ -532,23 +548,28 @@ enum Reached {
 
 /// Finds notice `code` for the caller, recording a refusal as `action`
 /// + `_missing` / `_refused`.
-async fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
+fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
     let missing = format!("{action}_missing");
     let Ok(code) = TrackingCode::parse(code) else {
-        return Reached::No(recorded(api, s, s.subject, &missing, None, not_found()).await);
+        return Reached::No(recorded(api, s, s.subject, &missing, None, not_found()));
     };
-    let store = api.parts.store.clone();
-    let n = match blocking(move || store.notice(code)).await {
+    let store = &api.parts.store;
+    let n = match io(store.notice(code)) {
         Ok(Some(n)) => n,
         Ok(None) => {
-            return Reached::No(
-                recorded(api, s, s.subject, &missing, Some(code), not_found()).await,
-            )
+            return Reached::No(recorded(
+                api,
+                s,
+                s.subject,
+                &missing,
+                Some(code),
+                not_found(),
+            ))
         }
         Err(r) => return Reached::No(r),
     };
     let holder = n.notice.recipient;
-    match standing_for(api, s, holder).await {
+    match standing_for(api, s, holder) {
         Ok(Some(st)) if st.covers(&n.notice.agency) => {
             let level = level_of(s, &st);
             Reached::Yes(n, st, level)
@@ -559,9 +580,23 @@ async fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
                 "mailbox_not_accessible",
                 "in this mailbox's state only its guardian may act for it",
             );
-            Reached::No(recorded(api, s, holder, &format!("{action}_refused"), Some(code), r).await)
+            Reached::No(recorded(
+                api,
+                s,
+                holder,
+                &format!("{action}_refused"),
+                Some(code),
+                r,
+            ))
         }
-        Ok(_) => Reached::No(recorded(api, s, s.subject, &missing, Some(code), not_found()).await),
+        Ok(_) => Reached::No(recorded(
+            api,
+            s,
+            s.subject,
+            &missing,
+            Some(code),
+            not_found(),
+        )),
         Err(r) => Reached::No(r),
     }
 }
@@ -589,9 +624,8 @@ fn not_permitted(what: &str) -> Response {
 
 /// Hands an act to the scheduler; 503 when it cannot take it now.
 #[allow(clippy::result_large_err)]
-async fn act(api: &Api, code: TrackingCode, a: InboxAct) -> Result<ActOutcome, Response> {
-    let scheduler = api.parts.scheduler.clone();
-    blocking(move || scheduler.act(code, a)).await
+fn act(api: &Api, code: TrackingCode, a: InboxAct) -> Result<ActOutcome, Response> {
+    io(api.parts.scheduler.act(code, a))
 }
 
 async fn notice(
@@ -600,35 +634,49 @@ async fn notice(
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Response {
-    let s = match session(&api, peer, &headers) {
+    on_pool(move || notice_now(api, peer, &headers, code)).await
+}
+
+fn notice_now(api: Api, peer: std::net::SocketAddr, headers: &HeaderMap, code: String) -> Response {
+    let s = match session(&api, peer, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (n, st, level) = match reach(&api, &s, &code, "open").await {
+    let (n, st, level) = match reach(&api, &s, &code, "open") {
         Reached::Yes(n, st, level) => (n, st, level),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
     if level < n.notice.min_access_level {
         let r = level_refused(n.notice.min_access_level, level);
-        return recorded(&api, &s, holder, "open_refused", Some(code), r).await;
+        return recorded(&api, &s, holder, "open_refused", Some(code), r);
     }
-    // Opening is an event of the notice: recorded before it is shown.
-    let opened = InboxAct::Open {
-        by_representative: st.by_representative,
-    };
-    match act(&api, code, opened).await {
-        Ok(ActOutcome::Done { .. }) => {}
-        Ok(_) => {
-            return recorded(&api, &s, s.subject, "open_missing", Some(code), not_found()).await
-        }
-        Err(r) => return r,
-    }
-    let store = api.parts.store.clone();
-    let rec = match blocking(move || store.delivery(code)).await {
+    let store = &api.parts.store;
+    let mut rec = match io(store.delivery(code)) {
         Ok(rec) => rec,
         Err(r) => return r,
     };
+    // Opening is an event of the notice, recorded before it is shown, the
+    // first time by this side (the scheduler checks again: acts are
+    // idempotent).
+    let by_representative = st.by_representative;
+    let first = rec.as_ref().is_some_and(|r| {
+        !r.opened
+            .iter()
+            .any(|o| o.by_representative == by_representative)
+    });
+    if first {
+        match act(&api, code, InboxAct::Open { by_representative }) {
+            Ok(ActOutcome::Done { .. }) => {}
+            Ok(_) => return recorded(&api, &s, s.subject, "open_missing", Some(code), not_found()),
+            Err(r) => return r,
+        }
+        let store = &api.parts.store;
+        rec = match io(store.delivery(code)) {
+            Ok(rec) => rec,
+            Err(r) => return r,
+        };
+    }
     let mut v = summary(&n, rec.as_ref(), &st, level);
     v["body"] = json!(n.notice.body);
     v["attachments"] = json!(n
@@ -658,7 +706,6 @@ async fn notice(
         Some(code),
         Json(v).into_response(),
     )
-    .await
 }
 
 /// An app's idempotency key: 1-64 of `A-Z a-z 0-9 - _ .`.
@@ -677,20 +724,29 @@ async fn confirm(
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Response {
-    let s = match session(&api, peer, &headers) {
+    on_pool(move || confirm_now(api, peer, &headers, code)).await
+}
+
+fn confirm_now(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    code: String,
+) -> Response {
+    let s = match session(&api, peer, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
     // A retried call must not count twice: two confirmations serve a
     // notice (article 29).
-    let Some(key) = idempotency_key(&headers) else {
+    let Some(key) = idempotency_key(headers) else {
         return problem(
             StatusCode::BAD_REQUEST,
             "idempotency_key_required",
             "send an Idempotency-Key header (1-64 of A-Z a-z 0-9 - _ .), the same on a retry",
         );
     };
-    let (n, st, level) = match reach(&api, &s, &code, "confirm").await {
+    let (n, st, level) = match reach(&api, &s, &code, "confirm") {
         Reached::Yes(n, st, level) => (n, st, level),
         Reached::No(r) => return r,
     };
@@ -703,7 +759,7 @@ async fn confirm(
         None
     };
     if let Some(r) = refused {
-        return recorded(&api, &s, holder, "confirm_refused", Some(code), r).await;
+        return recorded(&api, &s, holder, "confirm_refused", Some(code), r);
     }
     let now = chrono::Utc::now();
     // The ID is the app's key, bound to the person and the notice, so no
@@ -721,8 +777,7 @@ async fn confirm(
         confirmed_by: s.subject,
         confirmed_at: now,
     };
-    let scheduler = api.parts.scheduler.clone();
-    let outcome = match blocking(move || scheduler.confirm(vec![c])).await {
+    let outcome = match io(api.parts.scheduler.confirm(vec![c])) {
         Ok(o) => o.into_iter().next().unwrap_or(ConfirmOutcome::Duplicate),
         Err(r) => return r,
     };
@@ -737,7 +792,7 @@ async fn confirm(
             problem(StatusCode::CONFLICT, reason.code(), reason.describe())
         }
     };
-    recorded(&api, &s, holder, "confirm", Some(code), r).await
+    recorded(&api, &s, holder, "confirm", Some(code), r)
 }
 
 #[derive(Deserialize)]
@@ -753,7 +808,17 @@ async fn share(
     Path(code): Path<String>,
     body: Result<Json<ShareBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let s = match session(&api, peer, &headers) {
+    on_pool(move || share_now(api, peer, &headers, code, body)).await
+}
+
+fn share_now(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    code: String,
+    body: Result<Json<ShareBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let s = match session(&api, peer, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -764,7 +829,7 @@ async fn share(
             "the body must be JSON: {\"agency\": \"<agency id>\"}",
         );
     };
-    let (n, st, level) = match reach(&api, &s, &code, "share").await {
+    let (n, st, level) = match reach(&api, &s, &code, "share") {
         Reached::Yes(n, st, level) => (n, st, level),
         Reached::No(r) => return r,
     };
@@ -790,13 +855,13 @@ async fn share(
     };
     let with = match refused {
         Ok(a) => a,
-        Err(r) => return recorded(&api, &s, holder, "share_refused", Some(code), r).await,
+        Err(r) => return recorded(&api, &s, holder, "share_refused", Some(code), r),
     };
     let a = InboxAct::Share {
         with,
         by_representative: st.by_representative,
     };
-    let r = match act(&api, code, a).await {
+    let r = match act(&api, code, a) {
         Ok(ActOutcome::Done { share_id, new }) => (
             if new {
                 StatusCode::CREATED
@@ -814,7 +879,7 @@ async fn share(
         Ok(ActOutcome::Missing) => not_found(),
         Err(r) => return r,
     };
-    recorded(&api, &s, holder, "share", Some(code), r).await
+    recorded(&api, &s, holder, "share", Some(code), r)
 }
 
 async fn unshare(
@@ -823,20 +888,30 @@ async fn unshare(
     headers: HeaderMap,
     Path((code, share_id)): Path<(String, String)>,
 ) -> Response {
-    let s = match session(&api, peer, &headers) {
+    on_pool(move || unshare_now(api, peer, &headers, code, share_id)).await
+}
+
+fn unshare_now(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    code: String,
+    share_id: String,
+) -> Response {
+    let s = match session(&api, peer, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (n, st, _) = match reach(&api, &s, &code, "unshare").await {
+    let (n, st, _) = match reach(&api, &s, &code, "unshare") {
         Reached::Yes(n, st, level) => (n, st, level),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
     if !st.may_share {
         let r = not_permitted("withdraw a share");
-        return recorded(&api, &s, holder, "unshare_refused", Some(code), r).await;
+        return recorded(&api, &s, holder, "unshare_refused", Some(code), r);
     }
-    let r = match act(&api, code, InboxAct::Unshare { share_id }).await {
+    let r = match act(&api, code, InboxAct::Unshare { share_id }) {
         Ok(ActOutcome::Done { new, .. }) => {
             Json(json!({"revoked": true, "new": new})).into_response()
         }
@@ -847,7 +922,7 @@ async fn unshare(
         ),
         Err(r) => return r,
     };
-    recorded(&api, &s, holder, "unshare", Some(code), r).await
+    recorded(&api, &s, holder, "unshare", Some(code), r)
 }
 
 #[cfg(test)]

@@ -80,8 +80,8 @@ pub use crate::model::{
 pub use crate::node::audited as node_audited;
 pub use crate::node::sealer as node_sealer;
 pub use crate::node::{
-    demo, ingest, notifier, open_store, open_store_read_only, pipeline, render_chain,
-    render_history, run, scheduler,
+    demo, inbox as inbox_server, ingest, notifier, open_store, open_store_read_only, pipeline,
+    render_chain, render_history, run, scheduler,
 };
 pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};
 pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};

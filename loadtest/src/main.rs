@@ -150,6 +150,32 @@ enum Command {
         #[arg(long, default_value = "./karpoosheh-bench")]
         dir: PathBuf,
     },
+    /// Inbox API benchmark: list and open calls at a rate, open-loop, with
+    /// latency percentiles, beside ingest on the same node (ingest alone,
+    /// with the API load, at half rate with it, and the API alone).
+    Inbox {
+        /// API calls per second offered.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Keep-alive connections the calls share.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Share of the calls that open a notice; the rest list a mailbox.
+        #[arg(long, default_value_t = 0.5)]
+        opens: f64,
+        /// Notices stored before the phases.
+        #[arg(long, default_value_t = 200_000)]
+        fill: u64,
+        /// Notices each ingest phase stores.
+        #[arg(long, default_value_t = 150_000)]
+        phase_notices: u64,
+        /// Seconds of the API-alone phase.
+        #[arg(long, default_value_t = 10.0)]
+        api_secs: f64,
+        /// Scratch directory (wiped).
+        #[arg(long, default_value = "./karpoosheh-bench-inbox")]
+        dir: PathBuf,
+    },
     /// Whole-pipeline benchmark: pipeline vs raw store vs raw disk, one run.
     BenchPipeline {
         #[arg(long, default_value_t = 300_000)]
@@ -280,6 +306,36 @@ fn run() -> Result<()> {
             } else {
                 println!("{}", report.render());
             }
+        }
+        Command::Inbox {
+            rate,
+            connections,
+            opens,
+            fill,
+            phase_notices,
+            api_secs,
+            dir,
+        } => {
+            let r = karpoosheh_loadtest::inbox_bench::inbox_benchmark(
+                karpoosheh_loadtest::inbox_bench::InboxOptions {
+                    rate: *rate,
+                    connections: *connections,
+                    opens: opens.clamp(0.0, 1.0),
+                    fill: *fill,
+                    phase_notices: *phase_notices,
+                    api_secs: *api_secs,
+                    dir: dir.clone(),
+                    config: load(vec![])?,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!(
+                "inbox: ingest {:.0}/s alone, {:.0}/s with {} API calls/s offered ({:+.1}%)",
+                r.ingest_alone_per_sec,
+                r.ingest_with_api_per_sec,
+                r.rate,
+                -100.0 * r.ingest_slowdown
+            );
         }
         Command::BenchScheduler { pending, due, dir } => {
             std::fs::create_dir_all(dir)?;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -80,7 +80,14 @@ enum Command {
         Vec<usize>,
     ),
     Activate(Vec<TrackingCode>, Sender<()>),
-    Act(TrackingCode, InboxAct, Sender<ActOutcome>),
+}
+
+/// One worker's write lock, with the notices of its shards that an inbox
+/// act changed since its last scan wrote (see [`SchedulerHandle::act`]).
+type Owner = Mutex<std::collections::HashSet<TrackingCode>>;
+
+fn lock(o: &Owner) -> std::sync::MutexGuard<'_, std::collections::HashSet<TrackingCode>> {
+    o.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Every so often a worker scans a shard from its start. Timers this
@@ -131,6 +138,31 @@ fn fan_out<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Keeps in `rec` the openings and shares an inbox act wrote to `stored`
+/// after `rec` was read: both only grow (a share is withdrawn by setting
+/// its `revoked_at`, never removed).
+fn keep_acts(rec: &mut DeliveryRecord, stored: &DeliveryRecord) {
+    for o in &stored.opened {
+        if !rec
+            .opened
+            .iter()
+            .any(|x| x.by_representative == o.by_representative)
+        {
+            rec.opened.push(o.clone());
+        }
+    }
+    for sh in &stored.shares {
+        match rec.shares.iter_mut().find(|x| x.share_id == sh.share_id) {
+            Some(x) => {
+                if x.revoked_at.is_none() {
+                    x.revoked_at = sh.revoked_at;
+                }
+            }
+            None => rec.shares.push(sh.clone()),
+        }
+    }
+}
+
 /// The scheduler's parts.
 pub struct Scheduler {
     pub config: DeliveryConfig,
@@ -157,7 +189,15 @@ pub struct SchedulerHandle {
     threads: Vec<std::thread::JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     workers: usize,
+    acts: Option<Sender<ActRequest>>,
 }
+
+/// An inbox act handed to the acts thread, with where its outcome goes.
+type ActRequest = (
+    TrackingCode,
+    InboxAct,
+    Sender<Result<ActOutcome, StoreError>>,
+);
 
 /// Why the scheduler could not take work.
 #[derive(Debug, thiserror::Error)]
@@ -210,13 +250,25 @@ impl SchedulerHandle {
     }
 
     /// Records an inbox app's act on a notice ([`InboxAct`]); returns
-    /// once it is durable.
+    /// once it is durable. It does not wait for the worker that owns the
+    /// notice to finish its scan batch (rounds wait on gateways): the acts
+    /// thread writes it, with every other act waiting then, in one durable
+    /// write (a group commit), under the owning workers' write locks, which
+    /// a worker holds only to write; it marks the notices changed, and the
+    /// worker's next write re-reads a changed notice's openings and shares
+    /// and keeps them (they only grow), so neither write is lost.
     pub fn act(&self, code: TrackingCode, act: InboxAct) -> Result<ActOutcome, SchedulerError> {
         let (tx, rx) = bounded(1);
-        self.commands[self.worker_of(code)]
-            .send(Command::Act(code, act, tx))
+        self.acts
+            .as_ref()
+            .ok_or(SchedulerError::Stopped)?
+            .send((code, act, tx))
             .map_err(|_| SchedulerError::Stopped)?;
-        rx.recv().map_err(|_| self.dropped())
+        match rx.recv() {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(e)) => Err(SchedulerError::Store(e)),
+            Err(_) => Err(self.dropped()),
+        }
     }
 
     /// [`SchedulerHandle::confirm`], retried while a store error interrupts
@@ -302,6 +354,8 @@ impl SchedulerHandle {
     pub fn stop(mut self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.commands.clear();
+        // The acts thread ends when its channel closes.
+        self.acts = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -315,6 +369,7 @@ impl Scheduler {
         SchedulerStarted { workers }.emit();
         let shared = Arc::new(self);
         let shutdown = Arc::new(AtomicBool::new(false));
+        let owners: Arc<Vec<Owner>> = Arc::new((0..workers).map(|_| Owner::default()).collect());
         let mut commands = Vec::new();
         let mut threads = Vec::new();
         for w in 0..workers {
@@ -325,6 +380,7 @@ impl Scheduler {
                 .collect();
             let me = shared.clone();
             let shutdown = shutdown.clone();
+            let owners = owners.clone();
             let fan = shared.config.concurrency;
             threads.push(
                 std::thread::Builder::new()
@@ -340,7 +396,7 @@ impl Scheduler {
                         // watching `failed()` stops for a restart.
                         let mut backoff = Duration::from_millis(100);
                         while !shutdown.load(Ordering::SeqCst) {
-                            match me.worker(&shards, &rx, fan, &shutdown) {
+                            match me.worker(&shards, &rx, fan, &shutdown, &owners[w]) {
                                 Ok(()) => return,
                                 Err(e) if e.is_fatal() => {
                                     SchedulerStoreFailed {
@@ -365,11 +421,22 @@ impl Scheduler {
                     })?,
             );
         }
+        let (acts_tx, acts_rx) = bounded::<ActRequest>(4096);
+        {
+            let me = shared.clone();
+            let owners = owners.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("scheduler-acts".into())
+                    .spawn(move || me.acts(&acts_rx, &owners, workers))?,
+            );
+        }
         Ok(SchedulerHandle {
             commands,
             threads,
             shutdown,
             workers,
+            acts: Some(acts_tx),
         })
     }
 
@@ -379,30 +446,36 @@ impl Scheduler {
         commands: &Receiver<Command>,
         threads: usize,
         shutdown: &AtomicBool,
+        owner: &Owner,
     ) -> Result<(), StoreError> {
         let poll = self.config.poll_interval.0;
         let mut cursors: Vec<Cursor> = cursors();
-        while !shutdown.load(Ordering::SeqCst) {
-            let mut did = 0;
-            // Commands first: a confirmation should not wait behind a
-            // backlog of rounds.
+        // Commands first, and again before each shard's scan: a
+        // confirmation, or a person opening a notice in their app, waits
+        // for at most one scan batch of rounds, not a pass over every shard.
+        let take = |did: &mut usize| -> Result<(), StoreError> {
             let mut cmds = Vec::new();
             while let Ok(c) = commands.try_recv() {
                 cmds.push(c);
-                if cmds.len() >= 64 {
+                if cmds.len() >= 1024 {
                     break;
                 }
             }
             if !cmds.is_empty() {
-                did += self.run_commands(cmds)?;
+                *did += self.run_commands(cmds, owner)?;
             }
+            Ok(())
+        };
+        while !shutdown.load(Ordering::SeqCst) {
+            let mut did = 0;
             for &shard in shards {
-                did += self.scan(shard, threads, &mut cursors[shard as usize], false)?;
+                take(&mut did)?;
+                did += self.scan(shard, threads, &mut cursors[shard as usize], false, owner)?;
             }
             if did == 0 {
                 match commands.recv_timeout(poll) {
                     Ok(c) => {
-                        self.run_commands(vec![c])?;
+                        self.run_commands(vec![c], owner)?;
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -414,6 +487,84 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The acts thread: takes every act waiting (up to 1024), writes them
+    /// in one durable write under the write locks of the workers owning
+    /// their notices, answers each. Ends when the handle is gone.
+    fn acts(&self, rx: &Receiver<ActRequest>, owners: &[Owner], workers: usize) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+            // Locks in worker order: no two lockers wait on each other.
+            let mut wanted: Vec<usize> = batch
+                .iter()
+                .map(|(c, _, _)| Timer::shard_of(*c) as usize % workers)
+                .collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let mut guards: Vec<_> = wanted.iter().map(|&w| (w, lock(&owners[w]))).collect();
+            let now = self.clock.now();
+            let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
+            let mut answers = Vec::with_capacity(batch.len());
+            let mut failed = None;
+            for (code, act, reply) in batch {
+                let o = (|| {
+                    let notice = match act {
+                        InboxAct::Share { .. } => self.store.notice(code)?,
+                        _ => None,
+                    };
+                    let (rec, w) = match work.entry(code) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            match self.store.delivery(code)? {
+                                None => return Ok(ActOutcome::Missing),
+                                Some(rec) => v.insert((rec, DeliveryWrite::default())),
+                            }
+                        }
+                    };
+                    Ok(apply_act(rec, w, &act, notice.as_ref(), now))
+                })();
+                match o {
+                    Ok(o) => answers.push((reply, Ok(o))),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            let writes: Vec<DeliveryWrite> = work
+                .into_iter()
+                .filter(|(_, (_, w))| !w.receipts.is_empty())
+                .map(|(code, (rec, mut w))| {
+                    for (wk, g) in guards.iter_mut() {
+                        if *wk == Timer::shard_of(code) as usize % workers {
+                            g.insert(code);
+                        }
+                    }
+                    w.record = Some(rec);
+                    w
+                })
+                .collect();
+            if !writes.is_empty() {
+                if let Err(e) = self.store.write_delivery(&writes) {
+                    failed = Some(e);
+                }
+            }
+            drop(guards);
+            for (reply, o) in answers {
+                let _ = reply.send(match &failed {
+                    None => o,
+                    // Not applied: the caller may try again (acts are
+                    // idempotent).
+                    Some(e) => Err(StoreError::Io(std::io::Error::other(e.to_string()))),
+                });
+            }
+        }
+    }
+
     /// Processes every due timer now, on the calling thread, until none is
     /// left; for tests and benchmarks driven by a manual clock. Returns the
     /// number of timers handled.
@@ -423,10 +574,11 @@ impl Scheduler {
         let mut cursors: Vec<Cursor> = cursors();
         let mut total = 0;
         let mut full = false;
+        let owner = Owner::default();
         loop {
             let mut n = 0;
             for shard in 0..TIMER_SHARDS {
-                n += self.scan(shard, threads, &mut cursors[shard as usize], full)?;
+                n += self.scan(shard, threads, &mut cursors[shard as usize], full, &owner)?;
             }
             total += n;
             match (n, full) {
@@ -443,7 +595,7 @@ impl Scheduler {
     pub fn confirm_now(&self, batch: Vec<Confirmation>) -> Result<Vec<ConfirmOutcome>, StoreError> {
         let (tx, rx) = bounded(1);
         let idx = (0..batch.len()).collect();
-        self.run_commands(vec![Command::Confirm(batch, tx, idx)])?;
+        self.run_commands(vec![Command::Confirm(batch, tx, idx)], &Owner::default())?;
         let mut out: Vec<(usize, ConfirmOutcome)> = rx.recv().unwrap_or_default();
         out.sort_by_key(|x| x.0);
         Ok(out.into_iter().map(|x| x.1).collect())
@@ -456,16 +608,18 @@ impl Scheduler {
             codes.extend(self.store.awaiting_activation(id, usize::MAX)?);
         }
         let (tx, _rx) = bounded(1);
-        self.run_commands(vec![Command::Activate(codes, tx)])?;
+        self.run_commands(vec![Command::Activate(codes, tx)], &Owner::default())?;
         Ok(())
     }
 
-    fn run_commands(&self, cmds: Vec<Command>) -> Result<usize, StoreError> {
+    /// Applies commands under the worker's write lock: from the records'
+    /// reads to their write, no inbox act comes between.
+    fn run_commands(&self, cmds: Vec<Command>, owner: &Owner) -> Result<usize, StoreError> {
+        let _writing = lock(owner);
         let now = self.clock.now();
         let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
         let mut replies_c = Vec::new();
         let mut replies_a = Vec::new();
-        let mut replies_x = Vec::new();
         let mut n = 0;
         for cmd in cmds {
             match cmd {
@@ -533,27 +687,6 @@ impl Scheduler {
                     }
                     replies_a.push(reply);
                 }
-                Command::Act(code, act, reply) => {
-                    n += 1;
-                    let entry = match work.get_mut(&code) {
-                        Some(e) => Some(e),
-                        None => self
-                            .store
-                            .delivery(code)?
-                            .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
-                    };
-                    let o = match entry {
-                        None => ActOutcome::Missing,
-                        Some((rec, w)) => {
-                            let notice = match act {
-                                InboxAct::Share { .. } => self.store.notice(code)?,
-                                _ => None,
-                            };
-                            apply_act(rec, w, &act, notice.as_ref(), now)
-                        }
-                    };
-                    replies_x.push((reply, o));
-                }
             }
         }
         let writes: Vec<DeliveryWrite> = work
@@ -570,9 +703,6 @@ impl Scheduler {
         for reply in replies_a {
             let _ = reply.send(());
         }
-        for (reply, o) in replies_x {
-            let _ = reply.send(o);
-        }
         Ok(n)
     }
 
@@ -583,6 +713,7 @@ impl Scheduler {
         threads: usize,
         cursor: &mut Cursor,
         force_full: bool,
+        owner: &Owner,
     ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let full = force_full
@@ -620,7 +751,23 @@ impl Scheduler {
             sent.extend(s.sent);
             outcomes.extend(s.outcomes);
         }
-        self.store.write_delivery(&writes)?;
+        {
+            // The records were read before the rounds went out: an inbox
+            // act may have written one since. Its openings and shares are
+            // kept (they only grow).
+            let mut changed = lock(owner);
+            for w in &mut writes {
+                if let Some(rec) = w.record.as_mut() {
+                    if changed.contains(&rec.tracking_code) {
+                        if let Some(stored) = self.store.delivery(rec.tracking_code)? {
+                            keep_acts(rec, &stored);
+                        }
+                    }
+                }
+            }
+            self.store.write_delivery(&writes)?;
+            changed.clear();
+        }
         for o in outcomes {
             o.emit();
         }

@@ -1303,3 +1303,88 @@ fn a_mailbox_corrected_back_to_reachable_resumes_its_rounds() {
         .any(|s| s.0 == c3 && s.2);
     assert!(to_guardian, "the guardian is notified");
 }
+
+/// A gateway that holds every send until it is let go: a round in flight.
+struct HeldGateway {
+    entered: crossbeam_channel::Sender<()>,
+    release: crossbeam_channel::Receiver<()>,
+}
+
+impl Notify for HeldGateway {
+    fn deliver(&self, _n: &Notification, targets: &[Target]) -> Delivery {
+        let _ = self.entered.send(());
+        let _ = self.release.recv_timeout(Duration::from_secs(20));
+        Delivery::Accepted {
+            channel: targets[0].kind,
+            attempts: 1,
+        }
+    }
+}
+
+/// A person opens a notice while its round is at the gateway: the opening
+/// is durable at once (it does not wait for the round), and the round's
+/// write, which read the record before, keeps it; the chain holds both.
+#[test]
+fn an_opening_during_a_round_is_neither_delayed_nor_lost() {
+    let w = World::new();
+    let to = person(300_003_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release, release_rx) = crossbeam_channel::unbounded();
+    let handle = Scheduler {
+        config: DeliveryConfig {
+            poll_interval: karpoosheh_schemas::HumanDuration(Duration::from_millis(10)),
+            ..config()
+        },
+        store: w.store.clone(),
+        notifier: Arc::new(HeldGateway {
+            entered: entered_tx,
+            release: release_rx,
+        }),
+        registry: Arc::new(StoreRegistry(w.store.clone())),
+        clock: Arc::new(w.clock.clone()),
+        observer: None,
+    }
+    .start()
+    .unwrap();
+    entered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("round 1 reached the gateway");
+    let opened = handle
+        .act(
+            code,
+            InboxAct::Open {
+                by_representative: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        opened,
+        ActOutcome::Done {
+            share_id: None,
+            new: true
+        }
+    );
+    assert_eq!(w.store.delivery(code).unwrap().unwrap().opened.len(), 1);
+    release.send(()).unwrap();
+    // The round's write lands after the opening's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rec = loop {
+        let rec = w.store.delivery(code).unwrap().unwrap();
+        if !rec.rounds.is_empty() || std::time::Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    handle.stop();
+    assert_eq!(rec.rounds.len(), 1, "the round was recorded");
+    assert_eq!(rec.opened.len(), 1, "and the opening kept");
+    let names = events(&w.receipts());
+    assert_eq!(
+        names,
+        ["opened", "sent"],
+        "the opening first, then the round"
+    );
+    crate::evidence::chain::verify(&w.store.events(code).unwrap()).expect("the chain holds");
+}

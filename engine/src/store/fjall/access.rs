@@ -30,7 +30,7 @@ impl AccessStore for FjallStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        let mut batch = self.traffic.batch().durability(Some(PersistMode::Buffer));
         let mut seq = self.access_seq.lock().unwrap_or_else(|p| p.into_inner());
         for r in records {
             *seq = seq.wrapping_add(1);
@@ -62,7 +62,7 @@ impl AccessStore for FjallStore {
         let mut n = 0;
         loop {
             // In slices, so a long backlog is not one huge batch.
-            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+            let mut batch = self.traffic.batch().durability(Some(PersistMode::Buffer));
             let mut taken = 0;
             for guard in self.access.range(..end.to_vec()).take(10_000) {
                 let (k, v) = guard.into_inner()?;

@@ -29,7 +29,8 @@
 //!   log ‖ index of the batch that carried the event; `audit_heads`:
 //!   log ‖ size → the signed tree heads. All appended, time-ordered.
 //! - `access`, `access_by_mailbox`: traffic data, by time (for the purge)
-//!   and by mailbox, newest first (for `karpoosheh access-log`).
+//!   and by mailbox, newest first (for `karpoosheh access-log`), in a
+//!   database of their own under `traffic/` (its own journal).
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
@@ -158,6 +159,10 @@ struct WriterState {
 /// The embedded mailbox store.
 pub struct FjallStore {
     db: Database,
+    /// Traffic data, in a database of its own (`<path>/traffic`): its
+    /// journal is never held by the main store's fsyncs, so recording an
+    /// inbox API call never waits behind a group commit of notices.
+    traffic: Database,
     notices: Keyspace,
     mailbox: Keyspace,
     refs: Keyspace,
@@ -527,8 +532,17 @@ impl FjallStore {
         let audit_leaves = db.keyspace("audit_leaves", ordered)?;
         let audit_events = db.keyspace("audit_events", ordered)?;
         let audit_heads = db.keyspace("audit_heads", ordered_ranged)?;
-        let access = db.keyspace("access", ordered_ranged)?;
-        let access_by_mailbox = db.keyspace("access_by_mailbox", ranged)?;
+        let traffic_path = cfg.path.join("traffic");
+        let traffic = Database::builder(&traffic_path)
+            .cache_size((cfg.cache_bytes / 16).max(8 << 20))
+            .max_journaling_size(cfg.max_journal_bytes.min(64 << 20))
+            .open()
+            .map_err(|e| match e {
+                ::fjall::Error::Locked => StoreError::Locked(traffic_path.display().to_string()),
+                other => StoreError::Fjall(other),
+            })?;
+        let access = traffic.keyspace("access", ordered_ranged)?;
+        let access_by_mailbox = traffic.keyspace("access_by_mailbox", ranged)?;
         let last_outbox_id = match outbox.last_key_value() {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
@@ -549,6 +563,7 @@ impl FjallStore {
         };
         Ok(FjallStore {
             db,
+            traffic,
             notices,
             mailbox,
             refs,

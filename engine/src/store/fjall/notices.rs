@@ -237,7 +237,7 @@ impl NoticeStore for FjallStore {
 
     fn stats(&self) -> StoreStats {
         StoreStats {
-            disk_bytes: self.db.disk_space().unwrap_or(0),
+            disk_bytes: self.db.disk_space().unwrap_or(0) + self.traffic.disk_space().unwrap_or(0),
             notices_approx: self.notices.approximate_len() as u64,
             write_buffer_bytes: self.db.write_buffer_size(),
             cache_bytes: self.db.cache_size(),
