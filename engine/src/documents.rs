@@ -34,6 +34,9 @@ pub struct Inquiry {
     /// With a document: whether its content hash is the stored notice's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_matches: Option<bool>,
+    /// Whose notice it is, for the traffic record; never answered.
+    #[serde(skip)]
+    pub mailbox: Option<karpoosheh_schemas::MailboxId>,
 }
 
 impl Inquiry {
@@ -44,6 +47,7 @@ impl Inquiry {
             kind: None,
             issued_at: None,
             document_matches: None,
+            mailbox: None,
         }
     }
 
@@ -127,13 +131,14 @@ pub fn inquire(
     if karpoosheh_schemas::verification_code(&code, &hash) != given {
         return Ok(Inquiry::not_genuine());
     }
-    let kind = store.delivery(code)?.map(|d| d.kind.as_str().to_owned());
+    let delivery = store.delivery(code)?;
     Ok(Inquiry {
         genuine: true,
         agency: Some(agency),
-        kind,
+        kind: delivery.as_ref().map(|d| d.kind.as_str().to_owned()),
         issued_at: Some(issued_at),
         document_matches: document.map(|d| document_hash(d) == Some(hash)),
+        mailbox: delivery.map(|d| d.recipient),
     })
 }
 

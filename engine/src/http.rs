@@ -720,6 +720,7 @@ impl Documents {
         document: Option<&[u8]>,
     ) -> Answer {
         const JSON: &str = "application/json";
+        let address = client;
         let client = client.map(client_key);
         let allowed = self
             .limiter
@@ -745,7 +746,26 @@ impl Documents {
         let [code, vcode] = parts[..] else {
             return self.refuse("ask /v1/documents/<tracking-code>/<verification-code>");
         };
-        match crate::documents::inquire(self.store.as_ref(), code, vcode, document) {
+        let answered = crate::documents::inquire(self.store.as_ref(), code, vcode, document)
+            .and_then(|a| {
+                // A genuine paper's inquiry touched that mailbox: it is in
+                // the traffic data (with no caller: anyone holding the
+                // paper may ask), before it is answered.
+                if let Some(mailbox) = a.mailbox {
+                    self.store.record_access(&[crate::model::AccessRecord {
+                        at: crate::model::to_millis(chrono::Utc::now()),
+                        mailbox,
+                        actor: None,
+                        action: "document_inquiry".into(),
+                        tracking_code: karpoosheh_schemas::TrackingCode::parse(code.trim()).ok(),
+                        client: None,
+                        status: 200,
+                        address: address.map(|c| c.to_string()),
+                    }])?;
+                }
+                Ok(a)
+            });
+        match answered {
             Ok(a) => {
                 DocumentInquired { result: a.result() }.emit();
                 let status = if a.genuine { 200 } else { 404 };
@@ -897,5 +917,51 @@ mod server_tests {
         drop((a, b));
         std::thread::sleep(Duration::from_millis(500));
         assert!(get(addr, "/health/live").starts_with("HTTP/1.1 200"));
+    }
+}
+
+#[cfg(test)]
+mod inquiry_tests {
+    use super::*;
+    use crate::store::conformance::{new_notice, notice, person};
+    use crate::store::{Durability, FjallStore, FjallStoreConfig};
+
+    /// A genuine paper's inquiry is traffic data of that mailbox, with the
+    /// asker's address and no caller; a wrong code touches nothing.
+    #[test]
+    fn a_genuine_inquiry_is_in_the_mailboxs_traffic_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let store: Arc<dyn crate::store::Store> = Arc::new(FjallStore::open(cfg).unwrap());
+        let e = new_notice(notice("tax", "r-1", person(100), "متن"), 1);
+        let crate::model::Entry::Notice(n) = &e else {
+            unreachable!()
+        };
+        let (code, hash) = (n.tracking_code, n.content_hash);
+        store.write(&[e]).unwrap();
+        let docs = Documents::new(store.clone(), 100.0, 100.0);
+        let vcode = karpoosheh_schemas::verification_code(&code, &hash);
+        let asker: std::net::IpAddr = "198.51.100.9".parse().unwrap();
+        let (status, _, body) =
+            docs.answer(Some(asker), &format!("/v1/documents/{code}/{vcode}"), None);
+        assert_eq!(status, 200, "{body}");
+        let (status, _, _) = docs.answer(
+            Some(asker),
+            &format!("/v1/documents/{code}/AAAA-AAAA"),
+            None,
+        );
+        assert_eq!(status, 404);
+        let log = store.access_log(person(100), 10).unwrap();
+        assert_eq!(log.len(), 1, "the wrong code touched nothing");
+        assert_eq!(
+            (
+                log[0].action.as_str(),
+                log[0].actor,
+                log[0].address.as_deref(),
+                log[0].tracking_code
+            ),
+            ("document_inquiry", None, Some("198.51.100.9"), Some(code))
+        );
     }
 }

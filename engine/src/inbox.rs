@@ -254,7 +254,10 @@ fn session(
     {
         return Err(too_many());
     }
-    Ok(s)
+    Ok(Session {
+        address: Some(peer.ip()),
+        ..s
+    })
 }
 
 /// Runs a call's whole work on the server's blocking pool: store reads,
@@ -286,11 +289,12 @@ fn record(
     let rec = AccessRecord {
         at: crate::model::to_millis(chrono::Utc::now()),
         mailbox,
-        actor: s.subject,
+        actor: Some(s.subject),
         action: action.to_owned(),
         tracking_code: code,
         client: s.client.clone(),
         status: status.as_u16(),
+        address: s.address.map(|a| a.to_string()),
     };
     io(api.parts.store.record_access(&[rec]))
 }

@@ -880,15 +880,16 @@ fn run(cli: Cli) -> Result<()> {
             let store = open_store_read_only(&cfg)?;
             for r in store.access_log(id, limit)? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    r.actor,
+                    r.actor.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                     r.action,
                     r.tracking_code
                         .map(|c| c.to_string())
                         .unwrap_or_else(|| "-".into()),
                     r.client.as_deref().unwrap_or("-"),
-                    r.status
+                    r.status,
+                    r.address.as_deref().unwrap_or("-")
                 );
             }
             Ok(())

@@ -104,6 +104,9 @@ pub struct Session {
     pub client: Option<String>,
     /// The token's ID (`jti`), when it has one.
     pub token_id: Option<String>,
+    /// The network address the call came from (set by the server, not
+    /// by the token), for the traffic record.
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// Why a token was refused.
@@ -473,6 +476,7 @@ impl Verifier {
             expires_at,
             client: text("azp").or_else(|| text("client_id")),
             token_id: text("jti"),
+            address: None,
         })
     }
 

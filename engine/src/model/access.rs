@@ -13,10 +13,12 @@ pub struct AccessRecord {
     pub at: DateTime<Utc>,
     /// The mailbox touched.
     pub mailbox: MailboxId,
-    /// Who called: the token's subject.
-    pub actor: MailboxId,
-    /// What: `list`, `open`, `open_refused` (level too low), `open_missing`
-    /// (no such notice in this mailbox).
+    /// Who called: the token's subject (the holder, or someone acting
+    /// for them); none for an inquiry about a printed copy, which anyone
+    /// holding the paper may make.
+    pub actor: Option<MailboxId>,
+    /// What: `list`, `open`, `confirm`, `share`, `unshare` (with
+    /// `_refused` or `_missing`), `document_inquiry`.
     pub action: String,
     /// The notice asked for, when one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,4 +28,7 @@ pub struct AccessRecord {
     pub client: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
+    /// The caller's network address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }

@@ -113,11 +113,12 @@ pub fn traffic_data_is_kept_per_mailbox_newest_first(store: &dyn Store) {
     let rec = |who: MailboxId, ms: i64, action: &str| AccessRecord {
         at: t0() + Duration::milliseconds(ms),
         mailbox: who,
-        actor: who,
+        actor: Some(who),
         action: action.into(),
         tracking_code: Some(TrackingCode::from_parts(t0().timestamp_millis(), 1, 1)),
         client: Some("inbox-web".into()),
         status: 200,
+        address: Some("192.0.2.7".into()),
     };
     let (a, b) = (person(100), person(200));
     assert!(store.access_log(a, 10).unwrap().is_empty());

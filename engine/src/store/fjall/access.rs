@@ -105,11 +105,12 @@ mod tests {
         let rec = |days: i64| AccessRecord {
             at: t0() + chrono::Duration::days(days),
             mailbox: person(100),
-            actor: person(100),
+            actor: Some(person(100)),
             action: "list".into(),
             tracking_code: None,
             client: None,
             status: 200,
+            address: None,
         };
         let records: Vec<_> = (0..300).map(rec).collect();
         store.record_access(&records).unwrap();
