@@ -663,9 +663,14 @@ fn record_answer(a: &mut Answers, m: &rdkafka::message::BorrowedMessage<'_>, dlq
         a.batches += 1;
         return;
     }
+    // Keyed by the agency's reference; a receipt with none (a document
+    // another agency shared with this one) by its own ID.
     assert_eq!(
         m.key().map(|k| String::from_utf8_lossy(k).to_string()),
-        v["reference"].as_str().map(str::to_owned),
+        v["reference"]
+            .as_str()
+            .or(v["receipt_id"].as_str())
+            .map(str::to_owned),
         "receipts are keyed by the agency's reference"
     );
     let key = (
@@ -1661,4 +1666,210 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         !text.contains(&active),
         "no national ID printed in clear: {text}"
     );
+}
+
+/// A citizen's app on the inbox API of a node on Kafka: opening the notice,
+/// confirming it twice (a retried call counted once) and sharing it with
+/// another agency reach the agencies on their receipts topics -- `opened`,
+/// `confirmed`, `served`, `shared` to the sender, `document_shared` with
+/// the document to the other -- and every receipt verifies with the
+/// independent verifier.
+#[test]
+fn kafka_inbox_api_open_confirm_share_reach_the_agencies() {
+    let Some(broker) = broker_or_skip("kafka_inbox", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("inbox");
+    names.create(&broker, &["tax", "utilities"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    // The identity provider's key, and its JWK Set for the node.
+    let idp = SigningKey::from_seed("idp-2026", [61; 32]).unwrap();
+    let jwks_file = dir.path().join("idp.jwks.json");
+    std::fs::write(
+        &jwks_file,
+        serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "idp-2026",
+            "x": b64url(idp.public_key())}]})
+        .to_string(),
+    )
+    .unwrap();
+    let engine = Engine::start(
+        &broker,
+        &names,
+        dir.path(),
+        5,
+        &[
+            "delivery.enabled=true",
+            "delivery.quiet_hours=\"\"",
+            "delivery.round_intervals=[\"0s\", \"60s\", \"60s\"]",
+            "channels.sms.simulated.transient_failure_rate=0.0",
+            "channels.sms.simulated.permanent_failure_rate=0.0",
+            "inbox.listen=\"127.0.0.1:0\"",
+            &format!("identity.jwks_file={:?}", jwks_file.display().to_string()),
+            "identity.issuer=\"https://sso.example.ir\"",
+        ],
+    );
+    engine.wait_for("the inbox API", Duration::from_secs(30), |e| {
+        e.log().contains("karpoosheh: inbox API on http://")
+    });
+    let api: std::net::SocketAddr = engine
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("karpoosheh: inbox API on http://")?
+                .strip_suffix("/v1/")
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    let citizen = person(630_000_000);
+    let p = broker.producer();
+    produce(
+        &p,
+        &names.registry(),
+        &citizen,
+        &signed_profile(
+            &serde_json::json!({"schema_version": 1, "id": citizen, "status": "active",
+                "access_level": 2, "mobile": "09121234567", "updated_at": "2026-01-01T00:00:00Z"})
+            .to_string(),
+        ),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    engine.wait_for("the profile", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_profiles_total", "applied") >= 1.0
+    });
+    produce(
+        &p,
+        &names.notices("tax"),
+        &citizen,
+        envelope("tax", "inbox-1", &citizen, "ابلاغیه").as_bytes(),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    let events = |a: &Answers, agency: &str, r: &str| -> Vec<String> {
+        a.receipts
+            .get(&(agency.to_owned(), r.to_owned()))
+            .map(|v| v.iter().map(|x| x.0.clone()).collect())
+            .unwrap_or_default()
+    };
+    let a = read_answers(
+        &broker,
+        &names,
+        |a| !events(a, "tax", "inbox-1").is_empty(),
+        Duration::from_secs(60),
+    );
+    let code = a.receipts[&("tax".to_owned(), "inbox-1".to_owned())][0]
+        .1
+        .clone()
+        .unwrap();
+
+    // The app, with the person's token.
+    let now = chrono::Utc::now().timestamp();
+    let input = format!(
+        "{}.{}",
+        b64url(
+            serde_json::json!({"alg": "EdDSA", "kid": "idp-2026"})
+                .to_string()
+                .as_bytes()
+        ),
+        b64url(
+            serde_json::json!({"iss": "https://sso.example.ir", "aud": "karpoosheh",
+                "sub": citizen, "acr": 2, "azp": "inbox-web", "exp": now + 600})
+            .to_string()
+            .as_bytes()
+        )
+    );
+    let token = format!("{input}.{}", b64url(&idp.sign(input.as_bytes())));
+    let call = |method: &str, path: &str, extra: &str, body: &str| -> (u16, serde_json::Value) {
+        let mut s = TcpStream::connect(api).unwrap();
+        let len = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}{len}Connection: close\r\n\r\n{body}"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let json = out
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        (status, json)
+    };
+    let (status, opened) = call("GET", &format!("/v1/notices/{code}"), "", "");
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["title"], "ابلاغیه");
+    assert!(opened["body"].as_str().is_some_and(|b| !b.is_empty()));
+    let confirm = |key: &str| {
+        call(
+            "POST",
+            &format!("/v1/notices/{code}/confirmations"),
+            &format!("Idempotency-Key: {key}\r\n"),
+            "",
+        )
+    };
+    assert_eq!(confirm("tap-1").1["confirmations"], 1);
+    assert_eq!(confirm("tap-1").1["outcome"], "duplicate", "a retried call");
+    let (_, second) = confirm("tap-2");
+    assert_eq!(
+        (second["confirmations"].as_u64(), second["served"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let (status, shared) = call(
+        "POST",
+        &format!("/v1/notices/{code}/shares"),
+        "",
+        r#"{"agency": "utilities"}"#,
+    );
+    assert_eq!(status, 201, "{shared}");
+
+    let a = read_answers(
+        &broker,
+        &names,
+        |a| {
+            events(a, "tax", "inbox-1").contains(&"shared".to_owned())
+                && a.receipts.keys().any(|(agency, _)| agency == "utilities")
+        },
+        Duration::from_secs(90),
+    );
+    let tax = events(&a, "tax", "inbox-1");
+    for e in ["accepted", "opened", "confirmed", "served", "shared"] {
+        assert!(tax.contains(&e.to_owned()), "{e} missing from {tax:?}");
+    }
+    assert_eq!(
+        tax.iter().filter(|e| *e == "confirmed").count(),
+        2,
+        "{tax:?}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(
+        a.raw
+            .iter()
+            .find(|r| r.contains("\"event\":\"document_shared\""))
+            .expect("the document on the utilities' receipts topic"),
+    )
+    .unwrap();
+    assert_eq!(doc["agency"], "utilities");
+    assert_eq!(doc["from"], "tax");
+    assert_eq!(doc["tracking_code"], code.as_str());
+    assert_eq!(
+        doc["document"]["body"], opened["body"],
+        "the document as stored"
+    );
+    assert!(
+        doc["reference"].is_null(),
+        "the other agency has no reference of its own"
+    );
+    let (status, jwks) = engine.get("/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    if let Some(report) = verify_receipts(dir.path(), &jwks, &a.raw) {
+        assert_eq!(report["verified"], a.raw.len() - a.batches, "{report}");
+    }
+    // The citizen's calls are traffic data of their mailbox, not log lines.
+    assert!(!engine.log().contains(&citizen), "a national ID in the log");
 }
