@@ -245,9 +245,9 @@ impl Config {
         self.evidence.validate()?;
         self.identity.validate()?;
         self.inbox.validate()?;
-        if !self.inbox.listen.is_empty() && self.identity.jwks_file.as_os_str().is_empty() {
+        if !self.inbox.listen.is_empty() && !self.identity.has_keys() {
             return Err(
-                "inbox.listen is set: identity.jwks_file must name the identity provider's keys"
+                "inbox.listen is set: identity.jwks_file or identity.jwks_url must name the identity provider's keys"
                     .into(),
             );
         }

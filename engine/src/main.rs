@@ -905,9 +905,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             let token = token.trim();
             let token = token.strip_prefix("Bearer ").unwrap_or(token);
-            if cfg.identity.jwks_file.as_os_str().is_empty() {
+            if !cfg.identity.has_keys() {
                 bail!(
-                    "identity.jwks_file is not set: it names the identity provider's public keys"
+                    "neither identity.jwks_file nor identity.jwks_url is set: one names the identity provider's public keys"
                 );
             }
             let verifier = karpoosheh_engine::Verifier::open(&cfg.identity)?;

@@ -21,6 +21,7 @@
 //! 401 with. Tokens are never logged; errors name no claim values.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -43,7 +44,13 @@ pub struct IdentityConfig {
     /// `{"keys": [{"kty", "kid", …}, …]}`. Re-read when it changes; a
     /// file that no longer loads keeps the keys in force.
     pub jwks_file: PathBuf,
-    /// How often the key file is looked at.
+    /// Or the provider's JWK Set URL (`https://`; `http://` only on a
+    /// loopback address), fetched at start (a node that cannot fetch it
+    /// does not start) and again every `reload_interval`, and at once
+    /// (at most every 10 s) when a token names a key not in the set; a
+    /// fetch that fails keeps the keys in force.
+    pub jwks_url: String,
+    /// How often the key file is looked at, or the URL fetched.
     pub reload_interval: HumanDuration,
     /// The `iss` every token must carry.
     pub issuer: String,
@@ -59,6 +66,7 @@ impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
             jwks_file: PathBuf::new(),
+            jwks_url: String::new(),
             reload_interval: HumanDuration(Duration::from_secs(60)),
             issuer: String::new(),
             audience: "karpoosheh".into(),
@@ -79,15 +87,24 @@ impl IdentityConfig {
         if self.level_claim.is_empty() {
             return Err("identity.level_claim must name a claim".into());
         }
-        if !self.jwks_file.as_os_str().is_empty()
-            && (self.issuer.is_empty() || self.audience.is_empty())
-        {
+        if !self.jwks_file.as_os_str().is_empty() && !self.jwks_url.is_empty() {
+            return Err("identity.jwks_file and identity.jwks_url are both set: name the provider's keys one way".into());
+        }
+        if self.has_keys() && (self.issuer.is_empty() || self.audience.is_empty()) {
             return Err(
-                "identity.jwks_file is set: identity.issuer and identity.audience must be too"
+                "identity.jwks_file or jwks_url is set: identity.issuer and identity.audience must be too"
                     .into(),
             );
         }
+        if !self.jwks_url.is_empty() {
+            check_url(&self.jwks_url)?;
+        }
         Ok(())
+    }
+
+    /// Whether the provider's keys are named (a file or a URL).
+    pub fn has_keys(&self) -> bool {
+        !self.jwks_file.as_os_str().is_empty() || !self.jwks_url.is_empty()
     }
 }
 
@@ -340,7 +357,7 @@ enum Audience {
 
 /// Checks tokens against the provider's keys and this service's claims.
 pub struct Verifier {
-    keys: Reloaded<KeySet>,
+    keys: Keys,
     issuer: String,
     audience: String,
     leeway: chrono::Duration,
@@ -350,7 +367,15 @@ pub struct Verifier {
 impl Verifier {
     /// Opens the key file named by `cfg`.
     pub fn open(cfg: &IdentityConfig) -> Result<Verifier, KeyFileError> {
-        let keys = Reloaded::open(&cfg.jwks_file, cfg.reload_interval.0, load_keys)?;
+        let keys = if cfg.jwks_url.is_empty() {
+            Keys::File(Reloaded::open(
+                &cfg.jwks_file,
+                cfg.reload_interval.0,
+                load_keys,
+            )?)
+        } else {
+            Keys::Url(UrlKeys::start(&cfg.jwks_url, cfg.reload_interval.0)?)
+        };
         IdentityKeysLoaded {
             keys: keys.with(|k| k.len()),
             error: None,
@@ -361,10 +386,10 @@ impl Verifier {
 
     /// A verifier with fixed keys (tests, tools).
     pub fn fixed(cfg: &IdentityConfig, keys: KeySet) -> Verifier {
-        Self::with_keys(cfg, Reloaded::fixed(keys))
+        Self::with_keys(cfg, Keys::File(Reloaded::fixed(keys)))
     }
 
-    fn with_keys(cfg: &IdentityConfig, keys: Reloaded<KeySet>) -> Verifier {
+    fn with_keys(cfg: &IdentityConfig, keys: Keys) -> Verifier {
         Verifier {
             keys,
             issuer: cfg.issuer.clone(),
@@ -397,18 +422,11 @@ impl Verifier {
         }
         let sig = from_b64url(s64).ok_or(TokenError::Malformed)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        self.keys.maybe_reload(load_keys, |r| match r {
-            Ok(keys) => IdentityKeysLoaded {
-                keys: keys.len(),
-                error: None,
-            }
-            .emit(),
-            Err((e, kept)) => IdentityKeysLoaded {
-                keys: kept.len(),
-                error: Some(e),
-            }
-            .emit(),
-        });
+        self.keys.maybe_reload();
+        if self.keys.with(|keys| keys.get(&kid).is_none()) {
+            // A key the provider may just have added: fetch the set now.
+            self.keys.missing_key();
+        }
         let verified = self.keys.with(|keys| {
             let key = keys.get(&kid).ok_or(TokenError::UnknownKey)?;
             if key.alg() != alg {
@@ -484,6 +502,167 @@ impl Verifier {
     pub fn keys(&self) -> usize {
         self.keys.with(|k| k.len())
     }
+}
+
+/// Where the provider's keys come from.
+enum Keys {
+    File(Reloaded<KeySet>),
+    Url(Arc<UrlKeys>),
+}
+
+impl Keys {
+    fn with<R>(&self, f: impl FnOnce(&KeySet) -> R) -> R {
+        match self {
+            Keys::File(r) => r.with(f),
+            Keys::Url(u) => f(&u.set.read().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+
+    /// The file's reload when due; the URL is fetched by its own thread.
+    fn maybe_reload(&self) {
+        if let Keys::File(r) = self {
+            r.maybe_reload(load_keys, |r| match r {
+                Ok(keys) => IdentityKeysLoaded {
+                    keys: keys.len(),
+                    error: None,
+                }
+                .emit(),
+                Err((e, kept)) => IdentityKeysLoaded {
+                    keys: kept.len(),
+                    error: Some(e),
+                }
+                .emit(),
+            });
+        }
+    }
+
+    /// A token named a key not in the set: the URL is fetched again now,
+    /// at most once every [`REFETCH_AFTER`] (a flood of made-up key IDs
+    /// costs the provider nothing). This call waits for that fetch.
+    fn missing_key(&self) {
+        if let Keys::Url(u) = self {
+            u.refetch_if_due();
+        }
+    }
+}
+
+/// The soonest a token with an unknown key ID fetches the set again.
+const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+/// A JWK Set fetched from the provider's URL, refreshed by a thread.
+struct UrlKeys {
+    url: String,
+    agent: ureq::Agent,
+    set: std::sync::RwLock<KeySet>,
+    last_fetch: std::sync::Mutex<std::time::Instant>,
+}
+
+/// `https://`, or `http://` to a loopback address (tests, a local proxy).
+fn check_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .map(|_| None)
+        .or_else(|| url.strip_prefix("http://").map(Some))
+    else {
+        return Err(format!(
+            "identity.jwks_url {url:?}: must be https:// (or http:// on loopback)"
+        ));
+    };
+    if let Some(rest) = rest {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback());
+        if !loopback {
+            return Err(format!(
+                "identity.jwks_url {url:?}: plain http only on a loopback address; the keys decide who may read mailboxes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl UrlKeys {
+    fn start(url: &str, every: Duration) -> Result<Arc<UrlKeys>, KeyFileError> {
+        check_url(url).map_err(|message| KeyFileError {
+            path: url.to_owned(),
+            message,
+        })?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let set = fetch(&agent, url)?;
+        let me = Arc::new(UrlKeys {
+            url: url.to_owned(),
+            agent,
+            set: std::sync::RwLock::new(set),
+            last_fetch: std::sync::Mutex::new(std::time::Instant::now()),
+        });
+        // The refresher holds a weak reference: it ends with the verifier.
+        let weak = Arc::downgrade(&me);
+        let every = every.max(Duration::from_millis(50));
+        let _ = std::thread::Builder::new()
+            .name("jwks-fetch".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(u) => u.refetch(),
+                    None => return,
+                }
+            });
+        Ok(me)
+    }
+
+    fn refetch(&self) {
+        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        match fetch(&self.agent, &self.url) {
+            Ok(set) => {
+                IdentityKeysLoaded {
+                    keys: set.len(),
+                    error: None,
+                }
+                .emit();
+                *self.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+            }
+            Err(e) => IdentityKeysLoaded {
+                keys: self.set.read().unwrap_or_else(|p| p.into_inner()).len(),
+                error: Some(&e),
+            }
+            .emit(),
+        }
+    }
+
+    fn refetch_if_due(&self) {
+        let due = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= REFETCH_AFTER;
+        if due {
+            self.refetch();
+        }
+    }
+}
+
+/// One fetch of the set: at most 1 MiB, within 10 s, a 2xx answer.
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<KeySet, KeyFileError> {
+    let err = |message: String| KeyFileError {
+        path: url.to_owned(),
+        message,
+    };
+    let mut resp = agent.get(url).call().map_err(|e| err(e.to_string()))?;
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| err(e.to_string()))?;
+    KeySet::parse(&text).map_err(err)
 }
 
 fn load_keys(path: &Path) -> Result<KeySet, KeyFileError> {

@@ -307,3 +307,63 @@ fn a_new_key_in_the_file_is_picked_up_and_a_broken_file_keeps_the_old() {
     bad.jwks_file = dir.path().join("missing.jwks");
     assert!(Verifier::open(&bad).is_err());
 }
+
+/// The provider's keys from its URL: fetched at start (none, no start),
+/// refreshed on the interval (a rotated-in key is picked up, a failed
+/// fetch keeps the keys in force); plain http only on loopback.
+#[test]
+fn keys_from_the_providers_url_are_fetched_and_refreshed() {
+    use std::sync::{Arc, Mutex};
+    let served = Arc::new(Mutex::new((200u16, String::new())));
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    let fetches = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    {
+        let (served, fetches) = (served.clone(), fetches.clone());
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, body) = served.lock().unwrap().clone();
+                let _ =
+                    req.respond(tiny_http::Response::from_string(body).with_status_code(status));
+            }
+        });
+    }
+    let (a, b) = (Ed::new("a", 1), Ed::new("b", 2));
+    *served.lock().unwrap() = (200, json!({"keys": [a.jwk()]}).to_string());
+    let mut c = cfg();
+    c.jwks_url = format!("http://{addr}/jwks.json");
+    c.reload_interval = HumanDuration(Duration::from_millis(100));
+    c.validate().unwrap();
+    let v = Verifier::open(&c).unwrap();
+    assert!(v.verify(&a.token(&claims()), now()).is_ok());
+    assert_eq!(
+        v.verify(&b.token(&claims()), now()).unwrap_err(),
+        TokenError::UnknownKey
+    );
+    // The provider adds b: picked up within the interval.
+    *served.lock().unwrap() = (200, json!({"keys": [a.jwk(), b.jwk()]}).to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while v.verify(&b.token(&claims()), now()).is_err() {
+        assert!(std::time::Instant::now() < deadline, "b never picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The provider fails: the keys in force stay.
+    *served.lock().unwrap() = (500, "down".into());
+    let before = fetches.load(std::sync::atomic::Ordering::SeqCst);
+    while fetches.load(std::sync::atomic::Ordering::SeqCst) < before + 3 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(v.verify(&a.token(&claims()), now()).is_ok());
+    assert_eq!(v.keys(), 2);
+    // A URL that does not answer a set stops the start.
+    assert!(Verifier::open(&c).is_err());
+    // Plain http elsewhere than loopback, and a file and a URL at once.
+    let mut plain = cfg();
+    plain.jwks_url = "http://idp.example.ir/jwks.json".into();
+    assert!(plain.validate().unwrap_err().contains("loopback"));
+    plain.jwks_url = "https://idp.example.ir/jwks.json".into();
+    assert!(plain.validate().is_ok());
+    plain.jwks_file = "/etc/idp.jwks".into();
+    assert!(plain.validate().unwrap_err().contains("both"));
+}

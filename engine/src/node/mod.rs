@@ -124,7 +124,7 @@ pub fn inbox(
     };
     let verifier = Arc::new(
         crate::identity::Verifier::open(&cfg.identity)
-            .context("reading identity.jwks_file (inbox.listen is set)")?,
+            .context("reading the identity provider's keys (identity.jwks_file or jwks_url; inbox.listen is set)")?,
     );
     let parts = crate::inbox::InboxParts {
         store: store.clone(),
