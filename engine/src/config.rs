@@ -53,6 +53,8 @@ pub struct Config {
     pub identity: crate::identity::IdentityConfig,
     /// The inbox API for citizens' apps.
     pub inbox: crate::inbox::InboxConfig,
+    /// The operators' endpoint of a running node.
+    pub operator: crate::operator::OperatorConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
 }
@@ -245,6 +247,7 @@ impl Config {
         self.evidence.validate()?;
         self.identity.validate()?;
         self.inbox.validate()?;
+        self.operator.validate()?;
         if !self.inbox.listen.is_empty() && !self.identity.has_keys() {
             return Err(
                 "inbox.listen is set: identity.jwks_file or identity.jwks_url must name the identity provider's keys"

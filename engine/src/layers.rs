@@ -38,6 +38,8 @@ const FLOORS: &[&str] = &[
     "delivery",
     // The inbox API: reads the store, writes through the scheduler.
     "inbox",
+    // The operators' endpoint: the store's reads for a running node.
+    "operator",
     // Kafka consumers beside the notice source, feeding the follow-up.
     "readers",
     // The whole configuration, then the node that assembles everything.

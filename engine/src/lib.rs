@@ -42,6 +42,7 @@ mod kafka;
 mod layers;
 mod model;
 mod node;
+mod operator;
 mod pipeline;
 mod process_metrics;
 mod readers;
@@ -83,6 +84,7 @@ pub use crate::node::{
     demo, inbox as inbox_server, ingest, notifier, open_store, open_store_read_only, pipeline,
     render_chain, render_history, run, scheduler,
 };
+pub use crate::operator::{Inspect, NoticeView, OperatorConfig, Remote};
 pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};
 pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};
 pub use crate::secret::Secret;

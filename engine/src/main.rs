@@ -505,6 +505,27 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// What the operators' commands read: the store, or, while a running
+/// node holds it, that node's operator endpoint (`[operator]`).
+fn inspect(cfg: &Config) -> Result<Box<dyn karpoosheh_engine::Inspect>> {
+    match open_store_read_only(cfg) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(karpoosheh_engine::StoreError::Locked(path)) if !cfg.operator.listen.is_empty() => {
+            eprintln!(
+                "karpoosheh: {path} is held by a running node; asking its operator endpoint at {}",
+                cfg.operator.listen
+            );
+            Ok(Box::new(
+                karpoosheh_engine::Remote::new(&cfg.operator).map_err(anyhow::Error::msg)?,
+            ))
+        }
+        Err(karpoosheh_engine::StoreError::Locked(path)) => bail!(
+            "{path} is held by a running node: set operator.listen and operator.token_file to ask it (docs/operations.md, \"Looking inside a running node\")"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let mut sets = cli.sets.clone();
     if let Some(d) = &cli.data_dir {
@@ -555,6 +576,13 @@ fn run(cli: Cli) -> Result<()> {
         // before the user's --set flags, which still win.
         let idp = [
             "inbox.listen=\"127.0.0.1:9465\"".to_owned(),
+            // The operators' endpoint, so that `karpoosheh mailbox` and
+            // `notice` work while the demo holds its store.
+            "operator.listen=\"127.0.0.1:9466\"".to_owned(),
+            format!(
+                "operator.token_file={}",
+                toml_string(&dir.join("operator.token").display().to_string())
+            ),
             format!(
                 "identity.jwks_file={}",
                 toml_string(&dir.join("demo-identity.jwks.json").display().to_string())
@@ -677,8 +705,10 @@ fn run(cli: Cli) -> Result<()> {
                     TrackingCode::parse(&b).map_err(|e| anyhow::anyhow!("--before {b:?}: {e}"))
                 })
                 .transpose()?;
-            let store = open_store_read_only(&cfg)?;
-            let page = store.mailbox(id, before, limit)?;
+            let store = inspect(&cfg)?;
+            let page = store
+                .mailbox(id, before, limit)
+                .map_err(anyhow::Error::msg)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             if json {
                 for n in &page.notices {
@@ -721,13 +751,16 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let code = TrackingCode::parse(&tracking_code)
                 .map_err(|e| anyhow::anyhow!("{tracking_code:?}: {e}"))?;
-            let store = open_store_read_only(&cfg)?;
-            let n = store.notice(code)?;
-            let delivery = store.delivery(code)?;
+            let store = inspect(&cfg)?;
+            let view = match store.notice(code) {
+                Ok(v) => v,
+                Err(e) if e.contains("404") => bail!("no notice with tracking code {code}"),
+                Err(e) => bail!("{e}"),
+            };
+            let (n, delivery, events) = (view.notice, view.delivery, view.events);
             if n.is_none() && delivery.is_none() {
                 bail!("no notice with tracking code {code}")
             }
-            let events = store.events(code)?;
             let chain = karpoosheh_engine::chain::verify(&events);
             if json {
                 println!(
@@ -796,8 +829,10 @@ fn run(cli: Cli) -> Result<()> {
             let agency = agency
                 .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
                 .transpose()?;
-            let store = open_store_read_only(&cfg)?;
-            let list = store.rejections(agency.as_ref(), after, limit)?;
+            let store = inspect(&cfg)?;
+            let list = store
+                .rejections(agency.as_ref(), after, limit)
+                .map_err(anyhow::Error::msg)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for r in &list {
                 serde_json::to_writer(
@@ -814,8 +849,10 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::DeadLetters { limit, after } => {
-            let store = open_store_read_only(&cfg)?;
-            let list = store.dead_letters(after, limit)?;
+            let store = inspect(&cfg)?;
+            let list = store
+                .dead_letters(after, limit)
+                .map_err(anyhow::Error::msg)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for (id, d) in &list {
                 serde_json::to_writer(
@@ -877,8 +914,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::AccessLog { mailbox, limit } => {
             let id = karpoosheh_schemas::MailboxId::parse(&mailbox)
                 .map_err(|e| anyhow::anyhow!("{mailbox:?}: {e}"))?;
-            let store = open_store_read_only(&cfg)?;
-            for r in store.access_log(id, limit)? {
+            let store = inspect(&cfg)?;
+            for r in store.access_log(id, limit).map_err(anyhow::Error::msg)? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -45,6 +45,8 @@ fn demo_accounts_for_everything_and_serves_notices() {
             "--set",
             "inbox.listen=\"127.0.0.1:0\"",
             "--set",
+            "operator.listen=\"127.0.0.1:0\"",
+            "--set",
             "delivery.round_intervals=[\"0s\", \"3s\", \"3s\"]",
             "--set",
             "delivery.not_served_after=\"3s\"",
@@ -57,9 +59,9 @@ fn demo_accounts_for_everything_and_serves_notices() {
         .expect("start the demo");
     // The addresses it bound, from its first lines.
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (mut metrics, mut inbox) = (None, None);
+    let (mut metrics, mut inbox, mut operator) = (None, None, None);
     let mut seen = String::new();
-    while metrics.is_none() || inbox.is_none() {
+    while metrics.is_none() || inbox.is_none() || operator.is_none() {
         let mut line = String::new();
         if err.read_line(&mut line).unwrap() == 0 {
             break;
@@ -73,8 +75,12 @@ fn demo_accounts_for_everything_and_serves_notices() {
         };
         metrics = metrics.or(addr("karpoosheh: metrics on http://", "/metrics"));
         inbox = inbox.or(addr("karpoosheh: inbox API on http://", "/v1/"));
+        operator = operator.or(addr(
+            "karpoosheh: operator endpoint on http://",
+            "/v1/operator/",
+        ));
     }
-    let (Some(metrics), Some(inbox)) = (metrics, inbox) else {
+    let (Some(metrics), Some(inbox), Some(operator)) = (metrics, inbox, operator) else {
         let _ = child.kill();
         panic!("the demo did not say where it serves:\n{seen}");
     };
@@ -126,6 +132,48 @@ fn demo_accounts_for_everything_and_serves_notices() {
     }
     let who = page["mailbox"].as_str().unwrap();
     assert!(!m.contains(who), "a national ID in /metrics");
+    // An operator looks inside while the demo holds its store: through the
+    // node's operator endpoint, with the demo's credential.
+    let token_file = data.join("operator.token");
+    let looked = run(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--set",
+            &format!("operator.listen=\"{operator}\""),
+            "--set",
+            &format!("operator.token_file={:?}", token_file.display().to_string()),
+            "mailbox",
+            who,
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&looked.stdout);
+    assert!(
+        looked.status.success() && text.contains(&code),
+        "{text}\n{}",
+        String::from_utf8_lossy(&looked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&looked.stderr).contains("operator endpoint"));
+    let shown = run(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--set",
+            &format!("operator.listen=\"{operator}\""),
+            "--set",
+            &format!("operator.token_file={:?}", token_file.display().to_string()),
+            "notice",
+            &code,
+        ],
+        None,
+    );
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("evidence chain  intact"));
     let out = child.wait_with_output().unwrap();
     let stderr = drain.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

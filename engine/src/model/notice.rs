@@ -136,7 +136,7 @@ pub struct StoredRejection {
 }
 
 /// One page of a mailbox, newest first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailboxPage {
     pub notices: Vec<StoredNotice>,
     /// Pass as `before` to get the next page; `None` on the last page.
@@ -145,7 +145,7 @@ pub struct MailboxPage {
 
 /// One event of a notice's hash chain, as stored: appended, never
 /// rewritten (evidence::chain).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// 1 for `accepted`, then one more per event.
     pub seq: u32,

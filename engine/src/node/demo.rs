@@ -353,6 +353,24 @@ pub fn run(
     } else {
         demo_identity(cfg)?
     };
+    // The demo's operator credential, made for the run when its file is
+    // not there; an endpoint that cannot start leaves the demo without it.
+    if !cfg.operator.listen.is_empty() && !cfg.operator.token_file.exists() {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| anyhow::anyhow!("no randomness for the operator credential"))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&cfg.operator.token_file)?;
+        writeln!(f, "{}", crate::evidence::b64url(&secret))?;
+    }
+    let _operator = super::operator(cfg, &store).unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "the demo goes on without its operators' endpoint");
+        None
+    });
     // Served beside the follow-up (it records openings and confirmations);
     // a demo that cannot bind its address goes on without it.
     let inbox = match &follow {

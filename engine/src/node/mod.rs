@@ -155,6 +155,30 @@ pub fn inbox(
     Ok(Some(server))
 }
 
+/// The operators' endpoint, when `operator.listen` is set: the store's
+/// reads for `karpoosheh mailbox`, `notice`, `rejections`, `dead-letters`
+/// and `access-log` while this node holds the store.
+pub fn operator(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<Option<crate::http::HttpServer>> {
+    use anyhow::Context;
+    if cfg.operator.listen.is_empty() {
+        return Ok(None);
+    }
+    let token = cfg.operator.token().map_err(anyhow::Error::msg)?;
+    let server = crate::http::HttpServer::start_router(
+        &cfg.operator.listen,
+        crate::operator::router(store.clone(), &token),
+    )
+    .context("starting the operators' endpoint (operator.listen)")?;
+    eprintln!(
+        "karpoosheh: operator endpoint on http://{}/v1/operator/",
+        server.addr
+    );
+    Ok(Some(server))
+}
+
 /// The notifier `[channels]` asks for: the channel dispatcher with its
 /// gateways, rate limits, retries and breakers.
 pub fn notifier(cfg: &Config) -> Result<Arc<dyn Notify>, ChannelError> {

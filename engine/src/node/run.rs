@@ -145,6 +145,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     } else {
         None
     };
+    let _operator = super::operator(cfg, &store)?;
     let inbox = super::inbox(
         cfg,
         &store,

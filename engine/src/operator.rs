@@ -1,0 +1,458 @@
+//! The operators' endpoint (issue 22): what `karpoosheh mailbox`, `notice`,
+//! `rejections`, `dead-letters` and `access-log` read, served by a running
+//! node on `operator.listen` to a caller holding the operator credential
+//! (a bearer token in `operator.token_file`), read-only, so that those
+//! commands work while a node holds the store. The commands read through
+//! [`Inspect`]: the store itself when they can open it, else this
+//! endpoint ([`Remote`]).
+//!
+//! Every read of a mailbox or a notice here is traffic data of that
+//! mailbox (`operator_mailbox`, `operator_notice`, `operator_access_log`,
+//! with no caller and the `operator` app), recorded before it is answered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, TrackingCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::model::{
+    AccessRecord, DeliveryRecord, MailboxPage, StoredEvent, StoredNotice, StoredRejection,
+};
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+
+/// `[operator]` in the engine configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Address of the operators' endpoint; empty: not served. Keep it on
+    /// loopback or an operators' network.
+    pub listen: String,
+    /// A file holding the operator credential: one line, at least 32
+    /// characters (e.g. `head -c 32 /dev/urandom | base64`), readable by
+    /// the engine's user and the operators only.
+    pub token_file: PathBuf,
+}
+
+/// The shortest credential accepted.
+pub const MIN_TOKEN: usize = 32;
+
+impl OperatorConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.listen.is_empty() && self.token_file.as_os_str().is_empty() {
+            return Err(
+                "operator.listen is set: operator.token_file must name the operator credential"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The credential, from its file.
+    pub fn token(&self) -> Result<Secret, String> {
+        let text = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| format!("operator.token_file {}: {e}", self.token_file.display()))?;
+        let t = text.trim();
+        if t.len() < MIN_TOKEN || t.contains(char::is_whitespace) {
+            return Err(format!(
+                "operator.token_file {}: the credential must be one word of at least {MIN_TOKEN} characters",
+                self.token_file.display()
+            ));
+        }
+        Ok(Secret::new(t))
+    }
+}
+
+/// A notice as the operators see it: the notice (while kept), its legal
+/// history and its chain of events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoticeView {
+    pub notice: Option<StoredNotice>,
+    pub delivery: Option<DeliveryRecord>,
+    pub events: Vec<StoredEvent>,
+}
+
+/// What the operators' commands read, from the store or a running node.
+pub trait Inspect {
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, String>;
+    fn notice(&self, code: TrackingCode) -> Result<NoticeView, String>;
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String>;
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, String>;
+    fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String>;
+}
+
+fn s(e: StoreError) -> String {
+    e.to_string()
+}
+
+impl Inspect for Arc<dyn Store> {
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, String> {
+        self.as_ref().mailbox(id, before, limit).map_err(s)
+    }
+    fn notice(&self, code: TrackingCode) -> Result<NoticeView, String> {
+        Ok(NoticeView {
+            notice: self.as_ref().notice(code).map_err(s)?,
+            delivery: self.as_ref().delivery(code).map_err(s)?,
+            events: self.as_ref().events(code).map_err(s)?,
+        })
+    }
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String> {
+        self.as_ref().rejections(agency, after, limit).map_err(s)
+    }
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, String> {
+        self.as_ref().dead_letters(after, limit).map_err(s)
+    }
+    fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String> {
+        self.as_ref().access_log(id, limit).map_err(s)
+    }
+}
+
+/// A running node's operators' endpoint.
+pub struct Remote {
+    base: String,
+    token: Secret,
+    agent: ureq::Agent,
+}
+
+impl Remote {
+    /// The endpoint at `listen` (host:port) with the credential of `cfg`.
+    pub fn new(cfg: &OperatorConfig) -> Result<Remote, String> {
+        Ok(Remote {
+            base: format!("http://{}", cfg.listen),
+            token: cfg.token()?,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(std::time::Duration::from_secs(30)))
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        })
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let url = format!("{}{path}", self.base);
+        let mut r = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token.expose()))
+            .call()
+            .map_err(|e| format!("the node's operator endpoint at {}: {e}", self.base))?;
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            return Err(format!(
+                "the node's operator endpoint answered {}: {}",
+                r.status(),
+                v["message"].as_str().unwrap_or(&body)
+            ));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("the node's answer: {e}"))
+    }
+}
+
+fn opt<T: std::fmt::Display>(name: &str, v: Option<T>) -> String {
+    v.map(|v| format!("&{name}={v}")).unwrap_or_default()
+}
+
+impl Inspect for Remote {
+    fn mailbox(
+        &self,
+        id: MailboxId,
+        before: Option<TrackingCode>,
+        limit: usize,
+    ) -> Result<MailboxPage, String> {
+        self.get(&format!(
+            "/v1/operator/mailbox/{id}?limit={limit}{}",
+            opt("before", before)
+        ))
+    }
+    fn notice(&self, code: TrackingCode) -> Result<NoticeView, String> {
+        self.get(&format!("/v1/operator/notices/{code}"))
+    }
+    fn rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String> {
+        self.get(&format!(
+            "/v1/operator/rejections?limit={limit}{}{}",
+            opt("agency", agency.map(|a| a.as_str())),
+            opt("after", after)
+        ))
+    }
+    fn dead_letters(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, String> {
+        self.get(&format!(
+            "/v1/operator/dead-letters?limit={limit}{}",
+            opt("after", after)
+        ))
+    }
+    fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String> {
+        self.get(&format!("/v1/operator/access-log/{id}?limit={limit}"))
+    }
+}
+
+#[derive(Clone)]
+struct Op {
+    store: Arc<dyn Store>,
+    /// SHA-256 of the credential: compared whole, in constant time.
+    token: [u8; 32],
+}
+
+/// The endpoint's routes over `store`, for holders of `token`.
+pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/operator/mailbox/{id}", axum::routing::get(mailbox))
+        .route("/v1/operator/notices/{code}", axum::routing::get(notice))
+        .route("/v1/operator/rejections", axum::routing::get(rejections))
+        .route(
+            "/v1/operator/dead-letters",
+            axum::routing::get(dead_letters),
+        )
+        .route(
+            "/v1/operator/access-log/{id}",
+            axum::routing::get(access_log),
+        )
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(Op {
+            store,
+            token: crate::evidence::merkle::sha256(&[token.expose().as_bytes()]),
+        })
+}
+
+fn problem(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+fn allowed(op: &Op, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let h = crate::evidence::merkle::sha256(&[given.as_bytes()]);
+    h.iter()
+        .zip(op.token.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Checks the credential, then runs `f` on the blocking pool.
+async fn guarded(
+    op: Op,
+    headers: HeaderMap,
+    f: impl FnOnce(&Op) -> Result<Response, String> + Send + 'static,
+) -> Response {
+    if !allowed(&op, &headers) {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "the operator credential is missing or wrong",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    tokio::task::spawn_blocking(move || {
+        f(&op).unwrap_or_else(|e| problem(StatusCode::SERVICE_UNAVAILABLE, &e))
+    })
+    .await
+    .unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// An operator's read of a mailbox, in its traffic data.
+fn record(
+    op: &Op,
+    mailbox: MailboxId,
+    action: &str,
+    code: Option<TrackingCode>,
+    peer: std::net::SocketAddr,
+) -> Result<(), String> {
+    op.store
+        .record_access(&[AccessRecord {
+            at: crate::model::to_millis(chrono::Utc::now()),
+            mailbox,
+            actor: None,
+            action: action.into(),
+            tracking_code: code,
+            client: Some("operator".into()),
+            status: 200,
+            address: Some(peer.ip().to_string()),
+        }])
+        .map_err(s)
+}
+
+#[derive(Deserialize)]
+struct Page {
+    before: Option<String>,
+    after: Option<u64>,
+    agency: Option<String>,
+    limit: Option<usize>,
+}
+
+fn bad(what: &str) -> Response {
+    problem(StatusCode::BAD_REQUEST, what)
+}
+
+fn limit(p: &Page) -> usize {
+    p.limit.unwrap_or(20).clamp(1, 10_000)
+}
+
+async fn mailbox(
+    State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Response {
+    let Ok(id) = karpoosheh_schemas::parse_recipient(&id) else {
+        return bad("not a mailbox ID");
+    };
+    let before = match p.before.as_deref().map(TrackingCode::parse) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => return bad("before is not a tracking code"),
+    };
+    guarded(op, headers, move |op| {
+        record(op, id, "operator_mailbox", None, peer)?;
+        let page = op
+            .store
+            .as_ref()
+            .mailbox(id, before, limit(&p))
+            .map_err(s)?;
+        Ok(Json(page).into_response())
+    })
+    .await
+}
+
+async fn notice(
+    State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let Ok(code) = TrackingCode::parse(&code) else {
+        return bad("not a tracking code");
+    };
+    guarded(op, headers, move |op| {
+        let view = op.store.as_ref().notice(code).map_err(s)?;
+        let view = NoticeView {
+            delivery: op.store.as_ref().delivery(code).map_err(s)?,
+            events: op.store.as_ref().events(code).map_err(s)?,
+            notice: view,
+        };
+        let whose = view
+            .notice
+            .as_ref()
+            .map(|n| n.notice.recipient)
+            .or(view.delivery.as_ref().map(|d| d.recipient));
+        match whose {
+            None => Ok(problem(
+                StatusCode::NOT_FOUND,
+                "no notice with that tracking code",
+            )),
+            Some(m) => {
+                record(op, m, "operator_notice", Some(code), peer)?;
+                Ok(Json(view).into_response())
+            }
+        }
+    })
+    .await
+}
+
+async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
+    let agency = match p.agency.as_deref().map(AgencyId::parse) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => return bad("not an agency ID"),
+    };
+    guarded(op, headers, move |op| {
+        let list = op
+            .store
+            .as_ref()
+            .rejections(agency.as_ref(), p.after, limit(&p))
+            .map_err(s)?;
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+async fn dead_letters(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
+    guarded(op, headers, move |op| {
+        let list = op
+            .store
+            .as_ref()
+            .dead_letters(p.after, limit(&p))
+            .map_err(s)?;
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+async fn access_log(
+    State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Response {
+    let Ok(id) = karpoosheh_schemas::parse_recipient(&id) else {
+        return bad("not a mailbox ID");
+    };
+    guarded(op, headers, move |op| {
+        record(op, id, "operator_access_log", None, peer)?;
+        let list = op.store.as_ref().access_log(id, limit(&p)).map_err(s)?;
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests;
