@@ -442,7 +442,7 @@ impl HttpServer {
             )
             .fallback(plain)
             .with_state(state);
-        let server = Self::serve_router(listener, router, bounds)?;
+        let server = Self::serve_router(listener, router, bounds, None)?;
         HttpServing {
             addr: Some(server.addr),
             error: None,
@@ -457,13 +457,29 @@ impl HttpServer {
         let listener = std::net::TcpListener::bind(listen)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
         listener.set_nonblocking(true)?;
-        Self::serve_router(listener, router, BOUNDS)
+        Self::serve_router(listener, router, BOUNDS, None)
+    }
+
+    /// [`HttpServer::start_router`] over TLS (rustls): HTTPS only, with
+    /// the certificate chain and key of the PEM files.
+    pub fn start_router_tls(
+        listen: &str,
+        router: axum::Router,
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+    ) -> std::io::Result<HttpServer> {
+        let tls = tls_config(cert_file, key_file)?;
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {e}")))?;
+        listener.set_nonblocking(true)?;
+        Self::serve_router(listener, router, BOUNDS, Some(tls))
     }
 
     fn serve_router(
         listener: std::net::TcpListener,
         router: axum::Router,
         bounds: Bounds,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<HttpServer> {
         let addr = listener.local_addr()?;
         // Calls' blocking work (store reads, a durable act, the traffic
@@ -479,7 +495,7 @@ impl HttpServer {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("http".into())
-            .spawn(move || runtime.block_on(serve(listener, router, stopped, bounds)))?;
+            .spawn(move || runtime.block_on(serve(listener, router, stopped, bounds, tls)))?;
         Ok(HttpServer {
             addr,
             stop: Some(stop),
@@ -490,11 +506,51 @@ impl HttpServer {
 
 /// Accepts connections until `stopped`, each served by hyper with the
 /// timeouts above, at most [`MAX_CONNECTIONS`] at once.
+/// A rustls server configuration from PEM files: the certificate chain
+/// (leaf first) and its private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2
+/// and 1.3, no client certificates.
+fn tls_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| bad("the certificate file", cert_file, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("the certificate file", cert_file, &e))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "the certificate file",
+            cert_file,
+            &"no certificate in it",
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key_file).map_err(|e| bad("the key file", key_file, &e))?;
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "the certificate and key do not make a TLS identity: {e}"
+            ))
+        })?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 async fn serve(
     listener: std::net::TcpListener,
     router: axum::Router,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
     bounds: Bounds,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     use tower::ServiceExt as _;
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -524,15 +580,30 @@ async fn serve(
                 req
             },
         );
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
+            let http = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(bounds.header_timeout)
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(service),
-                );
-            let _ = tokio::time::timeout(bounds.connection_lifetime, conn).await;
+                .clone();
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            match tls {
+                None => {
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(bounds.connection_lifetime, conn).await;
+                }
+                Some(acceptor) => {
+                    // The handshake within the time a request head has.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(bounds.header_timeout, acceptor.accept(stream)).await
+                    else {
+                        drop(permit);
+                        return;
+                    };
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(bounds.connection_lifetime, conn).await;
+                }
+            }
             drop(permit);
         });
     }
@@ -963,5 +1034,96 @@ mod inquiry_tests {
             ),
             ("document_inquiry", None, Some("198.51.100.9"), Some(code))
         );
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A self-signed P-256 certificate for 127.0.0.1, as PEM files.
+    fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        use openssl::{asn1, bn, ec, hash, nid, pkey, x509};
+        let group = ec::EcGroup::from_curve_name(nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = pkey::PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "karpoosheh-test").unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&bn::BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&asn1::Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        let san = x509::extension::SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, hash::MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&k, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        (c, k)
+    }
+
+    /// HTTPS only: a client that trusts the certificate is answered; one
+    /// that speaks plain HTTP is not; files that are no TLS identity stop
+    /// the start.
+    #[test]
+    fn a_router_is_served_over_tls_with_the_certificate_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = certificate(dir.path());
+        let router = axum::Router::new().route("/v1/ping", axum::routing::get(|| async { "pong" }));
+        let server = HttpServer::start_router_tls("127.0.0.1:0", router, &cert, &key).unwrap();
+        let mut connector =
+            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+        connector.set_ca_file(&cert).unwrap();
+        let connector = connector.build();
+        let tcp = std::net::TcpStream::connect(server.addr).unwrap();
+        let mut tls = connector
+            .connect("127.0.0.1", tcp)
+            .expect("the handshake verifies");
+        write!(
+            tls,
+            "GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out);
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("pong"),
+            "{out}"
+        );
+
+        let mut plain = std::net::TcpStream::connect(server.addr).unwrap();
+        plain
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(plain, "GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf);
+        assert!(
+            !String::from_utf8_lossy(&buf).contains("pong"),
+            "no answer in the clear"
+        );
+
+        let router = axum::Router::new();
+        assert!(HttpServer::start_router_tls("127.0.0.1:0", router.clone(), &key, &key).is_err());
+        std::fs::write(dir.path().join("other.pem"), "").unwrap();
+        assert!(HttpServer::start_router_tls(
+            "127.0.0.1:0",
+            router,
+            &cert,
+            &dir.path().join("other.pem")
+        )
+        .is_err());
     }
 }

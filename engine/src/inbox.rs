@@ -64,6 +64,11 @@ pub struct InboxConfig {
     /// Calls answered per person (the token's subject) per minute, from
     /// all their apps together; more get 429.
     pub requests_per_subject_per_minute: f64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first) and
+    /// `tls_key_file`, for deployments without a terminating proxy; both
+    /// or neither.
+    pub tls_cert_file: std::path::PathBuf,
+    pub tls_key_file: std::path::PathBuf,
 }
 
 impl Default for InboxConfig {
@@ -74,6 +79,8 @@ impl Default for InboxConfig {
             // spare; a proxy in front puts many people behind one address.
             requests_per_client_per_minute: 600.0,
             requests_per_subject_per_minute: 120.0,
+            tls_cert_file: Default::default(),
+            tls_key_file: Default::default(),
         }
     }
 }
@@ -93,6 +100,12 @@ impl InboxConfig {
             if !(v.is_finite() && v >= 1.0) {
                 return Err(format!("{name} is {v}; it must be a number of at least 1"));
             }
+        }
+        if self.tls_cert_file.as_os_str().is_empty() != self.tls_key_file.as_os_str().is_empty() {
+            return Err(
+                "inbox.tls_cert_file and inbox.tls_key_file go together: set both, or neither"
+                    .into(),
+            );
         }
         Ok(())
     }

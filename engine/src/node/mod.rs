@@ -133,13 +133,25 @@ pub fn inbox(
         registry,
         agencies,
     };
-    let server = crate::http::HttpServer::start_router(
-        &cfg.inbox.listen,
-        crate::inbox::router(parts, &cfg.inbox),
-    )
+    let router = crate::inbox::router(parts, &cfg.inbox);
+    let tls = !cfg.inbox.tls_cert_file.as_os_str().is_empty();
+    let server = if tls {
+        crate::http::HttpServer::start_router_tls(
+            &cfg.inbox.listen,
+            router,
+            &cfg.inbox.tls_cert_file,
+            &cfg.inbox.tls_key_file,
+        )
+    } else {
+        crate::http::HttpServer::start_router(&cfg.inbox.listen, router)
+    }
     .context("starting the inbox API (inbox.listen)")?;
     // Tests and supervisors read the bound address (port 0 picks one).
-    eprintln!("karpoosheh: inbox API on http://{}/v1/", server.addr);
+    eprintln!(
+        "karpoosheh: inbox API on {}://{}/v1/",
+        if tls { "https" } else { "http" },
+        server.addr
+    );
     // Traffic data older than its retention is purged, hourly. (ScyllaDB
     // rows expire by themselves.)
     let store = store.clone();
