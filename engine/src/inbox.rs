@@ -129,6 +129,9 @@ pub struct InboxParts {
     pub registry: Arc<dyn Registry>,
     /// Agencies a notice may be shared with; `None`: sharing is refused.
     pub agencies: Option<AgencyRegistry>,
+    /// This node (`node_id`): a notice's follow-up belongs to the node
+    /// that stored it, named by its tracking code.
+    pub node_id: u16,
 }
 
 #[derive(Clone)]
@@ -631,6 +634,23 @@ fn level_refused(required: AccessLevel, held: AccessLevel) -> Response {
         .into_response()
 }
 
+/// On a fleet sharing one store, a notice's events are written only by
+/// the node that stored it (its tracking code names it): elsewhere an act
+/// is answered 421 with that node, for a proxy to send it there.
+fn other_node(api: &Api, code: TrackingCode) -> Option<Response> {
+    (code.node() != api.parts.node_id).then(|| {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            Json(json!({
+                "error": "other_node",
+                "message": "this notice's events are recorded by another node: send the call to it",
+                "node": code.node(),
+            })),
+        )
+            .into_response()
+    })
+}
+
 fn not_permitted(what: &str) -> Response {
     problem(
         StatusCode::FORBIDDEN,
@@ -683,6 +703,9 @@ fn notice_now(api: Api, peer: std::net::SocketAddr, headers: &HeaderMap, code: S
             .any(|o| o.by_representative == by_representative)
     });
     if first {
+        if let Some(r) = other_node(&api, code) {
+            return r;
+        }
         match act(&api, code, InboxAct::Open { by_representative }) {
             Ok(ActOutcome::Done { .. }) => {}
             Ok(_) => return recorded(&api, &s, s.subject, "open_missing", Some(code), not_found()),
@@ -773,7 +796,7 @@ fn confirm_now(
     } else if !st.may_confirm {
         Some(not_permitted("confirm"))
     } else {
-        None
+        other_node(&api, code)
     };
     if let Some(r) = refused {
         return recorded(&api, &s, holder, "confirm_refused", Some(code), r);
@@ -870,6 +893,10 @@ fn share_now(
             )
         })
     };
+    let refused = match (refused, other_node(&api, code)) {
+        (Ok(_), Some(r)) => Err(r),
+        (r, _) => r,
+    };
     let with = match refused {
         Ok(a) => a,
         Err(r) => return recorded(&api, &s, holder, "share_refused", Some(code), r),
@@ -924,6 +951,9 @@ fn unshare_now(
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
+    if let Some(r) = other_node(&api, code) {
+        return r;
+    }
     if !st.may_share {
         let r = not_permitted("withdraw a share");
         return recorded(&api, &s, holder, "unshare_refused", Some(code), r);

@@ -35,6 +35,11 @@ fn common(mut own: Value) -> Value {
     own
 }
 
+/// The answer of a node that does not record this notice's events.
+fn misdirected() -> Value {
+    json!({"description": "`other_node`: on a fleet sharing one store, this notice's events are recorded by the node that stored it (`node`, also in its tracking code); send the call there.", "content": problem_ref()})
+}
+
 fn code_param() -> Value {
     json!({"name": "code", "in": "path", "required": true,
         "description": "The notice's tracking code.",
@@ -97,7 +102,8 @@ pub fn document() -> Value {
                 "responses": common(json!({
                     "200": {"description": "The notice.", "content": json_of("Notice")},
                     "403": level,
-                    "404": not_found
+                    "404": not_found,
+                    "421": misdirected()
                 }))
             }},
             "/v1/notices/{code}/confirmations": {"post": {
@@ -112,6 +118,7 @@ pub fn document() -> Value {
                     "400": {"description": "No valid Idempotency-Key.", "content": problem_ref()},
                     "403": level,
                     "404": not_found,
+                    "421": misdirected(),
                     "409": {"description": "Refused by article 29's rules: `error` is a reason code (not_notified, already_served, notice_expired, mailbox_not_reachable, not_recipient).", "content": problem_ref()}
                 }))
             }},
@@ -129,6 +136,7 @@ pub fn document() -> Value {
                     "400": {"description": "The body is not `{\"agency\": ...}`.", "content": problem_ref()},
                     "403": level,
                     "404": not_found,
+                    "421": misdirected(),
                     "409": {"description": "`agency_not_approved`, `share_with_sender`, `notice_expired` or `too_many_shares`.", "content": problem_ref()}
                 }))
             }},
@@ -141,7 +149,8 @@ pub fn document() -> Value {
                         "type": "object", "required": ["revoked", "new"],
                         "properties": {"revoked": {"const": true}, "new": {"type": "boolean"}}}}}},
                     "403": level,
-                    "404": {"description": "No such notice, or no such share of it.", "content": problem_ref()}
+                    "404": {"description": "No such notice, or no such share of it.", "content": problem_ref()},
+                    "421": misdirected()
                 }))
             }},
             "/v1/openapi.json": {"get": {

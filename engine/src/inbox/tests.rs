@@ -61,6 +61,11 @@ impl World {
     }
 
     fn with(inbox: InboxConfig) -> World {
+        Self::on_node(inbox, 1)
+    }
+
+    /// The API of node `node_id` (the notices were stored by node 1).
+    fn on_node(inbox: InboxConfig, node_id: u16) -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
         cfg.durability = Durability::Buffered;
@@ -144,6 +149,7 @@ impl World {
             scheduler: scheduler.clone(),
             registry,
             agencies: Some(agencies),
+            node_id,
         };
         let server =
             crate::http::HttpServer::start_router("127.0.0.1:0", router(parts, &inbox)).unwrap();
@@ -761,4 +767,45 @@ fn schemathesis_finds_every_answer_documented() {
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     // It really exercised the routes (not an empty run).
     assert!(text.contains("/v1/mailbox"), "{text}");
+}
+
+/// On a fleet sharing one store, another node reads the notice but sends
+/// what would be its events to the node that stored it: 421 with that
+/// node, nothing written here.
+#[test]
+fn another_nodes_notice_is_read_here_and_acted_on_there() {
+    let w = World::on_node(InboxConfig::default(), 2);
+    let ana = w.token(&person(100).to_string(), 3, 300);
+    let (status, page) = w.get("/v1/mailbox", Some(&ana));
+    assert_eq!(status, 200);
+    let code = page["notices"][0]["tracking_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = w.get(&format!("/v1/notices/{code}"), Some(&ana));
+    assert_eq!(
+        (status, body["error"].as_str(), body["node"].as_u64()),
+        (421, Some("other_node"), Some(1))
+    );
+    let (status, _) = w.call(
+        "POST",
+        &format!("/v1/notices/{code}/confirmations"),
+        Some(&ana),
+        &[("Idempotency-Key", "k")],
+        "",
+    );
+    assert_eq!(status, 421);
+    let (status, _) = w.call(
+        "POST",
+        &format!("/v1/notices/{code}/shares"),
+        Some(&ana),
+        &[],
+        r#"{"agency":"insurance"}"#,
+    );
+    assert_eq!(status, 421);
+    let tc = TrackingCode::parse(&code).unwrap();
+    assert!(
+        w.store.delivery(tc).unwrap().unwrap().opened.is_empty(),
+        "nothing written here"
+    );
 }

@@ -132,6 +132,7 @@ pub fn inbox(
         scheduler: scheduler.clone(),
         registry,
         agencies,
+        node_id: cfg.node_id,
     };
     let router = crate::inbox::router(parts, &cfg.inbox);
     let tls = !cfg.inbox.tls_cert_file.as_os_str().is_empty();
