@@ -188,6 +188,7 @@ pub const ALL: &[&str] = &[
     QUEUE_DEPTH,
     SHARDS,
     STORE_DISK_BYTES,
+    STORE_WRITE_BUFFER_OVERRUNS,
     READY,
     SOURCE_FINISHED,
     BUILD_INFO,
