@@ -165,6 +165,13 @@ enum Command {
         /// The token; `-` or nothing reads it from stdin.
         token: Option<String>,
     },
+    /// Print shell completions for `karpoosheh` (bash, zsh, fish, elvish,
+    /// powershell), e.g. `karpoosheh completions bash >
+    /// /usr/share/bash-completion/completions/karpoosheh`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page, karpoosheh(1), in roff: `karpoosheh manpage
+    /// > karpoosheh.1; man ./karpoosheh.1`.
+    Manpage,
     /// Print a notice's proof bundle: its content hash, its events in order
     /// with their chain, the node's signature over the chain's last event
     /// (evidence.key_file) with the public key, and each event's signed
@@ -527,6 +534,20 @@ fn inspect(cfg: &Config) -> Result<Box<dyn karpoosheh_engine::Inspect>> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Generated from the command's own definition; no configuration read.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "karpoosheh", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let mut sets = cli.sets.clone();
     if let Some(d) = &cli.data_dir {
         sets.push(format!(
@@ -931,6 +952,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Completions { .. } | Command::Manpage => Ok(()), // answered above
         Command::TokenCheck { token } => {
             let token = match token.as_deref() {
                 None | Some("-") => {

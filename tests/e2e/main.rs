@@ -4,6 +4,7 @@ mod alerts;
 mod cli;
 mod crash;
 mod demo;
+mod deploy;
 mod ingest;
 mod kafka;
 mod metrics;
