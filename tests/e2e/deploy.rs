@@ -124,3 +124,99 @@ fn completions_and_the_manual_page_come_from_the_command() {
         "{text}"
     );
 }
+
+/// The Debian package `scripts/package` built (scripts/test builds it
+/// from the debug binaries before the suite): installed into a scratch
+/// root, its binaries run, and it carries the units, the configuration as
+/// a conffile, completions, the manual page, alert rules and dashboard.
+#[test]
+fn the_debian_package_installs_into_a_scratch_root_and_runs() {
+    let debian = karpoosheh_bin()
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|t| t.join("debian"))
+        .unwrap();
+    // The newest package there (scripts/test builds it just before).
+    let deb = std::fs::read_dir(&debian).ok().and_then(|d| {
+        d.filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    });
+    let Some(deb) = deb else {
+        assert!(
+            std::env::var_os("KARPOOSHEH_REQUIRE_DEB").is_none(),
+            "no package in {} but KARPOOSHEH_REQUIRE_DEB is set",
+            debian.display()
+        );
+        eprintln!("SKIPPED the_debian_package_installs_into_a_scratch_root_and_runs: run scripts/package --dev first");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "usr/bin/karpoosheh",
+        "usr/bin/karpoosheh-monitor",
+        "lib/systemd/system/karpoosheh.service",
+        "lib/systemd/system/karpoosheh-migrate.service",
+        "etc/karpoosheh/karpoosheh.toml",
+        "usr/share/bash-completion/completions/karpoosheh",
+        "usr/share/man/man1/karpoosheh.1.gz",
+        "usr/share/karpoosheh/prometheus/karpoosheh-alerts.yml",
+        "usr/share/karpoosheh/grafana/karpoosheh.json",
+        "usr/share/doc/karpoosheh/operations.md",
+    ] {
+        assert!(root.path().join(f).exists(), "{f} not in the package");
+    }
+    let installed = root.path().join("usr/bin/karpoosheh");
+    let v = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("karpoosheh "));
+    // The installed binary with the installed configuration: refuses.
+    let store = tempfile::tempdir().unwrap();
+    let r = Command::new(&installed)
+        .arg("--config")
+        .arg(root.path().join("etc/karpoosheh/karpoosheh.toml"))
+        .args([
+            "--set",
+            &format!("store.path={:?}", store.path().display().to_string()),
+            "run",
+        ])
+        .env_remove("KARPOOSHEH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("channels.sms.http.url"));
+    let m = Command::new(root.path().join("usr/bin/karpoosheh-monitor"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(m.status.success());
+    // Its control files: the conffile, the user made at install, adduser.
+    let control = tempfile::tempdir().unwrap();
+    let out = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(control.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/karpoosheh/karpoosheh.toml"));
+    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system"));
+    let fields = std::fs::read_to_string(control.path().join("control")).unwrap();
+    assert!(
+        fields.contains("Package: karpoosheh") && fields.contains("adduser"),
+        "{fields}"
+    );
+}
