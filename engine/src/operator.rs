@@ -362,11 +362,7 @@ async fn mailbox(
     };
     guarded(op, headers, move |op| {
         record(op, id, "operator_mailbox", None, peer)?;
-        let page = op
-            .store
-            .as_ref()
-            .mailbox(id, before, limit(&p))
-            .map_err(s)?;
+        let page = Inspect::mailbox(&op.store, id, before, limit(&p))?;
         Ok(Json(page).into_response())
     })
     .await
@@ -382,12 +378,7 @@ async fn notice(
         return bad("not a tracking code");
     };
     guarded(op, headers, move |op| {
-        let view = op.store.as_ref().notice(code).map_err(s)?;
-        let view = NoticeView {
-            delivery: op.store.as_ref().delivery(code).map_err(s)?,
-            events: op.store.as_ref().events(code).map_err(s)?,
-            notice: view,
-        };
+        let view = Inspect::notice(&op.store, code)?;
         let whose = view
             .notice
             .as_ref()
@@ -414,11 +405,7 @@ async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Pa
         Some(Err(_)) => return bad("not an agency ID"),
     };
     guarded(op, headers, move |op| {
-        let list = op
-            .store
-            .as_ref()
-            .rejections(agency.as_ref(), p.after, limit(&p))
-            .map_err(s)?;
+        let list = Inspect::rejections(&op.store, agency.as_ref(), p.after, limit(&p))?;
         Ok(Json(list).into_response())
     })
     .await
@@ -426,11 +413,7 @@ async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Pa
 
 async fn dead_letters(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
     guarded(op, headers, move |op| {
-        let list = op
-            .store
-            .as_ref()
-            .dead_letters(p.after, limit(&p))
-            .map_err(s)?;
+        let list = Inspect::dead_letters(&op.store, p.after, limit(&p))?;
         Ok(Json(list).into_response())
     })
     .await
@@ -448,7 +431,7 @@ async fn access_log(
     };
     guarded(op, headers, move |op| {
         record(op, id, "operator_access_log", None, peer)?;
-        let list = op.store.as_ref().access_log(id, limit(&p)).map_err(s)?;
+        let list = Inspect::access_log(&op.store, id, limit(&p))?;
         Ok(Json(list).into_response())
     })
     .await
