@@ -282,54 +282,64 @@ struct DeliveryRecordV1 {
     purged: bool,
 }
 
+impl From<DeliveryRecordV1> for DeliveryRecordV2 {
+    fn from(v1: DeliveryRecordV1) -> Self {
+        DeliveryRecordV2 {
+            tracking_code: v1.tracking_code,
+            agency: v1.agency,
+            reference: v1.reference,
+            recipient: v1.recipient,
+            kind: v1.kind,
+            // The scheduler reads it from the notice when empty.
+            title: String::new(),
+            min_access_level: v1.min_access_level,
+            accepted_at: v1.accepted_at,
+            expires_at: v1.expires_at,
+            state: v1.state,
+            next: v1.next,
+            rounds: v1.rounds,
+            confirmations: v1.confirmations,
+            access_reported: v1.access_reported,
+            purged: v1.purged,
+        }
+    }
+}
+
+impl From<DeliveryRecordV2> for DeliveryRecord {
+    fn from(v2: DeliveryRecordV2) -> Self {
+        DeliveryRecord {
+            tracking_code: v2.tracking_code,
+            agency: v2.agency,
+            reference: v2.reference,
+            recipient: v2.recipient,
+            kind: v2.kind,
+            title: v2.title,
+            min_access_level: v2.min_access_level,
+            accepted_at: v2.accepted_at,
+            expires_at: v2.expires_at,
+            state: v2.state,
+            next: v2.next,
+            rounds: v2.rounds,
+            confirmations: v2.confirmations,
+            access_reported: v2.access_reported,
+            purged: v2.purged,
+            opened: Vec::new(),
+            shares: Vec::new(),
+        }
+    }
+}
+
 fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
     match bytes.split_first() {
         Some((&FORMAT_DELIVERY_V3, rest)) => postcard::from_bytes(rest).map_err(corrupt),
         Some((&FORMAT_DELIVERY_V2, rest)) => {
             let v2: DeliveryRecordV2 = postcard::from_bytes(rest).map_err(corrupt)?;
-            Ok(DeliveryRecord {
-                tracking_code: v2.tracking_code,
-                agency: v2.agency,
-                reference: v2.reference,
-                recipient: v2.recipient,
-                kind: v2.kind,
-                title: v2.title,
-                min_access_level: v2.min_access_level,
-                accepted_at: v2.accepted_at,
-                expires_at: v2.expires_at,
-                state: v2.state,
-                next: v2.next,
-                rounds: v2.rounds,
-                confirmations: v2.confirmations,
-                access_reported: v2.access_reported,
-                purged: v2.purged,
-                opened: Vec::new(),
-                shares: Vec::new(),
-            })
+            Ok(v2.into())
         }
         Some((&FORMAT, rest)) => {
             let v1: DeliveryRecordV1 = postcard::from_bytes(rest).map_err(corrupt)?;
-            Ok(DeliveryRecord {
-                tracking_code: v1.tracking_code,
-                agency: v1.agency,
-                reference: v1.reference,
-                recipient: v1.recipient,
-                kind: v1.kind,
-                // The scheduler reads it from the notice when empty.
-                title: String::new(),
-                min_access_level: v1.min_access_level,
-                accepted_at: v1.accepted_at,
-                expires_at: v1.expires_at,
-                state: v1.state,
-                next: v1.next,
-                rounds: v1.rounds,
-                confirmations: v1.confirmations,
-                access_reported: v1.access_reported,
-                purged: v1.purged,
-                opened: Vec::new(),
-                shares: Vec::new(),
-            })
+            Ok(DeliveryRecordV2::from(v1).into())
         }
         _ => decode("delivery record", bytes),
     }
