@@ -4,7 +4,9 @@
 //! share) and for confirmations from any source.
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{AccessLevel, AgencyId, MailboxId, MailboxProfile, MailboxStatus};
+use karpoosheh_schemas::{
+    AccessLevel, AgencyId, Delegation, MailboxId, MailboxProfile, MailboxStatus,
+};
 
 /// What `actor` may do for one mailbox now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +35,25 @@ impl Standing {
 
     /// Whether notices of `agency` are within the delegation.
     pub fn covers(&self, agency: &AgencyId) -> bool {
-        self.agencies.is_empty() || self.agencies.contains(agency)
+        covers(&self.agencies, agency)
+    }
+}
+
+/// An agency list of a delegation: empty is every agency.
+fn covers(agencies: &[AgencyId], agency: &AgencyId) -> bool {
+    agencies.is_empty() || agencies.contains(agency)
+}
+
+/// Representative `rep`'s delegation entry, if the profile narrows their
+/// standing (`Ok(None)`: it does not); `Err(())` once it has ended.
+fn delegation(
+    p: &MailboxProfile,
+    rep: MailboxId,
+    now: DateTime<Utc>,
+) -> Result<Option<&Delegation>, ()> {
+    match p.delegations.iter().find(|d| d.to == rep) {
+        Some(d) if d.until.is_some_and(|until| now >= until) => Err(()),
+        d => Ok(d),
     }
 }
 
@@ -78,10 +98,7 @@ pub fn standing(
         may_share: guardian,
         ..Standing::holder()
     };
-    if let Some(d) = p.delegations.iter().find(|d| d.to == actor) {
-        if d.until.is_some_and(|until| now >= until) {
-            return None;
-        }
+    if let Some(d) = delegation(p, actor, now).ok()? {
         s.max_access_level = d.max_access_level;
         s.agencies = d.agencies.clone();
         s.may_confirm = d.may_confirm;
@@ -100,17 +117,16 @@ pub fn may_confirm_for(
     now: DateTime<Utc>,
 ) -> bool {
     p.representatives.contains(&rep)
-        && p.delegations.iter().find(|d| d.to == rep).is_none_or(|d| {
-            d.may_confirm
-                && (d.agencies.is_empty() || d.agencies.contains(agency))
-                && d.until.is_none_or(|until| now < until)
-        })
+        && match delegation(p, rep, now) {
+            Err(()) => false,
+            Ok(None) => true,
+            Ok(Some(d)) => d.may_confirm && covers(&d.agencies, agency),
+        }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use karpoosheh_schemas::Delegation;
 
     fn id(n: &str) -> MailboxId {
         MailboxId::parse(n).unwrap()
