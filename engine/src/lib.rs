@@ -70,7 +70,7 @@ pub use crate::evidence::{
 };
 pub use crate::health::Health;
 pub use crate::http::{install_recorder, HttpServer};
-pub use crate::identity::{IdentityConfig, KeySet, Session, TokenError, Verifier};
+pub use crate::identity::{sign_token, IdentityConfig, KeySet, Session, TokenError, Verifier};
 pub use crate::inbox::InboxConfig;
 pub use crate::kafka::KafkaConfig;
 pub use crate::model::{

@@ -102,17 +102,12 @@ struct Person {
 }
 
 fn token(key: &karpoosheh_engine::keys::SigningKey, who: MailboxId) -> String {
-    use karpoosheh_engine::b64url;
     let now = chrono::Utc::now().timestamp();
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid()});
-    let claims = serde_json::json!({"iss": ISSUER, "aud": "karpoosheh", "sub": who.to_string(),
-        "acr": 3, "azp": "loadtest", "iat": now, "exp": now + 6 * 3600});
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    format!("{input}.{}", b64url(&key.sign(input.as_bytes())))
+    karpoosheh_engine::sign_token(
+        key,
+        &serde_json::json!({"iss": ISSUER, "aud": "karpoosheh", "sub": who.to_string(),
+            "acr": 3, "azp": "loadtest", "iat": now, "exp": now + 6 * 3600}),
+    )
 }
 
 const ISSUER: &str = "https://idp.loadtest.karpoosheh.invalid";
@@ -322,12 +317,7 @@ pub fn inbox_benchmark(opts: InboxOptions) -> anyhow::Result<InboxResult> {
     // The identity provider of the run.
     let key = karpoosheh_engine::keys::SigningKey::generate("loadtest-idp")?;
     let jwks = opts.dir.join("idp.jwks.json");
-    std::fs::write(
-        &jwks,
-        serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": key.kid(),
-            "x": karpoosheh_engine::b64url(key.public_key())}]})
-        .to_string(),
-    )?;
+    std::fs::write(&jwks, key.public_jwks_json())?;
     cfg.identity.jwks_file = jwks;
     cfg.identity.issuer = ISSUER.into();
     cfg.inbox.listen = "127.0.0.1:0".into();

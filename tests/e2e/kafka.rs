@@ -1685,13 +1685,7 @@ fn kafka_inbox_api_open_confirm_share_reach_the_agencies() {
     // The identity provider's key, and its JWK Set for the node.
     let idp = SigningKey::from_seed("idp-2026", [61; 32]).unwrap();
     let jwks_file = dir.path().join("idp.jwks.json");
-    std::fs::write(
-        &jwks_file,
-        serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "idp-2026",
-            "x": b64url(idp.public_key())}]})
-        .to_string(),
-    )
-    .unwrap();
+    std::fs::write(&jwks_file, idp.public_jwks_json()).unwrap();
     let engine = Engine::start(
         &broker,
         &names,
@@ -1763,21 +1757,11 @@ fn kafka_inbox_api_open_confirm_share_reach_the_agencies() {
 
     // The app, with the person's token.
     let now = chrono::Utc::now().timestamp();
-    let input = format!(
-        "{}.{}",
-        b64url(
-            serde_json::json!({"alg": "EdDSA", "kid": "idp-2026"})
-                .to_string()
-                .as_bytes()
-        ),
-        b64url(
-            serde_json::json!({"iss": "https://sso.example.ir", "aud": "karpoosheh",
-                "sub": citizen, "acr": 2, "azp": "inbox-web", "exp": now + 600})
-            .to_string()
-            .as_bytes()
-        )
+    let token = karpoosheh_engine::sign_token(
+        &idp,
+        &serde_json::json!({"iss": "https://sso.example.ir", "aud": "karpoosheh",
+            "sub": citizen, "acr": 2, "azp": "inbox-web", "exp": now + 600}),
     );
-    let token = format!("{input}.{}", b64url(&idp.sign(input.as_bytes())));
     let call = |method: &str, path: &str, extra: &str, body: &str| -> (u16, serde_json::Value) {
         let mut s = TcpStream::connect(api).unwrap();
         let len = if body.is_empty() {

@@ -142,6 +142,12 @@ impl SigningKey {
         }
     }
 
+    /// The public key alone as a JSON Web Key Set (RFC 7517, RFC 8037).
+    pub fn public_jwks_json(&self) -> String {
+        serde_json::to_string(&serde_json::json!({ "keys": [self.public_jwk()] }))
+            .expect("a JWK set serialises")
+    }
+
     /// The private JWK, as written to a key file.
     pub fn private_jwk_json(&self) -> String {
         let jwk = PrivateJwk {

@@ -79,8 +79,7 @@ impl Sealer {
 
     /// The node's public key as a JSON Web Key Set (RFC 7517, RFC 8037).
     pub fn jwks(&self) -> String {
-        serde_json::to_string(&serde_json::json!({ "keys": [self.key.public_jwk()] }))
-            .expect("a JWK set serialises")
+        self.key.public_jwks_json()
     }
 
     /// Seals receipts in batches of up to [`BATCH`] receipts of one

@@ -29,7 +29,7 @@ use karpoosheh_schemas::{AccessLevel, HumanDuration, MailboxId, MAX_ACCESS_LEVEL
 use ring::signature::{self, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::from_b64url;
+use crate::evidence::{b64url, from_b64url};
 use crate::internal_events::IdentityKeysLoaded;
 use crate::reload::Reloaded;
 
@@ -663,6 +663,19 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<KeySet, KeyFileError> {
         .read_to_string()
         .map_err(|e| err(e.to_string()))?;
     KeySet::parse(&text).map_err(err)
+}
+
+/// A token as the identity provider issues one: `claims` signed with the
+/// Ed25519 `key` (EdDSA, JWS compact form, `kid` the key's). For the
+/// demo's own provider, the load generator and tests; nodes only verify.
+pub fn sign_token(key: &crate::evidence::keys::SigningKey, claims: &serde_json::Value) -> String {
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid()});
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    format!("{input}.{}", b64url(&key.sign(input.as_bytes())))
 }
 
 fn load_keys(path: &Path) -> Result<KeySet, KeyFileError> {

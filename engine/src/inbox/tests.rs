@@ -118,11 +118,7 @@ impl World {
         })
         .unwrap();
         let key = SigningKey::from_seed("idp", [5; 32]).unwrap();
-        let keys = KeySet::parse(
-            &json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "idp", "x": b64url(key.public_key())}]})
-                .to_string(),
-        )
-        .unwrap();
+        let keys = KeySet::parse(&key.public_jwks_json()).unwrap();
         let icfg = IdentityConfig {
             issuer: "https://sso.example.ir".into(),
             ..IdentityConfig::default()
@@ -188,14 +184,11 @@ impl World {
 
     fn token(&self, sub: &str, level: u8, exp_in: i64) -> String {
         let now = chrono::Utc::now().timestamp();
-        let claims = json!({"iss": "https://sso.example.ir", "aud": "karpoosheh",
-            "sub": sub, "acr": level, "exp": now + exp_in});
-        let input = format!(
-            "{}.{}",
-            b64url(json!({"alg": "EdDSA", "kid": "idp"}).to_string().as_bytes()),
-            b64url(claims.to_string().as_bytes())
-        );
-        format!("{input}.{}", b64url(&self.key.sign(input.as_bytes())))
+        crate::identity::sign_token(
+            &self.key,
+            &json!({"iss": "https://sso.example.ir", "aud": "karpoosheh",
+                "sub": sub, "acr": level, "exp": now + exp_in}),
+        )
     }
 
     /// (status, JSON body) of a GET with `token`.

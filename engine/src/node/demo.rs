@@ -119,28 +119,20 @@ fn demo_identity(cfg: &Config) -> anyhow::Result<Option<SigningKey>> {
         return Ok(None);
     }
     let key = SigningKey::generate("demo-idp")?;
-    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig",
-        "kid": key.kid(), "x": crate::evidence::b64url(key.public_key())}]});
-    std::fs::write(path, serde_json::to_string_pretty(&jwks)? + "\n")?;
+    std::fs::write(path, key.public_jwks_json() + "\n")?;
     Ok(Some(key))
 }
 
 /// An identity-provider token for `who` (level 3, two hours), as the
 /// national provider would issue one.
 fn demo_token(cfg: &Config, key: &SigningKey, who: MailboxId) -> String {
-    use crate::evidence::b64url;
     let now = chrono::Utc::now().timestamp();
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid()});
-    let claims = serde_json::json!({"iss": cfg.identity.issuer, "aud": cfg.identity.audience,
-        "sub": who.to_string(), cfg.identity.level_claim.clone(): 3, "azp": "karpoosheh-demo",
-        "iat": now, "exp": now + 7200});
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", b64url(&sig))
+    crate::identity::sign_token(
+        key,
+        &serde_json::json!({"iss": cfg.identity.issuer, "aud": cfg.identity.audience,
+            "sub": who.to_string(), cfg.identity.level_claim.clone(): 3, "azp": "karpoosheh-demo",
+            "iat": now, "exp": now + 7200}),
+    )
 }
 
 /// The text of `inbox-try.txt`: tokens and curl lines for a few people.
