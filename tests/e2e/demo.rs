@@ -135,19 +135,27 @@ fn demo_accounts_for_everything_and_serves_notices() {
     // An operator looks inside while the demo holds its store: through the
     // node's operator endpoint, with the demo's credential.
     let token_file = data.join("operator.token");
-    let looked = run(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--set",
-            &format!("operator.listen=\"{operator}\""),
-            "--set",
-            &format!("operator.token_file={:?}", token_file.display().to_string()),
-            "mailbox",
-            who,
-        ],
-        None,
+    let (listen, token_file) = (
+        format!("operator.listen=\"{operator}\""),
+        format!("operator.token_file={:?}", token_file.display().to_string()),
     );
+    let inspect = |command: &str, arg: &str| {
+        let dir = data.to_str().unwrap();
+        run(
+            &[
+                "--data-dir",
+                dir,
+                "--set",
+                &listen,
+                "--set",
+                &token_file,
+                command,
+                arg,
+            ],
+            None,
+        )
+    };
+    let looked = inspect("mailbox", who);
     let text = String::from_utf8_lossy(&looked.stdout);
     assert!(
         looked.status.success() && text.contains(&code),
@@ -155,19 +163,7 @@ fn demo_accounts_for_everything_and_serves_notices() {
         String::from_utf8_lossy(&looked.stderr)
     );
     assert!(String::from_utf8_lossy(&looked.stderr).contains("operator endpoint"));
-    let shown = run(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--set",
-            &format!("operator.listen=\"{operator}\""),
-            "--set",
-            &format!("operator.token_file={:?}", token_file.display().to_string()),
-            "notice",
-            &code,
-        ],
-        None,
-    );
+    let shown = inspect("notice", &code);
     assert!(
         shown.status.success(),
         "{}",
