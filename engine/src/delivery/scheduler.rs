@@ -214,9 +214,14 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
 }
 
+/// The worker (of `workers`) that owns `code`'s timer shard.
+fn owner_of(code: TrackingCode, workers: usize) -> usize {
+    Timer::shard_of(code) as usize % workers
+}
+
 impl SchedulerHandle {
     fn worker_of(&self, code: TrackingCode) -> usize {
-        Timer::shard_of(code) as usize % self.workers
+        owner_of(code, self.workers)
     }
 
     /// Applies confirmations; returns one outcome per confirmation, in
@@ -502,7 +507,7 @@ impl Scheduler {
             // Locks in worker order: no two lockers wait on each other.
             let mut wanted: Vec<usize> = batch
                 .iter()
-                .map(|(c, _, _)| Timer::shard_of(*c) as usize % workers)
+                .map(|(c, _, _)| owner_of(*c, workers))
                 .collect();
             wanted.sort_unstable();
             wanted.dedup();
@@ -540,7 +545,7 @@ impl Scheduler {
                 .filter(|(_, (_, w))| !w.receipts.is_empty())
                 .map(|(code, (rec, mut w))| {
                     for (wk, g) in guards.iter_mut() {
-                        if *wk == Timer::shard_of(code) as usize % workers {
+                        if *wk == owner_of(code, workers) {
                             g.insert(code);
                         }
                     }
