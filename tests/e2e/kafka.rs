@@ -299,6 +299,16 @@ fn trust_file(old_inbox_key_status: &str) -> String {
     )
 }
 
+/// Sends mailbox `id`'s profile (`json`, signed) to the registry topic and
+/// waits until the engine has applied it: the engine's first profile.
+fn register(engine: &Engine, p: &BaseProducer, names: &Names, id: &str, json: &str) {
+    produce(p, &names.registry(), id, &signed_profile(json));
+    p.flush(Duration::from_secs(30)).unwrap();
+    engine.wait_for("the profile", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_profiles_total", "applied") >= 1.0
+    });
+}
+
 /// A mailbox profile as the identity side sends it: signed.
 fn signed_profile(json: &str) -> Vec<u8> {
     jws::sign(SignedKind::Profile, json.as_bytes(), &identity_key())
@@ -1407,16 +1417,13 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     };
     let active = person(620_000_000);
     let later = person(621_000_000);
-    produce(
+    register(
+        &engine,
         &p,
-        &names.registry(),
+        &names,
         &active,
-        &signed_profile(&profile(&active, "active", "2026-01-01T00:00:00Z")),
+        &profile(&active, "active", "2026-01-01T00:00:00Z"),
     );
-    p.flush(Duration::from_secs(30)).unwrap();
-    engine.wait_for("the profile", Duration::from_secs(60), |e| {
-        e.metric("karpoosheh_profiles_total", "applied") >= 1.0
-    });
     produce(
         &p,
         &names.notices("tax"),
@@ -1717,20 +1724,15 @@ fn kafka_inbox_api_open_confirm_share_reach_the_agencies() {
         .unwrap();
     let citizen = person(630_000_000);
     let p = broker.producer();
-    produce(
+    register(
+        &engine,
         &p,
-        &names.registry(),
+        &names,
         &citizen,
-        &signed_profile(
-            &serde_json::json!({"schema_version": 1, "id": citizen, "status": "active",
-                "access_level": 2, "mobile": "09121234567", "updated_at": "2026-01-01T00:00:00Z"})
-            .to_string(),
-        ),
+        &serde_json::json!({"schema_version": 1, "id": citizen, "status": "active",
+            "access_level": 2, "mobile": "09121234567", "updated_at": "2026-01-01T00:00:00Z"})
+        .to_string(),
     );
-    p.flush(Duration::from_secs(30)).unwrap();
-    engine.wait_for("the profile", Duration::from_secs(60), |e| {
-        e.metric("karpoosheh_profiles_total", "applied") >= 1.0
-    });
     produce(
         &p,
         &names.notices("tax"),
