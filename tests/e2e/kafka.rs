@@ -51,7 +51,7 @@ fn tansu_bin() -> Option<PathBuf> {
 }
 
 /// The broker, or `None` (the test is skipped) when tansu is missing.
-fn broker_or_skip(test: &str, storage: Storage) -> Option<Broker> {
+pub(crate) fn broker_or_skip(test: &str, storage: Storage) -> Option<Broker> {
     match tansu_bin() {
         Some(bin) => Some(Broker::start(bin, storage)),
         None => {
@@ -81,14 +81,14 @@ fn free_port() -> u16 {
 /// and ~400 acknowledged receipts never readable, and passed 4 of 4 on
 /// SQLite in the same sitting (28 s against 21 s a run).
 #[derive(Clone)]
-enum Storage {
+pub(crate) enum Storage {
     /// A database in a temporary directory of the broker's own.
     Fresh,
     /// Kept across broker restarts, at this path.
     Sqlite(PathBuf),
 }
 
-struct Broker {
+pub(crate) struct Broker {
     bin: PathBuf,
     port: u16,
     /// The SQLite database the broker keeps its records in.
@@ -118,7 +118,7 @@ impl Broker {
         b
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -181,7 +181,7 @@ impl Broker {
         }
     }
 
-    fn producer(&self) -> BaseProducer {
+    pub(crate) fn producer(&self) -> BaseProducer {
         let mut c = self.client();
         c.set("enable.idempotence", "true").set("linger.ms", "5");
         c.create().unwrap()
@@ -194,7 +194,7 @@ impl Drop for Broker {
     }
 }
 
-fn produce(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+pub(crate) fn produce(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
     loop {
         match p.send(BaseRecord::to(topic).key(key).payload(payload)) {
             Ok(()) => return,
@@ -209,17 +209,17 @@ fn produce(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
 // ---------------------------------------------------------------- engine
 
 /// A test's names: topics and group, unique per test.
-struct Names {
-    prefix: String,
+pub(crate) struct Names {
+    pub(crate) prefix: String,
 }
 
 impl Names {
-    fn new(test: &str) -> Names {
+    pub(crate) fn new(test: &str) -> Names {
         Names {
             prefix: format!("t{}{}", test.replace('_', "-"), std::process::id()),
         }
     }
-    fn notices(&self, agency: &str) -> String {
+    pub(crate) fn notices(&self, agency: &str) -> String {
         format!("{}.notices.{agency}", self.prefix)
     }
     fn receipts(&self, agency: &str) -> String {
@@ -239,7 +239,7 @@ impl Names {
     }
     /// Creates notice and receipt topics for `agencies`, the DLQ and the
     /// registry.
-    fn create(&self, broker: &Broker, agencies: &[&str], partitions: i32) {
+    pub(crate) fn create(&self, broker: &Broker, agencies: &[&str], partitions: i32) {
         let mut topics: Vec<String> = agencies
             .iter()
             .flat_map(|a| [self.notices(a), self.receipts(a)])
@@ -264,7 +264,7 @@ fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
-struct Engine {
+pub(crate) struct Engine {
     child: Child,
     metrics: SocketAddr,
     log: Arc<Mutex<String>>,
@@ -301,7 +301,7 @@ fn trust_file(old_inbox_key_status: &str) -> String {
 
 /// Sends mailbox `id`'s profile (`json`, signed) to the registry topic and
 /// waits until the engine has applied it: the engine's first profile.
-fn register(engine: &Engine, p: &BaseProducer, names: &Names, id: &str, json: &str) {
+pub(crate) fn register(engine: &Engine, p: &BaseProducer, names: &Names, id: &str, json: &str) {
     produce(p, &names.registry(), id, &signed_profile(json));
     p.flush(Duration::from_secs(30)).unwrap();
     engine.wait_for("the profile", Duration::from_secs(60), |e| {
@@ -317,7 +317,13 @@ fn signed_profile(json: &str) -> Vec<u8> {
 const AGENCIES_FILE: &str = "[agency.tax]\nstatus = \"approved\"\n[agency.judiciary]\nstatus = \"approved\"\n[agency.utilities]\nstatus = \"approved\"\n[agency.old-ministry]\nstatus = \"dissolved\"\n[agency.paused]\nstatus = \"suspended\"\n";
 
 impl Engine {
-    fn start(broker: &Broker, names: &Names, dir: &Path, node: u16, extra: &[&str]) -> Engine {
+    pub(crate) fn start(
+        broker: &Broker,
+        names: &Names,
+        dir: &Path,
+        node: u16,
+        extra: &[&str],
+    ) -> Engine {
         let data = dir.join(format!("node{node}"));
         let agencies = dir.join("agencies.toml");
         if !agencies.exists() {
@@ -399,7 +405,7 @@ impl Engine {
         }
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let Ok(mut s) = TcpStream::connect(self.metrics) else {
             return (0, String::new());
         };
@@ -419,7 +425,7 @@ impl Engine {
     }
 
     /// Sum of a metric's samples whose label text contains `filter`.
-    fn metric(&self, name: &str, filter: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str, filter: &str) -> f64 {
         metric_in(&self.get("/metrics").1, name, filter)
     }
 
@@ -431,7 +437,12 @@ impl Engine {
             + self.metric("karpoosheh_dead_letters_total", "")
     }
 
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Engine) -> bool) {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Engine) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !f(self) {
             if Instant::now() > deadline {
@@ -441,12 +452,12 @@ impl Engine {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// SIGTERM; returns the exit status and how long it took.
-    fn terminate(mut self) -> (Option<i32>, Duration, String) {
+    pub(crate) fn terminate(mut self) -> (Option<i32>, Duration, String) {
         let t = Instant::now();
         unsafe_kill(self.child.id(), "TERM");
         let status = self.child.wait().unwrap();
@@ -454,7 +465,7 @@ impl Engine {
         (status.code(), t.elapsed(), self.log())
     }
 
-    fn kill9(mut self) -> String {
+    pub(crate) fn kill9(mut self) -> String {
         unsafe_kill(self.child.id(), "KILL");
         let _ = self.child.wait();
         self.log()
@@ -484,13 +495,13 @@ fn open_store(data: &Path) -> FjallStore {
 // ---------------------------------------------------------------- receipts
 
 /// One receipt read back: (event, tracking code if any, duplicate?).
-type Receipt = (String, Option<String>, bool);
+pub(crate) type Receipt = (String, Option<String>, bool);
 
 #[derive(Default, Debug)]
-struct Answers {
+pub(crate) struct Answers {
     /// (agency, reference) → (event, tracking code if any, duplicate?)
-    receipts: HashMap<(String, String), Vec<Receipt>>,
-    receipt_ids: HashSet<String>,
+    pub(crate) receipts: HashMap<(String, String), Vec<Receipt>>,
+    pub(crate) receipt_ids: HashSet<String>,
     /// Every receipt as received (first delivery of each), for verifiers,
     /// `batch_signed` ones included.
     raw: Vec<String>,
@@ -517,7 +528,7 @@ struct Answers {
 /// broker never shows offsets past an unfinished write. Every pass that
 /// missed something is logged, so a broker that loses records (not just
 /// shows them late) still fails the caller's assertions.
-fn read_answers(
+pub(crate) fn read_answers(
     broker: &Broker,
     names: &Names,
     until: impl Fn(&Answers) -> bool,
@@ -724,7 +735,7 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-fn mailbox(id: &str) -> MailboxId {
+pub(crate) fn mailbox(id: &str) -> MailboxId {
     karpoosheh_schemas::parse_recipient(id).unwrap()
 }
 
@@ -989,7 +1000,12 @@ fn kafka_mixed_agencies_all_accounted_spoof_rejected_registry_stored() {
 
 /// Produces `n` notices of agency "tax", one recipient each; returns
 /// (reference, recipient) pairs.
-fn produce_batch(broker: &Broker, names: &Names, from: u32, n: u32) -> Vec<(String, String)> {
+pub(crate) fn produce_batch(
+    broker: &Broker,
+    names: &Names,
+    from: u32,
+    n: u32,
+) -> Vec<(String, String)> {
     let p = broker.producer();
     let mut out = Vec::new();
     for i in from..from + n {
@@ -1008,7 +1024,7 @@ fn produce_batch(broker: &Broker, names: &Names, from: u32, n: u32) -> Vec<(Stri
 }
 
 /// Every reference has accepted receipts, all with one tracking code.
-fn assert_all_accepted_once(answers: &Answers, refs: &[(String, String)]) {
+pub(crate) fn assert_all_accepted_once(answers: &Answers, refs: &[(String, String)]) {
     let missing: Vec<_> = refs
         .iter()
         .map(|(r, _)| r)

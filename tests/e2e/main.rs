@@ -2,6 +2,7 @@
 
 mod alerts;
 mod cli;
+mod cql;
 mod crash;
 mod demo;
 mod deploy;

@@ -12,6 +12,10 @@ use crate::store::conformance;
 /// The cluster to test against, or `None` (and a note) when none is set.
 pub(crate) fn test_cluster(test: &str) -> Option<ScyllaConfig> {
     let Ok(nodes) = std::env::var("KARPOOSHEH_SCYLLA_NODES") else {
+        assert!(
+            std::env::var("KARPOOSHEH_REQUIRE_CQL").is_err(),
+            "{test}: a CQL cluster is required (KARPOOSHEH_REQUIRE_CQL) but KARPOOSHEH_SCYLLA_NODES is not set: run the suite with scripts/test, which starts one"
+        );
         eprintln!("SKIPPED {test}: set KARPOOSHEH_SCYLLA_NODES=host:port[,host:port] to run it against a ScyllaDB cluster");
         return None;
     };
@@ -224,4 +228,52 @@ fn a_node_id_is_held_by_one_engine_and_readers_need_no_lease() {
     drop(writer);
     let again = open(false).expect("a released node_id is free");
     drop(again);
+}
+
+/// Traffic data carry a TTL (`scylla.traffic_retention`): the cluster
+/// itself forgets them when it ends, with no sweeper of ours. Shown here
+/// with a retention of two seconds, which configuration refuses (180 days
+/// at least) but the store takes from a test.
+#[test]
+fn traffic_data_expire_by_themselves_when_their_retention_ends() {
+    let Some(mut cfg) = test_cluster("traffic_data_expire_by_themselves_when_their_retention_ends")
+    else {
+        return;
+    };
+    cfg.keyspace = unique_keyspace("ttl");
+    cfg.traffic_retention = karpoosheh_schemas::HumanDuration(Duration::from_secs(2));
+    let _guard = KeyspaceGuard(cfg.clone());
+    let store = ScyllaStore::open(ScyllaStoreConfig {
+        scylla: cfg.clone(),
+        node_id: 3,
+        record_retention: Duration::from_secs(186 * 24 * 3600),
+        read_only: false,
+    })
+    .expect("open");
+    let tax = AgencyId::parse("tax").unwrap();
+    let mut entries = conformance::sample_entries(1);
+    entries.push(conformance::rejection(
+        Some("tax"),
+        "ref-ttl",
+        Reason::BadCheckDigit,
+    ));
+    store.write(&entries).expect("write");
+    let kept = store.rejections(Some(&tax), None, 10).unwrap();
+    assert_eq!(kept.len(), 1, "the rejection is readable at once");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if store.rejections(Some(&tax), None, 10).unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rejection outlived its two-second retention by 30 s"
+        );
+    }
+    // The notice itself is legal evidence and has no TTL.
+    assert!(
+        store.reference(&tax, "ref-0").unwrap().is_some(),
+        "the notice is kept"
+    );
 }
