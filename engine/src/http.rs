@@ -280,6 +280,10 @@ fn describe_all() {
         "Notice partitions this node owns."
     );
     describe_gauge!(
+        m::KAFKA_GROUP_SHARED,
+        "1 while another member shares this node's consumer group on the embedded store (the newcomer stops; this node goes on)."
+    );
+    describe_gauge!(
         m::KAFKA_PAUSED_PARTITIONS,
         "Owned notice partitions paused by back-pressure."
     );

@@ -259,6 +259,10 @@ pub const KAFKA_BROKERS_UP: &str = "karpoosheh_kafka_brokers_up";
 pub const KAFKA_CONSUMER_LAG: &str = "karpoosheh_kafka_consumer_lag_records";
 /// Notice partitions this node owns.
 pub const KAFKA_ASSIGNED_PARTITIONS: &str = "karpoosheh_kafka_assigned_partitions";
+/// 1 while another member shares this node's consumer group and the
+/// node, on the embedded store, owns only part of the notice partitions
+/// (the node that joined last stops; this one goes on).
+pub const KAFKA_GROUP_SHARED: &str = "karpoosheh_kafka_group_shared";
 /// Owned partitions paused by back-pressure.
 pub const KAFKA_PAUSED_PARTITIONS: &str = "karpoosheh_kafka_paused_partitions";
 /// Group rebalances seen. Labels: `kind` (assign, revoke, lost).
@@ -348,6 +352,7 @@ pub const KAFKA: &[&str] = &[
     KAFKA_BROKERS_UP,
     KAFKA_CONSUMER_LAG,
     KAFKA_ASSIGNED_PARTITIONS,
+    KAFKA_GROUP_SHARED,
     KAFKA_PAUSED_PARTITIONS,
     KAFKA_REBALANCES,
     KAFKA_COMMITS,

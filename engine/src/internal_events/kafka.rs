@@ -55,6 +55,38 @@ impl KafkaRebalance<'_> {
     }
 }
 
+/// An exclusive group's check after an assignment (the embedded store):
+/// how many notice partitions this node owns of how many.
+pub struct KafkaGroupShared<'a> {
+    pub group: &'a str,
+    pub owned: usize,
+    pub total: usize,
+    /// This node has not owned every partition since it started.
+    pub newcomer: bool,
+}
+
+impl KafkaGroupShared<'_> {
+    pub fn emit(self) {
+        let shared = self.owned < self.total;
+        gauge!(m::KAFKA_GROUP_SHARED).set(if shared { 1.0 } else { 0.0 });
+        match (shared, self.newcomer) {
+            (false, _) => {}
+            (true, true) => tracing::error!(
+                group = self.group,
+                owned = self.owned,
+                total = self.total,
+                "another member shares this consumer group: on the embedded store this node stops before reading anything (use one node per group, or store.backend = \"scylla\" for a fleet)"
+            ),
+            (true, false) => tracing::warn!(
+                group = self.group,
+                owned = self.owned,
+                total = self.total,
+                "another member joined this consumer group: on the embedded store it must not read; it stops, and this node takes its partitions back"
+            ),
+        }
+    }
+}
+
 pub struct KafkaPaused {
     pub paused: usize,
 }
@@ -98,6 +130,7 @@ impl KafkaStarted<'_> {
         counter!(m::KAFKA_REBALANCES, "kind" => "assign").increment(0);
         gauge!(m::KAFKA_PAUSED_PARTITIONS).set(0.0);
         gauge!(m::KAFKA_ASSIGNED_PARTITIONS).set(0.0);
+        gauge!(m::KAFKA_GROUP_SHARED).set(0.0);
         gauge!(m::KAFKA_BROKERS_UP).set(0.0);
         tracing::info!(
             brokers = self.brokers,

@@ -21,6 +21,7 @@ use crate::pipeline::RunSummary;
 use crate::readers;
 use crate::sink::{KafkaSink, TreeHeadProducer};
 use crate::source::KafkaSource;
+use crate::store::StoreBackend;
 
 /// Runs the engine on Kafka until `shutdown` is set, then finishes what
 /// was read, commits and returns.
@@ -185,6 +186,11 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         cfg.limits.max_payload_bytes.as_u64() as usize,
     )
     .context("creating the Kafka consumer")?;
+    // Per-node stores: one member per group (see the source's guarantees).
+    let source = match cfg.store.backend {
+        StoreBackend::Embedded => source.exclusive_group(),
+        StoreBackend::Scylla => source,
+    };
     let pipeline = super::pipeline(cfg, store, vec![Box::new(sink)])
         .with_sealer(Some(sealer))
         .with_health(health)

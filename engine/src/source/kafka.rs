@@ -22,6 +22,15 @@
 //!   them, and the store's idempotency on (agency, reference) absorbs the
 //!   copy). A re-assigned partition gets a fresh lane, so late acks of the
 //!   old assignment can never move the new one's offsets.
+//! - **One member per group on per-node stores.** With the embedded
+//!   store ([`KafkaSource::exclusive_group`]) every node keeps its own
+//!   store, so a partition handed from one member to another would have
+//!   its unacknowledged records stored twice, with two tracking codes. A
+//!   node that joins a group and is given only part of the notice
+//!   partitions (someone else holds the rest) stops before it hands on a
+//!   single record, saying so; the member already there goes on. A node
+//!   restarted after a crash is given everything once its dead self's
+//!   session has lapsed, and goes on.
 //! - **Sender identity from the topic.** A record on
 //!   `<prefix><agency>` speaks for that agency; an envelope naming another
 //!   is rejected (`agency_mismatch`), and an agency that is not approved
@@ -45,8 +54,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::agencies::AgencyRegistry;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted, KafkaLag,
-    KafkaPaused, KafkaRebalance, KafkaStarted,
+    agency_label, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted, KafkaGroupShared,
+    KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
@@ -124,6 +133,8 @@ pub struct SourceContext {
     lanes: Mutex<Lanes>,
     brokers_up: AtomicBool,
     prefix: String,
+    /// Set by a non-empty assignment, taken by the exclusive-group check.
+    assigned: AtomicBool,
 }
 
 fn commit(
@@ -261,6 +272,9 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
+            if assigned.count() > 0 {
+                self.assigned.store(true, Ordering::SeqCst);
+            }
             let owned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
             KafkaRebalance {
                 kind: "assign",
@@ -297,6 +311,42 @@ pub struct KafkaSource {
     /// The lane of the last record: records come in runs per partition,
     /// so this spares a map lookup (and a key allocation) per record.
     last_lane: Option<(String, i32, u32)>,
+    group: String,
+    prefix: String,
+    /// One member per group (the embedded store).
+    exclusive: bool,
+    /// This node has owned every notice partition since it started.
+    had_everything: bool,
+    /// Since when a newcomer has seen a whole notice topic not its own.
+    unowned_since: std::cell::Cell<Option<Instant>>,
+}
+
+/// How long a newcomer waits for its subscription to catch up with a
+/// notice topic it owns nothing of, before it counts it as another
+/// member's (a little over the subscription's metadata refresh).
+const UNOWNED_TOPIC_GRACE: Duration = Duration::from_secs(15);
+
+/// What an exclusive group's check found.
+enum GroupCheck {
+    /// No metadata yet.
+    Unknown,
+    /// This node owns every notice partition.
+    Alone,
+    /// Someone else owns some.
+    Shared { owned: usize, total: usize },
+}
+
+/// Whether `topic` is a notice topic under `prefix` (what
+/// [`notice_pattern`] subscribes to).
+fn is_notice_topic(prefix: &str, topic: &str) -> bool {
+    topic.strip_prefix(prefix).is_some_and(|a| {
+        let b = a.as_bytes();
+        (2..=32).contains(&b.len())
+            && b[0].is_ascii_lowercase()
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    })
 }
 
 /// The subscription regex for notice topics: the prefix and a valid
@@ -346,6 +396,7 @@ impl KafkaSource {
             lanes: Mutex::new(Lanes::default()),
             brokers_up: AtomicBool::new(false),
             prefix: cfg.notice_topic_prefix.clone(),
+            assigned: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<SourceContext> = client.create_with_context(ctx)?;
         let pattern = notice_pattern(&cfg.notice_topic_prefix);
@@ -371,7 +422,90 @@ impl KafkaSource {
             ),
             last_error_log: None,
             last_lane: None,
+            group: cfg.group_id.clone(),
+            prefix: cfg.notice_topic_prefix.clone(),
+            exclusive: false,
+            had_everything: false,
+            unowned_since: std::cell::Cell::new(None),
         })
+    }
+
+    /// Requires this node to be the group's only member (the embedded
+    /// store): see the module's guarantees.
+    pub fn exclusive_group(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+
+    /// After an assignment, with an exclusive group: how much of the
+    /// notice partitions this node owns.
+    fn group_check(&self) -> GroupCheck {
+        let md = match self.consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Ok(md) => md,
+            Err(e) => {
+                KafkaClientError {
+                    kind: "metadata",
+                    error: &e,
+                    partition: None,
+                    log: true,
+                }
+                .emit();
+                return GroupCheck::Unknown;
+            }
+        };
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        let mut owned_of: HashMap<String, usize> = HashMap::new();
+        for e in assignment.elements() {
+            *owned_of.entry(e.topic().to_owned()).or_default() += 1;
+        }
+        let (mut total, mut part_owned, mut unowned) = (0, false, false);
+        for t in md
+            .topics()
+            .iter()
+            .filter(|t| is_notice_topic(&self.prefix, t.name()))
+        {
+            let n = t.partitions().len();
+            total += n;
+            match owned_of.get(t.name()).copied().unwrap_or(0) {
+                0 if n > 0 => unowned = true,
+                o if o < n => part_owned = true,
+                _ => {}
+            }
+        }
+        let owned = assignment.count();
+        if !part_owned && unowned && !self.had_everything {
+            // A whole topic not ours: held by another member, or created
+            // after this consumer last refreshed its subscription. Wait for
+            // a refresh (topic.metadata.refresh.interval.ms) before judging.
+            let since = self.unowned_since.get().unwrap_or_else(Instant::now);
+            self.unowned_since.set(Some(since));
+            if since.elapsed() < UNOWNED_TOPIC_GRACE {
+                return GroupCheck::Unknown;
+            }
+        }
+        self.unowned_since.set(None);
+        KafkaGroupShared {
+            group: &self.group,
+            owned,
+            total,
+            newcomer: !self.had_everything,
+        }
+        .emit();
+        if part_owned || unowned {
+            GroupCheck::Shared { owned, total }
+        } else {
+            GroupCheck::Alone
+        }
+    }
+
+    fn refuse_shared_group(&self, owned: usize, total: usize) -> SourceError {
+        SourceError::Refused(format!(
+            "another member shares Kafka consumer group {:?}: this node was given {owned} of the {total} notice partitions. \
+             With the embedded store every node keeps its own store, so records passed between members would be stored twice, \
+             with two tracking codes and two sets of notifications. Run one node per group on the embedded store, \
+             or a fleet on the shared store (store.backend = \"scylla\"). Nothing was read.",
+            self.group
+        ))
     }
 
     fn update_health(&self) {
@@ -453,6 +587,41 @@ impl Source for KafkaSource {
                 }
             };
             timeout = Duration::ZERO;
+            if self.exclusive
+                && self
+                    .consumer
+                    .context()
+                    .assigned
+                    .swap(false, Ordering::SeqCst)
+            {
+                match self.group_check() {
+                    GroupCheck::Alone => self.had_everything = true,
+                    // The member that was here first goes on; the
+                    // newcomer leaves.
+                    GroupCheck::Shared { .. } if self.had_everything => {}
+                    GroupCheck::Shared { owned, total } => {
+                        return Err(self.refuse_shared_group(owned, total))
+                    }
+                    GroupCheck::Unknown => {
+                        // Not decided: this record waits, and the check
+                        // runs again at the next poll.
+                        self.consumer
+                            .context()
+                            .assigned
+                            .store(true, Ordering::SeqCst);
+                        let (partition, offset) = (msg.partition(), msg.offset());
+                        let topic = msg.topic().to_owned();
+                        drop(msg);
+                        let _ = self.consumer.seek(
+                            &topic,
+                            partition,
+                            Offset::Offset(offset),
+                            Duration::from_secs(5),
+                        );
+                        break;
+                    }
+                }
+            }
             let ctx = self.consumer.context();
             if !ctx.brokers_up.swap(true, Ordering::SeqCst) {
                 KafkaBrokers { up: true }.emit();
@@ -620,6 +789,19 @@ impl Drop for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_topics_are_the_prefix_and_an_agency_id() {
+        let p = "karpoosheh.notices.";
+        assert!(is_notice_topic(p, "karpoosheh.notices.tax"));
+        assert!(is_notice_topic(p, "karpoosheh.notices.social-security"));
+        assert!(!is_notice_topic(p, "karpoosheh.notices.t"), "too short");
+        assert!(!is_notice_topic(p, "karpoosheh.notices.Tax"));
+        assert!(!is_notice_topic(p, "karpoosheh.notices.1tax"));
+        assert!(!is_notice_topic(p, "karpoosheh.receipts.tax"));
+        assert!(!is_notice_topic(p, &format!("{p}{}", "a".repeat(33))));
+        assert!(is_notice_topic(p, &format!("{p}{}", "a".repeat(32))));
+    }
 
     #[test]
     fn durable_position_never_passes_a_pending_offset_and_skips_gaps() {

@@ -67,6 +67,10 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
+    /// The source cannot go on safely; the node stops (the message says
+    /// why and what to change).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A source of raw records.
