@@ -33,6 +33,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "004_access",
         cql: include_str!("../cql/004_access.cql"),
     },
+    Migration {
+        version: 5,
+        name: "005_sources",
+        cql: include_str!("../cql/005_sources.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

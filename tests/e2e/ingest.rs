@@ -155,7 +155,11 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
     sorted.sort_by(|x, y| y.cmp(x));
     assert_eq!(codes, sorted, "newest first");
 
-    // Re-running the whole file stores nothing twice.
+    // Re-running the whole file stores nothing twice, and answers every
+    // line the first run stored with the receipt it got then: the same
+    // records again, not re-sends. The exact re-send in the file is still
+    // one.
+    let again = dir.path().join("receipts-again.ndjson");
     let out = run(
         &[
             "--data-dir",
@@ -165,11 +169,46 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
             file.to_str().unwrap(),
             "--agency",
             "tax",
+            "--receipts",
+            again.to_str().unwrap(),
         ],
         None,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stored 0, duplicates 51"), "{stdout}");
+    let read = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|r: &serde_json::Value| r["event"] == "accepted")
+            .collect()
+    };
+    let (before, after) = (read(&receipts), read(&again));
+    assert_eq!(before.len(), 51);
+    let strip = |r: &serde_json::Value| {
+        let mut r = r.clone();
+        r.as_object_mut().unwrap().remove("evidence");
+        r
+    };
+    for (x, y) in before.iter().zip(&after) {
+        if x["duplicate"] == true {
+            // The re-send's answer: the same ID, at the time of each run.
+            assert_eq!(x["receipt_id"], y["receipt_id"]);
+            continue;
+        }
+        assert_eq!(
+            strip(x),
+            strip(y),
+            "a line read again gets its first receipt"
+        );
+        assert_eq!(x["evidence"]["chain"], y["evidence"]["chain"]);
+    }
+    assert_eq!(
+        after.iter().filter(|r| r["duplicate"] == true).count(),
+        1,
+        "only the re-send in the file reads as one"
+    );
     let out = run(
         &["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"],
         None,

@@ -522,7 +522,7 @@ pub(crate) struct Answers {
     raw: Vec<String>,
     /// Of those, `batch_signed` receipts.
     batches: usize,
-    repeats: usize,
+    pub(crate) repeats: usize,
     /// Dead letters: (reason, source topic, source offset).
     dead: Vec<(String, String, i64)>,
 }
@@ -1066,6 +1066,13 @@ pub(crate) fn assert_all_accepted_once(answers: &Answers, refs: &[(String, Strin
             1,
             "{r}: re-deliveries answer with the original code: {got:?}"
         );
+        // Sent once by the agency: a re-delivery after a crash or a
+        // rebalance is answered with exactly the receipt it got the first
+        // time (same receipt_id, so it reads as one), never as a re-send.
+        assert!(
+            got.len() == 1 && !got[0].2,
+            "{r}: one receipt, not a re-send's: {got:?}"
+        );
     }
 }
 
@@ -1126,6 +1133,11 @@ fn kafka_sigkill_mid_batch_then_restart_stores_everything_exactly_once() {
             m("karpoosheh_kafka_consumer_lag_records"),
         );
     }
+    eprintln!(
+        "kafka_sigkill: the restarted node absorbed {} re-delivered records; {} receipts read twice",
+        engine.metric("karpoosheh_notices_duplicate_total", ""),
+        answers.repeats
+    );
     assert_all_accepted_once(&answers, &refs);
     // Receipts from both lives of the node, re-sent ones included, carry
     // evidence that holds.

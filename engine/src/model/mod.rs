@@ -25,7 +25,7 @@ pub use self::delivery::{
     RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use self::notice::{
-    accepted_event, accepted_receipt, hex, Entry, MailboxPage, NewNotice, NewRejection, Outcome,
-    StoredEvent, StoredNotice, StoredRejection,
+    accepted_event, accepted_receipt, hex, position_id, Entry, MailboxPage, NewNotice,
+    NewRejection, Outcome, StoredEvent, StoredNotice, StoredRejection,
 };
 pub use self::standing::{may_confirm_for, standing, Standing};

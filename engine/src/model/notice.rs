@@ -63,6 +63,21 @@ pub fn accepted_event(
     }
 }
 
+/// A source position as one string, for receipt IDs and for knowing a
+/// re-delivered record: `kafka:<topic>:<partition>:<offset>`,
+/// `file:<path>:<line>`, `memory:<sequence>`.
+pub fn position_id(p: &SourcePosition) -> String {
+    match p {
+        SourcePosition::File { path, line } => format!("file:{path}:{line}"),
+        SourcePosition::Kafka {
+            topic,
+            partition,
+            offset,
+        } => format!("kafka:{topic}:{partition}:{offset}"),
+        SourcePosition::InProcess { sequence } => format!("memory:{sequence}"),
+    }
+}
+
 /// Lowercase hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -100,7 +115,14 @@ pub enum Outcome {
     /// A new notice, stored under the tracking code it came with.
     Stored,
     /// An exact re-send: nothing written; the original's tracking code.
-    Duplicate { original: TrackingCode },
+    /// `redelivery`: this very record again, from the source position that
+    /// first stored it (a crash or rebalance before its offset was
+    /// committed), not a re-send by the agency: it is answered with the
+    /// receipt it got the first time.
+    Duplicate {
+        original: TrackingCode,
+        redelivery: bool,
+    },
     /// Same reference, different content: the original kept, a
     /// `reference_conflict` rejection recorded.
     Conflict { original: TrackingCode },

@@ -43,7 +43,7 @@ use crate::internal_events::{
     agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
     RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
 };
-use crate::model::{dead_letter, Entry, NewNotice, NewRejection, Outcome};
+use crate::model::{dead_letter, position_id, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 use crate::store::{Store, StoreError, StoreStats};
@@ -668,18 +668,6 @@ fn rejection_agency(source_agency: &Option<AgencyId>, rej: &Rejection) -> Option
         .or_else(|| rej.agency.as_deref().and_then(|a| AgencyId::parse(a).ok()))
 }
 
-fn position_id(p: &SourcePosition) -> String {
-    match p {
-        SourcePosition::File { path, line } => format!("file:{path}:{line}"),
-        SourcePosition::Kafka {
-            topic,
-            partition,
-            offset,
-        } => format!("kafka:{topic}:{partition}:{offset}"),
-        SourcePosition::InProcess { sequence } => format!("memory:{sequence}"),
-    }
-}
-
 /// Writes groups of batches durably, one write (one fsync) per group, and
 /// hands them to the ack stage — which builds receipts while the next
 /// write is under way.
@@ -836,16 +824,44 @@ fn ack_stage(
                     chain::append(0, chain::GENESIS, &mut receipt);
                     (HandledKind::Stored, Some(receipt))
                 }
-                (Entry::Notice(n), Outcome::Duplicate { original }) => {
+                (
+                    Entry::Notice(n),
+                    Outcome::Duplicate {
+                        original,
+                        redelivery,
+                    },
+                ) => {
                     counts.duplicate(&n.notice.agency);
-                    let receipt = Receipt::new(
-                        format!("duplicate:{original}:{}", position_id(&position)),
-                        n.notice.agency,
-                        Some(n.notice.reference),
-                        now,
-                        // An exact re-send: the original's content.
-                        crate::model::accepted_event(original, &n.content_hash, true),
-                    );
+                    // This very record again: the receipt it got the first
+                    // time, rebuilt from the stored notice (same ID, time
+                    // and chain link), not a re-send's.
+                    let first = if redelivery {
+                        match store.notice(original) {
+                            Ok(Some(stored)) => {
+                                let mut r = crate::model::accepted_receipt(
+                                    stored.tracking_code,
+                                    stored.accepted_at,
+                                    &stored.notice,
+                                    &stored.content_hash,
+                                );
+                                chain::append(0, chain::GENESIS, &mut r);
+                                Some(r)
+                            }
+                            _ => None,
+                        }
+                    } else {
+                        None
+                    };
+                    let receipt = first.unwrap_or_else(|| {
+                        Receipt::new(
+                            format!("duplicate:{original}:{}", position_id(&position)),
+                            n.notice.agency,
+                            Some(n.notice.reference),
+                            now,
+                            // An exact re-send: the original's content.
+                            crate::model::accepted_event(original, &n.content_hash, true),
+                        )
+                    });
                     (HandledKind::Duplicate, Some(receipt))
                 }
                 (Entry::Notice(n), Outcome::Conflict { original }) => {

@@ -41,6 +41,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             notices::exact_resend_is_absorbed,
         ),
         (
+            "a_redelivered_record_is_known_by_its_source_position",
+            notices::a_redelivered_record_is_known_by_its_source_position,
+        ),
+        (
             "conflicting_resend_keeps_original",
             notices::conflicting_resend_keeps_original,
         ),

@@ -87,7 +87,8 @@ pub(super) fn exact_resend_is_absorbed(s: &dyn Store) {
     assert_eq!(
         out,
         vec![Outcome::Duplicate {
-            original: code_of(&first)
+            original: code_of(&first),
+            redelivery: false,
         }],
         "re-send answers with the original code"
     );
@@ -95,6 +96,54 @@ pub(super) fn exact_resend_is_absorbed(s: &dyn Store) {
         s.mailbox(id, None, 10).unwrap().notices.len(),
         1,
         "the re-send does not show twice"
+    );
+}
+
+/// The same record from the same source position (a crash or rebalance
+/// before its offset was committed) is a re-delivery, not a re-send: the
+/// pipeline answers it with the receipt it got the first time.
+pub(super) fn a_redelivered_record_is_known_by_its_source_position(s: &dyn Store) {
+    let id = person(450_000_001);
+    let at_kafka = |e: Entry, offset: i64| match e {
+        Entry::Notice(mut n) => {
+            n.position = SourcePosition::Kafka {
+                topic: "karpoosheh.notices.tax".into(),
+                partition: 3,
+                offset,
+            };
+            Entry::Notice(n)
+        }
+        other => other,
+    };
+    let first = at_kafka(new_notice(notice("tax", "rd1", id, "body"), 1), 1187);
+    assert_eq!(
+        s.write(std::slice::from_ref(&first)).unwrap(),
+        vec![Outcome::Stored]
+    );
+    // Re-delivered: a new tracking code from the pipeline, the same offset.
+    let again = at_kafka(new_notice(notice("tax", "rd1", id, "body"), 2), 1187);
+    assert_eq!(
+        s.write(&[again]).unwrap(),
+        vec![Outcome::Duplicate {
+            original: code_of(&first),
+            redelivery: true,
+        }],
+        "the same record from the same offset"
+    );
+    // Sent again by the agency: another offset.
+    let resent = at_kafka(new_notice(notice("tax", "rd1", id, "body"), 3), 2000);
+    assert_eq!(
+        s.write(&[resent]).unwrap(),
+        vec![Outcome::Duplicate {
+            original: code_of(&first),
+            redelivery: false,
+        }],
+        "a re-send from another offset"
+    );
+    assert_eq!(
+        s.mailbox(id, None, 10).unwrap().notices.len(),
+        1,
+        "one notice"
     );
 }
 
@@ -142,7 +191,8 @@ pub(super) fn duplicates_within_one_batch(s: &dyn Store) {
         vec![
             Outcome::Stored,
             Outcome::Duplicate {
-                original: code_of(&a)
+                original: code_of(&a),
+                redelivery: false,
             },
             Outcome::Conflict {
                 original: code_of(&a)

@@ -666,19 +666,31 @@ impl FjallStore {
         .emit();
     }
 
-    fn lookup_ref(&self, key: &[u8]) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    /// A reference's claim: (tracking code, content hash, the source
+    /// position that first stored it — absent in stores written before
+    /// it was kept).
+    fn lookup_ref(&self, key: &[u8]) -> Result<Option<RefEntry>, StoreError> {
         match self.refs.get(key)? {
             None => Ok(None),
-            Some(v) if v.len() == 40 => {
-                let code = u64_of(&v[..8])?;
-                let hash: [u8; 32] = v[8..40].try_into().expect("32 bytes");
-                Ok(Some((code, hash)))
-            }
+            Some(v) if v.len() >= 40 => Ok(Some(RefEntry {
+                code: u64_of(&v[..8])?,
+                hash: v[8..40].try_into().expect("32 bytes"),
+                source: (v.len() > 40).then(|| v[40..].to_vec()),
+            })),
             Some(_) => Err(StoreError::Corrupt(
                 "refs value has the wrong length".into(),
             )),
         }
     }
+}
+
+/// A `refs` value: code (8 bytes, big-endian), content hash (32), then the
+/// source position's ID (UTF-8, the rest; absent before format 4 stores).
+#[derive(Clone)]
+pub(super) struct RefEntry {
+    pub code: u64,
+    pub hash: [u8; 32],
+    pub source: Option<Vec<u8>>,
 }
 
 impl FjallStore {

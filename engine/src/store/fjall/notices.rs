@@ -13,7 +13,7 @@ impl NoticeStore for FjallStore {
             .batch()
             .durability(Some(self.durability.persist_mode()));
         // References first seen in this batch; the store has not got them yet.
-        let mut fresh: std::collections::HashMap<Vec<u8>, (u64, [u8; 32])> =
+        let mut fresh: std::collections::HashMap<Vec<u8>, RefEntry> =
             std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut max_tracking = st.last_tracking;
@@ -26,16 +26,22 @@ impl NoticeStore for FjallStore {
                 Entry::Notice(n) => {
                     let key = ref_key(&n.notice.agency, &n.notice.reference);
                     let existing = match fresh.get(&key) {
-                        Some(&v) => Some(v),
+                        Some(v) => Some(v.clone()),
                         None => self.lookup_ref(&key)?,
                     };
+                    let source = crate::model::position_id(&n.position);
                     match existing {
-                        Some((code, hash)) if hash == n.content_hash => {
+                        Some(RefEntry {
+                            code,
+                            hash,
+                            source: first,
+                        }) if hash == n.content_hash => {
                             outcomes.push(Outcome::Duplicate {
                                 original: TrackingCode::from_u64(code),
+                                redelivery: first.as_deref() == Some(source.as_bytes()),
                             });
                         }
-                        Some((code, _)) => {
+                        Some(RefEntry { code, .. }) => {
                             let original = TrackingCode::from_u64(code);
                             let rejection = NewRejection {
                                 agency: Some(n.notice.agency.clone()),
@@ -71,9 +77,10 @@ impl NoticeStore for FjallStore {
                                 encode_in(&mut scratch, FORMAT, &record),
                             );
                             batch.insert(&self.mailbox, mailbox_key(n.notice.recipient, code), []);
-                            let mut v = [0u8; 40];
-                            v[..8].copy_from_slice(&code.to_be_bytes());
-                            v[8..].copy_from_slice(&n.content_hash);
+                            let mut v = Vec::with_capacity(40 + source.len());
+                            v.extend_from_slice(&code.to_be_bytes());
+                            v.extend_from_slice(&n.content_hash);
+                            v.extend_from_slice(source.as_bytes());
                             batch.insert(&self.refs, key.clone(), v);
                             // The follow-up starts with the notice, atomically.
                             let rec =
@@ -90,7 +97,14 @@ impl NoticeStore for FjallStore {
                             // The chain's first event, `accepted`, is the
                             // notice record itself (`FjallStore::events`):
                             // nothing more to write on the ingest path.
-                            fresh.insert(key, (code, n.content_hash));
+                            fresh.insert(
+                                key,
+                                RefEntry {
+                                    code,
+                                    hash: n.content_hash,
+                                    source: Some(source.into_bytes()),
+                                },
+                            );
                             max_tracking = Some(max_tracking.map_or(code, |m| m.max(code)));
                             outcomes.push(Outcome::Stored);
                         }
@@ -177,7 +191,7 @@ impl NoticeStore for FjallStore {
     ) -> Result<Option<TrackingCode>, StoreError> {
         Ok(self
             .lookup_ref(&ref_key(agency, reference))?
-            .map(|(c, _)| TrackingCode::from_u64(c)))
+            .map(|r| TrackingCode::from_u64(r.code)))
     }
 
     fn rejections(

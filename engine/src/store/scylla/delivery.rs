@@ -292,6 +292,12 @@ impl DeliveryStore for ScyllaStore {
                     self.exec(&self.st.events_delete, (c,), "removing notice events")
                         .await?;
                     self.exec(
+                        &self.st.source_delete,
+                        (rec.agency.as_str(), &rec.reference),
+                        "forgetting a reference's source",
+                    )
+                    .await?;
+                    self.exec(
                         &self.st.ref_delete,
                         (rec.agency.as_str(), &rec.reference, c),
                         "releasing a reference",

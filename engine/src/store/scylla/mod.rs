@@ -130,6 +130,9 @@ const OUTBOX_LOW_WATER: &str = "outbox_low_water";
 /// tests check.
 struct Statements {
     claim: PreparedStatement,
+    source_put: PreparedStatement,
+    source_get: PreparedStatement,
+    source_delete: PreparedStatement,
     ref_get: PreparedStatement,
     ref_delete: PreparedStatement,
     notice_put: PreparedStatement,
@@ -198,6 +201,9 @@ struct Statements {
 /// transactions are not (a retried claim could find its own row).
 const CQL: &[(&str, &str, bool)] = &[
     ("claim", "INSERT INTO agency_refs (agency, reference, tracking_code, content_hash, accepted_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?", false),
+    ("source_put", "INSERT INTO reference_sources (agency, reference, source) VALUES (?, ?, ?) USING TTL ?", true),
+    ("source_get", "SELECT source FROM reference_sources WHERE agency = ? AND reference = ?", true),
+    ("source_delete", "DELETE FROM reference_sources WHERE agency = ? AND reference = ?", true),
     ("ref_get", "SELECT tracking_code, content_hash, accepted_at FROM agency_refs WHERE agency = ? AND reference = ?", true),
     ("ref_delete", "DELETE FROM agency_refs WHERE agency = ? AND reference = ? IF tracking_code = ?", false),
     ("notice_put", "INSERT INTO notices (tracking_code, schema_version, agency, reference, mailbox_id, kind, title, body, attachments, min_access_level, life_event, expires_at, sent_at, batch_id, accepted_at, content_hash) VALUES (:tracking_code, :schema_version, :agency, :reference, :mailbox_id, :kind, :title, :body, :attachments, :min_access_level, :life_event, :expires_at, :sent_at, :batch_id, :accepted_at, :content_hash) USING TTL :ttl", true),
@@ -280,6 +286,9 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
     let mut take = |n: &str| m.remove(n).expect("every statement is in CQL");
     Ok(Statements {
         claim: take("claim"),
+        source_put: take("source_put"),
+        source_get: take("source_get"),
+        source_delete: take("source_delete"),
         ref_get: take("ref_get"),
         ref_delete: take("ref_delete"),
         notice_put: take("notice_put"),
@@ -1406,6 +1415,12 @@ impl ScyllaStore {
         let claim_of: HashMap<usize, Claim> = claims.into_iter().zip(results).collect();
 
         let mut outcomes = Vec::with_capacity(entries.len());
+        // Entries that hold their reference: their source position is
+        // written with their rows. Exact re-sends of a held reference:
+        // (outcome index, entry index), to be told apart from
+        // re-deliveries by the source position that first stored it.
+        let mut own_sources: Vec<usize> = Vec::new();
+        let mut resends: Vec<(usize, usize)> = Vec::new();
         // (entry, code, accepted at, whether the claim is new)
         let mut to_write: Vec<(usize, TrackingCode, DateTime<Utc>, bool)> = Vec::new();
         let mut rejections: Vec<(NewRejection, u64)> = Vec::new();
@@ -1435,12 +1450,17 @@ impl ScyllaStore {
                         // Ours: new, or this entry's own claim from an
                         // attempt that failed after it.
                         to_write.push((i, n.tracking_code, n.accepted_at, new));
+                        own_sources.push(i);
                         outcomes.push(Outcome::Stored);
                     } else if orig_hash == n.content_hash {
                         if fi == i {
                             to_write.push((i, orig, orig_at, false));
+                            resends.push((outcomes.len(), i));
                         }
-                        outcomes.push(Outcome::Duplicate { original: orig });
+                        outcomes.push(Outcome::Duplicate {
+                            original: orig,
+                            redelivery: false,
+                        });
                     } else {
                         let id = ids.next(&mut w.last_traffic_id);
                         rejections.push((
@@ -1487,6 +1507,77 @@ impl ScyllaStore {
             .await?;
         let timers: Vec<Timer> = timers.into_iter().flatten().collect();
         self.put_timers(&timers).await?;
+        self.all(own_sources.iter().map(|&i| async move {
+            let Entry::Notice(n) = &entries[i] else {
+                unreachable!()
+            };
+            let ttl = ttl_until(
+                n.notice.expires_at,
+                now,
+                self.record_retention_secs
+                    .saturating_add(NOTICE_TTL_SLACK_SECS),
+            );
+            self.exec(
+                &self.st.source_put,
+                (
+                    n.notice.agency.as_str(),
+                    &n.notice.reference,
+                    crate::model::position_id(&n.position),
+                    ttl,
+                ),
+                "writing a notice's source position",
+            )
+            .await
+            .map(drop)
+        }))
+        .await?;
+        let firsts = self
+            .all(resends.iter().map(|&(_, i)| async move {
+                let Entry::Notice(n) = &entries[i] else {
+                    unreachable!()
+                };
+                let res = self
+                    .exec(
+                        &self.st.source_get,
+                        (n.notice.agency.as_str(), &n.notice.reference),
+                        "reading a notice's source position",
+                    )
+                    .await?;
+                let first = collect::<(Option<String>,)>(res, "reference_sources")?
+                    .into_iter()
+                    .next()
+                    .and_then(|(s,)| s);
+                let here = crate::model::position_id(&n.position);
+                match first {
+                    Some(first) => Ok(first == here),
+                    None => {
+                        // The first write stopped between its claim and its
+                        // source (which is written last, before any
+                        // receipt): the agency was never answered, so this
+                        // record is answered as the notice's first, and
+                        // its position is the notice's source from now on.
+                        let ttl = ttl_until(
+                            n.notice.expires_at,
+                            now,
+                            self.record_retention_secs
+                                .saturating_add(NOTICE_TTL_SLACK_SECS),
+                        );
+                        self.exec(
+                            &self.st.source_put,
+                            (n.notice.agency.as_str(), &n.notice.reference, here, ttl),
+                            "writing a notice's source position",
+                        )
+                        .await?;
+                        Ok::<_, ScyllaError>(true)
+                    }
+                }
+            }))
+            .await?;
+        for (&(oi, _), again) in resends.iter().zip(firsts) {
+            if let Outcome::Duplicate { redelivery, .. } = &mut outcomes[oi] {
+                *redelivery = again;
+            }
+        }
 
         // Traffic: the days first (so a listing finds them), then rows.
         for (r, id) in &rejections {
