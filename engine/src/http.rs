@@ -241,6 +241,14 @@ fn describe_all() {
         "Errors of the notice consumer's client, retried by librdkafka, by kind."
     );
     describe_gauge!(m::READER_RUNNING, "1 while a side reader runs.");
+    describe_gauge!(
+        m::READER_LAG,
+        "Records in a side reader's topic not yet read by it."
+    );
+    describe_counter!(
+        m::READER_APPLIED,
+        "Records a side reader applied durably and committed."
+    );
     describe_counter!(
         m::READER_ERRORS,
         "Failed steps of a side reader (confirmations, registry), by stage."

@@ -308,6 +308,13 @@ pub const READER_RUNNING: &str = "karpoosheh_reader_running";
 /// Failed steps of a side reader. Labels: `reader`, `stage` (consume,
 /// write, commit, activate).
 pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
+/// Records in a side reader's topic not yet read by it (librdkafka's
+/// consumer lag, every second). Labels: `reader`.
+pub const READER_LAG: &str = "karpoosheh_reader_lag_records";
+/// Records a side reader applied durably and committed (profiles stored or
+/// found stale, confirmations handed to the scheduler, refused records
+/// kept). Labels: `reader`.
+pub const READER_APPLIED: &str = "karpoosheh_reader_applied_total";
 
 /// Loads of the identity provider's key file (`identity.jwks_file`).
 /// Labels: `result` (ok, error).
@@ -367,6 +374,8 @@ pub const KAFKA: &[&str] = &[
     KAFKA_CLIENT_ERRORS,
     READER_RUNNING,
     READER_ERRORS,
+    READER_LAG,
+    READER_APPLIED,
     AUDIT_LOG_ENTRIES,
     AUDIT_TREE_HEADS,
     AUDIT_LAST_TREE_HEAD,

@@ -1604,6 +1604,24 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         1.0
     );
     assert_eq!(engine.metric("karpoosheh_notices_served_total", "tax"), 1.0);
+    // The side readers say what they applied and that nothing waits
+    // unread (librdkafka's lag, every second).
+    engine.wait_for("the side readers caught up", Duration::from_secs(30), |e| {
+        e.metric("karpoosheh_reader_applied_total", "\"confirmations\"") >= 3.0
+            && e.metric("karpoosheh_reader_applied_total", "\"registry\"") >= 2.0
+    });
+    let text = engine.get("/metrics").1;
+    for reader in ["confirmations", "registry"] {
+        assert!(
+            text.contains(&format!(
+                "karpoosheh_reader_lag_records{{reader=\"{reader}\"}}"
+            )),
+            "{reader}'s lag is reported"
+        );
+    }
+    engine.wait_for("no side reader lags", Duration::from_secs(30), |e| {
+        e.metric("karpoosheh_reader_lag_records", "") == 0.0
+    });
 
     // Every receipt, as the agency got it, verifies with an independent
     // verifier and the node's public key from its JWKS endpoint: chain,

@@ -10,6 +10,30 @@ use crate::metric_names as m;
 
 /// A side reader started (`running` 1) or stopped (0). Its error counters
 /// exist from the start, so alerts see zeros.
+/// A side reader's consumer lag, from librdkafka's statistics.
+pub struct ReaderLag {
+    pub reader: &'static str,
+    pub records: i64,
+}
+
+impl ReaderLag {
+    pub fn emit(self) {
+        gauge!(m::READER_LAG, "reader" => self.reader).set(self.records.max(0) as f64);
+    }
+}
+
+/// A side reader applied and committed a batch of records.
+pub struct ReaderApplied {
+    pub reader: &'static str,
+    pub records: usize,
+}
+
+impl ReaderApplied {
+    pub fn emit(self) {
+        counter!(m::READER_APPLIED, "reader" => self.reader).increment(self.records as u64);
+    }
+}
+
 pub struct ReaderRunning<'a> {
     /// `confirmations` or `registry`.
     pub reader: &'static str,
@@ -47,6 +71,8 @@ impl<'a> ReaderRunning<'a> {
             for stage in ReaderFailed::STAGES {
                 counter!(m::READER_ERRORS, "reader" => self.reader, "stage" => *stage).increment(0);
             }
+            counter!(m::READER_APPLIED, "reader" => self.reader).increment(0);
+            gauge!(m::READER_LAG, "reader" => self.reader).set(0.0);
             tracing::info!(
                 reader = self.reader,
                 topic = self.topic,

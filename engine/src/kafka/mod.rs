@@ -33,17 +33,51 @@ pub(crate) fn side_consumer(
     mut client: ClientConfig,
     topic: &str,
     group_id: &str,
-) -> Result<rdkafka::consumer::BaseConsumer, rdkafka::error::KafkaError> {
+    reader: &'static str,
+) -> Result<rdkafka::consumer::BaseConsumer<ReaderContext>, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
     client
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "true");
     set_default(&mut client, "auto.offset.reset", "earliest");
-    let consumer: rdkafka::consumer::BaseConsumer = client.create()?;
+    // Its lag, every second (`karpoosheh_reader_lag_records`).
+    set_default(&mut client, "statistics.interval.ms", "1000");
+    let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> =
+        client.create_with_context(ReaderContext {
+            reader,
+            topic: topic.to_owned(),
+        })?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }
+
+/// A side reader's client context: reports its consumer lag.
+pub(crate) struct ReaderContext {
+    reader: &'static str,
+    topic: String,
+}
+
+impl rdkafka::client::ClientContext for ReaderContext {
+    fn stats(&self, stats: rdkafka::statistics::Statistics) {
+        let Some(t) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        let lag = t
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.consumer_lag.max(0))
+            .sum();
+        crate::internal_events::ReaderLag {
+            reader: self.reader,
+            records: lag,
+        }
+        .emit();
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 /// A client configuration: the brokers, then `kafka.options`, then the
 /// role's own options (later wins).

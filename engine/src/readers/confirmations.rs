@@ -25,7 +25,7 @@ use rdkafka::message::Message;
 use crate::delivery::{ConfirmOutcome, SchedulerHandle};
 use crate::evidence::trust::Trust;
 use crate::evidence::SignedKind;
-use crate::internal_events::{ReaderFailed, ReaderRunning};
+use crate::internal_events::{ReaderApplied, ReaderFailed, ReaderRunning};
 use crate::model::Entry;
 use crate::store::Store;
 
@@ -98,7 +98,8 @@ pub fn spawn(
     trust: Trust,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
-    let consumer = crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id)?;
+    let consumer =
+        crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id, "confirmations")?;
     ReaderRunning::started("confirmations", sub.topic, sub.group_id).emit();
     let handle = std::thread::Builder::new()
         .name("acks".into())
@@ -164,14 +165,19 @@ pub fn spawn(
                     // The scheduler stopped: commit nothing, re-read later.
                     break;
                 }
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    ReaderFailed {
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => ReaderApplied {
+                        reader: "confirmations",
+                        records: polled,
+                    }
+                    .emit(),
+                    Err(e) => ReaderFailed {
                         reader: "confirmations",
                         stage: "commit",
                         error: &e,
                         retry_in: None,
                     }
-                    .emit();
+                    .emit(),
                 }
             }
             ReaderRunning::stopped("confirmations").emit();

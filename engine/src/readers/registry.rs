@@ -25,7 +25,7 @@ use rdkafka::message::Message;
 use crate::delivery::{SchedulerError, SchedulerHandle};
 use crate::evidence::trust::Trust;
 use crate::evidence::SignedKind;
-use crate::internal_events::{ProfilesRead, ReaderFailed, ReaderRunning};
+use crate::internal_events::{ProfilesRead, ReaderApplied, ReaderFailed, ReaderRunning};
 use crate::model::Entry;
 use crate::store::Store;
 
@@ -181,7 +181,7 @@ pub fn spawn(
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, KafkaError> {
     let skew = chrono::Duration::from_std(max_future_skew).unwrap_or(chrono::Duration::MAX);
-    let consumer = crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id)?;
+    let consumer = crate::kafka::side_consumer(sub.client, sub.topic, sub.group_id, "registry")?;
     ReaderRunning::started("registry", sub.topic, sub.group_id).emit();
     let handle = std::thread::Builder::new()
         .name("registry".into())
@@ -256,14 +256,19 @@ pub fn spawn(
                         break;
                     }
                 }
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    ReaderFailed {
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => ReaderApplied {
+                        reader: "registry",
+                        records: ops.len(),
+                    }
+                    .emit(),
+                    Err(e) => ReaderFailed {
                         reader: "registry",
                         stage: "commit",
                         error: &e,
                         retry_in: None,
                     }
-                    .emit();
+                    .emit(),
                 }
             }
             ReaderRunning::stopped("registry").emit();
