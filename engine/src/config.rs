@@ -215,14 +215,29 @@ impl Config {
             Some(p) => format!("configuration (file {} and overrides)", p.display()),
             None => "configuration (defaults and overrides)".to_owned(),
         };
-        let cfg: Config =
+        let mut cfg: Config =
             Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
                 origin: origin.clone(),
                 message: e.to_string(),
             })?;
         cfg.validate()
+            .and_then(|()| cfg.kafka.read_secret_files())
             .map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(cfg)
+    }
+
+    /// Settings that work but send credentials or personal data where
+    /// anyone on the path can read them: `run` warns of each at start.
+    pub fn insecure(&self) -> Vec<String> {
+        let mut out = self.kafka.insecure();
+        if self.store.backend == StoreBackend::Scylla
+            && !self.scylla.username.is_empty()
+            && !self.scylla.tls.enabled
+        {
+            out.push("scylla: a password is sent without TLS (scylla.tls.enabled = false): anyone on the path reads it, and every notice; enable TLS".into());
+        }
+        out.extend(self.channels.insecure());
+        out
     }
 
     /// Refuses combinations that cannot work, with what to change.
@@ -383,6 +398,123 @@ mod tests {
         assert!(err.contains("store.write_buffer_size"), "{err}");
         let cfg = Config::load(None, no_env(), &["store.write_buffer_size=0".into()]).unwrap();
         assert_eq!(cfg.store.write_buffer_size.0, 0);
+    }
+
+    /// Secrets: masked by `karpoosheh config` (librdkafka passwords too),
+    /// read from files when asked, and a file every user may read refused.
+    #[test]
+    fn secrets_are_masked_and_may_come_from_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let kafka_pw = secret("kafka", "k-pass-123\n", 0o600);
+        let db_pw = secret("db", "db-pass-456", 0o640);
+        let sets = [
+            "kafka.options={\"security.protocol\" = \"SASL_SSL\", \"sasl.mechanism\" = \"SCRAM-SHA-512\", \"sasl.username\" = \"k\", \"ssl.key.password\" = \"inline-789\"}".to_owned(),
+            format!("kafka.secret_files={{\"sasl.password\" = {kafka_pw:?}}}"),
+            "scylla.username=\"karpoosheh\"".to_owned(),
+            format!("scylla.password={{file = {db_pw:?}}}"),
+        ];
+        let c = Config::load(None, no_env(), &sets).unwrap();
+        assert_eq!(
+            c.kafka.options["sasl.password"], "k-pass-123",
+            "read, line end dropped"
+        );
+        assert_eq!(c.scylla.password.expose(), "db-pass-456");
+        let printed = toml::to_string_pretty(&c).unwrap();
+        for hidden in ["k-pass-123", "db-pass-456", "inline-789"] {
+            assert!(!printed.contains(hidden), "{hidden} printed:\n{printed}");
+        }
+        assert!(printed.contains("\"sasl.password\" = \"***\""), "{printed}");
+        assert!(printed.contains("SASL_SSL") && printed.contains("sasl.username"));
+        assert!(printed.contains(&kafka_pw), "the file's path is shown");
+        // Readable by every user: refused, saying how to fix it.
+        let open = secret("open", "x", 0o644);
+        let err = Config::load(
+            None,
+            no_env(),
+            &[format!("scylla.password={{file = {open:?}}}")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("readable by every user") && err.contains("chmod"),
+            "{err}"
+        );
+        let err = Config::load(
+            None,
+            no_env(),
+            &[format!(
+                "kafka.secret_files={{\"sasl.password\" = {:?}}}",
+                dir.path().join("none").display()
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kafka.secret_files"), "{err}");
+        // Given twice: refused.
+        let err = Config::load(
+            None,
+            no_env(),
+            &[
+                "kafka.options={\"sasl.password\" = \"a\"}".to_owned(),
+                format!("kafka.secret_files={{\"sasl.password\" = {kafka_pw:?}}}"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("give it once"), "{err}");
+    }
+
+    /// Settings that send credentials or personal data in the clear to
+    /// another machine are named (run warns of each); safe ones are not.
+    #[test]
+    fn insecure_combinations_are_named() {
+        let warn = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Config::load(None, no_env(), &sets).unwrap().insecure()
+        };
+        assert!(warn(&[]).is_empty(), "{:?}", warn(&[]));
+        let w = warn(&["kafka.options={\"security.protocol\" = \"SASL_PLAINTEXT\", \"sasl.mechanism\" = \"PLAIN\", \"sasl.password\" = \"p\"}"]);
+        assert!(
+            w.len() == 1 && w[0].contains("SASL_PLAINTEXT") && w[0].contains("password"),
+            "{w:?}"
+        );
+        assert!(warn(&[
+            "kafka.options={\"security.protocol\" = \"SASL_SSL\", \"sasl.password\" = \"p\"}"
+        ])
+        .is_empty());
+        let w = warn(&[
+            "store.backend=\"scylla\"",
+            "scylla.replication={dc_main = 3}",
+            "scylla.username=\"u\"",
+            "scylla.password=\"p\"",
+        ]);
+        assert!(w.iter().any(|x| x.starts_with("scylla:")), "{w:?}");
+        let sms = |url: &str| {
+            warn(&[
+                "channels.sms.gateway=\"http\"",
+                &format!("channels.sms.http.url={url:?}"),
+                "channels.sms.http.bearer_token=\"t\"",
+            ])
+        };
+        let w = sms("http://sms.example.ir/send");
+        assert!(w.len() == 1 && w[0].contains("credentials"), "{w:?}");
+        assert!(sms("https://sms.example.ir/send").is_empty());
+        assert!(sms("http://127.0.0.1:8080/send").is_empty(), "loopback");
+        let w = warn(&[
+            "channels.email.enabled=true",
+            "channels.order=[\"sms\", \"email\", \"push\"]",
+            "channels.email.gateway=\"smtp\"",
+            "channels.email.smtp.host=\"relay.example.ir\"",
+            "channels.email.smtp.tls=\"none\"",
+        ]);
+        assert!(w.iter().any(|x| x.contains("channels.email.smtp")), "{w:?}");
     }
 
     #[test]

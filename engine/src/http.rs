@@ -242,6 +242,10 @@ fn describe_all() {
     );
     describe_gauge!(m::READER_RUNNING, "1 while a side reader runs.");
     describe_gauge!(
+        m::INSECURE_SETTINGS,
+        "Settings that send credentials or personal data unencrypted to another machine (logged at start)."
+    );
+    describe_gauge!(
         m::READER_LAG,
         "Records in a side reader's topic not yet read by it."
     );

@@ -42,8 +42,81 @@ impl Serialize for Secret {
     }
 }
 
+/// A secret as configured: the text itself, or `{ file = "/path" }` —
+/// read when the configuration is loaded, so the secret need not be in the
+/// configuration file or the environment.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SecretSource {
+    Text(String),
+    File { file: std::path::PathBuf },
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        match SecretSource::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a secret is a string, or { file = \"/path/to/file\" }")
+        })? {
+            SecretSource::Text(s) => Ok(Secret(s)),
+            SecretSource::File { file } => read_secret_file(&file)
+                .map(Secret)
+                .map_err(serde::de::Error::custom),
+        }
     }
+}
+
+/// Reads a secret from a file: its text without the trailing line end.
+/// Refused when every user of the machine may read it (fix: `chmod 600`,
+/// or `640` with the engine's group), or when it is empty.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("secret file {}: {e}", path.display()))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o004 != 0 {
+            return Err(format!(
+                "secret file {} is readable by every user (mode {:o}): chmod o-r it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("secret file {}: {e}", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(text.to_owned())
+}
+
+/// Whether a librdkafka option carries a secret (its value is masked in
+/// `karpoosheh config`): passwords, client secrets, private keys and the
+/// OAuth bearer configuration.
+pub fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k == "ssl.key.pem"
+        || k == "sasl.oauthbearer.config"
+}
+
+/// Serialises a map of librdkafka options with secret values masked.
+pub fn serialize_masked_options<S: Serializer>(
+    map: &std::collections::BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(map.len()))?;
+    for (k, v) in map {
+        if is_secret_option(k) && !v.is_empty() {
+            m.serialize_entry(k, MASK)?;
+        } else {
+            m.serialize_entry(k, v)?;
+        }
+    }
+    m.end()
 }

@@ -308,6 +308,9 @@ pub const READER_RUNNING: &str = "karpoosheh_reader_running";
 /// Failed steps of a side reader. Labels: `reader`, `stage` (consume,
 /// write, commit, activate).
 pub const READER_ERRORS: &str = "karpoosheh_reader_errors_total";
+/// Settings this node runs with that send credentials or personal data
+/// unencrypted to another machine (each is logged as a warning at start).
+pub const INSECURE_SETTINGS: &str = "karpoosheh_insecure_settings";
 /// Records in a side reader's topic not yet read by it (librdkafka's
 /// consumer lag, every second). Labels: `reader`.
 pub const READER_LAG: &str = "karpoosheh_reader_lag_records";
@@ -376,6 +379,7 @@ pub const KAFKA: &[&str] = &[
     READER_ERRORS,
     READER_LAG,
     READER_APPLIED,
+    INSECURE_SETTINGS,
     AUDIT_LOG_ENTRIES,
     AUDIT_TREE_HEADS,
     AUDIT_LAST_TREE_HEAD,

@@ -391,6 +391,55 @@ impl ChannelsConfig {
         }
     }
 
+    /// Gateways that work but send credentials, phone numbers or e-mail
+    /// addresses unencrypted to another machine, in words for a warning.
+    pub fn insecure(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let local = |host: &str| {
+            let h = host.trim_start_matches('[').trim_end_matches(']');
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        };
+        let http = |at: &str, g: &HttpGatewayConfig, out: &mut Vec<String>| {
+            if let Some(rest) = g.url.strip_prefix("http://") {
+                let host = rest.split(['/', '?']).next().unwrap_or("");
+                let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+                    if p.chars().all(|c| c.is_ascii_digit()) {
+                        h
+                    } else {
+                        host
+                    }
+                });
+                if !local(host) {
+                    out.push(format!(
+                        "{at}: the gateway is plain http:// on another machine: every recipient's address and message{} cross the network unencrypted; use https://",
+                        if g.bearer_token.is_empty() && g.basic_password.is_empty() && g.headers.is_empty() { "" } else { ", and the gateway's credentials," }
+                    ));
+                }
+            }
+        };
+        if self.sms.enabled && self.sms.gateway == SmsGateway::Http {
+            http("channels.sms.http", &self.sms.http, &mut out);
+        }
+        if self.push.enabled && self.push.gateway == PushGateway::Webhook {
+            http("channels.push.webhook", &self.push.webhook, &mut out);
+        }
+        let smtp = &self.email.smtp;
+        if self.email.enabled
+            && self.email.gateway == EmailGateway::Smtp
+            && smtp.tls == SmtpTls::None
+            && !local(&smtp.host)
+        {
+            out.push(format!(
+                "channels.email.smtp: no TLS to {}: e-mail addresses, messages{} cross the network unencrypted; use starttls or tls",
+                smtp.host,
+                if smtp.password.is_empty() { "" } else { " and the relay password" }
+            ));
+        }
+        out
+    }
+
     /// Refuses combinations that cannot work, naming the option to change.
     pub fn validate(&self) -> Result<(), String> {
         for (i, k) in self.order.iter().enumerate() {

@@ -10,6 +10,22 @@ use crate::metric_names as m;
 
 /// A side reader started (`running` 1) or stopped (0). Its error counters
 /// exist from the start, so alerts see zeros.
+/// Settings that send credentials or personal data unencrypted: a loud
+/// warning each, at start, and their count as a gauge for alerts.
+pub struct InsecureSettings<'a> {
+    pub warnings: &'a [String],
+}
+
+impl InsecureSettings<'_> {
+    pub fn emit(self) {
+        gauge!(m::INSECURE_SETTINGS).set(self.warnings.len() as f64);
+        for w in self.warnings {
+            tracing::warn!(setting = %w, "insecure setting");
+            eprintln!("karpoosheh: WARNING: insecure setting: {w}");
+        }
+    }
+}
+
 /// A side reader's consumer lag, from librdkafka's statistics.
 pub struct ReaderLag {
     pub reader: &'static str,

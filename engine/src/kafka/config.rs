@@ -60,11 +60,21 @@ pub struct KafkaConfig {
     pub shutdown_timeout: HumanDuration,
     /// librdkafka options for every client (consumers and producer), e.g.
     /// `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism" = "SCRAM-SHA-512"`.
+    /// Secret values (passwords, client secrets, keys) are masked by
+    /// `karpoosheh config`.
+    #[serde(serialize_with = "crate::secret::serialize_masked_options")]
     pub options: BTreeMap<String, String>,
     /// librdkafka options for the consumers only.
+    #[serde(serialize_with = "crate::secret::serialize_masked_options")]
     pub consumer_options: BTreeMap<String, String>,
     /// librdkafka options for the receipts and dead-letter producer only.
+    #[serde(serialize_with = "crate::secret::serialize_masked_options")]
     pub producer_options: BTreeMap<String, String>,
+    /// librdkafka options for every client whose values are read from
+    /// files when the configuration is loaded, e.g.
+    /// `{ "sasl.password" = "/etc/karpoosheh/kafka-password" }`: the secret
+    /// stays out of the configuration and the environment.
+    pub secret_files: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -93,6 +103,7 @@ impl Default for KafkaConfig {
             options: BTreeMap::new(),
             consumer_options: BTreeMap::new(),
             producer_options: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
         }
     }
 }
@@ -152,7 +163,51 @@ impl KafkaConfig {
                 ));
             }
         }
+        if let Some(k) = self
+            .secret_files
+            .keys()
+            .find(|k| RESERVED.contains(&k.as_str()) || self.options.contains_key(*k))
+        {
+            return Err(format!(
+                "kafka.secret_files: {k:?} is set by the engine or also in kafka.options; give it once"
+            ));
+        }
         Ok(())
+    }
+
+    /// Reads `secret_files` into `options` (once, when the configuration
+    /// is loaded).
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        for (k, path) in &self.secret_files {
+            let v = crate::secret::read_secret_file(path)
+                .map_err(|e| format!("kafka.secret_files {k:?}: {e}"))?;
+            self.options.insert(k.clone(), v);
+        }
+        Ok(())
+    }
+
+    /// Settings that send credentials where anyone on the path can read
+    /// them, in words for a warning.
+    pub fn insecure(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let get = |k: &str| {
+            self.options
+                .get(k)
+                .or_else(|| self.consumer_options.get(k))
+                .or_else(|| self.producer_options.get(k))
+                .map(|v| v.to_ascii_lowercase())
+        };
+        let protocol = get("security.protocol").unwrap_or_else(|| "plaintext".into());
+        let mechanism = get("sasl.mechanism").unwrap_or_else(|| "gssapi".into());
+        if protocol == "sasl_plaintext" {
+            out.push(format!(
+                "kafka: SASL ({mechanism}) over plain TCP (security.protocol = SASL_PLAINTEXT): {} and every notice and receipt cross the network unencrypted; use SASL_SSL",
+                if mechanism == "plain" { "the password" } else { "the session" }
+            ));
+        } else if protocol == "plaintext" && get("sasl.password").is_some() {
+            out.push("kafka: sasl.password is set but security.protocol is PLAINTEXT: the password is unused and traffic is unencrypted; use SASL_SSL".into());
+        }
+        out
     }
 }
 

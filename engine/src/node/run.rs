@@ -30,6 +30,10 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     health.set(false, "starting");
     // The recorder first, so start-up events are counted too.
     let recorder = (!cfg.metrics.listen.is_empty()).then(install_recorder);
+    crate::internal_events::InsecureSettings {
+        warnings: &cfg.insecure(),
+    }
+    .emit();
     let agencies = AgencyRegistry::open(&cfg.agencies)?;
     let k = &cfg.kafka;
     // Confirmations and profiles are applied only when signed by a key
