@@ -1357,6 +1357,92 @@ fn kafka_a_second_embedded_node_in_a_group_stops_before_reading_and_the_first_go
     }
 }
 
+/// Issue 23, maximum-size records: a notice of exactly the payload limit
+/// (256 KiB, its body at its own 64 KiB limit) is stored; one byte more is
+/// dead-lettered `payload_too_large` with where it came from, and the
+/// records around it flow.
+#[test]
+fn kafka_records_at_and_over_the_size_limit() {
+    let Some(broker) = broker_or_skip("kafka_size_limit", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("size");
+    names.create(&broker, &["tax"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    const LIMIT: usize = 256 * 1024;
+    let id = person(630_000_000);
+    let sized = |reference: &str, size: usize| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&envelope("tax", reference, &id, "ابلاغیه")).unwrap();
+        v["body"] = serde_json::Value::String("ب".repeat(32 * 1024)); // 64 KiB
+        let mut text = v.to_string();
+        assert!(text.len() <= size);
+        // JSON whitespace up to the size: still one valid envelope.
+        text.insert_str(1, &" ".repeat(size - text.len()));
+        assert_eq!(text.len(), size);
+        text
+    };
+    let p = broker.producer();
+    produce(
+        &p,
+        &names.notices("tax"),
+        &id,
+        envelope("tax", "before", &id, "x").as_bytes(),
+    );
+    produce(
+        &p,
+        &names.notices("tax"),
+        &id,
+        sized("at-limit", LIMIT).as_bytes(),
+    );
+    produce(
+        &p,
+        &names.notices("tax"),
+        &id,
+        sized("over-limit", LIMIT + 1).as_bytes(),
+    );
+    produce(
+        &p,
+        &names.notices("tax"),
+        &id,
+        envelope("tax", "after", &id, "x").as_bytes(),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    let a = read_answers(
+        &broker,
+        &names,
+        |a| {
+            ["before", "at-limit", "after"]
+                .iter()
+                .all(|r| a.receipts.contains_key(&("tax".to_owned(), r.to_string())))
+                && !a.dead.is_empty()
+        },
+        Duration::from_secs(60),
+    );
+    for r in ["before", "at-limit", "after"] {
+        let got = &a.receipts[&("tax".to_owned(), r.to_owned())];
+        assert_eq!(got[0].0, "accepted", "{r}: {got:?}");
+    }
+    assert!(
+        !a.receipts
+            .contains_key(&("tax".to_owned(), "over-limit".to_owned())),
+        "over the limit: no envelope was read, so no receipt"
+    );
+    assert_eq!(a.dead.len(), 1, "{:?}", a.dead);
+    let (reason, topic, offset) = &a.dead[0];
+    assert_eq!(reason, "payload_too_large");
+    assert_eq!(topic, &names.notices("tax"));
+    assert_eq!(*offset, 2, "the third record of the partition");
+    let (code, _, log) = engine.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    let store = open_store(&dir.path().join("node1"));
+    let tax = AgencyId::parse("tax").unwrap();
+    let code = store.reference(&tax, "at-limit").unwrap().expect("stored");
+    let n = store.notice(code).unwrap().unwrap();
+    assert_eq!(n.notice.body.len(), 64 * 1024, "the body whole");
+}
+
 #[test]
 fn kafka_broker_unreachable_engine_waits_not_ready_then_resumes() {
     let dir = tempfile::tempdir().unwrap();
