@@ -1322,6 +1322,12 @@ fn kafka_a_second_embedded_node_in_a_group_stops_before_reading_and_the_first_go
             && log.contains("store.backend = \"scylla\""),
         "it says why and what to do:\n{log}"
     );
+    // B saw the newcomer (karpoosheh_kafka_group_shared was 1 meanwhile)
+    // and went on.
+    b.wait_for("B noticed the newcomer", Duration::from_secs(30), |e| {
+        e.log()
+            .contains("another member joined this consumer group")
+    });
     let second = produce_batch(&broker, &names, 2000, 2000);
     b.wait_for(
         "B owns every partition again",
@@ -1339,6 +1345,9 @@ fn kafka_a_second_embedded_node_in_a_group_stops_before_reading_and_the_first_go
         Duration::from_secs(120),
     );
     assert_all_accepted_once(&answers, &all);
+    b.wait_for("B alone again", Duration::from_secs(30), |e| {
+        e.metric("karpoosheh_kafka_group_shared", "") == 0.0
+    });
     let (code, _, log) = b.terminate();
     assert_eq!(code, Some(0), "{log}");
     // Everything in B's store, once; nothing in A's.

@@ -133,7 +133,8 @@ pub struct SourceContext {
     lanes: Mutex<Lanes>,
     brokers_up: AtomicBool,
     prefix: String,
-    /// Set by a non-empty assignment, taken by the exclusive-group check.
+    /// Set by a rebalance (a non-empty assignment or a revocation), taken
+    /// by the exclusive-group check.
     assigned: AtomicBool,
 }
 
@@ -235,6 +236,8 @@ impl ConsumerContext for SourceContext {
             }
             return;
         };
+        // The group changed: an exclusive group is checked again.
+        self.assigned.store(true, Ordering::SeqCst);
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         // A lost assignment (session timed out) may already belong to
         // someone else: committing would overwrite their progress.
@@ -561,6 +564,28 @@ impl Source for KafkaSource {
         self.update_health();
         if self.last_commit.elapsed() >= self.commit_interval {
             self.commit_due(CommitMode::Async);
+        }
+        // A rebalance since the last poll is judged before anything is
+        // read (and again at the first record, if one comes with it).
+        if self.exclusive
+            && self
+                .consumer
+                .context()
+                .assigned
+                .swap(false, Ordering::SeqCst)
+        {
+            match self.group_check() {
+                GroupCheck::Alone => self.had_everything = true,
+                GroupCheck::Shared { .. } if self.had_everything => {}
+                GroupCheck::Shared { owned, total } => {
+                    return Err(self.refuse_shared_group(owned, total))
+                }
+                GroupCheck::Unknown => self
+                    .consumer
+                    .context()
+                    .assigned
+                    .store(true, Ordering::SeqCst),
+            }
         }
         let mut out = Vec::with_capacity(max.min(4096));
         let mut to_pause = Vec::new();
