@@ -101,3 +101,26 @@ impl StoreRepaired<'_> {
         }
     }
 }
+
+/// One pass of the embedded store's purge of rejections and dead letters
+/// past `store.traffic_retention`.
+pub struct TrafficPurged<'a> {
+    pub result: Result<u64, &'a dyn std::fmt::Display>,
+    pub elapsed: std::time::Duration,
+}
+
+impl TrafficPurged<'_> {
+    pub fn emit(self) {
+        match self.result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                seconds = self.elapsed.as_secs_f64(),
+                "rejections and dead letters past store.traffic_retention purged"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "purging rejections and dead letters failed; trying again in an hour")
+            }
+        }
+    }
+}

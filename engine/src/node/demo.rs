@@ -363,6 +363,7 @@ pub fn run(
         tracing::warn!(error = %format!("{e:#}"), "the demo goes on without its operators' endpoint");
         None
     });
+    super::traffic_purge(cfg, &store)?;
     // Served beside the follow-up (it records openings and confirmations);
     // a demo that cannot bind its address goes on without it.
     let inbox = match &follow {

@@ -171,6 +171,36 @@ pub fn inbox(
 /// The operators' endpoint, when `operator.listen` is set: the store's
 /// reads for `karpoosheh mailbox`, `notice`, `rejections`, `dead-letters`
 /// and `access-log` while this node holds the store.
+/// Purges the embedded store's rejections and dead letters older than
+/// `store.traffic_retention`, hourly, on a thread of its own. (ScyllaDB
+/// rows expire by their TTL: nothing to do.)
+pub fn traffic_purge(cfg: &Config, store: &Arc<dyn Store>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if cfg.store.backend != crate::store::StoreBackend::Embedded {
+        return Ok(());
+    }
+    let retention =
+        chrono::Duration::from_std(cfg.store.traffic_retention.0).unwrap_or(chrono::Duration::MAX);
+    let store = store.clone();
+    std::thread::Builder::new()
+        .name("traffic-purge".into())
+        .spawn(move || loop {
+            let before = chrono::Utc::now()
+                .checked_sub_signed(retention)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            let started = std::time::Instant::now();
+            let result = store.purge_traffic(before);
+            crate::internal_events::TrafficPurged {
+                result: result.as_ref().map(|n| *n).map_err(|e| e as _),
+                elapsed: started.elapsed(),
+            }
+            .emit();
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        })
+        .context("starting the purge of rejections and dead letters")?;
+    Ok(())
+}
+
 pub fn operator(
     cfg: &Config,
     store: &Arc<dyn Store>,

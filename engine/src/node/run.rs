@@ -151,6 +151,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         None
     };
     let _operator = super::operator(cfg, &store)?;
+    super::traffic_purge(cfg, &store)?;
     let inbox = super::inbox(
         cfg,
         &store,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use karpoosheh_schemas::ByteSize;
+use karpoosheh_schemas::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 use super::fjall::{
@@ -33,6 +33,10 @@ pub struct StoreConfig {
     /// All memtables together, every keyspace: above it, writes wait for
     /// flushes. 0 turns the bound off (fjall's per-keyspace limits only).
     pub write_buffer_size: ByteSize,
+    /// How long the embedded store keeps rejections and dead letters
+    /// (traffic data): at least 180 days (1401 art. 10.3), then purged
+    /// hourly. ScyllaDB: `scylla.traffic_retention`.
+    pub traffic_retention: HumanDuration,
 }
 
 /// The store backend.
@@ -66,6 +70,10 @@ impl Default for StoreConfig {
             // bound on their sum, grew with the tree's depth: flushes queue
             // behind longer compactions (BENCHMARKS.md, "Memory").
             write_buffer_size: ByteSize(DEFAULT_WRITE_BUFFER_BYTES),
+            // A year, as on ScyllaDB: over the six-month minimum, and
+            // bounded, so a flood of bad records cannot fill the disk for
+            // good.
+            traffic_retention: HumanDuration(std::time::Duration::from_secs(365 * 86_400)),
         }
     }
 }
@@ -86,6 +94,9 @@ impl StoreConfig {
         }
         if self.max_journal_size.0 < 64 << 20 {
             return Err("store.max_journal_size must be at least 64MiB".into());
+        }
+        if self.traffic_retention.0 < std::time::Duration::from_secs(180 * 86_400) {
+            return Err("store.traffic_retention must be at least 180 days (1401 art. 10.3: traffic data are kept at least six months)".into());
         }
         Ok(())
     }

@@ -133,6 +133,10 @@ impl NoticeStore for Faulty {
         self.inner.last_tracking_code()
     }
 
+    fn purge_traffic(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        self.inner.purge_traffic(before)
+    }
+
     fn stats(&self) -> StoreStats {
         self.inner.stats()
     }

@@ -143,6 +143,11 @@ pub trait NoticeStore: Send + Sync {
     /// issues a code twice even if its clock went back.
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError>;
 
+    /// Removes the rejections and dead letters kept from before `before`
+    /// (traffic data: `store.traffic_retention`); how many. A backend
+    /// whose rows expire on their own (ScyllaDB's TTL) removes none here.
+    fn purge_traffic(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Approximate sizes.
     fn stats(&self) -> StoreStats;
 }

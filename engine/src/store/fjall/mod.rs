@@ -694,6 +694,35 @@ pub(super) struct RefEntry {
 }
 
 impl FjallStore {
+    /// Removes every key in the ranges `[lo, hi)`, in slices of 10,000
+    /// keys per durable batch; how many.
+    fn remove_ranges(
+        &self,
+        ks: &Keyspace,
+        ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (lo, hi) in ranges {
+            loop {
+                let mut batch = self
+                    .db
+                    .batch()
+                    .durability(Some(self.durability.persist_mode()));
+                let mut taken = 0;
+                for guard in ks.range(lo.clone()..hi.clone()).take(10_000) {
+                    batch.remove(ks, guard.key()?.to_vec());
+                    taken += 1;
+                }
+                if taken == 0 {
+                    break;
+                }
+                batch.commit()?;
+                n += taken;
+            }
+        }
+        Ok(n)
+    }
+
     /// Notes timers just made durable, for the next `due_timers`.
     fn wrote_timers<'a>(&self, timers: impl IntoIterator<Item = &'a Timer>) {
         let mut b = self.behind.lock().unwrap_or_else(|p| p.into_inner());
@@ -707,6 +736,64 @@ impl FjallStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rejections and dead letters past the retention are purged, every
+    /// agency's and the unattributed ones; newer ones stay.
+    #[test]
+    fn old_rejections_and_dead_letters_are_purged() {
+        use crate::store::conformance::rejection;
+        use karpoosheh_schemas::SourcePosition;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(FjallStoreConfig::new(dir.path())).unwrap();
+        let dead = |n: u8| {
+            Entry::DeadLetter(crate::model::dead_letter(
+                &[n],
+                1,
+                SourcePosition::InProcess { sequence: n as u64 },
+                None,
+                vec![Problem::new(Reason::MalformedJson, None, "x")],
+                chrono::Utc::now(),
+            ))
+        };
+        store
+            .write(&[
+                rejection(Some("tax"), "old-1", Reason::BadCheckDigit),
+                rejection(None, "old-2", Reason::BadCheckDigit),
+                dead(1),
+            ])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let cut = chrono::Utc::now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store
+            .write(&[
+                rejection(Some("tax"), "new-1", Reason::BadCheckDigit),
+                rejection(Some("judiciary"), "new-2", Reason::BadCheckDigit),
+                dead(2),
+            ])
+            .unwrap();
+        assert_eq!(store.purge_traffic(cut).unwrap(), 3);
+        let refs = |a: Option<&str>| -> Vec<String> {
+            let a = a.map(|a| AgencyId::parse(a).unwrap());
+            store
+                .rejections(a.as_ref(), None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.rejection.reference.unwrap())
+                .collect()
+        };
+        assert_eq!(refs(Some("tax")), ["new-1"]);
+        assert_eq!(refs(Some("judiciary")), ["new-2"]);
+        assert!(refs(None).is_empty(), "unattributed ones too");
+        let dl = store.dead_letters(None, 10).unwrap();
+        assert_eq!(dl.len(), 1);
+        assert_eq!(dl[0].1.source, SourcePosition::InProcess { sequence: 2 });
+        assert_eq!(
+            store.purge_traffic(cut).unwrap(),
+            0,
+            "nothing left to purge"
+        );
+    }
 
     #[test]
     fn conformance_on_fjall() {

@@ -244,6 +244,38 @@ impl NoticeStore for FjallStore {
         Ok(out)
     }
 
+    fn purge_traffic(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        // IDs are the time they were kept (ms << 16): everything below the
+        // cut's ID is older. Dead letters are keyed by ID; rejections by
+        // agency ‖ 0 ‖ ID, so each agency's run below the cut is one range.
+        let cut = (before.timestamp_millis().max(0) as u64) << 16;
+        let mut n = 0;
+        n += self.remove_ranges(
+            &self.dead_letters,
+            vec![(Vec::new(), cut.to_be_bytes().to_vec())],
+        )?;
+        let mut ranges = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(guard) = self.rejections.range(from.clone()..).next() {
+            let k = guard.key()?;
+            let Some(sep) = k.iter().position(|&b| b == 0) else {
+                return Err(StoreError::Corrupt(
+                    "a rejection key without its agency".into(),
+                ));
+            };
+            let agency = k[..sep].to_vec();
+            let mut lo = agency.clone();
+            lo.push(0);
+            let mut hi = lo.clone();
+            hi.extend_from_slice(&cut.to_be_bytes());
+            ranges.push((lo, hi));
+            from = agency;
+            from.push(1);
+        }
+        n += self.remove_ranges(&self.rejections, ranges)?;
+        Ok(n)
+    }
+
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
         let st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         Ok(st.last_tracking.map(TrackingCode::from_u64))

@@ -189,6 +189,12 @@ impl NoticeStore for ScyllaStore {
             .collect()
     }
 
+    fn purge_traffic(&self, _before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Rejections and dead letters carry the TTL of
+        // scylla.traffic_retention: the cluster removes them.
+        Ok(0)
+    }
+
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
         Ok(self
             .rt
