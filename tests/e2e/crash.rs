@@ -112,3 +112,129 @@ fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
         );
     }
 }
+
+/// Issue 23, a clock stepped back for real (libfaketime, two days back):
+/// a node restarted on a clock behind its last tracking code issues codes
+/// above it — never one twice, never one below — and once the clock is
+/// right again it goes on above those. Without `faketime` the test says
+/// SKIPPED, unless KARPOOSHEH_REQUIRE_FAKETIME=1 (set by scripts/test).
+#[test]
+fn a_clock_stepped_back_two_days_never_reissues_or_lowers_a_tracking_code() {
+    let have = std::process::Command::new("faketime")
+        .args(["-f", "-2d", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var("KARPOOSHEH_REQUIRE_FAKETIME").is_err(),
+            "faketime is required (KARPOOSHEH_REQUIRE_FAKETIME) but missing: apt-get install faketime"
+        );
+        eprintln!(
+            "SKIPPED a_clock_stepped_back: faketime is not installed (Debian package faketime)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let ingest =
+        |name: &str, from: u32, faked: Option<&str>| -> Vec<karpoosheh_schemas::TrackingCode> {
+            let file = dir.path().join(format!("{name}.ndjson"));
+            let receipts = dir.path().join(format!("{name}-receipts.ndjson"));
+            let lines: Vec<String> = (from..from + 20)
+                .map(|i| {
+                    karpoosheh_tests::envelope(
+                        "tax",
+                        &format!("clock-{i}"),
+                        &karpoosheh_tests::person(710_000_000 + i * 7),
+                        "ابلاغیه",
+                    )
+                })
+                .collect();
+            std::fs::write(&file, lines.join("\n")).unwrap();
+            let args = [
+                "--data-dir",
+                d,
+                "ingest",
+                "--file",
+                file.to_str().unwrap(),
+                "--agency",
+                "tax",
+                "--receipts",
+                receipts.to_str().unwrap(),
+            ];
+            let out = match faked {
+                None => run(&args, None),
+                Some(offset) => std::process::Command::new("faketime")
+                    .args(["-f", offset])
+                    .arg(karpoosheh_tests::karpoosheh_bin())
+                    .args(args)
+                    .env_remove("KARPOOSHEH_CONFIG")
+                    .env(
+                        "KARPOOSHEH__EVIDENCE__KEY_FILE",
+                        karpoosheh_tests::node_key_file(),
+                    )
+                    .output()
+                    .expect("faketime karpoosheh"),
+            };
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::read_to_string(&receipts)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|r| r["event"] != "batch_signed")
+                .map(|r| {
+                    assert_eq!(r["event"], "accepted", "{r}");
+                    assert_eq!(r["duplicate"], false, "{r}");
+                    karpoosheh_schemas::TrackingCode::parse(r["tracking_code"].as_str().unwrap())
+                        .unwrap()
+                })
+                .collect()
+        };
+    let before = ingest("before", 0, None);
+    let behind = ingest("behind", 100, Some("-2d"));
+    let after = ingest("after", 200, None);
+    // The fake clock reached the engine: its legal times were two days back.
+    let behind_at: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("behind-receipts.ndjson"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(behind_at["at"].as_str().unwrap()).unwrap();
+    let lag = chrono::Utc::now() - at.with_timezone(&chrono::Utc);
+    assert!(
+        lag > chrono::Duration::hours(47) && lag < chrono::Duration::hours(49),
+        "accepted {lag} ago"
+    );
+    let max = |c: &[karpoosheh_schemas::TrackingCode]| c.iter().map(|c| c.as_u64()).max().unwrap();
+    let min = |c: &[karpoosheh_schemas::TrackingCode]| c.iter().map(|c| c.as_u64()).min().unwrap();
+    assert!(
+        min(&behind) > max(&before),
+        "two days back, the codes go on above the last one"
+    );
+    assert!(min(&after) > max(&behind), "and after it, above those");
+    let all: HashSet<u64> = before
+        .iter()
+        .chain(&behind)
+        .chain(&after)
+        .map(|c| c.as_u64())
+        .collect();
+    assert_eq!(all.len(), 60, "no code issued twice");
+    // The notices stored two days behind are there under their codes.
+    let store = FjallStore::open(FjallStoreConfig::new(&data)).unwrap();
+    let tax = AgencyId::parse("tax").unwrap();
+    for i in 100..120 {
+        let code = store
+            .reference(&tax, &format!("clock-{i}"))
+            .unwrap()
+            .expect("stored");
+        assert!(behind.contains(&code));
+    }
+}
