@@ -1114,6 +1114,38 @@ impl ScyllaStore {
         Ok(timers)
     }
 
+    /// How long a reference's claim and its source position live: as long
+    /// as the notice's delivery record.
+    fn reference_ttl(&self, n: &crate::model::NewNotice, now: DateTime<Utc>) -> i32 {
+        ttl_until(
+            n.notice.expires_at,
+            now,
+            self.record_retention_secs
+                .saturating_add(NOTICE_TTL_SLACK_SECS),
+        )
+    }
+
+    /// Records `source` as the position that first stored `n`.
+    async fn put_source(
+        &self,
+        n: &crate::model::NewNotice,
+        source: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScyllaError> {
+        self.exec(
+            &self.st.source_put,
+            (
+                n.notice.agency.as_str(),
+                &n.notice.reference,
+                source,
+                self.reference_ttl(n, now),
+            ),
+            "writing a notice's source position",
+        )
+        .await
+        .map(drop)
+    }
+
     async fn put_rejection(&self, r: &NewRejection, id: u64) -> Result<(), ScyllaError> {
         let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str());
         let reasons: Vec<&str> = r.problems.iter().map(|p| p.reason.code()).collect();
@@ -1363,12 +1395,7 @@ impl ScyllaStore {
                 let Entry::Notice(n) = &entries[i] else {
                     unreachable!()
                 };
-                let ttl = ttl_until(
-                    n.notice.expires_at,
-                    now,
-                    self.record_retention_secs
-                        .saturating_add(NOTICE_TTL_SLACK_SECS),
-                );
+                let ttl = self.reference_ttl(n, now);
                 let res = self
                     .exec(
                         &self.st.claim,
@@ -1511,24 +1538,8 @@ impl ScyllaStore {
             let Entry::Notice(n) = &entries[i] else {
                 unreachable!()
             };
-            let ttl = ttl_until(
-                n.notice.expires_at,
-                now,
-                self.record_retention_secs
-                    .saturating_add(NOTICE_TTL_SLACK_SECS),
-            );
-            self.exec(
-                &self.st.source_put,
-                (
-                    n.notice.agency.as_str(),
-                    &n.notice.reference,
-                    crate::model::position_id(&n.position),
-                    ttl,
-                ),
-                "writing a notice's source position",
-            )
-            .await
-            .map(drop)
+            self.put_source(n, crate::model::position_id(&n.position), now)
+                .await
         }))
         .await?;
         let firsts = self
@@ -1556,18 +1567,7 @@ impl ScyllaStore {
                         // receipt): the agency was never answered, so this
                         // record is answered as the notice's first, and
                         // its position is the notice's source from now on.
-                        let ttl = ttl_until(
-                            n.notice.expires_at,
-                            now,
-                            self.record_retention_secs
-                                .saturating_add(NOTICE_TTL_SLACK_SECS),
-                        );
-                        self.exec(
-                            &self.st.source_put,
-                            (n.notice.agency.as_str(), &n.notice.reference, here, ttl),
-                            "writing a notice's source position",
-                        )
-                        .await?;
+                        self.put_source(n, here, now).await?;
                         Ok::<_, ScyllaError>(true)
                     }
                 }
