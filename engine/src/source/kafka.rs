@@ -339,6 +339,26 @@ enum GroupCheck {
     Shared { owned: usize, total: usize },
 }
 
+/// What an exclusive group's check means for this node: `Ok(true)` go on,
+/// `Ok(false)` not decided yet (read nothing), `Err` stop. The member that
+/// owned every partition first goes on; a newcomer sharing the group stops.
+fn judge(check: GroupCheck, had_everything: &mut bool, group: &str) -> Result<bool, SourceError> {
+    match check {
+        GroupCheck::Alone => {
+            *had_everything = true;
+            Ok(true)
+        }
+        GroupCheck::Shared { .. } if *had_everything => Ok(true),
+        GroupCheck::Shared { owned, total } => Err(SourceError::Refused(format!(
+            "another member shares Kafka consumer group {group:?}: this node was given {owned} of the {total} notice partitions. \
+             With the embedded store every node keeps its own store, so records passed between members would be stored twice, \
+             with two tracking codes and two sets of notifications. Run one node per group on the embedded store, \
+             or a fleet on the shared store (store.backend = \"scylla\"). Nothing was read."
+        ))),
+        GroupCheck::Unknown => Ok(false),
+    }
+}
+
 /// Whether `topic` is a notice topic under `prefix` (what
 /// [`notice_pattern`] subscribes to).
 fn is_notice_topic(prefix: &str, topic: &str) -> bool {
@@ -501,16 +521,6 @@ impl KafkaSource {
         }
     }
 
-    fn refuse_shared_group(&self, owned: usize, total: usize) -> SourceError {
-        SourceError::Refused(format!(
-            "another member shares Kafka consumer group {:?}: this node was given {owned} of the {total} notice partitions. \
-             With the embedded store every node keeps its own store, so records passed between members would be stored twice, \
-             with two tracking codes and two sets of notifications. Run one node per group on the embedded store, \
-             or a fleet on the shared store (store.backend = \"scylla\"). Nothing was read.",
-            self.group
-        ))
-    }
-
     fn update_health(&self) {
         let up = self.consumer.context().brokers_up.load(Ordering::SeqCst);
         let (ready, why) = self.health.ready();
@@ -573,19 +583,12 @@ impl Source for KafkaSource {
                 .context()
                 .assigned
                 .swap(false, Ordering::SeqCst)
+            && !judge(self.group_check(), &mut self.had_everything, &self.group)?
         {
-            match self.group_check() {
-                GroupCheck::Alone => self.had_everything = true,
-                GroupCheck::Shared { .. } if self.had_everything => {}
-                GroupCheck::Shared { owned, total } => {
-                    return Err(self.refuse_shared_group(owned, total))
-                }
-                GroupCheck::Unknown => self
-                    .consumer
-                    .context()
-                    .assigned
-                    .store(true, Ordering::SeqCst),
-            }
+            self.consumer
+                .context()
+                .assigned
+                .store(true, Ordering::SeqCst);
         }
         let mut out = Vec::with_capacity(max.min(4096));
         let mut to_pause = Vec::new();
@@ -618,34 +621,24 @@ impl Source for KafkaSource {
                     .context()
                     .assigned
                     .swap(false, Ordering::SeqCst)
+                && !judge(self.group_check(), &mut self.had_everything, &self.group)?
             {
-                match self.group_check() {
-                    GroupCheck::Alone => self.had_everything = true,
-                    // The member that was here first goes on; the
-                    // newcomer leaves.
-                    GroupCheck::Shared { .. } if self.had_everything => {}
-                    GroupCheck::Shared { owned, total } => {
-                        return Err(self.refuse_shared_group(owned, total))
-                    }
-                    GroupCheck::Unknown => {
-                        // Not decided: this record waits, and the check
-                        // runs again at the next poll.
-                        self.consumer
-                            .context()
-                            .assigned
-                            .store(true, Ordering::SeqCst);
-                        let (partition, offset) = (msg.partition(), msg.offset());
-                        let topic = msg.topic().to_owned();
-                        drop(msg);
-                        let _ = self.consumer.seek(
-                            &topic,
-                            partition,
-                            Offset::Offset(offset),
-                            Duration::from_secs(5),
-                        );
-                        break;
-                    }
-                }
+                // Not decided: this record waits, and the check runs
+                // again at the next poll.
+                self.consumer
+                    .context()
+                    .assigned
+                    .store(true, Ordering::SeqCst);
+                let (partition, offset) = (msg.partition(), msg.offset());
+                let topic = msg.topic().to_owned();
+                drop(msg);
+                let _ = self.consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                );
+                break;
             }
             let ctx = self.consumer.context();
             if !ctx.brokers_up.swap(true, Ordering::SeqCst) {
