@@ -343,7 +343,7 @@ fn cql_local_quorum_one_node_down_goes_on_two_down_refuses_then_resumes() {
 /// The guarantee the embedded store cannot give: two engines on one
 /// shared store, one killed mid-batch, and every notice stored once with
 /// one tracking code — the records the dead node had stored but not
-/// committed are absorbed as duplicates by the survivor. The dead node's
+/// committed are absorbed as duplicates by the survivors. The dead node's
 /// ID stays leased until its lease lapses; a restarted engine with that ID
 /// waits for it and then takes it.
 #[test]
@@ -378,12 +378,42 @@ fn cql_two_engines_on_one_store_one_killed_every_notice_once_and_its_lease_passe
     });
     let killed_at = Instant::now();
     a.kill9();
+    // A's ID is still leased by the dead process: a new engine with it,
+    // started at once, waits for the lease to lapse (between LEASE_TTL
+    // minus one renewal interval and LEASE_TTL after the kill), then takes
+    // it and joins the group. Started at once so that the wait is tested
+    // however long the reads below take on a slow machine.
+    let a2 = Engine::start(&broker, &names, dir.path(), 1, &set_refs);
     let second = produce_batch(&broker, &names, 3000, 1000);
-    b.wait_for(
-        "node B takes over every partition",
-        Duration::from_secs(60),
-        |e| e.metric("karpoosheh_kafka_assigned_partitions", "") >= 4.0,
+    a2.wait_for("the lease taken over", Duration::from_secs(90), |e| {
+        e.log().contains("node lease taken")
+    });
+    let took = killed_at.elapsed();
+    assert!(
+        a2.log().contains("waiting for its lease to expire"),
+        "the restarted engine waited for the dead one's lease:\n{}",
+        a2.log()
     );
+    assert!(
+        took >= Duration::from_secs(15),
+        "the lease passed {took:?} after the kill, before it could have lapsed"
+    );
+    eprintln!("cql_two_engines: node 1's lease passed to its new engine {took:?} after the kill");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let owned = b.metric("karpoosheh_kafka_assigned_partitions", "")
+            + a2.metric("karpoosheh_kafka_assigned_partitions", "");
+        if owned >= 4.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor and the new engine never owned every partition ({owned}):\n{}\n{}",
+            b.log(),
+            a2.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let all: Vec<_> = first.into_iter().chain(second).collect();
     let answers = read_answers(
         &broker,
@@ -399,28 +429,15 @@ fn cql_two_engines_on_one_store_one_killed_every_notice_once_and_its_lease_passe
         .flat_map(|v| v.iter().filter_map(|x| x.1.clone()))
         .collect();
     assert_eq!(codes.len(), all.len(), "one code per notice, none shared");
-
-    // A's ID is still leased by the dead process: a new engine with it
-    // waits for the lease to lapse, then takes it and works.
-    let a2 = Engine::start(&broker, &names, dir.path(), 1, &set_refs);
-    a2.wait_for("the lease taken over", Duration::from_secs(60), |e| {
-        e.log().contains("node lease taken")
-    });
-    let took = killed_at.elapsed();
-    assert!(
-        a2.log().contains("waiting for its lease to expire"),
-        "the restarted engine waited for the dead one's lease:\n{}",
-        a2.log()
-    );
-    eprintln!("cql_two_engines: node 1's lease passed to its new engine {took:?} after the kill");
-    let (code, _, log) = a2.terminate();
-    assert_eq!(code, Some(0), "{log}");
     eprintln!(
-        "cql_two_engines: the survivor absorbed {} re-delivered notices as duplicates",
+        "cql_two_engines: the survivors absorbed {} re-delivered notices as duplicates",
         b.metric("karpoosheh_notices_duplicate_total", "")
+            + a2.metric("karpoosheh_notices_duplicate_total", "")
     );
-    let (code, _, log) = b.terminate();
-    assert_eq!(code, Some(0), "{log}");
+    for e in [a2, b] {
+        let (code, _, log) = e.terminate();
+        assert_eq!(code, Some(0), "{log}");
+    }
 
     let store = reader(&ks, LOCAL_DC, &LOCAL_NODES, ConsistencyName::LocalQuorum);
     let tax = AgencyId::parse("tax").unwrap();
