@@ -1101,7 +1101,19 @@ fn kafka_sigkill_mid_batch_then_restart_stores_everything_exactly_once() {
         "killed mid-batch ({stored_before} stored)"
     );
 
+    let restarted = Instant::now();
     let engine = Engine::start(&broker, &names, dir.path(), 1, &small);
+    engine.wait_for("its partitions back", Duration::from_secs(90), |e| {
+        e.metric("karpoosheh_kafka_assigned_partitions", "") >= 4.0
+    });
+    // Its dead self's session lapses after `session.timeout.ms` (10 s by
+    // the engine's default, librdkafka's 45 s would fail this).
+    let back = restarted.elapsed();
+    eprintln!("kafka_sigkill: the restarted node had its partitions back after {back:?}");
+    assert!(
+        back < Duration::from_secs(30),
+        "partitions back after {back:?}"
+    );
     engine.wait_for("the rest handled", Duration::from_secs(180), |e| {
         e.metric("karpoosheh_notices_stored_total", "")
             + e.metric("karpoosheh_notices_duplicate_total", "")

@@ -43,6 +43,10 @@ pub(crate) fn side_consumer(
     set_default(&mut client, "auto.offset.reset", "earliest");
     // Its lag, every second (`karpoosheh_reader_lag_records`).
     set_default(&mut client, "statistics.interval.ms", "1000");
+    // A restarted node's reader resumes within seconds of its dead self's
+    // session (see the notice source).
+    set_default(&mut client, "session.timeout.ms", "10000");
+    set_default(&mut client, "heartbeat.interval.ms", "1000");
     let consumer: rdkafka::consumer::BaseConsumer<ReaderContext> =
         client.create_with_context(ReaderContext {
             reader,

@@ -412,6 +412,13 @@ impl KafkaSource {
             ("fetch.wait.max.ms", "100"),
             // New agencies' topics are picked up within seconds.
             ("topic.metadata.refresh.interval.ms", "10000"),
+            // A node restarted after a crash waits for its dead self's
+            // session to lapse before it is given its partitions back:
+            // 10 s, not librdkafka's 45 s. Heartbeats come from librdkafka's
+            // own thread, so a busy pipeline does not miss them (a stalled
+            // one is bounded by `max.poll.interval.ms` instead).
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
         ] {
             set_default(&mut client, k, v);
         }
