@@ -38,6 +38,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "005_sources",
         cql: include_str!("../cql/005_sources.cql"),
     },
+    Migration {
+        version: 6,
+        name: "006_parked",
+        cql: include_str!("../cql/006_parked.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

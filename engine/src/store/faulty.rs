@@ -285,3 +285,21 @@ impl AccessStore for Faulty {
         self.inner.purge_access(before)
     }
 }
+
+impl ParkingStore for Faulty {
+    fn park(&self, agency: &AgencyId, receipts: &[Receipt]) -> Result<(), StoreError> {
+        self.inner.park(agency, receipts)
+    }
+
+    fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        self.inner.parked(agency, limit)
+    }
+
+    fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError> {
+        self.inner.unpark(agency, ids)
+    }
+
+    fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError> {
+        self.inner.parked_agencies()
+    }
+}

@@ -301,12 +301,42 @@ pub trait AccessStore: Send + Sync {
     fn purge_access(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// Receipts an agency's receipt topic refused (missing, not authorised,
+/// too large: `sink::parking`), kept on this node until the topic takes
+/// them again, so that one failing agency never holds up the others.
+/// Per node (on a shared store each node drains its own), oldest first
+/// per agency, kept until delivered: they are receipts owed to an agency.
+pub trait ParkingStore: Send + Sync {
+    /// Appends `receipts` for `agency`, in order, durably (like
+    /// [`NoticeStore::write`]) when it returns `Ok`.
+    fn park(&self, agency: &AgencyId, receipts: &[Receipt]) -> Result<(), StoreError>;
+
+    /// The oldest parked receipts of `agency`, at most `limit`, with their IDs.
+    fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError>;
+
+    /// Forgets delivered receipts.
+    fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError>;
+
+    /// The agencies with receipts parked on this node, and how many each.
+    fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError>;
+}
+
 /// A mailbox store backend: all four aggregates over one storage, so a
 /// notice, its delivery record and its first timers are written together.
 /// Every backend implements the three traits and gets this one.
-pub trait Store: NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore {}
+pub trait Store:
+    NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore + ParkingStore
+{
+}
 
-impl<T: NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore + ?Sized> Store
-    for T
+impl<
+        T: NoticeStore
+            + DeliveryStore
+            + ProfileStore
+            + AuditStore
+            + AccessStore
+            + ParkingStore
+            + ?Sized,
+    > Store for T
 {
 }

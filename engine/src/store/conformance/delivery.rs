@@ -320,3 +320,61 @@ pub(super) fn events_form_a_hash_chain_kept_with_the_record(s: &dyn Store) {
     );
     assert_eq!(s.events(other.tracking_code).unwrap().len(), 1);
 }
+
+/// Receipts an agency's topic refused wait per agency, oldest first,
+/// until delivered; other agencies' lots are apart; a store reopened
+/// (here: the same one) lists them.
+pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
+    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    let tax = AgencyId::parse("tax").unwrap();
+    let post = AgencyId::parse("post").unwrap();
+    let receipt = |agency: &AgencyId, i: u64| {
+        Receipt::new(
+            format!("{agency}-r{i}"),
+            agency.clone(),
+            Some(format!("ref-{i}")),
+            t0(),
+            ReceiptEvent::Confirmed {
+                tracking_code: TrackingCode::from_u64(1 << 40 | i),
+                count: 1,
+            },
+        )
+    };
+    assert!(s.parked_agencies().unwrap().is_empty(), "nothing parked yet");
+    assert!(s.parked(&tax, 10).unwrap().is_empty());
+    s.park(&tax, &[receipt(&tax, 1), receipt(&tax, 2)]).unwrap();
+    s.park(&post, &[receipt(&post, 1)]).unwrap();
+    s.park(&tax, &[receipt(&tax, 3)]).unwrap();
+    s.park(&tax, &[]).unwrap();
+    assert_eq!(
+        s.parked_agencies().unwrap(),
+        vec![(post.clone(), 1), (tax.clone(), 3)],
+        "every agency with parked receipts, and how many"
+    );
+    let lot = s.parked(&tax, 10).unwrap();
+    let ids: Vec<_> = lot.iter().map(|(_, r)| r.receipt_id.as_str()).collect();
+    assert_eq!(ids, ["tax-r1", "tax-r2", "tax-r3"], "oldest first");
+    assert_eq!(lot[0].1, receipt(&tax, 1), "kept whole");
+    assert!(lot.windows(2).all(|w| w[0].0 < w[1].0), "IDs increase");
+    assert_eq!(s.parked(&tax, 2).unwrap().len(), 2, "limited");
+    s.unpark(&tax, &[lot[0].0, lot[1].0]).unwrap();
+    let left = s.parked(&tax, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1.receipt_id, "tax-r3");
+    // Parked after a removal: still behind what is left.
+    s.park(&tax, &[receipt(&tax, 4)]).unwrap();
+    let left: Vec<_> = s
+        .parked(&tax, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.receipt_id)
+        .collect();
+    assert_eq!(left, ["tax-r3", "tax-r4"]);
+    s.unpark(&post, &[s.parked(&post, 10).unwrap()[0].0]).unwrap();
+    assert_eq!(
+        s.parked_agencies().unwrap(),
+        vec![(tax.clone(), 2)],
+        "an emptied lot is not listed"
+    );
+    assert_eq!(s.parked(&post, 10).unwrap(), vec![]);
+}

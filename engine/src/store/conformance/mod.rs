@@ -82,6 +82,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             delivery::expiry_purge_and_record_deletion,
         ),
         (
+            "parked_receipts_wait_per_agency_in_order",
+            delivery::parked_receipts_wait_per_agency_in_order,
+        ),
+        (
             "profiles_are_kept_newest_wins",
             profiles::profiles_are_kept_newest_wins,
         ),

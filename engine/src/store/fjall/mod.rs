@@ -31,11 +31,14 @@
 //! - `access`, `access_by_mailbox`: traffic data, by time (for the purge)
 //!   and by mailbox, newest first (for `karpoosheh access-log`), in a
 //!   database of their own under `traffic/` (its own journal).
+//! - `parked`: agency ‖ 0 ‖ ID → a receipt the agency's topic refused,
+//!   kept until delivered (`sink::parking`).
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
 mod access;
+mod parking;
 mod audit;
 mod delivery;
 mod notices;
@@ -197,6 +200,10 @@ pub struct FjallStore {
     /// not at the head of a keyspace full of the removed receipts'
     /// tombstones (IDs are issued and committed in order, under `writer`).
     outbox_removed: Mutex<u64>,
+    /// Receipts an agency's topic refused (agency ‖ 0 ‖ ID), and the
+    /// highest ID issued.
+    parked: Keyspace,
+    parked_last: Mutex<u64>,
     write_buffer_bytes: u64,
     path: PathBuf,
 }
@@ -464,6 +471,7 @@ impl FjallStore {
             &self.audit_heads,
             &self.access,
             &self.access_by_mailbox,
+            &self.parked,
         ]
         .into_iter()
     }
@@ -542,6 +550,8 @@ impl FjallStore {
         let audit_leaves = db.keyspace("audit_leaves", ordered)?;
         let audit_events = db.keyspace("audit_events", ordered)?;
         let audit_heads = db.keyspace("audit_heads", ordered_ranged)?;
+        let parked = db.keyspace("parked", ranged)?;
+        let parked_last = parking::last_parked_id(&parked)?;
         let traffic_path = cfg.path.join("traffic");
         let traffic = Database::builder(&traffic_path)
             .cache_size((cfg.cache_bytes / 16).max(8 << 20))
@@ -597,6 +607,8 @@ impl FjallStore {
             durability: cfg.durability,
             behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
             outbox_removed: Mutex::new(0),
+            parked,
+            parked_last: Mutex::new(parked_last),
             write_buffer_bytes: cfg.write_buffer_bytes,
             writer: Mutex::new(WriterState {
                 last_tracking,

@@ -30,6 +30,7 @@
 //!   tombstones of handled entries are not read again.
 
 mod access;
+mod parking;
 mod audit;
 mod config;
 mod delivery;
@@ -162,6 +163,13 @@ struct Statements {
     outbox_put: PreparedStatement,
     outbox_read: PreparedStatement,
     outbox_delete: PreparedStatement,
+    parked_put: PreparedStatement,
+    parked_last: PreparedStatement,
+    parked_read: PreparedStatement,
+    parked_delete: PreparedStatement,
+    parked_agency_put: PreparedStatement,
+    parked_agencies: PreparedStatement,
+    parked_count: PreparedStatement,
     confirmation_put: PreparedStatement,
     confirmation_get: PreparedStatement,
     confirmation_delete: PreparedStatement,
@@ -247,6 +255,13 @@ const CQL: &[(&str, &str, bool)] = &[
     ("outbox_put", "INSERT INTO outbox (node_id, hour, id, receipt) VALUES (?, ?, ?, ?)", true),
     ("outbox_read", "SELECT id, receipt FROM outbox WHERE node_id = ? AND hour = ? AND id > ? AND id < ? LIMIT ?", true),
     ("outbox_delete", "DELETE FROM outbox WHERE node_id = ? AND hour = ? AND id = ?", true),
+    ("parked_put", "INSERT INTO parked_receipts (node_id, agency, id, receipt) VALUES (?, ?, ?, ?)", true),
+    ("parked_last", "SELECT id FROM parked_receipts WHERE node_id = ? AND agency = ? ORDER BY id DESC LIMIT 1", true),
+    ("parked_read", "SELECT id, receipt FROM parked_receipts WHERE node_id = ? AND agency = ? LIMIT ?", true),
+    ("parked_delete", "DELETE FROM parked_receipts WHERE node_id = ? AND agency = ? AND id = ?", true),
+    ("parked_agency_put", "INSERT INTO parked_agencies (node_id, agency) VALUES (?, ?)", true),
+    ("parked_agencies", "SELECT agency FROM parked_agencies WHERE node_id = ?", true),
+    ("parked_count", "SELECT count(*) FROM parked_receipts WHERE node_id = ? AND agency = ?", true),
     ("confirmation_put", "INSERT INTO confirmations (confirmation_id, tracking_code) VALUES (?, ?) USING TTL ?", true),
     ("confirmation_get", "SELECT tracking_code FROM confirmations WHERE confirmation_id = ?", true),
     ("confirmation_delete", "DELETE FROM confirmations WHERE confirmation_id = ?", true),
@@ -318,6 +333,13 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         outbox_put: take("outbox_put"),
         outbox_read: take("outbox_read"),
         outbox_delete: take("outbox_delete"),
+        parked_put: take("parked_put"),
+        parked_last: take("parked_last"),
+        parked_read: take("parked_read"),
+        parked_delete: take("parked_delete"),
+        parked_agency_put: take("parked_agency_put"),
+        parked_agencies: take("parked_agencies"),
+        parked_count: take("parked_count"),
         confirmation_put: take("confirmation_put"),
         confirmation_get: take("confirmation_get"),
         confirmation_delete: take("confirmation_delete"),

@@ -1,0 +1,126 @@
+//! The parking lot of [`ScyllaStore`]: `parked_receipts` (migration 006),
+//! one partition per node and agency (listed in `parked_agencies`), clustered by a time-ordered ID that
+//! is bumped past the partition's last one, so a clock stepped back never
+//! files a receipt ahead of older ones.
+
+use super::*;
+use crate::store::ParkingStore;
+
+impl ParkingStore for ScyllaStore {
+    fn park(&self, agency: &AgencyId, receipts: &[Receipt]) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.guard()?;
+        let a = agency.as_str();
+        self.rt.block_on(async {
+            // Listed first, so a restarted node finds every lot.
+            self.exec(
+                &self.st.parked_agency_put,
+                (self.node, a),
+                "listing a parking lot",
+            )
+            .await?;
+            let res = self
+                .exec(&self.st.parked_last, (self.node, a), "reading the parking lot")
+                .await?;
+            let mut last = collect::<(i64,)>(res, "parked_receipts")?
+                .first()
+                .map_or(0, |r| r.0 as u64);
+            let now = Utc::now().timestamp_millis();
+            let rows: Vec<(i64, String)> = receipts
+                .iter()
+                .map(|r| {
+                    let id = rows::next_id(&mut last, self.node as u16, now);
+                    (
+                        id as i64,
+                        serde_json::to_string(r).expect("receipts serialise"),
+                    )
+                })
+                .collect();
+            self.all(rows.iter().map(|(id, json)| {
+                self.exec(
+                    &self.st.parked_put,
+                    (self.node, a, *id, json.as_str()),
+                    "parking receipts",
+                )
+            }))
+            .await
+        })?;
+        Ok(())
+    }
+
+    fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
+        let rows = self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.parked_read,
+                    (
+                        self.node,
+                        agency.as_str(),
+                        limit.min(i32::MAX as usize) as i32,
+                    ),
+                    "reading the parking lot",
+                )
+                .await?;
+            collect::<(i64, String)>(res, "parked_receipts")
+        })?;
+        rows.into_iter()
+            .map(|(id, json)| {
+                Ok((
+                    id as u64,
+                    serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("parked receipt {id}: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.guard()?;
+        self.rt.block_on(self.all(ids.iter().map(|&id| {
+            self.exec(
+                &self.st.parked_delete,
+                (self.node, agency.as_str(), id as i64),
+                "removing delivered receipts",
+            )
+        })))?;
+        Ok(())
+    }
+
+    fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError> {
+        Ok(self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.parked_agencies,
+                    (self.node,),
+                    "listing the parking lot",
+                )
+                .await?;
+            let mut out = Vec::new();
+            for (agency,) in collect::<(String,)>(res, "parked_agencies")? {
+                let Ok(id) = AgencyId::parse(&agency) else {
+                    continue;
+                };
+                let res = self
+                    .exec(
+                        &self.st.parked_count,
+                        (self.node, agency.as_str()),
+                        "counting the parking lot",
+                    )
+                    .await?;
+                let n = collect::<(i64,)>(res, "parked_receipts")?
+                    .first()
+                    .map_or(0, |r| r.0.max(0) as u64);
+                if n > 0 {
+                    out.push((id, n));
+                }
+            }
+            out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            Ok::<_, ScyllaError>(out)
+        })?)
+    }
+}
