@@ -145,6 +145,18 @@ impl AgencyRegistry {
         });
     }
 
+    /// Every agency in the registry, sorted.
+    pub fn ids(&self) -> Vec<AgencyId> {
+        let mut ids: Vec<AgencyId> = self.inner.with(|agencies| {
+            agencies
+                .keys()
+                .filter_map(|a| AgencyId::parse(a).ok())
+                .collect()
+        });
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    }
+
     /// The agency's standing, if it is in the registry.
     pub fn status(&self, agency: &AgencyId) -> Option<AgencyStatus> {
         self.inner

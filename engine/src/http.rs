@@ -253,6 +253,22 @@ fn describe_all() {
         m::READER_APPLIED,
         "Records a side reader applied durably and committed."
     );
+    describe_gauge!(
+        m::AGENCY_PARKED,
+        "1 while an agency is parked: its receipt topic refuses its receipts, which wait in the store."
+    );
+    describe_gauge!(
+        m::RECEIPTS_PARKED,
+        "Receipts waiting in the store for a parked agency's topic."
+    );
+    describe_counter!(
+        m::RECEIPTS_PARKED_TOTAL,
+        "Receipts put in the parking lot, by agency and reason."
+    );
+    describe_counter!(
+        m::RECEIPTS_UNPARKED,
+        "Parked receipts delivered once their agency's topic took them again."
+    );
     describe_counter!(
         m::READER_ERRORS,
         "Failed steps of a side reader (confirmations, registry), by stage."

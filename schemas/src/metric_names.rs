@@ -319,6 +319,21 @@ pub const READER_LAG: &str = "karpoosheh_reader_lag_records";
 /// kept). Labels: `reader`.
 pub const READER_APPLIED: &str = "karpoosheh_reader_applied_total";
 
+/// 1 while an agency is parked: its receipt topic refused its receipts
+/// (missing, not authorised, or refusing the record), so they wait in the
+/// store while every other agency's flow. Labels: `agency`.
+pub const AGENCY_PARKED: &str = "karpoosheh_agency_parked";
+/// Receipts waiting in the store for a parked agency's topic. Labels:
+/// `agency`.
+pub const RECEIPTS_PARKED: &str = "karpoosheh_receipts_parked";
+/// Receipts put in the parking lot. Labels: `agency`, `reason`
+/// (topic_missing, not_authorized, refused, held: sent while the agency
+/// was parked, behind the others).
+pub const RECEIPTS_PARKED_TOTAL: &str = "karpoosheh_receipts_parked_total";
+/// Parked receipts delivered to their agency's topic once it took them
+/// again. Labels: `agency`.
+pub const RECEIPTS_UNPARKED: &str = "karpoosheh_receipts_unparked_total";
+
 /// Loads of the identity provider's key file (`identity.jwks_file`).
 /// Labels: `result` (ok, error).
 pub const IDENTITY_KEY_LOADS: &str = "karpoosheh_identity_key_loads_total";
@@ -379,6 +394,10 @@ pub const KAFKA: &[&str] = &[
     READER_ERRORS,
     READER_LAG,
     READER_APPLIED,
+    AGENCY_PARKED,
+    RECEIPTS_PARKED,
+    RECEIPTS_PARKED_TOTAL,
+    RECEIPTS_UNPARKED,
     INSECURE_SETTINGS,
     AUDIT_LOG_ENTRIES,
     AUDIT_TREE_HEADS,

@@ -161,13 +161,13 @@ impl Broker {
         }
     }
 
-    fn client(&self) -> ClientConfig {
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.addr());
         c
     }
 
-    fn create_topics(&self, topics: &[&str], partitions: i32) {
+    pub(crate) fn create_topics(&self, topics: &[&str], partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let new: Vec<_> = topics
             .iter()
@@ -222,7 +222,7 @@ impl Names {
     pub(crate) fn notices(&self, agency: &str) -> String {
         format!("{}.notices.{agency}", self.prefix)
     }
-    fn receipts(&self, agency: &str) -> String {
+    pub(crate) fn receipts(&self, agency: &str) -> String {
         format!("{}.receipts.{agency}", self.prefix)
     }
     fn dlq(&self) -> String {
@@ -369,7 +369,11 @@ impl Engine {
         let mut child = karpoosheh_tests::karpoosheh_command()
             .args(&args)
             .env_remove("KARPOOSHEH_CONFIG")
-            .env("RUST_LOG", "info,lsm_tree=warn,fjall=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("KARPOOSHEH_TEST_ENGINE_LOG")
+                    .unwrap_or_else(|_| "info,lsm_tree=warn,fjall=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

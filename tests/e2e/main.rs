@@ -10,3 +10,4 @@ mod ingest;
 mod kafka;
 mod metrics;
 mod monitor;
+mod parking;

@@ -260,3 +260,105 @@ impl KafkaClientError<'_> {
         }
     }
 }
+
+/// The parking lot's gauges and counters for every agency, at 0, at start.
+pub struct ParkingStarted<'a> {
+    pub agencies: &'a [String],
+}
+
+impl ParkingStarted<'_> {
+    pub fn emit(self) {
+        for a in self.agencies {
+            gauge!(m::AGENCY_PARKED, "agency" => a.clone()).set(0.0);
+            gauge!(m::RECEIPTS_PARKED, "agency" => a.clone()).set(0.0);
+            counter!(m::RECEIPTS_UNPARKED, "agency" => a.clone()).increment(0);
+            for reason in ["topic_missing", "not_authorized", "refused", "held"] {
+                counter!(m::RECEIPTS_PARKED_TOTAL, "agency" => a.clone(), "reason" => reason)
+                    .increment(0);
+            }
+        }
+    }
+}
+
+/// Receipts of an agency put in the parking lot.
+pub struct ReceiptsParked<'a> {
+    pub agency: &'a str,
+    pub reason: &'static str,
+    pub count: usize,
+    /// Receipts waiting for the agency now.
+    pub waiting: u64,
+    /// The agency was not parked before: logged once, loudly.
+    pub newly: bool,
+    pub error: Option<&'a str>,
+}
+
+impl ReceiptsParked<'_> {
+    pub fn emit(self) {
+        counter!(m::RECEIPTS_PARKED_TOTAL, "agency" => self.agency.to_owned(), "reason" => self.reason)
+            .increment(self.count as u64);
+        gauge!(m::AGENCY_PARKED, "agency" => self.agency.to_owned()).set(1.0);
+        gauge!(m::RECEIPTS_PARKED, "agency" => self.agency.to_owned()).set(self.waiting as f64);
+        if self.newly {
+            tracing::error!(
+                agency = self.agency,
+                reason = self.reason,
+                error = self.error.unwrap_or("-"),
+                receipts = self.count,
+                "agency parked: its receipt topic refuses receipts; they wait in the store and are delivered in order once it takes them again; every other agency goes on"
+            );
+        }
+    }
+}
+
+/// Parked receipts delivered.
+pub struct ReceiptsUnparked<'a> {
+    pub agency: &'a str,
+    pub count: usize,
+    pub waiting: u64,
+}
+
+impl ReceiptsUnparked<'_> {
+    pub fn emit(self) {
+        counter!(m::RECEIPTS_UNPARKED, "agency" => self.agency.to_owned())
+            .increment(self.count as u64);
+        gauge!(m::RECEIPTS_PARKED, "agency" => self.agency.to_owned()).set(self.waiting as f64);
+    }
+}
+
+/// A parked agency's topic still refuses: tried again later.
+pub struct ParkedStillRefused<'a> {
+    pub agency: &'a str,
+    pub reason: &'static str,
+    pub error: &'a str,
+    pub retry_in: Duration,
+}
+
+impl ParkedStillRefused<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            agency = self.agency,
+            reason = self.reason,
+            error = self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "parked agency's receipt topic still refuses receipts"
+        );
+    }
+}
+
+/// A parked agency's lot is empty again: its receipts flow directly.
+pub struct AgencyUnparked<'a> {
+    pub agency: &'a str,
+    pub parked_for: Duration,
+}
+
+impl AgencyUnparked<'_> {
+    pub fn emit(self) {
+        gauge!(m::AGENCY_PARKED, "agency" => self.agency.to_owned()).set(0.0);
+        gauge!(m::RECEIPTS_PARKED, "agency" => self.agency.to_owned()).set(0.0);
+        tracing::info!(
+            agency = self.agency,
+            parked_s = self.parked_for.as_secs(),
+            "agency unparked: every parked receipt delivered, its receipts flow directly again"
+        );
+    }
+}

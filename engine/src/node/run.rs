@@ -19,7 +19,7 @@ use crate::internal_events::SignedInputRefused;
 use crate::kafka::client_config;
 use crate::pipeline::RunSummary;
 use crate::readers;
-use crate::sink::{KafkaSink, TreeHeadProducer};
+use crate::sink::{spawn_deliverer, KafkaSink, Parking, TreeHeadProducer};
 use crate::source::KafkaSource;
 use crate::store::StoreBackend;
 
@@ -90,11 +90,23 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             Some(s)
         }
     };
+    // Receipts an agency's topic refuses wait in the store (sink::parking)
+    // and are delivered once it takes them again; the others flow.
+    let parking =
+        Parking::open(store.clone(), &agencies.ids()).context("opening the parked receipts")?;
+    let parked_receipts = spawn_deliverer(
+        parking.clone(),
+        client_config(k, &k.producer_options),
+        k.receipt_topic_prefix.clone(),
+        shutdown.clone(),
+    )
+    .context("creating the parked receipts' producer")?;
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
         shutdown.clone(),
         agencies.clone(),
+        parking.clone(),
     )
     .context("creating the receipts producer")?;
     // The article-29 follow-up: rounds through the channels, receipts from
@@ -113,6 +125,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             client_config(k, &k.producer_options),
             shutdown.clone(),
             agencies.clone(),
+            parking.clone(),
         )
         .context("creating the delivery-events producer")?;
         let outbox = Outbox {
@@ -239,6 +252,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         }
         let _ = outbox.join();
     }
+    let _ = parked_receipts.join();
     audit_stop.store(true, Ordering::SeqCst);
     let _ = publisher.join();
     let summary = result?;

@@ -13,13 +13,16 @@
 //!   message of the batch, so the pipeline commits the source's offsets
 //!   only after the receipts are out: a crash re-sends receipts (at least
 //!   once; agencies deduplicate by `receipt_id`) and never loses one.
-//!   Failed deliveries are produced again until they succeed.
+//!   Failed deliveries are produced again until they succeed -- except
+//!   those an agency's topic refuses (missing, not authorised, refusing
+//!   the record): that agency is parked (`super::parking`) and its
+//!   receipts wait in the store, so it never holds up the others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::SourcePosition;
+use karpoosheh_schemas::{AgencyId, Receipt, SourcePosition};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -27,6 +30,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use super::parking::{ParkReason, Parking};
 use super::{Handled, Sink, SinkError};
 use crate::agencies::AgencyRegistry;
 use crate::internal_events::{agency_label, KafkaProduceFailed, KafkaProduced};
@@ -40,6 +44,9 @@ pub struct Outgoing {
     key: String,
     value: Vec<u8>,
     headers: Vec<(&'static str, String)>,
+    /// The agency a receipt is for; `None` for dead letters. A receipt its
+    /// topic refuses is parked, not retried.
+    agency: Option<AgencyId>,
 }
 
 /// Collects delivery failures of the batch in flight.
@@ -73,6 +80,12 @@ pub struct KafkaSink {
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
     agencies: AgencyRegistry,
+    /// Parked agencies, shared with the node's other receipt sink and the
+    /// deliverer of their lots.
+    parking: Arc<Parking>,
+    /// Receipts of parked agencies handed over since the last settle, in
+    /// order: written to the parking lot when it settles.
+    held: Vec<Receipt>,
     /// Sent since the last settle: counted in
     /// `karpoosheh_receipts_produced_total` only once `settle` has seen
     /// the broker acknowledge them.
@@ -93,6 +106,7 @@ impl KafkaSink {
         mut client: ClientConfig,
         shutdown: Arc<std::sync::atomic::AtomicBool>,
         agencies: AgencyRegistry,
+        parking: Arc<Parking>,
     ) -> Result<Self, KafkaError> {
         client.set("enable.idempotence", "true");
         set_default(&mut client, "linger.ms", "5");
@@ -100,6 +114,16 @@ impl KafkaSink {
         // Retry for as long as it takes: a receipt must never be dropped.
         // The sink re-produces whatever still fails, too.
         set_default(&mut client, "message.timeout.ms", "0");
+        // A receipt topic that does not exist fails its receipts after
+        // this long (and its agency is parked): 10 s of waiting for every
+        // agency, once, instead of librdkafka's 30 s.
+        set_default(&mut client, "topic.metadata.propagation.max.ms", "10000");
+        // A receipt topic deleted while in use is noticed at the next
+        // metadata refresh (its receipts then fail, and the agency is
+        // parked): within seconds, not librdkafka's 5 minutes, during
+        // which the deleted topic's receipts would wait in the producer
+        // and every agency behind them.
+        set_default(&mut client, "topic.metadata.refresh.interval.ms", "10000");
         let producer = client.create_with_context(DeliveryContext {
             failed: Mutex::new(Vec::new()),
         })?;
@@ -113,6 +137,8 @@ impl KafkaSink {
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             shutdown,
             agencies,
+            parking,
+            held: Vec::new(),
             unsettled: Unsettled::default(),
         })
     }
@@ -162,12 +188,54 @@ impl KafkaSink {
         }
     }
 
-    /// Waits until every message is acknowledged, re-producing failures.
-    fn settle_all(&self) -> Result<(), SinkError> {
-        self.settle_on(&self.producer)
+    /// Waits until every message is acknowledged, re-producing failures,
+    /// then parks what agencies' topics refused and what was held for
+    /// parked agencies.
+    fn settle_all(&mut self) -> Result<(), SinkError> {
+        let refused = self.settle_on(&self.producer)?;
+        for (agency, _, r) in &refused {
+            if !matches!(
+                r.event,
+                karpoosheh_schemas::ReceiptEvent::BatchSigned { .. }
+            ) {
+                // Not delivered: counted when the deliverer delivers it.
+                if let Some(n) = self.unsettled.receipts.get_mut(&agency_label(Some(agency))) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        self.park(refused)
     }
 
-    fn settle_on(&self, producer: &ThreadedProducer<DeliveryContext>) -> Result<(), SinkError> {
+    /// Writes refused receipts, then those held for parked agencies, to
+    /// the parking lot.
+    fn park(&mut self, refused: Vec<(AgencyId, ParkReason, Receipt)>) -> Result<(), SinkError> {
+        let mut groups: Vec<(AgencyId, ParkReason, Option<String>, Vec<Receipt>)> = Vec::new();
+        let held = std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|r| (r.agency.clone(), ParkReason::Held, r));
+        for (agency, reason, r) in refused.into_iter().chain(held) {
+            match groups.iter_mut().find(|g| g.0 == agency && g.1 == reason) {
+                Some(g) => g.3.push(r),
+                None => groups.push((agency, reason, None, vec![r])),
+            }
+        }
+        for (agency, reason, error, receipts) in groups {
+            self.parking
+                .park(&agency, reason, error.as_deref(), &receipts)
+                .map_err(SinkError::Park)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every message of `producer` is acknowledged,
+    /// re-producing failures; returns the receipts their agencies' topics
+    /// refused (not retried).
+    fn settle_on(
+        &self,
+        producer: &ThreadedProducer<DeliveryContext>,
+    ) -> Result<Vec<(AgencyId, ParkReason, Receipt)>, SinkError> {
+        let mut refused = Vec::new();
         let mut delay = Duration::from_millis(100);
         loop {
             // Flush returns early only on timeout; loop until it is empty.
@@ -182,9 +250,23 @@ impl KafkaSink {
                     .unwrap_or_else(|p| p.into_inner()),
             );
             if failed.is_empty() {
-                return Ok(());
+                return Ok(refused);
             }
+            let mut retried = false;
             for (msg, e) in failed {
+                if let (Some(agency), Some(reason)) = (&msg.agency, ParkReason::of(&e)) {
+                    if let Ok(r) = serde_json::from_slice::<Receipt>(&msg.value) {
+                        KafkaProduceFailed {
+                            topic: &msg.topic,
+                            error: &e,
+                            retrying: false,
+                        }
+                        .emit();
+                        refused.push((agency.clone(), reason, r));
+                        continue;
+                    }
+                }
+                retried = true;
                 KafkaProduceFailed {
                     topic: &msg.topic,
                     error: &e,
@@ -203,8 +285,10 @@ impl KafkaSink {
                 }
                 self.send_on(producer, *msg);
             }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
+            if retried {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
     }
 
@@ -249,18 +333,23 @@ impl Sink for KafkaSink {
                 .as_ref()
                 .filter(|r| self.agencies.status(&r.agency).is_some())
             {
-                let value = serde_json::to_vec(r).expect("receipts serialise");
-                *self
-                    .unsettled
-                    .receipts
-                    .entry(agency_label(Some(&r.agency)))
-                    .or_default() += 1;
-                self.send(Outgoing {
-                    topic: format!("{}{}", self.receipt_prefix, r.agency),
-                    key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
-                    value,
-                    headers: vec![],
-                });
+                if self.parking.is_parked(&r.agency) {
+                    self.held.push(r.clone());
+                } else {
+                    let value = serde_json::to_vec(r).expect("receipts serialise");
+                    *self
+                        .unsettled
+                        .receipts
+                        .entry(agency_label(Some(&r.agency)))
+                        .or_default() += 1;
+                    self.send(Outgoing {
+                        topic: format!("{}{}", self.receipt_prefix, r.agency),
+                        key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
+                        value,
+                        headers: vec![],
+                        agency: Some(r.agency.clone()),
+                    });
+                }
             }
             if let Some(d) = &h.dead_letter {
                 self.unsettled.dead_letters += 1;
@@ -283,6 +372,7 @@ impl Sink for KafkaSink {
                     key: position_key(&d.source),
                     value: serde_json::to_vec(d).expect("dead letters serialise"),
                     headers,
+                    agency: None,
                 });
             }
         }
@@ -300,6 +390,10 @@ impl Sink for KafkaSink {
             .iter()
             .filter(|b| self.agencies.status(&b.agency).is_some())
         {
+            if self.parking.is_parked(&b.agency) {
+                self.held.push(b.clone());
+                continue;
+            }
             self.send_on(
                 &self.batch_producer,
                 Outgoing {
@@ -307,14 +401,19 @@ impl Sink for KafkaSink {
                     key: b.receipt_id.clone(),
                     value: serde_json::to_vec(b).expect("receipts serialise"),
                     headers: vec![],
+                    agency: Some(b.agency.clone()),
                 },
             );
             sent = true;
         }
-        if sent {
-            self.settle_on(&self.batch_producer)?;
-        }
-        Ok(())
+        let refused = if sent {
+            self.settle_on(&self.batch_producer)?
+        } else {
+            Vec::new()
+        };
+        // Parked now, ahead of the receipts `handled` sends next: a parked
+        // batch's receipts follow it into the lot.
+        self.park(refused)
     }
 
     fn events(&mut self, receipts: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
@@ -323,6 +422,10 @@ impl Sink for KafkaSink {
             // Same topic and key as the notice's `accepted`: an agency reads
             // one notice's events in order. A signed batch is keyed by its
             // own ID and not counted as a receipt.
+            if self.parking.is_parked(&r.agency) {
+                self.held.push(r.clone());
+                continue;
+            }
             if !matches!(
                 r.event,
                 karpoosheh_schemas::ReceiptEvent::BatchSigned { .. }
@@ -338,6 +441,7 @@ impl Sink for KafkaSink {
                 key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
                 value: serde_json::to_vec(r).expect("receipts serialise"),
                 headers: vec![],
+                agency: Some(r.agency.clone()),
             });
         }
         self.settle()

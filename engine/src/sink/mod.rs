@@ -8,6 +8,7 @@
 
 mod file;
 mod kafka;
+mod parking;
 mod tally;
 mod tree_heads;
 
@@ -18,6 +19,7 @@ use karpoosheh_schemas::{DeadLetter, Reason, Receipt};
 
 pub use self::file::NdjsonReceipts;
 pub use self::kafka::KafkaSink;
+pub use self::parking::{spawn_deliverer, Parking};
 pub use self::tally::{DeliveryTally, Tally, TallySink};
 pub use self::tree_heads::TreeHeadProducer;
 
@@ -54,6 +56,10 @@ pub enum SinkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Receipts an agency's topic refused could not be written to the
+    /// parking lot: nothing is acknowledged to the source.
+    #[error("cannot park receipts: {0}")]
+    Park(crate::store::StoreError),
 }
 
 /// Receives every durably handled record, in batches.

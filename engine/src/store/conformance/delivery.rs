@@ -340,7 +340,10 @@ pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
             },
         )
     };
-    assert!(s.parked_agencies().unwrap().is_empty(), "nothing parked yet");
+    assert!(
+        s.parked_agencies().unwrap().is_empty(),
+        "nothing parked yet"
+    );
     assert!(s.parked(&tax, 10).unwrap().is_empty());
     s.park(&tax, &[receipt(&tax, 1), receipt(&tax, 2)]).unwrap();
     s.park(&post, &[receipt(&post, 1)]).unwrap();
@@ -370,7 +373,8 @@ pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
         .map(|(_, r)| r.receipt_id)
         .collect();
     assert_eq!(left, ["tax-r3", "tax-r4"]);
-    s.unpark(&post, &[s.parked(&post, 10).unwrap()[0].0]).unwrap();
+    s.unpark(&post, &[s.parked(&post, 10).unwrap()[0].0])
+        .unwrap();
     assert_eq!(
         s.parked_agencies().unwrap(),
         vec![(tax.clone(), 2)],

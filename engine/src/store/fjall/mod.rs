@@ -38,10 +38,10 @@
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
 mod access;
-mod parking;
 mod audit;
 mod delivery;
 mod notices;
+mod parking;
 mod profiles;
 
 use std::ops::Bound;

@@ -30,12 +30,12 @@
 //!   tombstones of handled entries are not read again.
 
 mod access;
-mod parking;
 mod audit;
 mod config;
 mod delivery;
 mod lease;
 mod notices;
+mod parking;
 mod profiles;
 mod rows;
 mod schema;

@@ -22,7 +22,11 @@ impl ParkingStore for ScyllaStore {
             )
             .await?;
             let res = self
-                .exec(&self.st.parked_last, (self.node, a), "reading the parking lot")
+                .exec(
+                    &self.st.parked_last,
+                    (self.node, a),
+                    "reading the parking lot",
+                )
                 .await?;
             let mut last = collect::<(i64,)>(res, "parked_receipts")?
                 .first()
