@@ -253,6 +253,10 @@ fn describe_all() {
         m::READER_APPLIED,
         "Records a side reader applied durably and committed."
     );
+    describe_counter!(
+        m::RECORDS_QUARANTINED,
+        "Stored records that could not be read back, set aside so they block nothing."
+    );
     describe_gauge!(
         m::AGENCY_PARKED,
         "1 while an agency is parked: its receipt topic refuses its receipts, which wait in the store."

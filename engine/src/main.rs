@@ -137,6 +137,13 @@ enum Command {
         #[arg(long)]
         after: Option<u64>,
     },
+    /// Show stored records that could not be read back and were set aside
+    /// (quarantined) so that they block nothing, oldest first: one JSON
+    /// object per line, with the error and the stored bytes.
+    Quarantine {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Check national codes / legal IDs: arguments, or one per line on stdin.
     /// Prints `ID<TAB>valid<TAB>person|legal` or `ID<TAB>invalid<TAB>reason`.
     CheckId {
@@ -881,6 +888,20 @@ fn run(cli: Cli) -> Result<()> {
                     &serde_json::json!({ "id": id, "dead_letter": d }),
                 )?;
                 writeln!(out)?;
+            }
+            Ok(())
+        }
+        Command::Quarantine { limit } => {
+            let store = inspect(&cfg)?;
+            let list = store.quarantined(limit).map_err(anyhow::Error::msg)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for q in &list {
+                serde_json::to_writer(&mut out, q)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+            if list.is_empty() {
+                eprintln!("nothing set aside");
             }
             Ok(())
         }

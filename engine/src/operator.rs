@@ -1,5 +1,5 @@
 //! The operators' endpoint (issue 22): what `karpoosheh mailbox`, `notice`,
-//! `rejections`, `dead-letters` and `access-log` read, served by a running
+//! `rejections`, `dead-letters`, `quarantine` and `access-log` read, served by a running
 //! node on `operator.listen` to a caller holding the operator credential
 //! (a bearer token in `operator.token_file`), read-only, so that those
 //! commands work while a node holds the store. The commands read through
@@ -99,6 +99,8 @@ pub trait Inspect {
         limit: usize,
     ) -> Result<Vec<(u64, DeadLetter)>, String>;
     fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String>;
+    /// Records set aside because they could not be read back, oldest first.
+    fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String>;
 }
 
 fn s(e: StoreError) -> String {
@@ -138,6 +140,9 @@ impl Inspect for Arc<dyn Store> {
     }
     fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String> {
         self.as_ref().access_log(id, limit).map_err(s)
+    }
+    fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String> {
+        self.as_ref().quarantined(limit).map_err(s)
     }
 }
 
@@ -232,6 +237,9 @@ impl Inspect for Remote {
     fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String> {
         self.get(&format!("/v1/operator/access-log/{id}?limit={limit}"))
     }
+    fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String> {
+        self.get(&format!("/v1/operator/quarantine?limit={limit}"))
+    }
 }
 
 #[derive(Clone)]
@@ -255,6 +263,7 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
             "/v1/operator/access-log/{id}",
             axum::routing::get(access_log),
         )
+        .route("/v1/operator/quarantine", axum::routing::get(quarantine))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route") })
         .with_state(Op {
             store,
@@ -414,6 +423,14 @@ async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Pa
 async fn dead_letters(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
     guarded(op, headers, move |op| {
         let list = Inspect::dead_letters(&op.store, p.after, limit(&p))?;
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+async fn quarantine(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
+    guarded(op, headers, move |op| {
+        let list = Inspect::quarantined(&op.store, limit(&p))?;
         Ok(Json(list).into_response())
     })
     .await

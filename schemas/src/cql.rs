@@ -43,6 +43,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "006_parked",
         cql: include_str!("../cql/006_parked.cql"),
     },
+    Migration {
+        version: 7,
+        name: "007_quarantine",
+        cql: include_str!("../cql/007_quarantine.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

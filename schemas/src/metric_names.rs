@@ -49,6 +49,10 @@ pub const STORE_TABLES: &str = "karpoosheh_store_tables";
 pub const STORE_WRITE_BUFFER_WAIT_SECONDS: &str = "karpoosheh_store_write_buffer_wait_seconds";
 /// Writes that waited the longest allowed and went ahead over the budget.
 pub const STORE_WRITE_BUFFER_OVERRUNS: &str = "karpoosheh_store_write_buffer_overruns_total";
+/// Stored records that could not be read back and were set aside so they
+/// block nothing (`karpoosheh quarantine` lists them). Labels: `kind`
+/// (outbox_receipt, delivery_record, parked_receipt).
+pub const RECORDS_QUARANTINED: &str = "karpoosheh_records_quarantined_total";
 /// 1 while the engine is ready to take traffic.
 pub const READY: &str = "karpoosheh_ready";
 /// 1 once the node's source has ended by itself (the demo's generator, a
@@ -189,6 +193,7 @@ pub const ALL: &[&str] = &[
     SHARDS,
     STORE_DISK_BYTES,
     STORE_WRITE_BUFFER_OVERRUNS,
+    RECORDS_QUARANTINED,
     READY,
     SOURCE_FINISHED,
     BUILD_INFO,

@@ -801,7 +801,34 @@ impl Scheduler {
     ) -> Result<Step, StoreError> {
         let mut w = DeliveryWrite::default();
         let mut step = Step::default();
-        let Some(mut rec) = self.store.delivery(code)? else {
+        let rec = match self.store.delivery(code) {
+            Err(e @ StoreError::Corrupt(_)) => {
+                // A record that cannot be read would fail this shard's
+                // every pass: its timers are taken off the schedule (kept
+                // in the quarantine entry) and the record stays as it is.
+                let detail = format!(
+                    "timers taken off the schedule: {}",
+                    timers
+                        .iter()
+                        .map(|t| format!("{:?}@{}", t.kind, t.due_ms))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                crate::store::set_aside(
+                    self.store.as_ref(),
+                    "delivery_record",
+                    code.to_string(),
+                    &e,
+                    &[],
+                    detail,
+                )?;
+                w.remove_timers.extend_from_slice(timers);
+                step.write = w;
+                return Ok(step);
+            }
+            other => other?,
+        };
+        let Some(mut rec) = rec else {
             // A timer whose record is gone (purged): drop it.
             w.remove_timers.extend_from_slice(timers);
             step.write = w;

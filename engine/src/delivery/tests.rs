@@ -1388,3 +1388,42 @@ fn an_opening_during_a_round_is_neither_delayed_nor_lost() {
     );
     crate::evidence::chain::verify(&w.store.events(code).unwrap()).expect("the chain holds");
 }
+
+/// A delivery record that cannot be read is set aside, its timers taken
+/// off the schedule: it does not fail the passes of its shard, and every
+/// other notice gets its rounds.
+#[test]
+fn an_unreadable_delivery_record_is_quarantined_and_the_rest_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(Faulty::new(open(dir.path())));
+    let store: Arc<dyn Store> = faulty.clone();
+    let w = World::with(dir, store, Arc::new(Gateway::default()), config());
+    let mut codes = Vec::new();
+    for i in 0..20u16 {
+        let to = person(300_002_000 + u32::from(i) * 7);
+        w.profile(to, MailboxStatus::Active, vec![]);
+        codes.push(w.notice(to, i + 1));
+    }
+    let bad = codes[7];
+    faulty.corrupt_delivery(bad);
+    w.run();
+    for &c in &codes {
+        if c != bad {
+            assert_eq!(w.rounds_sent(c), vec![1], "{c} notified");
+        }
+    }
+    let q = w.store.quarantined(10).unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].kind, "delivery_record");
+    assert_eq!(q[0].key, bad.to_string());
+    assert!(q[0].error.contains("delivery record"), "{}", q[0].error);
+    assert!(
+        q[0].detail.contains("Next@"),
+        "its timer is named: {}",
+        q[0].detail
+    );
+    // Its timers are off the schedule: later passes neither fail nor set
+    // it aside again.
+    w.advance(Duration::from_secs(3 * 86_400));
+    assert_eq!(w.store.quarantined(10).unwrap().len(), 1);
+}

@@ -124,3 +124,22 @@ impl TrafficPurged<'_> {
         }
     }
 }
+
+/// A stored record that could not be read back was set aside.
+pub struct RecordQuarantined<'a> {
+    pub kind: &'static str,
+    pub key: &'a str,
+    pub error: &'a str,
+}
+
+impl RecordQuarantined<'_> {
+    pub fn emit(self) {
+        counter!(m::RECORDS_QUARANTINED, "kind" => self.kind).increment(1);
+        tracing::error!(
+            kind = self.kind,
+            key = self.key,
+            error = self.error,
+            "stored record cannot be read: set aside (quarantined) so that it blocks nothing; `karpoosheh quarantine` lists it"
+        );
+    }
+}

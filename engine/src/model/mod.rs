@@ -9,6 +9,7 @@ mod access;
 mod dead_letter;
 mod delivery;
 mod notice;
+mod quarantine;
 mod standing;
 
 pub use self::access::AccessRecord;
@@ -28,4 +29,5 @@ pub use self::notice::{
     accepted_event, accepted_receipt, hex, position_id, Entry, MailboxPage, NewNotice,
     NewRejection, Outcome, StoredEvent, StoredNotice, StoredRejection,
 };
+pub use self::quarantine::Quarantined;
 pub use self::standing::{may_confirm_for, standing, Standing};

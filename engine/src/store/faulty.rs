@@ -26,6 +26,8 @@ pub struct Faulty {
     write_panics: AtomicBool,
     /// How many `append_log` calls still fail (one per call).
     audit_failures: AtomicU32,
+    /// Delivery records that read back as corrupt.
+    corrupt_deliveries: Mutex<Vec<TrackingCode>>,
 }
 
 impl Faulty {
@@ -38,7 +40,13 @@ impl Faulty {
             delivery_poisoned: AtomicBool::new(false),
             write_panics: AtomicBool::new(false),
             audit_failures: AtomicU32::new(0),
+            corrupt_deliveries: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The delivery record of `code` reads back as corrupt.
+    pub fn corrupt_delivery(&self, code: TrackingCode) {
+        self.corrupt_deliveries.lock().unwrap().push(code);
     }
 
     /// The next `n` `append_log` calls fail with an I/O error.
@@ -148,6 +156,11 @@ impl DeliveryStore for Faulty {
     }
 
     fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
+        if self.corrupt_deliveries.lock().unwrap().contains(&c) {
+            return Err(StoreError::Corrupt(
+                "delivery record: unexpected end of input".into(),
+            ));
+        }
         self.inner.delivery(c)
     }
 
@@ -301,5 +314,15 @@ impl ParkingStore for Faulty {
 
     fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError> {
         self.inner.parked_agencies()
+    }
+}
+
+impl QuarantineStore for Faulty {
+    fn quarantine(&self, q: &crate::model::Quarantined) -> Result<(), StoreError> {
+        self.inner.quarantine(q)
+    }
+
+    fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, StoreError> {
+        self.inner.quarantined(limit)
     }
 }

@@ -321,11 +321,57 @@ pub trait ParkingStore: Send + Sync {
     fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError>;
 }
 
+/// Stored records that could not be read back, set aside so that they
+/// block nothing (the outbox and the scheduler go on past them). Per node,
+/// oldest first, kept until an operator removes the node's store.
+pub trait QuarantineStore: Send + Sync {
+    /// Keeps `q` (its `id` is assigned here), durably.
+    fn quarantine(&self, q: &crate::model::Quarantined) -> Result<(), StoreError>;
+
+    /// What was set aside, oldest first, at most `limit`.
+    fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, StoreError>;
+}
+
+/// Sets a record that cannot be read aside: kept, counted and logged.
+pub(crate) fn set_aside(
+    store: &dyn QuarantineStore,
+    kind: &'static str,
+    key: String,
+    error: &StoreError,
+    bytes: &[u8],
+    detail: String,
+) -> Result<(), StoreError> {
+    use base64::Engine as _;
+    let q = crate::model::Quarantined {
+        id: 0,
+        at: Utc::now(),
+        kind: kind.to_owned(),
+        key,
+        error: error.to_string(),
+        bytes_b64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        detail,
+    };
+    store.quarantine(&q)?;
+    crate::internal_events::RecordQuarantined {
+        kind,
+        key: &q.key,
+        error: &q.error,
+    }
+    .emit();
+    Ok(())
+}
+
 /// A mailbox store backend: all four aggregates over one storage, so a
 /// notice, its delivery record and its first timers are written together.
 /// Every backend implements the three traits and gets this one.
 pub trait Store:
-    NoticeStore + DeliveryStore + ProfileStore + AuditStore + AccessStore + ParkingStore
+    NoticeStore
+    + DeliveryStore
+    + ProfileStore
+    + AuditStore
+    + AccessStore
+    + ParkingStore
+    + QuarantineStore
 {
 }
 
@@ -336,6 +382,7 @@ impl<
             + AuditStore
             + AccessStore
             + ParkingStore
+            + QuarantineStore
             + ?Sized,
     > Store for T
 {

@@ -382,3 +382,32 @@ pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
     );
     assert_eq!(s.parked(&post, 10).unwrap(), vec![]);
 }
+
+/// Records set aside are kept whole, oldest first, with IDs of their own.
+pub(super) fn quarantined_records_are_kept_in_order(s: &dyn Store) {
+    use crate::model::Quarantined;
+    assert!(s.quarantined(10).unwrap().is_empty());
+    let q = |i: u64| Quarantined {
+        id: 0,
+        at: t0() + Duration::seconds(i as i64),
+        kind: "outbox_receipt".into(),
+        key: i.to_string(),
+        error: format!("outbox receipt {i}: EOF while parsing"),
+        bytes_b64: "e3g=".into(),
+        detail: String::new(),
+    };
+    for i in 1..=3 {
+        s.quarantine(&q(i)).unwrap();
+    }
+    let got = s.quarantined(10).unwrap();
+    assert_eq!(got.len(), 3);
+    for (i, g) in got.iter().enumerate() {
+        let want = q(i as u64 + 1);
+        assert_eq!(
+            (&g.key, &g.error, &g.bytes_b64, g.at),
+            (&want.key, &want.error, &want.bytes_b64, want.at)
+        );
+    }
+    assert!(got.windows(2).all(|w| w[0].id < w[1].id), "IDs increase");
+    assert_eq!(s.quarantined(2).unwrap().len(), 2, "limited");
+}

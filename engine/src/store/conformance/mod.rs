@@ -86,6 +86,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             delivery::parked_receipts_wait_per_agency_in_order,
         ),
         (
+            "quarantined_records_are_kept_in_order",
+            delivery::quarantined_records_are_kept_in_order,
+        ),
+        (
             "profiles_are_kept_newest_wins",
             profiles::profiles_are_kept_newest_wins,
         ),

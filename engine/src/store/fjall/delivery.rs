@@ -171,13 +171,33 @@ impl DeliveryStore for FjallStore {
             a => Bound::Excluded(a.to_be_bytes().to_vec()),
         };
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for guard in self
             .outbox
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
             .take(limit)
         {
             let (k, v) = guard.into_inner()?;
-            out.push((u64_of(&k)?, decode("outbox receipt", &v)?));
+            let id = u64_of(&k)?;
+            match decode("outbox receipt", &v) {
+                Ok(r) => out.push((id, r)),
+                Err(e) => unreadable.push((id, e, v.to_vec())),
+            }
+        }
+        // A receipt that cannot be read would stop every receipt behind
+        // it: set aside, and gone from the outbox.
+        for (id, e, bytes) in unreadable {
+            crate::store::set_aside(
+                self,
+                "outbox_receipt",
+                id.to_string(),
+                &e,
+                &bytes,
+                String::new(),
+            )?;
+            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+            batch.remove(&self.outbox, id.to_be_bytes());
+            batch.commit()?;
         }
         Ok(out)
     }

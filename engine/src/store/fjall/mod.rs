@@ -33,6 +33,8 @@
 //!   database of their own under `traffic/` (its own journal).
 //! - `parked`: agency ‖ 0 ‖ ID → a receipt the agency's topic refused,
 //!   kept until delivered (`sink::parking`).
+//! - `quarantine`: ID → a record that could not be read back, set aside
+//!   (`store::set_aside`).
 //!
 //! One write = one fjall batch across keyspaces = one journal append and,
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
@@ -43,6 +45,7 @@ mod delivery;
 mod notices;
 mod parking;
 mod profiles;
+mod quarantine;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -203,7 +206,10 @@ pub struct FjallStore {
     /// Receipts an agency's topic refused (agency ‖ 0 ‖ ID), and the
     /// highest ID issued.
     parked: Keyspace,
+    /// The highest ID issued in `parked` and `quarantine`.
     parked_last: Mutex<u64>,
+    /// Records that could not be read back: ID → JSON.
+    quarantine: Keyspace,
     write_buffer_bytes: u64,
     path: PathBuf,
 }
@@ -472,6 +478,7 @@ impl FjallStore {
             &self.access,
             &self.access_by_mailbox,
             &self.parked,
+            &self.quarantine,
         ]
         .into_iter()
     }
@@ -551,7 +558,12 @@ impl FjallStore {
         let audit_events = db.keyspace("audit_events", ordered)?;
         let audit_heads = db.keyspace("audit_heads", ordered_ranged)?;
         let parked = db.keyspace("parked", ranged)?;
-        let parked_last = parking::last_parked_id(&parked)?;
+        let quarantine = db.keyspace("quarantine", ranged)?;
+        let parked_last =
+            parking::last_parked_id(&parked)?.max(match quarantine.last_key_value() {
+                Some(g) => u64_of(&g.key()?)?,
+                None => 0,
+            });
         let traffic_path = cfg.path.join("traffic");
         let traffic = Database::builder(&traffic_path)
             .cache_size((cfg.cache_bytes / 16).max(8 << 20))
@@ -609,6 +621,7 @@ impl FjallStore {
             outbox_removed: Mutex::new(0),
             parked,
             parked_last: Mutex::new(parked_last),
+            quarantine,
             write_buffer_bytes: cfg.write_buffer_bytes,
             writer: Mutex::new(WriterState {
                 last_tracking,
@@ -804,6 +817,72 @@ mod tests {
             store.purge_traffic(cut).unwrap(),
             0,
             "nothing left to purge"
+        );
+    }
+
+    /// An outbox receipt that cannot be read is set aside and removed,
+    /// so the receipts behind it are published; it is listed with its
+    /// bytes and the error, and survives a restart.
+    #[test]
+    fn an_unreadable_outbox_receipt_is_quarantined() {
+        use crate::model::DeliveryWrite;
+        use crate::store::{DeliveryStore, QuarantineStore};
+        use karpoosheh_schemas::ReceiptEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let store = FjallStore::open(cfg.clone()).unwrap();
+        let receipt = |i: u8| {
+            Receipt::new(
+                format!("r{i}"),
+                AgencyId::parse("tax").unwrap(),
+                Some(format!("ref-{i}")),
+                chrono::Utc::now(),
+                ReceiptEvent::Confirmed {
+                    tracking_code: TrackingCode::from_u64(1 << 40),
+                    count: i,
+                },
+            )
+        };
+        store
+            .write_delivery(&[DeliveryWrite {
+                receipts: vec![receipt(1), receipt(2), receipt(3)],
+                ..Default::default()
+            }])
+            .unwrap();
+        let ids: Vec<u64> = store
+            .outbox(None, 10)
+            .unwrap()
+            .iter()
+            .map(|x| x.0)
+            .collect();
+        // The middle one's bytes go bad (a torn write, a flipped bit).
+        store
+            .outbox
+            .insert(ids[1].to_be_bytes(), [FORMAT_JSON, b'{', b'x'])
+            .unwrap();
+        let out = store.outbox(None, 10).unwrap();
+        let got: Vec<_> = out.iter().map(|x| x.1.receipt_id.as_str()).collect();
+        assert_eq!(got, ["r1", "r3"], "the others are published");
+        assert_eq!(
+            store.outbox(None, 10).unwrap().len(),
+            2,
+            "it is gone from the outbox"
+        );
+        drop(store);
+        let store = FjallStore::open(cfg).unwrap();
+        let q = store.quarantined(10).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].kind, "outbox_receipt");
+        assert_eq!(q[0].key, ids[1].to_string());
+        assert!(q[0].error.contains("outbox receipt"), "{}", q[0].error);
+        use base64::Engine as _;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&q[0].bytes_b64)
+                .unwrap(),
+            [FORMAT_JSON, b'{', b'x'],
+            "kept as it was"
         );
     }
 

@@ -65,9 +65,26 @@ impl ParkingStore for FjallStore {
 
     fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for guard in self.parked.prefix(agency_prefix(agency)).take(limit) {
             let (k, v) = guard.into_inner()?;
-            out.push((split_key(&k)?.1, decode("parked receipt", &v)?));
+            let id = split_key(&k)?.1;
+            match decode("parked receipt", &v) {
+                Ok(r) => out.push((id, r)),
+                Err(e) => unreadable.push((id, e, v.to_vec())),
+            }
+        }
+        // Set aside, so the rest of the lot is delivered.
+        for (id, e, bytes) in unreadable {
+            crate::store::set_aside(
+                self,
+                "parked_receipt",
+                format!("{agency}:{id}"),
+                &e,
+                &bytes,
+                String::new(),
+            )?;
+            self.unpark(agency, &[id])?;
         }
         Ok(out)
     }

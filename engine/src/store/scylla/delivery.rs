@@ -371,15 +371,34 @@ impl DeliveryStore for ScyllaStore {
             let start = TrackingCode::from_parts(hour_start_ms(hour_of(now_ms)), 0, 0).as_u64();
             self.outbox_read_to(start.min(horizon).saturating_sub(1));
         }
-        rows.into_iter()
-            .map(|(id, json)| {
-                Ok((
-                    id as u64,
-                    serde_json::from_str(&json)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox receipt {id}: {e}")))?,
-                ))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, json) in rows {
+            match serde_json::from_str(&json) {
+                Ok(r) => out.push((id as u64, r)),
+                Err(e) if !self.read_only => {
+                    // A receipt that cannot be read would stop every
+                    // receipt behind it: set aside, and gone from the outbox.
+                    let e = StoreError::Corrupt(format!("outbox receipt {id}: {e}"));
+                    crate::store::set_aside(
+                        self,
+                        "outbox_receipt",
+                        id.to_string(),
+                        &e,
+                        json.as_bytes(),
+                        String::new(),
+                    )?;
+                    self.rt.block_on(self.exec(
+                        &self.st.outbox_delete,
+                        (self.node, hour_of(id_ms(id as u64)), id),
+                        "removing an unreadable receipt",
+                    ))?;
+                }
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!("outbox receipt {id}: {e}")));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn outbox_remove(&self, ids: &[u64]) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ mod lease;
 mod notices;
 mod parking;
 mod profiles;
+mod quarantine;
 mod rows;
 mod schema;
 
@@ -170,6 +171,8 @@ struct Statements {
     parked_agency_put: PreparedStatement,
     parked_agencies: PreparedStatement,
     parked_count: PreparedStatement,
+    quarantine_put: PreparedStatement,
+    quarantine_read: PreparedStatement,
     confirmation_put: PreparedStatement,
     confirmation_get: PreparedStatement,
     confirmation_delete: PreparedStatement,
@@ -262,6 +265,8 @@ const CQL: &[(&str, &str, bool)] = &[
     ("parked_agency_put", "INSERT INTO parked_agencies (node_id, agency) VALUES (?, ?)", true),
     ("parked_agencies", "SELECT agency FROM parked_agencies WHERE node_id = ?", true),
     ("parked_count", "SELECT count(*) FROM parked_receipts WHERE node_id = ? AND agency = ?", true),
+    ("quarantine_put", "INSERT INTO quarantine (node_id, id, entry) VALUES (?, ?, ?)", true),
+    ("quarantine_read", "SELECT entry FROM quarantine WHERE node_id = ? LIMIT ?", true),
     ("confirmation_put", "INSERT INTO confirmations (confirmation_id, tracking_code) VALUES (?, ?) USING TTL ?", true),
     ("confirmation_get", "SELECT tracking_code FROM confirmations WHERE confirmation_id = ?", true),
     ("confirmation_delete", "DELETE FROM confirmations WHERE confirmation_id = ?", true),
@@ -340,6 +345,8 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         parked_agency_put: take("parked_agency_put"),
         parked_agencies: take("parked_agencies"),
         parked_count: take("parked_count"),
+        quarantine_put: take("quarantine_put"),
+        quarantine_read: take("quarantine_read"),
         confirmation_put: take("confirmation_put"),
         confirmation_get: take("confirmation_get"),
         confirmation_delete: take("confirmation_delete"),

@@ -69,15 +69,26 @@ impl ParkingStore for ScyllaStore {
                 .await?;
             collect::<(i64, String)>(res, "parked_receipts")
         })?;
-        rows.into_iter()
-            .map(|(id, json)| {
-                Ok((
-                    id as u64,
-                    serde_json::from_str(&json)
-                        .map_err(|e| StoreError::Corrupt(format!("parked receipt {id}: {e}")))?,
-                ))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, json) in rows {
+            match serde_json::from_str(&json) {
+                Ok(r) => out.push((id as u64, r)),
+                Err(e) => {
+                    // Set aside, so the rest of the lot is delivered.
+                    let e = StoreError::Corrupt(format!("parked receipt {id}: {e}"));
+                    crate::store::set_aside(
+                        self,
+                        "parked_receipt",
+                        format!("{agency}:{id}"),
+                        &e,
+                        json.as_bytes(),
+                        String::new(),
+                    )?;
+                    self.unpark(agency, &[id as u64])?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError> {

@@ -277,3 +277,80 @@ fn traffic_data_expire_by_themselves_when_their_retention_ends() {
         "the notice is kept"
     );
 }
+
+/// An outbox receipt that no longer decodes is set aside and removed; the
+/// receipts around it are read.
+#[test]
+fn an_unreadable_outbox_receipt_is_quarantined_on_scylla() {
+    use crate::model::DeliveryWrite;
+    use crate::store::{DeliveryStore, QuarantineStore};
+    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    let Some(mut cfg) = test_cluster("an_unreadable_outbox_receipt_is_quarantined_on_scylla")
+    else {
+        return;
+    };
+    cfg.keyspace = unique_keyspace("quarantine");
+    let _guard = KeyspaceGuard(cfg.clone());
+    let store = ScyllaStore::open(ScyllaStoreConfig {
+        scylla: cfg.clone(),
+        node_id: 4,
+        record_retention: Duration::from_secs(186 * 24 * 3600),
+        read_only: false,
+    })
+    .expect("open");
+    let receipt = |i: u8| {
+        Receipt::new(
+            format!("r{i}"),
+            AgencyId::parse("tax").unwrap(),
+            Some(format!("ref-{i}")),
+            chrono::Utc::now(),
+            ReceiptEvent::Confirmed {
+                tracking_code: TrackingCode::from_u64(1 << 40),
+                count: i,
+            },
+        )
+    };
+    store
+        .write_delivery(&[DeliveryWrite {
+            receipts: vec![receipt(1), receipt(2), receipt(3)],
+            ..Default::default()
+        }])
+        .unwrap();
+    let ids: Vec<u64> = store
+        .outbox(None, 10)
+        .unwrap()
+        .iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    store
+        .rt
+        .block_on(store.exec(
+            &store.st.outbox_put,
+            (
+                store.node,
+                hour_of(id_ms(ids[1])),
+                ids[1] as i64,
+                "{x".to_owned(),
+            ),
+            "corrupting a receipt",
+        ))
+        .unwrap();
+    let got: Vec<String> = store
+        .outbox(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.1.receipt_id)
+        .collect();
+    assert_eq!(got, ["r1", "r3"], "the others are read");
+    assert_eq!(
+        store.outbox(None, 10).unwrap().len(),
+        2,
+        "gone from the outbox"
+    );
+    let q = store.quarantined(10).unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].kind, "outbox_receipt");
+    assert_eq!(q[0].key, ids[1].to_string());
+    assert_eq!(q[0].bytes_b64, "e3g=", "the stored text, base64");
+}
