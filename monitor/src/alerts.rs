@@ -34,6 +34,12 @@ pub(crate) trait Measures {
     /// Failed receipt or dead-letter deliveries of node `i`; None when its
     /// data is not current.
     fn produce_errors(&self, i: usize) -> Option<f64>;
+    /// Agencies parked on node `i` (their receipt topics refuse their
+    /// receipts), with the receipts waiting for each.
+    fn parked(&self, i: usize) -> Vec<(String, f64)>;
+    /// Stored records node `i` set aside as unreadable; None when its data
+    /// is not current.
+    fn quarantined(&self, i: usize) -> Option<f64>;
     /// How node `i`'s scheduler lag moves (seconds per second).
     fn scheduler_lag_slope(&self, i: usize) -> Option<f64>;
     /// Every channel over the whole fleet, with its gateway attempts.
@@ -120,6 +126,28 @@ pub(crate) fn conditions(
                     0.0,
                 );
             }
+        }
+        for (agency, waiting) in m.parked(i) {
+            push(
+                Severity::Warning,
+                format!("parked {name} {agency}"),
+                format!(
+                    "node {name}: agency {agency} parked: its receipt topic refuses receipts; {} wait in the store",
+                    fmt::count(waiting)
+                ),
+                0.0,
+            );
+        }
+        if let Some(q) = m.quarantined(i).filter(|q| *q > 0.0) {
+            push(
+                Severity::Warning,
+                format!("quarantine {name}"),
+                format!(
+                    "node {name}: {} unreadable stored records set aside in {wname} (karpoosheh quarantine)",
+                    fmt::count(q)
+                ),
+                0.0,
+            );
         }
         if let (Some(lag), Some(slope)) = (row.lag, row.lag_slope) {
             if slope > 0.0 && lag >= cfg.lag_min_records as f64 {

@@ -10,7 +10,8 @@
 //! - `10.0.0.1:9464` — the demo node as captured, 04 s → 14 s into its run.
 //! - `10.0.0.2:9464` — the same capture 14 s → 24 s, as a Kafka node
 //!   (node 1) whose consumer lag grows, whose SMS breaker is open at the
-//!   end, and where `municipality` just sent a batch of bad notices.
+//!   end, where `municipality` just sent a batch of bad notices, and where
+//!   `judiciary` is parked (its receipt topic refuses its receipts).
 //! - `10.0.0.3:9464` — answered once at 0 s, then connection refused.
 
 use std::time::{Duration, SystemTime};
@@ -67,6 +68,9 @@ fn kafka_node(text: &str, lag: [u64; 3], open_sms: bool, bad_batch: u64) -> Stri
         ));
     }
     s.push('\n');
+    // Judiciary's receipt topic refuses its receipts: parked on this node.
+    s.push_str("# TYPE karpoosheh_agency_parked gauge\nkarpoosheh_agency_parked{agency=\"judiciary\"} 1\nkarpoosheh_agency_parked{agency=\"tax\"} 0\n\n");
+    s.push_str("# TYPE karpoosheh_receipts_parked gauge\nkarpoosheh_receipts_parked{agency=\"judiciary\"} 1200\nkarpoosheh_receipts_parked{agency=\"tax\"} 0\n\n");
     if bad_batch > 0 {
         s.push_str(&format!(
             "# TYPE karpoosheh_notices_rejected_total counter\nkarpoosheh_notices_rejected_total{{agency=\"municipality\",reason=\"agency_not_allowed\"}} {bad_batch}\n"

@@ -672,6 +672,33 @@ impl alerts::Measures for Ctx<'_> {
         Some(s.inc(&self.all(r::KAFKA_PRODUCE_ERRORS)))
     }
 
+    fn parked(&self, i: usize) -> Vec<(String, f64)> {
+        let Some(p) = self.latest(i).filter(|_| self.fresh(i)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for &id in self.reg().of(r::PARKED) {
+            let agency = self.reg().info(id).label(0);
+            if agency.is_empty() || gauge(p, &[id]).is_none_or(|v| v < 1.0) {
+                continue;
+            }
+            let waiting = self
+                .reg()
+                .of(r::PARKED_WAITING)
+                .iter()
+                .find(|&&w| self.reg().info(w).label(0) == agency)
+                .and_then(|&w| gauge(p, &[w]))
+                .unwrap_or(0.0);
+            out.push((agency.to_owned(), waiting));
+        }
+        out
+    }
+
+    fn quarantined(&self, i: usize) -> Option<f64> {
+        let s = self.span(i, self.window).filter(|_| self.fresh(i))?;
+        Some(s.inc(&self.all(r::QUARANTINED)))
+    }
+
     fn scheduler_lag_slope(&self, i: usize) -> Option<f64> {
         let ids = self.all(r::SCHEDULER_LAG);
         self.node(i)

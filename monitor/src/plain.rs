@@ -151,7 +151,11 @@ mod tests {
             "{l}"
         );
         assert!(
-            l.contains("alerts 4: CRIT circuit open: sms on 10.0.0.2:9464"),
+            l.contains("alerts 5: CRIT circuit open: sms on 10.0.0.2:9464"),
+            "{l}"
+        );
+        assert!(
+            l.contains("WARN node 10.0.0.2:9464: agency judiciary parked: its receipt topic refuses receipts; 1,200 wait in the store"),
             "{l}"
         );
         assert!(l.contains("; WARN agency municipality"), "{l}");

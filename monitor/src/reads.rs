@@ -133,6 +133,9 @@ pub(crate) const RESIDENT_MEMORY: usize = 35;
 pub(crate) const SOURCE_FINISHED: usize = 36;
 pub(crate) const INBOX_REQUESTS: usize = 37;
 pub(crate) const INBOX_SECONDS: usize = 38;
+pub(crate) const PARKED: usize = 39;
+pub(crate) const PARKED_WAITING: usize = 40;
+pub(crate) const QUARANTINED: usize = 41;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -179,6 +182,9 @@ pub const READS: &[Read] = &[
     read(m::SOURCE_FINISHED, Gauge, &[]),
     inbox(m::INBOX_REQUESTS, Counter, &["route", "status"]),
     inbox(m::INBOX_REQUEST_SECONDS, Histogram, &["route"]),
+    kafka(m::AGENCY_PARKED, Gauge, &["agency"]),
+    kafka(m::RECEIPTS_PARKED, Gauge, &["agency"]),
+    read(m::RECORDS_QUARANTINED, Counter, &[]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -232,6 +238,9 @@ mod tests {
             (SOURCE_FINISHED, m::SOURCE_FINISHED),
             (INBOX_REQUESTS, m::INBOX_REQUESTS),
             (INBOX_SECONDS, m::INBOX_REQUEST_SECONDS),
+            (PARKED, m::AGENCY_PARKED),
+            (PARKED_WAITING, m::RECEIPTS_PARKED),
+            (QUARANTINED, m::RECORDS_QUARANTINED),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {
