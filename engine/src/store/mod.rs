@@ -57,6 +57,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("a stored record is corrupt or from an unknown format version ({0}); restore from backup or report a bug")]
     Corrupt(String),
+    /// The store as a whole is damaged (its journal), or has lost writes
+    /// it had acknowledged: it must not be run on. The text says what to do.
+    #[error("{0}")]
+    Damaged(String),
     #[error("the store at {0} is locked by another karpoosheh process; stop it first or use another store.path")]
     Locked(String),
     #[error(transparent)]

@@ -133,8 +133,15 @@ impl DeliveryStore for FjallStore {
                 batch.insert(&self.outbox, id.to_be_bytes(), encode_json(&r));
             }
         }
+        batch.insert(
+            &self.meta,
+            META_DELIVERY_WRITES,
+            (st.delivery_writes + 1).to_be_bytes(),
+        );
         batch.commit()?;
+        st.delivery_writes += 1;
         st.last_outbox_id = last_outbox;
+        self.write_hint(&mut st, false);
         self.wrote_timers(writes.iter().flat_map(|w| &w.add_timers));
         Ok(())
     }

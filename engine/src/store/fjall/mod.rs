@@ -42,6 +42,7 @@
 mod access;
 mod audit;
 mod delivery;
+mod hint;
 mod notices;
 mod parking;
 mod profiles;
@@ -80,6 +81,8 @@ const FORMAT_DELIVERY_V3: u8 = 4;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 const META_LAST_REJECTION: &[u8] = b"last_rejection_id";
+/// How many delivery writes the store has made (the durable hint's count).
+const META_DELIVERY_WRITES: &[u8] = b"delivery_writes";
 
 /// When a write counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -156,6 +159,10 @@ struct StoredNoticeRef<'a> {
 }
 
 struct WriterState {
+    /// Delivery writes made (kept in `meta`, for the durable hint).
+    delivery_writes: u64,
+    /// When the durable hint was last written.
+    hint_clock: hint::HintClock,
     last_tracking: Option<u64>,
     last_rejection_id: u64,
     last_dead_letter_id: u64,
@@ -485,14 +492,28 @@ impl FjallStore {
 
     pub fn open(cfg: FjallStoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&cfg.path)?;
-        let db = Database::builder(&cfg.path)
-            .cache_size(cfg.cache_bytes)
-            .max_journaling_size(cfg.max_journal_bytes)
-            .open()
-            .map_err(|e| match e {
-                ::fjall::Error::Locked => StoreError::Locked(cfg.path.display().to_string()),
-                other => StoreError::Fjall(other),
-            })?;
+        // fjall's journal recovery can panic on some damage (a debug
+        // assertion on a length read from the damaged bytes): a clear
+        // error instead of a crash.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder(&cfg.path)
+                .cache_size(cfg.cache_bytes)
+                .max_journaling_size(cfg.max_journal_bytes)
+                .open()
+        })
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic while reading it");
+            damaged_journal(&cfg.path, why)
+        })?;
+        let db = opened.map_err(|e| match e {
+            ::fjall::Error::Locked => StoreError::Locked(cfg.path.display().to_string()),
+            ::fjall::Error::JournalRecovery(e) => damaged_journal(&cfg.path, &format!("{e:?}")),
+            other => StoreError::Fjall(other),
+        })?;
         let memtable = cfg.memtable_bytes;
         // fjall pins the index and filter blocks of new tables in the first
         // levels (outside the block cache), and a table keeps them when
@@ -593,6 +614,29 @@ impl FjallStore {
             Some(g) => u64_of(&g.key()?)?,
             None => 0,
         };
+        let delivery_writes = meta
+            .get(META_DELIVERY_WRITES)?
+            .map(|v| u64_of(&v))
+            .transpose()?
+            .unwrap_or(0);
+        // A store behind what it had durably written has lost acknowledged
+        // writes to a damaged journal (see `hint`): refused.
+        if cfg.durability != Durability::Buffered {
+            if let Some(h) = hint::read(&cfg.path)? {
+                let now = hint::Hint {
+                    last_tracking: last_tracking.unwrap_or(0),
+                    last_rejection_id,
+                    delivery_writes,
+                };
+                if let Some(lost) = now.behind(&h) {
+                    return Err(StoreError::Damaged(format!(
+                        "the store at {} has lost writes it had acknowledged ({lost}): its journal was damaged before its end. Do not run on it: it would issue tracking codes again and miss what agencies were told. Keep a copy of the directory for investigation and restore the store from a backup; to open it as it is once you accept the loss, delete {}",
+                        cfg.path.display(),
+                        cfg.path.join(hint::HINT_FILE).display()
+                    )));
+                }
+            }
+        }
         Ok(FjallStore {
             db,
             traffic,
@@ -624,6 +668,8 @@ impl FjallStore {
             quarantine,
             write_buffer_bytes: cfg.write_buffer_bytes,
             writer: Mutex::new(WriterState {
+                delivery_writes,
+                hint_clock: hint::HintClock(None),
                 last_tracking,
                 last_rejection_id,
                 last_dead_letter_id,
@@ -635,6 +681,25 @@ impl FjallStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes the durable hint if it is due (or `force`), from the writer's
+    /// state: what it counts was synced when the caller's commit returned.
+    fn write_hint(&self, st: &mut WriterState, force: bool) {
+        if self.durability == Durability::Buffered || !(force || st.hint_clock.due()) {
+            return;
+        }
+        st.hint_clock.0 = Some(std::time::Instant::now());
+        let h = hint::Hint {
+            last_tracking: st.last_tracking.unwrap_or(0),
+            last_rejection_id: st.last_rejection_id,
+            delivery_writes: st.delivery_writes,
+        };
+        if let Err(e) = hint::write(&self.path, &h) {
+            // The check at open is a safety net, not a write path: the
+            // store goes on (the next write tries again).
+            tracing::warn!(error = %e, "could not write the store's durable hint");
+        }
     }
 
     /// Flushes every memtable and compacts every keyspace fully, waiting
@@ -758,6 +823,22 @@ impl FjallStore {
     }
 }
 
+/// The error for a store whose journal cannot be read back.
+fn damaged_journal(path: &Path, why: &str) -> StoreError {
+    StoreError::Damaged(format!(
+        "the store at {} cannot be opened: its journal is damaged ({why}). Do not work around it: keep a copy of the directory for investigation and restore the store from a backup",
+        path.display()
+    ))
+}
+
+impl Drop for FjallStore {
+    fn drop(&mut self) {
+        // The last durable state, for the check at the next open.
+        let mut st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_hint(&mut st, true);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,6 +899,99 @@ mod tests {
             0,
             "nothing left to purge"
         );
+    }
+
+    /// Where the journal's batches start: after each batch's end marker
+    /// (tag 3, its checksum, fjall's magic bytes `FJL\x03`).
+    fn batch_starts(journal: &[u8]) -> Vec<usize> {
+        journal
+            .windows(4)
+            .enumerate()
+            .filter(|(i, w)| *w == b"FJL\x03" && *i >= 9 && journal[i - 9] == 3)
+            .map(|(i, _)| i + 4)
+            .collect()
+    }
+
+    /// A journal damaged before its end loses every batch after the damage
+    /// (fjall truncates it there, as if it were a torn tail); the store
+    /// would open without them. The durable hint catches it: refused,
+    /// saying what was lost. An intact store reopens.
+    #[test]
+    fn a_journal_damaged_in_the_middle_is_refused_at_open() {
+        use crate::store::NoticeStore;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FjallStoreConfig::new(dir.path());
+        assert_eq!(cfg.durability, Durability::SyncData);
+        let entries = crate::store::conformance::sample_entries(3000);
+        {
+            let store = FjallStore::open(cfg.clone()).unwrap();
+            for chunk in entries.chunks(300) {
+                store.write(chunk).unwrap();
+            }
+        }
+        // Intact: reopens, as often as asked.
+        let mut last = None;
+        for _ in 0..2 {
+            let store = FjallStore::open(cfg.clone()).expect("an intact store opens");
+            last = store.last_tracking_code().unwrap();
+        }
+        let journal = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "jnl"))
+            .expect("a journal");
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let written = bytes.iter().rposition(|&b| b != 0).expect("written") + 1;
+        assert!(
+            written > 100_000,
+            "the notices are in the journal ({written} bytes)"
+        );
+        let original = bytes.clone();
+        // (a) A value's bytes go bad (a reference inside a stored notice),
+        // a third of the way in: its batch no longer checks out, and fjall
+        // refuses the journal.
+        let at = written / 3
+            + bytes[written / 3..written]
+                .windows(4)
+                .position(|w| w == b"ref-")
+                .expect("a reference in the journal's later part");
+        for b in &mut bytes[at..at + 4] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&journal, &bytes).unwrap();
+        let err = match FjallStore::open(cfg.clone()) {
+            Ok(_) => panic!("a store with a damaged journal opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("its journal is damaged"), "{err}");
+        assert!(!err.contains("disk space"), "no misleading advice: {err}");
+        // (b) The damage is taken for the end of the journal (a batch's
+        // start overwritten): fjall truncates there and would open without
+        // every later batch. The durable hint catches it.
+        let mut bytes = original;
+        let starts = batch_starts(&bytes[..written]);
+        assert!(starts.len() >= 9, "a batch per write: {}", starts.len());
+        let start = starts[3];
+        bytes[start..start + 64].fill(0);
+        std::fs::write(&journal, &bytes).unwrap();
+        let err = match FjallStore::open(cfg.clone()) {
+            Ok(_) => panic!("a store that lost acknowledged notices opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("has lost writes it had acknowledged"), "{err}");
+        assert!(err.contains("notices: it ends at tracking code"), "{err}");
+        assert!(
+            err.contains("durable-hint"),
+            "says how to accept the loss: {err}"
+        );
+        // Refused again (the hint stays), until the operator deletes it.
+        assert!(FjallStore::open(cfg.clone()).is_err());
+        std::fs::remove_file(dir.path().join(hint::HINT_FILE)).unwrap();
+        let store = FjallStore::open(cfg).expect("accepted as it is");
+        // What fjall alone would have opened without a word: the batches
+        // before the damage only.
+        let now = store.last_tracking_code().unwrap();
+        assert!(now.is_some() && now < last, "{now:?} < {last:?}");
     }
 
     /// An outbox receipt that cannot be read is set aside and removed,
