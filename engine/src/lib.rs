@@ -95,9 +95,9 @@ pub use crate::source::{
     AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,
 };
 pub use crate::store::{
-    conformance, scylla, AccessStore, AuditStore, DeliveryStore, Durability, FjallStore,
-    FjallStoreConfig, NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig, StoreError,
-    StoreStats,
+    conformance, scylla, AccessStore, AuditStore, CheckReport, DeliveryStore, Durability,
+    FjallStore, FjallStoreConfig, NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig,
+    StoreError, StoreStats,
 };
 /// The metric names live in the wire contract, shared with the monitor.
 pub use karpoosheh_schemas::metric_names;

@@ -144,6 +144,11 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// The embedded store itself.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Check national codes / legal IDs: arguments, or one per line on stdin.
     /// Prints `ID<TAB>valid<TAB>person|legal` or `ID<TAB>invalid<TAB>reason`.
     CheckId {
@@ -238,6 +243,19 @@ enum Command {
         /// review or apply; connects to nothing.
         #[arg(long)]
         print: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Read every record of the embedded store back (fjall checks every
+    /// block), decode the engine's own records, and check the high-water
+    /// marks: says what is wrong and where, changes nothing. Exit status 1
+    /// if anything is. Run it on a stopped node.
+    Check {
+        /// How many problems to describe.
+        #[arg(long, default_value_t = 20)]
+        show: usize,
     },
 }
 
@@ -903,6 +921,42 @@ fn run(cli: Cli) -> Result<()> {
             if list.is_empty() {
                 eprintln!("nothing set aside");
             }
+            Ok(())
+        }
+        Command::Store {
+            command: StoreCommand::Check { show },
+        } => {
+            if cfg.store.backend != karpoosheh_engine::StoreBackend::Embedded {
+                bail!("store check reads the embedded store; on a CQL cluster use the cluster's own tools (nodetool verify, scrub)");
+            }
+            let store = karpoosheh_engine::FjallStore::open(cfg.store.fjall()).map_err(|e| match e {
+                karpoosheh_engine::StoreError::Locked(path) => anyhow::anyhow!(
+                    "{path} is held by a running node: stop it first (the check reads the whole store)"
+                ),
+                other => anyhow::Error::new(other),
+            })?;
+            let report = store.check(show);
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            writeln!(
+                out,
+                "{:<20} {:>12} {:>11}",
+                "keyspace", "records", "unreadable"
+            )?;
+            for k in &report.keyspaces {
+                writeln!(out, "{:<20} {:>12} {:>11}", k.name, k.records, k.unreadable)?;
+            }
+            for p in &report.problems {
+                writeln!(out, "problem: {p}")?;
+            }
+            out.flush()?;
+            if report.problem_count > 0 {
+                bail!(
+                    "{} problem(s) in the store at {}: keep a copy of it and restore from a backup, or see docs/operations.md (\"Data\")",
+                    report.problem_count,
+                    cfg.store.path.display()
+                );
+            }
+            eprintln!("the store at {} reads back whole", cfg.store.path.display());
             Ok(())
         }
         Command::CheckId {

@@ -44,7 +44,7 @@ use crate::model::{
 };
 
 pub use self::config::{StoreBackend, StoreConfig};
-pub use self::fjall::{Durability, FjallStore, FjallStoreConfig};
+pub use self::fjall::{CheckReport, Durability, FjallStore, FjallStoreConfig};
 
 /// Errors of a store backend. Input problems are never errors: they are
 /// rejections, kept as data.

@@ -40,6 +40,8 @@
 //! with `durability = "sync_data"`, one `fdatasync`: group commit.
 
 mod access;
+mod check;
+pub use self::check::CheckReport;
 mod audit;
 mod delivery;
 mod hint;
@@ -992,6 +994,64 @@ mod tests {
         // before the damage only.
         let now = store.last_tracking_code().unwrap();
         assert!(now.is_some() && now < last, "{now:?} < {last:?}");
+    }
+
+    /// `store check` reads everything back: a clean store has no problem;
+    /// a notice and a profile that no longer decode, and a high-water mark
+    /// below a stored notice, are each named (a profile's key, a
+    /// mailbox's, is not shown).
+    #[test]
+    fn the_check_names_what_does_not_read_back() {
+        use crate::store::NoticeStore;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let store = FjallStore::open(cfg).unwrap();
+        store
+            .write(&crate::store::conformance::sample_entries(50))
+            .unwrap();
+        let clean = store.check(10);
+        assert_eq!(clean.problem_count, 0, "{:?}", clean.problems);
+        let notices = clean
+            .keyspaces
+            .iter()
+            .find(|k| k.name == "notices")
+            .unwrap();
+        assert_eq!((notices.records, notices.unreadable), (50, 0));
+        let code = store.last_tracking_code().unwrap().unwrap();
+        store
+            .notices
+            .insert(code.as_u64().to_be_bytes(), [FORMAT, 0xff])
+            .unwrap();
+        store
+            .profiles
+            .insert([7u8; 9], [FORMAT_JSON, b'{'])
+            .unwrap();
+        // The mark falls below the highest notice (as after a bad restore).
+        store.writer.lock().unwrap().last_tracking = Some(code.as_u64() - 1);
+        let r = store.check(10);
+        assert_eq!(r.problem_count, 3, "{:?}", r.problems);
+        let text = r.problems.join("\n");
+        assert!(
+            text.contains(&format!("notices: key {:016x}", code.as_u64())),
+            "{text}"
+        );
+        assert!(
+            text.contains("profiles: key (a mailbox's, not shown)"),
+            "{text}"
+        );
+        assert!(!text.contains("070707"), "no mailbox key: {text}");
+        assert!(text.contains("codes would be issued twice"), "{text}");
+        assert_eq!(
+            r.keyspaces
+                .iter()
+                .find(|k| k.name == "notices")
+                .unwrap()
+                .unreadable,
+            1
+        );
+        assert_eq!(store.check(1).problems.len(), 1, "at most `show` described");
+        assert_eq!(store.check(1).problem_count, 3, "all counted");
     }
 
     /// An outbox receipt that cannot be read is set aside and removed,
