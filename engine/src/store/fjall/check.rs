@@ -147,3 +147,15 @@ impl FjallStore {
 fn hex_key(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Every decoder the check uses, by keyspace (for the damaged-bytes test).
+#[cfg(test)]
+pub(super) const DECODERS: &[(&str, Decoder)] = &[
+    ("notices", notice),
+    ("delivery", delivery),
+    ("outbox", receipt),
+    ("profiles", profile),
+    ("rejections", rejection),
+    ("dead_letters", dead_letter),
+    ("quarantine", quarantined),
+];

@@ -996,6 +996,119 @@ mod tests {
         assert!(now.is_some() && now < last, "{now:?} < {last:?}");
     }
 
+    /// A bounded fuzz run in every test run: the stored-record decoders
+    /// meet damaged copies of real records (bytes flipped, cut short,
+    /// lengthened, the format byte changed) and plain noise. Each answers
+    /// a record or an error -- never a panic, never an allocation beyond
+    /// the input's means (the test would abort).
+    #[test]
+    fn stored_record_decoders_survive_damaged_bytes() {
+        use crate::model::DeliveryWrite;
+        use crate::store::{DeliveryStore, NoticeStore, ParkingStore, QuarantineStore};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let store = FjallStore::open(cfg).unwrap();
+        let mut entries = crate::store::conformance::sample_entries(20);
+        entries.push(crate::store::conformance::rejection(
+            Some("tax"),
+            "bad",
+            Reason::BadCheckDigit,
+        ));
+        store.write(&entries).unwrap();
+        let receipt = Receipt::new(
+            "r1".into(),
+            AgencyId::parse("tax").unwrap(),
+            Some("ref-1".into()),
+            chrono::Utc::now(),
+            karpoosheh_schemas::ReceiptEvent::Confirmed {
+                tracking_code: TrackingCode::from_u64(1 << 40),
+                count: 1,
+            },
+        );
+        store
+            .write_delivery(&[DeliveryWrite {
+                receipts: vec![receipt.clone()],
+                ..Default::default()
+            }])
+            .unwrap();
+        store.park(&receipt.agency.clone(), &[receipt]).unwrap();
+        crate::store::set_aside(
+            &store,
+            "outbox_receipt",
+            "1".into(),
+            &StoreError::Corrupt("x".into()),
+            b"{x",
+            String::new(),
+        )
+        .unwrap();
+        // Real records of every kind the check decodes.
+        let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+        for (name, ks) in [
+            ("notices", &store.notices),
+            ("delivery", &store.delivery),
+            ("outbox", &store.outbox),
+            ("rejections", &store.rejections),
+            ("quarantine", &store.quarantine),
+        ] {
+            for g in ks.iter().take(5) {
+                seeds.push((name, g.into_inner().unwrap().1.to_vec()));
+            }
+        }
+        assert!(seeds.len() >= 12, "{} seeds", seeds.len());
+        let decoder = |name: &str| {
+            check::DECODERS
+                .iter()
+                .find(|d| d.0 == name)
+                .map(|d| d.1)
+                .unwrap()
+        };
+        // xorshift64*: the same run every time.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let (mut ok, mut refused) = (0u32, 0u32);
+        for _ in 0..100_000 {
+            let (name, seed) = &seeds[(next() % seeds.len() as u64) as usize];
+            let mut b = seed.clone();
+            match next() % 5 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() % b.len() as u64) as usize;
+                        b[i] ^= 1 << (next() % 8);
+                    }
+                }
+                1 => b.truncate((next() % b.len() as u64) as usize),
+                2 => {
+                    let i = (next() % b.len() as u64) as usize;
+                    b.splice(i..i, (0..1 + next() % 16).map(|_| next() as u8));
+                }
+                3 => b[0] = next() as u8,
+                _ => {
+                    b = (0..next() % 64).map(|_| next() as u8).collect();
+                }
+            }
+            // Every decoder, not only the record's own: a key space's
+            // bytes may meet another's reader after a bug.
+            for d in check::DECODERS {
+                let _ = d.1(&b);
+            }
+            match decoder(name)(&b) {
+                Ok(()) => ok += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            refused > 50_000,
+            "most damage is refused ({ok} read, {refused} refused)"
+        );
+        assert_eq!(store.quarantined(5).unwrap().len(), 1);
+    }
+
     /// `store check` reads everything back: a clean store has no problem;
     /// a notice and a profile that no longer decode, and a high-water mark
     /// below a stored notice, are each named (a profile's key, a
