@@ -89,7 +89,8 @@ pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, T
 pub use crate::process_metrics::{jemalloc_is_the_allocator, peak_rss_bytes, reset_peak_rss};
 pub use crate::secret::Secret;
 pub use crate::sink::{
-    DeliveryTally, Handled, HandledKind, NdjsonReceipts, Sink, SinkError, Tally, TallySink,
+    AcceptedOut, DeliveryTally, Handled, HandledKind, NdjsonReceipts, Sink, SinkError, Tally,
+    TallySink,
 };
 pub use crate::source::{
     AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,

@@ -143,6 +143,7 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         sinks: vec![],
         batch: 100,
         sealer: None,
+        gate: None,
     }
     .drain()
     .unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::evidence::seal::Sealer;
 use crate::internal_events::{OutboxPublishFailed, OutboxStarted, ReceiptsPublished};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{AcceptedOut, Sink, SinkError};
 use crate::store::{Store, StoreError};
 
 /// Why publishing stopped for now.
@@ -33,6 +33,12 @@ pub struct Outbox {
     pub batch: usize,
     /// Signs the receipts with the node's key, in batches (evidence::seal).
     pub sealer: Option<Sealer>,
+    /// With Kafka: this node's ID, and how far its notices' `accepted`
+    /// receipts are out. A later event of one of its notices waits until
+    /// that notice's `accepted` is out (they go through different
+    /// producers; an agency reads a notice's receipts in order). Events of
+    /// other nodes' notices (an inbox act served here) are not held.
+    pub gate: Option<(u16, Arc<AcceptedOut>)>,
 }
 
 impl Outbox {
@@ -41,7 +47,17 @@ impl Outbox {
         // Its error counter shows 0 from the first pass (one handle lookup
         // per pass, at most one pass per idle interval or batch).
         OutboxStarted.emit();
-        let items = self.store.outbox(None, self.batch)?;
+        let mut items = self.store.outbox(None, self.batch)?;
+        if let Some((node, out)) = &self.gate {
+            let up_to = out.up_to();
+            // In order: everything from the first held event waits.
+            if let Some(i) = items.iter().position(|(_, r)| {
+                crate::evidence::chain::code_of(r)
+                    .is_some_and(|c| c.node() == *node && c.as_u64() > up_to)
+            }) {
+                items.truncate(i);
+            }
+        }
         if items.is_empty() {
             return Ok(0);
         }

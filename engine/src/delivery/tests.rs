@@ -1427,3 +1427,60 @@ fn an_unreadable_delivery_record_is_quarantined_and_the_rest_go_on() {
     w.advance(Duration::from_secs(3 * 86_400));
     assert_eq!(w.store.quarantined(10).unwrap().len(), 1);
 }
+
+/// A notice's later events wait in the outbox until its `accepted` receipt
+/// is out (the ingest sink advances the gate); events of another node's
+/// notices are not held.
+#[test]
+fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
+    use crate::sink::AcceptedOut;
+    let w = World::new();
+    let to = person(300_003_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    assert!(w.run() > 0, "its first round went out");
+    let waiting = w.store.outbox(None, 100).unwrap().len();
+    assert!(waiting > 0, "its events are in the outbox");
+    let out = Arc::new(AcceptedOut::new(code.as_u64() - 1));
+    let mut outbox = Outbox {
+        store: w.store.clone(),
+        sinks: vec![],
+        batch: 100,
+        sealer: None,
+        gate: Some((code.node(), out.clone())),
+    };
+    assert_eq!(
+        outbox.publish_once().unwrap(),
+        0,
+        "held: its accepted is not out"
+    );
+    assert_eq!(w.store.outbox(None, 100).unwrap().len(), waiting, "kept");
+    out.advance(code.as_u64());
+    assert_eq!(
+        outbox.publish_once().unwrap(),
+        waiting,
+        "out once its accepted is"
+    );
+    // A second notice's events are held by this node's gate, not by
+    // another node's (an inbox act served there for a notice of this one).
+    let to2 = person(300_003_101);
+    w.profile(to2, MailboxStatus::Active, vec![]);
+    let code2 = w.notice(to2, 2);
+    assert!(code2.as_u64() > code.as_u64());
+    assert!(w.run() > 0);
+    let waiting = w.store.outbox(None, 100).unwrap().len();
+    assert!(waiting > 0);
+    assert_eq!(outbox.publish_once().unwrap(), 0, "held");
+    let mut elsewhere = Outbox {
+        store: w.store.clone(),
+        sinks: vec![],
+        batch: 100,
+        sealer: None,
+        gate: Some((code2.node().wrapping_add(1), Arc::new(AcceptedOut::new(0)))),
+    };
+    assert_eq!(
+        elsewhere.publish_once().unwrap(),
+        waiting,
+        "not another node's to hold"
+    );
+}

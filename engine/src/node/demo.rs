@@ -502,6 +502,8 @@ impl FollowUp {
             sinks: vec![Box::new(TallySink(tally))],
             batch: 4096,
             sealer: Some(sealer),
+            // One process, one sink: nothing to wait for.
+            gate: None,
         }
         .spawn(stop.clone(), Duration::from_millis(50));
         Ok(FollowUp {

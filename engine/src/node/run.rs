@@ -19,7 +19,7 @@ use crate::internal_events::SignedInputRefused;
 use crate::kafka::client_config;
 use crate::pipeline::RunSummary;
 use crate::readers;
-use crate::sink::{spawn_deliverer, KafkaSink, Parking, TreeHeadProducer};
+use crate::sink::{spawn_deliverer, AcceptedOut, KafkaSink, Parking, TreeHeadProducer};
 use crate::source::KafkaSource;
 use crate::store::StoreBackend;
 
@@ -101,6 +101,14 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         shutdown.clone(),
     )
     .context("creating the parked receipts' producer")?;
+    // Notices stored before this start have had their `accepted` out (or
+    // get it again when re-delivered): their events need not wait.
+    let accepted_out = Arc::new(AcceptedOut::new(
+        store
+            .last_tracking_code()
+            .context("reading the last tracking code")?
+            .map_or(0, |c| c.as_u64()),
+    ));
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
@@ -108,7 +116,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         agencies.clone(),
         parking.clone(),
     )
-    .context("creating the receipts producer")?;
+    .context("creating the receipts producer")?
+    .with_accepted_out(accepted_out.clone());
     // The article-29 follow-up: rounds through the channels, receipts from
     // the outbox to the agencies' receipt topics, confirmations from the
     // acks topic, activations from the registry.
@@ -133,6 +142,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             sinks: vec![Box::new(events)],
             batch: 2000,
             sealer: Some(sealer.clone()),
+            gate: Some((cfg.node_id, accepted_out.clone())),
         }
         .spawn(shutdown.clone(), std::time::Duration::from_millis(50));
         let acks = if k.acks_topic.is_empty() {

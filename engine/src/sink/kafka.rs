@@ -31,7 +31,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::parking::{ParkReason, Parking};
-use super::{Handled, Sink, SinkError};
+use super::{AcceptedOut, Handled, Sink, SinkError};
 use crate::agencies::AgencyRegistry;
 use crate::internal_events::{agency_label, KafkaProduceFailed, KafkaProduced};
 
@@ -86,6 +86,13 @@ pub struct KafkaSink {
     /// Receipts of parked agencies handed over since the last settle, in
     /// order: written to the parking lot when it settles.
     held: Vec<Receipt>,
+    /// Receipts the producer refused at once (a topic it knows to be
+    /// missing or not writable): parked at the next settle, like those
+    /// refused by the broker.
+    refused_now: Mutex<Vec<(AgencyId, ParkReason, Receipt)>>,
+    /// Advanced past each `accepted` receipt once it is out (the ingest
+    /// sink only).
+    accepted_out: Option<Arc<AcceptedOut>>,
     /// Sent since the last settle: counted in
     /// `karpoosheh_receipts_produced_total` only once `settle` has seen
     /// the broker acknowledge them.
@@ -95,6 +102,8 @@ pub struct KafkaSink {
 /// Receipts and dead letters handed to the producer since the last settle.
 #[derive(Default)]
 struct Unsettled {
+    /// The highest tracking code of an `accepted` receipt handed over.
+    max_accepted: u64,
     receipts: HashMap<String, u64>,
     dead_letters: u64,
     since: Option<Instant>,
@@ -138,9 +147,17 @@ impl KafkaSink {
             shutdown,
             agencies,
             parking,
+            accepted_out: None,
             held: Vec::new(),
+            refused_now: Mutex::new(Vec::new()),
             unsettled: Unsettled::default(),
         })
+    }
+
+    /// Advances `out` past each `accepted` receipt this sink gets out.
+    pub fn with_accepted_out(mut self, out: Arc<AcceptedOut>) -> Self {
+        self.accepted_out = Some(out);
+        self
     }
 
     fn send(&self, msg: Outgoing) {
@@ -175,6 +192,24 @@ impl KafkaSink {
                         // deliveries to make room.
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
+                    }
+                    // A topic the producer already knows to be missing or
+                    // not writable is refused here, not in a delivery
+                    // report: its agency is parked, never retried in line.
+                    if let (Some(agency), Some(reason)) = (&msg.agency, ParkReason::of(&e)) {
+                        if let Ok(r) = serde_json::from_slice::<Receipt>(&msg.value) {
+                            KafkaProduceFailed {
+                                topic: &topic,
+                                error: &e,
+                                retrying: false,
+                            }
+                            .emit();
+                            self.refused_now
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((agency.clone(), reason, r));
+                            return;
+                        }
                     }
                     KafkaProduceFailed {
                         topic: &topic,
@@ -238,6 +273,7 @@ impl KafkaSink {
         let mut refused = Vec::new();
         let mut delay = Duration::from_millis(100);
         loop {
+            refused.append(&mut self.refused_now.lock().unwrap_or_else(|p| p.into_inner()));
             // Flush returns early only on timeout; loop until it is empty.
             while producer.in_flight_count() > 0 {
                 let _ = producer.flush(Duration::from_secs(1));
@@ -333,6 +369,10 @@ impl Sink for KafkaSink {
                 .as_ref()
                 .filter(|r| self.agencies.status(&r.agency).is_some())
             {
+                if let karpoosheh_schemas::ReceiptEvent::Accepted { tracking_code, .. } = &r.event {
+                    let u = &mut self.unsettled.max_accepted;
+                    *u = (*u).max(tracking_code.as_u64());
+                }
                 if self.parking.is_parked(&r.agency) {
                     self.held.push(r.clone());
                 } else {
@@ -448,8 +488,14 @@ impl Sink for KafkaSink {
     }
 
     fn settle(&mut self) -> Result<(), SinkError> {
+        let max_accepted = self.unsettled.max_accepted;
         match self.settle_all() {
             Ok(()) => {
+                // Out (acknowledged or parked): their notices' later events
+                // may follow.
+                if let Some(out) = &self.accepted_out {
+                    out.advance(max_accepted);
+                }
                 self.count_settled();
                 Ok(())
             }

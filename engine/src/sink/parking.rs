@@ -98,9 +98,6 @@ impl ParkReason {
 /// One parked agency.
 struct Lot {
     since: Instant,
-    /// Bumped by every park: the deliverer unparks only if no receipt was
-    /// parked since it found the lot empty.
-    generation: u64,
     /// Receipts waiting (counted here; read from the store at start).
     waiting: u64,
     next_try: Instant,
@@ -145,7 +142,6 @@ impl Parking {
                 agency,
                 Lot {
                     since: now,
-                    generation: 0,
                     waiting,
                     next_try: now,
                     backoff: FIRST_BACKOFF,
@@ -186,12 +182,10 @@ impl Parking {
         let newly = !lots.contains_key(agency);
         let lot = lots.entry(agency.clone()).or_insert(Lot {
             since: now,
-            generation: 0,
             waiting: 0,
             next_try: now + FIRST_BACKOFF,
             backoff: FIRST_BACKOFF,
         });
-        lot.generation += 1;
         lot.waiting += receipts.len() as u64;
         self.any.store(true, Ordering::Release);
         ReceiptsParked {
@@ -206,12 +200,12 @@ impl Parking {
         Ok(())
     }
 
-    /// Parked agencies due for a try, with their lots' generations.
-    fn due(&self, now: Instant) -> Vec<(AgencyId, u64)> {
+    /// Parked agencies due for a try.
+    fn due(&self, now: Instant) -> Vec<AgencyId> {
         self.lots()
             .iter()
             .filter(|(_, l)| l.next_try <= now)
-            .map(|(a, l)| (a.clone(), l.generation))
+            .map(|(a, _)| a.clone())
             .collect()
     }
 
@@ -248,23 +242,25 @@ impl Parking {
         .emit();
     }
 
-    /// Unparks `agency` if nothing was parked since `generation`.
-    fn unpark_if(&self, agency: &AgencyId, generation: u64) -> bool {
+    /// Unparks `agency` if its lot is empty, read under the lock: a
+    /// `park` writes the store before it takes the lock, so a receipt
+    /// parked before this read is seen (and the agency stays parked), and
+    /// one parked after it parks the agency again. A busy agency is
+    /// unparked as soon as its lot is empty, however often it parks.
+    fn unpark_if_empty(&self, agency: &AgencyId) -> Result<bool, StoreError> {
         let mut lots = self.lots();
-        match lots.get(agency) {
-            Some(l) if l.generation == generation => {
-                let since = l.since;
-                lots.remove(agency);
-                self.any.store(!lots.is_empty(), Ordering::Release);
-                AgencyUnparked {
-                    agency: &agency_label(Some(agency)),
-                    parked_for: since.elapsed(),
-                }
-                .emit();
-                true
-            }
-            _ => false,
+        if !self.store.parked(agency, 1)?.is_empty() {
+            return Ok(false);
         }
+        if let Some(l) = lots.remove(agency) {
+            self.any.store(!lots.is_empty(), Ordering::Release);
+            AgencyUnparked {
+                agency: &agency_label(Some(agency)),
+                parked_for: l.since.elapsed(),
+            }
+            .emit();
+        }
+        Ok(true)
     }
 }
 
@@ -312,11 +308,11 @@ pub fn spawn_deliverer(
         .name("parked-receipts".into())
         .spawn(move || {
             while !shutdown.load(Ordering::SeqCst) {
-                for (agency, generation) in parking.due(Instant::now()) {
+                for agency in parking.due(Instant::now()) {
                     if shutdown.load(Ordering::SeqCst) {
                         break;
                     }
-                    deliver_lot(&parking, &producer, &receipt_prefix, &agency, generation);
+                    deliver_lot(&parking, &producer, &receipt_prefix, &agency);
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -332,7 +328,6 @@ fn deliver_lot(
     producer: &ThreadedProducer<LotContext>,
     prefix: &str,
     agency: &AgencyId,
-    generation: u64,
 ) {
     let topic = format!("{prefix}{agency}");
     // No metadata request first: the lot's first slice is the probe (a
@@ -347,11 +342,16 @@ fn deliver_lot(
             }
         };
         if lot.is_empty() {
-            if !parking.unpark_if(agency, generation) {
-                // Parked meanwhile: delivered on the next pass.
-                parking.refused(agency, ParkReason::Held, "receipts parked meanwhile");
+            match parking.unpark_if_empty(agency) {
+                Ok(true) => return,
+                // Parked meanwhile (or a slice all set aside as
+                // unreadable): go on with what is there now.
+                Ok(false) => continue,
+                Err(e) => {
+                    parking.refused(agency, ParkReason::Held, &e.to_string());
+                    return;
+                }
             }
-            return;
         }
         let started = Instant::now();
         // In runs of `batch_signed` receipts and of the others, each

@@ -163,6 +163,9 @@ struct StoredNoticeRef<'a> {
 struct WriterState {
     /// Delivery writes made (kept in `meta`, for the durable hint).
     delivery_writes: u64,
+    /// The last rejection ID known durable (`last_rejection_id` is
+    /// advanced while a batch is built, before it commits): for the hint.
+    durable_rejection_id: u64,
     /// When the durable hint was last written.
     hint_clock: hint::HintClock,
     last_tracking: Option<u64>,
@@ -671,6 +674,7 @@ impl FjallStore {
             write_buffer_bytes: cfg.write_buffer_bytes,
             writer: Mutex::new(WriterState {
                 delivery_writes,
+                durable_rejection_id: last_rejection_id,
                 hint_clock: hint::HintClock(None),
                 last_tracking,
                 last_rejection_id,
@@ -694,7 +698,7 @@ impl FjallStore {
         st.hint_clock.0 = Some(std::time::Instant::now());
         let h = hint::Hint {
             last_tracking: st.last_tracking.unwrap_or(0),
-            last_rejection_id: st.last_rejection_id,
+            last_rejection_id: st.durable_rejection_id,
             delivery_writes: st.delivery_writes,
         };
         if let Err(e) = hint::write(&self.path, &h) {

@@ -141,6 +141,7 @@ impl NoticeStore for FjallStore {
         }
         batch.commit()?;
         st.last_tracking = max_tracking;
+        st.durable_rejection_id = st.last_rejection_id;
         self.write_hint(&mut st, false);
         self.wrote_timers(&new_timers);
         Ok(outcomes)

@@ -13,6 +13,10 @@ impl ParkingStore for ScyllaStore {
         }
         self.guard()?;
         let a = agency.as_str();
+        // The node's two receipt sinks may park one agency at once: the
+        // read of the last ID and the inserts are one step, or both would
+        // take the same IDs and one write would overwrite the other.
+        let _one_at_a_time = PARK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         self.rt.block_on(async {
             // Listed first, so a restarted node finds every lot.
             self.exec(
@@ -139,3 +143,5 @@ impl ParkingStore for ScyllaStore {
         })?)
     }
 }
+
+static PARK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
