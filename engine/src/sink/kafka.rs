@@ -164,6 +164,41 @@ impl KafkaSink {
         self.send_on(&self.producer, msg)
     }
 
+    /// Sends `r` to its agency's receipt topic (on the batch producer for
+    /// signed batches) -- or, while the agency is parked, holds it for the
+    /// lot -- and counts it in `receipts_produced` unless it is a signed
+    /// batch (not a notice's receipt). Whether it was sent.
+    fn receipt(&mut self, r: &Receipt, batch_producer: bool) -> bool {
+        if self.parking.is_parked(&r.agency) {
+            self.held.push(r.clone());
+            return false;
+        }
+        if !matches!(
+            r.event,
+            karpoosheh_schemas::ReceiptEvent::BatchSigned { .. }
+        ) {
+            *self
+                .unsettled
+                .receipts
+                .entry(agency_label(Some(&r.agency)))
+                .or_default() += 1;
+        }
+        let msg = Outgoing {
+            topic: receipt_topic(&self.receipt_prefix, &r.agency),
+            key: receipt_key(r),
+            value: serde_json::to_vec(r).expect("receipts serialise"),
+            headers: vec![],
+            agency: Some(r.agency.clone()),
+        };
+        let producer = if batch_producer {
+            &self.batch_producer
+        } else {
+            &self.producer
+        };
+        self.send_on(producer, msg);
+        true
+    }
+
     fn send_on(&self, producer: &ThreadedProducer<DeliveryContext>, msg: Outgoing) {
         let mut msg = Box::new(msg);
         loop {
@@ -343,6 +378,17 @@ impl KafkaSink {
     }
 }
 
+/// An agency's receipt topic.
+pub(super) fn receipt_topic(prefix: &str, agency: &AgencyId) -> String {
+    format!("{prefix}{agency}")
+}
+
+/// A receipt's Kafka key: the agency's reference, so one notice's receipts
+/// share a partition; a signed batch (no reference) by its own ID.
+pub(super) fn receipt_key(r: &Receipt) -> String {
+    r.reference.clone().unwrap_or_else(|| r.receipt_id.clone())
+}
+
 fn position_key(p: &SourcePosition) -> String {
     match p {
         SourcePosition::Kafka {
@@ -373,23 +419,7 @@ impl Sink for KafkaSink {
                     let u = &mut self.unsettled.max_accepted;
                     *u = (*u).max(tracking_code.as_u64());
                 }
-                if self.parking.is_parked(&r.agency) {
-                    self.held.push(r.clone());
-                } else {
-                    let value = serde_json::to_vec(r).expect("receipts serialise");
-                    *self
-                        .unsettled
-                        .receipts
-                        .entry(agency_label(Some(&r.agency)))
-                        .or_default() += 1;
-                    self.send(Outgoing {
-                        topic: format!("{}{}", self.receipt_prefix, r.agency),
-                        key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
-                        value,
-                        headers: vec![],
-                        agency: Some(r.agency.clone()),
-                    });
-                }
+                self.receipt(r, false);
             }
             if let Some(d) = &h.dead_letter {
                 self.unsettled.dead_letters += 1;
@@ -426,25 +456,10 @@ impl Sink for KafkaSink {
         // acknowledged before `handled` sends the receipts, so that no
         // receipt is out without its batch.
         let mut sent = false;
-        for b in batches
-            .iter()
-            .filter(|b| self.agencies.status(&b.agency).is_some())
-        {
-            if self.parking.is_parked(&b.agency) {
-                self.held.push(b.clone());
-                continue;
+        for b in batches {
+            if self.agencies.status(&b.agency).is_some() {
+                sent |= self.receipt(b, true);
             }
-            self.send_on(
-                &self.batch_producer,
-                Outgoing {
-                    topic: format!("{}{}", self.receipt_prefix, b.agency),
-                    key: b.receipt_id.clone(),
-                    value: serde_json::to_vec(b).expect("receipts serialise"),
-                    headers: vec![],
-                    agency: Some(b.agency.clone()),
-                },
-            );
-            sent = true;
         }
         let refused = if sent {
             self.settle_on(&self.batch_producer)?
@@ -460,29 +475,8 @@ impl Sink for KafkaSink {
         self.unsettled.since.get_or_insert_with(Instant::now);
         for r in receipts {
             // Same topic and key as the notice's `accepted`: an agency reads
-            // one notice's events in order. A signed batch is keyed by its
-            // own ID and not counted as a receipt.
-            if self.parking.is_parked(&r.agency) {
-                self.held.push(r.clone());
-                continue;
-            }
-            if !matches!(
-                r.event,
-                karpoosheh_schemas::ReceiptEvent::BatchSigned { .. }
-            ) {
-                *self
-                    .unsettled
-                    .receipts
-                    .entry(agency_label(Some(&r.agency)))
-                    .or_default() += 1;
-            }
-            self.send(Outgoing {
-                topic: format!("{}{}", self.receipt_prefix, r.agency),
-                key: r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
-                value: serde_json::to_vec(r).expect("receipts serialise"),
-                headers: vec![],
-                agency: Some(r.agency.clone()),
-            });
+            // one notice's events in order.
+            self.receipt(r, false);
         }
         self.settle()
     }

@@ -329,7 +329,7 @@ fn deliver_lot(
     prefix: &str,
     agency: &AgencyId,
 ) {
-    let topic = format!("{prefix}{agency}");
+    let topic = super::kafka::receipt_topic(prefix, agency);
     // No metadata request first: the lot's first slice is the probe (a
     // topic still missing fails it after `topic.metadata.propagation.max.ms`,
     // on this thread only).
@@ -400,12 +400,8 @@ fn deliver_run(
 ) -> Result<(), KafkaError> {
     for (_, r) in run {
         let value = serde_json::to_vec(r).expect("receipts serialise");
-        // The keys the sinks use: a notice's receipts by its reference, a
-        // signed batch by its own ID.
-        let key = match &r.event {
-            ReceiptEvent::BatchSigned { .. } => r.receipt_id.clone(),
-            _ => r.reference.clone().unwrap_or_else(|| r.receipt_id.clone()),
-        };
+        // The key the sinks use.
+        let key = super::kafka::receipt_key(r);
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
         loop {
             match producer.send(record) {

@@ -325,21 +325,9 @@ pub(super) fn events_form_a_hash_chain_kept_with_the_record(s: &dyn Store) {
 /// until delivered; other agencies' lots are apart; a store reopened
 /// (here: the same one) lists them.
 pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
-    use karpoosheh_schemas::{Receipt, ReceiptEvent};
     let tax = AgencyId::parse("tax").unwrap();
     let post = AgencyId::parse("post").unwrap();
-    let receipt = |agency: &AgencyId, i: u64| {
-        Receipt::new(
-            format!("{agency}-r{i}"),
-            agency.clone(),
-            Some(format!("ref-{i}")),
-            t0(),
-            ReceiptEvent::Confirmed {
-                tracking_code: TrackingCode::from_u64(1 << 40 | i),
-                count: 1,
-            },
-        )
-    };
+    let receipt = |agency: &AgencyId, i: u8| super::receipt(agency.as_str(), i);
     assert!(
         s.parked_agencies().unwrap().is_empty(),
         "nothing parked yet"

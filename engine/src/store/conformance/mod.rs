@@ -184,6 +184,21 @@ fn code_of(e: &Entry) -> TrackingCode {
     }
 }
 
+/// A receipt for the queues' cases (outbox, parking lot): `<agency>-r<i>`,
+/// for reference `ref-<i>`, a confirmation of one code per `i`.
+pub fn receipt(agency: &str, i: u8) -> karpoosheh_schemas::Receipt {
+    karpoosheh_schemas::Receipt::new(
+        format!("{agency}-r{i}"),
+        AgencyId::parse(agency).unwrap(),
+        Some(format!("ref-{i}")),
+        t0(),
+        karpoosheh_schemas::ReceiptEvent::Confirmed {
+            tracking_code: TrackingCode::from_u64(1 << 40 | u64::from(i)),
+            count: 1,
+        },
+    )
+}
+
 pub fn rejection(agency: Option<&str>, reference: &str, reason: Reason) -> Entry {
     Entry::Rejection(NewRejection {
         agency: agency.map(|a| AgencyId::parse(a).unwrap()),

@@ -907,6 +907,13 @@ mod tests {
         );
     }
 
+    /// A store configuration for `dir` without fsyncs (tests only).
+    fn buffered(dir: &Path) -> FjallStoreConfig {
+        let mut cfg = FjallStoreConfig::new(dir);
+        cfg.durability = Durability::Buffered;
+        cfg
+    }
+
     /// Where the journal's batches start: after each batch's end marker
     /// (tag 3, its checksum, fjall's magic bytes `FJL\x03`).
     fn batch_starts(journal: &[u8]) -> Vec<usize> {
@@ -1010,9 +1017,7 @@ mod tests {
         use crate::model::DeliveryWrite;
         use crate::store::{DeliveryStore, NoticeStore, ParkingStore, QuarantineStore};
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
-        cfg.durability = Durability::Buffered;
-        let store = FjallStore::open(cfg).unwrap();
+        let store = FjallStore::open(buffered(dir.path())).unwrap();
         let mut entries = crate::store::conformance::sample_entries(20);
         entries.push(crate::store::conformance::rejection(
             Some("tax"),
@@ -1020,16 +1025,7 @@ mod tests {
             Reason::BadCheckDigit,
         ));
         store.write(&entries).unwrap();
-        let receipt = Receipt::new(
-            "r1".into(),
-            AgencyId::parse("tax").unwrap(),
-            Some("ref-1".into()),
-            chrono::Utc::now(),
-            karpoosheh_schemas::ReceiptEvent::Confirmed {
-                tracking_code: TrackingCode::from_u64(1 << 40),
-                count: 1,
-            },
-        );
+        let receipt = crate::store::conformance::receipt("tax", 1);
         store
             .write_delivery(&[DeliveryWrite {
                 receipts: vec![receipt.clone()],
@@ -1121,9 +1117,7 @@ mod tests {
     fn the_check_names_what_does_not_read_back() {
         use crate::store::NoticeStore;
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
-        cfg.durability = Durability::Buffered;
-        let store = FjallStore::open(cfg).unwrap();
+        let store = FjallStore::open(buffered(dir.path())).unwrap();
         store
             .write(&crate::store::conformance::sample_entries(50))
             .unwrap();
@@ -1178,23 +1172,10 @@ mod tests {
     fn an_unreadable_outbox_receipt_is_quarantined() {
         use crate::model::DeliveryWrite;
         use crate::store::{DeliveryStore, QuarantineStore};
-        use karpoosheh_schemas::ReceiptEvent;
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
-        cfg.durability = Durability::Buffered;
+        let cfg = buffered(dir.path());
         let store = FjallStore::open(cfg.clone()).unwrap();
-        let receipt = |i: u8| {
-            Receipt::new(
-                format!("r{i}"),
-                AgencyId::parse("tax").unwrap(),
-                Some(format!("ref-{i}")),
-                chrono::Utc::now(),
-                ReceiptEvent::Confirmed {
-                    tracking_code: TrackingCode::from_u64(1 << 40),
-                    count: i,
-                },
-            )
-        };
+        let receipt = |i: u8| crate::store::conformance::receipt("tax", i);
         store
             .write_delivery(&[DeliveryWrite {
                 receipts: vec![receipt(1), receipt(2), receipt(3)],
@@ -1214,7 +1195,7 @@ mod tests {
             .unwrap();
         let out = store.outbox(None, 10).unwrap();
         let got: Vec<_> = out.iter().map(|x| x.1.receipt_id.as_str()).collect();
-        assert_eq!(got, ["r1", "r3"], "the others are published");
+        assert_eq!(got, ["tax-r1", "tax-r3"], "the others are published");
         assert_eq!(
             store.outbox(None, 10).unwrap().len(),
             2,
@@ -1241,9 +1222,7 @@ mod tests {
     fn conformance_on_fjall() {
         crate::store::conformance::run_all(&mut |_name| {
             let dir = tempfile::tempdir().unwrap();
-            let mut cfg = FjallStoreConfig::new(dir.path());
-            cfg.durability = Durability::Buffered;
-            let store = FjallStore::open(cfg).unwrap();
+            let store = FjallStore::open(buffered(dir.path())).unwrap();
             (
                 Box::new(store) as Box<dyn crate::store::Store>,
                 Box::new(dir) as Box<dyn std::any::Any>,
@@ -1436,9 +1415,7 @@ mod tests {
     fn filters_only_where_point_reads_are() {
         use crate::store::conformance::{dead_letter, new_notice, notice, person, rejection};
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path());
-        cfg.durability = Durability::Buffered;
-        let s = FjallStore::open(cfg).unwrap();
+        let s = FjallStore::open(buffered(dir.path())).unwrap();
         let mut batch: Vec<Entry> = (1..=200u32)
             .map(|i| {
                 new_notice(

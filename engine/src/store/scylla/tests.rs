@@ -284,7 +284,6 @@ fn traffic_data_expire_by_themselves_when_their_retention_ends() {
 fn an_unreadable_outbox_receipt_is_quarantined_on_scylla() {
     use crate::model::DeliveryWrite;
     use crate::store::{DeliveryStore, QuarantineStore};
-    use karpoosheh_schemas::{Receipt, ReceiptEvent};
     let Some(mut cfg) = test_cluster("an_unreadable_outbox_receipt_is_quarantined_on_scylla")
     else {
         return;
@@ -298,18 +297,7 @@ fn an_unreadable_outbox_receipt_is_quarantined_on_scylla() {
         read_only: false,
     })
     .expect("open");
-    let receipt = |i: u8| {
-        Receipt::new(
-            format!("r{i}"),
-            AgencyId::parse("tax").unwrap(),
-            Some(format!("ref-{i}")),
-            chrono::Utc::now(),
-            ReceiptEvent::Confirmed {
-                tracking_code: TrackingCode::from_u64(1 << 40),
-                count: i,
-            },
-        )
-    };
+    let receipt = |i: u8| conformance::receipt("tax", i);
     store
         .write_delivery(&[DeliveryWrite {
             receipts: vec![receipt(1), receipt(2), receipt(3)],
@@ -342,7 +330,7 @@ fn an_unreadable_outbox_receipt_is_quarantined_on_scylla() {
         .into_iter()
         .map(|x| x.1.receipt_id)
         .collect();
-    assert_eq!(got, ["r1", "r3"], "the others are read");
+    assert_eq!(got, ["tax-r1", "tax-r3"], "the others are read");
     assert_eq!(
         store.outbox(None, 10).unwrap().len(),
         2,
