@@ -127,8 +127,11 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Show rejections after this ID.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "latest")]
         after: Option<u64>,
+        /// The newest first, instead of the oldest after --after.
+        #[arg(long)]
+        latest: bool,
     },
     /// Show records that could not be decoded at all.
     DeadLetters {
@@ -144,6 +147,9 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Show this node's parking lots: agencies whose receipt topic refused
+    /// receipts, with how many wait and since when (one JSON object per line).
+    Parked,
     /// The embedded store itself.
     Store {
         #[command(subcommand)]
@@ -871,14 +877,18 @@ fn run(cli: Cli) -> Result<()> {
             agency,
             limit,
             after,
+            latest,
         } => {
             let agency = agency
                 .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
                 .transpose()?;
             let store = inspect(&cfg)?;
-            let list = store
-                .rejections(agency.as_ref(), after, limit)
-                .map_err(anyhow::Error::msg)?;
+            let list = if latest {
+                store.latest_rejections(agency.as_ref(), limit)
+            } else {
+                store.rejections(agency.as_ref(), after, limit)
+            }
+            .map_err(anyhow::Error::msg)?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             for r in &list {
                 serde_json::to_writer(
@@ -887,7 +897,7 @@ fn run(cli: Cli) -> Result<()> {
                 )?;
                 writeln!(out)?;
             }
-            if list.len() == limit {
+            if list.len() == limit && !latest {
                 if let Some(last) = list.last() {
                     eprintln!("more: add --after {}", last.id);
                 }
@@ -920,6 +930,20 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
             if list.is_empty() {
                 eprintln!("nothing set aside");
+            }
+            Ok(())
+        }
+        Command::Parked => {
+            let store = inspect(&cfg)?;
+            let lots = store.parked().map_err(anyhow::Error::msg)?;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for lot in &lots {
+                serde_json::to_writer(&mut out, lot)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+            if lots.is_empty() {
+                eprintln!("no receipts parked on this node");
             }
             Ok(())
         }

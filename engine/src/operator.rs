@@ -21,6 +21,8 @@ use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, TrackingCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub mod render;
+
 use crate::model::{
     AccessRecord, DeliveryRecord, MailboxPage, StoredEvent, StoredNotice, StoredRejection,
 };
@@ -78,6 +80,75 @@ pub struct NoticeView {
     pub events: Vec<StoredEvent>,
 }
 
+/// A notice's legal history as an operator's screen shows it (the
+/// dashboard's lookup): what `karpoosheh notice` prints of it, with the
+/// recipient masked and neither the title nor the body, so that the
+/// screen never carries a national ID or the notice's content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoticeHistory {
+    pub tracking_code: String,
+    pub agency: String,
+    pub reference: String,
+    /// The mailbox's ID, all but its last four digits masked.
+    pub recipient: String,
+    pub kind: String,
+    pub accepted_at: String,
+    pub expires_at: String,
+    /// `scheduled`, `awaiting_activation`, `unreachable`, `served`,
+    /// `not_served` or `expired`.
+    pub state: String,
+    /// The legal outcome, the rounds, confirmations and what is pending,
+    /// one line each (as `karpoosheh notice`).
+    pub history: Vec<String>,
+    /// The evidence chain, one line per event and the verdict.
+    pub chain: Vec<String>,
+}
+
+impl NoticeHistory {
+    fn of(rec: &DeliveryRecord, events: &[StoredEvent]) -> NoticeHistory {
+        let word = |v: serde_json::Value| -> String {
+            match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
+                other => other.to_string(),
+            }
+        };
+        let lines = |text: String| -> Vec<String> {
+            text.lines().map(karpoosheh_schemas::mask_digits).collect()
+        };
+        NoticeHistory {
+            tracking_code: rec.tracking_code.to_string(),
+            agency: rec.agency.as_str().to_owned(),
+            reference: karpoosheh_schemas::mask_digits(&rec.reference),
+            recipient: karpoosheh_schemas::mask_id(&rec.recipient.to_string()),
+            kind: word(serde_json::to_value(rec.kind).unwrap_or_default()),
+            accepted_at: rec.accepted_at.to_rfc3339(),
+            expires_at: rec.expires_at.to_rfc3339(),
+            state: word(serde_json::to_value(rec.state).unwrap_or_default()),
+            // A gateway's failure text could quote a phone number.
+            history: lines(render::render_history(rec)),
+            // Event names, our own times and hashes: nothing personal,
+            // and a hash or a time must stay whole to be checked.
+            chain: render::render_chain(events)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// A node's parking lot for one agency (issue 23): receipts its topic
+/// refused, waiting to be delivered in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParkedLot {
+    pub agency: AgencyId,
+    /// Receipts waiting.
+    pub receipts: u64,
+    /// The oldest one's event and time: how long the agency has waited.
+    pub oldest_event: Option<String>,
+    pub oldest_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// What the operators' commands read, from the store or a running node.
 pub trait Inspect {
     fn mailbox(
@@ -101,6 +172,14 @@ pub trait Inspect {
     fn access_log(&self, id: MailboxId, limit: usize) -> Result<Vec<AccessRecord>, String>;
     /// Records set aside because they could not be read back, oldest first.
     fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String>;
+    /// The newest rejections kept for an agency (`None`: unattributed).
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String>;
+    /// This node's parking lots that hold receipts.
+    fn parked(&self) -> Result<Vec<ParkedLot>, String>;
 }
 
 fn s(e: StoreError) -> String {
@@ -143,6 +222,34 @@ impl Inspect for Arc<dyn Store> {
     }
     fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String> {
         self.as_ref().quarantined(limit).map_err(s)
+    }
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String> {
+        self.as_ref().latest_rejections(agency, limit).map_err(s)
+    }
+    fn parked(&self) -> Result<Vec<ParkedLot>, String> {
+        let mut lots = Vec::new();
+        for (agency, receipts) in self.as_ref().parked_agencies().map_err(s)? {
+            if receipts == 0 {
+                continue;
+            }
+            let oldest = self.as_ref().parked(&agency, 1).map_err(s)?;
+            let first = oldest.first().map(|(_, r)| r);
+            lots.push(ParkedLot {
+                oldest_event: first.and_then(|r| {
+                    serde_json::to_value(r).ok()?["event"]
+                        .as_str()
+                        .map(str::to_owned)
+                }),
+                oldest_at: first.map(|r| r.at),
+                agency,
+                receipts,
+            });
+        }
+        Ok(lots)
     }
 }
 
@@ -197,6 +304,13 @@ fn opt<T: std::fmt::Display>(name: &str, v: Option<T>) -> String {
     v.map(|v| format!("&{name}={v}")).unwrap_or_default()
 }
 
+impl Remote {
+    /// A notice's legal history as the dashboard shows it.
+    pub fn history(&self, code: TrackingCode) -> Result<NoticeHistory, String> {
+        self.get(&format!("/v1/operator/notices/{code}/history"))
+    }
+}
+
 impl Inspect for Remote {
     fn mailbox(
         &self,
@@ -240,6 +354,19 @@ impl Inspect for Remote {
     fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, String> {
         self.get(&format!("/v1/operator/quarantine?limit={limit}"))
     }
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, String> {
+        self.get(&format!(
+            "/v1/operator/rejections?latest=true&limit={limit}{}",
+            opt("agency", agency.map(|a| a.as_str()))
+        ))
+    }
+    fn parked(&self) -> Result<Vec<ParkedLot>, String> {
+        self.get("/v1/operator/parked")
+    }
 }
 
 #[derive(Clone)]
@@ -254,6 +381,11 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
     axum::Router::new()
         .route("/v1/operator/mailbox/{id}", axum::routing::get(mailbox))
         .route("/v1/operator/notices/{code}", axum::routing::get(notice))
+        .route(
+            "/v1/operator/notices/{code}/history",
+            axum::routing::get(history),
+        )
+        .route("/v1/operator/parked", axum::routing::get(parked))
         .route("/v1/operator/rejections", axum::routing::get(rejections))
         .route(
             "/v1/operator/dead-letters",
@@ -344,6 +476,9 @@ struct Page {
     after: Option<u64>,
     agency: Option<String>,
     limit: Option<usize>,
+    /// Rejections: the newest first (no `after` then).
+    #[serde(default)]
+    latest: bool,
 }
 
 fn bad(what: &str) -> Response {
@@ -413,9 +548,48 @@ async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Pa
         Some(Ok(a)) => Some(a),
         Some(Err(_)) => return bad("not an agency ID"),
     };
+    if p.latest && p.after.is_some() {
+        return bad("latest reads the newest rejections: it takes no after");
+    }
     guarded(op, headers, move |op| {
-        let list = Inspect::rejections(&op.store, agency.as_ref(), p.after, limit(&p))?;
+        let list = if p.latest {
+            Inspect::latest_rejections(&op.store, agency.as_ref(), limit(&p))?
+        } else {
+            Inspect::rejections(&op.store, agency.as_ref(), p.after, limit(&p))?
+        };
         Ok(Json(list).into_response())
+    })
+    .await
+}
+
+async fn history(
+    State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let Ok(code) = TrackingCode::parse(&code) else {
+        return bad("not a tracking code");
+    };
+    guarded(op, headers, move |op| {
+        match op.store.delivery(code).map_err(s)? {
+            None => Ok(problem(
+                StatusCode::NOT_FOUND,
+                "no notice with that tracking code",
+            )),
+            Some(rec) => {
+                record(op, rec.recipient, "operator_notice", Some(code), peer)?;
+                let events = op.store.events(code).map_err(s)?;
+                Ok(Json(NoticeHistory::of(&rec, &events)).into_response())
+            }
+        }
+    })
+    .await
+}
+
+async fn parked(State(op): State<Op>, headers: HeaderMap) -> Response {
+    guarded(op, headers, move |op| {
+        Ok(Json(Inspect::parked(&op.store)?).into_response())
     })
     .await
 }

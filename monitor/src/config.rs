@@ -48,6 +48,53 @@ pub struct Config {
     /// `auto` (colour on a terminal unless `NO_COLOR` is set), `always`, `never`.
     pub color: ColorMode,
     pub alerts: AlertConfig,
+    /// The nodes' operator endpoints, for the drill-down views.
+    pub operator: OperatorAccess,
+}
+
+/// `[operator]`: where the drill-down views (an agency's rejections, a
+/// node's parked agencies and quarantined records, a tracking code's
+/// history) read, with which credential. Read-only: the endpoint has no
+/// route that writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorAccess {
+    /// A file holding the operator credential: the nodes'
+    /// `operator.token_file` (one line). Read at every drill-down, so a
+    /// rotated credential needs no restart.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Each target's operator endpoint (its `operator.listen`), in the
+    /// order of `targets`: `HOST:PORT` or an `http(s)://` URL; `""` for a
+    /// node without one. Empty: no drill-down.
+    pub endpoints: Vec<String>,
+}
+
+impl OperatorAccess {
+    /// The base URL of each target's endpoint (`None` where it has none).
+    pub fn bases(&self) -> Result<Vec<Option<String>>, Error> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let e = e.trim();
+                if e.is_empty() {
+                    return Ok(None);
+                }
+                let t = Target::parse(e).map_err(|_| {
+                    Error::Config(format!(
+                        "operator.endpoints: {e:?} is neither HOST:PORT nor an http(s):// URL"
+                    ))
+                })?;
+                // The scheme and authority only: routes are the monitor's.
+                let base = t.url.trim_end_matches("/metrics").trim_end_matches('/');
+                let authority_end = base
+                    .find("://")
+                    .map(|i| i + 3)
+                    .and_then(|i| base[i..].find('/').map(|j| i + j))
+                    .unwrap_or(base.len());
+                Ok(Some(base[..authority_end].to_owned()))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +148,7 @@ impl Default for Config {
             window: HumanDuration(Duration::from_secs(5 * 60)),
             color: ColorMode::Auto,
             alerts: AlertConfig::default(),
+            operator: OperatorAccess::default(),
         }
     }
 }
@@ -193,6 +241,23 @@ impl Config {
                 self.window,
                 window_names().join(", ")
             ));
+        }
+        let op = &self.operator;
+        if !op.endpoints.is_empty() {
+            let targets = self.targets.len().max(1);
+            if op.endpoints.len() != targets {
+                return bad(format!(
+                    "operator.endpoints names {} endpoint(s) for {targets} target(s): one per target, in the same order (\"\" for a node without one)",
+                    op.endpoints.len()
+                ));
+            }
+            if op.token_file.is_none() {
+                return bad(
+                    "operator.endpoints is set: operator.token_file must name the operator credential"
+                        .into(),
+                );
+            }
+            op.bases()?;
         }
         let a = &self.alerts;
         if a.window.0 < interval * 2 || a.window.0 > FINE_HORIZON {
@@ -316,6 +381,36 @@ mod tests {
             Config::default().targets().unwrap()[0].url,
             "http://127.0.0.1:9464/metrics"
         );
+    }
+
+    #[test]
+    fn operator_endpoints_one_per_target_with_a_credential() {
+        let mut c = Config::from_toml(
+            r#"
+            targets = ["10.0.0.5:9464", "10.0.0.6:9464"]
+            [operator]
+            token_file = "/etc/karpoosheh/operator.token"
+            endpoints = ["10.0.0.5:9465", ""]
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.operator.bases().unwrap(),
+            [Some("http://10.0.0.5:9465".to_owned()), None]
+        );
+        c.operator.endpoints = vec!["https://ops.ito.ir:8443/".into(), "x".into()];
+        assert!(c.validate().is_err(), "x is no endpoint");
+        c.operator.endpoints.pop();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("one per target"), "{e}");
+        c.operator.endpoints = vec!["https://ops.ito.ir:8443/".into(), "".into()];
+        assert_eq!(
+            c.operator.bases().unwrap()[0].as_deref(),
+            Some("https://ops.ito.ir:8443")
+        );
+        c.operator.token_file = None;
+        assert!(c.validate().unwrap_err().to_string().contains("token_file"));
     }
 
     #[test]

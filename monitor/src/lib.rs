@@ -8,11 +8,14 @@
 //! from `karpoosheh_schemas::metric_names` ([`READS`] lists every one, for
 //! the test that proves they are emitted), and it must never link the
 //! engine, write to a node, or show or log anything personal (the metrics
-//! carry no national ID, and nothing here would add one).
+//! carry no national ID, and nothing here would add one). Its drill-down
+//! ([`drill`]) reads the nodes' read-only operators' endpoints, and masks
+//! every personal number before it is kept.
 
 mod alerts;
 mod collect;
 mod config;
+pub mod drill;
 mod error;
 #[cfg(test)]
 mod fixtures;
@@ -26,7 +29,7 @@ mod series;
 mod state;
 mod ui;
 
-pub use config::{AlertConfig, ColorMode, Config, Target, DEFAULT_TARGET, WINDOWS};
+pub use config::{AlertConfig, ColorMode, Config, OperatorAccess, Target, DEFAULT_TARGET, WINDOWS};
 pub use error::Error;
 pub use prom::{parse as parse_metrics, Exposition, Family, Sample};
 pub use reads::{reads, Emitter, Kind, Read, READS};

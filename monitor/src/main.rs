@@ -47,6 +47,13 @@ struct Cli {
     /// Colour: auto (honours NO_COLOR), always, never.
     #[arg(long, value_enum)]
     color: Option<Color>,
+    /// A node's operator endpoint (its operator.listen), for the drill-down
+    /// views; once per target, in the targets' order ("" for none).
+    #[arg(long = "operator-endpoint", value_name = "HOST:PORT")]
+    operator_endpoints: Vec<String>,
+    /// The file holding the operator credential (the nodes' operator.token_file).
+    #[arg(long, value_name = "FILE")]
+    operator_token_file: Option<PathBuf>,
     /// Shown in the dashboard's header.
     #[arg(long, default_value = "karpoosheh")]
     title: String,
@@ -86,7 +93,17 @@ fn config(cli: &Cli) -> Result<Config> {
             Color::Never => ColorMode::Never,
         };
     }
+    if !cli.operator_endpoints.is_empty() {
+        c.operator.endpoints = cli.operator_endpoints.clone();
+    }
+    if cli.operator_token_file.is_some() {
+        c.operator.token_file = cli.operator_token_file.clone();
+    }
     c.validate()?;
+    if !c.operator.endpoints.is_empty() {
+        // Refused at start, not at the first drill-down.
+        karpoosheh_monitor::drill::credential(&c.operator).map_err(anyhow::Error::msg)?;
+    }
     Ok(c)
 }
 

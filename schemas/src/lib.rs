@@ -19,6 +19,7 @@ mod decode;
 mod ids;
 mod json_schema;
 mod limits;
+mod mask;
 mod messages;
 pub mod metric_names;
 mod notice;
@@ -34,6 +35,7 @@ pub use ids::{
 };
 pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
+pub use mask::{mask_digits, mask_id};
 pub use messages::{
     BatchRef, ChainLink, Channel, Confirmation, DeadLetter, Delegation, Evidence, MailboxProfile,
     MailboxStatus, Receipt, ReceiptEvent, SourcePosition,

@@ -170,10 +170,104 @@ fn demo_accounts_for_everything_and_serves_notices() {
         String::from_utf8_lossy(&shown.stderr)
     );
     assert!(String::from_utf8_lossy(&shown.stdout).contains("evidence chain  intact"));
+    // The dashboard's drill-down reads the same endpoint, as the monitor
+    // does: a tracking code's history (masked), an agency's newest
+    // rejections, the node's lots and quarantine.
+    let rejecting = {
+        use karpoosheh_monitor::drill::{credential, fetch, Answer, Endpoint, Query};
+        let access = karpoosheh_monitor::OperatorAccess {
+            token_file: Some(data.join("operator.token")),
+            endpoints: vec![operator.clone()],
+        };
+        let token = credential(&access).unwrap();
+        let ep = [Endpoint {
+            name: "demo".into(),
+            base: format!("http://{operator}"),
+        }];
+        let q = Query::Lookup { code: code.clone() };
+        let Ok(Answer::Lookup(h)) = fetch(&q, &ep, &token) else {
+            panic!("no history of {code}");
+        };
+        assert_eq!(h.tracking_code, code);
+        assert!(h.history[0].starts_with("legal outcome"), "{:?}", h.history);
+        assert!(
+            h.chain.iter().any(|l| l.contains("intact")),
+            "{:?}",
+            h.chain
+        );
+        assert!(h.recipient.ends_with(&who[who.len() - 4..]) && !h.recipient.contains(who));
+        // An agency with rejections, from the demo's metrics.
+        let agency = loop {
+            let (_, m) = get(&metrics, "/metrics", None);
+            let found = m.lines().find_map(|l| {
+                let labels = l.strip_prefix("karpoosheh_notices_rejected_total{")?;
+                let a = labels.split("agency=\"").nth(1)?.split('"').next()?;
+                Some(a.to_owned())
+            });
+            match found {
+                Some(a) => break a,
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                None => panic!("no rejection in the demo's metrics"),
+            }
+        };
+        let q = Query::Rejections {
+            agency: agency.clone(),
+        };
+        let Ok(Answer::Rejections(r)) = fetch(&q, &ep, &token) else {
+            panic!("no rejections of {agency}");
+        };
+        assert!(!r.samples.is_empty() && r.notes.is_empty(), "{r:?}");
+        assert!(
+            r.samples.windows(2).all(|w| w[0].at >= w[1].at),
+            "newest first"
+        );
+        assert!(!r.by_reason().is_empty());
+        let Ok(Answer::Inside(i)) = fetch(&Query::Inside { node: 0 }, &ep, &token) else {
+            panic!("nothing inside");
+        };
+        assert!(i.parked.is_empty() && i.quarantined.is_empty(), "{i:?}");
+        agency
+    };
     let out = child.wait_with_output().unwrap();
     let stderr = drain.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // With the demo gone, the same commands read its store directly.
+    let dir = data.to_str().unwrap();
+    let latest = run(
+        &[
+            "--data-dir",
+            dir,
+            "rejections",
+            "--agency",
+            &rejecting,
+            "--latest",
+            "--limit",
+            "3",
+        ],
+        None,
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&latest.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&latest.stderr)
+    );
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["id"].as_u64() > w[1]["id"].as_u64()),
+        "--latest is newest first: {lines:?}"
+    );
+    let parked = run(&["--data-dir", dir, "parked"], None);
+    assert!(parked.status.success() && parked.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&parked.stderr).contains("no receipts parked"));
     assert!(
         stdout.contains("all 4,000 records accounted for"),
         "{stdout}"

@@ -204,6 +204,24 @@ pub fn run(
     // The audit log as on a real node; its tree heads are kept in the
     // store (no audit topic here).
     let (sealer, audit) = super::audited(cfg, &store, sealer)?;
+    // The demo's operator credential, made for the run when its file is
+    // not there; an endpoint that cannot start leaves the demo without it.
+    if !cfg.operator.listen.is_empty() && !cfg.operator.token_file.exists() {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| anyhow::anyhow!("no randomness for the operator credential"))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&cfg.operator.token_file)?;
+        writeln!(f, "{}", crate::evidence::b64url(&secret))?;
+    }
+    let operator_server = super::operator(cfg, &store).unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "the demo goes on without its operators' endpoint");
+        None
+    });
     let health = Health::default();
     let mut server = None;
     if opts.serve_metrics && !cfg.metrics.listen.is_empty() {
@@ -239,7 +257,16 @@ pub fn run(
     let dashboard_log = cfg.store.path.join("demo.log");
     let dashboard = match metrics_addr {
         Some(addr) if opts.progress && opts.dashboard => {
-            Dashboard::start(addr, &dashboard_log, screen_taken.clone(), shutdown.clone())
+            let operator = operator_server
+                .as_ref()
+                .map(|o| (o.addr, cfg.operator.token_file.clone()));
+            Dashboard::start(
+                addr,
+                operator,
+                &dashboard_log,
+                screen_taken.clone(),
+                shutdown.clone(),
+            )
         }
         _ => None,
     };
@@ -345,24 +372,6 @@ pub fn run(
     } else {
         demo_identity(cfg)?
     };
-    // The demo's operator credential, made for the run when its file is
-    // not there; an endpoint that cannot start leaves the demo without it.
-    if !cfg.operator.listen.is_empty() && !cfg.operator.token_file.exists() {
-        let mut secret = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .map_err(|_| anyhow::anyhow!("no randomness for the operator credential"))?;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&cfg.operator.token_file)?;
-        writeln!(f, "{}", crate::evidence::b64url(&secret))?;
-    }
-    let _operator = super::operator(cfg, &store).unwrap_or_else(|e| {
-        tracing::warn!(error = %format!("{e:#}"), "the demo goes on without its operators' endpoint");
-        None
-    });
     super::traffic_purge(cfg, &store)?;
     // Served beside the follow-up (it records openings and confirmations);
     // a demo that cannot bind its address goes on without it.
@@ -673,6 +682,7 @@ struct Dashboard {
 impl Dashboard {
     fn start(
         addr: std::net::SocketAddr,
+        operator: Option<(std::net::SocketAddr, PathBuf)>,
         log: &Path,
         screen_taken: Arc<AtomicBool>,
         shutdown: Arc<AtomicBool>,
@@ -699,12 +709,21 @@ impl Dashboard {
             .open(log)
             .ok()?;
         let terminal = SavedTerminal::save();
-        let child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        command
             .arg(format!("http://{addr}/metrics"))
             // The demo is short: scrape often, rates over a few seconds.
             .args(["--interval", "1s", "--rate-window", "5s", "--window", "5m"])
-            .args(["--title", "karpoosheh demo"])
-            .spawn();
+            .args(["--title", "karpoosheh demo"]);
+        // Its drill-down views read the demo's operator endpoint.
+        if let Some((listen, token_file)) = operator {
+            command
+                .arg("--operator-endpoint")
+                .arg(listen.to_string())
+                .arg("--operator-token-file")
+                .arg(token_file);
+        }
+        let child = command.spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {

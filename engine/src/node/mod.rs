@@ -9,7 +9,6 @@
 
 pub mod demo;
 mod ingest;
-mod inspect;
 mod run;
 
 use std::sync::Arc;
@@ -28,8 +27,8 @@ use crate::store::scylla::{ScyllaStore, ScyllaStoreConfig};
 use crate::store::{FjallStore, Store, StoreBackend, StoreError};
 
 pub use self::ingest::ingest;
-pub use self::inspect::{render_chain, render_history};
 pub use self::run::run;
+pub use crate::operator::render::{render_chain, render_history};
 
 /// Opens the store the configuration names, to write.
 pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StoreError> {

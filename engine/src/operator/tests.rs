@@ -3,7 +3,7 @@
 //! traffic data.
 
 use super::*;
-use crate::store::conformance::{dead_letter, new_notice, notice, person, rejection};
+use crate::store::conformance::{dead_letter, new_notice, notice, person, receipt, rejection};
 use crate::store::{Durability, FjallStore, FjallStoreConfig};
 use karpoosheh_schemas::Reason;
 
@@ -88,4 +88,72 @@ fn a_running_node_answers_what_the_store_would_to_operators_only() {
     // A credential too short to be one is refused at start.
     std::fs::write(&token_file, "short").unwrap();
     assert!(op.token().is_err());
+}
+
+#[test]
+fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
+    cfg.durability = Durability::Buffered;
+    let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+    let mut entries = vec![new_notice(notice("tax", "r-1", person(100), "body one"), 1)];
+    entries
+        .extend((0..5).map(|i| rejection(Some("tax"), &format!("bad-{i}"), Reason::BadCheckDigit)));
+    store.write(&entries).unwrap();
+    let customs = AgencyId::parse("customs").unwrap();
+    store
+        .park(&customs, &[receipt("customs", 1), receipt("customs", 2)])
+        .unwrap();
+    let token_file = dir.path().join("operator.token");
+    std::fs::write(&token_file, "x".repeat(40) + "\n").unwrap();
+    let mut op = OperatorConfig {
+        listen: String::new(),
+        token_file,
+    };
+    let server = crate::http::HttpServer::start_router(
+        "127.0.0.1:0",
+        router(store.clone(), &op.token().unwrap()),
+    )
+    .unwrap();
+    op.listen = server.addr.to_string();
+    let remote = Remote::new(&op).unwrap();
+
+    let tax = AgencyId::parse("tax").unwrap();
+    let latest = remote.latest_rejections(Some(&tax), 2).unwrap();
+    let refs: Vec<_> = latest
+        .iter()
+        .map(|r| r.rejection.reference.clone().unwrap())
+        .collect();
+    assert_eq!(refs, ["bad-4", "bad-3"], "newest first");
+    let both: Result<Vec<StoredRejection>, _> =
+        remote.get("/v1/operator/rejections?latest=true&after=3");
+    assert!(both.unwrap_err().contains("400"));
+
+    let lots = remote.parked().unwrap();
+    assert_eq!(lots.len(), 1);
+    assert_eq!(lots[0].agency, customs);
+    assert_eq!(lots[0].receipts, 2);
+    assert_eq!(lots[0].oldest_at, Some(receipt("customs", 1).at));
+    assert!(lots[0].oldest_event.is_some());
+    assert_eq!(lots, (&store as &dyn Inspect).parked().unwrap());
+
+    let code = store.mailbox(person(100), None, 1).unwrap().notices[0].tracking_code;
+    let h = remote.history(code).unwrap();
+    assert_eq!(h.tracking_code, code.to_string());
+    assert_eq!(h.agency, "tax");
+    let id = person(100).to_string();
+    assert_eq!(h.recipient, karpoosheh_schemas::mask_id(&id));
+    assert!(h.recipient.ends_with(&id[id.len() - 4..]));
+    assert!(!h.history.is_empty() && h.history[0].starts_with("legal outcome"));
+    let whole = serde_json::to_string(&h).unwrap();
+    assert!(!whole.contains(&id), "the national ID never leaves whole");
+    assert!(!whole.contains("body one"), "nor the notice's body");
+    // The lookup is a read of the mailbox's traffic data.
+    let log = store.access_log(person(100), 10).unwrap();
+    assert_eq!(log[0].action, "operator_notice");
+    assert_eq!(log[0].tracking_code, Some(code));
+    assert!(remote
+        .history(TrackingCode::from_parts(1_760_000_000_000, 9, 9))
+        .unwrap_err()
+        .contains("404"));
 }

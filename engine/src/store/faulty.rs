@@ -129,6 +129,14 @@ impl NoticeStore for Faulty {
         self.inner.rejections(a, after, l)
     }
 
+    fn latest_rejections(
+        &self,
+        a: Option<&karpoosheh_schemas::AgencyId>,
+        l: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        self.inner.latest_rejections(a, l)
+    }
+
     fn dead_letters(
         &self,
         after: Option<u64>,

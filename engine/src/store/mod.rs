@@ -136,6 +136,15 @@ pub trait NoticeStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredRejection>, StoreError>;
 
+    /// The newest kept rejections for an agency (`None`: unattributed),
+    /// newest first, at most `limit`: what an operator looking at an
+    /// agency's rejections now wants to see.
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError>;
+
     /// Kept dead letters, oldest first, after the ID `after`.
     fn dead_letters(
         &self,

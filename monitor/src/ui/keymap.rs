@@ -30,6 +30,9 @@ pub(crate) enum Action {
     Pause,
     Wider,
     Narrower,
+    Rejections,
+    Inside,
+    Lookup,
 }
 
 /// A key as bound.
@@ -189,6 +192,27 @@ pub(crate) const KEYMAP: &[Binding] = &[
         "Enter",
         A::Enter,
         "drill down: a node's own overview; an agency's or channel's detail",
+        None,
+    ),
+    b(
+        &[K::Char('r')],
+        "r",
+        A::Rejections,
+        "an agency's newest rejections, with fields and messages (Agencies); in a drill-down, read it again",
+        None,
+    ),
+    b(
+        &[K::Char('i')],
+        "i",
+        A::Inside,
+        "inside a node: its parked agencies and quarantined records (Nodes)",
+        None,
+    ),
+    b(
+        &[K::Char('t')],
+        "t",
+        A::Lookup,
+        "look up a tracking code: the notice's legal history (recorded in that mailbox's traffic data)",
         None,
     ),
     b(

@@ -31,6 +31,7 @@ pub(crate) use views::draw;
 
 use crate::collect::Collector;
 use crate::config::{Config, WINDOWS};
+use crate::drill::{Answer, Fetcher, Query};
 use crate::state::{Params, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,26 @@ pub(crate) struct App {
     pub config: Config,
     pub targets: usize,
     pub exit: Option<Exit>,
+    /// The drill-down on screen, over the view (Esc closes it).
+    pub drill: Option<Drill>,
+    /// A tracking code being typed (`t`).
+    pub prompt: Option<String>,
+    /// A drill-down to fetch, for the loop to start.
+    pub fetch: Option<(u64, Query)>,
+    /// The last drill-down's generation: older answers are dropped.
+    pub generation: u64,
+}
+
+/// A drill-down: what was asked, and its answer once it came.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Drill {
+    pub query: Query,
+    /// Which nodes were asked, for the title (`all nodes` or one name).
+    pub asked: String,
+    pub generation: u64,
+    pub answer: Option<Result<Answer, String>>,
+    /// The selected rejection, or the first line shown.
+    pub selected: usize,
 }
 
 impl App {
@@ -132,6 +153,88 @@ impl App {
             config,
             targets,
             exit: None,
+            drill: None,
+            prompt: None,
+            fetch: None,
+            generation: 0,
+        }
+    }
+
+    /// Opens (or re-reads) a drill-down; the loop starts the fetch.
+    fn open(&mut self, query: Query, asked: String) {
+        self.generation += 1;
+        self.fetch = Some((self.generation, query.clone()));
+        self.drill = Some(Drill {
+            query,
+            asked,
+            generation: self.generation,
+            answer: None,
+            selected: 0,
+        });
+        self.help = false;
+        self.detail = false;
+    }
+
+    /// Which nodes a fleet-wide query asks: the one in scope, or all.
+    fn asked(&self, state: Option<&State>) -> String {
+        match self.scope {
+            Some(i) => node_name(state, i),
+            None => "all nodes".into(),
+        }
+    }
+
+    /// Takes an answer the fetcher delivered; true when it is the one on
+    /// screen.
+    pub fn answered(&mut self, generation: u64, answer: Result<Answer, String>) -> bool {
+        match &mut self.drill {
+            Some(d) if d.generation == generation => {
+                d.answer = Some(answer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Rows (or lines) the drill-down can move through.
+    fn drill_rows(&self) -> usize {
+        match self.drill.as_ref().and_then(|d| d.answer.as_ref()) {
+            Some(Ok(Answer::Rejections(r))) => r.samples.len(),
+            Some(Ok(Answer::Inside(i))) => i.parked.len() + i.quarantined.len(),
+            Some(Ok(Answer::Lookup(h))) => h.history.len() + h.chain.len(),
+            _ => 0,
+        }
+    }
+
+    /// A key while the tracking-code prompt is open.
+    fn prompt_key(&mut self, key: KeyEvent, state: Option<&State>) {
+        let ctrl = key.modifiers.contains(event::KeyModifiers::CONTROL);
+        let Some(text) = self.prompt.as_mut() else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.prompt = None,
+            KeyCode::Enter => {
+                let code = text.trim().to_owned();
+                self.prompt = None;
+                if !code.is_empty() {
+                    let asked = self.asked(state);
+                    self.open(Query::Lookup { code }, asked);
+                }
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char('c') if ctrl => self.exit = Some(Exit::Interrupt),
+            // A code is 17 characters; a paste of anything longer is cut,
+            // anything but letters, digits and hyphens left out.
+            KeyCode::Char(c)
+                if !ctrl
+                    && text.chars().count() < 24
+                    && (c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                text.push(c.to_ascii_uppercase())
+            }
+            _ => {}
         }
     }
 
@@ -159,6 +262,10 @@ impl App {
     /// parameters.
     pub fn key(&mut self, key: KeyEvent, state: Option<&State>) -> bool {
         let before = self.params();
+        if self.prompt.is_some() {
+            self.prompt_key(key, state);
+            return false;
+        }
         if self.editing {
             let ctrl = key.modifiers.contains(event::KeyModifiers::CONTROL);
             let f = &mut self.filter[self.view.index()];
@@ -183,6 +290,42 @@ impl App {
         let Some(action) = keymap::action(&key) else {
             return false;
         };
+        if self.drill.is_some() && !self.help {
+            let last = self.drill_rows().saturating_sub(1);
+            let d = self.drill.as_mut().expect("checked");
+            let cur = d.selected;
+            let switching = matches!(
+                action,
+                Action::NextView | Action::PrevView | Action::Show(_)
+            );
+            match action {
+                Action::Back => self.drill = None,
+                Action::Up => d.selected = cur.saturating_sub(1),
+                Action::Down => d.selected = (cur + 1).min(last),
+                Action::PageUp => d.selected = cur.saturating_sub(10),
+                Action::PageDown => d.selected = (cur + 10).min(last),
+                Action::Top => d.selected = 0,
+                Action::Bottom => d.selected = last,
+                Action::Rejections => {
+                    let (q, asked) = (d.query.clone(), d.asked.clone());
+                    self.open(q, asked);
+                }
+                Action::Quit => self.exit = Some(Exit::Quit),
+                Action::Interrupt => self.exit = Some(Exit::Interrupt),
+                Action::Help => {
+                    self.help = true;
+                    self.help_scroll = 0;
+                }
+                Action::Lookup => self.prompt = Some(String::new()),
+                // A view key leaves the drill-down for that view, below.
+                _ if switching => self.drill = None,
+                // The rest act on the view underneath: not while it is covered.
+                _ => {}
+            }
+            if !switching {
+                return false;
+            }
+        }
         let v = self.view.index();
         let rows = self.rows(state);
         let page = 10;
@@ -263,6 +406,31 @@ impl App {
             }
             Action::Wider => self.window = (self.window + 1).min(WINDOWS.len() - 1),
             Action::Narrower => self.window = self.window.saturating_sub(1),
+            Action::Rejections => {
+                if self.view == View::Agencies {
+                    let agency = state.and_then(|s| {
+                        let order = views::agency_order(self, s);
+                        order.get(cur).map(|&i| s.agencies[i].name.clone())
+                    });
+                    if let Some(agency) = agency {
+                        let asked = self.asked(state);
+                        self.open(Query::Rejections { agency }, asked);
+                    }
+                }
+            }
+            Action::Inside => {
+                let node = match self.view {
+                    View::Nodes => state.and_then(|s| views::node_order(self, s).get(cur).copied()),
+                    _ => self.scope,
+                };
+                if let Some(node) = node {
+                    self.open(Query::Inside { node }, node_name(state, node));
+                }
+            }
+            Action::Lookup => {
+                self.prompt = Some(String::new());
+                self.help = false;
+            }
         }
         self.params() != before
     }
@@ -271,7 +439,20 @@ impl App {
         self.view = view;
         self.detail = false;
         self.help = false;
+        self.drill = None;
     }
+}
+
+/// A node's name on screen, from the last state (its target otherwise).
+pub(crate) fn node_name(state: Option<&State>, i: usize) -> String {
+    state
+        .and_then(|s| s.nodes.get(i))
+        .map_or_else(|| format!("node {}", i + 1), |n| n.name.clone())
+}
+
+/// The names of every target, for the endpoints' labels.
+fn node_names(app: &App, state: Option<&State>) -> Vec<String> {
+    (0..app.targets).map(|i| node_name(state, i)).collect()
 }
 
 /// Puts the terminal in raw mode on the alternate screen and restores it
@@ -398,6 +579,7 @@ pub(crate) fn run(
             }
         })
         .map_err(crate::Error::Terminal)?;
+    let fetcher = Fetcher::default();
     let mut seen = 0;
     let mut state: Option<Arc<State>> = None;
     let mut dirty = true;
@@ -424,6 +606,18 @@ pub(crate) fn run(
             if let Some(exit) = app.exit {
                 return Ok(exit);
             }
+            if let Some((generation, query)) = app.fetch.take() {
+                let scope = match query {
+                    Query::Inside { node } => Some(node),
+                    _ => app.scope,
+                };
+                let names = node_names(&app, state.as_deref());
+                let endpoints = crate::drill::endpoints(&app.config.operator, &names, scope);
+                fetcher.start(generation, query, endpoints, &app.config.operator);
+            }
+        }
+        if let Some((generation, answer)) = fetcher.take() {
+            dirty |= app.answered(generation, answer);
         }
         if let Some((g, s)) = collector.states.latest() {
             // A paused screen only takes a state computed for it (a window

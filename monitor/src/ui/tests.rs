@@ -375,3 +375,263 @@ fn typing_a_filter_does_not_trigger_keys() {
     press(&mut a, KeyCode::Esc);
     assert!(!a.editing && a.filter[2].is_empty());
 }
+
+// ---- Drill-down (src/drill.rs) ----
+
+mod drill {
+    use super::*;
+    use crate::drill::{Answer, History, Inside, Lot, Quarantined, Query, Rejections, Sample};
+    use chrono::{DateTime, Utc};
+    use karpoosheh_schemas::{Problem, Reason, SourcePosition};
+
+    fn now() -> DateTime<Utc> {
+        fixtures::wall(10.5).into()
+    }
+
+    fn sample(secs_ago: i64, reason: Reason, field: &str, message: &str, offset: i64) -> Sample {
+        Sample {
+            at: now() - chrono::Duration::seconds(secs_ago),
+            reference: Some(format!("TAX-2027-{offset:05}")),
+            problems: vec![Problem::new(reason, Some(field.to_owned()), message)],
+            position: SourcePosition::Kafka {
+                topic: "karpoosheh.notices.tax".into(),
+                partition: (offset % 4) as i32,
+                offset,
+            },
+            node: "10.0.0.1:9464".into(),
+        }
+    }
+
+    pub(super) fn rejections() -> Answer {
+        let mut samples: Vec<Sample> = (0..12)
+            .map(|i| {
+                sample(
+                    i * 7,
+                    Reason::BadCheckDigit,
+                    "recipient",
+                    // As the engine would never write it, masked on arrival.
+                    &karpoosheh_schemas::mask_digits(
+                        "recipient 0012345679: the check digit does not match",
+                    ),
+                    41_000 + i,
+                )
+            })
+            .collect();
+        samples.insert(
+            3,
+            sample(
+                15,
+                Reason::MissingField,
+                "title",
+                "title is required",
+                40_990,
+            ),
+        );
+        Answer::Rejections(Rejections {
+            samples,
+            asked: 3,
+            notes: vec!["10.0.0.3:9464: answered 503: the store is not reachable".into()],
+        })
+    }
+
+    fn inside() -> Answer {
+        Answer::Inside(Inside {
+            node: "10.0.0.2:9464".into(),
+            parked: vec![Lot {
+                agency: "customs".into(),
+                receipts: 1204,
+                oldest_event: Some("accepted".into()),
+                oldest_at: Some(now() - chrono::Duration::seconds(192)),
+            }],
+            quarantined: vec![Quarantined {
+                at: now() - chrono::Duration::seconds(3600),
+                kind: "outbox_receipt".into(),
+                key: "7340032017403904".into(),
+                error: "the stored record is damaged: expected value at line 1 column 1".into(),
+            }],
+        })
+    }
+
+    fn lookup() -> Answer {
+        Answer::Lookup(History {
+            tracking_code: "07FJ-CPM0-00C0-HQ".into(),
+            agency: "tax".into(),
+            reference: "TAX-2027-00017".into(),
+            recipient: "******5679".into(),
+            kind: "official_notice".into(),
+            accepted_at: "2027-01-15T07:40:00+00:00".into(),
+            expires_at: "2027-04-15T07:40:00+00:00".into(),
+            state: "served".into(),
+            history: vec![
+                "legal outcome   SERVED (art. 29) at 2027-01-15 07:58:02 UTC".into(),
+                "round 1           2027-01-15 07:40:01 UTC  to recipient       sent by SMS (1 attempt(s))".into(),
+                "round 2           2027-01-15 07:50:01 UTC  to recipient       sent by e-mail (1 attempt(s))".into(),
+                "confirmed       2027-01-15 07:55:40 UTC  (1 of 2)".into(),
+                "confirmed       2027-01-15 07:58:02 UTC  (2 of 2)".into(),
+            ],
+            chain: vec![
+                "event   1       accepted                   2027-01-15T07:40:00Z  xH3k…".into(),
+                "event   2       notification_sent          2027-01-15T07:40:01Z  9aQp…".into(),
+                "evidence chain  intact: 2 events, head 9aQp…".into(),
+            ],
+            node: "10.0.0.1:9464".into(),
+        })
+    }
+
+    fn with(query: Query, asked: &str, answer: Option<Result<Answer, String>>) -> App {
+        let mut a = app();
+        a.drill = Some(Drill {
+            query,
+            asked: asked.into(),
+            generation: 1,
+            answer,
+            selected: 0,
+        });
+        a
+    }
+
+    fn tax() -> Query {
+        Query::Rejections {
+            agency: "tax".into(),
+        }
+    }
+
+    #[test]
+    fn rejections_80x24() {
+        let a = with(tax(), "all nodes", Some(Ok(rejections())));
+        assert_snapshot!(screen(&a, 80, 24));
+    }
+
+    #[test]
+    fn rejections_160x48() {
+        let mut a = with(tax(), "all nodes", Some(Ok(rejections())));
+        a.drill.as_mut().unwrap().selected = 3;
+        assert_snapshot!(screen(&a, 160, 48));
+    }
+
+    #[test]
+    fn inside_a_node_80x24() {
+        let a = with(
+            Query::Inside { node: 1 },
+            "10.0.0.2:9464",
+            Some(Ok(inside())),
+        );
+        assert_snapshot!(screen(&a, 80, 24));
+    }
+
+    #[test]
+    fn lookup_160x48() {
+        let q = Query::Lookup {
+            code: "07FJ-CPM0-00C0-HQ".into(),
+        };
+        let a = with(q, "all nodes", Some(Ok(lookup())));
+        assert_snapshot!(screen(&a, 160, 48));
+    }
+
+    #[test]
+    fn asking_and_failing_say_so() {
+        let a = with(tax(), "all nodes", None);
+        assert!(screen(&a, 80, 24).contains("Asking the operator endpoint"));
+        let e = crate::drill::endpoints(&a.config.operator, &[], None).unwrap_err();
+        let a = with(tax(), "all nodes", Some(Err(e)));
+        let text = screen(&a, 80, 24);
+        assert!(text.contains("no operator endpoints configured"), "{text}");
+    }
+
+    #[test]
+    fn the_prompt_80x24() {
+        let mut a = view(View::Nodes);
+        press(&mut a, KeyCode::Char('t'));
+        for c in "07fj-cpm0".chars() {
+            press(&mut a, KeyCode::Char(c));
+        }
+        assert_snapshot!(screen(&a, 80, 24));
+    }
+
+    #[test]
+    fn r_on_an_agency_asks_for_its_rejections_and_esc_goes_back() {
+        let mut a = view(View::Agencies);
+        let s = state_for(&a);
+        let selected = s.agencies[crate::ui::views::agency_order(&a, &s)[0]]
+            .name
+            .clone();
+        press(&mut a, KeyCode::Char('r'));
+        let want = Query::Rejections { agency: selected };
+        assert_eq!(a.fetch, Some((1, want.clone())));
+        assert_eq!(a.drill.as_ref().unwrap().query, want);
+        assert_eq!(a.drill.as_ref().unwrap().asked, "all nodes");
+        // An answer for an older drill-down is dropped; its own is taken.
+        assert!(!a.answered(0, Ok(rejections())));
+        assert!(a.answered(1, Ok(rejections())));
+        press(&mut a, KeyCode::Down);
+        press(&mut a, KeyCode::Down);
+        assert_eq!(a.drill.as_ref().unwrap().selected, 2);
+        press(&mut a, KeyCode::Char('G'));
+        assert_eq!(a.drill.as_ref().unwrap().selected, 12);
+        // Keys of the view underneath do nothing while it is covered.
+        press(&mut a, KeyCode::Char('s'));
+        assert_eq!(a.sort[2], (0, false));
+        // r reads it again, as a new generation.
+        a.fetch = None;
+        press(&mut a, KeyCode::Char('r'));
+        assert_eq!(a.fetch.as_ref().map(|f| f.0), Some(2));
+        assert_eq!(a.drill.as_ref().unwrap().answer, None);
+        press(&mut a, KeyCode::Esc);
+        assert!(a.drill.is_none() && a.exit.is_none());
+        assert_eq!(a.view, View::Agencies);
+    }
+
+    #[test]
+    fn a_view_key_leaves_the_drill_down_for_that_view() {
+        let mut a = with(tax(), "all nodes", Some(Ok(rejections())));
+        press(&mut a, KeyCode::Char('4'));
+        assert!(a.drill.is_none());
+        assert_eq!(a.view, View::Channels);
+    }
+
+    #[test]
+    fn i_on_a_node_asks_inside_it() {
+        let mut a = view(View::Nodes);
+        press(&mut a, KeyCode::Down);
+        let s = state_for(&a);
+        let node = crate::ui::views::node_order(&a, &s)[1];
+        press(&mut a, KeyCode::Char('i'));
+        assert_eq!(a.fetch, Some((1, Query::Inside { node })));
+        assert_eq!(a.drill.as_ref().unwrap().asked, s.nodes[node].name);
+    }
+
+    #[test]
+    fn a_tracking_code_typed_is_looked_up_and_typing_triggers_no_key() {
+        let mut a = app();
+        press(&mut a, KeyCode::Char('t'));
+        assert_eq!(a.prompt.as_deref(), Some(""));
+        for c in "07fj-cpm0-00c0-hq q?".chars() {
+            press(&mut a, KeyCode::Char(c));
+        }
+        assert_eq!((a.exit, a.help), (None, false));
+        assert_eq!(a.prompt.as_deref(), Some("07FJ-CPM0-00C0-HQQ"));
+        press(&mut a, KeyCode::Backspace);
+        press(&mut a, KeyCode::Enter);
+        assert!(a.prompt.is_none());
+        let want = Query::Lookup {
+            code: "07FJ-CPM0-00C0-HQ".into(),
+        };
+        assert_eq!(a.fetch, Some((1, want)));
+        // Esc on an empty prompt asks nothing.
+        let mut a = app();
+        press(&mut a, KeyCode::Char('t'));
+        press(&mut a, KeyCode::Esc);
+        assert!(a.prompt.is_none() && a.fetch.is_none() && a.exit.is_none());
+    }
+
+    #[test]
+    fn nothing_on_screen_carries_a_whole_national_id() {
+        for (q, answer) in [(tax(), rejections()), (Query::Inside { node: 1 }, inside())] {
+            let a = with(q, "all nodes", Some(Ok(answer)));
+            for (w, h) in [(80, 24), (160, 48)] {
+                let text = screen(&a, w, h);
+                assert!(!text.contains("0012345679"), "{text}");
+            }
+        }
+    }
+}

@@ -359,7 +359,7 @@ pub(crate) fn right(s: String) -> Cell<'static> {
 }
 
 pub(crate) fn render_table(f: &mut Frame, table: Table, area: Rect, selected: usize, rows: usize) {
-    let mut st = TableState::default().with_selected((rows > 0).then_some(selected.min(rows - 1)));
+    let mut st = TableState::default().with_selected((rows > 0).then(|| selected.min(rows - 1)));
     f.render_stateful_widget(table, area, &mut st);
 }
 

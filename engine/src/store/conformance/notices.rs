@@ -256,6 +256,25 @@ pub(super) fn rejections_are_kept_per_agency(s: &dyn Store) {
     );
     let un = s.rejections(None, None, 10).unwrap();
     assert_eq!(un.len(), 1, "unattributed rejections are kept apart");
+    // The newest first, for an operator looking at them now.
+    let latest = s.latest_rejections(Some(&tax), 2).unwrap();
+    assert_eq!(
+        latest
+            .iter()
+            .map(|r| r.rejection.reference.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["t4", "t3"]
+    );
+    assert_eq!(
+        latest[0].id, rest[1].id,
+        "the same IDs as the oldest-first read"
+    );
+    assert_eq!(s.latest_rejections(Some(&tax), 10).unwrap().len(), 5);
+    assert_eq!(s.latest_rejections(None, 10).unwrap().len(), 1);
+    assert!(s
+        .latest_rejections(Some(&AgencyId::parse("customs").unwrap()), 10)
+        .unwrap()
+        .is_empty());
 }
 
 pub(super) fn dead_letters_are_kept(s: &dyn Store) {

@@ -225,6 +225,34 @@ impl NoticeStore for FjallStore {
         Ok(out)
     }
 
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let bucket = agency_bucket(agency);
+        let mut end = bucket.to_vec();
+        end.push(1);
+        let mut out = Vec::new();
+        for guard in self
+            .rejections
+            .range::<Vec<u8>, _>((
+                Bound::Included(rejection_key(agency, 0)),
+                Bound::Excluded(end),
+            ))
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            let id = u64_of(&k[bucket.len() + 1..])?;
+            out.push(StoredRejection {
+                id,
+                rejection: decode("rejection", &v)?,
+            });
+        }
+        Ok(out)
+    }
+
     fn dead_letters(
         &self,
         after: Option<u64>,

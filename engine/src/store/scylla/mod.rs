@@ -184,6 +184,7 @@ struct Statements {
     profile_get: PreparedStatement,
     rejection_put: PreparedStatement,
     rejection_read: PreparedStatement,
+    rejection_latest: PreparedStatement,
     dead_letter_put: PreparedStatement,
     dead_letter_read: PreparedStatement,
     day_put: PreparedStatement,
@@ -278,6 +279,7 @@ const CQL: &[(&str, &str, bool)] = &[
     ("profile_get", "SELECT profile, updated_us, WRITETIME(profile) FROM profiles WHERE mailbox_id = ?", true),
     ("rejection_put", "INSERT INTO rejections (agency, day, bucket, id, at, reference, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
     ("rejection_read", "SELECT id, record FROM rejections WHERE agency = ? AND day = ? AND bucket = ? AND id > ? LIMIT ?", true),
+    ("rejection_latest", "SELECT id, record FROM rejections WHERE agency = ? AND day = ? AND bucket = ? ORDER BY id DESC LIMIT ?", true),
     ("dead_letter_put", "INSERT INTO dead_letters (day, bucket, id, at, agency, reasons, record) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", true),
     ("dead_letter_read", "SELECT id, record FROM dead_letters WHERE day = ? AND bucket = ? AND id > ? LIMIT ?", true),
     ("day_put", "INSERT INTO traffic_days (kind, agency, day) VALUES (?, ?, ?) USING TTL ?", true),
@@ -358,6 +360,7 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         profile_get: take("profile_get"),
         rejection_put: take("rejection_put"),
         rejection_read: take("rejection_read"),
+        rejection_latest: take("rejection_latest"),
         dead_letter_put: take("dead_letter_put"),
         dead_letter_read: take("dead_letter_read"),
         day_put: take("day_put"),
@@ -1272,6 +1275,55 @@ impl ScyllaStore {
                 .map(|(id, rec)| (id as u64, rec))
                 .collect();
             merged.sort_by_key(|(id, _)| *id);
+            out.extend(merged.into_iter().take(limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    /// The newest rejections of `agency`, newest first: walks the days
+    /// that hold any from the last, reading a day's buckets newest first
+    /// in parallel and merging them by ID.
+    async fn rejections_newest(
+        &self,
+        agency: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ScyllaError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let res = self
+            .exec(
+                &self.st.days,
+                ("r", agency, day_of(0)),
+                "listing traffic days",
+            )
+            .await?;
+        let mut days = collect::<(NaiveDate,)>(res, "traffic_days")?;
+        days.sort();
+        let mut out: Vec<(u64, String)> = Vec::new();
+        let lim = limit.min(i32::MAX as usize) as i32;
+        for (day,) in days.into_iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let reads = (0..TRAFFIC_BUCKETS as i8).map(|bucket| async move {
+                let res = self
+                    .exec(
+                        &self.st.rejection_latest,
+                        (agency, day, bucket, lim),
+                        "reading rejections",
+                    )
+                    .await?;
+                collect::<(i64, String)>(res, "traffic")
+            });
+            let mut merged: Vec<(u64, String)> = self
+                .all(reads)
+                .await?
+                .into_iter()
+                .flatten()
+                .map(|(id, rec)| (id as u64, rec))
+                .collect();
+            merged.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
             out.extend(merged.into_iter().take(limit - out.len()));
         }
         Ok(out)

@@ -170,6 +170,24 @@ impl NoticeStore for ScyllaStore {
             .collect()
     }
 
+    fn latest_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
+        let rows = self.rt.block_on(self.rejections_newest(agency, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok(StoredRejection {
+                    id,
+                    rejection: serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
     fn dead_letters(
         &self,
         after: Option<u64>,

@@ -106,7 +106,7 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
         })
         .collect();
     let title = format!(
-        " Agencies ({}) · %, reasons over {} · Enter: detail ",
+        " Agencies ({}) · %, reasons over {} · Enter: detail · r: rejections ",
         order.len(),
         window_name(s.params.window)
     );

@@ -8,6 +8,7 @@
 
 mod agencies;
 mod channels;
+mod drill;
 mod help;
 mod nodes;
 mod overview;
@@ -48,6 +49,9 @@ pub(crate) fn draw(f: &mut Frame, app: &App, state: Option<&State>) {
     footer(f, app, foot);
     match state {
         None => waiting(f, app, body),
+        Some(s) if app.drill.is_some() => {
+            drill::draw(f, app, s, app.drill.as_ref().expect("checked"), body)
+        }
         Some(s) => match app.view {
             View::Overview => overview::draw(f, app, s, body),
             View::Nodes => nodes::draw(f, app, s, body),
@@ -57,6 +61,9 @@ pub(crate) fn draw(f: &mut Frame, app: &App, state: Option<&State>) {
     }
     if let (true, Some(s)) = (app.detail, state) {
         detail_popup(f, app, s, body);
+    }
+    if let Some(text) = &app.prompt {
+        drill::prompt(f, app, text, body);
     }
     if app.help {
         help::draw(f, app, area);

@@ -145,7 +145,11 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
         .row_highlight_style(t.selected)
         .block(table_block(
             app,
-            format!(" Nodes ({}/{} up) ", s.up(), s.nodes.len()),
+            format!(
+                " Nodes ({}/{} up) · i: parked, quarantined · t: look up a code ",
+                s.up(),
+                s.nodes.len()
+            ),
         ));
     let sel = app.selected[View::Nodes.index()];
     render_table(f, table, top, sel, order.len());
