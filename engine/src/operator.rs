@@ -106,6 +106,20 @@ pub struct NoticeHistory {
 
 impl NoticeHistory {
     fn of(rec: &DeliveryRecord, events: &[StoredEvent]) -> NoticeHistory {
+        use karpoosheh_schemas::mask_personal;
+        // What an app or a gateway wrote into the record (a confirmation's
+        // ID, a failure's text) may quote a number or an address: masked
+        // in a copy, before it is rendered.
+        let mut rec = rec.clone();
+        for c in &mut rec.confirmations {
+            c.confirmation_id = mask_personal(&c.confirmation_id);
+        }
+        for r in &mut rec.rounds {
+            for d in &mut r.deliveries {
+                d.failure = d.failure.as_deref().map(mask_personal);
+            }
+        }
+        let rec = &rec;
         let word = |v: serde_json::Value| -> String {
             match v {
                 serde_json::Value::String(s) => s,
@@ -113,20 +127,19 @@ impl NoticeHistory {
                 other => other.to_string(),
             }
         };
-        let lines = |text: String| -> Vec<String> {
-            text.lines().map(karpoosheh_schemas::mask_digits).collect()
-        };
         NoticeHistory {
             tracking_code: rec.tracking_code.to_string(),
             agency: rec.agency.as_str().to_owned(),
-            reference: karpoosheh_schemas::mask_digits(&rec.reference),
+            reference: mask_personal(&rec.reference),
             recipient: karpoosheh_schemas::mask_id(&rec.recipient.to_string()),
             kind: word(serde_json::to_value(rec.kind).unwrap_or_default()),
             accepted_at: rec.accepted_at.to_rfc3339(),
             expires_at: rec.expires_at.to_rfc3339(),
             state: word(serde_json::to_value(rec.state).unwrap_or_default()),
-            // A gateway's failure text could quote a phone number.
-            history: lines(render::render_history(rec)),
+            history: render::render_history(rec)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
             // Event names, our own times and hashes: nothing personal,
             // and a hash or a time must stay whole to be checked.
             chain: render::render_chain(events)
@@ -135,6 +148,33 @@ impl NoticeHistory {
                 .collect(),
         }
     }
+}
+
+/// A rejection as the dashboard shows it: the reference, the messages,
+/// the fields and a file's path masked ([`karpoosheh_schemas::mask_personal`]).
+fn masked_rejection(mut r: StoredRejection) -> StoredRejection {
+    use karpoosheh_schemas::{mask_personal, SourcePosition};
+    let j = &mut r.rejection;
+    j.reference = j.reference.as_deref().map(mask_personal);
+    for p in &mut j.problems {
+        p.message = mask_personal(&p.message);
+        p.field = p.field.as_deref().map(mask_personal);
+    }
+    if let SourcePosition::File { path, .. } = &mut j.position {
+        *path = mask_personal(path);
+    }
+    r
+}
+
+/// A quarantined record as the dashboard shows it: no bytes, no detail,
+/// the error masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedView {
+    pub id: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: String,
+    pub key: String,
+    pub error: String,
 }
 
 /// A node's parking lot for one agency (issue 23): receipts its topic
@@ -236,8 +276,9 @@ impl Inspect for Arc<dyn Store> {
             if receipts == 0 {
                 continue;
             }
-            let oldest = self.as_ref().parked(&agency, 1).map_err(s)?;
-            let first = oldest.first().map(|(_, r)| r);
+            // Read only: a damaged receipt is the deliverer's to set aside.
+            let oldest = self.as_ref().oldest_parked(&agency).map_err(s)?;
+            let first = oldest.as_ref();
             lots.push(ParkedLot {
                 oldest_event: first.and_then(|r| {
                     serde_json::to_value(r).ok()?["event"]
@@ -267,6 +308,9 @@ impl Remote {
             base: format!("http://{}", cfg.listen),
             token: cfg.token()?,
             agent: ureq::Agent::config_builder()
+                // Never through a proxy from the environment: the
+                // credential would travel to it in the clear.
+                .proxy(None)
                 .timeout_global(Some(std::time::Duration::from_secs(30)))
                 .http_status_as_error(false)
                 .build()
@@ -307,7 +351,7 @@ fn opt<T: std::fmt::Display>(name: &str, v: Option<T>) -> String {
 impl Remote {
     /// A notice's legal history as the dashboard shows it.
     pub fn history(&self, code: TrackingCode) -> Result<NoticeHistory, String> {
-        self.get(&format!("/v1/operator/notices/{code}/history"))
+        self.get(&format!("/v1/operator/dashboard/notices/{code}"))
     }
 }
 
@@ -381,9 +425,19 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
     axum::Router::new()
         .route("/v1/operator/mailbox/{id}", axum::routing::get(mailbox))
         .route("/v1/operator/notices/{code}", axum::routing::get(notice))
+        // What the dashboard shows: masked on this side, so that nothing
+        // personal crosses to an operator's screen whole.
         .route(
-            "/v1/operator/notices/{code}/history",
+            "/v1/operator/dashboard/notices/{code}",
             axum::routing::get(history),
+        )
+        .route(
+            "/v1/operator/dashboard/rejections",
+            axum::routing::get(dashboard_rejections),
+        )
+        .route(
+            "/v1/operator/dashboard/quarantine",
+            axum::routing::get(dashboard_quarantine),
         )
         .route("/v1/operator/parked", axum::routing::get(parked))
         .route("/v1/operator/rejections", axum::routing::get(rejections))
@@ -583,6 +637,48 @@ async fn history(
                 Ok(Json(NoticeHistory::of(&rec, &events)).into_response())
             }
         }
+    })
+    .await
+}
+
+async fn dashboard_rejections(
+    State(op): State<Op>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Response {
+    let agency = match p.agency.as_deref().map(AgencyId::parse) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => return bad("not an agency ID"),
+    };
+    guarded(op, headers, move |op| {
+        let list: Vec<StoredRejection> =
+            Inspect::latest_rejections(&op.store, agency.as_ref(), limit(&p))?
+                .into_iter()
+                .map(masked_rejection)
+                .collect();
+        Ok(Json(list).into_response())
+    })
+    .await
+}
+
+async fn dashboard_quarantine(
+    State(op): State<Op>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Response {
+    guarded(op, headers, move |op| {
+        let list: Vec<QuarantinedView> = Inspect::quarantined(&op.store, limit(&p))?
+            .into_iter()
+            .map(|q| QuarantinedView {
+                id: q.id,
+                at: q.at,
+                kind: q.kind,
+                key: q.key,
+                error: karpoosheh_schemas::mask_personal(&q.error),
+            })
+            .collect();
+        Ok(Json(list).into_response())
     })
     .await
 }

@@ -54,8 +54,9 @@ pub struct Config {
 
 /// `[operator]`: where the drill-down views (an agency's rejections, a
 /// node's parked agencies and quarantined records, a tracking code's
-/// history) read, with which credential. Read-only: the endpoint has no
-/// route that writes.
+/// history) read, with which credential. The endpoint's routes only
+/// read (a lookup is recorded in the mailbox's traffic data, as every
+/// read of it is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct OperatorAccess {

@@ -5,22 +5,26 @@
 //!
 //! Read-only, with the operator credential (`[operator]` in the
 //! configuration), on a thread of its own so that a slow node never holds
-//! the keys. Every personal number is masked before it is kept here: the
-//! endpoint already sends a history with the recipient masked and without
-//! the notice's title or body, and any run of eight or more digits in a
-//! rejection's message or reference is masked on arrival
-//! ([`karpoosheh_schemas::mask_digits`]), so nothing on screen carries a
-//! national ID or a phone number. Looking up a tracking code is itself
-//! recorded in that mailbox's traffic data by the node.
+//! the keys, and never through a proxy. It reads the endpoint's dashboard
+//! routes (`/v1/operator/dashboard/…`), which mask on the node's side
+//! (the recipient to its last four digits; numbers, phone numbers and
+//! e-mail addresses in references, messages and errors; no title, body or
+//! stored bytes), and masks again on arrival, errors included
+//! ([`karpoosheh_schemas::mask_personal`]): nothing on screen carries a
+//! national ID, a phone number or an address whole. Looking up a tracking
+//! code is itself recorded in that mailbox's traffic data by the node.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{mask_digits, Problem, SourcePosition, TrackingCode};
+use karpoosheh_schemas::{mask_personal, Problem, SourcePosition, TrackingCode};
 use serde::{Deserialize, Serialize};
 
 use crate::config::OperatorAccess;
+
+/// What a node without the dashboard's routes is told apart by.
+const OLDER: &str = "no dashboard routes: an engine older than this monitor";
 
 /// How many rejections one drill-down shows (the newest).
 pub const SAMPLE: usize = 50;
@@ -194,12 +198,25 @@ pub fn endpoints(
     Ok(all)
 }
 
-/// Reads the credential (one word of at least 32 characters).
+/// Reads the credential (one word of at least 32 characters, in a file
+/// not every user can read).
 pub fn credential(access: &OperatorAccess) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
     let path = access
         .token_file
         .as_ref()
         .ok_or("operator.token_file is not set")?;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("operator.token_file {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "operator.token_file {} is readable by every user (mode {:o}): chmod o-r it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("operator.token_file {}: {e}", path.display()))?;
     let t = text.trim();
@@ -212,13 +229,20 @@ pub fn credential(access: &OperatorAccess) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
-/// A GET's outcome: the body of a 200, `NotFound`, or what went wrong.
+/// A GET's outcome: the body of a 200, `NotFound` (no such notice), or
+/// what went wrong.
 enum Got {
     Ok(String),
     NotFound,
 }
 
+/// A GET; what goes wrong is masked like everything else shown (a node's
+/// error may quote a stored value).
 fn get(agent: &ureq::Agent, token: &str, base: &str, path: &str) -> Result<Got, String> {
+    get_unmasked(agent, token, base, path).map_err(|e| mask_personal(&e))
+}
+
+fn get_unmasked(agent: &ureq::Agent, token: &str, base: &str, path: &str) -> Result<Got, String> {
     let mut r = agent
         .get(&format!("{base}{path}"))
         .header("Authorization", &format!("Bearer {token}"))
@@ -232,6 +256,8 @@ fn get(agent: &ureq::Agent, token: &str, base: &str, path: &str) -> Result<Got, 
         .map_err(|e| format!("{base}: {e}"))?;
     match r.status().as_u16() {
         200 => Ok(Got::Ok(body)),
+        // The engine's fallback: a route this node does not have.
+        404 if body.contains("no such route") => Err(OLDER.into()),
         404 => Ok(Got::NotFound),
         401 => Err("the operator credential was refused (401): is operator.token_file the nodes' credential?".into()),
         code => {
@@ -251,6 +277,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, St
 /// Asks the endpoints; blocking (the dashboard runs it on a thread).
 pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answer, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        // Never through a proxy from the environment: the credential
+        // would travel to it in the clear.
+        .proxy(None)
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
         .build()
@@ -261,31 +290,34 @@ pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answe
                 asked: endpoints.len(),
                 ..Rejections::default()
             };
-            let path = format!(
-                "/v1/operator/rejections?latest=true&limit={SAMPLE}&agency={}",
-                agency
-            );
+            let path = format!("/v1/operator/dashboard/rejections?limit={SAMPLE}&agency={agency}");
             for e in endpoints {
                 let got = get(&agent, token, &e.base, &path).and_then(|g| match g {
                     Got::Ok(body) => parse::<Vec<WireRejection>>(&body, "rejections"),
-                    Got::NotFound => Err("no rejections route (an older engine?)".into()),
+                    Got::NotFound => Err(OLDER.into()),
                 });
                 match got {
                     Ok(list) => out.samples.extend(list.into_iter().map(|w| {
                         let r = w.rejection;
                         Sample {
                             at: r.at,
-                            reference: r.reference.as_deref().map(mask_digits),
+                            reference: r.reference.as_deref().map(mask_personal),
                             problems: r
                                 .problems
                                 .into_iter()
                                 .map(|mut p| {
-                                    p.message = mask_digits(&p.message);
-                                    p.field = p.field.as_deref().map(mask_digits);
+                                    p.message = mask_personal(&p.message);
+                                    p.field = p.field.as_deref().map(mask_personal);
                                     p
                                 })
                                 .collect(),
-                            position: r.position,
+                            position: match r.position {
+                                SourcePosition::File { path, line } => SourcePosition::File {
+                                    path: mask_personal(&path),
+                                    line,
+                                },
+                                other => other,
+                            },
                             node: e.name.clone(),
                         }
                     })),
@@ -315,16 +347,16 @@ pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answe
                 Got::Ok(body) => parse::<Vec<Lot>>(&body, "parked")?,
                 Got::NotFound => return Err(format!("{}: no parked route", e.name)),
             };
-            let path = format!("/v1/operator/quarantine?limit={QUARANTINE_LIMIT}");
+            let path = format!("/v1/operator/dashboard/quarantine?limit={QUARANTINE_LIMIT}");
             let quarantined = match get(&agent, token, &e.base, &path)? {
                 Got::Ok(body) => parse::<Vec<Quarantined>>(&body, "quarantine")?
                     .into_iter()
                     .map(|mut q| {
-                        q.error = mask_digits(&q.error);
+                        q.error = mask_personal(&q.error);
                         q
                     })
                     .collect(),
-                Got::NotFound => return Err(format!("{}: no quarantine route", e.name)),
+                Got::NotFound => return Err(format!("{}: {OLDER}", e.name)),
             };
             Ok(Answer::Inside(Inside {
                 node: e.name.clone(),
@@ -333,9 +365,11 @@ pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answe
             }))
         }
         Query::Lookup { code } => {
+            // What was typed is not echoed: it could be a national ID
+            // typed into the wrong box.
             let code = TrackingCode::parse(code.trim())
-                .map_err(|e| format!("{:?} is not a tracking code: {e}", code.trim()))?;
-            let path = format!("/v1/operator/notices/{code}/history");
+                .map_err(|e| format!("that is not a tracking code: {e}"))?;
+            let path = format!("/v1/operator/dashboard/notices/{code}");
             let mut errors = Vec::new();
             for e in endpoints {
                 match get(&agent, token, &e.base, &path) {
@@ -388,7 +422,12 @@ impl Fetcher {
                 let answer = endpoints
                     .and_then(|e| credential(&access).map(|t| (e, t)))
                     .and_then(|(e, token)| fetch(&query, &e, &token));
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((gen, answer));
+                // A later fetch's answer, already there, is never
+                // overwritten by this older one.
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.as_ref().is_none_or(|(g, _)| *g < gen) {
+                    *slot = Some((gen, answer));
+                }
             });
         if let Err(e) = spawned {
             *self.slot.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -462,15 +501,18 @@ mod tests {
         if token != TOKEN {
             return (401, r#"{"error":401,"message":"no"}"#.into());
         }
-        if path.starts_with("/v1/operator/rejections?latest=true&limit=50&agency=tax") {
+        if path.starts_with("/v1/operator/dashboard/rejections?limit=50&agency=tax") {
             let list = serde_json::json!([
                 rejection("REF-09121234567", "2027-01-15T08:00:02Z", 12),
                 rejection("REF-2", "2027-01-15T08:00:01Z", 11),
             ]);
             return (200, list.to_string());
         }
-        if path.ends_with("/history") {
-            return (404, r#"{"error":404,"message":"no notice"}"#.into());
+        if path.starts_with("/v1/operator/dashboard/notices/") {
+            return (
+                404,
+                r#"{"error":404,"message":"no notice with that tracking code"}"#.into(),
+            );
         }
         (404, "{}".into())
     }
@@ -479,7 +521,7 @@ mod tests {
         if token != TOKEN {
             return (401, "{}".into());
         }
-        if path.starts_with("/v1/operator/rejections") {
+        if path.starts_with("/v1/operator/dashboard/rejections") {
             // The same store as the first node's, and one of its own.
             let list = serde_json::json!([
                 rejection("REF-09121234567", "2027-01-15T08:00:02Z", 12),
@@ -487,7 +529,7 @@ mod tests {
             ]);
             return (200, list.to_string());
         }
-        if path.ends_with("/history") {
+        if path.starts_with("/v1/operator/dashboard/notices/") {
             let h = serde_json::json!({
                 "tracking_code": "07FJ-CPM0-00C0-HQ", "agency": "tax", "reference": "r",
                 "recipient": "******5679", "kind": "official_notice",
@@ -499,10 +541,10 @@ mod tests {
         if path == "/v1/operator/parked" {
             return (200, r#"[{"agency":"customs","receipts":3,"oldest_event":"accepted","oldest_at":"2027-01-15T07:00:00Z"}]"#.into());
         }
-        if path.starts_with("/v1/operator/quarantine") {
-            return (200, r#"[{"id":1,"at":"2027-01-15T07:00:00Z","kind":"delivery_record","key":"07FJ-CPM0-00C0-HQ","error":"damaged near 0012345679","bytes_base64":""}]"#.into());
+        if path.starts_with("/v1/operator/dashboard/quarantine") {
+            return (200, r#"[{"id":1,"at":"2027-01-15T07:00:00Z","kind":"delivery_record","key":"07FJ-CPM0-00C0-HQ","error":"damaged near 0012345679"}]"#.into());
         }
-        (404, "{}".into())
+        (404, r#"{"error":404,"message":"no such route"}"#.into())
     }
 
     fn eps() -> Vec<Endpoint> {
@@ -572,6 +614,98 @@ mod tests {
         assert_eq!(i.node, "b");
         assert_eq!(i.parked[0].receipts, 3);
         assert_eq!(i.quarantined[0].error, "damaged near ******5679");
+    }
+
+    #[test]
+    fn an_older_engine_is_told_apart_from_a_missing_notice() {
+        fn older(_: &str, _: &str) -> (u16, String) {
+            (404, r#"{"error":404,"message":"no such route"}"#.into())
+        }
+        let ep = [Endpoint {
+            name: "old".into(),
+            base: node(older),
+        }];
+        for q in [
+            Query::Rejections {
+                agency: "tax".into(),
+            },
+            Query::Inside { node: 0 },
+        ] {
+            let e = fetch(&q, &ep, TOKEN).unwrap_err();
+            assert!(e.contains("older than this monitor"), "{e}");
+        }
+        let q = Query::Lookup {
+            code: "07FJ-CPM0-00C0-HQ".into(),
+        };
+        let e = fetch(&q, &ep, TOKEN).unwrap_err();
+        assert!(e.contains("older than this monitor"), "{e}");
+    }
+
+    #[test]
+    fn what_goes_wrong_is_masked_and_what_was_typed_not_echoed() {
+        fn quoting(_: &str, _: &str) -> (u16, String) {
+            (
+                503,
+                r#"{"error":503,"message":"rejection 7: bad value \"0012345679\""}"#.into(),
+            )
+        }
+        let ep = [Endpoint {
+            name: "n".into(),
+            base: node(quoting),
+        }];
+        let q = Query::Rejections {
+            agency: "tax".into(),
+        };
+        let e = fetch(&q, &ep, TOKEN).unwrap_err();
+        assert!(e.contains("******5679") && !e.contains("0012345679"), "{e}");
+        let typed = Query::Lookup {
+            code: "0012345679".into(),
+        };
+        let e = fetch(&typed, &ep, TOKEN).unwrap_err();
+        assert!(!e.contains("0012345679") && !e.contains("5679"), "{e}");
+    }
+
+    #[test]
+    fn an_older_answer_never_replaces_a_newer_one() {
+        let f = Fetcher::default();
+        let access = OperatorAccess::default();
+        f.start(2, Query::Inside { node: 0 }, Err("second".into()), &access);
+        while f.slot.lock().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        f.start(1, Query::Inside { node: 0 }, Err("first".into()), &access);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(f.take().map(|(g, _)| g), Some(2));
+    }
+
+    #[test]
+    fn a_credential_every_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir();
+        let path = dir.join("operator.token");
+        std::fs::write(&path, "x".repeat(40)).unwrap();
+        let access = OperatorAccess {
+            token_file: Some(path.clone()),
+            endpoints: vec![],
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(credential(&access).unwrap_err().contains("chmod o-r"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(credential(&access).unwrap().len(), 40);
+        std::fs::write(&path, "short").unwrap();
+        assert!(credential(&access).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A directory of this test's own (the monitor has no tempfile crate).
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "karpoosheh-monitor-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 
     #[test]

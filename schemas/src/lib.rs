@@ -35,7 +35,7 @@ pub use ids::{
 };
 pub use json_schema::all_schemas;
 pub use limits::{ByteSize, HumanDuration, Limits};
-pub use mask::{mask_digits, mask_id};
+pub use mask::{mask_id, mask_personal};
 pub use messages::{
     BatchRef, ChainLink, Channel, Confirmation, DeadLetter, Delegation, Evidence, MailboxProfile,
     MailboxStatus, Receipt, ReceiptEvent, SourcePosition,

@@ -97,6 +97,12 @@ fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_histor
     cfg.durability = Durability::Buffered;
     let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
     let mut entries = vec![new_notice(notice("tax", "r-1", person(100), "body one"), 1)];
+    // A rejection that quotes what it refused: a national ID, a phone.
+    let mut quoting = rejection(Some("tax"), "ref-09121234567", Reason::BadCheckDigit);
+    if let crate::model::Entry::Rejection(r) = &mut quoting {
+        r.problems[0].message = "recipient 0012345679 (mobile 0912 123 4567) is wrong".into();
+    }
+    entries.push(quoting);
     entries
         .extend((0..5).map(|i| rejection(Some("tax"), &format!("bad-{i}"), Reason::BadCheckDigit)));
     store.write(&entries).unwrap();
@@ -125,9 +131,52 @@ fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_histor
         .map(|r| r.rejection.reference.clone().unwrap())
         .collect();
     assert_eq!(refs, ["bad-4", "bad-3"], "newest first");
+    assert_eq!(
+        remote.latest_rejections(Some(&tax), 10).unwrap()[5]
+            .rejection
+            .reference
+            .as_deref(),
+        Some("ref-09121234567"),
+        "the commands' own read is whole"
+    );
     let both: Result<Vec<StoredRejection>, _> =
         remote.get("/v1/operator/rejections?latest=true&after=3");
     assert!(both.unwrap_err().contains("400"));
+
+    // The dashboard's own reads: masked before they leave the node.
+    let shown: Vec<StoredRejection> = remote
+        .get("/v1/operator/dashboard/rejections?agency=tax&limit=10")
+        .unwrap();
+    assert_eq!(shown.len(), 6);
+    let quoted = &shown[5].rejection;
+    assert_eq!(quoted.reference.as_deref(), Some("ref-*******4567"));
+    assert_eq!(
+        quoted.problems[0].message,
+        "recipient ******5679 (mobile **** *** 4567) is wrong"
+    );
+    store
+        .quarantine(&crate::model::Quarantined {
+            id: 0,
+            at: chrono::Utc::now(),
+            kind: "outbox_receipt".into(),
+            key: "1".into(),
+            error: "expected value near \"0012345679\"".into(),
+            bytes_b64: "eyJyZWNpcGllbnQiOiIwMDEyMzQ1Njc5In0=".into(),
+            detail: "0012345679".into(),
+        })
+        .unwrap();
+    let aside: serde_json::Value = remote
+        .get("/v1/operator/dashboard/quarantine?limit=10")
+        .unwrap();
+    let text = aside.to_string();
+    assert!(
+        text.contains("******5679") && !text.contains("0012345679"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("bytes_b64") && !text.contains("detail"),
+        "{text}"
+    );
 
     let lots = remote.parked().unwrap();
     assert_eq!(lots.len(), 1);

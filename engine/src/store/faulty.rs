@@ -312,6 +312,10 @@ impl ParkingStore for Faulty {
         self.inner.park(agency, receipts)
     }
 
+    fn oldest_parked(&self, agency: &AgencyId) -> Result<Option<Receipt>, StoreError> {
+        self.inner.oldest_parked(agency)
+    }
+
     fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError> {
         self.inner.parked(agency, limit)
     }

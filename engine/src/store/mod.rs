@@ -327,6 +327,11 @@ pub trait ParkingStore: Send + Sync {
     /// The oldest parked receipts of `agency`, at most `limit`, with their IDs.
     fn parked(&self, agency: &AgencyId, limit: usize) -> Result<Vec<(u64, Receipt)>, StoreError>;
 
+    /// The oldest parked receipt of `agency`, for operators, read only:
+    /// `None` when the lot is empty or that receipt cannot be read (the
+    /// deliverer sets such a one aside, not a reader).
+    fn oldest_parked(&self, agency: &AgencyId) -> Result<Option<Receipt>, StoreError>;
+
     /// Forgets delivered receipts.
     fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError>;
 

@@ -290,7 +290,22 @@ impl App {
         let Some(action) = keymap::action(&key) else {
             return false;
         };
-        if self.drill.is_some() && !self.help {
+        if self.drill.is_some() && self.help {
+            // Help over a drill-down: help's own keys only; nothing reaches
+            // the view underneath.
+            match action {
+                Action::Back | Action::Help => self.help = false,
+                Action::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                Action::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                Action::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                Action::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
+                Action::Quit => self.exit = Some(Exit::Quit),
+                Action::Interrupt => self.exit = Some(Exit::Interrupt),
+                _ => {}
+            }
+            return false;
+        }
+        if self.drill.is_some() {
             let last = self.drill_rows().saturating_sub(1);
             let d = self.drill.as_mut().expect("checked");
             let cur = d.selected;

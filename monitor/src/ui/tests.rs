@@ -410,7 +410,7 @@ mod drill {
                     Reason::BadCheckDigit,
                     "recipient",
                     // As the engine would never write it, masked on arrival.
-                    &karpoosheh_schemas::mask_digits(
+                    &karpoosheh_schemas::mask_personal(
                         "recipient 0012345679: the check digit does not match",
                     ),
                     41_000 + i,
@@ -579,6 +579,27 @@ mod drill {
         press(&mut a, KeyCode::Esc);
         assert!(a.drill.is_none() && a.exit.is_none());
         assert_eq!(a.view, View::Agencies);
+    }
+
+    #[test]
+    fn help_over_a_drill_down_takes_its_own_keys_only() {
+        let mut a = with(tax(), "all nodes", Some(Ok(rejections())));
+        a.view = View::Agencies;
+        press(&mut a, KeyCode::Char('?'));
+        assert!(a.help);
+        for c in "s/ri".chars() {
+            press(&mut a, KeyCode::Char(c));
+        }
+        press(&mut a, KeyCode::Enter);
+        assert!(!a.editing && a.fetch.is_none() && a.sort[2] == (0, false));
+        assert_eq!(a.drill.as_ref().unwrap().query, tax());
+        press(&mut a, KeyCode::Esc);
+        assert!(
+            !a.help && a.drill.is_some(),
+            "Esc closes help, then the drill-down"
+        );
+        press(&mut a, KeyCode::Esc);
+        assert!(a.drill.is_none() && a.exit.is_none());
     }
 
     #[test]

@@ -369,6 +369,13 @@ pub(super) fn parked_receipts_wait_per_agency_in_order(s: &dyn Store) {
         "an emptied lot is not listed"
     );
     assert_eq!(s.parked(&post, 10).unwrap(), vec![]);
+    // What operators see of a lot: its oldest receipt, read only.
+    assert_eq!(
+        s.oldest_parked(&tax).unwrap().map(|r| r.receipt_id),
+        Some("tax-r3".to_owned())
+    );
+    assert_eq!(s.oldest_parked(&post).unwrap(), None);
+    assert_eq!(s.parked(&tax, 10).unwrap().len(), 2, "nothing taken");
 }
 
 /// Records set aside are kept whole, oldest first, with IDs of their own.

@@ -89,6 +89,16 @@ impl ParkingStore for FjallStore {
         Ok(out)
     }
 
+    fn oldest_parked(&self, agency: &AgencyId) -> Result<Option<Receipt>, StoreError> {
+        match self.parked.prefix(agency_prefix(agency)).next() {
+            None => Ok(None),
+            Some(guard) => {
+                let (_, v) = guard.into_inner()?;
+                Ok(decode("parked receipt", &v).ok())
+            }
+        }
+    }
+
     fn unpark(&self, agency: &AgencyId, ids: &[u64]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());

@@ -110,6 +110,23 @@ impl ParkingStore for ScyllaStore {
         Ok(())
     }
 
+    fn oldest_parked(&self, agency: &AgencyId) -> Result<Option<Receipt>, StoreError> {
+        let rows = self.rt.block_on(async {
+            let res = self
+                .exec(
+                    &self.st.parked_read,
+                    (self.node, agency.as_str(), 1i32),
+                    "reading the parking lot",
+                )
+                .await?;
+            collect::<(i64, String)>(res, "parked_receipts")
+        })?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|(_, json)| serde_json::from_str(&json).ok()))
+    }
+
     fn parked_agencies(&self) -> Result<Vec<(AgencyId, u64)>, StoreError> {
         Ok(self.rt.block_on(async {
             let res = self
