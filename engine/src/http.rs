@@ -110,6 +110,11 @@ fn describe_all() {
         "Time to decode and validate one chunk."
     );
     describe_gauge!(m::QUEUE_DEPTH, "Items waiting between pipeline stages.");
+    describe_gauge!(
+        m::PIPELINE_BYTES_IN_FLIGHT,
+        Unit::Bytes,
+        "Payload bytes read from the source and not yet acknowledged (bounded by pipeline.max_bytes_in_flight)."
+    );
     describe_gauge!(m::SHARDS, "Shards of this node's pipeline.");
     describe_gauge!(
         m::STORE_DISK_BYTES,

@@ -35,6 +35,9 @@ pub const INGEST_LATENCY_SECONDS: &str = "karpoosheh_ingest_latency_seconds";
 pub const DECODE_SECONDS: &str = "karpoosheh_decode_chunk_seconds";
 /// Items waiting between stages. Labels: `stage` (decode, commit).
 pub const QUEUE_DEPTH: &str = "karpoosheh_pipeline_queue_depth";
+/// Payload bytes read from the source and not yet acknowledged: what
+/// `pipeline.max_bytes_in_flight` bounds.
+pub const PIPELINE_BYTES_IN_FLIGHT: &str = "karpoosheh_pipeline_bytes_in_flight";
 /// Shards of this node's pipeline.
 pub const SHARDS: &str = "karpoosheh_pipeline_shards";
 /// Approximate bytes of the store on disk.
@@ -190,6 +193,7 @@ pub const ALL: &[&str] = &[
     INGEST_LATENCY_SECONDS,
     DECODE_SECONDS,
     QUEUE_DEPTH,
+    PIPELINE_BYTES_IN_FLIGHT,
     SHARDS,
     STORE_DISK_BYTES,
     STORE_WRITE_BUFFER_OVERRUNS,

@@ -131,6 +131,15 @@ impl QueueDepth {
     }
 }
 
+/// Payload bytes read and not yet acknowledged.
+pub struct BytesInFlight(pub usize);
+
+impl BytesInFlight {
+    pub fn emit(self) {
+        gauge!(m::PIPELINE_BYTES_IN_FLIGHT).set(self.0 as f64);
+    }
+}
+
 pub struct PipelineStarted {
     pub node: u16,
     pub shards: usize,

@@ -1,7 +1,7 @@
 //! `[pipeline]`: how ingest batches, groups and queues records; with the
 //! sizes here the pipeline's memory is bounded whatever the backlog.
 
-use karpoosheh_schemas::HumanDuration;
+use karpoosheh_schemas::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,11 @@ pub struct PipelineConfig {
     pub queue_depth: usize,
     /// Threads decoding and validating; 0 means one per core.
     pub decode_threads: usize,
+    /// Payload bytes read from the source and not yet acknowledged, at
+    /// most (a record past it is let in alone): what bounds the
+    /// pipeline's memory when records are large, whatever the record
+    /// counts above allow.
+    pub max_bytes_in_flight: ByteSize,
 }
 
 impl Default for PipelineConfig {
@@ -39,6 +44,10 @@ impl Default for PipelineConfig {
             decode_chunk: 2048,
             queue_depth: 4,
             decode_threads: 0,
+            // Above what the record counts hold of typical notices (about
+            // 30,000 records of 1-2 KiB), so it binds only on large ones:
+            // 256 maximum-size records.
+            max_bytes_in_flight: ByteSize::mib(64),
         }
     }
 }
@@ -64,6 +73,12 @@ impl PipelineConfig {
         }
         if p.batch_linger.0.is_zero() {
             return Err("pipeline.batch_linger must be above zero (e.g. \"20ms\")".into());
+        }
+        if p.max_bytes_in_flight.0 < 1 << 20 {
+            return Err(format!(
+                "pipeline.max_bytes_in_flight = {} is below 1MiB: the pipeline would crawl one record at a time",
+                p.max_bytes_in_flight
+            ));
         }
         Ok(())
     }

@@ -13,7 +13,9 @@
 //!
 //! Three threads joined by bounded channels, so memory is bounded by
 //! `queue_depth × (decode_chunk + batch_max_notices)` records whatever the
-//! backlog. The order is fixed: a record is acknowledged to its source only
+//! backlog, and by `max_bytes_in_flight` of payload read and not yet
+//! acknowledged whatever the records' sizes (the source stage stops
+//! reading at the budget until acknowledgements give bytes back). The order is fixed: a record is acknowledged to its source only
 //! after the store write holding it (or its rejection) returned durable and
 //! every sink has seen it. A crash at any point therefore re-delivers
 //! instead of losing, and re-deliveries are absorbed by the store's
@@ -40,8 +42,8 @@ use crate::evidence::log::LogError;
 use crate::evidence::seal::Sealer;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, BatchOutcomes, ChunkDecoded, IngestLatencies, PipelineStarted, QueueDepth,
-    RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
+    agency_label, BatchOutcomes, BytesInFlight, ChunkDecoded, IngestLatencies, PipelineStarted,
+    QueueDepth, RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
 };
 use crate::model::{dead_letter, position_id, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
@@ -132,6 +134,8 @@ struct Meta {
 struct Batch {
     entries: Vec<Entry>,
     meta: Vec<Meta>,
+    /// The records' payload bytes as read.
+    bytes: usize,
 }
 
 impl Batch {
@@ -141,6 +145,7 @@ impl Batch {
     fn append(&mut self, mut other: Batch) {
         self.entries.append(&mut other.entries);
         self.meta.append(&mut other.meta);
+        self.bytes += other.bytes;
     }
 }
 
@@ -472,24 +477,51 @@ fn source_stage(
     let mut read: u64 = 0;
     let mut ended = false;
     let mut acked: u64 = 0;
+    // Payload bytes read and not yet acknowledged, against the budget.
+    let budget = cfg.max_bytes_in_flight.0 as usize;
+    let mut in_flight: usize = 0;
     let apply_acks = |source: &mut dyn Source,
                       tokens: Vec<AckToken>,
-                      acked: &mut u64|
+                      acked: &mut u64,
+                      in_flight: &mut usize|
      -> Result<(), PipelineError> {
         *acked += tokens.len() as u64;
+        let bytes: usize = tokens.iter().map(|t| t.bytes as usize).sum();
+        *in_flight = in_flight.saturating_sub(bytes);
         source.ack(&tokens)?;
         Ok(())
     };
+    BytesInFlight(0).emit();
+    let mut last_gauge = Instant::now();
     loop {
         while let Ok(tokens) = ack_rx.try_recv() {
-            apply_acks(source, tokens, &mut acked)?;
+            apply_acks(source, tokens, &mut acked, &mut in_flight)?;
+        }
+        if last_gauge.elapsed() >= Duration::from_millis(250) {
+            BytesInFlight(in_flight).emit();
+            last_gauge = Instant::now();
         }
         if shutdown.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
             break;
         }
-        match source.poll(cfg.decode_chunk, Duration::from_millis(50))? {
+        if in_flight >= budget {
+            // At the budget: nothing more is read until acknowledgements
+            // give bytes back (the later stages are working through it).
+            match ack_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(tokens) => apply_acks(source, tokens, &mut acked, &mut in_flight)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            continue;
+        }
+        let room = budget - in_flight;
+        match source.poll(cfg.decode_chunk, room, Duration::from_millis(50))? {
             Poll::Records(records) => {
                 read += records.len() as u64;
+                in_flight += records
+                    .iter()
+                    .map(|r| r.token.bytes as usize)
+                    .sum::<usize>();
                 RecordsReceived {
                     source: kind,
                     count: records.len() as u64,
@@ -516,10 +548,11 @@ fn source_stage(
     // Drain: every record read gets its ack before the run ends.
     while acked < read {
         match ack_rx.recv() {
-            Ok(tokens) => apply_acks(source, tokens, &mut acked)?,
+            Ok(tokens) => apply_acks(source, tokens, &mut acked, &mut in_flight)?,
             Err(_) => break, // a later stage stopped; its error is reported
         }
     }
+    BytesInFlight(in_flight).emit();
     Ok(SourceEnd {
         read,
         finished: ended && acked == read,
@@ -588,6 +621,11 @@ fn decode_stage(
         .build()
         .map_err(|e| PipelineError::Panicked(format!("cannot start decode threads: {e}")))?;
     let linger = cfg.batch_linger.0;
+    // Large records fill the byte budget long before a batch's record
+    // count: a batch is also ready at an eighth of the budget, so that
+    // several are in flight and the stages overlap instead of each batch
+    // waiting out its linger.
+    let batch_bytes = (cfg.max_bytes_in_flight.0 as usize / 8).max(1);
     let mut shards: Vec<(Batch, Option<Instant>)> =
         (0..cfg.shards).map(|_| (Batch::default(), None)).collect();
     let send = |batch: Batch| -> bool {
@@ -627,9 +665,10 @@ fn decode_stage(
                     let shard = &mut shards[item.token.lane as usize % cfg.shards];
                     let (entry, meta) = prepare(item, &mut codes, now_utc);
                     shard.1.get_or_insert_with(Instant::now);
+                    shard.0.bytes += meta.token.bytes as usize;
                     shard.0.entries.push(entry);
                     shard.0.meta.push(meta);
-                    if shard.0.len() >= cfg.batch_max_notices {
+                    if shard.0.len() >= cfg.batch_max_notices || shard.0.bytes >= batch_bytes {
                         shard.1 = None;
                         if !send(std::mem::take(&mut shard.0)) {
                             return Ok(());
@@ -1206,5 +1245,89 @@ mod tests {
                 "r-{i} stored"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use crate::source::MemorySource;
+    use crate::store::{Durability, FjallStore, FjallStoreConfig};
+    use std::sync::Mutex;
+
+    /// A source that counts the payload bytes it handed out and not yet
+    /// had acknowledged, and the most there ever were.
+    struct Counting {
+        inner: MemorySource,
+        out: Arc<Mutex<(usize, usize)>>,
+    }
+
+    impl Source for Counting {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+        fn poll(
+            &mut self,
+            max: usize,
+            max_bytes: usize,
+            wait: Duration,
+        ) -> Result<Poll, SourceError> {
+            let p = self.inner.poll(max, max_bytes, wait)?;
+            if let Poll::Records(r) = &p {
+                let mut o = self.out.lock().unwrap();
+                o.0 += r.iter().map(|r| r.payload.len()).sum::<usize>();
+                o.1 = o.1.max(o.0);
+            }
+            Ok(p)
+        }
+        fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError> {
+            self.out.lock().unwrap().0 -= tokens.iter().map(|t| t.bytes as usize).sum::<usize>();
+            self.inner.ack(tokens)
+        }
+    }
+
+    #[test]
+    fn large_records_are_held_to_the_byte_budget_and_all_get_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut scfg = FjallStoreConfig::new(dir.path().join("store"));
+        scfg.durability = Durability::Buffered;
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(scfg).unwrap());
+        // 400 records of 200 KiB (rejected: their body is too large), 80
+        // MB in all, against a 2 MiB budget: ten records at a time.
+        let record = 200 << 10;
+        let payloads: Vec<Vec<u8>> = (0..400)
+            .map(|i| {
+                let mut v = format!("{{\"reference\":\"big-{i}\",\"body\":\"").into_bytes();
+                v.resize(record - 2, b'x');
+                v.extend_from_slice(b"\"}");
+                v
+            })
+            .collect();
+        let (tx, source) = MemorySource::channel(400, None);
+        assert!(tx.send(payloads));
+        drop(tx);
+        let out = Arc::new(Mutex::new((0, 0)));
+        let cfg = PipelineConfig {
+            max_bytes_in_flight: karpoosheh_schemas::ByteSize::mib(2),
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::new(cfg, Limits::default(), 0, store, vec![]);
+        let summary = pipeline
+            .run(Box::new(Counting {
+                inner: source,
+                out: out.clone(),
+            }))
+            .unwrap();
+        assert_eq!(summary.records, 400);
+        let (left, most) = *out.lock().unwrap();
+        assert_eq!(left, 0, "every byte given back");
+        assert!(
+            most <= (2 << 20) + record,
+            "at most the budget and one record in flight: {most}"
+        );
+        assert!(most >= 2 << 20, "the budget was used: {most}");
     }
 }

@@ -109,13 +109,14 @@ impl Source for FileSource {
         format!("NDJSON file {}", self.display)
     }
 
-    fn poll(&mut self, max: usize, _wait: Duration) -> Result<Poll, SourceError> {
+    fn poll(&mut self, max: usize, max_bytes: usize, _wait: Duration) -> Result<Poll, SourceError> {
         if self.eof {
             return Ok(Poll::Finished);
         }
         let mut out = Vec::with_capacity(max.min(4096));
         let mut buf = Vec::new();
-        while out.len() < max {
+        let mut bytes = 0usize;
+        while out.len() < max && (out.is_empty() || bytes < max_bytes) {
             let len = self.read_line(&mut buf).map_err(|source| SourceError::Io {
                 path: self.path.display().to_string(),
                 source,
@@ -134,7 +135,13 @@ impl Source for FileSource {
             }
             let seq = self.next_seq;
             self.next_seq += 1;
+            bytes += buf.len();
             out.push(Record {
+                token: AckToken {
+                    lane: 0,
+                    seq,
+                    bytes: buf.len() as u32,
+                },
                 payload: std::mem::take(&mut buf),
                 oversize,
                 position: SourcePosition::File {
@@ -143,7 +150,6 @@ impl Source for FileSource {
                 },
                 agency: self.agency.clone(),
                 refused: None,
-                token: AckToken { lane: 0, seq },
                 received: Instant::now(),
             });
         }
@@ -170,7 +176,7 @@ mod tests {
         let mut s = FileSource::open(f.path(), None, max_line).unwrap();
         let mut out = Vec::new();
         loop {
-            match s.poll(3, Duration::ZERO).unwrap() {
+            match s.poll(3, usize::MAX, Duration::ZERO).unwrap() {
                 Poll::Records(r) => out.extend(r),
                 Poll::Finished => return out,
                 Poll::Idle => {}
@@ -197,6 +203,32 @@ mod tests {
         assert_eq!(
             recs.iter().map(|r| r.token.seq).collect::<Vec<_>>(),
             [0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn a_poll_stops_at_its_byte_budget_but_always_yields_one_record() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for _ in 0..10 {
+            f.write_all(&[b'x'; 99]).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        let mut s = FileSource::open(f.path(), None, 1024).unwrap();
+        let sizes = |p: Poll| match p {
+            Poll::Records(r) => r.iter().map(|r| r.token.bytes).collect::<Vec<_>>(),
+            _ => panic!("no records"),
+        };
+        // 99 + 99 + 99 >= 250: three, each carrying its size for the ack.
+        assert_eq!(
+            sizes(s.poll(100, 250, Duration::ZERO).unwrap()),
+            [99, 99, 99]
+        );
+        // A budget below one record still reads one: the pipeline never
+        // stalls on a record larger than what is left.
+        assert_eq!(sizes(s.poll(100, 1, Duration::ZERO).unwrap()), [99]);
+        assert_eq!(
+            sizes(s.poll(2, usize::MAX, Duration::ZERO).unwrap()).len(),
+            2
         );
     }
 

@@ -576,7 +576,7 @@ impl Source for KafkaSource {
         self.describe.clone()
     }
 
-    fn poll(&mut self, max: usize, wait: Duration) -> Result<Poll, SourceError> {
+    fn poll(&mut self, max: usize, max_bytes: usize, wait: Duration) -> Result<Poll, SourceError> {
         self.agencies.maybe_reload();
         self.update_health();
         if self.last_commit.elapsed() >= self.commit_interval {
@@ -600,7 +600,8 @@ impl Source for KafkaSource {
         let mut out = Vec::with_capacity(max.min(4096));
         let mut to_pause = Vec::new();
         let mut timeout = wait;
-        while out.len() < max {
+        let mut bytes = 0usize;
+        while out.len() < max && (out.is_empty() || bytes < max_bytes) {
             let msg = match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => m,
@@ -712,6 +713,8 @@ impl Source for KafkaSource {
             };
             let payload = msg.payload().unwrap_or_default();
             let oversize = (payload.len() > self.payload_limit).then_some(payload.len() as u64);
+            let kept = payload.len().min(self.payload_limit);
+            bytes += kept;
             out.push(Record {
                 payload: payload[..payload.len().min(self.payload_limit)].to_vec(),
                 oversize,
@@ -725,6 +728,7 @@ impl Source for KafkaSource {
                 token: AckToken {
                     lane: id,
                     seq: offset as u64,
+                    bytes: kept as u32,
                 },
                 received: Instant::now(),
             });

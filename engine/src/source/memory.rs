@@ -73,7 +73,7 @@ impl Source for MemorySource {
         "in-process generator".into()
     }
 
-    fn poll(&mut self, max: usize, wait: Duration) -> Result<Poll, SourceError> {
+    fn poll(&mut self, max: usize, max_bytes: usize, wait: Duration) -> Result<Poll, SourceError> {
         if self.pending.is_empty() {
             match self.rx.recv_timeout(wait) {
                 Ok(chunk) => self.pending.extend(chunk),
@@ -81,11 +81,20 @@ impl Source for MemorySource {
                 Err(RecvTimeoutError::Disconnected) => return Ok(Poll::Finished),
             }
         }
-        let n = self.pending.len().min(max);
+        let mut n = 0;
+        let mut bytes = 0;
+        for (payload, _) in self.pending.iter().take(max) {
+            if n > 0 && bytes >= max_bytes {
+                break;
+            }
+            bytes += payload.len();
+            n += 1;
+        }
         let records = self
             .pending
             .drain(..n)
             .map(|(payload, received)| {
+                let len = payload.len() as u32;
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 Record {
@@ -94,7 +103,11 @@ impl Source for MemorySource {
                     position: SourcePosition::InProcess { sequence: seq },
                     agency: self.agency.clone(),
                     refused: None,
-                    token: AckToken { lane: 0, seq },
+                    token: AckToken {
+                        lane: 0,
+                        seq,
+                        bytes: len,
+                    },
                     received,
                 }
             })

@@ -25,6 +25,9 @@ pub use memory::{MemorySender, MemorySource};
 pub struct AckToken {
     pub lane: u32,
     pub seq: u64,
+    /// The record's payload size as read: what its acknowledgement gives
+    /// back to the pipeline's byte budget (`pipeline.max_bytes_in_flight`).
+    pub bytes: u32,
 }
 
 /// One raw record from a source.
@@ -79,8 +82,9 @@ pub trait Source: Send {
     fn kind(&self) -> &'static str;
     /// A description for logs (never containing personal data).
     fn describe(&self) -> String;
-    /// Up to `max` records, waiting at most `wait` for the first.
-    fn poll(&mut self, max: usize, wait: Duration) -> Result<Poll, SourceError>;
+    /// Up to `max` records and, past the first, `max_bytes` of payload,
+    /// waiting at most `wait` for the first.
+    fn poll(&mut self, max: usize, max_bytes: usize, wait: Duration) -> Result<Poll, SourceError>;
     /// Marks records durably handled, in any order.
     fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError>;
 }
@@ -147,7 +151,11 @@ mod tests {
     fn watermark_advances_only_over_contiguous_acks() {
         let mut t = AckTracker::default();
         t.start_lane(0, 10);
-        let tok = |seq| AckToken { lane: 0, seq };
+        let tok = |seq| AckToken {
+            lane: 0,
+            seq,
+            bytes: 0,
+        };
         assert_eq!(t.ack(&[tok(12), tok(11)]), 2);
         assert_eq!(t.watermark(0), 10, "10 not done yet");
         assert_eq!(t.ack(&[tok(10)]), 1);
