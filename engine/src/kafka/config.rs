@@ -93,9 +93,11 @@ impl Default for KafkaConfig {
             acks_topic: "karpoosheh.acks".into(),
             audit_topic: "karpoosheh.audit".into(),
             acks_group_id: String::new(),
-            // Off: librdkafka pause/resume lost records against tansu 0.6
-            // (BENCHMARKS.md); the pipeline's bounded queues already hold the
-            // source back.
+            // Off: the pipeline's bounded queues and byte budget already
+            // hold the source back. (Records once lost with it on were
+            // lost by tansu 0.6's memory engine, which skips the rest of a
+            // stored batch when a fetch starts inside it: BENCHMARKS.md,
+            // scripts/repro-pause-resume.py. Untested against Apache Kafka.)
             max_in_flight_per_partition: 0,
             // A crash re-delivers at most about this much traffic.
             commit_interval: HumanDuration(Duration::from_secs(1)),

@@ -13,9 +13,13 @@
 //!   (`queued.max.messages.kbytes`), so memory stays flat whatever the
 //!   backlog. Optionally (`max_in_flight_per_partition` > 0) a partition
 //!   with that many records in flight is paused and resumed (with a seek to
-//!   the next record) below half of it. Off by default: against tansu 0.6
-//!   pause/resume lost about 10% of a paused partition's records in the
-//!   benchmark (not checked against Apache Kafka).
+//!   the next record) below half of it. Off by default. It once lost
+//!   records in the benchmark; the cause was the broker: tansu 0.6's
+//!   memory engine answers a fetch that starts inside a stored batch from
+//!   the next batch, skipping the rest — after a pause, a seek, a restart
+//!   or a rebalance alike. A bare librdkafka consumer pausing like this
+//!   one loses the same there and nothing on tansu's SQLite engine
+//!   (scripts/repro-pause-resume.py). Not yet tried on Apache Kafka.
 //! - **Rebalances.** Before partitions are revoked, what is durable is
 //!   committed synchronously; their in-flight records are dropped from
 //!   tracking (the pipeline still stores them; the new owner re-delivers
@@ -780,8 +784,9 @@ impl Source for KafkaSource {
         }
         for (topic, partition, next) in &to_resume {
             // librdkafka drops what it had prefetched for a paused partition
-            // and may resume past it: continue exactly after the last record
-            // handed out (a regression test of the benchmark lost 10% here).
+            // and resumes at the first record it has not delivered, which
+            // is this one (scripts/repro-pause-resume.py); the seek makes
+            // that explicit, whatever a client version does.
             if let Err(e) = self.consumer.seek(
                 topic,
                 *partition,
