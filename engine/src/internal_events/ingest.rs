@@ -224,7 +224,12 @@ impl StoreSize {
         gauge!(m::STORE_TABLES).set(s.tables as f64);
         // There from the start, for the overrun alert (0 on ScyllaDB).
         counter!(m::STORE_WRITE_BUFFER_OVERRUNS).increment(0);
-        for kind in ["outbox_receipt", "delivery_record", "parked_receipt"] {
+        for kind in [
+            "outbox_receipt",
+            "delivery_record",
+            "parked_receipt",
+            "refused_receipt",
+        ] {
             counter!(m::RECORDS_QUARANTINED, "kind" => kind).increment(0);
         }
     }

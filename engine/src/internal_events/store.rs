@@ -139,7 +139,7 @@ impl RecordQuarantined<'_> {
             kind = self.kind,
             key = self.key,
             error = self.error,
-            "stored record cannot be read: set aside (quarantined) so that it blocks nothing; `karpoosheh quarantine` lists it"
+            "record set aside (quarantined) so that it blocks nothing: it cannot be read back, or its topic refuses it for good; `karpoosheh quarantine` lists it"
         );
     }
 }

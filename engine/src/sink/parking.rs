@@ -48,7 +48,7 @@ use crate::internal_events::{
     ReceiptsParked, ReceiptsUnparked,
 };
 use crate::kafka::set_default;
-use crate::store::{ParkingStore, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why an agency's receipts are parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +110,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The node's parked agencies, shared by its receipt sinks and the
 /// deliverer.
 pub struct Parking {
-    store: Arc<dyn ParkingStore>,
+    store: Arc<dyn Store>,
     lots: Mutex<HashMap<AgencyId, Lot>>,
+    /// How often each receipt was refused on its own (agency, lot ID).
+    refusals: Mutex<HashMap<(AgencyId, u64), u32>>,
     /// Any agency parked: the sinks' fast path skips the lock.
     any: AtomicBool,
 }
@@ -120,10 +122,7 @@ impl Parking {
     /// Opens the parking lot: agencies with receipts left from before a
     /// restart are parked until their lots are delivered. `agencies` get
     /// their metrics at 0.
-    pub fn open(
-        store: Arc<dyn ParkingStore>,
-        agencies: &[AgencyId],
-    ) -> Result<Arc<Parking>, StoreError> {
+    pub fn open(store: Arc<dyn Store>, agencies: &[AgencyId]) -> Result<Arc<Parking>, StoreError> {
         let labels: Vec<String> = agencies.iter().map(|a| agency_label(Some(a))).collect();
         ParkingStarted { agencies: &labels }.emit();
         let now = Instant::now();
@@ -152,6 +151,7 @@ impl Parking {
             store,
             any: AtomicBool::new(!lots.is_empty()),
             lots: Mutex::new(lots),
+            refusals: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -287,6 +287,74 @@ impl ProducerContext for LotContext {
 /// Receipts delivered from a lot per round trip.
 const LOT_BATCH: usize = 500;
 
+/// Tries on which a receipt may be refused on its own (its size, the
+/// topic's policy) before it is set aside, so the lot behind it flows.
+const MAX_REFUSALS: u32 = 3;
+
+/// After a slice was refused for a reason of a record (size, policy,
+/// invalid record), its receipts one by one, in order: each delivered
+/// leaves the lot; one refused on its own is counted, and set aside
+/// (quarantined, kind `refused_receipt`) on its `MAX_REFUSALS`th try; the
+/// first other failure, or a refusal below that count, ends the try.
+/// Returns how many left the lot, how many of them were delivered receipts
+/// that count as produced (not `batch_signed`), and the error that ended
+/// the try.
+fn one_by_one(
+    parking: &Parking,
+    agency: &AgencyId,
+    slice: &[(u64, Receipt)],
+    mut send: impl FnMut(&(u64, Receipt)) -> Result<(), KafkaError>,
+) -> (usize, u64, Option<KafkaError>) {
+    let mut left = 0;
+    let mut produced = 0;
+    for item in slice {
+        let (id, r) = item;
+        match send(item) {
+            Ok(()) => {
+                if !matches!(r.event, ReceiptEvent::BatchSigned { .. }) {
+                    produced += 1;
+                }
+            }
+            Err(e) if ParkReason::of(&e) == Some(ParkReason::Refused) => {
+                let tries = {
+                    let mut counts = parking.refusals.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = counts.entry((agency.clone(), *id)).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if tries < MAX_REFUSALS {
+                    return (left, produced, Some(e));
+                }
+                let bytes = serde_json::to_vec(r).expect("receipts serialise");
+                let why = format!("the topic refused it {tries} times: {e}");
+                if crate::store::set_aside(
+                    parking.store.as_ref(),
+                    "refused_receipt",
+                    format!("{agency}:{id}"),
+                    &why,
+                    &bytes,
+                    r.receipt_id.clone(),
+                )
+                .is_err()
+                {
+                    return (left, produced, Some(e));
+                }
+                parking
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(agency.clone(), *id));
+            }
+            Err(e) => return (left, produced, Some(e)),
+        }
+        if parking.store.unpark(agency, &[*id]).is_err() {
+            return (left, produced, None);
+        }
+        left += 1;
+    }
+    (left, produced, None)
+}
+
 /// Delivers parked agencies' lots once their topics take receipts again,
 /// on a thread, until `shutdown`.
 pub fn spawn_deliverer(
@@ -365,9 +433,30 @@ fn deliver_lot(
                 break;
             }
         }
-        if let Some(e) = failed {
-            // Not removed: the whole slice is delivered again next time
-            // (at least once; agencies deduplicate by receipt_id).
+        if let Some(mut e) = failed {
+            // Not removed: the slice is delivered again (at least once;
+            // agencies deduplicate by receipt_id). Refused for a reason of
+            // a record: one by one, so one receipt the topic will never
+            // take is found and set aside instead of holding the lot.
+            if ParkReason::of(&e) == Some(ParkReason::Refused) {
+                let one = Instant::now();
+                let (left, produced, ended) = one_by_one(parking, agency, &lot, |item| {
+                    deliver_run(producer, &topic, std::slice::from_ref(item))
+                });
+                if left > 0 {
+                    KafkaProduced {
+                        receipts: vec![(agency_label(Some(agency)), produced)],
+                        dead_letters: 0,
+                        elapsed: one.elapsed(),
+                    }
+                    .emit();
+                    parking.delivered(agency, left);
+                }
+                match ended {
+                    None => continue,
+                    Some(end) => e = end,
+                }
+            }
             let reason = ParkReason::of(&e).unwrap_or(ParkReason::Refused);
             parking.refused(agency, reason, &e.to_string());
             return;
@@ -436,5 +525,90 @@ fn deliver_run(
     match failed.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::receipt;
+    use crate::store::{Durability, FjallStore, FjallStoreConfig};
+
+    fn refused() -> KafkaError {
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+    }
+
+    #[test]
+    fn a_receipt_its_topic_never_takes_is_set_aside_after_three_tries_and_the_lot_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
+        cfg.durability = Durability::Buffered;
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+        let tax = AgencyId::parse("tax").unwrap();
+        let parking = Parking::open(store.clone(), std::slice::from_ref(&tax)).unwrap();
+        let lot: Vec<Receipt> = (1..=4).map(|i| receipt("tax", i)).collect();
+        parking
+            .park(&tax, ParkReason::Refused, Some("too large"), &lot)
+            .unwrap();
+        let mut sent = Vec::new();
+        let mut send = |(_, r): &(u64, Receipt)| {
+            if r.receipt_id == "tax-r2" {
+                return Err(refused());
+            }
+            sent.push(r.receipt_id.clone());
+            Ok(())
+        };
+        // First try: r1 goes, r2 is refused once and ends the try.
+        let slice = store.parked(&tax, 10).unwrap();
+        let (left, produced, ended) = one_by_one(&parking, &tax, &slice, &mut send);
+        assert_eq!((left, produced), (1, 1));
+        assert!(ended.is_some());
+        // Second: refused again; still waiting, in order.
+        let slice = store.parked(&tax, 10).unwrap();
+        let (left, _, ended) = one_by_one(&parking, &tax, &slice, &mut send);
+        assert_eq!(left, 0);
+        assert!(ended.is_some());
+        assert!(store.quarantined(10).unwrap().is_empty());
+        // Third: set aside, and the rest of the lot is delivered.
+        let slice = store.parked(&tax, 10).unwrap();
+        let (left, produced, ended) = one_by_one(&parking, &tax, &slice, &mut send);
+        assert_eq!((left, produced), (3, 2));
+        assert!(ended.is_none());
+        assert_eq!(sent, ["tax-r1", "tax-r3", "tax-r4"]);
+        assert!(store.parked(&tax, 10).unwrap().is_empty());
+        let aside = store.quarantined(10).unwrap();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(aside[0].kind, "refused_receipt");
+        assert_eq!(aside[0].detail, "tax-r2");
+        assert!(
+            aside[0].error.contains("refused it 3 times"),
+            "{}",
+            aside[0].error
+        );
+    }
+
+    #[test]
+    fn a_topic_gone_ends_the_try_without_counting_against_a_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
+        cfg.durability = Durability::Buffered;
+        let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+        let tax = AgencyId::parse("tax").unwrap();
+        let parking = Parking::open(store.clone(), std::slice::from_ref(&tax)).unwrap();
+        parking
+            .park(&tax, ParkReason::TopicMissing, None, &[receipt("tax", 1)])
+            .unwrap();
+        for _ in 0..5 {
+            let slice = store.parked(&tax, 10).unwrap();
+            let (left, _, ended) = one_by_one(&parking, &tax, &slice, |_| {
+                Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))
+            });
+            assert_eq!(left, 0);
+            assert!(ended.is_some());
+        }
+        assert_eq!(store.parked(&tax, 10).unwrap().len(), 1, "still waiting");
+        assert!(store.quarantined(10).unwrap().is_empty());
     }
 }

@@ -350,12 +350,13 @@ pub trait QuarantineStore: Send + Sync {
     fn quarantined(&self, limit: usize) -> Result<Vec<crate::model::Quarantined>, StoreError>;
 }
 
-/// Sets a record that cannot be read aside: kept, counted and logged.
+/// Sets a record that cannot be read (or, a receipt, that its topic
+/// refuses for good) aside: kept, counted and logged.
 pub(crate) fn set_aside(
     store: &dyn QuarantineStore,
     kind: &'static str,
     key: String,
-    error: &StoreError,
+    error: &dyn std::fmt::Display,
     bytes: &[u8],
     detail: String,
 ) -> Result<(), StoreError> {
