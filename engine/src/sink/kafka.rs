@@ -133,6 +133,10 @@ impl KafkaSink {
         // which the deleted topic's receipts would wait in the producer
         // and every agency behind them.
         set_default(&mut client, "topic.metadata.refresh.interval.ms", "10000");
+        // The producer's queue bounded in bytes, not only in messages
+        // (librdkafka's default is 1 GiB): a full queue makes `send`
+        // wait for deliveries (QueueFull, below), it never drops.
+        set_default(&mut client, "queue.buffering.max.kbytes", "65536");
         let producer = client.create_with_context(DeliveryContext {
             failed: Mutex::new(Vec::new()),
         })?;

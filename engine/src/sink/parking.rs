@@ -368,6 +368,8 @@ pub fn spawn_deliverer(
     set_default(&mut client, "compression.type", "lz4");
     // A try ends: what is not delivered by then stays in the lot.
     client.set("message.timeout.ms", "30000");
+    // As the sinks' producer: bounded in bytes; a full queue waits.
+    set_default(&mut client, "queue.buffering.max.kbytes", "65536");
     set_default(&mut client, "topic.metadata.propagation.max.ms", "10000");
     let producer: ThreadedProducer<LotContext> = client.create_with_context(LotContext {
         failed: Mutex::new(Vec::new()),
