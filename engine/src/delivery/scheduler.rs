@@ -25,8 +25,8 @@ use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
 use crate::internal_events::{
-    ConfirmationsInterrupted, DeliveryOutcome, RoundFinished, SchedulerScanned, SchedulerStarted,
-    SchedulerStoreFailed, StoreRetry,
+    ConfirmationsInterrupted, DeliveryOutcome, NoticesResumed, RoundFinished, SchedulerScanned,
+    SchedulerStarted, SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
     may_confirm_for, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery,
@@ -773,6 +773,7 @@ impl Scheduler {
             self.store.write_delivery(&writes)?;
             changed.clear();
         }
+        self.recheck_waiting(&writes, owner)?;
         for o in outcomes {
             o.emit();
         }
@@ -790,6 +791,41 @@ impl Scheduler {
             }
         }
         Ok(timers.len())
+    }
+
+    /// Notices this pass has just indexed as waiting for their mailbox
+    /// (not activated, or unreachable) are checked once more, now that
+    /// the index holds them: the registry reader stores a profile, then
+    /// looks in that index, so a profile stored between this pass's read
+    /// and its write would find nothing there, and the notice would wait
+    /// for a registration that has already happened. Either this read sees
+    /// the profile, or the reader's look finds the notice. Those reachable
+    /// now have their rounds resumed at once.
+    fn recheck_waiting(&self, writes: &[DeliveryWrite], owner: &Owner) -> Result<(), StoreError> {
+        let mut again = Vec::new();
+        for w in writes {
+            let Some(rec) = w.record.as_ref() else {
+                continue;
+            };
+            if w.awaiting != Some(true)
+                || !matches!(
+                    rec.state,
+                    DeliveryState::AwaitingActivation | DeliveryState::Unreachable { .. }
+                )
+            {
+                continue;
+            }
+            if reachable(self.registry.profile(rec.recipient)?.as_ref()) {
+                again.push(rec.tracking_code);
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        NoticesResumed { count: again.len() }.emit();
+        let (tx, _rx) = bounded(1);
+        self.run_commands(vec![Command::Activate(again, tx)], owner)?;
+        Ok(())
     }
 
     /// What is due for one notice: its timers, in kind order.
@@ -1223,6 +1259,19 @@ fn round_finished(r: &RoundRecord, retry: u8) -> RoundFinished {
 /// dissolved, incapacitated without a guardian) and since corrected goes
 /// on with the round after the last one it had, or its verdict after three.
 /// Anything else is left as it is (the profile update was not about it).
+/// Whether a round can reach anyone for this mailbox: the person
+/// (active), or a guardian for an incapacitated one (art. 31).
+fn reachable(profile: Option<&MailboxProfile>) -> bool {
+    match profile {
+        Some(p) => match p.status {
+            MailboxStatus::Active => true,
+            MailboxStatus::Incapacitated => !p.representatives.is_empty(),
+            _ => false,
+        },
+        None => false,
+    }
+}
+
 fn resume(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, now: DateTime<Utc>) {
     if !matches!(
         rec.state,

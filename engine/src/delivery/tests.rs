@@ -594,6 +594,61 @@ fn not_activated_mailbox_waits_then_rounds_start_on_activation() {
     assert_eq!(w.state(code), DeliveryState::Scheduled);
 }
 
+/// The kill campaign's find (issue 23): a person registered while their
+/// notice's first round was under way. The round read "not activated",
+/// the registry reader stored the profile and looked for waiting notices
+/// before the round had written this one as waiting, so nobody would
+/// ever have resumed it. The round now looks again once it is indexed.
+#[test]
+fn a_registration_landing_during_the_round_that_found_none_is_not_missed() {
+    struct Late {
+        store: Arc<dyn Store>,
+        pending: std::sync::Mutex<Option<MailboxProfile>>,
+    }
+    impl Registry for Late {
+        fn profile(
+            &self,
+            id: MailboxId,
+        ) -> Result<Option<MailboxProfile>, crate::store::StoreError> {
+            let seen = self.store.profile(id)?;
+            // Stored by the registry reader just after this read; its look
+            // into the waiting index comes before the round's write.
+            if let Some(p) = self.pending.lock().unwrap().take() {
+                self.store.put_profiles(&[p])?;
+                assert!(self.store.awaiting_activation(id, 10)?.is_empty());
+            }
+            Ok(seen)
+        }
+    }
+    let mut w = World::new();
+    let to = person(300_001_211);
+    let code = w.notice(to, 1);
+    let profile = MailboxProfile {
+        schema_version: SCHEMA_VERSION,
+        id: to,
+        status: MailboxStatus::Active,
+        access_level: 2,
+        mobile: Some("09121234567".into()),
+        email: None,
+        push: true,
+        representatives: vec![],
+        delegations: vec![],
+        updated_at: w.clock.now(),
+    };
+    w.scheduler.registry = Arc::new(Late {
+        store: w.store.clone(),
+        pending: std::sync::Mutex::new(Some(profile)),
+    });
+    w.run();
+    assert!(
+        w.store.awaiting_activation(to, 10).unwrap().is_empty(),
+        "not left waiting for a registration that has happened"
+    );
+    assert_eq!(w.state(code), DeliveryState::Scheduled);
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1], "its first round went out");
+}
+
 #[test]
 fn deceased_and_dissolved_mailboxes_are_unreachable_and_reported() {
     let w = World::new();

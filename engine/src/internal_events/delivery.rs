@@ -185,3 +185,18 @@ impl ConfirmationsInterrupted {
         tracing::warn!(retry_in = ?self.retry_in, "applying confirmations was interrupted by a store error; retrying");
     }
 }
+
+/// Notices marked waiting for their mailbox by a round whose profile read
+/// came just before the mailbox's new profile: resumed at once.
+pub struct NoticesResumed {
+    pub count: usize,
+}
+
+impl NoticesResumed {
+    pub fn emit(self) {
+        tracing::info!(
+            count = self.count,
+            "notices resumed: their mailbox became reachable while their round was under way"
+        );
+    }
+}

@@ -356,6 +356,28 @@ mod tests {
         );
     }
 
+    /// A profile read again after a crash that came between its write and
+    /// the resumption of its waiting notices (its offset never committed)
+    /// is applied again, so its notices are looked for again (issue 23's
+    /// kill campaign).
+    #[test]
+    fn a_profile_read_again_after_a_crash_still_resumes_its_waiting_notices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::store::FjallStoreConfig::new(dir.path());
+        cfg.durability = crate::store::Durability::Buffered;
+        let store = crate::store::FjallStore::open(cfg).unwrap();
+        let id = parse_recipient("0499370899").unwrap();
+        let active = profile(id, MailboxStatus::Active, 10);
+        let (stats, reachable) = apply(&store, &[Op::Put(active.clone())]).unwrap();
+        assert_eq!((stats.applied, reachable.clone()), (1, vec![id]));
+        let (stats, reachable) = apply(&store, &[Op::Put(active)]).unwrap();
+        assert_eq!((stats.applied, reachable), (1, vec![id]), "the same again");
+        // An older one is stale: the stored one stands.
+        let (stats, reachable) =
+            apply(&store, &[Op::Put(profile(id, MailboxStatus::Deceased, 5))]).unwrap();
+        assert_eq!((stats.stale, reachable.len()), (1, 0));
+    }
+
     #[test]
     fn a_profile_dated_past_the_allowed_skew_is_refused() {
         let t = trust();
