@@ -545,6 +545,20 @@ fn disable_transparent_huge_pages() {
 
 /// What the operators' commands read: the store, or, while a running
 /// node holds it, that node's operator endpoint (`[operator]`).
+/// One JSON object per line on stdout; `none` on stderr when there are none.
+fn json_lines<T: serde::Serialize>(items: &[T], none: &str) -> Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for item in items {
+        serde_json::to_writer(&mut out, item)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if items.is_empty() {
+        eprintln!("{none}");
+    }
+    Ok(())
+}
+
 fn inspect(cfg: &Config) -> Result<Box<dyn karpoosheh_engine::Inspect>> {
     match open_store_read_only(cfg) {
         Ok(s) => Ok(Box::new(s)),
@@ -922,30 +936,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Quarantine { limit } => {
             let store = inspect(&cfg)?;
             let list = store.quarantined(limit).map_err(anyhow::Error::msg)?;
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            for q in &list {
-                serde_json::to_writer(&mut out, q)?;
-                writeln!(out)?;
-            }
-            out.flush()?;
-            if list.is_empty() {
-                eprintln!("nothing set aside");
-            }
-            Ok(())
+            json_lines(&list, "nothing set aside")
         }
         Command::Parked => {
             let store = inspect(&cfg)?;
             let lots = store.parked().map_err(anyhow::Error::msg)?;
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            for lot in &lots {
-                serde_json::to_writer(&mut out, lot)?;
-                writeln!(out)?;
-            }
-            out.flush()?;
-            if lots.is_empty() {
-                eprintln!("no receipts parked on this node");
-            }
-            Ok(())
+            json_lines(&lots, "no receipts parked on this node")
         }
         Command::Store {
             command: StoreCommand::Check { show },

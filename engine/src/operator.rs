@@ -539,6 +539,16 @@ fn bad(what: &str) -> Response {
     problem(StatusCode::BAD_REQUEST, what)
 }
 
+/// The `agency` asked for, if any; what is wrong when it is not an
+/// agency ID.
+fn agency_of(p: &Page) -> Result<Option<AgencyId>, &'static str> {
+    p.agency
+        .as_deref()
+        .map(AgencyId::parse)
+        .transpose()
+        .map_err(|_| "not an agency ID")
+}
+
 fn limit(p: &Page) -> usize {
     p.limit.unwrap_or(20).clamp(1, 10_000)
 }
@@ -597,10 +607,9 @@ async fn notice(
 }
 
 async fn rejections(State(op): State<Op>, headers: HeaderMap, Query(p): Query<Page>) -> Response {
-    let agency = match p.agency.as_deref().map(AgencyId::parse) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(_)) => return bad("not an agency ID"),
+    let agency = match agency_of(&p) {
+        Ok(a) => a,
+        Err(why) => return bad(why),
     };
     if p.latest && p.after.is_some() {
         return bad("latest reads the newest rejections: it takes no after");
@@ -646,10 +655,9 @@ async fn dashboard_rejections(
     headers: HeaderMap,
     Query(p): Query<Page>,
 ) -> Response {
-    let agency = match p.agency.as_deref().map(AgencyId::parse) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(_)) => return bad("not an agency ID"),
+    let agency = match agency_of(&p) {
+        Ok(a) => a,
+        Err(why) => return bad(why),
     };
     guarded(op, headers, move |op| {
         let list: Vec<StoredRejection> =

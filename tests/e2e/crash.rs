@@ -10,6 +10,49 @@ use karpoosheh_schemas::{AgencyId, MailboxId};
 use karpoosheh_tests::run;
 use karpoosheh_traffic::{Expect, Traffic, TrafficConfig};
 
+/// The generator's records as an agency's NDJSON batch file.
+fn write_batch(file: &std::path::Path, records: &[karpoosheh_traffic::Generated]) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(file).unwrap());
+    for r in records {
+        w.write_all(&r.payload).unwrap();
+        w.write_all(b"\n").unwrap();
+    }
+}
+
+/// Every notice the generator meant to be stored is in the store at
+/// `data` exactly once: under its reference, with a tracking code of its
+/// own, once in its mailbox.
+fn assert_each_stored_once(data: &std::path::Path, records: &[karpoosheh_traffic::Generated]) {
+    let store = FjallStore::open(FjallStoreConfig::new(data)).unwrap();
+    let mut per_mailbox: HashMap<MailboxId, usize> = HashMap::new();
+    let mut codes = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.expect != Expect::Stored {
+            continue;
+        }
+        let notice =
+            karpoosheh_schemas::decode_notice(&r.payload, &Default::default(), chrono::Utc::now())
+                .unwrap();
+        let code = store
+            .reference(&AgencyId::parse(r.agency).unwrap(), &notice.reference)
+            .unwrap()
+            .unwrap_or_else(|| panic!("record {i} was lost"));
+        assert!(
+            codes.insert(code),
+            "two references share tracking code {code}"
+        );
+        *per_mailbox.entry(notice.recipient).or_default() += 1;
+    }
+    for (id, expected) in per_mailbox {
+        let page = store.mailbox(id, None, 10_000).unwrap();
+        assert_eq!(
+            page.notices.len(),
+            expected,
+            "a mailbox shows a notice twice or misses one"
+        );
+    }
+}
+
 #[test]
 fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
     const N: u64 = 40_000;
@@ -22,13 +65,7 @@ fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
         ..Default::default()
     });
     let records = traffic.chunk(0, N);
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        for r in &records {
-            w.write_all(&r.payload).unwrap();
-            w.write_all(b"\n").unwrap();
-        }
-    }
+    write_batch(&file, &records);
 
     // First run: SIGKILL once some receipts are out — mid-batch, no clean-up.
     let mut child = karpoosheh_tests::karpoosheh_command()
@@ -83,34 +120,7 @@ fn ingest_killed_midway_then_rerun_stores_each_notice_once() {
     );
 
     // Every notice the generator meant to be stored is there exactly once.
-    let store = FjallStore::open(FjallStoreConfig::new(&data)).unwrap();
-    let mut per_mailbox: HashMap<MailboxId, usize> = HashMap::new();
-    let mut codes = HashSet::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.expect != Expect::Stored {
-            continue;
-        }
-        let notice =
-            karpoosheh_schemas::decode_notice(&r.payload, &Default::default(), chrono::Utc::now())
-                .unwrap();
-        let code = store
-            .reference(&AgencyId::parse(r.agency).unwrap(), &notice.reference)
-            .unwrap()
-            .unwrap_or_else(|| panic!("record {i} was lost"));
-        assert!(
-            codes.insert(code),
-            "two references share tracking code {code}"
-        );
-        *per_mailbox.entry(notice.recipient).or_default() += 1;
-    }
-    for (id, expected) in per_mailbox {
-        let page = store.mailbox(id, None, 10_000).unwrap();
-        assert_eq!(
-            page.notices.len(),
-            expected,
-            "a mailbox shows a notice twice or misses one"
-        );
-    }
+    assert_each_stored_once(&data, &records);
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -168,13 +178,7 @@ fn a_full_disk_stops_ingest_cleanly_and_once_room_is_made_nothing_is_lost_or_dou
         ..Default::default()
     });
     let records = traffic.chunk(0, N);
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        for r in &records {
-            w.write_all(&r.payload).unwrap();
-            w.write_all(b"\n").unwrap();
-        }
-    }
+    write_batch(&file, &records);
     let ingest = |receipts: &std::path::Path| {
         run(
             &[
@@ -219,25 +223,7 @@ fn a_full_disk_stops_ingest_cleanly_and_once_room_is_made_nothing_is_lost_or_dou
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let store = FjallStore::open(FjallStoreConfig::new(&data)).unwrap();
-    let mut codes = HashSet::new();
-    for (i, r) in records.iter().enumerate() {
-        if r.expect != Expect::Stored {
-            continue;
-        }
-        let notice =
-            karpoosheh_schemas::decode_notice(&r.payload, &Default::default(), chrono::Utc::now())
-                .unwrap();
-        let code = store
-            .reference(&AgencyId::parse(r.agency).unwrap(), &notice.reference)
-            .unwrap()
-            .unwrap_or_else(|| panic!("record {i} was lost to the full disk"));
-        assert!(
-            codes.insert(code),
-            "two references share tracking code {code}"
-        );
-    }
-    drop(store);
+    assert_each_stored_once(&data, &records);
 }
 
 /// Issue 23, a clock stepped back for real (libfaketime, two days back):

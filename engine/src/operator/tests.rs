@@ -3,29 +3,22 @@
 //! traffic data.
 
 use super::*;
-use crate::store::conformance::{dead_letter, new_notice, notice, person, receipt, rejection};
-use crate::store::{Durability, FjallStore, FjallStoreConfig};
+use crate::store::conformance::{
+    dead_letter, fjall_store, new_notice, notice, person, receipt, rejection,
+};
 use karpoosheh_schemas::Reason;
 
-#[test]
-fn a_running_node_answers_what_the_store_would_to_operators_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
-    cfg.durability = Durability::Buffered;
-    let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
-    store
-        .write(&[
-            new_notice(notice("tax", "r-1", person(100), "body one"), 1),
-            new_notice(notice("tax", "r-2", person(100), "body two"), 2),
-            rejection(Some("tax"), "r-bad", Reason::BadCheckDigit),
-            dead_letter(7),
-        ])
-        .unwrap();
-    let token_file = dir.path().join("operator.token");
+/// The endpoint over `store` on a free port, with a credential written in
+/// `dir`, and a client holding it.
+fn serve(
+    store: &Arc<dyn Store>,
+    dir: &std::path::Path,
+) -> (crate::http::HttpServer, OperatorConfig, Remote) {
+    let token_file = dir.join("operator.token");
     std::fs::write(&token_file, "x".repeat(40) + "\n").unwrap();
     let mut op = OperatorConfig {
         listen: String::new(),
-        token_file: token_file.clone(),
+        token_file,
     };
     let server = crate::http::HttpServer::start_router(
         "127.0.0.1:0",
@@ -34,6 +27,23 @@ fn a_running_node_answers_what_the_store_would_to_operators_only() {
     .unwrap();
     op.listen = server.addr.to_string();
     let remote = Remote::new(&op).unwrap();
+    (server, op, remote)
+}
+
+#[test]
+fn a_running_node_answers_what_the_store_would_to_operators_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fjall_store(&dir.path().join("store"));
+    store
+        .write(&[
+            new_notice(notice("tax", "r-1", person(100), "body one"), 1),
+            new_notice(notice("tax", "r-2", person(100), "body two"), 2),
+            rejection(Some("tax"), "r-bad", Reason::BadCheckDigit),
+            dead_letter(7),
+        ])
+        .unwrap();
+    let (_server, op, remote) = serve(&store, dir.path());
+    let token_file = op.token_file.clone();
     let local: &dyn Inspect = &store;
 
     let page = remote.mailbox(person(100), None, 1).unwrap();
@@ -93,9 +103,7 @@ fn a_running_node_answers_what_the_store_would_to_operators_only() {
 #[test]
 fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_history() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
-    cfg.durability = Durability::Buffered;
-    let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+    let store = fjall_store(&dir.path().join("store"));
     let mut entries = vec![new_notice(notice("tax", "r-1", person(100), "body one"), 1)];
     // A rejection that quotes what it refused: a national ID, a phone.
     let mut quoting = rejection(Some("tax"), "ref-09121234567", Reason::BadCheckDigit);
@@ -110,19 +118,7 @@ fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_histor
     store
         .park(&customs, &[receipt("customs", 1), receipt("customs", 2)])
         .unwrap();
-    let token_file = dir.path().join("operator.token");
-    std::fs::write(&token_file, "x".repeat(40) + "\n").unwrap();
-    let mut op = OperatorConfig {
-        listen: String::new(),
-        token_file,
-    };
-    let server = crate::http::HttpServer::start_router(
-        "127.0.0.1:0",
-        router(store.clone(), &op.token().unwrap()),
-    )
-    .unwrap();
-    op.listen = server.addr.to_string();
-    let remote = Remote::new(&op).unwrap();
+    let (_server, _op, remote) = serve(&store, dir.path());
 
     let tax = AgencyId::parse("tax").unwrap();
     let latest = remote.latest_rejections(Some(&tax), 2).unwrap();

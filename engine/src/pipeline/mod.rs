@@ -1197,11 +1197,7 @@ mod tests {
         assert_eq!(health, (false, "stopped"), "not finished: a stage died");
     }
 
-    fn fjall_store(dir: &std::path::Path) -> Arc<dyn Store> {
-        let mut cfg = crate::store::FjallStoreConfig::new(dir);
-        cfg.durability = crate::store::Durability::Buffered;
-        Arc::new(crate::store::FjallStore::open(cfg).unwrap())
-    }
+    use crate::store::conformance::fjall_store;
 
     #[test]
     fn a_poisoned_store_stops_the_pipeline_and_nothing_is_acknowledged() {
@@ -1252,7 +1248,7 @@ mod tests {
 mod budget_tests {
     use super::*;
     use crate::source::MemorySource;
-    use crate::store::{Durability, FjallStore, FjallStoreConfig};
+    use crate::store::conformance::fjall_store;
     use std::sync::Mutex;
 
     /// A source that counts the payload bytes it handed out and not yet
@@ -1292,9 +1288,7 @@ mod budget_tests {
     #[test]
     fn large_records_are_held_to_the_byte_budget_and_all_get_through() {
         let dir = tempfile::tempdir().unwrap();
-        let mut scfg = FjallStoreConfig::new(dir.path().join("store"));
-        scfg.durability = Durability::Buffered;
-        let store: Arc<dyn Store> = Arc::new(FjallStore::open(scfg).unwrap());
+        let store = fjall_store(&dir.path().join("store"));
         // 400 records of 200 KiB (rejected: their body is too large), 80
         // MB in all, against a 2 MiB budget: ten records at a time.
         let record = 200 << 10;

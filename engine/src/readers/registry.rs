@@ -363,18 +363,19 @@ mod tests {
     #[test]
     fn a_profile_read_again_after_a_crash_still_resumes_its_waiting_notices() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = crate::store::FjallStoreConfig::new(dir.path());
-        cfg.durability = crate::store::Durability::Buffered;
-        let store = crate::store::FjallStore::open(cfg).unwrap();
+        let store = crate::store::conformance::fjall_store(dir.path());
         let id = parse_recipient("0499370899").unwrap();
         let active = profile(id, MailboxStatus::Active, 10);
-        let (stats, reachable) = apply(&store, &[Op::Put(active.clone())]).unwrap();
+        let (stats, reachable) = apply(store.as_ref(), &[Op::Put(active.clone())]).unwrap();
         assert_eq!((stats.applied, reachable.clone()), (1, vec![id]));
-        let (stats, reachable) = apply(&store, &[Op::Put(active)]).unwrap();
+        let (stats, reachable) = apply(store.as_ref(), &[Op::Put(active)]).unwrap();
         assert_eq!((stats.applied, reachable), (1, vec![id]), "the same again");
         // An older one is stale: the stored one stands.
-        let (stats, reachable) =
-            apply(&store, &[Op::Put(profile(id, MailboxStatus::Deceased, 5))]).unwrap();
+        let (stats, reachable) = apply(
+            store.as_ref(),
+            &[Op::Put(profile(id, MailboxStatus::Deceased, 5))],
+        )
+        .unwrap();
         assert_eq!((stats.stale, reachable.len()), (1, 0));
     }
 

@@ -533,8 +533,7 @@ fn deliver_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::receipt;
-    use crate::store::{Durability, FjallStore, FjallStoreConfig};
+    use crate::store::conformance::{fjall_store, receipt};
 
     fn refused() -> KafkaError {
         KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
@@ -543,9 +542,7 @@ mod tests {
     #[test]
     fn a_receipt_its_topic_never_takes_is_set_aside_after_three_tries_and_the_lot_flows() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
-        cfg.durability = Durability::Buffered;
-        let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+        let store = fjall_store(&dir.path().join("store"));
         let tax = AgencyId::parse("tax").unwrap();
         let parking = Parking::open(store.clone(), std::slice::from_ref(&tax)).unwrap();
         let lot: Vec<Receipt> = (1..=4).map(|i| receipt("tax", i)).collect();
@@ -592,9 +589,7 @@ mod tests {
     #[test]
     fn a_topic_gone_ends_the_try_without_counting_against_a_receipt() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = FjallStoreConfig::new(dir.path().join("store"));
-        cfg.durability = Durability::Buffered;
-        let store: Arc<dyn Store> = Arc::new(FjallStore::open(cfg).unwrap());
+        let store = fjall_store(&dir.path().join("store"));
         let tax = AgencyId::parse("tax").unwrap();
         let parking = Parking::open(store.clone(), std::slice::from_ref(&tax)).unwrap();
         parking

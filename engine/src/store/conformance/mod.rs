@@ -119,6 +119,15 @@ pub fn run_all(factory: &mut Factory<'_>) {
     }
 }
 
+/// A buffered embedded store in `dir`: the real store for the unit tests
+/// of other modules (the conformance cases get theirs from each backend's
+/// factory).
+pub fn fjall_store(dir: &std::path::Path) -> std::sync::Arc<dyn Store> {
+    let mut cfg = crate::store::FjallStoreConfig::new(dir);
+    cfg.durability = crate::store::Durability::Buffered;
+    std::sync::Arc::new(crate::store::FjallStore::open(cfg).expect("open the test store"))
+}
+
 /// The conformance cases' "now": 2026-11-01 08:00 UTC (11:30 in Tehran).
 pub fn t0() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()

@@ -202,27 +202,11 @@ impl NoticeStore for FjallStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredRejection>, StoreError> {
-        let bucket = agency_bucket(agency);
         let start = match after {
             Some(a) => Bound::Excluded(rejection_key(agency, a)),
             None => Bound::Included(rejection_key(agency, 0)),
         };
-        let mut end = bucket.to_vec();
-        end.push(1);
-        let mut out = Vec::new();
-        for guard in self
-            .rejections
-            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner()?;
-            let id = u64_of(&k[bucket.len() + 1..])?;
-            out.push(StoredRejection {
-                id,
-                rejection: decode("rejection", &v)?,
-            });
-        }
-        Ok(out)
+        self.stored_rejections(agency, start, false, limit)
     }
 
     fn latest_rejections(
@@ -230,27 +214,8 @@ impl NoticeStore for FjallStore {
         agency: Option<&AgencyId>,
         limit: usize,
     ) -> Result<Vec<StoredRejection>, StoreError> {
-        let bucket = agency_bucket(agency);
-        let mut end = bucket.to_vec();
-        end.push(1);
-        let mut out = Vec::new();
-        for guard in self
-            .rejections
-            .range::<Vec<u8>, _>((
-                Bound::Included(rejection_key(agency, 0)),
-                Bound::Excluded(end),
-            ))
-            .rev()
-            .take(limit)
-        {
-            let (k, v) = guard.into_inner()?;
-            let id = u64_of(&k[bucket.len() + 1..])?;
-            out.push(StoredRejection {
-                id,
-                rejection: decode("rejection", &v)?,
-            });
-        }
-        Ok(out)
+        let start = Bound::Included(rejection_key(agency, 0));
+        self.stored_rejections(agency, start, true, limit)
     }
 
     fn dead_letters(
@@ -324,5 +289,39 @@ impl NoticeStore for FjallStore {
                 .sum(),
             tables: self.keyspaces().map(|k| k.table_count() as u64).sum(),
         }
+    }
+}
+
+impl FjallStore {
+    /// An agency's (`None`: unattributed) rejections from `start` to the
+    /// end of its bucket, oldest first or (`newest`) newest first, decoded.
+    fn stored_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        start: Bound<Vec<u8>>,
+        newest: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let bucket = agency_bucket(agency);
+        let mut end = bucket.to_vec();
+        end.push(1);
+        let range = self
+            .rejections
+            .range::<Vec<u8>, _>((start, Bound::Excluded(end)));
+        let rows: Box<dyn Iterator<Item = _>> = if newest {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut out = Vec::new();
+        for guard in rows.take(limit) {
+            let (k, v) = guard.into_inner()?;
+            let id = u64_of(&k[bucket.len() + 1..])?;
+            out.push(StoredRejection {
+                id,
+                rejection: decode("rejection", &v)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -456,6 +456,15 @@ impl OutboxState {
     }
 }
 
+/// Which traffic records a read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrafficRead {
+    /// The oldest after this ID (0: from the first).
+    After(u64),
+    /// The newest first (rejections only).
+    Newest,
+}
+
 struct WriterState {
     last_tracking: Option<u64>,
     last_traffic_id: u64,
@@ -1220,21 +1229,25 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Records of one traffic kind after `after`, oldest first: walks the
-    /// days that hold any, reading a day's buckets in parallel and merging
+    /// Records of one traffic kind, as `read` asks: the oldest after an
+    /// ID, or (rejections only) the newest first. Walks the days that hold
+    /// any, in that order, reading a day's buckets in parallel and merging
     /// them by ID.
     async fn traffic(
         &self,
         kind: &'static str,
         agency: &str,
-        after: Option<u64>,
+        read: TrafficRead,
         limit: usize,
     ) -> Result<Vec<(u64, String)>, ScyllaError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let after = after.unwrap_or(0);
-        let from_day = day_of(if after == 0 { 0 } else { id_ms(after) });
+        debug_assert!(kind == "r" || read != TrafficRead::Newest);
+        let from_day = match read {
+            TrafficRead::After(after) if after != 0 => day_of(id_ms(after)),
+            _ => day_of(0),
+        };
         let res = self
             .exec(
                 &self.st.days,
@@ -1242,7 +1255,11 @@ impl ScyllaStore {
                 "listing traffic days",
             )
             .await?;
-        let days = collect::<(NaiveDate,)>(res, "traffic_days")?;
+        let mut days = collect::<(NaiveDate,)>(res, "traffic_days")?;
+        days.sort();
+        if read == TrafficRead::Newest {
+            days.reverse();
+        }
         let mut out: Vec<(u64, String)> = Vec::new();
         let lim = limit.min(i32::MAX as usize) as i32;
         for (day,) in days {
@@ -1250,20 +1267,31 @@ impl ScyllaStore {
                 break;
             }
             let reads = (0..TRAFFIC_BUCKETS as i8).map(|bucket| async move {
-                let res = if kind == "r" {
-                    self.exec(
-                        &self.st.rejection_read,
-                        (agency, day, bucket, after as i64, lim),
-                        "reading rejections",
-                    )
-                    .await?
-                } else {
-                    self.exec(
-                        &self.st.dead_letter_read,
-                        (day, bucket, after as i64, lim),
-                        "reading dead letters",
-                    )
-                    .await?
+                let res = match read {
+                    TrafficRead::After(after) if kind == "r" => {
+                        self.exec(
+                            &self.st.rejection_read,
+                            (agency, day, bucket, after as i64, lim),
+                            "reading rejections",
+                        )
+                        .await?
+                    }
+                    TrafficRead::After(after) => {
+                        self.exec(
+                            &self.st.dead_letter_read,
+                            (day, bucket, after as i64, lim),
+                            "reading dead letters",
+                        )
+                        .await?
+                    }
+                    TrafficRead::Newest => {
+                        self.exec(
+                            &self.st.rejection_latest,
+                            (agency, day, bucket, lim),
+                            "reading rejections",
+                        )
+                        .await?
+                    }
                 };
                 collect::<(i64, String)>(res, "traffic")
             });
@@ -1275,55 +1303,9 @@ impl ScyllaStore {
                 .map(|(id, rec)| (id as u64, rec))
                 .collect();
             merged.sort_by_key(|(id, _)| *id);
-            out.extend(merged.into_iter().take(limit - out.len()));
-        }
-        Ok(out)
-    }
-
-    /// The newest rejections of `agency`, newest first: walks the days
-    /// that hold any from the last, reading a day's buckets newest first
-    /// in parallel and merging them by ID.
-    async fn rejections_newest(
-        &self,
-        agency: &str,
-        limit: usize,
-    ) -> Result<Vec<(u64, String)>, ScyllaError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let res = self
-            .exec(
-                &self.st.days,
-                ("r", agency, day_of(0)),
-                "listing traffic days",
-            )
-            .await?;
-        let mut days = collect::<(NaiveDate,)>(res, "traffic_days")?;
-        days.sort();
-        let mut out: Vec<(u64, String)> = Vec::new();
-        let lim = limit.min(i32::MAX as usize) as i32;
-        for (day,) in days.into_iter().rev() {
-            if out.len() >= limit {
-                break;
+            if read == TrafficRead::Newest {
+                merged.reverse();
             }
-            let reads = (0..TRAFFIC_BUCKETS as i8).map(|bucket| async move {
-                let res = self
-                    .exec(
-                        &self.st.rejection_latest,
-                        (agency, day, bucket, lim),
-                        "reading rejections",
-                    )
-                    .await?;
-                collect::<(i64, String)>(res, "traffic")
-            });
-            let mut merged: Vec<(u64, String)> = self
-                .all(reads)
-                .await?
-                .into_iter()
-                .flatten()
-                .map(|(id, rec)| (id as u64, rec))
-                .collect();
-            merged.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
             out.extend(merged.into_iter().take(limit - out.len()));
         }
         Ok(out)

@@ -157,17 +157,8 @@ impl NoticeStore for ScyllaStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredRejection>, StoreError> {
-        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
-        let rows = self.rt.block_on(self.traffic("r", agency, after, limit))?;
-        rows.into_iter()
-            .map(|(id, rec)| {
-                Ok(StoredRejection {
-                    id,
-                    rejection: serde_json::from_str(&rec)
-                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
-                })
-            })
-            .collect()
+        let read = TrafficRead::After(after.unwrap_or(0));
+        self.stored_rejections(agency, read, limit)
     }
 
     fn latest_rejections(
@@ -175,17 +166,7 @@ impl NoticeStore for ScyllaStore {
         agency: Option<&AgencyId>,
         limit: usize,
     ) -> Result<Vec<StoredRejection>, StoreError> {
-        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
-        let rows = self.rt.block_on(self.rejections_newest(agency, limit))?;
-        rows.into_iter()
-            .map(|(id, rec)| {
-                Ok(StoredRejection {
-                    id,
-                    rejection: serde_json::from_str(&rec)
-                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
-                })
-            })
-            .collect()
+        self.stored_rejections(agency, TrafficRead::Newest, limit)
     }
 
     fn dead_letters(
@@ -193,9 +174,12 @@ impl NoticeStore for ScyllaStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
-        let rows = self
-            .rt
-            .block_on(self.traffic("d", DEAD_LETTER_DAYS, after, limit))?;
+        let rows = self.rt.block_on(self.traffic(
+            "d",
+            DEAD_LETTER_DAYS,
+            TrafficRead::After(after.unwrap_or(0)),
+            limit,
+        ))?;
         rows.into_iter()
             .map(|(id, rec)| {
                 Ok((
@@ -225,5 +209,28 @@ impl NoticeStore for ScyllaStore {
         // A cluster's size is per node and per table; ScyllaDB's own
         // monitoring reports it. Nothing cheap and true to say here.
         StoreStats::default()
+    }
+}
+
+impl ScyllaStore {
+    /// An agency's (`None`: unattributed) rejections as `read` asks,
+    /// decoded.
+    fn stored_rejections(
+        &self,
+        agency: Option<&AgencyId>,
+        read: TrafficRead,
+        limit: usize,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        let agency = agency.map_or(UNATTRIBUTED, |a| a.as_str());
+        let rows = self.rt.block_on(self.traffic("r", agency, read, limit))?;
+        rows.into_iter()
+            .map(|(id, rec)| {
+                Ok(StoredRejection {
+                    id,
+                    rejection: serde_json::from_str(&rec)
+                        .map_err(|e| StoreError::Corrupt(format!("rejection {id}: {e}")))?,
+                })
+            })
+            .collect()
     }
 }
