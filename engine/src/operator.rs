@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use karpoosheh_schemas::{AgencyId, DeadLetter, MailboxId, TrackingCode};
+pub use karpoosheh_schemas::{NoticeHistory, ParkedLot, QuarantinedView};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -80,73 +81,49 @@ pub struct NoticeView {
     pub events: Vec<StoredEvent>,
 }
 
-/// A notice's legal history as an operator's screen shows it (the
-/// dashboard's lookup): what `karpoosheh notice` prints of it, with the
-/// recipient masked and neither the title nor the body, so that the
-/// screen never carries a national ID or the notice's content.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NoticeHistory {
-    pub tracking_code: String,
-    pub agency: String,
-    pub reference: String,
-    /// The mailbox's ID, all but its last four digits masked.
-    pub recipient: String,
-    pub kind: String,
-    pub accepted_at: String,
-    pub expires_at: String,
-    /// `scheduled`, `awaiting_activation`, `unreachable`, `served`,
-    /// `not_served` or `expired`.
-    pub state: String,
-    /// The legal outcome, the rounds, confirmations and what is pending,
-    /// one line each (as `karpoosheh notice`).
-    pub history: Vec<String>,
-    /// The evidence chain, one line per event and the verdict.
-    pub chain: Vec<String>,
-}
-
-impl NoticeHistory {
-    fn of(rec: &DeliveryRecord, events: &[StoredEvent]) -> NoticeHistory {
-        use karpoosheh_schemas::mask_personal;
-        // What an app or a gateway wrote into the record (a confirmation's
-        // ID, a failure's text) may quote a number or an address: masked
-        // in a copy, before it is rendered.
-        let mut rec = rec.clone();
-        for c in &mut rec.confirmations {
-            c.confirmation_id = mask_personal(&c.confirmation_id);
+/// The dashboard's history of a notice: what `karpoosheh notice` prints,
+/// masked ([`NoticeHistory`]).
+fn history_of(rec: &DeliveryRecord, events: &[StoredEvent]) -> NoticeHistory {
+    use karpoosheh_schemas::mask_personal;
+    // What an app or a gateway wrote into the record (a confirmation's
+    // ID, a failure's text) may quote a number or an address: masked
+    // in a copy, before it is rendered.
+    let mut rec = rec.clone();
+    for c in &mut rec.confirmations {
+        c.confirmation_id = mask_personal(&c.confirmation_id);
+    }
+    for r in &mut rec.rounds {
+        for d in &mut r.deliveries {
+            d.failure = d.failure.as_deref().map(mask_personal);
         }
-        for r in &mut rec.rounds {
-            for d in &mut r.deliveries {
-                d.failure = d.failure.as_deref().map(mask_personal);
-            }
+    }
+    let rec = &rec;
+    let word = |v: serde_json::Value| -> String {
+        match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
+            other => other.to_string(),
         }
-        let rec = &rec;
-        let word = |v: serde_json::Value| -> String {
-            match v {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
-                other => other.to_string(),
-            }
-        };
-        NoticeHistory {
-            tracking_code: rec.tracking_code.to_string(),
-            agency: rec.agency.as_str().to_owned(),
-            reference: mask_personal(&rec.reference),
-            recipient: karpoosheh_schemas::mask_id(&rec.recipient.to_string()),
-            kind: word(serde_json::to_value(rec.kind).unwrap_or_default()),
-            accepted_at: rec.accepted_at.to_rfc3339(),
-            expires_at: rec.expires_at.to_rfc3339(),
-            state: word(serde_json::to_value(rec.state).unwrap_or_default()),
-            history: render::render_history(rec)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-            // Event names, our own times and hashes: nothing personal,
-            // and a hash or a time must stay whole to be checked.
-            chain: render::render_chain(events)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-        }
+    };
+    NoticeHistory {
+        tracking_code: rec.tracking_code.to_string(),
+        agency: rec.agency.as_str().to_owned(),
+        reference: mask_personal(&rec.reference),
+        recipient: karpoosheh_schemas::mask_id(&rec.recipient.to_string()),
+        kind: word(serde_json::to_value(rec.kind).unwrap_or_default()),
+        accepted_at: rec.accepted_at.to_rfc3339(),
+        expires_at: rec.expires_at.to_rfc3339(),
+        state: word(serde_json::to_value(rec.state).unwrap_or_default()),
+        history: render::render_history(rec)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        // Event names, our own times and hashes: nothing personal,
+        // and a hash or a time must stay whole to be checked.
+        chain: render::render_chain(events)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -164,29 +141,6 @@ fn masked_rejection(mut r: StoredRejection) -> StoredRejection {
         *path = mask_personal(path);
     }
     r
-}
-
-/// A quarantined record as the dashboard shows it: no bytes, no detail,
-/// the error masked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QuarantinedView {
-    pub id: u64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub kind: String,
-    pub key: String,
-    pub error: String,
-}
-
-/// A node's parking lot for one agency (issue 23): receipts its topic
-/// refused, waiting to be delivered in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParkedLot {
-    pub agency: AgencyId,
-    /// Receipts waiting.
-    pub receipts: u64,
-    /// The oldest one's event and time: how long the agency has waited.
-    pub oldest_event: Option<String>,
-    pub oldest_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the operators' commands read, from the store or a running node.
@@ -643,7 +597,7 @@ async fn history(
             Some(rec) => {
                 record(op, rec.recipient, "operator_notice", Some(code), peer)?;
                 let events = op.store.events(code).map_err(s)?;
-                Ok(Json(NoticeHistory::of(&rec, &events)).into_response())
+                Ok(Json(history_of(&rec, &events)).into_response())
             }
         }
     })

@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{mask_personal, Problem, SourcePosition, TrackingCode};
-use serde::{Deserialize, Serialize};
+use karpoosheh_schemas::{
+    mask_personal, NoticeHistory, ParkedLot, Problem, QuarantinedView, SourcePosition, TrackingCode,
+};
+use serde::Deserialize;
 
 use crate::config::OperatorAccess;
 
@@ -56,7 +58,7 @@ pub struct Endpoint {
 pub enum Answer {
     Rejections(Rejections),
     Inside(Inside),
-    Lookup(History),
+    Lookup(Lookup),
 }
 
 /// An agency's newest rejections, merged over the nodes asked.
@@ -110,44 +112,14 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Inside {
     pub node: String,
-    pub parked: Vec<Lot>,
-    pub quarantined: Vec<Quarantined>,
+    pub parked: Vec<ParkedLot>,
+    pub quarantined: Vec<QuarantinedView>,
 }
 
-/// The engine's `ParkedLot`, as it sends it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lot {
-    pub agency: String,
-    pub receipts: u64,
-    pub oldest_event: Option<String>,
-    pub oldest_at: Option<DateTime<Utc>>,
-}
-
-/// A record set aside, without its bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quarantined {
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub key: String,
-    pub error: String,
-}
-
-/// The engine's `NoticeHistory`: a notice's legal history, the recipient
-/// masked, no title, no body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    pub tracking_code: String,
-    pub agency: String,
-    pub reference: String,
-    pub recipient: String,
-    pub kind: String,
-    pub accepted_at: String,
-    pub expires_at: String,
-    pub state: String,
-    pub history: Vec<String>,
-    pub chain: Vec<String>,
-    /// The node that answered (not sent by the engine).
-    #[serde(default)]
+/// A notice's legal history, and the node that answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub history: NoticeHistory,
     pub node: String,
 }
 
@@ -344,12 +316,12 @@ pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answe
         Query::Inside { .. } => {
             let e = endpoints.first().ok_or("no endpoint")?;
             let parked = match get(&agent, token, &e.base, "/v1/operator/parked")? {
-                Got::Ok(body) => parse::<Vec<Lot>>(&body, "parked")?,
+                Got::Ok(body) => parse::<Vec<ParkedLot>>(&body, "parked")?,
                 Got::NotFound => return Err(format!("{}: no parked route", e.name)),
             };
             let path = format!("/v1/operator/dashboard/quarantine?limit={QUARANTINE_LIMIT}");
             let quarantined = match get(&agent, token, &e.base, &path)? {
-                Got::Ok(body) => parse::<Vec<Quarantined>>(&body, "quarantine")?
+                Got::Ok(body) => parse::<Vec<QuarantinedView>>(&body, "quarantine")?
                     .into_iter()
                     .map(|mut q| {
                         q.error = mask_personal(&q.error);
@@ -374,9 +346,10 @@ pub fn fetch(query: &Query, endpoints: &[Endpoint], token: &str) -> Result<Answe
             for e in endpoints {
                 match get(&agent, token, &e.base, &path) {
                     Ok(Got::Ok(body)) => {
-                        let mut h = parse::<History>(&body, "history")?;
-                        h.node = e.name.clone();
-                        return Ok(Answer::Lookup(h));
+                        return Ok(Answer::Lookup(Lookup {
+                            history: parse::<NoticeHistory>(&body, "history")?,
+                            node: e.name.clone(),
+                        }));
                     }
                     Ok(Got::NotFound) => {}
                     Err(err) => errors.push(format!("{}: {err}", e.name)),
@@ -594,7 +567,7 @@ mod tests {
         let Answer::Lookup(h) = fetch(&q, &eps(), TOKEN).unwrap() else {
             panic!("not a history")
         };
-        assert_eq!((h.node.as_str(), h.state.as_str()), ("b", "served"));
+        assert_eq!((h.node.as_str(), h.history.state.as_str()), ("b", "served"));
         let e = fetch(&q, &eps()[..1], TOKEN).unwrap_err();
         assert!(e.contains("no notice 07FJ-CPM0-00C0-HQ"), "{e}");
         let bad = Query::Lookup {

@@ -15,6 +15,7 @@
 //! snake_case [`Reason`] plus a human message.
 
 mod cql;
+mod dashboard;
 mod decode;
 mod ids;
 mod json_schema;
@@ -28,6 +29,7 @@ pub mod rfc3339;
 mod tracking;
 
 pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};
+pub use dashboard::{NoticeHistory, ParkedLot, QuarantinedView};
 pub use decode::{decode_notice, email_domain, is_iranian_mobile, validate_profile, Rejection};
 pub use ids::{
     digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId,

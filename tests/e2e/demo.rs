@@ -185,9 +185,10 @@ fn demo_accounts_for_everything_and_serves_notices() {
             base: format!("http://{operator}"),
         }];
         let q = Query::Lookup { code: code.clone() };
-        let Ok(Answer::Lookup(h)) = fetch(&q, &ep, &token) else {
+        let Ok(Answer::Lookup(found)) = fetch(&q, &ep, &token) else {
             panic!("no history of {code}");
         };
+        let h = found.history;
         assert_eq!(h.tracking_code, code);
         assert!(h.history[0].starts_with("legal outcome"), "{:?}", h.history);
         assert!(

@@ -200,7 +200,7 @@ impl App {
         match self.drill.as_ref().and_then(|d| d.answer.as_ref()) {
             Some(Ok(Answer::Rejections(r))) => r.samples.len(),
             Some(Ok(Answer::Inside(i))) => i.parked.len() + i.quarantined.len(),
-            Some(Ok(Answer::Lookup(h))) => h.history.len() + h.chain.len(),
+            Some(Ok(Answer::Lookup(l))) => l.history.history.len() + l.history.chain.len(),
             _ => 0,
         }
     }

@@ -380,8 +380,9 @@ fn typing_a_filter_does_not_trigger_keys() {
 
 mod drill {
     use super::*;
-    use crate::drill::{Answer, History, Inside, Lot, Quarantined, Query, Rejections, Sample};
+    use crate::drill::{Answer, Inside, Lookup, Query, Rejections, Sample};
     use chrono::{DateTime, Utc};
+    use karpoosheh_schemas::{AgencyId, NoticeHistory, ParkedLot, QuarantinedView};
     use karpoosheh_schemas::{Problem, Reason, SourcePosition};
 
     fn now() -> DateTime<Utc> {
@@ -437,13 +438,14 @@ mod drill {
     fn inside() -> Answer {
         Answer::Inside(Inside {
             node: "10.0.0.2:9464".into(),
-            parked: vec![Lot {
-                agency: "customs".into(),
+            parked: vec![ParkedLot {
+                agency: AgencyId::parse("customs").unwrap(),
                 receipts: 1204,
                 oldest_event: Some("accepted".into()),
                 oldest_at: Some(now() - chrono::Duration::seconds(192)),
             }],
-            quarantined: vec![Quarantined {
+            quarantined: vec![QuarantinedView {
+                id: 1,
                 at: now() - chrono::Duration::seconds(3600),
                 kind: "outbox_receipt".into(),
                 key: "7340032017403904".into(),
@@ -453,7 +455,8 @@ mod drill {
     }
 
     fn lookup() -> Answer {
-        Answer::Lookup(History {
+        Answer::Lookup(Lookup {
+            history: NoticeHistory {
             tracking_code: "07FJ-CPM0-00C0-HQ".into(),
             agency: "tax".into(),
             reference: "TAX-2027-00017".into(),
@@ -474,6 +477,7 @@ mod drill {
                 "event   2       notification_sent          2027-01-15T07:40:01Z  9aQp…".into(),
                 "evidence chain  intact: 2 events, head 9aQp…".into(),
             ],
+            },
             node: "10.0.0.1:9464".into(),
         })
     }

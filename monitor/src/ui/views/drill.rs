@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use crate::drill::{reason_code, Answer, History, Inside, Query, Rejections, Sample, SAMPLE};
+use crate::drill::{reason_code, Answer, Inside, Lookup, Query, Rejections, Sample, SAMPLE};
 use crate::fmt;
 use crate::state::State;
 use crate::ui::widgets::{centered, render_table, right, table_block, BIG_WIDTH};
@@ -237,7 +237,7 @@ fn inside(f: &mut Frame, app: &App, s: &State, d: &Drill, i: &Inside, area: Rect
             .iter()
             .map(|l| {
                 Row::new(vec![
-                    Cell::from(Span::styled(l.agency.clone(), t.warn)),
+                    Cell::from(Span::styled(l.agency.as_str().to_owned(), t.warn)),
                     right(fmt::count(l.receipts as f64)),
                     Cell::from(l.oldest_event.clone().unwrap_or_default()),
                     Cell::from(l.oldest_at.map(|a| when(app, &a)).unwrap_or_default()),
@@ -350,7 +350,8 @@ fn inside(f: &mut Frame, app: &App, s: &State, d: &Drill, i: &Inside, area: Rect
     }
 }
 
-fn history(f: &mut Frame, app: &App, d: &Drill, h: &History, area: Rect) {
+fn history(f: &mut Frame, app: &App, d: &Drill, lookup: &Lookup, area: Rect) {
+    let h = &lookup.history;
     let t = &app.theme;
     let dm = |s: &str| Span::styled(s.to_owned(), t.dim);
     let state_style = match h.state.as_str() {
@@ -377,7 +378,7 @@ fn history(f: &mut Frame, app: &App, d: &Drill, h: &History, area: Rect) {
             dm("  state "),
             Span::styled(h.state.clone(), state_style),
             dm("  read on "),
-            Span::raw(h.node.clone()),
+            Span::raw(lookup.node.clone()),
         ]),
         Line::raw(""),
     ];
