@@ -48,6 +48,11 @@ pub const CQL_MIGRATIONS: &[Migration] = &[
         name: "007_quarantine",
         cql: include_str!("../cql/007_quarantine.cql"),
     },
+    Migration {
+        version: 8,
+        name: "008_kept_sources",
+        cql: include_str!("../cql/008_kept_sources.cql"),
+    },
 ];
 
 /// The schema version this build of the engine needs.

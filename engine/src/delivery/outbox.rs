@@ -33,12 +33,12 @@ pub struct Outbox {
     pub batch: usize,
     /// Signs the receipts with the node's key, in batches (evidence::seal).
     pub sealer: Option<Sealer>,
-    /// With Kafka: this node's ID, and how far its notices' `accepted`
-    /// receipts are out. A later event of one of its notices waits until
-    /// that notice's `accepted` is out (they go through different
-    /// producers; an agency reads a notice's receipts in order). Events of
-    /// other nodes' notices (an inbox act served here) are not held.
-    pub gate: Option<(u16, Arc<AcceptedOut>)>,
+    /// With Kafka: which of this node's notices have their `accepted`
+    /// receipt out. A later event of one of its notices waits until that
+    /// notice's `accepted` is out (they go through different producers; an
+    /// agency reads a notice's receipts in order). Events of other nodes'
+    /// notices (an inbox act served here) are not held.
+    pub gate: Option<Arc<AcceptedOut>>,
 }
 
 impl Outbox {
@@ -48,12 +48,11 @@ impl Outbox {
         // per pass, at most one pass per idle interval or batch).
         OutboxStarted.emit();
         let mut items = self.store.outbox(None, self.batch)?;
-        if let Some((node, out)) = &self.gate {
-            let up_to = out.up_to();
-            // In order: everything from the first held event waits.
+        if let Some(out) = &self.gate {
+            // In order: everything from the first held event waits (the
+            // store forgets the outbox up to what was published).
             if let Some(i) = items.iter().position(|(_, r)| {
-                crate::evidence::chain::code_of(r)
-                    .is_some_and(|c| c.node() == *node && c.as_u64() > up_to)
+                crate::evidence::chain::code_of(r).is_some_and(|c| !out.is_out(c))
             }) {
                 items.truncate(i);
             }

@@ -1496,13 +1496,13 @@ fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
     assert!(w.run() > 0, "its first round went out");
     let waiting = w.store.outbox(None, 100).unwrap().len();
     assert!(waiting > 0, "its events are in the outbox");
-    let out = Arc::new(AcceptedOut::new(code.as_u64() - 1));
+    let out = Arc::new(AcceptedOut::new(code.node(), code.as_u64() - 1));
     let mut outbox = Outbox {
         store: w.store.clone(),
         sinks: vec![],
         batch: 100,
         sealer: None,
-        gate: Some((code.node(), out.clone())),
+        gate: Some(out.clone()),
     };
     assert_eq!(
         outbox.publish_once().unwrap(),
@@ -1510,7 +1510,7 @@ fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
         "held: its accepted is not out"
     );
     assert_eq!(w.store.outbox(None, 100).unwrap().len(), waiting, "kept");
-    out.advance(code.as_u64());
+    out.advance(&[code.as_u64()]);
     assert_eq!(
         outbox.publish_once().unwrap(),
         waiting,
@@ -1531,7 +1531,7 @@ fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
         sinks: vec![],
         batch: 100,
         sealer: None,
-        gate: Some((code2.node().wrapping_add(1), Arc::new(AcceptedOut::new(0)))),
+        gate: Some(Arc::new(AcceptedOut::new(code2.node().wrapping_add(1), 0))),
     };
     assert_eq!(
         elsewhere.publish_once().unwrap(),

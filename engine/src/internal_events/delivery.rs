@@ -200,3 +200,35 @@ impl NoticesResumed {
         );
     }
 }
+
+/// A restarted node found notices stored before it stopped whose
+/// `accepted` may never have gone out: their later events wait until it
+/// has (their records come again), or at most `hold`.
+pub struct UnansweredAtStart {
+    pub after: u64,
+    pub through: u64,
+    pub hold: Duration,
+}
+
+impl UnansweredAtStart {
+    pub fn emit(self) {
+        tracing::info!(
+            after = %karpoosheh_schemas::TrackingCode::from_u64(self.after),
+            through = %karpoosheh_schemas::TrackingCode::from_u64(self.through),
+            hold = ?self.hold,
+            "notices stored before the restart may have no accepted receipt out yet: their later events wait until it is out, or at most the hold"
+        );
+    }
+}
+
+/// The mark of `accepted` receipts out could not be written: a restart
+/// holds events longer than it needs to. Nothing is lost.
+pub struct AcceptedMarkFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+
+impl AcceptedMarkFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = %self.error, "could not mark the accepted receipts out; a restart will hold events longer than needed");
+    }
+}

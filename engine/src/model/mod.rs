@@ -26,8 +26,8 @@ pub use self::delivery::{
     RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
 };
 pub use self::notice::{
-    accepted_event, accepted_receipt, hex, position_id, Entry, MailboxPage, NewNotice,
-    NewRejection, Outcome, StoredEvent, StoredNotice, StoredRejection,
+    accepted_event, accepted_receipt, dead_letter_source, hex, position_id, Entry, MailboxPage,
+    NewNotice, NewRejection, Outcome, StoredEvent, StoredNotice, StoredRejection,
 };
 pub use self::quarantine::Quarantined;
 pub use self::standing::{may_confirm_for, standing, Standing};

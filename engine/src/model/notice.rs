@@ -101,6 +101,42 @@ pub struct NewRejection {
     pub at: DateTime<Utc>,
 }
 
+impl NewRejection {
+    /// Its source position and a fingerprint of what it says (see
+    /// [`kept_source`]).
+    pub fn kept_source(&self) -> Option<(String, [u8; 16])> {
+        kept_source(
+            &self.position,
+            &(&self.agency, &self.reference, &self.problems),
+        )
+    }
+}
+
+/// A dead letter's source position and a fingerprint of its bytes and
+/// problems (see [`kept_source`]).
+pub fn dead_letter_source(d: &DeadLetter) -> Option<(String, [u8; 16])> {
+    kept_source(&d.source, &(&d.agency, &d.problems, &d.payload_base64))
+}
+
+/// Where a rejection or dead letter came from (its position ID) and a
+/// fingerprint of what it says (SHA-256 of its JSON, first 16 bytes),
+/// so that a record re-delivered from the same position (a crash or
+/// rebalance before its offset was committed) with the same verdict is not
+/// kept twice ([`Outcome::Again`]). A different record at the same position
+/// (a topic deleted and made again) has another fingerprint and is kept.
+/// `None` for the in-process source, whose sequence starts again with
+/// every run.
+pub fn kept_source(position: &SourcePosition, what: &impl Serialize) -> Option<(String, [u8; 16])> {
+    if matches!(position, SourcePosition::InProcess { .. }) {
+        return None;
+    }
+    let json = serde_json::to_vec(what).expect("rejections serialise");
+    let d = ring::digest::digest(&ring::digest::SHA256, &json);
+    let mut fp = [0u8; 16];
+    fp.copy_from_slice(&d.as_ref()[..16]);
+    Some((position_id(position), fp))
+}
+
 /// One thing to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
@@ -128,6 +164,10 @@ pub enum Outcome {
     Conflict { original: TrackingCode },
     /// A rejection or dead letter recorded.
     Kept,
+    /// A rejection or dead letter already kept for this very record (the
+    /// same source position, the same verdict): it came again after a
+    /// crash or rebalance. Nothing written; answered as before.
+    Again,
 }
 
 /// A stored notice, as the read path returns it.

@@ -101,14 +101,13 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         shutdown.clone(),
     )
     .context("creating the parked receipts' producer")?;
-    // Notices stored before this start have had their `accepted` out (or
-    // get it again when re-delivered): their events need not wait.
-    let accepted_out = Arc::new(AcceptedOut::new(
-        store
-            .last_tracking_code()
-            .context("reading the last tracking code")?
-            .map_or(0, |c| c.as_u64()),
-    ));
+    // Notices stored before this start have had their `accepted` out, or,
+    // after a crash, get it when their records come again: until then (at
+    // most a minute) their events wait.
+    let accepted_out = Arc::new(
+        AcceptedOut::open(cfg.node_id, store.clone(), crate::sink::RESTART_HOLD)
+            .context("reading which accepted receipts are out")?,
+    );
     let sink = KafkaSink::new(
         k,
         client_config(k, &k.producer_options),
@@ -142,7 +141,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             sinks: vec![Box::new(events)],
             batch: 2000,
             sealer: Some(sealer.clone()),
-            gate: Some((cfg.node_id, accepted_out.clone())),
+            gate: Some(accepted_out.clone()),
         }
         .spawn(shutdown.clone(), std::time::Duration::from_millis(50));
         let acks = if k.acks_topic.is_empty() {
@@ -213,7 +212,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         health.clone(),
         cfg.limits.max_payload_bytes.as_u64() as usize,
     )
-    .context("creating the Kafka consumer")?;
+    .context("creating the Kafka consumer")?
+    .signal_caught_up(accepted_out.caught_up_flag());
     // Per-node stores: one member per group (see the source's guarantees).
     let source = match cfg.store.backend {
         StoreBackend::Embedded => source.exclusive_group(),

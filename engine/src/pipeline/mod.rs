@@ -945,7 +945,7 @@ fn ack_stage(
                     dead_letter = Some(Box::new(d));
                     (HandledKind::DeadLetter(reason), None)
                 }
-                (Entry::Notice(_), Outcome::Kept) => {
+                (Entry::Notice(_), Outcome::Kept | Outcome::Again) => {
                     unreachable!("a notice is stored, absorbed or in conflict")
                 }
             };

@@ -102,8 +102,8 @@ pub struct KafkaSink {
 /// Receipts and dead letters handed to the producer since the last settle.
 #[derive(Default)]
 struct Unsettled {
-    /// The highest tracking code of an `accepted` receipt handed over.
-    max_accepted: u64,
+    /// The tracking codes of the `accepted` receipts handed over.
+    accepted: Vec<u64>,
     receipts: HashMap<String, u64>,
     dead_letters: u64,
     since: Option<Instant>,
@@ -420,8 +420,7 @@ impl Sink for KafkaSink {
                 .filter(|r| self.agencies.status(&r.agency).is_some())
             {
                 if let karpoosheh_schemas::ReceiptEvent::Accepted { tracking_code, .. } = &r.event {
-                    let u = &mut self.unsettled.max_accepted;
-                    *u = (*u).max(tracking_code.as_u64());
+                    self.unsettled.accepted.push(tracking_code.as_u64());
                 }
                 self.receipt(r, false);
             }
@@ -486,13 +485,13 @@ impl Sink for KafkaSink {
     }
 
     fn settle(&mut self) -> Result<(), SinkError> {
-        let max_accepted = self.unsettled.max_accepted;
+        let accepted = std::mem::take(&mut self.unsettled.accepted);
         match self.settle_all() {
             Ok(()) => {
                 // Out (acknowledged or parked): their notices' later events
                 // may follow.
                 if let Some(out) = &self.accepted_out {
-                    out.advance(max_accepted);
+                    out.advance(&accepted);
                 }
                 self.count_settled();
                 Ok(())

@@ -6,6 +6,7 @@
 //! a crash — it may be sent twice (at least once), which is why receipts
 //! carry a stable `receipt_id`.
 
+mod accepted_out;
 mod file;
 mod kafka;
 mod parking;
@@ -23,26 +24,7 @@ pub use self::parking::{spawn_deliverer, Parking};
 pub use self::tally::{DeliveryTally, Tally, TallySink};
 pub use self::tree_heads::TreeHeadProducer;
 
-/// The highest tracking code of this node whose `accepted` receipt is out
-/// (acknowledged by the broker, or parked durably), or that was stored
-/// before the node started. The outbox holds back a notice's later events
-/// until its `accepted` is out: the two go through different producers, and
-/// an agency must read a notice's receipts in order (agency-integration.md).
-#[derive(Debug, Default)]
-pub struct AcceptedOut(std::sync::atomic::AtomicU64);
-
-impl AcceptedOut {
-    pub fn new(up_to: u64) -> Self {
-        AcceptedOut(std::sync::atomic::AtomicU64::new(up_to))
-    }
-    /// Everything up to `code` is out.
-    pub fn advance(&self, code: u64) {
-        self.0.fetch_max(code, std::sync::atomic::Ordering::AcqRel);
-    }
-    pub fn up_to(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
+pub use self::accepted_out::{AcceptedOut, RESTART_HOLD};
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,7 +43,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use karpoosheh_schemas::{AgencyId, Problem, Reason, SourcePosition};
@@ -140,6 +140,9 @@ pub struct SourceContext {
     /// Set by a rebalance (a non-empty assignment or a revocation), taken
     /// by the exclusive-group check.
     assigned: AtomicBool,
+    /// Set once every partition this node is assigned has its offsets
+    /// committed up to its end (see [`KafkaSource::signal_caught_up`]).
+    caught_up: std::sync::OnceLock<Arc<AtomicBool>>,
 }
 
 fn commit(
@@ -208,6 +211,20 @@ impl ClientContext for SourceContext {
             }
         }
         KafkaLag(lag.into_iter().collect()).emit();
+        if let Some(flag) = self.caught_up.get() {
+            // Lag here is the end of the partition less its committed
+            // offset; -1 while unknown.
+            let mut assigned = stats
+                .topics
+                .iter()
+                .filter(|(topic, _)| topic.starts_with(&self.prefix))
+                .flat_map(|(_, t)| t.partitions.values())
+                .filter(|p| p.partition >= 0 && p.desired)
+                .peekable();
+            if assigned.peek().is_some() && assigned.all(|p| p.consumer_lag == 0) {
+                flag.store(true, Ordering::Release);
+            }
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -431,6 +448,7 @@ impl KafkaSource {
             brokers_up: AtomicBool::new(false),
             prefix: cfg.notice_topic_prefix.clone(),
             assigned: AtomicBool::new(false),
+            caught_up: std::sync::OnceLock::new(),
         };
         let consumer: BaseConsumer<SourceContext> = client.create_with_context(ctx)?;
         let pattern = notice_pattern(&cfg.notice_topic_prefix);
@@ -462,6 +480,16 @@ impl KafkaSource {
             had_everything: false,
             unowned_since: std::cell::Cell::new(None),
         })
+    }
+
+    /// Sets `flag` once every notice partition this node is assigned is
+    /// committed to its end: every record in them was answered, by this
+    /// node or an earlier life of it (offsets are committed only over
+    /// answered records). A restarted node's `AcceptedOut` then stops
+    /// holding events for notices that may have been unanswered.
+    pub fn signal_caught_up(self, flag: Arc<AtomicBool>) -> Self {
+        let _ = self.consumer.context().caught_up.set(flag);
+        self
     }
 
     /// Requires this node to be the group's only member (the embedded

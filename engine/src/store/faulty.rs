@@ -149,6 +149,14 @@ impl NoticeStore for Faulty {
         self.inner.last_tracking_code()
     }
 
+    fn accepted_out(&self) -> Result<Option<TrackingCode>, StoreError> {
+        self.inner.accepted_out()
+    }
+
+    fn mark_accepted_out(&self, code: TrackingCode) -> Result<(), StoreError> {
+        self.inner.mark_accepted_out(code)
+    }
+
     fn purge_traffic(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
         self.inner.purge_traffic(before)
     }

@@ -156,6 +156,17 @@ pub trait NoticeStore: Send + Sync {
     /// issues a code twice even if its clock went back.
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError>;
 
+    /// The highest tracking code of this node whose `accepted` receipt is
+    /// known to be out (`sink::AcceptedOut`), as last marked; `None`
+    /// before the first mark. After a crash, the notices above it and up
+    /// to [`Self::last_tracking_code`] may be stored with no answer yet.
+    fn accepted_out(&self) -> Result<Option<TrackingCode>, StoreError>;
+
+    /// Marks `code` as the highest whose `accepted` is out. Not synced on
+    /// its own (the next durable write syncs it): a mark lost with the
+    /// machine is lower, which only holds events longer after a restart.
+    fn mark_accepted_out(&self, code: TrackingCode) -> Result<(), StoreError>;
+
     /// Removes the rejections and dead letters kept from before `before`
     /// (traffic data: `store.traffic_retention`); how many. A backend
     /// whose rows expire on their own (ScyllaDB's TTL) removes none here.

@@ -53,6 +53,14 @@ pub fn run_all(factory: &mut Factory<'_>) {
             notices::duplicates_within_one_batch,
         ),
         (
+            "a_redelivered_rejection_is_kept_once",
+            notices::a_redelivered_rejection_is_kept_once,
+        ),
+        (
+            "the_accepted_out_mark_is_kept",
+            notices::the_accepted_out_mark_is_kept,
+        ),
+        (
             "same_reference_different_agencies",
             notices::same_reference_different_agencies,
         ),

@@ -297,6 +297,81 @@ pub(super) fn last_tracking_code_is_the_highest(s: &dyn Store) {
     assert_eq!(s.last_tracking_code().unwrap(), Some(code_of(&entries[3])));
 }
 
+/// A rejected or dead-lettered record that comes again from its source
+/// position (a crash or rebalance before its offset was committed) is not
+/// kept twice; a different record at that position is, and the in-process
+/// source (its sequence starts again each run) is never taken for one.
+pub(super) fn a_redelivered_rejection_is_kept_once(s: &dyn Store) {
+    let at = |offset: i64| SourcePosition::Kafka {
+        topic: "karpoosheh.notices.tax".into(),
+        partition: 2,
+        offset,
+    };
+    let rejected = |offset: i64, reference: &str| {
+        let Entry::Rejection(mut r) = rejection(Some("tax"), reference, Reason::BadCheckDigit)
+        else {
+            unreachable!()
+        };
+        r.position = at(offset);
+        Entry::Rejection(r)
+    };
+    let dead = |offset: i64| {
+        let Entry::DeadLetter(mut d) = dead_letter(0) else {
+            unreachable!()
+        };
+        d.source = at(offset);
+        Entry::DeadLetter(d)
+    };
+    let first = vec![rejected(10, "a"), dead(11), dead_letter(5)];
+    assert_eq!(
+        s.write(&first).unwrap(),
+        vec![Outcome::Kept, Outcome::Kept, Outcome::Kept]
+    );
+    // The same records again, later, in a batch with new ones (and one of
+    // them twice).
+    let again = vec![
+        rejected(10, "a"),
+        dead(11),
+        dead_letter(5),
+        rejected(12, "b"),
+        rejected(12, "b"),
+        rejected(10, "c"),
+    ];
+    assert_eq!(
+        s.write(&again).unwrap(),
+        vec![
+            Outcome::Again,
+            Outcome::Again,
+            Outcome::Kept,
+            Outcome::Kept,
+            Outcome::Again,
+            Outcome::Kept,
+        ],
+        "re-deliveries absorbed; an in-process record and another record at a known position kept"
+    );
+    let tax = AgencyId::parse("tax").unwrap();
+    let refs: Vec<String> = s
+        .rejections(Some(&tax), None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.rejection.reference.unwrap())
+        .collect();
+    assert_eq!(refs, ["a", "b", "c"]);
+    assert_eq!(s.dead_letters(None, 10).unwrap().len(), 3);
+}
+
+/// The mark of `accepted` receipts out: none at first, then the last one
+/// marked.
+pub(super) fn the_accepted_out_mark_is_kept(s: &dyn Store) {
+    assert_eq!(s.accepted_out().unwrap(), None);
+    let entries = sample_entries(3);
+    s.write(&entries).unwrap();
+    s.mark_accepted_out(code_of(&entries[1])).unwrap();
+    assert_eq!(s.accepted_out().unwrap(), Some(code_of(&entries[1])));
+    s.mark_accepted_out(code_of(&entries[2])).unwrap();
+    assert_eq!(s.accepted_out().unwrap(), Some(code_of(&entries[2])));
+}
+
 pub(super) fn empty_store_answers_empty(s: &dyn Store) {
     assert_eq!(s.last_tracking_code().unwrap(), None);
     assert!(s

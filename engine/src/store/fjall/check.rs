@@ -60,12 +60,13 @@ impl FjallStore {
                 report.problems.push(text);
             }
         };
-        let spaces: [(&'static str, &Keyspace, Option<Decoder>); 21] = [
+        let spaces: [(&'static str, &Keyspace, Option<Decoder>); 22] = [
             ("notices", &self.notices, Some(notice)),
             ("mailbox", &self.mailbox, None),
             ("refs", &self.refs, None),
             ("rejections", &self.rejections, Some(rejection)),
             ("dead_letters", &self.dead_letters, Some(dead_letter)),
+            ("kept_sources", &self.kept_sources, None),
             ("profiles", &self.profiles, Some(profile)),
             ("meta", &self.meta, None),
             ("delivery", &self.delivery, Some(delivery)),

@@ -82,6 +82,8 @@ const FORMAT_DELIVERY_V2: u8 = 3;
 const FORMAT_DELIVERY_V3: u8 = 4;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
+/// The mark of `NoticeStore::mark_accepted_out`.
+const META_ACCEPTED_OUT: &[u8] = b"accepted_out";
 const META_LAST_REJECTION: &[u8] = b"last_rejection_id";
 /// How many delivery writes the store has made (the durable hint's count).
 const META_DELIVERY_WRITES: &[u8] = b"delivery_writes";
@@ -186,6 +188,9 @@ pub struct FjallStore {
     refs: Keyspace,
     rejections: Keyspace,
     dead_letters: Keyspace,
+    /// Kept rejections' and dead letters' source positions → ID ‖
+    /// fingerprint: a re-delivered record is not kept twice.
+    kept_sources: Keyspace,
     profiles: Keyspace,
     meta: Keyspace,
     delivery: Keyspace,
@@ -475,6 +480,7 @@ impl FjallStore {
             &self.refs,
             &self.rejections,
             &self.dead_letters,
+            &self.kept_sources,
             &self.profiles,
             &self.meta,
             &self.delivery,
@@ -571,6 +577,7 @@ impl FjallStore {
         let refs = db.keyspace("refs", opts)?;
         let rejections = db.keyspace("rejections", ordered_ranged)?;
         let dead_letters = db.keyspace("dead_letters", ordered_ranged)?;
+        let kept_sources = db.keyspace("kept_sources", opts)?;
         let profiles = db.keyspace("profiles", opts)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let delivery = db.keyspace("delivery", ordered)?;
@@ -650,6 +657,7 @@ impl FjallStore {
             refs,
             rejections,
             dead_letters,
+            kept_sources,
             profiles,
             meta,
             delivery,

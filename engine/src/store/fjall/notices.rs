@@ -16,6 +16,10 @@ impl NoticeStore for FjallStore {
         let mut fresh: std::collections::HashMap<Vec<u8>, RefEntry> =
             std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(entries.len());
+        // Source positions of rejections and dead letters kept by this
+        // batch: a record twice in one batch is kept once too.
+        let mut kept: std::collections::HashMap<String, [u8; 16]> =
+            std::collections::HashMap::new();
         let mut max_tracking = st.last_tracking;
         let mut rejection_written = false;
         let mut new_timers = Vec::new();
@@ -54,13 +58,16 @@ impl NoticeStore for FjallStore {
                                 position: n.position.clone(),
                                 at: n.accepted_at,
                             };
-                            let id = next_id(&mut st.last_rejection_id);
-                            batch.insert(
-                                &self.rejections,
-                                rejection_key(Some(&n.notice.agency), id),
-                                encode_json(&rejection),
-                            );
-                            rejection_written = true;
+                            if !self.kept_again(&mut kept, rejection.kept_source())? {
+                                let id = next_id(&mut st.last_rejection_id);
+                                batch.insert(
+                                    &self.rejections,
+                                    rejection_key(Some(&n.notice.agency), id),
+                                    encode_json(&rejection),
+                                );
+                                self.keep_source(&mut batch, rejection.kept_source(), id);
+                                rejection_written = true;
+                            }
                             outcomes.push(Outcome::Conflict { original });
                         }
                         None => {
@@ -111,18 +118,30 @@ impl NoticeStore for FjallStore {
                     }
                 }
                 Entry::Rejection(r) => {
+                    let source = r.kept_source();
+                    if self.kept_again(&mut kept, source.clone())? {
+                        outcomes.push(Outcome::Again);
+                        continue;
+                    }
                     let id = next_id(&mut st.last_rejection_id);
                     batch.insert(
                         &self.rejections,
                         rejection_key(r.agency.as_ref(), id),
                         encode_json(r),
                     );
+                    self.keep_source(&mut batch, source, id);
                     rejection_written = true;
                     outcomes.push(Outcome::Kept);
                 }
                 Entry::DeadLetter(d) => {
+                    let source = crate::model::dead_letter_source(d);
+                    if self.kept_again(&mut kept, source.clone())? {
+                        outcomes.push(Outcome::Again);
+                        continue;
+                    }
                     let id = next_id(&mut st.last_dead_letter_id);
                     batch.insert(&self.dead_letters, id.to_be_bytes(), encode_json(d));
+                    self.keep_source(&mut batch, source, id);
                     outcomes.push(Outcome::Kept);
                 }
             }
@@ -268,12 +287,42 @@ impl NoticeStore for FjallStore {
             from.push(1);
         }
         n += self.remove_ranges(&self.rejections, ranges)?;
+        // Their sources' index: the ID (the time it was kept) leads each
+        // value. One walk of the index, one entry per kept record.
+        let mut old = Vec::new();
+        for guard in self.kept_sources.iter() {
+            let (k, v) = guard.into_inner()?;
+            if v.len() >= 8 && u64_of(&v[..8])? < cut {
+                old.push(k.to_vec());
+            }
+        }
+        for chunk in old.chunks(10_000) {
+            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+            for k in chunk {
+                batch.remove(&self.kept_sources, k.clone());
+            }
+            batch.commit()?;
+        }
         Ok(n)
     }
 
     fn last_tracking_code(&self) -> Result<Option<TrackingCode>, StoreError> {
         let st = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         Ok(st.last_tracking.map(TrackingCode::from_u64))
+    }
+
+    fn accepted_out(&self) -> Result<Option<TrackingCode>, StoreError> {
+        self.meta
+            .get(META_ACCEPTED_OUT)?
+            .map(|v| u64_of(&v).map(TrackingCode::from_u64))
+            .transpose()
+    }
+
+    fn mark_accepted_out(&self, code: TrackingCode) -> Result<(), StoreError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        batch.insert(&self.meta, META_ACCEPTED_OUT, code.as_u64().to_be_bytes());
+        batch.commit()?;
+        Ok(())
     }
 
     fn stats(&self) -> StoreStats {
@@ -293,6 +342,45 @@ impl NoticeStore for FjallStore {
 }
 
 impl FjallStore {
+    /// Whether a rejection or dead letter from `source` was kept before,
+    /// saying the same (it came again); if not, notes it as kept by this
+    /// batch.
+    fn kept_again(
+        &self,
+        kept: &mut std::collections::HashMap<String, [u8; 16]>,
+        source: Option<(String, [u8; 16])>,
+    ) -> Result<bool, StoreError> {
+        let Some((pos, fp)) = source else {
+            return Ok(false);
+        };
+        if kept.get(&pos) == Some(&fp) {
+            return Ok(true);
+        }
+        let before = self
+            .kept_sources
+            .get(pos.as_bytes())?
+            .is_some_and(|v| v.len() == 24 && v[8..] == fp);
+        if !before {
+            kept.insert(pos, fp);
+        }
+        Ok(before)
+    }
+
+    /// Indexes a kept rejection or dead letter (ID `id`) by its source.
+    fn keep_source(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        source: Option<(String, [u8; 16])>,
+        id: u64,
+    ) {
+        if let Some((pos, fp)) = source {
+            let mut v = Vec::with_capacity(24);
+            v.extend_from_slice(&id.to_be_bytes());
+            v.extend_from_slice(&fp);
+            batch.insert(&self.kept_sources, pos.into_bytes(), v);
+        }
+    }
+
     /// An agency's (`None`: unattributed) rejections from `start` to the
     /// end of its bucket, oldest first or (`newest`) newest first, decoded.
     fn stored_rejections(

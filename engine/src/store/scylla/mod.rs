@@ -40,6 +40,7 @@ mod profiles;
 mod quarantine;
 mod rows;
 mod schema;
+mod size;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +128,7 @@ const BATCH_MAX: usize = 100;
 const LAST_TRACKING: &str = "last_tracking_code";
 const LAST_TRAFFIC_ID: &str = "last_traffic_id";
 const OUTBOX_LOW_WATER: &str = "outbox_low_water";
+const ACCEPTED_OUT: &str = "accepted_out";
 
 /// Prepared statements, one per query; the CQL is also what the unit
 /// tests check.
@@ -135,6 +137,8 @@ struct Statements {
     source_put: PreparedStatement,
     source_get: PreparedStatement,
     source_delete: PreparedStatement,
+    kept_put: PreparedStatement,
+    kept_get: PreparedStatement,
     ref_get: PreparedStatement,
     ref_delete: PreparedStatement,
     notice_put: PreparedStatement,
@@ -216,6 +220,8 @@ const CQL: &[(&str, &str, bool)] = &[
     ("source_put", "INSERT INTO reference_sources (agency, reference, source) VALUES (?, ?, ?) USING TTL ?", true),
     ("source_get", "SELECT source FROM reference_sources WHERE agency = ? AND reference = ?", true),
     ("source_delete", "DELETE FROM reference_sources WHERE agency = ? AND reference = ?", true),
+    ("kept_put", "INSERT INTO kept_sources (source, fingerprint) VALUES (?, ?) USING TTL ?", true),
+    ("kept_get", "SELECT fingerprint FROM kept_sources WHERE source = ?", true),
     ("ref_get", "SELECT tracking_code, content_hash, accepted_at FROM agency_refs WHERE agency = ? AND reference = ?", true),
     ("ref_delete", "DELETE FROM agency_refs WHERE agency = ? AND reference = ? IF tracking_code = ?", false),
     ("notice_put", "INSERT INTO notices (tracking_code, schema_version, agency, reference, mailbox_id, kind, title, body, attachments, min_access_level, life_event, expires_at, sent_at, batch_id, accepted_at, content_hash) VALUES (:tracking_code, :schema_version, :agency, :reference, :mailbox_id, :kind, :title, :body, :attachments, :min_access_level, :life_event, :expires_at, :sent_at, :batch_id, :accepted_at, :content_hash) USING TTL :ttl", true),
@@ -311,6 +317,8 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         source_put: take("source_put"),
         source_get: take("source_get"),
         source_delete: take("source_delete"),
+        kept_put: take("kept_put"),
+        kept_get: take("kept_get"),
         ref_get: take("ref_get"),
         ref_delete: take("ref_delete"),
         notice_put: take("notice_put"),
@@ -540,6 +548,8 @@ pub struct ScyllaStore {
     /// `None` when opened read-only.
     lease: Option<Lease>,
     stop: Arc<AtomicBool>,
+    /// The cluster's estimate of the keyspace on its disks (`size`).
+    disk_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Builds a session from the configuration (TLS, credentials, routing,
@@ -752,6 +762,21 @@ impl ScyllaStore {
         if let Some(l) = &lease {
             l.spawn_renewal(&rt, session.clone(), st.lease.renew.clone(), stop.clone());
         }
+        let disk_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if !read_only {
+            size::spawn(
+                &rt,
+                session.clone(),
+                cfg.scylla.keyspace.clone(),
+                cfg.scylla
+                    .replication
+                    .values()
+                    .map(|&rf| u64::from(rf))
+                    .sum(),
+                disk_bytes.clone(),
+                stop.clone(),
+            );
+        }
         let traffic_ttl = cfg
             .scylla
             .traffic_retention
@@ -787,6 +812,7 @@ impl ScyllaStore {
             read_only,
             lease,
             stop,
+            disk_bytes,
             rt,
             session,
             st,
@@ -1187,6 +1213,26 @@ impl ScyllaStore {
         .map(drop)
     }
 
+    /// Whether a rejection or dead letter saying the same was kept from
+    /// this source position before.
+    async fn kept_before(&self, source: Option<&(String, [u8; 16])>) -> Result<bool, ScyllaError> {
+        let Some((source, fp)) = source else {
+            return Ok(false);
+        };
+        let res = self
+            .exec(
+                &self.st.kept_get,
+                (source.as_str(),),
+                "reading a kept record's source position",
+            )
+            .await?;
+        Ok(collect::<(Option<Vec<u8>>,)>(res, "kept_sources")?
+            .into_iter()
+            .next()
+            .and_then(|(f,)| f)
+            .is_some_and(|f| f == fp.as_slice()))
+    }
+
     async fn put_rejection(&self, r: &NewRejection, id: u64) -> Result<(), ScyllaError> {
         let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str());
         let reasons: Vec<&str> = r.problems.iter().map(|p| p.reason.code()).collect();
@@ -1513,8 +1559,10 @@ impl ScyllaStore {
         let mut resends: Vec<(usize, usize)> = Vec::new();
         // (entry, code, accepted at, whether the claim is new)
         let mut to_write: Vec<(usize, TrackingCode, DateTime<Utc>, bool)> = Vec::new();
-        let mut rejections: Vec<(NewRejection, u64)> = Vec::new();
-        let mut dead: Vec<(&DeadLetter, u64)> = Vec::new();
+        // Each with the index of its outcome (`None`: a reference
+        // conflict, which stays one).
+        let mut rejections: Vec<(NewRejection, u64, Option<usize>)> = Vec::new();
+        let mut dead: Vec<(&DeadLetter, u64, usize)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             match e {
                 Entry::Notice(n) => {
@@ -1566,18 +1614,19 @@ impl ScyllaStore {
                                 at: n.accepted_at,
                             },
                             id,
+                            None,
                         ));
                         outcomes.push(Outcome::Conflict { original: orig });
                     }
                 }
                 Entry::Rejection(r) => {
                     let id = ids.next(&mut w.last_traffic_id);
-                    rejections.push((r.clone(), id));
+                    rejections.push((r.clone(), id, Some(outcomes.len())));
                     outcomes.push(Outcome::Kept);
                 }
                 Entry::DeadLetter(d) => {
                     let id = ids.next(&mut w.last_traffic_id);
-                    dead.push((d, id));
+                    dead.push((d, id, outcomes.len()));
                     outcomes.push(Outcome::Kept);
                 }
             }
@@ -1642,8 +1691,50 @@ impl ScyllaStore {
             }
         }
 
+        // Records that came again (a crash or rebalance before their offsets
+        // were committed): what they were kept as is kept already.
+        let sources: Vec<Option<(String, [u8; 16])>> = rejections
+            .iter()
+            .map(|(r, ..)| r.kept_source())
+            .chain(
+                dead.iter()
+                    .map(|(d, ..)| crate::model::dead_letter_source(d)),
+            )
+            .collect();
+        let before = self
+            .all(sources.iter().map(|s| self.kept_before(s.as_ref())))
+            .await?;
+        let mut in_batch = HashSet::new();
+        let again: Vec<bool> = sources
+            .iter()
+            .zip(before)
+            .map(|(s, before)| before || s.as_ref().is_some_and(|s| !in_batch.insert(s.clone())))
+            .collect();
+        let (again_r, again_d) = again.split_at(rejections.len());
+        let mut keep = again_r.iter();
+        rejections.retain(|(_, _, oi)| {
+            let again = *keep.next().expect("one per rejection");
+            if let (true, Some(oi)) = (again, oi) {
+                outcomes[*oi] = Outcome::Again;
+            }
+            !again
+        });
+        let mut keep = again_d.iter();
+        dead.retain(|(_, _, oi)| {
+            let again = *keep.next().expect("one per dead letter");
+            if again {
+                outcomes[*oi] = Outcome::Again;
+            }
+            !again
+        });
+        let kept: Vec<(String, [u8; 16])> = sources
+            .into_iter()
+            .zip(again.iter())
+            .filter_map(|(s, &a)| if a { None } else { s })
+            .collect();
+
         // Traffic: the days first (so a listing finds them), then rows.
-        for (r, id) in &rejections {
+        for (r, id, _) in &rejections {
             let agency = r
                 .agency
                 .as_ref()
@@ -1651,14 +1742,27 @@ impl ScyllaStore {
                 .to_owned();
             self.note_day(w, "r", &agency, day_of(id_ms(*id))).await?;
         }
-        for (_, id) in &dead {
+        for (_, id, _) in &dead {
             self.note_day(w, "d", DEAD_LETTER_DAYS, day_of(id_ms(*id)))
                 .await?;
         }
-        self.all(rejections.iter().map(|(r, id)| self.put_rejection(r, *id)))
+        self.all(
+            rejections
+                .iter()
+                .map(|(r, id, _)| self.put_rejection(r, *id)),
+        )
+        .await?;
+        self.all(dead.iter().map(|(d, id, _)| self.put_dead_letter(d, *id)))
             .await?;
-        self.all(dead.iter().map(|(d, id)| self.put_dead_letter(d, *id)))
-            .await?;
+        // After the rows: a source never stands for a row not written.
+        self.all(kept.iter().map(|(source, fp)| {
+            self.exec(
+                &self.st.kept_put,
+                (source.as_str(), fp.as_slice(), self.traffic_ttl),
+                "writing a kept record's source position",
+            )
+        }))
+        .await?;
         if !rejections.is_empty() || !dead.is_empty() {
             self.exec(
                 &self.st.state_put,

@@ -205,10 +205,36 @@ impl NoticeStore for ScyllaStore {
             .map(TrackingCode::from_u64))
     }
 
+    fn accepted_out(&self) -> Result<Option<TrackingCode>, StoreError> {
+        let rows = self.rt.block_on(async {
+            let res = self
+                .exec(&self.st.state_get, (self.node,), "reading node state")
+                .await?;
+            collect::<(String, i64)>(res, "node_state")
+        })?;
+        Ok(rows
+            .into_iter()
+            .find(|(name, _)| name == ACCEPTED_OUT)
+            .map(|(_, v)| TrackingCode::from_u64(v as u64)))
+    }
+
+    fn mark_accepted_out(&self, code: TrackingCode) -> Result<(), StoreError> {
+        self.guard()?;
+        self.rt.block_on(self.exec(
+            &self.st.state_put,
+            (self.node, ACCEPTED_OUT, code.as_u64() as i64),
+            "marking the accepted receipts out",
+        ))?;
+        Ok(())
+    }
+
     fn stats(&self) -> StoreStats {
-        // A cluster's size is per node and per table; ScyllaDB's own
-        // monitoring reports it. Nothing cheap and true to say here.
-        StoreStats::default()
+        // The cluster's estimate, read once a minute (`size`); the other
+        // sizes are the embedded store's own.
+        StoreStats {
+            disk_bytes: self.disk_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            ..StoreStats::default()
+        }
     }
 }
 

@@ -342,3 +342,77 @@ fn an_unreadable_outbox_receipt_is_quarantined_on_scylla() {
     assert_eq!(q[0].key, ids[1].to_string());
     assert_eq!(q[0].bytes_b64, "e3g=", "the stored text, base64");
 }
+
+/// The disk gauge: every node's estimate of the keyspace (its
+/// `system.size_estimates`), summed. Data still in memtables is not in
+/// the estimates: the tables are flushed each second here, and the test
+/// cluster refreshes its estimates every 10 s (scripts/cassandra).
+#[test]
+fn the_disk_gauge_is_the_cluster_s_estimate_of_the_keyspace() {
+    let Some(mut cfg) = test_cluster("the_disk_gauge_is_the_cluster_s_estimate_of_the_keyspace")
+    else {
+        return;
+    };
+    cfg.keyspace = unique_keyspace("size");
+    let _guard = KeyspaceGuard(cfg.clone());
+    let store = ScyllaStore::open(ScyllaStoreConfig {
+        scylla: cfg.clone(),
+        node_id: 5,
+        record_retention: Duration::from_secs(186 * 24 * 3600),
+        read_only: false,
+    })
+    .expect("open");
+    assert_eq!(
+        store.size_estimate().expect("every node answers"),
+        0,
+        "empty"
+    );
+    for table in ["notices", "mailbox_notices", "deliveries"] {
+        store
+            .rt
+            .block_on(store.session.query_unpaged(
+                format!(
+                    "ALTER TABLE {}.{table} WITH memtable_flush_period_in_ms = 1000",
+                    cfg.keyspace
+                ),
+                (),
+            ))
+            .expect("flushing each second");
+    }
+    let entries: Vec<_> = (0..200u16)
+        .map(|i| {
+            conformance::new_notice(
+                conformance::notice(
+                    "tax",
+                    &format!("size-{i}"),
+                    conformance::person(500_000_000 + u32::from(i)),
+                    &"متن ".repeat(200),
+                ),
+                i + 1,
+            )
+        })
+        .collect();
+    store.write(&entries).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let one_copy = loop {
+        let n = store.size_estimate().expect("every node answers");
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no estimate of 200 notices after 90 s"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    eprintln!("size estimate: {one_copy} bytes for 200 notices");
+    // 200 bodies of about 1.4 KB each, in `notices` alone.
+    assert!(
+        one_copy >= 200 * 1000,
+        "{one_copy} bytes estimated for 200 notices of 1.4 KB"
+    );
+    assert!(
+        one_copy < 200 * 1_000_000,
+        "{one_copy} bytes: not an estimate of these"
+    );
+}
