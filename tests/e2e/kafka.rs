@@ -65,6 +65,45 @@ pub(crate) fn broker_or_skip(test: &str, storage: Storage) -> Option<Broker> {
     }
 }
 
+/// A real Apache Kafka broker (`scripts/kafka`: one KRaft node from Maven
+/// Central's jars), for what the test broker cannot do (deleting a topic
+/// under a running engine), or `None` (the test is skipped) when Java or
+/// the jars are missing, unless `KARPOOSHEH_REQUIRE_APACHE_KAFKA=1` (set
+/// by `scripts/test`, which fetches them).
+pub(crate) fn apache_kafka_or_skip(test: &str) -> Option<Broker> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka");
+    let required = std::env::var("KARPOOSHEH_REQUIRE_APACHE_KAFKA").is_ok();
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let fetched = java
+        && Command::new(&script)
+            .arg("lib")
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !fetched {
+        assert!(
+            !required,
+            "Apache Kafka is required (KARPOOSHEH_REQUIRE_APACHE_KAFKA) but `scripts/kafka lib` failed (Java 17 and Maven needed)"
+        );
+        eprintln!("SKIPPED {test}: no Java or Kafka jars (scripts/kafka lib fetches them)");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("broker directory");
+    let mut b = Broker {
+        bin: script,
+        port: free_port(),
+        db: dir.path().join("kafka"),
+        child: None,
+        _dir: Some(dir),
+        apache: true,
+    };
+    b.restart();
+    Some(b)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -97,6 +136,8 @@ pub(crate) struct Broker {
     child: Option<Child>,
     /// The `Fresh` database's directory, removed with the broker.
     _dir: Option<tempfile::TempDir>,
+    /// Apache Kafka: `bin` is `scripts/kafka`, `db` the broker's folder.
+    apache: bool,
 }
 
 impl Broker {
@@ -114,6 +155,7 @@ impl Broker {
             db,
             child: None,
             _dir: dir,
+            apache: false,
         };
         b.restart();
         b
@@ -124,6 +166,20 @@ impl Broker {
     }
 
     fn restart(&mut self) {
+        if self.apache {
+            let dir = self.db.to_str().unwrap();
+            let port = self.port.to_string();
+            let out = Command::new(&self.bin)
+                .args(["start", dir, "127.0.0.1", &port])
+                .output()
+                .expect("scripts/kafka start");
+            assert!(
+                out.status.success(),
+                "Apache Kafka did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
         let url = format!("tcp://127.0.0.1:{}", self.port);
         // tansu reads a sqlite URL's path relative to its working directory.
         let engine = format!(
@@ -156,6 +212,12 @@ impl Broker {
     }
 
     fn stop(&mut self) {
+        if self.apache {
+            let _ = Command::new(&self.bin)
+                .args(["stop", self.db.to_str().unwrap()])
+                .output();
+            return;
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -178,6 +240,16 @@ impl Broker {
         for r in futures_executor::block_on(admin.create_topics(&new, &opts)).unwrap() {
             if let Err((t, e)) = r {
                 panic!("create topic {t}: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn delete_topics(&self, topics: &[&str]) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for r in futures_executor::block_on(admin.delete_topics(topics, &opts)).unwrap() {
+            if let Err((t, e)) = r {
+                panic!("delete topic {t}: {e}");
             }
         }
     }

@@ -164,3 +164,94 @@ fn kafka_an_agency_whose_receipt_topic_fails_is_parked_and_the_others_flow() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("agency unparked"), "{log}");
 }
+
+/// A receipt topic deleted under a running engine (issue 23), on a real
+/// Apache Kafka broker (the test broker, tansu 0.6, stops answering after a
+/// `DeleteTopics`): the node finds it missing at its next metadata refresh,
+/// parks the agency's receipts while every other agency flows, and
+/// delivers them once the topic is made again.
+#[test]
+fn apache_kafka_a_receipt_topic_deleted_mid_run_parks_its_agency_until_it_is_back() {
+    let Some(broker) = crate::kafka::apache_kafka_or_skip(
+        "apache_kafka_a_receipt_topic_deleted_mid_run_parks_its_agency_until_it_is_back",
+    ) else {
+        return;
+    };
+    let names = Names::new("deleted");
+    names.create(&broker, &["tax", "judiciary"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    let parked =
+        |e: &Engine, a: &str| e.metric("karpoosheh_agency_parked", &format!("agency=\"{a}\""));
+    let jud = notices(&broker, &names, "judiciary", "jud", 100);
+    let tax = notices(&broker, &names, "tax", "tax", 100);
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| accepted(a, "tax", &tax) == tax.len() && accepted(a, "judiciary", &jud) == jud.len(),
+        Duration::from_secs(120),
+    );
+    assert_accepted_once(&answers, "tax", &tax);
+    assert_accepted_once(&answers, "judiciary", &jud);
+
+    // The judiciary's receipt topic is deleted while the engine runs.
+    broker.delete_topics(&[&names.receipts("judiciary")]);
+    let deleted = Instant::now();
+    let jud2 = notices(&broker, &names, "judiciary", "jud2", 200);
+    let tax2 = notices(&broker, &names, "tax", "tax2", 200);
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| accepted(a, "tax", &tax2) == tax2.len(),
+        Duration::from_secs(120),
+    );
+    assert_accepted_once(&answers, "tax", &tax2);
+    engine.wait_for("judiciary parked", Duration::from_secs(90), |e| {
+        parked(e, "judiciary") == 1.0
+            && e.metric("karpoosheh_receipts_parked", "agency=\"judiciary\"") >= 200.0
+    });
+    eprintln!(
+        "apache_kafka_deleted: judiciary parked with its 200 receipts {:?} after its topic was deleted",
+        deleted.elapsed()
+    );
+    assert!(
+        engine.metric(
+            "karpoosheh_receipts_parked_total",
+            "reason=\"topic_missing\""
+        ) >= 1.0,
+        "parked because its topic is missing"
+    );
+    assert_eq!(parked(&engine, "tax"), 0.0, "tax is not parked");
+    assert_eq!(engine.get("/health/ready").0, 200, "the node goes on");
+    assert_eq!(
+        engine.metric("karpoosheh_notices_stored_total", ""),
+        600.0,
+        "every notice stored"
+    );
+
+    // Made again: the lot is delivered, and the agency flows directly.
+    broker.create_topics(&[&names.receipts("judiciary")], 2);
+    engine.wait_for("judiciary unparked", Duration::from_secs(90), |e| {
+        parked(e, "judiciary") == 0.0
+    });
+    let jud3 = notices(&broker, &names, "judiciary", "jud3", 50);
+    let after: Vec<String> = jud2.iter().chain(&jud3).cloned().collect();
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| accepted(a, "judiciary", &after) == after.len(),
+        Duration::from_secs(90),
+    );
+    assert_accepted_once(&answers, "judiciary", &after);
+    assert_eq!(
+        accepted(&answers, "judiciary", &jud),
+        0,
+        "the first receipts went with the deleted topic"
+    );
+    let (code, _, log) = engine.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("agency parked") && log.contains("agency unparked"),
+        "{log}"
+    );
+}
