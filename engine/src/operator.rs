@@ -57,10 +57,12 @@ impl OperatorConfig {
         Ok(())
     }
 
-    /// The credential, from its file.
+    /// The credential, from its file: refused when every user of the
+    /// machine may read the file (as every secret file is), or when it is
+    /// not one word of at least [`MIN_TOKEN`] characters.
     pub fn token(&self) -> Result<Secret, String> {
-        let text = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| format!("operator.token_file {}: {e}", self.token_file.display()))?;
+        let text = crate::secret::read_secret_file(&self.token_file)
+            .map_err(|e| format!("operator.token_file: {e}"))?;
         let t = text.trim();
         if t.len() < MIN_TOKEN || t.contains(char::is_whitespace) {
             return Err(format!(

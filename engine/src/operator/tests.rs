@@ -8,6 +8,13 @@ use crate::store::conformance::{
 };
 use karpoosheh_schemas::Reason;
 
+/// Writes a credential file only its owner may read.
+fn write_token(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// The endpoint over `store` on a free port, with a credential written in
 /// `dir`, and a client holding it.
 fn serve(
@@ -15,7 +22,7 @@ fn serve(
     dir: &std::path::Path,
 ) -> (crate::http::HttpServer, OperatorConfig, Remote) {
     let token_file = dir.join("operator.token");
-    std::fs::write(&token_file, "x".repeat(40) + "\n").unwrap();
+    write_token(&token_file, &("x".repeat(40) + "\n"));
     let mut op = OperatorConfig {
         listen: String::new(),
         token_file,
@@ -88,7 +95,7 @@ fn a_running_node_answers_what_the_store_would_to_operators_only() {
         .all(|r| r.actor.is_none() && r.client.as_deref() == Some("operator")));
 
     // Without the credential, or with another: 401, nothing read.
-    std::fs::write(&token_file, "y".repeat(40)).unwrap();
+    write_token(&token_file, &"y".repeat(40));
     let stranger = Remote::new(&op).unwrap();
     assert!(stranger
         .mailbox(person(100), None, 1)
@@ -96,8 +103,17 @@ fn a_running_node_answers_what_the_store_would_to_operators_only() {
         .contains("401"));
     assert_eq!(store.access_log(person(100), 10).unwrap().len(), 4);
     // A credential too short to be one is refused at start.
-    std::fs::write(&token_file, "short").unwrap();
+    write_token(&token_file, "short");
     assert!(op.token().is_err());
+    // So is one every user of the machine may read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        write_token(&token_file, &"z".repeat(40));
+        assert!(op.token().is_ok());
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = op.token().unwrap_err();
+        assert!(e.contains("readable by every user"), "{e}");
+    }
 }
 
 #[test]
