@@ -73,11 +73,26 @@ pub(crate) fn broker_or_skip(test: &str, storage: Storage) -> Option<Broker> {
 pub(crate) fn apache_kafka_or_skip(test: &str) -> Option<Broker> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka");
     let required = std::env::var("KARPOOSHEH_REQUIRE_APACHE_KAFKA").is_ok();
+    // Java 17 or later (`java -version` says `version "17.0.x"` on stderr),
+    // and python3 for the script's readiness check.
     let java = Command::new("java")
         .arg("-version")
         .output()
+        .is_ok_and(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            let major = text
+                .split('"')
+                .nth(1)
+                .and_then(|v| v.split('.').next())
+                .and_then(|m| m.parse::<u32>().ok());
+            o.status.success() && major.is_some_and(|m| m >= 17)
+        });
+    let python = Command::new("python3")
+        .arg("--version")
+        .output()
         .is_ok_and(|o| o.status.success());
     let fetched = java
+        && python
         && Command::new(&script)
             .arg("lib")
             .stderr(Stdio::null())
@@ -86,22 +101,56 @@ pub(crate) fn apache_kafka_or_skip(test: &str) -> Option<Broker> {
     if !fetched {
         assert!(
             !required,
-            "Apache Kafka is required (KARPOOSHEH_REQUIRE_APACHE_KAFKA) but `scripts/kafka lib` failed (Java 17 and Maven needed)"
+            "Apache Kafka is required (KARPOOSHEH_REQUIRE_APACHE_KAFKA) but Java 17, python3 or `scripts/kafka lib` is missing"
         );
-        eprintln!("SKIPPED {test}: no Java or Kafka jars (scripts/kafka lib fetches them)");
+        eprintln!(
+            "SKIPPED {test}: no Java 17, python3 or Kafka jars (scripts/kafka lib fetches them)"
+        );
         return None;
     }
     let dir = tempfile::tempdir().expect("broker directory");
-    let mut b = Broker {
-        bin: script,
-        port: free_port(),
-        db: dir.path().join("kafka"),
-        child: None,
-        _dir: Some(dir),
-        apache: true,
-    };
-    b.restart();
-    Some(b)
+    // A free port (and the next, for its controller) can be taken by
+    // someone else before the JVM binds it: a few tries, each afresh.
+    for attempt in 1..=3 {
+        let port = free_port();
+        let db = dir.path().join(format!("kafka-{attempt}"));
+        let out = Command::new(&script)
+            .args([
+                "start",
+                db.to_str().unwrap(),
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .env("KARPOOSHEH_KAFKA_WATCH_PID", std::process::id().to_string())
+            .output()
+            .expect("scripts/kafka start");
+        if out.status.success() {
+            return Some(Broker {
+                bin: script,
+                port,
+                db,
+                child: None,
+                _dir: Some(dir),
+                apache: true,
+            });
+        }
+        let _ = Command::new(&script)
+            .args(["stop", db.to_str().unwrap(), "--kill"])
+            .output();
+        assert!(
+            attempt < 3,
+            "Apache Kafka did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "{test}: Apache Kafka did not start on port {port} (try {attempt}), trying another: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    unreachable!()
 }
 
 fn free_port() -> u16 {
@@ -171,6 +220,7 @@ impl Broker {
             let port = self.port.to_string();
             let out = Command::new(&self.bin)
                 .args(["start", dir, "127.0.0.1", &port])
+                .env("KARPOOSHEH_KAFKA_WATCH_PID", std::process::id().to_string())
                 .output()
                 .expect("scripts/kafka start");
             assert!(

@@ -223,11 +223,9 @@ fn apache_kafka_a_receipt_topic_deleted_mid_run_parks_its_agency_until_it_is_bac
     );
     assert_eq!(parked(&engine, "tax"), 0.0, "tax is not parked");
     assert_eq!(engine.get("/health/ready").0, 200, "the node goes on");
-    assert_eq!(
-        engine.metric("karpoosheh_notices_stored_total", ""),
-        600.0,
-        "every notice stored"
-    );
+    engine.wait_for("every notice stored", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_notices_stored_total", "") == 600.0
+    });
 
     // Made again: the lot is delivered, and the agency flows directly.
     broker.create_topics(&[&names.receipts("judiciary")], 2);

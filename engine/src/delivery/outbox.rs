@@ -49,6 +49,7 @@ impl Outbox {
         OutboxStarted.emit();
         let mut items = self.store.outbox(None, self.batch)?;
         if let Some(out) = &self.gate {
+            out.tick();
             // In order: everything from the first held event waits (the
             // store forgets the outbox up to what was published).
             if let Some(i) = items.iter().position(|(_, r)| {

@@ -213,7 +213,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         cfg.limits.max_payload_bytes.as_u64() as usize,
     )
     .context("creating the Kafka consumer")?
-    .signal_caught_up(accepted_out.caught_up_flag());
+    .with_signals(accepted_out.signals());
     // Per-node stores: one member per group (see the source's guarantees).
     let source = match cfg.store.backend {
         StoreBackend::Embedded => source.exclusive_group(),

@@ -11,26 +11,29 @@
 //! A crash can leave notices stored whose `accepted` never went out: the
 //! codes above the store's mark and up to its last tracking code. Their
 //! records' offsets were not committed, so they come again, and each is
-//! answered then with the receipt it would have had (duplicate: the same
-//! receipt ID and code). Until that answer is out, those notices' events
-//! wait too; the hold ends for all of them once the source has committed
-//! every partition it is assigned to its end (nothing more can come
-//! again), or [`RESTART_HOLD`] after the start (a record answered on
-//! another node of a fleet, or one the topic no longer holds). While it
-//! lasts, the mark stays below the held notices.
+//! answered then with the receipt it would have had (the same receipt ID
+//! and code). Until that answer is out, those notices' events wait too;
+//! the hold ends for all of them once the source has committed every
+//! partition it is assigned to its end (nothing more can come again), or
+//! [`RESTART_HOLD`] after a broker first answered (a record answered on
+//! another node of a fleet, one the topic no longer holds, or one judged
+//! otherwise this time -- its agency suspended meanwhile). While it lasts,
+//! the mark stays below the held notices.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use karpoosheh_schemas::TrackingCode;
 
+use crate::source::SourceSignals;
 use crate::store::{Store, StoreError};
 
 /// How long a restarted node holds the events of notices stored before it
-/// stopped with no answer out, at most: its partitions come back within
-/// the group's session timeout (10 s), and their records at once.
+/// stopped with no answer out, at most, from when a broker first answers:
+/// its partitions come back within the group's session timeout (10 s),
+/// and their records at once.
 pub const RESTART_HOLD: Duration = Duration::from_secs(60);
 
 pub struct AcceptedOut {
@@ -40,9 +43,10 @@ pub struct AcceptedOut {
     store: Option<Arc<dyn Store>>,
     /// The last mark written to the store.
     marked: Mutex<u64>,
-    /// Set by the source once its partitions are committed to their end
-    /// (`KafkaSource::signal_caught_up`): the hold is over.
-    caught_up: Arc<std::sync::atomic::AtomicBool>,
+    /// From the source: when a broker first answered (the hold's clock),
+    /// and whether its partitions are committed to their end (the hold is
+    /// over).
+    signals: Arc<SourceSignals>,
 }
 
 /// Notices stored before a restart, perhaps with no answer out.
@@ -50,7 +54,8 @@ struct Restart {
     /// Codes above `after` and up to `through`.
     after: u64,
     through: u64,
-    until: Instant,
+    /// How long, from when a broker first answered.
+    hold: Duration,
     answered: Mutex<HashSet<u64>>,
 }
 
@@ -73,7 +78,7 @@ impl AcceptedOut {
             restart: None,
             store: None,
             marked: Mutex::new(up_to),
-            caught_up: Arc::default(),
+            signals: Arc::default(),
         }
     }
 
@@ -95,7 +100,7 @@ impl AcceptedOut {
             Some(after) if after < last => Some(Restart {
                 after,
                 through: last,
-                until: Instant::now() + hold,
+                hold,
                 answered: Mutex::new(HashSet::new()),
             }),
             _ => None,
@@ -114,15 +119,23 @@ impl AcceptedOut {
             restart,
             store: Some(store),
             marked: Mutex::new(mark.unwrap_or(0)),
-            caught_up: Arc::default(),
+            signals: Arc::default(),
         })
     }
 
-    /// The flag the source sets once its partitions are committed to their
-    /// end: every record that could come again has, and was answered, so
-    /// nothing from before the restart is held any longer.
-    pub fn caught_up_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
-        self.caught_up.clone()
+    /// What the Kafka source reports to (`KafkaSource::with_signals`):
+    /// the hold's clock starts when a broker first answers, and it ends
+    /// once the partitions are committed to their end.
+    pub fn signals(&self) -> Arc<SourceSignals> {
+        self.signals.clone()
+    }
+
+    /// Marks the store if a hold has just ended with no answer since (an
+    /// idle node): the outbox calls it on each pass.
+    pub fn tick(&self) {
+        if self.restart.is_some() && !self.holding() {
+            self.mark(self.up_to());
+        }
     }
 
     /// Whether `code`'s `accepted` is out, so its later events may follow.
@@ -190,11 +203,17 @@ impl AcceptedOut {
     }
 
     /// Whether notices from before a restart may still be held: until
-    /// the source is caught up, or the hold's time is over.
+    /// the source is caught up, or the hold's time since a broker first
+    /// answered is over (held while none has: nothing could come again).
     fn holding(&self) -> bool {
-        self.restart
-            .as_ref()
-            .is_some_and(|r| Instant::now() < r.until && !self.caught_up.load(Ordering::Acquire))
+        self.restart.as_ref().is_some_and(|r| {
+            !self.signals.caught_up.load(Ordering::Acquire)
+                && self
+                    .signals
+                    .brokers_up_at
+                    .get()
+                    .is_none_or(|t| t.elapsed() < r.hold)
+        })
     }
 }
 
@@ -202,6 +221,7 @@ impl AcceptedOut {
 mod tests {
     use super::*;
     use crate::store::conformance::fjall_store;
+    use std::time::Instant;
 
     fn code(node: u16, seq: u16) -> TrackingCode {
         TrackingCode::from_parts(1_800_000_000_000, node, seq)
@@ -272,8 +292,20 @@ mod tests {
         let codes: Vec<TrackingCode> = entries.iter().map(code_of).collect();
         let node = codes[0].node();
         store.mark_accepted_out(codes[0]).unwrap();
-        let out = AcceptedOut::open(node, store.clone(), Duration::ZERO).unwrap();
+        let out = AcceptedOut::open(node, store.clone(), Duration::from_millis(50)).unwrap();
+        assert!(!out.is_out(codes[1]), "held while no broker has answered");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!out.is_out(codes[1]), "its clock starts with the brokers");
+        out.signals().brokers_up_at.get_or_init(Instant::now);
+        assert!(!out.is_out(codes[1]), "held");
+        std::thread::sleep(Duration::from_millis(100));
         assert!(codes.iter().all(|c| out.is_out(*c)), "the hold is over");
+        out.tick();
+        assert_eq!(
+            store.accepted_out().unwrap(),
+            Some(codes[2]),
+            "marked when it ends, with no answer since"
+        );
         let new = TrackingCode::from_parts(1_900_000_000_000, node, 1);
         out.advance(&[new.as_u64()]);
         assert_eq!(store.accepted_out().unwrap(), Some(new));
@@ -314,7 +346,7 @@ mod tests {
         let out = AcceptedOut::open(node, store.clone(), Duration::from_secs(600)).unwrap();
         assert!(entries.iter().all(|e| !out.is_out(code_of(e))), "held");
         // The source caught up: whatever was not answered here never will be.
-        out.caught_up_flag().store(true, Ordering::Release);
+        out.signals().caught_up.store(true, Ordering::Release);
         assert!(entries.iter().all(|e| out.is_out(code_of(e))), "released");
         out.advance(&[]);
         assert_eq!(

@@ -419,7 +419,15 @@ impl Sink for KafkaSink {
                 .as_ref()
                 .filter(|r| self.agencies.status(&r.agency).is_some())
             {
-                if let karpoosheh_schemas::ReceiptEvent::Accepted { tracking_code, .. } = &r.event {
+                // A notice's own `accepted` (its first, or the same again
+                // for its re-delivered record); not a re-send's `duplicate`,
+                // which carries no chain link.
+                if let karpoosheh_schemas::ReceiptEvent::Accepted {
+                    tracking_code,
+                    duplicate: false,
+                    ..
+                } = &r.event
+                {
                     self.unsettled.accepted.push(tracking_code.as_u64());
                 }
                 self.receipt(r, false);

@@ -140,9 +140,22 @@ pub struct SourceContext {
     /// Set by a rebalance (a non-empty assignment or a revocation), taken
     /// by the exclusive-group check.
     assigned: AtomicBool,
-    /// Set once every partition this node is assigned has its offsets
-    /// committed up to its end (see [`KafkaSource::signal_caught_up`]).
-    caught_up: std::sync::OnceLock<Arc<AtomicBool>>,
+    /// What the rest of the node learns from the statistics
+    /// ([`KafkaSource::with_signals`]).
+    signals: std::sync::OnceLock<Arc<SourceSignals>>,
+}
+
+/// What the Kafka source tells the rest of the node about where it is,
+/// from librdkafka's statistics (every second).
+#[derive(Debug, Default)]
+pub struct SourceSignals {
+    /// When a broker first answered.
+    pub brokers_up_at: std::sync::OnceLock<std::time::Instant>,
+    /// Set once every notice partition the node is assigned is committed
+    /// to its end (or is empty and was never committed): every record in
+    /// them was answered, by this node or an earlier life of it (offsets
+    /// are committed only over answered records). Never cleared.
+    pub caught_up: AtomicBool,
 }
 
 fn commit(
@@ -211,9 +224,13 @@ impl ClientContext for SourceContext {
             }
         }
         KafkaLag(lag.into_iter().collect()).emit();
-        if let Some(flag) = self.caught_up.get() {
-            // Lag here is the end of the partition less its committed
-            // offset; -1 while unknown.
+        if let Some(signals) = self.signals.get() {
+            if up {
+                signals.brokers_up_at.get_or_init(std::time::Instant::now);
+            }
+            // Lag is the partition's end less its committed offset (-1
+            // while either is unknown, as for a partition never committed:
+            // caught up when it is empty).
             let mut assigned = stats
                 .topics
                 .iter()
@@ -221,8 +238,15 @@ impl ClientContext for SourceContext {
                 .flat_map(|(_, t)| t.partitions.values())
                 .filter(|p| p.partition >= 0 && p.desired)
                 .peekable();
-            if assigned.peek().is_some() && assigned.all(|p| p.consumer_lag == 0) {
-                flag.store(true, Ordering::Release);
+            if assigned.peek().is_some()
+                && assigned.all(|p| {
+                    p.consumer_lag == 0
+                        || (p.committed_offset < 0
+                            && p.hi_offset >= 0
+                            && p.hi_offset == p.lo_offset)
+                })
+            {
+                signals.caught_up.store(true, Ordering::Release);
             }
         }
     }
@@ -448,7 +472,7 @@ impl KafkaSource {
             brokers_up: AtomicBool::new(false),
             prefix: cfg.notice_topic_prefix.clone(),
             assigned: AtomicBool::new(false),
-            caught_up: std::sync::OnceLock::new(),
+            signals: std::sync::OnceLock::new(),
         };
         let consumer: BaseConsumer<SourceContext> = client.create_with_context(ctx)?;
         let pattern = notice_pattern(&cfg.notice_topic_prefix);
@@ -482,13 +506,12 @@ impl KafkaSource {
         })
     }
 
-    /// Sets `flag` once every notice partition this node is assigned is
-    /// committed to its end: every record in them was answered, by this
-    /// node or an earlier life of it (offsets are committed only over
-    /// answered records). A restarted node's `AcceptedOut` then stops
-    /// holding events for notices that may have been unanswered.
-    pub fn signal_caught_up(self, flag: Arc<AtomicBool>) -> Self {
-        let _ = self.consumer.context().caught_up.set(flag);
+    /// Reports to `signals` when a broker first answers and when the
+    /// node's partitions are committed to their end: a restarted node's
+    /// `AcceptedOut` holds events for notices that may be unanswered from
+    /// the first, and stops at the second.
+    pub fn with_signals(self, signals: Arc<SourceSignals>) -> Self {
+        let _ = self.consumer.context().signals.set(signals);
         self
     }
 

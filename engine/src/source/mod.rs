@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use karpoosheh_schemas::{AgencyId, Problem, SourcePosition};
 
 pub use file::FileSource;
-pub use kafka::KafkaSource;
+pub use kafka::{KafkaSource, SourceSignals};
 pub use memory::{MemorySender, MemorySource};
 
 /// Identifies one record for acknowledgement: a lane (a Kafka partition,

@@ -289,20 +289,27 @@ impl NoticeStore for FjallStore {
         n += self.remove_ranges(&self.rejections, ranges)?;
         // Their sources' index: the ID (the time it was kept) leads each
         // value. One walk of the index, one entry per kept record.
+        // Removed 10,000 at a time as the walk goes (it reads a snapshot),
+        // so a flood of bad records purged at once never sits in memory.
         let mut old = Vec::new();
+        let remove = |old: &mut Vec<Vec<u8>>| -> Result<(), StoreError> {
+            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+            for k in old.drain(..) {
+                batch.remove(&self.kept_sources, k);
+            }
+            batch.commit()?;
+            Ok(())
+        };
         for guard in self.kept_sources.iter() {
             let (k, v) = guard.into_inner()?;
             if v.len() >= 8 && u64_of(&v[..8])? < cut {
                 old.push(k.to_vec());
+                if old.len() == 10_000 {
+                    remove(&mut old)?;
+                }
             }
         }
-        for chunk in old.chunks(10_000) {
-            let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
-            for k in chunk {
-                batch.remove(&self.kept_sources, k.clone());
-            }
-            batch.commit()?;
-        }
+        remove(&mut old)?;
         Ok(n)
     }
 

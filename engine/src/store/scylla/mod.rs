@@ -139,6 +139,8 @@ struct Statements {
     source_delete: PreparedStatement,
     kept_put: PreparedStatement,
     kept_get: PreparedStatement,
+    rejection_has: PreparedStatement,
+    dead_letter_has: PreparedStatement,
     ref_get: PreparedStatement,
     ref_delete: PreparedStatement,
     notice_put: PreparedStatement,
@@ -220,8 +222,10 @@ const CQL: &[(&str, &str, bool)] = &[
     ("source_put", "INSERT INTO reference_sources (agency, reference, source) VALUES (?, ?, ?) USING TTL ?", true),
     ("source_get", "SELECT source FROM reference_sources WHERE agency = ? AND reference = ?", true),
     ("source_delete", "DELETE FROM reference_sources WHERE agency = ? AND reference = ?", true),
-    ("kept_put", "INSERT INTO kept_sources (source, fingerprint) VALUES (?, ?) USING TTL ?", true),
-    ("kept_get", "SELECT fingerprint FROM kept_sources WHERE source = ?", true),
+    ("kept_put", "INSERT INTO kept_sources (source, fingerprint, id) VALUES (?, ?, ?) USING TTL ?", true),
+    ("kept_get", "SELECT fingerprint, id FROM kept_sources WHERE source = ?", true),
+    ("rejection_has", "SELECT id FROM rejections WHERE agency = ? AND day = ? AND bucket = ? AND id = ?", true),
+    ("dead_letter_has", "SELECT id FROM dead_letters WHERE day = ? AND bucket = ? AND id = ?", true),
     ("ref_get", "SELECT tracking_code, content_hash, accepted_at FROM agency_refs WHERE agency = ? AND reference = ?", true),
     ("ref_delete", "DELETE FROM agency_refs WHERE agency = ? AND reference = ? IF tracking_code = ?", false),
     ("notice_put", "INSERT INTO notices (tracking_code, schema_version, agency, reference, mailbox_id, kind, title, body, attachments, min_access_level, life_event, expires_at, sent_at, batch_id, accepted_at, content_hash) VALUES (:tracking_code, :schema_version, :agency, :reference, :mailbox_id, :kind, :title, :body, :attachments, :min_access_level, :life_event, :expires_at, :sent_at, :batch_id, :accepted_at, :content_hash) USING TTL :ttl", true),
@@ -319,6 +323,8 @@ async fn prepare_all(session: &Session) -> Result<Statements, ScyllaError> {
         source_delete: take("source_delete"),
         kept_put: take("kept_put"),
         kept_get: take("kept_get"),
+        rejection_has: take("rejection_has"),
+        dead_letter_has: take("dead_letter_has"),
         ref_get: take("ref_get"),
         ref_delete: take("ref_delete"),
         notice_put: take("notice_put"),
@@ -1213,11 +1219,14 @@ impl ScyllaStore {
         .map(drop)
     }
 
-    /// Whether a rejection or dead letter saying the same was kept from
-    /// this source position before.
-    async fn kept_before(&self, source: Option<&(String, [u8; 16])>) -> Result<bool, ScyllaError> {
+    /// The ID of a rejection or dead letter saying the same kept from this
+    /// source position before, if one was.
+    async fn kept_before(
+        &self,
+        source: Option<&(String, [u8; 16])>,
+    ) -> Result<Option<u64>, ScyllaError> {
         let Some((source, fp)) = source else {
-            return Ok(false);
+            return Ok(None);
         };
         let res = self
             .exec(
@@ -1226,11 +1235,39 @@ impl ScyllaStore {
                 "reading a kept record's source position",
             )
             .await?;
-        Ok(collect::<(Option<Vec<u8>>,)>(res, "kept_sources")?
-            .into_iter()
-            .next()
-            .and_then(|(f,)| f)
-            .is_some_and(|f| f == fp.as_slice()))
+        Ok(
+            collect::<(Option<Vec<u8>>, Option<i64>)>(res, "kept_sources")?
+                .into_iter()
+                .next()
+                .and_then(|(f, id)| Some((f?, id?)))
+                .filter(|(f, _)| f == fp.as_slice())
+                .map(|(_, id)| id as u64),
+        )
+    }
+
+    /// Whether the rejection row `id` of `r`'s agency is there.
+    async fn rejection_kept(&self, r: &NewRejection, id: u64) -> Result<bool, ScyllaError> {
+        let agency = r.agency.as_ref().map_or(UNATTRIBUTED, |a| a.as_str());
+        let res = self
+            .exec(
+                &self.st.rejection_has,
+                (agency, day_of(id_ms(id)), bucket_of(id), id as i64),
+                "reading a kept rejection",
+            )
+            .await?;
+        Ok(!collect::<(i64,)>(res, "rejections")?.is_empty())
+    }
+
+    /// Whether the dead-letter row `id` is there.
+    async fn dead_letter_kept(&self, id: u64) -> Result<bool, ScyllaError> {
+        let res = self
+            .exec(
+                &self.st.dead_letter_has,
+                (day_of(id_ms(id)), bucket_of(id), id as i64),
+                "reading a kept dead letter",
+            )
+            .await?;
+        Ok(!collect::<(i64,)>(res, "dead_letters")?.is_empty())
     }
 
     async fn put_rejection(&self, r: &NewRejection, id: u64) -> Result<(), ScyllaError> {
@@ -1692,7 +1729,7 @@ impl ScyllaStore {
         }
 
         // Records that came again (a crash or rebalance before their offsets
-        // were committed): what they were kept as is kept already.
+        // were committed): kept already, under the ID their source notes.
         let sources: Vec<Option<(String, [u8; 16])>> = rejections
             .iter()
             .map(|(r, ..)| r.kept_source())
@@ -1701,39 +1738,84 @@ impl ScyllaStore {
                     .map(|(d, ..)| crate::model::dead_letter_source(d)),
             )
             .collect();
+        let ids: Vec<u64> = rejections
+            .iter()
+            .map(|(_, id, _)| *id)
+            .chain(dead.iter().map(|(_, id, _)| *id))
+            .collect();
         let before = self
             .all(sources.iter().map(|s| self.kept_before(s.as_ref())))
             .await?;
+        // Per entry: `None` new; `Some(Some(id))` kept before as `id`;
+        // `Some(None)` a second copy in this very batch.
         let mut in_batch = HashSet::new();
-        let again: Vec<bool> = sources
+        let again: Vec<Option<Option<u64>>> = sources
             .iter()
             .zip(before)
-            .map(|(s, before)| before || s.as_ref().is_some_and(|s| !in_batch.insert(s.clone())))
+            .map(|(s, before)| match before {
+                Some(id) => Some(Some(id)),
+                None if s.as_ref().is_some_and(|s| !in_batch.insert(s.clone())) => Some(None),
+                None => None,
+            })
             .collect();
         let (again_r, again_d) = again.split_at(rejections.len());
+        let mut repair_r: Vec<(NewRejection, u64)> = Vec::new();
+        let mut repair_d: Vec<(&DeadLetter, u64)> = Vec::new();
         let mut keep = again_r.iter();
-        rejections.retain(|(_, _, oi)| {
-            let again = *keep.next().expect("one per rejection");
-            if let (true, Some(oi)) = (again, oi) {
-                outcomes[*oi] = Outcome::Again;
+        rejections.retain(|(r, _, oi)| {
+            let again = keep.next().expect("one per rejection");
+            if let Some(first) = again {
+                if let Some(oi) = oi {
+                    outcomes[*oi] = Outcome::Again;
+                }
+                if let Some(id) = first {
+                    repair_r.push((r.clone(), *id));
+                }
             }
-            !again
+            again.is_none()
         });
         let mut keep = again_d.iter();
-        dead.retain(|(_, _, oi)| {
-            let again = *keep.next().expect("one per dead letter");
-            if again {
+        dead.retain(|(d, _, oi)| {
+            let again = keep.next().expect("one per dead letter");
+            if let Some(first) = again {
                 outcomes[*oi] = Outcome::Again;
+                if let Some(id) = first {
+                    repair_d.push((*d, *id));
+                }
             }
-            !again
+            again.is_none()
         });
-        let kept: Vec<(String, [u8; 16])> = sources
+        let kept: Vec<(String, [u8; 16], u64)> = sources
             .into_iter()
             .zip(again.iter())
-            .filter_map(|(s, &a)| if a { None } else { s })
+            .zip(ids)
+            .filter_map(|((s, a), id)| match (s, a) {
+                (Some((source, fp)), None) => Some((source, fp, id)),
+                _ => None,
+            })
             .collect();
+        // A source is written before its row, so a crash between them
+        // leaves a source whose row is missing: the record, when it comes
+        // again, writes the row under the source's ID (read first; rare).
+        let have_r = self
+            .all(repair_r.iter().map(|(r, id)| self.rejection_kept(r, *id)))
+            .await?;
+        let have_d = self
+            .all(repair_d.iter().map(|(_, id)| self.dead_letter_kept(*id)))
+            .await?;
+        for ((r, id), have) in repair_r.into_iter().zip(have_r) {
+            if !have {
+                rejections.push((r, id, None));
+            }
+        }
+        for ((d, id), have) in repair_d.into_iter().zip(have_d) {
+            if !have {
+                dead.push((d, id, usize::MAX));
+            }
+        }
 
-        // Traffic: the days first (so a listing finds them), then rows.
+        // Traffic: the days first (so a listing finds them), the sources,
+        // then the rows.
         for (r, id, _) in &rejections {
             let agency = r
                 .agency
@@ -1746,6 +1828,14 @@ impl ScyllaStore {
             self.note_day(w, "d", DEAD_LETTER_DAYS, day_of(id_ms(*id)))
                 .await?;
         }
+        self.all(kept.iter().map(|(source, fp, id)| {
+            self.exec(
+                &self.st.kept_put,
+                (source.as_str(), fp.as_slice(), *id as i64, self.traffic_ttl),
+                "writing a kept record's source position",
+            )
+        }))
+        .await?;
         self.all(
             rejections
                 .iter()
@@ -1754,15 +1844,6 @@ impl ScyllaStore {
         .await?;
         self.all(dead.iter().map(|(d, id, _)| self.put_dead_letter(d, *id)))
             .await?;
-        // After the rows: a source never stands for a row not written.
-        self.all(kept.iter().map(|(source, fp)| {
-            self.exec(
-                &self.st.kept_put,
-                (source.as_str(), fp.as_slice(), self.traffic_ttl),
-                "writing a kept record's source position",
-            )
-        }))
-        .await?;
         if !rejections.is_empty() || !dead.is_empty() {
             self.exec(
                 &self.st.state_put,

@@ -7,7 +7,10 @@
 //! connection; their sum is one copy of the data, and times the
 //! keyspace's replicas (the replication factors summed over the data
 //! centres) what the cluster's disks hold, uncompressed. An estimate, read
-//! once a minute; ScyllaDB's own monitoring has the exact per-node sizes.
+//! every two minutes: rewritten rows and tombstones not yet compacted
+//! count too, and ScyllaDB computes its estimates when asked (Cassandra
+//! keeps them, refreshed every five minutes). ScyllaDB's own monitoring has
+//! the exact per-node sizes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,12 +26,17 @@ impl ScyllaStore {
     /// One copy of the keyspace's data as the nodes estimate it now
     /// (what the gauge shows, before the replicas).
     pub fn size_estimate(&self) -> Result<u64, crate::store::StoreError> {
-        Ok(self.rt.block_on(one_copy(&self.session, &self.keyspace))?)
+        Ok(self.rt.block_on(one_copy(
+            &self.session,
+            &self.keyspace,
+            &mut std::collections::HashMap::new(),
+        ))?)
     }
 }
 
-/// How often the estimate is read again.
-pub(crate) const EVERY: Duration = Duration::from_secs(60);
+/// How often the estimate is read again (the nodes refresh theirs every
+/// few minutes anyway; each read asks every node).
+pub(crate) const EVERY: Duration = Duration::from_secs(120);
 
 const QUERY: &str =
     "SELECT mean_partition_size, partitions_count FROM system.size_estimates WHERE keyspace_name = ?";
@@ -48,8 +56,14 @@ pub(crate) fn sum_estimates(rows: &[(Option<i64>, Option<i64>)]) -> u64 {
 }
 
 /// Every node's estimate of its primary ranges, summed: one copy. A node
-/// that does not answer is left out (the gauge dips; it never fails).
-pub(crate) async fn one_copy(session: &Session, keyspace: &str) -> Result<u64, ScyllaError> {
+/// that does not answer counts with its last answer in `last` (by host
+/// ID), so a node down for a while makes no dip that would look like
+/// growth when it is back; one never heard from counts 0.
+pub(crate) async fn one_copy(
+    session: &Session,
+    keyspace: &str,
+    last: &mut std::collections::HashMap<String, u64>,
+) -> Result<u64, ScyllaError> {
     let state = session.get_cluster_state();
     let mut total = 0u64;
     let mut answered = 0usize;
@@ -61,10 +75,13 @@ pub(crate) async fn one_copy(session: &Session, keyspace: &str) -> Result<u64, S
         )));
         q.set_request_timeout(Some(Duration::from_secs(10)));
         let Ok(res) = session.query_unpaged(q, (keyspace,)).await else {
+            total = total.saturating_add(last.get(&node.host_id.to_string()).copied().unwrap_or(0));
             continue;
         };
         let rows = collect::<(Option<i64>, Option<i64>)>(res, "system.size_estimates")?;
-        total = total.saturating_add(sum_estimates(&rows));
+        let one = sum_estimates(&rows);
+        last.insert(node.host_id.to_string(), one);
+        total = total.saturating_add(one);
         answered += 1;
     }
     if answered == 0 {
@@ -87,8 +104,9 @@ pub(crate) fn spawn(
     stop: Arc<AtomicBool>,
 ) {
     rt.spawn(async move {
+        let mut last = std::collections::HashMap::new();
         while !stop.load(Ordering::Acquire) {
-            if let Ok(one) = one_copy(&session, &keyspace).await {
+            if let Ok(one) = one_copy(&session, &keyspace, &mut last).await {
                 bytes.store(one.saturating_mul(replicas.max(1)), Ordering::Relaxed);
             }
             tokio::time::sleep(EVERY).await;

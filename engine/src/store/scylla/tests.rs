@@ -393,10 +393,12 @@ fn the_disk_gauge_is_the_cluster_s_estimate_of_the_keyspace() {
         })
         .collect();
     store.write(&entries).expect("write");
+    // Every node's estimate must be in (a cluster of several refreshes
+    // them one by one): until the sum covers the bodies.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let one_copy = loop {
         let n = store.size_estimate().expect("every node answers");
-        if n > 0 {
+        if n >= 200 * 1000 {
             break n;
         }
         assert!(
@@ -414,5 +416,60 @@ fn the_disk_gauge_is_the_cluster_s_estimate_of_the_keyspace() {
     assert!(
         one_copy < 200 * 1_000_000,
         "{one_copy} bytes: not an estimate of these"
+    );
+}
+
+/// A crash between a kept rejection's source and its row (the source is
+/// written first): the record, when it comes again, writes the row under
+/// the source's ID, once.
+#[test]
+fn a_rejection_whose_row_a_crash_took_is_kept_when_it_comes_again() {
+    let Some(mut cfg) =
+        test_cluster("a_rejection_whose_row_a_crash_took_is_kept_when_it_comes_again")
+    else {
+        return;
+    };
+    cfg.keyspace = unique_keyspace("keptrepair");
+    let _guard = KeyspaceGuard(cfg.clone());
+    let store = ScyllaStore::open(ScyllaStoreConfig {
+        scylla: cfg.clone(),
+        node_id: 6,
+        record_retention: Duration::from_secs(186 * 24 * 3600),
+        read_only: false,
+    })
+    .expect("open");
+    let Entry::Rejection(mut r) =
+        conformance::rejection(Some("tax"), "lost", Reason::BadCheckDigit)
+    else {
+        unreachable!()
+    };
+    r.position = karpoosheh_schemas::SourcePosition::Kafka {
+        topic: "karpoosheh.notices.tax".into(),
+        partition: 0,
+        offset: 41,
+    };
+    // What the crash left: the source, under an ID, and no row.
+    let (source, fp) = r.kept_source().unwrap();
+    let id = TrackingCode::from_parts(chrono::Utc::now().timestamp_millis(), 6, 3).as_u64();
+    store
+        .rt
+        .block_on(store.exec(
+            &store.st.kept_put,
+            (source.as_str(), fp.as_slice(), id as i64, 3600),
+            "a source without its row",
+        ))
+        .unwrap();
+    let tax = AgencyId::parse("tax").unwrap();
+    assert!(store.rejections(Some(&tax), None, 10).unwrap().is_empty());
+    let entry = Entry::Rejection(r);
+    assert_eq!(store.write(std::slice::from_ref(&entry)).unwrap(), vec![Outcome::Again]);
+    let kept = store.rejections(Some(&tax), None, 10).unwrap();
+    assert_eq!(kept.len(), 1, "the row is written");
+    assert_eq!(kept[0].id, id, "under the source's ID");
+    assert_eq!(store.write(&[entry]).unwrap(), vec![Outcome::Again]);
+    assert_eq!(
+        store.rejections(Some(&tax), None, 10).unwrap().len(),
+        1,
+        "once"
     );
 }
