@@ -462,7 +462,10 @@ fn a_rejection_whose_row_a_crash_took_is_kept_when_it_comes_again() {
     let tax = AgencyId::parse("tax").unwrap();
     assert!(store.rejections(Some(&tax), None, 10).unwrap().is_empty());
     let entry = Entry::Rejection(r);
-    assert_eq!(store.write(std::slice::from_ref(&entry)).unwrap(), vec![Outcome::Again]);
+    assert_eq!(
+        store.write(std::slice::from_ref(&entry)).unwrap(),
+        vec![Outcome::Again]
+    );
     let kept = store.rejections(Some(&tax), None, 10).unwrap();
     assert_eq!(kept.len(), 1, "the row is written");
     assert_eq!(kept[0].id, id, "under the source's ID");
