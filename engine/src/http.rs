@@ -105,6 +105,16 @@ fn describe_all() {
         "Arrival to durable write, per record."
     );
     describe_histogram!(
+        m::RECEIPT_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Arrival of a record to its receipt acknowledged by the broker, per receipt sent."
+    );
+    describe_histogram!(
+        m::PIPELINE_STAGE_SECONDS,
+        Unit::Seconds,
+        "Time in one pipeline stage (batch, commit_queue, seal, settle), per batch or write."
+    );
+    describe_histogram!(
         m::DECODE_SECONDS,
         Unit::Seconds,
         "Time to decode and validate one chunk."

@@ -77,6 +77,10 @@ pub struct ProduceOptions {
     pub wait_receipts: Option<Duration>,
     /// Partitions for topics created on the way.
     pub partitions: i32,
+    /// The producer's `linger.ms`.
+    pub linger_ms: u64,
+    /// The receipt reader's `fetch.wait.max.ms`.
+    pub fetch_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -170,7 +174,8 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         let target = target.clone();
         let (sent, stop, answered) = (sent.clone(), stop.clone(), answered.clone());
         let ready = ready.clone();
-        std::thread::spawn(move || read_answers(&target, ready, sent, stop, answered))
+        let fetch_wait = opts.fetch_wait_ms;
+        std::thread::spawn(move || read_answers(&target, ready, sent, stop, answered, fetch_wait))
     });
     if reader.is_some() {
         // Let the reader join its group and take its positions first.
@@ -185,7 +190,7 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
 
     let mut pc = target.client();
     pc.set("enable.idempotence", "true")
-        .set("linger.ms", "10")
+        .set("linger.ms", opts.linger_ms.to_string())
         .set("compression.type", "lz4");
     let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
     let send = |topic: &str, key: &[u8], payload: &[u8]| loop {
@@ -313,6 +318,7 @@ fn read_answers(
     sent: Arc<Mutex<HashMap<String, Instant>>>,
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
+    fetch_wait_ms: u64,
 ) -> Result<Answers> {
     let group = format!("karpoosheh-loadtest-{}", std::process::id());
     let mut c = target.client();
@@ -320,7 +326,7 @@ fn read_answers(
     c.set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
     let consumer: BaseConsumer = c.create()?;
     let pattern = format!("^{}.*", escape(&target.receipt_prefix));
     consumer.subscribe(&[&pattern, &target.dead_letter_topic])?;

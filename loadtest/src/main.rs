@@ -112,6 +112,14 @@ enum Command {
         /// Give up waiting for receipts after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// The producer's `linger.ms` (the agency's own batching, part of
+        /// the latency measured; 0 sends each notice at once).
+        #[arg(long, default_value_t = 10)]
+        linger_ms: u64,
+        /// The receipt reader's `fetch.wait.max.ms` (how long the broker
+        /// may hold its fetch when there is nothing new).
+        #[arg(long, default_value_t = 50)]
+        fetch_wait_ms: u64,
     },
     /// Bare consumer of the notice topics (no processing): the raw consume rate.
     Drain {
@@ -370,6 +378,8 @@ fn run() -> Result<()> {
             partitions,
             no_wait,
             timeout,
+            linger_ms,
+            fetch_wait_ms,
         } => {
             let signing_key = match (signing_key, *registrations) {
                 (_, 0) => None,
@@ -394,6 +404,8 @@ fn run() -> Result<()> {
                 signing_key,
                 wait_receipts: (!no_wait).then(|| std::time::Duration::from_secs(*timeout)),
                 partitions: *partitions,
+                linger_ms: *linger_ms,
+                fetch_wait_ms: *fetch_wait_ms,
             };
             let r = karpoosheh_loadtest::kafka::run(&target.target()?, &opts)?;
             println!("{}", serde_json::to_string_pretty(&r)?);

@@ -31,6 +31,11 @@ pub const STORE_WRITE_SECONDS: &str = "karpoosheh_store_write_seconds";
 pub const STORE_WRITE_RECORDS: &str = "karpoosheh_store_write_records";
 /// Time from a record's arrival to its durable write (and receipt).
 pub const INGEST_LATENCY_SECONDS: &str = "karpoosheh_ingest_latency_seconds";
+/// Arrival to the record's receipt acknowledged by the broker (or parked):
+/// the engine's share of an agency's wait for its answer.
+pub const RECEIPT_LATENCY_SECONDS: &str = "karpoosheh_receipt_latency_seconds";
+/// Time in one pipeline stage, per batch or write (`stage`).
+pub const PIPELINE_STAGE_SECONDS: &str = "karpoosheh_pipeline_stage_seconds";
 /// Time to decode and validate one chunk of records.
 pub const DECODE_SECONDS: &str = "karpoosheh_decode_chunk_seconds";
 /// Items waiting between stages. Labels: `stage` (decode, commit).
@@ -191,6 +196,8 @@ pub const ALL: &[&str] = &[
     STORE_WRITE_SECONDS,
     STORE_WRITE_RECORDS,
     INGEST_LATENCY_SECONDS,
+    RECEIPT_LATENCY_SECONDS,
+    PIPELINE_STAGE_SECONDS,
     DECODE_SECONDS,
     QUEUE_DEPTH,
     PIPELINE_BYTES_IN_FLIGHT,

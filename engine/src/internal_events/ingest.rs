@@ -1,7 +1,7 @@
 //! Events of ingest: records received, decoded, written durably, and
 //! what became of them; the store's sizes and write buffer; readiness.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use karpoosheh_schemas::Reason;
 use metrics::{counter, gauge, histogram};
@@ -107,6 +107,48 @@ impl IngestLatencies<'_> {
         for &s in self.0 {
             h.record(s);
         }
+    }
+}
+
+/// The pipeline's stages, as `karpoosheh_pipeline_stage_seconds{stage}`
+/// names them (decode and the store write have histograms of their own).
+pub mod stage {
+    /// A batch's first record waiting in it until it is handed to the
+    /// committer (the linger, or a busy store).
+    pub const BATCH: &str = "batch";
+    /// A batch waiting for the committer to start its write.
+    pub const COMMIT_QUEUE: &str = "commit_queue";
+    /// Signing a write's receipts into the audit log.
+    pub const SEAL: &str = "seal";
+    /// A write's receipts from sealing until the ack stage has them all
+    /// acknowledged by the broker (or parked) -- it settles when no write
+    /// waits, or at 16,384 records -- and acknowledges the records to the
+    /// source. An agency has its receipt sooner: see
+    /// `karpoosheh_receipt_latency_seconds`.
+    pub const SETTLE: &str = "settle";
+}
+
+/// One pass of a batch (or a write's receipts) through a stage.
+pub struct StageTime {
+    pub stage: &'static str,
+    pub elapsed: Duration,
+}
+
+impl StageTime {
+    pub fn emit(self) {
+        histogram!(m::PIPELINE_STAGE_SECONDS, "stage" => self.stage)
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A record's receipt acknowledged by the broker: its arrival to then.
+pub struct ReceiptDelivered {
+    pub received: Instant,
+}
+
+impl ReceiptDelivered {
+    pub fn emit(self) {
+        histogram!(m::RECEIPT_LATENCY_SECONDS).record(self.received.elapsed().as_secs_f64());
     }
 }
 

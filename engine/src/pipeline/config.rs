@@ -12,8 +12,12 @@ pub struct PipelineConfig {
     pub shards: usize,
     /// A shard's batch is written when it holds this many records...
     pub batch_max_notices: usize,
-    /// ...or when its oldest record has waited this long.
+    /// ...or when its oldest record has waited this long...
     pub batch_linger: HumanDuration,
+    /// ...or at once when the committer is idle and nothing waits for it
+    /// (group commit without waiting: a trickle is answered in
+    /// milliseconds). `false` always waits for the linger or the size.
+    pub write_when_idle: bool,
     /// The committer merges ready batches into one durable write of at most
     /// this many records (group commit: one fsync for all of them).
     pub group_max_notices: usize,
@@ -40,6 +44,7 @@ impl Default for PipelineConfig {
             batch_max_notices: 2000,
             // Low traffic still sees its receipt within tens of milliseconds.
             batch_linger: HumanDuration(std::time::Duration::from_millis(20)),
+            write_when_idle: true,
             group_max_notices: 4000,
             decode_chunk: 2048,
             queue_depth: 4,

@@ -42,8 +42,9 @@ use crate::evidence::log::LogError;
 use crate::evidence::seal::Sealer;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, BatchOutcomes, BytesInFlight, ChunkDecoded, IngestLatencies, PipelineStarted,
-    QueueDepth, RecordsReceived, SourceFinished, StoreSize, StoreWriteFailed, StoreWritten,
+    agency_label, stage, BatchOutcomes, BytesInFlight, ChunkDecoded, IngestLatencies,
+    PipelineStarted, QueueDepth, RecordsReceived, SourceFinished, StageTime, StoreSize,
+    StoreWriteFailed, StoreWritten,
 };
 use crate::model::{dead_letter, position_id, Entry, NewNotice, NewRejection, Outcome};
 use crate::sink::{Handled, HandledKind, Sink, SinkError};
@@ -136,6 +137,8 @@ struct Batch {
     meta: Vec<Meta>,
     /// The records' payload bytes as read.
     bytes: usize,
+    /// When it was handed to the committer (the earliest, once merged).
+    handed: Option<Instant>,
 }
 
 impl Batch {
@@ -146,6 +149,10 @@ impl Batch {
         self.entries.append(&mut other.entries);
         self.meta.append(&mut other.meta);
         self.bytes += other.bytes;
+        self.handed = match (self.handed, other.handed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -367,11 +374,14 @@ impl Pipeline {
                 })
                 .expect("spawn pipeline thread")
         };
+        // Whether the committer is writing: while it is not, a batch need
+        // not linger (nothing would share its fsync).
+        let writing = Arc::new(AtomicBool::new(false));
         let decoder = {
-            let (cfg, limits) = (cfg.clone(), self.limits.clone());
+            let (cfg, limits, writing) = (cfg.clone(), self.limits.clone(), writing.clone());
             spawn(
                 "decode",
-                Box::new(move || decode_stage(cfg, limits, codes, decode_rx, commit_tx)),
+                Box::new(move || decode_stage(cfg, limits, codes, decode_rx, commit_tx, &writing)),
             )
         };
         let committer = {
@@ -384,7 +394,15 @@ impl Pipeline {
             spawn(
                 "commit",
                 Box::new(move || {
-                    commit_stage(cfg, store, health, shutdown, commit_rx, ack_stage_tx)
+                    commit_stage(
+                        cfg,
+                        store,
+                        health,
+                        shutdown,
+                        commit_rx,
+                        ack_stage_tx,
+                        &writing,
+                    )
                 }),
             )
         };
@@ -614,6 +632,7 @@ fn decode_stage(
     mut codes: TrackingCodes,
     rx: Receiver<ToDecode>,
     tx: Sender<ToCommit>,
+    writing: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.decode_threads)
@@ -628,21 +647,35 @@ fn decode_stage(
     let batch_bytes = (cfg.max_bytes_in_flight.0 as usize / 8).max(1);
     let mut shards: Vec<(Batch, Option<Instant>)> =
         (0..cfg.shards).map(|_| (Batch::default(), None)).collect();
-    let send = |batch: Batch| -> bool {
+    // A batch goes with how long its first record waited in it.
+    let send = |mut batch: Batch, since: Option<Instant>| -> bool {
         QueueDepth {
             stage: "commit",
             depth: tx.len(),
         }
         .emit();
+        let now = Instant::now();
+        if let Some(t) = since {
+            StageTime {
+                stage: stage::BATCH,
+                elapsed: now.duration_since(t),
+            }
+            .emit();
+        }
+        batch.handed = Some(now);
         tx.send(ToCommit::Batch(batch)).is_ok()
     };
     loop {
         let now = Instant::now();
+        // With records waiting, look again within a millisecond: they go
+        // as soon as the committer is free (below).
         let wait = shards
             .iter()
             .filter_map(|s| s.1.map(|t| (t + linger).saturating_duration_since(now)))
             .min()
-            .unwrap_or(Duration::from_millis(200));
+            .map_or(Duration::from_millis(200), |w| {
+                w.min(Duration::from_millis(1))
+            });
         match rx.recv_timeout(wait) {
             Ok(ToDecode::Chunk(records)) => {
                 let t = Instant::now();
@@ -668,17 +701,16 @@ fn decode_stage(
                     shard.0.bytes += meta.token.bytes as usize;
                     shard.0.entries.push(entry);
                     shard.0.meta.push(meta);
-                    if shard.0.len() >= cfg.batch_max_notices || shard.0.bytes >= batch_bytes {
-                        shard.1 = None;
-                        if !send(std::mem::take(&mut shard.0)) {
-                            return Ok(());
-                        }
+                    if (shard.0.len() >= cfg.batch_max_notices || shard.0.bytes >= batch_bytes)
+                        && !send(std::mem::take(&mut shard.0), shard.1.take())
+                    {
+                        return Ok(());
                     }
                 }
             }
             Ok(ToDecode::End) | Err(RecvTimeoutError::Disconnected) => {
                 for s in &mut shards {
-                    if s.0.len() > 0 && !send(std::mem::take(&mut s.0)) {
+                    if s.0.len() > 0 && !send(std::mem::take(&mut s.0), s.1.take()) {
                         return Ok(());
                     }
                 }
@@ -687,13 +719,18 @@ fn decode_stage(
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
+        // Group commit without waiting: while the committer is idle and
+        // nothing is queued for it, what is here goes at once (a trickle
+        // is answered in milliseconds, not after the linger); while it
+        // writes, batches fill up to the linger or their size, and go
+        // together in its next write.
+        let idle = cfg.write_when_idle && !writing.load(Ordering::Acquire) && tx.is_empty();
         let now = Instant::now();
         for s in &mut shards {
-            if s.1.is_some_and(|t| now.duration_since(t) >= linger) {
-                s.1 = None;
-                if !send(std::mem::take(&mut s.0)) {
-                    return Ok(());
-                }
+            if s.1.is_some_and(|t| idle || now.duration_since(t) >= linger)
+                && !send(std::mem::take(&mut s.0), s.1.take())
+            {
+                return Ok(());
             }
         }
     }
@@ -717,13 +754,23 @@ fn commit_stage(
     shutdown: Arc<AtomicBool>,
     rx: Receiver<ToCommit>,
     tx: Sender<ToAck>,
+    writing: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let mut ended = false;
     while !ended {
+        writing.store(false, Ordering::Release);
         let mut group = match rx.recv() {
             Ok(ToCommit::Batch(b)) => b,
             Ok(ToCommit::End) | Err(_) => break,
         };
+        writing.store(true, Ordering::Release);
+        if let Some(t) = group.handed {
+            StageTime {
+                stage: stage::COMMIT_QUEUE,
+                elapsed: t.elapsed(),
+            }
+            .emit();
+        }
         // Group commit: take every batch already waiting, up to the cap.
         while group.len() < cfg.group_max_notices {
             match rx.try_recv() {
@@ -823,14 +870,21 @@ fn ack_stage(
     let mut writes: u64 = 0;
     // Handed to the sinks, not yet settled: acknowledged to the source
     // only after every sink has settled them.
-    let mut unsettled: Vec<AckToken> = Vec::new();
+    let mut unsettled = Unsettled::default();
     let settle = |sinks: &mut Vec<Box<dyn Sink>>,
-                  unsettled: &mut Vec<AckToken>|
+                  unsettled: &mut Unsettled|
      -> Result<bool, PipelineError> {
         for sink in sinks.iter_mut() {
             sink.settle()?;
         }
-        Ok(ack_tx.send(std::mem::take(unsettled)).is_ok())
+        if let Some(t) = unsettled.handed.take() {
+            StageTime {
+                stage: stage::SETTLE,
+                elapsed: t.elapsed(),
+            }
+            .emit();
+        }
+        Ok(ack_tx.send(std::mem::take(&mut unsettled.tokens)).is_ok())
     };
     while let Ok(ToAck::Written {
         batch,
@@ -953,20 +1007,30 @@ fn ack_stage(
                 kind,
                 receipt,
                 latency,
+                received: Some(received),
                 payload_bytes,
                 dead_letter,
             });
         }
         // The batch must be in the audit log before its receipts leave:
         // retried like the store write (nothing is acknowledged meanwhile).
+        let sealing = Instant::now();
         let batches = match &sealer {
-            Some(s) => until_durable(
-                &health,
-                &shutdown,
-                handled.len(),
-                |e: &LogError| e.fatal,
-                || s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())),
-            )?,
+            Some(s) => {
+                let b = until_durable(
+                    &health,
+                    &shutdown,
+                    handled.len(),
+                    |e: &LogError| e.fatal,
+                    || s.seal(handled.iter_mut().filter_map(|h| h.receipt.as_mut())),
+                )?;
+                StageTime {
+                    stage: stage::SEAL,
+                    elapsed: sealing.elapsed(),
+                }
+                .emit();
+                b
+            }
             None => Vec::new(),
         };
         IngestLatencies(&latencies).emit();
@@ -976,11 +1040,12 @@ fn ack_stage(
             sink.batches(&batches)?;
             sink.handled(&handled)?;
         }
-        unsettled.extend(tokens);
+        unsettled.handed.get_or_insert(sealing);
+        unsettled.tokens.extend(tokens);
         // Settle when no write waits (an idle trickle is answered at
         // once) or when enough has piled up; meanwhile the next writes'
         // receipts are produced while the earlier ones are in flight.
-        if (rx.is_empty() || unsettled.len() >= SETTLE_MAX_RECORDS)
+        if (rx.is_empty() || unsettled.tokens.len() >= SETTLE_MAX_RECORDS)
             && !settle(&mut sinks, &mut unsettled)?
         {
             break;
@@ -990,7 +1055,7 @@ fn ack_stage(
             store_size(store.stats()).emit();
         }
     }
-    if !unsettled.is_empty() {
+    if !unsettled.tokens.is_empty() {
         settle(&mut sinks, &mut unsettled)?;
     }
     for sink in &mut sinks {
@@ -1002,6 +1067,15 @@ fn ack_stage(
 /// Records handed to the sinks before the ack stage waits for them to
 /// settle, while writes keep coming.
 const SETTLE_MAX_RECORDS: usize = 16_384;
+
+/// Records whose receipts are with the sinks and not yet settled: their
+/// acknowledgements for the source, and when the oldest was handed over
+/// (sealing included).
+#[derive(Default)]
+struct Unsettled {
+    tokens: Vec<AckToken>,
+    handed: Option<Instant>,
+}
 
 /// Per-write counters, aggregated before they touch the metrics registry.
 #[derive(Default)]
@@ -1157,6 +1231,52 @@ mod tests {
             .recv_timeout(Duration::from_secs(60))
             .expect("the pipeline stopped within a minute");
         (result, acked.load(Ordering::SeqCst), health.ready())
+    }
+
+    /// One record on an idle pipeline is written at once, not after the
+    /// batch linger (here a minute); with `write_when_idle = false` it
+    /// waits for the linger.
+    #[test]
+    fn an_idle_pipeline_writes_a_lone_record_without_waiting_for_the_linger() {
+        use crate::source::MemorySource;
+        use crate::store::conformance::{notice, person};
+        for idle_writes in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = fjall_store(dir.path());
+            let mut nt = notice("tax", "lone", person(300_200_001), "b");
+            nt.sent_at = Utc::now();
+            nt.expires_at = Utc::now() + chrono::Duration::days(365);
+            let (tx, source) = MemorySource::channel(4, None);
+            let acked = source.acked_counter();
+            let cfg = PipelineConfig {
+                batch_linger: karpoosheh_schemas::HumanDuration(Duration::from_secs(60)),
+                write_when_idle: idle_writes,
+                ..PipelineConfig::default()
+            };
+            let pipeline = Pipeline::new(cfg, Limits::default(), 0, store.clone(), vec![]);
+            let run = std::thread::spawn(move || pipeline.run(Box::new(source)));
+            assert!(tx.send(vec![serde_json::to_vec(&nt).unwrap()]));
+            let t = Instant::now();
+            let wait = Duration::from_secs(if idle_writes { 20 } else { 2 });
+            while acked.load(Ordering::SeqCst) == 0 && t.elapsed() < wait {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if idle_writes {
+                assert_eq!(acked.load(Ordering::SeqCst), 1, "written and acknowledged");
+                assert!(
+                    store
+                        .reference(&AgencyId::parse("tax").unwrap(), "lone")
+                        .unwrap()
+                        .is_some(),
+                    "stored"
+                );
+            } else {
+                assert_eq!(acked.load(Ordering::SeqCst), 0, "held for its linger");
+            }
+            drop(tx); // the end: whatever waits is written
+            run.join().unwrap().unwrap();
+            assert_eq!(acked.load(Ordering::SeqCst), 1);
+        }
     }
 
     #[test]

@@ -47,11 +47,17 @@ pub struct Outgoing {
     /// The agency a receipt is for; `None` for dead letters. A receipt its
     /// topic refuses is parked, not retried.
     agency: Option<AgencyId>,
+    /// When its record arrived (a notice's or rejection's own receipt).
+    arrived: Option<Instant>,
 }
 
 /// Collects delivery failures of the batch in flight.
+#[derive(Default)]
 pub struct DeliveryContext {
     failed: Mutex<Vec<(Box<Outgoing>, KafkaError)>>,
+    /// Delivery reports served, and a signal for each: what `settle`
+    /// waits on (see [`wait_delivered`]).
+    delivered: (Mutex<u64>, std::sync::Condvar),
 }
 
 impl ClientContext for DeliveryContext {}
@@ -60,12 +66,46 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Outgoing>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, msg: Box<Outgoing>) {
-        if let Err((e, _)) = result {
-            self.failed
+        match result {
+            Err((e, _)) => self
+                .failed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((msg, e.clone()));
+                .push((msg, e.clone())),
+            Ok(_) => {
+                if let Some(received) = msg.arrived {
+                    crate::internal_events::ReceiptDelivered { received }.emit();
+                }
+            }
         }
+        *self.delivered.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.delivered.1.notify_all();
+    }
+}
+
+/// Waits until `producer` has nothing in flight, or `max` has passed.
+///
+/// Not `flush`: on a `ThreadedProducer`, rdkafka's `flush` polls the main
+/// queue for up to 100 ms at a time while the producer's own thread is
+/// the one serving the delivery reports, so every settle waited 100 ms or
+/// more even when the broker answered in 2 ms (issue 25: an idle node's
+/// `receipts` stage measured 100-250 ms against Apache Kafka). Here each
+/// served report wakes the wait; the count drops just after the report is
+/// served, so the wait looks again every millisecond at most.
+fn wait_delivered(producer: &ThreadedProducer<DeliveryContext>, max: Duration) {
+    let deadline = Instant::now() + max;
+    let (served, signal) = &producer.context().delivered;
+    let mut guard = served.lock().unwrap_or_else(|p| p.into_inner());
+    while producer.in_flight_count() > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(1));
+        guard = signal
+            .wait_timeout(guard, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 
@@ -137,12 +177,8 @@ impl KafkaSink {
         // (librdkafka's default is 1 GiB): a full queue makes `send`
         // wait for deliveries (QueueFull, below), it never drops.
         set_default(&mut client, "queue.buffering.max.kbytes", "65536");
-        let producer = client.create_with_context(DeliveryContext {
-            failed: Mutex::new(Vec::new()),
-        })?;
-        let batch_producer = client.create_with_context(DeliveryContext {
-            failed: Mutex::new(Vec::new()),
-        })?;
+        let producer = client.create_with_context(DeliveryContext::default())?;
+        let batch_producer = client.create_with_context(DeliveryContext::default())?;
         Ok(KafkaSink {
             producer,
             batch_producer,
@@ -172,7 +208,7 @@ impl KafkaSink {
     /// signed batches) -- or, while the agency is parked, holds it for the
     /// lot -- and counts it in `receipts_produced` unless it is a signed
     /// batch (not a notice's receipt). Whether it was sent.
-    fn receipt(&mut self, r: &Receipt, batch_producer: bool) -> bool {
+    fn receipt(&mut self, r: &Receipt, batch_producer: bool, arrived: Option<Instant>) -> bool {
         if self.parking.is_parked(&r.agency) {
             self.held.push(r.clone());
             return false;
@@ -193,6 +229,7 @@ impl KafkaSink {
             value: serde_json::to_vec(r).expect("receipts serialise"),
             headers: vec![],
             agency: Some(r.agency.clone()),
+            arrived,
         };
         let producer = if batch_producer {
             &self.batch_producer
@@ -313,9 +350,10 @@ impl KafkaSink {
         let mut delay = Duration::from_millis(100);
         loop {
             refused.append(&mut self.refused_now.lock().unwrap_or_else(|p| p.into_inner()));
-            // Flush returns early only on timeout; loop until it is empty.
+            // Until nothing is in flight (each wait is bounded; the
+            // producer retries until delivered, message.timeout.ms = 0).
             while producer.in_flight_count() > 0 {
-                let _ = producer.flush(Duration::from_secs(1));
+                wait_delivered(producer, Duration::from_secs(1));
             }
             let failed: Vec<_> = std::mem::take(
                 &mut *producer
@@ -430,7 +468,7 @@ impl Sink for KafkaSink {
                 {
                     self.unsettled.accepted.push(tracking_code.as_u64());
                 }
-                self.receipt(r, false);
+                self.receipt(r, false, h.received);
             }
             if let Some(d) = &h.dead_letter {
                 self.unsettled.dead_letters += 1;
@@ -454,6 +492,7 @@ impl Sink for KafkaSink {
                     value: serde_json::to_vec(d).expect("dead letters serialise"),
                     headers,
                     agency: None,
+                    arrived: None,
                 });
             }
         }
@@ -469,7 +508,7 @@ impl Sink for KafkaSink {
         let mut sent = false;
         for b in batches {
             if self.agencies.status(&b.agency).is_some() {
-                sent |= self.receipt(b, true);
+                sent |= self.receipt(b, true, None);
             }
         }
         let refused = if sent {
@@ -487,7 +526,7 @@ impl Sink for KafkaSink {
         for r in receipts {
             // Same topic and key as the notice's `accepted`: an agency reads
             // one notice's events in order.
-            self.receipt(r, false);
+            self.receipt(r, false, None);
         }
         self.settle()
     }

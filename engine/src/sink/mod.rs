@@ -44,6 +44,9 @@ pub struct Handled {
     pub receipt: Option<Receipt>,
     /// Arrival to durable write.
     pub latency: Duration,
+    /// When the record arrived, for its receipt's latency to the broker's
+    /// acknowledgement (`karpoosheh_receipt_latency_seconds`).
+    pub received: Option<std::time::Instant>,
     /// Payload bytes of the record.
     pub payload_bytes: usize,
     /// The dead letter as stored (bytes, source position, reasons), for
