@@ -158,6 +158,7 @@ impl KafkaSink {
         parking: Arc<Parking>,
     ) -> Result<Self, KafkaError> {
         client.set("enable.idempotence", "true");
+        let linger_set = client.get("linger.ms").is_some();
         set_default(&mut client, "linger.ms", "5");
         set_default(&mut client, "compression.type", "lz4");
         // Retry for as long as it takes: a receipt must never be dropped.
@@ -178,7 +179,14 @@ impl KafkaSink {
         // wait for deliveries (QueueFull, below), it never drops.
         set_default(&mut client, "queue.buffering.max.kbytes", "65536");
         let producer = client.create_with_context(DeliveryContext::default())?;
-        let batch_producer = client.create_with_context(DeliveryContext::default())?;
+        // A write's signed batch heads (one per agency) are awaited before
+        // its receipts go: lingering on them only adds to every answer.
+        // Unless `linger.ms` is configured, they go at once.
+        let mut batch_client = client.clone();
+        if !linger_set {
+            batch_client.set("linger.ms", "0");
+        }
+        let batch_producer = batch_client.create_with_context(DeliveryContext::default())?;
         Ok(KafkaSink {
             producer,
             batch_producer,
