@@ -667,14 +667,18 @@ fn decode_stage(
     };
     loop {
         let now = Instant::now();
-        // With records waiting, look again within a millisecond: they go
-        // as soon as the committer is free (below).
+        // With records waiting and `write_when_idle`, look again within a
+        // millisecond: they go as soon as the committer is free (below).
         let wait = shards
             .iter()
             .filter_map(|s| s.1.map(|t| (t + linger).saturating_duration_since(now)))
             .min()
             .map_or(Duration::from_millis(200), |w| {
-                w.min(Duration::from_millis(1))
+                if cfg.write_when_idle {
+                    w.min(Duration::from_millis(1))
+                } else {
+                    w
+                }
             });
         match rx.recv_timeout(wait) {
             Ok(ToDecode::Chunk(records)) => {
@@ -1007,7 +1011,7 @@ fn ack_stage(
                 kind,
                 receipt,
                 latency,
-                received: Some(received),
+                received,
                 payload_bytes,
                 dead_letter,
             });

@@ -90,21 +90,18 @@ impl AcceptedOut {
     pub fn open(node: u16, store: Arc<dyn Store>, hold: Duration) -> Result<Self, StoreError> {
         let last = store.last_tracking_code()?.map_or(0, |c| c.as_u64());
         let mark = match store.accepted_out()? {
-            Some(c) => Some(c.as_u64()),
+            Some(c) => c.as_u64(),
             None => {
                 store.mark_accepted_out(TrackingCode::from_u64(last))?;
-                Some(last)
+                last
             }
         };
-        let restart = match mark {
-            Some(after) if after < last => Some(Restart {
-                after,
-                through: last,
-                hold,
-                answered: Mutex::new(HashSet::new()),
-            }),
-            _ => None,
-        };
+        let restart = (mark < last).then(|| Restart {
+            after: mark,
+            through: last,
+            hold,
+            answered: Mutex::new(HashSet::new()),
+        });
         if let Some(r) = &restart {
             crate::internal_events::UnansweredAtStart {
                 after: r.after,
@@ -118,7 +115,7 @@ impl AcceptedOut {
             up_to: AtomicU64::new(last),
             restart,
             store: Some(store),
-            marked: Mutex::new(mark.unwrap_or(0)),
+            marked: Mutex::new(mark),
             signals: Arc::default(),
         })
     }
@@ -133,8 +130,8 @@ impl AcceptedOut {
     /// Marks the store if a hold has just ended with no answer since (an
     /// idle node): the outbox calls it on each pass.
     pub fn tick(&self) {
-        if self.restart.is_some() && !self.holding() {
-            self.mark(self.up_to());
+        if self.restart.is_some() {
+            self.mark_unless_holding();
         }
     }
 
@@ -170,17 +167,20 @@ impl AcceptedOut {
         if let Some(max) = own().max() {
             self.up_to.fetch_max(max, Ordering::AcqRel);
         }
-        let holding = match &self.restart {
-            Some(r) => {
-                let mut answered = r.answered.lock().unwrap_or_else(|p| p.into_inner());
-                answered.extend(own().filter(|&c| c > r.after && c <= r.through));
-                self.holding()
-            }
-            None => false,
-        };
-        // While notices from before the restart may be unanswered, the mark
-        // stays below them: a second crash holds them again.
-        if !holding {
+        if let Some(r) = &self.restart {
+            r.answered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(own().filter(|&c| c > r.after && c <= r.through));
+        }
+        self.mark_unless_holding();
+    }
+
+    /// Marks the store up to `up_to`, unless notices from before the
+    /// restart may still be unanswered: then the mark stays below them,
+    /// and a second crash holds them again.
+    fn mark_unless_holding(&self) {
+        if !self.holding() {
             self.mark(self.up_to());
         }
     }

@@ -46,7 +46,7 @@ pub struct Handled {
     pub latency: Duration,
     /// When the record arrived, for its receipt's latency to the broker's
     /// acknowledgement (`karpoosheh_receipt_latency_seconds`).
-    pub received: Option<std::time::Instant>,
+    pub received: std::time::Instant,
     /// Payload bytes of the record.
     pub payload_bytes: usize,
     /// The dead letter as stored (bytes, source position, reasons), for

@@ -212,7 +212,12 @@ impl ClientContext for SourceContext {
         if self.brokers_up.swap(up, Ordering::SeqCst) != up {
             KafkaBrokers { up }.emit();
         }
+        // In the same walk: whether every assigned partition is committed
+        // to its end. Lag is the partition's end less its committed offset
+        // (-1 while either is unknown, as for a partition never committed:
+        // caught up when it is empty).
         let mut lag: HashMap<String, i64> = HashMap::new();
+        let (mut assigned, mut caught_up) = (false, true);
         for (topic, t) in &stats.topics {
             let Some(agency) = topic.strip_prefix(&self.prefix) else {
                 continue;
@@ -221,6 +226,13 @@ impl ClientContext for SourceContext {
             let sum = lag.entry(label).or_default();
             for p in t.partitions.values().filter(|p| p.partition >= 0) {
                 *sum += p.consumer_lag.max(0);
+                if p.desired {
+                    assigned = true;
+                    caught_up &= p.consumer_lag == 0
+                        || (p.committed_offset < 0
+                            && p.hi_offset >= 0
+                            && p.hi_offset == p.lo_offset);
+                }
             }
         }
         KafkaLag(lag.into_iter().collect()).emit();
@@ -228,24 +240,7 @@ impl ClientContext for SourceContext {
             if up {
                 signals.brokers_up_at.get_or_init(std::time::Instant::now);
             }
-            // Lag is the partition's end less its committed offset (-1
-            // while either is unknown, as for a partition never committed:
-            // caught up when it is empty).
-            let mut assigned = stats
-                .topics
-                .iter()
-                .filter(|(topic, _)| topic.starts_with(&self.prefix))
-                .flat_map(|(_, t)| t.partitions.values())
-                .filter(|p| p.partition >= 0 && p.desired)
-                .peekable();
-            if assigned.peek().is_some()
-                && assigned.all(|p| {
-                    p.consumer_lag == 0
-                        || (p.committed_offset < 0
-                            && p.hi_offset >= 0
-                            && p.hi_offset == p.lo_offset)
-                })
-            {
+            if assigned && caught_up {
                 signals.caught_up.store(true, Ordering::Release);
             }
         }

@@ -58,16 +58,12 @@ impl NoticeStore for FjallStore {
                                 position: n.position.clone(),
                                 at: n.accepted_at,
                             };
-                            if !self.kept_again(&mut kept, rejection.kept_source())? {
-                                let id = next_id(&mut st.last_rejection_id);
-                                batch.insert(
-                                    &self.rejections,
-                                    rejection_key(Some(&n.notice.agency), id),
-                                    encode_json(&rejection),
-                                );
-                                self.keep_source(&mut batch, rejection.kept_source(), id);
-                                rejection_written = true;
-                            }
+                            rejection_written |= self.put_rejection(
+                                &mut batch,
+                                &mut st.last_rejection_id,
+                                &mut kept,
+                                &rejection,
+                            )?;
                             outcomes.push(Outcome::Conflict { original });
                         }
                         None => {
@@ -118,20 +114,12 @@ impl NoticeStore for FjallStore {
                     }
                 }
                 Entry::Rejection(r) => {
-                    let source = r.kept_source();
-                    if self.kept_again(&mut kept, source.clone())? {
+                    if self.put_rejection(&mut batch, &mut st.last_rejection_id, &mut kept, r)? {
+                        rejection_written = true;
+                        outcomes.push(Outcome::Kept);
+                    } else {
                         outcomes.push(Outcome::Again);
-                        continue;
                     }
-                    let id = next_id(&mut st.last_rejection_id);
-                    batch.insert(
-                        &self.rejections,
-                        rejection_key(r.agency.as_ref(), id),
-                        encode_json(r),
-                    );
-                    self.keep_source(&mut batch, source, id);
-                    rejection_written = true;
-                    outcomes.push(Outcome::Kept);
                 }
                 Entry::DeadLetter(d) => {
                     let source = crate::model::dead_letter_source(d);
@@ -349,6 +337,30 @@ impl NoticeStore for FjallStore {
 }
 
 impl FjallStore {
+    /// Adds `r` and its source to `batch` under the next rejection ID,
+    /// unless the same record was kept before (it came again): whether it
+    /// was added.
+    fn put_rejection(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        last_id: &mut u64,
+        kept: &mut std::collections::HashMap<String, [u8; 16]>,
+        r: &NewRejection,
+    ) -> Result<bool, StoreError> {
+        let source = r.kept_source();
+        if self.kept_again(kept, source.clone())? {
+            return Ok(false);
+        }
+        let id = next_id(last_id);
+        batch.insert(
+            &self.rejections,
+            rejection_key(r.agency.as_ref(), id),
+            encode_json(r),
+        );
+        self.keep_source(batch, source, id);
+        Ok(true)
+    }
+
     /// Whether a rejection or dead letter from `source` was kept before,
     /// saying the same (it came again); if not, notes it as kept by this
     /// batch.
