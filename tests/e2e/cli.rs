@@ -63,6 +63,68 @@ fn unknown_configuration_keys_are_refused() {
 }
 
 #[test]
+fn run_refuses_simulated_gateways_unless_told_it_is_a_test_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("store.path={:?}", dir.path().display().to_string());
+    // The defaults: every channel simulated, the follow-up on.
+    let out = run(&["--set", &data, "run"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("channels.sms.gateway and channels.email.gateway and channels.push.gateway")
+            && err.contains("channels.allow_simulated = true"),
+        "{err}"
+    );
+    // Only the channels still simulated are named.
+    let out = run(
+        &[
+            "--set",
+            &data,
+            "--set",
+            "channels.sms.enabled=false",
+            "--set",
+            "channels.order=[\"push\", \"email\"]",
+            "--set",
+            "channels.email.gateway=\"smtp\"",
+            "--set",
+            "channels.email.smtp.host=\"mail.example.ir\"",
+            "run",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: channels.push.gateway = \"simulated\": "),
+        "{err}"
+    );
+    // Said explicitly, it goes on to the next check (here: the agency
+    // registry).
+    let out = run(
+        &[
+            "--set",
+            &data,
+            "--set",
+            "channels.allow_simulated=true",
+            "run",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("allow_simulated") && err.contains("agencies.file"),
+        "{err}"
+    );
+    // Without the follow-up nobody is notified or told so: no refusal.
+    let out = run(
+        &["--set", &data, "--set", "delivery.enabled=false", "run"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("allow_simulated"), "{err}");
+}
+
+#[test]
 fn signed_inputs_interoperate_with_an_independent_python_signer() {
     let Some(python) = python_with_cryptography("signed_inputs_python") else {
         return;

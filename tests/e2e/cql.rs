@@ -244,6 +244,7 @@ fn cql_local_quorum_one_node_down_goes_on_two_down_refuses_then_resumes() {
         // The article-29 follow-up: a recipient without a mailbox is
         // reported unreachable by the scheduler, from the store.
         "delivery.enabled=true".to_owned(),
+        "channels.allow_simulated=true".to_owned(),
         "delivery.quiet_hours=\"\"".to_owned(),
     ]);
     let set_refs: Vec<&str> = sets.iter().map(String::as_str).collect();

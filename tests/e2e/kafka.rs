@@ -1662,6 +1662,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         4,
         &[
             "delivery.enabled=true",
+            "channels.allow_simulated=true",
             "delivery.quiet_hours=\"\"",
             "delivery.round_intervals=[\"0s\", \"30s\", \"30s\"]",
             "channels.sms.simulated.transient_failure_rate=0.0",
@@ -1978,6 +1979,7 @@ fn kafka_inbox_api_open_confirm_share_reach_the_agencies() {
         5,
         &[
             "delivery.enabled=true",
+            "channels.allow_simulated=true",
             "delivery.quiet_hours=\"\"",
             "delivery.round_intervals=[\"0s\", \"60s\", \"60s\"]",
             "channels.sms.simulated.transient_failure_rate=0.0",

@@ -39,6 +39,12 @@ pub struct ChannelsConfig {
     /// The order channels are tried in for one person; the first that
     /// accepts wins.
     pub order: Vec<ChannelKind>,
+    /// `karpoosheh run` refuses to start the follow-up while an enabled
+    /// channel uses the simulated gateway, unless this is true: a
+    /// simulated gateway notifies nobody, yet agencies are sent
+    /// `notification_sent` for it. For test nodes; `karpoosheh demo`
+    /// always simulates.
+    pub allow_simulated: bool,
     pub sms: SmsConfig,
     pub email: EmailConfig,
     pub push: PushConfig,
@@ -51,6 +57,7 @@ impl Default for ChannelsConfig {
             // read within minutes; push is cheap but needs the app; e-mail
             // is the slowest to be read.
             order: vec![ChannelKind::Sms, ChannelKind::Push, ChannelKind::Email],
+            allow_simulated: false,
             sms: SmsConfig::default(),
             email: EmailConfig::default(),
             push: PushConfig::default(),
@@ -438,6 +445,38 @@ impl ChannelsConfig {
             ));
         }
         out
+    }
+
+    /// The enabled channels whose gateway is the simulated one, as
+    /// `channels.<channel>.gateway`.
+    pub fn simulated_in_use(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.sms.enabled && self.sms.gateway == SmsGateway::Simulated {
+            out.push("channels.sms.gateway".to_owned());
+        }
+        if self.email.enabled && self.email.gateway == EmailGateway::Simulated {
+            out.push("channels.email.gateway".to_owned());
+        }
+        if self.push.enabled && self.push.gateway == PushGateway::Simulated {
+            out.push("channels.push.gateway".to_owned());
+        }
+        out
+    }
+
+    /// For a node that notifies people for real (`karpoosheh run` with
+    /// the follow-up on): refuses a simulated gateway on an enabled
+    /// channel unless `allow_simulated` says so, naming what to change.
+    pub fn check_live(&self) -> Result<(), String> {
+        let simulated = self.simulated_in_use();
+        if simulated.is_empty() || self.allow_simulated {
+            return Ok(());
+        }
+        Err(format!(
+            "{} = \"simulated\": a simulated gateway notifies nobody, yet agencies would be sent notification_sent for it. \
+             Name the real gateway (channels.sms.gateway = \"http\", channels.email.gateway = \"smtp\", channels.push.gateway = \"webhook\", with their addresses), \
+             disable the channel (channels.<channel>.enabled = false), or, on a test node only, set channels.allow_simulated = true",
+            simulated.join(" and ")
+        ))
     }
 
     /// Refuses combinations that cannot work, naming the option to change.

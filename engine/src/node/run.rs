@@ -34,6 +34,12 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         warnings: &cfg.insecure(),
     }
     .emit();
+    if cfg.delivery.enabled {
+        // Before anything is opened: a node that would tell agencies of
+        // notifications nobody received does not start.
+        // (Allowed, each simulated channel still warns as it starts.)
+        cfg.channels.check_live().map_err(anyhow::Error::msg)?;
+    }
     let agencies = AgencyRegistry::open(&cfg.agencies)?;
     let k = &cfg.kafka;
     // Confirmations and profiles are applied only when signed by a key
