@@ -93,6 +93,15 @@ pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 /// The soft limit on open file descriptors (absent when unlimited).
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// Bytes this process caused to be written to storage (`write_bytes` of
+/// `/proc/self/io`: the store's journal, flushes and compactions, the
+/// audit log). Divided by [`STORED_BYTES`], the store's write
+/// amplification. Counted when pages are dirtied, so a file deleted before
+/// it reached the disk still counts (rare here: writes are fsync'd).
+pub const PROCESS_DISK_WRITTEN: &str = "karpoosheh_process_disk_written_bytes_total";
+/// Bytes this process caused to be read from storage, not from the page
+/// cache (`read_bytes` of `/proc/self/io`).
+pub const PROCESS_DISK_READ: &str = "karpoosheh_process_disk_read_bytes_total";
 
 /// The process metrics, emitted wherever the engine serves `/metrics`.
 pub const PROCESS: &[&str] = &[
@@ -103,6 +112,8 @@ pub const PROCESS: &[&str] = &[
     PROCESS_START_TIME,
     PROCESS_OPEN_FDS,
     PROCESS_MAX_FDS,
+    PROCESS_DISK_WRITTEN,
+    PROCESS_DISK_READ,
 ];
 
 /// Bytes in live heap objects (jemalloc `stats.allocated`).

@@ -97,6 +97,9 @@ pub struct DemoReport {
     /// commands on.
     pub example: Option<(MailboxId, TrackingCode)>,
     pub peak_rss_bytes: Option<u64>,
+    /// Bytes the process wrote to storage over the whole run (journal,
+    /// flushes, compactions, audit log; `/proc/self/io`).
+    pub disk_written_bytes: Option<u64>,
     /// The follow-up phase, when it ran: its length and whether every
     /// stored notice reached an outcome before the timeout.
     pub follow_up: Option<(Duration, bool)>,
@@ -459,6 +462,7 @@ pub fn run(
         metrics_addr,
         example,
         peak_rss_bytes: crate::process_metrics::peak_rss_bytes(),
+        disk_written_bytes: crate::process_metrics::read_io().map(|io| io.written),
         follow_up,
         dashboard_log,
         inbox_try,
@@ -1031,6 +1035,19 @@ impl DemoReport {
             self.store_disk_bytes as f64 / 1e6,
             self.data_dir.display()
         );
+        if let Some(w) = self.disk_written_bytes {
+            // Write amplification: what reached the disk per byte of
+            // notice stored (follow-up writes included when it ran).
+            let _ = write!(s, "  written to disk       {:>12.1} MB", w as f64 / 1e6);
+            if t.stored_payload_bytes > 0 {
+                let _ = write!(
+                    s,
+                    "   ({:.2} bytes per byte of notice stored)",
+                    w as f64 / t.stored_payload_bytes as f64
+                );
+            }
+            let _ = writeln!(s);
+        }
         if let Some(rss) = self.peak_rss_bytes {
             let _ = writeln!(s, "  peak memory (RSS)     {:>12.1} MB", rss as f64 / 1e6);
         }
