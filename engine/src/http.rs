@@ -323,6 +323,10 @@ fn describe_all() {
         "Records in this node's notice partitions not yet read."
     );
     describe_gauge!(
+        m::KAFKA_BACKLOG,
+        "Records in this node's notice partitions not yet read, by lane (urgent, normal, bulk)."
+    );
+    describe_gauge!(
         m::KAFKA_ASSIGNED_PARTITIONS,
         "Notice partitions this node owns."
     );

@@ -24,6 +24,7 @@ mod mask;
 mod messages;
 pub mod metric_names;
 mod notice;
+mod priority;
 mod reason;
 pub mod rfc3339;
 mod tracking;
@@ -46,5 +47,6 @@ pub use notice::{
     normalize_verification_code, verification_code, AccessLevel, Attachment, LifeEvent, Notice,
     NoticeKind, MAX_ACCESS_LEVEL, SCHEMA_VERSION,
 };
+pub use priority::Priority;
 pub use reason::{Problem, Reason};
 pub use tracking::{TrackingCode, TrackingCodeError, MAX_NODE, TRACKING_EPOCH_MS};

@@ -284,6 +284,8 @@ pub fn every() -> Vec<&'static str> {
 pub const KAFKA_BROKERS_UP: &str = "karpoosheh_kafka_brokers_up";
 /// Records in the notice topics not yet read by this node. Labels: `agency`.
 pub const KAFKA_CONSUMER_LAG: &str = "karpoosheh_kafka_consumer_lag_records";
+/// The same records by lane. Labels: `priority` (urgent, normal, bulk).
+pub const KAFKA_BACKLOG: &str = "karpoosheh_kafka_backlog_records";
 /// Notice partitions this node owns.
 pub const KAFKA_ASSIGNED_PARTITIONS: &str = "karpoosheh_kafka_assigned_partitions";
 /// 1 while another member shares this node's consumer group and the
@@ -404,6 +406,7 @@ pub const KAFKA: &[&str] = &[
     KAFKA_BROKERS_UP,
     RECEIPT_LATENCY_SECONDS,
     KAFKA_CONSUMER_LAG,
+    KAFKA_BACKLOG,
     KAFKA_ASSIGNED_PARTITIONS,
     KAFKA_GROUP_SHARED,
     KAFKA_PAUSED_PARTITIONS,

@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod ingest;
 mod kafka;
+mod lanes;
 mod metrics;
 mod monitor;
 mod parking;

@@ -34,6 +34,18 @@ impl KafkaLag {
     }
 }
 
+/// Consumer lag by lane, from the statistics: `[urgent, normal, bulk]`.
+pub struct KafkaBacklog(pub [i64; 3]);
+
+impl KafkaBacklog {
+    pub fn emit(self) {
+        for p in karpoosheh_schemas::Priority::ALL {
+            gauge!(m::KAFKA_BACKLOG, "priority" => p.as_str())
+                .set(self.0[p as usize].max(0) as f64);
+        }
+    }
+}
+
 pub struct KafkaRebalance<'a> {
     pub kind: &'static str,
     pub partitions: usize,

@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{
+    bounded, never, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender,
+};
 use karpoosheh_schemas::{
-    decode_notice, AgencyId, Limits, Notice, Problem, Reason, Receipt, ReceiptEvent, Rejection,
-    SourcePosition, TrackingCode,
+    decode_notice, AgencyId, Limits, Notice, Priority, Problem, Reason, Receipt, ReceiptEvent,
+    Rejection, SourcePosition, TrackingCode,
 };
 use rayon::prelude::*;
 
@@ -347,6 +349,10 @@ impl Pipeline {
 
         let (decode_tx, decode_rx) = bounded::<ToDecode>(cfg.queue_depth);
         let (commit_tx, commit_rx) = bounded::<ToCommit>(cfg.queue_depth);
+        // Urgent records' own queues (a priority lane), taken first by the
+        // stage at the other end.
+        let (urgent_decode_tx, urgent_decode_rx) = bounded::<ToDecode>(cfg.queue_depth);
+        let (urgent_commit_tx, urgent_commit_rx) = bounded::<ToCommit>(cfg.queue_depth);
         // One written group may wait for the ack stage while the next is written:
         // enough to overlap the two, and it keeps decoded notices in flight low.
         let (ack_stage_tx, ack_stage_rx) = bounded::<ToAck>(1);
@@ -381,7 +387,18 @@ impl Pipeline {
             let (cfg, limits, writing) = (cfg.clone(), self.limits.clone(), writing.clone());
             spawn(
                 "decode",
-                Box::new(move || decode_stage(cfg, limits, codes, decode_rx, commit_tx, &writing)),
+                Box::new(move || {
+                    decode_stage(
+                        cfg,
+                        limits,
+                        codes,
+                        decode_rx,
+                        urgent_decode_rx,
+                        commit_tx,
+                        urgent_commit_tx,
+                        &writing,
+                    )
+                }),
             )
         };
         let committer = {
@@ -400,6 +417,7 @@ impl Pipeline {
                         health,
                         shutdown,
                         commit_rx,
+                        urgent_commit_rx,
                         ack_stage_tx,
                         &writing,
                     )
@@ -424,6 +442,7 @@ impl Pipeline {
             &self.shutdown,
             &failed,
             decode_tx,
+            urgent_decode_tx,
             ack_rx,
         );
 
@@ -489,6 +508,7 @@ fn source_stage(
     shutdown: &AtomicBool,
     failed: &AtomicBool,
     decode_tx: Sender<ToDecode>,
+    urgent_tx: Sender<ToDecode>,
     ack_rx: Receiver<Vec<AckToken>>,
 ) -> Result<SourceEnd, PipelineError> {
     let kind = source.kind();
@@ -497,6 +517,9 @@ fn source_stage(
     let mut acked: u64 = 0;
     // Payload bytes read and not yet acknowledged, against the budget.
     let budget = cfg.max_bytes_in_flight.0 as usize;
+    // Urgent records are read past the budget by up to an eighth of it:
+    // a backlog that has spent the budget does not hold them back.
+    let urgent_budget = budget + (budget / 8).max(1);
     let mut in_flight: usize = 0;
     let apply_acks = |source: &mut dyn Source,
                       tokens: Vec<AckToken>,
@@ -509,9 +532,38 @@ fn source_stage(
         source.ack(&tokens)?;
         Ok(())
     };
+    let count = |records: &[Record], read: &mut u64, in_flight: &mut usize| {
+        *read += records.len() as u64;
+        *in_flight += records
+            .iter()
+            .map(|r| r.token.bytes as usize)
+            .sum::<usize>();
+        RecordsReceived {
+            source: kind,
+            count: records.len() as u64,
+        }
+        .emit();
+    };
+    // Reads what urgent records the source has, within their budget, and
+    // hands them to the decoder's urgent queue. False once the decoder
+    // has stopped.
+    let urgent = |source: &mut dyn Source,
+                  read: &mut u64,
+                  in_flight: &mut usize|
+     -> Result<bool, PipelineError> {
+        if *in_flight >= urgent_budget {
+            return Ok(true);
+        }
+        let records = source.poll_urgent(cfg.decode_chunk, urgent_budget - *in_flight)?;
+        if records.is_empty() {
+            return Ok(true);
+        }
+        count(&records, read, in_flight);
+        Ok(urgent_tx.send(ToDecode::Chunk(records)).is_ok())
+    };
     BytesInFlight(0).emit();
     let mut last_gauge = Instant::now();
-    loop {
+    'read: loop {
         while let Ok(tokens) = ack_rx.try_recv() {
             apply_acks(source, tokens, &mut acked, &mut in_flight)?;
         }
@@ -524,8 +576,12 @@ fn source_stage(
         }
         if in_flight >= budget {
             // At the budget: nothing more is read until acknowledgements
-            // give bytes back (the later stages are working through it).
-            match ack_rx.recv_timeout(Duration::from_millis(50)) {
+            // give bytes back (the later stages are working through it),
+            // except urgent records.
+            if !urgent(source, &mut read, &mut in_flight)? {
+                break;
+            }
+            match ack_rx.recv_timeout(URGENT_LOOK) {
                 Ok(tokens) => apply_acks(source, tokens, &mut acked, &mut in_flight)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -535,23 +591,40 @@ fn source_stage(
         let room = budget - in_flight;
         match source.poll(cfg.decode_chunk, room, Duration::from_millis(50))? {
             Poll::Records(records) => {
-                read += records.len() as u64;
-                in_flight += records
-                    .iter()
-                    .map(|r| r.token.bytes as usize)
-                    .sum::<usize>();
-                RecordsReceived {
-                    source: kind,
-                    count: records.len() as u64,
-                }
-                .emit();
+                count(&records, &mut read, &mut in_flight);
                 QueueDepth {
                     stage: "decode",
                     depth: decode_tx.len(),
                 }
                 .emit();
-                if decode_tx.send(ToDecode::Chunk(records)).is_err() {
+                // A source lane is all of one priority, so splitting a
+                // chunk keeps every lane's order.
+                let (first, rest): (Vec<Record>, Vec<Record>) = records
+                    .into_iter()
+                    .partition(|r| r.priority == Priority::Urgent);
+                if !first.is_empty() && urgent_tx.send(ToDecode::Chunk(first)).is_err() {
                     break; // the decoder stopped: it failed, and says why
+                }
+                if rest.is_empty() {
+                    continue;
+                }
+                // While the decoder's queue is full, urgent records still
+                // go by, on their own queue.
+                let mut chunk = ToDecode::Chunk(rest);
+                loop {
+                    match decode_tx.send_timeout(chunk, URGENT_LOOK) {
+                        Ok(()) => break,
+                        Err(SendTimeoutError::Disconnected(_)) => break 'read,
+                        Err(SendTimeoutError::Timeout(c)) => {
+                            chunk = c;
+                            while let Ok(tokens) = ack_rx.try_recv() {
+                                apply_acks(source, tokens, &mut acked, &mut in_flight)?;
+                            }
+                            if !urgent(source, &mut read, &mut in_flight)? {
+                                break 'read;
+                            }
+                        }
+                    }
                 }
             }
             Poll::Idle => {}
@@ -563,6 +636,7 @@ fn source_stage(
     }
     let _ = decode_tx.send(ToDecode::End);
     drop(decode_tx);
+    drop(urgent_tx);
     // Drain: every record read gets its ack before the run ends.
     while acked < read {
         match ack_rx.recv() {
@@ -576,6 +650,9 @@ fn source_stage(
         finished: ended && acked == read,
     })
 }
+
+/// How often a stage that waits for the others looks for urgent work.
+const URGENT_LOOK: Duration = Duration::from_millis(2);
 
 /// Turns a decoded record into what the store writes. Tracking codes are
 /// issued here, in source order, on this one thread.
@@ -626,32 +703,81 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
     )
 }
 
-fn decode_stage(
+/// The decode stage's state: its thread pool, the tracking codes it
+/// issues, the shards' batches, and the committer's two queues.
+struct Decoder<'a> {
     cfg: PipelineConfig,
     limits: Limits,
-    mut codes: TrackingCodes,
-    rx: Receiver<ToDecode>,
+    codes: TrackingCodes,
+    pool: rayon::ThreadPool,
+    shards: Vec<(Batch, Option<Instant>)>,
     tx: Sender<ToCommit>,
-    writing: &AtomicBool,
-) -> Result<(), PipelineError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.decode_threads)
-        .thread_name(|i| format!("decode-{i}"))
-        .build()
-        .map_err(|e| PipelineError::Panicked(format!("cannot start decode threads: {e}")))?;
-    let linger = cfg.batch_linger.0;
-    // Large records fill the byte budget long before a batch's record
-    // count: a batch is also ready at an eighth of the budget, so that
-    // several are in flight and the stages overlap instead of each batch
-    // waiting out its linger.
-    let batch_bytes = (cfg.max_bytes_in_flight.0 as usize / 8).max(1);
-    let mut shards: Vec<(Batch, Option<Instant>)> =
-        (0..cfg.shards).map(|_| (Batch::default(), None)).collect();
-    // A batch goes with how long its first record waited in it.
-    let send = |mut batch: Batch, since: Option<Instant>| -> bool {
+    urgent_rx: Receiver<ToDecode>,
+    urgent_tx: Sender<ToCommit>,
+    writing: &'a AtomicBool,
+}
+
+impl Decoder<'_> {
+    /// Decodes and validates a chunk in parallel, then issues its tracking
+    /// codes in order.
+    fn decode(&mut self, records: Vec<Record>) -> Vec<(Entry, Meta)> {
+        let t = Instant::now();
+        let now_utc = Utc::now();
+        let limits = &self.limits;
+        let items: Vec<Item> = self.pool.install(|| {
+            records
+                .into_par_iter()
+                .map(|r| decode_record(r, limits, now_utc))
+                .collect()
+        });
+        ChunkDecoded {
+            elapsed: t.elapsed(),
+        }
+        .emit();
+        items
+            .into_iter()
+            .map(|item| prepare(item, &mut self.codes, now_utc))
+            .collect()
+    }
+
+    /// Urgent chunks waiting, if any: each decoded and handed to the
+    /// committer's urgent queue at once, as one batch (no linger). False
+    /// once the committer has stopped.
+    fn urgent(&mut self) -> bool {
+        while let Ok(msg) = self.urgent_rx.try_recv() {
+            if !self.urgent_chunk(msg) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn urgent_chunk(&mut self, msg: ToDecode) -> bool {
+        let ToDecode::Chunk(records) = msg else {
+            return true;
+        };
+        let mut batch = Batch::default();
+        for (entry, meta) in self.decode(records) {
+            batch.bytes += meta.token.bytes as usize;
+            batch.entries.push(entry);
+            batch.meta.push(meta);
+        }
+        batch.handed = Some(Instant::now());
+        StageTime {
+            stage: stage::BATCH,
+            elapsed: Duration::ZERO,
+        }
+        .emit();
+        self.urgent_tx.send(ToCommit::Batch(batch)).is_ok()
+    }
+
+    /// Hands a shard's batch to the committer, with how long its first
+    /// record waited in it. While the committer's queue is full, urgent
+    /// chunks still go by. False once the committer has stopped.
+    fn send(&mut self, mut batch: Batch, since: Option<Instant>) -> bool {
         QueueDepth {
             stage: "commit",
-            depth: tx.len(),
+            depth: self.tx.len(),
         }
         .emit();
         let now = Instant::now();
@@ -663,79 +789,155 @@ fn decode_stage(
             .emit();
         }
         batch.handed = Some(now);
-        tx.send(ToCommit::Batch(batch)).is_ok()
-    };
-    loop {
-        let now = Instant::now();
-        // With records waiting and `write_when_idle`, look again within a
-        // millisecond: they go as soon as the committer is free (below).
-        let wait = shards
-            .iter()
-            .filter_map(|s| s.1.map(|t| (t + linger).saturating_duration_since(now)))
-            .min()
-            .map_or(Duration::from_millis(200), |w| {
-                if cfg.write_when_idle {
-                    w.min(Duration::from_millis(1))
-                } else {
-                    w
-                }
-            });
-        match rx.recv_timeout(wait) {
-            Ok(ToDecode::Chunk(records)) => {
-                let t = Instant::now();
-                let now_utc = Utc::now();
-                let items: Vec<Item> = pool.install(|| {
-                    records
-                        .into_par_iter()
-                        .map(|r| decode_record(r, &limits, now_utc))
-                        .collect()
-                });
-                ChunkDecoded {
-                    elapsed: t.elapsed(),
-                }
-                .emit();
-                for item in items {
-                    // A source lane (a Kafka partition, which agencies key by
-                    // recipient; a file) always maps to the same shard, and
-                    // shards are FIFO: each lane's order is kept to the store,
-                    // so the earlier of two envelopes with one reference wins.
-                    let shard = &mut shards[item.token.lane as usize % cfg.shards];
-                    let (entry, meta) = prepare(item, &mut codes, now_utc);
-                    shard.1.get_or_insert_with(Instant::now);
-                    shard.0.bytes += meta.token.bytes as usize;
-                    shard.0.entries.push(entry);
-                    shard.0.meta.push(meta);
-                    if (shard.0.len() >= cfg.batch_max_notices || shard.0.bytes >= batch_bytes)
-                        && !send(std::mem::take(&mut shard.0), shard.1.take())
-                    {
-                        return Ok(());
+        let mut msg = ToCommit::Batch(batch);
+        loop {
+            match self.tx.send_timeout(msg, URGENT_LOOK) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+                Err(SendTimeoutError::Timeout(m)) => {
+                    msg = m;
+                    if !self.urgent() {
+                        return false;
                     }
                 }
             }
-            Ok(ToDecode::End) | Err(RecvTimeoutError::Disconnected) => {
-                for s in &mut shards {
-                    if s.0.len() > 0 && !send(std::mem::take(&mut s.0), s.1.take()) {
-                        return Ok(());
-                    }
-                }
-                let _ = tx.send(ToCommit::End);
-                return Ok(());
-            }
-            Err(RecvTimeoutError::Timeout) => {}
         }
+    }
+
+    /// Batches a decoded chunk into its shards; full batches go.
+    fn batch(&mut self, records: Vec<Record>) -> bool {
+        let batch_bytes = (self.cfg.max_bytes_in_flight.0 as usize / 8).max(1);
+        for (entry, meta) in self.decode(records) {
+            // A source lane (a Kafka partition, which agencies key by
+            // recipient; a file) always maps to the same shard, and
+            // shards are FIFO: each lane's order is kept to the store,
+            // so the earlier of two envelopes with one reference wins.
+            let i = meta.token.lane as usize % self.cfg.shards;
+            let shard = &mut self.shards[i];
+            shard.1.get_or_insert_with(Instant::now);
+            shard.0.bytes += meta.token.bytes as usize;
+            shard.0.entries.push(entry);
+            shard.0.meta.push(meta);
+            if shard.0.len() >= self.cfg.batch_max_notices || shard.0.bytes >= batch_bytes {
+                let (b, since) = (std::mem::take(&mut shard.0), shard.1.take());
+                if !self.send(b, since) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends the batches that are due: all of them when `all`.
+    fn flush(&mut self, all: bool) -> bool {
         // Group commit without waiting: while the committer is idle and
         // nothing is queued for it, what is here goes at once (a trickle
         // is answered in milliseconds, not after the linger); while it
         // writes, batches fill up to the linger or their size, and go
         // together in its next write.
-        let idle = cfg.write_when_idle && !writing.load(Ordering::Acquire) && tx.is_empty();
+        let idle =
+            self.cfg.write_when_idle && !self.writing.load(Ordering::Acquire) && self.tx.is_empty();
         let now = Instant::now();
-        for s in &mut shards {
-            if s.1.is_some_and(|t| idle || now.duration_since(t) >= linger)
-                && !send(std::mem::take(&mut s.0), s.1.take())
-            {
-                return Ok(());
+        let linger = self.cfg.batch_linger.0;
+        for i in 0..self.shards.len() {
+            let due = self.shards[i].0.len() > 0
+                && (all
+                    || self.shards[i]
+                        .1
+                        .is_some_and(|t| idle || now.duration_since(t) >= linger));
+            if due {
+                let (b, since) = (
+                    std::mem::take(&mut self.shards[i].0),
+                    self.shards[i].1.take(),
+                );
+                if !self.send(b, since) {
+                    return false;
+                }
             }
+        }
+        true
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_stage(
+    cfg: PipelineConfig,
+    limits: Limits,
+    codes: TrackingCodes,
+    rx: Receiver<ToDecode>,
+    urgent_rx: Receiver<ToDecode>,
+    tx: Sender<ToCommit>,
+    urgent_tx: Sender<ToCommit>,
+    writing: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.decode_threads)
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+        .map_err(|e| PipelineError::Panicked(format!("cannot start decode threads: {e}")))?;
+    let linger = cfg.batch_linger.0;
+    let shards = (0..cfg.shards).map(|_| (Batch::default(), None)).collect();
+    let mut d = Decoder {
+        cfg,
+        limits,
+        codes,
+        pool,
+        shards,
+        tx,
+        urgent_rx,
+        urgent_tx,
+        writing,
+    };
+    loop {
+        // Urgent chunks first, whatever waits in the other queue.
+        if !d.urgent() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        // With records waiting and `write_when_idle`, look again within a
+        // millisecond: they go as soon as the committer is free (below).
+        let wait = d
+            .shards
+            .iter()
+            .filter_map(|s| s.1.map(|t| (t + linger).saturating_duration_since(now)))
+            .min()
+            .map_or(Duration::from_millis(200), |w| {
+                if d.cfg.write_when_idle {
+                    w.min(Duration::from_millis(1))
+                } else {
+                    w
+                }
+            });
+        let urgent_rx = d.urgent_rx.clone();
+        crossbeam_channel::select! {
+            recv(urgent_rx) -> msg => match msg {
+                Ok(msg) => {
+                    if !d.urgent_chunk(msg) {
+                        return Ok(());
+                    }
+                }
+                // The source stage has ended: only the other queue now.
+                Err(_) => d.urgent_rx = never(),
+            },
+            recv(rx) -> msg => match msg {
+                Ok(ToDecode::Chunk(records)) => {
+                    if !d.batch(records) {
+                        return Ok(());
+                    }
+                }
+                Ok(ToDecode::End) | Err(_) => {
+                    // Urgent chunks read before the end go first.
+                    if !d.urgent() || !d.flush(true) {
+                        return Ok(());
+                    }
+                    let _ = d.tx.send(ToCommit::End);
+                    return Ok(());
+                }
+            },
+            default(wait) => {}
+        }
+        if !d.flush(false) {
+            return Ok(());
         }
     }
 }
@@ -751,21 +953,55 @@ fn rejection_agency(source_agency: &Option<AgencyId>, rej: &Rejection) -> Option
 /// Writes groups of batches durably, one write (one fsync) per group, and
 /// hands them to the ack stage — which builds receipts while the next
 /// write is under way.
+#[allow(clippy::too_many_arguments)]
 fn commit_stage(
     cfg: PipelineConfig,
     store: Arc<dyn Store>,
     health: Health,
     shutdown: Arc<AtomicBool>,
     rx: Receiver<ToCommit>,
+    mut urgent_rx: Receiver<ToCommit>,
     tx: Sender<ToAck>,
     writing: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let mut ended = false;
     while !ended {
         writing.store(false, Ordering::Release);
-        let mut group = match rx.recv() {
-            Ok(ToCommit::Batch(b)) => b,
-            Ok(ToCommit::End) | Err(_) => break,
+        // Urgent batches first, written on their own: a small write, at
+        // once, not behind a group of thousands.
+        let (mut group, urgent) = match urgent_rx.try_recv() {
+            Ok(ToCommit::Batch(b)) => (b, true),
+            _ => {
+                let next = crossbeam_channel::select! {
+                    recv(urgent_rx) -> m => match m {
+                        Ok(ToCommit::Batch(b)) => Some((b, true)),
+                        Ok(ToCommit::End) => None,
+                        Err(_) => {
+                            // The decoder has ended: only the other queue now.
+                            urgent_rx = never();
+                            None
+                        }
+                    },
+                    recv(rx) -> m => match m {
+                        Ok(ToCommit::Batch(b)) => Some((b, false)),
+                        Ok(ToCommit::End) | Err(_) => {
+                            // Urgent batches handed over before the end
+                            // are written before it.
+                            ended = true;
+                            let mut last = Batch::default();
+                            while let Ok(ToCommit::Batch(b)) = urgent_rx.try_recv() {
+                                last.append(b);
+                            }
+                            (last.len() > 0).then_some((last, true))
+                        }
+                    },
+                };
+                match next {
+                    Some(g) => g,
+                    None if ended => break,
+                    None => continue,
+                }
+            }
         };
         writing.store(true, Ordering::Release);
         if let Some(t) = group.handed {
@@ -775,15 +1011,30 @@ fn commit_stage(
             }
             .emit();
         }
-        // Group commit: take every batch already waiting, up to the cap.
-        while group.len() < cfg.group_max_notices {
+        // Group commit: take every batch already waiting, up to the cap
+        // (urgent ones only with urgent ones).
+        while !urgent && group.len() < cfg.group_max_notices {
+            if let Ok(ToCommit::Batch(b)) = urgent_rx.try_recv() {
+                group.append(b);
+                continue;
+            }
             match rx.try_recv() {
                 Ok(ToCommit::Batch(b)) => group.append(b),
                 Ok(ToCommit::End) => {
+                    // Urgent batches handed over before the end go in.
+                    while let Ok(ToCommit::Batch(b)) = urgent_rx.try_recv() {
+                        group.append(b);
+                    }
                     ended = true;
                     break;
                 }
                 Err(_) => break,
+            }
+        }
+        while urgent && group.len() < cfg.group_max_notices {
+            match urgent_rx.try_recv() {
+                Ok(ToCommit::Batch(b)) => group.append(b),
+                _ => break,
             }
         }
         // Durable write, retried until it succeeds (`until_durable`).
@@ -1364,6 +1615,184 @@ mod tests {
                     .is_some(),
                 "r-{i} stored"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod priority_tests {
+    use super::*;
+    use crate::source::AckTracker;
+    use crate::store::conformance::{fjall_store, notice, person};
+    use crate::store::faulty::Faulty;
+    use crate::store::NoticeStore;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// Two lanes: a bulk backlog on lane 0, and urgent records on lane 1
+    /// that come once `release` is set. Records when the last urgent one
+    /// was acknowledged, as how many bulk ones were by then.
+    struct Laned {
+        bulk: VecDeque<Vec<u8>>,
+        urgent: VecDeque<Vec<u8>>,
+        release: Arc<AtomicBool>,
+        seq: [u64; 2],
+        acks: AckTracker,
+        urgent_total: u64,
+        progress: Arc<Mutex<(u64, u64, Option<u64>)>>,
+    }
+
+    impl Laned {
+        fn take(&mut self, lane: u32, n: usize) -> Vec<Record> {
+            let (q, priority) = if lane == 1 {
+                (&mut self.urgent, Priority::Urgent)
+            } else {
+                (&mut self.bulk, Priority::Bulk)
+            };
+            let mut out = Vec::new();
+            while out.len() < n {
+                let Some(payload) = q.pop_front() else { break };
+                let seq = self.seq[lane as usize];
+                self.seq[lane as usize] += 1;
+                out.push(Record {
+                    token: AckToken {
+                        lane,
+                        seq,
+                        bytes: payload.len() as u32,
+                    },
+                    payload,
+                    oversize: None,
+                    position: SourcePosition::InProcess {
+                        sequence: seq * 2 + lane as u64,
+                    },
+                    agency: None,
+                    refused: None,
+                    received: Instant::now(),
+                    priority,
+                });
+            }
+            out
+        }
+    }
+
+    impl Source for Laned {
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+        fn describe(&self) -> String {
+            "two lanes".into()
+        }
+        fn poll(&mut self, max: usize, _: usize, wait: Duration) -> Result<Poll, SourceError> {
+            let mut out = if self.release.load(Ordering::SeqCst) {
+                self.take(1, max)
+            } else {
+                Vec::new()
+            };
+            let n = max - out.len();
+            out.extend(self.take(0, n));
+            if out.is_empty() {
+                if self.bulk.is_empty() && self.urgent.is_empty() {
+                    return Ok(Poll::Finished);
+                }
+                std::thread::sleep(wait.min(Duration::from_millis(5)));
+                return Ok(Poll::Idle);
+            }
+            Ok(Poll::Records(out))
+        }
+        fn poll_urgent(&mut self, max: usize, _: usize) -> Result<Vec<Record>, SourceError> {
+            if !self.release.load(Ordering::SeqCst) {
+                return Ok(Vec::new());
+            }
+            Ok(self.take(1, max))
+        }
+        fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError> {
+            self.acks.ack(tokens);
+            let mut p = self.progress.lock().unwrap();
+            p.0 = self.acks.watermark(0);
+            p.1 = self.acks.watermark(1);
+            if p.1 == self.urgent_total && p.2.is_none() {
+                p.2 = Some(p.0);
+            }
+            Ok(())
+        }
+    }
+
+    /// With a bulk backlog filling every queue of a busy store, urgent
+    /// records overtake it: stored and acknowledged while most of the
+    /// backlog still waits. Also with the byte budget spent.
+    #[test]
+    fn urgent_records_overtake_a_bulk_backlog_in_every_queue() {
+        const BULK: usize = 40_000;
+        const URGENT: usize = 20;
+        let payload = |i: usize, reference: String| {
+            let mut nt = notice("tax", &reference, person(300_300_000 + i as u32 * 7), "b");
+            nt.sent_at = Utc::now();
+            nt.expires_at = Utc::now() + chrono::Duration::days(365);
+            serde_json::to_vec(&nt).unwrap()
+        };
+        for budget in [
+            karpoosheh_schemas::ByteSize::mib(64),
+            karpoosheh_schemas::ByteSize::mib(2),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(
+                Faulty::new(fjall_store(dir.path())).slowed_writes(Duration::from_micros(50)),
+            );
+            let mut acks = AckTracker::default();
+            acks.start_lane(0, 0);
+            acks.start_lane(1, 0);
+            let release = Arc::new(AtomicBool::new(false));
+            let progress = Arc::new(Mutex::new((0, 0, None)));
+            let source = Laned {
+                bulk: (0..BULK).map(|i| payload(i, format!("bulk-{i}"))).collect(),
+                urgent: (0..URGENT)
+                    .map(|i| payload(BULK + i, format!("urgent-{i}")))
+                    .collect(),
+                release: release.clone(),
+                seq: [0, 0],
+                acks,
+                urgent_total: URGENT as u64,
+                progress: progress.clone(),
+            };
+            // Deep queues: without lanes, the urgent records would wait
+            // behind all the backlog read before them.
+            let cfg = PipelineConfig {
+                queue_depth: 16,
+                max_bytes_in_flight: budget,
+                ..PipelineConfig::default()
+            };
+            let pipeline = Pipeline::new(cfg, Limits::default(), 0, store.clone(), vec![]);
+            let run = std::thread::spawn(move || pipeline.run(Box::new(source)));
+            let t = Instant::now();
+            while progress.lock().unwrap().0 < 3_000 && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let at_release = progress.lock().unwrap().0;
+            release.store(true, Ordering::SeqCst);
+            let summary = run.join().unwrap().unwrap();
+            assert_eq!(summary.records, (BULK + URGENT) as u64);
+            let (bulk, urgent, bulk_when_urgent_done) = *progress.lock().unwrap();
+            assert_eq!(
+                (bulk, urgent),
+                (BULK as u64, URGENT as u64),
+                "everything acknowledged"
+            );
+            let when = bulk_when_urgent_done.expect("the urgent records were acknowledged");
+            // Each urgent record waited for at most the writes under way
+            // when it came (a group of up to 4,000 notices being written
+            // and one being answered), not for the backlog in the queues.
+            assert!(
+                when <= at_release + 12_000,
+                "budget {budget:?}: the urgent records were done when {when} bulk ones were \
+                 (released at {at_release}): they waited behind the backlog"
+            );
+            let agency = AgencyId::parse("tax").unwrap();
+            for i in 0..URGENT {
+                assert!(store
+                    .reference(&agency, &format!("urgent-{i}"))
+                    .unwrap()
+                    .is_some());
+            }
         }
     }
 }

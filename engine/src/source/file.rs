@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{AgencyId, SourcePosition};
+use karpoosheh_schemas::{AgencyId, Priority, SourcePosition};
 
 use super::{AckToken, AckTracker, Poll, Record, Source, SourceError};
 
@@ -151,6 +151,7 @@ impl Source for FileSource {
                 agency: self.agency.clone(),
                 refused: None,
                 received: Instant::now(),
+                priority: Priority::Normal,
             });
         }
         if out.is_empty() {

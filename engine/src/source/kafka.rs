@@ -35,6 +35,15 @@
 //!   single record, saying so; the member already there goes on. A node
 //!   restarted after a crash is given everything once its dead self's
 //!   session has lapsed, and goes on.
+//! - **Priority lanes.** `<prefix><agency>.urgent` and
+//!   `<prefix><agency>.bulk` are read too: once a partition of one has
+//!   given its first record, it gets its own queue (librdkafka's
+//!   partition queue, with a seek to the next record so that nothing
+//!   fetched before is handed out twice or skipped), and every poll takes
+//!   urgent queues first, then the normal topics, then bulk: an urgent
+//!   record never waits behind a prefetched backlog, and
+//!   [`Source::poll_urgent`] reads urgent queues alone while the pipeline
+//!   takes nothing else.
 //! - **Sender identity from the topic.** A record on
 //!   `<prefix><agency>` speaks for that agency; an envelope naming another
 //!   is rejected (`agency_mismatch`), and an agency that is not approved
@@ -46,20 +55,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{AgencyId, Problem, Reason, SourcePosition};
+use karpoosheh_schemas::{AgencyId, Priority, Problem, Reason, SourcePosition};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::agencies::AgencyRegistry;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted, KafkaGroupShared,
-    KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
+    agency_label, KafkaBacklog, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted,
+    KafkaGroupShared, KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
@@ -81,6 +91,11 @@ struct Lane {
     /// The last offset committed (next to read); -1 if none.
     committed: i64,
     paused: bool,
+    /// From the topic's suffix.
+    priority: Priority,
+    /// Read from its own partition queue (urgent and bulk lanes, after
+    /// their first record).
+    split: bool,
 }
 
 impl Lane {
@@ -217,15 +232,18 @@ impl ClientContext for SourceContext {
         // (-1 while either is unknown, as for a partition never committed:
         // caught up when it is empty).
         let mut lag: HashMap<String, i64> = HashMap::new();
+        let mut backlog = [0i64; 3];
         let (mut assigned, mut caught_up) = (false, true);
         for (topic, t) in &stats.topics {
-            let Some(agency) = topic.strip_prefix(&self.prefix) else {
+            let Some(tail) = topic.strip_prefix(&self.prefix) else {
                 continue;
             };
+            let (agency, priority) = Priority::split_topic_tail(tail);
             let label = agency_label(AgencyId::parse(agency).ok().as_ref());
             let sum = lag.entry(label).or_default();
             for p in t.partitions.values().filter(|p| p.partition >= 0) {
                 *sum += p.consumer_lag.max(0);
+                backlog[priority as usize] += p.consumer_lag.max(0);
                 if p.desired {
                     assigned = true;
                     caught_up &= p.consumer_lag == 0
@@ -236,6 +254,7 @@ impl ClientContext for SourceContext {
             }
         }
         KafkaLag(lag.into_iter().collect()).emit();
+        KafkaBacklog(backlog).emit();
         if let Some(signals) = self.signals.get() {
             if up {
                 signals.brokers_up_at.get_or_init(std::time::Instant::now);
@@ -342,7 +361,10 @@ impl ConsumerContext for SourceContext {
 
 /// The Kafka source.
 pub struct KafkaSource {
-    consumer: BaseConsumer<SourceContext>,
+    /// The urgent and bulk partitions read apart (before `consumer`: a
+    /// partition queue must go before its consumer).
+    queues: Vec<SplitQueue>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     agencies: AgencyRegistry,
     health: Health,
     max_in_flight: usize,
@@ -362,6 +384,38 @@ pub struct KafkaSource {
     had_everything: bool,
     /// Since when a newcomer has seen a whole notice topic not its own.
     unowned_since: std::cell::Cell<Option<Instant>>,
+}
+
+/// A partition read from its own queue.
+struct SplitQueue {
+    lane: u32,
+    topic: String,
+    partition: i32,
+    priority: Priority,
+    queue: Arc<PartitionQueue<SourceContext>>,
+}
+
+/// While urgent or bulk partitions have their own queues, a wait on the
+/// others is cut into slices this long, so that what comes into theirs is
+/// seen within one.
+const SPLIT_SLICE: Duration = Duration::from_millis(2);
+
+/// What [`KafkaSource::poll`] has gathered so far.
+struct Gathered {
+    out: Vec<Record>,
+    bytes: usize,
+    max: usize,
+    max_bytes: usize,
+    to_pause: Vec<(String, i32)>,
+    /// Lanes that gave their first record from the shared queue and are to
+    /// be read apart from now on.
+    to_split: Vec<(u32, String, i32, Priority, i64)>,
+}
+
+impl Gathered {
+    fn full(&self) -> bool {
+        self.out.len() >= self.max || (!self.out.is_empty() && self.bytes >= self.max_bytes)
+    }
 }
 
 /// How long a newcomer waits for its subscription to catch up with a
@@ -402,8 +456,8 @@ fn judge(check: GroupCheck, had_everything: &mut bool, group: &str) -> Result<bo
 /// Whether `topic` is a notice topic under `prefix` (what
 /// [`notice_pattern`] subscribes to).
 fn is_notice_topic(prefix: &str, topic: &str) -> bool {
-    topic.strip_prefix(prefix).is_some_and(|a| {
-        let b = a.as_bytes();
+    topic.strip_prefix(prefix).is_some_and(|tail| {
+        let b = Priority::split_topic_tail(tail).0.as_bytes();
         (2..=32).contains(&b.len())
             && b[0].is_ascii_lowercase()
             && b[1..]
@@ -412,8 +466,9 @@ fn is_notice_topic(prefix: &str, topic: &str) -> bool {
     })
 }
 
-/// The subscription regex for notice topics: the prefix and a valid
-/// agency ID, so a topic that does not name an agency is never read.
+/// The subscription regex for notice topics: the prefix, a valid agency
+/// ID and the lane's suffix (none, `.urgent`, `.bulk`), so a topic that
+/// does not name an agency is never read.
 pub fn notice_pattern(prefix: &str) -> String {
     let mut escaped = String::new();
     for c in prefix.chars() {
@@ -422,7 +477,7 @@ pub fn notice_pattern(prefix: &str) -> String {
         }
         escaped.push(c);
     }
-    format!("^{escaped}[a-z][a-z0-9-]{{1,31}}$")
+    format!("^{escaped}[a-z][a-z0-9-]{{1,31}}(\\.urgent|\\.bulk)?$")
 }
 
 impl KafkaSource {
@@ -469,7 +524,7 @@ impl KafkaSource {
             assigned: AtomicBool::new(false),
             signals: std::sync::OnceLock::new(),
         };
-        let consumer: BaseConsumer<SourceContext> = client.create_with_context(ctx)?;
+        let consumer: Arc<BaseConsumer<SourceContext>> = Arc::new(client.create_with_context(ctx)?);
         let pattern = notice_pattern(&cfg.notice_topic_prefix);
         consumer.subscribe(&[&pattern])?;
         KafkaStarted {
@@ -480,6 +535,7 @@ impl KafkaSource {
         .emit();
         KafkaClientError::register();
         Ok(KafkaSource {
+            queues: Vec::new(),
             consumer,
             agencies,
             health,
@@ -578,6 +634,296 @@ impl KafkaSource {
         }
     }
 
+    /// Drops the queues of lanes a rebalance took away.
+    fn forget_revoked(&mut self) {
+        if self.queues.is_empty() {
+            return;
+        }
+        let lanes = self
+            .consumer
+            .context()
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.queues.retain(|q| lanes.lanes.contains_key(&q.lane));
+    }
+
+    /// Reads the queues of `priority`'s lanes, without waiting.
+    fn drain_split(&mut self, priority: Priority, g: &mut Gathered) {
+        let queues: Vec<Arc<PartitionQueue<SourceContext>>> = self
+            .queues
+            .iter()
+            .filter(|q| q.priority == priority)
+            .map(|q| q.queue.clone())
+            .collect();
+        for q in queues {
+            while !g.full() {
+                match q.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Ok(msg)) => self.take(&msg, g),
+                    Some(Err(e)) => {
+                        self.consume_error(&e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the consumer's shared queue (waiting up to `timeout` for the
+    /// first record) until `g` is full or the queue is empty. False when
+    /// the poll must end here (an exclusive group's check is undecided).
+    fn drain_shared(
+        &mut self,
+        mut timeout: Duration,
+        g: &mut Gathered,
+    ) -> Result<bool, SourceError> {
+        let consumer = self.consumer.clone();
+        while !g.full() {
+            let msg = match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    self.consume_error(&e);
+                    break;
+                }
+            };
+            timeout = Duration::ZERO;
+            if self.exclusive
+                && consumer.context().assigned.swap(false, Ordering::SeqCst)
+                && !judge(self.group_check(), &mut self.had_everything, &self.group)?
+            {
+                // Not decided: this record waits, and the check runs
+                // again at the next poll.
+                consumer.context().assigned.store(true, Ordering::SeqCst);
+                let (partition, offset) = (msg.partition(), msg.offset());
+                let topic = msg.topic().to_owned();
+                drop(msg);
+                let _ = consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                );
+                return Ok(false);
+            }
+            self.take(&msg, g);
+        }
+        Ok(true)
+    }
+
+    fn consume_error(&mut self, e: &KafkaError) {
+        let log = self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+        KafkaClientError {
+            kind: "consume",
+            error: e,
+            partition: None,
+            log,
+        }
+        .emit();
+        if log {
+            self.last_error_log = Some(Instant::now());
+        }
+    }
+
+    /// Hands out one fetched record (or skips it: fetched again after a
+    /// pause or a split, already handed out).
+    fn take(&mut self, msg: &BorrowedMessage<'_>, g: &mut Gathered) {
+        let ctx = self.consumer.context();
+        if !ctx.brokers_up.swap(true, Ordering::SeqCst) {
+            KafkaBrokers { up: true }.emit();
+        }
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = self
+            .last_lane
+            .as_ref()
+            .filter(|(t, p, id)| *p == partition && t == topic && lanes.lanes.contains_key(id))
+            .map(|c| c.2);
+        let id = match cached.or_else(|| {
+            lanes
+                .by_partition
+                .get(&(topic.to_owned(), partition))
+                .copied()
+        }) {
+            Some(id) => id,
+            None => {
+                let id = lanes.next_lane;
+                lanes.next_lane = lanes.next_lane.wrapping_add(1);
+                let (agency, priority) = match topic.strip_prefix(&ctx.prefix) {
+                    Some(tail) => {
+                        let (agency, priority) = Priority::split_topic_tail(tail);
+                        (AgencyId::parse(agency).ok(), priority)
+                    }
+                    None => (None, Priority::Normal),
+                };
+                lanes.by_partition.insert((topic.to_owned(), partition), id);
+                lanes.lanes.insert(
+                    id,
+                    Lane {
+                        topic: topic.to_owned(),
+                        partition,
+                        agency,
+                        inflight: VecDeque::new(),
+                        next: -1,
+                        committed: -1,
+                        paused: false,
+                        priority,
+                        split: false,
+                    },
+                );
+                id
+            }
+        };
+        if cached.is_none() {
+            self.last_lane = Some((topic.to_owned(), partition, id));
+        }
+        let lane = lanes.lanes.get_mut(&id).expect("lane just found");
+        if offset < lane.next {
+            return; // fetched again after a pause or a split: already handed out
+        }
+        lane.next = offset + 1;
+        lane.inflight.push_back((offset, false));
+        if self.max_in_flight > 0 && !lane.paused && lane.inflight.len() >= self.max_in_flight {
+            lane.paused = true;
+            g.to_pause.push((lane.topic.clone(), partition));
+        }
+        if lane.priority != Priority::Normal && !lane.split {
+            lane.split = true;
+            g.to_split
+                .push((id, lane.topic.clone(), partition, lane.priority, lane.next));
+        }
+        let (agency, priority) = (lane.agency.clone(), lane.priority);
+        drop(lanes);
+        let refused = match &agency {
+            Some(a) => self.agencies.refusal(a),
+            None => Some(Problem::new(
+                Reason::AgencyUnknown,
+                "agency".to_owned(),
+                "the topic does not name an agency".to_owned(),
+            )),
+        };
+        let payload = msg.payload().unwrap_or_default();
+        let oversize = (payload.len() > self.payload_limit).then_some(payload.len() as u64);
+        let kept = payload.len().min(self.payload_limit);
+        g.bytes += kept;
+        g.out.push(Record {
+            payload: payload[..kept].to_vec(),
+            oversize,
+            position: SourcePosition::Kafka {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+            },
+            agency,
+            refused,
+            token: AckToken {
+                lane: id,
+                seq: offset as u64,
+                bytes: kept as u32,
+            },
+            received: Instant::now(),
+            priority,
+        });
+    }
+
+    /// Pauses what [`Self::take`] found over its bound, and gives the lanes
+    /// that are to be read apart their own queues.
+    fn finish_poll(&mut self, g: &mut Gathered) -> Result<(), SourceError> {
+        for (lane, topic, partition, priority, next) in std::mem::take(&mut g.to_split) {
+            self.split(lane, &topic, partition, priority, next)?;
+        }
+        if !g.to_pause.is_empty() {
+            for (topic, partition) in &g.to_pause {
+                self.set_paused(topic, *partition, true);
+            }
+            let lanes = self
+                .consumer
+                .context()
+                .lanes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            KafkaPaused {
+                paused: lanes.lanes.values().filter(|l| l.paused).count(),
+            }
+            .emit();
+        }
+        Ok(())
+    }
+
+    /// From now on `lane` is read from its own queue. What the shared queue
+    /// already holds of it is dropped by librdkafka once the seek to
+    /// `next` (the first record not handed out) has made it outdated, and
+    /// is fetched again into the new queue: nothing is handed out twice
+    /// or skipped. A seek that keeps failing would leave that in doubt, so
+    /// the node stops then (nothing is lost: offsets are committed only
+    /// over what was handed out and durable).
+    fn split(
+        &mut self,
+        lane: u32,
+        topic: &str,
+        partition: i32,
+        priority: Priority,
+        next: i64,
+    ) -> Result<(), SourceError> {
+        self.queues
+            .retain(|q| !(q.partition == partition && q.topic == topic));
+        let Some(queue) = self.consumer.split_partition_queue(topic, partition) else {
+            // Not a partition librdkafka knows: it stays in the shared queue.
+            let lanes = &self.consumer.context().lanes;
+            if let Some(l) = lanes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .lanes
+                .get_mut(&lane)
+            {
+                l.split = false;
+            }
+            return Ok(());
+        };
+        let mut last = None;
+        for attempt in 0..3 {
+            match self.consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(next),
+                Duration::from_secs(5),
+            ) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    KafkaClientError {
+                        kind: "seek",
+                        error: &e,
+                        partition: Some((topic, partition)),
+                        log: true,
+                    }
+                    .emit();
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                }
+            }
+        }
+        if let Some(e) = last {
+            return Err(SourceError::Refused(format!(
+                "cannot read {topic} [{partition}] from its own queue: the seek to offset {next} failed ({e}); \
+                 stopping so that no record of it is skipped (they are read again after the restart)"
+            )));
+        }
+        self.queues.push(SplitQueue {
+            lane,
+            topic: topic.to_owned(),
+            partition,
+            priority,
+            queue: Arc::new(queue),
+        });
+        Ok(())
+    }
+
     fn update_health(&self) {
         let up = self.consumer.context().brokers_up.load(Ordering::SeqCst);
         let (ready, why) = self.health.ready();
@@ -647,161 +993,55 @@ impl Source for KafkaSource {
                 .assigned
                 .store(true, Ordering::SeqCst);
         }
-        let mut out = Vec::with_capacity(max.min(4096));
-        let mut to_pause = Vec::new();
-        let mut timeout = wait;
-        let mut bytes = 0usize;
-        while out.len() < max && (out.is_empty() || bytes < max_bytes) {
-            let msg = match self.consumer.poll(timeout) {
-                None => break,
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    let log = self
-                        .last_error_log
-                        .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
-                    KafkaClientError {
-                        kind: "consume",
-                        error: &e,
-                        partition: None,
-                        log,
-                    }
-                    .emit();
-                    if log {
-                        self.last_error_log = Some(Instant::now());
-                    }
-                    break;
-                }
+        self.forget_revoked();
+        let mut g = Gathered {
+            out: Vec::with_capacity(max.min(4096)),
+            bytes: 0,
+            max,
+            max_bytes,
+            to_pause: Vec::new(),
+            to_split: Vec::new(),
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            // Urgent first, then the shared queue (normal lanes, and the
+            // first records of the others), then bulk.
+            self.drain_split(Priority::Urgent, &mut g);
+            let split = !self.queues.is_empty();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeout = match (g.out.is_empty(), split) {
+                (false, _) => Duration::ZERO,
+                (true, false) => remaining,
+                (true, true) => remaining.min(SPLIT_SLICE),
             };
-            timeout = Duration::ZERO;
-            if self.exclusive
-                && self
-                    .consumer
-                    .context()
-                    .assigned
-                    .swap(false, Ordering::SeqCst)
-                && !judge(self.group_check(), &mut self.had_everything, &self.group)?
-            {
-                // Not decided: this record waits, and the check runs
-                // again at the next poll.
-                self.consumer
-                    .context()
-                    .assigned
-                    .store(true, Ordering::SeqCst);
-                let (partition, offset) = (msg.partition(), msg.offset());
-                let topic = msg.topic().to_owned();
-                drop(msg);
-                let _ = self.consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(5),
-                );
+            if !self.drain_shared(timeout, &mut g)? {
                 break;
             }
-            let ctx = self.consumer.context();
-            if !ctx.brokers_up.swap(true, Ordering::SeqCst) {
-                KafkaBrokers { up: true }.emit();
+            self.drain_split(Priority::Bulk, &mut g);
+            if !g.out.is_empty() || Instant::now() >= deadline {
+                break;
             }
-            let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-            let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            let cached = self
-                .last_lane
-                .as_ref()
-                .filter(|(t, p, id)| *p == partition && t == topic && lanes.lanes.contains_key(id))
-                .map(|c| c.2);
-            let id = match cached.or_else(|| {
-                lanes
-                    .by_partition
-                    .get(&(topic.to_owned(), partition))
-                    .copied()
-            }) {
-                Some(id) => id,
-                None => {
-                    let id = lanes.next_lane;
-                    lanes.next_lane = lanes.next_lane.wrapping_add(1);
-                    let agency = topic
-                        .strip_prefix(&ctx.prefix)
-                        .and_then(|a| AgencyId::parse(a).ok());
-                    lanes.by_partition.insert((topic.to_owned(), partition), id);
-                    lanes.lanes.insert(
-                        id,
-                        Lane {
-                            topic: topic.to_owned(),
-                            partition,
-                            agency,
-                            inflight: VecDeque::new(),
-                            next: -1,
-                            committed: -1,
-                            paused: false,
-                        },
-                    );
-                    id
-                }
-            };
-            if cached.is_none() {
-                self.last_lane = Some((topic.to_owned(), partition, id));
-            }
-            let lane = lanes.lanes.get_mut(&id).expect("lane just found");
-            if offset < lane.next {
-                continue; // fetched again after a pause: already handed out
-            }
-            lane.next = offset + 1;
-            lane.inflight.push_back((offset, false));
-            if self.max_in_flight > 0 && !lane.paused && lane.inflight.len() >= self.max_in_flight {
-                lane.paused = true;
-                to_pause.push((lane.topic.clone(), partition));
-            }
-            let agency = lane.agency.clone();
-            drop(lanes);
-            let refused = match &agency {
-                Some(a) => self.agencies.refusal(a),
-                None => Some(Problem::new(
-                    Reason::AgencyUnknown,
-                    "agency".to_owned(),
-                    "the topic does not name an agency".to_owned(),
-                )),
-            };
-            let payload = msg.payload().unwrap_or_default();
-            let oversize = (payload.len() > self.payload_limit).then_some(payload.len() as u64);
-            let kept = payload.len().min(self.payload_limit);
-            bytes += kept;
-            out.push(Record {
-                payload: payload[..payload.len().min(self.payload_limit)].to_vec(),
-                oversize,
-                position: SourcePosition::Kafka {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset,
-                },
-                agency,
-                refused,
-                token: AckToken {
-                    lane: id,
-                    seq: offset as u64,
-                    bytes: kept as u32,
-                },
-                received: Instant::now(),
-            });
         }
-        if !to_pause.is_empty() {
-            for (topic, partition) in &to_pause {
-                self.set_paused(topic, *partition, true);
-            }
-            let lanes = self
-                .consumer
-                .context()
-                .lanes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            KafkaPaused {
-                paused: lanes.lanes.values().filter(|l| l.paused).count(),
-            }
-            .emit();
-        }
-        if out.is_empty() {
+        self.finish_poll(&mut g)?;
+        if g.out.is_empty() {
             return Ok(Poll::Idle);
         }
-        Ok(Poll::Records(out))
+        Ok(Poll::Records(g.out))
+    }
+
+    fn poll_urgent(&mut self, max: usize, max_bytes: usize) -> Result<Vec<Record>, SourceError> {
+        self.forget_revoked();
+        let mut g = Gathered {
+            out: Vec::new(),
+            bytes: 0,
+            max,
+            max_bytes,
+            to_pause: Vec::new(),
+            to_split: Vec::new(),
+        };
+        self.drain_split(Priority::Urgent, &mut g);
+        self.finish_poll(&mut g)?;
+        Ok(g.out)
     }
 
     fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError> {
@@ -881,6 +1121,14 @@ mod tests {
         assert!(!is_notice_topic(p, "karpoosheh.receipts.tax"));
         assert!(!is_notice_topic(p, &format!("{p}{}", "a".repeat(33))));
         assert!(is_notice_topic(p, &format!("{p}{}", "a".repeat(32))));
+        // The lanes' topics.
+        assert!(is_notice_topic(p, "karpoosheh.notices.tax.urgent"));
+        assert!(is_notice_topic(p, "karpoosheh.notices.tax.bulk"));
+        assert!(!is_notice_topic(p, "karpoosheh.notices.tax.later"));
+        assert!(
+            !is_notice_topic(p, "karpoosheh.notices.t.urgent"),
+            "too short"
+        );
     }
 
     #[test]
@@ -893,6 +1141,8 @@ mod tests {
             next: -1,
             committed: -1,
             paused: false,
+            priority: Priority::Normal,
+            split: false,
         };
         assert_eq!(l.durable_position(), None, "nothing read yet");
         for o in [5, 6, 9, 10] {
@@ -914,6 +1164,9 @@ mod tests {
     #[test]
     fn pattern_matches_agency_topics_only() {
         let p = notice_pattern("karpoosheh.notices.");
-        assert_eq!(p, "^karpoosheh\\.notices\\.[a-z][a-z0-9-]{1,31}$");
+        assert_eq!(
+            p,
+            "^karpoosheh\\.notices\\.[a-z][a-z0-9-]{1,31}(\\.urgent|\\.bulk)?$"
+        );
     }
 }

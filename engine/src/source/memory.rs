@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use karpoosheh_schemas::{AgencyId, SourcePosition};
+use karpoosheh_schemas::{AgencyId, Priority, SourcePosition};
 
 use super::{AckToken, AckTracker, Poll, Record, Source, SourceError};
 
@@ -109,6 +109,7 @@ impl Source for MemorySource {
                         bytes: len,
                     },
                     received,
+                    priority: Priority::Normal,
                 }
             })
             .collect();

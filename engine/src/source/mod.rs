@@ -13,7 +13,7 @@ mod memory;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use karpoosheh_schemas::{AgencyId, Problem, SourcePosition};
+use karpoosheh_schemas::{AgencyId, Priority, Problem, SourcePosition};
 
 pub use file::FileSource;
 pub use kafka::{KafkaSource, SourceSignals};
@@ -49,6 +49,9 @@ pub struct Record {
     pub token: AckToken,
     /// When the record entered the engine, for latency.
     pub received: Instant,
+    /// Its lane (a Kafka topic's suffix; normal elsewhere). Every record
+    /// of one source lane has the same.
+    pub priority: Priority,
 }
 
 /// What a poll produced.
@@ -87,6 +90,14 @@ pub trait Source: Send {
     fn poll(&mut self, max: usize, max_bytes: usize, wait: Duration) -> Result<Poll, SourceError>;
     /// Marks records durably handled, in any order.
     fn ack(&mut self, tokens: &[AckToken]) -> Result<(), SourceError>;
+    /// Urgent records only, without waiting: what the pipeline reads while
+    /// it takes nothing else (its byte budget spent, its queue full), so
+    /// that urgent work never waits behind a backlog. `poll` hands out
+    /// urgent records first as well. Sources without lanes have none.
+    fn poll_urgent(&mut self, max: usize, max_bytes: usize) -> Result<Vec<Record>, SourceError> {
+        let _ = (max, max_bytes);
+        Ok(Vec::new())
+    }
 }
 
 /// Tracks acknowledgements that arrive out of order and yields, per lane,

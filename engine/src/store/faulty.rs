@@ -28,6 +28,8 @@ pub struct Faulty {
     audit_failures: AtomicU32,
     /// Delivery records that read back as corrupt.
     corrupt_deliveries: Mutex<Vec<TrackingCode>>,
+    /// `write` takes this long per entry first (a busy store).
+    write_delay_per_entry: Mutex<std::time::Duration>,
 }
 
 impl Faulty {
@@ -41,7 +43,14 @@ impl Faulty {
             write_panics: AtomicBool::new(false),
             audit_failures: AtomicU32::new(0),
             corrupt_deliveries: Mutex::new(Vec::new()),
+            write_delay_per_entry: Mutex::new(std::time::Duration::ZERO),
         }
+    }
+
+    /// Every `write` first sleeps `d` per entry, as a busy store is slow.
+    pub fn slowed_writes(self, d: std::time::Duration) -> Self {
+        *self.write_delay_per_entry.lock().unwrap() = d;
+        self
     }
 
     /// The delivery record of `code` reads back as corrupt.
@@ -94,6 +103,10 @@ impl NoticeStore for Faulty {
         );
         if let Some(err) = self.write_errors.lock().unwrap().pop_front() {
             return Err(err());
+        }
+        let delay = *self.write_delay_per_entry.lock().unwrap();
+        if !delay.is_zero() {
+            std::thread::sleep(delay * e.len() as u32);
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(e)

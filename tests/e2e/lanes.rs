@@ -1,0 +1,122 @@
+//! Priority lanes (issue 24) through the real Kafka source: an agency's
+//! urgent notices overtake another's bulk backlog that is already in the
+//! topics.
+
+use std::time::{Duration, Instant};
+
+use karpoosheh_tests::{envelope, person};
+use rdkafka::producer::Producer;
+
+use crate::kafka::{broker_or_skip, produce, read_answers, Engine, Names, Storage};
+
+#[test]
+fn kafka_urgent_notices_overtake_a_bulk_backlog() {
+    let Some(broker) = broker_or_skip("kafka_lanes", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("lanes");
+    names.create(&broker, &["tax", "judiciary"], 2);
+    let bulk_topic = format!("{}.bulk", names.notices("tax"));
+    let urgent_topic = format!("{}.urgent", names.notices("judiciary"));
+    broker.create_topics(&[&bulk_topic, &urgent_topic], 2);
+
+    // The backlog first: a tax campaign on its bulk lane.
+    const BULK: u32 = 40_000;
+    let p = broker.producer();
+    for i in 0..BULK {
+        let id = person(200_000_000 + i * 53);
+        let r = format!("campaign-{i}");
+        produce(
+            &p,
+            &bulk_topic,
+            &id,
+            envelope("tax", &r, &id, "اخطاریه").as_bytes(),
+        );
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    let stored = |e: &Engine, agency: &str| {
+        e.metric(
+            "karpoosheh_notices_stored_total",
+            &format!("agency=\"{agency}\""),
+        )
+    };
+    engine.wait_for("the campaign under way", Duration::from_secs(120), |e| {
+        stored(e, "tax") >= 2_000.0
+    });
+
+    // A court's summonses on its urgent lane while the campaign is read.
+    const URGENT: u32 = 20;
+    let mut refs = Vec::new();
+    for i in 0..URGENT {
+        let id = person(400_000_000 + i * 31);
+        let r = format!("summons-{i}");
+        produce(
+            &p,
+            &urgent_topic,
+            &id,
+            envelope("judiciary", &r, &id, "احضاریه").as_bytes(),
+        );
+        refs.push(r);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let sent = Instant::now();
+    engine.wait_for("the summonses stored", Duration::from_secs(120), |e| {
+        stored(e, "judiciary") >= URGENT as f64
+    });
+    let took = sent.elapsed();
+    let tax_then = stored(&engine, "tax");
+    eprintln!(
+        "kafka_lanes: {URGENT} urgent notices stored {took:?} after they were sent, \
+         with {tax_then} of the {BULK} bulk ones stored by then"
+    );
+    assert!(
+        tax_then < (BULK - 10_000) as f64,
+        "the urgent notices waited behind the bulk backlog: {tax_then} of {BULK} were stored first"
+    );
+    // The backlog by lane is reported.
+    let (_, metrics) = engine.get("/metrics");
+    for lane in ["urgent", "normal", "bulk"] {
+        assert!(
+            metrics.contains(&format!(
+                "karpoosheh_kafka_backlog_records{{priority=\"{lane}\"}}"
+            )),
+            "no backlog gauge for {lane}"
+        );
+    }
+
+    // Everything is answered, on the agencies' one receipt topic each,
+    // whatever lane it came on.
+    engine.wait_for("the campaign stored", Duration::from_secs(300), |e| {
+        stored(e, "tax") >= BULK as f64
+    });
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| {
+            refs.iter().all(|r| {
+                a.receipts
+                    .contains_key(&("judiciary".to_owned(), r.clone()))
+            }) && (0..BULK).all(|i| {
+                a.receipts
+                    .contains_key(&("tax".to_owned(), format!("campaign-{i}")))
+            })
+        },
+        Duration::from_secs(120),
+    );
+    for r in &refs {
+        let got = &answers.receipts[&("judiciary".to_owned(), r.clone())];
+        assert_eq!(got[0].0, "accepted", "{r}: {got:?}");
+    }
+    let tax = (0..BULK)
+        .filter(|i| {
+            answers
+                .receipts
+                .contains_key(&("tax".to_owned(), format!("campaign-{i}")))
+        })
+        .count();
+    assert_eq!(tax, BULK as usize, "every bulk notice answered");
+    engine.terminate();
+}
