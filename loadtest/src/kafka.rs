@@ -3,7 +3,7 @@
 //! end-to-end latency and throughput), and a bare consumer (`drain`) that
 //! measures the raw consume rate of the same topics for the benchmark.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,6 +81,11 @@ pub struct ProduceOptions {
     pub linger_ms: u64,
     /// The receipt reader's `fetch.wait.max.ms`.
     pub fetch_wait_ms: u64,
+    /// The engine's metrics endpoint (`host:port`): its stage histograms
+    /// are read before and after, and summarised in the report.
+    pub engine_metrics: Option<String>,
+    /// The lane the notices go on: the suffix of their topics.
+    pub lane: karpoosheh_schemas::Priority,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -99,6 +104,12 @@ pub struct KafkaReport {
     /// the first produce to the last answer.
     pub end_to_end_per_sec: f64,
     pub complete: bool,
+    /// The engine's own side of the run, from its `/metrics` (with
+    /// `--engine-metrics`): per stage (`receipt`: arrival → receipt
+    /// acknowledged; `stage_*`: the pipeline's stages), what was recorded
+    /// during the run, as bucket upper bounds.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine: BTreeMap<String, crate::engine_metrics::Summary>,
 }
 
 #[derive(serde::Deserialize)]
@@ -142,7 +153,7 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         .iter()
         .flat_map(|a| {
             [
-                format!("{}{a}", target.notice_prefix),
+                format!("{}{a}{}", target.notice_prefix, opts.lane.topic_suffix()),
                 format!("{}{a}", target.receipt_prefix),
             ]
         })
@@ -155,6 +166,9 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
 
     // Answers are read from before the first record is produced.
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // Every (agency, reference) this run sends: receipts of others (another
+    // run on the same receipt topics) are not this run's answers.
+    let ours: Arc<Mutex<HashSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
@@ -173,9 +187,11 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
     let reader = opts.wait_receipts.map(|_| {
         let target = target.clone();
         let (sent, stop, answered) = (sent.clone(), stop.clone(), answered.clone());
-        let ready = ready.clone();
+        let (ready, ours) = (ready.clone(), ours.clone());
         let fetch_wait = opts.fetch_wait_ms;
-        std::thread::spawn(move || read_answers(&target, ready, sent, stop, answered, fetch_wait))
+        std::thread::spawn(move || {
+            read_answers(&target, ready, sent, ours, stop, answered, fetch_wait)
+        })
     });
     if reader.is_some() {
         // Let the reader join its group and take its positions first.
@@ -188,6 +204,10 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         std::thread::sleep(Duration::from_secs(1));
     }
 
+    let engine_before = match &opts.engine_metrics {
+        Some(addr) => Some(crate::engine_metrics::scrape(addr)?),
+        None => None,
+    };
     let mut pc = target.client();
     pc.set("enable.idempotence", "true")
         .set("linger.ms", opts.linger_ms.to_string())
@@ -239,20 +259,26 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
                     std::thread::sleep(w);
                 }
             }
-            let topic = format!("{}{}", target.notice_prefix, g.agency);
+            let topic = format!(
+                "{}{}{}",
+                target.notice_prefix,
+                g.agency,
+                opts.lane.topic_suffix()
+            );
             let key = traffic
                 .recipient_of(n)
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| format!("r{n}"));
-            if reader.is_some() && g.expect != Expect::Duplicate {
+            if reader.is_some() {
                 if let Ok(RefView {
                     reference: Some(serde_json::Value::String(r)),
                 }) = serde_json::from_slice::<RefView>(&g.payload)
                 {
-                    sent.lock()
-                        .unwrap()
-                        .entry(format!("{}\0{r}", g.agency))
-                        .or_insert_with(Instant::now);
+                    let key = format!("{}\0{r}", g.agency);
+                    ours.lock().unwrap().insert(key.clone());
+                    if g.expect != Expect::Duplicate {
+                        sent.lock().unwrap().entry(key).or_insert_with(Instant::now);
+                    }
                 }
             }
             send(&topic, key.as_bytes(), &g.payload);
@@ -302,6 +328,23 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         report.complete = answered.load(Ordering::SeqCst) >= expected_answers;
         report.end_to_end_per_sec = total as f64 / done_at.as_secs_f64();
     }
+    if let (Some(addr), Some(before)) = (&opts.engine_metrics, engine_before) {
+        // The engine records a receipt's latency from the broker's
+        // acknowledgement, which can come a moment after the reader saw it.
+        std::thread::sleep(Duration::from_millis(300));
+        report.engine =
+            crate::engine_metrics::summarise(&before, &crate::engine_metrics::scrape(addr)?);
+        for (series, s) in &report.engine {
+            let ms = |v: Option<f64>| v.map_or("> max".to_owned(), |v| format!("≤ {v} ms"));
+            eprintln!(
+                "engine {series:20} {:>8} observed   p50 {:>11}   p90 {:>11}   p99 {:>11}",
+                s.count,
+                ms(s.p50_ms_le),
+                ms(s.p90_ms_le),
+                ms(s.p99_ms_le)
+            );
+        }
+    }
     Ok(report)
 }
 
@@ -316,6 +359,7 @@ fn read_answers(
     target: &KafkaTarget,
     ready: Arc<AtomicBool>,
     sent: Arc<Mutex<HashMap<String, Instant>>>,
+    ours: Arc<Mutex<HashSet<String>>>,
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
     fetch_wait_ms: u64,
@@ -362,6 +406,15 @@ fn read_answers(
         // A signed batch's head, not an answer to a record.
         if r.event == "batch_signed" {
             continue;
+        }
+        if let Some(reference) = &r.reference {
+            if !ours
+                .lock()
+                .unwrap()
+                .contains(&format!("{}\0{reference}", r.agency))
+            {
+                continue; // another run's
+            }
         }
         if !seen.insert(r.receipt_id.clone()) {
             out.repeated += 1; // at-least-once: deduplicated by receipt_id

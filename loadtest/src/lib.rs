@@ -5,6 +5,7 @@
 //! disk in one run.
 
 mod bench;
+pub mod engine_metrics;
 pub mod inbox_bench;
 pub mod kafka;
 pub mod read_bench;

@@ -120,6 +120,15 @@ enum Command {
         /// may hold its fetch when there is nothing new).
         #[arg(long, default_value_t = 50)]
         fetch_wait_ms: u64,
+        /// The engine's metrics address (HOST:PORT): its stage latency
+        /// histograms are read before and after the run and their share of
+        /// the run summarised (the report's `engine`, and on stderr).
+        #[arg(long, value_name = "HOST:PORT")]
+        engine_metrics: Option<String>,
+        /// The lane to send on: urgent and bulk go to the agencies'
+        /// `.urgent` and `.bulk` notice topics (created on the way).
+        #[arg(long, default_value = "normal", value_parser = ["urgent", "normal", "bulk"])]
+        lane: String,
     },
     /// Bare consumer of the notice topics (no processing): the raw consume rate.
     Drain {
@@ -380,6 +389,8 @@ fn run() -> Result<()> {
             timeout,
             linger_ms,
             fetch_wait_ms,
+            engine_metrics,
+            lane,
         } => {
             let signing_key = match (signing_key, *registrations) {
                 (_, 0) => None,
@@ -406,6 +417,12 @@ fn run() -> Result<()> {
                 partitions: *partitions,
                 linger_ms: *linger_ms,
                 fetch_wait_ms: *fetch_wait_ms,
+                engine_metrics: engine_metrics.clone(),
+                lane: match lane.as_str() {
+                    "urgent" => karpoosheh_schemas::Priority::Urgent,
+                    "bulk" => karpoosheh_schemas::Priority::Bulk,
+                    _ => karpoosheh_schemas::Priority::Normal,
+                },
             };
             let r = karpoosheh_loadtest::kafka::run(&target.target()?, &opts)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
