@@ -86,6 +86,9 @@ pub struct ProduceOptions {
     pub engine_metrics: Option<String>,
     /// The lane the notices go on: the suffix of their topics.
     pub lane: karpoosheh_schemas::Priority,
+    /// Only these agencies' notices are sent (the others the model makes
+    /// are skipped), and only their receipts read; all when empty.
+    pub agencies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -148,7 +151,15 @@ fn escape(prefix: &str) -> String {
 pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
     let traffic = Arc::new(Traffic::new(opts.traffic.clone()));
     let total = opts.traffic.notices;
-    let agencies: Vec<&str> = Traffic::agencies().iter().map(|a| a.0).collect();
+    let included = |a: &str| opts.agencies.is_empty() || opts.agencies.iter().any(|x| x == a);
+    let agencies: Vec<&str> = Traffic::agencies()
+        .iter()
+        .map(|a| a.0)
+        .filter(|a| included(a))
+        .collect();
+    if agencies.is_empty() {
+        anyhow::bail!("--agencies names none of the model's agencies");
+    }
     let mut topics: Vec<String> = agencies
         .iter()
         .flat_map(|a| {
@@ -173,24 +184,18 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
     let ready = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let mut report = KafkaReport::default();
+    // Counted as records are sent (an agency filter skips some).
     let mut expected_answers = 0u64;
-    for i in 0..total {
-        let e = traffic.expect_of(i);
-        let k = match e {
-            Expect::Stored | Expect::Duplicate => "accepted",
-            Expect::Rejected(_) => "rejected",
-            Expect::DeadLetter(_) => "dead_letter",
-        };
-        *report.expected.entry(k.to_owned()).or_default() += 1;
-        expected_answers += 1;
-    }
     let reader = opts.wait_receipts.map(|_| {
         let target = target.clone();
         let (sent, stop, answered) = (sent.clone(), stop.clone(), answered.clone());
         let (ready, ours) = (ready.clone(), ours.clone());
         let fetch_wait = opts.fetch_wait_ms;
+        let agencies: Vec<String> = agencies.iter().map(|a| a.to_string()).collect();
         std::thread::spawn(move || {
-            read_answers(&target, ready, sent, ours, stop, answered, fetch_wait)
+            read_answers(
+                &target, &agencies, ready, sent, ours, stop, answered, fetch_wait,
+            )
         })
     });
     if reader.is_some() {
@@ -250,11 +255,22 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         report.registrations += 1;
     }
     let mut i = 0;
+    let mut sent_n = 0u64;
     while i < total {
         let end = (i + 4096).min(total);
         for (n, g) in (i..end).zip(traffic.chunk(i, end)) {
+            if !included(g.agency) {
+                continue;
+            }
+            let k = match traffic.expect_of(n) {
+                Expect::Stored | Expect::Duplicate => "accepted",
+                Expect::Rejected(_) => "rejected",
+                Expect::DeadLetter(_) => "dead_letter",
+            };
+            *report.expected.entry(k.to_owned()).or_default() += 1;
+            expected_answers += 1;
             if opts.rate > 0 {
-                let due = started + Duration::from_secs_f64(n as f64 / opts.rate as f64);
+                let due = started + Duration::from_secs_f64(sent_n as f64 / opts.rate as f64);
                 if let Some(w) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(w);
                 }
@@ -282,13 +298,14 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
                 }
             }
             send(&topic, key.as_bytes(), &g.payload);
+            sent_n += 1;
         }
         i = end;
     }
     producer.flush(Duration::from_secs(120))?;
-    report.produced = total;
+    report.produced = sent_n;
     report.produce_seconds = started.elapsed().as_secs_f64();
-    report.produce_per_sec = total as f64 / report.produce_seconds;
+    report.produce_per_sec = sent_n as f64 / report.produce_seconds;
     eprintln!(
         "produced {total} notices ({} registrations) in {:.1}s: {:.0}/s",
         report.registrations, report.produce_seconds, report.produce_per_sec
@@ -326,7 +343,7 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
             report.latency_ms.insert(name.to_owned(), q(p));
         }
         report.complete = answered.load(Ordering::SeqCst) >= expected_answers;
-        report.end_to_end_per_sec = total as f64 / done_at.as_secs_f64();
+        report.end_to_end_per_sec = sent_n as f64 / done_at.as_secs_f64();
     }
     if let (Some(addr), Some(before)) = (&opts.engine_metrics, engine_before) {
         // The engine records a receipt's latency from the broker's
@@ -355,8 +372,10 @@ struct Answers {
     latency_us: Vec<u64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_answers(
     target: &KafkaTarget,
+    agencies: &[String],
     ready: Arc<AtomicBool>,
     sent: Arc<Mutex<HashMap<String, Instant>>>,
     ours: Arc<Mutex<HashSet<String>>>,
@@ -372,7 +391,15 @@ fn read_answers(
         .set("auto.offset.reset", "latest")
         .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
     let consumer: BaseConsumer = c.create()?;
-    let pattern = format!("^{}.*", escape(&target.receipt_prefix));
+    let pattern = format!(
+        "^{}({})$",
+        escape(&target.receipt_prefix),
+        agencies
+            .iter()
+            .map(|a| escape(a))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     consumer.subscribe(&[&pattern, &target.dead_letter_topic])?;
     let joined = Instant::now();
     while consumer.assignment().map_or(0, |a| a.count()) == 0 {

@@ -129,6 +129,11 @@ enum Command {
         /// `.urgent` and `.bulk` notice topics (created on the way).
         #[arg(long, default_value = "normal", value_parser = ["urgent", "normal", "bulk"])]
         lane: String,
+        /// Only these agencies' notices (comma-separated): the others the
+        /// model makes are skipped, and only these agencies' receipts are
+        /// read. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        agencies: Vec<String>,
     },
     /// Bare consumer of the notice topics (no processing): the raw consume rate.
     Drain {
@@ -391,6 +396,7 @@ fn run() -> Result<()> {
             fetch_wait_ms,
             engine_metrics,
             lane,
+            agencies,
         } => {
             let signing_key = match (signing_key, *registrations) {
                 (_, 0) => None,
@@ -423,6 +429,7 @@ fn run() -> Result<()> {
                     "bulk" => karpoosheh_schemas::Priority::Bulk,
                     _ => karpoosheh_schemas::Priority::Normal,
                 },
+                agencies: agencies.clone(),
             };
             let r = karpoosheh_loadtest::kafka::run(&target.target()?, &opts)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
