@@ -120,3 +120,92 @@ fn kafka_urgent_notices_overtake_a_bulk_backlog() {
     assert_eq!(tax, BULK as usize, "every bulk notice answered");
     engine.terminate();
 }
+
+/// An urgent partition read from its own queue goes to another member of
+/// the group and comes back: the node reads it again (librdkafka keeps a
+/// split partition apart from the shared queue for good, so the node
+/// keeps its queue across the move).
+#[test]
+fn kafka_an_urgent_partition_that_moves_away_and_back_is_read_again() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let Some(broker) = broker_or_skip("kafka_lanes_move", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("lanesmove");
+    names.create(&broker, &["judiciary"], 1);
+    let urgent_topic = format!("{}.urgent", names.notices("judiciary"));
+    broker.create_topics(&[&urgent_topic], 4);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    let p = broker.producer();
+    let send = |from: u32, n: u32| {
+        for i in from..from + n {
+            let id = person(500_000_000 + i * 37);
+            let r = format!("summons-{i}");
+            produce(
+                &p,
+                &urgent_topic,
+                &id,
+                envelope("judiciary", &r, &id, "احضاریه").as_bytes(),
+            );
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+    let stored = |e: &Engine| e.metric("karpoosheh_notices_stored_total", "agency=\"judiciary\"");
+    // Every partition read once, so each has its own queue.
+    send(0, 40);
+    engine.wait_for("the first summonses", Duration::from_secs(60), |e| {
+        stored(e) >= 40.0
+    });
+    let all = engine.metric("karpoosheh_kafka_assigned_partitions", "");
+
+    // Another member takes part of the urgent topic, then leaves.
+    let mut c = broker.client();
+    c.set("group.id", format!("{}-group", names.prefix))
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000");
+    let other: BaseConsumer = c.create().unwrap();
+    other.subscribe(&[&urgent_topic]).unwrap();
+    let t = Instant::now();
+    while other.assignment().map_or(0, |a| a.count()) == 0 {
+        let _ = other.poll(Duration::from_millis(100));
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the other member was never given a partition"
+        );
+    }
+    let taken = other.assignment().unwrap().count();
+    engine.wait_for("the node giving them up", Duration::from_secs(60), |e| {
+        e.metric("karpoosheh_kafka_assigned_partitions", "") <= all - taken as f64
+    });
+    other.unsubscribe();
+    drop(other);
+    engine.wait_for("its partitions back", Duration::from_secs(90), |e| {
+        e.metric("karpoosheh_kafka_assigned_partitions", "") >= all
+    });
+
+    // Summonses to every partition again, the moved ones included.
+    send(40, 40);
+    engine.wait_for(
+        "the summonses after the move",
+        Duration::from_secs(60),
+        |e| stored(e) >= 80.0,
+    );
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| {
+            (0..80).all(|i| {
+                a.receipts
+                    .contains_key(&("judiciary".to_owned(), format!("summons-{i}")))
+            })
+        },
+        Duration::from_secs(60),
+    );
+    for i in 0..80 {
+        let got = &answers.receipts[&("judiciary".to_owned(), format!("summons-{i}"))];
+        assert_eq!(got[0].0, "accepted", "summons-{i}: {got:?}");
+    }
+    engine.terminate();
+}

@@ -386,9 +386,12 @@ pub struct KafkaSource {
     unowned_since: std::cell::Cell<Option<Instant>>,
 }
 
-/// A partition read from its own queue.
+/// A partition read from its own queue. Kept for the consumer's life,
+/// across revocations: librdkafka never forwards a split partition's
+/// records to the shared queue again, not even when the partition is
+/// assigned anew, so its records come here from then on, for whichever
+/// lane it is then.
 struct SplitQueue {
-    lane: u32,
     topic: String,
     partition: i32,
     priority: Priority,
@@ -634,20 +637,6 @@ impl KafkaSource {
         }
     }
 
-    /// Drops the queues of lanes a rebalance took away.
-    fn forget_revoked(&mut self) {
-        if self.queues.is_empty() {
-            return;
-        }
-        let lanes = self
-            .consumer
-            .context()
-            .lanes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        self.queues.retain(|q| lanes.lanes.contains_key(&q.lane));
-    }
-
     /// Reads the queues of `priority`'s lanes, without waiting.
     fn drain_split(&mut self, priority: Priority, g: &mut Gathered) {
         let queues: Vec<Arc<PartitionQueue<SourceContext>>> = self
@@ -679,7 +668,12 @@ impl KafkaSource {
         g: &mut Gathered,
     ) -> Result<bool, SourceError> {
         let consumer = self.consumer.clone();
-        while !g.full() {
+        // At least once, even when urgent records filled `g`: polling the
+        // shared queue is what serves rebalances and commit callbacks (one
+        // record over `max` at most).
+        let mut once = true;
+        while once || !g.full() {
+            once = false;
             let msg = match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => m,
@@ -792,8 +786,16 @@ impl KafkaSource {
         }
         if lane.priority != Priority::Normal && !lane.split {
             lane.split = true;
-            g.to_split
-                .push((id, lane.topic.clone(), partition, lane.priority, lane.next));
+            // Split in an earlier assignment: its records come by its own
+            // queue already.
+            let known = self
+                .queues
+                .iter()
+                .any(|q| q.partition == partition && q.topic == topic);
+            if !known {
+                g.to_split
+                    .push((id, lane.topic.clone(), partition, lane.priority, lane.next));
+            }
         }
         let (agency, priority) = (lane.agency.clone(), lane.priority);
         drop(lanes);
@@ -833,7 +835,11 @@ impl KafkaSource {
     /// that are to be read apart their own queues.
     fn finish_poll(&mut self, g: &mut Gathered) -> Result<(), SourceError> {
         for (lane, topic, partition, priority, next) in std::mem::take(&mut g.to_split) {
-            self.split(lane, &topic, partition, priority, next)?;
+            // A rebalance while this poll read the shared queue may have
+            // taken the partition away: its next owner reads it.
+            if self.lane_is_assigned(lane) {
+                self.split(lane, &topic, partition, priority, next)?;
+            }
         }
         if !g.to_pause.is_empty() {
             for (topic, partition) in &g.to_pause {
@@ -868,8 +874,6 @@ impl KafkaSource {
         priority: Priority,
         next: i64,
     ) -> Result<(), SourceError> {
-        self.queues
-            .retain(|q| !(q.partition == partition && q.topic == topic));
         let Some(queue) = self.consumer.split_partition_queue(topic, partition) else {
             // Not a partition librdkafka knows: it stays in the shared queue.
             let lanes = &self.consumer.context().lanes;
@@ -908,20 +912,36 @@ impl KafkaSource {
                 }
             }
         }
-        if let Some(e) = last {
-            return Err(SourceError::Refused(format!(
-                "cannot read {topic} [{partition}] from its own queue: the seek to offset {next} failed ({e}); \
-                 stopping so that no record of it is skipped (they are read again after the restart)"
-            )));
-        }
+        // From here its records come only by this queue, whatever the seek
+        // did: kept.
         self.queues.push(SplitQueue {
-            lane,
             topic: topic.to_owned(),
             partition,
             priority,
             queue: Arc::new(queue),
         });
+        if let Some(e) = last {
+            if !self.lane_is_assigned(lane) {
+                // Revoked meanwhile: fetching resumes from the committed
+                // offset, into the queue, when it is assigned again.
+                return Ok(());
+            }
+            return Err(SourceError::Refused(format!(
+                "cannot read {topic} [{partition}] from its own queue: the seek to offset {next} failed ({e}); \
+                 stopping so that no record of it is skipped (they are read again after the restart)"
+            )));
+        }
         Ok(())
+    }
+
+    fn lane_is_assigned(&self, lane: u32) -> bool {
+        self.consumer
+            .context()
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lanes
+            .contains_key(&lane)
     }
 
     fn update_health(&self) {
@@ -993,7 +1013,6 @@ impl Source for KafkaSource {
                 .assigned
                 .store(true, Ordering::SeqCst);
         }
-        self.forget_revoked();
         let mut g = Gathered {
             out: Vec::with_capacity(max.min(4096)),
             bytes: 0,
@@ -1030,7 +1049,6 @@ impl Source for KafkaSource {
     }
 
     fn poll_urgent(&mut self, max: usize, max_bytes: usize) -> Result<Vec<Record>, SourceError> {
-        self.forget_revoked();
         let mut g = Gathered {
             out: Vec::new(),
             bytes: 0,
