@@ -391,7 +391,6 @@ impl Pipeline {
                     decode_stage(
                         cfg,
                         limits,
-                        codes,
                         decode_rx,
                         urgent_decode_rx,
                         commit_tx,
@@ -414,6 +413,7 @@ impl Pipeline {
                     commit_stage(
                         cfg,
                         store,
+                        codes,
                         health,
                         shutdown,
                         commit_rx,
@@ -654,9 +654,10 @@ fn source_stage(
 /// How often a stage that waits for the others looks for urgent work.
 const URGENT_LOOK: Duration = Duration::from_millis(2);
 
-/// Turns a decoded record into what the store writes. Tracking codes are
-/// issued here, in source order, on this one thread.
-fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
+/// Turns a decoded record into what the store writes. Its tracking code
+/// is issued by the committer, in the order of the writes
+/// ([`issue_codes`]).
+fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
     let Item {
         token,
         received,
@@ -667,7 +668,7 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
     } = item;
     let entry = match body {
         ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
-            tracking_code: codes.next(now.timestamp_millis()),
+            tracking_code: TrackingCode::from_u64(0),
             // To the millisecond, as every store keeps it (a CQL timestamp
             // has no finer unit): the `accepted` receipt, the notice's first
             // event, is rebuilt from the stored time and must hash the same.
@@ -703,12 +704,11 @@ fn prepare(item: Item, codes: &mut TrackingCodes, now: chrono::DateTime<Utc>) ->
     )
 }
 
-/// The decode stage's state: its thread pool, the tracking codes it
-/// issues, the shards' batches, and the committer's two queues.
+/// The decode stage's state: its thread pool, the shards' batches, and
+/// the committer's two queues.
 struct Decoder<'a> {
     cfg: PipelineConfig,
     limits: Limits,
-    codes: TrackingCodes,
     pool: rayon::ThreadPool,
     shards: Vec<(Batch, Option<Instant>)>,
     tx: Sender<ToCommit>,
@@ -718,8 +718,7 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    /// Decodes and validates a chunk in parallel, then issues its tracking
-    /// codes in order.
+    /// Decodes and validates a chunk in parallel.
     fn decode(&mut self, records: Vec<Record>) -> Vec<(Entry, Meta)> {
         let t = Instant::now();
         let now_utc = Utc::now();
@@ -736,7 +735,7 @@ impl Decoder<'_> {
         .emit();
         items
             .into_iter()
-            .map(|item| prepare(item, &mut self.codes, now_utc))
+            .map(|item| prepare(item, now_utc))
             .collect()
     }
 
@@ -863,7 +862,6 @@ impl Decoder<'_> {
 fn decode_stage(
     cfg: PipelineConfig,
     limits: Limits,
-    codes: TrackingCodes,
     rx: Receiver<ToDecode>,
     urgent_rx: Receiver<ToDecode>,
     tx: Sender<ToCommit>,
@@ -880,7 +878,6 @@ fn decode_stage(
     let mut d = Decoder {
         cfg,
         limits,
-        codes,
         pool,
         shards,
         tx,
@@ -957,6 +954,7 @@ fn rejection_agency(source_agency: &Option<AgencyId>, rej: &Rejection) -> Option
 fn commit_stage(
     cfg: PipelineConfig,
     store: Arc<dyn Store>,
+    mut codes: TrackingCodes,
     health: Health,
     shutdown: Arc<AtomicBool>,
     rx: Receiver<ToCommit>,
@@ -1037,6 +1035,7 @@ fn commit_stage(
                 _ => break,
             }
         }
+        issue_codes(&mut codes, &mut group.entries);
         // Durable write, retried until it succeeds (`until_durable`).
         let t = Instant::now();
         let outcomes = until_durable(
@@ -1064,6 +1063,19 @@ fn commit_stage(
     }
     let _ = tx.send(ToAck::End);
     Ok(())
+}
+
+/// Issues the new notices' tracking codes, in the order of the writes:
+/// urgent writes go before bulk ones decoded earlier, and the receipts
+/// sink counts on codes being answered in increasing order
+/// (`sink::accepted_out`). A write that is retried keeps its codes.
+fn issue_codes(codes: &mut TrackingCodes, entries: &mut [Entry]) {
+    let now = Utc::now().timestamp_millis();
+    for e in entries {
+        if let Entry::Notice(n) = e {
+            n.tracking_code = codes.next(now);
+        }
+    }
 }
 
 /// Runs a durable write until it succeeds: nothing is acknowledged
@@ -1717,9 +1729,32 @@ mod priority_tests {
         }
     }
 
+    /// The `accepted` receipts' tracking codes, in the order the sinks
+    /// were handed them.
+    struct Codes(Arc<Mutex<Vec<u64>>>);
+
+    impl Sink for Codes {
+        fn handled(
+            &mut self,
+            batch: &[crate::sink::Handled],
+        ) -> Result<(), crate::sink::SinkError> {
+            let mut codes = self.0.lock().unwrap();
+            for h in batch {
+                if let Some(ReceiptEvent::Accepted { tracking_code, .. }) =
+                    h.receipt.as_ref().map(|r| &r.event)
+                {
+                    codes.push(tracking_code.as_u64());
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// With a bulk backlog filling every queue of a busy store, urgent
     /// records overtake it: stored and acknowledged while most of the
-    /// backlog still waits. Also with the byte budget spent.
+    /// backlog still waits. Also with the byte budget spent. Tracking
+    /// codes still reach the sinks in increasing order (the receipts sink
+    /// counts on it: `sink::accepted_out`).
     #[test]
     fn urgent_records_overtake_a_bulk_backlog_in_every_queue() {
         const BULK: usize = 40_000;
@@ -1761,7 +1796,14 @@ mod priority_tests {
                 max_bytes_in_flight: budget,
                 ..PipelineConfig::default()
             };
-            let pipeline = Pipeline::new(cfg, Limits::default(), 0, store.clone(), vec![]);
+            let codes = Arc::new(Mutex::new(Vec::new()));
+            let pipeline = Pipeline::new(
+                cfg,
+                Limits::default(),
+                0,
+                store.clone(),
+                vec![Box::new(Codes(codes.clone()))],
+            );
             let run = std::thread::spawn(move || pipeline.run(Box::new(source)));
             let t = Instant::now();
             while progress.lock().unwrap().0 < 3_000 && t.elapsed() < Duration::from_secs(60) {
@@ -1793,6 +1835,12 @@ mod priority_tests {
                     .unwrap()
                     .is_some());
             }
+            let codes = codes.lock().unwrap();
+            assert_eq!(codes.len(), BULK + URGENT);
+            assert!(
+                codes.windows(2).all(|w| w[0] < w[1]),
+                "tracking codes reached the sinks out of order"
+            );
         }
     }
 }
