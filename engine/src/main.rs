@@ -93,9 +93,10 @@ enum Command {
         /// The NDJSON file.
         #[arg(long)]
         file: PathBuf,
-        /// The agency the file is sent for: every envelope must name it.
+        /// The agency the file is sent for: every envelope must name it, and
+        /// it must be approved in the agency registry (`agencies.file`).
         #[arg(long)]
-        agency: Option<String>,
+        agency: String,
         /// Write a receipt per record (NDJSON) to this file.
         #[arg(long)]
         receipts: Option<PathBuf>,
@@ -736,9 +737,8 @@ fn run(cli: Cli) -> Result<()> {
             agency,
             receipts,
         } => {
-            let agency = agency
-                .map(|a| AgencyId::parse(&a).map_err(anyhow::Error::msg))
-                .transpose()?;
+            let agency = AgencyId::parse(&agency)
+                .map_err(|e| anyhow::anyhow!("--agency {agency:?}: {e}"))?;
             let (summary, t) = ingest(&cfg, &file, agency, receipts.as_deref(), shutdown_flag()?)?;
             println!(
                 "{}: {} records in {:.2}s — stored {}, duplicates {}, rejected {}, dead-lettered {}",

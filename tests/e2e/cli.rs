@@ -362,7 +362,17 @@ fn store_check_reads_a_store_back_and_a_damaged_journal_is_refused() {
         std::fs::write(&file, lines.join("\n")).unwrap();
         let f = file.to_str().unwrap();
         let out = run(
-            &["--data-dir", d, "ingest", "--file", f, "--agency", "tax"],
+            &[
+                "--data-dir",
+                d,
+                "--set",
+                &karpoosheh_tests::approved_agencies(),
+                "ingest",
+                "--file",
+                f,
+                "--agency",
+                "tax",
+            ],
             None,
         );
         assert!(

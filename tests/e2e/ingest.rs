@@ -56,6 +56,8 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
             "--data-dir",
             d,
             "ingest",
+            "--set",
+            &karpoosheh_tests::approved_agencies(),
             "--file",
             file.to_str().unwrap(),
             "--agency",
@@ -165,6 +167,8 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
             "--data-dir",
             d,
             "ingest",
+            "--set",
+            &karpoosheh_tests::approved_agencies(),
             "--file",
             file.to_str().unwrap(),
             "--agency",
@@ -239,6 +243,10 @@ fn a_notice_reads_back_by_tracking_code() {
             "--data-dir",
             d,
             "ingest",
+            "--set",
+            &karpoosheh_tests::approved_agencies(),
+            "--agency",
+            "tax",
             "--file",
             file.to_str().unwrap(),
             "--receipts",
@@ -294,7 +302,16 @@ fn an_unwritable_log_does_not_stop_an_ingest() {
     std::fs::write(&file, lines.join("\n")).unwrap();
     let d = dir.path().join("data");
     let out = karpoosheh_tests::karpoosheh_command()
-        .args(["--data-dir", d.to_str().unwrap(), "ingest", "--file"])
+        .args([
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--set",
+            &karpoosheh_tests::approved_agencies(),
+            "ingest",
+            "--agency",
+            "tax",
+            "--file",
+        ])
         .arg(&file)
         .arg("--receipts")
         .arg(&receipts)
@@ -349,6 +366,10 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
             "--data-dir",
             d.to_str().unwrap(),
             "ingest",
+            "--set",
+            &karpoosheh_tests::approved_agencies(),
+            "--agency",
+            "tax",
             "--file",
             file.to_str().unwrap(),
             "--receipts",
@@ -572,4 +593,70 @@ fn receipts_verify_independently_and_an_edited_one_does_not() {
     let text = String::from_utf8_lossy(&bad.stdout).into_owned();
     assert!(!bad.status.success());
     assert!(text.contains("FAIL  event 1 was edited"), "{text}");
+}
+
+/// A batch file speaks for one agency, which must be approved in the
+/// registry, as on Kafka: an unknown, suspended or dissolved agency's file
+/// is refused before anything is read, with the reason code.
+#[test]
+fn ingest_refuses_an_agency_the_registry_does_not_approve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.ndjson");
+    let a = person(345_900_001);
+    std::fs::write(&file, envelope("paused", "p-1", &a, "x")).unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let agencies = karpoosheh_tests::approved_agencies();
+    let ingest = |agency: &str| {
+        run(
+            &[
+                "--data-dir",
+                d,
+                "--set",
+                &agencies,
+                "ingest",
+                "--file",
+                file.to_str().unwrap(),
+                "--agency",
+                agency,
+            ],
+            None,
+        )
+    };
+    for (agency, reason) in [
+        ("nobody-here", "agency_unknown"),
+        ("paused", "agency_not_allowed"),
+        ("old-ministry", "agency_not_allowed"),
+    ] {
+        let out = ingest(agency);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{agency}: it ingested");
+        assert!(
+            err.contains(&format!("(reason {reason})")) && err.contains("nothing was read"),
+            "{agency}: {err}"
+        );
+    }
+    // Refused before the store was even opened.
+    assert!(!std::path::Path::new(d).exists(), "a store was made");
+    // Without a registry at all, it says what to set.
+    let out = run(
+        &[
+            "--data-dir",
+            d,
+            "ingest",
+            "--file",
+            file.to_str().unwrap(),
+            "--agency",
+            "tax",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agencies.file"));
+    // And --agency is required.
+    let out = run(
+        &["--data-dir", d, "ingest", "--file", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--agency"));
 }

@@ -211,3 +211,34 @@ pub fn pipe(cmd: &mut Command, input: &[u8]) -> Output {
         .expect("writing the child's stdin");
     out
 }
+
+/// `agencies.file="…"` for `--set`: a registry approving the traffic
+/// model's eight agencies, with `paused` suspended and `old-ministry`
+/// dissolved (`karpoosheh ingest` requires its agency approved).
+pub fn approved_agencies() -> String {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let path = FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "karpoosheh-test-agencies-{}.toml",
+            std::process::id()
+        ));
+        let mut text = String::new();
+        for a in [
+            "tax",
+            "social-security",
+            "judiciary",
+            "utilities",
+            "civil-registry",
+            "traffic-police",
+            "municipality",
+            "insurance",
+        ] {
+            text.push_str(&format!("[agency.{a}]\nstatus = \"approved\"\n"));
+        }
+        text.push_str("[agency.paused]\nstatus = \"suspended\"\n");
+        text.push_str("[agency.old-ministry]\nstatus = \"dissolved\"\n");
+        std::fs::write(&path, text).expect("write the test agency registry");
+        path
+    });
+    format!("agencies.file={:?}", path.display().to_string())
+}

@@ -7,21 +7,34 @@ use std::sync::{Arc, Mutex};
 
 use karpoosheh_schemas::AgencyId;
 
+use crate::agencies::AgencyRegistry;
 use crate::config::Config;
 use crate::pipeline::RunSummary;
 use crate::sink::{NdjsonReceipts, Sink, Tally, TallySink};
 use crate::source::FileSource;
 
-/// Ingests `file`, sent for `agency` when given (every envelope must name
-/// it), until its end or until `shutdown` is set; receipts to `receipts`.
+/// Ingests `file`, sent for `agency` (approved in the registry; every
+/// envelope must name it), until its end or until `shutdown` is set;
+/// receipts to `receipts`.
 /// Returns the run and what became of its records.
 pub fn ingest(
     cfg: &Config,
     file: &Path,
-    agency: Option<AgencyId>,
+    agency: AgencyId,
     receipts: Option<&Path>,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<(RunSummary, Tally)> {
+    // The file speaks for one agency, which must be approved, as on Kafka;
+    // refused before anything is read (the file stays for a later run).
+    let registry = AgencyRegistry::open(&cfg.agencies)?;
+    if let Some(p) = registry.refusal(&agency) {
+        anyhow::bail!(
+            "{} (reason {}): nothing was read from {}",
+            p.message,
+            p.reason.code(),
+            file.display()
+        );
+    }
     // Receipts go to the agency: signed, like a node's on Kafka.
     let sealer = match receipts {
         Some(_) => Some(super::required_sealer(cfg)?),
@@ -37,7 +50,11 @@ pub fn ingest(
         }
         None => (None, None),
     };
-    let source = FileSource::open(file, agency, cfg.limits.max_payload_bytes.as_u64() as usize)?;
+    let source = FileSource::open(
+        file,
+        Some(agency),
+        cfg.limits.max_payload_bytes.as_u64() as usize,
+    )?;
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TallySink(tally.clone()))];
     if let Some(r) = receipts {
