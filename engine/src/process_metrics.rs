@@ -208,13 +208,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM")
 }
 
+/// The value of a `KEY: value` line of a `/proc` file, trimmed.
+fn proc_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| Some(l.strip_prefix(key)?.strip_prefix(':')?.trim()))
+}
+
 /// A `KEY:   N kB` line of `/proc/self/status`, in bytes.
 fn status_bytes(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| {
-        let v = l.strip_prefix(key)?.strip_prefix(':')?;
-        let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kib * 1024)
-    })
+    let kib: u64 = proc_field(status, key)?
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// What this process has read from and written to storage.
@@ -235,12 +242,7 @@ pub fn read_io() -> Option<DiskIo> {
 }
 
 fn parse_io(io: &str) -> Option<DiskIo> {
-    let field = |key: &str| {
-        io.lines().find_map(|l| {
-            let v = l.strip_prefix(key)?.strip_prefix(':')?;
-            v.trim().parse::<u64>().ok()
-        })
-    };
+    let field = |key: &str| proc_field(io, key)?.parse::<u64>().ok();
     Some(DiskIo {
         read: field("read_bytes")?,
         written: field("write_bytes")?,

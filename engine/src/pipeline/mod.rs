@@ -147,6 +147,11 @@ impl Batch {
     fn len(&self) -> usize {
         self.entries.len()
     }
+    fn push(&mut self, entry: Entry, meta: Meta) {
+        self.bytes += meta.token.bytes as usize;
+        self.entries.push(entry);
+        self.meta.push(meta);
+    }
     fn append(&mut self, mut other: Batch) {
         self.entries.append(&mut other.entries);
         self.meta.append(&mut other.meta);
@@ -757,9 +762,7 @@ impl Decoder<'_> {
         };
         let mut batch = Batch::default();
         for (entry, meta) in self.decode(records) {
-            batch.bytes += meta.token.bytes as usize;
-            batch.entries.push(entry);
-            batch.meta.push(meta);
+            batch.push(entry, meta);
         }
         batch.handed = Some(Instant::now());
         StageTime {
@@ -814,9 +817,7 @@ impl Decoder<'_> {
             let i = meta.token.lane as usize % self.cfg.shards;
             let shard = &mut self.shards[i];
             shard.1.get_or_insert_with(Instant::now);
-            shard.0.bytes += meta.token.bytes as usize;
-            shard.0.entries.push(entry);
-            shard.0.meta.push(meta);
+            shard.0.push(entry, meta);
             if shard.0.len() >= self.cfg.batch_max_notices || shard.0.bytes >= batch_bytes {
                 let (b, since) = (std::mem::take(&mut shard.0), shard.1.take());
                 if !self.send(b, since) {
@@ -987,9 +988,7 @@ fn commit_stage(
                             // are written before it.
                             ended = true;
                             let mut last = Batch::default();
-                            while let Ok(ToCommit::Batch(b)) = urgent_rx.try_recv() {
-                                last.append(b);
-                            }
+                            take_waiting(&urgent_rx, &mut last, usize::MAX);
                             (last.len() > 0).then_some((last, true))
                         }
                     },
@@ -1020,20 +1019,15 @@ fn commit_stage(
                 Ok(ToCommit::Batch(b)) => group.append(b),
                 Ok(ToCommit::End) => {
                     // Urgent batches handed over before the end go in.
-                    while let Ok(ToCommit::Batch(b)) = urgent_rx.try_recv() {
-                        group.append(b);
-                    }
+                    take_waiting(&urgent_rx, &mut group, usize::MAX);
                     ended = true;
                     break;
                 }
                 Err(_) => break,
             }
         }
-        while urgent && group.len() < cfg.group_max_notices {
-            match urgent_rx.try_recv() {
-                Ok(ToCommit::Batch(b)) => group.append(b),
-                _ => break,
-            }
+        if urgent {
+            take_waiting(&urgent_rx, &mut group, cfg.group_max_notices);
         }
         issue_codes(&mut codes, &mut group.entries);
         // Durable write, retried until it succeeds (`until_durable`).
@@ -1063,6 +1057,17 @@ fn commit_stage(
     }
     let _ = tx.send(ToAck::End);
     Ok(())
+}
+
+/// Adds the batches already waiting in `rx` to `group`, while it holds
+/// fewer than `cap` records.
+fn take_waiting(rx: &Receiver<ToCommit>, group: &mut Batch, cap: usize) {
+    while group.len() < cap {
+        match rx.try_recv() {
+            Ok(ToCommit::Batch(b)) => group.append(b),
+            _ => break,
+        }
+    }
 }
 
 /// Issues the new notices' tracking codes, in the order of the writes:

@@ -235,11 +235,10 @@ impl ClientContext for SourceContext {
         let mut backlog = [0i64; 3];
         let (mut assigned, mut caught_up) = (false, true);
         for (topic, t) in &stats.topics {
-            let Some(tail) = topic.strip_prefix(&self.prefix) else {
+            let Some((agency, priority)) = topic_lane(&self.prefix, topic) else {
                 continue;
             };
-            let (agency, priority) = Priority::split_topic_tail(tail);
-            let label = agency_label(AgencyId::parse(agency).ok().as_ref());
+            let label = agency_label(agency.as_ref());
             let sum = lag.entry(label).or_default();
             for p in t.partitions.values().filter(|p| p.partition >= 0) {
                 *sum += p.consumer_lag.max(0);
@@ -416,6 +415,17 @@ struct Gathered {
 }
 
 impl Gathered {
+    fn new(max: usize, max_bytes: usize) -> Self {
+        Gathered {
+            out: Vec::with_capacity(max.min(4096)),
+            bytes: 0,
+            max,
+            max_bytes,
+            to_pause: Vec::new(),
+            to_split: Vec::new(),
+        }
+    }
+
     fn full(&self) -> bool {
         self.out.len() >= self.max || (!self.out.is_empty() && self.bytes >= self.max_bytes)
     }
@@ -454,6 +464,13 @@ fn judge(check: GroupCheck, had_everything: &mut bool, group: &str) -> Result<bo
         ))),
         GroupCheck::Unknown => Ok(false),
     }
+}
+
+/// The agency (if its part of the name is a valid ID) and the lane of a
+/// topic under `prefix`; `None` for a topic not under it.
+fn topic_lane(prefix: &str, topic: &str) -> Option<(Option<AgencyId>, Priority)> {
+    let (agency, priority) = Priority::split_topic_tail(topic.strip_prefix(prefix)?);
+    Some((AgencyId::parse(agency).ok(), priority))
 }
 
 /// Whether `topic` is a notice topic under `prefix` (what
@@ -639,13 +656,13 @@ impl KafkaSource {
 
     /// Reads the queues of `priority`'s lanes, without waiting.
     fn drain_split(&mut self, priority: Priority, g: &mut Gathered) {
-        let queues: Vec<Arc<PartitionQueue<SourceContext>>> = self
-            .queues
-            .iter()
-            .filter(|q| q.priority == priority)
-            .map(|q| q.queue.clone())
-            .collect();
-        for q in queues {
+        // By index: `take` needs `self`, so each queue is held by a clone of
+        // its handle (split queues are only added in `finish_poll`).
+        for i in 0..self.queues.len() {
+            if self.queues[i].priority != priority {
+                continue;
+            }
+            let q = self.queues[i].queue.clone();
             while !g.full() {
                 match q.poll(Duration::ZERO) {
                     None => break,
@@ -746,13 +763,8 @@ impl KafkaSource {
             None => {
                 let id = lanes.next_lane;
                 lanes.next_lane = lanes.next_lane.wrapping_add(1);
-                let (agency, priority) = match topic.strip_prefix(&ctx.prefix) {
-                    Some(tail) => {
-                        let (agency, priority) = Priority::split_topic_tail(tail);
-                        (AgencyId::parse(agency).ok(), priority)
-                    }
-                    None => (None, Priority::Normal),
-                };
+                let (agency, priority) =
+                    topic_lane(&ctx.prefix, topic).unwrap_or((None, Priority::Normal));
                 lanes.by_partition.insert((topic.to_owned(), partition), id);
                 lanes.lanes.insert(
                     id,
@@ -1013,14 +1025,7 @@ impl Source for KafkaSource {
                 .assigned
                 .store(true, Ordering::SeqCst);
         }
-        let mut g = Gathered {
-            out: Vec::with_capacity(max.min(4096)),
-            bytes: 0,
-            max,
-            max_bytes,
-            to_pause: Vec::new(),
-            to_split: Vec::new(),
-        };
+        let mut g = Gathered::new(max, max_bytes);
         let deadline = Instant::now() + wait;
         loop {
             // Urgent first, then the shared queue (normal lanes, and the
@@ -1049,14 +1054,7 @@ impl Source for KafkaSource {
     }
 
     fn poll_urgent(&mut self, max: usize, max_bytes: usize) -> Result<Vec<Record>, SourceError> {
-        let mut g = Gathered {
-            out: Vec::new(),
-            bytes: 0,
-            max,
-            max_bytes,
-            to_pause: Vec::new(),
-            to_split: Vec::new(),
-        };
+        let mut g = Gathered::new(max, max_bytes);
         self.drain_split(Priority::Urgent, &mut g);
         self.finish_poll(&mut g)?;
         Ok(g.out)
