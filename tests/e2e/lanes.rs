@@ -2,12 +2,40 @@
 //! urgent notices overtake another's bulk backlog that is already in the
 //! topics.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use karpoosheh_tests::{envelope, person};
-use rdkafka::producer::Producer;
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::kafka::{broker_or_skip, produce, read_answers, Engine, Names, Storage};
+
+/// Produces `agency`'s notices `<tag>-<i>`, `i` in `range`, to `topic`,
+/// each to a recipient of its own from `first_person` on, and waits until
+/// the broker has them all. Returns their references.
+fn produce_notices(
+    p: &BaseProducer,
+    topic: &str,
+    agency: &str,
+    tag: &str,
+    range: Range<u32>,
+    first_person: u32,
+) -> Vec<String> {
+    let mut refs = Vec::new();
+    for i in range {
+        let id = person(first_person + i * 53);
+        let r = format!("{tag}-{i}");
+        produce(
+            p,
+            topic,
+            &id,
+            envelope(agency, &r, &id, "ابلاغیه").as_bytes(),
+        );
+        refs.push(r);
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+    refs
+}
 
 #[test]
 fn kafka_urgent_notices_overtake_a_bulk_backlog() {
@@ -23,17 +51,7 @@ fn kafka_urgent_notices_overtake_a_bulk_backlog() {
     // The backlog first: a tax campaign on its bulk lane.
     const BULK: u32 = 40_000;
     let p = broker.producer();
-    for i in 0..BULK {
-        let id = person(200_000_000 + i * 53);
-        let r = format!("campaign-{i}");
-        produce(
-            &p,
-            &bulk_topic,
-            &id,
-            envelope("tax", &r, &id, "اخطاریه").as_bytes(),
-        );
-    }
-    p.flush(Duration::from_secs(120)).unwrap();
+    produce_notices(&p, &bulk_topic, "tax", "campaign", 0..BULK, 200_000_000);
 
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
@@ -49,19 +67,14 @@ fn kafka_urgent_notices_overtake_a_bulk_backlog() {
 
     // A court's summonses on its urgent lane while the campaign is read.
     const URGENT: u32 = 20;
-    let mut refs = Vec::new();
-    for i in 0..URGENT {
-        let id = person(400_000_000 + i * 31);
-        let r = format!("summons-{i}");
-        produce(
-            &p,
-            &urgent_topic,
-            &id,
-            envelope("judiciary", &r, &id, "احضاریه").as_bytes(),
-        );
-        refs.push(r);
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
+    let refs = produce_notices(
+        &p,
+        &urgent_topic,
+        "judiciary",
+        "summons",
+        0..URGENT,
+        400_000_000,
+    );
     let sent = Instant::now();
     engine.wait_for("the summonses stored", Duration::from_secs(120), |e| {
         stored(e, "judiciary") >= URGENT as f64
@@ -139,17 +152,14 @@ fn kafka_an_urgent_partition_that_moves_away_and_back_is_read_again() {
     let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
     let p = broker.producer();
     let send = |from: u32, n: u32| {
-        for i in from..from + n {
-            let id = person(500_000_000 + i * 37);
-            let r = format!("summons-{i}");
-            produce(
-                &p,
-                &urgent_topic,
-                &id,
-                envelope("judiciary", &r, &id, "احضاریه").as_bytes(),
-            );
-        }
-        p.flush(Duration::from_secs(30)).unwrap();
+        produce_notices(
+            &p,
+            &urgent_topic,
+            "judiciary",
+            "summons",
+            from..from + n,
+            500_000_000,
+        )
     };
     let stored = |e: &Engine| e.metric("karpoosheh_notices_stored_total", "agency=\"judiciary\"");
     // Every partition read once, so each has its own queue.
