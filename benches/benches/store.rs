@@ -32,6 +32,7 @@ fn batch(codes: &mut TrackingCodes, seq: &mut u64, body: &str) -> Vec<Entry> {
                 content_hash: n.content_hash(),
                 notice: n,
                 position: SourcePosition::InProcess { sequence: *seq },
+                priority: Default::default(),
             })
         })
         .collect()

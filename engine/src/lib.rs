@@ -76,7 +76,7 @@ pub use crate::kafka::KafkaConfig;
 pub use crate::model::{
     hex, AccessRecord, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite,
     Entry, MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,
-    StoredEvent, StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS,
+    StoredEvent, StoredNotice, StoredRejection, Timer, TimerKind, TIMER_SHARDS, TIMER_SLOTS,
 };
 pub use crate::node::audited as node_audited;
 pub use crate::node::sealer as node_sealer;

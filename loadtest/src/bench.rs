@@ -82,6 +82,7 @@ pub(crate) fn valid_notice(
         content_hash: notice.content_hash(),
         notice,
         position: SourcePosition::InProcess { sequence },
+        priority: karpoosheh_schemas::Priority::Normal,
     }
 }
 

@@ -102,6 +102,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
             purged: false,
             opened: Vec::new(),
             shares: Vec::new(),
+            priority: karpoosheh_schemas::Priority::Normal,
         };
         batch.push(DeliveryWrite {
             add_timers: rec.initial_timers(),

@@ -5,13 +5,17 @@ use serde::{Deserialize, Serialize};
 
 /// How soon a notice must be handled. Urgent work is taken before normal,
 /// and normal before bulk, wherever work waits in the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// A summons with a deadline, a court order: never waits behind the
     /// others. On `<prefix><agency>.urgent`.
     Urgent,
-    /// Everyday notices. On `<prefix><agency>`.
+    /// Everyday notices. On `<prefix><agency>`. What records stored
+    /// before lanes existed are.
+    #[default]
     Normal,
     /// Campaigns of millions, taken when nothing more pressing waits. On
     /// `<prefix><agency>.bulk`.

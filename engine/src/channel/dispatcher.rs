@@ -143,7 +143,11 @@ impl Dispatcher {
                 continue;
             }
             channels.push(Channel {
-                bucket: TokenBucket::new(policy.rate_per_sec, policy.burst),
+                bucket: TokenBucket::with_reserve(
+                    policy.rate_per_sec,
+                    policy.burst,
+                    policy.urgent_reserve,
+                ),
                 breaker: CircuitBreaker::new(policy.breaker_failures, policy.breaker_cooldown.0),
                 transport,
                 policy,
@@ -252,7 +256,8 @@ impl Dispatcher {
                     Outcome::Transient
                 };
             }
-            match ch.bucket.acquire(ch.policy.rate_limit_wait.0) {
+            let urgent = n.priority == karpoosheh_schemas::Priority::Urgent;
+            match ch.bucket.acquire(ch.policy.rate_limit_wait.0, urgent) {
                 None => {
                     ChannelRateLimitSaturated { channel: kind }.emit();
                     return if retry == 0 {

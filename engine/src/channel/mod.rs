@@ -71,6 +71,9 @@ pub struct Notification {
     /// Stable per (tracking code, round, recipient); sent to gateways
     /// (header / Message-ID) so they can dedupe a resend after a crash.
     pub idempotency_key: String,
+    /// The notice's lane: urgent sends may use the part of a gateway's
+    /// rate kept for them (`urgent_reserve`).
+    pub priority: karpoosheh_schemas::Priority,
 }
 
 impl Notification {

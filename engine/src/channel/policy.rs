@@ -24,6 +24,12 @@ pub struct ChannelPolicy {
     /// Longest a send waits for a token; past it the channel is skipped as
     /// `rate_limited` (and the next channel tried).
     pub rate_limit_wait: HumanDuration,
+    /// The share of `rate_per_sec` (and of `burst`) kept for urgent
+    /// notices: the other lanes never take it, so an urgent round goes out
+    /// at once while a campaign saturates the gateway. Unused, it flows to
+    /// the other lanes, so a gateway with no urgent traffic still runs at
+    /// its whole rate. 0 keeps nothing aside; below 1.
+    pub urgent_reserve: f64,
     /// Longest one attempt may take (HTTP request or SMTP session).
     pub timeout: HumanDuration,
     /// Attempts per notification on this channel, the first included.
@@ -48,6 +54,9 @@ impl Default for ChannelPolicy {
             // Short: a saturated channel should fall through to the next one
             // rather than hold a scheduler worker.
             rate_limit_wait: ms(2_000),
+            // Ten urgent sends a second on a 100/s line: far more than the
+            // courts and the like send, little taken from a campaign.
+            urgent_reserve: 0.1,
             // Gateways answer in well under a second when healthy.
             timeout: ms(10_000),
             // One try and two retries: enough for a blip, not a storm.
@@ -72,6 +81,11 @@ impl ChannelPolicy {
         if self.rate_per_sec > 0.0 && self.burst == 0 {
             return Err(format!(
                 "{at}.burst must be at least 1 when rate_per_sec is set"
+            ));
+        }
+        if !(0.0..1.0).contains(&self.urgent_reserve) {
+            return Err(format!(
+                "{at}.urgent_reserve must be at least 0 and below 1 (a share of rate_per_sec)"
             ));
         }
         if self.max_attempts == 0 {
@@ -103,55 +117,110 @@ pub fn backoff_delay(retry: u32, initial: Duration, max: Duration, unit: f64) ->
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// A token bucket shared by every thread sending on one channel.
-/// A waiting caller reserves its token (the balance goes negative), so
-/// callers are served in arrival order and the rate holds under contention.
+/// A token bucket shared by every thread sending on one channel, with a
+/// reserve for urgent notices.
+///
+/// Two balances fill at `rate` together: the reserve at `reserve × rate`
+/// up to `reserve × burst` (at least one token), the shared balance with
+/// the rest — and with whatever the full reserve cannot hold, so a gateway
+/// with no urgent traffic runs at its whole rate. Urgent sends take from
+/// the reserve first, then queue for the shared balance like the others;
+/// the others only ever take the shared balance. A waiting caller reserves
+/// its token (the shared balance goes negative), so callers are served in
+/// arrival order and the rate holds under contention.
 pub struct TokenBucket {
     rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
+    /// The shared balance's ceiling.
+    shared_cap: f64,
+    /// The reserve's ceiling (0: no reserve) and fill rate.
+    reserve_cap: f64,
+    reserve_rate: f64,
+    state: Mutex<Balances>,
+}
+
+struct Balances {
+    shared: f64,
+    reserve: f64,
+    last: Instant,
 }
 
 impl TokenBucket {
     /// `rate` tokens per second up to `burst`; a rate of 0 never limits.
+    #[cfg(test)]
     pub fn new(rate: f64, burst: u32) -> TokenBucket {
+        TokenBucket::with_reserve(rate, burst, 0.0)
+    }
+
+    /// The same, `reserve` (0 to below 1) of the rate and burst kept for
+    /// urgent sends.
+    pub fn with_reserve(rate: f64, burst: u32, reserve: f64) -> TokenBucket {
         let burst = f64::from(burst.max(1));
+        let reserve = reserve.clamp(0.0, 0.99);
+        let reserve_cap = if reserve > 0.0 {
+            (burst * reserve).max(1.0)
+        } else {
+            0.0
+        };
+        let shared_cap = (burst - reserve_cap).max(1.0);
         TokenBucket {
             rate,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
+            shared_cap,
+            reserve_cap,
+            reserve_rate: rate * reserve,
+            state: Mutex::new(Balances {
+                shared: shared_cap,
+                reserve: reserve_cap,
+                last: Instant::now(),
+            }),
         }
     }
 
-    /// Takes a token at `now`: `Some(wait)` — the caller owns a token after
-    /// waiting `wait` — or `None` when that wait would exceed `max_wait`
-    /// (nothing is taken).
-    pub fn reserve_at(&self, now: Instant, max_wait: Duration) -> Option<Duration> {
+    /// Takes a token at `now` for a send of lane `urgent` or not:
+    /// `Some(wait)` — the caller owns a token after waiting `wait` — or
+    /// `None` when that wait would exceed `max_wait` (nothing is taken).
+    pub fn reserve_at(&self, now: Instant, max_wait: Duration, urgent: bool) -> Option<Duration> {
         if self.rate <= 0.0 {
             return Some(Duration::ZERO);
         }
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = &mut *s;
-        if now > *last {
-            *tokens = (*tokens + (now - *last).as_secs_f64() * self.rate).min(self.burst);
-            *last = now;
+        if now > s.last {
+            let dt = (now - s.last).as_secs_f64();
+            s.last = now;
+            let to_reserve = dt * self.reserve_rate;
+            let room = (self.reserve_cap - s.reserve).max(0.0);
+            let kept = to_reserve.min(room);
+            s.reserve += kept;
+            // The shared part, and what the full reserve spills.
+            s.shared = (s.shared + dt * (self.rate - self.reserve_rate) + (to_reserve - kept))
+                .min(self.shared_cap);
         }
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if urgent && s.reserve >= 1.0 {
+            s.reserve -= 1.0;
             return Some(Duration::ZERO);
         }
-        let wait = Duration::from_secs_f64((1.0 - *tokens) / self.rate);
+        if s.shared >= 1.0 {
+            s.shared -= 1.0;
+            return Some(Duration::ZERO);
+        }
+        // While the reserve is full, the shared balance fills at the whole
+        // rate.
+        let fill = if s.reserve >= self.reserve_cap {
+            self.rate
+        } else {
+            self.rate - self.reserve_rate
+        };
+        let wait = Duration::from_secs_f64((1.0 - s.shared) / fill);
         if wait > max_wait {
             return None;
         }
-        *tokens -= 1.0;
+        s.shared -= 1.0;
         Some(wait)
     }
 
     /// Takes a token, sleeping for it if needed; `None` when the wait
     /// would exceed `max_wait` (saturated).
-    pub fn acquire(&self, max_wait: Duration) -> Option<Duration> {
-        let wait = self.reserve_at(Instant::now(), max_wait)?;
+    pub fn acquire(&self, max_wait: Duration, urgent: bool) -> Option<Duration> {
+        let wait = self.reserve_at(Instant::now(), max_wait, urgent)?;
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
@@ -324,23 +393,102 @@ mod tests {
         let t0 = Instant::now();
         let max = Duration::from_secs(10);
         for _ in 0..3 {
-            assert_eq!(b.reserve_at(t0, max), Some(Duration::ZERO));
+            assert_eq!(b.reserve_at(t0, max, false), Some(Duration::ZERO));
         }
         // Fourth at the same instant waits 1/rate; fifth 2/rate (reserved).
-        let w4 = b.reserve_at(t0, max).unwrap();
-        let w5 = b.reserve_at(t0, max).unwrap();
+        let w4 = b.reserve_at(t0, max, false).unwrap();
+        let w5 = b.reserve_at(t0, max, false).unwrap();
         assert!((w4.as_secs_f64() - 0.1).abs() < 1e-6, "{w4:?}");
         assert!((w5.as_secs_f64() - 0.2).abs() < 1e-6, "{w5:?}");
         // A bound below the needed wait refuses and takes nothing.
-        assert_eq!(b.reserve_at(t0, Duration::from_millis(250)), None);
-        assert!(b.reserve_at(t0, Duration::from_millis(300)).is_some());
+        assert_eq!(b.reserve_at(t0, Duration::from_millis(250), false), None);
+        assert!(b
+            .reserve_at(t0, Duration::from_millis(300), false)
+            .is_some());
         // One second later the debt (-3) is repaid and 7 tokens accrue:
         // the bucket is capped at burst, so exactly 3 are free again.
         let t1 = t0 + Duration::from_secs(1) + Duration::from_millis(300);
         for _ in 0..3 {
-            assert_eq!(b.reserve_at(t1, max), Some(Duration::ZERO));
+            assert_eq!(b.reserve_at(t1, max, false), Some(Duration::ZERO));
         }
-        assert!(b.reserve_at(t1, max).unwrap() > Duration::ZERO);
+        assert!(b.reserve_at(t1, max, false).unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_urgent_reserve_is_kept_from_the_other_lanes_and_spills_when_unused() {
+        // 100/s, burst 100, a tenth kept for urgent sends.
+        let b = TokenBucket::with_reserve(100.0, 100, 0.1);
+        let t0 = Instant::now();
+        let max = Duration::from_secs(2);
+        let free = |t, urgent| {
+            let mut n = 0;
+            while b.reserve_at(t, Duration::ZERO, urgent) == Some(Duration::ZERO) {
+                n += 1;
+            }
+            n
+        };
+        // The campaign takes the shared 90 back to back, then must wait...
+        assert_eq!(free(t0, false), 90);
+        let w = b.reserve_at(t0, max, false).unwrap();
+        assert!(w > Duration::ZERO);
+        // ...and queues up to the wait bound, two seconds of the gateway.
+        while b.reserve_at(t0, max, false).is_some() {}
+        // An urgent send still goes at once, ten times: the reserve.
+        assert_eq!(free(t0, true), 10);
+        // Beyond it, urgent queues behind the campaign like the others.
+        assert!(b.reserve_at(t0, max, true).is_none());
+        // A second later the reserve has ten again; the campaign's debt
+        // was repaid at 90/s only.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(free(t1, true), 10);
+        assert_eq!(free(t1, false), 0, "the campaign is still in debt");
+
+        // With no urgent traffic the campaign gets the whole rate: over
+        // ten seconds of saturation, ~1,000 sends, not 900.
+        let b = TokenBucket::with_reserve(100.0, 100, 0.1);
+        let t0 = Instant::now();
+        let mut sent = 0;
+        for ms in (0..10_000).step_by(10) {
+            let t = t0 + Duration::from_millis(ms);
+            while b.reserve_at(t, Duration::ZERO, false) == Some(Duration::ZERO) {
+                sent += 1;
+            }
+        }
+        // 90 at once, then 100/s for 9.99 s (the reserve starts full).
+        assert!((1_080..=1_090).contains(&sent), "{sent}");
+        // With the reserve in use, the campaign gets 90/s.
+        let b = TokenBucket::with_reserve(100.0, 100, 0.1);
+        let (mut bulk, mut urgent) = (0, 0);
+        for ms in (0..10_000).step_by(10) {
+            let t = t0 + Duration::from_millis(ms);
+            while b.reserve_at(t, Duration::ZERO, true) == Some(Duration::ZERO) {
+                urgent += 1;
+                if urgent % 2 == 0 {
+                    break; // urgent traffic below the reserve's rate
+                }
+            }
+            while b.reserve_at(t, Duration::ZERO, false) == Some(Duration::ZERO) {
+                bulk += 1;
+            }
+        }
+        // The whole rate (the two bursts, then 100/s), no more...
+        assert!(
+            (1_090..=1_100).contains(&(bulk + urgent)),
+            "{bulk} + {urgent}"
+        );
+        // ...and urgent had its reserve's ten a second (its burst, then
+        // a token each 100 ms, give or take the rounding of the ticks).
+        assert!(urgent >= 90, "urgent got its reserve: {urgent}");
+    }
+
+    #[test]
+    fn without_a_reserve_urgent_sends_queue_like_the_others() {
+        let b = TokenBucket::new(10.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(b.reserve_at(t0, Duration::ZERO, true), Some(Duration::ZERO));
+        }
+        assert_eq!(b.reserve_at(t0, Duration::ZERO, true), None);
     }
 
     #[test]
@@ -348,7 +496,10 @@ mod tests {
         let b = TokenBucket::new(0.0, 1);
         let t0 = Instant::now();
         for _ in 0..10_000 {
-            assert_eq!(b.reserve_at(t0, Duration::ZERO), Some(Duration::ZERO));
+            assert_eq!(
+                b.reserve_at(t0, Duration::ZERO, false),
+                Some(Duration::ZERO)
+            );
         }
     }
 

@@ -29,6 +29,7 @@ fn policy() -> ChannelPolicy {
         rate_per_sec: 0.0,
         burst: 1,
         rate_limit_wait: ms(100),
+        urgent_reserve: 0.0,
         timeout: ms(500),
         max_attempts: 3,
         backoff_initial: ms(5),
@@ -52,6 +53,7 @@ fn note(kind: MailboxKind) -> Notification {
         to_representative: false,
         recipient_kind: kind,
         idempotency_key: Notification::idempotency_key_for(tc, 2, 0),
+        priority: karpoosheh_schemas::Priority::Normal,
     }
 }
 
@@ -376,6 +378,46 @@ fn saturated_rate_limit_skips_the_channel() {
         }
     );
     assert_eq!(s.calls(), 1);
+}
+
+#[test]
+fn urgent_notices_use_the_reserve_of_a_saturated_gateway() {
+    // 10/s with a fifth (two sends of the burst of ten) kept for urgent.
+    let pol = ChannelPolicy {
+        rate_per_sec: 10.0,
+        burst: 10,
+        rate_limit_wait: ms(10),
+        urgent_reserve: 0.2,
+        ..policy()
+    };
+    let s = Scripted::new(ChannelKind::Sms, Ok(()));
+    let d = dispatcher(&[(s.clone(), pol)]);
+    let bulk = Notification {
+        priority: karpoosheh_schemas::Priority::Bulk,
+        ..note(MailboxKind::Person)
+    };
+    let urgent = Notification {
+        priority: karpoosheh_schemas::Priority::Urgent,
+        ..note(MailboxKind::Person)
+    };
+    // The campaign saturates the gateway: eight go, then rate_limited.
+    let mut sent = 0;
+    while d.deliver(&bulk, &[sms()]).is_accepted() {
+        sent += 1;
+        assert!(sent <= 8, "the campaign took the reserve");
+    }
+    assert_eq!(sent, 8);
+    // The urgent notices still go out at once, twice.
+    for _ in 0..2 {
+        assert_eq!(
+            d.deliver(&urgent, &[sms()]),
+            Delivery::Accepted {
+                channel: ChannelKind::Sms,
+                attempts: 1
+            }
+        );
+    }
+    assert_eq!(s.calls(), 10);
 }
 
 #[test]

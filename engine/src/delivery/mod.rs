@@ -39,7 +39,7 @@ mod tests;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
-use crate::model::{DeliveryRecord, DeliveryWrite, Pending, Timer};
+use crate::model::{DeliveryRecord, DeliveryWrite, Pending};
 
 pub use acts::{ActOutcome, InboxAct};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -53,11 +53,10 @@ pub use scheduler::{
 /// Moves `next` to a new pending action: the old timer goes, the new comes.
 pub(crate) fn reschedule(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, next: Option<Pending>) {
     if let Some(old) = rec.next.take() {
-        w.remove_timers
-            .push(Timer::next(rec.tracking_code, old.due_ms));
+        w.remove_timers.push(rec.next_timer(old.due_ms));
     }
     if let Some(p) = next {
-        w.add_timers.push(Timer::next(rec.tracking_code, p.due_ms));
+        w.add_timers.push(rec.next_timer(p.due_ms));
     }
     rec.next = next;
 }

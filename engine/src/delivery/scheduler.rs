@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use karpoosheh_schemas::{
-    Channel, Confirmation, MailboxId, MailboxProfile, MailboxStatus, Reason, ReceiptEvent,
-    TrackingCode,
+    Channel, Confirmation, MailboxId, MailboxProfile, MailboxStatus, Priority, Reason,
+    ReceiptEvent, TrackingCode,
 };
 
 use super::acts::{apply_act, ActOutcome, InboxAct};
@@ -29,8 +29,8 @@ use crate::internal_events::{
     SchedulerStarted, SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
-    may_confirm_for, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending, RoundDelivery,
-    RoundRecord, Timer, TimerKind, TIMER_SHARDS,
+    may_confirm_for, timer_slot, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
+    RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS, TIMER_SLOTS,
 };
 use crate::store::{Store, StoreError};
 
@@ -98,8 +98,8 @@ fn lock(o: &Owner) -> std::sync::MutexGuard<'_, std::collections::HashSet<Tracki
 /// store).
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 
-/// Where each shard's next scan starts: just after what was last handled,
-/// so a scan does not walk the deleted timers at the head of the shard.
+/// Where each slot's next scan starts: just after what was last handled,
+/// so a scan does not walk the deleted timers at the head of the slot.
 struct Cursor {
     from_ms: i64,
     last_full: Option<Instant>,
@@ -174,8 +174,9 @@ pub struct Scheduler {
     pub observer: Option<Sender<Vec<SentNotification>>>,
 }
 
+/// One per timer slot (a shard in a lane), indexed by slot.
 fn cursors() -> Vec<Cursor> {
-    (0..TIMER_SHARDS)
+    (0..TIMER_SLOTS)
         .map(|_| Cursor {
             from_ms: i64::MIN,
             last_full: None,
@@ -455,6 +456,7 @@ impl Scheduler {
     ) -> Result<(), StoreError> {
         let poll = self.config.poll_interval.0;
         let mut cursors: Vec<Cursor> = cursors();
+        let mut normal_due = [false; TIMER_SHARDS as usize];
         // Commands first, and again before each shard's scan: a
         // confirmation, or a person opening a notice in their app, waits
         // for at most one scan batch of rounds, not a pass over every shard.
@@ -471,11 +473,44 @@ impl Scheduler {
             }
             Ok(())
         };
+        let batch = self.config.batch;
+        // A bulk batch while normal work is due: a quarter of one, so
+        // normal notices go first without a campaign ever stopping.
+        let bulk_behind_normal = (batch / 4).max(1);
         while !shutdown.load(Ordering::SeqCst) {
             let mut did = 0;
+            // Whether a batch was handled since the urgent slots were
+            // last read: an idle pass reads them once, a busy one between
+            // any two batches of the other lanes.
+            let mut stale = true;
             for &shard in shards {
-                take(&mut did)?;
-                did += self.scan(shard, threads, &mut cursors[shard as usize], false, owner)?;
+                for lane in [Priority::Normal, Priority::Bulk] {
+                    take(&mut did)?;
+                    let mut urgent = 0;
+                    if stale {
+                        urgent = self.scan_urgent(shards, threads, &mut cursors, owner)?;
+                        did += urgent;
+                    }
+                    let slot = timer_slot(shard, lane);
+                    let limit = if lane == Priority::Bulk && normal_due[shard as usize] {
+                        bulk_behind_normal
+                    } else {
+                        batch
+                    };
+                    let n = self.scan(
+                        slot,
+                        limit,
+                        threads,
+                        &mut cursors[slot as usize],
+                        false,
+                        owner,
+                    )?;
+                    if lane == Priority::Normal {
+                        normal_due[shard as usize] = n > 0;
+                    }
+                    stale = n > 0 || urgent > 0;
+                    did += n;
+                }
             }
             if did == 0 {
                 match commands.recv_timeout(poll) {
@@ -582,8 +617,13 @@ impl Scheduler {
         let owner = Owner::default();
         loop {
             let mut n = 0;
-            for shard in 0..TIMER_SHARDS {
-                n += self.scan(shard, threads, &mut cursors[shard as usize], full, &owner)?;
+            // Urgent first, then normal, then bulk.
+            for lane in Priority::ALL {
+                for shard in 0..TIMER_SHARDS {
+                    let slot = timer_slot(shard, lane);
+                    let c = &mut cursors[slot as usize];
+                    n += self.scan(slot, self.config.batch, threads, c, full, &owner)?;
+                }
             }
             total += n;
             match (n, full) {
@@ -711,10 +751,32 @@ impl Scheduler {
         Ok(n)
     }
 
-    /// One batch of due timers of one shard; returns how many were handled.
+    /// One batch of every urgent slot of `shards`: read before every
+    /// batch of the other lanes, so urgent rounds never wait behind their
+    /// due work, only behind the batch under way. Returns how many timers
+    /// were handled.
+    fn scan_urgent(
+        &self,
+        shards: &[u8],
+        threads: usize,
+        cursors: &mut [Cursor],
+        owner: &Owner,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for &shard in shards {
+            let slot = timer_slot(shard, Priority::Urgent);
+            let c = &mut cursors[slot as usize];
+            n += self.scan(slot, self.config.batch, threads, c, false, owner)?;
+        }
+        Ok(n)
+    }
+
+    /// One batch of at most `limit` due timers of one slot; returns how
+    /// many were handled.
     fn scan(
         &self,
-        shard: u8,
+        slot: u8,
+        limit: usize,
         threads: usize,
         cursor: &mut Cursor,
         force_full: bool,
@@ -729,9 +791,9 @@ impl Scheduler {
         if full {
             cursor.last_full = Some(Instant::now());
         }
-        let timers =
-            self.store
-                .due_timers(shard, from, now.timestamp_millis(), self.config.batch)?;
+        let timers = self
+            .store
+            .due_timers(slot, from, now.timestamp_millis(), limit)?;
         let Some(last) = timers.last() else {
             return Ok(0);
         };
@@ -886,7 +948,7 @@ impl Scheduler {
                 TimerKind::Purge => {
                     w.remove_timers.push(t);
                     if let Some(p) = rec.next.take() {
-                        w.remove_timers.push(Timer::next(code, p.due_ms));
+                        w.remove_timers.push(rec.next_timer(p.due_ms));
                     }
                     w.delete_record = Some(rec);
                     w.record = None;
@@ -973,8 +1035,11 @@ impl Scheduler {
         }
         // The legal history outlives the notice by the retention period.
         let purge_at = add(now, self.config.record_retention.0);
-        w.add_timers
-            .push(Timer::purge(rec.tracking_code, purge_at.timestamp_millis()));
+        w.add_timers.push(Timer::purge(
+            rec.tracking_code,
+            rec.priority,
+            purge_at.timestamp_millis(),
+        ));
     }
 
     fn round(
@@ -1088,6 +1153,7 @@ impl Scheduler {
             title: title.clone(),
             to_representative,
             idempotency_key: Notification::idempotency_key_for(code, round, who),
+            priority: rec.priority,
         };
 
         let mut record = RoundRecord {

@@ -26,6 +26,8 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 struct Gateway {
     down: AtomicU32,
     permanent: std::sync::atomic::AtomicBool,
+    /// How long each accepted send takes, in microseconds.
+    slow_us: std::sync::atomic::AtomicU64,
     sent: Mutex<Vec<(TrackingCode, u8, bool, String)>>,
 }
 
@@ -55,6 +57,10 @@ impl Notify for Gateway {
                 transient: true,
                 attempts: 3,
             };
+        }
+        let slow = self.slow_us.load(Ordering::SeqCst);
+        if slow > 0 {
+            std::thread::sleep(Duration::from_micros(slow));
         }
         self.sent.lock().unwrap().push((
             n.tracking_code,
@@ -160,11 +166,51 @@ impl World {
 
     /// Stores one notice to `to`, accepted at t0.
     fn notice(&self, to: MailboxId, seq: u16) -> TrackingCode {
-        let e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
-        let Entry::Notice(n) = &e else { unreachable!() };
-        let code = n.tracking_code;
-        self.store.write(&[e]).unwrap();
-        code
+        self.notices_in(&[(to, seq)], karpoosheh_schemas::Priority::Normal)[0]
+    }
+
+    /// Stores notices (recipient, seq) that came in on `lane`, in one
+    /// write.
+    fn notices_in(
+        &self,
+        to: &[(MailboxId, u16)],
+        lane: karpoosheh_schemas::Priority,
+    ) -> Vec<TrackingCode> {
+        let mut codes = Vec::new();
+        let entries: Vec<Entry> = to
+            .iter()
+            .map(|&(to, seq)| {
+                let mut e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
+                let Entry::Notice(n) = &mut e else {
+                    unreachable!()
+                };
+                n.priority = lane;
+                codes.push(n.tracking_code);
+                e
+            })
+            .collect();
+        self.store.write(&entries).unwrap();
+        codes
+    }
+
+    /// Active mailboxes for `ids`, in one write.
+    fn active(&self, ids: &[MailboxId]) {
+        let profiles: Vec<MailboxProfile> = ids
+            .iter()
+            .map(|&id| MailboxProfile {
+                schema_version: SCHEMA_VERSION,
+                id,
+                status: MailboxStatus::Active,
+                access_level: 2,
+                mobile: Some("09121234567".into()),
+                email: None,
+                push: true,
+                representatives: vec![],
+                delegations: vec![],
+                updated_at: self.clock.now(),
+            })
+            .collect();
+        self.store.put_profiles(&profiles).unwrap();
     }
 
     fn run(&self) -> usize {
@@ -985,7 +1031,7 @@ fn a_nudge_timer_makes_the_owner_act_on_a_due_record() {
     w.profile(to, MailboxStatus::Active, vec![]);
     let code = w.notice(to, 1);
     let rec = w.store.delivery(code).unwrap().unwrap();
-    let first = Timer::next(code, rec.next.unwrap().due_ms);
+    let first = rec.next_timer(rec.next.unwrap().due_ms);
     // The first timer lost, as by an interrupted write.
     w.store
         .write_delivery(&[DeliveryWrite {
@@ -994,7 +1040,7 @@ fn a_nudge_timer_makes_the_owner_act_on_a_due_record() {
         }])
         .unwrap();
     assert_eq!(w.run(), 0, "nothing would ever send round 1");
-    let nudge = Timer::next(code, w.clock.now().timestamp_millis());
+    let nudge = rec.next_timer(w.clock.now().timestamp_millis());
     w.store
         .write_delivery(&[DeliveryWrite {
             add_timers: vec![nudge],
@@ -1006,7 +1052,7 @@ fn a_nudge_timer_makes_the_owner_act_on_a_due_record() {
     w.advance(DAY);
     assert_eq!(w.rounds_sent(code), vec![1, 2], "and the rounds go on");
     // A nudge for a record whose action is not due yet is only stale.
-    let early = Timer::next(code, w.clock.now().timestamp_millis());
+    let early = rec.next_timer(w.clock.now().timestamp_millis());
     w.store
         .write_delivery(&[DeliveryWrite {
             add_timers: vec![early],
@@ -1538,4 +1584,137 @@ fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
         waiting,
         "not another node's to hold"
     );
+}
+
+/// `n` people from `first` on, with `seq` numbers from `seq0`.
+fn crowd(first: u32, n: u16, seq0: u16) -> Vec<(MailboxId, u16)> {
+    (0..n)
+        .map(|i| (person(first + u32::from(i)), seq0 + i))
+        .collect()
+}
+
+#[test]
+fn urgent_rounds_go_before_the_due_rounds_of_the_other_lanes() {
+    use karpoosheh_schemas::Priority;
+    let mut cfg = config();
+    cfg.batch = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    // A campaign accepted first, then everyday notices, then one urgent:
+    // all due now, the campaign's the longest.
+    let bulk = crowd(400_000_001, 600, 1);
+    let normal = crowd(400_001_001, 50, 1_001);
+    let urgent = crowd(400_002_001, 1, 2_001);
+    let everyone: Vec<MailboxId> = bulk
+        .iter()
+        .chain(&normal)
+        .chain(&urgent)
+        .map(|p| p.0)
+        .collect();
+    w.active(&everyone);
+    let bulk = w.notices_in(&bulk, Priority::Bulk);
+    let normal = w.notices_in(&normal, Priority::Normal);
+    let urgent = w.notices_in(&urgent, Priority::Urgent)[0];
+    assert_eq!(
+        w.store.delivery(urgent).unwrap().unwrap().priority,
+        Priority::Urgent
+    );
+    w.run();
+    let order: Vec<TrackingCode> = w.gateway.sent.lock().unwrap().iter().map(|s| s.0).collect();
+    assert_eq!(order.len(), 651, "every round 1 went out");
+    assert_eq!(order[0], urgent, "the urgent notice first");
+    let last_normal = order.iter().rposition(|c| normal.contains(c)).unwrap();
+    let first_bulk = order.iter().position(|c| bulk.contains(c)).unwrap();
+    assert!(
+        last_normal < first_bulk,
+        "everyday notices before the campaign"
+    );
+    // Round 2 of the urgent notice is scheduled in its lane too.
+    let rec = w.store.delivery(urgent).unwrap().unwrap();
+    assert_eq!(rec.rounds.len(), 1);
+    let due = rec.next.unwrap().due_ms;
+    let slot = timer_slot(Timer::shard_of(urgent), Priority::Urgent);
+    assert!(
+        w.store
+            .due_timers(slot, i64::MIN, due, 100)
+            .unwrap()
+            .iter()
+            .any(|t| t.code == urgent && t.kind == TimerKind::Next && t.due_ms == due),
+        "the next round's timer is in the urgent slot"
+    );
+}
+
+#[test]
+fn a_running_worker_takes_an_urgent_round_between_batches_of_a_campaign() {
+    use karpoosheh_schemas::Priority;
+    // One worker, one send at a time, 1 ms a send: a campaign of 3,000
+    // due rounds takes three seconds; batches of 50 take 50 ms each.
+    let mut cfg = config();
+    cfg.workers = 1;
+    cfg.concurrency = 1;
+    cfg.batch = 50;
+    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let gateway = Arc::new(Gateway::default());
+    gateway.slow_us.store(1_000, Ordering::SeqCst);
+    let w = World::with(dir, store, gateway.clone(), cfg);
+    let bulk = crowd(410_000_001, 3_000, 1);
+    let urgent = crowd(410_010_001, 1, 5_001);
+    let everyone: Vec<MailboxId> = bulk.iter().chain(&urgent).map(|p| p.0).collect();
+    w.active(&everyone);
+    w.notices_in(&bulk, Priority::Bulk);
+    let World {
+        store, scheduler, ..
+    } = w;
+    let handle = scheduler.start().unwrap();
+    let sent = || gateway.sent.lock().unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sent() < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the campaign did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The urgent notice arrives while the campaign's rounds are due.
+    let e = {
+        let mut e = new_notice(
+            notice("courts", "summons-1", urgent[0].0, "احضاریه"),
+            urgent[0].1,
+        );
+        let Entry::Notice(n) = &mut e else {
+            unreachable!()
+        };
+        n.priority = Priority::Urgent;
+        e
+    };
+    let Entry::Notice(n) = &e else { unreachable!() };
+    let code = n.tracking_code;
+    let before = sent();
+    store.write(&[e]).unwrap();
+    let at = loop {
+        let s = gateway.sent.lock().unwrap();
+        if let Some(i) = s.iter().position(|x| x.0 == code) {
+            break i;
+        }
+        drop(s);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the urgent round never went out"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    handle.stop();
+    let overtaken = 3_000usize.saturating_sub(at);
+    // It waited for the batch under way and, at most, the one started
+    // before it was stored: two batches of 50, not the 2,800 rounds due.
+    assert!(
+        at <= before + 100,
+        "{} campaign rounds went out before it ({} were due behind it)",
+        at - before,
+        overtaken
+    );
+    assert!(at < 1_000, "the campaign had not finished: {at}");
 }

@@ -7,13 +7,36 @@
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{
-    AccessLevel, AgencyId, Channel, MailboxId, MailboxStatus, NoticeKind, Receipt, TrackingCode,
+    AccessLevel, AgencyId, Channel, MailboxId, MailboxStatus, NoticeKind, Priority, Receipt,
+    TrackingCode,
 };
 use serde::{Deserialize, Serialize};
 
 /// Timers are spread over this many shards, fixed in the key layout so a
-/// change of `delivery.workers` never strands a timer.
+/// change of `delivery.workers` never strands a timer. A notice's shard
+/// decides which scheduler worker owns it.
 pub const TIMER_SHARDS: u8 = 16;
+
+/// Where timers are kept: one slot per shard and lane. Normal notices'
+/// timers are in slots 0-15 (the layout before lanes, so stored timers
+/// stay where they are), urgent ones in 16-31, bulk ones in 32-47: the
+/// scheduler reads the urgent slots before the others, so an urgent
+/// notice's round never waits behind a campaign's due rounds.
+pub const TIMER_SLOTS: u8 = 3 * TIMER_SHARDS;
+
+/// The first slot of a lane's timers.
+fn lane_base(lane: Priority) -> u8 {
+    match lane {
+        Priority::Normal => 0,
+        Priority::Urgent => TIMER_SHARDS,
+        Priority::Bulk => 2 * TIMER_SHARDS,
+    }
+}
+
+/// The slot of `shard`'s timers in `lane`.
+pub fn timer_slot(shard: u8, lane: Priority) -> u8 {
+    lane_base(lane) + shard % TIMER_SHARDS
+}
 
 /// Where a notice stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +160,10 @@ pub struct DeliveryRecord {
     /// 27), in order, revoked ones kept.
     #[serde(default)]
     pub shares: Vec<ShareRecord>,
+    /// The lane the notice came in on: its rounds are scheduled, and its
+    /// notifications sent, in that lane (agency guide, "Priority lanes").
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 /// A notice opened in an inbox app, the first time by this side.
@@ -163,6 +190,7 @@ impl DeliveryRecord {
         code: TrackingCode,
         notice: &karpoosheh_schemas::Notice,
         accepted_at: DateTime<Utc>,
+        priority: Priority,
     ) -> Self {
         DeliveryRecord {
             tracking_code: code,
@@ -185,6 +213,7 @@ impl DeliveryRecord {
             purged: false,
             opened: Vec::new(),
             shares: Vec::new(),
+            priority,
         }
     }
 
@@ -192,12 +221,18 @@ impl DeliveryRecord {
     pub fn initial_timers(&self) -> Vec<Timer> {
         let mut t = vec![Timer::expire(
             self.tracking_code,
+            self.priority,
             self.expires_at.timestamp_millis(),
         )];
         if let Some(p) = self.next {
-            t.push(Timer::next(self.tracking_code, p.due_ms));
+            t.push(self.next_timer(p.due_ms));
         }
         t
+    }
+
+    /// The timer of this notice's next action, due at `due_ms`.
+    pub fn next_timer(&self, due_ms: i64) -> Timer {
+        Timer::next(self.tracking_code, self.priority, due_ms)
     }
 
     /// Whether the state is a final legal outcome.
@@ -249,11 +284,12 @@ impl TimerKind {
     }
 }
 
-/// A durable timer: `(shard, due, tracking code, kind)`, kept in the store
-/// ordered by due time within its shard.
+/// A durable timer: `(slot, due, tracking code, kind)`, kept in the store
+/// ordered by due time within its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timer {
-    pub shard: u8,
+    /// The notice's shard in its lane ([`timer_slot`], [`TIMER_SLOTS`]).
+    pub slot: u8,
     pub due_ms: i64,
     pub code: TrackingCode,
     pub kind: TimerKind,
@@ -265,22 +301,30 @@ impl Timer {
         let v = code.as_u64();
         ((v ^ (v >> 16) ^ (v >> 32)) % TIMER_SHARDS as u64) as u8
     }
-    fn new(code: TrackingCode, due_ms: i64, kind: TimerKind) -> Timer {
+    fn new(code: TrackingCode, lane: Priority, due_ms: i64, kind: TimerKind) -> Timer {
         Timer {
-            shard: Timer::shard_of(code),
+            slot: timer_slot(Timer::shard_of(code), lane),
             due_ms,
             code,
             kind,
         }
     }
-    pub fn next(code: TrackingCode, due_ms: i64) -> Timer {
-        Timer::new(code, due_ms, TimerKind::Next)
+    pub fn next(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
+        Timer::new(code, lane, due_ms, TimerKind::Next)
     }
-    pub fn expire(code: TrackingCode, due_ms: i64) -> Timer {
-        Timer::new(code, due_ms, TimerKind::Expire)
+    pub fn expire(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
+        Timer::new(code, lane, due_ms, TimerKind::Expire)
     }
-    pub fn purge(code: TrackingCode, due_ms: i64) -> Timer {
-        Timer::new(code, due_ms, TimerKind::Purge)
+    pub fn purge(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
+        Timer::new(code, lane, due_ms, TimerKind::Purge)
+    }
+    /// The lane whose slots hold this timer.
+    pub fn lane(&self) -> Priority {
+        match self.slot / TIMER_SHARDS {
+            1 => Priority::Urgent,
+            2 => Priority::Bulk,
+            _ => Priority::Normal,
+        }
     }
 }
 
@@ -317,5 +361,21 @@ mod tests {
             counts[Timer::shard_of(code) as usize] += 1;
         }
         assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+    }
+
+    #[test]
+    fn each_lane_has_its_own_slots_and_normal_keeps_the_old_ones() {
+        let code = TrackingCode::from_parts(1_760_000_000_000, 3, 77);
+        let shard = Timer::shard_of(code);
+        // Timers stored before lanes were in slot == shard: still normal.
+        assert_eq!(Timer::next(code, Priority::Normal, 5).slot, shard);
+        let mut seen = std::collections::HashSet::new();
+        for lane in Priority::ALL {
+            let t = Timer::expire(code, lane, 5);
+            assert!(t.slot < TIMER_SLOTS);
+            assert_eq!(t.slot % TIMER_SHARDS, shard);
+            assert_eq!(t.lane(), lane);
+            assert!(seen.insert(t.slot));
+        }
     }
 }

@@ -22,8 +22,9 @@ pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::U
 }
 pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
-    Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite, OpenRecord, Pending,
-    RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
+    timer_slot, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite,
+    OpenRecord, Pending, RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
+    TIMER_SLOTS,
 };
 pub use self::notice::{
     accepted_event, accepted_receipt, dead_letter_source, hex, position_id, Entry, MailboxPage,

@@ -3,7 +3,9 @@
 //! outcome of each write, stored notices and mailbox pages.
 
 use chrono::{DateTime, Utc};
-use karpoosheh_schemas::{AgencyId, DeadLetter, Notice, Problem, SourcePosition, TrackingCode};
+use karpoosheh_schemas::{
+    AgencyId, DeadLetter, Notice, Priority, Problem, SourcePosition, TrackingCode,
+};
 use serde::{Deserialize, Serialize};
 
 /// A notice accepted by the pipeline, with its tracking code assigned.
@@ -15,9 +17,22 @@ pub struct NewNotice {
     pub notice: Notice,
     /// Where it came from; recorded if it turns out to be a conflict.
     pub position: SourcePosition,
+    /// The lane it came in on (its topic's suffix).
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 impl NewNotice {
+    /// The delivery record the notice's follow-up starts with.
+    pub fn delivery_record(&self) -> crate::model::DeliveryRecord {
+        crate::model::DeliveryRecord::new(
+            self.tracking_code,
+            &self.notice,
+            self.accepted_at,
+            self.priority,
+        )
+    }
+
     /// The notice's first event: the agency's `accepted` receipt, at the
     /// time it was accepted. The store appends it to the notice's chain
     /// and the pipeline sends it, so both build it here.

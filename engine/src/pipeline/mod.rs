@@ -115,6 +115,8 @@ struct Item {
     position: SourcePosition,
     /// The source's agency, if it speaks for one.
     source_agency: Option<AgencyId>,
+    /// The lane it came in on; a stored notice keeps it for its rounds.
+    priority: Priority,
     payload_bytes: usize,
     body: ItemBody,
 }
@@ -238,6 +240,7 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
         received: r.received,
         position: r.position,
         source_agency: r.agency,
+        priority: r.priority,
         payload_bytes,
         body,
     }
@@ -668,6 +671,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
         received,
         position,
         source_agency,
+        priority,
         payload_bytes,
         body,
     } = item;
@@ -681,6 +685,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
             content_hash: hash,
             notice: *notice,
             position: position.clone(),
+            priority,
         }),
         ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
             agency: rejection_agency(&source_agency, &rej),
@@ -1834,12 +1839,18 @@ mod priority_tests {
                  (released at {at_release}): they waited behind the backlog"
             );
             let agency = AgencyId::parse("tax").unwrap();
-            for i in 0..URGENT {
-                assert!(store
-                    .reference(&agency, &format!("urgent-{i}"))
+            // Stored with their lane, for their rounds.
+            let lane = |reference: &str| {
+                let code = store.reference(&agency, reference).unwrap().unwrap();
+                crate::store::DeliveryStore::delivery(&*store, code)
                     .unwrap()
-                    .is_some());
+                    .unwrap()
+                    .priority
+            };
+            for i in 0..URGENT {
+                assert_eq!(lane(&format!("urgent-{i}")), Priority::Urgent);
             }
+            assert_eq!(lane("bulk-7"), Priority::Bulk);
             let codes = codes.lock().unwrap();
             assert_eq!(codes.len(), BULK + URGENT);
             assert!(

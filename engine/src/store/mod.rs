@@ -179,17 +179,18 @@ pub trait NoticeStore: Send + Sync {
 /// The article-29 follow-up (see `crate::delivery`): delivery records,
 /// durable timers, the receipts outbox and applied confirmations.
 pub trait DeliveryStore: Send + Sync {
-    /// Timers of timer shard `shard` due from `from_ms` up to and
-    /// including `now_ms`, earliest first, at most `limit`. (`from_ms`
-    /// lets the scheduler skip the head of a shard it has just emptied:
-    /// an LSM range scan otherwise walks every deleted timer there.)
-    /// `from_ms = i64::MIN` reads the whole shard. The answer also holds
-    /// the timers due before `from_ms` that this store wrote since its
-    /// previous call for the shard (the first call after opening reads the
-    /// whole shard), so a scan from a cursor sees a timer written behind it.
+    /// Timers of timer slot `slot` (a shard in a lane, `model::timer_slot`)
+    /// due from `from_ms` up to and including `now_ms`, earliest first, at
+    /// most `limit`. (`from_ms` lets the scheduler skip the head of a slot
+    /// it has just emptied: an LSM range scan otherwise walks every deleted
+    /// timer there.) `from_ms = i64::MIN` reads the whole slot. The answer
+    /// also holds the timers due before `from_ms` that this store wrote
+    /// since its previous call for the slot (the first call after opening
+    /// reads the whole slot), so a scan from a cursor sees a timer written
+    /// behind it.
     fn due_timers(
         &self,
-        shard: u8,
+        slot: u8,
         from_ms: i64,
         now_ms: i64,
         limit: usize,

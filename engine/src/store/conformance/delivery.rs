@@ -5,8 +5,8 @@ use super::*;
 
 fn all_due(s: &dyn Store, now_ms: i64) -> Vec<crate::model::Timer> {
     let mut out = Vec::new();
-    for shard in 0..crate::model::TIMER_SHARDS {
-        out.extend(s.due_timers(shard, i64::MIN, now_ms, 10_000).unwrap());
+    for slot in 0..crate::model::TIMER_SLOTS {
+        out.extend(s.due_timers(slot, i64::MIN, now_ms, 10_000).unwrap());
     }
     out
 }
@@ -44,10 +44,10 @@ pub(super) fn a_stored_notice_starts_its_follow_up(s: &dyn Store) {
         .filter(|t| t.kind == TimerKind::Expire)
         .count();
     assert_eq!(expiries, 3, "each notice's expiry is a timer");
-    for shard in 0..crate::model::TIMER_SHARDS {
-        let ts = s.due_timers(shard, i64::MIN, later, 10_000).unwrap();
+    for slot in 0..crate::model::TIMER_SLOTS {
+        let ts = s.due_timers(slot, i64::MIN, later, 10_000).unwrap();
         let from = (t0() + Duration::days(300)).timestamp_millis();
-        let tail = s.due_timers(shard, from, later, 10_000).unwrap();
+        let tail = s.due_timers(slot, from, later, 10_000).unwrap();
         assert!(
             tail.iter().all(|t| t.due_ms >= from),
             "from_ms is a lower bound"
@@ -57,7 +57,7 @@ pub(super) fn a_stored_notice_starts_its_follow_up(s: &dyn Store) {
             ts.windows(2).all(|w| w[0].due_ms <= w[1].due_ms),
             "earliest first"
         );
-        assert!(ts.iter().all(|t| t.shard == shard));
+        assert!(ts.iter().all(|t| t.slot == slot));
     }
     assert!(
         all_due(s, first.accepted_at.timestamp_millis() - 1).is_empty(),
@@ -66,7 +66,7 @@ pub(super) fn a_stored_notice_starts_its_follow_up(s: &dyn Store) {
 }
 
 pub(super) fn delivery_writes_move_timers_and_fill_the_outbox(s: &dyn Store) {
-    use crate::model::{DeliveryWrite, Timer};
+    use crate::model::DeliveryWrite;
     use karpoosheh_schemas::{Receipt, ReceiptEvent};
     let entries = sample_entries(1);
     s.write(&entries).unwrap();
@@ -75,7 +75,7 @@ pub(super) fn delivery_writes_move_timers_and_fill_the_outbox(s: &dyn Store) {
     };
     let code = n.tracking_code;
     let mut rec = s.delivery(code).unwrap().unwrap();
-    let old = Timer::next(code, rec.next.unwrap().due_ms);
+    let old = rec.next_timer(rec.next.unwrap().due_ms);
     let new_due = (t0() + Duration::days(1)).timestamp_millis();
     rec.next.as_mut().unwrap().due_ms = new_due;
     let receipt = |i: u8| {
@@ -93,7 +93,7 @@ pub(super) fn delivery_writes_move_timers_and_fill_the_outbox(s: &dyn Store) {
     s.write_delivery(&[DeliveryWrite {
         record: Some(rec.clone()),
         remove_timers: vec![old],
-        add_timers: vec![Timer::next(code, new_due)],
+        add_timers: vec![rec.next_timer(new_due)],
         receipts: vec![receipt(1), receipt(2)],
         confirmation_ids: vec![("conf-1".into(), code)],
         awaiting: Some(true),
@@ -197,9 +197,9 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
     // A scheduler scans from a cursor; a notice accepted a moment before a
     // scan moved the cursor past its round-1 time must still be found.
     let later = (t0() + Duration::days(1)).timestamp_millis();
-    for shard in 0..crate::model::TIMER_SHARDS {
+    for slot in 0..crate::model::TIMER_SLOTS {
         assert!(s
-            .due_timers(shard, i64::MIN, later, 10_000)
+            .due_timers(slot, i64::MIN, later, 10_000)
             .unwrap()
             .is_empty());
     }
@@ -224,6 +224,57 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
         again.iter().all(|t| t.due_ms >= cursor),
         "only once: after that the cursor is a lower bound again"
     );
+}
+
+pub(super) fn each_lane_keeps_its_timers_apart(s: &dyn Store) {
+    use crate::model::{timer_slot, Timer, TimerKind};
+    use karpoosheh_schemas::Priority;
+    let mut entries = Vec::new();
+    for (i, lane) in Priority::ALL.into_iter().enumerate() {
+        let mut e = new_notice(
+            notice("tax", &format!("lane-{i}"), person(600_000_001), "x"),
+            i as u16 + 1,
+        );
+        if let Entry::Notice(n) = &mut e {
+            n.priority = lane;
+        }
+        entries.push(e);
+    }
+    s.write(&entries).unwrap();
+    let later = (t0() + Duration::days(400)).timestamp_millis();
+    for (e, lane) in entries.iter().zip(Priority::ALL) {
+        let Entry::Notice(n) = e else { unreachable!() };
+        let code = n.tracking_code;
+        let rec = s.delivery(code).unwrap().unwrap();
+        assert_eq!(rec.priority, lane, "the record keeps its lane");
+        let slot = timer_slot(Timer::shard_of(code), lane);
+        let mine: Vec<Timer> = s
+            .due_timers(slot, i64::MIN, later, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.code == code)
+            .collect();
+        let kinds: Vec<TimerKind> = mine.iter().map(|t| t.kind).collect();
+        assert!(
+            kinds.contains(&TimerKind::Next) && kinds.contains(&TimerKind::Expire),
+            "{lane}: round 1 and the expiry are in the lane's slot: {mine:?}"
+        );
+        assert!(mine.iter().all(|t| t.lane() == lane && t.slot == slot));
+        for other in Priority::ALL.into_iter().filter(|o| *o != lane) {
+            let there = s
+                .due_timers(
+                    timer_slot(Timer::shard_of(code), other),
+                    i64::MIN,
+                    later,
+                    10_000,
+                )
+                .unwrap();
+            assert!(
+                there.iter().all(|t| t.code != code),
+                "{lane}: nothing in the {other} slot"
+            );
+        }
+    }
 }
 
 pub(super) fn events_form_a_hash_chain_kept_with_the_record(s: &dyn Store) {

@@ -107,6 +107,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             delivery::a_timer_written_behind_a_cursor_comes_back,
         ),
         (
+            "each_lane_keeps_its_timers_apart",
+            delivery::each_lane_keeps_its_timers_apart,
+        ),
+        (
             "events_form_a_hash_chain_kept_with_the_record",
             delivery::events_form_a_hash_chain_kept_with_the_record,
         ),
@@ -179,6 +183,7 @@ pub fn new_notice(n: Notice, seq: u16) -> Entry {
         position: SourcePosition::InProcess {
             sequence: seq as u64,
         },
+        priority: karpoosheh_schemas::Priority::Normal,
     })
 }
 

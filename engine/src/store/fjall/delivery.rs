@@ -5,7 +5,7 @@ use super::*;
 impl DeliveryStore for FjallStore {
     fn due_timers(
         &self,
-        shard: u8,
+        slot: u8,
         from_ms: i64,
         now_ms: i64,
         limit: usize,
@@ -13,15 +13,15 @@ impl DeliveryStore for FjallStore {
         // Taken before the read: a timer written meanwhile is either seen
         // by this read or noted for the next one.
         let behind = std::mem::replace(
-            &mut self.behind.lock().unwrap_or_else(|p| p.into_inner())[shard as usize],
+            &mut self.behind.lock().unwrap_or_else(|p| p.into_inner())[slot as usize],
             i64::MAX,
         );
         let from_ms = from_ms.min(behind);
         let mut start = [0u8; 9];
-        start[0] = shard;
+        start[0] = slot;
         start[1..9].copy_from_slice(&((from_ms as u64) ^ (1 << 63)).to_be_bytes());
         let mut end = [0u8; 9];
-        end[0] = shard;
+        end[0] = slot;
         end[1..9].copy_from_slice(&((now_ms as u64) ^ (1 << 63)).to_be_bytes());
         if from_ms > now_ms {
             return Ok(Vec::new());

@@ -75,11 +75,12 @@ use super::{AuditStore, DeliveryStore, NoticeStore, ProfileStore, StoreError, St
 /// dead-letter records, whose tagged enums need a self-describing format.
 const FORMAT: u8 = 1;
 const FORMAT_JSON: u8 = 2;
-/// Delivery records with the notice's title (format 3), and since the
-/// inbox API with openings and shares (format 4); the older formats are
-/// still read.
+/// Delivery records with the notice's title (format 3), since the inbox
+/// API with openings and shares (format 4), and since priority lanes with
+/// the notice's lane (format 5); the older formats are still read.
 const FORMAT_DELIVERY_V2: u8 = 3;
 const FORMAT_DELIVERY_V3: u8 = 4;
+const FORMAT_DELIVERY_V4: u8 = 5;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 /// The mark of `NoticeStore::mark_accepted_out`.
@@ -212,10 +213,10 @@ pub struct FjallStore {
     access_seq: Mutex<u32>,
     durability: Durability,
     writer: Mutex<WriterState>,
-    /// Per timer shard, the earliest due time written since the last
+    /// Per timer slot, the earliest due time written since the last
     /// `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at open,
     /// so the first scan reads the whole shard).
-    behind: Mutex<[i64; crate::model::TIMER_SHARDS as usize]>,
+    behind: Mutex<[i64; crate::model::TIMER_SLOTS as usize]>,
     /// The highest outbox ID published and removed: reads start after it,
     /// not at the head of a keyspace full of the removed receipts'
     /// tombstones (IDs are issued and committed in order, under `writer`).
@@ -267,8 +268,56 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Stor
 
 fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_in(&mut out, FORMAT_DELIVERY_V3, rec);
+    encode_in(&mut out, FORMAT_DELIVERY_V4, rec);
     out
+}
+
+/// A delivery record as format 4 wrote it: [`DeliveryRecord`] without
+/// the lane (all were normal). Field order is the format; never change it.
+#[derive(Deserialize)]
+struct DeliveryRecordV3 {
+    tracking_code: TrackingCode,
+    agency: AgencyId,
+    reference: String,
+    recipient: MailboxId,
+    kind: karpoosheh_schemas::NoticeKind,
+    title: String,
+    min_access_level: karpoosheh_schemas::AccessLevel,
+    accepted_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    state: crate::model::DeliveryState,
+    next: Option<crate::model::Pending>,
+    rounds: Vec<crate::model::RoundRecord>,
+    confirmations: Vec<crate::model::ConfirmationRecord>,
+    access_reported: bool,
+    purged: bool,
+    opened: Vec<crate::model::OpenRecord>,
+    shares: Vec<crate::model::ShareRecord>,
+}
+
+impl From<DeliveryRecordV3> for DeliveryRecord {
+    fn from(v3: DeliveryRecordV3) -> Self {
+        DeliveryRecord {
+            tracking_code: v3.tracking_code,
+            agency: v3.agency,
+            reference: v3.reference,
+            recipient: v3.recipient,
+            kind: v3.kind,
+            title: v3.title,
+            min_access_level: v3.min_access_level,
+            accepted_at: v3.accepted_at,
+            expires_at: v3.expires_at,
+            state: v3.state,
+            next: v3.next,
+            rounds: v3.rounds,
+            confirmations: v3.confirmations,
+            access_reported: v3.access_reported,
+            purged: v3.purged,
+            opened: v3.opened,
+            shares: v3.shares,
+            priority: karpoosheh_schemas::Priority::Normal,
+        }
+    }
 }
 
 /// A delivery record as format 3 wrote it: [`DeliveryRecord`] without
@@ -355,6 +404,7 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
             purged: v2.purged,
             opened: Vec::new(),
             shares: Vec::new(),
+            priority: karpoosheh_schemas::Priority::Normal,
         }
     }
 }
@@ -362,7 +412,11 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
 fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
     match bytes.split_first() {
-        Some((&FORMAT_DELIVERY_V3, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V4, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V3, rest)) => {
+            let v3: DeliveryRecordV3 = postcard::from_bytes(rest).map_err(corrupt)?;
+            Ok(v3.into())
+        }
         Some((&FORMAT_DELIVERY_V2, rest)) => {
             let v2: DeliveryRecordV2 = postcard::from_bytes(rest).map_err(corrupt)?;
             Ok(v2.into())
@@ -407,7 +461,7 @@ fn rejection_key(agency: Option<&AgencyId>, id: u64) -> Vec<u8> {
 
 fn timer_key(t: &Timer) -> [u8; 18] {
     let mut k = [0u8; 18];
-    k[0] = t.shard;
+    k[0] = t.slot;
     // Flip the sign bit so negative times (never expected) still sort.
     k[1..9].copy_from_slice(&((t.due_ms as u64) ^ (1 << 63)).to_be_bytes());
     k[9..17].copy_from_slice(&t.code.as_u64().to_be_bytes());
@@ -420,7 +474,7 @@ fn timer_of(k: &[u8]) -> Result<Timer, StoreError> {
         return Err(StoreError::Corrupt("timer key has the wrong length".into()));
     }
     Ok(Timer {
-        shard: k[0],
+        slot: k[0],
         due_ms: (u64_of(&k[1..9])? ^ (1 << 63)) as i64,
         code: TrackingCode::from_u64(u64_of(&k[9..17])?),
         kind: TimerKind::from_u8(k[17])
@@ -674,7 +728,7 @@ impl FjallStore {
             access_by_mailbox,
             access_seq: Mutex::new(0),
             durability: cfg.durability,
-            behind: Mutex::new([i64::MIN; crate::model::TIMER_SHARDS as usize]),
+            behind: Mutex::new([i64::MIN; crate::model::TIMER_SLOTS as usize]),
             outbox_removed: Mutex::new(0),
             parked,
             parked_last: Mutex::new(parked_last),
@@ -831,7 +885,7 @@ impl FjallStore {
     fn wrote_timers<'a>(&self, timers: impl IntoIterator<Item = &'a Timer>) {
         let mut b = self.behind.lock().unwrap_or_else(|p| p.into_inner());
         for t in timers {
-            let slot = &mut b[t.shard as usize];
+            let slot = &mut b[t.slot as usize];
             *slot = (*slot).min(t.due_ms);
         }
     }
@@ -1348,12 +1402,12 @@ mod tests {
             content_hash: &hash,
             notice: &n,
         };
-        let rec = DeliveryRecord::new(code, &n, t0());
+        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Bulk);
         let mut buf = vec![0xAA; 3]; // cleared, not appended to
         let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
         assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
-        let whole = [vec![FORMAT_DELIVERY_V3], postcard::to_stdvec(&rec).unwrap()].concat();
-        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V3, &rec), &whole[..]);
+        let whole = [vec![FORMAT_DELIVERY_V4], postcard::to_stdvec(&rec).unwrap()].concat();
+        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V4, &rec), &whole[..]);
         // Shorter after longer: the tail of the longer one is gone.
         assert_eq!(encode_in(&mut buf, FORMAT, &1u8), &[FORMAT, 1][..]);
     }
@@ -1363,14 +1417,20 @@ mod tests {
         use crate::store::conformance::{notice, person, t0};
         let n = notice("tax", "r", person(830_000_001), "متن");
         let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
-        let rec = DeliveryRecord::new(code, &n, t0());
-        // Format 3 is format 4 without the two trailing (empty) lists,
-        // each one length byte in postcard.
-        let v4 = postcard::to_stdvec(&rec).unwrap();
-        assert_eq!(&v4[v4.len() - 2..], &[0, 0]);
-        let v3 = [&[FORMAT_DELIVERY_V2][..], &v4[..v4.len() - 2]].concat();
+        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Normal);
+        // Format 3 is format 5 without the two trailing (empty) lists,
+        // each one length byte in postcard, and the lane (normal: variant
+        // 1); format 4 is format 5 without the lane.
+        let v5 = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(&v5[v5.len() - 3..], &[0, 0, 1]);
+        let v3 = [&[FORMAT_DELIVERY_V2][..], &v5[..v5.len() - 3]].concat();
         assert_eq!(decode_delivery(&v3).unwrap(), rec);
+        let v4 = [&[FORMAT_DELIVERY_V3][..], &v5[..v5.len() - 1]].concat();
+        assert_eq!(decode_delivery(&v4).unwrap(), rec);
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
+        // The lane survives its own format.
+        let urgent = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Urgent);
+        assert_eq!(decode_delivery(&encode_delivery(&urgent)).unwrap(), urgent);
     }
 
     #[test]
@@ -1485,7 +1545,7 @@ mod tests {
         let Entry::Notice(n) = &crate::store::conformance::sample_entries(1)[0] else {
             unreachable!()
         };
-        let mut rec = DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
+        let mut rec = n.delivery_record();
         let mut v1 = vec![FORMAT];
         // Format 1 is today's record without the title: serialise a copy
         // with the title field cut out of the postcard bytes.

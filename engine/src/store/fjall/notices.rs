@@ -86,8 +86,7 @@ impl NoticeStore for FjallStore {
                             v.extend_from_slice(source.as_bytes());
                             batch.insert(&self.refs, key.clone(), v);
                             // The follow-up starts with the notice, atomically.
-                            let rec =
-                                DeliveryRecord::new(n.tracking_code, &n.notice, n.accepted_at);
+                            let rec = n.delivery_record();
                             for t in rec.initial_timers() {
                                 batch.insert(&self.timers, timer_key(&t), []);
                                 new_timers.push(t);
@@ -95,7 +94,7 @@ impl NoticeStore for FjallStore {
                             batch.insert(
                                 &self.delivery,
                                 code.to_be_bytes(),
-                                encode_in(&mut scratch, FORMAT_DELIVERY_V2, &rec),
+                                encode_in(&mut scratch, FORMAT_DELIVERY_V4, &rec),
                             );
                             // The chain's first event, `accepted`, is the
                             // notice record itself (`FjallStore::events`):

@@ -5,7 +5,7 @@ use super::*;
 impl DeliveryStore for ScyllaStore {
     fn due_timers(
         &self,
-        shard: u8,
+        slot: u8,
         from_ms: i64,
         now_ms: i64,
         limit: usize,
@@ -17,14 +17,14 @@ impl DeliveryStore for ScyllaStore {
                 .timer_state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .behind[shard as usize],
+                .behind[slot as usize],
             i64::MAX,
         );
         let from_ms = from_ms.min(behind);
         if from_ms > now_ms || limit == 0 {
             return Ok(Vec::new());
         }
-        let sh = shard as i8;
+        let sh = slot as i8;
         let (first, last) = (hour_of(from_ms), hour_of(now_ms));
         Ok(self.rt.block_on(async {
             // Only the hours that hold timers (an idle stretch costs nothing).
@@ -61,7 +61,7 @@ impl DeliveryStore for ScyllaStore {
                         message: format!("unknown timer kind {kind}"),
                     })?;
                     out.push(Timer {
-                        shard,
+                        slot,
                         due_ms,
                         code: code_of(code),
                         kind,

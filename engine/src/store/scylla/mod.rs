@@ -68,7 +68,7 @@ use crate::evidence::chain;
 use crate::internal_events::{LeaseFailed, StoreRepaired};
 use crate::model::{
     DeliveryRecord, DeliveryWrite, Entry, MailboxPage, NewRejection, Outcome, StoredNotice,
-    StoredRejection, Timer, TimerKind, TIMER_SHARDS,
+    StoredRejection, Timer, TimerKind, TIMER_SLOTS,
 };
 
 use self::lease::{Lease, LeaseStatements};
@@ -513,10 +513,10 @@ fn fingerprint(entries: &[Entry]) -> u64 {
 struct TimerState {
     /// (node, shard, hour) already in `timer_hours`.
     hours: HashSet<(i16, i8, i32)>,
-    /// Per shard of this node, the earliest due time written since the
-    /// last `due_timers` of that shard (`i64::MAX`: none; `i64::MIN` at
-    /// open, so the first scan reads the whole shard).
-    behind: [i64; TIMER_SHARDS as usize],
+    /// Per timer slot of this node (the `shard` column), the earliest due
+    /// time written since the last `due_timers` of that slot (`i64::MAX`:
+    /// none; `i64::MIN` at open, so the first scan reads the whole slot).
+    behind: [i64; TIMER_SLOTS as usize],
 }
 
 /// Tuning the backend takes from the engine's configuration.
@@ -812,7 +812,7 @@ impl ScyllaStore {
             }),
             timer_state: Mutex::new(TimerState {
                 hours: HashSet::new(),
-                behind: [i64::MIN; TIMER_SHARDS as usize],
+                behind: [i64::MIN; TIMER_SLOTS as usize],
             }),
             hours_lock: RwLock::new(()),
             read_only,
@@ -958,7 +958,7 @@ impl ScyllaStore {
             return Ok(());
         }
         let _shared = self.hours_lock.read().unwrap_or_else(|p| p.into_inner());
-        let key = |t: &Timer| (self.node_of(t.code), t.shard as i8, hour_of(t.due_ms));
+        let key = |t: &Timer| (self.node_of(t.code), t.slot as i8, hour_of(t.due_ms));
         let missing: BTreeSet<(i16, i8, i32)> = {
             let ts = self.timer_state.lock().unwrap_or_else(|p| p.into_inner());
             timers
@@ -1007,7 +1007,7 @@ impl ScyllaStore {
         // Durable now: the next scan of the shard looks back this far.
         let mut ts = self.timer_state.lock().unwrap_or_else(|p| p.into_inner());
         for t in timers.iter().filter(|t| self.node_of(t.code) == self.node) {
-            let slot = &mut ts.behind[t.shard as usize];
+            let slot = &mut ts.behind[t.slot as usize];
             *slot = (*slot).min(t.due_ms);
         }
         Ok(())
@@ -1053,7 +1053,7 @@ impl ScyllaStore {
             &self.st.timer_delete,
             (
                 self.node_of(t.code),
-                t.shard as i8,
+                t.slot as i8,
                 hour_of(t.due_ms),
                 t.due_ms,
                 code_col(t.code),
@@ -1080,7 +1080,7 @@ impl ScyllaStore {
         let now = Utc::now();
         let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
         let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
-        let rec = DeliveryRecord::new(code, &n.notice, accepted_at);
+        let rec = DeliveryRecord::new(code, &n.notice, accepted_at, n.priority);
         let mb = MailboxRow::new(&row, ttl);
         let put_record = async {
             if !record {
@@ -1182,7 +1182,7 @@ impl ScyllaStore {
             }
         };
         if self.node_of(code) != self.node && !timers.is_empty() {
-            timers.push(Timer::next(code, Utc::now().timestamp_millis()));
+            timers.push(Timer::next(code, n.priority, Utc::now().timestamp_millis()));
         }
         Ok(timers)
     }
