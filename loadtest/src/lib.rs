@@ -9,6 +9,7 @@ pub mod engine_metrics;
 pub mod inbox_bench;
 pub mod kafka;
 pub mod read_bench;
+pub mod rounds_lanes;
 pub mod sched_bench;
 
 pub use bench::{pipeline_benchmark, BenchOptions, BenchResult};

@@ -78,6 +78,26 @@ enum Command {
         #[arg(long, default_value = "./karpoosheh-bench")]
         dir: PathBuf,
     },
+    /// Lanes in the rounds: an urgent notice's round 1 on an idle scheduler
+    /// and while a campaign's rounds are due and hold every gateway at its
+    /// rate limit, against a bulk-lane notice sent at the same moments.
+    BenchRoundsLanes {
+        /// The campaign's due rounds.
+        #[arg(long, default_value_t = 200_000)]
+        due: u64,
+        /// Probes per phase.
+        #[arg(long, default_value_t = 50)]
+        probes: u64,
+        /// Milliseconds between probes.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Each simulated gateway's rate limit (sends/s).
+        #[arg(long, default_value_t = 100.0)]
+        gateway_rate: f64,
+        /// Scratch directory.
+        #[arg(long, default_value = "./karpoosheh-bench")]
+        dir: PathBuf,
+    },
     /// Act as the agencies on a real broker: produce notices (and registrations),
     /// read the receipt and dead-letter topics back, report latency and throughput.
     Kafka {
@@ -378,6 +398,40 @@ fn run() -> Result<()> {
                 r.scan_peak_rss_bytes.unwrap_or(0) as f64 / 1e6,
                 r.pending,
                 r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
+            );
+        }
+        Command::BenchRoundsLanes {
+            due,
+            probes,
+            interval_ms,
+            gateway_rate,
+            dir,
+        } => {
+            std::fs::create_dir_all(dir)?;
+            let cfg = load(vec![])?;
+            let r = karpoosheh_loadtest::rounds_lanes::rounds_lanes_benchmark(
+                karpoosheh_loadtest::rounds_lanes::RoundsLanesOptions {
+                    due: *due,
+                    probes: *probes,
+                    interval: std::time::Duration::from_millis(*interval_ms),
+                    gateway_rate: *gateway_rate,
+                    dir: dir.clone(),
+                    config: cfg,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            eprintln!(
+                "round 1 of urgent notices: p50 {:.0} ms, p99 {:.0} ms idle; p50 {:.0} ms, p99 {:.0} ms with {} campaign rounds due (bulk-lane probes: p50 {:.0} ms, p99 {:.0} ms, {} not sent); campaign {:.0}/s before, {:.0}/s during",
+                r.idle_urgent.p50_ms,
+                r.idle_urgent.p99_ms,
+                r.busy_urgent.p50_ms,
+                r.busy_urgent.p99_ms,
+                r.due,
+                r.busy_bulk.p50_ms,
+                r.busy_bulk.p99_ms,
+                r.busy_bulk.not_sent,
+                r.campaign_per_sec_before,
+                r.campaign_per_sec_during
             );
         }
         Command::Kafka {

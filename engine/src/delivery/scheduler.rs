@@ -163,6 +163,39 @@ fn keep_acts(rec: &mut DeliveryRecord, stored: &DeliveryRecord) {
     }
 }
 
+/// Runs a worker's loop `f` until shutdown. A store error (a cluster node
+/// restarting, a timeout) interrupts one pass, never the worker: back off,
+/// then scan from the start of every slot, since a failed pass may have
+/// left timers behind its cursors. A store that refuses every write
+/// (fjall after a failed journal write) ends the worker: no retry gets
+/// past it, and the node watching `failed()` stops for a restart.
+fn supervise(w: usize, shutdown: &AtomicBool, mut f: impl FnMut() -> Result<(), StoreError>) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.load(Ordering::SeqCst) {
+        match f() {
+            Ok(()) => return,
+            Err(e) if e.is_fatal() => {
+                SchedulerStoreFailed {
+                    worker: w,
+                    error: &e,
+                }
+                .emit();
+                return;
+            }
+            Err(e) => {
+                StoreRetry {
+                    worker: w,
+                    error: &e,
+                    after: backoff,
+                }
+                .emit();
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// The scheduler's parts.
 pub struct Scheduler {
     pub config: DeliveryConfig,
@@ -384,46 +417,32 @@ impl Scheduler {
             let shards: Vec<u8> = (0..TIMER_SHARDS)
                 .filter(|s| *s as usize % workers == w)
                 .collect();
-            let me = shared.clone();
-            let shutdown = shutdown.clone();
-            let owners = owners.clone();
             let fan = shared.config.concurrency;
+            {
+                let (me, shutdown, owners, shards) = (
+                    shared.clone(),
+                    shutdown.clone(),
+                    owners.clone(),
+                    shards.clone(),
+                );
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("scheduler-{w}"))
+                        .spawn(move || {
+                            supervise(w, &shutdown, || {
+                                me.worker(&shards, &rx, fan, &shutdown, &owners[w])
+                            })
+                        })?,
+                );
+            }
+            let (me, shutdown, owners) = (shared.clone(), shutdown.clone(), owners.clone());
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("scheduler-{w}"))
+                    .name(format!("scheduler-{w}-urgent"))
                     .spawn(move || {
-                        // A store error (a cluster node restarting, a
-                        // timeout) interrupts one pass, never the worker:
-                        // back off, then scan from the start of every shard,
-                        // since a failed pass may have left timers behind
-                        // its cursors. A store that refuses every write
-                        // (fjall after a failed journal write) ends the
-                        // worker: no retry gets past it, and the node
-                        // watching `failed()` stops for a restart.
-                        let mut backoff = Duration::from_millis(100);
-                        while !shutdown.load(Ordering::SeqCst) {
-                            match me.worker(&shards, &rx, fan, &shutdown, &owners[w]) {
-                                Ok(()) => return,
-                                Err(e) if e.is_fatal() => {
-                                    SchedulerStoreFailed {
-                                        worker: w,
-                                        error: &e,
-                                    }
-                                    .emit();
-                                    return;
-                                }
-                                Err(e) => {
-                                    StoreRetry {
-                                        worker: w,
-                                        error: &e,
-                                        after: backoff,
-                                    }
-                                    .emit();
-                                    std::thread::sleep(backoff);
-                                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                                }
-                            }
-                        }
+                        supervise(w, &shutdown, || {
+                            me.urgent_worker(&shards, fan, &shutdown, &owners[w])
+                        })
                     })?,
             );
         }
@@ -479,18 +498,10 @@ impl Scheduler {
         let bulk_behind_normal = (batch / 4).max(1);
         while !shutdown.load(Ordering::SeqCst) {
             let mut did = 0;
-            // Whether a batch was handled since the urgent slots were
-            // last read: an idle pass reads them once, a busy one between
-            // any two batches of the other lanes.
-            let mut stale = true;
+            // The urgent slots are the urgent thread's (`urgent_worker`).
             for &shard in shards {
                 for lane in [Priority::Normal, Priority::Bulk] {
                     take(&mut did)?;
-                    let mut urgent = 0;
-                    if stale {
-                        urgent = self.scan_urgent(shards, threads, &mut cursors, owner)?;
-                        did += urgent;
-                    }
                     let slot = timer_slot(shard, lane);
                     let limit = if lane == Priority::Bulk && normal_due[shard as usize] {
                         bulk_behind_normal
@@ -504,11 +515,11 @@ impl Scheduler {
                         &mut cursors[slot as usize],
                         false,
                         owner,
+                        false,
                     )?;
                     if lane == Priority::Normal {
                         normal_due[shard as usize] = n > 0;
                     }
-                    stale = n > 0 || urgent > 0;
                     did += n;
                 }
             }
@@ -622,7 +633,7 @@ impl Scheduler {
                 for shard in 0..TIMER_SHARDS {
                     let slot = timer_slot(shard, lane);
                     let c = &mut cursors[slot as usize];
-                    n += self.scan(slot, self.config.batch, threads, c, full, &owner)?;
+                    n += self.scan(slot, self.config.batch, threads, c, full, &owner, false)?;
                 }
             }
             total += n;
@@ -751,28 +762,44 @@ impl Scheduler {
         Ok(n)
     }
 
-    /// One batch of every urgent slot of `shards`: read before every
-    /// batch of the other lanes, so urgent rounds never wait behind their
-    /// due work, only behind the batch under way. Returns how many timers
-    /// were handled.
-    fn scan_urgent(
+    /// A worker's urgent lane, on a thread of its own: scans the urgent
+    /// slots of `shards` while the worker's thread is busy with a batch of
+    /// the other lanes — at a gateway's rate limit that batch takes
+    /// seconds, and an urgent round must not wait for it. Each scan holds
+    /// the worker's write lock from the records' read to their write, so a
+    /// confirmation or an inbox act on an urgent notice (applied under the
+    /// same lock) never comes between; the worker's own batches touch only
+    /// normal and bulk notices.
+    fn urgent_worker(
         &self,
         shards: &[u8],
         threads: usize,
-        cursors: &mut [Cursor],
+        shutdown: &AtomicBool,
         owner: &Owner,
-    ) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for &shard in shards {
-            let slot = timer_slot(shard, Priority::Urgent);
-            let c = &mut cursors[slot as usize];
-            n += self.scan(slot, self.config.batch, threads, c, false, owner)?;
+    ) -> Result<(), StoreError> {
+        let poll = self.config.poll_interval.0;
+        let mut cursors: Vec<Cursor> = cursors();
+        while !shutdown.load(Ordering::SeqCst) {
+            let mut did = 0;
+            for &shard in shards {
+                let slot = timer_slot(shard, Priority::Urgent);
+                let c = &mut cursors[slot as usize];
+                did += self.scan(slot, self.config.batch, threads, c, false, owner, true)?;
+            }
+            if did == 0 {
+                std::thread::sleep(poll);
+            }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// One batch of at most `limit` due timers of one slot; returns how
-    /// many were handled.
+    /// many were handled. With `hold`, the worker's write lock is held
+    /// from the records' read to their write (the urgent lane's thread);
+    /// without, only for the write, and what an inbox act changed meanwhile
+    /// is kept (the worker's thread, which alone applies commands to its
+    /// normal and bulk notices).
+    #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
         slot: u8,
@@ -781,7 +808,9 @@ impl Scheduler {
         cursor: &mut Cursor,
         force_full: bool,
         owner: &Owner,
+        hold: bool,
     ) -> Result<usize, StoreError> {
+        let held = hold.then(|| lock(owner));
         let now = self.clock.now();
         let full = force_full
             || cursor
@@ -818,10 +847,15 @@ impl Scheduler {
             sent.extend(s.sent);
             outcomes.extend(s.outcomes);
         }
-        {
+        if held.is_some() {
+            // Nothing came between the read and this write.
+            self.store.write_delivery(&writes)?;
+        } else {
             // The records were read before the rounds went out: an inbox
             // act may have written one since. Its openings and shares are
-            // kept (they only grow).
+            // kept (they only grow). The marks of every notice are
+            // cleared: an urgent notice's scan holds the lock throughout
+            // and needs none.
             let mut changed = lock(owner);
             for w in &mut writes {
                 if let Some(rec) = w.record.as_mut() {
@@ -835,6 +869,7 @@ impl Scheduler {
             self.store.write_delivery(&writes)?;
             changed.clear();
         }
+        drop(held);
         self.recheck_waiting(&writes, owner)?;
         for o in outcomes {
             o.emit();
