@@ -30,6 +30,7 @@ const FLOORS: &[&str] = &[
     "audit",
     "channel",
     "documents",
+    "status",
     "http",
     "source",
     "sink",

@@ -50,6 +50,7 @@ mod reload;
 mod secret;
 mod sink;
 mod source;
+pub mod status;
 mod store;
 
 pub use crate::agencies::AgenciesConfig;
@@ -82,7 +83,7 @@ pub use crate::node::audited as node_audited;
 pub use crate::node::sealer as node_sealer;
 pub use crate::node::{
     demo, inbox as inbox_server, ingest, notifier, open_store, open_store_read_only, pipeline,
-    render_chain, render_history, run, scheduler,
+    render_chain, render_history, render_status, run, scheduler,
 };
 pub use crate::operator::{Inspect, NoticeView, OperatorConfig, Remote};
 pub use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunSummary, TrackingCodes};

@@ -120,6 +120,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What happened to an agency's notice, by the agency's reference: its
+    /// tracking code, lane and state, every receipt in order (with the
+    /// receipt IDs the agency got), and the rejections kept for the
+    /// reference. Exits 1 when the engine knows nothing of it.
+    Status {
+        /// The agency ID.
+        #[arg(long)]
+        agency: String,
+        /// The agency's reference, as sent.
+        #[arg(long)]
+        reference: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the rejections kept for an agency (or unattributed ones).
     Rejections {
         /// Agency ID; omit for rejections that could not be attributed to one.
@@ -884,6 +899,29 @@ fn run(cli: Cli) -> Result<()> {
             println!("\n{}", render_chain(&events).trim_end());
             if let Some(n) = &n {
                 println!("\n{}", n.notice.body);
+            }
+            Ok(())
+        }
+        Command::Status {
+            agency,
+            reference,
+            json,
+        } => {
+            let agency = AgencyId::parse(&agency).map_err(anyhow::Error::msg)?;
+            let st = inspect(&cfg)?
+                .status(&agency, &reference)
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", karpoosheh_engine::render_status(&st));
+            }
+            if !st.found() {
+                // 1: a plain answer ("not known"), apart from errors (2).
+                eprintln!(
+                    "karpoosheh: {agency} has no notice and no kept rejection with reference {reference:?}"
+                );
+                std::process::exit(1);
             }
             Ok(())
         }

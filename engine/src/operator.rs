@@ -176,6 +176,12 @@ pub trait Inspect {
     ) -> Result<Vec<StoredRejection>, String>;
     /// This node's parking lots that hold receipts.
     fn parked(&self) -> Result<Vec<ParkedLot>, String>;
+    /// What happened to an agency's reference (`karpoosheh status`).
+    fn status(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<crate::status::NoticeStatus, String>;
 }
 
 fn s(e: StoreError) -> String {
@@ -248,6 +254,13 @@ impl Inspect for Arc<dyn Store> {
         }
         Ok(lots)
     }
+    fn status(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<crate::status::NoticeStatus, String> {
+        crate::status::status_of(self.as_ref(), agency, reference).map_err(s)
+    }
 }
 
 /// A running node's operators' endpoint.
@@ -302,6 +315,21 @@ impl Remote {
 
 fn opt<T: std::fmt::Display>(name: &str, v: Option<T>) -> String {
     v.map(|v| format!("&{name}={v}")).unwrap_or_default()
+}
+
+/// `v` for a query string: everything but RFC 3986's unreserved
+/// characters percent-encoded, as UTF-8 (an agency's reference is its
+/// own text).
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Remote {
@@ -367,6 +395,17 @@ impl Inspect for Remote {
     fn parked(&self) -> Result<Vec<ParkedLot>, String> {
         self.get("/v1/operator/parked")
     }
+    fn status(
+        &self,
+        agency: &AgencyId,
+        reference: &str,
+    ) -> Result<crate::status::NoticeStatus, String> {
+        self.get(&format!(
+            "/v1/operator/status?agency={}&reference={}",
+            agency.as_str(),
+            query_value(reference)
+        ))
+    }
 }
 
 #[derive(Clone)]
@@ -406,6 +445,7 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
             axum::routing::get(access_log),
         )
         .route("/v1/operator/quarantine", axum::routing::get(quarantine))
+        .route("/v1/operator/status", axum::routing::get(status))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route") })
         .with_state(Op {
             store,
@@ -558,6 +598,33 @@ async fn notice(
                 Ok(Json(view).into_response())
             }
         }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    agency: String,
+    reference: String,
+}
+
+async fn status(
+    State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<StatusQuery>,
+) -> Response {
+    let Ok(agency) = AgencyId::parse(&q.agency) else {
+        return bad("not an agency ID");
+    };
+    guarded(op, headers, move |op| {
+        let st = Inspect::status(&op.store, &agency, &q.reference)?;
+        if let Some(n) = &st.notice {
+            if let Some(m) = n.recipient {
+                record(op, m, "operator_status", Some(n.tracking_code), peer)?;
+            }
+        }
+        Ok(Json(st).into_response())
     })
     .await
 }

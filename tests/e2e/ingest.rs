@@ -133,6 +133,79 @@ fn mixed_batch_is_fully_accounted_for_and_rerun_is_absorbed() {
         "{dl}"
     );
 
+    // An agency's question by reference: `status`. t-3 was stored, and its
+    // later conflicting envelope kept as a rejection of the reference.
+    let status = |reference: &str| {
+        run(
+            &[
+                "--data-dir",
+                d,
+                "status",
+                "--agency",
+                "tax",
+                "--reference",
+                reference,
+                "--json",
+            ],
+            None,
+        )
+    };
+    let out = status("t-3");
+    assert!(out.status.success(), "{out:?}");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t3 = rs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reference"] == "t-3" && r["event"] == "accepted" && r["duplicate"] != true)
+        .expect("t-3's receipt");
+    assert_eq!(st["notice"]["tracking_code"], t3["tracking_code"]);
+    assert_eq!(st["notice"]["lane"], "normal");
+    assert_eq!(st["notice"]["state"], "scheduled");
+    assert_eq!(st["notice"]["chain_intact"], true);
+    let chain = st["notice"]["receipts"].as_array().unwrap();
+    assert_eq!(chain[0]["event"], "accepted");
+    assert_eq!(
+        chain[0]["receipt_id"], t3["receipt_id"],
+        "the receipt ID the agency got"
+    );
+    let reasons: Vec<&str> = st["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["problems"][0]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["reference_conflict"]);
+    // bad-1 was only ever refused.
+    let st: serde_json::Value = serde_json::from_slice(&status("bad-1").stdout).unwrap();
+    assert!(st["notice"].is_null());
+    assert_eq!(st["rejections"].as_array().unwrap().len(), 1);
+    // An unknown reference: said plainly, exit status 1.
+    let out = status("never-sent");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no notice and no kept rejection"),
+        "{out:?}"
+    );
+    // The text form names the lane, the state and the receipts.
+    let out = run(
+        &[
+            "--data-dir",
+            d,
+            "status",
+            "--agency",
+            "tax",
+            "--reference",
+            "t-3",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("lane            normal") && text.contains("receipt         accepted"),
+        "{text}"
+    );
+
     // Mailbox a holds the 25 even-numbered notices, newest first, once each.
     let out = run(
         &["--data-dir", d, "mailbox", &a, "--limit", "100", "--json"],

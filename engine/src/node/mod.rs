@@ -28,7 +28,7 @@ use crate::store::{FjallStore, Store, StoreBackend, StoreError};
 
 pub use self::ingest::ingest;
 pub use self::run::run;
-pub use crate::operator::render::{render_chain, render_history};
+pub use crate::operator::render::{render_chain, render_history, render_status};
 
 /// Opens the store the configuration names, to write.
 pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StoreError> {

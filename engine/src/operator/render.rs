@@ -136,3 +136,67 @@ pub fn render_history(rec: &DeliveryRecord) -> String {
     }
     s
 }
+
+/// What happened to an agency's reference, for `karpoosheh status`.
+pub fn render_status(st: &crate::status::NoticeStatus) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "agency          {} (reference {})",
+        st.agency, st.reference
+    );
+    match &st.notice {
+        Some(n) => {
+            let _ = writeln!(s, "tracking code   {}", n.tracking_code);
+            let _ = writeln!(s, "accepted at     {}", n.accepted_at.to_rfc3339());
+            let _ = writeln!(s, "lane            {}", n.lane);
+            let state = match n.state_at {
+                Some(at) => format!("{} at {}", n.state, at.to_rfc3339()),
+                None => n.state.clone(),
+            };
+            let _ = writeln!(s, "state           {state}");
+            let _ = writeln!(
+                s,
+                "rounds          {} sent, {} confirmation(s)",
+                n.rounds, n.confirmations
+            );
+            for r in &n.receipts {
+                let word = |k: &str| r[k].as_str().unwrap_or("?").to_owned();
+                let _ = writeln!(
+                    s,
+                    "receipt         {:<26} {}  {}",
+                    word("event"),
+                    word("at"),
+                    word("receipt_id")
+                );
+            }
+            let _ = writeln!(
+                s,
+                "evidence chain  {}",
+                if n.chain_intact { "intact" } else { "BROKEN" }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "not stored (or its record's retention has passed)");
+        }
+    }
+    for r in &st.rejections {
+        let reasons: Vec<String> = r
+            .problems
+            .iter()
+            .map(|p| match &p.field {
+                Some(f) => format!("{} ({f})", p.reason),
+                None => p.reason.to_string(),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "rejected        {}  #{}  {}",
+            r.at.to_rfc3339(),
+            r.id,
+            reasons.join(", ")
+        );
+    }
+    s
+}

@@ -218,3 +218,35 @@ fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_histor
         .unwrap_err()
         .contains("404"));
 }
+
+#[test]
+fn status_by_reference_reads_the_same_through_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fjall_store(&dir.path().join("store"));
+    // A reference with characters a query string must encode.
+    let reference = "r/1 & ب?=#";
+    store
+        .write(&[
+            new_notice(notice("tax", reference, person(200), "body"), 1),
+            rejection(Some("tax"), reference, Reason::BadCheckDigit),
+        ])
+        .unwrap();
+    let (_server, _op, remote) = serve(&store, dir.path());
+    let local: &dyn Inspect = &store;
+    let tax = AgencyId::parse("tax").unwrap();
+    let there = remote.status(&tax, reference).unwrap();
+    let here = local.status(&tax, reference).unwrap();
+    assert!(there.notice.is_some() && there.rejections.len() == 1);
+    // The same, but for whose notice it is (never answered).
+    assert!(there.notice.as_ref().unwrap().recipient.is_none());
+    assert_eq!(here.notice.as_ref().unwrap().recipient, Some(person(200)));
+    assert_eq!(
+        serde_json::to_value(&there).unwrap(),
+        serde_json::to_value(&here).unwrap()
+    );
+    // The read is in the mailbox's traffic data.
+    let log = store.access_log(person(200), 10).unwrap();
+    assert_eq!(log[0].action, "operator_status");
+    // Nothing known: an empty answer, not an error.
+    assert!(!remote.status(&tax, "r-none").unwrap().found());
+}
