@@ -6,6 +6,9 @@
 //! [agency.tax]
 //! status = "approved"        # approved | suspended | dissolved
 //! name = "Iranian National Tax Administration"
+//! # SHA-256 (hex) of each key the agency may call its HTTP routes with
+//! # (`GET /v1/agency/status`); two while a key is rotated.
+//! api_keys_sha256 = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
 //! ```
 //!
 //! Only an approved agency may send. A suspended one is refused until it
@@ -63,6 +66,56 @@ struct AgencyEntry {
     #[serde(default)]
     #[allow(dead_code)]
     name: String,
+    #[serde(default)]
+    api_keys_sha256: Vec<String>,
+}
+
+/// An agency as the registry holds it.
+#[derive(Debug, Clone)]
+struct Agency {
+    status: AgencyStatus,
+    /// SHA-256 of each key it may call its HTTP routes with.
+    keys: Vec<[u8; 32]>,
+}
+
+/// The shortest agency key accepted (the secret after `<agency>:`).
+pub const MIN_KEY: usize = 32;
+
+/// Why an agency's credential was refused. Unknown agency and wrong key
+/// are one answer: nothing tells a caller which agencies exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgencyAuthError {
+    #[error("no agency key (Authorization: Bearer <agency>:<key>)")]
+    Missing,
+    #[error("the credential is not <agency>:<key> with a key of at least {MIN_KEY} characters")]
+    Malformed,
+    #[error("the agency key is not one the registry holds for that agency")]
+    Refused,
+}
+
+impl AgencyAuthError {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AgencyAuthError::Missing => "agency_key_missing",
+            AgencyAuthError::Malformed => "agency_key_malformed",
+            AgencyAuthError::Refused => "agency_key_refused",
+        }
+    }
+}
+
+fn key_digest(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,10 +140,10 @@ pub enum AgencyRegistryError {
 /// The registry, shared and reloadable.
 #[derive(Clone)]
 pub struct AgencyRegistry {
-    inner: Arc<Reloaded<HashMap<String, AgencyStatus>>>,
+    inner: Arc<Reloaded<HashMap<String, Agency>>>,
 }
 
-fn load(path: &Path) -> Result<HashMap<String, AgencyStatus>, AgencyRegistryError> {
+fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
     let read = |source| AgencyRegistryError::Read {
         path: path.to_owned(),
         source,
@@ -106,7 +159,25 @@ fn load(path: &Path) -> Result<HashMap<String, AgencyStatus>, AgencyRegistryErro
             path: path.to_owned(),
             message: format!("[agency.{id}]: {e}"),
         })?;
-        out.insert(id, entry.status);
+        let keys = entry
+            .api_keys_sha256
+            .iter()
+            .map(|k| {
+                key_digest(k).ok_or_else(|| AgencyRegistryError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[agency.{id}].api_keys_sha256: {k:?} is not a SHA-256 digest (64 hex digits)"
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.insert(
+            id,
+            Agency {
+                status: entry.status,
+                keys,
+            },
+        );
     }
     Ok(out)
 }
@@ -160,7 +231,44 @@ impl AgencyRegistry {
     /// The agency's standing, if it is in the registry.
     pub fn status(&self, agency: &AgencyId) -> Option<AgencyStatus> {
         self.inner
-            .with(|agencies| agencies.get(agency.as_str()).copied())
+            .with(|agencies| agencies.get(agency.as_str()).map(|a| a.status))
+    }
+
+    /// The agency a bearer credential `<agency>:<key>` speaks for, with
+    /// its standing: the key's SHA-256 compared in constant time with each
+    /// the registry holds for that agency.
+    pub fn authenticate(
+        &self,
+        credential: &str,
+    ) -> Result<(AgencyId, AgencyStatus), AgencyAuthError> {
+        if credential.is_empty() {
+            return Err(AgencyAuthError::Missing);
+        }
+        let (id, key) = credential
+            .split_once(':')
+            .ok_or(AgencyAuthError::Malformed)?;
+        if key.len() < MIN_KEY || key.contains(char::is_whitespace) {
+            return Err(AgencyAuthError::Malformed);
+        }
+        let agency = AgencyId::parse(id).map_err(|_| AgencyAuthError::Malformed)?;
+        let given = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let given = given.as_ref();
+        let found = self.inner.with(|agencies| {
+            let a = agencies.get(agency.as_str())?;
+            let mut ok = false;
+            for k in &a.keys {
+                ok |= k
+                    .iter()
+                    .zip(given.iter())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0;
+            }
+            ok.then_some(a.status)
+        });
+        match found {
+            Some(status) => Ok((agency, status)),
+            None => Err(AgencyAuthError::Refused),
+        }
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -248,6 +356,63 @@ mod tests {
             .unwrap();
         reg.maybe_reload();
         assert_eq!(reg.refusal(&id("paused")), None, "previous registry kept");
+    }
+
+    #[test]
+    fn an_agency_key_is_checked_against_its_own_digests_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agencies.toml");
+        let key = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+        // The digest as an operator makes it (`printf %s key | sha256sum`).
+        let digest: String = ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(
+            &file,
+            format!(
+                "[agency.tax]\nstatus = \"suspended\"\napi_keys_sha256 = [\"{}\"]\n\
+                 [agency.customs]\nstatus = \"approved\"\n",
+                digest.to_uppercase()
+            ),
+        )
+        .unwrap();
+        let reg = AgencyRegistry::open(&AgenciesConfig {
+            file: file.clone(),
+            reload_interval: HumanDuration(Duration::ZERO),
+        })
+        .unwrap();
+        let (agency, status) = reg.authenticate(&format!("tax:{key}")).unwrap();
+        assert_eq!((agency.as_str(), status), ("tax", AgencyStatus::Suspended));
+        for (cred, err) in [
+            ("", AgencyAuthError::Missing),
+            ("tax", AgencyAuthError::Malformed),
+            ("tax:short", AgencyAuthError::Malformed),
+            (&*format!("Tax:{key}"), AgencyAuthError::Malformed),
+            (&*format!("tax:{key}x"), AgencyAuthError::Refused),
+            (&*format!("customs:{key}"), AgencyAuthError::Refused),
+            (&*format!("unknown:{key}"), AgencyAuthError::Refused),
+        ] {
+            assert_eq!(reg.authenticate(cred).unwrap_err(), err, "{cred:?}");
+        }
+        // A digest that is not one makes the file invalid.
+        std::fs::write(
+            &file,
+            "[agency.tax]\nstatus = \"approved\"\napi_keys_sha256 = [\"abc\"]\n",
+        )
+        .unwrap();
+        let e = AgencyRegistry::open(&AgenciesConfig {
+            file,
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("api_keys_sha256") && e.contains("64 hex digits"),
+            "{e}"
+        );
     }
 
     #[test]

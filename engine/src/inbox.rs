@@ -13,6 +13,9 @@
 //!   authenticates the person, so the node vouches for it;
 //! - `POST /v1/notices/<code>/shares`, `DELETE .../shares/<id>`: share the
 //!   notice with an approved agency or withdraw the share (article 27);
+//! - `GET /v1/agency/status?reference=`: for agencies, not people: what
+//!   happened to one of the calling agency's notices (`crate::status`),
+//!   with the agency's key from the registry instead of a person's token;
 //! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of all of this.
 //!
 //! Who may act for a mailbox is `crate::model::standing` (the holder; a
@@ -156,6 +159,7 @@ pub fn router(parts: InboxParts, cfg: &InboxConfig) -> axum::Router {
             "/v1/notices/{code}/shares/{share_id}",
             axum::routing::delete(unshare),
         )
+        .route("/v1/agency/status", axum::routing::get(agency_status))
         .route(
             "/v1/openapi.json",
             axum::routing::get(|| async { Json(openapi::document()) }),
@@ -185,6 +189,7 @@ async fn measured(req: Request, next: Next) -> Response {
         Some("/v1/notices/{code}/shares") => "share",
         Some("/v1/notices/{code}/shares/{share_id}") => "unshare",
         Some("/v1/openapi.json") => "openapi",
+        Some("/v1/agency/status") => "agency_status",
         _ => "other",
     };
     let r = next.run(req).await;
@@ -370,6 +375,111 @@ fn summary(
 /// their delegation's.
 fn level_of(s: &Session, st: &Standing) -> AccessLevel {
     s.level.min(st.max_access_level)
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    reference: String,
+}
+
+async fn agency_status(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    on_pool(move || status_for_agency(api, peer, &headers, q)).await
+}
+
+/// An agency's question about its reference: authenticated by its key
+/// (the registry's `api_keys_sha256`), answered only about its own
+/// notices, recorded in the recipient's traffic data (`agency_status`,
+/// app `agency:<id>`).
+fn status_for_agency(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !api
+        .clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(client_key(peer.ip()))
+    {
+        return too_many();
+    }
+    let Some(registry) = api.parts.agencies.as_ref() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this node has no agency registry",
+        );
+    };
+    registry.maybe_reload();
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    let agency = match registry.authenticate(credential) {
+        Ok((_, AgencyStatus::Dissolved)) => {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "agency_not_allowed",
+                "the agency is dissolved",
+            )
+        }
+        Ok((agency, _)) => agency,
+        Err(e) => {
+            let mut r = problem(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return r;
+        }
+    };
+    let reference = match q {
+        Ok(Query(q)) if !q.reference.is_empty() && q.reference.chars().count() <= 128 => {
+            q.reference
+        }
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_reference",
+                "reference= must be one of your references (1-128 characters)",
+            )
+        }
+    };
+    let st = match crate::status::status_of(api.parts.store.as_ref(), &agency, &reference) {
+        Ok(st) => st,
+        Err(_) => return unavailable(),
+    };
+    if !st.found() {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no notice and no kept rejection of yours with this reference",
+        );
+    }
+    if let Some(mailbox) = st.notice.as_ref().and_then(|n| n.recipient) {
+        let rec = AccessRecord {
+            at: crate::model::to_millis(chrono::Utc::now()),
+            mailbox,
+            actor: None,
+            action: "agency_status".to_owned(),
+            tracking_code: st.notice.as_ref().map(|n| n.tracking_code),
+            client: Some(format!("agency:{agency}")),
+            status: 200,
+            address: Some(peer.ip().to_string()),
+        };
+        if let Err(r) = io(api.parts.store.record_access(&[rec])) {
+            return r;
+        }
+    }
+    Json(st).into_response()
 }
 
 #[derive(Deserialize)]

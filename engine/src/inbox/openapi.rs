@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/notices/{code}/confirmations"),
     ("post", "/v1/notices/{code}/shares"),
     ("delete", "/v1/notices/{code}/shares/{share_id}"),
+    ("get", "/v1/agency/status"),
     ("get", "/v1/openapi.json"),
 ];
 
@@ -153,6 +154,23 @@ pub fn document() -> Value {
                     "421": misdirected()
                 }))
             }},
+            "/v1/agency/status": {"get": {
+                "operationId": "agencyStatus",
+                "summary": "For agencies: what happened to one of your notices, by your reference. Its tracking code, lane and state, every receipt in order (the receipt IDs you got), and the rejections kept for the reference.",
+                "security": [{"agencyKey": []}],
+                "parameters": [{"name": "reference", "in": "query", "required": true,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                    "description": "Your reference, as sent."}],
+                "responses": {
+                    "200": {"description": "What is known of the reference.", "content": json_of("NoticeStatus")},
+                    "400": {"description": "No reference, or one of over 128 characters (`bad_reference`).", "content": problem_ref()},
+                    "401": {"description": "No agency key, or one the registry does not hold (`agency_key_missing`, `agency_key_malformed`, `agency_key_refused`).", "content": problem_ref()},
+                    "403": {"description": "The agency is dissolved (`agency_not_allowed`).", "content": problem_ref()},
+                    "404": {"description": "No notice and no kept rejection of yours with this reference (or no agency registry on this node).", "content": problem_ref()},
+                    "429": {"description": "Too many calls from this address; see Retry-After.", "content": problem_ref()},
+                    "503": {"description": "The store did not answer, or the call could not be recorded in the traffic data; try again.", "content": problem_ref()}
+                }
+            }},
             "/v1/openapi.json": {"get": {
                 "operationId": "openapi",
                 "summary": "This document.",
@@ -163,7 +181,9 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {"idp": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "A token of the national identity provider: `sub` the national ID, `acr` the session's access level (1-3)."}},
+                "description": "A token of the national identity provider: `sub` the national ID, `acr` the session's access level (1-3)."},
+                "agencyKey": {"type": "http", "scheme": "bearer",
+                "description": "An agency's key: `<agency>:<key>`, the key at least 32 characters; the operator's agency registry holds its SHA-256."}},
             "schemas": {
                 "Problem": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string", "description": "A stable reason code."},
@@ -197,6 +217,24 @@ pub fn document() -> Value {
                 "ConfirmOutcome": {"type": "object", "required": ["outcome"], "properties": {
                     "outcome": {"enum": ["applied", "duplicate"]},
                     "confirmations": {"type": "integer"}, "served": {"type": "boolean"}}},
+                "NoticeStatus": {"type": "object", "required": ["agency", "reference", "notice", "rejections"], "properties": {
+                    "agency": {"type": "string"}, "reference": {"type": "string"},
+                    "notice": {"oneOf": [{"type": "null"}, {"type": "object",
+                        "required": ["tracking_code", "accepted_at", "lane", "state", "state_at", "rounds", "confirmations", "receipts", "chain_intact"],
+                        "properties": {
+                            "tracking_code": {"type": "string"},
+                            "accepted_at": {"type": "string", "format": "date-time"},
+                            "lane": {"enum": ["urgent", "normal", "bulk"]},
+                            "state": {"enum": ["scheduled", "awaiting_activation", "unreachable", "served", "not_served", "expired"]},
+                            "state_at": {"type": ["string", "null"], "format": "date-time"},
+                            "rounds": {"type": "integer", "minimum": 0, "maximum": 3},
+                            "confirmations": {"type": "integer", "minimum": 0},
+                            "receipts": {"type": "array", "items": {"type": "object"}, "description": "Every receipt of the notice, oldest first, without `evidence` (wire contract)."},
+                            "chain_intact": {"type": "boolean"}}}]},
+                    "rejections": {"type": "array", "items": {"type": "object", "required": ["id", "at", "problems", "position"], "properties": {
+                        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                        "problems": {"type": "array", "items": {"type": "object"}},
+                        "position": {"type": "object"}}}}}},
                 "Share": {"type": "object", "required": ["share_id", "new"], "properties": {
                     "share_id": {"type": "string"}, "new": {"type": "boolean"}}}
             }

@@ -15,6 +15,9 @@ use crate::store::conformance::{new_notice, notice, person};
 use crate::store::{Durability, FjallStore, FjallStoreConfig};
 use karpoosheh_schemas::{Delegation, MailboxProfile, MailboxStatus, Receipt, ReceiptEvent};
 
+/// The test agencies' key (the registry holds its SHA-256).
+const AGENCY_KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+
 struct World {
     server: Option<crate::http::HttpServer>,
     scheduler: Option<Arc<SchedulerHandle>>,
@@ -106,10 +109,21 @@ impl World {
             ])
             .unwrap();
         let agencies_file = dir.path().join("agencies.toml");
+        // Each agency's key (AGENCY_KEY, or the agency's second one while
+        // it rotates) by its SHA-256.
+        let digest = |k: &str| crate::model::hex(&crate::evidence::merkle::sha256(&[k.as_bytes()]));
         std::fs::write(
             &agencies_file,
-            "[agency.tax]\nstatus = \"approved\"\n[agency.judiciary]\nstatus = \"approved\"\n\
-             [agency.insurance]\nstatus = \"approved\"\n[agency.old]\nstatus = \"suspended\"\n",
+            format!(
+                "[agency.tax]\nstatus = \"approved\"\napi_keys_sha256 = [\"{}\", \"{}\"]\n\
+                 [agency.judiciary]\nstatus = \"approved\"\napi_keys_sha256 = [\"{}\"]\n\
+                 [agency.insurance]\nstatus = \"approved\"\n[agency.old]\nstatus = \"suspended\"\n\
+                 [agency.gone]\nstatus = \"dissolved\"\napi_keys_sha256 = [\"{}\"]\n",
+                digest(AGENCY_KEY),
+                digest(&AGENCY_KEY.replace('k', "n")),
+                digest(AGENCY_KEY),
+                digest(AGENCY_KEY),
+            ),
         )
         .unwrap();
         let agencies = crate::agencies::AgencyRegistry::open(&crate::agencies::AgenciesConfig {
@@ -687,7 +701,8 @@ fn every_route_is_documented() {
         let path = p.replace("{code}", "x").replace("{share_id}", "s1");
         let (status, body) = w.call(&m.to_uppercase(), &path, None, &[], "");
         assert!(
-            (status == 401 && body["error"] == "token_missing")
+            (status == 401
+                && (body["error"] == "token_missing" || body["error"] == "agency_key_missing"))
                 || (status == 200 && body["openapi"] == "3.1.0"),
             "{m} {p}: {status} {body}"
         );
@@ -805,4 +820,78 @@ fn another_nodes_notice_is_read_here_and_acted_on_there() {
         w.store.delivery(tc).unwrap().unwrap().opened.is_empty(),
         "nothing written here"
     );
+}
+
+#[test]
+fn an_agency_asks_about_its_own_references_with_its_key() {
+    let w = World::new();
+    let tax = |key: &str| format!("tax:{key}");
+    // The status of t-1, with the key or the one being rotated in.
+    for key in [AGENCY_KEY.to_owned(), AGENCY_KEY.replace('k', "n")] {
+        let (status, st) = w.get("/v1/agency/status?reference=t-1", Some(&tax(&key)));
+        assert_eq!(status, 200, "{st}");
+        assert_eq!(st["agency"], "tax");
+        assert_eq!(st["notice"]["state"], "scheduled");
+        assert_eq!(st["notice"]["lane"], "normal");
+        assert_eq!(st["notice"]["receipts"][0]["event"], "accepted");
+        assert!(
+            st["notice"].get("recipient").is_none(),
+            "never the recipient field"
+        );
+    }
+    // Each read is in the recipient's traffic data, as the agency's.
+    let log = w.store.access_log(person(100), 10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|r| r.action == "agency_status"
+        && r.actor.is_none()
+        && r.client.as_deref() == Some("agency:tax")));
+    // Only its own: judiciary's key does not see tax's t-1, and tax does
+    // not see judiciary's j-1 (the same 404 as nothing).
+    let (status, _) = w.get(
+        "/v1/agency/status?reference=t-1",
+        Some(&format!("judiciary:{AGENCY_KEY}")),
+    );
+    assert_eq!(status, 404);
+    let (status, body) = w.get("/v1/agency/status?reference=j-1", Some(&tax(AGENCY_KEY)));
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    // Refused credentials: none, a person's token, a wrong key, another
+    // agency's name with this key, a short key: 401 with the reason.
+    let person_token = w.token(&person(100).to_string(), 3, 300);
+    for (cred, reason) in [
+        (None, "agency_key_missing"),
+        (Some(person_token.as_str()), "agency_key_malformed"),
+        (Some("tax:short"), "agency_key_malformed"),
+        (
+            Some(&*format!("tax:{}", "x".repeat(40))),
+            "agency_key_refused",
+        ),
+        (
+            Some(&*format!("insurance:{AGENCY_KEY}")),
+            "agency_key_refused",
+        ),
+        (Some(&*format!("nobody:{AGENCY_KEY}")), "agency_key_refused"),
+    ] {
+        let (status, body) = w.get("/v1/agency/status?reference=t-1", cred);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some(reason)),
+            "{cred:?}"
+        );
+    }
+    // A dissolved agency's key no longer reads; no reference is a 400.
+    let (status, body) = w.get(
+        "/v1/agency/status?reference=t-1",
+        Some(&format!("gone:{AGENCY_KEY}")),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("agency_not_allowed"))
+    );
+    let (status, body) = w.get("/v1/agency/status", Some(&tax(AGENCY_KEY)));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_reference"))
+    );
+    // Nothing more was recorded for the refused calls.
+    assert_eq!(w.store.access_log(person(100), 10).unwrap().len(), 2);
 }
