@@ -203,6 +203,14 @@ fn describe_all() {
         "Notifications by channel, round, outcome and addressee."
     );
     describe_counter!(
+        m::AGENCY_NOTIFICATIONS,
+        "Notifications by the notice's agency and outcome."
+    );
+    describe_counter!(
+        m::AGENCY_CONFIRMATIONS,
+        "Confirmations applied, by the notice's agency."
+    );
+    describe_counter!(
         m::ROUND_RETRIES,
         "Rounds put off because every channel failed transiently."
     );

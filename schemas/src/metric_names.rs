@@ -151,6 +151,11 @@ pub const ROUND_RETRIES: &str = "karpoosheh_round_retries_total";
 /// Confirmations by `outcome` (`applied`, `duplicate`, `rejected`) and
 /// `reason` (for rejections; `none` otherwise).
 pub const CONFIRMATIONS: &str = "karpoosheh_confirmations_total";
+/// Notifications by the notice's agency and `outcome` (`sent`,
+/// `failed`): what the operators' Agencies view shows per agency.
+pub const AGENCY_NOTIFICATIONS: &str = "karpoosheh_agency_notifications_total";
+/// Confirmations applied, by the notice's agency. Labels: `agency`.
+pub const AGENCY_CONFIRMATIONS: &str = "karpoosheh_agency_confirmations_total";
 /// Notices actually served (two confirmations). Labels: `agency`.
 pub const NOTICES_SERVED: &str = "karpoosheh_notices_served_total";
 /// Notices not served after every round. Labels: `agency`.
@@ -182,6 +187,8 @@ pub const DELIVERY: &[&str] = &[
     NOTIFICATIONS,
     ROUND_RETRIES,
     CONFIRMATIONS,
+    AGENCY_NOTIFICATIONS,
+    AGENCY_CONFIRMATIONS,
     NOTICES_SERVED,
     NOTICES_NOT_SERVED,
     NOTICES_EXPIRED,

@@ -25,8 +25,8 @@ use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
 use crate::internal_events::{
-    ConfirmationsInterrupted, DeliveryOutcome, NoticesResumed, RoundFinished, SchedulerScanned,
-    SchedulerStarted, SchedulerStoreFailed, StoreRetry,
+    ConfirmationApplied, ConfirmationsInterrupted, DeliveryOutcome, NoticesResumed, RoundFinished,
+    SchedulerScanned, SchedulerStarted, SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
     may_confirm_for, timer_slot, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
@@ -718,7 +718,14 @@ impl Scheduler {
                                                 .collect()
                                         })
                                         .unwrap_or_default();
-                                    apply_confirmation(rec, w, &c, &reps, status, now)
+                                    let o = apply_confirmation(rec, w, &c, &reps, status, now);
+                                    if matches!(o, ConfirmOutcome::Applied { .. }) {
+                                        ConfirmationApplied {
+                                            agency: &rec.agency,
+                                        }
+                                        .emit();
+                                    }
+                                    o
                                 }
                             }
                         };
@@ -1252,8 +1259,11 @@ impl Scheduler {
                 });
             }
         }
-        step.outcomes
-            .push(DeliveryOutcome::Round(round_finished(&record, retry)));
+        step.outcomes.push(DeliveryOutcome::Round(round_finished(
+            &rec.agency,
+            &record,
+            retry,
+        )));
         rec.rounds.push(record);
 
         let next_round = |rec: &mut DeliveryRecord, w: &mut DeliveryWrite| {
@@ -1337,8 +1347,13 @@ fn round_delivery(to_representative: bool, d: &Delivery) -> RoundDelivery {
 }
 
 /// A recorded round as its event: labels and flags, no record.
-fn round_finished(r: &RoundRecord, retry: u8) -> RoundFinished {
+fn round_finished(
+    agency: &karpoosheh_schemas::AgencyId,
+    r: &RoundRecord,
+    retry: u8,
+) -> RoundFinished {
     RoundFinished {
+        agency: agency.clone(),
         round: r.round,
         retry,
         deliveries: r

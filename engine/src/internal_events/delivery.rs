@@ -11,6 +11,7 @@ use crate::metric_names as m;
 
 /// One attempt of one round, as recorded.
 pub struct RoundFinished {
+    pub agency: AgencyId,
     pub round: u8,
     pub retry: u8,
     /// (channel or `none`, sent?, to a representative?) per delivery.
@@ -41,7 +42,12 @@ impl DeliveryOutcome {
                 if r.retry > 0 {
                     counter!(m::ROUND_RETRIES, "round" => round_label(r.round)).increment(1);
                 }
+                let agency = agency_label(Some(&r.agency));
                 for (channel, sent, rep) in r.deliveries {
+                    counter!(m::AGENCY_NOTIFICATIONS,
+                        "agency" => agency.clone(),
+                        "outcome" => if sent { "sent" } else { "failed" })
+                    .increment(1);
                     counter!(m::NOTIFICATIONS,
                         "channel" => channel,
                         "round" => round_label(r.round),
@@ -81,6 +87,17 @@ impl NoticeServed<'_> {
     pub fn emit(self) {
         counter!(m::NOTICES_SERVED, "agency" => agency_label(Some(self.agency))).increment(1);
         histogram!(m::TIME_TO_SERVED_SECONDS).record(self.after.as_secs_f64());
+    }
+}
+
+/// A confirmation applied to one of `agency`'s notices.
+pub struct ConfirmationApplied<'a> {
+    pub agency: &'a AgencyId,
+}
+
+impl ConfirmationApplied<'_> {
+    pub fn emit(self) {
+        counter!(m::AGENCY_CONFIRMATIONS, "agency" => agency_label(Some(self.agency))).increment(1);
     }
 }
 
