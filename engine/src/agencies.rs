@@ -68,12 +68,17 @@ struct AgencyEntry {
     name: String,
     #[serde(default)]
     api_keys_sha256: Vec<String>,
+    /// Notice records a node takes from the agency's topics per day
+    /// (Tehran time); more are answered `quota_exceeded`. None: no quota.
+    #[serde(default)]
+    notices_per_day: Option<u64>,
 }
 
 /// An agency as the registry holds it.
 #[derive(Debug, Clone)]
 struct Agency {
     status: AgencyStatus,
+    notices_per_day: Option<u64>,
     /// SHA-256 of each key it may call its HTTP routes with.
     keys: Vec<[u8; 32]>,
 }
@@ -141,6 +146,15 @@ pub enum AgencyRegistryError {
 #[derive(Clone)]
 pub struct AgencyRegistry {
     inner: Arc<Reloaded<HashMap<String, Agency>>>,
+    /// Per agency: the Tehran day being counted and the records admitted
+    /// on it (this node's count; see [`AgencyRegistry::admit`]).
+    today: Arc<std::sync::Mutex<HashMap<String, (i64, u64)>>>,
+}
+
+/// The day number of `now` in Tehran (UTC+03:30; Iran keeps no summer
+/// time since 2022): quotas turn over at local midnight.
+fn tehran_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    (now.timestamp() + 3 * 3600 + 1800).div_euclid(86_400)
 }
 
 fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
@@ -175,6 +189,7 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
             id,
             Agency {
                 status: entry.status,
+                notices_per_day: entry.notices_per_day,
                 keys,
             },
         );
@@ -201,6 +216,7 @@ impl AgencyRegistry {
         });
         Ok(AgencyRegistry {
             inner: Arc::new(registry),
+            today: Default::default(),
         })
     }
 
@@ -269,6 +285,40 @@ impl AgencyRegistry {
             Some(status) => Ok((agency, status)),
             None => Err(AgencyAuthError::Refused),
         }
+    }
+
+    /// Why one more record of `agency` may not be taken at `now`, or
+    /// `None` when it may — and then it is counted against the agency's
+    /// `notices_per_day`. The count is this node's, kept in memory: a
+    /// fleet of N nodes takes up to N quotas a day, and a restarted node
+    /// starts the day's count again.
+    pub fn admit(&self, agency: &AgencyId, now: chrono::DateTime<chrono::Utc>) -> Option<Problem> {
+        if let Some(p) = self.refusal(agency) {
+            return Some(p);
+        }
+        let quota = self.inner.with(|agencies| {
+            agencies
+                .get(agency.as_str())
+                .and_then(|a| a.notices_per_day)
+        })?;
+        let day = tehran_day(now);
+        let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        let (d, n) = today.entry(agency.as_str().to_owned()).or_insert((day, 0));
+        if *d != day {
+            (*d, *n) = (day, 0);
+        }
+        if *n >= quota {
+            return Some(Problem::new(
+                Reason::QuotaExceeded,
+                "agency".to_owned(),
+                format!(
+                    "agency {:?} has sent its {quota} notices for today (Tehran time) on this node; send the rest after midnight",
+                    agency.as_str()
+                ),
+            ));
+        }
+        *n += 1;
+        None
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -412,6 +462,43 @@ mod tests {
         assert!(
             e.contains("api_keys_sha256") && e.contains("64 hex digits"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_quota_refuses_the_records_over_it_until_tehran_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agencies.toml");
+        std::fs::write(
+            &file,
+            "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = 3\n\
+             [agency.courts]\nstatus = \"approved\"\n",
+        )
+        .unwrap();
+        let reg = AgencyRegistry::open(&AgenciesConfig {
+            file,
+            ..Default::default()
+        })
+        .unwrap();
+        let id = |s| AgencyId::parse(s).unwrap();
+        // 20:29:59 UTC is 23:59:59 in Tehran; a second later the day turns.
+        let evening = "2026-12-07T20:29:59Z".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(reg.admit(&id("tax"), evening), None);
+        }
+        let p = reg.admit(&id("tax"), evening).expect("over the quota");
+        assert_eq!(p.reason, Reason::QuotaExceeded);
+        assert!(reg.admit(&id("tax"), evening).is_some(), "still over");
+        // No quota: never refused.
+        for _ in 0..100 {
+            assert_eq!(reg.admit(&id("courts"), evening), None);
+        }
+        let midnight = "2026-12-07T20:30:00Z".parse().unwrap();
+        assert_eq!(reg.admit(&id("tax"), midnight), None, "a new day");
+        // Refusals come first and are not counted.
+        assert_eq!(
+            reg.admit(&id("nobody"), midnight).unwrap().reason,
+            Reason::AgencyUnknown
         );
     }
 

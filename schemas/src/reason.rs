@@ -135,6 +135,8 @@ reasons! {
     AgencyUnknown = "agency_unknown",
     /// The agency is suspended or dissolved and may not send (art. 8, 26).
     AgencyNotAllowed = "agency_not_allowed",
+    /// The agency has sent its quota of notices for the day (Tehran time) on this node; send again tomorrow.
+    QuotaExceeded = "quota_exceeded",
     /// A confirmation names a tracking code the system does not know.
     UnknownNotice = "unknown_notice",
     /// A confirmation arrived after the notice's retention expiry.

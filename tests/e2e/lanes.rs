@@ -219,3 +219,88 @@ fn kafka_an_urgent_partition_that_moves_away_and_back_is_read_again() {
     }
     engine.terminate();
 }
+
+/// An agency's daily quota (`notices_per_day` in the registry) through
+/// the real Kafka source: what is over it is answered `quota_exceeded` on
+/// the agency's receipt topic, nothing dropped; another agency is not
+/// held back.
+#[test]
+fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
+    let Some(broker) = broker_or_skip("kafka_quota", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("quota");
+    names.create(&broker, &["tax", "judiciary"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("agencies.toml"),
+        "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = 30\n\
+         [agency.judiciary]\nstatus = \"approved\"\n",
+    )
+    .unwrap();
+    let p = broker.producer();
+    let tax = produce_notices(&p, &names.notices("tax"), "tax", "q", 0..50, 230_000_000);
+    let courts = produce_notices(
+        &p,
+        &names.notices("judiciary"),
+        "judiciary",
+        "j",
+        0..20,
+        240_000_000,
+    );
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    let count = |e: &Engine, name: &str, filter: &str| e.metric(name, filter);
+    engine.wait_for("every record handled", Duration::from_secs(120), |e| {
+        count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"")
+            + count(e, "karpoosheh_notices_rejected_total", "agency=\"tax\"")
+            >= 50.0
+            && count(e, "karpoosheh_notices_stored_total", "agency=\"judiciary\"") >= 20.0
+    });
+    assert_eq!(
+        count(&engine, "karpoosheh_notices_stored_total", "agency=\"tax\""),
+        30.0
+    );
+    assert_eq!(
+        count(
+            &engine,
+            "karpoosheh_notices_rejected_total",
+            "reason=\"quota_exceeded\""
+        ),
+        20.0
+    );
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| {
+            tax.iter()
+                .all(|r| a.receipts.contains_key(&("tax".to_owned(), r.clone())))
+                && courts.iter().all(|r| {
+                    a.receipts
+                        .contains_key(&("judiciary".to_owned(), r.clone()))
+                })
+        },
+        Duration::from_secs(120),
+    );
+    let events = |agency: &str, refs: &[String]| -> Vec<String> {
+        refs.iter()
+            .map(|r| {
+                answers.receipts[&(agency.to_owned(), r.clone())][0]
+                    .0
+                    .clone()
+            })
+            .collect()
+    };
+    let tax_events = events("tax", &tax);
+    // One partition: the first 30 in order, then the day's quota is spent.
+    assert!(
+        tax_events[..30].iter().all(|e| e == "accepted"),
+        "{tax_events:?}"
+    );
+    assert!(
+        tax_events[30..]
+            .iter()
+            .all(|e| e == "rejected:quota_exceeded"),
+        "{tax_events:?}"
+    );
+    assert!(events("judiciary", &courts).iter().all(|e| e == "accepted"));
+}

@@ -812,7 +812,7 @@ impl KafkaSource {
         let (agency, priority) = (lane.agency.clone(), lane.priority);
         drop(lanes);
         let refused = match &agency {
-            Some(a) => self.agencies.refusal(a),
+            Some(a) => self.agencies.admit(a, chrono::Utc::now()),
             None => Some(Problem::new(
                 Reason::AgencyUnknown,
                 "agency".to_owned(),
