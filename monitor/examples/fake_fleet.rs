@@ -26,7 +26,31 @@ fn widen(extra: u64) -> Vec<(String, f64, bool)> {
     let mut counter = false;
     let mut out = Vec::new();
     // The capture was taken after ingest had finished; a busy node is ready.
-    let capture = CAPTURE.replace("karpoosheh_ready 0", "karpoosheh_ready 1");
+    let mut capture = CAPTURE.replace("karpoosheh_ready 0", "karpoosheh_ready 1");
+    // It predates the per-agency notification and confirmation counters:
+    // one series per agency (and outcome), as an engine emits them.
+    let agencies: Vec<&str> = CAPTURE
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("karpoosheh_notices_stored_total{agency=\"")?
+                .split_once('"')
+        })
+        .map(|(agency, _)| agency)
+        .collect();
+    capture.push_str("\n# TYPE karpoosheh_agency_notifications_total counter\n");
+    for agency in &agencies {
+        for (outcome, v) in [("sent", 7000), ("failed", 120)] {
+            capture.push_str(&format!(
+                "karpoosheh_agency_notifications_total{{agency=\"{agency}\",outcome=\"{outcome}\"}} {v}\n"
+            ));
+        }
+    }
+    capture.push_str("\n# TYPE karpoosheh_agency_confirmations_total counter\n");
+    for agency in &agencies {
+        capture.push_str(&format!(
+            "karpoosheh_agency_confirmations_total{{agency=\"{agency}\"}} 230\n"
+        ));
+    }
     for line in capture.lines() {
         if let Some(t) = line.strip_prefix("# TYPE ") {
             counter = t.ends_with(" counter") || t.ends_with(" histogram");

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use karpoosheh_schemas::Priority;
+
 use crate::alerts::{self, Ages};
 use crate::config::{AlertConfig, Config, Target, FINE_HORIZON};
 use crate::prom;
@@ -435,6 +437,15 @@ impl<'a> Ctx<'a> {
                 add(acc, v);
             }
             add(&mut o.lag, rows[i].lag);
+            // Like the lag, only while the node is current.
+            if let Some(p) = self.latest(i).filter(|_| self.fresh(i)) {
+                for lane in Priority::ALL {
+                    let ids = self.ids(r::KAFKA_BACKLOG, |s| s.label(0) == lane.as_str());
+                    if let Some(v) = gauge(p, &ids) {
+                        o.backlog.get_or_insert([0.0; 3])[lane as usize] += v;
+                    }
+                }
+            }
             if let Some(l) = rows[i].scheduler_lag {
                 o.scheduler_lag = Some(o.scheduler_lag.map_or(l, |m: f64| m.max(l)));
             }
@@ -461,53 +472,77 @@ impl<'a> Ctx<'a> {
     }
 
     fn agencies(&self, scope: &[usize]) -> Vec<AgencyRow> {
+        // Slots of the per-agency counters, in `now` (rates) and `win`
+        // (increases over the window).
+        const STORED: usize = 0;
+        const DUPLICATE: usize = 1;
+        const REJECTED: usize = 2;
+        const SERVED: usize = 3;
+        const NOT_SERVED: usize = 4;
+        const EXPIRED: usize = 5;
+        const NOTIFIED: usize = 6;
+        const NOTIFY_FAILED: usize = 7;
+        const CONFIRMED: usize = 8;
+        const SLOTS: usize = 9;
         #[derive(Default)]
         struct Acc {
-            row: AgencyRow,
-            win: [f64; 6],
+            lag: Option<f64>,
+            now: [f64; SLOTS],
+            win: [f64; SLOTS],
+            /// Since start: served, not served, expired.
             tot: [f64; 3],
             reasons: HashMap<String, f64>,
         }
+        let slot = |read: usize, info: &SeriesInfo| match read {
+            r::STORED => Some(STORED),
+            r::DUPLICATE => Some(DUPLICATE),
+            r::REJECTED => Some(REJECTED),
+            r::SERVED => Some(SERVED),
+            r::NOT_SERVED => Some(NOT_SERVED),
+            r::EXPIRED => Some(EXPIRED),
+            r::AGENCY_NOTIFIED => match info.label(1) {
+                "sent" => Some(NOTIFIED),
+                "failed" => Some(NOTIFY_FAILED),
+                _ => None,
+            },
+            r::AGENCY_CONFIRMED => Some(CONFIRMED),
+            _ => None,
+        };
         let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
-        // (read, slot in `win`) for the per-agency counters.
-        let reads = [
-            (r::STORED, 0),
-            (r::DUPLICATE, 1),
-            (r::REJECTED, 2),
-            (r::SERVED, 3),
-            (r::NOT_SERVED, 4),
-            (r::EXPIRED, 5),
-        ];
         for &i in scope {
             let now = self.now_span(i);
             let win = self.span(i, self.window);
             let last = self.latest(i);
-            for (read, slot) in reads {
+            for read in [
+                r::STORED,
+                r::DUPLICATE,
+                r::REJECTED,
+                r::SERVED,
+                r::NOT_SERVED,
+                r::EXPIRED,
+                r::AGENCY_NOTIFIED,
+                r::AGENCY_CONFIRMED,
+            ] {
                 for &id in self.reg().of(read) {
                     let info = self.reg().info(id);
                     let agency = info.label(0);
-                    if agency.is_empty() {
-                        continue; // the unlabelled zero a node starts with
-                    }
+                    // The unlabelled zero a node starts with is no agency.
+                    let Some(k) = slot(read, info).filter(|_| !agency.is_empty()) else {
+                        continue;
+                    };
                     let a = acc.entry(agency.to_owned()).or_default();
                     if let Some(s) = &now {
-                        let rate = s.rate(&[id]);
-                        match slot {
-                            0 => a.row.stored += rate,
-                            1 => a.row.duplicates += rate,
-                            2 => a.row.rejected += rate,
-                            _ => {}
-                        }
+                        a.now[k] += s.rate(&[id]);
                     }
                     if let Some(s) = &win {
                         let inc = s.inc(&[id]);
-                        a.win[slot] += inc;
-                        if slot == 2 && inc > 0.0 {
+                        a.win[k] += inc;
+                        if k == REJECTED && inc > 0.0 {
                             *a.reasons.entry(info.label(1).to_owned()).or_default() += inc;
                         }
                     }
-                    if let (Some(p), 3..=5) = (last, slot) {
-                        a.tot[slot - 3] += total(p, &[id]);
+                    if let (Some(p), SERVED..=EXPIRED) = (last, k) {
+                        a.tot[k - SERVED] += total(p, &[id]);
                     }
                 }
             }
@@ -515,32 +550,41 @@ impl<'a> Ctx<'a> {
                 for &id in self.reg().of(r::KAFKA_LAG) {
                     let agency = self.reg().info(id).label(0);
                     if let (false, Some(v)) = (agency.is_empty(), p.get(id, false)) {
-                        add(
-                            &mut acc.entry(agency.to_owned()).or_default().row.lag,
-                            Some(v),
-                        );
+                        add(&mut acc.entry(agency.to_owned()).or_default().lag, Some(v));
                     }
                 }
             }
         }
         acc.into_iter()
             .map(|(name, a)| {
-                let w = a.win;
+                let (n, w) = (a.now, a.win);
                 let mut reasons: Vec<(String, f64)> = a.reasons.into_iter().collect();
                 reasons.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
                 AgencyRow {
                     name,
-                    rejection: share(w[2], w[0] + w[1] + w[2]),
+                    stored: n[STORED],
+                    duplicates: n[DUPLICATE],
+                    rejected: n[REJECTED],
+                    stored_window: w[STORED],
+                    duplicates_window: w[DUPLICATE],
+                    rejected_window: w[REJECTED],
+                    rejection: share(w[REJECTED], w[STORED] + w[DUPLICATE] + w[REJECTED]),
                     reasons,
-                    served_window: share(w[3], w[3] + w[4] + w[5]),
+                    served_window: share(w[SERVED], w[SERVED] + w[NOT_SERVED] + w[EXPIRED]),
                     served_total: share(a.tot[0], a.tot.iter().sum()),
-                    stored_window: w[0],
-                    duplicates_window: w[1],
-                    rejected_window: w[2],
-                    served: w[3],
-                    not_served: w[4],
-                    expired: w[5],
-                    ..a.row
+                    served: w[SERVED],
+                    not_served: w[NOT_SERVED],
+                    expired: w[EXPIRED],
+                    notified: n[NOTIFIED],
+                    notify_failed: n[NOTIFY_FAILED],
+                    confirmed: n[CONFIRMED],
+                    served_rate: n[SERVED],
+                    not_served_rate: n[NOT_SERVED],
+                    notified_window: w[NOTIFIED],
+                    notify_failed_window: w[NOTIFY_FAILED],
+                    confirmed_window: w[CONFIRMED],
+                    reached: share(w[NOTIFIED], w[NOTIFIED] + w[NOTIFY_FAILED]),
+                    lag: a.lag,
                 }
             })
             .collect()
@@ -950,6 +994,85 @@ mod tests {
             .find(|a| a.name == "municipality")
             .unwrap();
         assert!(muni.rejection.unwrap() > 0.2);
+    }
+
+    #[test]
+    fn agency_delivery_rates_add_up_to_the_fleets() {
+        let s = fixtures::state();
+        let now = |f: F| s.overview.now[f as usize].unwrap();
+        let sum = |v: fn(&AgencyRow) -> f64| s.agencies.iter().map(v).sum::<f64>();
+        // Both counters count each notification of a round once, each
+        // applied confirmation once: per agency they add up to the fleet's.
+        for (what, agencies, fleet) in [
+            ("notified", sum(|a| a.notified), now(F::Notified)),
+            ("failed", sum(|a| a.notify_failed), now(F::Failed)),
+            ("confirmed", sum(|a| a.confirmed), now(F::Confirmed)),
+            ("served", sum(|a| a.served_rate), now(F::Served)),
+            ("not served", sum(|a| a.not_served_rate), now(F::NotServed)),
+        ] {
+            assert!(fleet > 0.0, "the fixtures carry {what}");
+            assert!(
+                (agencies - fleet).abs() < 1e-6,
+                "{what}: {agencies} vs {fleet}"
+            );
+        }
+        // One agency's, read off the text: node 1's over 0 → 10 s, node
+        // 2's over 0.1 → 10.1 s.
+        let name = READS[r::AGENCY_NOTIFIED].name;
+        let (a0, a2, b0, b2) = (
+            fixtures::node_a(0),
+            fixtures::node_a(2),
+            fixtures::node_b(0),
+            fixtures::node_b(2),
+        );
+        let inc = |outcome: &str| {
+            let want = format!("{name}{{agency=\"tax\",outcome=\"{outcome}\"}} ");
+            let v = |text: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(want.as_str())?.parse::<f64>().ok())
+                    .unwrap()
+            };
+            v(&a2) - v(&a0) + v(&b2) - v(&b0)
+        };
+        let row = |name: &str| s.agencies.iter().find(|a| a.name == name).unwrap();
+        let (sent, failed) = (inc("sent"), inc("failed"));
+        assert!((row("tax").notified - sent / 10.0).abs() < 1e-6);
+        assert!((row("tax").notify_failed - failed / 10.0).abs() < 1e-6);
+        assert!((row("tax").reached.unwrap() - sent / (sent + failed)).abs() < 1e-9);
+        assert!(row("tax").confirmed_window > 0.0);
+        let insurance = row("insurance");
+        assert!(insurance.not_served_rate > 0.0 && insurance.served_window.unwrap() < 1.0);
+        assert_eq!(row("tax").not_served_rate, 0.0);
+    }
+
+    #[test]
+    fn the_lane_backlog_is_the_kafka_nodes_while_it_answers() {
+        let s = fixtures::state();
+        assert_eq!(s.overview.backlog, Some([320.0, 18_380.0, 6_000.0]));
+        assert_eq!(
+            s.nodes[1].lag,
+            Some(s.overview.backlog.unwrap().iter().sum()),
+            "the consumer lag's records, by lane"
+        );
+        let mut f = fixtures::fleet();
+        let one = |scope| Params {
+            scope: Some(scope),
+            ..fixtures::params()
+        };
+        assert_eq!(
+            f.snapshot(one(0), 10.5, wall(10.5)).overview.backlog,
+            None,
+            "node 1 is not on Kafka"
+        );
+        assert!(f
+            .snapshot(one(1), 10.5, wall(10.5))
+            .overview
+            .backlog
+            .is_some());
+        // Silent past `node_down_after`: its last backlog is not its backlog.
+        let later = f.snapshot(fixtures::params(), 25.0, wall(25.0));
+        assert!(matches!(later.nodes[1].health, Health::Down { .. }));
+        assert_eq!(later.overview.backlog, None);
     }
 
     #[test]

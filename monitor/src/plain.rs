@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use karpoosheh_schemas::Priority;
+
 use crate::collect::Collector;
 use crate::config::{window_name, Config};
 use crate::fmt;
@@ -40,6 +42,16 @@ pub(crate) fn line(s: &State) -> String {
     );
     if let Some(l) = o.lag {
         out.push_str(&format!(" | lag {}", fmt::count(l)));
+    }
+    if let Some(b) = o.backlog {
+        out.push_str(" | backlog");
+        for lane in Priority::ALL {
+            out.push_str(&format!(
+                " {} {}",
+                lane.as_str(),
+                fmt::count(b[lane as usize])
+            ));
+        }
     }
     let silent: Vec<String> = s
         .nodes
@@ -146,6 +158,10 @@ mod tests {
             "{l}"
         );
         assert!(l.contains("acknowledged 94.6%"), "{l}");
+        assert!(
+            l.contains(" | lag 24,700 | backlog urgent 320 normal 18,380 bulk 6,000 | "),
+            "{l}"
+        );
         assert!(
             l.contains("not answering: 10.0.0.3:9464 (connection refused)"),
             "{l}"

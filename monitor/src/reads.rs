@@ -136,6 +136,9 @@ pub(crate) const INBOX_SECONDS: usize = 38;
 pub(crate) const PARKED: usize = 39;
 pub(crate) const PARKED_WAITING: usize = 40;
 pub(crate) const QUARANTINED: usize = 41;
+pub(crate) const AGENCY_NOTIFIED: usize = 42;
+pub(crate) const AGENCY_CONFIRMED: usize = 43;
+pub(crate) const KAFKA_BACKLOG: usize = 44;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -185,6 +188,9 @@ pub const READS: &[Read] = &[
     kafka(m::AGENCY_PARKED, Gauge, &["agency"]),
     kafka(m::RECEIPTS_PARKED, Gauge, &["agency"]),
     read(m::RECORDS_QUARANTINED, Counter, &[]),
+    read(m::AGENCY_NOTIFICATIONS, Counter, &["agency", "outcome"]),
+    read(m::AGENCY_CONFIRMATIONS, Counter, &["agency"]),
+    kafka(m::KAFKA_BACKLOG, Gauge, &["priority"]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -241,6 +247,9 @@ mod tests {
             (PARKED, m::AGENCY_PARKED),
             (PARKED_WAITING, m::RECEIPTS_PARKED),
             (QUARANTINED, m::RECORDS_QUARANTINED),
+            (AGENCY_NOTIFIED, m::AGENCY_NOTIFICATIONS),
+            (AGENCY_CONFIRMED, m::AGENCY_CONFIRMATIONS),
+            (KAFKA_BACKLOG, m::KAFKA_BACKLOG),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {

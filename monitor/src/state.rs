@@ -149,6 +149,9 @@ pub(crate) struct Overview {
     pub api_4xx: Option<f64>,
     pub api_5xx: Option<f64>,
     pub api_p99: Option<f64>,
+    /// Kafka records not yet read, by lane (urgent, normal, bulk), summed
+    /// over the scope's current nodes; `None` when none reports it.
+    pub backlog: Option<[f64; 3]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -167,9 +170,25 @@ pub(crate) struct AgencyRow {
     pub reasons: Vec<(String, f64)>,
     pub served_window: Option<f64>,
     pub served_total: Option<f64>,
+    /// Counts over the window: served, not served, expired.
     pub served: f64,
     pub not_served: f64,
     pub expired: f64,
+    /// Per second: notifications sent and failed (one per notification of
+    /// a round, as `notified` and `failed` in the Overview), confirmations
+    /// applied, notices served and not served.
+    pub notified: f64,
+    pub notify_failed: f64,
+    pub confirmed: f64,
+    pub served_rate: f64,
+    pub not_served_rate: f64,
+    /// Counts over the window: notifications sent and failed, confirmations
+    /// applied.
+    pub notified_window: f64,
+    pub notify_failed_window: f64,
+    pub confirmed_window: f64,
+    /// sent / (sent + failed) notifications over the window.
+    pub reached: Option<f64>,
     pub lag: Option<f64>,
 }
 

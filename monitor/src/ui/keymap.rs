@@ -127,7 +127,7 @@ pub(crate) const KEYMAP: &[Binding] = &[
         &[K::Char('3')],
         "3",
         A::Show(View::Agencies),
-        "Agencies: throughput, rejections and reasons, served",
+        "Agencies: stored, rejected, notified, confirmed, served",
         None,
     ),
     b(

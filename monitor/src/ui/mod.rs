@@ -71,7 +71,15 @@ impl View {
                 "lag",
                 "write p99",
             ],
-            View::Agencies => &["stored/s", "agency", "rej/s", "rej %", "served %", "lag"],
+            View::Agencies => &[
+                "stored/s",
+                "agency",
+                "rej %",
+                "notified/s",
+                "confirmed/s",
+                "served/s",
+                "served %",
+            ],
             View::Channels => &["channel", "sent/s", "fail %", "breaker", "waiting"],
         }
     }

@@ -51,7 +51,22 @@ fn view(v: View) -> App {
 
 #[test]
 fn overview_80x24() {
-    assert_snapshot!(screen(&app(), 80, 24));
+    let text = screen(&app(), 80, 24);
+    assert!(
+        text.contains(" backlog by lane  urgent 320  normal 18,380  bulk 6,000 "),
+        "the Kafka node's backlog: {text}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn no_backlog_line_where_no_node_reports_one() {
+    let mut a = app();
+    assert!(press(&mut a, KeyCode::Right));
+    assert_eq!(a.scope, Some(0), "10.0.0.1:9464, not on Kafka");
+    let text = screen(&a, 80, 24);
+    assert!(text.contains(" consumer lag "), "{text}");
+    assert!(!text.contains("backlog"), "{text}");
 }
 
 #[test]
@@ -105,21 +120,81 @@ fn nodes_down_node_selected_80x24() {
     assert_snapshot!(text);
 }
 
+/// The Agencies table's header line.
+fn agencies_header(text: &str) -> &str {
+    text.lines()
+        .find(|l| l.contains("agency ") && l.contains("stored/s"))
+        .expect("the header")
+}
+
 #[test]
 fn agencies_80x24() {
-    assert_snapshot!(screen(&view(View::Agencies), 80, 24));
+    let text = screen(&view(View::Agencies), 80, 24);
+    let head = agencies_header(&text);
+    for column in ["rej %", "notified/s", "confirmed/s", "served/s", "served %"] {
+        assert!(head.contains(column), "{column} at 80 columns: {head}");
+    }
+    for column in ["rej/s", "not served/s", "lag", "reasons"] {
+        assert!(!head.contains(column), "{column} only when wider: {head}");
+    }
+    assert_snapshot!(text);
 }
 
 #[test]
 fn agencies_160x48() {
-    assert_snapshot!(screen(&view(View::Agencies), 160, 48));
+    let text = screen(&view(View::Agencies), 160, 48);
+    let head = agencies_header(&text);
+    for column in ["rej/s", "notified/s", "not served/s", "lag", "top reasons"] {
+        assert!(head.contains(column), "{column} when wide: {head}");
+    }
+    let insurance = text
+        .lines()
+        .find(|l| l.contains("│insurance "))
+        .expect("insurance's row");
+    assert!(
+        insurance.contains(" 6.00 "),
+        "60 of its notices not served in 10 s: {insurance}"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn agencies_at_120_columns_leave_reasons_too_narrow_to_the_detail() {
+    let text = screen(&view(View::Agencies), 120, 36);
+    let head = agencies_header(&text);
+    assert!(
+        head.contains("not served/s") && head.contains("lag"),
+        "{head}"
+    );
+    assert!(!head.contains("reasons"), "{head}");
+    assert!(
+        text.contains("rejections by reason"),
+        "in the detail: {text}"
+    );
+}
+
+#[test]
+fn agencies_sort_by_notifications_sent() {
+    let mut a = view(View::Agencies);
+    for _ in 0..3 {
+        press(&mut a, KeyCode::Char('s')); // stored/s → agency → rej % → notified/s
+    }
+    let s = state_for(&a);
+    let order = views::agency_order(&a, &s);
+    let notified: Vec<f64> = order.iter().map(|&i| s.agencies[i].notified).collect();
+    assert!(
+        notified.windows(2).all(|w| w[0] >= w[1]) && notified[0] > notified[7],
+        "most notified first: {notified:?}"
+    );
+    assert_eq!(s.agencies[order[0]].name, "tax");
+    assert!(screen(&a, 80, 24).contains("notified/s▼"));
 }
 
 #[test]
 fn agencies_sorted_by_rejection_and_filtered_80x24() {
     let mut a = view(View::Agencies);
-    for _ in 0..3 {
-        press(&mut a, KeyCode::Char('s')); // stored/s → agency → rejected/s → rejected %
+    for _ in 0..2 {
+        press(&mut a, KeyCode::Char('s')); // stored/s → agency → rejected %
     }
     let s = state_for(&a);
     let order: Vec<&str> = views::agency_order(&a, &s)

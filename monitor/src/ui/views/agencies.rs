@@ -1,6 +1,8 @@
-//! The Agencies view: notices stored, duplicated and rejected per agency,
-//! rejection shares and reasons, served shares, and the selected agency's
-//! detail (under the table, or as a popup).
+//! The Agencies view: per agency, notices stored, notifications sent,
+//! confirmations applied and notices served per second, rejection and
+//! served shares; rejections and notices not served per second, lag and
+//! reasons when wide; and the selected agency's detail (under the table,
+//! or as a popup).
 
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -16,6 +18,9 @@ use crate::ui::widgets::{
 };
 use crate::ui::{App, View};
 
+/// Narrower than this, the table leaves the reasons to the detail.
+const MIN_REASONS: usize = 24;
+
 pub(crate) fn agency_order(app: &App, s: &State) -> Vec<usize> {
     table_order(
         app,
@@ -25,10 +30,11 @@ pub(crate) fn agency_order(app: &App, s: &State) -> Vec<usize> {
         |column, x, y| {
             match column {
                 "agency" => x.name.cmp(&y.name),
-                "rej/s" => by_num(Some(x.rejected), Some(y.rejected)),
                 "rej %" => by_num(x.rejection, y.rejection),
+                "notified/s" => by_num(Some(x.notified), Some(y.notified)),
+                "confirmed/s" => by_num(Some(x.confirmed), Some(y.confirmed)),
+                "served/s" => by_num(Some(x.served_rate), Some(y.served_rate)),
                 "served %" => by_num(x.served_window, y.served_window),
-                "lag" => by_num(x.lag, y.lag),
                 _ => by_num(Some(x.stored), Some(y.stored)),
             }
             .then_with(|| x.name.cmp(&y.name))
@@ -45,29 +51,48 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
     let [top, bottom] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(detail_h)]).areas(area);
     let h = |n| sort_header(app, View::Agencies, n);
+    // At 80 columns, a notice's way through, left to right: in, refused,
+    // notified, confirmed, served. Reasons and lag are in the detail below.
     let mut head = vec![
         Cell::from(h("agency")),
         right(h("stored/s")),
-        right(h("rej/s")),
         right(h("rej %")),
+        right(h("notified/s")),
+        right(h("confirmed/s")),
+        right(h("served/s")),
         right(h("served %")),
-        right(h("lag")),
-        Cell::from(if wide { "top reasons" } else { "top reason" }),
     ];
     let mut widths = vec![
         Constraint::Length(15),
         Constraint::Length(9),
-        Constraint::Length(8),
         Constraint::Length(7),
+        Constraint::Length(11),
+        Constraint::Length(12),
         Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Fill(1),
+        Constraint::Length(9),
     ];
     if wide {
-        head.insert(2, right("dup/s".into()));
+        head.insert(2, right("rej/s".into()));
         widths.insert(2, Constraint::Length(7));
-        head.insert(6, right("since start".into()));
-        widths.insert(6, Constraint::Length(11));
+        head.insert(7, right("not served/s".into()));
+        widths.insert(7, Constraint::Length(13));
+        head.push(right("lag".into()));
+        widths.push(Constraint::Length(7));
+    }
+    // The reasons get what is left of the row (less each column and the
+    // space after it), when that is enough to read one.
+    let fixed: u16 = widths
+        .iter()
+        .map(|c| match c {
+            Constraint::Length(n) => n + 1,
+            _ => 0,
+        })
+        .sum();
+    let reasons_room = usize::from(top.width.saturating_sub(2 + fixed));
+    let reasons = wide && reasons_room >= MIN_REASONS;
+    if reasons {
+        head.push(Cell::from("top reasons"));
+        widths.push(Constraint::Fill(1));
     }
     let thresh = app.config.alerts.rejection_rate;
     let rows: Vec<Row> = order
@@ -79,28 +104,27 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
             } else {
                 t.text
             };
-            let total: f64 = a.reasons.iter().map(|r| r.1).sum();
-            let reasons = a
-                .reasons
-                .iter()
-                .take(if wide { 3 } else { 1 })
-                .map(|(r, n)| format!("{:.0}% {r}", 100.0 * n / total.max(1.0)))
-                .collect::<Vec<_>>()
-                .join(", ");
             let mut cells = vec![
                 Cell::from(a.name.clone()),
                 right(fmt::rate(a.stored)),
-                right(fmt::rate(a.rejected)),
                 Cell::from(
                     Line::styled(fmt::opt_pct(a.rejection), rej_style).alignment(Alignment::Right),
                 ),
+                right(fmt::rate(a.notified)),
+                right(fmt::rate(a.confirmed)),
+                right(fmt::rate(a.served_rate)),
                 right(fmt::opt_pct(a.served_window)),
-                right(opt(a.lag, fmt::compact)),
-                Cell::from(Span::styled(reasons, t.dim)),
             ];
             if wide {
-                cells.insert(2, right(fmt::rate(a.duplicates)));
-                cells.insert(6, right(fmt::opt_pct(a.served_total)));
+                cells.insert(2, right(fmt::rate(a.rejected)));
+                cells.insert(7, right(fmt::rate(a.not_served_rate)));
+                cells.push(right(opt(a.lag, fmt::compact)));
+            }
+            if reasons {
+                cells.push(Cell::from(Span::styled(
+                    top_reasons(a, reasons_room),
+                    t.dim,
+                )));
             }
             Row::new(cells)
         })
@@ -127,6 +151,25 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
     }
 }
 
+/// The most frequent rejection reasons with their shares, as many as fit
+/// in `room` characters (the first one always, cut by the table if need
+/// be).
+fn top_reasons(a: &AgencyRow, room: usize) -> String {
+    let total: f64 = a.reasons.iter().map(|r| r.1).sum();
+    let mut out = String::new();
+    for (r, n) in a.reasons.iter().take(3) {
+        let one = format!("{:.0}% {r}", 100.0 * n / total.max(1.0));
+        if out.is_empty() {
+            out = one;
+        } else if out.chars().count() + 2 + one.chars().count() <= room {
+            out = format!("{out}, {one}");
+        } else {
+            break;
+        }
+    }
+    out
+}
+
 pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'static>> {
     let t = &app.theme;
     let d = |x: &str| Span::styled(x.to_owned(), t.dim);
@@ -140,6 +183,16 @@ pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'st
             d("  rejected "),
             Span::raw(fmt::count(a.rejected_window)),
             Span::raw(format!(" ({})", fmt::opt_pct(a.rejection))),
+        ]),
+        Line::from(vec![
+            d(" notified "),
+            Span::raw(fmt::count(a.notified_window)),
+            d("  failed "),
+            Span::raw(fmt::count(a.notify_failed_window)),
+            d("  → reached "),
+            Span::raw(fmt::opt_pct(a.reached)),
+            d("  confirmed "),
+            Span::raw(fmt::count(a.confirmed_window)),
         ]),
         Line::from(vec![
             d(" served "),

@@ -1,7 +1,8 @@
 //! The Overview: the scope's flows per second with their sparklines, two
-//! charts on a large terminal, shares, latencies and consumer lag, and the
-//! alerts.
+//! charts on a large terminal, shares, latencies, consumer lag (and the
+//! Kafka backlog by lane where a node reports it), and the alerts.
 
+use karpoosheh_schemas::Priority;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
@@ -35,8 +36,9 @@ const FLOW_ROWS: [FlowRow; 8] = [
 pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
     let large = big(area);
     let alerts_h = (alerts_for(app, s).len() as u16 + 2).clamp(3, if large { 10 } else { 8 });
-    // A fourth line for the inbox API, when a node here serves it.
-    let info_h = 3 + s.overview.api_rate.is_some() as u16;
+    // A line more for the Kafka backlog by lane and one for the inbox API,
+    // when a node here reports them.
+    let info_h = 3 + s.overview.backlog.is_some() as u16 + s.overview.api_rate.is_some() as u16;
     let charts_h = if large {
         area.height.saturating_sub(10 + info_h + alerts_h).max(6)
     } else {
@@ -246,6 +248,14 @@ fn info_lines(f: &mut Frame, app: &App, s: &State, area: Rect) {
         }
     }
     let mut lines = vec![shares, Line::from(lat), Line::from(lag)];
+    if let Some(backlog) = o.backlog {
+        let mut spans = vec![Span::styled(" backlog by lane", t.dim)];
+        for lane in Priority::ALL {
+            spans.push(Span::styled(format!("  {} ", lane.as_str()), t.dim));
+            spans.push(Span::raw(fmt::compact(backlog[lane as usize])));
+        }
+        lines.push(Line::from(spans));
+    }
     if let Some(rate) = o.api_rate {
         lines.push({
             let errors = o.api_5xx.unwrap_or(0.0);
