@@ -72,6 +72,11 @@ struct AgencyEntry {
     /// (Tehran time); more are answered `quota_exceeded`. None: no quota.
     #[serde(default)]
     notices_per_day: Option<u64>,
+    /// Rounds of notification of the agency's normal and bulk notices
+    /// started per second (all workers of a node together); more are put
+    /// off to the agency's next free slot. None: no limit.
+    #[serde(default)]
+    rounds_per_second: Option<f64>,
 }
 
 /// An agency as the registry holds it.
@@ -79,6 +84,7 @@ struct AgencyEntry {
 struct Agency {
     status: AgencyStatus,
     notices_per_day: Option<u64>,
+    rounds_per_second: Option<f64>,
     /// SHA-256 of each key it may call its HTTP routes with.
     keys: Vec<[u8; 32]>,
 }
@@ -149,6 +155,9 @@ pub struct AgencyRegistry {
     /// Per agency: the Tehran day being counted and the records admitted
     /// on it (this node's count; see [`AgencyRegistry::admit`]).
     today: Arc<std::sync::Mutex<HashMap<String, (i64, u64)>>>,
+    /// Per agency with `rounds_per_second`: its balance of round slots
+    /// (negative: slots handed out ahead) and when it was last filled.
+    pace: Arc<std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>>,
 }
 
 /// The day number of `now` in Tehran (UTC+03:30; Iran keeps no summer
@@ -173,6 +182,16 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
             path: path.to_owned(),
             message: format!("[agency.{id}]: {e}"),
         })?;
+        if let Some(r) = entry.rounds_per_second {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(AgencyRegistryError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[agency.{id}].rounds_per_second is {r}; it must be a number above 0"
+                    ),
+                });
+            }
+        }
         let keys = entry
             .api_keys_sha256
             .iter()
@@ -190,6 +209,7 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
             Agency {
                 status: entry.status,
                 notices_per_day: entry.notices_per_day,
+                rounds_per_second: entry.rounds_per_second,
                 keys,
             },
         );
@@ -217,6 +237,7 @@ impl AgencyRegistry {
         Ok(AgencyRegistry {
             inner: Arc::new(registry),
             today: Default::default(),
+            pace: Default::default(),
         })
     }
 
@@ -319,6 +340,34 @@ impl AgencyRegistry {
         }
         *n += 1;
         None
+    }
+
+    /// A slot for one round of `agency`'s at `now`: `None` to start it
+    /// now, or how long after `now` its slot is (the slot is taken: the
+    /// round must then start without asking again). Slots come at the
+    /// agency's `rounds_per_second`, up to a second's worth at once; an
+    /// agency without one always starts now. This node's pace, in memory.
+    pub fn round_slot(&self, agency: &AgencyId, now: std::time::Instant) -> Option<Duration> {
+        let rate = self.inner.with(|agencies| {
+            agencies
+                .get(agency.as_str())
+                .and_then(|a| a.rounds_per_second)
+        })?;
+        let burst = rate.max(1.0);
+        let mut pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = pace
+            .entry(agency.as_str().to_owned())
+            .or_insert((burst, now));
+        if now > *last {
+            *tokens = (*tokens + (now - *last).as_secs_f64() * rate).min(burst);
+            *last = now;
+        }
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            None
+        } else {
+            Some(Duration::from_secs_f64(-*tokens / rate))
+        }
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -500,6 +549,55 @@ mod tests {
             reg.admit(&id("nobody"), midnight).unwrap().reason,
             Reason::AgencyUnknown
         );
+    }
+
+    #[test]
+    fn rounds_are_paced_at_the_agencys_rate_in_slots_handed_out_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agencies.toml");
+        std::fs::write(
+            &file,
+            "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 10\n\
+             [agency.courts]\nstatus = \"approved\"\n",
+        )
+        .unwrap();
+        let reg = AgencyRegistry::open(&AgenciesConfig {
+            file: file.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let id = |s| AgencyId::parse(s).unwrap();
+        let t0 = std::time::Instant::now();
+        // A second's worth at once, then one slot every 100 ms, in order.
+        for _ in 0..10 {
+            assert_eq!(reg.round_slot(&id("tax"), t0), None);
+        }
+        for k in 1..=50u32 {
+            let wait = reg.round_slot(&id("tax"), t0).unwrap();
+            assert!(
+                (wait.as_secs_f64() - f64::from(k) * 0.1).abs() < 1e-9,
+                "slot {k}: {wait:?}"
+            );
+        }
+        // Those 50 slots are the next five seconds: at t0 + 5 s the next
+        // one is 100 ms away, not free.
+        let later = t0 + Duration::from_secs(5);
+        let wait = reg.round_slot(&id("tax"), later).unwrap();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // An agency without a pace is never held.
+        for _ in 0..1000 {
+            assert_eq!(reg.round_slot(&id("courts"), t0), None);
+        }
+        std::fs::write(
+            &file,
+            "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 0\n",
+        )
+        .unwrap();
+        assert!(AgencyRegistry::open(&AgenciesConfig {
+            file,
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]

@@ -211,6 +211,10 @@ fn describe_all() {
         "Confirmations applied, by the notice's agency."
     );
     describe_counter!(
+        m::ROUNDS_PACED,
+        "Rounds put off to their agency's next slot (rounds_per_second)."
+    );
+    describe_counter!(
         m::ROUND_RETRIES,
         "Rounds put off because every channel failed transiently."
     );

@@ -337,6 +337,7 @@ pub fn inbox_benchmark(opts: InboxOptions) -> anyhow::Result<InboxResult> {
             registry: registry.clone(),
             clock: Arc::new(SystemClock),
             observer: None,
+            agencies: None,
         }
         .start()?,
     );

@@ -119,6 +119,7 @@ fn follow_up(
         opened: Vec::new(),
         shares: Vec::new(),
         priority: lane,
+        paced: false,
     };
     DeliveryWrite {
         add_timers: rec.initial_timers(),
@@ -209,6 +210,7 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
         }),
         clock: Arc::new(SystemClock),
         observer: Some(obs_tx),
+        agencies: None,
     };
     let sent_at: Arc<Mutex<HashMap<TrackingCode, Instant>>> = Arc::default();
     let campaign_sent = Arc::new(AtomicU64::new(0));

@@ -103,6 +103,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
             opened: Vec::new(),
             shares: Vec::new(),
             priority: karpoosheh_schemas::Priority::Normal,
+            paced: false,
         };
         batch.push(DeliveryWrite {
             add_timers: rec.initial_timers(),
@@ -136,6 +137,7 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         }),
         clock: Arc::new(SystemClock),
         observer: None,
+        agencies: None,
     };
     let t = Instant::now();
     let handled = scheduler.run_due()?;

@@ -156,6 +156,10 @@ pub const CONFIRMATIONS: &str = "karpoosheh_confirmations_total";
 pub const AGENCY_NOTIFICATIONS: &str = "karpoosheh_agency_notifications_total";
 /// Confirmations applied, by the notice's agency. Labels: `agency`.
 pub const AGENCY_CONFIRMATIONS: &str = "karpoosheh_agency_confirmations_total";
+/// Rounds put off to their agency's next slot (`rounds_per_second` in the
+/// agency registry): the agency is over its pace. Labels: `agency`.
+/// Emitted once an agency is paced: not in [`DELIVERY`].
+pub const ROUNDS_PACED: &str = "karpoosheh_rounds_paced_total";
 /// Notices actually served (two confirmations). Labels: `agency`.
 pub const NOTICES_SERVED: &str = "karpoosheh_notices_served_total";
 /// Notices not served after every round. Labels: `agency`.

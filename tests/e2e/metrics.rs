@@ -112,6 +112,7 @@ fn everything_the_monitor_reads_is_emitted_and_no_id_leaks() {
         registry: Arc::new(StoreRegistry(registry_store.clone())),
         clock: Arc::new(SystemClock),
         observer: None,
+        agencies: None,
     };
     assert!(
         scheduler.run_due().unwrap() >= 20,

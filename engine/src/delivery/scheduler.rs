@@ -205,6 +205,9 @@ pub struct Scheduler {
     pub clock: Arc<dyn Clock>,
     /// Told about accepted notifications after they are recorded.
     pub observer: Option<Sender<Vec<SentNotification>>>,
+    /// The agency registry, for each agency's `rounds_per_second`; `None`:
+    /// rounds are not paced per agency.
+    pub agencies: Option<crate::agencies::AgencyRegistry>,
 }
 
 /// One per timer slot (a shard in a lane), indexed by slot.
@@ -932,6 +935,19 @@ impl Scheduler {
         Ok(())
     }
 
+    /// How long a round of `rec` must wait for its agency's next slot
+    /// (`rounds_per_second`), the slot then taken; `None`: it starts now.
+    /// Urgent notices are never paced, and a round put off to its slot
+    /// already has it.
+    fn pace(&self, rec: &DeliveryRecord) -> Option<Duration> {
+        if rec.paced || rec.priority == Priority::Urgent {
+            return None;
+        }
+        self.agencies
+            .as_ref()?
+            .round_slot(&rec.agency, Instant::now())
+    }
+
     /// What is due for one notice: its timers, in kind order.
     fn step(
         &self,
@@ -1017,9 +1033,31 @@ impl Scheduler {
                         }
                     }
                     match rec.next.map(|p| p.action) {
-                        Some(Action::Round { round, retry }) => {
-                            self.round(&mut rec, &mut w, &mut step, round, retry, now)?
-                        }
+                        Some(Action::Round { round, retry }) => match self.pace(&rec) {
+                            Some(wait) => {
+                                // Its agency's next slot: put off to it,
+                                // once (the slot is taken).
+                                let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                                reschedule(
+                                    &mut rec,
+                                    &mut w,
+                                    Some(Pending {
+                                        due_ms: at
+                                            .timestamp_millis()
+                                            .max(now.timestamp_millis() + 1),
+                                        action: Action::Round { round, retry },
+                                    }),
+                                );
+                                rec.paced = true;
+                                step.outcomes.push(DeliveryOutcome::Paced {
+                                    agency: rec.agency.clone(),
+                                });
+                            }
+                            None => {
+                                rec.paced = false;
+                                self.round(&mut rec, &mut w, &mut step, round, retry, now)?
+                            }
+                        },
                         Some(Action::Verdict) => {
                             reschedule(&mut rec, &mut w, None);
                             if rec.state == DeliveryState::Scheduled {

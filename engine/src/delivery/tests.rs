@@ -118,6 +118,7 @@ impl World {
             registry: Arc::new(StoreRegistry(store.clone())),
             clock: Arc::new(clock.clone()),
             observer: None,
+            agencies: None,
         };
         World {
             dir,
@@ -944,6 +945,7 @@ fn gateway_down_opens_the_breaker_and_rounds_resume_when_it_recovers() {
         registry: Arc::new(StoreRegistry(store.clone())),
         clock: Arc::new(clock.clone()),
         observer: None,
+        agencies: None,
     };
     let mut codes = Vec::new();
     for i in 0..6u16 {
@@ -1446,6 +1448,7 @@ fn an_opening_during_a_round_is_neither_delayed_nor_lost() {
         registry: Arc::new(StoreRegistry(w.store.clone())),
         clock: Arc::new(w.clock.clone()),
         observer: None,
+        agencies: None,
     }
     .start()
     .unwrap();
@@ -1784,5 +1787,53 @@ fn confirmations_of_urgent_notices_are_never_lost_to_their_rounds() {
             1,
             "{code}: the confirmation was lost to the round's write"
         );
+    }
+}
+
+#[test]
+fn an_agency_over_its_pace_has_its_rounds_put_off_to_its_slots_once() {
+    use karpoosheh_schemas::Priority;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agencies.toml");
+    std::fs::write(
+        &file,
+        "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 10\n",
+    )
+    .unwrap();
+    let mut w = World::new();
+    w.scheduler.agencies = Some(
+        crate::agencies::AgencyRegistry::open(&crate::agencies::AgenciesConfig {
+            file,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let people = crowd(430_000_001, 40, 1);
+    w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
+    let bulk = w.notices_in(&people[..39], Priority::Bulk);
+    let urgent = w.notices_in(&people[39..], Priority::Urgent)[0];
+    let sent = |w: &World| w.gateway.sent.lock().unwrap().len();
+    w.run();
+    // A second's worth of the campaign's rounds (ten) went out, and the
+    // urgent notice's (never paced); the other 29 have their slots, 100 ms
+    // apart.
+    assert_eq!(sent(&w), 11);
+    assert_eq!(w.rounds_sent(urgent), vec![1]);
+    let paced = |w: &World| {
+        bulk.iter()
+            .filter(|c| w.store.delivery(**c).unwrap().unwrap().paced)
+            .count()
+    };
+    assert_eq!(paced(&w), 29);
+    // A second later the ten slots in it went out, each once: a round put
+    // off to its slot is not put off again.
+    w.advance(Duration::from_millis(1_050));
+    assert_eq!(sent(&w), 21);
+    assert_eq!(paced(&w), 19);
+    w.advance(Duration::from_secs(2));
+    assert_eq!(sent(&w), 40, "every round 1, once");
+    assert_eq!(paced(&w), 0);
+    for c in &bulk {
+        assert_eq!(w.rounds_sent(*c), vec![1]);
     }
 }

@@ -149,6 +149,7 @@ impl World {
                 registry: registry.clone(),
                 clock: Arc::new(SystemClock),
                 observer: None,
+                agencies: None,
             }
             .start()
             .unwrap(),

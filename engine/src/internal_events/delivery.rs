@@ -30,9 +30,19 @@ fn round_label(r: u8) -> &'static str {
 /// What the scheduler decided for one notice, counted after the write.
 pub enum DeliveryOutcome {
     Round(RoundFinished),
-    NotServed { agency: AgencyId },
-    Expired { agency: AgencyId },
-    Unreachable { status: MailboxStatus },
+    NotServed {
+        agency: AgencyId,
+    },
+    /// A round put off to its agency's next slot (`rounds_per_second`).
+    Paced {
+        agency: AgencyId,
+    },
+    Expired {
+        agency: AgencyId,
+    },
+    Unreachable {
+        status: MailboxStatus,
+    },
 }
 
 impl DeliveryOutcome {
@@ -59,6 +69,9 @@ impl DeliveryOutcome {
             DeliveryOutcome::NotServed { agency } => {
                 counter!(m::NOTICES_NOT_SERVED, "agency" => agency_label(Some(&agency)))
                     .increment(1)
+            }
+            DeliveryOutcome::Paced { agency } => {
+                counter!(m::ROUNDS_PACED, "agency" => agency_label(Some(&agency))).increment(1)
             }
             DeliveryOutcome::Expired { agency } => {
                 counter!(m::NOTICES_EXPIRED, "agency" => agency_label(Some(&agency))).increment(1)

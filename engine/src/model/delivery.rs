@@ -164,6 +164,11 @@ pub struct DeliveryRecord {
     /// notifications sent, in that lane (agency guide, "Priority lanes").
     #[serde(default)]
     pub priority: Priority,
+    /// The pending round was put off to its agency's next slot
+    /// (`rounds_per_second` in the agency registry) and has it: it starts
+    /// when due without asking again.
+    #[serde(default)]
+    pub paced: bool,
 }
 
 /// A notice opened in an inbox app, the first time by this side.
@@ -214,6 +219,7 @@ impl DeliveryRecord {
             opened: Vec::new(),
             shares: Vec::new(),
             priority,
+            paced: false,
         }
     }
 

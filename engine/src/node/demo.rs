@@ -493,7 +493,8 @@ impl FollowUp {
             store: store.clone(),
             seed: 11,
         });
-        let scheduler = super::scheduler(cfg, store.clone(), registry.clone(), Some(sent_tx))?;
+        let scheduler =
+            super::scheduler(cfg, store.clone(), registry.clone(), Some(sent_tx), None)?;
         let scheduler = Arc::new(scheduler);
         let stop = Arc::new(AtomicBool::new(false));
         // Recipients react on the scale of the (compressed) round interval.

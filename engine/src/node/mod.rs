@@ -235,6 +235,7 @@ pub fn scheduler(
     store: Arc<dyn Store>,
     registry: Arc<dyn Registry>,
     observer: Option<crossbeam_channel::Sender<Vec<SentNotification>>>,
+    agencies: Option<crate::agencies::AgencyRegistry>,
 ) -> anyhow::Result<SchedulerHandle> {
     use anyhow::Context;
     let notifier = notifier(cfg).context("setting up the notification channels")?;
@@ -245,6 +246,7 @@ pub fn scheduler(
         registry,
         clock: Arc::new(SystemClock),
         observer,
+        agencies,
     }
     .start()
     .context("starting the scheduler")

@@ -132,6 +132,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             store.clone(),
             Arc::new(StoreRegistry(store.clone())),
             None,
+            Some(agencies.clone()),
         )?;
         let scheduler = Arc::new(scheduler);
         let events = KafkaSink::new(

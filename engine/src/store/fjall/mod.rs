@@ -77,7 +77,8 @@ const FORMAT: u8 = 1;
 const FORMAT_JSON: u8 = 2;
 /// Delivery records with the notice's title (format 3), since the inbox
 /// API with openings and shares (format 4), and since priority lanes with
-/// the notice's lane (format 5); the older formats are still read.
+/// the notice's lane and whether its round has its agency's slot (format
+/// 5); the older formats are still read.
 const FORMAT_DELIVERY_V2: u8 = 3;
 const FORMAT_DELIVERY_V3: u8 = 4;
 const FORMAT_DELIVERY_V4: u8 = 5;
@@ -273,7 +274,8 @@ fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
 }
 
 /// A delivery record as format 4 wrote it: [`DeliveryRecord`] without
-/// the lane (all were normal). Field order is the format; never change it.
+/// the lane (all were normal) and the pace flag. Field order is the
+/// format; never change it.
 #[derive(Deserialize)]
 struct DeliveryRecordV3 {
     tracking_code: TrackingCode,
@@ -316,6 +318,7 @@ impl From<DeliveryRecordV3> for DeliveryRecord {
             opened: v3.opened,
             shares: v3.shares,
             priority: karpoosheh_schemas::Priority::Normal,
+            paced: false,
         }
     }
 }
@@ -405,6 +408,7 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
             opened: Vec::new(),
             shares: Vec::new(),
             priority: karpoosheh_schemas::Priority::Normal,
+            paced: false,
         }
     }
 }
@@ -1419,13 +1423,14 @@ mod tests {
         let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
         let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Normal);
         // Format 3 is format 5 without the two trailing (empty) lists,
-        // each one length byte in postcard, and the lane (normal: variant
-        // 1); format 4 is format 5 without the lane.
+        // each one length byte in postcard, the lane (normal: variant 1)
+        // and the pace flag (false: 0); format 4 is format 5 without the
+        // lane and the flag.
         let v5 = postcard::to_stdvec(&rec).unwrap();
-        assert_eq!(&v5[v5.len() - 3..], &[0, 0, 1]);
-        let v3 = [&[FORMAT_DELIVERY_V2][..], &v5[..v5.len() - 3]].concat();
+        assert_eq!(&v5[v5.len() - 4..], &[0, 0, 1, 0]);
+        let v3 = [&[FORMAT_DELIVERY_V2][..], &v5[..v5.len() - 4]].concat();
         assert_eq!(decode_delivery(&v3).unwrap(), rec);
-        let v4 = [&[FORMAT_DELIVERY_V3][..], &v5[..v5.len() - 1]].concat();
+        let v4 = [&[FORMAT_DELIVERY_V3][..], &v5[..v5.len() - 2]].concat();
         assert_eq!(decode_delivery(&v4).unwrap(), rec);
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
         // The lane survives its own format.
