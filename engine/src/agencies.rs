@@ -324,7 +324,10 @@ impl AgencyRegistry {
         })?;
         let day = tehran_day(now);
         let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
-        let (d, n) = today.entry(agency.as_str().to_owned()).or_insert((day, 0));
+        if !today.contains_key(agency.as_str()) {
+            today.insert(agency.as_str().to_owned(), (day, 0));
+        }
+        let (d, n) = today.get_mut(agency.as_str()).expect("inserted above");
         if *d != day {
             (*d, *n) = (day, 0);
         }

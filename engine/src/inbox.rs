@@ -142,6 +142,8 @@ struct Api {
     parts: InboxParts,
     clients: Arc<std::sync::Mutex<Buckets<std::net::IpAddr>>>,
     subjects: Arc<std::sync::Mutex<Buckets<MailboxId>>>,
+    /// The agencies' status calls, per agency (after its key).
+    agency_calls: Arc<std::sync::Mutex<Buckets<AgencyId>>>,
 }
 
 /// The inbox API's routes.
@@ -175,6 +177,10 @@ pub fn router(parts: InboxParts, cfg: &InboxConfig) -> axum::Router {
             subjects: Arc::new(std::sync::Mutex::new(Buckets::new(
                 cfg.requests_per_subject_per_minute,
                 200_000,
+            ))),
+            agency_calls: Arc::new(std::sync::Mutex::new(Buckets::new(
+                cfg.requests_per_subject_per_minute,
+                10_000,
             ))),
         })
 }
@@ -431,7 +437,17 @@ fn status_for_agency(
                 "the agency is dissolved",
             )
         }
-        Ok((agency, _)) => agency,
+        Ok((agency, _)) => {
+            if !api
+                .agency_calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(agency.clone())
+            {
+                return too_many();
+            }
+            agency
+        }
         Err(e) => {
             let mut r = problem(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
             r.headers_mut().insert(

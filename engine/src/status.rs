@@ -5,7 +5,7 @@
 //! included. And the rejections kept for the reference, if it was ever
 //! refused. Read by `karpoosheh status` (the store, or a running node's
 //! operators' endpoint) and by the agencies' own endpoint of the inbox
-//! listener (`GET /v1/agency/notices?reference=`).
+//! listener (`GET /v1/agency/status?reference=`).
 
 use chrono::{DateTime, Utc};
 use karpoosheh_schemas::{AgencyId, Priority, Problem, SourcePosition, TrackingCode};
@@ -16,7 +16,7 @@ use crate::store::{Store, StoreError};
 /// How many of an agency's newest kept rejections are searched for the
 /// reference: rejections are kept per agency in time order, not by
 /// reference, so an older one is found with `karpoosheh rejections`.
-pub const REJECTIONS_SEARCHED: usize = 10_000;
+pub const REJECTIONS_SEARCHED: usize = 1_000;
 
 /// The answer for one (agency, reference).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

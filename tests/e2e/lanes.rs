@@ -222,8 +222,8 @@ fn kafka_an_urgent_partition_that_moves_away_and_back_is_read_again() {
 
 /// An agency's daily quota (`notices_per_day` in the registry) through
 /// the real Kafka source: what is over it is answered `quota_exceeded` on
-/// the agency's receipt topic, nothing dropped; another agency is not
-/// held back.
+/// the agency's receipt topic, nothing dropped; its urgent notices are
+/// not counted, and another agency is not held back.
 #[test]
 fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
     let Some(broker) = broker_or_skip("kafka_quota", Storage::Fresh) else {
@@ -231,6 +231,8 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
     };
     let names = Names::new("quota");
     names.create(&broker, &["tax", "judiciary"], 1);
+    let urgent_topic = format!("{}.urgent", names.notices("tax"));
+    broker.create_topics(&[&urgent_topic], 1);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("agencies.toml"),
@@ -250,15 +252,22 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
     );
     let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
     let count = |e: &Engine, name: &str, filter: &str| e.metric(name, filter);
-    engine.wait_for("every record handled", Duration::from_secs(120), |e| {
+    engine.wait_for("the quota spent", Duration::from_secs(120), |e| {
         count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"")
             + count(e, "karpoosheh_notices_rejected_total", "agency=\"tax\"")
             >= 50.0
+    });
+    // Urgent notices once the day's quota is spent: still taken.
+    let summons = produce_notices(&p, &urgent_topic, "tax", "u", 0..5, 250_000_000);
+    engine.wait_for("every record handled", Duration::from_secs(120), |e| {
+        count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"")
+            + count(e, "karpoosheh_notices_rejected_total", "agency=\"tax\"")
+            >= 55.0
             && count(e, "karpoosheh_notices_stored_total", "agency=\"judiciary\"") >= 20.0
     });
     assert_eq!(
         count(&engine, "karpoosheh_notices_stored_total", "agency=\"tax\""),
-        30.0
+        35.0
     );
     assert_eq!(
         count(
@@ -273,6 +282,7 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
         &names,
         |a| {
             tax.iter()
+                .chain(&summons)
                 .all(|r| a.receipts.contains_key(&("tax".to_owned(), r.clone())))
                 && courts.iter().all(|r| {
                     a.receipts
@@ -303,4 +313,5 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
         "{tax_events:?}"
     );
     assert!(events("judiciary", &courts).iter().all(|e| e == "accepted"));
+    assert!(events("tax", &summons).iter().all(|e| e == "accepted"));
 }

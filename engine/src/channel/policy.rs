@@ -155,7 +155,13 @@ impl TokenBucket {
     /// urgent sends.
     pub fn with_reserve(rate: f64, burst: u32, reserve: f64) -> TokenBucket {
         let burst = f64::from(burst.max(1));
-        let reserve = reserve.clamp(0.0, 0.99);
+        // A burst of one cannot be shared: no reserve then (the two
+        // balances' ceilings would add up to more than the burst).
+        let reserve = if burst < 2.0 {
+            0.0
+        } else {
+            reserve.clamp(0.0, 0.99)
+        };
         let reserve_cap = if reserve > 0.0 {
             (burst * reserve).max(1.0)
         } else {
@@ -202,13 +208,11 @@ impl TokenBucket {
             s.shared -= 1.0;
             return Some(Duration::ZERO);
         }
-        // While the reserve is full, the shared balance fills at the whole
-        // rate.
-        let fill = if s.reserve >= self.reserve_cap {
-            self.rate
-        } else {
-            self.rate - self.reserve_rate
-        };
+        // At the rate the shared balance is sure to fill: the whole rate
+        // only while the reserve spills, which urgent sends may stop at
+        // any moment; a caller that wakes later than it could have keeps
+        // the gateway within its rate.
+        let fill = self.rate - self.reserve_rate;
         let wait = Duration::from_secs_f64((1.0 - s.shared) / fill);
         if wait > max_wait {
             return None;

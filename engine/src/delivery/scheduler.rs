@@ -6,7 +6,10 @@
 //! the notice's timer shard, so a round, a confirmation and an expiry of
 //! the same notice never race: confirmations and activations are handed to
 //! that worker as commands. A worker's scan of due timers and the commands
-//! it took are recorded in one durable store write.
+//! it took are recorded in one durable store write. Each worker has a
+//! second thread for its urgent notices' timers (`urgent_worker`): a
+//! command for an urgent notice whose round that thread is sending waits
+//! for its write; inbox acts are merged into every scan's write.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,12 +85,47 @@ enum Command {
     Activate(Vec<TrackingCode>, Sender<()>),
 }
 
-/// One worker's write lock, with the notices of its shards that an inbox
-/// act changed since its last scan wrote (see [`SchedulerHandle::act`]).
-type Owner = Mutex<std::collections::HashSet<TrackingCode>>;
+/// What one worker's write lock guards.
+#[derive(Default)]
+struct OwnerState {
+    /// Notices of its shards that an inbox act changed since the worker's
+    /// thread last wrote a scan (see [`SchedulerHandle::act`]).
+    changed: std::collections::HashSet<TrackingCode>,
+    /// The same since its urgent thread last wrote a scan.
+    changed_urgent: std::collections::HashSet<TrackingCode>,
+    /// Urgent notices the urgent thread has read and not yet written:
+    /// a command (confirmation, activation) for one waits for that write.
+    in_flight: std::collections::HashSet<TrackingCode>,
+}
 
-fn lock(o: &Owner) -> std::sync::MutexGuard<'_, std::collections::HashSet<TrackingCode>> {
-    o.lock().unwrap_or_else(|p| p.into_inner())
+/// One worker's write lock: held to write, never while a round is sent.
+#[derive(Default)]
+struct Owner {
+    state: Mutex<OwnerState>,
+    /// Told when the urgent thread's notices in flight are written.
+    written: std::sync::Condvar,
+}
+
+fn lock(o: &Owner) -> std::sync::MutexGuard<'_, OwnerState> {
+    o.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The urgent thread's notices in flight, taken out of the set (and the
+/// waiting commands told) when the scan ends, written or failed.
+struct InFlight<'a> {
+    owner: &'a Owner,
+    codes: Vec<TrackingCode>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(self.owner);
+        for c in &self.codes {
+            st.in_flight.remove(c);
+        }
+        drop(st);
+        self.owner.written.notify_all();
+    }
 }
 
 /// Every so often a worker scans a shard from its start. Timers this
@@ -527,6 +565,8 @@ impl Scheduler {
                 }
             }
             if did == 0 {
+                // No scan of this thread in flight: the marks can go.
+                lock(owner).changed.clear();
                 match commands.recv_timeout(poll) {
                     Ok(c) => {
                         self.run_commands(vec![c], owner)?;
@@ -595,7 +635,8 @@ impl Scheduler {
                 .map(|(code, (rec, mut w))| {
                     for (wk, g) in guards.iter_mut() {
                         if *wk == owner_of(code, workers) {
-                            g.insert(code);
+                            g.changed.insert(code);
+                            g.changed_urgent.insert(code);
                         }
                     }
                     w.record = Some(rec);
@@ -674,7 +715,21 @@ impl Scheduler {
     /// Applies commands under the worker's write lock: from the records'
     /// reads to their write, no inbox act comes between.
     fn run_commands(&self, cmds: Vec<Command>, owner: &Owner) -> Result<usize, StoreError> {
-        let _writing = lock(owner);
+        let codes: Vec<TrackingCode> = cmds
+            .iter()
+            .flat_map(|c| match c {
+                Command::Confirm(cs, _, _) => cs.iter().map(|c| c.tracking_code).collect(),
+                Command::Activate(codes, _) => codes.clone(),
+            })
+            .collect();
+        // An urgent notice whose round is being sent is written first.
+        let mut writing = lock(owner);
+        while codes.iter().any(|c| writing.in_flight.contains(c)) {
+            writing = owner
+                .written
+                .wait(writing)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         let now = self.clock.now();
         let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
         let mut replies_c = Vec::new();
@@ -775,11 +830,13 @@ impl Scheduler {
     /// A worker's urgent lane, on a thread of its own: scans the urgent
     /// slots of `shards` while the worker's thread is busy with a batch of
     /// the other lanes — at a gateway's rate limit that batch takes
-    /// seconds, and an urgent round must not wait for it. Each scan holds
-    /// the worker's write lock from the records' read to their write, so a
-    /// confirmation or an inbox act on an urgent notice (applied under the
-    /// same lock) never comes between; the worker's own batches touch only
-    /// normal and bulk notices.
+    /// seconds, and an urgent round must not wait for it. Its notices are
+    /// marked in flight from their read to their write: a confirmation or
+    /// an activation of one (applied by the worker's thread) waits for the
+    /// write, and an inbox act's openings and shares are kept as in the
+    /// worker's own scans. The lock itself is held only to mark and to
+    /// write, never while a round is sent. The worker's own batches touch
+    /// only normal and bulk notices.
     fn urgent_worker(
         &self,
         shards: &[u8],
@@ -797,6 +854,8 @@ impl Scheduler {
                 did += self.scan(slot, self.config.batch, threads, c, false, owner, true)?;
             }
             if did == 0 {
+                // No scan of this thread in flight: the marks can go.
+                lock(owner).changed_urgent.clear();
                 std::thread::sleep(poll);
             }
         }
@@ -804,11 +863,11 @@ impl Scheduler {
     }
 
     /// One batch of at most `limit` due timers of one slot; returns how
-    /// many were handled. With `hold`, the worker's write lock is held
-    /// from the records' read to their write (the urgent lane's thread);
-    /// without, only for the write, and what an inbox act changed meanwhile
-    /// is kept (the worker's thread, which alone applies commands to its
-    /// normal and bulk notices).
+    /// many were handled. The records are read without the worker's lock
+    /// and written under it, keeping what an inbox act changed meanwhile.
+    /// `urgent`: the urgent thread's scan, whose notices are marked in
+    /// flight so that a command for one waits for the write (the worker's
+    /// thread applies commands between its own scans).
     #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
@@ -818,9 +877,8 @@ impl Scheduler {
         cursor: &mut Cursor,
         force_full: bool,
         owner: &Owner,
-        hold: bool,
+        urgent: bool,
     ) -> Result<usize, StoreError> {
-        let held = hold.then(|| lock(owner));
         let now = self.clock.now();
         let full = force_full
             || cursor
@@ -846,6 +904,13 @@ impl Scheduler {
             by_code.entry(t.code).or_default().push(*t);
         }
         let groups: Vec<(TrackingCode, Vec<Timer>)> = by_code.into_iter().collect();
+        // Before the records are read: a command applied after this waits
+        // for the write; one applied before is in what is read.
+        let _in_flight = urgent.then(|| {
+            let codes: Vec<TrackingCode> = groups.iter().map(|g| g.0).collect();
+            lock(owner).in_flight.extend(codes.iter().copied());
+            InFlight { owner, codes }
+        });
         let results: Vec<Result<Step, StoreError>> =
             fan_out(threads, &groups, |(code, ts)| self.step(*code, ts, now));
         let mut writes = Vec::with_capacity(results.len());
@@ -857,16 +922,19 @@ impl Scheduler {
             sent.extend(s.sent);
             outcomes.extend(s.outcomes);
         }
-        if held.is_some() {
-            // Nothing came between the read and this write.
-            self.store.write_delivery(&writes)?;
-        } else {
+        {
             // The records were read before the rounds went out: an inbox
             // act may have written one since. Its openings and shares are
-            // kept (they only grow). The marks of every notice are
-            // cleared: an urgent notice's scan holds the lock throughout
-            // and needs none.
-            let mut changed = lock(owner);
+            // kept (they only grow). Each thread clears its own marks: a
+            // mark matters only to a scan in flight, and each thread has
+            // one at a time.
+            let mut st = lock(owner);
+            let st = &mut *st;
+            let changed = if urgent {
+                &mut st.changed_urgent
+            } else {
+                &mut st.changed
+            };
             for w in &mut writes {
                 if let Some(rec) = w.record.as_mut() {
                     if changed.contains(&rec.tracking_code) {
@@ -879,7 +947,7 @@ impl Scheduler {
             self.store.write_delivery(&writes)?;
             changed.clear();
         }
-        drop(held);
+        drop(_in_flight);
         self.recheck_waiting(&writes, owner)?;
         for o in outcomes {
             o.emit();
@@ -990,7 +1058,23 @@ impl Scheduler {
             step.write = w;
             return Ok(step);
         };
-        let mut ts = timers.to_vec();
+        // A timer in another lane's slot than its record's (a repair that
+        // chose the wrong lane) is moved to the record's lane and acted on
+        // there: the urgent thread and the worker's own never both handle
+        // one notice. Nothing else of the record is written here then.
+        let (mut ts, strays): (Vec<Timer>, Vec<Timer>) =
+            timers.iter().partition(|t| t.lane() == rec.priority);
+        for t in strays {
+            w.remove_timers.push(t);
+            w.add_timers.push(Timer {
+                slot: timer_slot(Timer::shard_of(code), rec.priority),
+                ..t
+            });
+        }
+        if ts.is_empty() {
+            step.write = w;
+            return Ok(step);
+        }
         // The end of retention and expiry first: after a long outage a
         // round may be due together with the expiry, and must not go out.
         ts.sort_by_key(|t| {

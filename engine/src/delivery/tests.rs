@@ -28,6 +28,8 @@ struct Gateway {
     permanent: std::sync::atomic::AtomicBool,
     /// How long each accepted send takes, in microseconds.
     slow_us: std::sync::atomic::AtomicU64,
+    /// Sends begun.
+    begun: AtomicU32,
     sent: Mutex<Vec<(TrackingCode, u8, bool, String)>>,
 }
 
@@ -58,6 +60,7 @@ impl Notify for Gateway {
                 attempts: 3,
             };
         }
+        self.begun.fetch_add(1, Ordering::SeqCst);
         let slow = self.slow_us.load(Ordering::SeqCst);
         if slow > 0 {
             std::thread::sleep(Duration::from_micros(slow));
@@ -1836,4 +1839,117 @@ fn an_agency_over_its_pace_has_its_rounds_put_off_to_its_slots_once() {
     for c in &bulk {
         assert_eq!(w.rounds_sent(*c), vec![1]);
     }
+}
+
+#[test]
+fn an_urgent_round_being_sent_holds_up_no_inbox_act_and_no_other_confirmation() {
+    use karpoosheh_schemas::Priority;
+    // One worker; a gateway that takes a second to accept the urgent
+    // notice's round. Meanwhile an app opens another notice of the same
+    // worker and a confirmation of a third arrives: neither waits for the
+    // gateway (the worker's lock is not held while a round is sent).
+    let mut cfg = config();
+    cfg.workers = 1;
+    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(5));
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let gateway = Arc::new(Gateway::default());
+    let w = World::with(dir, store, gateway.clone(), cfg);
+    let people = crowd(440_000_001, 3, 1);
+    w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
+    // Two normal notices notified first (round 1), on the manual clock.
+    let normal = w.notices_in(&people[..2], Priority::Normal);
+    w.run();
+    assert_eq!(gateway.sent.lock().unwrap().len(), 2);
+    gateway.slow_us.store(1_000_000, Ordering::SeqCst);
+    let World {
+        store,
+        scheduler,
+        clock,
+        ..
+    } = w;
+    let handle = scheduler.start().unwrap();
+    let e = {
+        let mut e = new_notice(notice("courts", "u-1", people[2].0, "فوری"), 9);
+        let Entry::Notice(n) = &mut e else {
+            unreachable!()
+        };
+        n.priority = Priority::Urgent;
+        e
+    };
+    store.write(&[e]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gateway.begun.load(Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the urgent round never began"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let t = std::time::Instant::now();
+    let opened = handle
+        .act(
+            normal[0],
+            InboxAct::Open {
+                by_representative: false,
+            },
+        )
+        .unwrap();
+    let confirmed = handle
+        .confirm(vec![Confirmation {
+            schema_version: SCHEMA_VERSION,
+            confirmation_id: "c-n".into(),
+            tracking_code: normal[1],
+            confirmed_by: people[1].0,
+            confirmed_at: clock.now(),
+        }])
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        gateway.sent.lock().unwrap().len() == 2,
+        "the urgent round was still being sent"
+    );
+    assert!(
+        took < Duration::from_millis(700),
+        "the act and the confirmation waited for the gateway: {took:?}"
+    );
+    assert!(matches!(opened, ActOutcome::Done { .. }), "{opened:?}");
+    assert!(
+        matches!(confirmed[0], ConfirmOutcome::Applied { count: 1, .. }),
+        "{confirmed:?}"
+    );
+    handle.stop();
+}
+
+#[test]
+fn a_timer_in_another_lanes_slot_moves_to_its_records_lane() {
+    use karpoosheh_schemas::Priority;
+    let w = World::new();
+    let people = crowd(450_000_001, 1, 1);
+    w.active(&[people[0].0]);
+    let code = w.notices_in(&people, Priority::Urgent)[0];
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    let due = rec.next.unwrap().due_ms;
+    // Round 1's timer in the normal slot instead, as a repair with the
+    // wrong lane would leave it.
+    let stray = Timer::next(code, Priority::Normal, due);
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            remove_timers: vec![rec.next_timer(due)],
+            add_timers: vec![stray],
+            ..Default::default()
+        }])
+        .unwrap();
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1], "sent once, from its own lane");
+    let later = w.clock.now().timestamp_millis() + 400 * 86_400_000;
+    let normal = timer_slot(Timer::shard_of(code), Priority::Normal);
+    assert!(
+        w.store
+            .due_timers(normal, i64::MIN, later, 100)
+            .unwrap()
+            .iter()
+            .all(|t| t.code != code),
+        "nothing of it left in the normal slot"
+    );
 }

@@ -812,6 +812,9 @@ impl KafkaSource {
         let (agency, priority) = (lane.agency.clone(), lane.priority);
         drop(lanes);
         let refused = match &agency {
+            // Urgent notices are not counted against the day's quota: a
+            // campaign that spent it must not hold back a court's summons.
+            Some(a) if priority == Priority::Urgent => self.agencies.refusal(a),
             Some(a) => self.agencies.admit(a, chrono::Utc::now()),
             None => Some(Problem::new(
                 Reason::AgencyUnknown,

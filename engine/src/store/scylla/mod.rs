@@ -1182,7 +1182,9 @@ impl ScyllaStore {
             }
         };
         if self.node_of(code) != self.node && !timers.is_empty() {
-            timers.push(Timer::next(code, n.priority, Utc::now().timestamp_millis()));
+            // In the stored record's lane (a re-send may come on another).
+            let lane = stored.as_ref().map_or(n.priority, |r| r.priority);
+            timers.push(Timer::next(code, lane, Utc::now().timestamp_millis()));
         }
         Ok(timers)
     }
