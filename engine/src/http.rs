@@ -246,6 +246,11 @@ fn describe_all() {
         Unit::Seconds,
         "How late the oldest timer of the last scheduler scan was."
     );
+    describe_gauge!(
+        m::SCHEDULER_LANE_LAG_SECONDS,
+        Unit::Seconds,
+        "How late a lane's oldest due timer was in a worker's last pass (0: none due)."
+    );
     describe_histogram!(
         m::SCHEDULER_SCAN_SECONDS,
         Unit::Seconds,

@@ -175,6 +175,10 @@ pub const SCHEDULER_TIMERS: &str = "karpoosheh_scheduler_timers_total";
 /// How late the oldest timer of the last scan was: above a few seconds
 /// the scheduler is falling behind.
 pub const SCHEDULER_LAG_SECONDS: &str = "karpoosheh_scheduler_lag_seconds";
+/// How late the oldest due timer of a lane was in a worker's last pass
+/// over its shards (0 when none was due). Labels: `priority` (urgent,
+/// normal, bulk), `worker`.
+pub const SCHEDULER_LANE_LAG_SECONDS: &str = "karpoosheh_scheduler_lane_lag_seconds";
 /// Time of one scheduler scan (sends and the durable write).
 pub const SCHEDULER_SCAN_SECONDS: &str = "karpoosheh_scheduler_scan_seconds";
 /// Scheduler passes interrupted by a store error (each retried, the next
@@ -200,6 +204,7 @@ pub const DELIVERY: &[&str] = &[
     TIME_TO_SERVED_SECONDS,
     SCHEDULER_TIMERS,
     SCHEDULER_LAG_SECONDS,
+    SCHEDULER_LANE_LAG_SECONDS,
     SCHEDULER_SCAN_SECONDS,
     SCHEDULER_STORE_ERRORS,
     RECEIPTS_PUBLISHED,

@@ -28,8 +28,8 @@ use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
 use crate::internal_events::{
-    ConfirmationApplied, ConfirmationsInterrupted, DeliveryOutcome, NoticesResumed, RoundFinished,
-    SchedulerScanned, SchedulerStarted, SchedulerStoreFailed, StoreRetry,
+    ConfirmationApplied, ConfirmationsInterrupted, DeliveryOutcome, LaneLag, NoticesResumed,
+    RoundFinished, SchedulerScanned, SchedulerStarted, SchedulerStoreFailed, StoreRetry,
 };
 use crate::model::{
     may_confirm_for, timer_slot, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
@@ -141,6 +141,20 @@ const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 struct Cursor {
     from_ms: i64,
     last_full: Option<Instant>,
+    /// How late the oldest timer of the slot's last scan was; `None`
+    /// when it found none due.
+    lag: Option<Duration>,
+}
+
+/// The lag of `lane` over `shards` in the last pass: the largest of
+/// their slots' (zero when none had a timer due), as a gauge.
+fn lane_lag(worker: usize, lane: Priority, shards: &[u8], cursors: &[Cursor]) {
+    let lag = shards
+        .iter()
+        .filter_map(|&s| cursors[timer_slot(s, lane) as usize].lag)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    LaneLag { worker, lane, lag }.emit();
 }
 
 /// Runs `f` on every item on up to `threads` threads (a notice's step
@@ -254,6 +268,7 @@ fn cursors() -> Vec<Cursor> {
         .map(|_| Cursor {
             from_ms: i64::MIN,
             last_full: None,
+            lag: None,
         })
         .collect()
 }
@@ -471,7 +486,7 @@ impl Scheduler {
                         .name(format!("scheduler-{w}"))
                         .spawn(move || {
                             supervise(w, &shutdown, || {
-                                me.worker(&shards, &rx, fan, &shutdown, &owners[w])
+                                me.worker(w, &shards, &rx, fan, &shutdown, &owners[w])
                             })
                         })?,
                 );
@@ -482,7 +497,7 @@ impl Scheduler {
                     .name(format!("scheduler-{w}-urgent"))
                     .spawn(move || {
                         supervise(w, &shutdown, || {
-                            me.urgent_worker(&shards, fan, &shutdown, &owners[w])
+                            me.urgent_worker(w, &shards, fan, &shutdown, &owners[w])
                         })
                     })?,
             );
@@ -508,6 +523,7 @@ impl Scheduler {
 
     fn worker(
         &self,
+        worker: usize,
         shards: &[u8],
         commands: &Receiver<Command>,
         threads: usize,
@@ -564,6 +580,8 @@ impl Scheduler {
                     did += n;
                 }
             }
+            lane_lag(worker, Priority::Normal, shards, &cursors);
+            lane_lag(worker, Priority::Bulk, shards, &cursors);
             if did == 0 {
                 // No scan of this thread in flight: the marks can go.
                 lock(owner).changed.clear();
@@ -839,6 +857,7 @@ impl Scheduler {
     /// only normal and bulk notices.
     fn urgent_worker(
         &self,
+        worker: usize,
         shards: &[u8],
         threads: usize,
         shutdown: &AtomicBool,
@@ -853,6 +872,7 @@ impl Scheduler {
                 let c = &mut cursors[slot as usize];
                 did += self.scan(slot, self.config.batch, threads, c, false, owner, true)?;
             }
+            lane_lag(worker, Priority::Urgent, shards, &cursors);
             if did == 0 {
                 // No scan of this thread in flight: the marks can go.
                 lock(owner).changed_urgent.clear();
@@ -892,6 +912,7 @@ impl Scheduler {
             .store
             .due_timers(slot, from, now.timestamp_millis(), limit)?;
         let Some(last) = timers.last() else {
+            cursor.lag = None;
             return Ok(0);
         };
         // Earliest first: everything before `last` is handled (deleted or
@@ -899,6 +920,9 @@ impl Scheduler {
         cursor.from_ms = last.due_ms;
         let started = Instant::now();
         let oldest_due = timers.iter().map(|t| t.due_ms).min().unwrap_or(0);
+        cursor.lag = Some(Duration::from_millis(
+            (now.timestamp_millis() - oldest_due).max(0) as u64,
+        ));
         let mut by_code: BTreeMap<TrackingCode, Vec<Timer>> = BTreeMap::new();
         for t in &timers {
             by_code.entry(t.code).or_default().push(*t);
@@ -1541,4 +1565,41 @@ fn resume(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, now: DateTime<Utc>) {
             action,
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lanes_lag_is_the_largest_of_its_slots_and_zero_when_none_was_due() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let mut cs = cursors();
+        cs[timer_slot(0, Priority::Urgent) as usize].lag = Some(Duration::from_secs(5));
+        cs[timer_slot(1, Priority::Urgent) as usize].lag = Some(Duration::from_secs(2));
+        // Another lane's and another worker's shard do not count.
+        cs[timer_slot(0, Priority::Bulk) as usize].lag = Some(Duration::from_secs(900));
+        cs[timer_slot(2, Priority::Urgent) as usize].lag = Some(Duration::from_secs(60));
+        metrics::with_local_recorder(&recorder, || {
+            lane_lag(3, Priority::Urgent, &[0, 1], &cs);
+            lane_lag(3, Priority::Normal, &[0, 1], &cs);
+        });
+        let text = handle.render();
+        let line = |lane: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("karpoosheh_scheduler_lane_lag_seconds")
+                        && l.contains(&format!("priority=\"{lane}\""))
+                        && l.contains("worker=\"3\"")
+                })
+                .unwrap_or_else(|| panic!("no {lane} line in {text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(line("urgent"), "5");
+        assert_eq!(line("normal"), "0");
+    }
 }

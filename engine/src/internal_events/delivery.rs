@@ -182,6 +182,23 @@ impl SchedulerStoreFailed<'_> {
     }
 }
 
+/// How late a lane's oldest due timer was in a worker's last pass over
+/// its shards (zero when none was due).
+pub struct LaneLag {
+    pub worker: usize,
+    pub lane: karpoosheh_schemas::Priority,
+    pub lag: Duration,
+}
+
+impl LaneLag {
+    pub fn emit(self) {
+        gauge!(m::SCHEDULER_LANE_LAG_SECONDS,
+            "priority" => self.lane.as_str(),
+            "worker" => self.worker.to_string())
+        .set(self.lag.as_secs_f64());
+    }
+}
+
 /// Zero-initialises the follow-up's counters so rate() sees zeros.
 pub struct SchedulerStarted {
     pub workers: usize,
@@ -198,6 +215,16 @@ impl SchedulerStarted {
         counter!(m::MAILBOX_UNREACHABLE).increment(0);
         counter!(m::SCHEDULER_STORE_ERRORS).increment(0);
         gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);
+        for worker in 0..self.workers {
+            for lane in karpoosheh_schemas::Priority::ALL {
+                LaneLag {
+                    worker,
+                    lane,
+                    lag: Duration::ZERO,
+                }
+                .emit();
+            }
+        }
         tracing::info!(workers = self.workers, "delivery scheduler started");
     }
 }
