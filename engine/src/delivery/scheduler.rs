@@ -221,7 +221,12 @@ fn keep_acts(rec: &mut DeliveryRecord, stored: &DeliveryRecord) {
 /// left timers behind its cursors. A store that refuses every write
 /// (fjall after a failed journal write) ends the worker: no retry gets
 /// past it, and the node watching `failed()` stops for a restart.
-fn supervise(w: usize, shutdown: &AtomicBool, mut f: impl FnMut() -> Result<(), StoreError>) {
+fn supervise(
+    w: usize,
+    lane: &'static str,
+    shutdown: &AtomicBool,
+    mut f: impl FnMut() -> Result<(), StoreError>,
+) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.load(Ordering::SeqCst) {
         match f() {
@@ -229,6 +234,7 @@ fn supervise(w: usize, shutdown: &AtomicBool, mut f: impl FnMut() -> Result<(), 
             Err(e) if e.is_fatal() => {
                 SchedulerStoreFailed {
                     worker: w,
+                    lanes: lane,
                     error: &e,
                 }
                 .emit();
@@ -237,6 +243,7 @@ fn supervise(w: usize, shutdown: &AtomicBool, mut f: impl FnMut() -> Result<(), 
             Err(e) => {
                 StoreRetry {
                     worker: w,
+                    lanes: lane,
                     error: &e,
                     after: backoff,
                 }
@@ -485,7 +492,7 @@ impl Scheduler {
                     std::thread::Builder::new()
                         .name(format!("scheduler-{w}"))
                         .spawn(move || {
-                            supervise(w, &shutdown, || {
+                            supervise(w, "normal and bulk", &shutdown, || {
                                 me.worker(w, &shards, &rx, fan, &shutdown, &owners[w])
                             })
                         })?,
@@ -496,7 +503,7 @@ impl Scheduler {
                 std::thread::Builder::new()
                     .name(format!("scheduler-{w}-urgent"))
                     .spawn(move || {
-                        supervise(w, &shutdown, || {
+                        supervise(w, "urgent", &shutdown, || {
                             me.urgent_worker(w, &shards, fan, &shutdown, &owners[w])
                         })
                     })?,

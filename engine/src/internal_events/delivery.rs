@@ -157,6 +157,8 @@ impl ReceiptsPublished {
 /// A scheduler pass interrupted by a store error; retried after `after`.
 pub struct StoreRetry<'a> {
     pub worker: usize,
+    /// Which of the worker's threads: `urgent`, or `normal and bulk`.
+    pub lanes: &'static str,
     pub error: &'a dyn std::error::Error,
     pub after: Duration,
 }
@@ -164,7 +166,7 @@ pub struct StoreRetry<'a> {
 impl StoreRetry<'_> {
     pub fn emit(self) {
         counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
-        tracing::warn!(worker = self.worker, error = %self.error, retry_in = ?self.after, "a scheduler pass failed on a store error; retrying from the start of its shards");
+        tracing::warn!(worker = self.worker, lanes = self.lanes, error = %self.error, retry_in = ?self.after, "a scheduler pass failed on a store error; retrying from the start of its shards");
     }
 }
 
@@ -172,13 +174,15 @@ impl StoreRetry<'_> {
 /// (`StoreError::is_fatal`).
 pub struct SchedulerStoreFailed<'a> {
     pub worker: usize,
+    /// Which of the worker's threads: `urgent`, or `normal and bulk`.
+    pub lanes: &'static str,
     pub error: &'a dyn std::error::Error,
 }
 
 impl SchedulerStoreFailed<'_> {
     pub fn emit(self) {
         counter!(m::SCHEDULER_STORE_ERRORS).increment(1);
-        tracing::error!(worker = self.worker, error = %self.error, "a scheduler pass failed and the store refuses further writes; the scheduler stops and the node with it: restart the engine once the disk is fixed");
+        tracing::error!(worker = self.worker, lanes = self.lanes, error = %self.error, "a scheduler pass failed and the store refuses further writes; the scheduler stops and the node with it: restart the engine once the disk is fixed");
     }
 }
 
