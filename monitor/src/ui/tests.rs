@@ -735,3 +735,31 @@ mod drill {
         }
     }
 }
+
+#[test]
+fn an_agency_over_its_daily_quota_is_flagged_in_the_list_and_its_detail() {
+    let mut a = view(View::Agencies);
+    let mut s = state_for(&a);
+    let i = s.agencies.iter().position(|x| x.name == "tax").unwrap();
+    s.agencies[i]
+        .reasons
+        .insert(0, ("quota_exceeded".into(), 1_234.0));
+    let text = render(&a, Some(&s), 80, 24).backend().to_string();
+    let line = text.lines().find(|l| l.contains("tax")).unwrap();
+    assert!(line.contains("tax ⚑"), "{text}");
+    for other in ["utilities", "social-security", "judiciary"] {
+        let line = text.lines().find(|l| l.contains(other)).unwrap();
+        assert!(
+            !line.contains('⚑'),
+            "only the agency over its quota: {text}"
+        );
+    }
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), Some(&s));
+    let order = views::agency_order(&a, &s);
+    a.selected[2] = order.iter().position(|&k| k == i).unwrap();
+    let text = render(&a, Some(&s), 80, 30).backend().to_string();
+    assert!(
+        text.contains("over its daily quota: 1,234 records refused quota_exceeded"),
+        "{text}"
+    );
+}

@@ -104,8 +104,15 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
             } else {
                 t.text
             };
+            let name = match over_quota(a) {
+                Some(_) => Cell::from(Line::from(vec![
+                    Span::styled(a.name.clone(), t.warn),
+                    Span::styled(" ⚑", t.warn),
+                ])),
+                None => Cell::from(a.name.clone()),
+            };
             let mut cells = vec![
-                Cell::from(a.name.clone()),
+                name,
                 right(fmt::rate(a.stored)),
                 Cell::from(
                     Line::styled(fmt::opt_pct(a.rejection), rej_style).alignment(Alignment::Right),
@@ -170,6 +177,15 @@ fn top_reasons(a: &AgencyRow, room: usize) -> String {
     out
 }
 
+/// The agency's records refused `quota_exceeded` over the window, when
+/// there were any: it is over its daily quota (`notices_per_day`).
+fn over_quota(a: &AgencyRow) -> Option<f64> {
+    a.reasons
+        .iter()
+        .find(|(r, n)| r == "quota_exceeded" && *n > 0.0)
+        .map(|(_, n)| *n)
+}
+
 pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'static>> {
     let t = &app.theme;
     let d = |x: &str| Span::styled(x.to_owned(), t.dim);
@@ -208,6 +224,15 @@ pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'st
             d(")"),
         ]),
     ];
+    if let Some(n) = over_quota(a) {
+        lines.push(Line::styled(
+            format!(
+                " ⚑ over its daily quota: {} records refused quota_exceeded in {w}",
+                fmt::count(n)
+            ),
+            t.warn,
+        ));
+    }
     if let Some(l) = a.lag {
         lines.push(Line::from(vec![
             d(" consumer lag "),

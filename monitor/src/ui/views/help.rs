@@ -36,6 +36,7 @@ pub(crate) fn help_lines(app: &App) -> Vec<Line<'static>> {
         "   served        served / (served + not served + expired): two confirmations (art. 29)".to_owned(),
         "   rej %         an agency's rejected / (stored + duplicates + rejected)".to_owned(),
         "   notified/s    an agency's notifications sent (each of a round's); confirmed/s: applied".to_owned(),
+        "   ⚑             an agency over its daily quota (quota_exceeded rejections in the window)".to_owned(),
         "   fail %        a channel's failed gateway attempts (transient + permanent) / attempts".to_owned(),
         "   consumer lag  Kafka records not yet read by the node (↑ = growing over the alert window)".to_owned(),
         "   backlog       the same records by lane: urgent, normal, bulk".to_owned(),
