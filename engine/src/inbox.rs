@@ -135,6 +135,8 @@ pub struct InboxParts {
     /// This node (`node_id`): a notice's follow-up belongs to the node
     /// that stored it, named by its tracking code.
     pub node_id: u16,
+    /// The longest agency reference (`limits.max_reference_chars`).
+    pub max_reference_chars: usize,
 }
 
 #[derive(Clone)]
@@ -458,14 +460,20 @@ fn status_for_agency(
         }
     };
     let reference = match q {
-        Ok(Query(q)) if !q.reference.is_empty() && q.reference.chars().count() <= 128 => {
+        Ok(Query(q))
+            if !q.reference.is_empty()
+                && q.reference.chars().count() <= api.parts.max_reference_chars =>
+        {
             q.reference
         }
         _ => {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "bad_reference",
-                "reference= must be one of your references (1-128 characters)",
+                &format!(
+                    "reference= must be one of your references (1-{} characters)",
+                    api.parts.max_reference_chars
+                ),
             )
         }
     };

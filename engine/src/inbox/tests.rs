@@ -161,6 +161,7 @@ impl World {
             registry,
             agencies: Some(agencies),
             node_id,
+            max_reference_chars: karpoosheh_schemas::Limits::default().max_reference_chars,
         };
         let server =
             crate::http::HttpServer::start_router("127.0.0.1:0", router(parts, &inbox)).unwrap();

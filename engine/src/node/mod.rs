@@ -132,6 +132,7 @@ pub fn inbox(
         registry,
         agencies,
         node_id: cfg.node_id,
+        max_reference_chars: cfg.limits.max_reference_chars,
     };
     let router = crate::inbox::router(parts, &cfg.inbox);
     let tls = !cfg.inbox.tls_cert_file.as_os_str().is_empty();
