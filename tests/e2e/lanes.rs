@@ -257,12 +257,17 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
             + count(e, "karpoosheh_notices_rejected_total", "agency=\"tax\"")
             >= 50.0
     });
-    // Urgent notices once the day's quota is spent: still taken.
+    // Urgent notices once the day's quota is spent: still taken. So is an
+    // exact re-send of a notice stored before (as a record read again
+    // after a crash would be): it gets its answer, `accepted`, not a
+    // refusal.
     let summons = produce_notices(&p, &urgent_topic, "tax", "u", 0..5, 250_000_000);
+    let again = produce_notices(&p, &names.notices("tax"), "tax", "q", 0..1, 230_000_000);
     engine.wait_for("every record handled", Duration::from_secs(120), |e| {
         count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"")
             + count(e, "karpoosheh_notices_rejected_total", "agency=\"tax\"")
             >= 55.0
+            && count(e, "karpoosheh_notices_duplicate_total", "agency=\"tax\"") >= 1.0
             && count(e, "karpoosheh_notices_stored_total", "agency=\"judiciary\"") >= 20.0
     });
     assert_eq!(
@@ -314,4 +319,11 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
     );
     assert!(events("judiciary", &courts).iter().all(|e| e == "accepted"));
     assert!(events("tax", &summons).iter().all(|e| e == "accepted"));
+    assert_eq!(again, ["q-0"]);
+    let q0 = &answers.receipts[&("tax".to_owned(), "q-0".to_owned())];
+    assert!(
+        q0.iter().all(|r| r.0 == "accepted"),
+        "the re-send of a stored notice is answered accepted: {q0:?}"
+    );
+    assert!(q0.iter().any(|r| r.2), "as a duplicate: {q0:?}");
 }

@@ -220,7 +220,8 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         cfg.limits.max_payload_bytes.as_u64() as usize,
     )
     .context("creating the Kafka consumer")?
-    .with_signals(accepted_out.signals());
+    .with_signals(accepted_out.signals())
+    .with_known_references(store.clone());
     // Per-node stores: one member per group (see the source's guarantees).
     let source = match cfg.store.backend {
         StoreBackend::Embedded => source.exclusive_group(),

@@ -365,6 +365,11 @@ pub struct KafkaSource {
     queues: Vec<SplitQueue>,
     consumer: Arc<BaseConsumer<SourceContext>>,
     agencies: AgencyRegistry,
+    /// Where a record over its agency's daily quota is looked up by its
+    /// reference: one stored already (a record read again after a crash
+    /// or a rebalance, an exact re-send) is not refused, so it gets the
+    /// answer it had.
+    known: Option<Arc<dyn crate::store::Store>>,
     health: Health,
     max_in_flight: usize,
     payload_limit: usize,
@@ -558,6 +563,7 @@ impl KafkaSource {
             queues: Vec::new(),
             consumer,
             agencies,
+            known: None,
             health,
             max_in_flight: cfg.max_in_flight_per_partition,
             payload_limit,
@@ -584,6 +590,30 @@ impl KafkaSource {
     pub fn with_signals(self, signals: Arc<SourceSignals>) -> Self {
         let _ = self.consumer.context().signals.set(signals);
         self
+    }
+
+    /// Looks a record over its agency's daily quota up in `store` by its
+    /// reference: a stored one is not refused `quota_exceeded`.
+    pub fn with_known_references(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.known = Some(store);
+        self
+    }
+
+    /// Whether `payload`'s reference of `agency` is stored already. An
+    /// envelope that does not parse, or a store that does not answer, is
+    /// not (the quota's refusal stands; the record is rejected anyway).
+    fn stored_already(&self, agency: &AgencyId, payload: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Reference {
+            reference: Option<String>,
+        }
+        let Some(store) = &self.known else {
+            return false;
+        };
+        let Ok(Reference { reference: Some(r) }) = serde_json::from_slice(payload) else {
+            return false;
+        };
+        matches!(store.reference(agency, &r), Ok(Some(_)))
     }
 
     /// Requires this node to be the group's only member (the embedded
@@ -815,7 +845,15 @@ impl KafkaSource {
             // Urgent notices are not counted against the day's quota: a
             // campaign that spent it must not hold back a court's summons.
             Some(a) if priority == Priority::Urgent => self.agencies.refusal(a),
-            Some(a) => self.agencies.admit(a, chrono::Utc::now()),
+            Some(a) => match self.agencies.admit(a, chrono::Utc::now()) {
+                Some(p)
+                    if p.reason == Reason::QuotaExceeded
+                        && self.stored_already(a, msg.payload().unwrap_or_default()) =>
+                {
+                    None
+                }
+                other => other,
+            },
             None => Some(Problem::new(
                 Reason::AgencyUnknown,
                 "agency".to_owned(),
