@@ -747,6 +747,16 @@ pub struct Documents {
 /// Token buckets by key (a client address, a person), each refilled at
 /// `per_minute` and holding at most that many; past `max_keys` the full
 /// ones are forgotten (they would allow anyway).
+/// The bearer credential of a request (`Authorization: Bearer …`), or
+/// `""` when there is none.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 pub(crate) struct Buckets<K> {
     per_minute: f64,
     max_keys: usize,

@@ -221,6 +221,21 @@ fn too_many() -> Response {
     r
 }
 
+/// Whether one more call of `key` is within its bucket.
+fn allow<K: std::hash::Hash + Eq>(buckets: &std::sync::Mutex<Buckets<K>>, key: K) -> bool {
+    buckets.lock().unwrap_or_else(|p| p.into_inner()).allow(key)
+}
+
+/// A refused credential: `401` with the reason and the challenge.
+fn unauthorized(reason: &str, message: &str) -> Response {
+    let mut r = problem(StatusCode::UNAUTHORIZED, reason, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    r
+}
+
 fn problem(status: StatusCode, error: &str, message: &str) -> Response {
     (status, Json(json!({ "error": error, "message": message }))).into_response()
 }
@@ -249,38 +264,16 @@ fn session(
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
 ) -> Result<Session, Response> {
-    let client = client_key(peer.ip());
-    if !api
-        .clients
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(client)
-    {
+    if !allow(&api.clients, client_key(peer.ip())) {
         return Err(too_many());
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let token = crate::http::bearer(headers);
     let s = api
         .parts
         .verifier
         .verify(token.trim(), chrono::Utc::now())
-        .map_err(|e: TokenError| {
-            let mut r = problem(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            r
-        })?;
-    if !api
-        .subjects
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(s.subject)
-    {
+        .map_err(|e: TokenError| unauthorized(e.reason(), &e.to_string()))?;
+    if !allow(&api.subjects, s.subject) {
         return Err(too_many());
     }
     Ok(Session {
@@ -409,12 +402,7 @@ fn status_for_agency(
     headers: &HeaderMap,
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !api
-        .clients
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(client_key(peer.ip()))
-    {
+    if !allow(&api.clients, client_key(peer.ip())) {
         return too_many();
     }
     let Some(registry) = api.parts.agencies.as_ref() else {
@@ -425,12 +413,7 @@ fn status_for_agency(
         );
     };
     registry.maybe_reload();
-    let credential = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
+    let credential = crate::http::bearer(headers).trim();
     let agency = match registry.authenticate(credential) {
         Ok((_, AgencyStatus::Dissolved)) => {
             return problem(
@@ -439,25 +422,9 @@ fn status_for_agency(
                 "the agency is dissolved",
             )
         }
-        Ok((agency, _)) => {
-            if !api
-                .agency_calls
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .allow(agency.clone())
-            {
-                return too_many();
-            }
-            agency
-        }
-        Err(e) => {
-            let mut r = problem(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            return r;
-        }
+        Ok((agency, _)) if !allow(&api.agency_calls, agency.clone()) => return too_many(),
+        Ok((agency, _)) => agency,
+        Err(e) => return unauthorized(e.reason(), &e.to_string()),
     };
     let reference = match q {
         Ok(Query(q))

@@ -317,18 +317,11 @@ fn opt<T: std::fmt::Display>(name: &str, v: Option<T>) -> String {
     v.map(|v| format!("&{name}={v}")).unwrap_or_default()
 }
 
-/// `v` for a query string: everything but RFC 3986's unreserved
-/// characters percent-encoded, as UTF-8 (an agency's reference is its
-/// own text).
+/// `v` for a query string, percent-encoded as the channels' URL
+/// templates are (an agency's reference is its own text).
 fn query_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    crate::channel::escape_into(&mut out, v, crate::channel::Escape::Url);
     out
 }
 
@@ -462,16 +455,8 @@ fn problem(status: StatusCode, message: &str) -> Response {
 }
 
 fn allowed(op: &Op, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let h = crate::evidence::merkle::sha256(&[given.as_bytes()]);
-    h.iter()
-        .zip(op.token.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    let h = crate::evidence::merkle::sha256(&[crate::http::bearer(headers).as_bytes()]);
+    crate::secret::digests_equal(&h, &op.token)
 }
 
 /// Checks the credential, then runs `f` on the blocking pool.

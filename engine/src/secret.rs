@@ -26,6 +26,12 @@ impl Secret {
     }
 }
 
+/// Whether two digests are equal, in a time that does not depend on where
+/// they differ (a credential's digest against the one held).
+pub fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {

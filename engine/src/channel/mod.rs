@@ -36,6 +36,7 @@ pub use policy::ChannelPolicy;
 pub use policy::CircuitState;
 pub use simulated::SimulatedTransport;
 pub use smtp::SmtpTransport;
+pub(crate) use template::{escape_into, Escape};
 
 /// The three channels of art. 29.
 pub use karpoosheh_schemas::Channel as ChannelKind;
