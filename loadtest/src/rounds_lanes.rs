@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as ChronoDuration, Utc};
 use karpoosheh_engine::simulate::SimulatedRegistry;
 use karpoosheh_engine::{
-    notifier, open_store, Action, Config, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
-    Scheduler, SentNotification, SimulatedConfig, Store, SystemClock,
+    notifier, open_store, Config, DeliveryWrite, Scheduler, SentNotification, SimulatedConfig,
+    Store, SystemClock,
 };
-use karpoosheh_schemas::{AgencyId, MailboxId, MailboxStatus, NoticeKind, Priority, TrackingCode};
+use karpoosheh_schemas::{AgencyId, MailboxId, MailboxStatus, Priority, TrackingCode};
 
 pub struct RoundsLanesOptions {
     /// The campaign's rounds, due once the idle phase is over.
@@ -91,41 +91,22 @@ fn follow_up(
     due: chrono::DateTime<Utc>,
     reference: String,
 ) -> DeliveryWrite {
-    let now = Utc::now();
-    let rec = DeliveryRecord {
-        tracking_code: code,
-        agency: AgencyId::parse(if lane == Priority::Bulk {
-            "tax"
-        } else {
-            "judiciary"
-        })
-        .expect("valid agency IDs"),
+    let agency = if lane == Priority::Bulk {
+        "tax"
+    } else {
+        "judiciary"
+    };
+    let mut rec = crate::sched_bench::pending_record(
+        code,
+        AgencyId::parse(agency).expect("valid agency IDs"),
         reference,
         recipient,
-        kind: NoticeKind::ServiceNotice,
-        title: "ابلاغیه".to_owned(),
-        min_access_level: 1,
-        accepted_at: now,
-        expires_at: now + ChronoDuration::days(365),
-        state: DeliveryState::Scheduled,
-        next: Some(Pending {
-            due_ms: due.timestamp_millis(),
-            action: Action::Round { round: 1, retry: 0 },
-        }),
-        rounds: Vec::new(),
-        confirmations: Vec::new(),
-        access_reported: false,
-        purged: false,
-        opened: Vec::new(),
-        shares: Vec::new(),
-        priority: lane,
-        paced: false,
-    };
-    DeliveryWrite {
-        add_timers: rec.initial_timers(),
-        record: Some(rec),
-        ..Default::default()
-    }
+        "ابلاغیه",
+        Utc::now(),
+        due,
+    );
+    rec.priority = lane;
+    crate::sched_bench::follow_up(rec)
 }
 
 fn latencies(mut ms: Vec<f64>, not_sent: u64) -> Latencies {

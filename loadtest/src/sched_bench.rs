@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use karpoosheh_engine::simulate::SimulatedRegistry;
 use karpoosheh_engine::SimulatedConfig;
 use karpoosheh_engine::{
     notifier, open_store, Action, Config, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
     Scheduler, SystemClock,
 };
-use karpoosheh_schemas::{AgencyId, MailboxId, NoticeKind};
+use karpoosheh_schemas::{AgencyId, MailboxId, NoticeKind, TrackingCode};
 
 pub struct SchedOptions {
     pub pending: u64,
@@ -38,6 +38,53 @@ pub struct SchedResult {
     /// Peak RSS from reopening the store (as a restarted node would) to the
     /// end of the scan: what `pending` waiting rounds cost a running node.
     pub scan_peak_rss_bytes: Option<u64>,
+}
+
+/// A notice's delivery record as the store starts it: accepted at `at`,
+/// kept a year, round 1 due at `due`, in the normal lane.
+pub(crate) fn pending_record(
+    code: TrackingCode,
+    agency: AgencyId,
+    reference: String,
+    recipient: MailboxId,
+    title: &str,
+    at: DateTime<Utc>,
+    due: DateTime<Utc>,
+) -> DeliveryRecord {
+    DeliveryRecord {
+        tracking_code: code,
+        agency,
+        reference,
+        recipient,
+        kind: NoticeKind::ServiceNotice,
+        title: title.to_owned(),
+        min_access_level: 1,
+        accepted_at: at,
+        expires_at: at + ChronoDuration::days(365),
+        state: DeliveryState::Scheduled,
+        next: Some(Pending {
+            due_ms: due.timestamp_millis(),
+            action: Action::Round { round: 1, retry: 0 },
+        }),
+        rounds: Vec::new(),
+        confirmations: Vec::new(),
+        access_reported: false,
+        purged: false,
+        opened: Vec::new(),
+        shares: Vec::new(),
+        priority: karpoosheh_schemas::Priority::Normal,
+        paced: false,
+    }
+}
+
+/// The store write that starts `rec`'s follow-up: the record and its
+/// first timers.
+pub(crate) fn follow_up(rec: DeliveryRecord) -> DeliveryWrite {
+    DeliveryWrite {
+        add_timers: rec.initial_timers(),
+        record: Some(rec),
+        ..Default::default()
+    }
 }
 
 pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
@@ -81,35 +128,15 @@ pub fn scheduler_benchmark(opts: SchedOptions) -> anyhow::Result<SchedResult> {
         };
         let code = codes.next(now.timestamp_millis() - 60_000);
         let due = if i < opts.due { now } else { later };
-        let rec = DeliveryRecord {
-            tracking_code: code,
-            agency: agency.clone(),
-            reference: format!("bench-{i}"),
+        batch.push(follow_up(pending_record(
+            code,
+            agency.clone(),
+            format!("bench-{i}"),
             recipient,
-            kind: NoticeKind::ServiceNotice,
-            title: "برگ تشخیص مالیات عملکرد ۱۴۰۳".to_owned(),
-            min_access_level: 1,
-            accepted_at: now,
-            expires_at: now + ChronoDuration::days(365),
-            state: DeliveryState::Scheduled,
-            next: Some(Pending {
-                due_ms: due.timestamp_millis(),
-                action: Action::Round { round: 1, retry: 0 },
-            }),
-            rounds: Vec::new(),
-            confirmations: Vec::new(),
-            access_reported: false,
-            purged: false,
-            opened: Vec::new(),
-            shares: Vec::new(),
-            priority: karpoosheh_schemas::Priority::Normal,
-            paced: false,
-        };
-        batch.push(DeliveryWrite {
-            add_timers: rec.initial_timers(),
-            record: Some(rec),
-            ..Default::default()
-        });
+            "برگ تشخیص مالیات عملکرد ۱۴۰۳",
+            now,
+            due,
+        )));
         if batch.len() == 10_000 {
             store.write_delivery(&batch)?;
             batch.clear();
