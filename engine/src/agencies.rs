@@ -402,24 +402,32 @@ impl AgencyRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::SystemTime;
 
-    #[test]
-    fn statuses_map_to_reasons_and_reload_follows_the_file() {
+    /// `text` in a registry file of its own, kept while the directory is.
+    pub(crate) fn registry_file(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("agencies.toml");
-        std::fs::write(
-            &file,
-            "[agency.tax]\nstatus = \"approved\"\nname = \"Tax\"\n[agency.old]\nstatus = \"dissolved\"\n[agency.paused]\nstatus = \"suspended\"\n",
-        )
-        .unwrap();
-        let cfg = AgenciesConfig {
-            file: file.clone(),
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
+    /// The registry of `file`, read again as soon as it changes.
+    pub(crate) fn open_file(file: &Path) -> Result<AgencyRegistry, AgencyRegistryError> {
+        AgencyRegistry::open(&AgenciesConfig {
+            file: file.to_owned(),
             reload_interval: HumanDuration(Duration::ZERO),
-        };
-        let reg = AgencyRegistry::open(&cfg).unwrap();
+        })
+    }
+
+    #[test]
+    fn statuses_map_to_reasons_and_reload_follows_the_file() {
+        let (_dir, file) = registry_file(
+            "[agency.tax]\nstatus = \"approved\"\nname = \"Tax\"\n[agency.old]\nstatus = \"dissolved\"\n[agency.paused]\nstatus = \"suspended\"\n",
+        );
+        let reg = open_file(&file).unwrap();
         let id = |s| AgencyId::parse(s).unwrap();
         assert_eq!(reg.refusal(&id("tax")), None);
         assert_eq!(
@@ -459,8 +467,6 @@ mod tests {
 
     #[test]
     fn an_agency_key_is_checked_against_its_own_digests_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("agencies.toml");
         let key = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
         // The digest as an operator makes it (`printf %s key | sha256sum`).
         let digest: String = ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
@@ -468,20 +474,12 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        std::fs::write(
-            &file,
-            format!(
-                "[agency.tax]\nstatus = \"suspended\"\napi_keys_sha256 = [\"{}\"]\n\
-                 [agency.customs]\nstatus = \"approved\"\n",
-                digest.to_uppercase()
-            ),
-        )
-        .unwrap();
-        let reg = AgencyRegistry::open(&AgenciesConfig {
-            file: file.clone(),
-            reload_interval: HumanDuration(Duration::ZERO),
-        })
-        .unwrap();
+        let (_dir, file) = registry_file(&format!(
+            "[agency.tax]\nstatus = \"suspended\"\napi_keys_sha256 = [\"{}\"]\n\
+             [agency.customs]\nstatus = \"approved\"\n",
+            digest.to_uppercase()
+        ));
+        let reg = open_file(&file).unwrap();
         let (agency, status) = reg.authenticate(&format!("tax:{key}")).unwrap();
         assert_eq!((agency.as_str(), status), ("tax", AgencyStatus::Suspended));
         for (cred, err) in [
@@ -501,13 +499,7 @@ mod tests {
             "[agency.tax]\nstatus = \"approved\"\napi_keys_sha256 = [\"abc\"]\n",
         )
         .unwrap();
-        let e = AgencyRegistry::open(&AgenciesConfig {
-            file,
-            ..Default::default()
-        })
-        .err()
-        .unwrap()
-        .to_string();
+        let e = open_file(&file).err().unwrap().to_string();
         assert!(
             e.contains("api_keys_sha256") && e.contains("64 hex digits"),
             "{e}"
@@ -516,19 +508,11 @@ mod tests {
 
     #[test]
     fn a_quota_refuses_the_records_over_it_until_tehran_midnight() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("agencies.toml");
-        std::fs::write(
-            &file,
+        let (_dir, file) = registry_file(
             "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = 3\n\
              [agency.courts]\nstatus = \"approved\"\n",
-        )
-        .unwrap();
-        let reg = AgencyRegistry::open(&AgenciesConfig {
-            file,
-            ..Default::default()
-        })
-        .unwrap();
+        );
+        let reg = open_file(&file).unwrap();
         let id = |s| AgencyId::parse(s).unwrap();
         // 20:29:59 UTC is 23:59:59 in Tehran; a second later the day turns.
         let evening = "2026-12-07T20:29:59Z".parse().unwrap();
@@ -553,19 +537,11 @@ mod tests {
 
     #[test]
     fn rounds_are_paced_at_the_agencys_rate_in_slots_handed_out_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("agencies.toml");
-        std::fs::write(
-            &file,
+        let (_dir, file) = registry_file(
             "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 10\n\
              [agency.courts]\nstatus = \"approved\"\n",
-        )
-        .unwrap();
-        let reg = AgencyRegistry::open(&AgenciesConfig {
-            file: file.clone(),
-            ..Default::default()
-        })
-        .unwrap();
+        );
+        let reg = open_file(&file).unwrap();
         let id = |s| AgencyId::parse(s).unwrap();
         let t0 = std::time::Instant::now();
         // A second's worth at once, then one slot every 100 ms, in order.
@@ -593,11 +569,7 @@ mod tests {
             "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 0\n",
         )
         .unwrap();
-        assert!(AgencyRegistry::open(&AgenciesConfig {
-            file,
-            ..Default::default()
-        })
-        .is_err());
+        assert!(open_file(&file).is_err());
     }
 
     #[test]
@@ -607,13 +579,7 @@ mod tests {
             .unwrap()
             .to_string()
             .contains("agencies.file"));
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.toml");
-        std::fs::write(&file, "[agency.Tax]\nstatus = \"approved\"\n").unwrap();
-        let cfg = AgenciesConfig {
-            file,
-            ..Default::default()
-        };
-        assert!(AgencyRegistry::open(&cfg).is_err(), "invalid agency ID");
+        let (_dir, file) = registry_file("[agency.Tax]\nstatus = \"approved\"\n");
+        assert!(open_file(&file).is_err(), "invalid agency ID");
     }
 }

@@ -101,9 +101,14 @@ fn open(dir: &std::path::Path) -> Arc<dyn Store> {
 
 impl World {
     fn new() -> World {
+        World::with_config(config())
+    }
+
+    /// A fresh store and gateway, the scheduler configured with `config`.
+    fn with_config(config: DeliveryConfig) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        World::with(dir, store, Arc::new(Gateway::default()), config())
+        World::with(dir, store, Arc::new(Gateway::default()), config)
     }
 
     fn with(
@@ -184,11 +189,11 @@ impl World {
         let entries: Vec<Entry> = to
             .iter()
             .map(|&(to, seq)| {
-                let mut e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
-                let Entry::Notice(n) = &mut e else {
-                    unreachable!()
-                };
-                n.priority = lane;
+                let e = in_lane(
+                    new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq),
+                    lane,
+                );
+                let Entry::Notice(n) = &e else { unreachable!() };
                 codes.push(n.tracking_code);
                 e
             })
@@ -557,9 +562,7 @@ fn gateway_down_then_recovered_retries_the_round() {
 fn a_round_that_keeps_failing_is_reported_and_the_next_one_still_comes() {
     let mut cfg = config();
     cfg.round_max_retries = 2;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let w = World::with_config(cfg);
     let to = person(300_000_901);
     w.profile(to, MailboxStatus::Active, vec![]);
     let code = w.notice(to, 1);
@@ -802,9 +805,7 @@ fn insufficient_access_level_is_reported_once_and_rounds_still_go() {
 fn quiet_hours_hold_rounds_until_morning() {
     let mut cfg = config();
     cfg.quiet_hours = "22:00-07:00".into();
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let w = World::with_config(cfg);
     let to = person(300_001_701);
     w.profile(to, MailboxStatus::Active, vec![]);
     let code = w.notice(to, 1);
@@ -856,9 +857,7 @@ fn receipts_carry_stable_ids_and_the_agency_reference() {
 fn many_pending_rounds_are_processed_in_batches() {
     let mut cfg = config();
     cfg.batch = 50;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let w = World::with_config(cfg);
     let to = person(300_001_901);
     w.profile(to, MailboxStatus::Active, vec![]);
     let entries: Vec<_> = (1..=1000u16)
@@ -1592,6 +1591,14 @@ fn the_outbox_holds_a_notice_s_events_until_its_accepted_receipt_is_out() {
     );
 }
 
+/// `e`, a new notice, as if it came in on `lane`.
+fn in_lane(mut e: Entry, lane: karpoosheh_schemas::Priority) -> Entry {
+    if let Entry::Notice(n) = &mut e {
+        n.priority = lane;
+    }
+    e
+}
+
 /// `n` people from `first` on, with `seq` numbers from `seq0`.
 fn crowd(first: u32, n: u16, seq0: u16) -> Vec<(MailboxId, u16)> {
     (0..n)
@@ -1604,9 +1611,7 @@ fn urgent_rounds_go_before_the_due_rounds_of_the_other_lanes() {
     use karpoosheh_schemas::Priority;
     let mut cfg = config();
     cfg.batch = 40;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let w = World::with(dir, store, Arc::new(Gateway::default()), cfg);
+    let w = World::with_config(cfg);
     // A campaign accepted first, then everyday notices, then one urgent:
     // all due now, the campaign's the longest.
     let bulk = crowd(400_000_001, 600, 1);
@@ -1662,11 +1667,9 @@ fn an_urgent_round_goes_out_while_the_worker_is_busy_with_a_campaign() {
     cfg.concurrency = 1;
     cfg.batch = 1_000;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let gateway = Arc::new(Gateway::default());
+    let w = World::with_config(cfg);
+    let gateway = w.gateway.clone();
     gateway.slow_us.store(1_000, Ordering::SeqCst);
-    let w = World::with(dir, store, gateway.clone(), cfg);
     let bulk = crowd(410_000_001, 3_000, 1);
     let urgent = crowd(410_010_001, 1, 5_001);
     let everyone: Vec<MailboxId> = bulk.iter().chain(&urgent).map(|p| p.0).collect();
@@ -1686,17 +1689,13 @@ fn an_urgent_round_goes_out_while_the_worker_is_busy_with_a_campaign() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The urgent notice arrives while the campaign's rounds are due.
-    let e = {
-        let mut e = new_notice(
+    let e = in_lane(
+        new_notice(
             notice("courts", "summons-1", urgent[0].0, "احضاریه"),
             urgent[0].1,
-        );
-        let Entry::Notice(n) = &mut e else {
-            unreachable!()
-        };
-        n.priority = Priority::Urgent;
-        e
-    };
+        ),
+        Priority::Urgent,
+    );
     let Entry::Notice(n) = &e else { unreachable!() };
     let code = n.tracking_code;
     let before = sent();
@@ -1740,10 +1739,8 @@ fn confirmations_of_urgent_notices_are_never_lost_to_their_rounds() {
     cfg.concurrency = 4;
     cfg.batch = 50;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(5));
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let gateway = Arc::new(Gateway::default());
-    let w = World::with(dir, store, gateway.clone(), cfg);
+    let w = World::with_config(cfg);
+    let gateway = w.gateway.clone();
     let people = crowd(420_000_001, 200, 1);
     w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
     let codes = w.notices_in(&people, Priority::Urgent);
@@ -1796,21 +1793,11 @@ fn confirmations_of_urgent_notices_are_never_lost_to_their_rounds() {
 #[test]
 fn an_agency_over_its_pace_has_its_rounds_put_off_to_its_slots_once() {
     use karpoosheh_schemas::Priority;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("agencies.toml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = crate::agencies::tests::registry_file(
         "[agency.tax]\nstatus = \"approved\"\nrounds_per_second = 10\n",
-    )
-    .unwrap();
-    let mut w = World::new();
-    w.scheduler.agencies = Some(
-        crate::agencies::AgencyRegistry::open(&crate::agencies::AgenciesConfig {
-            file,
-            ..Default::default()
-        })
-        .unwrap(),
     );
+    let mut w = World::new();
+    w.scheduler.agencies = Some(crate::agencies::tests::open_file(&file).unwrap());
     let people = crowd(430_000_001, 40, 1);
     w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
     let bulk = w.notices_in(&people[..39], Priority::Bulk);
@@ -1851,10 +1838,8 @@ fn an_urgent_round_being_sent_holds_up_no_inbox_act_and_no_other_confirmation() 
     let mut cfg = config();
     cfg.workers = 1;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(5));
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let gateway = Arc::new(Gateway::default());
-    let w = World::with(dir, store, gateway.clone(), cfg);
+    let w = World::with_config(cfg);
+    let gateway = w.gateway.clone();
     let people = crowd(440_000_001, 3, 1);
     w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
     // Two normal notices notified first (round 1), on the manual clock.
@@ -1869,14 +1854,10 @@ fn an_urgent_round_being_sent_holds_up_no_inbox_act_and_no_other_confirmation() 
         ..
     } = w;
     let handle = scheduler.start().unwrap();
-    let e = {
-        let mut e = new_notice(notice("courts", "u-1", people[2].0, "فوری"), 9);
-        let Entry::Notice(n) = &mut e else {
-            unreachable!()
-        };
-        n.priority = Priority::Urgent;
-        e
-    };
+    let e = in_lane(
+        new_notice(notice("courts", "u-1", people[2].0, "فوری"), 9),
+        Priority::Urgent,
+    );
     store.write(&[e]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while gateway.begun.load(Ordering::SeqCst) < 3 {
