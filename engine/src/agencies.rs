@@ -311,14 +311,16 @@ impl AgencyRegistry {
     /// fleet of N nodes takes up to N quotas a day, and a restarted node
     /// starts the day's count again.
     pub fn admit(&self, agency: &AgencyId, now: chrono::DateTime<chrono::Utc>) -> Option<Problem> {
-        if let Some(p) = self.refusal(agency) {
-            return Some(p);
-        }
-        let quota = self.inner.with(|agencies| {
+        // One look at the registry per record: its standing and quota.
+        let (status, quota) = self.inner.with(|agencies| {
             agencies
                 .get(agency.as_str())
-                .and_then(|a| a.notices_per_day)
-        })?;
+                .map_or((None, None), |a| (Some(a.status), a.notices_per_day))
+        });
+        if let Some(p) = refusal_of(agency, status) {
+            return Some(p);
+        }
+        let quota = quota?;
         let day = tehran_day(now);
         let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
         if !today.contains_key(agency.as_str()) {
@@ -372,32 +374,35 @@ impl AgencyRegistry {
 
     /// Why `agency` may not send, or `None` when it may.
     pub fn refusal(&self, agency: &AgencyId) -> Option<Problem> {
-        match self.status(agency) {
-            Some(AgencyStatus::Approved) => None,
-            None => Some(Problem::new(
-                Reason::AgencyUnknown,
-                "agency".to_owned(),
-                format!(
-                    "agency {:?} is not in the operator's registry of approved agencies",
-                    agency.as_str()
-                ),
-            )),
-            Some(status @ (AgencyStatus::Suspended | AgencyStatus::Dissolved)) => {
-                Some(Problem::new(
-                    Reason::AgencyNotAllowed,
-                    "agency".to_owned(),
-                    format!(
-                        "agency {:?} is {} and may not send",
-                        agency.as_str(),
-                        if status == AgencyStatus::Suspended {
-                            "suspended"
-                        } else {
-                            "dissolved"
-                        }
-                    ),
-                ))
-            }
-        }
+        refusal_of(agency, self.status(agency))
+    }
+}
+
+/// Why an agency of `status` (`None`: not in the registry) may not send.
+fn refusal_of(agency: &AgencyId, status: Option<AgencyStatus>) -> Option<Problem> {
+    match status {
+        Some(AgencyStatus::Approved) => None,
+        None => Some(Problem::new(
+            Reason::AgencyUnknown,
+            "agency".to_owned(),
+            format!(
+                "agency {:?} is not in the operator's registry of approved agencies",
+                agency.as_str()
+            ),
+        )),
+        Some(status @ (AgencyStatus::Suspended | AgencyStatus::Dissolved)) => Some(Problem::new(
+            Reason::AgencyNotAllowed,
+            "agency".to_owned(),
+            format!(
+                "agency {:?} is {} and may not send",
+                agency.as_str(),
+                if status == AgencyStatus::Suspended {
+                    "suspended"
+                } else {
+                    "dissolved"
+                }
+            ),
+        )),
     }
 }
 
