@@ -607,7 +607,13 @@ impl KafkaSource {
         struct Reference {
             reference: Option<String>,
         }
-        let Some(store) = &self.known else {
+        // An oversized record is rejected for its size whatever its
+        // reference: it is not parsed.
+        let Some(store) = self
+            .known
+            .as_ref()
+            .filter(|_| payload.len() <= self.payload_limit)
+        else {
             return false;
         };
         let Ok(Reference { reference: Some(r) }) = serde_json::from_slice(payload) else {
