@@ -111,7 +111,11 @@ fn kafka_an_agency_whose_receipt_topic_fails_is_parked_and_the_others_flow() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("agency parked"), "{log}");
     let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
-    assert_eq!(parked(&engine, "judiciary"), 1.0, "parked again at start");
+    // The metrics endpoint is up (and its address printed) a moment
+    // before the parking lot is read from the store.
+    engine.wait_for("parked again at start", Duration::from_secs(30), |e| {
+        parked(e, "judiciary") == 1.0
+    });
     assert_eq!(
         engine.metric("karpoosheh_receipts_parked", "agency=\"judiciary\""),
         waiting,

@@ -362,11 +362,12 @@ fn the_disk_gauge_is_the_cluster_s_estimate_of_the_keyspace() {
         read_only: false,
     })
     .expect("open");
-    assert_eq!(
-        store.size_estimate().expect("every node answers"),
-        0,
-        "empty"
-    );
+    // A fresh keyspace holds only the store's own few rows (its schema
+    // version, the node's lease), which an estimate refreshed in the
+    // meantime may count: far below the 200 KB the notices below take,
+    // and far below the other test keyspaces this cluster holds.
+    let empty = store.size_estimate().expect("every node answers");
+    assert!(empty < 64 * 1024, "a fresh keyspace: {empty} bytes");
     for table in ["notices", "mailbox_notices", "deliveries"] {
         store
             .rt
