@@ -33,6 +33,7 @@ fn batch(codes: &mut TrackingCodes, seq: &mut u64, body: &str) -> Vec<Entry> {
                 notice: n,
                 position: SourcePosition::InProcess { sequence: *seq },
                 priority: Default::default(),
+                deliver_at: None,
             })
         })
         .collect()

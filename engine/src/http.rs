@@ -232,6 +232,14 @@ fn describe_all() {
         "Notices whose retention expiry passed before they were served."
     );
     describe_counter!(
+        m::NOTICES_RELEASED,
+        "Scheduled notices (deliver_at) that landed in their mailbox."
+    );
+    describe_counter!(
+        m::NOTICES_CANCELLED,
+        "Scheduled notices their agency cancelled before they landed."
+    );
+    describe_counter!(
         m::MAILBOX_UNREACHABLE,
         "Notices that found their mailbox unreachable, by mailbox status."
     );

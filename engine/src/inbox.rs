@@ -47,7 +47,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::agencies::{AgencyRegistry, AgencyStatus};
-use crate::delivery::{ActOutcome, ConfirmOutcome, InboxAct, Registry, SchedulerHandle};
+use crate::delivery::{
+    ActOutcome, CancelOutcome, ConfirmOutcome, InboxAct, Registry, SchedulerHandle,
+};
 use crate::http::{client_key, Buckets};
 use crate::identity::{Session, TokenError, Verifier};
 use crate::internal_events::InboxAnswered;
@@ -164,6 +166,7 @@ pub fn router(parts: InboxParts, cfg: &InboxConfig) -> axum::Router {
             axum::routing::delete(unshare),
         )
         .route("/v1/agency/status", axum::routing::get(agency_status))
+        .route("/v1/agency/cancel", axum::routing::post(agency_cancel))
         .route(
             "/v1/openapi.json",
             axum::routing::get(|| async { Json(openapi::document()) }),
@@ -198,6 +201,7 @@ async fn measured(req: Request, next: Next) -> Response {
         Some("/v1/notices/{code}/shares/{share_id}") => "unshare",
         Some("/v1/openapi.json") => "openapi",
         Some("/v1/agency/status") => "agency_status",
+        Some("/v1/agency/cancel") => "agency_cancel",
         _ => "other",
     };
     let r = next.run(req).await;
@@ -383,6 +387,147 @@ struct StatusQuery {
     reference: String,
 }
 
+/// An agency's call about one of its references: the client's and the
+/// agency's rate limits, the agency's key (the registry's
+/// `api_keys_sha256`; a dissolved agency is refused) and the reference.
+#[allow(clippy::result_large_err)]
+fn agency_call(
+    api: &Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(AgencyId, String), Response> {
+    if !allow(&api.clients, client_key(peer.ip())) {
+        return Err(too_many());
+    }
+    let Some(registry) = api.parts.agencies.as_ref() else {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this node has no agency registry",
+        ));
+    };
+    registry.maybe_reload();
+    let credential = crate::http::bearer(headers).trim();
+    let agency = match registry.authenticate(credential) {
+        Ok((_, AgencyStatus::Dissolved)) => {
+            return Err(problem(
+                StatusCode::FORBIDDEN,
+                "agency_not_allowed",
+                "the agency is dissolved",
+            ))
+        }
+        Ok((agency, _)) if !allow(&api.agency_calls, agency.clone()) => return Err(too_many()),
+        Ok((agency, _)) => agency,
+        Err(e) => return Err(unauthorized(e.reason(), &e.to_string())),
+    };
+    match q {
+        Ok(Query(q))
+            if !q.reference.is_empty()
+                && q.reference.chars().count() <= api.parts.max_reference_chars =>
+        {
+            Ok((agency, q.reference))
+        }
+        _ => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "bad_reference",
+            &format!(
+                "reference= must be one of your references (1-{} characters)",
+                api.parts.max_reference_chars
+            ),
+        )),
+    }
+}
+
+async fn agency_cancel(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    on_pool(move || cancel_for_agency(api, peer, &headers, q)).await
+}
+
+/// An agency cancels one of its scheduled sends (`deliver_at`) before it
+/// lands: decided by the worker owning the notice against the engine's
+/// clock, durable before the answer, and told on the receipts topic as
+/// `cancelled`. Recorded in the recipient's traffic data
+/// (`agency_cancel`, app `agency:<id>`).
+fn cancel_for_agency(
+    api: Api,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (agency, reference) = match agency_call(&api, peer, headers, q) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = &api.parts.store;
+    let code = match io(store.reference(&agency, &reference)) {
+        Ok(Some(code)) => code,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no notice of yours with this reference",
+            )
+        }
+        Err(r) => return r,
+    };
+    if let Some(r) = other_node(&api, code) {
+        return r;
+    }
+    let mailbox = match io(store.notice(code)) {
+        Ok(n) => n.map(|n| n.notice.recipient),
+        Err(r) => return r,
+    };
+    let (status, body) = match api.parts.scheduler.cancel(code) {
+        Ok(CancelOutcome::Cancelled { at, new }) => (
+            StatusCode::OK,
+            json!({
+                "tracking_code": code.to_string(),
+                "state": "cancelled",
+                "cancelled_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "new": new,
+            }),
+        ),
+        Ok(CancelOutcome::TooLate { state }) => (
+            StatusCode::CONFLICT,
+            json!({
+                "error": "too_late_to_cancel",
+                "message": "the notice is already in its mailbox (or was never a scheduled send): it cannot be cancelled",
+                "tracking_code": code.to_string(),
+                "state": state,
+            }),
+        ),
+        Ok(CancelOutcome::Missing) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no notice of yours with this reference",
+            )
+        }
+        Err(_) => return unavailable(),
+    };
+    if let Some(mailbox) = mailbox {
+        let rec = AccessRecord {
+            at: crate::model::to_millis(chrono::Utc::now()),
+            mailbox,
+            actor: None,
+            action: "agency_cancel".to_owned(),
+            tracking_code: Some(code),
+            client: Some(format!("agency:{agency}")),
+            status: status.as_u16(),
+            address: Some(peer.ip().to_string()),
+        };
+        if let Err(r) = io(store.record_access(&[rec])) {
+            return r;
+        }
+    }
+    (status, Json(body)).into_response()
+}
+
 async fn agency_status(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -402,47 +547,9 @@ fn status_for_agency(
     headers: &HeaderMap,
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !allow(&api.clients, client_key(peer.ip())) {
-        return too_many();
-    }
-    let Some(registry) = api.parts.agencies.as_ref() else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this node has no agency registry",
-        );
-    };
-    registry.maybe_reload();
-    let credential = crate::http::bearer(headers).trim();
-    let agency = match registry.authenticate(credential) {
-        Ok((_, AgencyStatus::Dissolved)) => {
-            return problem(
-                StatusCode::FORBIDDEN,
-                "agency_not_allowed",
-                "the agency is dissolved",
-            )
-        }
-        Ok((agency, _)) if !allow(&api.agency_calls, agency.clone()) => return too_many(),
-        Ok((agency, _)) => agency,
-        Err(e) => return unauthorized(e.reason(), &e.to_string()),
-    };
-    let reference = match q {
-        Ok(Query(q))
-            if !q.reference.is_empty()
-                && q.reference.chars().count() <= api.parts.max_reference_chars =>
-        {
-            q.reference
-        }
-        _ => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad_reference",
-                &format!(
-                    "reference= must be one of your references (1-{} characters)",
-                    api.parts.max_reference_chars
-                ),
-            )
-        }
+    let (agency, reference) = match agency_call(&api, peer, headers, q) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let st = match crate::status::status_of(api.parts.store.as_ref(), &agency, &reference) {
         Ok(st) => st,
@@ -623,12 +730,15 @@ fn list(
                 let code = n.tracking_code;
                 if keep {
                     let rec = store.delivery(code)?;
+                    // A scheduled send not yet landed (or cancelled) is
+                    // not in the mailbox.
+                    let in_mailbox = rec.as_ref().is_none_or(|r| r.in_mailbox());
                     let opened = rec.as_ref().is_some_and(|r| {
                         r.opened
                             .iter()
                             .any(|o| o.by_representative == st2.by_representative)
                     });
-                    if !(f.unread && opened) {
+                    if in_mailbox && !(f.unread && opened) {
                         out.push(summary(&n, rec.as_ref(), st2, level));
                     }
                 }
@@ -675,9 +785,15 @@ fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
         return Reached::No(recorded(api, s, s.subject, &missing, None, not_found()));
     };
     let store = &api.parts.store;
+    // A scheduled send not yet landed (or cancelled) is no notice to the
+    // inbox, to anyone.
+    let held = match io(store.delivery(code)) {
+        Ok(rec) => rec.is_some_and(|r| !r.in_mailbox()),
+        Err(r) => return Reached::No(r),
+    };
     let n = match io(store.notice(code)) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
+        Ok(Some(n)) if !held => n,
+        Ok(_) => {
             return Reached::No(recorded(
                 api,
                 s,

@@ -46,9 +46,10 @@ pub struct StoredStatus {
     /// The lane it came in on.
     pub lane: Priority,
     /// `scheduled`, `awaiting_activation`, `unreachable`, `served`,
-    /// `not_served` or `expired`.
+    /// `not_served`, `expired`, `held` (a scheduled send not yet in the
+    /// mailbox) or `cancelled`.
     pub state: String,
-    /// When a final state was reached.
+    /// When a final state was reached; for `held`, when it is to land.
     pub state_at: Option<DateTime<Utc>>,
     /// Notification rounds done (1-3).
     pub rounds: u8,
@@ -89,7 +90,10 @@ pub fn status_of(
             let state_at = match rec.state {
                 crate::model::DeliveryState::Served { at }
                 | crate::model::DeliveryState::NotServed { at }
-                | crate::model::DeliveryState::Expired { at } => Some(at),
+                | crate::model::DeliveryState::Expired { at }
+                | crate::model::DeliveryState::Cancelled { at } => Some(at),
+                // Held: when it is to land.
+                crate::model::DeliveryState::Held { until } => Some(until),
                 _ => None,
             };
             notice = Some(StoredStatus {

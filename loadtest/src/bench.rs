@@ -83,6 +83,7 @@ pub(crate) fn valid_notice(
         notice,
         position: SourcePosition::InProcess { sequence },
         priority: karpoosheh_schemas::Priority::Normal,
+        deliver_at: None,
     }
 }
 

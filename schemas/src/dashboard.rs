@@ -23,7 +23,7 @@ pub struct NoticeHistory {
     pub accepted_at: String,
     pub expires_at: String,
     /// `scheduled`, `awaiting_activation`, `unreachable`, `served`,
-    /// `not_served` or `expired`.
+    /// `not_served`, `expired`, `held` or `cancelled`.
     pub state: String,
     /// The legal outcome, the rounds, confirmations and what is pending,
     /// one line each (as `karpoosheh notice`).

@@ -90,6 +90,8 @@ struct WireNotice<'a> {
     sent_at: Option<Cow<'a, str>>,
     #[serde(borrow)]
     batch_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    deliver_at: Option<Cow<'a, str>>,
 }
 
 /// Accepts only a JSON object. serde's derived struct impls also read a
@@ -121,6 +123,17 @@ fn attachment_objects<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     Ok(list.map(|l| l.into_iter().map(|a| a.0).collect()))
 }
 
+/// A decoded envelope: the notice, and how the agency asked it to be
+/// delivered. `deliver_at` is not part of the notice's content (nor of
+/// its content hash): it is kept in the notice's delivery record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub notice: Notice,
+    /// When the notice is to land in the mailbox (a scheduled send); `None`
+    /// for at once. A time not after `now` also means at once.
+    pub deliver_at: Option<DateTime<Utc>>,
+}
+
 /// Decodes and validates one envelope. `now` decides whether the expiry is
 /// in the past; pass the engine's clock.
 pub fn decode_notice(
@@ -128,6 +141,15 @@ pub fn decode_notice(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<Notice, Rejection> {
+    decode_envelope(bytes, limits, now).map(|e| e.notice)
+}
+
+/// [`decode_notice`], with the delivery options of the envelope.
+pub fn decode_envelope(
+    bytes: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Envelope, Rejection> {
     if bytes.is_empty() || bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::single(
             Reason::EmptyPayload,
@@ -175,7 +197,7 @@ fn slow_path(
     first_error: &serde_json::Error,
     limits: &Limits,
     now: DateTime<Utc>,
-) -> Result<Notice, Rejection> {
+) -> Result<Envelope, Rejection> {
     use serde_json::Value;
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -238,6 +260,7 @@ fn slow_path(
             "expires_at" => w.expires_at = string("expires_at", v, &mut problems),
             "sent_at" => w.sent_at = string("sent_at", v, &mut problems),
             "batch_id" => w.batch_id = string("batch_id", v, &mut problems),
+            "deliver_at" => w.deliver_at = string("deliver_at", v, &mut problems),
             "attachments" => match v {
                 Value::Null => {}
                 Value::Array(items) => {
@@ -378,7 +401,7 @@ fn validate(
     mut problems: Vec<Problem>,
     limits: &Limits,
     now: DateTime<Utc>,
-) -> Result<Notice, Rejection> {
+) -> Result<Envelope, Rejection> {
     let raw_agency = w.agency.as_deref().map(|s| truncate_for_message(s, 64));
     let raw_reference = w
         .reference
@@ -766,6 +789,41 @@ fn validate(
         Some(b) => Some(b.to_owned()),
     };
 
+    // A scheduled send: before the expiry, and not further ahead than the
+    // operator allows. A time already past means at once (clocks differ;
+    // the legal time is the engine's, when the notice lands).
+    let deliver_at = match w.deliver_at.as_deref() {
+        None => None,
+        Some(s) => match parse_time("deliver_at", s, &mut problems) {
+            Some(t) if expires_at.is_some_and(|e| t >= e) => {
+                problems.push(Problem::new(
+                    Reason::DeliverAtAfterExpiry,
+                    "deliver_at".to_owned(),
+                    "deliver_at must be before expires_at",
+                ));
+                None
+            }
+            Some(t)
+                if t > now
+                    && (t - now)
+                        .to_std()
+                        .map(|d| d > limits.max_schedule_ahead.0)
+                        .unwrap_or(true) =>
+            {
+                problems.push(Problem::new(
+                    Reason::DeliverAtTooFar,
+                    "deliver_at".to_owned(),
+                    format!("deliver_at is more than {} away", limits.max_schedule_ahead),
+                ));
+                None
+            }
+            // To the millisecond, as the engine keeps times: it lands at
+            // or after this instant, never a fraction before.
+            Some(t) => DateTime::from_timestamp_millis(t.timestamp_millis()).filter(|t| *t > now),
+            None => None,
+        },
+    };
+
     match (
         agency, reference, recipient, kind, title, body, life_event, expires_at, sent_at,
     ) {
@@ -779,20 +837,23 @@ fn validate(
             Some(life_event),
             Some(expires_at),
             Some(sent_at),
-        ) if problems.is_empty() => Ok(Notice {
-            schema_version: SCHEMA_VERSION,
-            agency,
-            reference,
-            recipient,
-            kind,
-            title: title.to_owned(),
-            body: body.to_owned(),
-            attachments,
-            min_access_level,
-            life_event,
-            expires_at,
-            sent_at,
-            batch_id,
+        ) if problems.is_empty() => Ok(Envelope {
+            deliver_at,
+            notice: Notice {
+                schema_version: SCHEMA_VERSION,
+                agency,
+                reference,
+                recipient,
+                kind,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                attachments,
+                min_access_level,
+                life_event,
+                expires_at,
+                sent_at,
+                batch_id,
+            },
         }),
         _ => {
             debug_assert!(!problems.is_empty());

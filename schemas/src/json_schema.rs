@@ -12,12 +12,34 @@ use crate::notice::Notice;
 /// Every message schema, with the file name it is published under.
 pub fn all_schemas() -> Vec<(&'static str, Schema)> {
     vec![
-        ("notice.schema.json", schema_for!(Notice)),
+        ("notice.schema.json", envelope_schema()),
         ("receipt.schema.json", schema_for!(Receipt)),
         ("confirmation.schema.json", schema_for!(Confirmation)),
         ("mailbox-profile.schema.json", schema_for!(MailboxProfile)),
         ("dead-letter.schema.json", schema_for!(DeadLetter)),
     ]
+}
+
+/// The envelope: the notice's fields, and how it is to be delivered
+/// (`deliver_at`, kept in the delivery record, not in the notice or its
+/// content hash: `decode::Envelope`).
+fn envelope_schema() -> Schema {
+    let mut s = schema_for!(Notice);
+    if let Some(props) = s
+        .as_object_mut()
+        .and_then(|o| o.get_mut("properties"))
+        .and_then(|p| p.as_object_mut())
+    {
+        props.insert(
+            "deliver_at".into(),
+            serde_json::json!({
+                "description": "A scheduled send: stored at once (accepted, with a tracking code), not in the mailbox and not notified until then; cancellable until then. RFC 3339 with a time zone, before `expires_at`, at most `limits.max_schedule_ahead` ahead; a time already past means at once.",
+                "type": ["string", "null"],
+                "format": "date-time"
+            }),
+        );
+    }
+    s
 }
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ mod tracking;
 
 pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};
 pub use dashboard::{NoticeHistory, ParkedLot, QuarantinedView};
-pub use decode::{decode_notice, email_domain, is_iranian_mobile, validate_profile, Rejection};
+pub use decode::{
+    decode_envelope, decode_notice, email_domain, is_iranian_mobile, validate_profile, Envelope,
+    Rejection,
+};
 pub use ids::{
     digit_value, legal_id_check_digit, national_code_check_digit, parse_recipient, AgencyId,
     IdError, MailboxAddress, MailboxId, MailboxKind,

@@ -148,6 +148,8 @@ pub struct Limits {
     pub allowed_media_types: Vec<String>,
     /// How far in the future a retention expiry may be.
     pub max_retention: HumanDuration,
+    /// How far in the future a scheduled delivery (`deliver_at`) may be.
+    pub max_schedule_ahead: HumanDuration,
 }
 
 impl Default for Limits {
@@ -177,6 +179,8 @@ impl Default for Limits {
             .collect(),
             // Legal documents may need to outlive decades of appeals.
             max_retention: HumanDuration(Duration::from_secs(1_577_880_000)), // "50years"
+            // A campaign planned for the next tax year; further is a mistake.
+            max_schedule_ahead: HumanDuration(Duration::from_secs(366 * 24 * 3600)), // "366days"
         }
     }
 }

@@ -87,6 +87,13 @@ pub enum ReceiptEvent {
     NotServed { tracking_code: TrackingCode },
     /// Retention expiry passed before the notice was served.
     Expired { tracking_code: TrackingCode },
+    /// A scheduled notice (`deliver_at`) landed in the mailbox at `at`,
+    /// by the engine's clock: from then the recipient sees it, and its
+    /// rounds start.
+    Released { tracking_code: TrackingCode },
+    /// A scheduled notice the agency cancelled before it landed: nobody
+    /// ever saw it or was notified of it.
+    Cancelled { tracking_code: TrackingCode },
     /// Stored, but the mailbox cannot be notified in its current state.
     MailboxUnreachable {
         tracking_code: TrackingCode,

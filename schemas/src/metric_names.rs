@@ -166,6 +166,10 @@ pub const NOTICES_SERVED: &str = "karpoosheh_notices_served_total";
 pub const NOTICES_NOT_SERVED: &str = "karpoosheh_notices_not_served_total";
 /// Notices whose retention expiry passed before they were served. Labels: `agency`.
 pub const NOTICES_EXPIRED: &str = "karpoosheh_notices_expired_total";
+/// Scheduled notices (`deliver_at`) that landed in their mailbox. Labels: `agency`.
+pub const NOTICES_RELEASED: &str = "karpoosheh_notices_released_total";
+/// Scheduled notices their agency cancelled before they landed. Labels: `agency`.
+pub const NOTICES_CANCELLED: &str = "karpoosheh_notices_cancelled_total";
 /// Notices that found their mailbox unreachable. Labels: `status`.
 pub const MAILBOX_UNREACHABLE: &str = "karpoosheh_mailbox_unreachable_total";
 /// Time from storing a notice to its legal service (second confirmation).
@@ -200,6 +204,8 @@ pub const DELIVERY: &[&str] = &[
     NOTICES_SERVED,
     NOTICES_NOT_SERVED,
     NOTICES_EXPIRED,
+    NOTICES_RELEASED,
+    NOTICES_CANCELLED,
     MAILBOX_UNREACHABLE,
     TIME_TO_SERVED_SECONDS,
     SCHEDULER_TIMERS,

@@ -91,6 +91,10 @@ reasons! {
     ExpiryInPast = "expiry_in_past",
     /// The retention expiry is further away than the operator allows.
     ExpiryTooFar = "expiry_too_far",
+    /// The scheduled delivery time is not before the retention expiry.
+    DeliverAtAfterExpiry = "deliver_at_after_expiry",
+    /// The scheduled delivery time is further away than the operator allows.
+    DeliverAtTooFar = "deliver_at_too_far",
     /// The title is empty.
     TitleEmpty = "title_empty",
     /// The title is longer than the operator's limit.

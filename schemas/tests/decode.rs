@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use karpoosheh_schemas::{
-    decode_notice, validate_profile, AgencyId, ByteSize, LifeEvent, Limits, MailboxId, MailboxKind,
-    MailboxProfile, MailboxStatus, Notice, NoticeKind, Reason, Rejection, SCHEMA_VERSION,
+    decode_envelope, decode_notice, validate_profile, AgencyId, ByteSize, LifeEvent, Limits,
+    MailboxId, MailboxKind, MailboxProfile, MailboxStatus, Notice, NoticeKind, Reason, Rejection,
+    SCHEMA_VERSION,
 };
 use serde_json::{json, Value};
 
@@ -716,6 +717,53 @@ fn expiry_too_far() {
     let r = reject(&with("expires_at", json!("9999-12-31T23:59:59Z")));
     assert_only(&r, Reason::ExpiryTooFar, Some("expires_at"));
     decode_ok(&with("expires_at", json!(limit.to_rfc3339())));
+}
+
+// ----------------------------------------------------------- deliver_at
+
+fn deliver_at(v: Value) -> Result<Option<DateTime<Utc>>, Rejection> {
+    let m = with("deliver_at", v);
+    decode_envelope(&serde_json::to_vec(&m).unwrap(), &Limits::default(), now())
+        .map(|e| e.deliver_at)
+}
+
+#[test]
+fn deliver_at_schedules_a_send_in_any_time_zone_and_is_not_content() {
+    let at = deliver_at(json!("2026-02-01T08:00:00+03:30")).unwrap();
+    assert_eq!(
+        at,
+        Some(Utc.with_ymd_and_hms(2026, 2, 1, 4, 30, 0).unwrap())
+    );
+    assert_eq!(deliver_at(Value::Null).unwrap(), None, "null: at once");
+    assert_eq!(
+        deliver_at(json!("2026-01-15T11:00:00Z")).unwrap(),
+        None,
+        "a time already past: at once"
+    );
+    // Not part of the content: the same notice, the same hash.
+    let m = with("deliver_at", json!("2026-02-01T08:00:00+03:30"));
+    assert_eq!(
+        decode_ok(&m).content_hash(),
+        decode_ok(&base()).content_hash()
+    );
+}
+
+#[test]
+fn deliver_at_must_be_a_time_before_the_expiry_and_within_the_operators_limit() {
+    let r = deliver_at(json!("next tuesday")).unwrap_err();
+    assert_only(&r, Reason::InvalidTimestamp, Some("deliver_at"));
+    let r = deliver_at(json!(20260201)).unwrap_err();
+    assert_only(&r, Reason::WrongType, Some("deliver_at"));
+    let max = Limits::default().max_schedule_ahead.0;
+    let limit = now() + Duration::from_std(max).unwrap();
+    let r = deliver_at(json!((limit + Duration::seconds(1)).to_rfc3339())).unwrap_err();
+    assert_only(&r, Reason::DeliverAtTooFar, Some("deliver_at"));
+    assert_eq!(deliver_at(json!(limit.to_rfc3339())).unwrap(), Some(limit));
+    // At or after the expiry: it would never be seen.
+    let mut m = with("deliver_at", json!("2026-03-01T00:00:00Z"));
+    m["expires_at"] = json!("2026-03-01T00:00:00Z");
+    let r = reject(&m);
+    assert_only(&r, Reason::DeliverAtAfterExpiry, Some("deliver_at"));
 }
 
 // ----------------------------------------------------------- title, body

@@ -1697,6 +1697,21 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         &later,
         envelope("tax", "a29-later", &later, "ابلاغیه").as_bytes(),
     );
+    // A scheduled send to the active person, due in 12 s (in Tehran's
+    // offset): accepted at once, held, then released and notified.
+    let deliver_at =
+        chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 12, 0).unwrap();
+    let mut scheduled: serde_json::Value =
+        serde_json::from_str(&envelope("tax", "a29-scheduled", &active, "ابلاغیه")).unwrap();
+    scheduled["deliver_at"] = serde_json::json!(deliver_at
+        .with_timezone(&chrono::FixedOffset::east_opt(12_600).unwrap())
+        .to_rfc3339());
+    produce(
+        &p,
+        &names.notices("tax"),
+        &active,
+        scheduled.to_string().as_bytes(),
+    );
     p.flush(Duration::from_secs(30)).unwrap();
 
     let events = |a: &Answers, r: &str| -> Vec<String> {
@@ -1724,6 +1739,11 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         events(&a, "a29-later")[..2],
         ["accepted", "mailbox_unreachable"]
     );
+    // Read a second before its time (by this machine's clock, which is
+    // the engine's): accepted, nothing else.
+    if chrono::Utc::now() < deliver_at - chrono::Duration::seconds(1) {
+        assert_eq!(events(&a, "a29-scheduled"), ["accepted"], "held");
+    }
     let code = a.receipts[&("tax".to_owned(), "a29-active".to_owned())][0]
         .1
         .clone()
@@ -1815,9 +1835,24 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         |a| {
             events(a, "a29-active").contains(&"served".to_owned())
                 && events(a, "a29-later").contains(&"notification_sent".to_owned())
+                && events(a, "a29-scheduled").contains(&"notification_sent".to_owned())
         },
         Duration::from_secs(90),
     );
+    assert_eq!(
+        events(&a, "a29-scheduled")[..3],
+        ["accepted", "released", "notification_sent"],
+        "landed at its time, then round 1"
+    );
+    let released: serde_json::Value = serde_json::from_str(
+        a.raw
+            .iter()
+            .find(|r| r.contains("\"event\":\"released\""))
+            .expect("the released receipt"),
+    )
+    .unwrap();
+    let landed: chrono::DateTime<chrono::Utc> = released["at"].as_str().unwrap().parse().unwrap();
+    assert!(landed >= deliver_at, "not before its time: {landed}");
     let active_events = events(&a, "a29-active");
     assert_eq!(
         active_events,
@@ -1839,6 +1874,10 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         1.0
     );
     assert_eq!(engine.metric("karpoosheh_notices_served_total", "tax"), 1.0);
+    assert_eq!(
+        engine.metric("karpoosheh_notices_released_total", "tax"),
+        1.0
+    );
     // The side readers say what they applied and that nothing waits
     // unread (librdkafka's lag, every second).
     engine.wait_for("the side readers caught up", Duration::from_secs(30), |e| {

@@ -50,6 +50,47 @@ fn done(new: bool) -> ActOutcome {
     }
 }
 
+/// What became of an agency's cancellation of a scheduled send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Cancelled at `at` (or before: cancelling is idempotent, `new`
+    /// says which).
+    Cancelled { at: DateTime<Utc>, new: bool },
+    /// Too late: the notice is in its mailbox (or was never held); its
+    /// state's name.
+    TooLate { state: &'static str },
+    /// No such notice (or no longer kept).
+    Missing,
+}
+
+/// Cancels a held notice (a scheduled send not yet in its mailbox): it
+/// never lands and nobody is notified; the agency gets `cancelled`. A
+/// notice already in its mailbox stays as it is.
+pub(crate) fn apply_cancel(
+    rec: &mut DeliveryRecord,
+    w: &mut DeliveryWrite,
+    now: DateTime<Utc>,
+) -> CancelOutcome {
+    match rec.state {
+        DeliveryState::Cancelled { at } => CancelOutcome::Cancelled { at, new: false },
+        DeliveryState::Held { .. } => {
+            rec.state = DeliveryState::Cancelled { at: now };
+            // Its release timer goes; the expiry timer stays, to end the
+            // notice's retention as the agency set it.
+            super::reschedule(rec, w, None);
+            w.receipts.push(rec.receipt(
+                "cancelled",
+                now,
+                ReceiptEvent::Cancelled {
+                    tracking_code: rec.tracking_code,
+                },
+            ));
+            CancelOutcome::Cancelled { at: now, new: true }
+        }
+        s => CancelOutcome::TooLate { state: s.name() },
+    }
+}
+
 /// Applies `act` to the record; `notice` is the stored notice (needed to
 /// share: the document goes to the other agency).
 pub(crate) fn apply_act(
@@ -59,6 +100,11 @@ pub(crate) fn apply_act(
     notice: Option<&StoredNotice>,
     now: DateTime<Utc>,
 ) -> ActOutcome {
+    if !rec.in_mailbox() {
+        // A scheduled send still held, or cancelled: to the inbox, no
+        // notice at all (the API checks too; this holds under the lock).
+        return ActOutcome::Missing;
+    }
     match act {
         InboxAct::Open { by_representative } => {
             if rec

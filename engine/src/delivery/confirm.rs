@@ -74,6 +74,11 @@ pub(crate) fn apply_confirmation(
     {
         return ConfirmOutcome::Duplicate;
     }
+    if !rec.in_mailbox() {
+        // A scheduled send not yet landed, or cancelled: no notice to the
+        // inbox side, which cannot have seen it.
+        return ConfirmOutcome::Rejected(Reason::UnknownNotice);
+    }
     let by_representative = c.confirmed_by != rec.recipient;
     if by_representative && !representatives.contains(&c.confirmed_by) {
         return ConfirmOutcome::Rejected(Reason::NotRecipient);

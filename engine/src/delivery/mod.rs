@@ -41,7 +41,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use crate::model::{DeliveryRecord, DeliveryWrite, Pending};
 
-pub use acts::{ActOutcome, InboxAct};
+pub use acts::{ActOutcome, CancelOutcome, InboxAct};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DeliveryConfig, QuietHours};
 pub use confirm::ConfirmOutcome;

@@ -23,7 +23,7 @@ use karpoosheh_schemas::{
     ReceiptEvent, TrackingCode,
 };
 
-use super::acts::{apply_act, ActOutcome, InboxAct};
+use super::acts::{apply_act, apply_cancel, ActOutcome, CancelOutcome, InboxAct};
 use super::confirm::{apply_confirmation, ConfirmOutcome};
 use super::{add, reschedule, Clock, DeliveryConfig, QuietHours};
 use crate::channel::{channel_label, Delivery, Notification, Target};
@@ -83,6 +83,8 @@ enum Command {
         Vec<usize>,
     ),
     Activate(Vec<TrackingCode>, Sender<()>),
+    /// The sending agency cancels a scheduled send.
+    Cancel(TrackingCode, Sender<CancelOutcome>),
 }
 
 /// What one worker's write lock guards.
@@ -349,6 +351,17 @@ impl SchedulerHandle {
             }
         }
         Ok(out)
+    }
+
+    /// Cancels a scheduled send for its agency, by the worker owning the
+    /// notice (a state change: it must not race the notice's release);
+    /// returns once it is durable.
+    pub fn cancel(&self, code: TrackingCode) -> Result<CancelOutcome, SchedulerError> {
+        let (tx, rx) = bounded(1);
+        self.commands[self.worker_of(code)]
+            .send(Command::Cancel(code, tx))
+            .map_err(|_| SchedulerError::Stopped)?;
+        rx.recv().map_err(|_| self.dropped())
     }
 
     /// Records an inbox app's act on a notice ([`InboxAct`]); returns
@@ -726,6 +739,13 @@ impl Scheduler {
         Ok(out.into_iter().map(|x| x.1).collect())
     }
 
+    /// Cancels a scheduled send directly (no running workers); for tests.
+    pub fn cancel_now(&self, code: TrackingCode) -> Result<CancelOutcome, StoreError> {
+        let (tx, rx) = bounded(1);
+        self.run_commands(vec![Command::Cancel(code, tx)], &Owner::default())?;
+        Ok(rx.recv().unwrap_or(CancelOutcome::Missing))
+    }
+
     /// Activates waiting notices directly (no running workers); for tests.
     pub fn activate_now(&self, ids: &[MailboxId]) -> Result<(), StoreError> {
         let mut codes = Vec::new();
@@ -745,6 +765,7 @@ impl Scheduler {
             .flat_map(|c| match c {
                 Command::Confirm(cs, _, _) => cs.iter().map(|c| c.tracking_code).collect(),
                 Command::Activate(codes, _) => codes.clone(),
+                Command::Cancel(code, _) => vec![*code],
             })
             .collect();
         // An urgent notice whose round is being sent is written first.
@@ -759,6 +780,8 @@ impl Scheduler {
         let mut work: BTreeMap<TrackingCode, (DeliveryRecord, DeliveryWrite)> = BTreeMap::new();
         let mut replies_c = Vec::new();
         let mut replies_a = Vec::new();
+        let mut replies_x = Vec::new();
+        let mut cancelled = Vec::new();
         let mut n = 0;
         for cmd in cmds {
             match cmd {
@@ -833,6 +856,27 @@ impl Scheduler {
                     }
                     replies_a.push(reply);
                 }
+                Command::Cancel(code, reply) => {
+                    n += 1;
+                    let entry = match work.get_mut(&code) {
+                        Some(e) => Some(e),
+                        None => self
+                            .store
+                            .delivery(code)?
+                            .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
+                    };
+                    let o = match entry {
+                        None => CancelOutcome::Missing,
+                        Some((rec, w)) => {
+                            let o = apply_cancel(rec, w, now);
+                            if let CancelOutcome::Cancelled { new: true, .. } = o {
+                                cancelled.push(rec.agency.clone());
+                            }
+                            o
+                        }
+                    };
+                    replies_x.push((reply, o));
+                }
             }
         }
         let writes: Vec<DeliveryWrite> = work
@@ -848,6 +892,12 @@ impl Scheduler {
         }
         for reply in replies_a {
             let _ = reply.send(());
+        }
+        for agency in cancelled {
+            DeliveryOutcome::Cancelled { agency }.emit();
+        }
+        for (reply, o) in replies_x {
+            let _ = reply.send(o);
         }
         Ok(n)
     }
@@ -1173,6 +1223,33 @@ impl Scheduler {
                                 self.round(&mut rec, &mut w, &mut step, round, retry, now)?
                             }
                         },
+                        Some(Action::Release) => {
+                            if let DeliveryState::Held { .. } = rec.state {
+                                // Lands now, by the engine's clock (the
+                                // legal time), and round 1 follows at once.
+                                rec.state = DeliveryState::Scheduled;
+                                w.receipts.push(rec.receipt(
+                                    "released",
+                                    now,
+                                    ReceiptEvent::Released {
+                                        tracking_code: code,
+                                    },
+                                ));
+                                step.outcomes.push(DeliveryOutcome::Released {
+                                    agency: rec.agency.clone(),
+                                });
+                                reschedule(
+                                    &mut rec,
+                                    &mut w,
+                                    Some(Pending {
+                                        due_ms: now.timestamp_millis(),
+                                        action: Action::Round { round: 1, retry: 0 },
+                                    }),
+                                );
+                            } else {
+                                reschedule(&mut rec, &mut w, None);
+                            }
+                        }
                         Some(Action::Verdict) => {
                             reschedule(&mut rec, &mut w, None);
                             if rec.state == DeliveryState::Scheduled {
@@ -1214,7 +1291,9 @@ impl Scheduler {
         reschedule(rec, w, None);
         if !matches!(
             rec.state,
-            DeliveryState::Served { .. } | DeliveryState::NotServed { .. }
+            DeliveryState::Served { .. }
+                | DeliveryState::NotServed { .. }
+                | DeliveryState::Cancelled { .. }
         ) {
             rec.state = DeliveryState::Expired { at: now };
             w.receipts.push(rec.receipt(

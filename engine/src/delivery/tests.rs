@@ -290,6 +290,8 @@ fn events(rs: &[Receipt]) -> Vec<&'static str> {
             ReceiptEvent::Served { .. } => "served",
             ReceiptEvent::NotServed { .. } => "not_served",
             ReceiptEvent::Expired { .. } => "expired",
+            ReceiptEvent::Released { .. } => "released",
+            ReceiptEvent::Cancelled { .. } => "cancelled",
             ReceiptEvent::MailboxUnreachable { .. } => "unreachable",
             ReceiptEvent::AccessLevelInsufficient { .. } => "access_level_insufficient",
             ReceiptEvent::BatchSigned { .. } => "batch_signed",
@@ -1933,4 +1935,128 @@ fn a_timer_in_another_lanes_slot_moves_to_its_records_lane() {
             .all(|t| t.code != code),
         "nothing of it left in the normal slot"
     );
+}
+
+/// Stores one notice to `to` that its agency scheduled for `at`.
+fn scheduled(w: &World, to: MailboxId, seq: u16, at: DateTime<Utc>) -> TrackingCode {
+    let mut e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
+    let Entry::Notice(n) = &mut e else {
+        unreachable!()
+    };
+    n.deliver_at = Some(at);
+    let code = n.tracking_code;
+    w.store.write(&[e]).unwrap();
+    code
+}
+
+#[test]
+fn a_scheduled_send_is_held_until_its_time_then_lands_and_its_rounds_start() {
+    let w = World::new();
+    let to = person(300_007_001);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let at = w.clock.now() + chrono::Duration::days(2);
+    let code = scheduled(&w, to, 1, at);
+    assert_eq!(w.state(code), DeliveryState::Held { until: at });
+    w.run();
+    w.advance(DAY);
+    assert!(w.rounds_sent(code).is_empty(), "nobody told before then");
+    assert!(w.receipts().is_empty());
+    assert_eq!(
+        w.confirm(code, "c-early", to),
+        ConfirmOutcome::Rejected(Reason::UnknownNotice),
+        "a notice not in the mailbox cannot be confirmed"
+    );
+    // A second before: still held.
+    w.clock.set(at - chrono::Duration::seconds(1));
+    w.run();
+    assert!(w.rounds_sent(code).is_empty());
+    // At its time: it lands, by the engine's clock, and round 1 goes.
+    w.clock.set(at);
+    w.run();
+    let rs = w.receipts();
+    assert_eq!(events(&rs), ["released", "sent"]);
+    assert_eq!(rs[0].at, at, "landed at the engine's time");
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    assert_eq!(w.state(code), DeliveryState::Scheduled);
+    // From then on article 29 as for any notice, counted from landing.
+    w.advance(DAY);
+    assert_eq!(w.rounds_sent(code), vec![1, 2]);
+    assert_eq!(
+        w.scheduler.cancel_now(code).unwrap(),
+        CancelOutcome::TooLate { state: "scheduled" },
+        "in the mailbox: too late to cancel"
+    );
+    // The chain holds accepted, released and the rounds, in order.
+    let events = w.store.events(code).unwrap();
+    assert!(crate::evidence::chain::verify(&events).is_ok());
+    assert_eq!(events.len(), 4, "accepted, released, round 1, round 2");
+}
+
+#[test]
+fn a_scheduled_send_cancelled_before_its_time_never_lands() {
+    let w = World::new();
+    let to = person(300_007_101);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let at = w.clock.now() + chrono::Duration::hours(5);
+    let code = scheduled(&w, to, 1, at);
+    w.clock.advance(Duration::from_secs(3600));
+    let cancelled_at = w.clock.now();
+    assert_eq!(
+        w.scheduler.cancel_now(code).unwrap(),
+        CancelOutcome::Cancelled {
+            at: cancelled_at,
+            new: true
+        }
+    );
+    assert_eq!(w.state(code), DeliveryState::Cancelled { at: cancelled_at });
+    let rs = w.receipts();
+    assert_eq!(events(&rs), ["cancelled"]);
+    assert_eq!(rs[0].receipt_id, format!("{code}-cancelled"));
+    // Again: the same answer, nothing new.
+    w.clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        w.scheduler.cancel_now(code).unwrap(),
+        CancelOutcome::Cancelled {
+            at: cancelled_at,
+            new: false
+        }
+    );
+    assert!(w.receipts().is_empty());
+    // Its time passes, and days after: nothing goes out.
+    w.advance(10 * DAY);
+    assert!(w.rounds_sent(code).is_empty(), "never notified");
+    assert!(w.receipts().is_empty(), "no released, no rounds");
+    assert_eq!(w.state(code), DeliveryState::Cancelled { at: cancelled_at });
+    // Its expiry ends its retention without an `expired`: it stays
+    // cancelled.
+    w.clock
+        .set(w.store.delivery(code).unwrap().unwrap().expires_at);
+    w.run();
+    assert!(w.receipts().is_empty());
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert!(rec.purged);
+    assert_eq!(rec.state, DeliveryState::Cancelled { at: cancelled_at });
+    assert!(crate::evidence::chain::verify(&w.store.events(code).unwrap()).is_ok());
+}
+
+#[test]
+fn a_notice_for_now_cannot_be_cancelled_and_an_unknown_one_is_missing() {
+    let w = World::new();
+    let to = person(300_007_201);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    assert_eq!(
+        w.scheduler.cancel_now(code).unwrap(),
+        CancelOutcome::TooLate { state: "scheduled" }
+    );
+    let unknown = TrackingCode::from_parts(t0().timestamp_millis(), 1, 999);
+    assert_eq!(
+        w.scheduler.cancel_now(unknown).unwrap(),
+        CancelOutcome::Missing
+    );
+    // A scheduled time already past when stored: at once, never held.
+    let past = scheduled(&w, to, 2, t0() - chrono::Duration::hours(1));
+    assert_eq!(w.state(past), DeliveryState::Scheduled);
+    w.run();
+    assert_eq!(w.rounds_sent(past), vec![1]);
 }

@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/notices/{code}/shares"),
     ("delete", "/v1/notices/{code}/shares/{share_id}"),
     ("get", "/v1/agency/status"),
+    ("post", "/v1/agency/cancel"),
     ("get", "/v1/openapi.json"),
 ];
 
@@ -171,6 +172,25 @@ pub fn document() -> Value {
                     "503": {"description": "The store did not answer, or the call could not be recorded in the traffic data; try again.", "content": problem_ref()}
                 }
             }},
+            "/v1/agency/cancel": {"post": {
+                "operationId": "agencyCancel",
+                "summary": "For agencies: cancel one of your scheduled sends (`deliver_at`) before it lands in the mailbox. Decided against the engine's clock and durable before the answer; you also get a `cancelled` receipt. Cancelling again answers the same.",
+                "security": [{"agencyKey": []}],
+                "parameters": [{"name": "reference", "in": "query", "required": true,
+                    "schema": {"type": "string", "minLength": 1},
+                    "description": "Your reference, as sent: at most `limits.max_reference_chars` characters (128 by default)."}],
+                "responses": {
+                    "200": {"description": "Cancelled (now, or by an earlier call: `new` says which): it never lands and nobody is notified.", "content": json_of("Cancelled")},
+                    "400": {"description": "No reference, or one longer than the operator's limit (`bad_reference`).", "content": problem_ref()},
+                    "401": {"description": "No agency key, or one the registry does not hold (`agency_key_missing`, `agency_key_malformed`, `agency_key_refused`).", "content": problem_ref()},
+                    "403": {"description": "The agency is dissolved (`agency_not_allowed`).", "content": problem_ref()},
+                    "404": {"description": "No notice of yours with this reference (or no agency registry on this node).", "content": problem_ref()},
+                    "409": {"description": "`too_late_to_cancel`: the notice is already in its mailbox, or was never a scheduled send; `state` is its state.", "content": problem_ref()},
+                    "421": misdirected(),
+                    "429": {"description": "Too many calls from this address or this agency; see Retry-After.", "content": problem_ref()},
+                    "503": {"description": "The store or the scheduler did not answer, or the call could not be recorded in the traffic data; try again.", "content": problem_ref()}
+                }
+            }},
             "/v1/openapi.json": {"get": {
                 "operationId": "openapi",
                 "summary": "This document.",
@@ -188,7 +208,8 @@ pub fn document() -> Value {
                 "Problem": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string", "description": "A stable reason code."},
                     "message": {"type": "string"},
-                    "required": {"type": "integer"}, "held": {"type": "integer"}}},
+                    "required": {"type": "integer"}, "held": {"type": "integer"},
+                    "tracking_code": {"type": "string"}, "state": {"type": "string"}}},
                 "Summary": {"type": "object",
                     "required": ["tracking_code", "agency", "kind", "title", "life_event", "min_access_level", "accepted_at", "expires_at", "attachments", "openable", "opened", "confirmations", "state"],
                     "properties": {
@@ -225,7 +246,7 @@ pub fn document() -> Value {
                             "tracking_code": {"type": "string"},
                             "accepted_at": {"type": "string", "format": "date-time"},
                             "lane": {"enum": ["urgent", "normal", "bulk"]},
-                            "state": {"enum": ["scheduled", "awaiting_activation", "unreachable", "served", "not_served", "expired"]},
+                            "state": {"enum": ["scheduled", "awaiting_activation", "unreachable", "served", "not_served", "expired", "held", "cancelled"]},
                             "state_at": {"type": ["string", "null"], "format": "date-time"},
                             "rounds": {"type": "integer", "minimum": 0, "maximum": 3},
                             "confirmations": {"type": "integer", "minimum": 0},
@@ -235,6 +256,9 @@ pub fn document() -> Value {
                         "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                         "problems": {"type": "array", "items": {"type": "object"}},
                         "position": {"type": "object"}}}}}},
+                "Cancelled": {"type": "object", "required": ["tracking_code", "state", "cancelled_at", "new"], "properties": {
+                    "tracking_code": {"type": "string"}, "state": {"const": "cancelled"},
+                    "cancelled_at": {"type": "string", "format": "date-time"}, "new": {"type": "boolean"}}},
                 "Share": {"type": "object", "required": ["share_id", "new"], "properties": {
                     "share_id": {"type": "string"}, "new": {"type": "boolean"}}}
             }

@@ -897,3 +897,100 @@ fn an_agency_asks_about_its_own_references_with_its_key() {
     // Nothing more was recorded for the refused calls.
     assert_eq!(w.store.access_log(person(100), 10).unwrap().len(), 2);
 }
+
+/// Stores a notice of tax's to Ana (100) scheduled for `at`; its code.
+fn scheduled(w: &World, reference: &str, seq: u16, at: chrono::DateTime<chrono::Utc>) -> String {
+    let mut e = new_notice(notice("tax", reference, person(100), "later"), seq);
+    let crate::model::Entry::Notice(n) = &mut e else {
+        unreachable!()
+    };
+    n.deliver_at = Some(at);
+    let code = n.tracking_code.to_string();
+    w.store.write(&[e]).unwrap();
+    code
+}
+
+#[test]
+fn a_scheduled_send_is_in_no_mailbox_until_it_lands_and_its_agency_may_cancel_it() {
+    let w = World::new();
+    let ana = w.token(&person(100).to_string(), 3, 300);
+    let later = scheduled(
+        &w,
+        "s-1",
+        9,
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    );
+    // Held: nobody sees it, not even its recipient.
+    assert!(!w.codes(100).contains(&later), "not listed");
+    let (status, body) = w.get(&format!("/v1/notices/{later}"), Some(&ana));
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, st) = w.get(
+        "/v1/agency/status?reference=s-1",
+        Some(&format!("tax:{AGENCY_KEY}")),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(st["notice"]["state"], "held");
+    let cancel = |who: &str, reference: &str| {
+        w.call(
+            "POST",
+            &format!("/v1/agency/cancel?reference={reference}"),
+            Some(&format!("{who}:{AGENCY_KEY}")),
+            &[],
+            "",
+        )
+    };
+    // Only its own agency may cancel it: to another, no such reference.
+    let (status, _) = cancel("judiciary", "s-1");
+    assert_eq!(status, 404);
+    let (status, body) = cancel("tax", "s-1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "cancelled");
+    assert_eq!(body["tracking_code"], later.as_str());
+    assert_eq!(body["new"], true);
+    let (status, again) = cancel("tax", "s-1");
+    assert_eq!((status, again["new"].as_bool()), (200, Some(false)));
+    assert_eq!(again["cancelled_at"], body["cancelled_at"], "the same fact");
+    let cancelled: Vec<_> = w
+        .receipts()
+        .into_iter()
+        .filter(|r| matches!(r.event, ReceiptEvent::Cancelled { .. }))
+        .collect();
+    assert_eq!(cancelled.len(), 1, "one cancelled receipt");
+    assert_eq!(cancelled[0].reference.as_deref(), Some("s-1"));
+    // A notice already in its mailbox: too late.
+    let (status, body) = cancel("tax", "t-1");
+    assert_eq!(
+        (status, body["error"].as_str(), body["state"].as_str()),
+        (409, Some("too_late_to_cancel"), Some("scheduled"))
+    );
+    let (status, _) = cancel("tax", "nothing-like-it");
+    assert_eq!(status, 404);
+    // Each call that found the notice is in its recipient's traffic data.
+    let log = w.store.access_log(person(100), 20).unwrap();
+    assert_eq!(
+        log.iter().filter(|r| r.action == "agency_cancel").count(),
+        3,
+        "two cancels of s-1 and one of t-1"
+    );
+    // One scheduled a moment ahead lands by itself: then it is listed.
+    let soon = scheduled(
+        &w,
+        "s-2",
+        10,
+        chrono::Utc::now() + chrono::Duration::milliseconds(1500),
+    );
+    assert!(!w.codes(100).contains(&soon));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !w.codes(100).contains(&soon) {
+        assert!(std::time::Instant::now() < deadline, "never landed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (status, _) = w.get(&format!("/v1/notices/{soon}"), Some(&ana));
+    assert_eq!(status, 200);
+    assert!(w
+        .receipts()
+        .iter()
+        .any(|r| matches!(r.event, ReceiptEvent::Released { .. })
+            && r.reference.as_deref() == Some("s-2")));
+    assert!(!w.codes(100).contains(&later), "the cancelled one never");
+}

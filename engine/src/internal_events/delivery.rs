@@ -40,6 +40,14 @@ pub enum DeliveryOutcome {
     Expired {
         agency: AgencyId,
     },
+    /// A scheduled notice landed in its mailbox.
+    Released {
+        agency: AgencyId,
+    },
+    /// A scheduled notice cancelled by its agency before it landed.
+    Cancelled {
+        agency: AgencyId,
+    },
     Unreachable {
         status: MailboxStatus,
     },
@@ -75,6 +83,12 @@ impl DeliveryOutcome {
             }
             DeliveryOutcome::Expired { agency } => {
                 counter!(m::NOTICES_EXPIRED, "agency" => agency_label(Some(&agency))).increment(1)
+            }
+            DeliveryOutcome::Released { agency } => {
+                counter!(m::NOTICES_RELEASED, "agency" => agency_label(Some(&agency))).increment(1)
+            }
+            DeliveryOutcome::Cancelled { agency } => {
+                counter!(m::NOTICES_CANCELLED, "agency" => agency_label(Some(&agency))).increment(1)
             }
             DeliveryOutcome::Unreachable { status } => {
                 let s = match status {
@@ -216,6 +230,8 @@ impl SchedulerStarted {
         counter!(m::NOTICES_SERVED).increment(0);
         counter!(m::NOTICES_NOT_SERVED).increment(0);
         counter!(m::NOTICES_EXPIRED).increment(0);
+        counter!(m::NOTICES_RELEASED).increment(0);
+        counter!(m::NOTICES_CANCELLED).increment(0);
         counter!(m::MAILBOX_UNREACHABLE).increment(0);
         counter!(m::SCHEDULER_STORE_ERRORS).increment(0);
         gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);

@@ -58,6 +58,12 @@ pub enum DeliveryState {
     NotServed { at: DateTime<Utc> },
     /// Retention expiry passed before it was served.
     Expired { at: DateTime<Utc> },
+    /// A scheduled send (`deliver_at`): stored, not in the mailbox and not
+    /// notified until `until`. (New variants go last: the embedded store's
+    /// format numbers them.)
+    Held { until: DateTime<Utc> },
+    /// Cancelled by its agency at `at`, while held: it never lands.
+    Cancelled { at: DateTime<Utc> },
 }
 
 impl DeliveryState {
@@ -69,6 +75,8 @@ impl DeliveryState {
             DeliveryState::Served { .. } => "served",
             DeliveryState::NotServed { .. } => "not_served",
             DeliveryState::Expired { .. } => "expired",
+            DeliveryState::Held { .. } => "held",
+            DeliveryState::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -80,6 +88,8 @@ pub enum Action {
     Round { round: u8, retry: u8 },
     /// Decide served / not served after the last round's grace period.
     Verdict,
+    /// A held notice lands in its mailbox; round 1 follows.
+    Release,
 }
 
 /// The pending action and when it is due.
@@ -190,13 +200,32 @@ pub struct ShareRecord {
 }
 
 impl DeliveryRecord {
-    /// The record a newly stored notice starts with: round 1 due at once.
+    /// The record a newly stored notice starts with: round 1 due at once,
+    /// or, for a scheduled send (`deliver_at` after `accepted_at`), held
+    /// until then.
     pub fn new(
         code: TrackingCode,
         notice: &karpoosheh_schemas::Notice,
         accepted_at: DateTime<Utc>,
         priority: Priority,
+        deliver_at: Option<DateTime<Utc>>,
     ) -> Self {
+        let (state, next) = match deliver_at.filter(|t| *t > accepted_at) {
+            Some(until) => (
+                DeliveryState::Held { until },
+                Pending {
+                    due_ms: until.timestamp_millis(),
+                    action: Action::Release,
+                },
+            ),
+            None => (
+                DeliveryState::Scheduled,
+                Pending {
+                    due_ms: accepted_at.timestamp_millis(),
+                    action: Action::Round { round: 1, retry: 0 },
+                },
+            ),
+        };
         DeliveryRecord {
             tracking_code: code,
             agency: notice.agency.clone(),
@@ -207,11 +236,8 @@ impl DeliveryRecord {
             min_access_level: notice.min_access_level,
             accepted_at,
             expires_at: notice.expires_at.with_timezone(&Utc),
-            state: DeliveryState::Scheduled,
-            next: Some(Pending {
-                due_ms: accepted_at.timestamp_millis(),
-                action: Action::Round { round: 1, retry: 0 },
-            }),
+            state,
+            next: Some(next),
             rounds: Vec::new(),
             confirmations: Vec::new(),
             access_reported: false,
@@ -248,6 +274,17 @@ impl DeliveryRecord {
             DeliveryState::Served { .. }
                 | DeliveryState::NotServed { .. }
                 | DeliveryState::Expired { .. }
+                | DeliveryState::Cancelled { .. }
+        )
+    }
+
+    /// Whether the notice is in its mailbox: not a scheduled send still
+    /// held, nor one cancelled before it landed. A notice not in its
+    /// mailbox is, to the inbox API, no notice at all.
+    pub fn in_mailbox(&self) -> bool {
+        !matches!(
+            self.state,
+            DeliveryState::Held { .. } | DeliveryState::Cancelled { .. }
         )
     }
 

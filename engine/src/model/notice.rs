@@ -20,6 +20,10 @@ pub struct NewNotice {
     /// The lane it came in on (its topic's suffix).
     #[serde(default)]
     pub priority: Priority,
+    /// A scheduled send: held out of the mailbox until then (the
+    /// envelope's `deliver_at`, when after `accepted_at`).
+    #[serde(default)]
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 impl NewNotice {
@@ -30,6 +34,7 @@ impl NewNotice {
             &self.notice,
             self.accepted_at,
             self.priority,
+            self.deliver_at,
         )
     }
 

@@ -71,6 +71,14 @@ pub fn render_history(rec: &DeliveryRecord) -> String {
             t(at)
         ),
         DeliveryState::Expired { at } => format!("EXPIRED before service, at {}", t(at)),
+        DeliveryState::Held { until } => format!(
+            "scheduled: held out of the mailbox until {} (deliver_at); cancellable until then",
+            t(until)
+        ),
+        DeliveryState::Cancelled { at } => format!(
+            "CANCELLED by the agency at {}, before it landed: never seen, never notified",
+            t(at)
+        ),
     };
     let _ = writeln!(s, "legal outcome   {outcome}");
     for r in &rec.rounds {
@@ -127,6 +135,7 @@ pub fn render_history(rec: &DeliveryRecord) -> String {
             Action::Round { round, retry: 0 } => format!("round {round}"),
             Action::Round { round, retry } => format!("round {round}, retry {retry}"),
             Action::Verdict => "verdict (served / not served)".to_owned(),
+            Action::Release => "into the mailbox (scheduled send), then round 1".to_owned(),
         };
         let due = DateTime::from_timestamp_millis(p.due_ms).unwrap_or_default();
         let _ = writeln!(s, "next            {what} at {}", t(&due));

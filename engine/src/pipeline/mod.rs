@@ -30,8 +30,8 @@ use crossbeam_channel::{
     bounded, never, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender,
 };
 use karpoosheh_schemas::{
-    decode_notice, AgencyId, Limits, Notice, Priority, Problem, Reason, Receipt, ReceiptEvent,
-    Rejection, SourcePosition, TrackingCode,
+    decode_envelope, AgencyId, Envelope, Limits, Notice, Priority, Problem, Reason, Receipt,
+    ReceiptEvent, Rejection, SourcePosition, TrackingCode,
 };
 use rayon::prelude::*;
 
@@ -104,7 +104,12 @@ pub struct Pipeline {
 }
 
 enum ItemBody {
-    Notice { notice: Box<Notice>, hash: [u8; 32] },
+    Notice {
+        notice: Box<Notice>,
+        hash: [u8; 32],
+        /// A scheduled send (the envelope's `deliver_at`).
+        deliver_at: Option<chrono::DateTime<Utc>>,
+    },
     Rejected(Rejection),
     Dead(Rejection, Vec<u8>, u64),
 }
@@ -196,10 +201,10 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
         };
         ItemBody::Dead(rej, r.payload, size)
     } else {
-        match decode_notice(&r.payload, limits, now) {
+        match decode_envelope(&r.payload, limits, now) {
             // The source refuses the sender (art. 26): rejected whatever the
             // envelope says, with the sender's problem first.
-            Ok(notice) if r.refused.is_some() => {
+            Ok(Envelope { notice, .. }) if r.refused.is_some() => {
                 let mut problems: Vec<Problem> = r.refused.clone().into_iter().collect();
                 if let Some(src) = r.agency.as_ref().filter(|a| **a != notice.agency) {
                     problems.push(mismatch(src, &notice.agency));
@@ -214,7 +219,7 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
                 rej.problems.insert(0, r.refused.clone().expect("checked"));
                 ItemBody::Rejected(rej)
             }
-            Ok(notice) => match &r.agency {
+            Ok(Envelope { notice, deliver_at }) => match &r.agency {
                 Some(src) if *src != notice.agency => ItemBody::Rejected(Rejection {
                     agency: Some(notice.agency.to_string()),
                     reference: Some(notice.reference.clone()),
@@ -225,6 +230,7 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
                     ItemBody::Notice {
                         notice: Box::new(notice),
                         hash,
+                        deliver_at,
                     }
                 }
             },
@@ -676,7 +682,11 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
         body,
     } = item;
     let entry = match body {
-        ItemBody::Notice { notice, hash } => Entry::Notice(NewNotice {
+        ItemBody::Notice {
+            notice,
+            hash,
+            deliver_at,
+        } => Entry::Notice(NewNotice {
             tracking_code: TrackingCode::from_u64(0),
             // To the millisecond, as every store keeps it (a CQL timestamp
             // has no finer unit): the `accepted` receipt, the notice's first
@@ -686,6 +696,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
             notice: *notice,
             position: position.clone(),
             priority,
+            deliver_at,
         }),
         ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
             agency: rejection_agency(&source_agency, &rej),
@@ -1508,6 +1519,55 @@ mod tests {
             .recv_timeout(Duration::from_secs(60))
             .expect("the pipeline stopped within a minute");
         (result, acked.load(Ordering::SeqCst), health.ready())
+    }
+
+    /// An envelope's `deliver_at` reaches the stored delivery record: the
+    /// notice is stored at once and held until then; one without is not.
+    #[test]
+    fn a_scheduled_send_is_stored_at_once_and_held_until_its_time() {
+        use crate::source::MemorySource;
+        use crate::store::conformance::{notice, person};
+        let dir = tempfile::tempdir().unwrap();
+        let store = fjall_store(dir.path());
+        let at = crate::model::to_millis(Utc::now() + chrono::Duration::days(3));
+        let payloads: Vec<Vec<u8>> = ["later", "now"]
+            .iter()
+            .map(|r| {
+                let mut nt = notice("tax", r, person(300_200_101), "b");
+                nt.sent_at = Utc::now();
+                nt.expires_at = Utc::now() + chrono::Duration::days(365);
+                let mut v = serde_json::to_value(&nt).unwrap();
+                if *r == "later" {
+                    // In Tehran's offset: the same instant.
+                    v["deliver_at"] = serde_json::json!(at
+                        .with_timezone(&chrono::FixedOffset::east_opt(12_600).unwrap())
+                        .to_rfc3339());
+                }
+                serde_json::to_vec(&v).unwrap()
+            })
+            .collect();
+        let (tx, source) = MemorySource::channel(4, None);
+        assert!(tx.send(payloads));
+        drop(tx);
+        let pipeline = Pipeline::new(
+            PipelineConfig::default(),
+            Limits::default(),
+            0,
+            store.clone(),
+            vec![],
+        );
+        let summary = pipeline.run(Box::new(source)).unwrap();
+        assert_eq!(summary.records, 2);
+        let tax = AgencyId::parse("tax").unwrap();
+        let state = |r: &str| {
+            let code = store.reference(&tax, r).unwrap().expect("stored at once");
+            store.delivery(code).unwrap().unwrap().state
+        };
+        assert_eq!(
+            state("later"),
+            crate::model::DeliveryState::Held { until: at }
+        );
+        assert_eq!(state("now"), crate::model::DeliveryState::Scheduled);
     }
 
     /// One record on an idle pipeline is written at once, not after the

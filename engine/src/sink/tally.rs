@@ -93,6 +93,8 @@ pub struct DeliveryTally {
     pub served: u64,
     pub not_served: u64,
     pub expired: u64,
+    /// Scheduled notices cancelled by their agency before they landed.
+    pub cancelled: u64,
     pub unreachable: std::collections::BTreeMap<&'static str, u64>,
     pub access_insufficient: u64,
     /// Notices opened in an inbox app (first openings).
@@ -115,6 +117,7 @@ impl Default for DeliveryTally {
             served: 0,
             not_served: 0,
             expired: 0,
+            cancelled: 0,
             unreachable: Default::default(),
             access_insufficient: 0,
             opened: 0,
@@ -149,6 +152,9 @@ impl DeliveryTally {
                 }
                 E::NotServed { .. } => self.not_served += 1,
                 E::Expired { .. } => self.expired += 1,
+                E::Cancelled { .. } => self.cancelled += 1,
+                // A scheduled notice landing: its rounds follow.
+                E::Released { .. } => {}
                 E::MailboxUnreachable { status, .. } => {
                     let s = match status {
                         S::Active => "active",
@@ -174,13 +180,13 @@ impl DeliveryTally {
     }
 
     /// Notices whose follow-up has an outcome: served, not served, or a
-    /// final unreachable state. (An incapacitated person with a guardian
+    /// final unreachable state, or cancelled before it landed. (An incapacitated person with a guardian
     /// is reported but goes on through the guardian: receipt IDs ending in
     /// `-incapacitated` are not final.) A late confirmation can serve a
     /// notice already reported not served, so this may exceed the stored
     /// count slightly.
     pub fn settled(&self) -> u64 {
-        self.served + self.not_served + self.unreachable_final
+        self.served + self.not_served + self.unreachable_final + self.cancelled
     }
 
     /// Rounds sent to recipients (not representatives).

@@ -184,6 +184,7 @@ pub fn new_notice(n: Notice, seq: u16) -> Entry {
             sequence: seq as u64,
         },
         priority: karpoosheh_schemas::Priority::Normal,
+        deliver_at: None,
     })
 }
 

@@ -1406,7 +1406,7 @@ mod tests {
             content_hash: &hash,
             notice: &n,
         };
-        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Bulk);
+        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Bulk, None);
         let mut buf = vec![0xAA; 3]; // cleared, not appended to
         let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
         assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
@@ -1421,7 +1421,7 @@ mod tests {
         use crate::store::conformance::{notice, person, t0};
         let n = notice("tax", "r", person(830_000_001), "متن");
         let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
-        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Normal);
+        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Normal, None);
         // Format 3 is format 5 without the two trailing (empty) lists,
         // each one length byte in postcard, the lane (normal: variant 1)
         // and the pace flag (false: 0); format 4 is format 5 without the
@@ -1434,7 +1434,8 @@ mod tests {
         assert_eq!(decode_delivery(&v4).unwrap(), rec);
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
         // The lane survives its own format.
-        let urgent = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Urgent);
+        let urgent =
+            DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Urgent, None);
         assert_eq!(decode_delivery(&encode_delivery(&urgent)).unwrap(), urgent);
     }
 

@@ -1080,7 +1080,7 @@ impl ScyllaStore {
         let now = Utc::now();
         let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
         let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
-        let rec = DeliveryRecord::new(code, &n.notice, accepted_at, n.priority);
+        let rec = DeliveryRecord::new(code, &n.notice, accepted_at, n.priority, n.deliver_at);
         let mb = MailboxRow::new(&row, ttl);
         let put_record = async {
             if !record {
@@ -1156,13 +1156,15 @@ impl ScyllaStore {
             _ => None,
         };
         let untouched = |r: &DeliveryRecord| {
+            use crate::model::{Action, DeliveryState};
             r.rounds.is_empty()
                 && r.confirmations.is_empty()
-                && r.state == crate::model::DeliveryState::Scheduled
-                && matches!(
-                    r.next.map(|p| p.action),
-                    Some(crate::model::Action::Round { round: 1, retry: 0 })
-                )
+                && match (r.state, r.next.map(|p| p.action)) {
+                    (DeliveryState::Scheduled, Some(Action::Round { round: 1, retry: 0 })) => true,
+                    // A scheduled send still held.
+                    (DeliveryState::Held { .. }, Some(Action::Release)) => true,
+                    _ => false,
+                }
         };
         let mut timers = match &stored {
             None => {
