@@ -34,6 +34,7 @@ fn batch(codes: &mut TrackingCodes, seq: &mut u64, body: &str) -> Vec<Entry> {
                 position: SourcePosition::InProcess { sequence: *seq },
                 priority: Default::default(),
                 deliver_at: None,
+                respond_by: None,
             })
         })
         .collect()

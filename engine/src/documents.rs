@@ -132,6 +132,11 @@ pub fn inquire(
         return Ok(Inquiry::not_genuine());
     }
     let delivery = store.delivery(code)?;
+    if delivery.as_ref().is_some_and(|d| !d.in_mailbox()) {
+        // A scheduled send not yet landed, or cancelled: it reached nobody,
+        // so no paper of it is a served notice (and no mailbox is told).
+        return Ok(Inquiry::not_genuine());
+    }
     Ok(Inquiry {
         genuine: true,
         agency: Some(agency),
@@ -147,6 +152,33 @@ mod tests {
     use super::*;
     use crate::model::Entry;
     use crate::store::{Durability, FjallStore, FjallStoreConfig, NoticeStore};
+
+    /// A scheduled send not yet landed reached nobody: no paper of it is
+    /// genuine (though its agency holds the code from `accepted`).
+    #[test]
+    fn a_paper_of_a_held_notice_is_not_genuine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = FjallStoreConfig::new(dir.path());
+        cfg.durability = Durability::Buffered;
+        let store = FjallStore::open(cfg).unwrap();
+        let mut entries = crate::store::conformance::sample_entries(2);
+        let Entry::Notice(n) = &mut entries[0] else {
+            unreachable!()
+        };
+        n.deliver_at = Some(n.accepted_at + chrono::Duration::days(30));
+        let held = (n.tracking_code, n.content_hash);
+        let Entry::Notice(m) = &entries[1] else {
+            unreachable!()
+        };
+        let landed = (m.tracking_code, m.content_hash);
+        store.write(&entries).unwrap();
+        let ask = |(code, hash): (TrackingCode, [u8; 32])| {
+            let v = karpoosheh_schemas::verification_code(&code, &hash);
+            inquire(&store, &code.to_string(), &v, None).unwrap()
+        };
+        assert_eq!(ask(held), Inquiry::not_genuine());
+        assert!(ask(landed).genuine, "the other one is");
+    }
 
     #[test]
     fn a_paper_is_genuine_only_with_its_own_code() {

@@ -240,6 +240,10 @@ fn describe_all() {
         "Scheduled notices their agency cancelled before they landed."
     );
     describe_counter!(
+        m::REMINDERS,
+        "Reminders of a response deadline (respond_by), by outcome: sent, failed, skipped (opened or confirmed already)."
+    );
+    describe_counter!(
         m::MAILBOX_UNREACHABLE,
         "Notices that found their mailbox unreachable, by mailbox status."
     );

@@ -373,6 +373,8 @@ fn summary(
         "opened": rec.is_some_and(|r| r.opened.iter().any(|o| o.by_representative == st.by_representative)),
         "confirmations": rec.map_or(0, |r| r.confirmations.len()),
         "state": rec.map(|r| r.state.name()),
+        // The sender's response deadline, when it set one.
+        "respond_by": rec.and_then(|r| r.respond_by),
     })
 }
 
@@ -478,8 +480,9 @@ fn cancel_for_agency(
     if let Some(r) = other_node(&api, code) {
         return r;
     }
-    let mailbox = match io(store.notice(code)) {
-        Ok(n) => n.map(|n| n.notice.recipient),
+    // The recipient from the record, which outlives the notice's body.
+    let mailbox = match io(store.delivery(code)) {
+        Ok(rec) => rec.map(|r| r.recipient),
         Err(r) => return r,
     };
     let (status, body) = match api.parts.scheduler.cancel(code) {
@@ -496,7 +499,7 @@ fn cancel_for_agency(
             StatusCode::CONFLICT,
             json!({
                 "error": "too_late_to_cancel",
-                "message": "the notice is already in its mailbox (or was never a scheduled send): it cannot be cancelled",
+                "message": "the notice is no longer held: it landed in its mailbox at its deliver_at, or was never a scheduled send (state says which); it cannot be cancelled",
                 "tracking_code": code.to_string(),
                 "state": state,
             }),
@@ -732,7 +735,10 @@ fn list(
                     let rec = store.delivery(code)?;
                     // A scheduled send not yet landed (or cancelled) is
                     // not in the mailbox.
-                    let in_mailbox = rec.as_ref().is_none_or(|r| r.in_mailbox());
+                    // Every stored notice has its record from the same
+                    // write: none yet is a write in progress (ScyllaDB
+                    // writes the rows side by side), shown to nobody.
+                    let in_mailbox = rec.as_ref().is_some_and(|r| r.in_mailbox());
                     let opened = rec.as_ref().is_some_and(|r| {
                         r.opened
                             .iter()
@@ -788,7 +794,8 @@ fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
     // A scheduled send not yet landed (or cancelled) is no notice to the
     // inbox, to anyone.
     let held = match io(store.delivery(code)) {
-        Ok(rec) => rec.is_some_and(|r| !r.in_mailbox()),
+        // No record yet: a write in progress (see `list`).
+        Ok(rec) => rec.is_none_or(|r| !r.in_mailbox()),
         Err(r) => return Reached::No(r),
     };
     let n = match io(store.notice(code)) {

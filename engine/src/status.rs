@@ -61,6 +61,12 @@ pub struct StoredStatus {
     pub receipts: Vec<serde_json::Value>,
     /// Whether the events' hash chain checks.
     pub chain_intact: bool,
+    /// The response deadline the agency set (`respond_by`), and when its
+    /// reminder was decided (sent, failed or not needed).
+    #[serde(default)]
+    pub respond_by: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub reminded: Option<DateTime<Utc>>,
     /// Whose notice it is, for the traffic record of the read; never
     /// answered.
     #[serde(skip)]
@@ -112,6 +118,8 @@ pub fn status_of(
                     })
                     .collect(),
                 chain_intact,
+                respond_by: rec.respond_by,
+                reminded: rec.reminded,
                 recipient: Some(rec.recipient),
             });
         }

@@ -84,6 +84,7 @@ pub(crate) fn valid_notice(
         position: SourcePosition::InProcess { sequence },
         priority: karpoosheh_schemas::Priority::Normal,
         deliver_at: None,
+        respond_by: None,
     }
 }
 

@@ -74,6 +74,8 @@ pub(crate) fn pending_record(
         shares: Vec::new(),
         priority: karpoosheh_schemas::Priority::Normal,
         paced: false,
+        respond_by: None,
+        reminded: None,
     }
 }
 

@@ -92,6 +92,8 @@ struct WireNotice<'a> {
     batch_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     deliver_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    respond_by: Option<Cow<'a, str>>,
 }
 
 /// Accepts only a JSON object. serde's derived struct impls also read a
@@ -132,6 +134,9 @@ pub struct Envelope {
     /// When the notice is to land in the mailbox (a scheduled send); `None`
     /// for at once. A time not after `now` also means at once.
     pub deliver_at: Option<DateTime<Utc>>,
+    /// The recipient's deadline to respond: a reminder goes before it to
+    /// one who has neither opened nor confirmed the notice.
+    pub respond_by: Option<DateTime<Utc>>,
 }
 
 /// Decodes and validates one envelope. `now` decides whether the expiry is
@@ -261,6 +266,7 @@ fn slow_path(
             "sent_at" => w.sent_at = string("sent_at", v, &mut problems),
             "batch_id" => w.batch_id = string("batch_id", v, &mut problems),
             "deliver_at" => w.deliver_at = string("deliver_at", v, &mut problems),
+            "respond_by" => w.respond_by = string("respond_by", v, &mut problems),
             "attachments" => match v {
                 Value::Null => {}
                 Value::Array(items) => {
@@ -817,9 +823,38 @@ fn validate(
                 ));
                 None
             }
-            // To the millisecond, as the engine keeps times: it lands at
-            // or after this instant, never a fraction before.
-            Some(t) => DateTime::from_timestamp_millis(t.timestamp_millis()).filter(|t| *t > now),
+            // To the millisecond, as the engine keeps times, rounded up: it
+            // lands at or after this instant, never a fraction before.
+            Some(t) => {
+                let ms =
+                    t.timestamp_millis() + i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+                DateTime::from_timestamp_millis(ms).filter(|t| *t > now)
+            }
+            None => None,
+        },
+    };
+
+    // A response deadline: after the notice lands, not after its expiry.
+    let respond_by = match w.respond_by.as_deref() {
+        None => None,
+        Some(s) => match parse_time("respond_by", s, &mut problems) {
+            Some(t) if t <= deliver_at.unwrap_or(now) => {
+                problems.push(Problem::new(
+                    Reason::RespondByTooEarly,
+                    "respond_by".to_owned(),
+                    "respond_by must be after the notice lands (now, or deliver_at)",
+                ));
+                None
+            }
+            Some(t) if expires_at.is_some_and(|e| t > e) => {
+                problems.push(Problem::new(
+                    Reason::RespondByAfterExpiry,
+                    "respond_by".to_owned(),
+                    "respond_by must not be after expires_at",
+                ));
+                None
+            }
+            Some(t) => DateTime::from_timestamp_millis(t.timestamp_millis()),
             None => None,
         },
     };
@@ -839,6 +874,7 @@ fn validate(
             Some(sent_at),
         ) if problems.is_empty() => Ok(Envelope {
             deliver_at,
+            respond_by,
             notice: Notice {
                 schema_version: SCHEMA_VERSION,
                 agency,

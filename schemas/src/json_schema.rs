@@ -38,6 +38,14 @@ fn envelope_schema() -> Schema {
                 "format": "date-time"
             }),
         );
+        props.insert(
+            "respond_by".into(),
+            serde_json::json!({
+                "description": "The recipient's deadline to respond (a court date, a payment's last day): a reminder goes `delivery.reminder_before` ahead of it to a recipient who has neither opened nor confirmed the notice. RFC 3339 with a time zone, after the notice lands (now, or `deliver_at`) and not after `expires_at`. Not part of the content: state the legal deadline in the body too.",
+                "type": ["string", "null"],
+                "format": "date-time"
+            }),
+        );
     }
     s
 }

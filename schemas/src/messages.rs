@@ -94,6 +94,20 @@ pub enum ReceiptEvent {
     /// A scheduled notice the agency cancelled before it landed: nobody
     /// ever saw it or was notified of it.
     Cancelled { tracking_code: TrackingCode },
+    /// A reminder of the response deadline (`respond_by`) went out by
+    /// `channel` to a recipient (or representative) who had neither opened
+    /// nor confirmed the notice.
+    ReminderSent {
+        tracking_code: TrackingCode,
+        channel: Channel,
+        to_representative: bool,
+        respond_by: DateTime<Utc>,
+    },
+    /// The reminder reached nobody.
+    ReminderFailed {
+        tracking_code: TrackingCode,
+        reason: String,
+    },
     /// Stored, but the mailbox cannot be notified in its current state.
     MailboxUnreachable {
         tracking_code: TrackingCode,

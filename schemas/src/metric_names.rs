@@ -170,6 +170,9 @@ pub const NOTICES_EXPIRED: &str = "karpoosheh_notices_expired_total";
 pub const NOTICES_RELEASED: &str = "karpoosheh_notices_released_total";
 /// Scheduled notices their agency cancelled before they landed. Labels: `agency`.
 pub const NOTICES_CANCELLED: &str = "karpoosheh_notices_cancelled_total";
+/// Reminders of a response deadline (`respond_by`). Labels: `outcome`
+/// (`sent`, `failed`, `skipped`: opened or confirmed already).
+pub const REMINDERS: &str = "karpoosheh_reminders_total";
 /// Notices that found their mailbox unreachable. Labels: `status`.
 pub const MAILBOX_UNREACHABLE: &str = "karpoosheh_mailbox_unreachable_total";
 /// Time from storing a notice to its legal service (second confirmation).
@@ -206,6 +209,7 @@ pub const DELIVERY: &[&str] = &[
     NOTICES_EXPIRED,
     NOTICES_RELEASED,
     NOTICES_CANCELLED,
+    REMINDERS,
     MAILBOX_UNREACHABLE,
     TIME_TO_SERVED_SECONDS,
     SCHEDULER_TIMERS,

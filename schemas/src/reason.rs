@@ -95,6 +95,10 @@ reasons! {
     DeliverAtAfterExpiry = "deliver_at_after_expiry",
     /// The scheduled delivery time is further away than the operator allows.
     DeliverAtTooFar = "deliver_at_too_far",
+    /// The response deadline is not after the notice lands (now, or its deliver_at).
+    RespondByTooEarly = "respond_by_too_early",
+    /// The response deadline is after the retention expiry.
+    RespondByAfterExpiry = "respond_by_after_expiry",
     /// The title is empty.
     TitleEmpty = "title_empty",
     /// The title is longer than the operator's limit.

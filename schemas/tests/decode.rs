@@ -766,6 +766,36 @@ fn deliver_at_must_be_a_time_before_the_expiry_and_within_the_operators_limit() 
     assert_only(&r, Reason::DeliverAtAfterExpiry, Some("deliver_at"));
 }
 
+#[test]
+fn respond_by_is_a_deadline_after_the_notice_lands_and_not_after_its_expiry() {
+    let decode =
+        |m: &Value| decode_envelope(&serde_json::to_vec(m).unwrap(), &Limits::default(), now());
+    let e = decode(&with("respond_by", json!("2026-01-25T23:59:59+03:30"))).unwrap();
+    assert_eq!(
+        e.respond_by,
+        Some(Utc.with_ymd_and_hms(2026, 1, 25, 20, 29, 59).unwrap())
+    );
+    assert_eq!(decode(&base()).unwrap().respond_by, None);
+    // Not part of the content.
+    assert_eq!(e.notice.content_hash(), decode_ok(&base()).content_hash());
+    let r = decode(&with("respond_by", json!("2026-01-15T11:00:00Z"))).unwrap_err();
+    assert_only(&r, Reason::RespondByTooEarly, Some("respond_by"));
+    // Before the notice lands is too early too.
+    let mut m = with("respond_by", json!("2026-02-01T00:00:00Z"));
+    m["deliver_at"] = json!("2026-02-02T00:00:00Z");
+    assert_only(
+        &decode(&m).unwrap_err(),
+        Reason::RespondByTooEarly,
+        Some("respond_by"),
+    );
+    m["deliver_at"] = json!("2026-01-31T00:00:00Z");
+    assert!(decode(&m).is_ok());
+    let r = decode(&with("respond_by", json!("2031-06-01T00:00:00Z"))).unwrap_err();
+    assert_only(&r, Reason::RespondByAfterExpiry, Some("respond_by"));
+    let r = decode(&with("respond_by", json!(true))).unwrap_err();
+    assert_only(&r, Reason::WrongType, Some("respond_by"));
+}
+
 // ----------------------------------------------------------- title, body
 
 #[test]

@@ -1665,6 +1665,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
             "channels.allow_simulated=true",
             "delivery.quiet_hours=\"\"",
             "delivery.round_intervals=[\"0s\", \"30s\", \"30s\"]",
+            "delivery.reminder_before=\"5s\"",
             "channels.sms.simulated.transient_failure_rate=0.0",
             "channels.sms.simulated.permanent_failure_rate=0.0",
             "channels.sms.simulated.slowdown_every=\"0s\"",
@@ -1698,7 +1699,8 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         envelope("tax", "a29-later", &later, "ابلاغیه").as_bytes(),
     );
     // A scheduled send to the active person, due in 12 s (in Tehran's
-    // offset): accepted at once, held, then released and notified.
+    // offset): accepted at once, held, then released and notified; its
+    // response deadline 10 s later brings a reminder 5 s before it.
     let deliver_at =
         chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 12, 0).unwrap();
     let mut scheduled: serde_json::Value =
@@ -1706,6 +1708,8 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     scheduled["deliver_at"] = serde_json::json!(deliver_at
         .with_timezone(&chrono::FixedOffset::east_opt(12_600).unwrap())
         .to_rfc3339());
+    scheduled["respond_by"] =
+        serde_json::json!((deliver_at + chrono::Duration::seconds(10)).to_rfc3339());
     produce(
         &p,
         &names.notices("tax"),
@@ -1835,14 +1839,14 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
         |a| {
             events(a, "a29-active").contains(&"served".to_owned())
                 && events(a, "a29-later").contains(&"notification_sent".to_owned())
-                && events(a, "a29-scheduled").contains(&"notification_sent".to_owned())
+                && events(a, "a29-scheduled").contains(&"reminder_sent".to_owned())
         },
         Duration::from_secs(90),
     );
     assert_eq!(
-        events(&a, "a29-scheduled")[..3],
-        ["accepted", "released", "notification_sent"],
-        "landed at its time, then round 1"
+        events(&a, "a29-scheduled")[..4],
+        ["accepted", "released", "notification_sent", "reminder_sent"],
+        "landed at its time, then round 1, then the reminder (neither opened nor confirmed)"
     );
     let released: serde_json::Value = serde_json::from_str(
         a.raw

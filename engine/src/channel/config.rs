@@ -22,6 +22,15 @@ fn dur(ms: u64) -> HumanDuration {
 /// sent it, the tracking code, which of the three rounds, and what to do.
 pub const DEFAULT_TEXT: &str = "کارپوشه ملی: ابلاغیه جدید از {agency}{for_representative}، کد رهگیری {tracking_code}، اطلاع‌رسانی {round} از {rounds}. برای مشاهده و تأیید وارد کارپوشه شوید.";
 
+/// The default reminder text (a notice's response deadline, `respond_by`,
+/// is near and it was neither opened nor confirmed). The inbox app shows
+/// the deadline itself.
+pub const DEFAULT_REMINDER_TEXT: &str = "کارپوشه ملی: یادآوری — مهلت پاسخ به ابلاغیه {agency}{for_representative} با کد رهگیری {tracking_code} رو به پایان است. برای مشاهده و تأیید وارد کارپوشه شوید.";
+
+/// The default e-mail subject of a reminder.
+pub const DEFAULT_REMINDER_SUBJECT: &str =
+    "یادآوری مهلت ابلاغیه در کارپوشه ملی — کد رهگیری {tracking_code}";
+
 /// The default e-mail subject.
 pub const DEFAULT_SUBJECT: &str = "ابلاغیه جدید در کارپوشه ملی — کد رهگیری {tracking_code}";
 
@@ -76,6 +85,9 @@ pub struct SmsConfig {
     /// The SMS text; placeholders `{agency}` `{tracking_code}` `{round}`
     /// `{rounds}` `{title}` `{for_representative}`.
     pub text_template: String,
+    /// The text of a reminder before a response deadline; the same
+    /// placeholders.
+    pub reminder_template: String,
     pub policy: ChannelPolicy,
     pub http: HttpGatewayConfig,
     pub simulated: SimulatedConfig,
@@ -89,6 +101,7 @@ impl Default for SmsConfig {
             gateway: SmsGateway::Simulated,
             sender: "4040".into(),
             text_template: DEFAULT_TEXT.into(),
+            reminder_template: DEFAULT_REMINDER_TEXT.into(),
             policy: ChannelPolicy::default(),
             http: HttpGatewayConfig::default(),
             simulated: SimulatedConfig::default(),
@@ -111,6 +124,9 @@ pub struct EmailConfig {
     pub gateway: EmailGateway,
     pub subject_template: String,
     pub text_template: String,
+    /// A reminder's subject and text (response deadlines).
+    pub reminder_subject_template: String,
+    pub reminder_template: String,
     pub policy: ChannelPolicy,
     pub smtp: SmtpConfig,
     pub simulated: SimulatedConfig,
@@ -123,6 +139,8 @@ impl Default for EmailConfig {
             gateway: EmailGateway::Simulated,
             subject_template: DEFAULT_SUBJECT.into(),
             text_template: DEFAULT_TEXT.into(),
+            reminder_subject_template: DEFAULT_REMINDER_SUBJECT.into(),
+            reminder_template: DEFAULT_REMINDER_TEXT.into(),
             policy: ChannelPolicy::default(),
             smtp: SmtpConfig::default(),
             simulated: SimulatedConfig::default(),
@@ -145,6 +163,8 @@ pub struct PushConfig {
     pub gateway: PushGateway,
     /// The `{text}` of the webhook body (what the app shows).
     pub text_template: String,
+    /// The `{text}` of a reminder before a response deadline.
+    pub reminder_template: String,
     pub policy: ChannelPolicy,
     pub webhook: HttpGatewayConfig,
     pub simulated: SimulatedConfig,
@@ -156,6 +176,7 @@ impl Default for PushConfig {
             enabled: true,
             gateway: PushGateway::Simulated,
             text_template: DEFAULT_TEXT.into(),
+            reminder_template: DEFAULT_REMINDER_TEXT.into(),
             policy: ChannelPolicy::default(),
             webhook: HttpGatewayConfig::default(),
             simulated: SimulatedConfig::default(),
@@ -499,6 +520,8 @@ impl ChannelsConfig {
             s.policy.validate("channels.sms.policy")?;
             Template::parse(&s.text_template, TEXT_FIELDS)
                 .map_err(|e| format!("channels.sms.text_template: {e}"))?;
+            Template::parse(&s.reminder_template, TEXT_FIELDS)
+                .map_err(|e| format!("channels.sms.reminder_template: {e}"))?;
             if s.sender.is_empty() {
                 return Err("channels.sms.sender must be set (the 4040 short code)".into());
             }
@@ -514,6 +537,10 @@ impl ChannelsConfig {
                 .map_err(|x| format!("channels.email.text_template: {x}"))?;
             Template::parse(&e.subject_template, TEXT_FIELDS)
                 .map_err(|x| format!("channels.email.subject_template: {x}"))?;
+            Template::parse(&e.reminder_template, TEXT_FIELDS)
+                .map_err(|x| format!("channels.email.reminder_template: {x}"))?;
+            Template::parse(&e.reminder_subject_template, TEXT_FIELDS)
+                .map_err(|x| format!("channels.email.reminder_subject_template: {x}"))?;
             match e.gateway {
                 EmailGateway::Smtp => {
                     if e.smtp.host.is_empty() || e.smtp.port == 0 {
@@ -539,6 +566,8 @@ impl ChannelsConfig {
             p.policy.validate("channels.push.policy")?;
             Template::parse(&p.text_template, TEXT_FIELDS)
                 .map_err(|e| format!("channels.push.text_template: {e}"))?;
+            Template::parse(&p.reminder_template, TEXT_FIELDS)
+                .map_err(|e| format!("channels.push.reminder_template: {e}"))?;
             match p.gateway {
                 PushGateway::Webhook => p
                     .webhook

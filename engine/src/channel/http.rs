@@ -25,6 +25,8 @@ pub struct HttpTransport {
     url: Template,
     body: Template,
     text: Template,
+    /// The text of a reminder (response deadlines).
+    reminder: Template,
     escape: Escape,
     sender: String,
     /// Headers sent on every request, auth included (values are secrets).
@@ -57,7 +59,7 @@ impl HttpTransport {
             "http-sms",
             &cfg.http,
             DEFAULT_SMS_BODY,
-            &cfg.text_template,
+            [&cfg.text_template, &cfg.reminder_template],
             &cfg.sender,
             cfg.policy.timeout.0,
         )
@@ -70,7 +72,7 @@ impl HttpTransport {
             "push-webhook",
             &cfg.webhook,
             DEFAULT_PUSH_BODY,
-            &cfg.text_template,
+            [&cfg.text_template, &cfg.reminder_template],
             "",
             cfg.policy.timeout.0,
         )
@@ -81,7 +83,7 @@ impl HttpTransport {
         name: &'static str,
         cfg: &HttpGatewayConfig,
         default_body: &str,
-        text_template: &str,
+        [text_template, reminder_template]: [&str; 2],
         sender: &str,
         timeout: Duration,
     ) -> Result<HttpTransport, ChannelError> {
@@ -94,6 +96,8 @@ impl HttpTransport {
         let url = Template::parse(&cfg.url, BODY_FIELDS).map_err(|e| err(e.to_string()))?;
         let body = Template::parse(body_text, BODY_FIELDS).map_err(|e| err(e.to_string()))?;
         let text = Template::parse(text_template, TEXT_FIELDS).map_err(|e| err(e.to_string()))?;
+        let reminder =
+            Template::parse(reminder_template, TEXT_FIELDS).map_err(|e| err(e.to_string()))?;
         let (escape, default_ct) = match cfg.body_format {
             BodyFormat::Json => (Escape::JsonString, "application/json; charset=utf-8"),
             BodyFormat::Form => (Escape::Url, "application/x-www-form-urlencoded"),
@@ -141,6 +145,7 @@ impl HttpTransport {
             url,
             body,
             text,
+            reminder,
             escape,
             sender: sender.to_owned(),
             headers,
@@ -205,7 +210,12 @@ impl Transport for HttpTransport {
             (ChannelKind::Push, Address::Push(id)) => id.to_string(),
             _ => return Err(SendError::Permanent("address_kind_mismatch".into())),
         };
-        let text = self.text.render(Escape::None, |f| text_value(n, f));
+        let template = if n.reminder.is_some() {
+            &self.reminder
+        } else {
+            &self.text
+        };
+        let text = template.render(Escape::None, |f| text_value(n, f));
         let url = self
             .url
             .render(Escape::Url, |f| self.value(n, &to, &text, f));

@@ -75,6 +75,9 @@ pub struct Notification {
     /// The notice's lane: urgent sends may use the part of a gateway's
     /// rate kept for them (`urgent_reserve`).
     pub priority: karpoosheh_schemas::Priority,
+    /// A reminder of this response deadline (`respond_by`), not a round
+    /// (`round` is then 0): the channels send their reminder text.
+    pub reminder: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Notification {

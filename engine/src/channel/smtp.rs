@@ -28,6 +28,9 @@ pub struct SmtpTransport {
     id_domain: String,
     subject: Template,
     text: Template,
+    /// A reminder's subject and text (response deadlines).
+    reminder_subject: Template,
+    reminder: Template,
 }
 
 fn err(message: String) -> ChannelError {
@@ -78,6 +81,10 @@ impl SmtpTransport {
                 .map_err(|e| err(format!("subject_template: {e}")))?,
             text: Template::parse(&cfg.text_template, TEXT_FIELDS)
                 .map_err(|e| err(format!("text_template: {e}")))?,
+            reminder_subject: Template::parse(&cfg.reminder_subject_template, TEXT_FIELDS)
+                .map_err(|e| err(format!("reminder_subject_template: {e}")))?,
+            reminder: Template::parse(&cfg.reminder_template, TEXT_FIELDS)
+                .map_err(|e| err(format!("reminder_template: {e}")))?,
         })
     }
 }
@@ -128,8 +135,13 @@ impl Transport for SmtpTransport {
         let to: Mailbox = addr
             .parse()
             .map_err(|_| SendError::Permanent("email_malformed".into()))?;
-        let subject = self.subject.render(Escape::None, |f| text_value(n, f));
-        let mut text = self.text.render(Escape::None, |f| text_value(n, f));
+        let (subject, text) = if n.reminder.is_some() {
+            (&self.reminder_subject, &self.reminder)
+        } else {
+            (&self.subject, &self.text)
+        };
+        let subject = subject.render(Escape::None, |f| text_value(n, f));
+        let mut text = text.render(Escape::None, |f| text_value(n, f));
         text.push_str("\r\n");
         let msg = Message::builder()
             .from(self.from.clone())

@@ -54,6 +54,7 @@ fn note(kind: MailboxKind) -> Notification {
         recipient_kind: kind,
         idempotency_key: Notification::idempotency_key_for(tc, 2, 0),
         priority: karpoosheh_schemas::Priority::Normal,
+        reminder: None,
     }
 }
 
@@ -706,6 +707,24 @@ fn http_sms_renders_the_template_sends_auth_and_idempotency_key() {
         "about three SMS segments at most: {}",
         text.chars().count()
     );
+}
+
+/// A reminder of a response deadline goes with the reminder text, not a
+/// round's ("1 of 3").
+#[test]
+fn http_sms_sends_a_reminder_with_its_own_text() {
+    let gw = FakeGateway::start();
+    let t = HttpTransport::sms(&sms_config(&gw)).unwrap();
+    let mut n = note(MailboxKind::Person);
+    n.round = 0;
+    n.reminder = Some(chrono::Utc::now() + chrono::Duration::days(2));
+    t.send(&n, &Address::Mobile("09121234567".into())).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&gw.last().body).unwrap();
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("یادآوری"), "{text}");
+    assert!(text.contains(&n.tracking_code.to_string()), "{text}");
+    assert!(!text.contains("اطلاع‌رسانی"), "not a round: {text}");
+    assert!(text.chars().count() <= 201, "{}", text.chars().count());
 }
 
 #[test]

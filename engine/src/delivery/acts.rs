@@ -73,6 +73,9 @@ pub(crate) fn apply_cancel(
 ) -> CancelOutcome {
     match rec.state {
         DeliveryState::Cancelled { at } => CancelOutcome::Cancelled { at, new: false },
+        // Its time has come: it lands (at the next scan, if the scheduler
+        // is behind or was down), whatever the agency asks now.
+        DeliveryState::Held { until } if now >= until => CancelOutcome::TooLate { state: "held" },
         DeliveryState::Held { .. } => {
             rec.state = DeliveryState::Cancelled { at: now };
             // Its release timer goes; the expiry timer stays, to end the

@@ -40,6 +40,10 @@ pub struct DeliveryConfig {
     /// How long delivery records and confirmations are kept after the
     /// notice's expiry (1401 art. 10.3: at least six months).
     pub record_retention: HumanDuration,
+    /// How long before a notice's response deadline (`respond_by`) a
+    /// recipient who has neither opened nor confirmed it is reminded;
+    /// `"0s"`: no reminders.
+    pub reminder_before: HumanDuration,
 }
 
 const DAY: u64 = 24 * 3600;
@@ -69,6 +73,8 @@ impl Default for DeliveryConfig {
             poll_interval: HumanDuration(std::time::Duration::from_millis(200)),
             // Six months and a few days.
             record_retention: d(186 * DAY),
+            // Two days: time to act on a court date or a payment's last day.
+            reminder_before: d(2 * DAY),
         }
     }
 }

@@ -1163,6 +1163,7 @@ impl Scheduler {
                 TimerKind::Purge => 0,
                 TimerKind::Expire => 1,
                 TimerKind::Next => 2,
+                TimerKind::Remind => 3,
             };
             (rank, t.due_ms)
         });
@@ -1181,6 +1182,10 @@ impl Scheduler {
                 TimerKind::Expire => {
                     w.remove_timers.push(t);
                     self.expire(&mut rec, &mut w, &mut step, now);
+                }
+                TimerKind::Remind => {
+                    w.remove_timers.push(t);
+                    self.remind(&mut rec, &mut w, &mut step, now)?;
                 }
                 TimerKind::Next => {
                     match rec.next.map(|p| p.due_ms) {
@@ -1410,6 +1415,9 @@ impl Scheduler {
                 },
             ));
         }
+        if round == 1 && retry == 0 && rec.rounds.is_empty() {
+            self.plan_reminder(rec, w, now);
+        }
         let title = if rec.title.is_empty() {
             // A record from before titles were kept with it.
             self.store
@@ -1428,6 +1436,7 @@ impl Scheduler {
             to_representative,
             idempotency_key: Notification::idempotency_key_for(code, round, who),
             priority: rec.priority,
+            reminder: None,
         };
 
         let mut record = RoundRecord {
@@ -1548,6 +1557,143 @@ impl Scheduler {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Scheduler {
+    /// Puts the reminder of a response deadline on its timer, when the
+    /// notice's first round goes out (it is in the mailbox by then): at
+    /// `respond_by - delivery.reminder_before`, if that is still ahead
+    /// (a deadline nearer than that is told by the round itself).
+    fn plan_reminder(&self, rec: &DeliveryRecord, w: &mut DeliveryWrite, now: DateTime<Utc>) {
+        let (Some(by), None) = (rec.respond_by, rec.reminded) else {
+            return;
+        };
+        if self.config.reminder_before.0.is_zero() {
+            return;
+        }
+        let at = by - chrono::Duration::from_std(self.config.reminder_before.0).unwrap_or_default();
+        if at > now {
+            w.add_timers.push(Timer::remind(
+                rec.tracking_code,
+                rec.priority,
+                at.timestamp_millis(),
+            ));
+        }
+    }
+
+    /// The reminder's time: the recipient is reminded of the deadline
+    /// unless they (or, for an incapacitated person, a representative)
+    /// opened or confirmed the notice, it is no longer followed (served,
+    /// expired, unreachable), or the deadline passed. Once per notice; no
+    /// retries (the dispatcher's own attempts apply).
+    fn remind(
+        &self,
+        rec: &mut DeliveryRecord,
+        w: &mut DeliveryWrite,
+        step: &mut Step,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(by) = rec.respond_by.filter(|_| rec.reminded.is_none()) else {
+            return Ok(());
+        };
+        let followed = matches!(
+            rec.state,
+            DeliveryState::Scheduled | DeliveryState::NotServed { .. }
+        );
+        if !followed || rec.purged || now >= by {
+            rec.reminded = Some(now);
+            step.outcomes
+                .push(DeliveryOutcome::Reminder { outcome: "skipped" });
+            return Ok(());
+        }
+        if let Ok(Some(q)) = QuietHours::parse(&self.config.quiet_hours) {
+            let allowed = q.next_allowed(now);
+            if allowed > now && allowed < by {
+                w.add_timers.push(Timer::remind(
+                    rec.tracking_code,
+                    rec.priority,
+                    allowed.timestamp_millis(),
+                ));
+                return Ok(());
+            }
+        }
+        let profile = self.registry.profile(rec.recipient)?;
+        let (to_representative, people): (bool, Vec<MailboxId>) = match &profile {
+            Some(p) if p.status == MailboxStatus::Active => (false, vec![rec.recipient]),
+            Some(p) if p.status == MailboxStatus::Incapacitated => {
+                (true, p.representatives.clone())
+            }
+            _ => (false, Vec::new()),
+        };
+        let acted = !rec.confirmations.is_empty()
+            || rec
+                .opened
+                .iter()
+                .any(|o| o.by_representative == to_representative);
+        rec.reminded = Some(now);
+        if acted || people.is_empty() {
+            step.outcomes
+                .push(DeliveryOutcome::Reminder { outcome: "skipped" });
+            return Ok(());
+        }
+        let code = rec.tracking_code;
+        let mut failure = None;
+        for (i, who) in people.iter().enumerate() {
+            let p = if *who == rec.recipient {
+                profile.clone()
+            } else {
+                self.registry.profile(*who)?
+            };
+            let Some(p) = p.filter(|p| p.status == MailboxStatus::Active) else {
+                failure.get_or_insert("representative_unreachable");
+                continue;
+            };
+            let n = Notification {
+                recipient_kind: who.kind(),
+                tracking_code: code,
+                round: 0,
+                agency: rec.agency.clone(),
+                title: rec.title.clone(),
+                to_representative,
+                idempotency_key: format!("{code}-reminder-{i}"),
+                priority: rec.priority,
+                reminder: Some(by),
+            };
+            match self.notifier.deliver(&n, &Target::from_profile(&p)) {
+                Delivery::Accepted { channel, .. } => {
+                    w.receipts.push(rec.receipt(
+                        &format!("reminder-{i}"),
+                        now,
+                        ReceiptEvent::ReminderSent {
+                            tracking_code: code,
+                            channel,
+                            to_representative,
+                            respond_by: by,
+                        },
+                    ));
+                    step.outcomes
+                        .push(DeliveryOutcome::Reminder { outcome: "sent" });
+                    // One person reached is the reminder; representatives
+                    // of an incapacitated person are tried in order.
+                    return Ok(());
+                }
+                Delivery::Failed { reason, .. } => {
+                    failure = Some(reason);
+                }
+            }
+        }
+        w.receipts.push(rec.receipt(
+            "reminder-failed",
+            now,
+            ReceiptEvent::ReminderFailed {
+                tracking_code: code,
+                reason: failure.unwrap_or("no_channel").to_owned(),
+            },
+        ));
+        step.outcomes
+            .push(DeliveryOutcome::Reminder { outcome: "failed" });
         Ok(())
     }
 }

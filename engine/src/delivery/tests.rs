@@ -273,7 +273,8 @@ impl World {
             .lock()
             .unwrap()
             .iter()
-            .filter(|s| s.0 == code && !s.2)
+            // Round 0 is a reminder (`reminders_sent`).
+            .filter(|s| s.0 == code && !s.2 && s.1 > 0)
             .map(|s| s.1)
             .collect()
     }
@@ -292,6 +293,8 @@ fn events(rs: &[Receipt]) -> Vec<&'static str> {
             ReceiptEvent::Expired { .. } => "expired",
             ReceiptEvent::Released { .. } => "released",
             ReceiptEvent::Cancelled { .. } => "cancelled",
+            ReceiptEvent::ReminderSent { .. } => "reminder_sent",
+            ReceiptEvent::ReminderFailed { .. } => "reminder_failed",
             ReceiptEvent::MailboxUnreachable { .. } => "unreachable",
             ReceiptEvent::AccessLevelInsufficient { .. } => "access_level_insufficient",
             ReceiptEvent::BatchSigned { .. } => "batch_signed",
@@ -1939,14 +1942,38 @@ fn a_timer_in_another_lanes_slot_moves_to_its_records_lane() {
 
 /// Stores one notice to `to` that its agency scheduled for `at`.
 fn scheduled(w: &World, to: MailboxId, seq: u16, at: DateTime<Utc>) -> TrackingCode {
+    with_options(w, to, seq, Some(at), None)
+}
+
+/// Stores one notice to `to` with the envelope's delivery options.
+fn with_options(
+    w: &World,
+    to: MailboxId,
+    seq: u16,
+    deliver_at: Option<DateTime<Utc>>,
+    respond_by: Option<DateTime<Utc>>,
+) -> TrackingCode {
     let mut e = new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq);
     let Entry::Notice(n) = &mut e else {
         unreachable!()
     };
-    n.deliver_at = Some(at);
+    n.deliver_at = deliver_at;
+    n.respond_by = respond_by;
     let code = n.tracking_code;
     w.store.write(&[e]).unwrap();
     code
+}
+
+/// The reminders the gateway sent (round 0), to recipients.
+fn reminders_sent(w: &World, code: TrackingCode) -> Vec<String> {
+    w.gateway
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.0 == code && s.1 == 0)
+        .map(|s| s.3.clone())
+        .collect()
 }
 
 #[test]
@@ -2054,9 +2081,143 @@ fn a_notice_for_now_cannot_be_cancelled_and_an_unknown_one_is_missing() {
         w.scheduler.cancel_now(unknown).unwrap(),
         CancelOutcome::Missing
     );
+    // Its time come but the scheduler not yet round (behind, or the node
+    // down): too late to cancel; it lands at the next scan.
+    let late = scheduled(&w, to, 3, w.clock.now() + chrono::Duration::minutes(5));
+    w.clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        w.scheduler.cancel_now(late).unwrap(),
+        CancelOutcome::TooLate { state: "held" }
+    );
+    w.run();
+    assert_eq!(w.state(late), DeliveryState::Scheduled);
+    assert_eq!(w.rounds_sent(late), vec![1]);
     // A scheduled time already past when stored: at once, never held.
     let past = scheduled(&w, to, 2, t0() - chrono::Duration::hours(1));
     assert_eq!(w.state(past), DeliveryState::Scheduled);
     w.run();
     assert_eq!(w.rounds_sent(past), vec![1]);
+}
+
+#[test]
+fn a_recipient_who_has_not_opened_is_reminded_before_the_deadline_once() {
+    let w = World::new();
+    let to = person(300_007_301);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let by = w.clock.now() + chrono::Duration::days(5);
+    let code = with_options(&w, to, 1, None, Some(by));
+    w.run();
+    w.advance(DAY);
+    assert_eq!(w.rounds_sent(code), vec![1, 2]);
+    assert!(reminders_sent(&w, code).is_empty(), "not yet");
+    // Two days before the deadline (delivery.reminder_before).
+    w.clock
+        .set(by - chrono::Duration::days(2) - chrono::Duration::seconds(1));
+    w.run();
+    assert!(reminders_sent(&w, code).is_empty());
+    w.clock.set(by - chrono::Duration::days(2));
+    w.run();
+    assert_eq!(reminders_sent(&w, code), [format!("{code}-reminder-0")]);
+    let rs = w.receipts();
+    let reminder = rs
+        .iter()
+        .find(|r| matches!(r.event, ReceiptEvent::ReminderSent { .. }))
+        .expect("reminder_sent");
+    match &reminder.event {
+        ReceiptEvent::ReminderSent {
+            respond_by,
+            to_representative,
+            ..
+        } => {
+            assert_eq!(*respond_by, by);
+            assert!(!to_representative);
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(reminder.receipt_id, format!("{code}-reminder-0"));
+    // Once: the rounds go on, no second reminder.
+    w.advance(10 * DAY);
+    assert_eq!(reminders_sent(&w, code).len(), 1);
+    assert_eq!(w.rounds_sent(code), vec![1, 2, 3]);
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.reminded, Some(by - chrono::Duration::days(2)));
+    assert!(crate::evidence::chain::verify(&w.store.events(code).unwrap()).is_ok());
+}
+
+#[test]
+fn no_reminder_to_one_who_opened_or_confirmed_or_when_the_deadline_is_near() {
+    let w = World::new();
+    let (a, b, c) = (
+        person(300_007_401),
+        person(300_007_402),
+        person(300_007_403),
+    );
+    w.active(&[a, b, c]);
+    let by = w.clock.now() + chrono::Duration::days(3);
+    let opened = with_options(&w, a, 1, None, Some(by));
+    let confirmed = with_options(&w, b, 2, None, Some(by));
+    // A deadline nearer than two days when it lands: the round says it.
+    let near = with_options(
+        &w,
+        c,
+        3,
+        None,
+        Some(w.clock.now() + chrono::Duration::days(1)),
+    );
+    w.run();
+    let mut rec = w.store.delivery(opened).unwrap().unwrap();
+    rec.opened.push(OpenRecord {
+        by_representative: false,
+        at: w.clock.now(),
+    });
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            record: Some(rec),
+            ..DeliveryWrite::default()
+        }])
+        .unwrap();
+    assert!(matches!(
+        w.confirm(confirmed, "c-1", b),
+        ConfirmOutcome::Applied { count: 1, .. }
+    ));
+    w.receipts();
+    w.advance(5 * DAY);
+    for code in [opened, confirmed, near] {
+        assert!(reminders_sent(&w, code).is_empty(), "{code}");
+    }
+    assert!(!w.receipts().iter().any(|r| matches!(
+        r.event,
+        ReceiptEvent::ReminderSent { .. } | ReceiptEvent::ReminderFailed { .. }
+    )));
+    let decided = |code| w.store.delivery(code).unwrap().unwrap().reminded;
+    assert!(decided(opened).is_some() && decided(confirmed).is_some());
+    assert_eq!(decided(near), None, "never planned");
+}
+
+#[test]
+fn a_scheduled_send_with_a_deadline_is_reminded_after_it_lands_and_a_failed_reminder_is_told() {
+    let w = World::new();
+    let to = person(300_007_501);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let lands = w.clock.now() + chrono::Duration::days(2);
+    let by = lands + chrono::Duration::days(4);
+    let code = with_options(&w, to, 1, Some(lands), Some(by));
+    w.advance(DAY);
+    assert!(w.receipts().is_empty(), "held");
+    w.clock.set(lands);
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    // Every channel fails for good at the reminder's time.
+    w.gateway.permanent.store(true, Ordering::SeqCst);
+    w.clock.set(by - chrono::Duration::days(2));
+    w.run();
+    let rs = w.receipts();
+    let failed: Vec<_> = rs
+        .iter()
+        .filter_map(|r| match &r.event {
+            ReceiptEvent::ReminderFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, ["permanent_failure"]);
 }

@@ -121,6 +121,8 @@ pub fn code_of(r: &Receipt) -> Option<karpoosheh_schemas::TrackingCode> {
         | ReceiptEvent::Expired { tracking_code }
         | ReceiptEvent::Released { tracking_code }
         | ReceiptEvent::Cancelled { tracking_code }
+        | ReceiptEvent::ReminderSent { tracking_code, .. }
+        | ReceiptEvent::ReminderFailed { tracking_code, .. }
         | ReceiptEvent::MailboxUnreachable { tracking_code, .. }
         | ReceiptEvent::AccessLevelInsufficient { tracking_code, .. }
         | ReceiptEvent::Opened { tracking_code, .. }

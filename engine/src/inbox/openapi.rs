@@ -52,6 +52,31 @@ fn json_of(schema: &str) -> Value {
     json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
 }
 
+/// An agency's status of a reference (`karpoosheh status --json`); apart
+/// from the document's one `json!` (its macro's recursion limit).
+fn notice_status() -> Value {
+    json!({"type": "object", "required": ["agency", "reference", "notice", "rejections"], "properties": {
+                    "agency": {"type": "string"}, "reference": {"type": "string"},
+                    "notice": {"oneOf": [{"type": "null"}, {"type": "object",
+                        "required": ["tracking_code", "accepted_at", "lane", "state", "state_at", "rounds", "confirmations", "receipts", "chain_intact"],
+                        "properties": {
+                            "tracking_code": {"type": "string"},
+                            "accepted_at": {"type": "string", "format": "date-time"},
+                            "lane": {"enum": ["urgent", "normal", "bulk"]},
+                            "state": {"enum": ["scheduled", "awaiting_activation", "unreachable", "served", "not_served", "expired", "held", "cancelled"]},
+                            "state_at": {"type": ["string", "null"], "format": "date-time"},
+                            "rounds": {"type": "integer", "minimum": 0, "maximum": 3},
+                            "confirmations": {"type": "integer", "minimum": 0},
+                            "receipts": {"type": "array", "items": {"type": "object"}, "description": "Every receipt of the notice, oldest first, without `evidence` (wire contract)."},
+                            "chain_intact": {"type": "boolean"},
+                            "respond_by": {"type": ["string", "null"], "format": "date-time"},
+                            "reminded": {"type": ["string", "null"], "format": "date-time"}}}]},
+                    "rejections": {"type": "array", "items": {"type": "object", "required": ["id", "at", "problems", "position"], "properties": {
+                        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                        "problems": {"type": "array", "items": {"type": "object"}},
+                        "position": {"type": "object"}}}}}})
+}
+
 /// The document.
 pub fn document() -> Value {
     let kinds: Vec<&str> = karpoosheh_schemas::NoticeKind::ALL
@@ -223,7 +248,9 @@ pub fn document() -> Value {
                             "oneOf": [{"type": "integer", "minimum": 0}, {"type": "array", "items": {"type": "object"}}]},
                         "openable": {"type": "boolean"}, "opened": {"type": "boolean"},
                         "confirmations": {"type": "integer", "minimum": 0},
-                        "state": {"type": ["string", "null"]}}},
+                        "state": {"type": ["string", "null"]},
+                        "respond_by": {"type": ["string", "null"], "format": "date-time",
+                            "description": "The sending agency's deadline for a response (`respond_by`); the notice's text states the legal one."}}},
                 "Page": {"type": "object", "required": ["mailbox", "notices", "next"], "properties": {
                     "mailbox": {"type": "string"},
                     "notices": {"type": "array", "items": {"$ref": "#/components/schemas/Summary"}},
@@ -238,24 +265,7 @@ pub fn document() -> Value {
                 "ConfirmOutcome": {"type": "object", "required": ["outcome"], "properties": {
                     "outcome": {"enum": ["applied", "duplicate"]},
                     "confirmations": {"type": "integer"}, "served": {"type": "boolean"}}},
-                "NoticeStatus": {"type": "object", "required": ["agency", "reference", "notice", "rejections"], "properties": {
-                    "agency": {"type": "string"}, "reference": {"type": "string"},
-                    "notice": {"oneOf": [{"type": "null"}, {"type": "object",
-                        "required": ["tracking_code", "accepted_at", "lane", "state", "state_at", "rounds", "confirmations", "receipts", "chain_intact"],
-                        "properties": {
-                            "tracking_code": {"type": "string"},
-                            "accepted_at": {"type": "string", "format": "date-time"},
-                            "lane": {"enum": ["urgent", "normal", "bulk"]},
-                            "state": {"enum": ["scheduled", "awaiting_activation", "unreachable", "served", "not_served", "expired", "held", "cancelled"]},
-                            "state_at": {"type": ["string", "null"], "format": "date-time"},
-                            "rounds": {"type": "integer", "minimum": 0, "maximum": 3},
-                            "confirmations": {"type": "integer", "minimum": 0},
-                            "receipts": {"type": "array", "items": {"type": "object"}, "description": "Every receipt of the notice, oldest first, without `evidence` (wire contract)."},
-                            "chain_intact": {"type": "boolean"}}}]},
-                    "rejections": {"type": "array", "items": {"type": "object", "required": ["id", "at", "problems", "position"], "properties": {
-                        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                        "problems": {"type": "array", "items": {"type": "object"}},
-                        "position": {"type": "object"}}}}}},
+                "NoticeStatus": notice_status(),
                 "Cancelled": {"type": "object", "required": ["tracking_code", "state", "cancelled_at", "new"], "properties": {
                     "tracking_code": {"type": "string"}, "state": {"const": "cancelled"},
                     "cancelled_at": {"type": "string", "format": "date-time"}, "new": {"type": "boolean"}}},

@@ -48,6 +48,11 @@ pub enum DeliveryOutcome {
     Cancelled {
         agency: AgencyId,
     },
+    /// A response deadline's reminder: `sent`, `failed` or `skipped`
+    /// (opened or confirmed already, or no longer followed).
+    Reminder {
+        outcome: &'static str,
+    },
     Unreachable {
         status: MailboxStatus,
     },
@@ -89,6 +94,9 @@ impl DeliveryOutcome {
             }
             DeliveryOutcome::Cancelled { agency } => {
                 counter!(m::NOTICES_CANCELLED, "agency" => agency_label(Some(&agency))).increment(1)
+            }
+            DeliveryOutcome::Reminder { outcome } => {
+                counter!(m::REMINDERS, "outcome" => outcome).increment(1)
             }
             DeliveryOutcome::Unreachable { status } => {
                 let s = match status {
@@ -232,6 +240,9 @@ impl SchedulerStarted {
         counter!(m::NOTICES_EXPIRED).increment(0);
         counter!(m::NOTICES_RELEASED).increment(0);
         counter!(m::NOTICES_CANCELLED).increment(0);
+        for outcome in ["sent", "failed", "skipped"] {
+            counter!(m::REMINDERS, "outcome" => outcome).increment(0);
+        }
         counter!(m::MAILBOX_UNREACHABLE).increment(0);
         counter!(m::SCHEDULER_STORE_ERRORS).increment(0);
         gauge!(m::SCHEDULER_LAG_SECONDS).set(0.0);

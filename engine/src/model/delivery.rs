@@ -179,6 +179,14 @@ pub struct DeliveryRecord {
     /// when due without asking again.
     #[serde(default)]
     pub paced: bool,
+    /// The recipient's response deadline (the envelope's `respond_by`):
+    /// a reminder goes ahead of it (`delivery.reminder_before`).
+    #[serde(default)]
+    pub respond_by: Option<DateTime<Utc>>,
+    /// When the reminder was decided: sent, failed, or not needed (the
+    /// recipient had opened or confirmed it); `None` while it waits.
+    #[serde(default)]
+    pub reminded: Option<DateTime<Utc>>,
 }
 
 /// A notice opened in an inbox app, the first time by this side.
@@ -209,6 +217,7 @@ impl DeliveryRecord {
         accepted_at: DateTime<Utc>,
         priority: Priority,
         deliver_at: Option<DateTime<Utc>>,
+        respond_by: Option<DateTime<Utc>>,
     ) -> Self {
         let (state, next) = match deliver_at.filter(|t| *t > accepted_at) {
             Some(until) => (
@@ -246,6 +255,8 @@ impl DeliveryRecord {
             shares: Vec::new(),
             priority,
             paced: false,
+            respond_by,
+            reminded: None,
         }
     }
 
@@ -314,6 +325,8 @@ pub enum TimerKind {
     Expire = 2,
     /// The end of the delivery record's own retention.
     Purge = 3,
+    /// The reminder ahead of the response deadline (`respond_by`).
+    Remind = 4,
 }
 
 impl TimerKind {
@@ -322,6 +335,7 @@ impl TimerKind {
             1 => Some(TimerKind::Next),
             2 => Some(TimerKind::Expire),
             3 => Some(TimerKind::Purge),
+            4 => Some(TimerKind::Remind),
             _ => None,
         }
     }
@@ -360,6 +374,9 @@ impl Timer {
     }
     pub fn purge(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
         Timer::new(code, lane, due_ms, TimerKind::Purge)
+    }
+    pub fn remind(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
+        Timer::new(code, lane, due_ms, TimerKind::Remind)
     }
     /// The lane whose slots hold this timer.
     pub fn lane(&self) -> Priority {

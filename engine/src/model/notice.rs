@@ -24,6 +24,9 @@ pub struct NewNotice {
     /// envelope's `deliver_at`, when after `accepted_at`).
     #[serde(default)]
     pub deliver_at: Option<DateTime<Utc>>,
+    /// The recipient's response deadline (the envelope's `respond_by`).
+    #[serde(default)]
+    pub respond_by: Option<DateTime<Utc>>,
 }
 
 impl NewNotice {
@@ -35,6 +38,7 @@ impl NewNotice {
             self.accepted_at,
             self.priority,
             self.deliver_at,
+            self.respond_by,
         )
     }
 

@@ -165,6 +165,13 @@ pub fn render_status(st: &crate::status::NoticeStatus) -> String {
                 None => n.state.clone(),
             };
             let _ = writeln!(s, "state           {state}");
+            if let Some(by) = n.respond_by {
+                let reminded = match n.reminded {
+                    Some(at) => format!("reminder decided at {}", at.to_rfc3339()),
+                    None => "reminder pending".to_owned(),
+                };
+                let _ = writeln!(s, "respond by      {} ({reminded})", by.to_rfc3339());
+            }
             let _ = writeln!(
                 s,
                 "rounds          {} sent, {} confirmation(s)",

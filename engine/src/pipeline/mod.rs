@@ -109,6 +109,8 @@ enum ItemBody {
         hash: [u8; 32],
         /// A scheduled send (the envelope's `deliver_at`).
         deliver_at: Option<chrono::DateTime<Utc>>,
+        /// The response deadline (the envelope's `respond_by`).
+        respond_by: Option<chrono::DateTime<Utc>>,
     },
     Rejected(Rejection),
     Dead(Rejection, Vec<u8>, u64),
@@ -219,7 +221,11 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
                 rej.problems.insert(0, r.refused.clone().expect("checked"));
                 ItemBody::Rejected(rej)
             }
-            Ok(Envelope { notice, deliver_at }) => match &r.agency {
+            Ok(Envelope {
+                notice,
+                deliver_at,
+                respond_by,
+            }) => match &r.agency {
                 Some(src) if *src != notice.agency => ItemBody::Rejected(Rejection {
                     agency: Some(notice.agency.to_string()),
                     reference: Some(notice.reference.clone()),
@@ -231,6 +237,7 @@ fn decode_record(r: Record, limits: &Limits, now: chrono::DateTime<Utc>) -> Item
                         notice: Box::new(notice),
                         hash,
                         deliver_at,
+                        respond_by,
                     }
                 }
             },
@@ -686,6 +693,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
             notice,
             hash,
             deliver_at,
+            respond_by,
         } => Entry::Notice(NewNotice {
             tracking_code: TrackingCode::from_u64(0),
             // To the millisecond, as every store keeps it (a CQL timestamp
@@ -697,6 +705,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
             position: position.clone(),
             priority,
             deliver_at,
+            respond_by,
         }),
         ItemBody::Rejected(rej) => Entry::Rejection(NewRejection {
             agency: rejection_agency(&source_agency, &rej),

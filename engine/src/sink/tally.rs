@@ -155,6 +155,7 @@ impl DeliveryTally {
                 E::Cancelled { .. } => self.cancelled += 1,
                 // A scheduled notice landing: its rounds follow.
                 E::Released { .. } => {}
+                E::ReminderSent { .. } | E::ReminderFailed { .. } => {}
                 E::MailboxUnreachable { status, .. } => {
                     let s = match status {
                         S::Active => "active",

@@ -185,6 +185,7 @@ pub fn new_notice(n: Notice, seq: u16) -> Entry {
         },
         priority: karpoosheh_schemas::Priority::Normal,
         deliver_at: None,
+        respond_by: None,
     })
 }
 

@@ -78,10 +78,12 @@ const FORMAT_JSON: u8 = 2;
 /// Delivery records with the notice's title (format 3), since the inbox
 /// API with openings and shares (format 4), and since priority lanes with
 /// the notice's lane and whether its round has its agency's slot (format
-/// 5); the older formats are still read.
+/// 5), and since response deadlines with `respond_by` and `reminded` (format
+/// 6); the older formats are still read.
 const FORMAT_DELIVERY_V2: u8 = 3;
 const FORMAT_DELIVERY_V3: u8 = 4;
 const FORMAT_DELIVERY_V4: u8 = 5;
+const FORMAT_DELIVERY_V5: u8 = 6;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 /// The mark of `NoticeStore::mark_accepted_out`.
@@ -269,7 +271,7 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Stor
 
 fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_in(&mut out, FORMAT_DELIVERY_V4, rec);
+    encode_in(&mut out, FORMAT_DELIVERY_V5, rec);
     out
 }
 
@@ -319,6 +321,8 @@ impl From<DeliveryRecordV3> for DeliveryRecord {
             shares: v3.shares,
             priority: karpoosheh_schemas::Priority::Normal,
             paced: false,
+            respond_by: None,
+            reminded: None,
         }
     }
 }
@@ -409,6 +413,8 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
             shares: Vec::new(),
             priority: karpoosheh_schemas::Priority::Normal,
             paced: false,
+            respond_by: None,
+            reminded: None,
         }
     }
 }
@@ -416,7 +422,15 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
 fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
     match bytes.split_first() {
-        Some((&FORMAT_DELIVERY_V4, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V5, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&FORMAT_DELIVERY_V4, rest)) => {
+            // Format 6 is format 5 and two trailing options, both `None`
+            // then: postcard writes a `None` as one zero byte.
+            let mut v6 = Vec::with_capacity(rest.len() + 2);
+            v6.extend_from_slice(rest);
+            v6.extend_from_slice(&[0, 0]);
+            postcard::from_bytes(&v6).map_err(corrupt)
+        }
         Some((&FORMAT_DELIVERY_V3, rest)) => {
             let v3: DeliveryRecordV3 = postcard::from_bytes(rest).map_err(corrupt)?;
             Ok(v3.into())
@@ -1406,12 +1420,19 @@ mod tests {
             content_hash: &hash,
             notice: &n,
         };
-        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Bulk, None);
+        let rec = DeliveryRecord::new(
+            code,
+            &n,
+            t0(),
+            karpoosheh_schemas::Priority::Bulk,
+            None,
+            None,
+        );
         let mut buf = vec![0xAA; 3]; // cleared, not appended to
         let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
         assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
-        let whole = [vec![FORMAT_DELIVERY_V4], postcard::to_stdvec(&rec).unwrap()].concat();
-        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V4, &rec), &whole[..]);
+        let whole = [vec![FORMAT_DELIVERY_V5], postcard::to_stdvec(&rec).unwrap()].concat();
+        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V5, &rec), &whole[..]);
         // Shorter after longer: the tail of the longer one is gone.
         assert_eq!(encode_in(&mut buf, FORMAT, &1u8), &[FORMAT, 1][..]);
     }
@@ -1421,22 +1442,46 @@ mod tests {
         use crate::store::conformance::{notice, person, t0};
         let n = notice("tax", "r", person(830_000_001), "متن");
         let code = TrackingCode::from_parts(t0().timestamp_millis(), 1, 1);
-        let rec = DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Normal, None);
-        // Format 3 is format 5 without the two trailing (empty) lists,
-        // each one length byte in postcard, the lane (normal: variant 1)
-        // and the pace flag (false: 0); format 4 is format 5 without the
-        // lane and the flag.
-        let v5 = postcard::to_stdvec(&rec).unwrap();
-        assert_eq!(&v5[v5.len() - 4..], &[0, 0, 1, 0]);
-        let v3 = [&[FORMAT_DELIVERY_V2][..], &v5[..v5.len() - 4]].concat();
+        let rec = DeliveryRecord::new(
+            code,
+            &n,
+            t0(),
+            karpoosheh_schemas::Priority::Normal,
+            None,
+            None,
+        );
+        // Format 3 is format 6 without the two trailing (empty) lists,
+        // each one length byte in postcard, the lane (normal: variant 1),
+        // the pace flag (false: 0) and the two options of a response
+        // deadline (`None`: 0 each); format 4 is format 6 without the
+        // lane, the flag and the options; format 5 without the options.
+        let v6 = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(&v6[v6.len() - 6..], &[0, 0, 1, 0, 0, 0]);
+        let v3 = [&[FORMAT_DELIVERY_V2][..], &v6[..v6.len() - 6]].concat();
         assert_eq!(decode_delivery(&v3).unwrap(), rec);
-        let v4 = [&[FORMAT_DELIVERY_V3][..], &v5[..v5.len() - 2]].concat();
+        let v4 = [&[FORMAT_DELIVERY_V3][..], &v6[..v6.len() - 4]].concat();
         assert_eq!(decode_delivery(&v4).unwrap(), rec);
+        let v5 = [&[FORMAT_DELIVERY_V4][..], &v6[..v6.len() - 2]].concat();
+        assert_eq!(decode_delivery(&v5).unwrap(), rec);
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
         // The lane survives its own format.
-        let urgent =
-            DeliveryRecord::new(code, &n, t0(), karpoosheh_schemas::Priority::Urgent, None);
+        let urgent = DeliveryRecord::new(
+            code,
+            &n,
+            t0(),
+            karpoosheh_schemas::Priority::Urgent,
+            None,
+            None,
+        );
         assert_eq!(decode_delivery(&encode_delivery(&urgent)).unwrap(), urgent);
+        // And a response deadline its own.
+        let mut deadline = rec.clone();
+        deadline.respond_by = Some(t0() + chrono::Duration::days(9));
+        deadline.reminded = Some(t0() + chrono::Duration::days(7));
+        assert_eq!(
+            decode_delivery(&encode_delivery(&deadline)).unwrap(),
+            deadline
+        );
     }
 
     #[test]

@@ -1080,7 +1080,14 @@ impl ScyllaStore {
         let now = Utc::now();
         let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
         let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
-        let rec = DeliveryRecord::new(code, &n.notice, accepted_at, n.priority, n.deliver_at);
+        let rec = DeliveryRecord::new(
+            code,
+            &n.notice,
+            accepted_at,
+            n.priority,
+            n.deliver_at,
+            n.respond_by,
+        );
         let mb = MailboxRow::new(&row, ttl);
         let put_record = async {
             if !record {
