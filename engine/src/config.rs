@@ -57,6 +57,8 @@ pub struct Config {
     pub operator: crate::operator::OperatorConfig,
     /// The ScyllaDB cluster, when `store.backend = "scylla"`.
     pub scylla: ScyllaConfig,
+    /// The agencies' sandbox: simulated gateways and recipients.
+    pub sandbox: crate::delivery::sandbox::SandboxConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +242,55 @@ impl Config {
         out
     }
 
+    /// A sandbox node (`sandbox.enabled`) must not be able to reach
+    /// anything real: every enabled channel simulated, the follow-up on,
+    /// no real registry or confirmations read, and its notice, receipt and
+    /// dead-letter topics sandbox topics (their names contain `sandbox`),
+    /// so that it never reads an agency's live notices nor answers on its
+    /// live receipts topic.
+    fn check_sandbox(&self) -> Result<(), String> {
+        let cfg = self;
+        if !self.sandbox.enabled {
+            return Ok(());
+        }
+        let real: Vec<&str> = [
+            (crate::channel::ChannelKind::Sms, "channels.sms.gateway"),
+            (crate::channel::ChannelKind::Email, "channels.email.gateway"),
+            (crate::channel::ChannelKind::Push, "channels.push.gateway"),
+        ]
+        .into_iter()
+        .filter(|(k, name)| {
+            cfg.channels.enabled(*k) && !cfg.channels.simulated_in_use().iter().any(|s| s == name)
+        })
+        .map(|(_, name)| name)
+        .collect();
+        if !real.is_empty() {
+            return Err(format!(
+                "sandbox.enabled: {} names a real gateway; a sandbox only simulates (\"simulated\", or disable the channel)",
+                real.join(" and ")
+            ));
+        }
+        if !cfg.delivery.enabled {
+            return Err("sandbox.enabled needs delivery.enabled: the sandbox plays the rounds and the recipients".into());
+        }
+        let k = &cfg.kafka;
+        if !k.acks_topic.is_empty() || !k.registry_topic.is_empty() {
+            return Err("sandbox.enabled: set kafka.acks_topic = \"\" and kafka.registry_topic = \"\" (the sandbox plays the recipients and the registry; it must never read real ones)".into());
+        }
+        for (name, topic) in [
+            ("kafka.notice_topic_prefix", &k.notice_topic_prefix),
+            ("kafka.receipt_topic_prefix", &k.receipt_topic_prefix),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if !topic.contains("sandbox") {
+                return Err(format!(
+                    "sandbox.enabled: {name} = {topic:?} is not a sandbox topic; use one whose name says so (e.g. \"karpoosheh.sandbox.notices.\")"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses combinations that cannot work, with what to change.
     pub fn validate(&self) -> Result<(), String> {
         if self.node_id > MAX_NODE {
@@ -248,6 +299,9 @@ impl Config {
                 self.node_id
             ));
         }
+        // First: a sandbox that could reach something real says so before
+        // any other complaint about its settings.
+        self.check_sandbox()?;
         self.delivery.validate()?;
         self.pipeline.validate()?;
         self.store.validate()?;

@@ -286,6 +286,10 @@ fn describe_all() {
     );
     describe_gauge!(m::READER_RUNNING, "1 while a side reader runs.");
     describe_gauge!(
+        m::SANDBOX,
+        "1 on the agencies' sandbox node (simulated gateways and recipients), 0 on a live node."
+    );
+    describe_gauge!(
         m::INSECURE_SETTINGS,
         "Settings that send credentials or personal data unencrypted to another machine (logged at start)."
     );

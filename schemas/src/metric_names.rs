@@ -308,6 +308,9 @@ pub fn every() -> Vec<&'static str> {
 
 /// 1 while the consumer reaches at least one broker.
 pub const KAFKA_BROKERS_UP: &str = "karpoosheh_kafka_brokers_up";
+/// 1 on the agencies' sandbox node (`sandbox.enabled`), 0 on a live one:
+/// its simulated gateways are expected, not an alert.
+pub const SANDBOX: &str = "karpoosheh_sandbox";
 /// Records in the notice topics not yet read by this node. Labels: `agency`.
 pub const KAFKA_CONSUMER_LAG: &str = "karpoosheh_kafka_consumer_lag_records";
 /// The same records by lane. Labels: `priority` (urgent, normal, bulk).
@@ -430,6 +433,7 @@ pub const SCYLLA: &[&str] = &[
 /// Every Kafka metric, for the Kafka end-to-end test and the monitor.
 pub const KAFKA: &[&str] = &[
     KAFKA_BROKERS_UP,
+    SANDBOX,
     RECEIPT_LATENCY_SECONDS,
     KAFKA_CONSUMER_LAG,
     KAFKA_BACKLOG,

@@ -646,9 +646,9 @@ pub(crate) struct Answers {
     pub(crate) receipt_ids: HashSet<String>,
     /// Every receipt as received (first delivery of each), for verifiers,
     /// `batch_signed` ones included.
-    raw: Vec<String>,
+    pub(crate) raw: Vec<String>,
     /// Of those, `batch_signed` receipts.
-    batches: usize,
+    pub(crate) batches: usize,
     pub(crate) repeats: usize,
     /// Dead letters: (reason, source topic, source offset).
     dead: Vec<(String, String, i64)>,
@@ -855,7 +855,7 @@ fn record_answer(a: &mut Answers, m: &rdkafka::message::BorrowedMessage<'_>, dlq
 /// Every receipt in `raw`, checked by the independent Python verifier
 /// with the node keys `jwks`: its report, once it says all hold; `None`
 /// (SKIPPED) without Python's `cryptography`.
-fn verify_receipts(dir: &Path, jwks: &str, raw: &[String]) -> Option<serde_json::Value> {
+pub(crate) fn verify_receipts(dir: &Path, jwks: &str, raw: &[String]) -> Option<serde_json::Value> {
     let python = karpoosheh_tests::python_with_cryptography("kafka_receipts_python")?;
     let jwks_file = dir.join("jwks.json");
     std::fs::write(&jwks_file, jwks).unwrap();

@@ -12,3 +12,4 @@ mod lanes;
 mod metrics;
 mod monitor;
 mod parking;
+mod sandbox;

@@ -24,7 +24,8 @@
 //! Modules: [`scheduler`] (the durable timer scan and the rounds),
 //! [`confirm`] (confirmations), [`outbox`] (receipts from the store to
 //! the sinks), [`clock`] (real and test clocks), [`simulate`] (the demo's
-//! simulated recipients and registry), `config` (`[delivery]`). The
+//! simulated recipients and registry), [`sandbox`] (the agencies'
+//! sandbox: a registry and recipients by test ID), `config` (`[delivery]`). The
 //! records it keeps are `crate::model`'s.
 
 pub mod acts;
@@ -32,6 +33,7 @@ pub mod clock;
 mod config;
 pub mod confirm;
 pub mod outbox;
+pub mod sandbox;
 pub mod scheduler;
 pub mod simulate;
 #[cfg(test)]

@@ -26,6 +26,21 @@ impl InsecureSettings<'_> {
     }
 }
 
+/// Whether this `run` node is the agencies' sandbox: loudly, at start.
+pub struct SandboxNode {
+    pub enabled: bool,
+}
+
+impl SandboxNode {
+    pub fn emit(self) {
+        gauge!(m::SANDBOX).set(if self.enabled { 1.0 } else { 0.0 });
+        if self.enabled {
+            tracing::warn!("this node is the agencies' SANDBOX: simulated gateways and recipients, sandbox topics only; nobody is notified");
+            eprintln!("karpoosheh: SANDBOX node: simulated gateways and recipients; receipts are real, nobody is notified");
+        }
+    }
+}
+
 /// A side reader's consumer lag, from librdkafka's statistics.
 pub struct ReaderLag {
     pub reader: &'static str,

@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::agencies::AgencyRegistry;
 use crate::config::Config;
+use crate::delivery::sandbox::{self, SandboxRegistry};
 use crate::delivery::{Outbox, StoreRegistry};
 use crate::evidence::trust::Trust;
 use crate::health::Health;
@@ -34,10 +35,15 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         warnings: &cfg.insecure(),
     }
     .emit();
-    if cfg.delivery.enabled {
+    crate::internal_events::SandboxNode {
+        enabled: cfg.sandbox.enabled,
+    }
+    .emit();
+    if cfg.delivery.enabled && !cfg.sandbox.enabled {
         // Before anything is opened: a node that would tell agencies of
         // notifications nobody received does not start.
-        // (Allowed, each simulated channel still warns as it starts.)
+        // (Allowed, each simulated channel still warns as it starts.) A
+        // sandbox only simulates (`Config::check_sandbox`).
         cfg.channels.check_live().map_err(anyhow::Error::msg)?;
     }
     let agencies = AgencyRegistry::open(&cfg.agencies)?;
@@ -127,14 +133,27 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     // the outbox to the agencies' receipt topics, confirmations from the
     // acks topic, activations from the registry.
     let follow = if cfg.delivery.enabled {
+        // The sandbox plays the registry and the recipients: what its
+        // rounds tell, its recipients answer (delivery::sandbox).
+        let (registry, observer, told): (Arc<dyn crate::delivery::Registry>, _, _) =
+            if cfg.sandbox.enabled {
+                let (tx, rx) = crossbeam_channel::bounded(64);
+                (Arc::new(SandboxRegistry), Some(tx), Some(rx))
+            } else {
+                (Arc::new(StoreRegistry(store.clone())), None, None)
+            };
         let scheduler = super::scheduler(
             cfg,
             store.clone(),
-            Arc::new(StoreRegistry(store.clone())),
-            None,
+            registry,
+            observer,
             Some(agencies.clone()),
         )?;
         let scheduler = Arc::new(scheduler);
+        if let Some(told) = told {
+            sandbox::spawn_recipients(told, scheduler.clone(), shutdown.clone())
+                .context("starting the sandbox's recipients")?;
+        }
         let events = KafkaSink::new(
             k,
             client_config(k, &k.producer_options),
