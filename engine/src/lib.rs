@@ -96,6 +96,7 @@ pub use crate::sink::{
 pub use crate::source::{
     AckToken, FileSource, MemorySender, MemorySource, Poll, Record, Source, SourceError,
 };
+pub use crate::status::{replay as replay_receipts, Replayed};
 pub use crate::store::{
     conformance, scylla, AccessStore, AuditStore, CheckReport, DeliveryStore, Durability,
     FjallStore, FjallStoreConfig, NoticeStore, ProfileStore, Store, StoreBackend, StoreConfig,

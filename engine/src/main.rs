@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use karpoosheh_engine::demo::{self, DemoOptions};
 use karpoosheh_engine::{
@@ -251,6 +251,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         document: Option<PathBuf>,
     },
+    /// An agency's receipts: send them again from the store
+    /// (docs/operations.md, "Replaying an agency's receipts").
+    Receipts {
+        #[command(subcommand)]
+        action: ReceiptsCommand,
+    },
     /// Ed25519 keys: make a key pair, list the trusted keys, sign a message
     /// (docs/operations.md, "Trust file and keys").
     Keys {
@@ -278,6 +284,27 @@ enum StoreCommand {
         /// How many problems to describe.
         #[arg(long, default_value_t = 20)]
         show: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Re-send an agency's receipts of events from --since to --until (the
+    /// engine's times; until defaults to now), with the same receipt IDs
+    /// and chain links, sealed in new signed batches, to its receipts
+    /// topic. Through a running node's operators' endpoint when
+    /// operator.listen is set (its outbox sends them); otherwise into the
+    /// store's outbox, sent when a node next runs on it.
+    Replay {
+        /// The agency ID.
+        #[arg(long)]
+        agency: String,
+        /// RFC 3339, e.g. 2026-12-01T00:00:00+03:30.
+        #[arg(long)]
+        since: String,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -900,6 +927,58 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(n) = &n {
                 println!("\n{}", n.notice.body);
             }
+            Ok(())
+        }
+        Command::Receipts {
+            action:
+                ReceiptsCommand::Replay {
+                    agency,
+                    since,
+                    until,
+                },
+        } => {
+            let agency = AgencyId::parse(&agency).map_err(anyhow::Error::msg)?;
+            let time = |s: &str| -> Result<chrono::DateTime<chrono::Utc>> {
+                Ok(chrono::DateTime::parse_from_rfc3339(s)
+                    .with_context(|| {
+                        format!("{s:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00+03:30)")
+                    })?
+                    .with_timezone(&chrono::Utc))
+            };
+            let since = time(&since)?;
+            let until = match until {
+                Some(u) => time(&u)?,
+                None => chrono::Utc::now(),
+            };
+            if since >= until {
+                bail!("--since must be before --until");
+            }
+            let done = if cfg.operator.listen.is_empty() {
+                let store = karpoosheh_engine::open_store(&cfg).map_err(|e| match e {
+                    karpoosheh_engine::StoreError::Locked(path) => anyhow::anyhow!(
+                        "{path} is held by a running node: set operator.listen and operator.token_file to have it replay (docs/operations.md)"
+                    ),
+                    e => e.into(),
+                })?;
+                karpoosheh_engine::replay_receipts(store.as_ref(), &agency, since, until)?
+            } else {
+                eprintln!(
+                    "karpoosheh: asking the node at {} to replay",
+                    cfg.operator.listen
+                );
+                karpoosheh_engine::Remote::new(&cfg.operator)
+                    .map_err(anyhow::Error::msg)?
+                    .replay(&agency, since, until)
+                    .map_err(anyhow::Error::msg)?
+            };
+            println!(
+                "{agency}: {} receipts of {} notices and {} rejections put in the outbox, {} to {}",
+                done.receipts,
+                done.notices,
+                done.rejections,
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            );
             Ok(())
         }
         Command::Status {

@@ -326,6 +326,46 @@ fn query_value(v: &str) -> String {
 }
 
 impl Remote {
+    /// Has the node re-send an agency's receipts of `since..until`
+    /// (`karpoosheh receipts replay`); as long as it takes (an agency with
+    /// millions of notices: minutes).
+    pub fn replay(
+        &self,
+        agency: &AgencyId,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::status::Replayed, String> {
+        let t = |d: chrono::DateTime<chrono::Utc>| {
+            query_value(&d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        let url = format!(
+            "{}/v1/operator/replay?agency={}&since={}&until={}",
+            self.base,
+            agency.as_str(),
+            t(since),
+            t(until)
+        );
+        let mut r = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(Some(std::time::Duration::from_secs(6 * 3600)))
+            .build()
+            .header("Authorization", &format!("Bearer {}", self.token.expose()))
+            .send_empty()
+            .map_err(|e| format!("the node's operator endpoint at {}: {e}", self.base))?;
+        let body = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            return Err(format!(
+                "the node's operator endpoint answered {}: {}",
+                r.status(),
+                v["message"].as_str().unwrap_or(&body)
+            ));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("the node's answer: {e}"))
+    }
+
     /// A notice's legal history as the dashboard shows it.
     pub fn history(&self, code: TrackingCode) -> Result<NoticeHistory, String> {
         self.get(&format!("/v1/operator/dashboard/notices/{code}"))
@@ -439,6 +479,7 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
         )
         .route("/v1/operator/quarantine", axum::routing::get(quarantine))
         .route("/v1/operator/status", axum::routing::get(status))
+        .route("/v1/operator/replay", axum::routing::post(replay))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route") })
         .with_state(Op {
             store,
@@ -610,6 +651,42 @@ async fn status(
             }
         }
         Ok(Json(st).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ReplayQuery {
+    agency: String,
+    since: String,
+    until: String,
+}
+
+/// `karpoosheh receipts replay` through a running node: its outbox sends
+/// them (crate::status::replay).
+async fn replay(
+    State(op): State<Op>,
+    headers: HeaderMap,
+    Query(q): Query<ReplayQuery>,
+) -> Response {
+    let Ok(agency) = AgencyId::parse(&q.agency) else {
+        return bad("not an agency ID");
+    };
+    let time = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let (Some(since), Some(until)) = (time(&q.since), time(&q.until)) else {
+        return bad("since and until must be RFC 3339 times");
+    };
+    if since >= until {
+        return bad("since must be before until");
+    }
+    guarded(op, headers, move |op| {
+        let done = crate::status::replay(op.store.as_ref(), &agency, since, until)
+            .map_err(|e| e.to_string())?;
+        Ok(Json(done).into_response())
     })
     .await
 }

@@ -199,3 +199,101 @@ mod tests {
         assert!(!other.found());
     }
 }
+
+/// What `karpoosheh receipts replay` put back in the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// The agency's stored notices walked.
+    pub notices: u64,
+    /// Their events in the window, re-sent as receipts.
+    pub receipts: u64,
+    /// Kept rejections in the window, re-sent as `rejected` receipts.
+    pub rejections: u64,
+}
+
+/// Receipts written to the outbox per store write.
+const REPLAY_WRITE: usize = 500;
+
+/// Re-sends an agency's receipts of events between `since` (included) and
+/// `until` (excluded), by the engine's times: every event of its stored
+/// notices (from `accepted` on), with the same receipt ID and the same
+/// chain link (the store places a receipt its chain already holds where
+/// it is, adding nothing), and its kept rejections (`rejected:<source>`,
+/// as first sent). They go through this node's outbox: sealed in new
+/// signed batches (`batch_signed` receipts of their own: a batch's leaf
+/// values are not kept, so the first batches cannot be rebuilt) and
+/// published to the agency's receipts topic. Duplicates' answers and
+/// `batch_signed` receipts themselves are not replayed.
+pub fn replay(
+    store: &dyn Store,
+    agency: &AgencyId,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Replayed, StoreError> {
+    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    let mut out = Replayed::default();
+    let mut batch: Vec<Receipt> = Vec::new();
+    let flush = |batch: &mut Vec<Receipt>| -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.write_delivery(&[crate::model::DeliveryWrite {
+            receipts: std::mem::take(batch),
+            ..Default::default()
+        }])
+    };
+    let in_window = |at: DateTime<Utc>| at >= since && at < until;
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = store.agency_references(agency, cursor.as_deref(), 1000)?;
+        for (_, code) in page {
+            out.notices += 1;
+            for e in store.events(code)? {
+                let Ok(mut r) = serde_json::from_slice::<Receipt>(&e.bytes) else {
+                    continue;
+                };
+                if r.agency != *agency || !in_window(r.at) {
+                    continue;
+                }
+                // The store places it at its link again.
+                r.evidence = None;
+                batch.push(r);
+                out.receipts += 1;
+                if batch.len() >= REPLAY_WRITE {
+                    flush(&mut batch)?;
+                }
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = store.rejections(Some(agency), after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for r in page {
+            let rej = r.rejection;
+            if !in_window(rej.at) {
+                continue;
+            }
+            batch.push(Receipt::new(
+                format!("rejected:{}", crate::model::position_id(&rej.position)),
+                agency.clone(),
+                rej.reference,
+                rej.at,
+                ReceiptEvent::Rejected {
+                    problems: rej.problems,
+                },
+            ));
+            out.rejections += 1;
+            if batch.len() >= REPLAY_WRITE {
+                flush(&mut batch)?;
+            }
+        }
+    }
+    flush(&mut batch)?;
+    Ok(out)
+}

@@ -2221,3 +2221,63 @@ fn a_scheduled_send_with_a_deadline_is_reminded_after_it_lands_and_a_failed_remi
         .collect();
     assert_eq!(failed, ["permanent_failure"]);
 }
+
+/// `receipts replay`: an agency's receipts go out again with the same
+/// receipt IDs and chain links, from `accepted` on, and nothing is added
+/// to any chain; another agency's, and events outside the window, stay.
+#[test]
+fn a_replay_sends_the_same_receipts_again_and_changes_no_chain() {
+    let w = World::new();
+    let to = person(300_007_601);
+    w.profile(to, MailboxStatus::Active, vec![]);
+    let code = w.notice(to, 1);
+    let other = new_notice(notice("judiciary", "j-1", to, "متن"), 2);
+    w.store.write(&[other]).unwrap();
+    w.run();
+    w.confirm(code, "c-1", to);
+    let first = w.receipts();
+    // Round 1 of each agency's notice, and the confirmation of tax's.
+    assert_eq!(events(&first), ["sent", "sent", "confirmed"]);
+    let chain_before = w.store.events(code).unwrap();
+    let tax = karpoosheh_schemas::AgencyId::parse("tax").unwrap();
+    let all = crate::status::replay(
+        w.store.as_ref(),
+        &tax,
+        t0() - chrono::Duration::days(1),
+        w.clock.now() + chrono::Duration::days(1),
+    )
+    .unwrap();
+    assert_eq!((all.notices, all.receipts, all.rejections), (1, 3, 0));
+    let again = w.receipts();
+    assert_eq!(events(&again), ["accepted", "sent", "confirmed"]);
+    assert!(again.iter().all(|r| r.agency == tax), "only tax's");
+    // The same IDs and links as first sent (accepted went out by the
+    // ingest path, so only here).
+    let link = |r: &Receipt| r.evidence.as_ref().unwrap().chain.clone().unwrap();
+    for r in &again[1..] {
+        let orig = first
+            .iter()
+            .find(|f| f.receipt_id == r.receipt_id)
+            .expect("sent before");
+        assert_eq!(link(r), link(orig), "{}", r.receipt_id);
+        assert_eq!(r.at, orig.at);
+    }
+    assert_eq!(again[0].receipt_id, format!("accepted:{code}"));
+    assert_eq!(link(&again[0]).seq, 1);
+    assert_eq!(
+        w.store.events(code).unwrap(),
+        chain_before,
+        "no event added"
+    );
+    assert!(crate::evidence::chain::verify(&chain_before).is_ok());
+    // A window after everything: nothing.
+    let none = crate::status::replay(
+        w.store.as_ref(),
+        &tax,
+        w.clock.now() + chrono::Duration::hours(1),
+        w.clock.now() + chrono::Duration::days(1),
+    )
+    .unwrap();
+    assert_eq!((none.notices, none.receipts), (1, 0));
+    assert!(w.receipts().is_empty());
+}

@@ -250,3 +250,50 @@ fn status_by_reference_reads_the_same_through_a_running_node() {
     // Nothing known: an empty answer, not an error.
     assert!(!remote.status(&tax, "r-none").unwrap().found());
 }
+
+/// `karpoosheh receipts replay` through a running node: its store's
+/// outbox gets the agency's receipts again (accepted, and the kept
+/// rejection as first answered), nothing of another agency's; a bad
+/// window or no credential is refused.
+#[test]
+fn a_running_node_replays_an_agencys_receipts_into_its_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fjall_store(&dir.path().join("store"));
+    store
+        .write(&[
+            new_notice(notice("tax", "r-1", person(300), "body"), 1),
+            new_notice(notice("judiciary", "j-1", person(300), "body"), 2),
+            rejection(Some("tax"), "r-bad", Reason::BadCheckDigit),
+        ])
+        .unwrap();
+    let (_server, op, remote) = serve(&store, dir.path());
+    let tax = AgencyId::parse("tax").unwrap();
+    let since = chrono::DateTime::UNIX_EPOCH;
+    let until = chrono::Utc::now() + chrono::Duration::days(1);
+    let done = remote.replay(&tax, since, until).unwrap();
+    assert_eq!((done.notices, done.receipts, done.rejections), (1, 1, 1));
+    let out: Vec<_> = store.outbox(None, 100).unwrap();
+    let ids: Vec<&str> = out.iter().map(|(_, r)| r.receipt_id.as_str()).collect();
+    let code = store.reference(&tax, "r-1").unwrap().unwrap();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.contains(&format!("accepted:{code}").as_str()),
+        "{ids:?}"
+    );
+    assert!(ids.iter().any(|i| i.starts_with("rejected:")), "{ids:?}");
+    assert!(out.iter().all(|(_, r)| r.agency == tax));
+    // The window is checked, and the credential.
+    assert!(remote.replay(&tax, until, since).is_err());
+    let wrong = Remote::new(&OperatorConfig {
+        listen: op.listen.clone(),
+        token_file: {
+            let f = dir.path().join("wrong.token");
+            write_token(&f, &"y".repeat(40));
+            f
+        },
+    })
+    .unwrap();
+    let e = wrong.replay(&tax, since, until).unwrap_err();
+    assert!(e.contains("401"), "{e}");
+    assert_eq!(store.outbox(None, 100).unwrap().len(), 2, "nothing more");
+}

@@ -133,6 +133,15 @@ impl NoticeStore for Faulty {
         self.inner.reference(a, r)
     }
 
+    fn agency_references(
+        &self,
+        a: &karpoosheh_schemas::AgencyId,
+        after: Option<&str>,
+        l: usize,
+    ) -> Result<ReferencePage, StoreError> {
+        self.inner.agency_references(a, after, l)
+    }
+
     fn rejections(
         &self,
         a: Option<&karpoosheh_schemas::AgencyId>,

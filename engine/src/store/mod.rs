@@ -99,6 +99,10 @@ pub struct StoreStats {
     pub tables: u64,
 }
 
+/// A page of an agency's (reference, tracking code), and the cursor of
+/// the next page (`None`: the end).
+pub type ReferencePage = (Vec<(String, TrackingCode)>, Option<String>);
+
 /// Notices, rejections and dead letters: what ingest writes and the read
 /// path lists. Implementations are shared between threads; `write` calls
 /// are serialised by the pipeline's single committer, but a backend must
@@ -126,6 +130,20 @@ pub trait NoticeStore: Send + Sync {
         agency: &AgencyId,
         reference: &str,
     ) -> Result<Option<TrackingCode>, StoreError>;
+
+    /// An agency's references and their tracking codes ([`ReferencePage`]),
+    /// a page of at most
+    /// `limit` from the opaque cursor `after` (the `next` of the previous
+    /// page; `None`: from the start), and the next page's cursor (`None`:
+    /// the end). For `receipts replay`: the embedded store reads the
+    /// agency's own index; ScyllaDB, whose references are keyed by
+    /// (agency, reference), walks the whole table's token ranges.
+    fn agency_references(
+        &self,
+        agency: &AgencyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ReferencePage, StoreError>;
 
     /// Kept rejections for an agency (`None`: unattributed), oldest first,
     /// after the rejection ID `after`.

@@ -68,6 +68,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             "rejections_are_kept_per_agency",
             notices::rejections_are_kept_per_agency,
         ),
+        (
+            "an_agencys_references_are_listed_page_by_page",
+            notices::an_agencys_references_are_listed_page_by_page,
+        ),
         ("dead_letters_are_kept", notices::dead_letters_are_kept),
         (
             "last_tracking_code_is_the_highest",

@@ -218,6 +218,37 @@ pub(super) fn same_reference_different_agencies(s: &dyn Store) {
     assert_eq!(s.mailbox(id, None, 10).unwrap().notices.len(), 2);
 }
 
+/// An agency's references page by page, each once, no other agency's.
+pub(super) fn an_agencys_references_are_listed_page_by_page(s: &dyn Store) {
+    let id = person(700_000_101);
+    let mut entries: Vec<Entry> = (0..7u16)
+        .map(|i| new_notice(notice("pager", &format!("p-{i}"), id, "x"), i + 1))
+        .collect();
+    entries.push(new_notice(notice("other", "p-0", id, "y"), 20));
+    entries.push(new_notice(notice("pagers", "p-9", id, "y"), 21));
+    s.write(&entries).unwrap();
+    let pager = AgencyId::parse("pager").unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (page, next) = s.agency_references(&pager, cursor.as_deref(), 2).unwrap();
+        seen.extend(page);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    seen.sort();
+    let want: Vec<(String, TrackingCode)> = entries[..7]
+        .iter()
+        .map(|e| match e {
+            Entry::Notice(n) => (n.notice.reference.clone(), n.tracking_code),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(seen, want, "each of its references once, no other agency's");
+}
+
 pub(super) fn rejections_are_kept_per_agency(s: &dyn Store) {
     let mut entries: Vec<Entry> = (0..5)
         .map(|i| rejection(Some("tax"), &format!("t{i}"), Reason::BadCheckDigit))

@@ -202,6 +202,38 @@ impl NoticeStore for FjallStore {
             .map(|r| TrackingCode::from_u64(r.code)))
     }
 
+    fn agency_references(
+        &self,
+        agency: &AgencyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::ReferencePage, StoreError> {
+        let prefix = ref_key(agency, "");
+        let mut end = agency.as_str().as_bytes().to_vec();
+        end.push(1);
+        let start = match after {
+            Some(r) => Bound::Excluded(ref_key(agency, r)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        for guard in self
+            .refs
+            .range::<Vec<u8>, _>((start, Bound::Excluded(end)))
+            .take(limit)
+        {
+            let (k, v) = guard.into_inner()?;
+            let reference = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((
+                reference,
+                TrackingCode::from_u64(u64_of(&v[..8.min(v.len())])?),
+            ));
+        }
+        let next = (out.len() == limit)
+            .then(|| out.last().map(|r| r.0.clone()))
+            .flatten();
+        Ok((out, next))
+    }
+
     fn rejections(
         &self,
         agency: Option<&AgencyId>,

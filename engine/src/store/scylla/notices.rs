@@ -151,6 +151,50 @@ impl NoticeStore for ScyllaStore {
         })?)
     }
 
+    fn agency_references(
+        &self,
+        agency: &AgencyId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::ReferencePage, StoreError> {
+        // The table is keyed by (agency, reference): walk every token in
+        // order, keep this agency's rows; the cursor is the last token read.
+        let mut token: i64 = match after {
+            Some(t) => t
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("not a cursor: {t:?}")))?,
+            None => i64::MIN,
+        };
+        let page = limit.clamp(1, 5000) as i32;
+        Ok(self.rt.block_on(async {
+            let mut out = Vec::new();
+            loop {
+                let res = self
+                    .exec(&self.st.refs_scan, (token, page), "scanning the references")
+                    .await?;
+                let rows = collect::<(i64, Option<String>, Option<String>, Option<i64>)>(
+                    res,
+                    "agency_refs",
+                )?;
+                let n = rows.len();
+                for (t, a, r, c) in rows {
+                    token = t;
+                    if let (Some(a), Some(r), Some(c)) = (a, r, c) {
+                        if a == agency.as_str() {
+                            out.push((r, code_of(c)));
+                        }
+                    }
+                }
+                if (n as i32) < page {
+                    return Ok::<_, ScyllaError>((out, None));
+                }
+                if out.len() >= limit {
+                    return Ok((out, Some(token.to_string())));
+                }
+            }
+        })?)
+    }
+
     fn rejections(
         &self,
         agency: Option<&AgencyId>,
