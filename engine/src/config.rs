@@ -244,10 +244,13 @@ impl Config {
 
     /// A sandbox node (`sandbox.enabled`) must not be able to reach
     /// anything real: every enabled channel simulated, the follow-up on,
-    /// no real registry or confirmations read, and its notice, receipt and
-    /// dead-letter topics sandbox topics (their names contain `sandbox`),
-    /// so that it never reads an agency's live notices nor answers on its
-    /// live receipts topic.
+    /// no real registry or confirmations read; its notice, receipt,
+    /// dead-letter and audit topics, its consumer group and (on a cluster)
+    /// its keyspace sandbox ones (their names contain `sandbox`), so that
+    /// it never reads an agency's live notices, answers on its live
+    /// receipts topic, joins the live group or writes a live mailbox; and
+    /// an inbox API only for a sandbox identity provider. (Its signing key
+    /// must say `sandbox` too: checked where the key is read, in `run`.)
     fn check_sandbox(&self) -> Result<(), String> {
         let cfg = self;
         if !self.sandbox.enabled {
@@ -277,14 +280,25 @@ impl Config {
         if !k.acks_topic.is_empty() || !k.registry_topic.is_empty() {
             return Err("sandbox.enabled: set kafka.acks_topic = \"\" and kafka.registry_topic = \"\" (the sandbox plays the recipients and the registry; it must never read real ones)".into());
         }
-        for (name, topic) in [
+        let mut names = vec![
             ("kafka.notice_topic_prefix", &k.notice_topic_prefix),
             ("kafka.receipt_topic_prefix", &k.receipt_topic_prefix),
             ("kafka.dead_letter_topic", &k.dead_letter_topic),
-        ] {
-            if !topic.contains("sandbox") {
+            ("kafka.group_id", &k.group_id),
+        ];
+        if !k.audit_topic.is_empty() {
+            names.push(("kafka.audit_topic", &k.audit_topic));
+        }
+        if cfg.store.backend == StoreBackend::Scylla {
+            names.push(("scylla.keyspace", &cfg.scylla.keyspace));
+        }
+        if !cfg.inbox.listen.is_empty() {
+            names.push(("identity.issuer", &cfg.identity.issuer));
+        }
+        for (name, value) in names {
+            if !value.contains("sandbox") {
                 return Err(format!(
-                    "sandbox.enabled: {name} = {topic:?} is not a sandbox topic; use one whose name says so (e.g. \"karpoosheh.sandbox.notices.\")"
+                    "sandbox.enabled: {name} = {value:?} is not a sandbox one; use one whose name says so (e.g. \"karpoosheh.sandbox.notices.\", \"karpoosheh_sandbox\")"
                 ));
             }
         }

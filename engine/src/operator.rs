@@ -444,6 +444,9 @@ impl Inspect for Remote {
 #[derive(Clone)]
 struct Op {
     store: Arc<dyn Store>,
+    /// A replay is running (one at a time: a second would send everything
+    /// again in new batches).
+    replaying: Arc<std::sync::atomic::AtomicBool>,
     /// SHA-256 of the credential: compared whole, in constant time.
     token: [u8; 32],
 }
@@ -483,6 +486,7 @@ pub fn router(store: Arc<dyn Store>, token: &Secret) -> axum::Router {
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route") })
         .with_state(Op {
             store,
+            replaying: Arc::default(),
             token: crate::evidence::merkle::sha256(&[token.expose().as_bytes()]),
         })
 }
@@ -666,6 +670,7 @@ struct ReplayQuery {
 /// them (crate::status::replay).
 async fn replay(
     State(op): State<Op>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<ReplayQuery>,
 ) -> Response {
@@ -684,8 +689,31 @@ async fn replay(
         return bad("since must be before until");
     }
     guarded(op, headers, move |op| {
-        let done = crate::status::replay(op.store.as_ref(), &agency, since, until)
-            .map_err(|e| e.to_string())?;
+        use std::sync::atomic::Ordering;
+        if op.replaying.swap(true, Ordering::SeqCst) {
+            return Ok(problem(
+                StatusCode::CONFLICT,
+                "a replay is running on this node; wait for it to end",
+            ));
+        }
+        // A write on an operator's word: who asked, for what, in the log.
+        tracing::warn!(
+            agency = agency.as_str(),
+            since = %since,
+            until = %until,
+            from = %peer.ip(),
+            "receipts replay requested through the operators' endpoint"
+        );
+        let done = crate::status::replay(op.store.as_ref(), &agency, since, until);
+        op.replaying.store(false, Ordering::SeqCst);
+        let done = done.map_err(|e| e.to_string())?;
+        tracing::warn!(
+            agency = agency.as_str(),
+            notices = done.notices,
+            receipts = done.receipts,
+            rejections = done.rejections,
+            "receipts replay done"
+        );
         Ok(Json(done).into_response())
     })
     .await

@@ -239,6 +239,8 @@ pub fn replay(
         }
         store.write_delivery(&[crate::model::DeliveryWrite {
             receipts: std::mem::take(batch),
+            // Only with the links the chains hold; nothing appended.
+            replay: true,
             ..Default::default()
         }])
     };

@@ -22,12 +22,22 @@ fn kafka_the_sandbox_gives_each_outcome_its_test_id_asks_for() {
     let names = Names::new("sandbox");
     names.create(&broker, &["tax"], 1);
     let dir = tempfile::tempdir().unwrap();
+    // A key of its own, that says it is the sandbox's.
+    let key = dir.path().join("sandbox.jwk");
+    let made = karpoosheh_tests::karpoosheh_command()
+        .args(["keys", "generate", "--kid", "sandbox-test-2026-12", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let key_set = format!("evidence.key_file={:?}", key.display().to_string());
     let engine = Engine::start(
         &broker,
         &names,
         dir.path(),
         7,
         &[
+            &key_set,
             "sandbox.enabled=true",
             "delivery.enabled=true",
             "kafka.acks_topic=\"\"",
@@ -166,6 +176,8 @@ fn a_sandbox_that_could_reach_something_real_does_not_start() {
         "kafka.notice_topic_prefix=\"karpoosheh.sandbox.notices.\"",
         "kafka.receipt_topic_prefix=\"karpoosheh.sandbox.receipts.\"",
         "kafka.dead_letter_topic=\"karpoosheh.sandbox.dlq\"",
+        "kafka.group_id=\"karpoosheh-sandbox\"",
+        "kafka.audit_topic=\"karpoosheh.sandbox.audit\"",
     ];
     for (extra, says) in [
         (
@@ -178,6 +190,15 @@ fn a_sandbox_that_could_reach_something_real_does_not_start() {
         ),
         ("kafka.acks_topic=\"karpoosheh.acks\"", "kafka.acks_topic"),
         ("delivery.enabled=false", "needs delivery.enabled"),
+        ("kafka.group_id=\"karpoosheh\"", "kafka.group_id"),
+        (
+            "kafka.audit_topic=\"karpoosheh.audit\"",
+            "kafka.audit_topic",
+        ),
+        (
+            "store.backend=\"scylla\"",
+            "scylla.keyspace = \"karpoosheh\" is not a sandbox one",
+        ),
     ] {
         let mut args = vec![
             "run".to_owned(),
@@ -197,4 +218,44 @@ fn a_sandbox_that_could_reach_something_real_does_not_start() {
         assert!(!out.status.success(), "{extra}: started");
         assert!(err.contains(says), "{extra}: {err}");
     }
+}
+
+/// Its receipts must never pass for a live node's: a signing key whose ID
+/// does not say `sandbox` is refused at start.
+#[test]
+fn a_sandbox_with_a_live_nodes_key_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let agencies = dir.path().join("agencies.toml");
+    std::fs::write(&agencies, "[agency.tax]\nstatus = \"approved\"\n").unwrap();
+    let agencies_set = format!("agencies.file={:?}", agencies.display().to_string());
+    let mut args = vec![
+        "run".to_owned(),
+        "--data-dir".to_owned(),
+        dir.path().display().to_string(),
+    ];
+    for s in [
+        "sandbox.enabled=true",
+        "delivery.enabled=true",
+        "kafka.acks_topic=\"\"",
+        "kafka.registry_topic=\"\"",
+        "kafka.notice_topic_prefix=\"karpoosheh.sandbox.notices.\"",
+        "kafka.receipt_topic_prefix=\"karpoosheh.sandbox.receipts.\"",
+        "kafka.dead_letter_topic=\"karpoosheh.sandbox.dlq\"",
+        "kafka.group_id=\"karpoosheh-sandbox\"",
+        "kafka.audit_topic=\"karpoosheh.sandbox.audit\"",
+        "kafka.brokers=\"127.0.0.1:1\"",
+        &agencies_set,
+    ] {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    // The suite's node key (karpoosheh_command sets it): not a sandbox one.
+    let out = karpoosheh_tests::karpoosheh_command()
+        .args(&args)
+        .env_remove("KARPOOSHEH_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not a sandbox key"), "{err}");
 }

@@ -77,10 +77,12 @@ impl Outcome {
 /// The guardian of a sandbox person under guardianship: another test ID,
 /// itself an active one.
 fn guardian_of(id: MailboxId) -> MailboxId {
-    // The body's first eight digits, then 0 before the check digit:
-    // active, served.
+    // The body's first eight digits, then 0-3 before the check digit (the
+    // first that makes a valid code: active, served).
     let body: u32 = id.to_string()[..9].parse().unwrap_or(0);
-    MailboxId::person_from_body(body / 10 * 10).unwrap_or(id)
+    (0..=3)
+        .find_map(|d| MailboxId::person_from_body(body / 10 * 10 + d))
+        .unwrap_or(id)
 }
 
 /// The sandbox's identity registry: every ID has the profile its outcome
@@ -138,6 +140,22 @@ pub fn spawn_recipients(
     scheduler: Arc<SchedulerHandle>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Confirmations go to the scheduler from a thread of their own, by an
+    // unbounded queue: the scheduler waits (a second, then drops) for this
+    // thread to take what it sent, so this one must never wait on it.
+    let (confirm_tx, confirm_rx) = crossbeam_channel::unbounded::<Vec<Confirmation>>();
+    {
+        let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("sandbox-confirmer".into())
+            .spawn(move || {
+                for batch in confirm_rx {
+                    if !scheduler.confirm_until_done(batch, &shutdown) {
+                        return; // the scheduler stopped
+                    }
+                }
+            })?;
+    }
     std::thread::Builder::new()
         .name("sandbox-recipients".into())
         .spawn(move || {
@@ -182,8 +200,8 @@ pub fn spawn_recipients(
                 while due.front().is_some_and(|(t, _)| *t <= now) {
                     ready.push(due.pop_front().expect("checked").1);
                 }
-                if !ready.is_empty() && !scheduler.confirm_until_done(ready, &shutdown) {
-                    return; // the scheduler stopped
+                if !ready.is_empty() && confirm_tx.send(ready).is_err() {
+                    return; // the confirmer stopped with the scheduler
                 }
             }
         })
@@ -221,9 +239,13 @@ mod tests {
             assert_eq!(p.representatives.len(), reps, "{id}");
             assert!(karpoosheh_schemas::validate_profile(&p).is_empty(), "{p:?}");
         }
-        // A guardian is itself a test ID that is served.
-        let g = guardian_of(person_with(9, 123_456_000));
-        assert_eq!(Outcome::of(g), Outcome::Served);
+        // A guardian is itself a test ID that is served, never the person,
+        // even where a 0 there would make no valid code (digits 4-9 zero).
+        for id in [person_with(9, 123_456_000), person_with(9, 123_000_000)] {
+            let g = guardian_of(id);
+            assert_ne!(g, id);
+            assert_eq!(Outcome::of(g), Outcome::Served, "{id} {g}");
+        }
         // Legal entities: 6 dissolved, 9 as 0-3.
         let legal = |d: u8| {
             (0u64..)

@@ -169,6 +169,20 @@ pub fn append(seq: u32, prev: Hash, receipt: &mut Receipt) -> StoredEvent {
 /// gets that event's link and nothing is appended; otherwise it is
 /// appended, and the new event returned to be stored.
 pub fn place(events: &mut Vec<StoredEvent>, receipt: &mut Receipt) -> Option<StoredEvent> {
+    if link_known(events, receipt) {
+        return None;
+    }
+    let (seq, prev) = events.last().map_or((0, GENESIS), |e| (e.seq, e.hash));
+    let event = append(seq, prev, receipt);
+    events.push(event.clone());
+    Some(event)
+}
+
+/// Whether the chain holds `receipt` (by its ID); if so, the receipt
+/// becomes the event as recorded, with its chain link. A replay writes
+/// only such receipts: it never adds to a chain (a notice purged while
+/// it ran has none left, and its receipts are dropped).
+pub fn link_known(events: &[StoredEvent], receipt: &mut Receipt) -> bool {
     #[derive(serde::Deserialize)]
     struct Id<'a> {
         #[serde(borrow)]
@@ -191,12 +205,9 @@ pub fn place(events: &mut Vec<StoredEvent>, receipt: &mut Receipt) -> Option<Sto
             chain: Some(chain),
             batch: None,
         });
-        return None;
+        return true;
     }
-    let (seq, prev) = events.last().map_or((0, GENESIS), |e| (e.seq, e.hash));
-    let event = append(seq, prev, receipt);
-    events.push(event.clone());
-    Some(event)
+    false
 }
 
 /// The hash a receipt's chain link claims, if it has one.

@@ -77,6 +77,11 @@ impl Sealer {
         self.key.clone()
     }
 
+    /// The signing key's ID (its JWK `kid`).
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
     /// The node's public key as a JSON Web Key Set (RFC 7517, RFC 8037).
     pub fn jwks(&self) -> String {
         self.key.public_jwks_json()

@@ -407,6 +407,10 @@ pub struct DeliveryWrite {
     /// Remove the delivery record, its reference and confirmation IDs
     /// (end of record retention).
     pub delete_record: Option<DeliveryRecord>,
+    /// `receipts` are a replay: each notice event goes out only with the
+    /// link its chain already holds, and one the chain lacks is dropped;
+    /// nothing is appended.
+    pub replay: bool,
 }
 
 #[cfg(test)]

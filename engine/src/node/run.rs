@@ -61,6 +61,13 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         None
     };
     let sealer = super::required_sealer(cfg)?;
+    if cfg.sandbox.enabled && !sealer.kid().contains("sandbox") {
+        // Its receipts must never pass for a live node's evidence.
+        anyhow::bail!(
+            "sandbox.enabled: the signing key {:?} (evidence.key_file) is not a sandbox key; make one whose kid says so (karpoosheh keys generate --kid sandbox-...)",
+            sealer.kid()
+        );
+    }
     let store = super::open_store(cfg)?;
     // Every batch the node signs is in its audit log before its receipts
     // leave; tree heads go to the audit topic.
@@ -142,8 +149,28 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
             } else {
                 (Arc::new(StoreRegistry(store.clone())), None, None)
             };
+        // The sandbox's gateways never fail on their own: an outcome is
+        // what its test ID asks for (digit 8 for failures), not chance.
+        let reliable;
+        let sched_cfg = if cfg.sandbox.enabled {
+            let mut c = cfg.clone();
+            for s in [
+                &mut c.channels.sms.simulated,
+                &mut c.channels.email.simulated,
+                &mut c.channels.push.simulated,
+            ] {
+                s.transient_failure_rate = 0.0;
+                s.permanent_failure_rate = 0.0;
+                s.slowdown_failure_rate = 0.0;
+                s.slowdown_every = karpoosheh_schemas::HumanDuration(std::time::Duration::ZERO);
+            }
+            reliable = c;
+            &reliable
+        } else {
+            cfg
+        };
         let scheduler = super::scheduler(
-            cfg,
+            sched_cfg,
             store.clone(),
             registry,
             observer,

@@ -149,6 +149,41 @@ pub(super) fn delivery_writes_move_timers_and_fill_the_outbox(s: &dyn Store) {
         .is_empty());
 }
 
+/// A replay (`receipts replay`) writes a notice event only with the link
+/// its chain holds: the accepted event of a stored notice goes out as
+/// recorded; an event whose chain is gone (a notice purged meanwhile) is
+/// dropped, and no chain begins.
+pub(super) fn a_replay_never_adds_to_a_chain(s: &dyn Store) {
+    let e = new_notice(notice("tax", "rp-1", person(880_000_001), "x"), 1);
+    let Entry::Notice(n) = &e else { unreachable!() };
+    let (code, accepted) = (n.tracking_code, n.accepted_receipt());
+    s.write(&[e]).unwrap();
+    let gone = TrackingCode::from_parts(t0().timestamp_millis(), 1, 999);
+    let stray = karpoosheh_schemas::Receipt::new(
+        format!("{gone}-expired"),
+        AgencyId::parse("tax").unwrap(),
+        Some("rp-gone".into()),
+        t0(),
+        karpoosheh_schemas::ReceiptEvent::Expired {
+            tracking_code: gone,
+        },
+    );
+    let before = s.events(code).unwrap();
+    s.write_delivery(&[crate::model::DeliveryWrite {
+        receipts: vec![accepted.clone(), stray],
+        replay: true,
+        ..Default::default()
+    }])
+    .unwrap();
+    let out = s.outbox(None, 10).unwrap();
+    assert_eq!(out.len(), 1, "the one its chain holds: {out:?}");
+    assert_eq!(out[0].1.receipt_id, accepted.receipt_id);
+    let link = out[0].1.evidence.as_ref().unwrap().chain.as_ref().unwrap();
+    assert_eq!(link.seq, 1);
+    assert!(s.events(gone).unwrap().is_empty(), "no chain begun");
+    assert_eq!(s.events(code).unwrap(), before, "nothing appended");
+}
+
 pub(super) fn expiry_purge_and_record_deletion(s: &dyn Store) {
     use crate::model::DeliveryWrite;
     let entries = sample_entries(2);

@@ -94,6 +94,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             delivery::expiry_purge_and_record_deletion,
         ),
         (
+            "a_replay_never_adds_to_a_chain",
+            delivery::a_replay_never_adds_to_a_chain,
+        ),
+        (
             "parked_receipts_wait_per_agency_in_order",
             delivery::parked_receipts_wait_per_agency_in_order,
         ),

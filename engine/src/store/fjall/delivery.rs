@@ -121,7 +121,11 @@ impl DeliveryStore for FjallStore {
                             v.insert(self.events(code)?)
                         }
                     };
-                    if let Some(event) = chain::place(events, &mut r) {
+                    if w.replay {
+                        if !chain::link_known(events, &mut r) {
+                            continue;
+                        }
+                    } else if let Some(event) = chain::place(events, &mut r) {
                         batch.insert(
                             &self.events,
                             event_key(code.as_u64(), event.seq),

@@ -145,7 +145,12 @@ impl DeliveryStore for ScyllaStore {
                     let mut r = r.clone();
                     if let Some(code) = chain::code_of(&r) {
                         let chain = chains.entry(code).or_default();
-                        if let Some(e) = chain::place(chain, &mut r) {
+                        if w.replay {
+                            // Its unused outbox ID is released with the rest.
+                            if !chain::link_known(chain, &mut r) {
+                                continue;
+                            }
+                        } else if let Some(e) = chain::place(chain, &mut r) {
                             events.push((code, e, ttl));
                         }
                     }
