@@ -441,6 +441,30 @@ fn agency_call(
     }
 }
 
+/// An agency's call about a stored notice, as its recipient's traffic data
+/// records it: no person acting, the app `agency:<id>`.
+struct AgencyCall<'a> {
+    agency: &'a AgencyId,
+    action: &'static str,
+    code: TrackingCode,
+    status: u16,
+    peer: std::net::SocketAddr,
+}
+
+#[allow(clippy::result_large_err)]
+fn record_agency(api: &Api, mailbox: MailboxId, c: AgencyCall<'_>) -> Result<(), Response> {
+    io(api.parts.store.record_access(&[AccessRecord {
+        at: crate::model::to_millis(chrono::Utc::now()),
+        mailbox,
+        actor: None,
+        action: c.action.to_owned(),
+        tracking_code: Some(c.code),
+        client: Some(format!("agency:{}", c.agency)),
+        status: c.status,
+        address: Some(c.peer.ip().to_string()),
+    }]))
+}
+
 async fn agency_cancel(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -514,17 +538,14 @@ fn cancel_for_agency(
         Err(_) => return unavailable(),
     };
     if let Some(mailbox) = mailbox {
-        let rec = AccessRecord {
-            at: crate::model::to_millis(chrono::Utc::now()),
-            mailbox,
-            actor: None,
-            action: "agency_cancel".to_owned(),
-            tracking_code: Some(code),
-            client: Some(format!("agency:{agency}")),
+        let call = AgencyCall {
+            agency: &agency,
+            action: "agency_cancel",
+            code,
             status: status.as_u16(),
-            address: Some(peer.ip().to_string()),
+            peer,
         };
-        if let Err(r) = io(store.record_access(&[rec])) {
+        if let Err(r) = record_agency(&api, mailbox, call) {
             return r;
         }
     }
@@ -565,19 +586,18 @@ fn status_for_agency(
             "no notice and no kept rejection of yours with this reference",
         );
     }
-    if let Some(mailbox) = st.notice.as_ref().and_then(|n| n.recipient) {
-        let rec = AccessRecord {
-            at: crate::model::to_millis(chrono::Utc::now()),
-            mailbox,
-            actor: None,
-            action: "agency_status".to_owned(),
-            tracking_code: st.notice.as_ref().map(|n| n.tracking_code),
-            client: Some(format!("agency:{agency}")),
-            status: 200,
-            address: Some(peer.ip().to_string()),
-        };
-        if let Err(r) = io(api.parts.store.record_access(&[rec])) {
-            return r;
+    if let Some(n) = st.notice.as_ref() {
+        if let Some(mailbox) = n.recipient {
+            let call = AgencyCall {
+                agency: &agency,
+                action: "agency_status",
+                code: n.tracking_code,
+                status: 200,
+                peer,
+            };
+            if let Err(r) = record_agency(&api, mailbox, call) {
+                return r;
+            }
         }
     }
     Json(st).into_response()

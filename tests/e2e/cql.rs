@@ -249,12 +249,7 @@ fn cql_local_quorum_one_node_down_goes_on_two_down_refuses_then_resumes() {
     ]);
     let set_refs: Vec<&str> = sets.iter().map(String::as_str).collect();
     let engine = Engine::start(&broker, &names, dir.path(), 1, &set_refs);
-    let events = |a: &Answers, r: &str| -> Vec<String> {
-        a.receipts
-            .get(&("tax".to_owned(), r.to_owned()))
-            .map(|v| v.iter().map(|x| x.0.clone()).collect())
-            .unwrap_or_default()
-    };
+    let events = |a: &Answers, r: &str| a.events("tax", r);
 
     // All up.
     let first = produce_batch(&broker, &names, 0, 300);

@@ -654,6 +654,17 @@ pub(crate) struct Answers {
     dead: Vec<(String, String, i64)>,
 }
 
+impl Answers {
+    /// The events of `agency`'s reference, in the order received (first
+    /// deliveries).
+    pub(crate) fn events(&self, agency: &str, reference: &str) -> Vec<String> {
+        self.receipts
+            .get(&(agency.to_owned(), reference.to_owned()))
+            .map(|v| v.iter().map(|x| x.0.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Reads the receipt topics and the DLQ from the start until `until`
 /// holds, or `timeout` passes.
 ///
@@ -1718,12 +1729,7 @@ fn kafka_article_29_rounds_confirmations_served_and_activation() {
     );
     p.flush(Duration::from_secs(30)).unwrap();
 
-    let events = |a: &Answers, r: &str| -> Vec<String> {
-        a.receipts
-            .get(&("tax".to_owned(), r.to_owned()))
-            .map(|v| v.iter().map(|x| x.0.clone()).collect())
-            .unwrap_or_default()
-    };
+    let events = |a: &Answers, r: &str| a.events("tax", r);
     let a = read_answers(
         &broker,
         &names,

@@ -124,12 +124,7 @@ fn kafka_the_sandbox_gives_each_outcome_its_test_id_asks_for() {
         );
     }
     p.flush(Duration::from_secs(30)).unwrap();
-    let events = |a: &Answers, r: &str| -> Vec<String> {
-        a.receipts
-            .get(&("tax".to_owned(), r.to_owned()))
-            .map(|v| v.iter().map(|x| x.0.clone()).collect())
-            .unwrap_or_default()
-    };
+    let events = |a: &Answers, r: &str| a.events("tax", r);
     let a = read_answers(
         &broker,
         &names,
@@ -163,22 +158,46 @@ fn kafka_the_sandbox_gives_each_outcome_its_test_id_asks_for() {
     assert!(log.contains("SANDBOX"), "says so at start: {log}");
 }
 
+/// A sandbox node's settings that reach nothing real.
+const SANDBOX_SETS: &[&str] = &[
+    "sandbox.enabled=true",
+    "delivery.enabled=true",
+    "kafka.acks_topic=\"\"",
+    "kafka.registry_topic=\"\"",
+    "kafka.notice_topic_prefix=\"karpoosheh.sandbox.notices.\"",
+    "kafka.receipt_topic_prefix=\"karpoosheh.sandbox.receipts.\"",
+    "kafka.dead_letter_topic=\"karpoosheh.sandbox.dlq\"",
+    "kafka.group_id=\"karpoosheh-sandbox\"",
+    "kafka.audit_topic=\"karpoosheh.sandbox.audit\"",
+];
+
+/// `karpoosheh run` on `dir` with [`SANDBOX_SETS`] and `extra` (later
+/// settings win): it must refuse to start; its error output.
+fn refused(dir: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run".to_owned(),
+        "--data-dir".to_owned(),
+        dir.display().to_string(),
+    ];
+    for s in SANDBOX_SETS.iter().chain(extra) {
+        args.push("--set".into());
+        args.push((*s).into());
+    }
+    let out = karpoosheh_tests::karpoosheh_command()
+        .args(&args)
+        .env_remove("KARPOOSHEH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{extra:?}: started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A sandbox that could touch something real does not start: a real
-/// gateway, live topic names, a real registry or confirmations topic.
+/// gateway, live topic names, group or keyspace, a real registry or
+/// confirmations topic.
 #[test]
 fn a_sandbox_that_could_reach_something_real_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
-    let base = [
-        "sandbox.enabled=true",
-        "delivery.enabled=true",
-        "kafka.acks_topic=\"\"",
-        "kafka.registry_topic=\"\"",
-        "kafka.notice_topic_prefix=\"karpoosheh.sandbox.notices.\"",
-        "kafka.receipt_topic_prefix=\"karpoosheh.sandbox.receipts.\"",
-        "kafka.dead_letter_topic=\"karpoosheh.sandbox.dlq\"",
-        "kafka.group_id=\"karpoosheh-sandbox\"",
-        "kafka.audit_topic=\"karpoosheh.sandbox.audit\"",
-    ];
     for (extra, says) in [
         (
             "channels.sms.gateway=\"http\"",
@@ -200,22 +219,7 @@ fn a_sandbox_that_could_reach_something_real_does_not_start() {
             "scylla.keyspace = \"karpoosheh\" is not a sandbox one",
         ),
     ] {
-        let mut args = vec![
-            "run".to_owned(),
-            "--data-dir".to_owned(),
-            dir.path().display().to_string(),
-        ];
-        for s in base.iter().copied().chain([extra]) {
-            args.push("--set".into());
-            args.push(s.into());
-        }
-        let out = karpoosheh_tests::karpoosheh_command()
-            .args(&args)
-            .env_remove("KARPOOSHEH_CONFIG")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra}: started");
+        let err = refused(dir.path(), &[extra]);
         assert!(err.contains(says), "{extra}: {err}");
     }
 }
@@ -228,34 +232,10 @@ fn a_sandbox_with_a_live_nodes_key_does_not_start() {
     let agencies = dir.path().join("agencies.toml");
     std::fs::write(&agencies, "[agency.tax]\nstatus = \"approved\"\n").unwrap();
     let agencies_set = format!("agencies.file={:?}", agencies.display().to_string());
-    let mut args = vec![
-        "run".to_owned(),
-        "--data-dir".to_owned(),
-        dir.path().display().to_string(),
-    ];
-    for s in [
-        "sandbox.enabled=true",
-        "delivery.enabled=true",
-        "kafka.acks_topic=\"\"",
-        "kafka.registry_topic=\"\"",
-        "kafka.notice_topic_prefix=\"karpoosheh.sandbox.notices.\"",
-        "kafka.receipt_topic_prefix=\"karpoosheh.sandbox.receipts.\"",
-        "kafka.dead_letter_topic=\"karpoosheh.sandbox.dlq\"",
-        "kafka.group_id=\"karpoosheh-sandbox\"",
-        "kafka.audit_topic=\"karpoosheh.sandbox.audit\"",
-        "kafka.brokers=\"127.0.0.1:1\"",
-        &agencies_set,
-    ] {
-        args.push("--set".into());
-        args.push(s.into());
-    }
     // The suite's node key (karpoosheh_command sets it): not a sandbox one.
-    let out = karpoosheh_tests::karpoosheh_command()
-        .args(&args)
-        .env_remove("KARPOOSHEH_CONFIG")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(
+        dir.path(),
+        &["kafka.brokers=\"127.0.0.1:1\"", &agencies_set],
+    );
     assert!(err.contains("is not a sandbox key"), "{err}");
 }
