@@ -77,6 +77,22 @@ struct AgencyEntry {
     /// off to the agency's next free slot. None: no limit.
     #[serde(default)]
     rounds_per_second: Option<f64>,
+    /// What becomes of its bulk-lane notices over `notices_per_day`:
+    /// answered `quota_exceeded` (`refuse`), or left in the topic until
+    /// the next day (`defer`). Normal-lane ones are always answered.
+    #[serde(default)]
+    over_quota: OverQuota,
+}
+
+/// What becomes of an agency's bulk notices over its daily quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverQuota {
+    /// Answered `quota_exceeded`, with a receipt: send them again tomorrow.
+    #[default]
+    Refuse,
+    /// Slowed: left in the topic, read from the next Tehran midnight on.
+    Defer,
 }
 
 /// An agency as the registry holds it.
@@ -85,6 +101,7 @@ struct Agency {
     status: AgencyStatus,
     notices_per_day: Option<u64>,
     rounds_per_second: Option<f64>,
+    over_quota: OverQuota,
     /// SHA-256 of each key it may call its HTTP routes with.
     keys: Vec<[u8; 32]>,
 }
@@ -166,6 +183,12 @@ fn tehran_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
     (now.timestamp() + 3 * 3600 + 1800).div_euclid(86_400)
 }
 
+/// How long from `now` to the next Tehran midnight, when quotas turn over.
+pub fn until_tehran_midnight(now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    let next = (tehran_day(now) + 1) * 86_400 - (3 * 3600 + 1800);
+    std::time::Duration::from_millis((next * 1000 - now.timestamp_millis()).max(0) as u64)
+}
+
 fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
     let read = |source| AgencyRegistryError::Read {
         path: path.to_owned(),
@@ -210,6 +233,7 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
                 status: entry.status,
                 notices_per_day: entry.notices_per_day,
                 rounds_per_second: entry.rounds_per_second,
+                over_quota: entry.over_quota,
                 keys,
             },
         );
@@ -303,6 +327,15 @@ impl AgencyRegistry {
             Some(status) => Ok((agency, status)),
             None => Err(AgencyAuthError::Refused),
         }
+    }
+
+    /// What becomes of `agency`'s bulk notices over its daily quota.
+    pub fn over_quota(&self, agency: &AgencyId) -> OverQuota {
+        self.inner.with(|agencies| {
+            agencies
+                .get(agency.as_str())
+                .map_or(OverQuota::Refuse, |a| a.over_quota)
+        })
     }
 
     /// Why one more record of `agency` may not be taken at `now`, or
@@ -408,6 +441,37 @@ fn refusal_of(agency: &AgencyId, status: Option<AgencyStatus>) -> Option<Problem
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn the_quota_day_turns_at_tehran_midnight() {
+        use chrono::TimeZone;
+        // 20:29:59 UTC is 23:59:59 in Tehran: a second to go.
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 7, 20, 29, 59)
+            .unwrap();
+        assert_eq!(until_tehran_midnight(t), std::time::Duration::from_secs(1));
+        let next = t + chrono::Duration::seconds(1);
+        assert_eq!(tehran_day(next), tehran_day(t) + 1);
+        assert_eq!(
+            until_tehran_midnight(next),
+            std::time::Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn over_quota_is_refuse_unless_the_file_says_defer() {
+        let (_dir, file) = registry_file(
+            "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = 3\nover_quota = \"defer\"\n\
+             [agency.judiciary]\nstatus = \"approved\"\n",
+        );
+        let r = open_file(&file).unwrap();
+        let id = |a: &str| AgencyId::parse(a).unwrap();
+        assert_eq!(r.over_quota(&id("tax")), OverQuota::Defer);
+        assert_eq!(r.over_quota(&id("judiciary")), OverQuota::Refuse);
+        let (_dir, bad) =
+            registry_file("[agency.tax]\nstatus = \"approved\"\nover_quota = \"drop\"\n");
+        assert!(open_file(&bad).is_err());
+    }
     use super::*;
     use std::time::SystemTime;
 

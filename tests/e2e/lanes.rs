@@ -327,3 +327,104 @@ fn kafka_an_agency_over_its_daily_quota_is_answered_quota_exceeded() {
     );
     assert!(q0.iter().any(|r| r.2), "as a duplicate: {q0:?}");
 }
+
+/// `over_quota = "defer"`: an agency's bulk notices over its daily quota
+/// are neither refused nor lost: they wait in the topic (the lane paused,
+/// the group's position before them) until the day turns, while other
+/// agencies flow; a node started again with room reads them then.
+#[test]
+fn kafka_an_agency_that_defers_over_quota_has_its_bulk_notices_wait_in_the_topic() {
+    let Some(broker) = broker_or_skip("kafka_quota_defer", Storage::Fresh) else {
+        return;
+    };
+    let names = Names::new("defer");
+    names.create(&broker, &["tax", "judiciary"], 1);
+    let bulk_topic = format!("{}.bulk", names.notices("tax"));
+    broker.create_topics(&[&bulk_topic], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = |quota: u32| {
+        std::fs::write(
+            dir.path().join("agencies.toml"),
+            format!(
+                "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = {quota}\nover_quota = \"defer\"\n\
+                 [agency.judiciary]\nstatus = \"approved\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    registry(30);
+    let p = broker.producer();
+    let campaign = produce_notices(&p, &bulk_topic, "tax", "b", 0..50, 260_000_000);
+    let courts = produce_notices(
+        &p,
+        &names.notices("judiciary"),
+        "judiciary",
+        "j",
+        0..10,
+        270_000_000,
+    );
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    let count = |e: &Engine, name: &str, filter: &str| e.metric(name, filter);
+    engine.wait_for(
+        "the quota spent, the others in",
+        Duration::from_secs(120),
+        |e| {
+            count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"") >= 30.0
+                && count(e, "karpoosheh_notices_stored_total", "agency=\"judiciary\"") >= 10.0
+        },
+    );
+    // A while longer: nothing more of tax's is taken, nothing refused.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        count(&engine, "karpoosheh_notices_stored_total", "agency=\"tax\""),
+        30.0
+    );
+    assert_eq!(
+        count(
+            &engine,
+            "karpoosheh_notices_rejected_total",
+            "agency=\"tax\""
+        ),
+        0.0,
+        "deferred, not refused"
+    );
+    assert!(
+        count(&engine, "karpoosheh_kafka_paused_partitions", "") >= 1.0,
+        "its bulk lane waits paused"
+    );
+    let (code, _, log) = engine.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("left unread until Tehran midnight"), "{log}");
+    // The next day, as far as the quota goes: room for the rest. They were
+    // left in the topic, unread and uncommitted: every one is taken now.
+    registry(100);
+    let engine = Engine::start(&broker, &names, dir.path(), 1, &[]);
+    engine.wait_for("the rest taken", Duration::from_secs(120), |e| {
+        count(e, "karpoosheh_notices_stored_total", "agency=\"tax\"") >= 20.0
+    });
+    let answers = read_answers(
+        &broker,
+        &names,
+        |a| {
+            campaign
+                .iter()
+                .all(|r| a.receipts.contains_key(&("tax".to_owned(), r.clone())))
+        },
+        Duration::from_secs(120),
+    );
+    for r in &campaign {
+        let got = &answers.receipts[&("tax".to_owned(), r.clone())];
+        assert!(
+            got.iter().all(|g| g.0 == "accepted" && !g.2),
+            "{r}: {got:?}"
+        );
+    }
+    assert!(courts
+        .iter()
+        .all(|r| answers.receipts[&("judiciary".to_owned(), r.clone())][0].0 == "accepted"));
+    assert_eq!(
+        count(&engine, "karpoosheh_notices_stored_total", "agency=\"tax\""),
+        20.0,
+        "the twenty left, each once"
+    );
+}

@@ -96,6 +96,10 @@ struct Lane {
     /// Read from its own partition queue (urgent and bulk lanes, after
     /// their first record).
     split: bool,
+    /// A bulk lane whose agency spent its day's quota and defers the rest
+    /// (`over_quota = "defer"`): paused, its next record unread, until
+    /// then (the next Tehran midnight).
+    deferred_until: Option<Instant>,
 }
 
 impl Lane {
@@ -814,6 +818,7 @@ impl KafkaSource {
                         paused: false,
                         priority,
                         split: false,
+                        deferred_until: None,
                     },
                 );
                 id
@@ -825,6 +830,9 @@ impl KafkaSource {
         let lane = lanes.lanes.get_mut(&id).expect("lane just found");
         if offset < lane.next {
             return; // fetched again after a pause or a split: already handed out
+        }
+        if lane.deferred_until.is_some() {
+            return; // read again from its deferred record when the day turns
         }
         lane.next = offset + 1;
         lane.inflight.push_back((offset, false));
@@ -866,6 +874,15 @@ impl KafkaSource {
                 "the topic does not name an agency".to_owned(),
             )),
         };
+        if let (Some(p), Some(a)) = (&refused, &agency) {
+            if p.reason == Reason::QuotaExceeded
+                && priority == Priority::Bulk
+                && self.agencies.over_quota(a) == crate::agencies::OverQuota::Defer
+            {
+                self.defer(id, offset, a, g);
+                return;
+            }
+        }
         let payload = msg.payload().unwrap_or_default();
         let oversize = (payload.len() > self.payload_limit).then_some(payload.len() as u64);
         let kept = payload.len().min(self.payload_limit);
@@ -888,6 +905,69 @@ impl KafkaSource {
             received: Instant::now(),
             priority,
         });
+    }
+
+    /// Leaves a bulk lane's record at `offset`, over its agency's quota,
+    /// unread: the lane goes back to it and is paused until the next
+    /// Tehran midnight ([`Self::resume_deferred`]). Nothing is lost: the
+    /// group's position stays at or before it.
+    fn defer(&mut self, id: u32, offset: i64, agency: &AgencyId, g: &mut Gathered) {
+        let ctx = self.consumer.context();
+        let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(lane) = lanes.lanes.get_mut(&id) else {
+            return;
+        };
+        if lane.inflight.back().is_some_and(|e| e.0 == offset) {
+            lane.inflight.pop_back();
+        }
+        lane.next = offset;
+        let wait = crate::agencies::until_tehran_midnight(chrono::Utc::now());
+        lane.deferred_until = Some(Instant::now() + wait);
+        if !lane.paused {
+            lane.paused = true;
+            g.to_pause.push((lane.topic.clone(), lane.partition));
+        }
+        tracing::warn!(
+            agency = agency.as_str(),
+            partition = lane.partition,
+            hours = wait.as_secs() / 3600,
+            "agency over its daily quota: its bulk lane is left unread until Tehran midnight (over_quota = \"defer\")"
+        );
+    }
+
+    /// Resumes deferred bulk lanes whose day has turned, at their first
+    /// unread record.
+    fn resume_deferred(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let ctx = self.consumer.context();
+            let mut lanes = ctx.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            for lane in lanes.lanes.values_mut() {
+                if lane.deferred_until.is_some_and(|t| t <= now) {
+                    lane.deferred_until = None;
+                    lane.paused = false;
+                    due.push((lane.topic.clone(), lane.partition, lane.next));
+                }
+            }
+        }
+        for (topic, partition, next) in due {
+            if let Err(e) = self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(next),
+                Duration::from_secs(5),
+            ) {
+                KafkaClientError {
+                    kind: "seek",
+                    error: &e,
+                    partition: Some((&topic, partition)),
+                    log: true,
+                }
+                .emit();
+            }
+            self.set_paused(&topic, partition, false);
+        }
     }
 
     /// Pauses what [`Self::take`] found over its bound, and gives the lanes
@@ -1053,6 +1133,7 @@ impl Source for KafkaSource {
 
     fn poll(&mut self, max: usize, max_bytes: usize, wait: Duration) -> Result<Poll, SourceError> {
         self.agencies.maybe_reload();
+        self.resume_deferred();
         self.update_health();
         if self.last_commit.elapsed() >= self.commit_interval {
             self.commit_due(CommitMode::Async);
@@ -1119,7 +1200,11 @@ impl Source for KafkaSource {
                 }
             }
             for lane in lanes.lanes.values_mut() {
-                if lane.paused && lane.inflight.len() <= self.max_in_flight / 2 {
+                // A deferred lane waits for its day ([`Self::resume_deferred`]).
+                if lane.paused
+                    && lane.deferred_until.is_none()
+                    && lane.inflight.len() <= self.max_in_flight / 2
+                {
                     lane.paused = false;
                     to_resume.push((lane.topic.clone(), lane.partition, lane.next));
                 }
@@ -1206,6 +1291,7 @@ mod tests {
             paused: false,
             priority: Priority::Normal,
             split: false,
+            deferred_until: None,
         };
         assert_eq!(l.durable_position(), None, "nothing read yet");
         for o in [5, 6, 9, 10] {
