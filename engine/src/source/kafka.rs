@@ -952,22 +952,31 @@ impl KafkaSource {
             }
         }
         for (topic, partition, next) in due {
-            if let Err(e) = self.consumer.seek(
-                &topic,
-                partition,
-                Offset::Offset(next),
-                Duration::from_secs(5),
-            ) {
-                KafkaClientError {
-                    kind: "seek",
-                    error: &e,
-                    partition: Some((&topic, partition)),
-                    log: true,
-                }
-                .emit();
-            }
-            self.set_paused(&topic, partition, false);
+            self.resume_at(&topic, partition, next);
         }
+    }
+
+    /// Resumes a paused partition at `next`, its first record not handed
+    /// out. librdkafka drops what it had prefetched for a paused partition
+    /// and resumes at the first record it has not delivered, which is this
+    /// one (scripts/repro-pause-resume.py); the seek makes that explicit,
+    /// whatever a client version does.
+    fn resume_at(&self, topic: &str, partition: i32, next: i64) {
+        if let Err(e) = self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(next),
+            Duration::from_secs(5),
+        ) {
+            KafkaClientError {
+                kind: "seek",
+                error: &e,
+                partition: Some((topic, partition)),
+                log: true,
+            }
+            .emit();
+        }
+        self.set_paused(topic, partition, false);
     }
 
     /// Pauses what [`Self::take`] found over its bound, and gives the lanes
@@ -1217,25 +1226,7 @@ impl Source for KafkaSource {
             }
         }
         for (topic, partition, next) in &to_resume {
-            // librdkafka drops what it had prefetched for a paused partition
-            // and resumes at the first record it has not delivered, which
-            // is this one (scripts/repro-pause-resume.py); the seek makes
-            // that explicit, whatever a client version does.
-            if let Err(e) = self.consumer.seek(
-                topic,
-                *partition,
-                Offset::Offset(*next),
-                Duration::from_secs(5),
-            ) {
-                KafkaClientError {
-                    kind: "seek",
-                    error: &e,
-                    partition: Some((topic, *partition)),
-                    log: true,
-                }
-                .emit();
-            }
-            self.set_paused(topic, *partition, false);
+            self.resume_at(topic, *partition, *next);
         }
         if self.last_commit.elapsed() >= self.commit_interval {
             self.commit_due(CommitMode::Async);
