@@ -796,10 +796,11 @@ fn list(
 }
 
 /// A notice the caller may reach: the notice, their standing for its
-/// mailbox and their level; or the answer already recorded (404 or 403).
+/// mailbox, their level and the notice's delivery record as read; or the
+/// answer already recorded (404 or 403).
 #[allow(clippy::large_enum_variant)]
 enum Reached {
-    Yes(StoredNotice, Standing, AccessLevel),
+    Yes(StoredNotice, Standing, AccessLevel, DeliveryRecord),
     No(Response),
 }
 
@@ -813,14 +814,15 @@ fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
     let store = &api.parts.store;
     // A scheduled send not yet landed (or cancelled) is no notice to the
     // inbox, to anyone.
-    let held = match io(store.delivery(code)) {
+    let rec = match io(store.delivery(code)) {
         // No record yet: a write in progress (see `list`).
-        Ok(rec) => rec.is_none_or(|r| !r.in_mailbox()),
+        Ok(rec) => rec.filter(|r| r.in_mailbox()),
         Err(r) => return Reached::No(r),
     };
-    let n = match io(store.notice(code)) {
-        Ok(Some(n)) if !held => n,
-        Ok(_) => {
+    let (n, rec) = match (io(store.notice(code)), rec) {
+        (Ok(Some(n)), Some(rec)) => (n, rec),
+        (Err(r), _) => return Reached::No(r),
+        _ => {
             return Reached::No(recorded(
                 api,
                 s,
@@ -830,13 +832,12 @@ fn reach(api: &Api, s: &Session, code: &str, action: &str) -> Reached {
                 not_found(),
             ))
         }
-        Err(r) => return Reached::No(r),
     };
     let holder = n.notice.recipient;
     match standing_for(api, s, holder) {
         Ok(Some(st)) if st.covers(&n.notice.agency) => {
             let level = level_of(s, &st);
-            Reached::Yes(n, st, level)
+            Reached::Yes(n, st, level, rec)
         }
         Ok(None) if holder == s.subject => {
             let r = problem(
@@ -923,8 +924,8 @@ fn notice_now(api: Api, peer: std::net::SocketAddr, headers: &HeaderMap, code: S
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (n, st, level) = match reach(&api, &s, &code, "open") {
-        Reached::Yes(n, st, level) => (n, st, level),
+    let (n, st, level, rec) = match reach(&api, &s, &code, "open") {
+        Reached::Yes(n, st, level, rec) => (n, st, level, rec),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
@@ -932,11 +933,8 @@ fn notice_now(api: Api, peer: std::net::SocketAddr, headers: &HeaderMap, code: S
         let r = level_refused(n.notice.min_access_level, level);
         return recorded(&api, &s, holder, "open_refused", Some(code), r);
     }
-    let store = &api.parts.store;
-    let mut rec = match io(store.delivery(code)) {
-        Ok(rec) => rec,
-        Err(r) => return r,
-    };
+    // The record as `reach` read it.
+    let mut rec = Some(rec);
     // Opening is an event of the notice, recorded before it is shown, the
     // first time by this side (the scheduler checks again: acts are
     // idempotent).
@@ -1031,7 +1029,7 @@ fn confirm_now(
         );
     };
     let (n, st, level) = match reach(&api, &s, &code, "confirm") {
-        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::Yes(n, st, level, _) => (n, st, level),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
@@ -1114,7 +1112,7 @@ fn share_now(
         );
     };
     let (n, st, level) = match reach(&api, &s, &code, "share") {
-        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::Yes(n, st, level, _) => (n, st, level),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
@@ -1191,7 +1189,7 @@ fn unshare_now(
         Err(r) => return r,
     };
     let (n, st, _) = match reach(&api, &s, &code, "unshare") {
-        Reached::Yes(n, st, level) => (n, st, level),
+        Reached::Yes(n, st, level, _) => (n, st, level),
         Reached::No(r) => return r,
     };
     let (code, holder) = (n.tracking_code, n.notice.recipient);
