@@ -384,6 +384,9 @@ pub struct KafkaSource {
     /// The lane of the last record: records come in runs per partition,
     /// so this spares a map lookup (and a key allocation) per record.
     last_lane: Option<(String, i32, u32)>,
+    /// Some lane may be deferred ([`Self::defer`]): only then does a poll
+    /// look through the lanes for one whose day has turned.
+    any_deferred: bool,
     group: String,
     prefix: String,
     /// One member per group (the embedded store).
@@ -579,6 +582,7 @@ impl KafkaSource {
             ),
             last_error_log: None,
             last_lane: None,
+            any_deferred: false,
             group: cfg.group_id.clone(),
             prefix: cfg.notice_topic_prefix.clone(),
             exclusive: false,
@@ -921,6 +925,7 @@ impl KafkaSource {
             lane.inflight.pop_back();
         }
         lane.next = offset;
+        self.any_deferred = true;
         let wait = crate::agencies::until_tehran_midnight(chrono::Utc::now());
         lane.deferred_until = Some(Instant::now() + wait);
         if !lane.paused {
@@ -938,6 +943,9 @@ impl KafkaSource {
     /// Resumes deferred bulk lanes whose day has turned, at their first
     /// unread record.
     fn resume_deferred(&mut self) {
+        if !self.any_deferred {
+            return;
+        }
         let now = Instant::now();
         let mut due = Vec::new();
         {
@@ -950,6 +958,8 @@ impl KafkaSource {
                     due.push((lane.topic.clone(), lane.partition, lane.next));
                 }
             }
+            // A lane revoked by a rebalance takes its mark with it.
+            self.any_deferred = lanes.lanes.values().any(|l| l.deferred_until.is_some());
         }
         for (topic, partition, next) in due {
             self.resume_at(&topic, partition, next);
