@@ -230,7 +230,7 @@ pub fn replay(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Replayed, StoreError> {
-    use karpoosheh_schemas::{Receipt, ReceiptEvent};
+    use karpoosheh_schemas::Receipt;
     let mut out = Replayed::default();
     let mut batch: Vec<Receipt> = Vec::new();
     let flush = |batch: &mut Vec<Receipt>| -> Result<(), StoreError> {
@@ -281,14 +281,12 @@ pub fn replay(
             if !in_window(rej.at) {
                 continue;
             }
-            batch.push(Receipt::new(
-                format!("rejected:{}", crate::model::position_id(&rej.position)),
+            batch.push(crate::model::rejected_receipt(
+                &rej.position,
                 agency.clone(),
                 rej.reference,
                 rej.at,
-                ReceiptEvent::Rejected {
-                    problems: rej.problems,
-                },
+                rej.problems,
             ));
             out.rejections += 1;
             if batch.len() >= REPLAY_WRITE {

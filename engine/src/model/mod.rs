@@ -27,8 +27,9 @@ pub use self::delivery::{
     TIMER_SLOTS,
 };
 pub use self::notice::{
-    accepted_event, accepted_receipt, dead_letter_source, hex, position_id, Entry, MailboxPage,
-    NewNotice, NewRejection, Outcome, StoredEvent, StoredNotice, StoredRejection,
+    accepted_event, accepted_receipt, dead_letter_source, hex, position_id, rejected_receipt,
+    Entry, MailboxPage, NewNotice, NewRejection, Outcome, StoredEvent, StoredNotice,
+    StoredRejection,
 };
 pub use self::quarantine::Quarantined;
 pub use self::standing::{may_confirm_for, standing, Standing};

@@ -87,6 +87,25 @@ pub fn accepted_event(
     }
 }
 
+/// The `rejected` receipt of the record at `position`. Its ID names the
+/// position: the record read again is answered under the same ID, and
+/// `receipts replay` re-sends a kept rejection under it.
+pub fn rejected_receipt(
+    position: &SourcePosition,
+    agency: AgencyId,
+    reference: Option<String>,
+    at: DateTime<Utc>,
+    problems: Vec<Problem>,
+) -> karpoosheh_schemas::Receipt {
+    karpoosheh_schemas::Receipt::new(
+        format!("rejected:{}", position_id(position)),
+        agency,
+        reference,
+        at,
+        karpoosheh_schemas::ReceiptEvent::Rejected { problems },
+    )
+}
+
 /// A source position as one string, for receipt IDs and for knowing a
 /// re-delivered record: `kafka:<topic>:<partition>:<offset>`,
 /// `file:<path>:<line>`, `memory:<sequence>`.

@@ -31,7 +31,7 @@ use crossbeam_channel::{
 };
 use karpoosheh_schemas::{
     decode_envelope, AgencyId, Envelope, Limits, Notice, Priority, Problem, Reason, Receipt,
-    ReceiptEvent, Rejection, SourcePosition, TrackingCode,
+    Rejection, SourcePosition, TrackingCode,
 };
 use rayon::prelude::*;
 
@@ -1256,18 +1256,16 @@ fn ack_stage(
                 }
                 (Entry::Notice(n), Outcome::Conflict { original }) => {
                     counts.rejected(Some(&n.notice.agency), Reason::ReferenceConflict);
-                    let receipt = Receipt::new(
-                        format!("rejected:{}", position_id(&position)),
+                    let receipt = crate::model::rejected_receipt(
+                        &position,
                         n.notice.agency,
                         Some(n.notice.reference),
                         now,
-                        ReceiptEvent::Rejected {
-                            problems: vec![Problem::new(
-                                Reason::ReferenceConflict,
-                                "reference".to_owned(),
-                                format!("reference was already used for notice {original} with different content; the original is kept"),
-                            )],
-                        },
+                        vec![Problem::new(
+                            Reason::ReferenceConflict,
+                            "reference".to_owned(),
+                            format!("reference was already used for notice {original} with different content; the original is kept"),
+                        )],
                     );
                     (
                         HandledKind::Rejected(Reason::ReferenceConflict),
@@ -1278,14 +1276,12 @@ fn ack_stage(
                     let reason = r.problems[0].reason;
                     counts.rejected(r.agency.as_ref(), reason);
                     let receipt = r.agency.map(|agency| {
-                        Receipt::new(
-                            format!("rejected:{}", position_id(&position)),
+                        crate::model::rejected_receipt(
+                            &position,
                             agency,
                             r.reference,
                             now,
-                            ReceiptEvent::Rejected {
-                                problems: r.problems,
-                            },
+                            r.problems,
                         )
                     });
                     (HandledKind::Rejected(reason), receipt)
@@ -1819,7 +1815,7 @@ mod priority_tests {
         ) -> Result<(), crate::sink::SinkError> {
             let mut codes = self.0.lock().unwrap();
             for h in batch {
-                if let Some(ReceiptEvent::Accepted { tracking_code, .. }) =
+                if let Some(karpoosheh_schemas::ReceiptEvent::Accepted { tracking_code, .. }) =
                     h.receipt.as_ref().map(|r| &r.event)
                 {
                     codes.push(tracking_code.as_u64());
