@@ -289,12 +289,20 @@ impl Remote {
 
     fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let url = format!("{}{path}", self.base);
-        let mut r = self
+        let r = self
             .agent
             .get(&url)
             .header("Authorization", &format!("Bearer {}", self.token.expose()))
-            .call()
-            .map_err(|e| format!("the node's operator endpoint at {}: {e}", self.base))?;
+            .call();
+        self.answer(r)
+    }
+
+    /// A call's answer: its JSON when `200`, else the node's message.
+    fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, String> {
+        let mut r = r.map_err(|e| format!("the node's operator endpoint at {}: {e}", self.base))?;
         let body = r
             .body_mut()
             .with_config()
@@ -345,25 +353,15 @@ impl Remote {
             t(since),
             t(until)
         );
-        let mut r = self
+        let r = self
             .agent
             .post(&url)
             .config()
             .timeout_global(Some(std::time::Duration::from_secs(6 * 3600)))
             .build()
             .header("Authorization", &format!("Bearer {}", self.token.expose()))
-            .send_empty()
-            .map_err(|e| format!("the node's operator endpoint at {}: {e}", self.base))?;
-        let body = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
-        if r.status() != 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            return Err(format!(
-                "the node's operator endpoint answered {}: {}",
-                r.status(),
-                v["message"].as_str().unwrap_or(&body)
-            ));
-        }
-        serde_json::from_str(&body).map_err(|e| format!("the node's answer: {e}"))
+            .send_empty();
+        self.answer(r)
     }
 
     /// A notice's legal history as the dashboard shows it.
