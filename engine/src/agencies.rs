@@ -82,7 +82,15 @@ struct AgencyEntry {
     /// the next day (`defer`). Normal-lane ones are always answered.
     #[serde(default)]
     over_quota: OverQuota,
+    /// Its share of the scheduler's rounds while other agencies' rounds
+    /// are due too (1-1000; 1 when absent): rounds are taken from each
+    /// agency's queue in proportion to its weight.
+    #[serde(default)]
+    weight: Option<u32>,
 }
+
+/// The largest `weight` an agency may have.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// What becomes of an agency's bulk notices over its daily quota.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -102,6 +110,7 @@ struct Agency {
     notices_per_day: Option<u64>,
     rounds_per_second: Option<f64>,
     over_quota: OverQuota,
+    weight: u32,
     /// SHA-256 of each key it may call its HTTP routes with.
     keys: Vec<[u8; 32]>,
 }
@@ -215,6 +224,15 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
                 });
             }
         }
+        let weight = entry.weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return Err(AgencyRegistryError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "[agency.{id}].weight is {weight}; it must be a whole number from 1 to {MAX_WEIGHT}"
+                ),
+            });
+        }
         let keys = entry
             .api_keys_sha256
             .iter()
@@ -234,6 +252,7 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
                 notices_per_day: entry.notices_per_day,
                 rounds_per_second: entry.rounds_per_second,
                 over_quota: entry.over_quota,
+                weight,
                 keys,
             },
         );
@@ -403,6 +422,22 @@ impl AgencyRegistry {
         } else {
             Some(Duration::from_secs_f64(-*tokens / rate))
         }
+    }
+
+    /// The weight of each agencies' queue (`model::agency_queue`): the
+    /// sum of the `weight`s of the registry's agencies in it, and 1 for a
+    /// queue no agency of the registry is in (a removed agency's notices
+    /// still have their rounds).
+    pub fn queue_weights(&self) -> [u64; crate::model::AGENCY_QUEUES as usize] {
+        let mut w = [0u64; crate::model::AGENCY_QUEUES as usize];
+        self.inner.with(|agencies| {
+            for (id, a) in agencies {
+                if let Ok(id) = AgencyId::parse(id) {
+                    w[crate::model::agency_queue(&id) as usize] += u64::from(a.weight);
+                }
+            }
+        });
+        w.map(|x| x.max(1))
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -639,6 +674,26 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(open_file(&file).is_err());
+    }
+
+    #[test]
+    fn each_queue_weighs_the_sum_of_its_agencies_weights() {
+        // tax and health share queue 6, customs is in 3, judiciary in 1.
+        let (_dir, file) = registry_file(
+            "[agency.tax]\nstatus = \"approved\"\nweight = 3\n\
+             [agency.health]\nstatus = \"approved\"\n\
+             [agency.customs]\nstatus = \"suspended\"\nweight = 5\n",
+        );
+        let reg = open_file(&file).unwrap();
+        assert_eq!(reg.queue_weights(), [1, 1, 1, 5, 1, 1, 4]);
+        for bad in ["0", "1001", "-1", "1.5"] {
+            std::fs::write(
+                &file,
+                format!("[agency.tax]\nstatus = \"approved\"\nweight = {bad}\n"),
+            )
+            .unwrap();
+            assert!(open_file(&file).is_err(), "weight {bad}");
+        }
     }
 
     #[test]

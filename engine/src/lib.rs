@@ -74,6 +74,7 @@ pub use crate::http::{install_recorder, HttpServer};
 pub use crate::identity::{sign_token, IdentityConfig, KeySet, Session, TokenError, Verifier};
 pub use crate::inbox::InboxConfig;
 pub use crate::kafka::KafkaConfig;
+pub use crate::model::{agency_queue, Queue, AGENCY_QUEUES};
 pub use crate::model::{
     hex, AccessRecord, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite,
     Entry, MailboxPage, NewNotice, NewRejection, Outcome, Pending, RoundDelivery, RoundRecord,

@@ -421,7 +421,7 @@ fn run() -> Result<()> {
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             eprintln!(
-                "round 1 of urgent notices: p50 {:.0} ms, p99 {:.0} ms idle; p50 {:.0} ms, p99 {:.0} ms with {} campaign rounds due (bulk-lane probes: p50 {:.0} ms, p99 {:.0} ms, {} not sent); campaign {:.0}/s before, {:.0}/s during",
+                "round 1 of urgent notices: p50 {:.0} ms, p99 {:.0} ms idle; p50 {:.0} ms, p99 {:.0} ms with {} campaign rounds due (the campaign agency's bulk-lane probes: p50 {:.0} ms, p99 {:.0} ms, {} not sent; another agency's: p50 {:.0} ms, p99 {:.0} ms, {} not sent); campaign {:.0}/s before, {:.0}/s during",
                 r.idle_urgent.p50_ms,
                 r.idle_urgent.p99_ms,
                 r.busy_urgent.p50_ms,
@@ -430,6 +430,9 @@ fn run() -> Result<()> {
                 r.busy_bulk.p50_ms,
                 r.busy_bulk.p99_ms,
                 r.busy_bulk.not_sent,
+                r.busy_other_bulk.p50_ms,
+                r.busy_other_bulk.p99_ms,
+                r.busy_other_bulk.not_sent,
                 r.campaign_per_sec_before,
                 r.campaign_per_sec_during
             );

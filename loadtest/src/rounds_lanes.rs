@@ -1,7 +1,8 @@
 //! Lanes in the rounds: how long an urgent notice's round 1 takes to go
 //! out while a campaign's rounds are due and hold every gateway at its
-//! rate limit, against the same on an idle scheduler and against a
-//! notice of the campaign's own lane sent at the same moment.
+//! rate limit, against the same on an idle scheduler, against a notice of
+//! the campaign's own lane and agency sent at the same moment, and
+//! against another agency's notice on that lane.
 //!
 //! The real scheduler (its workers, `delivery.workers` of them) and the
 //! real channel dispatcher with its rate limits and urgent reserve, over
@@ -60,6 +61,10 @@ pub struct RoundsLanesResult {
     /// an urgent notice waited before lanes (one lane for all). Those not
     /// out 60 s after the last probe are counted in `not_sent`.
     pub busy_bulk: Latencies,
+    /// Bulk-lane probes of another agency (customs, in its own agencies'
+    /// queue, weight 1 as tax's), sent at the same moments: what its
+    /// notices waited behind another's campaign.
+    pub busy_other_bulk: Latencies,
     /// Campaign notifications accepted by the gateways per second, before
     /// the probes and while they were sent.
     pub campaign_per_sec_before: f64,
@@ -96,6 +101,18 @@ fn follow_up(
     } else {
         "judiciary"
     };
+    follow_up_of(agency, code, recipient, lane, due, reference)
+}
+
+/// The same from `agency`.
+fn follow_up_of(
+    agency: &str,
+    code: TrackingCode,
+    recipient: MailboxId,
+    lane: Priority,
+    due: chrono::DateTime<Utc>,
+    reference: String,
+) -> DeliveryWrite {
     let mut rec = crate::sched_bench::pending_record(
         code,
         AgencyId::parse(agency).expect("valid agency IDs"),
@@ -216,22 +233,21 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
     };
     let handle = scheduler.start()?;
 
-    // Probes: (code, lane, written at).
-    let mut probe = |lane: Priority, n: u64| -> anyhow::Result<(TrackingCode, Instant)> {
-        let id = active_people(&mut body, 1, seed)[0];
-        let code = codes.next(Utc::now().timestamp_millis());
-        store.write_delivery(&[follow_up(
-            code,
-            id,
-            lane,
-            Utc::now(),
-            format!("probe-{lane}-{n}"),
-        )])?;
-        Ok((code, Instant::now()))
-    };
+    // Probes: (code, lane, written at); customs' bulk ones in its queue.
+    let mut probe_of =
+        |agency: Option<&str>, lane: Priority, n: u64| -> anyhow::Result<(TrackingCode, Instant)> {
+            let id = active_people(&mut body, 1, seed)[0];
+            let code = codes.next(Utc::now().timestamp_millis());
+            let reference = format!("probe-{lane}-{n}");
+            store.write_delivery(&[match agency {
+                None => follow_up(code, id, lane, Utc::now(), reference),
+                Some(a) => follow_up_of(a, code, id, lane, Utc::now(), reference),
+            }])?;
+            Ok((code, Instant::now()))
+        };
     let mut idle = Vec::new();
     for n in 0..opts.probes {
-        idle.push(probe(Priority::Urgent, n)?);
+        idle.push(probe_of(None, Priority::Urgent, n)?);
         std::thread::sleep(opts.interval);
     }
     // Wait for the campaign to fall due and fill the gateways.
@@ -246,9 +262,11 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
     let c1 = (campaign_sent.load(Ordering::Relaxed), Instant::now());
     let mut busy_urgent = Vec::new();
     let mut busy_bulk = Vec::new();
+    let mut busy_other = Vec::new();
     for n in 0..opts.probes {
-        busy_urgent.push(probe(Priority::Urgent, opts.probes + n)?);
-        busy_bulk.push(probe(Priority::Bulk, opts.probes + n)?);
+        busy_urgent.push(probe_of(None, Priority::Urgent, opts.probes + n)?);
+        busy_bulk.push(probe_of(None, Priority::Bulk, opts.probes + n)?);
+        busy_other.push(probe_of(Some("customs"), Priority::Bulk, opts.probes + n)?);
         std::thread::sleep(opts.interval);
     }
     let c2 = (campaign_sent.load(Ordering::Relaxed), Instant::now());
@@ -258,7 +276,9 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
         let m = sent_at.lock().unwrap_or_else(|p| p.into_inner());
         ps.iter().all(|(c, _)| m.contains_key(c))
     };
-    while Instant::now() < give_up && !(all_out(&idle) && all_out(&busy_urgent)) {
+    while Instant::now() < give_up
+        && !(all_out(&idle) && all_out(&busy_urgent) && all_out(&busy_other))
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     while Instant::now() < give_up && !all_out(&busy_bulk) {
@@ -281,7 +301,11 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
     };
     let probes_in = |from: Instant, to: Instant| {
         // The probes' own notifications are not the campaign's.
-        let all = idle.iter().chain(&busy_urgent).chain(&busy_bulk);
+        let all = idle
+            .iter()
+            .chain(&busy_urgent)
+            .chain(&busy_bulk)
+            .chain(&busy_other);
         all.filter(|(c, _)| m.get(c).is_some_and(|s| *s >= from && *s < to))
             .count() as u64
     };
@@ -296,6 +320,7 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
         idle_urgent: measure(&idle),
         busy_urgent: measure(&busy_urgent),
         busy_bulk: measure(&busy_bulk),
+        busy_other_bulk: measure(&busy_other),
         campaign_per_sec_before: rate(c0, c1),
         campaign_per_sec_during: rate(c1, c2),
     };

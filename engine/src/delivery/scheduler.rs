@@ -33,7 +33,7 @@ use crate::internal_events::{
 };
 use crate::model::{
     may_confirm_for, timer_slot, Action, DeliveryRecord, DeliveryState, DeliveryWrite, Pending,
-    RoundDelivery, RoundRecord, Timer, TimerKind, TIMER_SHARDS, TIMER_SLOTS,
+    Queue, RoundDelivery, RoundRecord, Timer, TimerKind, AGENCY_QUEUES, TIMER_SHARDS, TIMER_SLOTS,
 };
 use crate::store::{Store, StoreError};
 
@@ -138,6 +138,14 @@ impl Drop for InFlight<'_> {
 /// store).
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 
+/// A slot whose last scan found nothing due is read again after this
+/// long, or at once when the store says a timer was written into it
+/// (round 1 of a notice just accepted). A lane has seven agencies'
+/// queues, most of them idle most of the time: on ScyllaDB each read is a
+/// query. A timer written long before it falls due (a later round, an
+/// expiry) is then at most this late.
+const IDLE_RESCAN: Duration = Duration::from_secs(1);
+
 /// Where each slot's next scan starts: just after what was last handled,
 /// so a scan does not walk the deleted timers at the head of the slot.
 struct Cursor {
@@ -146,6 +154,8 @@ struct Cursor {
     /// How late the oldest timer of the slot's last scan was; `None`
     /// when it found none due.
     lag: Option<Duration>,
+    /// When a scan last found nothing due, if the last scan did.
+    idle_since: Option<Instant>,
 }
 
 /// The lag of `lane` over `shards` in the last pass: the largest of
@@ -153,10 +163,26 @@ struct Cursor {
 fn lane_lag(worker: usize, lane: Priority, shards: &[u8], cursors: &[Cursor]) {
     let lag = shards
         .iter()
-        .filter_map(|&s| cursors[timer_slot(s, lane) as usize].lag)
+        .flat_map(|&s| Queue::all(lane).map(move |q| timer_slot(s, q)))
+        .filter_map(|slot| cursors[slot as usize].lag)
         .max()
         .unwrap_or(Duration::ZERO);
     LaneLag { worker, lane, lag }.emit();
+}
+
+const QUEUES: usize = AGENCY_QUEUES as usize;
+
+/// How many due timers each agencies' queue of a lane may take in one
+/// pass over a shard: `base` shared in proportion to the weights of the
+/// queues that had rounds due there in the last pass, each queue counting
+/// itself — a queue alone takes all of `base`, so a lone campaign goes at
+/// full speed, and none takes less than one.
+fn queue_limits(base: usize, weights: &[u64; QUEUES], had: &[bool; QUEUES]) -> [usize; QUEUES] {
+    let busy: u64 = (0..QUEUES).filter(|&q| had[q]).map(|q| weights[q]).sum();
+    std::array::from_fn(|q| {
+        let total = busy + if had[q] { 0 } else { weights[q] };
+        ((base as u64 * weights[q]).div_ceil(total.max(1)) as usize).max(1)
+    })
 }
 
 /// Runs `f` on every item on up to `threads` threads (a notice's step
@@ -278,6 +304,7 @@ fn cursors() -> Vec<Cursor> {
             from_ms: i64::MIN,
             last_full: None,
             lag: None,
+            idle_since: None,
         })
         .collect()
 }
@@ -573,31 +600,41 @@ impl Scheduler {
         // A bulk batch while normal work is due: a quarter of one, so
         // normal notices go first without a campaign ever stopping.
         let bulk_behind_normal = (batch / 4).max(1);
+        // Per lane (normal, bulk) and shard: which agencies' queues had
+        // rounds due in the last pass (they share the lane's batch).
+        let mut had = vec![[false; QUEUES]; 2 * TIMER_SHARDS as usize];
         while !shutdown.load(Ordering::SeqCst) {
             let mut did = 0;
+            let weights = self.queue_weights();
             // The urgent slots are the urgent thread's (`urgent_worker`).
             for &shard in shards {
-                for lane in [Priority::Normal, Priority::Bulk] {
-                    take(&mut did)?;
-                    let slot = timer_slot(shard, lane);
-                    let limit = if lane == Priority::Bulk && normal_due[shard as usize] {
+                for (i, lane) in [Priority::Normal, Priority::Bulk].into_iter().enumerate() {
+                    let base = if lane == Priority::Bulk && normal_due[shard as usize] {
                         bulk_behind_normal
                     } else {
                         batch
                     };
-                    let n = self.scan(
-                        slot,
-                        limit,
-                        threads,
-                        &mut cursors[slot as usize],
-                        false,
-                        owner,
-                        false,
-                    )?;
-                    if lane == Priority::Normal {
-                        normal_due[shard as usize] = n > 0;
+                    let had = &mut had[i * TIMER_SHARDS as usize + shard as usize];
+                    let limits = queue_limits(base, &weights, had);
+                    for q in Queue::all(lane) {
+                        take(&mut did)?;
+                        let slot = timer_slot(shard, q);
+                        let qi = q.index as usize;
+                        let n = self.scan(
+                            slot,
+                            limits[qi],
+                            threads,
+                            &mut cursors[slot as usize],
+                            false,
+                            owner,
+                            false,
+                        )?;
+                        had[qi] = n > 0;
+                        did += n;
                     }
-                    did += n;
+                    if lane == Priority::Normal {
+                        normal_due[shard as usize] = had.iter().any(|&h| h);
+                    }
                 }
             }
             lane_lag(worker, Priority::Normal, shards, &cursors);
@@ -708,14 +745,24 @@ impl Scheduler {
         let mut total = 0;
         let mut full = false;
         let owner = Owner::default();
+        let mut had = vec![[false; QUEUES]; Priority::ALL.len() * TIMER_SHARDS as usize];
         loop {
             let mut n = 0;
-            // Urgent first, then normal, then bulk.
-            for lane in Priority::ALL {
+            let weights = self.queue_weights();
+            // Urgent first, then normal, then bulk; each lane's agencies'
+            // queues sharing its batch as the workers' passes do.
+            for (i, lane) in Priority::ALL.into_iter().enumerate() {
                 for shard in 0..TIMER_SHARDS {
-                    let slot = timer_slot(shard, lane);
-                    let c = &mut cursors[slot as usize];
-                    n += self.scan(slot, self.config.batch, threads, c, full, &owner, false)?;
+                    let had = &mut had[i * TIMER_SHARDS as usize + shard as usize];
+                    let limits = queue_limits(self.config.batch, &weights, had);
+                    for q in Queue::all(lane) {
+                        let slot = timer_slot(shard, q);
+                        let c = &mut cursors[slot as usize];
+                        let qi = q.index as usize;
+                        let got = self.scan(slot, limits[qi], threads, c, full, &owner, false)?;
+                        had[qi] = got > 0;
+                        n += got;
+                    }
                 }
             }
             total += n;
@@ -961,6 +1008,12 @@ impl Scheduler {
             || cursor
                 .last_full
                 .is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
+        if !full
+            && cursor.idle_since.is_some_and(|t| t.elapsed() < IDLE_RESCAN)
+            && !self.store.timers_written(slot)
+        {
+            return Ok(0);
+        }
         let from = if full { i64::MIN } else { cursor.from_ms };
         if full {
             cursor.last_full = Some(Instant::now());
@@ -970,8 +1023,10 @@ impl Scheduler {
             .due_timers(slot, from, now.timestamp_millis(), limit)?;
         let Some(last) = timers.last() else {
             cursor.lag = None;
+            cursor.idle_since = Some(Instant::now());
             return Ok(0);
         };
+        cursor.idle_since = None;
         // Earliest first: everything before `last` is handled (deleted or
         // moved) by this scan.
         cursor.from_ms = last.due_ms;
@@ -1084,6 +1139,13 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The weight of each agencies' queue (all 1 without a registry).
+    fn queue_weights(&self) -> [u64; QUEUES] {
+        self.agencies
+            .as_ref()
+            .map_or([1; QUEUES], |a| a.queue_weights())
+    }
+
     /// How long a round of `rec` must wait for its agency's next slot
     /// (`rounds_per_second`), the slot then taken; `None`: it starts now.
     /// Urgent notices are never paced, and a round put off to its slot
@@ -1139,18 +1201,18 @@ impl Scheduler {
             step.write = w;
             return Ok(step);
         };
-        // A timer in another lane's slot than its record's (a repair that
-        // chose the wrong lane) is moved to the record's lane and acted on
-        // there: the urgent thread and the worker's own never both handle
-        // one notice. Nothing else of the record is written here then.
+        // A timer in another slot than its record's queue (a repair that
+        // chose the wrong lane, or a timer stored before agencies' queues)
+        // is moved to the record's queue and acted on there: the urgent
+        // thread and the worker's own never both handle one notice, and a
+        // round's rescheduling removes the timer it names. Nothing else of
+        // the record is written here then.
+        let home = rec.timer_slot();
         let (mut ts, strays): (Vec<Timer>, Vec<Timer>) =
-            timers.iter().partition(|t| t.lane() == rec.priority);
+            timers.iter().partition(|t| t.slot == home);
         for t in strays {
             w.remove_timers.push(t);
-            w.add_timers.push(Timer {
-                slot: timer_slot(Timer::shard_of(code), rec.priority),
-                ..t
-            });
+            w.add_timers.push(Timer { slot: home, ..t });
         }
         if ts.is_empty() {
             step.write = w;
@@ -1316,7 +1378,7 @@ impl Scheduler {
         let purge_at = add(now, self.config.record_retention.0);
         w.add_timers.push(Timer::purge(
             rec.tracking_code,
-            rec.priority,
+            rec.queue(),
             purge_at.timestamp_millis(),
         ));
     }
@@ -1577,7 +1639,7 @@ impl Scheduler {
         if at > now {
             w.add_timers.push(Timer::remind(
                 rec.tracking_code,
-                rec.priority,
+                rec.queue(),
                 at.timestamp_millis(),
             ));
         }
@@ -1613,7 +1675,7 @@ impl Scheduler {
             if allowed > now && allowed < by {
                 w.add_timers.push(Timer::remind(
                     rec.tracking_code,
-                    rec.priority,
+                    rec.queue(),
                     allowed.timestamp_millis(),
                 ));
                 return Ok(());
@@ -1802,6 +1864,27 @@ fn resume(rec: &mut DeliveryRecord, w: &mut DeliveryWrite, now: DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lanes_batch_is_shared_by_the_weights_of_the_queues_with_work() {
+        let w = [1, 1, 1, 1, 1, 1, 3];
+        let none = [false; QUEUES];
+        // Alone, each queue may take the whole batch.
+        assert_eq!(queue_limits(40, &w, &none), [40; QUEUES]);
+        let mut busy = none;
+        busy[6] = true;
+        let l = queue_limits(40, &w, &busy);
+        assert_eq!(l[6], 40, "a lone campaign at full speed");
+        assert_eq!(l[3], 10, "a newcomer counts itself: 40 x 1/4");
+        busy[3] = true;
+        let l = queue_limits(40, &w, &busy);
+        assert_eq!((l[6], l[3]), (30, 10));
+        // Never none at all.
+        assert_eq!(
+            queue_limits(1, &[1000, 1, 1, 1, 1, 1, 1], &[true; QUEUES])[1],
+            1
+        );
+    }
 
     #[test]
     fn a_lanes_lag_is_the_largest_of_its_slots_and_zero_when_none_was_due() {

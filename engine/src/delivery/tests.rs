@@ -185,12 +185,22 @@ impl World {
         to: &[(MailboxId, u16)],
         lane: karpoosheh_schemas::Priority,
     ) -> Vec<TrackingCode> {
+        self.notices_from("tax", to, lane)
+    }
+
+    /// The same from `agency`.
+    fn notices_from(
+        &self,
+        agency: &str,
+        to: &[(MailboxId, u16)],
+        lane: karpoosheh_schemas::Priority,
+    ) -> Vec<TrackingCode> {
         let mut codes = Vec::new();
         let entries: Vec<Entry> = to
             .iter()
             .map(|&(to, seq)| {
                 let e = in_lane(
-                    new_notice(notice("tax", &format!("ref-{seq}"), to, "متن"), seq),
+                    new_notice(notice(agency, &format!("ref-{seq}"), to, "متن"), seq),
                     lane,
                 );
                 let Entry::Notice(n) = &e else { unreachable!() };
@@ -1938,6 +1948,159 @@ fn a_timer_in_another_lanes_slot_moves_to_its_records_lane() {
             .all(|t| t.code != code),
         "nothing of it left in the normal slot"
     );
+}
+
+#[test]
+fn a_timer_stored_before_agencies_queues_moves_to_its_agencys_queue_and_acts_once() {
+    use crate::model::Queue;
+    use karpoosheh_schemas::Priority;
+    let w = World::new();
+    let people = crowd(451_000_001, 1, 1);
+    w.active(&[people[0].0]);
+    let code = w.notices_in(&people, Priority::Bulk)[0];
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(
+        rec.queue(),
+        Queue {
+            lane: Priority::Bulk,
+            index: 6
+        },
+        "tax's"
+    );
+    let due = rec.next.unwrap().due_ms;
+    // Round 1's timer in the bulk lane's queue 0, where a store written
+    // before agencies' queues keeps it.
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            remove_timers: vec![rec.next_timer(due)],
+            add_timers: vec![Timer::next(code, Priority::Bulk, due)],
+            ..Default::default()
+        }])
+        .unwrap();
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1], "sent once");
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    let later = w.clock.now().timestamp_millis() + 400 * 86_400_000;
+    let in_slot = |slot| {
+        w.store
+            .due_timers(slot, i64::MIN, later, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.code == code)
+            .collect::<Vec<_>>()
+    };
+    assert!(in_slot(timer_slot(Timer::shard_of(code), Priority::Bulk)).is_empty());
+    let home = in_slot(rec.timer_slot());
+    assert!(
+        home.iter()
+            .any(|t| t.kind == TimerKind::Next && Some(t.due_ms) == rec.next.map(|p| p.due_ms)),
+        "round 2 is in tax's queue: {home:?}"
+    );
+}
+
+/// Which agency each round the gateway sent was for, in order.
+fn sent_by(w: &World, of: &[(&'static str, &[TrackingCode])]) -> Vec<&'static str> {
+    w.gateway
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            of.iter()
+                .find(|(_, codes)| codes.contains(&s.0))
+                .map_or("?", |(a, _)| *a)
+        })
+        .collect()
+}
+
+#[test]
+fn agencies_with_rounds_due_share_the_scheduler_by_their_weights() {
+    use karpoosheh_schemas::Priority;
+    // tax (queue 6) weighs 3, customs (queue 3) 1. tax's campaign of 640
+    // was accepted before customs' 160: one queue would send every one
+    // of tax's first.
+    let (_dir, file) = crate::agencies::tests::registry_file(
+        "[agency.tax]\nstatus = \"approved\"\nweight = 3\n\
+         [agency.customs]\nstatus = \"approved\"\n",
+    );
+    let mut cfg = config();
+    cfg.batch = 4;
+    let mut w = World::with_config(cfg);
+    w.scheduler.agencies = Some(crate::agencies::tests::open_file(&file).unwrap());
+    let people = crowd(452_000_001, 800, 1);
+    w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
+    let tax = w.notices_from("tax", &people[..640], Priority::Bulk);
+    let customs = w.notices_from("customs", &people[640..], Priority::Bulk);
+    w.run();
+    let order = sent_by(&w, &[("tax", &tax), ("customs", &customs)]);
+    assert_eq!(order.len(), 800, "every round 1, once");
+    assert!(!order.contains(&"?"));
+    // The first pass takes a batch from each (neither had rounds due
+    // before); from then on tax three to customs' one, until customs'
+    // are done: near the 512th round, not the 800th.
+    let customs_done = order.iter().rposition(|a| *a == "customs").unwrap();
+    assert!(
+        (400..600).contains(&customs_done),
+        "customs' last round was the {customs_done}th"
+    );
+    let stretch = &order[160..440];
+    let tax_share = stretch.iter().filter(|a| **a == "tax").count() as f64 / stretch.len() as f64;
+    assert!(
+        (0.65..=0.85).contains(&tax_share),
+        "tax had {tax_share:.2} of the rounds while both had some due"
+    );
+}
+
+#[test]
+fn one_agencys_campaign_does_not_hold_back_anothers_on_the_running_workers() {
+    use karpoosheh_schemas::Priority;
+    // One worker, one send at a time, 1 ms a send: tax's campaign of
+    // 2,000 due rounds takes two seconds. customs' 100, accepted after
+    // it, go out beside it (equal weights), not after it.
+    let mut cfg = config();
+    cfg.workers = 1;
+    cfg.concurrency = 1;
+    cfg.batch = 32;
+    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
+    let w = World::with_config(cfg);
+    let gateway = w.gateway.clone();
+    gateway.slow_us.store(1_000, Ordering::SeqCst);
+    let people = crowd(453_000_001, 2_100, 1);
+    w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
+    let tax = w.notices_from("tax", &people[..2_000], Priority::Bulk);
+    let customs = w.notices_from("customs", &people[2_000..], Priority::Bulk);
+    let World {
+        store, scheduler, ..
+    } = w;
+    let handle = scheduler.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while gateway.sent.lock().unwrap().len() < 2_100 {
+        assert!(std::time::Instant::now() < deadline, "rounds stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop();
+    let order: Vec<&str> = gateway
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            if customs.contains(&s.0) {
+                "customs"
+            } else {
+                "tax"
+            }
+        })
+        .collect();
+    assert_eq!(order.iter().filter(|a| **a == "tax").count(), tax.len());
+    let customs_done = order.iter().rposition(|a| *a == "customs").unwrap();
+    // Side by side: customs' 100 are done within about 200 rounds (a
+    // first pass that took at most 32 of each per shard, then half each).
+    assert!(
+        customs_done < 600,
+        "customs' last round was the {customs_done}th of 2,100"
+    );
+    drop(store);
 }
 
 /// Stores one notice to `to` that its agency scheduled for `at`.

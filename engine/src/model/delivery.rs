@@ -17,25 +17,102 @@ use serde::{Deserialize, Serialize};
 /// decides which scheduler worker owns it.
 pub const TIMER_SHARDS: u8 = 16;
 
-/// Where timers are kept: one slot per shard and lane. Normal notices'
-/// timers are in slots 0-15 (the layout before lanes, so stored timers
-/// stay where they are), urgent ones in 16-31, bulk ones in 32-47: the
-/// scheduler reads the urgent slots before the others, so an urgent
-/// notice's round never waits behind a campaign's due rounds.
-pub const TIMER_SLOTS: u8 = 3 * TIMER_SHARDS;
+/// Agencies' queues in the normal and in the bulk lane: each agency's
+/// timers are in one of them ([`agency_queue`]), and when several queues
+/// of a lane have rounds due the scheduler takes from each in turn, in
+/// proportion to the `weight`s of their agencies in the registry: one
+/// agency's campaign never holds back another's rounds. The urgent lane
+/// has one queue (it is small, and reserved its own thread and rate).
+pub const AGENCY_QUEUES: u8 = 7;
 
-/// The first slot of a lane's timers.
-fn lane_base(lane: Priority) -> u8 {
-    match lane {
-        Priority::Normal => 0,
-        Priority::Urgent => TIMER_SHARDS,
-        Priority::Bulk => 2 * TIMER_SHARDS,
+/// Where timers are kept: one slot per shard and queue. The layout before
+/// agencies' queues is kept, so stored timers stay where they are: normal
+/// notices' queue 0 is in slots 0-15, urgent notices in 16-31, bulk
+/// notices' queue 0 in 32-47. Queues 1-6 of the normal lane follow in
+/// 48-143, and of the bulk lane in 144-239. The scheduler reads the urgent
+/// slots on a thread of their own, so an urgent notice's round never waits
+/// behind a campaign's due rounds.
+pub const TIMER_SLOTS: u8 = TIMER_SHARDS * (1 + 2 * AGENCY_QUEUES);
+
+/// One queue of timers: a lane, and in the normal and bulk lanes one of
+/// their [`AGENCY_QUEUES`] agencies' queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Queue {
+    pub lane: Priority,
+    pub index: u8,
+}
+
+impl From<Priority> for Queue {
+    /// A lane's queue 0 (where every timer was before agencies' queues).
+    fn from(lane: Priority) -> Queue {
+        Queue { lane, index: 0 }
     }
 }
 
-/// The slot of `shard`'s timers in `lane`.
-pub fn timer_slot(shard: u8, lane: Priority) -> u8 {
-    lane_base(lane) + shard % TIMER_SHARDS
+impl Queue {
+    /// The queue of `agency`'s notices in `lane`.
+    pub fn of(lane: Priority, agency: &AgencyId) -> Queue {
+        Queue {
+            lane,
+            index: match lane {
+                Priority::Urgent => 0,
+                _ => agency_queue(agency),
+            },
+        }
+    }
+
+    /// Every queue of `lane`.
+    pub fn all(lane: Priority) -> impl Iterator<Item = Queue> {
+        let n = if lane == Priority::Urgent {
+            1
+        } else {
+            AGENCY_QUEUES
+        };
+        (0..n).map(move |index| Queue { lane, index })
+    }
+
+    /// The queue's first slot.
+    fn base(self) -> u8 {
+        let extra = |first: u8| first + (self.index - 1) * TIMER_SHARDS;
+        match (self.lane, self.index) {
+            (Priority::Normal, 0) => 0,
+            (Priority::Urgent, _) => TIMER_SHARDS,
+            (Priority::Bulk, 0) => 2 * TIMER_SHARDS,
+            (Priority::Normal, _) => extra(3 * TIMER_SHARDS),
+            (Priority::Bulk, _) => extra((3 + AGENCY_QUEUES - 1) * TIMER_SHARDS),
+        }
+    }
+
+    /// The queue a slot belongs to (the inverse of [`timer_slot`]).
+    pub fn of_slot(slot: u8) -> Queue {
+        let block = slot / TIMER_SHARDS;
+        let q = |lane, index| Queue { lane, index };
+        match block {
+            0 => q(Priority::Normal, 0),
+            1 => q(Priority::Urgent, 0),
+            2 => q(Priority::Bulk, 0),
+            b if b < 3 + AGENCY_QUEUES - 1 => q(Priority::Normal, b - 2),
+            b => q(Priority::Bulk, b - (3 + AGENCY_QUEUES - 1) + 1),
+        }
+    }
+}
+
+/// The queue of an agency's notices in the normal and bulk lanes: the
+/// first eight bytes of the SHA-256 of its ID (UTF-8), read big-endian,
+/// modulo [`AGENCY_QUEUES`]. Fixed by the ID alone, so every node and
+/// every stored record agree; two agencies may share a queue (and then
+/// share it first come, first served). docs/operations.md lists how to
+/// compute it.
+pub fn agency_queue(agency: &AgencyId) -> u8 {
+    let d = ring::digest::digest(&ring::digest::SHA256, agency.as_str().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d.as_ref()[..8]);
+    (u64::from_be_bytes(first) % AGENCY_QUEUES as u64) as u8
+}
+
+/// The slot of `shard`'s timers in queue `queue` (a lane: its queue 0).
+pub fn timer_slot(shard: u8, queue: impl Into<Queue>) -> u8 {
+    queue.into().base() + shard % TIMER_SHARDS
 }
 
 /// Where a notice stands.
@@ -264,7 +341,7 @@ impl DeliveryRecord {
     pub fn initial_timers(&self) -> Vec<Timer> {
         let mut t = vec![Timer::expire(
             self.tracking_code,
-            self.priority,
+            self.queue(),
             self.expires_at.timestamp_millis(),
         )];
         if let Some(p) = self.next {
@@ -275,7 +352,17 @@ impl DeliveryRecord {
 
     /// The timer of this notice's next action, due at `due_ms`.
     pub fn next_timer(&self, due_ms: i64) -> Timer {
-        Timer::next(self.tracking_code, self.priority, due_ms)
+        Timer::next(self.tracking_code, self.queue(), due_ms)
+    }
+
+    /// The queue of this notice's timers: its lane's queue of its agency.
+    pub fn queue(&self) -> Queue {
+        Queue::of(self.priority, &self.agency)
+    }
+
+    /// The slot of this notice's timers.
+    pub fn timer_slot(&self) -> u8 {
+        timer_slot(Timer::shard_of(self.tracking_code), self.queue())
     }
 
     /// Whether the state is a final legal outcome.
@@ -358,33 +445,33 @@ impl Timer {
         let v = code.as_u64();
         ((v ^ (v >> 16) ^ (v >> 32)) % TIMER_SHARDS as u64) as u8
     }
-    fn new(code: TrackingCode, lane: Priority, due_ms: i64, kind: TimerKind) -> Timer {
+    fn new(code: TrackingCode, queue: impl Into<Queue>, due_ms: i64, kind: TimerKind) -> Timer {
         Timer {
-            slot: timer_slot(Timer::shard_of(code), lane),
+            slot: timer_slot(Timer::shard_of(code), queue),
             due_ms,
             code,
             kind,
         }
     }
-    pub fn next(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
-        Timer::new(code, lane, due_ms, TimerKind::Next)
+    pub fn next(code: TrackingCode, queue: impl Into<Queue>, due_ms: i64) -> Timer {
+        Timer::new(code, queue, due_ms, TimerKind::Next)
     }
-    pub fn expire(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
-        Timer::new(code, lane, due_ms, TimerKind::Expire)
+    pub fn expire(code: TrackingCode, queue: impl Into<Queue>, due_ms: i64) -> Timer {
+        Timer::new(code, queue, due_ms, TimerKind::Expire)
     }
-    pub fn purge(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
-        Timer::new(code, lane, due_ms, TimerKind::Purge)
+    pub fn purge(code: TrackingCode, queue: impl Into<Queue>, due_ms: i64) -> Timer {
+        Timer::new(code, queue, due_ms, TimerKind::Purge)
     }
-    pub fn remind(code: TrackingCode, lane: Priority, due_ms: i64) -> Timer {
-        Timer::new(code, lane, due_ms, TimerKind::Remind)
+    pub fn remind(code: TrackingCode, queue: impl Into<Queue>, due_ms: i64) -> Timer {
+        Timer::new(code, queue, due_ms, TimerKind::Remind)
     }
     /// The lane whose slots hold this timer.
     pub fn lane(&self) -> Priority {
-        match self.slot / TIMER_SHARDS {
-            1 => Priority::Urgent,
-            2 => Priority::Bulk,
-            _ => Priority::Normal,
-        }
+        Queue::of_slot(self.slot).lane
+    }
+    /// The queue whose slots hold this timer.
+    pub fn queue(&self) -> Queue {
+        Queue::of_slot(self.slot)
     }
 }
 
@@ -441,5 +528,47 @@ mod tests {
             assert_eq!(t.lane(), lane);
             assert!(seen.insert(t.slot));
         }
+    }
+
+    #[test]
+    fn every_queue_has_its_own_slots_and_each_slot_names_its_queue() {
+        let mut seen = std::collections::HashSet::new();
+        for lane in Priority::ALL {
+            for q in Queue::all(lane) {
+                for shard in 0..TIMER_SHARDS {
+                    let slot = timer_slot(shard, q);
+                    assert!(slot < TIMER_SLOTS, "{q:?} {shard}");
+                    assert_eq!(slot % TIMER_SHARDS, shard);
+                    assert_eq!(Queue::of_slot(slot), q);
+                    assert!(seen.insert(slot), "{q:?} {shard}: slot {slot} twice");
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            TIMER_SLOTS as usize,
+            "every slot is some queue's"
+        );
+        // Queue 0 of each lane is the layout before agencies' queues.
+        assert_eq!(timer_slot(3, Priority::Normal), 3);
+        assert_eq!(timer_slot(3, Priority::Urgent), 19);
+        assert_eq!(timer_slot(3, Priority::Bulk), 35);
+    }
+
+    #[test]
+    fn an_agencys_queue_is_fixed_by_its_id() {
+        // Values from an independent computation (Python's hashlib:
+        // int.from_bytes(sha256(id).digest()[:8], "big") % 7), as in
+        // docs/operations.md.
+        let q = |id: &str| agency_queue(&AgencyId::parse(id).unwrap());
+        assert_eq!(
+            [q("tax"), q("customs"), q("judiciary"), q("registry")],
+            [6, 3, 1, 4]
+        );
+        assert_eq!(
+            Queue::of(Priority::Urgent, &AgencyId::parse("tax").unwrap()).index,
+            0,
+            "the urgent lane has one queue"
+        );
     }
 }

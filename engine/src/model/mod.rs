@@ -22,9 +22,9 @@ pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::U
 }
 pub use self::dead_letter::dead_letter;
 pub use self::delivery::{
-    timer_slot, Action, ConfirmationRecord, DeliveryRecord, DeliveryState, DeliveryWrite,
-    OpenRecord, Pending, RoundDelivery, RoundRecord, ShareRecord, Timer, TimerKind, TIMER_SHARDS,
-    TIMER_SLOTS,
+    agency_queue, timer_slot, Action, ConfirmationRecord, DeliveryRecord, DeliveryState,
+    DeliveryWrite, OpenRecord, Pending, Queue, RoundDelivery, RoundRecord, ShareRecord, Timer,
+    TimerKind, AGENCY_QUEUES, TIMER_SHARDS, TIMER_SLOTS,
 };
 pub use self::notice::{
     accepted_event, accepted_receipt, dead_letter_source, hex, position_id, rejected_receipt,

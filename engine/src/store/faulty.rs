@@ -193,6 +193,10 @@ impl DeliveryStore for Faulty {
         self.inner.due_timers(s, f, n, l)
     }
 
+    fn timers_written(&self, s: u8) -> bool {
+        self.inner.timers_written(s)
+    }
+
     fn delivery(&self, c: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
         if self.corrupt_deliveries.lock().unwrap().contains(&c) {
             return Err(StoreError::Corrupt(

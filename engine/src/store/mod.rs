@@ -214,6 +214,15 @@ pub trait DeliveryStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Timer>, StoreError>;
 
+    /// Whether this store has written a timer into `slot` since its last
+    /// [`DeliveryStore::due_timers`] call for the slot (or had none yet):
+    /// the scheduler reads an idle slot at once only then. `true` when a
+    /// store cannot tell.
+    fn timers_written(&self, slot: u8) -> bool {
+        let _ = slot;
+        true
+    }
+
     /// A notice's delivery record.
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError>;
 

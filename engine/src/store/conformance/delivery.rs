@@ -247,14 +247,15 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
     else {
         unreachable!()
     };
-    let shard = crate::model::Timer::shard_of(n.tracking_code);
+    // The slot of tax's normal notices: its agencies' queue.
+    let slot = n.delivery_record().timer_slot();
     let cursor = (t0() + Duration::hours(1)).timestamp_millis();
-    let seen = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    let seen = s.due_timers(slot, cursor, later, 10_000).unwrap();
     assert!(
         seen.iter().any(|t| t.code == n.tracking_code),
         "a timer written behind the cursor is returned by the next scan: {seen:?}"
     );
-    let again = s.due_timers(shard, cursor, later, 10_000).unwrap();
+    let again = s.due_timers(slot, cursor, later, 10_000).unwrap();
     assert!(
         again.iter().all(|t| t.due_ms >= cursor),
         "only once: after that the cursor is a lower bound again"
@@ -262,7 +263,7 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
 }
 
 pub(super) fn each_lane_keeps_its_timers_apart(s: &dyn Store) {
-    use crate::model::{timer_slot, Timer, TimerKind};
+    use crate::model::{timer_slot, Queue, Timer, TimerKind};
     use karpoosheh_schemas::Priority;
     let mut entries = Vec::new();
     for (i, lane) in Priority::ALL.into_iter().enumerate() {
@@ -282,7 +283,10 @@ pub(super) fn each_lane_keeps_its_timers_apart(s: &dyn Store) {
         let code = n.tracking_code;
         let rec = s.delivery(code).unwrap().unwrap();
         assert_eq!(rec.priority, lane, "the record keeps its lane");
-        let slot = timer_slot(Timer::shard_of(code), lane);
+        // In the lane's queue of tax's (queue 6; urgent has one).
+        let queue = Queue::of(lane, &rec.agency);
+        assert_eq!(queue.index, if lane == Priority::Urgent { 0 } else { 6 });
+        let slot = timer_slot(Timer::shard_of(code), queue);
         let mine: Vec<Timer> = s
             .due_timers(slot, i64::MIN, later, 10_000)
             .unwrap()
@@ -298,7 +302,7 @@ pub(super) fn each_lane_keeps_its_timers_apart(s: &dyn Store) {
         for other in Priority::ALL.into_iter().filter(|o| *o != lane) {
             let there = s
                 .due_timers(
-                    timer_slot(Timer::shard_of(code), other),
+                    timer_slot(Timer::shard_of(code), Queue::of(other, &rec.agency)),
                     i64::MIN,
                     later,
                     10_000,

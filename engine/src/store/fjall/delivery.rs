@@ -40,6 +40,10 @@ impl DeliveryStore for FjallStore {
         Ok(out)
     }
 
+    fn timers_written(&self, slot: u8) -> bool {
+        self.behind.lock().unwrap_or_else(|p| p.into_inner())[slot as usize] != i64::MAX
+    }
+
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
         match self.delivery.get(code.as_u64().to_be_bytes())? {
             Some(v) => Ok(Some(decode_delivery(&v)?)),

@@ -72,6 +72,14 @@ impl DeliveryStore for ScyllaStore {
         })?)
     }
 
+    fn timers_written(&self, slot: u8) -> bool {
+        self.timer_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .behind[slot as usize]
+            != i64::MAX
+    }
+
     fn delivery(&self, code: TrackingCode) -> Result<Option<DeliveryRecord>, StoreError> {
         self.rt.block_on(async {
             let res = self

@@ -1194,9 +1194,13 @@ impl ScyllaStore {
             }
         };
         if self.node_of(code) != self.node && !timers.is_empty() {
-            // In the stored record's lane (a re-send may come on another).
-            let lane = stored.as_ref().map_or(n.priority, |r| r.priority);
-            timers.push(Timer::next(code, lane, Utc::now().timestamp_millis()));
+            // In the stored record's queue (a re-send may come on another
+            // lane).
+            let queue = stored.as_ref().map_or_else(
+                || crate::model::Queue::of(n.priority, &n.notice.agency),
+                |r| r.queue(),
+            );
+            timers.push(Timer::next(code, queue, Utc::now().timestamp_millis()));
         }
         Ok(timers)
     }
