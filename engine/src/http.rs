@@ -306,6 +306,10 @@ fn describe_all() {
         "Stored records that could not be read back, set aside so they block nothing."
     );
     describe_gauge!(
+        m::AGENCY_BULK_DEFERRED,
+        "An agency's bulk partitions left unread until Tehran midnight: over its daily quota with over_quota = defer."
+    );
+    describe_gauge!(
         m::AGENCY_PARKED,
         "1 while an agency is parked: its receipt topic refuses its receipts, which wait in the store."
     );

@@ -121,6 +121,10 @@ struct Kafka {
     bad_batch: u64,
     /// Insurance's notices that ran out of rounds.
     not_served: u64,
+    /// Utilities' rounds put off to its pace, and its bulk partitions
+    /// deferred to midnight (over its quota).
+    paced: u64,
+    deferred: u64,
 }
 
 fn kafka_node(text: &str, k: Kafka) -> String {
@@ -130,6 +134,8 @@ fn kafka_node(text: &str, k: Kafka) -> String {
         open_sms,
         bad_batch,
         not_served,
+        paced,
+        deferred,
     } = k;
     let mut s = with_agency_delivery(text).replace(
         "karpoosheh_build_info{version=\"0.1.0\",node=\"0\"}",
@@ -176,6 +182,14 @@ fn kafka_node(text: &str, k: Kafka) -> String {
         ));
     }
     s.push('\n');
+    s.push_str(&format!(
+        "# TYPE {0} counter\n{0} 0\n{0}{{agency=\"utilities\"}} {paced}\n\n",
+        m::ROUNDS_PACED
+    ));
+    s.push_str(&format!(
+        "# TYPE {0} gauge\n{0}{{agency=\"tax\"}} 0\n{0}{{agency=\"utilities\"}} {deferred}\n\n",
+        m::AGENCY_BULK_DEFERRED
+    ));
     if not_served > 0 {
         s.push_str(&format!(
             "# TYPE karpoosheh_notices_not_served_total counter\nkarpoosheh_notices_not_served_total{{agency=\"insurance\"}} {not_served}\n\n"
@@ -205,6 +219,8 @@ pub(crate) fn node_b(round: usize) -> String {
                 open_sms: false,
                 bad_batch: 0,
                 not_served: 0,
+                paced: 0,
+                deferred: 0,
             },
         ),
         1 => kafka_node(
@@ -215,6 +231,8 @@ pub(crate) fn node_b(round: usize) -> String {
                 open_sms: false,
                 bad_batch: 0,
                 not_served: 20,
+                paced: 400,
+                deferred: 0,
             },
         ),
         _ => kafka_node(
@@ -225,6 +243,8 @@ pub(crate) fn node_b(round: usize) -> String {
                 open_sms: true,
                 bad_batch: 6_000,
                 not_served: 60,
+                paced: 1_200,
+                deferred: 2,
             },
         ),
     }

@@ -483,10 +483,12 @@ impl<'a> Ctx<'a> {
         const NOTIFIED: usize = 6;
         const NOTIFY_FAILED: usize = 7;
         const CONFIRMED: usize = 8;
-        const SLOTS: usize = 9;
+        const PACED: usize = 9;
+        const SLOTS: usize = 10;
         #[derive(Default)]
         struct Acc {
             lag: Option<f64>,
+            deferred: Option<f64>,
             now: [f64; SLOTS],
             win: [f64; SLOTS],
             /// Since start: served, not served, expired.
@@ -506,6 +508,7 @@ impl<'a> Ctx<'a> {
                 _ => None,
             },
             r::AGENCY_CONFIRMED => Some(CONFIRMED),
+            r::ROUNDS_PACED => Some(PACED),
             _ => None,
         };
         let mut acc: BTreeMap<String, Acc> = BTreeMap::new();
@@ -522,6 +525,7 @@ impl<'a> Ctx<'a> {
                 r::EXPIRED,
                 r::AGENCY_NOTIFIED,
                 r::AGENCY_CONFIRMED,
+                r::ROUNDS_PACED,
             ] {
                 for &id in self.reg().of(read) {
                     let info = self.reg().info(id);
@@ -551,6 +555,15 @@ impl<'a> Ctx<'a> {
                     let agency = self.reg().info(id).label(0);
                     if let (false, Some(v)) = (agency.is_empty(), p.get(id, false)) {
                         add(&mut acc.entry(agency.to_owned()).or_default().lag, Some(v));
+                    }
+                }
+                for &id in self.reg().of(r::BULK_DEFERRED) {
+                    let agency = self.reg().info(id).label(0);
+                    if let (false, Some(v)) = (agency.is_empty(), p.get(id, false)) {
+                        add(
+                            &mut acc.entry(agency.to_owned()).or_default().deferred,
+                            Some(v),
+                        );
                     }
                 }
             }
@@ -585,6 +598,8 @@ impl<'a> Ctx<'a> {
                     confirmed_window: w[CONFIRMED],
                     reached: share(w[NOTIFIED], w[NOTIFIED] + w[NOTIFY_FAILED]),
                     lag: a.lag,
+                    paced: n[PACED],
+                    deferred: a.deferred,
                 }
             })
             .collect()

@@ -139,6 +139,8 @@ pub(crate) const QUARANTINED: usize = 41;
 pub(crate) const AGENCY_NOTIFIED: usize = 42;
 pub(crate) const AGENCY_CONFIRMED: usize = 43;
 pub(crate) const KAFKA_BACKLOG: usize = 44;
+pub(crate) const ROUNDS_PACED: usize = 45;
+pub(crate) const BULK_DEFERRED: usize = 46;
 
 /// What the monitor reads, in index order.
 pub const READS: &[Read] = &[
@@ -191,6 +193,8 @@ pub const READS: &[Read] = &[
     read(m::AGENCY_NOTIFICATIONS, Counter, &["agency", "outcome"]),
     read(m::AGENCY_CONFIRMATIONS, Counter, &["agency"]),
     kafka(m::KAFKA_BACKLOG, Gauge, &["priority"]),
+    read(m::ROUNDS_PACED, Counter, &["agency"]),
+    kafka(m::AGENCY_BULK_DEFERRED, Gauge, &["agency"]),
 ];
 
 /// Every metric the monitor reads (for the end-to-end "is it emitted" tests).
@@ -250,6 +254,8 @@ mod tests {
             (AGENCY_NOTIFIED, m::AGENCY_NOTIFICATIONS),
             (AGENCY_CONFIRMED, m::AGENCY_CONFIRMATIONS),
             (KAFKA_BACKLOG, m::KAFKA_BACKLOG),
+            (ROUNDS_PACED, m::ROUNDS_PACED),
+            (BULK_DEFERRED, m::AGENCY_BULK_DEFERRED),
         ];
         assert_eq!(pairs.len(), READS.len(), "every row has a constant");
         for (i, name) in pairs {

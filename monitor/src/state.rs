@@ -190,6 +190,13 @@ pub(crate) struct AgencyRow {
     /// sent / (sent + failed) notifications over the window.
     pub reached: Option<f64>,
     pub lag: Option<f64>,
+    /// Rounds put off to the agency's next slot per second: it is over
+    /// its pace (`rounds_per_second`).
+    pub paced: f64,
+    /// Its bulk partitions left unread until Tehran midnight on the
+    /// scope's nodes (over its daily quota, `over_quota = "defer"`);
+    /// `None` when no node reports it.
+    pub deferred: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -158,7 +158,6 @@ pub const AGENCY_NOTIFICATIONS: &str = "karpoosheh_agency_notifications_total";
 pub const AGENCY_CONFIRMATIONS: &str = "karpoosheh_agency_confirmations_total";
 /// Rounds put off to their agency's next slot (`rounds_per_second` in the
 /// agency registry): the agency is over its pace. Labels: `agency`.
-/// Emitted once an agency is paced: not in [`DELIVERY`].
 pub const ROUNDS_PACED: &str = "karpoosheh_rounds_paced_total";
 /// Notices actually served (two confirmations). Labels: `agency`.
 pub const NOTICES_SERVED: &str = "karpoosheh_notices_served_total";
@@ -204,6 +203,7 @@ pub const DELIVERY: &[&str] = &[
     CONFIRMATIONS,
     AGENCY_NOTIFICATIONS,
     AGENCY_CONFIRMATIONS,
+    ROUNDS_PACED,
     NOTICES_SERVED,
     NOTICES_NOT_SERVED,
     NOTICES_EXPIRED,
@@ -323,6 +323,10 @@ pub const KAFKA_ASSIGNED_PARTITIONS: &str = "karpoosheh_kafka_assigned_partition
 pub const KAFKA_GROUP_SHARED: &str = "karpoosheh_kafka_group_shared";
 /// Owned partitions paused by back-pressure.
 pub const KAFKA_PAUSED_PARTITIONS: &str = "karpoosheh_kafka_paused_partitions";
+/// An agency's bulk partitions this node has left unread until Tehran
+/// midnight, the agency being over its daily quota with
+/// `over_quota = "defer"`. Labels: `agency`.
+pub const AGENCY_BULK_DEFERRED: &str = "karpoosheh_agency_bulk_deferred_partitions";
 /// Group rebalances seen. Labels: `kind` (assign, revoke, lost).
 pub const KAFKA_REBALANCES: &str = "karpoosheh_kafka_rebalances_total";
 /// Offset commits of durable progress. Labels: `result` (ok, error).
@@ -440,6 +444,7 @@ pub const KAFKA: &[&str] = &[
     KAFKA_ASSIGNED_PARTITIONS,
     KAFKA_GROUP_SHARED,
     KAFKA_PAUSED_PARTITIONS,
+    AGENCY_BULK_DEFERRED,
     KAFKA_REBALANCES,
     KAFKA_COMMITS,
     RECEIPTS_PRODUCED,

@@ -392,6 +392,23 @@ fn kafka_an_agency_that_defers_over_quota_has_its_bulk_notices_wait_in_the_topic
         count(&engine, "karpoosheh_kafka_paused_partitions", "") >= 1.0,
         "its bulk lane waits paused"
     );
+    // The dashboard's flag: tax's bulk partition deferred, judiciary's none.
+    assert_eq!(
+        count(
+            &engine,
+            "karpoosheh_agency_bulk_deferred_partitions",
+            "agency=\"tax\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            &engine,
+            "karpoosheh_agency_bulk_deferred_partitions",
+            "agency=\"judiciary\""
+        ),
+        0.0
+    );
     let (code, _, log) = engine.terminate();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("left unread until Tehran midnight"), "{log}");

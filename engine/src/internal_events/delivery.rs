@@ -240,6 +240,7 @@ impl SchedulerStarted {
         counter!(m::NOTICES_EXPIRED).increment(0);
         counter!(m::NOTICES_RELEASED).increment(0);
         counter!(m::NOTICES_CANCELLED).increment(0);
+        counter!(m::ROUNDS_PACED).increment(0);
         for outcome in ["sent", "failed", "skipped"] {
             counter!(m::REMINDERS, "outcome" => outcome).increment(0);
         }

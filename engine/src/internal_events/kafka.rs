@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use karpoosheh_schemas::AgencyId;
 use metrics::{counter, gauge};
 
 use crate::metric_names as m;
@@ -269,6 +270,51 @@ impl KafkaClientError<'_> {
                 }
                 None => tracing::warn!(kind = self.kind, error = %self.error, "kafka client error"),
             }
+        }
+    }
+}
+
+/// A bulk lane left unread until Tehran midnight: its agency is over its
+/// daily quota (`over_quota = "defer"`).
+pub struct BulkDeferred<'a> {
+    pub agency: &'a AgencyId,
+    pub partition: i32,
+    pub wait: std::time::Duration,
+}
+
+impl BulkDeferred<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            agency = self.agency.as_str(),
+            partition = self.partition,
+            hours = self.wait.as_secs() / 3600,
+            "agency over its daily quota: its bulk lane is left unread until Tehran midnight (over_quota = \"defer\")"
+        );
+    }
+}
+
+/// How many of an agency's bulk lanes are deferred on this node now.
+pub struct BulkDeferredLanes<'a> {
+    pub agency: &'a AgencyId,
+    pub lanes: usize,
+}
+
+impl BulkDeferredLanes<'_> {
+    pub fn emit(self) {
+        if self.lanes == 0 {
+            tracing::info!(
+                agency = self.agency.as_str(),
+                "agency's bulk lanes read again: its quota's day has turned"
+            );
+        }
+        gauge!(m::AGENCY_BULK_DEFERRED, "agency" => self.agency.as_str().to_owned())
+            .set(self.lanes as f64);
+    }
+
+    /// Every agency of the registry at 0, at start.
+    pub fn started(agencies: &[AgencyId]) {
+        for a in agencies {
+            gauge!(m::AGENCY_BULK_DEFERRED, "agency" => a.as_str().to_owned()).set(0.0);
         }
     }
 }

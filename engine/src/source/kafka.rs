@@ -50,7 +50,7 @@
 //!   in the operator's registry is refused (`agency_unknown`,
 //!   `agency_not_allowed`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,8 +68,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::agencies::AgencyRegistry;
 use crate::health::Health;
 use crate::internal_events::{
-    agency_label, KafkaBacklog, KafkaBrokers, KafkaClientError, KafkaClosing, KafkaCommitted,
-    KafkaGroupShared, KafkaLag, KafkaPaused, KafkaRebalance, KafkaStarted,
+    agency_label, BulkDeferred, BulkDeferredLanes, KafkaBacklog, KafkaBrokers, KafkaClientError,
+    KafkaClosing, KafkaCommitted, KafkaGroupShared, KafkaLag, KafkaPaused, KafkaRebalance,
+    KafkaStarted,
 };
 use crate::source::{AckToken, Poll, Record, Source, SourceError};
 
@@ -100,6 +101,34 @@ struct Lane {
     /// (`over_quota = "defer"`): paused, its next record unread, until
     /// then (the next Tehran midnight).
     deferred_until: Option<Instant>,
+}
+
+/// Reports each agency's deferred lanes (`over_quota = "defer"`) where
+/// the count changed since `reported`, 0 for those with none left.
+fn report_deferred(lanes: &HashMap<u32, Lane>, reported: &mut BTreeMap<AgencyId, usize>) {
+    let mut now: BTreeMap<AgencyId, usize> = BTreeMap::new();
+    for l in lanes.values().filter(|l| l.deferred_until.is_some()) {
+        if let Some(a) = &l.agency {
+            *now.entry(a.clone()).or_default() += 1;
+        }
+    }
+    for a in reported.keys().filter(|a| !now.contains_key(*a)) {
+        BulkDeferredLanes {
+            agency: a,
+            lanes: 0,
+        }
+        .emit();
+    }
+    for (a, &n) in &now {
+        if reported.get(a) != Some(&n) {
+            BulkDeferredLanes {
+                agency: a,
+                lanes: n,
+            }
+            .emit();
+        }
+    }
+    *reported = now;
 }
 
 impl Lane {
@@ -387,6 +416,8 @@ pub struct KafkaSource {
     /// Some lane may be deferred ([`Self::defer`]): only then does a poll
     /// look through the lanes for one whose day has turned.
     any_deferred: bool,
+    /// Deferred lanes per agency, as last reported.
+    deferred_reported: BTreeMap<AgencyId, usize>,
     group: String,
     prefix: String,
     /// One member per group (the embedded store).
@@ -566,6 +597,7 @@ impl KafkaSource {
         }
         .emit();
         KafkaClientError::register();
+        BulkDeferredLanes::started(&agencies.ids());
         Ok(KafkaSource {
             queues: Vec::new(),
             consumer,
@@ -583,6 +615,7 @@ impl KafkaSource {
             last_error_log: None,
             last_lane: None,
             any_deferred: false,
+            deferred_reported: BTreeMap::new(),
             group: cfg.group_id.clone(),
             prefix: cfg.notice_topic_prefix.clone(),
             exclusive: false,
@@ -932,12 +965,13 @@ impl KafkaSource {
             lane.paused = true;
             g.to_pause.push((lane.topic.clone(), lane.partition));
         }
-        tracing::warn!(
-            agency = agency.as_str(),
-            partition = lane.partition,
-            hours = wait.as_secs() / 3600,
-            "agency over its daily quota: its bulk lane is left unread until Tehran midnight (over_quota = \"defer\")"
-        );
+        BulkDeferred {
+            agency,
+            partition: lane.partition,
+            wait,
+        }
+        .emit();
+        report_deferred(&lanes.lanes, &mut self.deferred_reported);
     }
 
     /// Resumes deferred bulk lanes whose day has turned, at their first
@@ -960,6 +994,7 @@ impl KafkaSource {
             }
             // A lane revoked by a rebalance takes its mark with it.
             self.any_deferred = lanes.lanes.values().any(|l| l.deferred_until.is_some());
+            report_deferred(&lanes.lanes, &mut self.deferred_reported);
         }
         for (topic, partition, next) in due {
             self.resume_at(&topic, partition, next);

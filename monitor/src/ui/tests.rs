@@ -747,11 +747,12 @@ fn an_agency_over_its_daily_quota_is_flagged_in_the_list_and_its_detail() {
     let text = render(&a, Some(&s), 80, 24).backend().to_string();
     let line = text.lines().find(|l| l.contains("tax")).unwrap();
     assert!(line.contains("tax ⚑"), "{text}");
-    for other in ["utilities", "social-security", "judiciary"] {
+    // utilities is flagged too: node 2 defers its bulk lane (below).
+    for other in ["social-security", "judiciary"] {
         let line = text.lines().find(|l| l.contains(other)).unwrap();
         assert!(
             !line.contains('⚑'),
-            "only the agency over its quota: {text}"
+            "only the agencies over their quota: {text}"
         );
     }
     a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), Some(&s));
@@ -762,4 +763,38 @@ fn an_agency_over_its_daily_quota_is_flagged_in_the_list_and_its_detail() {
         text.contains("over its daily quota: 1,234 records refused quota_exceeded"),
         "{text}"
     );
+}
+
+#[test]
+fn an_agency_deferred_to_midnight_is_flagged_and_its_pace_shown() {
+    // Node 2 reports utilities' two bulk partitions deferred and its
+    // rounds put off to its pace (fixtures).
+    let mut a = view(View::Agencies);
+    let s = state_for(&a);
+    let i = s
+        .agencies
+        .iter()
+        .position(|x| x.name == "utilities")
+        .unwrap();
+    assert_eq!(s.agencies[i].deferred, Some(2.0));
+    assert!(s.agencies[i].paced > 0.0, "{:?}", s.agencies[i]);
+    let tax = s.agencies.iter().find(|x| x.name == "tax").unwrap();
+    assert_eq!((tax.deferred, tax.paced), (Some(0.0), 0.0));
+    let text = render(&a, Some(&s), 80, 24).backend().to_string();
+    let line = text.lines().find(|l| l.contains("utilities")).unwrap();
+    assert!(line.contains("utilities ⚑"), "{text}");
+    let line = text.lines().find(|l| l.contains("tax")).unwrap();
+    assert!(!line.contains('⚑'), "{text}");
+    // Wide, the paced rounds have a column.
+    let text = render(&a, Some(&s), 160, 48).backend().to_string();
+    assert!(text.contains("paced/s"), "{text}");
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), Some(&s));
+    let order = views::agency_order(&a, &s);
+    a.selected[2] = order.iter().position(|&k| k == i).unwrap();
+    let text = render(&a, Some(&s), 100, 30).backend().to_string();
+    assert!(
+        text.contains("2 bulk partitions left unread until Tehran midnight"),
+        "{text}"
+    );
+    assert!(text.contains("over its pace"), "{text}");
 }

@@ -1,8 +1,9 @@
 //! The Agencies view: per agency, notices stored, notifications sent,
 //! confirmations applied and notices served per second, rejection and
-//! served shares; rejections and notices not served per second, lag and
-//! reasons when wide; and the selected agency's detail (under the table,
-//! or as a popup).
+//! served shares; rejections and notices not served per second, rounds
+//! put off to the agency's pace, lag and reasons when wide; a flag on an
+//! agency over its daily quota (refused or deferred); and the selected
+//! agency's detail (under the table, or as a popup).
 
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -76,6 +77,8 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
         widths.insert(2, Constraint::Length(7));
         head.insert(7, right("not served/s".into()));
         widths.insert(7, Constraint::Length(13));
+        head.push(right("paced/s".into()));
+        widths.push(Constraint::Length(8));
         head.push(right("lag".into()));
         widths.push(Constraint::Length(7));
     }
@@ -104,12 +107,13 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
             } else {
                 t.text
             };
-            let name = match over_quota(a) {
-                Some(_) => Cell::from(Line::from(vec![
+            let name = if over_quota(a).is_some() || deferred(a).is_some() {
+                Cell::from(Line::from(vec![
                     Span::styled(a.name.clone(), t.warn),
                     Span::styled(" ⚑", t.warn),
-                ])),
-                None => Cell::from(a.name.clone()),
+                ]))
+            } else {
+                Cell::from(a.name.clone())
             };
             let mut cells = vec![
                 name,
@@ -125,6 +129,7 @@ pub(crate) fn draw(f: &mut Frame, app: &App, s: &State, area: Rect) {
             if wide {
                 cells.insert(2, right(fmt::rate(a.rejected)));
                 cells.insert(7, right(fmt::rate(a.not_served_rate)));
+                cells.push(right(fmt::rate(a.paced)));
                 cells.push(right(opt(a.lag, fmt::compact)));
             }
             if reasons {
@@ -186,6 +191,12 @@ fn over_quota(a: &AgencyRow) -> Option<f64> {
         .map(|(_, n)| *n)
 }
 
+/// Its bulk partitions left unread until Tehran midnight, when any: it
+/// is over its daily quota and defers (`over_quota = "defer"`).
+fn deferred(a: &AgencyRow) -> Option<f64> {
+    a.deferred.filter(|d| *d > 0.0)
+}
+
 pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'static>> {
     let t = &app.theme;
     let d = |x: &str| Span::styled(x.to_owned(), t.dim);
@@ -232,6 +243,22 @@ pub(crate) fn agency_detail(app: &App, s: &State, a: &AgencyRow) -> Vec<Line<'st
             ),
             t.warn,
         ));
+    }
+    if let Some(n) = deferred(a) {
+        lines.push(Line::styled(
+            format!(
+                " ⚑ over its daily quota: {} bulk partitions left unread until Tehran midnight (defer)",
+                fmt::count(n)
+            ),
+            t.warn,
+        ));
+    }
+    if a.paced > 0.0 {
+        lines.push(Line::from(vec![
+            d(" over its pace: rounds put off to its next slot "),
+            Span::raw(format!("{}/s", fmt::rate(a.paced))),
+            d(" (rounds_per_second)"),
+        ]));
     }
     if let Some(l) = a.lag {
         lines.push(Line::from(vec![
