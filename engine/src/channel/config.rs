@@ -25,7 +25,7 @@ pub const DEFAULT_TEXT: &str = "کارپوشه ملی: ابلاغیه جدید �
 /// The default reminder text (a notice's response deadline, `respond_by`,
 /// is near and it was neither opened nor confirmed). The inbox app shows
 /// the deadline itself.
-pub const DEFAULT_REMINDER_TEXT: &str = "کارپوشه ملی: یادآوری — مهلت پاسخ به ابلاغیه {agency}{for_representative} با کد رهگیری {tracking_code} رو به پایان است. برای مشاهده و تأیید وارد کارپوشه شوید.";
+pub const DEFAULT_REMINDER_TEXT: &str = "کارپوشه ملی: یادآوری — مهلت پاسخ به ابلاغیه {agency}{for_representative} با کد رهگیری {tracking_code} تا {respond_by} است. برای مشاهده و تأیید وارد کارپوشه شوید.";
 
 /// The default e-mail subject of a reminder.
 pub const DEFAULT_REMINDER_SUBJECT: &str =

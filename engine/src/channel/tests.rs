@@ -717,11 +717,17 @@ fn http_sms_sends_a_reminder_with_its_own_text() {
     let t = HttpTransport::sms(&sms_config(&gw)).unwrap();
     let mut n = note(MailboxKind::Person);
     n.round = 0;
-    n.reminder = Some(chrono::Utc::now() + chrono::Duration::days(2));
+    use chrono::TimeZone;
+    // 11:00 UTC on 9 December 2026: 14:30 on 18 Azar 1405 in Tehran.
+    n.reminder = Some(chrono::Utc.with_ymd_and_hms(2026, 12, 9, 11, 0, 0).unwrap());
     t.send(&n, &Address::Mobile("09121234567".into())).unwrap();
     let v: serde_json::Value = serde_json::from_str(&gw.last().body).unwrap();
     let text = v["text"].as_str().unwrap();
     assert!(text.contains("یادآوری"), "{text}");
+    assert!(
+        text.contains("تا 1405/09/18 14:30 است"),
+        "the deadline: {text}"
+    );
     assert!(text.contains(&n.tracking_code.to_string()), "{text}");
     assert!(!text.contains("اطلاع‌رسانی"), "not a round: {text}");
     assert!(text.chars().count() <= 201, "{}", text.chars().count());
