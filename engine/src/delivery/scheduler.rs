@@ -297,7 +297,7 @@ pub struct Scheduler {
     pub agencies: Option<crate::agencies::AgencyRegistry>,
 }
 
-/// One per timer slot (a shard in a lane), indexed by slot.
+/// One per timer slot (a shard in a queue), indexed by slot.
 fn cursors() -> Vec<Cursor> {
     (0..TIMER_SLOTS)
         .map(|_| Cursor {
@@ -1210,9 +1210,37 @@ impl Scheduler {
         let home = rec.timer_slot();
         let (mut ts, strays): (Vec<Timer>, Vec<Timer>) =
             timers.iter().partition(|t| t.slot == home);
+        let mut from = std::collections::BTreeSet::new();
         for t in strays {
             w.remove_timers.push(t);
             w.add_timers.push(Timer { slot: home, ..t });
+            from.insert(t.slot);
+        }
+        // The record's other timers move with it from where the stray
+        // was (a store written before agencies' queues kept all of a
+        // notice's timers in one slot): its expiry must stay ahead of a
+        // later round in one queue's due order. Removing a key that is
+        // not there is nothing.
+        for slot in from {
+            let mut moved = Vec::new();
+            if let Some(p) = rec.next {
+                moved.push(Timer {
+                    slot,
+                    ..rec.next_timer(p.due_ms)
+                });
+            }
+            if !rec.purged {
+                moved.push(Timer {
+                    slot,
+                    ..Timer::expire(code, rec.queue(), rec.expires_at.timestamp_millis())
+                });
+            }
+            for t in moved {
+                if !w.remove_timers.contains(&t) {
+                    w.remove_timers.push(t);
+                    w.add_timers.push(Timer { slot: home, ..t });
+                }
+            }
         }
         if ts.is_empty() {
             step.write = w;
@@ -1265,6 +1293,12 @@ impl Scheduler {
                         }
                     }
                     match rec.next.map(|p| p.action) {
+                        // Past the notice's expiry no round goes out,
+                        // whichever timer comes first: it expires now.
+                        Some(Action::Round { .. }) if now >= rec.expires_at => {
+                            self.expire(&mut rec, &mut w, &mut step, now);
+                            reschedule(&mut rec, &mut w, None);
+                        }
                         Some(Action::Round { round, retry }) => match self.pace(&rec) {
                             Some(wait) => {
                                 // Its agency's next slot: put off to it,

@@ -1968,12 +1968,19 @@ fn a_timer_stored_before_agencies_queues_moves_to_its_agencys_queue_and_acts_onc
         "tax's"
     );
     let due = rec.next.unwrap().due_ms;
-    // Round 1's timer in the bulk lane's queue 0, where a store written
-    // before agencies' queues keeps it.
+    // Round 1's timer and the expiry in the bulk lane's queue 0, where a
+    // store written before agencies' queues keeps them.
+    let expires = rec.expires_at.timestamp_millis();
     w.store
         .write_delivery(&[DeliveryWrite {
-            remove_timers: vec![rec.next_timer(due)],
-            add_timers: vec![Timer::next(code, Priority::Bulk, due)],
+            remove_timers: vec![
+                rec.next_timer(due),
+                Timer::expire(code, rec.queue(), expires),
+            ],
+            add_timers: vec![
+                Timer::next(code, Priority::Bulk, due),
+                Timer::expire(code, Priority::Bulk, expires),
+            ],
             ..Default::default()
         }])
         .unwrap();
@@ -1995,6 +2002,43 @@ fn a_timer_stored_before_agencies_queues_moves_to_its_agencys_queue_and_acts_onc
         home.iter()
             .any(|t| t.kind == TimerKind::Next && Some(t.due_ms) == rec.next.map(|p| p.due_ms)),
         "round 2 is in tax's queue: {home:?}"
+    );
+    assert!(
+        home.iter()
+            .any(|t| t.kind == TimerKind::Expire && t.due_ms == expires),
+        "the expiry moved with it, ahead of the later rounds: {home:?}"
+    );
+}
+
+#[test]
+fn no_round_goes_out_after_the_notices_expiry_whichever_timer_comes_first() {
+    let w = World::new();
+    let people = crowd(454_000_001, 1, 1);
+    w.active(&[people[0].0]);
+    let code = w.notice(people[0].0, people[0].1);
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    // The notice expires an hour from now, before round 2, and its
+    // expiry's timer is lost (or late in another queue): round 2 falls
+    // due after the notice expired.
+    let mut rec = w.store.delivery(code).unwrap().unwrap();
+    let old_expiry = Timer::expire(code, rec.queue(), rec.expires_at.timestamp_millis());
+    rec.expires_at = w.clock.now() + chrono::Duration::hours(1);
+    let to_round_2 = rec.next.unwrap().due_ms - w.clock.now().timestamp_millis();
+    assert!(to_round_2 > 3_600_000, "round 2 comes after the expiry");
+    w.store
+        .write_delivery(&[DeliveryWrite {
+            record: Some(rec),
+            remove_timers: vec![old_expiry],
+            ..Default::default()
+        }])
+        .unwrap();
+    w.advance(Duration::from_millis(to_round_2 as u64 + 1_000));
+    assert_eq!(w.rounds_sent(code), vec![1], "round 2 never went out");
+    assert!(
+        matches!(w.state(code), DeliveryState::Expired { .. }),
+        "{:?}",
+        w.state(code)
     );
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use karpoosheh_schemas::AgencyId;
 use metrics::{counter, gauge};
 
+use super::agency_label;
 use crate::metric_names as m;
 
 pub struct KafkaBrokers {
@@ -307,14 +308,14 @@ impl BulkDeferredLanes<'_> {
                 "agency's bulk lanes read again: its quota's day has turned"
             );
         }
-        gauge!(m::AGENCY_BULK_DEFERRED, "agency" => self.agency.as_str().to_owned())
+        gauge!(m::AGENCY_BULK_DEFERRED, "agency" => agency_label(Some(self.agency)))
             .set(self.lanes as f64);
     }
 
     /// Every agency of the registry at 0, at start.
     pub fn started(agencies: &[AgencyId]) {
         for a in agencies {
-            gauge!(m::AGENCY_BULK_DEFERRED, "agency" => a.as_str().to_owned()).set(0.0);
+            gauge!(m::AGENCY_BULK_DEFERRED, "agency" => agency_label(Some(a))).set(0.0);
         }
     }
 }

@@ -197,7 +197,7 @@ pub trait NoticeStore: Send + Sync {
 /// The article-29 follow-up (see `crate::delivery`): delivery records,
 /// durable timers, the receipts outbox and applied confirmations.
 pub trait DeliveryStore: Send + Sync {
-    /// Timers of timer slot `slot` (a shard in a lane, `model::timer_slot`)
+    /// Timers of timer slot `slot` (a shard in a queue, `model::timer_slot`)
     /// due from `from_ms` up to and including `now_ms`, earliest first, at
     /// most `limit`. (`from_ms` lets the scheduler skip the head of a slot
     /// it has just emptied: an LSM range scan otherwise walks every deleted
