@@ -35,6 +35,7 @@ fn batch(codes: &mut TrackingCodes, seq: &mut u64, body: &str) -> Vec<Entry> {
                 priority: Default::default(),
                 deliver_at: None,
                 respond_by: None,
+                queue: None,
             })
         })
         .collect()

@@ -87,6 +87,11 @@ struct AgencyEntry {
     /// agency's queue in proportion to its weight.
     #[serde(default)]
     weight: Option<u32>,
+    /// Its agencies' queue in the normal and bulk lanes (0-6); absent:
+    /// the hash of its ID (`model::agency_queue`). For notices stored from
+    /// then on: a stored notice keeps the queue it was stored with.
+    #[serde(default)]
+    queue: Option<u8>,
 }
 
 /// The largest `weight` an agency may have.
@@ -111,6 +116,8 @@ struct Agency {
     rounds_per_second: Option<f64>,
     over_quota: OverQuota,
     weight: u32,
+    /// Its agencies' queue: the file's `queue`, else the hash of its ID.
+    queue: u8,
     /// SHA-256 of each key it may call its HTTP routes with.
     keys: Vec<[u8; 32]>,
 }
@@ -233,6 +240,19 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
                 ),
             });
         }
+        let queue = match entry.queue {
+            Some(q) if q >= crate::model::AGENCY_QUEUES => {
+                return Err(AgencyRegistryError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "[agency.{id}].queue is {q}; it must be 0 to {}",
+                        crate::model::AGENCY_QUEUES - 1
+                    ),
+                })
+            }
+            Some(q) => q,
+            None => crate::model::agency_queue(&AgencyId::parse(&id).expect("checked above")),
+        };
         let keys = entry
             .api_keys_sha256
             .iter()
@@ -253,6 +273,7 @@ fn load(path: &Path) -> Result<HashMap<String, Agency>, AgencyRegistryError> {
                 rounds_per_second: entry.rounds_per_second,
                 over_quota: entry.over_quota,
                 weight,
+                queue,
                 keys,
             },
         );
@@ -424,20 +445,27 @@ impl AgencyRegistry {
         }
     }
 
-    /// The weight of each agencies' queue (`model::agency_queue`): the
-    /// sum of the `weight`s of the registry's agencies in it, and 1 for a
+    /// The weight of each agencies' queue: the sum of the `weight`s of
+    /// the registry's agencies in it (their `queue`, else the hash of
+    /// their ID, `model::agency_queue`), and 1 for a
     /// queue no agency of the registry is in (a removed agency's notices
     /// still have their rounds).
     pub fn queue_weights(&self) -> [u64; crate::model::AGENCY_QUEUES as usize] {
         let mut w = [0u64; crate::model::AGENCY_QUEUES as usize];
         self.inner.with(|agencies| {
-            for (id, a) in agencies {
-                if let Ok(id) = AgencyId::parse(id) {
-                    w[crate::model::agency_queue(&id) as usize] += u64::from(a.weight);
-                }
+            for a in agencies.values() {
+                w[a.queue as usize] += u64::from(a.weight);
             }
         });
         w.map(|x| x.max(1))
+    }
+
+    /// The agencies' queue `agency`'s notices are stored in: its `queue`
+    /// in the registry, else the hash of its ID; `None` for an agency the
+    /// registry does not hold (its notices are refused anyway).
+    pub fn queue_of(&self, agency: &AgencyId) -> Option<u8> {
+        self.inner
+            .with(|agencies| agencies.get(agency.as_str()).map(|a| a.queue))
     }
 
     /// Why `agency` may not send, or `None` when it may.
@@ -685,7 +713,10 @@ pub(crate) mod tests {
              [agency.customs]\nstatus = \"suspended\"\nweight = 5\n",
         );
         let reg = open_file(&file).unwrap();
+        let id = |a: &str| AgencyId::parse(a).unwrap();
         assert_eq!(reg.queue_weights(), [1, 1, 1, 5, 1, 1, 4]);
+        assert_eq!(reg.queue_of(&id("tax")), Some(6), "the hash");
+        assert_eq!(reg.queue_of(&id("courts")), None, "not registered");
         for bad in ["0", "1001", "-1", "1.5"] {
             std::fs::write(
                 &file,
@@ -693,6 +724,27 @@ pub(crate) mod tests {
             )
             .unwrap();
             assert!(open_file(&file).is_err(), "weight {bad}");
+        }
+    }
+
+    #[test]
+    fn an_agency_given_a_queue_of_its_own_is_weighed_there() {
+        // tax and health share queue 6 by their IDs: health is moved.
+        let (_dir, file) = registry_file(
+            "[agency.tax]\nstatus = \"approved\"\nweight = 3\n\
+             [agency.health]\nstatus = \"approved\"\nqueue = 2\n",
+        );
+        let reg = open_file(&file).unwrap();
+        let id = |a: &str| AgencyId::parse(a).unwrap();
+        assert_eq!(reg.queue_of(&id("health")), Some(2));
+        assert_eq!(reg.queue_weights(), [1, 1, 1, 1, 1, 1, 3]);
+        for bad in ["7", "-1", "255"] {
+            std::fs::write(
+                &file,
+                format!("[agency.tax]\nstatus = \"approved\"\nqueue = {bad}\n"),
+            )
+            .unwrap();
+            assert!(open_file(&file).is_err(), "queue {bad}");
         }
     }
 

@@ -85,6 +85,7 @@ pub(crate) fn valid_notice(
         priority: karpoosheh_schemas::Priority::Normal,
         deliver_at: None,
         respond_by: None,
+        queue: None,
     }
 }
 

@@ -76,6 +76,7 @@ pub(crate) fn pending_record(
         paced: false,
         respond_by: None,
         reminded: None,
+        queue: None,
     }
 }
 

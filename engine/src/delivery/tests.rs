@@ -2042,6 +2042,55 @@ fn no_round_goes_out_after_the_notices_expiry_whichever_timer_comes_first() {
     );
 }
 
+#[test]
+fn a_notice_stored_in_a_queue_the_registry_gave_keeps_its_timers_there() {
+    use crate::model::Queue;
+    use karpoosheh_schemas::Priority;
+    let w = World::new();
+    let people = crowd(455_000_001, 1, 1);
+    w.active(&[people[0].0]);
+    let mut e = in_lane(
+        new_notice(notice("tax", "pinned", people[0].0, "متن"), people[0].1),
+        Priority::Bulk,
+    );
+    let Entry::Notice(n) = &mut e else {
+        unreachable!()
+    };
+    n.queue = Some(2);
+    let code = n.tracking_code;
+    w.store.write(&[e]).unwrap();
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    assert_eq!(
+        rec.queue(),
+        Queue {
+            lane: Priority::Bulk,
+            index: 2
+        }
+    );
+    w.run();
+    assert_eq!(w.rounds_sent(code), vec![1]);
+    let rec = w.store.delivery(code).unwrap().unwrap();
+    let later = w.clock.now().timestamp_millis() + 400 * 86_400_000;
+    let mine = |q: Queue| {
+        w.store
+            .due_timers(timer_slot(Timer::shard_of(code), q), i64::MIN, later, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.code == code)
+            .map(|t| t.kind)
+            .collect::<Vec<_>>()
+    };
+    let home = mine(rec.queue());
+    assert!(
+        home.contains(&TimerKind::Next) && home.contains(&TimerKind::Expire),
+        "{home:?}"
+    );
+    assert!(
+        mine(Queue::of(Priority::Bulk, &rec.agency)).is_empty(),
+        "nothing in its hash's queue"
+    );
+}
+
 /// Which agency each round the gateway sent was for, in order.
 fn sent_by(w: &World, of: &[(&'static str, &[TrackingCode])]) -> Vec<&'static str> {
     w.gateway

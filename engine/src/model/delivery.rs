@@ -264,6 +264,13 @@ pub struct DeliveryRecord {
     /// recipient had opened or confirmed it); `None` while it waits.
     #[serde(default)]
     pub reminded: Option<DateTime<Utc>>,
+    /// Its agencies' queue in the normal and bulk lanes, as the registry
+    /// had it when the notice was stored (`queue` there, else the hash of
+    /// the agency's ID); `None`: the hash ([`agency_queue`]). Records
+    /// stored before agencies' queues read as `Some(0)` from the embedded
+    /// store, where their timers are.
+    #[serde(default)]
+    pub queue: Option<u8>,
 }
 
 /// A notice opened in an inbox app, the first time by this side.
@@ -334,6 +341,7 @@ impl DeliveryRecord {
             paced: false,
             respond_by,
             reminded: None,
+            queue: None,
         }
     }
 
@@ -357,7 +365,13 @@ impl DeliveryRecord {
 
     /// The queue of this notice's timers: its lane's queue of its agency.
     pub fn queue(&self) -> Queue {
-        Queue::of(self.priority, &self.agency)
+        match (self.priority, self.queue) {
+            (Priority::Urgent, _) | (_, None) => Queue::of(self.priority, &self.agency),
+            (lane, Some(q)) => Queue {
+                lane,
+                index: q % AGENCY_QUEUES,
+            },
+        }
     }
 
     /// The slot of this notice's timers.

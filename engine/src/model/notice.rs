@@ -27,19 +27,25 @@ pub struct NewNotice {
     /// The recipient's response deadline (the envelope's `respond_by`).
     #[serde(default)]
     pub respond_by: Option<DateTime<Utc>>,
+    /// Its agencies' queue, from the registry (`None`: the hash of the
+    /// agency's ID; `DeliveryRecord::queue`).
+    #[serde(default)]
+    pub queue: Option<u8>,
 }
 
 impl NewNotice {
     /// The delivery record the notice's follow-up starts with.
     pub fn delivery_record(&self) -> crate::model::DeliveryRecord {
-        crate::model::DeliveryRecord::new(
+        let mut rec = crate::model::DeliveryRecord::new(
             self.tracking_code,
             &self.notice,
             self.accepted_at,
             self.priority,
             self.deliver_at,
             self.respond_by,
-        )
+        );
+        rec.queue = self.queue;
+        rec
     }
 
     /// The notice's first event: the agency's `accepted` receipt, at the

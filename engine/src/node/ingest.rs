@@ -61,6 +61,7 @@ pub fn ingest(
         sinks.push(Box::new(NdjsonReceipts::create(r)?));
     }
     let summary = super::pipeline(cfg, store.clone(), sinks)
+        .with_agencies(Some(registry.clone()))
         .with_sealer(sealer)
         .with_shutdown(shutdown)
         .run(Box::new(source))?;

@@ -261,7 +261,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
     let source = KafkaSource::new(
         k,
         client_config(k, &k.consumer_options),
-        agencies,
+        agencies.clone(),
         health.clone(),
         cfg.limits.max_payload_bytes.as_u64() as usize,
     )
@@ -274,6 +274,7 @@ pub fn run(cfg: &Config, shutdown: Arc<AtomicBool>) -> anyhow::Result<RunSummary
         StoreBackend::Scylla => source,
     };
     let pipeline = super::pipeline(cfg, store, vec![Box::new(sink)])
+        .with_agencies(Some(agencies.clone()))
         .with_sealer(Some(sealer))
         .with_health(health)
         .with_shutdown(shutdown.clone());

@@ -101,6 +101,9 @@ pub struct Pipeline {
     /// Signs the receipts (evidence::seal); none: they carry their chain
     /// links only.
     sealer: Option<Sealer>,
+    /// The agency registry, for the agencies' queue each new notice is
+    /// stored in (its `queue`); none: the hash of the agency's ID.
+    agencies: Option<crate::agencies::AgencyRegistry>,
 }
 
 enum ItemBody {
@@ -330,7 +333,15 @@ impl Pipeline {
             health: Health::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             sealer: None,
+            agencies: None,
         }
+    }
+
+    /// Stores each new notice in its agency's queue as `agencies` has it
+    /// (`queue` in the registry); without, the hash of the agency's ID.
+    pub fn with_agencies(mut self, agencies: Option<crate::agencies::AgencyRegistry>) -> Pipeline {
+        self.agencies = agencies;
+        self
     }
 
     /// Signs every receipt with the node's key, in batches.
@@ -406,6 +417,7 @@ impl Pipeline {
         let writing = Arc::new(AtomicBool::new(false));
         let decoder = {
             let (cfg, limits, writing) = (cfg.clone(), self.limits.clone(), writing.clone());
+            let agencies = self.agencies.clone();
             spawn(
                 "decode",
                 Box::new(move || {
@@ -417,6 +429,7 @@ impl Pipeline {
                         commit_tx,
                         urgent_commit_tx,
                         &writing,
+                        agencies,
                     )
                 }),
             )
@@ -678,7 +691,11 @@ const URGENT_LOOK: Duration = Duration::from_millis(2);
 /// Turns a decoded record into what the store writes. Its tracking code
 /// is issued by the committer, in the order of the writes
 /// ([`issue_codes`]).
-fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
+fn prepare(
+    item: Item,
+    now: chrono::DateTime<Utc>,
+    agencies: Option<&crate::agencies::AgencyRegistry>,
+) -> (Entry, Meta) {
     let Item {
         token,
         received,
@@ -695,6 +712,7 @@ fn prepare(item: Item, now: chrono::DateTime<Utc>) -> (Entry, Meta) {
             deliver_at,
             respond_by,
         } => Entry::Notice(NewNotice {
+            queue: agencies.and_then(|a| a.queue_of(&notice.agency)),
             tracking_code: TrackingCode::from_u64(0),
             // To the millisecond, as every store keeps it (a CQL timestamp
             // has no finer unit): the `accepted` receipt, the notice's first
@@ -745,6 +763,7 @@ struct Decoder<'a> {
     urgent_rx: Receiver<ToDecode>,
     urgent_tx: Sender<ToCommit>,
     writing: &'a AtomicBool,
+    agencies: Option<crate::agencies::AgencyRegistry>,
 }
 
 impl Decoder<'_> {
@@ -765,7 +784,7 @@ impl Decoder<'_> {
         .emit();
         items
             .into_iter()
-            .map(|item| prepare(item, now_utc))
+            .map(|item| prepare(item, now_utc, self.agencies.as_ref()))
             .collect()
     }
 
@@ -893,6 +912,7 @@ fn decode_stage(
     tx: Sender<ToCommit>,
     urgent_tx: Sender<ToCommit>,
     writing: &AtomicBool,
+    agencies: Option<crate::agencies::AgencyRegistry>,
 ) -> Result<(), PipelineError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.decode_threads)
@@ -910,6 +930,7 @@ fn decode_stage(
         urgent_rx,
         urgent_tx,
         writing,
+        agencies,
     };
     loop {
         // Urgent chunks first, whatever waits in the other queue.
@@ -1573,6 +1594,55 @@ mod tests {
             crate::model::DeliveryState::Held { until: at }
         );
         assert_eq!(state("now"), crate::model::DeliveryState::Scheduled);
+    }
+
+    /// A new notice is stored in its agency's queue as the registry has
+    /// it (`queue`), else by the hash of its ID; without a registry, the
+    /// hash.
+    #[test]
+    fn a_notice_is_stored_in_the_queue_its_registry_gives_its_agency() {
+        use crate::source::MemorySource;
+        use crate::store::conformance::{notice, person};
+        let (_reg_dir, file) = crate::agencies::tests::registry_file(
+            "[agency.tax]\nstatus = \"approved\"\nqueue = 2\n\
+             [agency.customs]\nstatus = \"approved\"\n",
+        );
+        let registry = crate::agencies::tests::open_file(&file).unwrap();
+        let run = |agencies: Option<crate::agencies::AgencyRegistry>| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = fjall_store(dir.path());
+            let payloads: Vec<Vec<u8>> = ["tax", "customs"]
+                .iter()
+                .map(|a| {
+                    let mut nt = notice(a, "r-1", person(300_200_301), "b");
+                    nt.sent_at = Utc::now();
+                    nt.expires_at = Utc::now() + chrono::Duration::days(365);
+                    serde_json::to_vec(&nt).unwrap()
+                })
+                .collect();
+            let (tx, source) = MemorySource::channel(4, None);
+            assert!(tx.send(payloads));
+            drop(tx);
+            let summary = Pipeline::new(
+                PipelineConfig::default(),
+                Limits::default(),
+                0,
+                store.clone(),
+                vec![],
+            )
+            .with_agencies(agencies)
+            .run(Box::new(source))
+            .unwrap();
+            assert_eq!(summary.records, 2);
+            ["tax", "customs"].map(|a| {
+                let a = AgencyId::parse(a).unwrap();
+                let code = store.reference(&a, "r-1").unwrap().unwrap();
+                let rec = store.delivery(code).unwrap().unwrap();
+                (rec.queue, rec.queue().index)
+            })
+        };
+        assert_eq!(run(Some(registry)), [(Some(2), 2), (Some(3), 3)]);
+        assert_eq!(run(None), [(None, 6), (None, 3)], "the hash");
     }
 
     /// One record on an idle pipeline is written at once, not after the

@@ -262,6 +262,46 @@ pub(super) fn a_timer_written_behind_a_cursor_comes_back(s: &dyn Store) {
     );
 }
 
+pub(super) fn a_notice_keeps_the_queue_it_was_stored_in(s: &dyn Store) {
+    use crate::model::{timer_slot, Queue, Timer};
+    use karpoosheh_schemas::Priority;
+    // The registry gave tax queue 2 (its ID's hash is 6).
+    let mut e = new_notice(notice("tax", "queued-1", person(610_000_001), "x"), 1);
+    let Entry::Notice(n) = &mut e else {
+        unreachable!()
+    };
+    n.priority = Priority::Bulk;
+    n.queue = Some(2);
+    let code = n.tracking_code;
+    s.write(&[e]).unwrap();
+    let rec = s.delivery(code).unwrap().unwrap();
+    assert_eq!(rec.queue, Some(2), "kept with the record");
+    assert_eq!(
+        rec.queue(),
+        Queue {
+            lane: Priority::Bulk,
+            index: 2
+        }
+    );
+    let later = (t0() + Duration::days(400)).timestamp_millis();
+    let shard = Timer::shard_of(code);
+    let there = |q: Queue| {
+        s.due_timers(timer_slot(shard, q), i64::MIN, later, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.code == code)
+            .count()
+    };
+    assert_eq!(there(rec.queue()), 2, "round 1 and the expiry");
+    assert_eq!(
+        there(Queue {
+            lane: Priority::Bulk,
+            index: 6
+        }),
+        0
+    );
+}
+
 pub(super) fn each_lane_keeps_its_timers_apart(s: &dyn Store) {
     use crate::model::{timer_slot, Queue, Timer, TimerKind};
     use karpoosheh_schemas::Priority;

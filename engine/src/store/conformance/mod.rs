@@ -119,6 +119,10 @@ pub fn run_all(factory: &mut Factory<'_>) {
             delivery::each_lane_keeps_its_timers_apart,
         ),
         (
+            "a_notice_keeps_the_queue_it_was_stored_in",
+            delivery::a_notice_keeps_the_queue_it_was_stored_in,
+        ),
+        (
             "events_form_a_hash_chain_kept_with_the_record",
             delivery::events_form_a_hash_chain_kept_with_the_record,
         ),
@@ -194,6 +198,7 @@ pub fn new_notice(n: Notice, seq: u16) -> Entry {
         priority: karpoosheh_schemas::Priority::Normal,
         deliver_at: None,
         respond_by: None,
+        queue: None,
     })
 }
 

@@ -78,12 +78,14 @@ const FORMAT_JSON: u8 = 2;
 /// Delivery records with the notice's title (format 3), since the inbox
 /// API with openings and shares (format 4), and since priority lanes with
 /// the notice's lane and whether its round has its agency's slot (format
-/// 5), and since response deadlines with `respond_by` and `reminded` (format
-/// 6); the older formats are still read.
+/// 5), since response deadlines with `respond_by` and `reminded` (format
+/// 6), and since agencies' queues with the notice's queue (format 7); the
+/// older formats are still read, their queue 0 (where their timers are).
 const FORMAT_DELIVERY_V2: u8 = 3;
 const FORMAT_DELIVERY_V3: u8 = 4;
 const FORMAT_DELIVERY_V4: u8 = 5;
 const FORMAT_DELIVERY_V5: u8 = 6;
+const FORMAT_DELIVERY_V6: u8 = 7;
 const UNATTRIBUTED: &[u8] = b"_unattributed";
 const META_LAST_TRACKING: &[u8] = b"last_tracking_code";
 /// The mark of `NoticeStore::mark_accepted_out`.
@@ -271,7 +273,7 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Stor
 
 fn encode_delivery(rec: &DeliveryRecord) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_in(&mut out, FORMAT_DELIVERY_V5, rec);
+    encode_in(&mut out, FORMAT_DELIVERY_V6, rec);
     out
 }
 
@@ -323,6 +325,7 @@ impl From<DeliveryRecordV3> for DeliveryRecord {
             paced: false,
             respond_by: None,
             reminded: None,
+            queue: Some(0),
         }
     }
 }
@@ -415,22 +418,30 @@ impl From<DeliveryRecordV2> for DeliveryRecord {
             paced: false,
             respond_by: None,
             reminded: None,
+            queue: Some(0),
         }
     }
+}
+
+/// A current delivery record from an older format's `rest` and the bytes
+/// its newer fields take.
+fn with_tail(rest: &[u8], tail: &[u8]) -> Result<DeliveryRecord, StoreError> {
+    let mut v = Vec::with_capacity(rest.len() + tail.len());
+    v.extend_from_slice(rest);
+    v.extend_from_slice(tail);
+    postcard::from_bytes(&v).map_err(|e| StoreError::Corrupt(format!("delivery record: {e}")))
 }
 
 fn decode_delivery(bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("delivery record: {e}"));
     match bytes.split_first() {
-        Some((&FORMAT_DELIVERY_V5, rest)) => postcard::from_bytes(rest).map_err(corrupt),
-        Some((&FORMAT_DELIVERY_V4, rest)) => {
-            // Format 6 is format 5 and two trailing options, both `None`
-            // then: postcard writes a `None` as one zero byte.
-            let mut v6 = Vec::with_capacity(rest.len() + 2);
-            v6.extend_from_slice(rest);
-            v6.extend_from_slice(&[0, 0]);
-            postcard::from_bytes(&v6).map_err(corrupt)
-        }
+        Some((&FORMAT_DELIVERY_V6, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        // Format 7 is format 6 and a trailing option, the queue: `Some(0)`
+        // for a record written before agencies' queues (postcard: 1, 0);
+        // format 6 is format 5 and two trailing options, both `None` then
+        // (a zero byte each).
+        Some((&FORMAT_DELIVERY_V5, rest)) => with_tail(rest, &[1, 0]),
+        Some((&FORMAT_DELIVERY_V4, rest)) => with_tail(rest, &[0, 0, 1, 0]),
         Some((&FORMAT_DELIVERY_V3, rest)) => {
             let v3: DeliveryRecordV3 = postcard::from_bytes(rest).map_err(corrupt)?;
             Ok(v3.into())
@@ -1431,8 +1442,8 @@ mod tests {
         let mut buf = vec![0xAA; 3]; // cleared, not appended to
         let whole = [vec![FORMAT], postcard::to_stdvec(&record).unwrap()].concat();
         assert_eq!(encode_in(&mut buf, FORMAT, &record), &whole[..]);
-        let whole = [vec![FORMAT_DELIVERY_V5], postcard::to_stdvec(&rec).unwrap()].concat();
-        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V5, &rec), &whole[..]);
+        let whole = [vec![FORMAT_DELIVERY_V6], postcard::to_stdvec(&rec).unwrap()].concat();
+        assert_eq!(encode_in(&mut buf, FORMAT_DELIVERY_V6, &rec), &whole[..]);
         // Shorter after longer: the tail of the longer one is gone.
         assert_eq!(encode_in(&mut buf, FORMAT, &1u8), &[FORMAT, 1][..]);
     }
@@ -1450,20 +1461,30 @@ mod tests {
             None,
             None,
         );
-        // Format 3 is format 6 without the two trailing (empty) lists,
+        // Format 3 is format 7 without the two trailing (empty) lists,
         // each one length byte in postcard, the lane (normal: variant 1),
-        // the pace flag (false: 0) and the two options of a response
-        // deadline (`None`: 0 each); format 4 is format 6 without the
-        // lane, the flag and the options; format 5 without the options.
-        let v6 = postcard::to_stdvec(&rec).unwrap();
-        assert_eq!(&v6[v6.len() - 6..], &[0, 0, 1, 0, 0, 0]);
-        let v3 = [&[FORMAT_DELIVERY_V2][..], &v6[..v6.len() - 6]].concat();
-        assert_eq!(decode_delivery(&v3).unwrap(), rec);
-        let v4 = [&[FORMAT_DELIVERY_V3][..], &v6[..v6.len() - 4]].concat();
-        assert_eq!(decode_delivery(&v4).unwrap(), rec);
-        let v5 = [&[FORMAT_DELIVERY_V4][..], &v6[..v6.len() - 2]].concat();
-        assert_eq!(decode_delivery(&v5).unwrap(), rec);
+        // the pace flag (false: 0), the two options of a response
+        // deadline (`None`: 0 each) and the queue (`None`: 0); format 4 is
+        // format 7 without the lane, the flag and the options; format 5
+        // without the options; format 6 without the queue. Each older one
+        // reads as queue 0, where its timers were stored.
+        let v7 = postcard::to_stdvec(&rec).unwrap();
+        assert_eq!(&v7[v7.len() - 7..], &[0, 0, 1, 0, 0, 0, 0]);
+        let mut old = rec.clone();
+        old.queue = Some(0);
+        for (format, cut) in [
+            (FORMAT_DELIVERY_V2, 7),
+            (FORMAT_DELIVERY_V3, 5),
+            (FORMAT_DELIVERY_V4, 3),
+            (FORMAT_DELIVERY_V5, 1),
+        ] {
+            let bytes = [&[format][..], &v7[..v7.len() - cut]].concat();
+            assert_eq!(decode_delivery(&bytes).unwrap(), old, "format {format}");
+        }
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
+        let mut pinned = rec.clone();
+        pinned.queue = Some(4);
+        assert_eq!(decode_delivery(&encode_delivery(&pinned)).unwrap(), pinned);
         // The lane survives its own format.
         let urgent = DeliveryRecord::new(
             code,
@@ -1614,6 +1635,8 @@ mod tests {
         v1.extend_from_slice(&with_title[prefix.len() + title.len()..]);
         let old = decode_delivery(&v1).unwrap();
         rec.title.clear();
+        // Stored before agencies' queues: in queue 0, where its timers are.
+        rec.queue = Some(0);
         assert_eq!(old, rec);
         assert_eq!(decode_delivery(&encode_delivery(&rec)).unwrap(), rec);
     }

@@ -94,7 +94,7 @@ impl NoticeStore for FjallStore {
                             batch.insert(
                                 &self.delivery,
                                 code.to_be_bytes(),
-                                encode_in(&mut scratch, FORMAT_DELIVERY_V5, &rec),
+                                encode_in(&mut scratch, FORMAT_DELIVERY_V6, &rec),
                             );
                             // The chain's first event, `accepted`, is the
                             // notice record itself (`FjallStore::events`):

@@ -1083,7 +1083,7 @@ impl ScyllaStore {
         let now = Utc::now();
         let row = NoticeRow::from_notice(code, accepted_at, &n.content_hash, &n.notice);
         let ttl = ttl_until(n.notice.expires_at, now, NOTICE_TTL_SLACK_SECS);
-        let rec = DeliveryRecord::new(
+        let mut rec = DeliveryRecord::new(
             code,
             &n.notice,
             accepted_at,
@@ -1091,6 +1091,7 @@ impl ScyllaStore {
             n.deliver_at,
             n.respond_by,
         );
+        rec.queue = n.queue;
         let mb = MailboxRow::new(&row, ttl);
         let put_record = async {
             if !record {
