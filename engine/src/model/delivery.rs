@@ -61,6 +61,18 @@ impl Queue {
         }
     }
 
+    /// The queue of a notice of `agency` in `lane` stored with `queue`
+    /// (`None`: the hash of the agency's ID).
+    pub fn stored(lane: Priority, agency: &AgencyId, queue: Option<u8>) -> Queue {
+        match (lane, queue) {
+            (Priority::Urgent, _) | (_, None) => Queue::of(lane, agency),
+            (lane, Some(q)) => Queue {
+                lane,
+                index: q % AGENCY_QUEUES,
+            },
+        }
+    }
+
     /// Every queue of `lane`.
     pub fn all(lane: Priority) -> impl Iterator<Item = Queue> {
         let n = if lane == Priority::Urgent {
@@ -365,13 +377,7 @@ impl DeliveryRecord {
 
     /// The queue of this notice's timers: its lane's queue of its agency.
     pub fn queue(&self) -> Queue {
-        match (self.priority, self.queue) {
-            (Priority::Urgent, _) | (_, None) => Queue::of(self.priority, &self.agency),
-            (lane, Some(q)) => Queue {
-                lane,
-                index: q % AGENCY_QUEUES,
-            },
-        }
+        Queue::stored(self.priority, &self.agency, self.queue)
     }
 
     /// The slot of this notice's timers.

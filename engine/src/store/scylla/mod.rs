@@ -1198,7 +1198,7 @@ impl ScyllaStore {
             // In the stored record's queue (a re-send may come on another
             // lane).
             let queue = stored.as_ref().map_or_else(
-                || crate::model::Queue::of(n.priority, &n.notice.agency),
+                || crate::model::Queue::stored(n.priority, &n.notice.agency, n.queue),
                 |r| r.queue(),
             );
             timers.push(Timer::next(code, queue, Utc::now().timestamp_millis()));
