@@ -630,7 +630,7 @@ fn unsafe_kill(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
-fn open_store(data: &Path) -> FjallStore {
+pub(crate) fn open_store(data: &Path) -> FjallStore {
     FjallStore::open(FjallStoreConfig::new(data)).unwrap()
 }
 

@@ -346,7 +346,7 @@ fn kafka_an_agency_that_defers_over_quota_has_its_bulk_notices_wait_in_the_topic
         std::fs::write(
             dir.path().join("agencies.toml"),
             format!(
-                "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = {quota}\nover_quota = \"defer\"\n\
+                "[agency.tax]\nstatus = \"approved\"\nnotices_per_day = {quota}\nover_quota = \"defer\"\nqueue = 2\n\
                  [agency.judiciary]\nstatus = \"approved\"\n"
             ),
         )
@@ -444,4 +444,21 @@ fn kafka_an_agency_that_defers_over_quota_has_its_bulk_notices_wait_in_the_topic
         20.0,
         "the twenty left, each once"
     );
+    let (code, _, log) = engine.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    // Stored in the agencies' queue the registry gives tax (its ID's hash
+    // is 6), judiciary's in its hash's.
+    use karpoosheh_engine::{DeliveryStore, NoticeStore};
+    use karpoosheh_schemas::AgencyId;
+    let store = crate::kafka::open_store(&dir.path().join("node1"));
+    let queue = |agency: &str, reference: &str| {
+        let a = AgencyId::parse(agency).unwrap();
+        let code = store.reference(&a, reference).unwrap().expect("stored");
+        let rec = store.delivery(code).unwrap().unwrap();
+        (rec.queue, rec.queue().index)
+    };
+    for r in &campaign {
+        assert_eq!(queue("tax", r), (Some(2), 2), "{r}");
+    }
+    assert_eq!(queue("judiciary", &courts[0]), (Some(1), 1));
 }

@@ -140,6 +140,12 @@ pub fn render_history(rec: &DeliveryRecord) -> String {
         let due = DateTime::from_timestamp_millis(p.due_ms).unwrap_or_default();
         let _ = writeln!(s, "next            {what} at {}", t(&due));
     }
+    let q = rec.queue();
+    if q.lane == karpoosheh_schemas::Priority::Urgent {
+        let _ = writeln!(s, "lane            urgent");
+    } else {
+        let _ = writeln!(s, "lane            {}, agencies' queue {}", q.lane, q.index);
+    }
     if rec.purged {
         let _ = writeln!(s, "retention       the notice itself left the store at its expiry ({}); this history is kept", t(&rec.expires_at));
     }

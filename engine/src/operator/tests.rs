@@ -206,6 +206,13 @@ fn the_dashboard_reads_the_latest_rejections_the_parked_lots_and_a_masked_histor
     assert_eq!(h.recipient, karpoosheh_schemas::mask_id(&id));
     assert!(h.recipient.ends_with(&id[id.len() - 4..]));
     assert!(!h.history.is_empty() && h.history[0].starts_with("legal outcome"));
+    assert!(
+        h.history
+            .iter()
+            .any(|l| l == "lane            normal, agencies' queue 6"),
+        "tax's normal notice, in its queue: {:?}",
+        h.history
+    );
     let whole = serde_json::to_string(&h).unwrap();
     assert!(!whole.contains(&id), "the national ID never leaves whole");
     assert!(!whole.contains("body one"), "nor the notice's body");
