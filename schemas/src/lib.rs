@@ -14,6 +14,7 @@
 //! Validation reports every problem in a message at once, each as a stable
 //! snake_case [`Reason`] plus a human message.
 
+mod calendar;
 mod cql;
 mod dashboard;
 mod decode;
@@ -29,6 +30,7 @@ mod reason;
 pub mod rfc3339;
 mod tracking;
 
+pub use calendar::solar_hijri;
 pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};
 pub use dashboard::{NoticeHistory, ParkedLot, QuarantinedView};
 pub use decode::{

@@ -1,5 +1,5 @@
 //! Dates: RFC 3339 in UTC or Tehran time, days to the Gregorian
-//! calendar, and Gregorian to Jalali (Solar Hijri).
+//! calendar (Gregorian to Jalali is `karpoosheh_schemas::solar_hijri`).
 
 use crate::digits::push_ascii;
 
@@ -46,43 +46,19 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Gregorian -> Jalali (Solar Hijri), the arithmetic 33-year-cycle
-/// conversion used by Iranian software (jdf).
-pub(crate) fn gregorian_to_jalali(gy: i64, gm: u32, gd: u32) -> (i64, u32, u32) {
-    const G_D_M: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let gy2 = if gm > 2 { gy + 1 } else { gy };
-    let mut days = 355_666 + 365 * gy + (gy2 + 3) / 4 - (gy2 + 99) / 100
-        + (gy2 + 399) / 400
-        + gd as i64
-        + G_D_M[gm as usize - 1];
-    let mut jy = -1595 + 33 * (days / 12_053);
-    days %= 12_053;
-    jy += 4 * (days / 1461);
-    days %= 1461;
-    if days > 365 {
-        jy += (days - 1) / 365;
-        days = (days - 1) % 365;
-    }
-    let (jm, jd) = if days < 186 {
-        (1 + days / 31, 1 + days % 31)
-    } else {
-        (7 + (days - 186) / 30, 1 + (days - 186) % 30)
-    };
-    (jy, jm as u32, jd as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use karpoosheh_schemas::solar_hijri;
 
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_415), (2025, 11, 23));
-        assert_eq!(gregorian_to_jalali(2024, 3, 20), (1403, 1, 1));
-        assert_eq!(gregorian_to_jalali(2025, 3, 21), (1404, 1, 1));
-        assert_eq!(gregorian_to_jalali(2026, 11, 23), (1405, 9, 2));
+        assert_eq!(solar_hijri(2024, 3, 20), (1403, 1, 1));
+        assert_eq!(solar_hijri(2025, 3, 21), (1404, 1, 1));
+        assert_eq!(solar_hijri(2026, 11, 23), (1405, 9, 2));
         let start = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
         let mut s = String::new();
         push_rfc3339(&mut s, start.timestamp(), Some(1234), true);

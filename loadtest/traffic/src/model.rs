@@ -17,12 +17,13 @@ use crate::agencies::{
     MUNICIPALITY,
 };
 use crate::cp1256::to_windows_1256;
-use crate::dates::{civil_from_days, gregorian_to_jalali, push_rfc3339, TEHRAN_OFFSET_SECS};
+use crate::dates::{civil_from_days, push_rfc3339, TEHRAN_OFFSET_SECS};
 use crate::digits::{hex_into, push_ascii, push_fa, push_fa_grouped, push_persian_digits};
 use crate::ids::{formatted_id, legal_id, person_id, short_id, typo_id};
 use crate::random::{cumulate, log_uniform, mix64, normal, pick_cum, unit, GOLDEN};
 use crate::text::{CITIES, CORRECTIONS, HOURS, MONTHS, PLATE_LETTERS, SEASONS, SHARED, VIOLATIONS};
 use crate::wire::{malform, AttOut, Num, PythonAscii, WireOut};
+use karpoosheh_schemas::solar_hijri;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +168,7 @@ impl Traffic {
         let jalali = (JALALI_FROM..=JALALI_TO)
             .map(|off| {
                 let (gy, gm, gd) = civil_from_days(day0 + off);
-                let (jy, jm, jd) = gregorian_to_jalali(gy, gm, gd);
+                let (jy, jm, jd) = solar_hijri(gy, gm, gd);
                 (jy as u16, jm as u8, jd as u8)
             })
             .collect::<Vec<_>>();
