@@ -88,24 +88,9 @@ fn active_people(from: &mut u32, n: usize, seed: u64) -> Vec<MailboxId> {
 }
 
 /// A new notice's follow-up as the store starts it: the record and its
-/// timers, round 1 due at `due`.
+/// timers, round 1 due at `due`. The campaign is tax's, the urgent
+/// notices the judiciary's.
 fn follow_up(
-    code: TrackingCode,
-    recipient: MailboxId,
-    lane: Priority,
-    due: chrono::DateTime<Utc>,
-    reference: String,
-) -> DeliveryWrite {
-    let agency = if lane == Priority::Bulk {
-        "tax"
-    } else {
-        "judiciary"
-    };
-    follow_up_of(agency, code, recipient, lane, due, reference)
-}
-
-/// The same from `agency`.
-fn follow_up_of(
     agency: &str,
     code: TrackingCode,
     recipient: MailboxId,
@@ -182,6 +167,7 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
     for (i, id) in people.into_iter().enumerate() {
         let code = codes.next(Utc::now().timestamp_millis());
         batch.push(follow_up(
+            "tax",
             code,
             id,
             Priority::Bulk,
@@ -235,19 +221,16 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
 
     // Probes: (code, lane, written at); customs' bulk ones in its queue.
     let mut probe_of =
-        |agency: Option<&str>, lane: Priority, n: u64| -> anyhow::Result<(TrackingCode, Instant)> {
+        |agency: &str, lane: Priority, n: u64| -> anyhow::Result<(TrackingCode, Instant)> {
             let id = active_people(&mut body, 1, seed)[0];
             let code = codes.next(Utc::now().timestamp_millis());
             let reference = format!("probe-{lane}-{n}");
-            store.write_delivery(&[match agency {
-                None => follow_up(code, id, lane, Utc::now(), reference),
-                Some(a) => follow_up_of(a, code, id, lane, Utc::now(), reference),
-            }])?;
+            store.write_delivery(&[follow_up(agency, code, id, lane, Utc::now(), reference)])?;
             Ok((code, Instant::now()))
         };
     let mut idle = Vec::new();
     for n in 0..opts.probes {
-        idle.push(probe_of(None, Priority::Urgent, n)?);
+        idle.push(probe_of("judiciary", Priority::Urgent, n)?);
         std::thread::sleep(opts.interval);
     }
     // Wait for the campaign to fall due and fill the gateways.
@@ -264,9 +247,9 @@ pub fn rounds_lanes_benchmark(opts: RoundsLanesOptions) -> anyhow::Result<Rounds
     let mut busy_bulk = Vec::new();
     let mut busy_other = Vec::new();
     for n in 0..opts.probes {
-        busy_urgent.push(probe_of(None, Priority::Urgent, opts.probes + n)?);
-        busy_bulk.push(probe_of(None, Priority::Bulk, opts.probes + n)?);
-        busy_other.push(probe_of(Some("customs"), Priority::Bulk, opts.probes + n)?);
+        busy_urgent.push(probe_of("judiciary", Priority::Urgent, opts.probes + n)?);
+        busy_bulk.push(probe_of("tax", Priority::Bulk, opts.probes + n)?);
+        busy_other.push(probe_of("customs", Priority::Bulk, opts.probes + n)?);
         std::thread::sleep(opts.interval);
     }
     let c2 = (campaign_sent.load(Ordering::Relaxed), Instant::now());
