@@ -1007,21 +1007,30 @@ impl KafkaSource {
     /// one (scripts/repro-pause-resume.py); the seek makes that explicit,
     /// whatever a client version does.
     fn resume_at(&self, topic: &str, partition: i32, next: i64) {
-        if let Err(e) = self.consumer.seek(
-            topic,
-            partition,
-            Offset::Offset(next),
-            Duration::from_secs(5),
-        ) {
-            KafkaClientError {
-                kind: "seek",
-                error: &e,
-                partition: Some((topic, partition)),
-                log: true,
-            }
-            .emit();
-        }
+        // A failure is reported; librdkafka resumes there anyway (above).
+        let _ = self.seek(topic, partition, next);
         self.set_paused(topic, partition, false);
+    }
+
+    /// Sets the partition's next record to `next`; a failure is reported
+    /// as a client error, and returned.
+    fn seek(&self, topic: &str, partition: i32, next: i64) -> Result<(), KafkaError> {
+        self.consumer
+            .seek(
+                topic,
+                partition,
+                Offset::Offset(next),
+                Duration::from_secs(5),
+            )
+            .inspect_err(|e| {
+                KafkaClientError {
+                    kind: "seek",
+                    error: e,
+                    partition: Some((topic, partition)),
+                    log: true,
+                }
+                .emit()
+            })
     }
 
     /// Pauses what [`Self::take`] found over its bound, and gives the lanes
@@ -1082,24 +1091,12 @@ impl KafkaSource {
         };
         let mut last = None;
         for attempt in 0..3 {
-            match self.consumer.seek(
-                topic,
-                partition,
-                Offset::Offset(next),
-                Duration::from_secs(5),
-            ) {
+            match self.seek(topic, partition, next) {
                 Ok(()) => {
                     last = None;
                     break;
                 }
                 Err(e) => {
-                    KafkaClientError {
-                        kind: "seek",
-                        error: &e,
-                        partition: Some((topic, partition)),
-                        log: true,
-                    }
-                    .emit();
                     last = Some(e);
                     std::thread::sleep(Duration::from_millis(100 << attempt));
                 }
