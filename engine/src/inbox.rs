@@ -504,13 +504,14 @@ fn cancel_for_agency(
     if let Some(r) = other_node(&api, code) {
         return r;
     }
-    // The recipient from the record, which outlives the notice's body.
-    let mailbox = match io(store.delivery(code)) {
-        Ok(rec) => rec.map(|r| r.recipient),
-        Err(r) => return r,
+    // The recipient from the record the worker decided on (it outlives
+    // the notice's body).
+    let (outcome, mailbox) = match api.parts.scheduler.cancel(code) {
+        Ok(x) => x,
+        Err(_) => return unavailable(),
     };
-    let (status, body) = match api.parts.scheduler.cancel(code) {
-        Ok(CancelOutcome::Cancelled { at, new }) => (
+    let (status, body) = match outcome {
+        CancelOutcome::Cancelled { at, new } => (
             StatusCode::OK,
             json!({
                 "tracking_code": code.to_string(),
@@ -519,7 +520,7 @@ fn cancel_for_agency(
                 "new": new,
             }),
         ),
-        Ok(CancelOutcome::TooLate { state }) => (
+        CancelOutcome::TooLate { state } => (
             StatusCode::CONFLICT,
             json!({
                 "error": "too_late_to_cancel",
@@ -528,14 +529,13 @@ fn cancel_for_agency(
                 "state": state,
             }),
         ),
-        Ok(CancelOutcome::Missing) => {
+        CancelOutcome::Missing => {
             return problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no notice of yours with this reference",
             )
         }
-        Err(_) => return unavailable(),
     };
     if let Some(mailbox) = mailbox {
         let call = AgencyCall {

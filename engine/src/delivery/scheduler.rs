@@ -83,8 +83,9 @@ enum Command {
         Vec<usize>,
     ),
     Activate(Vec<TrackingCode>, Sender<()>),
-    /// The sending agency cancels a scheduled send.
-    Cancel(TrackingCode, Sender<CancelOutcome>),
+    /// The sending agency cancels a scheduled send; answered with the
+    /// notice's recipient, from the record the decision read.
+    Cancel(TrackingCode, Sender<(CancelOutcome, Option<MailboxId>)>),
 }
 
 /// What one worker's write lock guards.
@@ -382,8 +383,12 @@ impl SchedulerHandle {
 
     /// Cancels a scheduled send for its agency, by the worker owning the
     /// notice (a state change: it must not race the notice's release);
-    /// returns once it is durable.
-    pub fn cancel(&self, code: TrackingCode) -> Result<CancelOutcome, SchedulerError> {
+    /// returns once it is durable, with the notice's recipient (`None`
+    /// when there is no such notice).
+    pub fn cancel(
+        &self,
+        code: TrackingCode,
+    ) -> Result<(CancelOutcome, Option<MailboxId>), SchedulerError> {
         let (tx, rx) = bounded(1);
         self.commands[self.worker_of(code)]
             .send(Command::Cancel(code, tx))
@@ -790,7 +795,7 @@ impl Scheduler {
     pub fn cancel_now(&self, code: TrackingCode) -> Result<CancelOutcome, StoreError> {
         let (tx, rx) = bounded(1);
         self.run_commands(vec![Command::Cancel(code, tx)], &Owner::default())?;
-        Ok(rx.recv().unwrap_or(CancelOutcome::Missing))
+        Ok(rx.recv().map_or(CancelOutcome::Missing, |(o, _)| o))
     }
 
     /// Activates waiting notices directly (no running workers); for tests.
@@ -913,13 +918,13 @@ impl Scheduler {
                             .map(|r| work.entry(code).or_insert((r, DeliveryWrite::default()))),
                     };
                     let o = match entry {
-                        None => CancelOutcome::Missing,
+                        None => (CancelOutcome::Missing, None),
                         Some((rec, w)) => {
                             let o = apply_cancel(rec, w, now);
                             if let CancelOutcome::Cancelled { new: true, .. } = o {
                                 cancelled.push(rec.agency.clone());
                             }
-                            o
+                            (o, Some(rec.recipient))
                         }
                     };
                     replies_x.push((reply, o));
