@@ -1671,20 +1671,28 @@ fn urgent_rounds_go_before_the_due_rounds_of_the_other_lanes() {
     );
 }
 
-#[test]
-fn an_urgent_round_goes_out_while_the_worker_is_busy_with_a_campaign() {
-    use karpoosheh_schemas::Priority;
-    // One worker, one send at a time, 1 ms a send: a campaign of 3,000
-    // due rounds takes three seconds, in batches of 1,000 that take a
-    // second each (as a batch does at a gateway's rate limit).
+/// One scheduler worker sending one notification at a time, 1 ms each,
+/// `batch` due timers a scan: a campaign's rounds keep it busy for
+/// seconds, as a gateway's rate limit does.
+fn one_slow_worker(batch: usize) -> World {
     let mut cfg = config();
     cfg.workers = 1;
     cfg.concurrency = 1;
-    cfg.batch = 1_000;
+    cfg.batch = batch;
     cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
     let w = World::with_config(cfg);
+    w.gateway.slow_us.store(1_000, Ordering::SeqCst);
+    w
+}
+
+#[test]
+fn an_urgent_round_goes_out_while_the_worker_is_busy_with_a_campaign() {
+    use karpoosheh_schemas::Priority;
+    // A campaign of 3,000 due rounds takes three seconds, in batches of
+    // 1,000 that take a second each (as a batch does at a gateway's rate
+    // limit).
+    let w = one_slow_worker(1_000);
     let gateway = w.gateway.clone();
-    gateway.slow_us.store(1_000, Ordering::SeqCst);
     let bulk = crowd(410_000_001, 3_000, 1);
     let urgent = crowd(410_010_001, 1, 5_001);
     let everyone: Vec<MailboxId> = bulk.iter().chain(&urgent).map(|p| p.0).collect();
@@ -2147,17 +2155,11 @@ fn agencies_with_rounds_due_share_the_scheduler_by_their_weights() {
 #[test]
 fn one_agencys_campaign_does_not_hold_back_anothers_on_the_running_workers() {
     use karpoosheh_schemas::Priority;
-    // One worker, one send at a time, 1 ms a send: tax's campaign of
-    // 2,000 due rounds takes two seconds. customs' 100, accepted after
-    // it, go out beside it (equal weights), not after it.
-    let mut cfg = config();
-    cfg.workers = 1;
-    cfg.concurrency = 1;
-    cfg.batch = 32;
-    cfg.poll_interval = karpoosheh_schemas::HumanDuration(Duration::from_millis(10));
-    let w = World::with_config(cfg);
+    // tax's campaign of 2,000 due rounds takes two seconds. customs'
+    // 100, accepted after it, go out beside it (equal weights), not
+    // after it.
+    let w = one_slow_worker(32);
     let gateway = w.gateway.clone();
-    gateway.slow_us.store(1_000, Ordering::SeqCst);
     let people = crowd(453_000_001, 2_100, 1);
     w.active(&people.iter().map(|p| p.0).collect::<Vec<_>>());
     let tax = w.notices_from("tax", &people[..2_000], Priority::Bulk);
