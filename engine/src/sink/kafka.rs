@@ -9,10 +9,12 @@
 //!   [`DeadLetter`] record (bytes in base64, topic/partition/offset,
 //!   reasons), keyed by its source position, with the same facts in
 //!   headers for tools that read headers only.
-//! - `handled` returns only when the broker has acknowledged every
-//!   message of the batch, so the pipeline commits the source's offsets
-//!   only after the receipts are out: a crash re-sends receipts (at least
-//!   once; agencies deduplicate by `receipt_id`) and never loses one.
+//! - A write's signed batch heads (`batches`) and receipts (`handled`)
+//!   are handed to the producer together; `settle` returns only when the
+//!   broker has acknowledged every message handed over since the last
+//!   settle, and the pipeline commits the source's offsets only after
+//!   that: a crash re-sends receipts (at least once; agencies deduplicate
+//!   by `receipt_id`) and never loses one.
 //!   Failed deliveries are produced again until they succeed -- except
 //!   those an agency's topic refuses (missing, not authorised, refusing
 //!   the record): that agency is parked (`super::parking`) and its
@@ -129,10 +131,6 @@ fn wait_delivered(producer: &ThreadedProducer<DeliveryContext>, max: Duration) {
 /// The receipts and dead-letter sink.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
-    /// The `batch_signed` receipts of the ingest path, acknowledged before
-    /// the receipts that name them are sent (they go to other partitions,
-    /// so one producer's order would not hold across them).
-    batch_producer: ThreadedProducer<DeliveryContext>,
     receipt_prefix: String,
     dead_letter_topic: String,
     shutdown: Arc<std::sync::atomic::AtomicBool>,
@@ -175,7 +173,6 @@ impl KafkaSink {
         parking: Arc<Parking>,
     ) -> Result<Self, KafkaError> {
         client.set("enable.idempotence", "true");
-        let linger_set = client.get("linger.ms").is_some();
         set_default(&mut client, "linger.ms", "5");
         set_default(&mut client, "compression.type", "lz4");
         // Retry for as long as it takes: a receipt must never be dropped.
@@ -196,17 +193,8 @@ impl KafkaSink {
         // wait for deliveries (QueueFull, below), it never drops.
         set_default(&mut client, "queue.buffering.max.kbytes", "65536");
         let producer = client.create_with_context(DeliveryContext::default())?;
-        // A write's signed batch heads (one per agency) are awaited before
-        // its receipts go: lingering on them only adds to every answer.
-        // Unless `linger.ms` is configured, they go at once.
-        let mut batch_client = client.clone();
-        if !linger_set {
-            batch_client.set("linger.ms", "0");
-        }
-        let batch_producer = batch_client.create_with_context(DeliveryContext::default())?;
         Ok(KafkaSink {
             producer,
-            batch_producer,
             receipt_prefix: cfg.receipt_topic_prefix.clone(),
             dead_letter_topic: cfg.dead_letter_topic.clone(),
             shutdown,
@@ -229,14 +217,14 @@ impl KafkaSink {
         self.send_on(&self.producer, msg)
     }
 
-    /// Sends `r` to its agency's receipt topic (on the batch producer for
-    /// signed batches) -- or, while the agency is parked, holds it for the
-    /// lot -- and counts it in `receipts_produced` unless it is a signed
-    /// batch (not a notice's receipt). Whether it was sent.
-    fn receipt(&mut self, r: &Receipt, batch_producer: bool, arrived: Option<Instant>) -> bool {
+    /// Sends `r` to its agency's receipt topic -- or, while the agency is
+    /// parked, holds it for the lot -- and counts it in
+    /// `receipts_produced` unless it is a signed batch (not a notice's
+    /// receipt).
+    fn receipt(&mut self, r: &Receipt, arrived: Option<Instant>) {
         if self.parking.is_parked(&r.agency) {
             self.held.push(r.clone());
-            return false;
+            return;
         }
         if !matches!(
             r.event,
@@ -256,13 +244,7 @@ impl KafkaSink {
             agency: Some(r.agency.clone()),
             arrived,
         };
-        let producer = if batch_producer {
-            &self.batch_producer
-        } else {
-            &self.producer
-        };
-        self.send_on(producer, msg);
-        true
+        self.send(msg);
     }
 
     fn send_on(&self, producer: &ThreadedProducer<DeliveryContext>, msg: Outgoing) {
@@ -493,7 +475,7 @@ impl Sink for KafkaSink {
                 {
                     self.unsettled.accepted.push(tracking_code.as_u64());
                 }
-                self.receipt(r, false, Some(h.received));
+                self.receipt(r, Some(h.received));
             }
             if let Some(d) = &h.dead_letter {
                 self.unsettled.dead_letters += 1;
@@ -527,23 +509,22 @@ impl Sink for KafkaSink {
     fn batches(&mut self, batches: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
         // Not counted as receipts: `receipts_produced_total` counts the
         // events of notices and rejections, one per handled record. Only
-        // for registered agencies, as `handled` sends their receipts; and
-        // acknowledged before `handled` sends the receipts, so that no
-        // receipt is out without its batch.
-        let mut sent = false;
+        // for registered agencies, as `handled` sends their receipts.
+        //
+        // Out beside the receipts `handled` sends next, and settled with
+        // them: one broker round trip on each answer's path, not the
+        // head's and then the receipts' in series (issue 25). Each batch
+        // is in the audit log already (sealed before the sinks have it).
+        // The head goes to its own partition, so an agency may read a
+        // receipt before its batch either way; the agency guide says to
+        // hold it until the batch comes. A head the topic refuses parks
+        // the agency at the settle, like a refused receipt.
         for b in batches {
             if self.agencies.status(&b.agency).is_some() {
-                sent |= self.receipt(b, true, None);
+                self.receipt(b, None);
             }
         }
-        let refused = if sent {
-            self.settle_on(&self.batch_producer)?
-        } else {
-            Vec::new()
-        };
-        // Parked now, ahead of the receipts `handled` sends next: a parked
-        // batch's receipts follow it into the lot.
-        self.park(refused)
+        Ok(())
     }
 
     fn events(&mut self, receipts: &[karpoosheh_schemas::Receipt]) -> Result<(), SinkError> {
@@ -551,7 +532,7 @@ impl Sink for KafkaSink {
         for r in receipts {
             // Same topic and key as the notice's `accepted`: an agency reads
             // one notice's events in order.
-            self.receipt(r, false, None);
+            self.receipt(r, None);
         }
         self.settle()
     }

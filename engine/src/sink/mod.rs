@@ -89,10 +89,11 @@ pub trait Sink: Send {
     }
     /// The `batch_signed` receipts of the batches the receipts handed
     /// over next by `handled` were sealed in (wire contract, "Receipt
-    /// evidence"): for the agencies, like receipts, and delivered before
-    /// it returns, so that no receipt arrives without its batch. (The
-    /// outbox hands its batches to `events`, which settles, ahead of its
-    /// receipts.)
+    /// evidence"): for the agencies, like receipts. Every batch is in the
+    /// audit log before the sinks have it; a sink may deliver it beside
+    /// the receipts and settle them together (Kafka: an agency holds a
+    /// receipt until its batch comes). (The outbox hands its batches to
+    /// `events`, which settles, ahead of its receipts.)
     fn batches(&mut self, batches: &[Receipt]) -> Result<(), SinkError> {
         let _ = batches;
         Ok(())
