@@ -84,23 +84,35 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-/// The two latency histograms' buckets in a Prometheus text exposition.
+/// The latency histograms' buckets in a Prometheus text exposition:
+/// `receipt`, `durable` (a record's arrival → its write durable), `store_write`
+/// (one write, fsync included) and `stage_<name>`.
 pub fn parse(text: &str) -> Buckets {
-    let receipt = format!("{}_bucket{{", m::RECEIPT_LATENCY_SECONDS);
     let stage = format!("{}_bucket{{", m::PIPELINE_STAGE_SECONDS);
+    let whole = [
+        (
+            format!("{}_bucket{{", m::RECEIPT_LATENCY_SECONDS),
+            "receipt",
+        ),
+        (format!("{}_bucket{{", m::INGEST_LATENCY_SECONDS), "durable"),
+        (
+            format!("{}_bucket{{", m::STORE_WRITE_SECONDS),
+            "store_write",
+        ),
+    ];
     let mut out = Buckets::new();
     for line in text.lines() {
-        let (labels, value) = if let Some(r) = line.strip_prefix(&receipt) {
-            match r.split_once("} ") {
-                Some((l, v)) => (l, v),
+        let named = whole
+            .iter()
+            .find_map(|(prefix, name)| Some((line.strip_prefix(prefix.as_str())?, *name)));
+        let (rest, name) = match named {
+            Some((r, name)) => (r, Some(name)),
+            None => match line.strip_prefix(&stage) {
+                Some(r) => (r, None),
                 None => continue,
-            }
-        } else if let Some(r) = line.strip_prefix(&stage) {
-            match r.split_once("} ") {
-                Some((l, v)) => (l, v),
-                None => continue,
-            }
-        } else {
+            },
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
             continue;
         };
         let label = |name: &str| {
@@ -121,10 +133,9 @@ pub fn parse(text: &str) -> Buckets {
         let Ok(count) = value.trim().parse::<f64>() else {
             continue;
         };
-        let series = if line.starts_with(&receipt) {
-            "receipt".to_owned()
-        } else {
-            format!("stage_{}", label("stage").unwrap_or_default())
+        let series = match name {
+            Some(name) => name.to_owned(),
+            None => format!("stage_{}", label("stage").unwrap_or_default()),
         };
         out.entry(series).or_default().push((le, count));
     }
@@ -182,7 +193,7 @@ karpoosheh_receipt_latency_seconds_bucket{le=\"0.01\"} 10
 karpoosheh_receipt_latency_seconds_bucket{le=\"+Inf\"} 10
 karpoosheh_pipeline_stage_seconds_bucket{stage=\"seal\",le=\"0.001\"} 4
 karpoosheh_pipeline_stage_seconds_bucket{stage=\"seal\",le=\"+Inf\"} 4
-karpoosheh_store_write_seconds_bucket{le=\"0.001\"} 99
+karpoosheh_decode_chunk_seconds_bucket{le=\"0.001\"} 99
 ";
 
     const AFTER: &str = "\
@@ -194,6 +205,9 @@ karpoosheh_pipeline_stage_seconds_bucket{stage=\"seal\",le=\"0.001\"} 4
 karpoosheh_pipeline_stage_seconds_bucket{stage=\"seal\",le=\"+Inf\"} 4
 karpoosheh_pipeline_stage_seconds_bucket{stage=\"settle\",le=\"0.0025\"} 3
 karpoosheh_pipeline_stage_seconds_bucket{stage=\"settle\",le=\"+Inf\"} 4
+karpoosheh_ingest_latency_seconds_bucket{le=\"0.002\"} 7
+karpoosheh_ingest_latency_seconds_bucket{le=\"+Inf\"} 8
+karpoosheh_decode_chunk_seconds_bucket{le=\"0.001\"} 120
 ";
 
     #[test]
@@ -214,8 +228,13 @@ karpoosheh_pipeline_stage_seconds_bucket{stage=\"settle\",le=\"+Inf\"} 4
         assert_eq!(s["stage_settle"].count, 4);
         assert_eq!(s["stage_settle"].p50_ms_le, Some(2.5));
         assert_eq!(s["stage_settle"].p99_ms_le, None);
+        // Arrival → durable, as `durable`.
+        assert_eq!(s["durable"].count, 8);
+        assert_eq!(s["durable"].p50_ms_le, Some(2.0));
+        assert_eq!(s["durable"].p99_ms_le, None);
         // Other histograms are not taken for these.
-        assert_eq!(parse(AFTER).len(), 3);
+        assert_eq!(parse(AFTER).len(), 4);
+        assert!(!parse(BEFORE).contains_key("decode_chunk"));
     }
 
     #[test]

@@ -514,3 +514,186 @@ pub fn drain(target: &KafkaTarget, records: u64, idle: Duration) -> Result<Drain
         mb_per_sec: bytes as f64 / seconds / 1e6,
     })
 }
+
+/// What a bare client waits for through the broker alone (issue 25): one
+/// trip, produce → consumed by another client.
+#[derive(Debug, Serialize)]
+pub struct BrokerLatency {
+    pub records: u64,
+    pub rate: u64,
+    /// Produce → read back by the consumer, milliseconds: p50, p90, p99, max.
+    pub read_ms: BTreeMap<String, f64>,
+    /// Produce → the producer's delivery report (`acks = all`), milliseconds.
+    pub acked_ms: BTreeMap<String, f64>,
+}
+
+/// Records the delivery reports' latency; the opaque is the send time.
+#[derive(Default)]
+struct AckTimes(Mutex<Vec<f64>>);
+
+impl rdkafka::ClientContext for AckTimes {}
+
+impl rdkafka::producer::ProducerContext for AckTimes {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, sent: Box<Instant>) {
+        if r.is_ok() {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sent.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+}
+
+fn percentiles(mut v: Vec<f64>) -> BTreeMap<String, f64> {
+    v.sort_by(f64::total_cmp);
+    let mut out = BTreeMap::new();
+    if v.is_empty() {
+        return out;
+    }
+    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        out.insert(name.to_owned(), (v[i] * 10.0).round() / 10.0);
+    }
+    out
+}
+
+/// A bare client's trip through the broker, with the agency's settings
+/// (`kafka` above): an idempotent producer (`acks = all`, linger
+/// `linger_ms`) sends `records` small records to `topic` at `rate` a
+/// second, and a consumer (`fetch.wait.max.ms = fetch_wait_ms`) reads them
+/// back. An agency's answer is two such trips (its notice in, its receipt
+/// out) plus the engine's own share.
+pub fn broker_latency(
+    target: &KafkaTarget,
+    topic: &str,
+    records: u64,
+    rate: u64,
+    linger_ms: u64,
+    fetch_wait_ms: u64,
+) -> Result<BrokerLatency> {
+    use rdkafka::{Offset, TopicPartitionList};
+    create_topics(target, &[topic.to_owned()], 4)?;
+    let mut cc = target.client();
+    cc.set(
+        "group.id",
+        format!("karpoosheh-broker-latency-{}", std::process::id()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
+    let consumer: BaseConsumer = cc.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition_offset(topic, p, Offset::End)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut pc = target.client();
+    pc.set("enable.idempotence", "true")
+        .set("linger.ms", linger_ms.to_string());
+    let producer: ThreadedProducer<AckTimes> = pc.create_with_context(AckTimes::default())?;
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let send = |seq: u64| {
+        let payload = seq.to_be_bytes();
+        let at = Instant::now();
+        sent.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, at);
+        let key = (seq % 64).to_string();
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(at))
+            .key(&key)
+            .payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => return,
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+    };
+    let mut read = Vec::new();
+    // A record of ours read back: its latency into `read`.
+    let take = |m: &rdkafka::message::BorrowedMessage<'_>, read: &mut Vec<f64>| -> bool {
+        let Some(seq) = m
+            .payload()
+            .and_then(|p| p.try_into().ok())
+            .map(u64::from_be_bytes)
+        else {
+            return false;
+        };
+        let Some(at) = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq) else {
+            return false;
+        };
+        read.push(at.elapsed().as_secs_f64() * 1e3);
+        true
+    };
+    // Until the consumer has its positions: warm-up records, not measured,
+    // until one comes back.
+    let warm = u64::MAX / 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'warm: for i in 0.. {
+        if Instant::now() > deadline {
+            bail!("no record came back from {topic} within 60 s");
+        }
+        send(warm + i);
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+                if take(&m, &mut read) {
+                    break 'warm;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(10))?;
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+        take(&m, &mut read);
+    }
+    read.clear();
+    producer
+        .context()
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    let started = Instant::now();
+    let mut next = 0u64;
+    let mut got = 0u64;
+    let deadline = started + Duration::from_secs(records / rate.max(1) + 60);
+    while got < records && Instant::now() < deadline {
+        let due = started + Duration::from_secs_f64(next as f64 / rate.max(1) as f64);
+        if next < records && Instant::now() >= due {
+            send(next);
+            next += 1;
+        }
+        let wait = if next < records {
+            due.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(1))
+        } else {
+            Duration::from_millis(10)
+        };
+        if let Some(Ok(m)) = consumer.poll(wait) {
+            if take(&m, &mut read) {
+                got += 1;
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(10))?;
+    let acked = std::mem::take(
+        &mut *producer
+            .context()
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    Ok(BrokerLatency {
+        records: got,
+        rate,
+        read_ms: percentiles(read),
+        acked_ms: percentiles(acked),
+    })
+}

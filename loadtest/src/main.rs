@@ -166,6 +166,27 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         idle: u64,
     },
+    /// A bare client's trip through the broker, for comparison with the
+    /// engine's answers (issue 25): records produced to a topic of its own
+    /// with the agency's settings, read back by a consumer; produce → read
+    /// and produce → delivery report, p50/p90/p99/max in milliseconds.
+    BrokerLatency {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value = "karpoosheh.bench.broker-latency")]
+        topic: String,
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+        /// Records per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// The producer's `linger.ms`.
+        #[arg(long, default_value_t = 0)]
+        linger_ms: u64,
+        /// The consumer's `fetch.wait.max.ms`.
+        #[arg(long, default_value_t = 10)]
+        fetch_wait_ms: u64,
+    },
     /// Read benchmark: mailbox first pages and tracking-code lookups per
     /// second, with their latency, from a filled and compacted store
     /// reopened with each block-cache size (sizes in ABBA order).
@@ -503,6 +524,24 @@ fn run() -> Result<()> {
                 &target.target()?,
                 *records,
                 std::time::Duration::from_secs(*idle),
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        Command::BrokerLatency {
+            target,
+            topic,
+            records,
+            rate,
+            linger_ms,
+            fetch_wait_ms,
+        } => {
+            let r = karpoosheh_loadtest::kafka::broker_latency(
+                &target.target()?,
+                topic,
+                *records,
+                *rate,
+                *linger_ms,
+                *fetch_wait_ms,
             )?;
             println!("{}", serde_json::to_string(&r)?);
         }
