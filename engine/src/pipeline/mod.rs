@@ -1407,8 +1407,9 @@ const SETTLE_MAX_RECORDS: usize = 16_384;
 /// producer's linger has passed); the source's offsets and the notices'
 /// later events do. A lone notice's receipt goes at its settle, 2 ms
 /// after it is sealed, or when the linger has passed if that is sooner.
-/// 2 ms: 2,000 notices/s answered at p50 11.5 ms instead of 17.2
-/// (BENCHMARKS.md, "Latency, stage by stage").
+/// With this and the batch heads beside their receipts, 2,000 notices/s
+/// were answered at p50 7.4 ms instead of 11.3 (BENCHMARKS.md, "Latency,
+/// stage by stage").
 const SETTLE_IDLE: Duration = Duration::from_millis(2);
 
 /// Records whose receipts are with the sinks and not yet settled: their
