@@ -213,10 +213,6 @@ impl KafkaSink {
         self
     }
 
-    fn send(&self, msg: Outgoing) {
-        self.send_on(&self.producer, msg)
-    }
-
     /// Sends `r` to its agency's receipt topic -- or, while the agency is
     /// parked, holds it for the lot -- and counts it in
     /// `receipts_produced` unless it is a signed batch (not a notice's
@@ -247,7 +243,7 @@ impl KafkaSink {
         self.send(msg);
     }
 
-    fn send_on(&self, producer: &ThreadedProducer<DeliveryContext>, msg: Outgoing) {
+    fn send(&self, msg: Outgoing) {
         let mut msg = Box::new(msg);
         loop {
             let mut headers = OwnedHeaders::new();
@@ -266,7 +262,7 @@ impl KafkaSink {
                 .key(&key)
                 .payload(&value)
                 .headers(headers);
-            match producer.send(record) {
+            match self.producer.send(record) {
                 Ok(()) => return,
                 Err((e, record)) => {
                     msg = record.delivery_opaque;
@@ -310,7 +306,7 @@ impl KafkaSink {
     /// then parks what agencies' topics refused and what was held for
     /// parked agencies.
     fn settle_all(&mut self) -> Result<(), SinkError> {
-        let refused = self.settle_on(&self.producer)?;
+        let refused = self.settle_producer()?;
         for (agency, _, r) in &refused {
             if !matches!(
                 r.event,
@@ -346,13 +342,11 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Waits until every message of `producer` is acknowledged,
+    /// Waits until every message of the producer is acknowledged,
     /// re-producing failures; returns the receipts their agencies' topics
     /// refused (not retried).
-    fn settle_on(
-        &self,
-        producer: &ThreadedProducer<DeliveryContext>,
-    ) -> Result<Vec<(AgencyId, ParkReason, Receipt)>, SinkError> {
+    fn settle_producer(&self) -> Result<Vec<(AgencyId, ParkReason, Receipt)>, SinkError> {
+        let producer = &self.producer;
         let mut refused = Vec::new();
         let mut delay = Duration::from_millis(100);
         loop {
@@ -403,7 +397,7 @@ impl KafkaSink {
                         source: std::io::Error::other(e.to_string()),
                     });
                 }
-                self.send_on(producer, *msg);
+                self.send(*msg);
             }
             if retried {
                 std::thread::sleep(delay);
