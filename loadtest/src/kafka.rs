@@ -218,14 +218,8 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         .set("linger.ms", opts.linger_ms.to_string())
         .set("compression.type", "lz4");
     let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
-    let send = |topic: &str, key: &[u8], payload: &[u8]| loop {
-        match producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
-            Ok(()) => return,
-            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err((e, _)) => panic!("produce failed: {e}"),
-        }
+    let send = |topic: &str, key: &[u8], payload: &[u8]| {
+        send_waiting(&producer, BaseRecord::to(topic).key(key).payload(payload))
     };
     let started = Instant::now();
     for i in 0..opts.registrations {
@@ -330,18 +324,12 @@ pub fn run(target: &KafkaTarget, opts: &ProduceOptions) -> Result<KafkaReport> {
         report.receipts = answers.events;
         report.duplicate_receipts_seen = answers.repeated;
         report.dead_letters_seen = answers.dead_letters;
-        let mut lat = answers.latency_us;
-        lat.sort_unstable();
-        let q = |p: f64| {
-            if lat.is_empty() {
-                0.0
-            } else {
-                lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
-            }
-        };
-        for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
-            report.latency_ms.insert(name.to_owned(), q(p));
-        }
+        let lat: Vec<f64> = answers
+            .latency_us
+            .iter()
+            .map(|&us| us as f64 / 1000.0)
+            .collect();
+        report.latency_ms.extend(quantiles_ms(lat));
         report.complete = answered.load(Ordering::SeqCst) >= expected_answers;
         report.end_to_end_per_sec = sent_n as f64 / done_at.as_secs_f64();
     }
@@ -546,17 +534,40 @@ impl rdkafka::producer::ProducerContext for AckTimes {
     }
 }
 
-fn percentiles(mut v: Vec<f64>) -> BTreeMap<String, f64> {
+/// p50, p90, p99 and max of latencies in milliseconds (0 when there are
+/// none).
+fn quantiles_ms(mut v: Vec<f64>) -> BTreeMap<String, f64> {
     v.sort_by(f64::total_cmp);
-    let mut out = BTreeMap::new();
-    if v.is_empty() {
-        return out;
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)]
+        .into_iter()
+        .map(|(name, p)| {
+            let q = if v.is_empty() {
+                0.0
+            } else {
+                v[((v.len() - 1) as f64 * p) as usize]
+            };
+            (name.to_owned(), q)
+        })
+        .collect()
+}
+
+/// Produces `record`, waiting while the producer's queue is full.
+fn send_waiting<C>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) where
+    C: rdkafka::producer::ProducerContext + 'static,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => panic!("produce failed: {e}"),
+        }
     }
-    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
-        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-        out.insert(name.to_owned(), (v[i] * 10.0).round() / 10.0);
-    }
-    out
 }
 
 /// A bare client's trip through the broker, with the agency's settings
@@ -592,7 +603,8 @@ pub fn broker_latency(
     pc.set("enable.idempotence", "true")
         .set("linger.ms", linger_ms.to_string());
     let producer: ThreadedProducer<AckTimes> = pc.create_with_context(AckTimes::default())?;
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    // Send times by sequence number, for the reader's side.
+    let sent: Mutex<HashMap<u64, Instant>> = Mutex::default();
     let send = |seq: u64| {
         let payload = seq.to_be_bytes();
         let at = Instant::now();
@@ -600,19 +612,12 @@ pub fn broker_latency(
             .unwrap_or_else(|p| p.into_inner())
             .insert(seq, at);
         let key = (seq % 64).to_string();
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(at))
-            .key(&key)
-            .payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => return,
-                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("produce failed: {e}"),
-            }
-        }
+        send_waiting(
+            &producer,
+            BaseRecord::with_opaque_to(topic, Box::new(at))
+                .key(key.as_bytes())
+                .payload(&payload[..]),
+        );
     };
     let mut read = Vec::new();
     // A record of ours read back: its latency into `read`.
@@ -693,7 +698,7 @@ pub fn broker_latency(
     Ok(BrokerLatency {
         records: got,
         rate,
-        read_ms: percentiles(read),
-        acked_ms: percentiles(acked),
+        read_ms: quantiles_ms(read),
+        acked_ms: quantiles_ms(acked),
     })
 }
