@@ -1502,6 +1502,24 @@ mod tests {
     use crate::store::{NoticeStore, StoreError};
     use karpoosheh_schemas::TRACKING_EPOCH_MS;
 
+    /// `nt` sent now and expiring in a year: valid on arrival.
+    pub(super) fn current(mut nt: karpoosheh_schemas::Notice) -> karpoosheh_schemas::Notice {
+        nt.sent_at = Utc::now();
+        nt.expires_at = Utc::now() + chrono::Duration::days(365);
+        nt
+    }
+
+    /// A valid notice envelope from `agency` to `recipient`, as a source
+    /// delivers it.
+    pub(super) fn envelope(
+        agency: &str,
+        reference: &str,
+        recipient: karpoosheh_schemas::MailboxId,
+    ) -> Vec<u8> {
+        let nt = crate::store::conformance::notice(agency, reference, recipient, "b");
+        serde_json::to_vec(&current(nt)).unwrap()
+    }
+
     #[test]
     fn tracking_codes_never_repeat_even_when_the_clock_steps_back() {
         let mut g = TrackingCodes::new(3, None);
@@ -1539,19 +1557,9 @@ mod tests {
         shutdown: bool,
     ) -> (Result<RunSummary, PipelineError>, u64, (bool, &'static str)) {
         use crate::source::MemorySource;
-        use crate::store::conformance::{notice, person};
+        use crate::store::conformance::person;
         let payloads: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                let mut nt = notice(
-                    "tax",
-                    &format!("r-{i}"),
-                    person(300_100_000 + i as u32 * 7),
-                    "b",
-                );
-                nt.sent_at = Utc::now();
-                nt.expires_at = Utc::now() + chrono::Duration::days(365);
-                serde_json::to_vec(&nt).unwrap()
-            })
+            .map(|i| envelope("tax", &format!("r-{i}"), person(300_100_000 + i as u32 * 7)))
             .collect();
         let (tx, source) = MemorySource::channel(4, None);
         let acked = source.acked_counter();
@@ -1589,9 +1597,7 @@ mod tests {
         let payloads: Vec<Vec<u8>> = ["later", "now"]
             .iter()
             .map(|r| {
-                let mut nt = notice("tax", r, person(300_200_101), "b");
-                nt.sent_at = Utc::now();
-                nt.expires_at = Utc::now() + chrono::Duration::days(365);
+                let nt = current(notice("tax", r, person(300_200_101), "b"));
                 let mut v = serde_json::to_value(&nt).unwrap();
                 if *r == "later" {
                     // In Tehran's offset: the same instant.
@@ -1632,7 +1638,7 @@ mod tests {
     #[test]
     fn a_notice_is_stored_in_the_queue_its_registry_gives_its_agency() {
         use crate::source::MemorySource;
-        use crate::store::conformance::{notice, person};
+        use crate::store::conformance::person;
         let (_reg_dir, file) = crate::agencies::tests::registry_file(
             "[agency.tax]\nstatus = \"approved\"\nqueue = 2\n\
              [agency.customs]\nstatus = \"approved\"\n",
@@ -1643,12 +1649,7 @@ mod tests {
             let store = fjall_store(dir.path());
             let payloads: Vec<Vec<u8>> = ["tax", "customs"]
                 .iter()
-                .map(|a| {
-                    let mut nt = notice(a, "r-1", person(300_200_301), "b");
-                    nt.sent_at = Utc::now();
-                    nt.expires_at = Utc::now() + chrono::Duration::days(365);
-                    serde_json::to_vec(&nt).unwrap()
-                })
+                .map(|a| envelope(a, "r-1", person(300_200_301)))
                 .collect();
             let (tx, source) = MemorySource::channel(4, None);
             assert!(tx.send(payloads));
@@ -1681,13 +1682,10 @@ mod tests {
     #[test]
     fn an_idle_pipeline_writes_a_lone_record_without_waiting_for_the_linger() {
         use crate::source::MemorySource;
-        use crate::store::conformance::{notice, person};
+        use crate::store::conformance::person;
         for idle_writes in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let store = fjall_store(dir.path());
-            let mut nt = notice("tax", "lone", person(300_200_001), "b");
-            nt.sent_at = Utc::now();
-            nt.expires_at = Utc::now() + chrono::Duration::days(365);
             let (tx, source) = MemorySource::channel(4, None);
             let acked = source.acked_counter();
             let cfg = PipelineConfig {
@@ -1697,7 +1695,7 @@ mod tests {
             };
             let pipeline = Pipeline::new(cfg, Limits::default(), 0, store.clone(), vec![]);
             let run = std::thread::spawn(move || pipeline.run(Box::new(source)));
-            assert!(tx.send(vec![serde_json::to_vec(&nt).unwrap()]));
+            assert!(tx.send(vec![envelope("tax", "lone", person(300_200_001))]));
             let t = Instant::now();
             let wait = Duration::from_secs(if idle_writes { 20 } else { 2 });
             while acked.load(Ordering::SeqCst) == 0 && t.elapsed() < wait {
@@ -1810,7 +1808,7 @@ mod tests {
 mod settle_tests {
     use super::*;
     use crate::source::MemorySource;
-    use crate::store::conformance::{fjall_store, notice, person};
+    use crate::store::conformance::{fjall_store, person};
     use std::sync::atomic::AtomicU64;
 
     /// Counts the pipeline's settles.
@@ -1849,10 +1847,7 @@ mod settle_tests {
             let payloads = (0..5u32)
                 .map(|i| {
                     let n = burst * 5 + i;
-                    let mut nt = notice("tax", &format!("s-{n}"), person(300_200_000 + n * 7), "b");
-                    nt.sent_at = Utc::now();
-                    nt.expires_at = Utc::now() + chrono::Duration::days(365);
-                    serde_json::to_vec(&nt).unwrap()
+                    super::tests::envelope("tax", &format!("s-{n}"), person(300_200_000 + n * 7))
                 })
                 .collect();
             assert!(tx.send(payloads));
@@ -1879,7 +1874,7 @@ mod settle_tests {
 mod priority_tests {
     use super::*;
     use crate::source::AckTracker;
-    use crate::store::conformance::{fjall_store, notice, person};
+    use crate::store::conformance::{fjall_store, person};
     use crate::store::faulty::Faulty;
     use crate::store::NoticeStore;
     use std::collections::VecDeque;
@@ -2004,10 +1999,7 @@ mod priority_tests {
         const BULK: usize = 40_000;
         const URGENT: usize = 20;
         let payload = |i: usize, reference: String| {
-            let mut nt = notice("tax", &reference, person(300_300_000 + i as u32 * 7), "b");
-            nt.sent_at = Utc::now();
-            nt.expires_at = Utc::now() + chrono::Duration::days(365);
-            serde_json::to_vec(&nt).unwrap()
+            super::tests::envelope("tax", &reference, person(300_300_000 + i as u32 * 7))
         };
         for budget in [
             karpoosheh_schemas::ByteSize::mib(64),
