@@ -196,12 +196,13 @@ pub struct AgencyRegistry {
 /// The day number of `now` in Tehran (UTC+03:30; Iran keeps no summer
 /// time since 2022): quotas turn over at local midnight.
 fn tehran_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
-    (now.timestamp() + 3 * 3600 + 1800).div_euclid(86_400)
+    (now.timestamp() + i64::from(karpoosheh_schemas::TEHRAN_UTC_OFFSET_SECS)).div_euclid(86_400)
 }
 
 /// How long from `now` to the next Tehran midnight, when quotas turn over.
 pub fn until_tehran_midnight(now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
-    let next = (tehran_day(now) + 1) * 86_400 - (3 * 3600 + 1800);
+    let next =
+        (tehran_day(now) + 1) * 86_400 - i64::from(karpoosheh_schemas::TEHRAN_UTC_OFFSET_SECS);
     std::time::Duration::from_millis((next * 1000 - now.timestamp_millis()).max(0) as u64)
 }
 

@@ -2,6 +2,11 @@
 //! date: for texts sent to them (the engine's reminders) and for the
 //! notices the load generator writes.
 
+/// Tehran's offset from UTC, seconds: UTC+03:30 all year (Iran keeps no
+/// summer time since 2022). Legal days, quotas and quiet hours turn at
+/// Tehran's midnight.
+pub const TEHRAN_UTC_OFFSET_SECS: i32 = 3 * 3600 + 30 * 60;
+
 /// The Solar Hijri date `(year, month, day)` of a Gregorian date, by the
 /// arithmetic 33-year cycle of Iranian software (jdf; the same as
 /// Python's `jdatetime`). It agrees with the astronomical calendar for

@@ -30,7 +30,7 @@ mod reason;
 pub mod rfc3339;
 mod tracking;
 
-pub use calendar::solar_hijri;
+pub use calendar::{solar_hijri, TEHRAN_UTC_OFFSET_SECS};
 pub use cql::{cql_checksum, cql_schema_version, cql_statements, Migration, CQL_MIGRATIONS};
 pub use dashboard::{NoticeHistory, ParkedLot, QuarantinedView};
 pub use decode::{

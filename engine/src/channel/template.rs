@@ -185,7 +185,7 @@ pub fn text_value(n: &Notification, field: &str) -> String {
 /// Hijri calendar: `1405/09/16 14:30`.
 pub fn tehran_solar_hijri(t: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    let local = t + chrono::Duration::minutes(3 * 60 + 30);
+    let local = t + chrono::Duration::seconds(karpoosheh_schemas::TEHRAN_UTC_OFFSET_SECS.into());
     let (y, m, d) =
         karpoosheh_schemas::solar_hijri(local.year().into(), local.month(), local.day());
     format!(

@@ -133,7 +133,7 @@ impl QuietHours {
     }
 
     fn tehran() -> FixedOffset {
-        FixedOffset::east_opt(3 * 3600 + 1800).expect("valid offset")
+        FixedOffset::east_opt(karpoosheh_schemas::TEHRAN_UTC_OFFSET_SECS).expect("valid offset")
     }
 
     /// The first moment at or after `at` outside the window.

@@ -3,7 +3,7 @@
 
 use crate::digits::push_ascii;
 
-pub(crate) const TEHRAN_OFFSET_SECS: i64 = 3 * 3600 + 30 * 60;
+pub(crate) const TEHRAN_OFFSET_SECS: i64 = karpoosheh_schemas::TEHRAN_UTC_OFFSET_SECS as i64;
 
 /// RFC 3339 in UTC (`Z`) or Tehran time (`+03:30`), with microseconds if given.
 pub(crate) fn push_rfc3339(out: &mut String, secs: i64, micros: Option<u32>, tehran: bool) {
